@@ -1,0 +1,27 @@
+"""psum.golden: bit-exact number formats, rounding and the MAC golden model.
+
+The public surface is re-exported here: formats (:class:`FloatFormat`, :class:`IntFormat`,
+:func:`parse_format`), rounding modes (:class:`Rounding`), the MAC spec (:class:`MacSpec`) and its
+semantics (:func:`mac_step`), plus the tensor helper :func:`quantize`.
+"""
+
+from .formats import FORMAT_HELP, NAMED, FloatFormat, Format, IntFormat, parse_format
+from .mac import mac_step
+from .quantize import quantize
+from .rounding import Rounding, parse_rounding
+from .spec import SPEC_HELP, MacSpec
+
+__all__ = [
+    "FloatFormat",
+    "IntFormat",
+    "Format",
+    "NAMED",
+    "FORMAT_HELP",
+    "parse_format",
+    "Rounding",
+    "parse_rounding",
+    "MacSpec",
+    "SPEC_HELP",
+    "mac_step",
+    "quantize",
+]

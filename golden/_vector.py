@@ -1,0 +1,297 @@
+"""Vectorised (numpy int64) encode, decode, unpack and the one shared rounder.
+
+Every value here is carried exactly as ``(-1)**sign * mag * 2**exp`` with ``mag`` a non-negative
+int64 below ``2**61``; no host floating-point arithmetic touches a value except
+
+* ``np.frexp`` on a float64 input, which is exact (it only splits the bits), and
+* ``np.ldexp`` when decoding, which is exact because every code of every psum format is a float64
+  (at most 53 significand bits, exponents inside float64's range).
+
+The slow reference in :mod:`psum.golden.reference` is the specification; these functions are
+tested against it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .formats import FloatFormat, IntFormat
+from .rounding import Rounding
+
+__all__ = [
+    "as_float64",
+    "bit_length",
+    "round_to_ulp",
+    "round_float",
+    "encode_float",
+    "decode_float",
+    "unpack_float",
+    "encode_int",
+    "decode_int",
+    "unpack_int",
+    "draw_random",
+    "ZERO",
+    "FINITE",
+    "INF",
+    "NAN",
+]
+
+# Operand classes returned by the unpack functions.
+ZERO, FINITE, INF, NAN = 0, 1, 2, 3
+
+_I64 = np.int64
+
+
+def as_float64(values) -> np.ndarray:
+    """numpy float64 array from array_like or a torch tensor (exact for every torch float dtype)."""
+    if hasattr(values, "detach"):  # torch tensor, without importing torch here
+        values = values.detach().cpu().double().numpy()
+    return np.asarray(values, dtype=np.float64)
+
+
+def bit_length(x: np.ndarray) -> np.ndarray:
+    """Vectorised ``int.bit_length`` for non-negative int64 below 2**62."""
+    # float64(x) may round up to the next power of two; the shift test below corrects that.
+    n = np.frexp(x.astype(np.float64))[1].astype(_I64)
+    n = np.where(x == 0, 0, n)
+    return n - ((n > 0) & ((x >> np.maximum(n - 1, 0)) == 0))
+
+
+def _shr(x, s):
+    """x >> s for 0 <= x < 2**62 and any s >= 0 (numpy leaves s >= 64 undefined)."""
+    return x >> np.minimum(s, 62)
+
+
+def draw_random(shape, sr_bits: int, seed=None, rand=None) -> np.ndarray:
+    """Random integers in ``[0, 2**sr_bits)`` for stochastic rounding: ``rand`` or drawn from ``seed``."""
+    if not 1 <= sr_bits <= 32:
+        raise ValueError(f"stochastic rounding needs sr_bits between 1 and 32, not {sr_bits!r}")
+    if rand is not None:
+        rand = np.broadcast_to(np.asarray(rand, dtype=_I64), shape)
+        if rand.size and (rand.min() < 0 or rand.max() >= (1 << sr_bits)):
+            raise ValueError(f"random values for stochastic rounding must lie in [0, 2**{sr_bits})")
+        return rand
+    if seed is None:
+        raise ValueError("stochastic rounding needs a seed or explicit random bits (rand=...)")
+    gen = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    return gen.integers(0, 1 << sr_bits, size=shape, dtype=_I64)
+
+
+# ---------------------------------------------------------------------------------------------
+# The rounder: one place that turns an exact (sign, mag, exp) into a multiple of 2**ulp.
+# ---------------------------------------------------------------------------------------------
+def round_to_ulp(sign, mag, exp, ulp, rounding: Rounding, rand=None, sr_bits: int = 0):
+    """Round ``mag * 2**exp`` to an integer multiple ``q`` of ``2**ulp`` (magnitudes, sign apart).
+
+    Returns ``q`` (int64). ``ulp - exp`` bits are dropped; when it is <= 0 the value is exact and
+    ``q = mag << (exp - ulp)`` (the caller keeps that in range).
+    """
+    shift = ulp - exp
+    drop = np.clip(shift, 0, None)
+    # Dropping more than n+1 bits (n = bit length of mag) leaves q = 0 with a residual in
+    # (0, 1/2) ulp; clamping keeps the guard bit 0 and the sticky bits non-zero, as they must be.
+    drop_c = np.minimum(drop, bit_length(mag) + 1)
+    q = np.where(shift <= 0, mag << np.clip(-shift, 0, 62), mag >> drop_c)
+    rem = np.where(shift > 0, mag - (q << drop_c), 0)
+    half = np.where(drop_c > 0, _I64(1) << np.maximum(drop_c - 1, 0), 0)
+    guard = (drop_c > 0) & (rem >= half)
+    sticky = (drop_c > 0) & ((rem & (half - 1)) != 0)
+    inexact = guard | sticky
+    if rounding is Rounding.RNE:
+        up = guard & (sticky | ((q & 1) == 1))
+    elif rounding is Rounding.RNA:
+        up = guard
+    elif rounding is Rounding.RTZ:
+        up = np.zeros_like(guard)
+    elif rounding is Rounding.RUP:
+        up = inexact & ~sign
+    elif rounding is Rounding.RDN:
+        up = inexact & sign
+    elif rounding is Rounding.ROD:
+        return q | inexact
+    elif rounding is Rounding.SR:
+        # The top sr_bits bits of the residual (truncated below) plus the random integer:
+        # a carry out rounds up, so P(up) = residual (to sr_bits bits of resolution).
+        k = sr_bits
+        top = np.where(drop >= k, _shr(rem, np.maximum(drop - k, 0)), rem << np.clip(k - drop, 0, 62))
+        up = (top + rand) >= (1 << k)
+    else:  # pragma: no cover - Rounding is closed
+        raise AssertionError(rounding)
+    return q + up
+
+
+def round_float(fmt: FloatFormat, sign, mag, exp, rounding: Rounding, *, saturate=False,
+                rand=None, sr_bits: int = 0) -> np.ndarray:
+    """Round exact values ``(-1)**sign * mag * 2**exp`` (``mag`` < 2**61) to codes of ``fmt``.
+
+    Overflow (the value rounded with an unbounded exponent exceeds the largest finite number)
+    gives the largest finite number when ``saturate``, when the format has neither inf nor NaN
+    (``fin``), or when the rounding mode rounds toward zero for this sign (rtz, rod, rup of a
+    negative, rdn of a positive); otherwise +-inf (``ieee``) or the canonical NaN (``fn``, ``fnuz``).
+    """
+    sign = np.asarray(sign, dtype=bool)
+    mag = np.asarray(mag, dtype=_I64)
+    exp = np.asarray(exp, dtype=_I64)
+    sign, mag, exp = np.broadcast_arrays(sign, mag, exp)
+    M = fmt.man_bits
+    E = exp + bit_length(mag) - 1  # exponent of the leading one
+    e_eff = np.maximum(E, fmt.emin) if fmt.subnormals else E
+    q = round_to_ulp(sign, mag, exp, e_eff - M, rounding, rand, sr_bits)
+    # Pack: a carry out of the significand (q = 2**(M+1), or a subnormal reaching 2**M) moves into
+    # the exponent field by plain addition, so no renormalisation step is needed.
+    code = ((e_eff + fmt.bias) << M) + q - (1 << M)
+    code = np.where(mag == 0, 0, code)
+    if not fmt.subnormals:  # flush results whose rounded magnitude is below the smallest normal
+        code = np.where(code < (1 << M), 0, code)
+    over = code > fmt.max_code
+    if over.any():
+        to_max = np.full(code.shape, saturate or fmt.specials == "fin")
+        if rounding in (Rounding.RTZ, Rounding.ROD):
+            to_max[...] = True
+        elif rounding is Rounding.RUP:
+            to_max |= sign
+        elif rounding is Rounding.RDN:
+            to_max |= ~sign
+        special = fmt.inf_code if fmt.has_inf else (fmt.nan_code if fmt.has_nan else fmt.max_code)
+        code = np.where(over, np.where(to_max, fmt.max_code, special), code)
+        nan_out = over & ~to_max & (fmt.specials in ("fn", "fnuz"))
+    else:
+        nan_out = np.zeros(code.shape, dtype=bool)
+    out = code.astype(np.uint64) | (sign.astype(np.uint64) << np.uint64(fmt.exp_bits + M))
+    if fmt.specials == "fnuz":  # no negative zero; the single NaN is 0x80..
+        out = np.where(code == 0, np.uint64(0), out)
+    if nan_out.any():
+        out = np.where(nan_out, np.uint64(fmt.nan_code), out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Float formats
+# ---------------------------------------------------------------------------------------------
+def _split_float64(x: np.ndarray):
+    """Exact (sign, mag, exp) of finite float64 values: x = (-1)**sign * mag * 2**exp."""
+    sign = np.signbit(x)
+    frac, e = np.frexp(np.abs(x))
+    mag = (frac * 2.0**53).astype(_I64)  # exact: frac has at most 53 significant bits
+    return sign, mag, e.astype(_I64) - 53
+
+
+def encode_float(fmt: FloatFormat, values, rounding: Rounding, *, saturate=False, sr_bits=0,
+                 seed=None, rand=None) -> np.ndarray:
+    x = as_float64(values)
+    finite = np.isfinite(x)
+    sign, mag, exp = _split_float64(np.where(finite, x, 0.0))
+    if rounding is Rounding.SR:
+        rand = draw_random(x.shape, sr_bits, seed, rand)
+    out = round_float(fmt, sign, mag, exp, rounding, saturate=saturate, rand=rand, sr_bits=sr_bits)
+    if not finite.all():
+        nan = np.isnan(x)
+        if nan.any():
+            if not fmt.has_nan:
+                raise ValueError(f"cannot encode NaN: format {fmt} has no NaN")
+            out = np.where(nan, np.uint64(fmt.nan_code), out)
+        inf = np.isinf(x)
+        if inf.any():
+            if fmt.has_inf and not saturate:
+                mag_code = fmt.inf_code
+            elif fmt.has_nan and not saturate:
+                mag_code = None  # no infinity: inf becomes NaN, as ml_dtypes does
+            else:
+                mag_code = fmt.max_code
+            if mag_code is None:
+                out = np.where(inf, np.uint64(fmt.nan_code), out)
+            else:
+                signed = np.uint64(mag_code) | (np.signbit(x).astype(np.uint64) << np.uint64(fmt.width - 1))
+                out = np.where(inf, signed, out)
+    return out
+
+
+def unpack_float(fmt: FloatFormat, bits):
+    """Split codes into ``(sign, mag, exp, cls)``: value = (-1)**sign * mag * 2**exp for finite.
+
+    ``cls`` is ZERO, FINITE, INF or NAN. Subnormal codes of a flush-to-zero format read as zero.
+    """
+    bits = np.asarray(bits, dtype=np.uint64)
+    M = fmt.man_bits
+    sign = ((bits >> np.uint64(fmt.exp_bits + M)) & np.uint64(1)).astype(bool)
+    ef = ((bits >> np.uint64(M)) & np.uint64((1 << fmt.exp_bits) - 1)).astype(_I64)
+    mf = (bits & np.uint64((1 << M) - 1)).astype(_I64)
+    sub = ef == 0
+    mag = np.where(sub, mf, mf | (1 << M))
+    exp = np.where(sub, fmt.emin, ef - fmt.bias) - M
+    zero = sub & ((mf == 0) | (not fmt.subnormals))
+    cls = np.where(zero, ZERO, FINITE).astype(np.int8)
+    all_ones = ef == (1 << fmt.exp_bits) - 1
+    if fmt.specials == "ieee":
+        cls = np.where(all_ones, np.where(mf == 0, INF, NAN), cls).astype(np.int8)
+    elif fmt.specials == "fn":
+        cls = np.where(all_ones & (mf == (1 << M) - 1), NAN, cls).astype(np.int8)
+    elif fmt.specials == "fnuz":
+        cls = np.where(bits == np.uint64(fmt.sign_bit), NAN, cls).astype(np.int8)
+    mag = np.where(cls == ZERO, 0, mag)
+    return sign, mag, exp, cls
+
+
+def decode_float(fmt: FloatFormat, bits) -> np.ndarray:
+    sign, mag, exp, cls = unpack_float(fmt, bits)
+    val = np.ldexp(mag.astype(np.float64), exp.astype(np.int32))  # exact (see module docstring)
+    val = np.where(cls == INF, np.inf, val)
+    val = np.where(cls == NAN, np.nan, val)
+    return np.where(sign, -val, val)
+
+
+# ---------------------------------------------------------------------------------------------
+# Integer formats
+# ---------------------------------------------------------------------------------------------
+def unpack_int(fmt: IntFormat, bits) -> np.ndarray:
+    """Integer values (int64) of codes; requires ``fmt.bits <= 63`` (psum's fast paths use <= 62)."""
+    bits = np.asarray(bits, dtype=np.uint64) & np.uint64((1 << fmt.bits) - 1)
+    v = bits.astype(_I64)
+    if fmt.signed:
+        v = np.where(v >= (1 << (fmt.bits - 1)), v - (1 << fmt.bits), v)
+    return v
+
+
+def int_to_code(fmt: IntFormat, v: np.ndarray) -> np.ndarray:
+    """Two's complement codes (uint64) of in-range int64 values."""
+    return (np.asarray(v, dtype=_I64).astype(np.uint64)) & np.uint64((1 << fmt.bits) - 1) \
+        if fmt.bits < 64 else np.asarray(v, dtype=_I64).astype(np.uint64)
+
+
+def fit_int(fmt: IntFormat, v: np.ndarray, saturate: bool) -> np.ndarray:
+    """Saturate or wrap int64 values (|v| < 2**62) into ``fmt``'s range."""
+    if saturate:
+        return np.clip(v, fmt.min_int, fmt.max_int)
+    if fmt.bits >= 63:
+        return v
+    m = 1 << fmt.bits
+    w = v & (m - 1)
+    if fmt.signed:
+        w = np.where(w >= (m >> 1), w - m, w)
+    return w
+
+
+def encode_int(fmt: IntFormat, values, rounding: Rounding, *, saturate=True, sr_bits=0,
+               seed=None, rand=None) -> np.ndarray:
+    x = as_float64(values)
+    if np.isnan(x).any():
+        raise ValueError(f"cannot encode NaN: integer format {fmt} has no NaN")
+    limit = 2.0**61
+    if not saturate and (np.abs(x) >= limit).any():
+        raise ValueError(f"values of magnitude 2**61 or more cannot be wrapped into {fmt} exactly")
+    sign, mag, exp = _split_float64(np.clip(x, -limit, limit))
+    if rounding is Rounding.SR:
+        rand = draw_random(x.shape, sr_bits, seed, rand)
+    q = round_to_ulp(sign, mag, exp, np.zeros_like(exp), rounding, rand, sr_bits)
+    v = np.where(sign, -q, q)
+    return int_to_code(fmt, fit_int(fmt, v, saturate))
+
+
+def decode_int(fmt: IntFormat, bits) -> np.ndarray:
+    bits = np.asarray(bits, dtype=np.uint64)
+    if fmt.bits <= 63:
+        return unpack_int(fmt, bits).astype(np.float64)
+    v = bits.astype(np.float64)  # 64-bit codes: exact only below 2**53 in magnitude
+    if fmt.signed:
+        v = np.where(bits >= np.uint64(1 << 63), v - 2.0**64, v)
+    return v

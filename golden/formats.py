@@ -1,0 +1,396 @@
+"""Number formats: the one place where a format's parameters are declared.
+
+A :class:`FloatFormat` is ``(exp_bits, man_bits)`` plus an explicit bias, a subnormal policy and a
+special-value policy, because "FP8" means three different things across cvfpu, ml_dtypes and
+QPyTorch. ``man_bits`` excludes the hidden bit (as cvfpu and QPyTorch). Everything else -- width,
+precision, exponent range, largest and smallest values, the codes of NaN and infinity -- is a derived
+property, so no other module recomputes it.
+
+Special-value policies (``specials=``):
+
+``"ieee"``
+    IEEE 754: the all-ones exponent holds +-inf (mantissa 0) and NaN (mantissa != 0).
+``"fn"``
+    OCP FP8 E4M3 style: no infinities; NaN only where exponent *and* mantissa are all ones, so the
+    all-ones exponent otherwise holds finite values (E4M3: max 448).
+``"fnuz"``
+    ml_dtypes ``*fnuz`` / Graphcore style: no infinities, no negative zero, one NaN at the code
+    ``1000...0``; the default bias is one larger than IEEE's (E4M3FNUZ: bias 8, max 240).
+``"fin"``
+    every code is a finite number, no inf and no NaN (OCP FP6 / FP4 MX element types).
+
+Text form (``FloatFormat.parse`` / ``str``): ``e<E>m<M>[fn|fnuz|fin][_ftz][_b<bias>]`` or one of
+the names in :data:`NAMED`; integers are ``int<N>`` (two's complement) or ``uint<N>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Union
+
+import numpy as np
+
+from .rounding import Rounding, parse_rounding
+
+__all__ = [
+    "FloatFormat",
+    "IntFormat",
+    "Format",
+    "NAMED",
+    "SPECIALS",
+    "parse_format",
+    "FORMAT_HELP",
+]
+
+SPECIALS = ("ieee", "fn", "fnuz", "fin")
+
+FORMAT_HELP = (
+    "a name from `psum formats` (fp32, bf16, fp8_e4m3, ...), "
+    "e<E>m<M>[fn|fnuz|fin][_ftz][_b<bias>], int<N> or uint<N>"
+)
+
+# The widest float that decodes exactly into a float64 and whose exact products fit psum's
+# integer datapaths is fp64 itself; wider exponent fields would overflow float64 decoding.
+_MAX_EXP_BITS = 11
+_MAX_MAN_BITS = 52
+_MAX_INT_BITS = 64
+
+
+def _check_int(name: str, value, lo: int, hi: int) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer between {lo} and {hi}, not {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class FloatFormat:
+    """A binary floating-point format.
+
+    Parameters
+    ----------
+    exp_bits : int
+        Exponent field width, 1..11 (2..11 for ``specials="ieee"``).
+    man_bits : int
+        Stored mantissa bits, without the hidden bit, 0..52.
+    bias : int, optional
+        Exponent bias; default ``2**(exp_bits-1) - 1`` (``2**(exp_bits-1)`` for ``"fnuz"``).
+    subnormals : bool
+        ``False`` flushes subnormal results to zero and reads subnormal codes as zero
+        (FTZ + DAZ). A result is flushed when its magnitude, rounded with an unbounded exponent,
+        is below the smallest normal; the zero keeps the result's sign.
+    specials : str
+        One of ``"ieee"``, ``"fn"``, ``"fnuz"``, ``"fin"`` (see the module docstring).
+
+    Raises
+    ------
+    ValueError
+        If a parameter is out of range, with the exact reason.
+    """
+
+    exp_bits: int
+    man_bits: int
+    bias: int = None  # type: ignore[assignment]  # filled in by __post_init__
+    subnormals: bool = True
+    specials: str = "ieee"
+
+    def __post_init__(self):
+        if self.specials not in SPECIALS:
+            raise ValueError(
+                f"special-value policy must be one of {', '.join(SPECIALS)}, not {self.specials!r}"
+            )
+        _check_int("exponent bits", self.exp_bits, 2 if self.specials == "ieee" else 1, _MAX_EXP_BITS)
+        _check_int("mantissa bits", self.man_bits, 1 if self.specials == "ieee" else 0, _MAX_MAN_BITS)
+        if self.specials == "fn" and self.exp_bits + self.man_bits < 2:
+            raise ValueError("an fn format needs at least 2 exponent+mantissa bits")
+        if not isinstance(self.subnormals, bool):
+            raise ValueError(f"subnormals must be True or False, not {self.subnormals!r}")
+        if self.bias is None:
+            default = 1 << (self.exp_bits - 1)
+            object.__setattr__(self, "bias", default if self.specials == "fnuz" else default - 1)
+        _check_int("bias", self.bias, -(1 << 12), 1 << 12)
+        if self.emax < self.emin:
+            raise ValueError(f"format {self} has no normal numbers")
+
+    # -- derived properties --------------------------------------------------------------------
+    @property
+    def width(self) -> int:
+        """Total bits: sign + exponent + mantissa."""
+        return 1 + self.exp_bits + self.man_bits
+
+    @property
+    def precision(self) -> int:
+        """Significand bits including the hidden bit."""
+        return self.man_bits + 1
+
+    @property
+    def is_float(self) -> bool:
+        return True
+
+    @property
+    def max_exp_field(self) -> int:
+        """Largest exponent field that holds finite numbers."""
+        all_ones = (1 << self.exp_bits) - 1
+        return all_ones - 1 if self.specials == "ieee" else all_ones
+
+    @property
+    def emin(self) -> int:
+        """Unbiased exponent of the smallest normal number."""
+        return 1 - self.bias
+
+    @property
+    def emax(self) -> int:
+        """Unbiased exponent of the largest finite number."""
+        return self.max_exp_field - self.bias
+
+    @property
+    def max_code(self) -> int:
+        """Magnitude code (bits without the sign) of the largest finite number."""
+        top = self.max_exp_field << self.man_bits
+        if self.specials == "fn":  # all-ones mantissa at the top exponent is NaN
+            return top + (1 << self.man_bits) - 2
+        return top + (1 << self.man_bits) - 1
+
+    @property
+    def max_value(self) -> float:
+        """Largest finite value."""
+        return float(self.decode(np.uint64(self.max_code)))
+
+    @property
+    def min_normal(self) -> float:
+        """Smallest positive normal value."""
+        return float(np.ldexp(1.0, self.emin))
+
+    @property
+    def min_subnormal(self) -> float:
+        """Smallest positive value (the smallest normal when subnormals are off)."""
+        if not self.subnormals or self.man_bits == 0:
+            return self.min_normal
+        return float(np.ldexp(1.0, self.emin - self.man_bits))
+
+    @property
+    def has_inf(self) -> bool:
+        return self.specials == "ieee"
+
+    @property
+    def has_nan(self) -> bool:
+        return self.specials != "fin"
+
+    @property
+    def has_neg_zero(self) -> bool:
+        return self.specials != "fnuz"
+
+    @property
+    def sign_bit(self) -> int:
+        return 1 << (self.exp_bits + self.man_bits)
+
+    @property
+    def inf_code(self) -> int | None:
+        """Code of +inf, or ``None`` if the format has none."""
+        return ((1 << self.exp_bits) - 1) << self.man_bits if self.has_inf else None
+
+    @property
+    def nan_code(self) -> int | None:
+        """Canonical NaN code that psum produces, or ``None`` if the format has none."""
+        if self.specials == "ieee":  # quiet NaN, positive, top mantissa bit set
+            return (((1 << self.exp_bits) - 1) << self.man_bits) | (1 << (self.man_bits - 1))
+        if self.specials == "fn":
+            return (1 << (self.exp_bits + self.man_bits)) - 1
+        if self.specials == "fnuz":
+            return self.sign_bit
+        return None
+
+    @property
+    def tag(self) -> str:
+        """Identifier-safe canonical text, used in module names (``e4m3fn``, ``e5m10``)."""
+        text = f"e{self.exp_bits}m{self.man_bits}"
+        if self.specials != "ieee":
+            text += self.specials
+        if not self.subnormals:
+            text += "_ftz"
+        default = FloatFormat(self.exp_bits, self.man_bits, specials=self.specials).bias
+        if self.bias != default:
+            text += f"_b{self.bias}" if self.bias >= 0 else f"_bn{-self.bias}"
+        return text
+
+    def __str__(self) -> str:
+        return _NAME_OF.get(self, self.tag)
+
+    # -- parsing -------------------------------------------------------------------------------
+    @staticmethod
+    def parse(text: str) -> "FloatFormat":
+        """Parse a float format name or ``e<E>m<M>...`` text; see :func:`parse_format`."""
+        fmt = parse_format(text)
+        if not isinstance(fmt, FloatFormat):
+            raise ValueError(f"{text!r} is an integer format, not a float format")
+        return fmt
+
+    # -- conversions ---------------------------------------------------------------------------
+    def encode(self, values, rounding: "Rounding | str" = "rne", *, saturate: bool = False,
+               sr_bits: int = 0, seed: int | None = None, rand=None) -> np.ndarray:
+        """Round real values to this format and return their bit patterns as ``uint64``.
+
+        Parameters
+        ----------
+        values : array_like or torch.Tensor
+            Real values (converted exactly to float64; inf and NaN allowed).
+        rounding : Rounding or str
+            Rounding mode (``rne``, ``rtz``, ``rup``, ``rdn``, ``rna``, ``rod``, ``sr``).
+        saturate : bool
+            Overflow to the largest finite value instead of inf/NaN.
+        sr_bits, seed, rand
+            For ``sr``: number of random bits, and either a seed or an explicit array of random
+            integers in ``[0, 2**sr_bits)``, one per value (reproducible either way).
+
+        Returns
+        -------
+        numpy.ndarray of uint64
+        """
+        from ._vector import encode_float
+
+        return encode_float(self, values, parse_rounding(rounding), saturate=saturate,
+                            sr_bits=sr_bits, seed=seed, rand=rand)
+
+    def decode(self, bits) -> np.ndarray:
+        """Return the float64 values of bit patterns (exact: every code of every format fits)."""
+        from ._vector import decode_float
+
+        return decode_float(self, bits)
+
+
+@dataclasses.dataclass(frozen=True)
+class IntFormat:
+    """A binary integer format: two's complement when signed.
+
+    Parameters
+    ----------
+    bits : int
+        Width, 1..64 (2..64 when signed).
+    signed : bool
+        Two's complement if ``True``, else unsigned.
+    """
+
+    bits: int
+    signed: bool = True
+
+    def __post_init__(self):
+        _check_int("integer width", self.bits, 2 if self.signed else 1, _MAX_INT_BITS)
+        if not isinstance(self.signed, bool):
+            raise ValueError(f"signed must be True or False, not {self.signed!r}")
+
+    @property
+    def width(self) -> int:
+        return self.bits
+
+    @property
+    def is_float(self) -> bool:
+        return False
+
+    @property
+    def precision(self) -> int:
+        """Bits of the largest magnitude (``int8``: 8, since ``|-128| = 2**7``)."""
+        return self.bits
+
+    @property
+    def min_int(self) -> int:
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def max_int(self) -> int:
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+    @property
+    def max_value(self) -> float:
+        return float(self.max_int)
+
+    @property
+    def tag(self) -> str:
+        return f"{'int' if self.signed else 'uint'}{self.bits}"
+
+    def __str__(self) -> str:
+        return self.tag
+
+    @staticmethod
+    def parse(text: str) -> "IntFormat":
+        fmt = parse_format(text)
+        if not isinstance(fmt, IntFormat):
+            raise ValueError(f"{text!r} is a float format, not an integer format")
+        return fmt
+
+    def encode(self, values, rounding: "Rounding | str" = "rne", *, saturate: bool = True,
+               sr_bits: int = 0, seed: int | None = None, rand=None) -> np.ndarray:
+        """Round real values to integers, then saturate (default) or wrap; return ``uint64`` codes."""
+        from ._vector import encode_int
+
+        return encode_int(self, values, parse_rounding(rounding), saturate=saturate,
+                          sr_bits=sr_bits, seed=seed, rand=rand)
+
+    def decode(self, bits) -> np.ndarray:
+        """Return the float64 values of bit patterns (exact up to 53-bit magnitudes)."""
+        from ._vector import decode_int
+
+        return decode_int(self, bits)
+
+
+Format = Union[FloatFormat, IntFormat]
+
+NAMED: dict[str, Format] = {
+    "fp64": FloatFormat(11, 52),
+    "fp32": FloatFormat(8, 23),
+    "tf32": FloatFormat(8, 10),
+    "fp16": FloatFormat(5, 10),
+    "bf16": FloatFormat(8, 7),
+    "fp8_e4m3": FloatFormat(4, 3, specials="fn"),
+    "fp8_e5m2": FloatFormat(5, 2),
+    "fp8_e4m3fnuz": FloatFormat(4, 3, specials="fnuz"),
+    "fp8_e5m2fnuz": FloatFormat(5, 2, specials="fnuz"),
+    "fp6_e3m2": FloatFormat(3, 2, specials="fin"),
+    "fp6_e2m3": FloatFormat(2, 3, specials="fin"),
+    "fp4_e2m1": FloatFormat(2, 1, specials="fin"),
+}
+_NAME_OF = {fmt: name for name, fmt in NAMED.items()}
+
+_FLOAT_RE = re.compile(r"e(-?\d+)m(-?\d+)(fnuz|fn|fin)?((?:_ftz|_bn?\d+)*)")
+_INT_RE = re.compile(r"(u?)int(-?\d+)")
+
+
+def parse_format(text) -> Format:
+    """Parse a format from its text form.
+
+    Accepts the names in :data:`NAMED`, ``e<E>m<M>`` (IEEE-like) with an optional policy suffix
+    ``fn`` / ``fnuz`` / ``fin`` and modifiers ``_ftz`` (flush to zero) and ``_b<bias>``
+    (``_bn<bias>`` for a negative bias), and ``int<N>`` / ``uint<N>``. A format object is returned
+    unchanged.
+
+    Raises
+    ------
+    ValueError
+        One line saying what is wrong and what is accepted.
+    """
+    if isinstance(text, (FloatFormat, IntFormat)):
+        return text
+    if not isinstance(text, str):
+        raise ValueError(f"format must be text such as 'fp16' or 'e5m10', not {text!r}")
+    key = text.strip().lower()
+    if key in NAMED:
+        return NAMED[key]
+    m = _FLOAT_RE.fullmatch(key)
+    if m:
+        exp_bits, man_bits = int(m.group(1)), int(m.group(2))
+        specials = m.group(3) or "ieee"
+        subnormals, bias = True, None
+        for mod in re.findall(r"_ftz|_bn?\d+", m.group(4) or ""):
+            if mod == "_ftz":
+                subnormals = False
+            else:
+                bias = -int(mod[3:]) if mod.startswith("_bn") else int(mod[2:])
+        try:
+            return FloatFormat(exp_bits, man_bits, bias=bias, subnormals=subnormals, specials=specials)
+        except ValueError as exc:
+            raise ValueError(f"format {text!r}: {exc}") from None
+    m = _INT_RE.fullmatch(key)
+    if m:
+        try:
+            return IntFormat(int(m.group(2)), signed=not m.group(1))
+        except ValueError as exc:
+            raise ValueError(f"format {text!r}: {exc}") from None
+    raise ValueError(f"unknown format {text!r}; use {FORMAT_HELP}")

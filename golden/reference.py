@@ -1,0 +1,203 @@
+"""The slow, obviously-correct reference: Python integers and ``fractions.Fraction``, one value at a time.
+
+Nothing here is vectorised or clever. Values are exact rationals; rounding finds the ulp by
+comparing against powers of two; encoding builds the fields by division. The fast paths in
+:mod:`psum.golden._vector` and :mod:`psum.golden.mac` are tested against these functions.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from .formats import FloatFormat, IntFormat
+from .rounding import Rounding, parse_rounding
+from .spec import MacSpec
+
+__all__ = ["decode_ref", "round_ref", "encode_ref", "mac_step_ref", "NAN", "INF"]
+
+NAN = "nan"
+INF = "inf"
+
+
+def _pow2(e: int) -> Fraction:
+    return Fraction(2) ** e
+
+
+def decode_ref(fmt, code: int):
+    """Return ``(sign, value)``: value is a non-negative Fraction, ``INF`` or ``NAN``."""
+    if isinstance(fmt, IntFormat):
+        code &= (1 << fmt.bits) - 1
+        v = code - (1 << fmt.bits) if fmt.signed and code >> (fmt.bits - 1) else code
+        return v < 0, Fraction(abs(v))
+    M, E = fmt.man_bits, fmt.exp_bits
+    sign = bool((code >> (E + M)) & 1)
+    ef = (code >> M) & ((1 << E) - 1)
+    mf = code & ((1 << M) - 1)
+    top = ef == (1 << E) - 1
+    if fmt.specials == "ieee" and top:
+        return sign, (INF if mf == 0 else NAN)
+    if fmt.specials == "fn" and top and mf == (1 << M) - 1:
+        return sign, NAN
+    if fmt.specials == "fnuz" and code == fmt.sign_bit:
+        return sign, NAN
+    if ef == 0:
+        if not fmt.subnormals:
+            return sign, Fraction(0)
+        return sign, Fraction(mf) * _pow2(fmt.emin - M)
+    return sign, Fraction((1 << M) + mf) * _pow2(ef - fmt.bias - M)
+
+
+def _floor_log2(x: Fraction) -> int:
+    e = x.numerator.bit_length() - x.denominator.bit_length()
+    while _pow2(e) > x:
+        e -= 1
+    while _pow2(e + 1) <= x:
+        e += 1
+    return e
+
+
+def _round_int(sign: bool, x: Fraction, rounding: Rounding, rand: int | None, sr_bits: int) -> int:
+    """Round the non-negative rational x to an integer (magnitude); sign steers directed modes."""
+    q = x.numerator // x.denominator
+    r = x - q
+    if r == 0:
+        return q
+    half = Fraction(1, 2)
+    if rounding is Rounding.RNE:
+        return q + (r > half or (r == half and q % 2 == 1))
+    if rounding is Rounding.RNA:
+        return q + (r >= half)
+    if rounding is Rounding.RTZ:
+        return q
+    if rounding is Rounding.RUP:
+        return q + (not sign)
+    if rounding is Rounding.RDN:
+        return q + sign
+    if rounding is Rounding.ROD:
+        return q | 1
+    if rounding is Rounding.SR:
+        top = (r * (1 << sr_bits)).numerator // (r * (1 << sr_bits)).denominator
+        return q + (top + rand >= (1 << sr_bits))
+    raise AssertionError(rounding)
+
+
+def _zero(fmt: FloatFormat, sign: bool) -> int:
+    return fmt.sign_bit if (sign and fmt.has_neg_zero) else 0
+
+
+def round_ref(fmt: FloatFormat, sign: bool, x: Fraction, rounding="rne", *, saturate=False,
+              rand: int | None = None, sr_bits: int = 0) -> int:
+    """Round the exact value ``(-1)**sign * x`` (x >= 0 rational) to a code of ``fmt``."""
+    rounding = parse_rounding(rounding)
+    if x == 0:
+        return _zero(fmt, sign)
+    M = fmt.man_bits
+    e = _floor_log2(x)
+    ulp = (max(e, fmt.emin) if fmt.subnormals else e) - M
+    q = _round_int(sign, x / _pow2(ulp), rounding, rand, sr_bits)
+    value = q * _pow2(ulp)
+    if value == 0:
+        return _zero(fmt, sign)
+    if not fmt.subnormals and value < _pow2(fmt.emin):
+        return _zero(fmt, sign)
+    max_value = decode_ref(fmt, fmt.max_code)[1]
+    if value > max_value:
+        toward_zero = (rounding in (Rounding.RTZ, Rounding.ROD)
+                       or (rounding is Rounding.RUP and sign) or (rounding is Rounding.RDN and not sign))
+        if saturate or toward_zero or fmt.specials == "fin":
+            return (fmt.sign_bit if sign else 0) | fmt.max_code
+        if fmt.specials == "ieee":
+            return (fmt.sign_bit if sign else 0) | fmt.inf_code
+        return fmt.nan_code
+    e = _floor_log2(value)
+    if e < fmt.emin:  # subnormal: exponent field 0, mantissa = value / 2**(emin - M)
+        mag = value / _pow2(fmt.emin - M)
+    else:
+        frac = value / _pow2(e - M) - (1 << M)
+        mag = ((e + fmt.bias) << M) + frac
+    assert mag.denominator == 1
+    return (fmt.sign_bit if sign else 0) | int(mag)
+
+
+def _fit_int(fmt: IntFormat, v: int, saturate: bool) -> int:
+    if saturate:
+        return min(max(v, fmt.min_int), fmt.max_int)
+    m = 1 << fmt.bits
+    v %= m
+    if fmt.signed and v >= m // 2:
+        v -= m
+    return v
+
+
+def encode_ref(fmt, value: float, rounding="rne", *, saturate=None, rand=None, sr_bits=0) -> int:
+    """Encode one Python float (exactly converted) into ``fmt``."""
+    rounding = parse_rounding(rounding)
+    if isinstance(fmt, IntFormat):
+        q = _round_int(value < 0, abs(Fraction(value)), rounding, rand, sr_bits)
+        v = _fit_int(fmt, -q if value < 0 else q, True if saturate is None else saturate)
+        return v & ((1 << fmt.bits) - 1)
+    saturate = bool(saturate)
+    if value != value:
+        return fmt.nan_code
+    neg = value < 0 or (value == 0 and str(value).startswith("-"))
+    if value in (float("inf"), float("-inf")):
+        if fmt.has_inf and not saturate:
+            return (fmt.sign_bit if neg else 0) | fmt.inf_code
+        if fmt.has_nan and not saturate:
+            return fmt.nan_code
+        return (fmt.sign_bit if neg else 0) | fmt.max_code
+    return round_ref(fmt, neg, abs(Fraction(value)), rounding, saturate=saturate, rand=rand, sr_bits=sr_bits)
+
+
+def mac_step_ref(spec: MacSpec, acc: int, a: int, b: int, rand: int | None = None) -> int:
+    """One MAC cycle on Python ints, following the rules in :mod:`psum.golden.mac` line by line."""
+    spec = MacSpec.parse(spec)
+    sa, va = decode_ref(spec.a, a)
+    sb, vb = decode_ref(spec.b, b)
+    sc, vc = decode_ref(spec.acc, acc)
+
+    if spec.int_acc:
+        p = (-1 if sa ^ sb else 1) * int(va * vb)
+        if spec.prod is not None:
+            p = _fit_int(spec.prod, p, spec.saturate)
+        s = _fit_int(spec.acc, (-1 if sc else 1) * int(vc) + p, spec.saturate)
+        return s & ((1 << spec.acc.bits) - 1)
+
+    fmt: FloatFormat = spec.acc
+    # Product, exact, with its special cases.
+    sp = sa ^ sb
+    if va is NAN or vb is NAN or (va is INF and vb == 0) or (vb is INF and va == 0):
+        vp = NAN
+    elif va is INF or vb is INF:
+        vp = INF
+    else:
+        vp = va * vb
+    if spec.prod is not None:
+        if vp == 0 and spec.prod.specials == "fnuz":
+            sp = False
+        if vp not in (NAN, INF):
+            mode = Rounding.RNE if spec.rounding is Rounding.SR else spec.rounding
+            sp, vp = decode_ref(spec.prod, round_ref(spec.prod, sp, vp, mode, saturate=spec.saturate))
+
+    # Sum, with its special cases in priority order.
+    if vp is NAN or vc is NAN or (vp is INF and vc is INF and sp != sc):
+        if not fmt.has_nan:
+            raise ValueError(f"a NaN reached accumulator format {fmt}, which has no NaN")
+        return fmt.nan_code
+    if vp is INF or vc is INF:
+        s = sp if vp is INF else sc
+        if fmt.has_inf:
+            return (fmt.sign_bit if s else 0) | fmt.inf_code
+        if spec.saturate or not fmt.has_nan:
+            return (fmt.sign_bit if s else 0) | fmt.max_code
+        return fmt.nan_code
+    total = (-vp if sp else vp) + (-vc if sc else vc)
+    if total == 0:
+        rdn = spec.rounding is Rounding.RDN
+        if vp == 0 and vc == 0:
+            zsign = (sp or sc) if rdn else (sp and sc)
+        else:
+            zsign = rdn
+        return _zero(fmt, zsign)
+    return round_ref(fmt, total < 0, abs(total), spec.rounding, saturate=spec.saturate,
+                     rand=rand, sr_bits=spec.sr_bits)

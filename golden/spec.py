@@ -1,0 +1,250 @@
+"""The MAC spec: operand, product and accumulator formats plus the arithmetic rules of one MAC.
+
+A :class:`MacSpec` says *what* a multiply-accumulate unit computes; it is the spine of psum. The
+same object drives the golden emulation (:func:`psum.golden.mac_step`), the RTL generators
+(``psum.hw``), the cocotb testbenches, the synthesis flow and every report row. *How* a unit is
+built (pipelining, multiplier style) is kept apart, in ``psum.hw``.
+
+Text form: comma-separated ``key=value`` pairs, shell-safe, e.g.
+``a=fp16,b=fp16,acc=fp16,round=rne`` or ``a=int8,b=int8,acc=int20,overflow=wrap``.
+
+=========  ==================================================================================
+key        meaning
+=========  ==================================================================================
+a, b       operand formats (float or integer)
+acc        accumulator format (float, or integer when both operands are integers)
+prod       product format; absent = exact product. Giving one makes the MAC unfused.
+fused      ``yes`` (default): one rounding of ``acc + a*b``; ``no``: the product is rounded to
+           ``prod`` (default: the accumulator format), then the sum is rounded.
+round      rounding mode: rne, rtz, rup, rdn, rna, rod, sr
+srbits     random bits per stochastic rounding (``round=sr`` only; default 8)
+overflow   integer accumulator: ``wrap`` (default) or ``sat``; float: ``ieee`` (default) or ``sat``
+order      accumulation order used by network emulation: ``seq`` (default), ``chunk<L>``
+           (chunks of L products summed, chunk sums added into ``acc2``), ``tree`` (pairwise), or
+           ``mta<N>w<W>p<P>`` (fused N-term adder of width W, promoted into ``acc2`` every P terms)
+acc2       second-level accumulator format for ``chunk`` and ``mta`` orders (default fp32)
+=========  ==================================================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from .formats import FloatFormat, Format, IntFormat, parse_format
+from .rounding import Rounding, parse_rounding
+
+__all__ = ["MacSpec", "SPEC_HELP", "SPEC_EXAMPLES"]
+
+SPEC_EXAMPLES = (
+    "a=fp16,b=fp16,acc=fp16,round=rne",
+    "a=int8,b=int8,acc=int20,overflow=wrap",
+    "a=bf16,b=bf16,acc=e6m9,prod=bf16,fused=no",
+    "a=fp8_e4m3,b=fp8_e4m3,acc=e5m6,round=rtz",
+    "a=fp4_e2m1,b=fp4_e2m1,acc=e4m3fn,overflow=sat",
+    "a=fp16,b=fp16,acc=e5m10,round=sr,srbits=8",
+)
+
+SPEC_HELP = (
+    "a MAC spec is comma-separated key=value pairs: a=FMT,b=FMT,acc=FMT[,prod=FMT][,fused=yes|no]"
+    "[,round=rne|rtz|rup|rdn|rna|rod|sr][,srbits=K][,overflow=wrap|sat|ieee]"
+    "[,order=seq|chunk<L>|tree|mta<N>w<W>p<P>][,acc2=FMT]; e.g. " + SPEC_EXAMPLES[0]
+)
+
+_ORDER_RE = re.compile(r"seq|tree|chunk(\d+)|mta(\d+)w(\d+)p(\d+)")
+_KEYS = ("a", "b", "acc", "prod", "fused", "round", "srbits", "overflow", "order", "acc2")
+
+
+def _yes_no(key: str, text: str) -> bool:
+    if text in ("yes", "true", "1", "on"):
+        return True
+    if text in ("no", "false", "0", "off"):
+        return False
+    raise ValueError(f"{key} must be yes or no, not {text!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MacSpec:
+    """What one multiply-accumulate unit computes.
+
+    Parameters
+    ----------
+    a, b : Format or str
+        Operand formats.
+    acc : Format or str
+        Accumulator format. An integer accumulator needs integer operands.
+    prod : Format or str, optional
+        Product format. ``None`` keeps the product exact (fused MAC). A product format makes the MAC
+        unfused: the product is rounded to it (with ``rounding``; ``sr`` rounds the product to
+        nearest-even and only the accumulation stochastically), then the sum is rounded.
+    fused : bool
+        ``True``: one rounding of ``acc + a*b``. ``False``: unfused, ``prod`` defaults to ``acc``.
+    rounding : Rounding or str
+        Rounding mode of every rounding step.
+    overflow : str, optional
+        ``"wrap"`` (default) or ``"sat"`` for an integer accumulator; ``"ieee"`` (default) or
+        ``"sat"`` for a float one (see :func:`psum.golden.round_float` for the exact rule).
+    sr_bits : int, optional
+        Random bits per stochastic rounding, 1..32; default 8 with ``rounding="sr"``, else 0.
+    order : str
+        Accumulation order for network emulation (see the module docstring); a MAC unit itself is
+        always sequential.
+    acc2 : Format or str, optional
+        Second-level accumulator for the ``chunk`` and ``mta`` orders (default fp32).
+
+    Raises
+    ------
+    ValueError
+        One line naming the offending field.
+    """
+
+    a: Format
+    b: Format
+    acc: Format
+    prod: Format | None = None
+    fused: bool = True
+    rounding: Rounding = Rounding.RNE
+    overflow: str = None  # type: ignore[assignment]
+    sr_bits: int = None  # type: ignore[assignment]
+    order: str = "seq"
+    acc2: Format | None = None
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
+        for key in ("a", "b", "acc"):
+            set_(key, parse_format(getattr(self, key)))
+        if self.prod is not None:
+            set_("prod", parse_format(self.prod))
+        set_("rounding", parse_rounding(self.rounding))
+        if not isinstance(self.fused, bool):
+            raise ValueError(f"fused must be True or False, not {self.fused!r}")
+        int_acc = isinstance(self.acc, IntFormat)
+        if int_acc:
+            for key in ("a", "b"):
+                if isinstance(getattr(self, key), FloatFormat):
+                    raise ValueError(
+                        f"an integer accumulator needs integer operands; {key}={getattr(self, key)} "
+                        "is a float format"
+                    )
+        if self.prod is not None and self.fused:
+            raise ValueError(
+                f"prod={self.prod} rounds the product, which makes the MAC unfused; add fused=no"
+            )
+        if not self.fused and self.prod is None:
+            set_("prod", self.acc)
+        if self.prod is not None and int_acc != isinstance(self.prod, IntFormat):
+            raise ValueError(
+                f"prod={self.prod} must be {'an integer' if int_acc else 'a float'} format like acc={self.acc}"
+            )
+        allowed = ("wrap", "sat") if int_acc else ("ieee", "sat")
+        if self.overflow is None:
+            set_("overflow", allowed[0])
+        if self.overflow not in allowed:
+            raise ValueError(
+                f"overflow for {'an integer' if int_acc else 'a float'} accumulator must be "
+                f"{' or '.join(allowed)}, not {self.overflow!r}"
+            )
+        if self.sr_bits is None:
+            set_("sr_bits", 8 if self.rounding is Rounding.SR else 0)
+        if self.rounding is Rounding.SR:
+            if isinstance(self.sr_bits, bool) or not isinstance(self.sr_bits, int) or not 1 <= self.sr_bits <= 32:
+                raise ValueError(f"srbits must be an integer between 1 and 32, not {self.sr_bits!r}")
+        elif self.sr_bits != 0:
+            raise ValueError("srbits applies only to stochastic rounding (round=sr)")
+        m = _ORDER_RE.fullmatch(str(self.order))
+        if not m:
+            raise ValueError(
+                f"order must be seq, tree, chunk<L> or mta<N>w<W>p<P>, not {self.order!r}"
+            )
+        if self.order.startswith(("chunk", "mta")):
+            nums = [int(g) for g in m.groups() if g is not None]
+            if min(nums) < 1:
+                raise ValueError(f"order {self.order!r}: lengths and widths must be at least 1")
+            set_("acc2", parse_format(self.acc2 if self.acc2 is not None else "fp32"))
+        elif self.acc2 is not None:
+            raise ValueError("acc2 applies only to order=chunk<L> or order=mta<N>w<W>p<P>")
+
+    # -- derived -------------------------------------------------------------------------------
+    @property
+    def int_acc(self) -> bool:
+        """True when the accumulator is an integer format."""
+        return isinstance(self.acc, IntFormat)
+
+    @property
+    def saturate(self) -> bool:
+        return self.overflow == "sat"
+
+    @property
+    def name(self) -> str:
+        """Identifier naming the unit, e.g. ``mac_e4m3fn_e4m3fn_acc_e6m9_rne``."""
+        parts = ["mac", self.a.tag, self.b.tag, "acc", self.acc.tag]
+        if not self.fused:
+            parts += ["p", self.prod.tag]
+        if not self.int_acc:
+            parts.append(self.rounding.value + (str(self.sr_bits) if self.sr_bits else ""))
+        if self.overflow != ("wrap" if self.int_acc else "ieee"):
+            parts.append(self.overflow)
+        elif self.int_acc:
+            parts.append("wrap")
+        if self.order != "seq":
+            parts += [self.order, self.acc2.tag]
+        return "_".join(parts)
+
+    def __str__(self) -> str:
+        fields = [f"a={self.a}", f"b={self.b}", f"acc={self.acc}"]
+        if not self.fused:
+            fields += [f"prod={self.prod}", "fused=no"]
+        fields.append(f"round={self.rounding.value}")
+        if self.sr_bits:
+            fields.append(f"srbits={self.sr_bits}")
+        fields.append(f"overflow={self.overflow}")
+        if self.order != "seq":
+            fields += [f"order={self.order}", f"acc2={self.acc2}"]
+        return ",".join(fields)
+
+    def replace(self, **changes) -> "MacSpec":
+        """A copy with some fields changed (re-validated)."""
+        return dataclasses.replace(self, **changes)
+
+    @staticmethod
+    def parse(text) -> "MacSpec":
+        """Parse the ``key=value,...`` text form; ``MacSpec.parse(str(s)) == s``.
+
+        Raises
+        ------
+        ValueError
+            One line saying which key or value is wrong.
+        """
+        if isinstance(text, MacSpec):
+            return text
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"empty MAC spec; {SPEC_HELP}")
+        kwargs: dict = {}
+        for item in text.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            key, eq, value = item.partition("=")
+            key, value = key.strip().lower(), value.strip()
+            if not eq or not value:
+                raise ValueError(f"MAC spec item {item!r} is not key=value; {SPEC_HELP}")
+            if key not in _KEYS:
+                raise ValueError(f"unknown MAC spec key {key!r}; keys are {', '.join(_KEYS)}")
+            if key in kwargs or (key == "round" and "rounding" in kwargs) or (key == "srbits" and "sr_bits" in kwargs):
+                raise ValueError(f"MAC spec key {key!r} given twice")
+            if key == "fused":
+                kwargs["fused"] = _yes_no("fused", value.lower())
+            elif key == "round":
+                kwargs["rounding"] = value
+            elif key == "srbits":
+                if not re.fullmatch(r"\d+", value):
+                    raise ValueError(f"srbits must be an integer between 1 and 32, not {value!r}")
+                kwargs["sr_bits"] = int(value)
+            elif key in ("overflow", "order"):
+                kwargs[key] = value.lower()
+            else:
+                kwargs[key] = value
+        missing = [k for k in ("a", "b", "acc") if k not in kwargs]
+        if missing:
+            raise ValueError(f"MAC spec needs {', '.join(k + '=FMT' for k in missing)}; {SPEC_HELP}")
+        return MacSpec(**kwargs)

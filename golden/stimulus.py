@@ -1,0 +1,106 @@
+"""Operand streams for checking MAC semantics: special codes, random codes and adversarial triples.
+
+Shared by the golden-model tests, the cocotb testbenches and ``psum sim`` so that every level is
+checked on the same corner cases: zeros of both signs, subnormals, the largest values, inf and NaN
+where the format has them, exact ties and one-ulp-off ties, total and partial cancellation, huge
+exponent gaps (sticky bits) and overflow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .formats import FloatFormat, IntFormat
+from .spec import MacSpec
+
+__all__ = ["special_codes", "random_codes", "adversarial_triples", "random_triples"]
+
+
+def special_codes(fmt) -> np.ndarray:
+    """Codes of the values every MAC test must visit, for ``fmt`` (unique, uint64)."""
+    if isinstance(fmt, IntFormat):
+        vals = {0, 1, fmt.max_int, fmt.max_int - 1, fmt.min_int, fmt.min_int + 1}
+        if fmt.signed:
+            vals |= {-1, 2, -2}
+        vals = [v for v in vals if fmt.min_int <= v <= fmt.max_int]
+        return np.unique(np.asarray(vals, dtype=np.int64).astype(np.uint64) & np.uint64((1 << fmt.bits) - 1))
+    M, s = fmt.man_bits, fmt.sign_bit
+    mags = {0, 1, (1 << M) - 1 if M else 0, 1 << M, (1 << M) + 1, fmt.max_code, fmt.max_code - 1,
+            fmt.bias << M, (fmt.bias << M) + 1, ((fmt.bias + 1) << M) - 1}
+    codes = set()
+    for m in mags:
+        if 0 <= m <= fmt.max_code:
+            codes |= {m, m | s}
+    for c in (fmt.inf_code, fmt.nan_code):
+        if c is not None:
+            codes |= {c, c | s}
+    codes = np.asarray(sorted(codes), dtype=np.uint64) & np.uint64((1 << fmt.width) - 1)
+    return np.unique(codes)
+
+
+def random_codes(fmt, n: int, rng: np.random.Generator, *, finite_only: bool = False) -> np.ndarray:
+    """Uniformly random codes of ``fmt`` (every bit pattern equally likely)."""
+    codes = rng.integers(0, 1 << fmt.width, size=n, dtype=np.uint64) if fmt.width < 64 else \
+        rng.integers(0, np.iinfo(np.int64).max, size=n, dtype=np.int64).astype(np.uint64)
+    if finite_only and isinstance(fmt, FloatFormat):
+        vals = fmt.decode(codes)
+        bad = ~np.isfinite(vals)
+        codes[bad] = codes[bad] & np.uint64(fmt.sign_bit | 1)
+    return codes
+
+
+def _one(fmt):
+    return np.uint64(1) if isinstance(fmt, IntFormat) else np.uint64(fmt.bias << fmt.man_bits)
+
+
+def random_triples(spec: MacSpec, n: int, rng: np.random.Generator):
+    """``(acc, a, b)`` uniformly random codes."""
+    return random_codes(spec.acc, n, rng), random_codes(spec.a, n, rng), random_codes(spec.b, n, rng)
+
+
+def adversarial_triples(spec: MacSpec, n: int, rng: np.random.Generator):
+    """``(acc, a, b)`` codes concentrated on the hard cases of ``acc + a*b``.
+
+    A quarter of the triples mixes special codes; the rest target the accumulator's rounding
+    boundary: the product is set to (a format-representable value near) half an ulp of ``acc``,
+    a tie, one-ulp-off ties, ``-acc`` (cancellation), or a value 2**±k away (exponent gaps).
+    """
+    acc, a, b = random_triples(spec, n, rng)
+    k = n // 4
+    for arr, fmt in ((acc, spec.acc), (a, spec.a), (b, spec.b)):
+        sp = special_codes(fmt)
+        pick = rng.random(n) < 0.5
+        pick[k:] = False
+        arr[pick] = rng.choice(sp, size=int(pick.sum()))
+    if isinstance(spec.acc, IntFormat):
+        return acc, a, b
+    # Target products relative to acc's value.
+    accv = spec.acc.decode(acc[k:])
+    accv = np.where(np.isfinite(accv) & (accv != 0), accv, 1.0)
+    e = np.floor(np.log2(np.abs(accv)))
+    ulp = np.exp2(e - spec.acc.man_bits)
+    kind = rng.integers(0, 6, size=accv.size)
+    jitter = rng.choice([-1.0, 1.0], size=accv.size)
+    target = np.select(
+        [kind == 0, kind == 1, kind == 2, kind == 3, kind == 4],
+        [0.5 * ulp * jitter,                                  # exact tie
+         0.5 * ulp * jitter * (1 + 2.0 ** -rng.integers(1, 8, size=accv.size)),  # just above a tie
+         -accv,                                               # total cancellation
+         -accv * (1 + jitter * 2.0 ** -rng.integers(1, 12, size=accv.size)),   # partial cancellation
+         accv * 2.0 ** rng.integers(-40, 40, size=accv.size)],                 # exponent gaps
+        accv * rng.standard_normal(accv.size),
+    )
+    # Product = target: put it into a (scaled) with b = +-1, or split across a and b.
+    one_b = _one(spec.b)
+    split = rng.random(accv.size) < 0.5
+    if isinstance(spec.a, FloatFormat):
+        a_val = np.where(split, np.sqrt(np.abs(target)) * np.sign(target), target)
+        a[k:] = spec.a.encode(a_val, rng.choice(["rne", "rtz", "rup"]), saturate=True)
+        if isinstance(spec.b, FloatFormat):
+            b_val = np.where(split, np.sqrt(np.abs(target)), 1.0)
+            b[k:] = spec.b.encode(b_val, "rne", saturate=True)
+        else:
+            b[k:] = one_b
+    elif isinstance(spec.a, IntFormat):
+        a[k:] = spec.a.encode(np.clip(np.round(target), spec.a.min_int, spec.a.max_int), saturate=True)
+    return acc, a, b

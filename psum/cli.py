@@ -1,0 +1,69 @@
+"""The ``psum`` command line: one subcommand per user action, each backed by a plain Python API.
+
+Each subcommand lives in the module that owns its API (see :data:`COMMANDS`); a module exposes
+``register(subparsers)``, which adds its parsers and sets ``func`` on each. Modules import their heavy
+dependencies (torch, amaranth, cocotb) inside the command functions, so ``psum --help`` is fast.
+
+Every error caused by the user's input is a :class:`ValueError`, :class:`FileNotFoundError` or
+:class:`psum.errors.PsumError` raised by the API; it is printed as one line on stderr with exit
+code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import PsumError
+
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+# Modules providing subcommands, in the order ``psum --help`` lists them.
+COMMANDS = (
+    "psum.golden.cli",  # formats, quantize, step
+    "psum.hw.cli",  # verilog, sim
+    "psum.flows.cli",  # synth
+    "psum.nets_cli",  # train, sweep, eval
+    "psum.reports.cli",  # report, fake2true
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="psum",
+        description="Co-design low-precision MAC hardware and neural-network accuracy.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # not built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, PsumError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"psum {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"psum {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

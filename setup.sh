@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Set up psum on a fresh Debian/Ubuntu machine (only what is missing), then run the given command
+# inside the project's virtual environment:
+#   ./setup.sh psum report     the main job on the built-in default
+#   ./setup.sh pytest          the tests (fast tier; `./setup.sh pytest -m slow` for the slow tier)
+set -euo pipefail
+cd "$(dirname "$0")"
+root=$(pwd)
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get install -y -q "$@" >/dev/null 2>&1 || { as_root apt-get update -q >/dev/null && as_root apt-get install -y -q "$@" >/dev/null; }
+}
+
+# Icarus Verilog: the simulator of the cocotb testbenches and of the gate-level power proxy.
+if ! command -v iverilog >/dev/null 2>&1; then
+    echo "setup: installing iverilog (apt)" >&2
+    apt_install iverilog
+fi
+
+# Python virtual environment with psum installed in editable mode.
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv" >&2
+    python3 -m venv .venv 2>/dev/null || { apt_install python3-venv && rm -rf .venv && python3 -m venv .venv; }
+fi
+stamp=.venv/.psum-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "setup: pip install -e . (first time: a few minutes)" >&2
+    .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+    .venv/bin/python -m pip install -q -e . 2>&1 | grep -v -E "^WARNING: Location|is ignored" >&2 || true
+    .venv/bin/python -c "import psum.golden, amaranth, cocotb, torch" || { echo "setup: pip install failed" >&2; exit 1; }
+    touch "$stamp"
+fi
+
+export PATH="$root/.venv/bin:$PATH"
+[ $# -gt 0 ] || set -- psum --help
+exec "$@"

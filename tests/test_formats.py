@@ -1,0 +1,101 @@
+"""Formats: validation messages, derived properties, text round trips and exhaustive code round trips."""
+
+import numpy as np
+import pytest
+
+from psum.golden import NAMED, FloatFormat, IntFormat, MacSpec, parse_format
+
+
+@pytest.mark.parametrize("name, max_value", [
+    ("fp32", 3.4028234663852886e38), ("fp16", 65504.0), ("bf16", 3.3895313892515355e38),
+    ("fp8_e4m3", 448.0), ("fp8_e5m2", 57344.0), ("fp8_e4m3fnuz", 240.0), ("fp8_e5m2fnuz", 57344.0),
+    ("fp6_e3m2", 28.0), ("fp6_e2m3", 7.5), ("fp4_e2m1", 6.0), ("tf32", 3.4011621342146535e38),
+])
+def test_named_max(name, max_value):
+    assert NAMED[name].max_value == max_value
+
+
+def test_derived_fp16():
+    f = parse_format("fp16")
+    assert (f.width, f.precision, f.bias, f.emin, f.emax) == (16, 11, 15, -14, 15)
+    assert f.min_normal == 2.0**-14 and f.min_subnormal == 2.0**-24
+    assert f.inf_code == 0x7C00 and f.nan_code == 0x7E00
+
+
+def test_policies_codes():
+    assert NAMED["fp8_e4m3"].nan_code == 0x7F and NAMED["fp8_e4m3"].inf_code is None
+    assert NAMED["fp8_e4m3fnuz"].nan_code == 0x80 and NAMED["fp8_e4m3fnuz"].bias == 8
+    assert NAMED["fp4_e2m1"].nan_code is None and not NAMED["fp4_e2m1"].has_inf
+
+
+@pytest.mark.parametrize("text", ["e5m10", "e4m3fn", "e4m3fnuz", "e3m2fin", "e5m10_ftz", "e6m9_b20",
+                                  "e4m3fn_ftz_b6", "int8", "uint4", "int32", "fp16", "bf16", "fp8_e5m2"])
+def test_text_round_trip(text):
+    fmt = parse_format(text)
+    assert parse_format(str(fmt)) == fmt
+    assert parse_format(fmt.tag) == fmt
+
+
+@pytest.mark.parametrize("text, message", [
+    ("e0m3", "format 'e0m3': exponent bits must be an integer between 2 and 11, not 0"),
+    ("e5m-1", "format 'e5m-1': mantissa bits must be an integer between 1 and 52, not -1"),
+    ("int0", "format 'int0': integer width must be an integer between 2 and 64, not 0"),
+    ("uint0", "format 'uint0': integer width must be an integer between 1 and 64, not 0"),
+    ("e12m3", "format 'e12m3': exponent bits must be an integer between 2 and 11, not 12"),
+    ("fp7", "unknown format 'fp7'; use a name from `psum formats` (fp32, bf16, fp8_e4m3, ...), "
+            "e<E>m<M>[fn|fnuz|fin][_ftz][_b<bias>], int<N> or uint<N>"),
+])
+def test_bad_formats(text, message):
+    with pytest.raises(ValueError) as info:
+        parse_format(text)
+    assert str(info.value) == message
+
+
+def test_bad_constructor_args():
+    with pytest.raises(ValueError, match="^special-value policy must be one of ieee, fn, fnuz, fin, not 'x'$"):
+        FloatFormat(4, 3, specials="x")
+    with pytest.raises(ValueError, match="^integer width must be an integer between 2 and 64, not 1.5$"):
+        IntFormat(1.5)
+
+
+SMALL = [f for f in NAMED.values() if f.width <= 16] + [parse_format(t) for t in (
+    "e5m10_ftz", "e4m3", "e3m4", "e6m9", "e4m3fn_ftz", "e5m2fnuz_ftz", "e2m1fin_b2", "e4m6", "e6m7")]
+
+
+@pytest.mark.parametrize("fmt", SMALL, ids=str)
+def test_every_code_round_trips(fmt):
+    """decode then encode returns the same code for every code (NaNs: some NaN)."""
+    codes = np.arange(1 << fmt.width, dtype=np.uint64)
+    vals = fmt.decode(codes)
+    nan = np.isnan(vals)
+    back = fmt.encode(np.where(nan, 0.0, vals))
+    if not fmt.subnormals:  # subnormal codes read as zero and come back as zero
+        ef = (codes >> np.uint64(fmt.man_bits)) & np.uint64((1 << fmt.exp_bits) - 1)
+        mf = codes & np.uint64((1 << fmt.man_bits) - 1)
+        sub = (ef == 0) & (mf != 0)
+        assert (back[sub] & np.uint64(fmt.sign_bit - 1) == 0).all()
+        nan |= sub
+    assert (back[~nan] == codes[~nan]).all()
+    assert (fmt.decode(np.uint64(fmt.nan_code)) != fmt.decode(np.uint64(fmt.nan_code))) if fmt.has_nan else True
+
+
+def test_macspec_text_round_trip_and_errors():
+    for text in ["a=fp16,b=fp16,acc=fp16,round=rne,fused=yes", "a=int8,b=int8,acc=int20,overflow=wrap",
+                 "a=bf16,b=bf16,acc=e6m9,prod=bf16,fused=no", "a=fp16,b=fp16,acc=e5m10,round=sr,srbits=6",
+                 "a=fp8_e4m3,b=fp8_e4m3,acc=e5m6,order=chunk16,acc2=fp16", "a=int8,b=fp8_e4m3,acc=fp32"]:
+        s = MacSpec.parse(text)
+        assert MacSpec.parse(str(s)) == s
+    assert MacSpec.parse("a=fp8_e4m3,b=fp8_e4m3,acc=e6m9").name == "mac_e4m3fn_e4m3fn_acc_e6m9_rne"
+    for text, message in [
+        ("a=fp16,b=fp16,acc=fp16,round=xyz", "rounding mode must be one of rne, rtz, rup, rdn, rna, rod or sr, not 'xyz'"),
+        ("a=fp16,b=fp16", "MAC spec needs acc=FMT;"),
+        ("a=fp16,b=fp16,acc=int16", "an integer accumulator needs integer operands; a=fp16 is a float format"),
+        ("a=int8,b=int8,acc=int16,overflow=ieee", "overflow for an integer accumulator must be wrap or sat, not 'ieee'"),
+        ("a=fp16,b=fp16,acc=fp32,prod=fp16", "prod=fp16 rounds the product, which makes the MAC unfused; add fused=no"),
+        ("a=fp16,b=fp16,acc=fp32,colour=red", "unknown MAC spec key 'colour'"),
+        ("a=e0m3,b=fp16,acc=fp32", "format 'e0m3': exponent bits"),
+        ("a=fp16,b=fp16,acc=fp32,srbits=4", "srbits applies only to stochastic rounding"),
+    ]:
+        with pytest.raises(ValueError) as info:
+            MacSpec.parse(text)
+        assert str(info.value).startswith(message)
