@@ -1,0 +1,318 @@
+"""The float MAC generator: ``acc := round(acc + a*b)`` in one cycle, exactly as the golden model.
+
+Built from a :class:`psum.golden.MacSpec` only. Every enabled cycle the register takes
+``psum.golden.mac_step(spec, acc, a, b, rand)``: float x float, int x int or int x float operands
+into a float accumulator; exact product (fused) or a product rounded to ``spec.prod`` (unfused);
+every rounding mode (fixed at generation time; stochastic rounding reads ``rand``); subnormals or
+flush-to-zero; the ``ieee``, ``fn``, ``fnuz`` and ``fin`` special-value policies; saturating or IEEE
+overflow.
+
+Datapath (``../shared/STYLE.md`` section 4, the order of cvfpu's ``fpnew_fma``)::
+
+    unpack a, b, acc  ->  classify + specials apart (NaN > inf > exact zero > rounded sum)
+        -> exact product (sign, a.mag * b.mag, a.exp + b.exp)
+        -> [unfused: FloatRounder(prod) -> unpack(prod)]
+        -> normalise both terms, align the smaller one in a W-bit window with a sticky (jam) bit
+        -> add / subtract -> FloatRounder(acc) -> pick the special or the rounded code -> register
+
+The window argument is golden ``_add_round``'s: W = :func:`psum.golden.mac.window_bits` bits below
+the larger term's leading one hold the larger term exactly, and the smaller term's bits below the
+window are OR-ed into its lsb; that lsb lies at least ``sr_bits + 2`` places below the result's ulp,
+so guard, sticky, ties and the stochastic-rounding residual bits are all unchanged by the jam.
+
+Generation-time specialisation: class flags a format cannot raise are Python ``False`` (no gates),
+leading-zero counts only look where a leading one can be (one bit for normal-only floats), the
+rounder drops the subnormal shifter for flush-to-zero formats and the overflow logic where the
+exponent range cannot overflow.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from psum.golden import FloatFormat, MacSpec, Rounding
+from psum.golden.mac import window_bits
+
+from .float_parts import FloatRounder, Unpacked, all_of, any_of, leading_zeros, unpack, _bit
+
+__all__ = ["FloatMac"]
+
+
+def _sig(m: Module, lo: int, hi: int, value, name: str) -> Signal:
+    """A signal holding every integer of ``[lo, hi]``, driven by ``value``."""
+    s = Signal(range(lo, hi + 1), name=name)
+    m.d.comb += s.eq(value)
+    return s
+
+
+class FloatMac(wiring.Component):
+    """Float-accumulator multiply-accumulate unit with one registered accumulator.
+
+    Ports follow the contract in :mod:`psum.hw` (``clk`` and ``rst`` come from the ``sync``
+    domain): ``a``, ``b``, ``en``, ``load``, ``init`` in, ``acc`` out, and ``rand``
+    (``spec.sr_bits`` bits) in when the spec rounds stochastically.
+
+    Parameters
+    ----------
+    spec : MacSpec or str
+        A float-accumulator spec (not ``spec.int_acc``), ``order=seq``.
+    pipeline : int
+        Micro-architecture option, kept apart from the spec. Only ``0`` (combinational MAC logic
+        in front of the accumulator register, one result per cycle) is implemented.
+
+    Raises
+    ------
+    ValueError
+        If the spec has an integer accumulator, its order is not ``seq``, or ``pipeline`` is
+        not 0.
+
+    Notes
+    -----
+    A NaN can reach a ``fin`` accumulator (no NaN code) only from an operand or product format
+    that has NaN; the golden model rejects that step with a ValueError, and this unit then writes
+    ``+0``.
+    """
+
+    def __init__(self, spec, *, pipeline: int = 0):
+        spec = MacSpec.parse(spec)
+        if spec.int_acc:
+            raise ValueError(f"FloatMac needs a float accumulator, not acc={spec.acc}")
+        if spec.order != "seq":
+            raise ValueError(f"hardware units accumulate sequentially, not order={spec.order}")
+        if isinstance(pipeline, bool) or not isinstance(pipeline, int) or pipeline != 0:
+            raise ValueError(f"pipeline must be 0 (the only implemented depth), not {pipeline!r}")
+        self._spec = spec
+        self._pipeline = pipeline
+        ports = {
+            "a": In(spec.a.width),
+            "b": In(spec.b.width),
+            "en": In(1),
+            "load": In(1),
+            "init": In(spec.acc.width),
+            "acc": Out(spec.acc.width),
+        }
+        if spec.rounding is Rounding.SR:
+            ports["rand"] = In(spec.sr_bits)
+        super().__init__(ports)
+
+    @property
+    def spec(self) -> MacSpec:
+        """The spec this unit implements."""
+        return self._spec
+
+    @property
+    def pipeline(self) -> int:
+        """Pipeline stages between the operands and the accumulator register (0)."""
+        return self._pipeline
+
+    @property
+    def window(self) -> int:
+        """Width W of the alignment window (:func:`psum.golden.mac.window_bits`)."""
+        return window_bits(self._spec)
+
+    # -----------------------------------------------------------------------------------------
+    def elaborate(self, platform):
+        spec = self._spec
+        fmt: FloatFormat = spec.acc
+        m = Module()
+
+        # =====================================================================================
+        # Unpack and classify the operands and the accumulator (DAZ for flush-to-zero formats).
+        # =====================================================================================
+        a = unpack(m, spec.a, self.a, name="a")
+        b = unpack(m, spec.b, self.b, name="b")
+        c = unpack(m, fmt, self.acc, name="c")
+
+        # =====================================================================================
+        # Exact product: sign XOR, magnitudes multiply, lsb exponents add.
+        # =====================================================================================
+        p = self._product(m, a, b)
+
+        # =====================================================================================
+        # Unfused: round the product into spec.prod with the shared rounder, then read it back
+        # as an operand of that format (its class may change: overflow to inf/NaN, underflow
+        # to zero).
+        # =====================================================================================
+        if spec.prod is not None:
+            p = self._round_product(m, p)
+
+        # =====================================================================================
+        # Specials apart, fixed priority: NaN, then inf, then an exact zero sum.
+        # =====================================================================================
+        # inf - inf is invalid; a NaN operand or an invalid product is already in p.nan.
+        nan = any_of(p.nan, c.nan, all_of(p.inf, c.inf, p.sign ^ c.sign))
+        inf = any_of(p.inf, c.inf)
+
+        # =====================================================================================
+        # Significand datapath: normalise, align in the window, add, round.
+        # =====================================================================================
+        sign, mag, base, base_lo, base_hi = self._add(m, p, c)
+        rnd = FloatRounder(fmt, rounding=spec.rounding, saturate=spec.saturate,
+                           mag_width=len(mag), exp_range=(base_lo, base_hi), sr_bits=spec.sr_bits)
+        m.submodules.round_sum = rnd
+        m.d.comb += [rnd.sign.eq(sign), rnd.mag.eq(mag), rnd.exp.eq(base)]
+        if spec.rounding is Rounding.SR:
+            m.d.comb += rnd.rand.eq(self.rand)
+
+        # -- exact zero sums: IEEE 754 section 6.3 sign rules ------------------------------------
+        # Both terms zero: -0 only if both are -0 (rdn: if either is). Cancellation of non-zero
+        # terms: +0 (rdn: -0). A non-zero sum that rounds to zero kept its sign in the rounder.
+        rdn = spec.rounding is Rounding.RDN
+        both_zero = p.zero & c.zero
+        zsign = Mux(both_zero, (p.sign | c.sign) if rdn else (p.sign & c.sign), int(rdn))
+        zero_code = Cat(Const(0, fmt.width - 1), zsign & int(fmt.has_neg_zero))
+        total_zero = mag == 0
+
+        # -- the special codes -------------------------------------------------------------------
+        inf_sign = Mux(_bit(p.inf), p.sign, c.sign) if p.inf is not False else c.sign
+        if fmt.has_inf:
+            inf_code = Cat(Const(fmt.inf_code, fmt.width - 1), inf_sign)
+        elif spec.saturate or not fmt.has_nan:
+            # No inf in the accumulator: an infinite product saturates (sat, or a fin format).
+            inf_code = Cat(Const(fmt.max_code, fmt.width - 1), inf_sign)
+        else:
+            inf_code = Const(fmt.nan_code, fmt.width)
+        nan_code = Const(fmt.nan_code if fmt.has_nan else 0, fmt.width)
+
+        nxt = Signal(fmt.width)
+        result = Mux(total_zero, zero_code, rnd.code)
+        if inf is not False:
+            result = Mux(inf, inf_code, result)
+        if nan is not False:
+            result = Mux(nan, nan_code, result)
+        m.d.comb += nxt.eq(result)
+
+        # =====================================================================================
+        # Register: load wins over en; the sync domain's reset gives acc = +0.
+        # =====================================================================================
+        with m.If(self.load):
+            m.d.sync += self.acc.eq(self.init)
+        with m.Elif(self.en):
+            m.d.sync += self.acc.eq(nxt)
+        return m
+
+    # -----------------------------------------------------------------------------------------
+    def _product(self, m: Module, a: Unpacked, b: Unpacked) -> Unpacked:
+        """The exact product ``a * b`` with its class (golden ``_mac_float``'s first block)."""
+        # inf * 0 is invalid (NaN); a NaN operand gives NaN; only then can inf or zero win.
+        nan = any_of(a.nan, b.nan, all_of(a.inf, b.zero), all_of(a.zero, b.inf))
+        if nan is not False:
+            nan_s = Signal(name="p_nan")
+            m.d.comb += nan_s.eq(nan)
+            nan = nan_s
+        inf = all_of(any_of(a.inf, b.inf), ~_bit(nan) if nan is not False else True)
+        zero = Signal(name="p_zero")
+        m.d.comb += zero.eq(a.zero | b.zero)  # when not NaN (or inf): the product is zero
+        sign = Signal(name="p_sign")
+        m.d.comb += sign.eq(a.sign ^ b.sign)
+        # Why no rounding here: a.mag * b.mag has at most a.precision + b.precision bits, all
+        # kept; the window below decides what reaches the rounder.
+        mag = Signal(a.width + b.width, name="p_mag")
+        m.d.comb += mag.eq(a.mag * b.mag)
+        lo, hi = a.exp_lo + b.exp_lo, a.exp_hi + b.exp_hi
+        exp = _sig(m, lo, hi, a.exp + b.exp, "p_exp")
+        # The leading one of a product of two normal-only floats is in its top two bits.
+        lead = a.width + b.width if (a.lead > 1 or b.lead > 1) else 2
+        return Unpacked(sign=sign, mag=mag, exp=exp, zero=zero, inf=inf, nan=nan,
+                        exp_lo=lo, exp_hi=hi, lead=lead)
+
+    def _round_product(self, m: Module, p: Unpacked) -> Unpacked:
+        """Round the exact product into ``spec.prod`` and unpack it (the unfused MAC)."""
+        spec = self._spec
+        pf: FloatFormat = spec.prod
+        # A zero product has no sign in a fnuz product format.
+        sign = p.sign
+        if pf.specials == "fnuz":
+            sign = p.sign & ~p.zero
+        # The product rounding uses the unit's mode, except that stochastic rounding is applied
+        # to the accumulation only (the product rounds to nearest-even).
+        mode = Rounding.RNE if spec.rounding is Rounding.SR else spec.rounding
+        rnd = FloatRounder(pf, rounding=mode, saturate=spec.saturate, mag_width=p.width,
+                           exp_range=(p.exp_lo, p.exp_hi), lead=p.lead)
+        m.submodules.round_prod = rnd
+        m.d.comb += [rnd.sign.eq(p.sign), rnd.mag.eq(p.mag), rnd.exp.eq(p.exp)]
+        q = unpack(m, pf, rnd.code, name="q")
+
+        # Only a finite non-zero exact product takes the rounded one's sign, magnitude and class;
+        # zero, inf and NaN products keep theirs.
+        finite = Signal(name="q_finite")
+        m.d.comb += finite.eq(~p.zero & ~_bit(any_of(p.inf, p.nan)))
+        q_sign = Signal(name="q_sgn")
+        if pf.specials == "fnuz":  # a product that rounded to zero has no sign there either
+            m.d.comb += q_sign.eq(Mux(finite, q.sign & ~q.zero, sign))
+        else:
+            m.d.comb += q_sign.eq(Mux(finite, q.sign, sign))
+        mag = Signal(q.width, name="q_m")
+        m.d.comb += mag.eq(Mux(finite, q.mag, 0))
+        zero = Signal(name="q_z")
+        m.d.comb += zero.eq(Mux(finite, q.zero, p.zero))
+        inf = any_of(all_of(finite, q.inf), p.inf)
+        nan = any_of(all_of(finite, q.nan), p.nan)
+        return Unpacked(sign=q_sign, mag=mag, exp=q.exp, zero=zero, inf=inf, nan=nan,
+                        exp_lo=q.exp_lo, exp_hi=q.exp_hi, lead=q.lead)
+
+    def _add(self, m: Module, p: Unpacked, c: Unpacked):
+        """Exact-enough sum of the product and the accumulator, as golden ``_add_round``.
+
+        Returns ``(sign, mag, base, base_lo, base_hi)``: the sum is ``(-1)**sign * mag *
+        2**base`` with the window's jam bit in ``mag``'s lsb; ``mag`` is W + 1 bits.
+        """
+        W = self.window
+        P, C = p.width, c.width
+
+        # -- normalise both terms: leading one to the top, exponent of the leading one ---------
+        # Why normalise first: the window is placed below the larger term's leading one, and a
+        # subnormal or integer term has leading zeros.
+        lz_p, _ = leading_zeros(m, p.mag, name="p", top=p.lead)
+        lz_c, _ = leading_zeros(m, c.mag, name="c", top=c.lead)
+        n_p = Signal(P, name="p_norm")
+        n_c = Signal(C, name="c_norm")
+        m.d.comb += [n_p.eq((p.mag << lz_p)[:P]), n_c.eq((c.mag << lz_c)[:C])]
+        lp_lo, lp_hi = p.exp_lo - 1, p.exp_hi + P - 1
+        lc_lo, lc_hi = c.exp_lo - 1, c.exp_hi + C - 1
+        l_p = _sig(m, lp_lo, lp_hi, p.exp + (P - 1) - lz_p, "p_lead")
+        l_c = _sig(m, lc_lo, lc_hi, c.exp + (C - 1) - lz_c, "c_lead")
+
+        # -- pick the larger term by leading-one position (a zero term is never the larger) ---
+        p_big = Signal(name="p_big")
+        m.d.comb += p_big.eq(c.zero | (~p.zero & (l_p >= l_c)))
+        # Both terms in the window's top: the larger one exactly (W >= its precision + 2).
+        w_p = Cat(Const(0, W - P), n_p)
+        w_c = Cat(Const(0, W - C), n_c)
+        big = Signal(W, name="big")
+        small = Signal(W, name="small")
+        m.d.comb += [big.eq(Mux(p_big, w_p, w_c)), small.eq(Mux(p_big, w_c, w_p))]
+        s_big = Mux(p_big, p.sign, c.sign)
+        l_max_hi = max(lp_hi, lc_hi)
+        l_max = _sig(m, min(lp_lo, lc_lo), l_max_hi, Mux(p_big, l_p, l_c), "l_max")
+
+        # -- align the smaller term: shift right by the leading-one distance, jam the rest ------
+        # Clamped at W + 1: from there on the whole term lies below the window and is sticky.
+        diff = Mux(p_big, l_p - l_c, l_c - l_p)
+        dist = Signal(range(W + 2), name="dist")
+        m.d.comb += dist.eq(Mux(diff < 0, 0, Mux(diff > W + 1, W + 1, diff)))
+        # Why W + 1 zero bits below: every shift up to W + 1 then keeps all bits, so the jam
+        # bit is the OR of the low W + 1 bits.
+        wide = Signal(2 * W + 1, name="small_wide")
+        m.d.comb += wide.eq(Cat(Const(0, W + 1), small) >> dist)
+        aligned = Signal(W, name="small_jam")
+        m.d.comb += aligned.eq(Cat(wide[W + 1] | wide[:W + 1].any(), wide[W + 2:]))
+
+        # -- add or subtract magnitudes; a negative difference flips the sign ------------------
+        # Only when the leading ones coincide can the "smaller" term be larger; then both are
+        # exact in the window (no jam) and the absolute value is exact.
+        eff_sub = p.sign ^ c.sign
+        total = Signal(range(-(1 << W), 1 << (W + 1)), name="total")
+        m.d.comb += total.eq(Mux(eff_sub, big - aligned, big + aligned))
+        neg = total < 0
+        mag = Signal(W + 1, name="sum_mag")
+        m.d.comb += mag.eq(Mux(neg, -total, total))
+        sign = Signal(name="sum_sign")
+        m.d.comb += sign.eq(s_big ^ neg)
+
+        # -- exponent of the window's lsb ----------------------------------------------------
+        base_lo, base_hi = min(lp_lo, lc_lo) - W + 1, l_max_hi - W + 1
+        base = _sig(m, base_lo, base_hi, l_max - (W - 1), "base")
+        return sign, mag, base, base_lo, base_hi

@@ -1,0 +1,456 @@
+"""Reusable pieces of the float datapaths: unpack/classify, leading-zero count, the shared rounder.
+
+Every piece reads its parameters from a :class:`psum.golden.FloatFormat` or
+:class:`psum.golden.IntFormat` (nothing is re-declared here) and mirrors one function of the golden
+model, so each can be read side by side with it:
+
+=====================  ======================================================================
+piece                  golden counterpart
+=====================  ======================================================================
+:func:`unpack`         ``psum.golden._vector.unpack_float`` / ``unpack_int`` (sign, mag, exp, cls)
+:func:`leading_zeros`  ``psum.golden._vector.bit_length`` (``n - bit_length``)
+:class:`FloatRounder`  ``psum.golden._vector.round_float`` (normalise, round, pack, overflow, FTZ)
+=====================  ======================================================================
+
+Generation-time specialisation follows HardFloat's ``neverUnderflows`` habit: a class flag that a
+format can never raise (inf in an ``fn`` format, a subnormal in a flush-to-zero one) is the Python
+constant ``False`` rather than a signal, and the helpers :func:`any_of` / :func:`all_of` drop such
+constants, so no gate is emitted for a case the format cannot produce.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from psum.golden import FloatFormat, IntFormat, Rounding
+
+__all__ = ["Unpacked", "unpack", "leading_zeros", "any_of", "all_of", "FloatRounder"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Flags that may be Python constants (generation-time specialisation)
+# ---------------------------------------------------------------------------------------------
+def any_of(*flags):
+    """OR of flags, where a flag is a 1-bit Amaranth value or a Python bool.
+
+    ``False`` terms vanish and a ``True`` term makes the result ``True``, so a case that the
+    formats rule out at generation time costs no logic.
+    """
+    terms = [f for f in flags if f is not False]
+    if any(f is True for f in terms):
+        return True
+    if not terms:
+        return False
+    out = terms[0]
+    for f in terms[1:]:
+        out = out | f
+    return out
+
+
+def all_of(*flags):
+    """AND of flags (1-bit values or Python bools), folding constants like :func:`any_of`."""
+    terms = [f for f in flags if f is not True]
+    if any(f is False for f in terms):
+        return False
+    if not terms:
+        return True
+    out = terms[0]
+    for f in terms[1:]:
+        out = out & f
+    return out
+
+
+def _bit(flag):
+    """A flag as an Amaranth value (constants become 1-bit constants)."""
+    return Const(int(flag), 1) if isinstance(flag, bool) else flag
+
+
+# ---------------------------------------------------------------------------------------------
+# Unpack / classify
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Unpacked:
+    """An operand split as in the golden model: value = (-1)**sign * mag * 2**exp when finite.
+
+    ``zero``, ``inf`` and ``nan`` are 1-bit values or ``False`` when the format cannot hold the
+    class. ``mag`` is 0 for a zero. ``exp_lo``/``exp_hi`` bound ``exp``; ``lead`` says how many of
+    ``mag``'s top bits can hold the leading one of a non-zero value (1 for a normal-only float),
+    which lets the consumer size its leading-zero count.
+    """
+
+    sign: Value
+    mag: Value
+    exp: Value
+    zero: object
+    inf: object
+    nan: object
+    exp_lo: int
+    exp_hi: int
+    lead: int
+
+    @property
+    def width(self) -> int:
+        """Width of ``mag`` in bits."""
+        return len(self.mag)
+
+
+def unpack(m: Module, fmt, bits: Value, *, name: str) -> Unpacked:
+    """Split the bit pattern ``bits`` of ``fmt`` into sign, magnitude, exponent and class flags.
+
+    Parameters
+    ----------
+    m : Module
+        The module that receives the logic.
+    fmt : FloatFormat or IntFormat
+        Format of ``bits``.
+    bits : Value
+        ``fmt.width`` bits.
+    name : str
+        Prefix of the generated signal names.
+
+    Returns
+    -------
+    Unpacked
+    """
+    if isinstance(fmt, IntFormat):
+        return _unpack_int(m, fmt, bits, name)
+    return _unpack_float(m, fmt, bits, name)
+
+
+def _unpack_int(m: Module, fmt: IntFormat, bits: Value, name: str) -> Unpacked:
+    # Why |v| in fmt.bits bits: the most negative two's complement value, -2**(bits-1), has a
+    # magnitude of exactly 2**(bits-1), which still fits an unsigned field of the same width.
+    sign = Signal(name=f"{name}_sign")
+    mag = Signal(fmt.bits, name=f"{name}_mag")
+    zero = Signal(name=f"{name}_zero")
+    if fmt.signed:
+        m.d.comb += sign.eq(bits[fmt.bits - 1])
+        m.d.comb += mag.eq(Mux(sign, -bits.as_signed(), bits))
+    else:
+        m.d.comb += [sign.eq(0), mag.eq(bits)]
+    m.d.comb += zero.eq(bits == 0)
+    # An integer is an exact float with exponent 0; the leading one can sit anywhere.
+    return Unpacked(sign=sign, mag=mag, exp=Const(0, 1), zero=zero, inf=False, nan=False,
+                    exp_lo=0, exp_hi=0, lead=fmt.bits)
+
+
+def _unpack_float(m: Module, fmt: FloatFormat, bits: Value, name: str) -> Unpacked:
+    E, M = fmt.exp_bits, fmt.man_bits
+    ef = bits[M:M + E]
+    mf = bits[:M]
+    sign = Signal(name=f"{name}_sign")
+    m.d.comb += sign.eq(bits[E + M])
+
+    # -- class: zero (and, without subnormals, every subnormal code: DAZ) -----------------------
+    sub = Signal(name=f"{name}_sub")
+    m.d.comb += sub.eq(ef == 0)
+    zero = Signal(name=f"{name}_zero")
+    m.d.comb += zero.eq(sub & (mf == 0) if fmt.subnormals else sub)
+
+    # -- class: inf / NaN, only where the special-value policy has them -------------------------
+    all_ones = ef == (1 << E) - 1
+    inf, nan = False, False
+    if fmt.specials == "ieee":
+        inf, nan = Signal(name=f"{name}_inf"), Signal(name=f"{name}_nan")
+        m.d.comb += [inf.eq(all_ones & (mf == 0)), nan.eq(all_ones & (mf != 0))]
+    elif fmt.specials == "fn":  # NaN only at all-ones exponent *and* mantissa
+        nan = Signal(name=f"{name}_nan")
+        m.d.comb += nan.eq(all_ones & (mf == (1 << M) - 1))
+    elif fmt.specials == "fnuz":  # the single NaN is the "negative zero" code
+        nan = Signal(name=f"{name}_nan")
+        m.d.comb += nan.eq(bits == fmt.sign_bit)
+
+    # -- significand: hidden bit set for normals; a DAZ subnormal must read as magnitude 0 ------
+    mag = Signal(M + 1, name=f"{name}_mag")
+    if fmt.subnormals:
+        m.d.comb += mag.eq(Cat(mf, ~sub))
+    else:
+        m.d.comb += mag.eq(Mux(sub, 0, Cat(mf, Const(1, 1))))
+
+    # -- exponent of the lsb: subnormals share emin with the smallest normal binade -------------
+    exp_lo = fmt.emin - M
+    exp_hi = ((1 << E) - 1) - fmt.bias - M  # the all-ones field too (its value is then unused)
+    exp = Signal(range(exp_lo, exp_hi + 1), name=f"{name}_exp")
+    m.d.comb += exp.eq(Mux(sub, 1, ef) - (fmt.bias + M))
+    return Unpacked(sign=sign, mag=mag, exp=exp, zero=zero, inf=inf, nan=nan,
+                    exp_lo=exp_lo, exp_hi=exp_hi, lead=M + 1 if fmt.subnormals else 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Leading-zero count
+# ---------------------------------------------------------------------------------------------
+def _lzc_tree(v: Value):
+    """(count, all_zero) of a power-of-two-wide value, as a balanced tree (cvfpu's lzc shape)."""
+    n = len(v)
+    if n == 1:
+        return ~v[0], ~v[0]
+    h = n // 2
+    c_hi, z_hi = _lzc_tree(v[h:])
+    c_lo, z_lo = _lzc_tree(v[:h])
+    # Why this is exact: when the upper half is all zero its h bits are all leading zeros and the
+    # count continues in the lower half; otherwise the lower half does not matter.
+    return Mux(z_hi, c_lo + h, c_hi), z_hi & z_lo
+
+
+def leading_zeros(m: Module, value: Value, *, name: str, top: int | None = None):
+    """Leading zeros of ``value`` and its all-zero flag.
+
+    Parameters
+    ----------
+    m : Module
+        The module that receives the logic.
+    value : Value
+        Unsigned value of ``n`` bits.
+    name : str
+        Prefix of the generated signal names.
+    top : int, optional
+        Only the top ``top`` bits can hold the leading one of a non-zero value (known at
+        generation time); the count then only looks there. Default: all ``n`` bits.
+
+    Returns
+    -------
+    (Signal, Signal)
+        The count in ``range(0, n + 1)`` (``n`` for zero, when ``top == n``; otherwise
+        meaningless for zero) and the flag ``value == 0``.
+    """
+    n = len(value)
+    top = n if top is None else min(top, n)
+    count = Signal(range(n + 1), name=f"{name}_lz")
+    zero = Signal(name=f"{name}_is0")
+    m.d.comb += zero.eq(value == 0)
+    if top <= 1:
+        m.d.comb += count.eq(0)  # the leading one of a non-zero value is the top bit
+        return count, zero
+    # Pad the looked-at bits below to a power of two with zeros: padding after the real bits
+    # changes no count of a non-zero value, and the all-zero case is handled by the Mux below.
+    size = 1 << (top - 1).bit_length()
+    padded = Cat(Const(0, size - top), value[n - top:])
+    c, _ = _lzc_tree(padded)
+    m.d.comb += count.eq(Mux(zero, n, c))
+    return count, zero
+
+
+# ---------------------------------------------------------------------------------------------
+# The shared rounder: normalise -> round (mode + guard/sticky -> increment) -> pack
+# ---------------------------------------------------------------------------------------------
+class FloatRounder(wiring.Component):
+    """Round an exact ``(-1)**sign * mag * 2**exp`` to a code of ``fmt`` (golden ``round_float``).
+
+    The one rounder of psum's float units: the unfused product rounding and the accumulation
+    rounding are two instances of it, parameterised by their target format.
+
+    Ports: ``sign`` (1), ``mag`` (``mag_width``), ``exp`` (signed, ``exp_range``), ``rand``
+    (``sr_bits``, stochastic rounding only) in; ``code`` (``fmt.width``) out.
+
+    Parameters
+    ----------
+    fmt : FloatFormat
+        Target format.
+    rounding : Rounding
+        Rounding mode (fixed at generation time).
+    saturate : bool
+        Overflow to the largest finite number instead of inf / NaN.
+    mag_width : int
+        Width of the unnormalised magnitude ``mag`` (any position of its leading one).
+    exp_range : (int, int)
+        Inclusive bounds of ``exp``, the exponent of ``mag``'s lsb.
+    sr_bits : int
+        Random bits of stochastic rounding (``rounding`` is ``SR``), else 0.
+    lead : int, optional
+        How many top bits of ``mag`` can hold the leading one (default: all).
+
+    Raises
+    ------
+    ValueError
+        If a parameter is out of range.
+    """
+
+    def __init__(self, fmt: FloatFormat, *, rounding: Rounding, saturate: bool, mag_width: int,
+                 exp_range: tuple[int, int], sr_bits: int = 0, lead: int | None = None):
+        if not isinstance(fmt, FloatFormat):
+            raise ValueError(f"the rounder's target must be a float format, not {fmt!r}")
+        if not isinstance(mag_width, int) or mag_width < 1:
+            raise ValueError(f"mag_width must be a positive integer, not {mag_width!r}")
+        lo, hi = exp_range
+        if lo > hi:
+            raise ValueError(f"exp_range must be (low, high) with low <= high, not {exp_range!r}")
+        if (rounding is Rounding.SR) != (sr_bits > 0):
+            raise ValueError(f"sr_bits must be positive exactly for stochastic rounding, not {sr_bits!r}")
+        self._fmt = fmt
+        self._rounding = rounding
+        self._saturate = bool(saturate)
+        self._mag_width = mag_width
+        self._exp_range = (lo, hi)
+        self._sr_bits = sr_bits
+        self._lead = mag_width if lead is None else lead
+        ports = {
+            "sign": In(1),
+            "mag": In(mag_width),
+            "exp": In(range(lo, hi + 1)),
+            "code": Out(fmt.width),
+        }
+        if sr_bits:
+            ports["rand"] = In(sr_bits)
+        super().__init__(ports)
+
+    @property
+    def fmt(self) -> FloatFormat:
+        """Target format."""
+        return self._fmt
+
+    @property
+    def rounding(self) -> Rounding:
+        """Rounding mode."""
+        return self._rounding
+
+    @property
+    def saturate(self) -> bool:
+        """Whether overflow saturates."""
+        return self._saturate
+
+    @property
+    def mag_width(self) -> int:
+        """Width of the ``mag`` input."""
+        return self._mag_width
+
+    @property
+    def exp_range(self) -> tuple[int, int]:
+        """Inclusive bounds of the ``exp`` input."""
+        return self._exp_range
+
+    @property
+    def sr_bits(self) -> int:
+        """Random bits per stochastic rounding (0 for other modes)."""
+        return self._sr_bits
+
+    def elaborate(self, platform):
+        fmt, mode = self._fmt, self._rounding
+        N, M, k = self._mag_width, fmt.man_bits, self._sr_bits
+        lo, hi = self._exp_range
+        m = Module()
+
+        # ====================================================================================
+        # Normalise: move the leading one to the top, exponent E of the leading one.
+        # ====================================================================================
+        lz, is_zero = leading_zeros(m, self.mag, name="n", top=self._lead)
+        norm = Signal(N)
+        m.d.comb += norm.eq((self.mag << lz)[:N])
+        # E = exp + bit_length(mag) - 1, as in the golden rounder.
+        E = Signal(range(lo - 1, hi + N))
+        m.d.comb += E.eq(self.exp + (N - 1) - lz)
+
+        # ====================================================================================
+        # Denormalise: below emin the ulp stays at emin - M (gradual underflow), so the value
+        # moves right by ds = emin - E. Clamped at dmax: further right the leading one lies
+        # below the guard bit and the top sr_bits residual bits, which then read 0 0..0 with a
+        # sticky 1 whatever the exact shift -- the same rounding decision.
+        # ====================================================================================
+        dmax = M + 2 + max(k, 1)
+        if fmt.subnormals and lo - 1 < fmt.emin:
+            ds = Signal(range(dmax + 1))
+            under = fmt.emin - E
+            m.d.comb += ds.eq(Mux(E >= fmt.emin, 0, Mux(under > dmax, dmax, under)))
+            e_eff = Mux(E >= fmt.emin, E, fmt.emin)
+            e_eff_lo = fmt.emin
+        else:
+            # Flush-to-zero formats round with an unbounded exponent (the flush comes after).
+            ds = 0
+            e_eff = E
+            e_eff_lo = lo - 1
+        e_eff_hi = max(hi + N - 1, e_eff_lo)
+
+        # Why append dmax zero bits: every right shift up to dmax then keeps all bits of the
+        # value, so guard, sticky and the stochastic-rounding bits are read without loss.
+        L = N + dmax
+        y = Signal(L)
+        m.d.comb += y.eq(Cat(Const(0, dmax), norm) >> ds)
+
+        # ====================================================================================
+        # Round: the kept significand q (M+1 bits), guard bit, sticky bit -> increment.
+        # ====================================================================================
+        q = y[L - M - 1:]
+        guard = y[L - M - 2]
+        sticky = y[:L - M - 2].any()
+        inexact = guard | sticky
+        sign = self.sign
+        if mode is Rounding.RNE:  # ties to the even neighbour
+            up = guard & (sticky | q[0])
+        elif mode is Rounding.RNA:  # ties away from zero: the guard bit decides alone
+            up = guard
+        elif mode is Rounding.RTZ:
+            up = Const(0, 1)
+        elif mode is Rounding.RUP:  # toward +inf: a positive inexact value goes up
+            up = inexact & ~sign
+        elif mode is Rounding.RDN:  # toward -inf: a negative inexact value grows in magnitude
+            up = inexact & sign
+        elif mode is Rounding.SR:
+            # The top k residual bits (truncated below) plus k random bits: a carry out rounds
+            # up, so P(up) equals the residual to k bits of resolution.
+            top_k = y[L - M - 1 - k:L - M - 1]
+            up = (top_k + self.rand)[k]
+        elif mode is Rounding.ROD:
+            up = None
+        else:  # pragma: no cover - Rounding is closed
+            raise AssertionError(mode)
+        q_r = Signal(M + 2)
+        if mode is Rounding.ROD:
+            # Round to odd: truncate, then force the lsb if anything was lost (never carries).
+            m.d.comb += q_r.eq(Cat(q[0] | inexact, q[1:]))
+        else:
+            m.d.comb += q_r.eq(q + up)
+
+        # ====================================================================================
+        # Pack: ((e_eff + bias) << M) + q - 2**M. A carry out of the significand (q = 2**(M+1),
+        # or a subnormal reaching 2**M) moves into the exponent field by the plain addition.
+        # ====================================================================================
+        code_lo = ((e_eff_lo + fmt.bias) << M) - (1 << M)
+        code_hi = ((e_eff_hi + fmt.bias) << M) + (1 << M)
+        code = Signal(range(min(code_lo, 0), max(code_hi, fmt.max_code + 1) + 1))
+        m.d.comb += code.eq(((e_eff + fmt.bias) << M) + q_r - (1 << M))
+
+        # -- exact zero input, and flush-to-zero below the smallest normal --------------------
+        small = is_zero
+        if not fmt.subnormals and code_lo < (1 << M):
+            # The magnitude rounded with an unbounded exponent is below min normal: flush.
+            small = small | (code < (1 << M))
+        in_range = Mux(small, 0, code)
+
+        # -- overflow: max finite toward zero / when saturating, else inf or NaN --------------
+        mag_code = Signal(fmt.width - 1)
+        nan_out = False
+        if code_hi <= fmt.max_code:  # the exponent range cannot reach overflow: no logic
+            m.d.comb += mag_code.eq(in_range)
+        else:
+            over = code > fmt.max_code
+            to_max = self._saturate or fmt.specials == "fin"
+            if not to_max:
+                if mode in (Rounding.RTZ, Rounding.ROD):
+                    to_max = True
+                elif mode is Rounding.RUP:  # rounding up never grows a negative magnitude
+                    to_max = sign
+                elif mode is Rounding.RDN:  # rounding down never grows a positive magnitude
+                    to_max = ~sign
+            if to_max is True or not fmt.has_inf:
+                # fn / fnuz: an overflow that does not go to max finite becomes the canonical
+                # NaN below; max_code is only a placeholder for it here.
+                m.d.comb += mag_code.eq(Mux(over, fmt.max_code, in_range))
+                if to_max is not True:
+                    nan_out = all_of(over, ~_bit(to_max))
+            else:
+                m.d.comb += mag_code.eq(
+                    Mux(over, Mux(_bit(to_max), fmt.max_code, fmt.inf_code), in_range))
+
+        # -- sign, fnuz's missing -0, canonical NaN --------------------------------------------
+        signed_code = Cat(mag_code, sign)
+        if fmt.specials == "fnuz":
+            signed_code = Mux(mag_code == 0, 0, signed_code)
+        if nan_out is not False:
+            signed_code = Mux(nan_out, fmt.nan_code, signed_code)
+        out = Signal(fmt.width)
+        m.d.comb += out.eq(signed_code)
+        m.d.comb += self.code.eq(out)
+        return m
