@@ -1,0 +1,295 @@
+/* psum_kernels.c -- bit-exact sequential MAC accumulation over a GEMM, CPU fast path.
+ *
+ * out[m, n] holds the accumulator (initialised by the caller with the loaded bias); for k in
+ * [0, K) in order: out[m, n] := mac(out[m, n], A[m, k], B[k, n]).  Values, not codes: every
+ * operand, product and accumulator value is carried as a float/double that equals the format
+ * value exactly (the caller checks the ranges and precisions that make this true).
+ *
+ * Float accumulator, one step (the proof of exactness):
+ *   1. p = a*b is exact in the working type T (caller: p_a + p_b <= precision(T), product range
+ *      inside T's normal range).  Unfused: p is rounded once into the product format (a single
+ *      rounding of an exact value, so exact semantics).
+ *   2. s = fl_T(acc + p) and err = TwoSum error: acc + p = s + err exactly (Knuth).
+ *   3. Round-to-odd at T's precision w: if err != 0 and s has an even last bit, step s one ulp
+ *      toward err.  Then rounding RO_w(x) to p_acc bits with any mode equals rounding x directly
+ *      when w >= p_acc + 2 (Boldo & Melquiond 2008); for SR the top sr_bits residual bits and the
+ *      sticky information survive when w >= p_acc + sr_bits + 2 (caller checks).
+ *   4. The rounding itself is integer arithmetic on T's bit pattern.
+ * Vector fast path: results in the accumulator's normal range (fixed rounding position D = w-1-M).
+ * Anything else (subnormal or zero-crossing with rdn, overflow, inf/NaN, SR) is flagged and
+ * recomputed for that lane by the scalar routine slow_step() in double, which implements every
+ * rule of psum.golden.mac (same TwoSum + round-to-odd argument in binary64).
+ */
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
+enum { RNE = 0, RTZ = 1, RDN = 2, RUP = 3, RNA = 4, ROD = 5, SR = 6 };
+enum { SP_IEEE = 0, SP_FN = 1, SP_FNUZ = 2, SP_FIN = 3 };
+
+typedef struct {
+    int32_t man_bits, emin, subnormals, specials;   /* float format */
+    double max_value;
+    int32_t int_bits, is_signed, is_int, present;   /* integer format (prod of an int MAC) */
+} fmt_t;
+
+typedef struct {
+    int64_t M, N, K;          /* A: M x K (row stride lda), B: K x N (row stride ldb), out: M x N (ldo) */
+    int64_t lda, ldb, ldo;
+    int32_t mode, saturate, sr_bits, int_acc;
+    uint32_t seed;
+    int64_t col_stride, k_offset;  /* SR: element index = row_base[m] + n*col_stride, step = k_offset+k */
+    const int64_t *row_base;
+    fmt_t acc, prod;          /* prod.present == 0: fused (exact product) */
+    int32_t nthreads;
+} params_t;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Counter-based random bits for stochastic rounding: reproducible, independent of tiling.    */
+/* ------------------------------------------------------------------------------------------ */
+static inline uint32_t fmix32(uint32_t h) {
+    h ^= h >> 16; h *= 0x85EBCA6Bu; h ^= h >> 13; h *= 0xC2B2AE35u; h ^= h >> 16; return h;
+}
+static inline uint32_t sr_rand(uint32_t seed, int64_t idx, int64_t step, int bits) {
+    uint32_t h1 = fmix32(seed ^ (uint32_t)idx);
+    uint32_t h2 = fmix32(h1 ^ (uint32_t)((uint64_t)step * 0x9E3779B1u) ^ (uint32_t)((uint64_t)idx >> 32));
+    return h2 >> (32 - bits);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Scalar exact rounding of a non-zero finite double x into a float format (golden round_float) */
+/* ------------------------------------------------------------------------------------------ */
+static double round_fmt(const fmt_t *f, double x, int mode, uint32_t rnd, int k, int saturate) {
+    uint64_t bits; memcpy(&bits, &x, 8);
+    int sign = (int)(bits >> 63);
+    int E = (int)((bits >> 52) & 0x7ff) - 1023;         /* x is a normal double (caller) */
+    uint64_t m = (bits & ((1ull << 52) - 1)) | (1ull << 52);
+    int M = f->man_bits;
+    int e_eff = (f->subnormals && E < f->emin) ? f->emin : E;
+    int64_t drop = 52 - M + (e_eff - E);                /* >= 2: w >= p + 2 */
+    int64_t dc = drop > 54 ? 54 : drop;                 /* beyond: q = 0, guard 0, sticky 1 */
+    uint64_t q = m >> dc, rem = m & ((1ull << dc) - 1), half = 1ull << (dc - 1);
+    int guard = rem >= half, sticky = (rem & (half - 1)) != 0, inexact = rem != 0, up = 0;
+    switch (mode) {
+    case RNE: up = guard && (sticky || (q & 1)); break;
+    case RNA: up = guard; break;
+    case RTZ: up = 0; break;
+    case RUP: up = inexact && !sign; break;
+    case RDN: up = inexact && sign; break;
+    case ROD: q |= (uint64_t)inexact; break;
+    case SR: {
+        uint64_t top;
+        if (drop >= k) { int64_t sh = drop - k; top = sh >= 64 ? 0 : rem >> sh; }
+        else top = rem << (k - drop);
+        up = (top + rnd) >= (1ull << k);
+        break; }
+    }
+    q += (uint64_t)up;
+    double v = ldexp((double)q, e_eff - M);
+    int zero_neg = sign && f->specials != SP_FNUZ;
+    if (v == 0.0) return zero_neg ? -0.0 : 0.0;
+    if (!f->subnormals && v < ldexp(1.0, f->emin)) return zero_neg ? -0.0 : 0.0;
+    if (v > f->max_value) {
+        int to_max = saturate || f->specials == SP_FIN || mode == RTZ || mode == ROD
+                     || (mode == RUP && sign) || (mode == RDN && !sign);
+        if (to_max) v = f->max_value;
+        else if (f->specials == SP_IEEE) v = INFINITY;
+        else return NAN;
+    }
+    return sign ? -v : v;
+}
+
+/* One MAC step for one element, every rule of psum.golden.mac, in binary64. */
+static double slow_step(const params_t *P, double acc, double a, double b, uint32_t rnd) {
+    const fmt_t *F = &P->acc;
+    int mode = P->mode;
+    double p = a * b;                                    /* exact (caller's range check) */
+    if (P->prod.present && isfinite(p)) {
+        if (p == 0.0) { if (P->prod.specials == SP_FNUZ) p = 0.0; }
+        else p = round_fmt(&P->prod, p, mode == SR ? RNE : mode, 0, 0, P->saturate);
+    }
+    if (isnan(p) || isnan(acc)) return NAN;
+    if (isinf(p) || isinf(acc)) {
+        if (isinf(p) && isinf(acc) && (signbit(p) != signbit(acc))) return NAN;
+        int s = isinf(p) ? signbit(p) != 0 : signbit(acc) != 0;
+        if (F->specials == SP_IEEE) return s ? -INFINITY : INFINITY;
+        if (P->saturate || F->specials == SP_FIN) return s ? -F->max_value : F->max_value;
+        return NAN;
+    }
+    /* -- exact sum as s + err (TwoSum) ------------------------------------------------------ */
+    double s = acc + p, z = s - acc, err = (acc - (s - z)) + (p - z);
+    if (s == 0.0 && err == 0.0) {                        /* exact zero: IEEE 754 sign rules */
+        int zs;
+        if (acc == 0.0 && p == 0.0)
+            zs = mode == RDN ? (signbit(acc) || signbit(p)) : (signbit(acc) && signbit(p));
+        else zs = mode == RDN;
+        if (F->specials == SP_FNUZ) zs = 0;
+        return zs ? -0.0 : 0.0;
+    }
+    /* -- round to odd at 53 bits, then the one real rounding ------------------------------- */
+    if (err != 0.0) {
+        uint64_t sb, eb; memcpy(&sb, &s, 8); memcpy(&eb, &err, 8);
+        if (!(sb & 1)) sb += ((sb ^ eb) >> 63) ? (uint64_t)-1 : 1;
+        memcpy(&s, &sb, 8);
+    }
+    return round_fmt(F, s, mode, rnd, P->sr_bits, P->saturate);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Vector fast path, instantiated for float (8 lanes) and double (4 lanes)                    */
+/* ------------------------------------------------------------------------------------------ */
+#define LANES_F 8
+#define LANES_D 4
+typedef float vf __attribute__((vector_size(32)));
+typedef int32_t vfi __attribute__((vector_size(32)));
+typedef double vd __attribute__((vector_size(32)));
+typedef int64_t vdi __attribute__((vector_size(32)));
+
+#define ROWS 4
+#define COLS 2
+
+#define DEFINE_KERNEL(SUF, T, VT, VI, IT, LANES, W, SIGNSHIFT)                                   \
+typedef struct { IT D, half, mask, maxb, minn; IT sign; } consts_##SUF;                        \
+static consts_##SUF mkconsts_##SUF(const fmt_t *f) {                                          \
+    consts_##SUF c; T mx = (T)f->max_value, mn = (T)ldexp(1.0, f->emin);                       \
+    c.D = (W - 1) - f->man_bits; c.half = (IT)1 << (c.D - 1); c.mask = ((IT)1 << c.D) - 1;     \
+    memcpy(&c.maxb, &mx, sizeof(T)); memcpy(&c.minn, &mn, sizeof(T));                          \
+    c.sign = (IT)1 << SIGNSHIFT; return c; }                                                  \
+/* fixed-position rounding of RO'd bit patterns (magnitude arithmetic on the pattern) */       \
+static inline __attribute__((always_inline)) VI rnd_##SUF(VI sb, const consts_##SUF *c, int mode) { \
+    VI frac = sb & c->mask, r = sb & ~c->mask, one = r - r + ((IT)1 << c->D);                  \
+    VI neg = (sb & c->sign) != 0, inex = frac != 0;                                           \
+    switch (mode) {                                                                            \
+    case RNE: return (sb + (c->half - 1) + ((sb >> c->D) & 1)) & ~c->mask;                    \
+    case RNA: return (sb + c->half) & ~c->mask;                                                \
+    case RTZ: return r;                                                                        \
+    case RUP: return r + (one & inex & ~neg);                                                  \
+    case RDN: return r + (one & inex & neg);                                                   \
+    default:  return r | (one & inex);                                                         \
+    } }                                                                                        \
+static inline __attribute__((always_inline)) VI range_bad_##SUF(VI s0, VI sb, VI r,             \
+        const consts_##SUF *c) {                                                               \
+    VI ab = sb & ~c->sign, a0 = s0 & ~c->sign, ar = r & ~c->sign;                              \
+    return (a0 > c->maxb) | (ar > c->maxb) | ((ab < c->minn) & (ab != 0));                    \
+}                                                                                              \
+static inline __attribute__((always_inline)) int any_##SUF(VI m) {                             \
+    IT acc = 0; for (int l = 0; l < LANES; l++) acc |= m[l]; return acc != 0; }                \
+static inline __attribute__((always_inline)) VT fast_step_##SUF(VT acc, VT p,                    \
+        const consts_##SUF *c, int mode, VI *bad) {                                            \
+    VT s = acc + p, z = s - acc, err = (acc - (s - z)) + (p - z);                              \
+    VI s0 = (VI)s, sb = s0, eb = (VI)err;                                                      \
+    VI inex = err != 0, even = (sb & 1) == 0, dirneg = (sb ^ eb) < 0;                          \
+    sb += (dirneg | 1) & inex & even;       /* round to odd at w bits */                       \
+    VI r = rnd_##SUF(sb, c, mode);                                                             \
+    VI b = range_bad_##SUF(s0, sb, r, c);                                                      \
+    if (mode == RDN) b |= (r & ~c->sign) == 0;   /* exact-zero sign rule of rdn: slow path */  \
+    *bad |= b; return (VT)r; }                                                                 \
+static inline __attribute__((always_inline)) VT fast_prod_##SUF(VT p, const consts_##SUF *c,    \
+        int mode, int fnuz, VI *bad) {                                                         \
+    VI pb = (VI)p; VI r = rnd_##SUF(pb, c, mode == SR ? RNE : mode);                           \
+    *bad |= range_bad_##SUF(pb, pb, r, c);                                                     \
+    VT out = (VT)r; if (fnuz) out = out + (T)0; return out; }                                  \
+static inline __attribute__((always_inline)) void tile_##SUF(const params_t *P, T *base_out,     \
+        const T *A, const T *B, int64_t m0, int64_t nr, int64_t n0, int64_t nc, int mode) {   \
+    consts_##SUF ca = mkconsts_##SUF(&P->acc), cp = mkconsts_##SUF(&P->prod);                 \
+    int unfused = P->prod.present, fnuz = P->prod.specials == SP_FNUZ;                        \
+    VT acc[ROWS][COLS];                                                                        \
+    for (int i = 0; i < ROWS; i++) for (int j = 0; j < COLS; j++) {                            \
+        if (i < nr && j < nc) memcpy(&acc[i][j], base_out + (m0 + i) * P->ldo + n0 + j * LANES, sizeof(VT)); \
+        else acc[i][j] = (VT){0}; }                                                            \
+    for (int64_t k = 0; k < P->K; k++) {                                                       \
+        VT bv[COLS];                                                                           \
+        for (int j = 0; j < COLS; j++) {                                                       \
+            if (j < nc) memcpy(&bv[j], B + k * P->ldb + n0 + j * LANES, sizeof(VT));           \
+            else bv[j] = (VT){0}; }                                                            \
+        for (int i = 0; i < ROWS; i++) {                                                       \
+            T a = i < nr ? A[(m0 + i) * P->lda + k] : (T)0;                                    \
+            for (int j = 0; j < COLS; j++) {                                                   \
+                VI bad = (VI){0};                                                              \
+                VT p = a * bv[j];                                                              \
+                if (unfused) p = fast_prod_##SUF(p, &cp, mode, fnuz, &bad);                   \
+                VT nv = fast_step_##SUF(acc[i][j], p, &ca, mode, &bad);                        \
+                if (__builtin_expect(any_##SUF(bad), 0)) {                                     \
+                    for (int l = 0; l < LANES; l++) if (bad[l])                                \
+                        nv[l] = (T)slow_step(P, (double)acc[i][j][l], (double)a, (double)bv[j][l], 0); \
+                }                                                                              \
+                acc[i][j] = nv; } } }                                                          \
+    for (int i = 0; i < nr; i++) for (int j = 0; j < nc; j++)                                  \
+        memcpy(base_out + (m0 + i) * P->ldo + n0 + j * LANES, &acc[i][j], sizeof(VT));        \
+}                                                                                              \
+static void run_float_##SUF(const params_t *P, const T *A, const T *B, T *out) {              \
+    int64_t ntr = (P->M + ROWS - 1) / ROWS, nvec = P->N / LANES;                               \
+    int64_t ntc = (nvec + COLS - 1) / COLS;                                                    \
+    _Pragma("omp parallel for schedule(dynamic, 4) num_threads(P->nthreads)")                 \
+    for (int64_t t = 0; t < ntr * ntc; t++) {                                                  \
+        int64_t tr = t / ntc, tc = t % ntc;                                                    \
+        int64_t m0 = tr * ROWS, nr = P->M - m0 < ROWS ? P->M - m0 : ROWS;                     \
+        int64_t n0 = tc * COLS * LANES, nc = nvec - tc * COLS < COLS ? nvec - tc * COLS : COLS;\
+        switch (P->mode) {                                                                     \
+        case RNE: tile_##SUF(P, out, A, B, m0, nr, n0, nc, RNE); break;                        \
+        case RTZ: tile_##SUF(P, out, A, B, m0, nr, n0, nc, RTZ); break;                        \
+        case RDN: tile_##SUF(P, out, A, B, m0, nr, n0, nc, RDN); break;                        \
+        case RUP: tile_##SUF(P, out, A, B, m0, nr, n0, nc, RUP); break;                        \
+        case RNA: tile_##SUF(P, out, A, B, m0, nr, n0, nc, RNA); break;                        \
+        default:  tile_##SUF(P, out, A, B, m0, nr, n0, nc, ROD); break;                        \
+        } } }                                                                                  \
+/* stochastic rounding: every step through slow_step with its counter-based random bits */     \
+static void run_sr_##SUF(const params_t *P, const T *A, const T *B, T *out) {                 \
+    _Pragma("omp parallel for schedule(dynamic, 4) num_threads(P->nthreads)")                 \
+    for (int64_t m = 0; m < P->M; m++) for (int64_t n = 0; n < P->N; n++) {                    \
+        double acc = out[m * P->ldo + n];                                                      \
+        int64_t idx = P->row_base[m] + n * P->col_stride;                                     \
+        for (int64_t k = 0; k < P->K; k++)                                                     \
+            acc = slow_step(P, acc, A[m * P->lda + k], B[k * P->ldb + n],                      \
+                            sr_rand(P->seed, idx, P->k_offset + k, P->sr_bits));               \
+        out[m * P->ldo + n] = (T)acc; } }                                                      \
+/* integer MAC on exact integer values: product fitted into prod, sum saturated per step (sat) \
+   or left unwrapped (the caller wraps once at the end: addition mod 2**n is associative) */   \
+static void run_int_##SUF(const params_t *P, const T *A, const T *B, T *out) {                \
+    const fmt_t *pf = &P->prod; int sat = P->saturate;                                         \
+    T plo = 0, phi = 0, pm = 0, alo = 0, ahi = 0;                                              \
+    if (pf->present) { pm = (T)ldexp(1.0, pf->int_bits);                                       \
+        plo = pf->is_signed ? -pm / 2 : 0; phi = pf->is_signed ? pm / 2 - 1 : pm - 1; }       \
+    alo = P->acc.is_signed ? -(T)ldexp(1.0, P->acc.int_bits - 1) : 0;                          \
+    ahi = P->acc.is_signed ? (T)ldexp(1.0, P->acc.int_bits - 1) - 1 : (T)ldexp(1.0, P->acc.int_bits) - 1; \
+    _Pragma("omp parallel for schedule(static) num_threads(P->nthreads)")                     \
+    for (int64_t m = 0; m < P->M; m++) {                                                       \
+        T *o = out + m * P->ldo;                                                               \
+        for (int64_t k = 0; k < P->K; k++) {                                                   \
+            T a = A[m * P->lda + k]; const T *b = B + k * P->ldb;                              \
+            for (int64_t n = 0; n < P->N; n++) {                                               \
+                T p = a * b[n];                                                                \
+                if (pf->present) {                                                             \
+                    if (sat) p = p < plo ? plo : (p > phi ? phi : p);                          \
+                    else { p = p - pm * floor(p / pm); if (p > phi) p -= pm; }                 \
+                }                                                                              \
+                T s = o[n] + p;                                                                \
+                if (sat) s = s < alo ? alo : (s > ahi ? ahi : s);                              \
+                o[n] = s; } } } }
+
+DEFINE_KERNEL(f, float, vf, vfi, int32_t, LANES_F, 24, 31)
+DEFINE_KERNEL(d, double, vd, vdi, int64_t, LANES_D, 53, 63)
+
+/* Entry points: dtype 0 = float32 arrays, 1 = float64 arrays.  N must be a multiple of the lane
+   count for the float path (the caller pads). */
+int psum_accumulate(const params_t *P, int dtype, const void *A, const void *B, void *out) {
+    if (P->int_acc) {
+        if (dtype == 0) run_int_f(P, A, B, out); else run_int_d(P, A, B, out);
+    } else if (P->mode == SR) {
+        if (dtype == 0) run_sr_f(P, A, B, out); else run_sr_d(P, A, B, out);
+    } else {
+        if (dtype == 0) run_float_f(P, A, B, out); else run_float_d(P, A, B, out);
+    }
+    return 0;
+}
+
+/* scalar single step exported for tests: acc, a, b values in, new acc value out */
+double psum_slow_step(const params_t *P, double acc, double a, double b, uint32_t rnd) {
+    return slow_step(P, acc, a, b, rnd);
+}
+uint32_t psum_sr_rand(uint32_t seed, int64_t idx, int64_t step, int bits) {
+    return sr_rand(seed, idx, step, bits);
+}

@@ -1,0 +1,526 @@
+"""Fast, bit-exact accumulation kernels: ``out[m, n] = MAC-accumulate_k A[m, k] * B[k, n]``.
+
+Every kernel here computes, for each output element independently, exactly what a MAC unit running
+:func:`psum.golden.mac_step` cycle by cycle computes: the accumulator starts from ``init[m, n]``
+(the loaded bias) and takes one product per step, ``k = 0 .. K-1`` in order. Operands,
+products and accumulators travel as float64 (or float32) *values* that equal the format values
+exactly; the caller (:mod:`psum.golden.emulate`) quantises them.
+
+Backends, fastest first (``backend="auto"`` picks the first whose exactness conditions hold):
+
+``gemm``
+    Integer accumulator with wrap-around and no product that can wrap/saturate: the sum modulo
+    ``2**n`` is associative, so an exact GEMM (every partial sum an integer below ``2**24`` for
+    float32 or ``2**53`` for float64, whatever order BLAS uses) followed by one wrap is
+    bit-identical to the sequential unit.
+``c``
+    The C/OpenMP kernel in ``golden/csrc/psum_kernels.c`` (compiled at first use with the system
+    gcc into ``~/.cache/psum/``, loaded with ctypes). Float accumulators: TwoSum + round-to-odd +
+    integer rounding (proof in the C file's header), vectorised across output elements, with a
+    scalar exact fix-up for the rare flagged lanes (subnormals, overflow, specials). Stochastic
+    rounding runs the scalar routine every step. Integer accumulators: exact integer values in
+    float/double with per-step saturation.
+``torch``
+    The same float algorithm in device-agnostic torch ops (CPU or CUDA), one step for all outputs
+    at a time; flagged elements and stochastic rounding go through ``mac_step`` (numpy).
+``numpy``
+    ``mac_step`` itself, one step for all outputs at a time: slow, exact by definition, works for
+    every spec (e.g. fp64 accumulators, where the float tricks do not apply).
+
+Stochastic rounding draws its random bits from a counter-based hash (:func:`sr_rand`) of
+``(seed, element index, step)``, so every backend and the scalar reference loop agree.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import math
+import os
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from . import _vector as V
+from .formats import FloatFormat, IntFormat
+from .mac import mac_step
+from .rounding import Rounding
+from .spec import MacSpec
+
+__all__ = ["accumulate", "sr_rand", "c_kernel_available", "float_path_ok", "BACKENDS"]
+
+BACKENDS = ("auto", "gemm", "c", "torch", "numpy")
+_M32 = 0xFFFFFFFF
+
+
+# ---------------------------------------------------------------------------------------------
+# Counter-based random bits (the same function as sr_rand() in the C kernel)
+# ---------------------------------------------------------------------------------------------
+def _fmix32(h):
+    h = h ^ (h >> 16)
+    h = (h * 0x85EBCA6B) & _M32
+    h = h ^ (h >> 13)
+    h = (h * 0xC2B2AE35) & _M32
+    return h ^ (h >> 16)
+
+
+def sr_rand(seed: int, index, step, bits: int) -> np.ndarray:
+    """Random integers in ``[0, 2**bits)`` for stochastic rounding of element ``index`` at ``step``.
+
+    ``h1 = fmix32(seed ^ lo32(index))``, ``h2 = fmix32(h1 ^ lo32(step * 0x9E3779B1) ^ hi32(index))``,
+    result ``h2 >> (32 - bits)`` (``fmix32`` is MurmurHash3's finaliser). Arrays broadcast.
+    """
+    idx = np.asarray(index, dtype=np.int64).astype(np.uint64)
+    stp = np.asarray(step, dtype=np.int64).astype(np.uint64)
+    seed = np.uint64(int(seed) & _M32)
+    h1 = _fmix32((seed ^ (idx & np.uint64(_M32))))
+    h2 = _fmix32(h1 ^ ((stp * np.uint64(0x9E3779B1)) & np.uint64(_M32)) ^ (idx >> np.uint64(32)))
+    return (h2 >> np.uint64(32 - bits)).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building and loading the C kernel
+# ---------------------------------------------------------------------------------------------
+_CSRC = Path(__file__).with_name("csrc") / "psum_kernels.c"
+_LIB = None
+_LIB_LOCK = threading.Lock()
+_LIB_ERROR: str | None = None
+
+
+class _Fmt(ctypes.Structure):
+    _fields_ = [("man_bits", ctypes.c_int32), ("emin", ctypes.c_int32), ("subnormals", ctypes.c_int32),
+                ("specials", ctypes.c_int32), ("max_value", ctypes.c_double),
+                ("int_bits", ctypes.c_int32), ("is_signed", ctypes.c_int32), ("is_int", ctypes.c_int32),
+                ("present", ctypes.c_int32)]
+
+
+class _Params(ctypes.Structure):
+    _fields_ = [("M", ctypes.c_int64), ("N", ctypes.c_int64), ("K", ctypes.c_int64),
+                ("lda", ctypes.c_int64), ("ldb", ctypes.c_int64), ("ldo", ctypes.c_int64),
+                ("mode", ctypes.c_int32), ("saturate", ctypes.c_int32), ("sr_bits", ctypes.c_int32),
+                ("int_acc", ctypes.c_int32), ("seed", ctypes.c_uint32),
+                ("col_stride", ctypes.c_int64), ("k_offset", ctypes.c_int64),
+                ("row_base", ctypes.POINTER(ctypes.c_int64)), ("acc", _Fmt), ("prod", _Fmt),
+                ("nthreads", ctypes.c_int32)]
+
+
+def _compile(src: Path) -> Path:
+    text = src.read_bytes()
+    cache = Path(os.environ.get("PSUM_CACHE_DIR", Path.home() / ".cache" / "psum"))
+    cache.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(text + os.uname().machine.encode()).hexdigest()[:16]
+    lib = cache / f"psum_kernels_{key}.so"
+    if lib.exists():
+        return lib
+    cc = os.environ.get("CC", "gcc")
+    last = ""
+    # -march=native vectorises with the host's AVX2/AVX-512; the portable retry is still exact
+    # (the arithmetic is IEEE binary32/64 plus integer ops, no fast-math).
+    for flags in (["-O3", "-march=native"], ["-O3"]):
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
+        os.close(fd)
+        cmd = [cc, *flags, "-fopenmp", "-ffp-contract=off", "-shared", "-fPIC", "-o", tmp, str(src), "-lm"]
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            os.unlink(tmp)
+            raise OSError(f"cannot run {cc}: {exc}") from None
+        if res.returncode == 0:
+            os.replace(tmp, lib)  # atomic: concurrent first uses never load a half-written file
+            return lib
+        os.unlink(tmp)
+        last = res.stderr.strip().splitlines()[-1:] or [""]
+    raise OSError(f"{cc} failed to build the psum kernel: {last[0]}")
+
+
+def _lib():
+    """The loaded C kernel, or ``None`` when it cannot be built (then slower exact paths run)."""
+    global _LIB, _LIB_ERROR
+    if os.environ.get("PSUM_NO_CKERNEL"):
+        return None
+    if _LIB is not None or _LIB_ERROR is not None:
+        return _LIB
+    with _LIB_LOCK:
+        if _LIB is None and _LIB_ERROR is None:
+            try:
+                lib = ctypes.CDLL(str(_compile(_CSRC)))
+                lib.psum_accumulate.argtypes = [ctypes.POINTER(_Params), ctypes.c_int,
+                                                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+                lib.psum_accumulate.restype = ctypes.c_int
+                lib.psum_slow_step.argtypes = [ctypes.POINTER(_Params), ctypes.c_double,
+                                               ctypes.c_double, ctypes.c_double, ctypes.c_uint32]
+                lib.psum_slow_step.restype = ctypes.c_double
+                lib.psum_sr_rand.argtypes = [ctypes.c_uint32, ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
+                lib.psum_sr_rand.restype = ctypes.c_uint32
+                _LIB = lib
+            except OSError as exc:
+                _LIB_ERROR = str(exc)
+    return _LIB
+
+
+def c_kernel_available() -> bool:
+    """True when the C kernel is built and loaded (gcc with OpenMP present)."""
+    return _lib() is not None
+
+
+_SPECIALS = {"ieee": 0, "fn": 1, "fnuz": 2, "fin": 3}
+
+
+def _cfmt(fmt) -> _Fmt:
+    if fmt is None:
+        return _Fmt(0, 0, 1, 0, 1.0, 0, 0, 0, 0)
+    if isinstance(fmt, IntFormat):
+        return _Fmt(0, 0, 1, 0, float(fmt.max_int), fmt.bits, int(fmt.signed), 1, 1)
+    return _Fmt(fmt.man_bits, fmt.emin, int(fmt.subnormals), _SPECIALS[fmt.specials],
+                fmt.max_value, 0, 0, 0, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exactness conditions
+# ---------------------------------------------------------------------------------------------
+def _fmt_range(fmt):
+    """(smallest positive, largest finite) value of a format."""
+    if isinstance(fmt, IntFormat):
+        return 1.0, float(max(abs(fmt.min_int), fmt.max_int))
+    return fmt.min_subnormal, fmt.max_value
+
+
+def _nz_range(x):
+    """(min nonzero |x|, max |x|) of a torch tensor; (inf, 0) when all zero."""
+    ax = x.abs()
+    mx = float(ax.max()) if ax.numel() else 0.0
+    nz = ax[ax > 0]
+    mn = float(nz.min()) if nz.numel() else math.inf
+    return mn, mx
+
+
+def float_path_ok(spec: MacSpec, w: int, A=None, B=None) -> bool:
+    """True when the TwoSum/round-to-odd algorithm in a ``w``-bit host float (24 or 53) is exact.
+
+    Conditions: the exact product fits (``p_a + p_b <= w``), round-to-odd at ``w`` bits followed
+    by the accumulator rounding is exact (``w >= p_acc + 2``, plus ``sr_bits`` for SR, checked at
+    53 bits since SR runs in binary64), every accumulator/product value and every product of the
+    data is a normal host float (exponent range), so the bit-level rounding can read the exponent.
+    """
+    if spec.int_acc:
+        return False
+    if w == 24:
+        lo, hi, p_need = 2.0**-126, 2.0**127, spec.acc.precision + 2
+    else:
+        lo, hi, p_need = 2.0**-1000, 2.0**1000, spec.acc.precision + 2 + spec.sr_bits
+    if spec.rounding is Rounding.SR and w == 24 and spec.acc.precision + 2 + spec.sr_bits > 53:
+        return False
+    if spec.a.precision + spec.b.precision > w or p_need > w:
+        return False
+    for fmt in (spec.acc, spec.prod):
+        if fmt is None:
+            continue
+        if isinstance(fmt, FloatFormat) and (fmt.man_bits > w - 3):
+            return False
+        small, big = _fmt_range(fmt)
+        # every value of the format (incl. its subnormals) is exact in the host type; the
+        # normal-range test of the C fast path needs 2**emin to be a normal host number.
+        if small < (2.0**-149 if w == 24 else 2.0**-1074) or big >= hi or 2.0**fmt.emin < lo:
+            return False
+    if A is not None:
+        amin, amax = _nz_range(A)
+        bmin, bmax = _nz_range(B)
+        if not (math.isfinite(amax) and math.isfinite(bmax)):
+            return False
+        if amin * bmin < lo or amax * bmax >= hi:  # products exact and normal (or zero)
+            return False
+    return True
+
+
+def _int_exact_bound(spec: MacSpec, A, B, init, K):
+    """Largest |partial sum| bound of an integer MAC (products after fitting)."""
+    _, amax = _nz_range(A)
+    _, bmax = _nz_range(B)
+    pmax = amax * bmax
+    if spec.prod is not None:
+        pmax = min(pmax, float(max(abs(spec.prod.min_int), spec.prod.max_int)))
+    _, imax = _nz_range(init)
+    if spec.saturate:
+        return float(max(abs(spec.acc.min_int), spec.acc.max_int)) + pmax + imax
+    return K * pmax + imax
+
+
+# ---------------------------------------------------------------------------------------------
+# Backends
+# ---------------------------------------------------------------------------------------------
+def _index_grid(M, N, row_base, col_stride):
+    rb = np.arange(M, dtype=np.int64) * N if row_base is None else np.asarray(row_base, dtype=np.int64)
+    return rb[:, None] + np.arange(N, dtype=np.int64)[None, :] * int(col_stride)
+
+
+def _run_c(spec, A, B, init, *, row_base, col_stride, k_offset, seed, w, nthreads=None):
+    import torch
+
+    lib = _lib()
+    dt = torch.float32 if w == 24 else torch.float64
+    lanes = 8 if w == 24 else 4
+    M, K = A.shape
+    N = B.shape[1]
+    Np = -(-N // lanes) * lanes
+    A_ = A.to(dt).contiguous()
+    B_ = torch.zeros((K, Np), dtype=dt)
+    B_[:, :N] = B
+    out = torch.zeros((M, Np), dtype=dt)
+    out[:, :N] = init
+    rb = np.ascontiguousarray(np.arange(M, dtype=np.int64) * N if row_base is None else row_base,
+                              dtype=np.int64)
+    p = _Params(M, Np, K, K, Np, Np, spec.rounding.code, int(spec.saturate), spec.sr_bits,
+                int(spec.int_acc), int(seed) & _M32, int(col_stride), int(k_offset),
+                rb.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), _cfmt(spec.acc), _cfmt(spec.prod),
+                nthreads or torch.get_num_threads())
+    if M and K and N:
+        lib.psum_accumulate(ctypes.byref(p), 0 if w == 24 else 1, A_.data_ptr(), B_.data_ptr(),
+                            out.data_ptr())
+    return out[:, :N].double()
+
+
+def _wrap(spec, v):
+    """Wrap exact integer values (float64 tensor) into the accumulator's two's complement range."""
+    import torch
+
+    if spec.acc.bits >= 63:
+        return v
+    iv = v.to(torch.int64)
+    m = 1 << spec.acc.bits
+    w = iv & (m - 1)
+    if spec.acc.signed:
+        w = torch.where(w >= (m >> 1), w - m, w)
+    return w.double()
+
+
+def _fit_int_torch(fmt, v, saturate):
+    import torch
+
+    if saturate:
+        return v.clamp(fmt.min_int, fmt.max_int)
+    m = 1 << fmt.bits
+    w = v & (m - 1)
+    if fmt.signed:
+        w = torch.where(w >= (m >> 1), w - m, w)
+    return w
+
+
+def _run_int_torch(spec, A, B, init):
+    """Integer MAC in int64 torch ops (any device), one step for all outputs at a time."""
+    Ai, Bi = A.round().long(), B.round().long()
+    acc = init.round().long()
+    for k in range(A.shape[1]):
+        p = Ai[:, k:k + 1] * Bi[k:k + 1, :]
+        if spec.prod is not None:
+            p = _fit_int_torch(spec.prod, p, spec.saturate)
+        acc = acc + p
+        if spec.saturate:
+            acc = acc.clamp(spec.acc.min_int, spec.acc.max_int)
+    if not spec.saturate:
+        acc = _fit_int_torch(spec.acc, acc, False)
+    return acc.double()
+
+
+def _codes(fmt, values):
+    """Exact codes of values that lie in ``fmt`` (numpy float64 -> uint64)."""
+    if isinstance(fmt, IntFormat):
+        return fmt.encode(values, saturate=False)
+    return fmt.encode(values)
+
+
+def _run_numpy(spec, A, B, init, *, row_base, col_stride, k_offset, seed, stats=None):
+    """mac_step over all outputs per step. ``stats`` (a callable) sees every (old, p, new) step."""
+    import torch
+
+    dev = A.device
+    An = A.detach().cpu().double().numpy()
+    Bn = B.detach().cpu().double().numpy()
+    M, K = An.shape
+    N = Bn.shape[1]
+    ac, bc = _codes(spec.a, An), _codes(spec.b, Bn)
+    acc = _codes(spec.acc, init.detach().cpu().double().numpy())
+    idx = _index_grid(M, N, row_base, col_stride) if spec.rounding is Rounding.SR else None
+    for k in range(K):
+        rand = sr_rand(seed, idx, k_offset + k, spec.sr_bits) if idx is not None else None
+        new = mac_step(spec, acc, ac[:, k:k + 1], bc[k:k + 1, :], rand=rand)
+        if stats is not None:
+            stats(spec, acc, An[:, k:k + 1] * Bn[k:k + 1, :], new)
+        acc = new
+    return torch.from_numpy(spec.acc.decode(acc)).to(dev)
+
+
+def _round_fixed(sb, D, mode, sign_mask):
+    """Torch twin of the C rnd_*(): round int64 bit patterns at fixed position D."""
+    mask = (1 << D) - 1
+    r = sb & ~mask
+    inex = (sb & mask) != 0
+    neg = (sb & sign_mask) != 0
+    one = 1 << D
+    if mode is Rounding.RNE:
+        return (sb + (one // 2 - 1) + ((sb >> D) & 1)) & ~mask
+    if mode is Rounding.RNA:
+        return (sb + one // 2) & ~mask
+    if mode is Rounding.RTZ:
+        return r
+    if mode is Rounding.RUP:
+        return r + (inex & ~neg).long() * one
+    if mode is Rounding.RDN:
+        return r + (inex & neg).long() * one
+    return r | (inex.long() * one)
+
+
+def _run_torch(spec, A, B, init, *, row_base, col_stride, k_offset, seed):
+    """TwoSum + round-to-odd + fixed-position rounding in float64 torch ops (CPU or CUDA).
+
+    Exact by the argument in the C kernel's header (w = 53); results outside the accumulator's
+    normal range (and rdn zeros) are flagged and recomputed with mac_step.
+    """
+    import torch
+
+    if spec.rounding is Rounding.SR:
+        return _run_numpy(spec, A, B, init, row_base=row_base, col_stride=col_stride,
+                          k_offset=k_offset, seed=seed)
+    A = A.double()
+    B = B.double()
+    acc = init.double().clone()
+    M, K = A.shape
+    N = B.shape[1]
+    sign = -(1 << 63)
+
+    def consts(fmt):
+        maxb = torch.tensor([fmt.max_value], dtype=torch.float64).view(torch.int64).item()
+        minn = torch.tensor([2.0**fmt.emin], dtype=torch.float64).view(torch.int64).item()
+        return 52 - fmt.man_bits, maxb, minn
+
+    def bad_range(s0, sb, r, maxb, minn):
+        a0, ab, ar = s0 & ~sign, sb & ~sign, r & ~sign
+        return (a0 > maxb) | (ar > maxb) | ((ab < minn) & (ab != 0))
+
+    Dc, maxc, minc = consts(spec.acc)
+    if spec.prod is not None:
+        Dp, maxp, minp = consts(spec.prod)
+    pmode = Rounding.RNE if spec.rounding is Rounding.SR else spec.rounding
+    idx_grid = None
+    for k in range(K):
+        p = A[:, k:k + 1] * B[k:k + 1, :]  # exact (float_path_ok)
+        bad = torch.zeros((M, N), dtype=torch.bool, device=acc.device)
+        if spec.prod is not None:
+            pb = p.view(torch.int64)
+            r = _round_fixed(pb, Dp, pmode, sign)
+            bad |= bad_range(pb, pb, r, maxp, minp)
+            p = r.view(torch.float64)
+            if spec.prod.specials == "fnuz":
+                p = p + 0.0  # a zero product has no sign there
+        s = acc + p
+        z = s - acc
+        err = (acc - (s - z)) + (p - z)
+        s0 = s.view(torch.int64)
+        eb = err.view(torch.int64)
+        adj = (err != 0) & ((s0 & 1) == 0)
+        sb = s0 + torch.where((s0 ^ eb) < 0, -1, 1) * adj.long()  # round to odd at 53 bits
+        r = _round_fixed(sb, Dc, spec.rounding, sign)
+        bad |= bad_range(s0, sb, r, maxc, minc)
+        if spec.rounding is Rounding.RDN:
+            bad |= (r & ~sign) == 0
+        new = r.view(torch.float64)
+        if bool(bad.any()):
+            mi, ni = torch.nonzero(bad, as_tuple=True)
+            old = acc[mi, ni].cpu().numpy()
+            av = A[mi, k].cpu().numpy()
+            bv = B[k, ni].cpu().numpy()
+            code = mac_step(spec, _codes(spec.acc, old), _codes(spec.a, av), _codes(spec.b, bv))
+            new[mi, ni] = torch.from_numpy(spec.acc.decode(code)).to(new.device)
+        acc = new
+    del idx_grid
+    return acc
+
+
+# ---------------------------------------------------------------------------------------------
+# Public entry point
+# ---------------------------------------------------------------------------------------------
+def accumulate(spec, A, B, init, *, row_base=None, col_stride=1, k_offset=0, seed=0,
+               backend="auto", stats=None):
+    """Sequential MAC accumulation of a GEMM, bit-identical to ``mac_step`` per element.
+
+    Parameters
+    ----------
+    spec : MacSpec or str
+        The unit (its ``order`` is ignored here: this is the sequential kernel).
+    A : torch.Tensor, shape (M, K)
+        Operand ``a`` values, each exactly a value of ``spec.a``.
+    B : torch.Tensor, shape (K, N)
+        Operand ``b`` values, each exactly a value of ``spec.b``.
+    init : torch.Tensor, shape (M, N) or broadcastable
+        Initial accumulator values (exactly values of ``spec.acc``).
+    row_base, col_stride : optional
+        Element index of output ``(m, n)`` for stochastic rounding is ``row_base[m] + n*col_stride``
+        (default ``m*N + n``).
+    k_offset : int
+        Step number of the first product (stochastic rounding).
+    seed : int
+        Stochastic rounding seed (32 bits used).
+    backend : str
+        One of :data:`BACKENDS`.
+    stats : callable, optional
+        Forces the numpy backend and is called as ``stats(spec, old_codes, products, new_codes)``
+        after every step.
+
+    Returns
+    -------
+    torch.Tensor of float64, shape (M, N)
+        Final accumulator values (NaN/inf where the accumulator holds them), on A's device.
+
+    Raises
+    ------
+    ValueError
+        If ``backend`` is unknown or cannot compute ``spec`` exactly.
+    """
+    import torch
+
+    spec = MacSpec.parse(spec)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    M, K = A.shape
+    N = B.shape[1]
+    init = torch.broadcast_to(init.to(A.device, torch.float64), (M, N))
+    kw = dict(row_base=row_base, col_stride=col_stride, k_offset=k_offset, seed=seed)
+    if stats is not None:
+        return _run_numpy(spec, A, B, init, stats=stats, **kw)
+    cpu = A.device.type == "cpu"
+    if spec.int_acc:
+        bound = _int_exact_bound(spec, A, B, init, K)
+        prod_inert = spec.prod is None or float(A.abs().max() if A.numel() else 0) * \
+            float(B.abs().max() if B.numel() else 0) <= min(spec.prod.max_int, -spec.prod.min_int)
+        if backend in ("auto", "gemm") and not spec.saturate and prod_inert and bound < 2.0**53:
+            # Exact GEMM: every partial sum is an integer below 2**24 (float32) / 2**53 (float64)
+            # in magnitude, so BLAS's summation order and FMA use cannot change it.
+            dt = torch.float32 if bound < 2.0**24 else torch.float64
+            s = (A.to(dt) @ B.to(dt)).double() + init
+            return _wrap(spec, s)
+        if backend == "gemm":
+            raise ValueError(f"backend gemm cannot compute {spec} exactly (saturation or product wrap)")
+        if backend in ("auto", "c") and cpu and _lib() is not None and bound < 2.0**53:
+            w = 24 if bound < 2.0**24 else 53
+            out = _run_c(spec, A, B, init, w=w, **kw)
+            return out if spec.saturate else _wrap(spec, out)
+        if backend == "c":
+            raise ValueError("backend c is unavailable (no C compiler, not a CPU tensor, or values too large)")
+        if backend == "numpy":
+            return _run_numpy(spec, A, B, init, **kw)
+        return _run_int_torch(spec, A, B, init)
+    if backend == "gemm":
+        raise ValueError("backend gemm applies only to wrap-around integer accumulators")
+    ok53 = float_path_ok(spec, 53, A, B)
+    if backend in ("auto", "c") and cpu and _lib() is not None and ok53:
+        w = 24 if (spec.rounding is not Rounding.SR and float_path_ok(spec, 24, A, B)) else 53
+        return _run_c(spec, A, B, init, w=w, **kw)
+    if backend == "c":
+        raise ValueError(f"backend c is unavailable or inexact for {spec}")
+    if backend in ("auto", "torch") and ok53:
+        return _run_torch(spec, A, B, init, **kw)
+    if backend == "torch":
+        raise ValueError(f"backend torch is inexact for {spec}; use numpy")
+    return _run_numpy(spec, A, B, init, **kw)
