@@ -524,3 +524,236 @@ def accumulate(spec, A, B, init, *, row_base=None, col_stride=1, k_offset=0, see
     if backend == "torch":
         raise ValueError(f"backend torch is inexact for {spec}; use numpy")
     return _run_numpy(spec, A, B, init, **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# Accumulation orders beyond sequential
+# ---------------------------------------------------------------------------------------------
+_ONE = IntFormat(2)  # the operand b = 1 of an "add" step: acc := round(acc + x*1), exact product
+
+
+def add_spec(spec: MacSpec, target) -> MacSpec:
+    """The unit that adds a value of ``spec.acc`` into ``target``: ``mac_step(s, t, x, 1)``."""
+    target_int = isinstance(target, IntFormat)
+    overflow = spec.overflow if spec.overflow in (("wrap", "sat") if target_int else ("ieee", "sat")) else None
+    return MacSpec(a=spec.acc, b=_ONE, acc=target, rounding=spec.rounding,
+                   sr_bits=spec.sr_bits if spec.sr_bits else None, overflow=overflow)
+
+
+def _order_parts(order: str):
+    import re
+
+    m = re.fullmatch(r"chunk(\d+)|mta(\d+)w(\d+)p(\d+)", order)
+    return [int(g) for g in m.groups() if g is not None] if m else []
+
+
+def check_order(spec: MacSpec) -> None:
+    """Raise ValueError when ``spec.order`` cannot be emulated (one line, actionable)."""
+    if spec.order.startswith("mta"):
+        n, w, p = _order_parts(spec.order)
+        if spec.int_acc:
+            raise ValueError(f"order {spec.order} needs a float accumulator, not {spec.acc}")
+        if p % n:
+            raise ValueError(f"order {spec.order}: P={p} must be a multiple of N={n}")
+        if w + (n + 1).bit_length() > 61:
+            raise ValueError(f"order {spec.order}: W={w} is too wide (W + log2(N+1) must be at most 61)")
+        if spec.a.precision + spec.b.precision > 61:
+            raise ValueError(f"order {spec.order}: products of {spec.a} and {spec.b} are too wide")
+    if spec.order != "seq" and spec.order != "tree":
+        add_spec(spec, spec.acc2)  # raises if acc2 cannot hold an acc value (int acc2, float acc)
+
+
+def _zero_codes(fmt, shape):
+    return np.zeros(shape, dtype=np.uint64)
+
+
+def _one_codes(shape):
+    return np.ones(shape, dtype=np.uint64)
+
+
+def _rand_or_none(spec, seed, idx, step):
+    return sr_rand(seed, idx, step, spec.sr_bits) if spec.rounding is Rounding.SR else None
+
+
+def _chunked(spec, L, A, B, init, *, row_base, col_stride, seed, backend):
+    import torch
+
+    M, K = A.shape
+    N = B.shape[1]
+    seq = spec.replace(order="seq", acc2=None)
+    s2 = add_spec(spec, spec.acc2)
+    idx = _index_grid(M, N, row_base, col_stride)
+    acc2 = _zero_codes(spec.acc2, (M, N))
+    zero = torch.zeros((M, N), dtype=torch.float64, device=A.device)
+    starts = list(range(0, K, L)) or [0]
+    for j, k0 in enumerate(starts):
+        # chunk j: sequential in acc from the bias (j = 0) or +0, steps numbered k0.. (SR)
+        c = accumulate(seq, A[:, k0:k0 + L], B[k0:k0 + L], init if j == 0 else zero, row_base=row_base,
+                       col_stride=col_stride, k_offset=k0, seed=seed, backend=backend)
+        cc = _codes(spec.acc, c.cpu().numpy())
+        acc2 = mac_step(s2, acc2, cc, _one_codes((M, N)), rand=_rand_or_none(spec, seed, idx, K + j))
+    return torch.from_numpy(spec.acc2.decode(acc2)).to(A.device)
+
+
+def _tree(spec, A, B, init, *, row_base, col_stride, seed):
+    import torch
+
+    M, K = A.shape
+    N = B.shape[1]
+    seq = spec.replace(order="seq", acc2=None)
+    sadd = add_spec(spec, spec.acc)
+    An = A.detach().cpu().double().numpy()
+    Bn = B.detach().cpu().double().numpy()
+    ac, bc = _codes(spec.a, An), _codes(spec.b, Bn)
+    ic = _codes(spec.acc, init.detach().cpu().double().numpy())
+    out = np.empty((M, N), dtype=np.uint64)
+    idx_all = _index_grid(M, N, row_base, col_stride)
+    rows = max(1, (1 << 21) // max(1, N * K))  # bound memory: rows x N x K codes per block
+    for r0 in range(0, M, rows):
+        r1 = min(M, r0 + rows)
+        idx = idx_all[r0:r1, :, None]
+        shape = (r1 - r0, N, K)
+        # leaves: each product rounded into acc as one MAC step from +0 (steps numbered k)
+        t = mac_step(seq, _zero_codes(spec.acc, shape), ac[r0:r1, None, :], bc.T[None, :, :],
+                     rand=_rand_or_none(spec, seed, idx, np.arange(K)))
+        node = K
+        while t.shape[2] > 1:
+            n2 = t.shape[2] // 2
+            steps = node + np.arange(n2)
+            pair = mac_step(sadd, t[:, :, 0:2 * n2:2], t[:, :, 1:2 * n2:2], _one_codes((1, 1, n2)),
+                            rand=_rand_or_none(spec, seed, idx, steps))
+            node += n2
+            t = np.concatenate([pair, t[:, :, 2 * n2:]], axis=2)  # an odd last node moves up as is
+        if K == 0:
+            out[r0:r1] = ic[r0:r1]
+        else:
+            # the bias (loaded into the accumulator) is added last: acc := bias + tree_sum
+            out[r0:r1] = mac_step(sadd, ic[r0:r1], t[:, :, 0], _one_codes((1, 1)),
+                                  rand=_rand_or_none(spec, seed, idx[:, :, 0], node))
+    return torch.from_numpy(spec.acc.decode(out)).to(A.device)
+
+
+def _exact_terms(fmt, codes):
+    """(sign, mag, exp, cls) of codes (int64 arrays, exact)."""
+    if isinstance(fmt, IntFormat):
+        v = V.unpack_int(fmt, codes)
+        return v < 0, np.abs(v), np.zeros_like(v), np.where(v == 0, V.ZERO, V.FINITE).astype(np.int8)
+    return V.unpack_float(fmt, codes)
+
+
+def _mta(spec, N_, W, P, A, B, init, *, row_base, col_stride, seed):
+    """Fused multi-term adder: see :func:`accumulate_order` for the semantics."""
+    import torch
+
+    M, K = A.shape
+    N = B.shape[1]
+    fmt = spec.acc
+    s2 = add_spec(spec, spec.acc2)
+    An = A.detach().cpu().double().numpy()
+    Bn = B.detach().cpu().double().numpy()
+    ac, bc = _codes(spec.a, An), _codes(spec.b, Bn)
+    R = np.broadcast_to(_codes(fmt, init.detach().cpu().double().numpy()), (M, N)).copy()
+    acc2 = _zero_codes(spec.acc2, (M, N))
+    idx = _index_grid(M, N, row_base, col_stride)
+    n_prom = 0
+    for g0 in range(0, K, N_):
+        g1 = min(K, g0 + N_)
+        # -- products, exact (unfused: rounded into prod with rne under sr, as mac_step) ---------
+        sa, ma, ea, ca = _exact_terms(spec.a, ac[:, None, g0:g1])
+        sb, mb, eb, cb = _exact_terms(spec.b, bc.T[None, :, g0:g1])
+        sp, mp, ep = sa ^ sb, ma * mb, ea + eb
+        cp = np.where((ca == V.ZERO) | (cb == V.ZERO), V.ZERO, np.maximum(ca, cb))
+        if spec.prod is not None:
+            mode = Rounding.RNE if spec.rounding is Rounding.SR else spec.rounding
+            pc = V.round_float(spec.prod, sp, np.where(cp == V.FINITE, mp, 0), ep, mode, saturate=spec.saturate)
+            sp2, mp, ep, pcls = V.unpack_float(spec.prod, pc)
+            sp = np.where(cp == V.FINITE, sp2, sp)
+            cp = np.where(cp == V.FINITE, pcls, cp)
+        rs, rm, re_, rc = V.unpack_float(fmt, R)
+        # terms: the register first, then the group's products
+        ts = np.concatenate([rs[:, :, None], np.broadcast_to(sp, (M, N, g1 - g0))], axis=2)
+        tm = np.concatenate([rm[:, :, None], np.broadcast_to(np.where(cp == V.FINITE, mp, 0), (M, N, g1 - g0))], axis=2)
+        te = np.concatenate([re_[:, :, None], np.broadcast_to(ep, (M, N, g1 - g0))], axis=2)
+        tc = np.concatenate([rc[:, :, None], np.broadcast_to(cp, (M, N, g1 - g0))], axis=2)
+        # -- align to the largest leading-one exponent, truncate below W bits, sum exactly ----------
+        lead = np.where((tc == V.FINITE) & (tm > 0), te + V.bit_length(tm) - 1, -(1 << 40))
+        emax = lead.max(axis=2, keepdims=True)
+        lsb = emax - W + 1
+        sh = te - lsb
+        mag = np.where(sh >= 0, tm << np.clip(sh, 0, 62), tm >> np.clip(-sh, 0, 62))
+        mag = np.where(sh < -62, 0, mag)  # truncation toward zero drops the whole term
+        S = np.where(ts, -mag, mag).sum(axis=2)
+        rand = _rand_or_none(spec, seed, idx, g1 - 1)
+        code = V.round_float(fmt, S < 0, np.abs(S), lsb[:, :, 0], spec.rounding, saturate=spec.saturate,
+                             rand=rand, sr_bits=spec.sr_bits)
+        zero_sign = spec.rounding is Rounding.RDN and fmt.has_neg_zero
+        code = np.where(S == 0, np.uint64(fmt.sign_bit if zero_sign else 0), code)
+        # -- specials: NaN in, or inf of both signs -> NaN; an inf -> inf (as the adder's rules) ---
+        nan = (tc == V.NAN).any(axis=2) | (((tc == V.INF) & ts).any(axis=2) & ((tc == V.INF) & ~ts).any(axis=2))
+        inf = (tc == V.INF).any(axis=2) & ~nan
+        if inf.any():
+            isign = ((tc == V.INF) & ts).any(axis=2)
+            if fmt.has_inf:
+                mc = fmt.inf_code
+            else:
+                mc = fmt.max_code if (spec.saturate or not fmt.has_nan) else fmt.nan_code
+            signed = np.uint64(mc) | (isign.astype(np.uint64) << np.uint64(fmt.width - 1))
+            code = np.where(inf, signed if mc != fmt.nan_code else np.uint64(mc), code)
+        if nan.any():
+            code = np.where(nan, np.uint64(fmt.nan_code), code)
+        R = code
+        # -- promotion into acc2 every P products and at the end; the register restarts at +0 -----
+        if g1 % P == 0 or g1 == K:
+            acc2 = mac_step(s2, acc2, R, _one_codes((M, N)), rand=_rand_or_none(spec, seed, idx, K + n_prom))
+            n_prom += 1
+            R = _zero_codes(fmt, (M, N))
+    if K == 0:
+        acc2 = mac_step(s2, acc2, R, _one_codes((M, N)), rand=_rand_or_none(spec, seed, idx, K))
+    return torch.from_numpy(spec.acc2.decode(acc2)).to(A.device)
+
+
+def accumulate_order(spec, A, B, init, *, row_base=None, col_stride=1, seed=0, backend="auto",
+                     stats=None):
+    """:func:`accumulate` for any ``spec.order``.
+
+    ``seq``
+        One product per step into the accumulator (the MAC unit).
+    ``chunk<L>``
+        Products in chunks of L consecutive steps, each chunk accumulated sequentially in
+        ``acc`` (chunk 0 from the bias, later chunks from +0); after each chunk its sum is added
+        into ``acc2`` (starting at +0) with one rounding, ``acc2 := round(acc2 + chunk_sum)``.
+        The output is ``acc2``.
+    ``tree``
+        Each product rounded into ``acc`` alone (one MAC step from +0); then pairwise sums
+        ``round(t[2i] + t[2i+1])`` level by level (an odd last node moves up unchanged); finally
+        ``round(bias + tree_sum)``.
+    ``mta<N>w<W>p<P>``
+        A fused multi-term adder (Hopper-like). The register R (format ``acc``) starts at the
+        bias. For each group of N consecutive products: the terms are R and the N exact products
+        (unfused: rounded into ``prod``); with ``e`` the largest leading-one exponent among the
+        non-zero terms, every term is truncated toward zero to a multiple of ``2**(e - W + 1)``
+        (W bits from the leading one down), the truncated terms are summed exactly, and the sum
+        is rounded once into ``acc`` with the spec's rounding (an exact zero gives +0, -0 under
+        rdn). Every P products (P a multiple of N) and after the last product, R is added into
+        ``acc2`` (starting at +0) with one rounding and restarts at +0. The output is ``acc2``.
+
+    Stochastic rounding steps are numbered: products ``0..K-1``; chunk/promotion additions and
+    tree nodes ``K, K+1, ...`` in the order they happen (tree: level by level, left to right;
+    the final bias addition last); an mta group's rounding uses the step of its last product.
+    """
+    spec = MacSpec.parse(spec)
+    check_order(spec)
+    kw = dict(row_base=row_base, col_stride=col_stride, seed=seed)
+    if spec.order == "seq":
+        return accumulate(spec, A, B, init, backend=backend, stats=stats, **kw)
+    if stats is not None:
+        raise ValueError(f"partial-sum statistics need order=seq, not {spec.order}")
+    if spec.order == "tree":
+        return _tree(spec, A, B, init, **kw)
+    parts = _order_parts(spec.order)
+    if spec.order.startswith("chunk"):
+        return _chunked(spec, parts[0], A, B, init, backend=backend, **kw)
+    return _mta(spec, *parts, A, B, init, **kw)
+
+
+__all__ += ["accumulate_order", "add_spec", "check_order"]

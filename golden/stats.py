@@ -1,0 +1,105 @@
+"""Partial-sum statistics of emulated layers: why an accumulator format fails.
+
+Collected per layer when :func:`psum.golden.emulate.emulate` runs with ``stats=True`` (sequential
+order; every step goes through ``mac_step``, so it is slower). For every MAC step
+``acc' = round(acc + p)`` of every output element (``p`` the exact product, in accumulator units):
+
+``steps``
+    number of steps observed.
+``max_abs``
+    largest finite ``|acc'|`` (in accumulator units; multiply by the layer's scales for real units).
+``exp_hist``
+    histogram of ``floor(log2 |acc'|)`` over non-zero finite partial sums (dict exponent -> count).
+``overflow``
+    fraction of steps whose exact sum ``|acc + p|`` exceeds the accumulator's largest finite value
+    (float) or leaves its integer range, or whose result is inf/NaN from a finite accumulator.
+``swamp``
+    fraction of steps with ``p != 0`` and a finite non-zero ``acc`` where the add did nothing:
+    ``acc' == acc`` (the product was below half an ulp of the accumulator, or rounded away).
+``cancel``
+    fraction of steps where ``p`` and ``acc`` are non-zero with opposite signs and
+    ``|acc'| < |acc| / 2**CANCEL_BITS`` (at least ``CANCEL_BITS`` = 4 leading bits cancelled).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+import numpy as np
+
+from .formats import IntFormat
+
+__all__ = ["PartialSumStats", "collect_stats", "CANCEL_BITS"]
+
+CANCEL_BITS = 4
+
+
+@dataclasses.dataclass
+class PartialSumStats:
+    """Running statistics of one layer's partial sums (see the module docstring)."""
+
+    spec: object
+    steps: int = 0
+    max_abs: float = 0.0
+    n_overflow: int = 0
+    n_swamp: int = 0
+    n_cancel: int = 0
+    exp_hist: Counter = dataclasses.field(default_factory=Counter)
+
+    def observe(self, spec, old_codes, products, new_codes) -> None:
+        """Account one step for all outputs: codes before/after, exact products (values)."""
+        fmt = spec.acc
+        old = fmt.decode(old_codes)
+        new = fmt.decode(new_codes)
+        p = np.broadcast_to(products, old.shape)
+        self.steps += old.size
+        fin = np.isfinite(new)
+        if fin.any():
+            self.max_abs = max(self.max_abs, float(np.abs(new[fin]).max()))
+        nz = fin & (new != 0)
+        if nz.any():
+            e = np.floor(np.log2(np.abs(new[nz]))).astype(np.int64)
+            vals, counts = np.unique(e, return_counts=True)
+            self.exp_hist.update(dict(zip(vals.tolist(), counts.tolist())))
+        with np.errstate(invalid="ignore", over="ignore"):
+            exact = old + p
+        if isinstance(fmt, IntFormat):
+            over = (exact > fmt.max_int) | (exact < fmt.min_int)
+        else:
+            over = (np.abs(exact) > fmt.max_value) | (np.isfinite(old) & ~np.isfinite(new))
+        self.n_overflow += int(np.count_nonzero(over))
+        live = np.isfinite(old) & (old != 0) & (p != 0)
+        self.n_swamp += int(np.count_nonzero(live & (new == old)))
+        opp = live & (np.sign(old) != np.sign(p))
+        self.n_cancel += int(np.count_nonzero(opp & (np.abs(new) < np.abs(old) / 2.0**CANCEL_BITS)))
+
+    def as_dict(self) -> dict:
+        n = max(self.steps, 1)
+        return {"spec": str(self.spec), "steps": self.steps, "max_abs": self.max_abs,
+                "overflow": self.n_overflow / n, "swamp": self.n_swamp / n, "cancel": self.n_cancel / n,
+                "exp_hist": dict(sorted(self.exp_hist.items()))}
+
+
+def collect_stats(model) -> dict:
+    """Per-layer statistics dicts (see the module docstring) of a model from ``emulate(..., stats=True)``.
+
+    Returns
+    -------
+    dict
+        ``{layer_name: {"steps", "max_abs", "overflow", "swamp", "cancel", "exp_hist", "spec"}}``
+        for every emulated layer that collected statistics, in ``named_modules`` order.
+
+    Raises
+    ------
+    ValueError
+        If no layer collected statistics.
+    """
+    out = {}
+    for name, mod in model.named_modules():
+        st = getattr(mod, "stats", None)
+        if isinstance(st, PartialSumStats):
+            out[name] = st.as_dict()
+    if not out:
+        raise ValueError("no partial-sum statistics: build the model with emulate(..., stats=True) and run a forward")
+    return out
