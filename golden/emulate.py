@@ -143,7 +143,7 @@ class _Emulated(nn.Module):
         """Bias in accumulator units rounded into acc (the unit's load), float64 (N,)."""
         acc = self.spec.acc
         if self.bias is None:
-            return torch.zeros(len(cols), dtype=torch.float64)
+            return torch.zeros(self.weight.shape[0], dtype=torch.float64)[cols]
         b = (self.bias.detach().double().cpu()[cols] / (s_a * s_w[cols].cpu())).numpy()
         mode = Rounding.RNE if self.spec.rounding is Rounding.SR else self.spec.rounding
         if isinstance(acc, IntFormat):
