@@ -35,7 +35,7 @@ from amaranth.lib.wiring import In, Out
 from psum.golden import FloatFormat, MacSpec, Rounding
 from psum.golden.mac import window_bits
 
-from .float_parts import FloatRounder, Unpacked, all_of, any_of, leading_zeros, unpack, _bit
+from .float_parts import FloatRounder, Unpacked, all_of, any_of, as_bit, leading_zeros, unpack
 
 __all__ = ["FloatMac"]
 
@@ -121,6 +121,8 @@ class FloatMac(wiring.Component):
         # =====================================================================================
         # Unpack and classify the operands and the accumulator (DAZ for flush-to-zero formats).
         # =====================================================================================
+        # The accumulator is read back through the same unpacker as the operands: a DAZ
+        # subnormal loaded with `init` is a zero, as the golden model reads it.
         a = unpack(m, spec.a, self.a, name="a")
         b = unpack(m, spec.b, self.b, name="b")
         c = unpack(m, fmt, self.acc, name="c")
@@ -166,7 +168,7 @@ class FloatMac(wiring.Component):
         total_zero = mag == 0
 
         # -- the special codes -------------------------------------------------------------------
-        inf_sign = Mux(_bit(p.inf), p.sign, c.sign) if p.inf is not False else c.sign
+        inf_sign = Mux(as_bit(p.inf), p.sign, c.sign) if p.inf is not False else c.sign
         if fmt.has_inf:
             inf_code = Cat(Const(fmt.inf_code, fmt.width - 1), inf_sign)
         elif spec.saturate or not fmt.has_nan:
@@ -176,6 +178,8 @@ class FloatMac(wiring.Component):
             inf_code = Const(fmt.nan_code, fmt.width)
         nan_code = Const(fmt.nan_code if fmt.has_nan else 0, fmt.width)
 
+        # The rounded sum is computed for every input and overridden here, in the golden
+        # model's priority: NaN, then inf, then an exact zero, then the rounded code.
         nxt = Signal(fmt.width)
         result = Mux(total_zero, zero_code, rnd.code)
         if inf is not False:
@@ -202,15 +206,19 @@ class FloatMac(wiring.Component):
             nan_s = Signal(name="p_nan")
             m.d.comb += nan_s.eq(nan)
             nan = nan_s
-        inf = all_of(any_of(a.inf, b.inf), ~_bit(nan) if nan is not False else True)
+        inf = all_of(any_of(a.inf, b.inf), ~as_bit(nan) if nan is not False else True)
+        # The zero flag may be set together with nan (inf * 0); nan has priority everywhere
+        # it is read, so the flag needs no masking.
         zero = Signal(name="p_zero")
-        m.d.comb += zero.eq(a.zero | b.zero)  # when not NaN (or inf): the product is zero
+        m.d.comb += zero.eq(a.zero | b.zero)
+        # IEEE: the sign of a product is the XOR of the signs, for zeros and infinities too.
         sign = Signal(name="p_sign")
         m.d.comb += sign.eq(a.sign ^ b.sign)
         # Why no rounding here: a.mag * b.mag has at most a.precision + b.precision bits, all
         # kept; the window below decides what reaches the rounder.
         mag = Signal(a.width + b.width, name="p_mag")
         m.d.comb += mag.eq(a.mag * b.mag)
+        # Exponents of the lsbs add: (ma * 2**ea) * (mb * 2**eb) = (ma * mb) * 2**(ea + eb).
         lo, hi = a.exp_lo + b.exp_lo, a.exp_hi + b.exp_hi
         exp = _sig(m, lo, hi, a.exp + b.exp, "p_exp")
         # The leading one of a product of two normal-only floats is in its top two bits.
@@ -233,12 +241,15 @@ class FloatMac(wiring.Component):
                            exp_range=(p.exp_lo, p.exp_hi), lead=p.lead)
         m.submodules.round_prod = rnd
         m.d.comb += [rnd.sign.eq(p.sign), rnd.mag.eq(p.mag), rnd.exp.eq(p.exp)]
+        # Why round-trip through the code: the product's overflow (inf, NaN or max finite per
+        # policy), flush-to-zero and fnuz rules are then exactly those of a stored prod value,
+        # and the sum datapath below sees a prod-format operand like any other.
         q = unpack(m, pf, rnd.code, name="q")
 
         # Only a finite non-zero exact product takes the rounded one's sign, magnitude and class;
         # zero, inf and NaN products keep theirs.
         finite = Signal(name="q_finite")
-        m.d.comb += finite.eq(~p.zero & ~_bit(any_of(p.inf, p.nan)))
+        m.d.comb += finite.eq(~p.zero & ~as_bit(any_of(p.inf, p.nan)))
         q_sign = Signal(name="q_sgn")
         if pf.specials == "fnuz":  # a product that rounded to zero has no sign there either
             m.d.comb += q_sign.eq(Mux(finite, q.sign & ~q.zero, sign))
@@ -276,6 +287,8 @@ class FloatMac(wiring.Component):
         l_c = _sig(m, lc_lo, lc_hi, c.exp + (C - 1) - lz_c, "c_lead")
 
         # -- pick the larger term by leading-one position (a zero term is never the larger) ---
+        # Comparing leading-one positions (not full magnitudes) is enough: the window only
+        # needs the larger *binade*; within equal binades either order is exact (no jam).
         p_big = Signal(name="p_big")
         m.d.comb += p_big.eq(c.zero | (~p.zero & (l_p >= l_c)))
         # Both terms in the window's top: the larger one exactly (W >= its precision + 2).
@@ -284,6 +297,7 @@ class FloatMac(wiring.Component):
         big = Signal(W, name="big")
         small = Signal(W, name="small")
         m.d.comb += [big.eq(Mux(p_big, w_p, w_c)), small.eq(Mux(p_big, w_c, w_p))]
+        # The result takes the larger term's sign unless a subtraction goes negative below.
         s_big = Mux(p_big, p.sign, c.sign)
         l_max_hi = max(lp_hi, lc_hi)
         l_max = _sig(m, min(lp_lo, lc_lo), l_max_hi, Mux(p_big, l_p, l_c), "l_max")
@@ -313,6 +327,8 @@ class FloatMac(wiring.Component):
         m.d.comb += sign.eq(s_big ^ neg)
 
         # -- exponent of the window's lsb ----------------------------------------------------
+        # The window's top bit is the larger leading one; its lsb is W - 1 places below. The
+        # rounder takes this exponent with the W + 1 bit magnitude (carry included).
         base_lo, base_hi = min(lp_lo, lc_lo) - W + 1, l_max_hi - W + 1
         base = _sig(m, base_lo, base_hi, l_max - (W - 1), "base")
         return sign, mag, base, base_lo, base_hi

@@ -28,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 
 from psum.golden import FloatFormat, IntFormat, Rounding
 
-__all__ = ["Unpacked", "unpack", "leading_zeros", "any_of", "all_of", "FloatRounder"]
+__all__ = ["Unpacked", "unpack", "leading_zeros", "any_of", "all_of", "as_bit", "FloatRounder"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -64,7 +64,7 @@ def all_of(*flags):
     return out
 
 
-def _bit(flag):
+def as_bit(flag):
     """A flag as an Amaranth value (constants become 1-bit constants)."""
     return Const(int(flag), 1) if isinstance(flag, bool) else flag
 
@@ -128,10 +128,13 @@ def _unpack_int(m: Module, fmt: IntFormat, bits: Value, name: str) -> Unpacked:
     mag = Signal(fmt.bits, name=f"{name}_mag")
     zero = Signal(name=f"{name}_zero")
     if fmt.signed:
+        # Sign-magnitude, as the float datapath wants: the msb is the sign, the negation gives
+        # the magnitude (its low fmt.bits bits are exact, see above).
         m.d.comb += sign.eq(bits[fmt.bits - 1])
         m.d.comb += mag.eq(Mux(sign, -bits.as_signed(), bits))
     else:
         m.d.comb += [sign.eq(0), mag.eq(bits)]
+    # Integers have one zero; it takes the +0 sign rules of the golden model (sign bit 0).
     m.d.comb += zero.eq(bits == 0)
     # An integer is an exact float with exponent 0; the leading one can sit anywhere.
     return Unpacked(sign=sign, mag=mag, exp=Const(0, 1), zero=zero, inf=False, nan=False,
@@ -140,12 +143,16 @@ def _unpack_int(m: Module, fmt: IntFormat, bits: Value, name: str) -> Unpacked:
 
 def _unpack_float(m: Module, fmt: FloatFormat, bits: Value, name: str) -> Unpacked:
     E, M = fmt.exp_bits, fmt.man_bits
+    # Field split of sign | exponent | mantissa; M may be 0 (e.g. e2m0fin), then mf is empty
+    # and every comparison on it is a constant that Amaranth folds away.
     ef = bits[M:M + E]
     mf = bits[:M]
     sign = Signal(name=f"{name}_sign")
     m.d.comb += sign.eq(bits[E + M])
 
     # -- class: zero (and, without subnormals, every subnormal code: DAZ) -----------------------
+    # The zero exponent field is the subnormal binade (or zero); it is the only place a
+    # significand lacks its hidden bit.
     sub = Signal(name=f"{name}_sub")
     m.d.comb += sub.eq(ef == 0)
     zero = Signal(name=f"{name}_zero")
@@ -165,6 +172,8 @@ def _unpack_float(m: Module, fmt: FloatFormat, bits: Value, name: str) -> Unpack
         m.d.comb += nan.eq(bits == fmt.sign_bit)
 
     # -- significand: hidden bit set for normals; a DAZ subnormal must read as magnitude 0 ------
+    # Why force DAZ magnitudes to 0: downstream a zero term is recognised by its class flag
+    # *and* contributes mag = 0 to the sum, so no later stage needs a special case for it.
     mag = Signal(M + 1, name=f"{name}_mag")
     if fmt.subnormals:
         m.d.comb += mag.eq(Cat(mf, ~sub))
@@ -174,6 +183,8 @@ def _unpack_float(m: Module, fmt: FloatFormat, bits: Value, name: str) -> Unpack
     # -- exponent of the lsb: subnormals share emin with the smallest normal binade -------------
     exp_lo = fmt.emin - M
     exp_hi = ((1 << E) - 1) - fmt.bias - M  # the all-ones field too (its value is then unused)
+    # Exponents are plain signed integers sized from the format's range (not a fixed width),
+    # so every adder downstream is exactly as wide as the spec needs.
     exp = Signal(range(exp_lo, exp_hi + 1), name=f"{name}_exp")
     m.d.comb += exp.eq(Mux(sub, 1, ef) - (fmt.bias + M))
     return Unpacked(sign=sign, mag=mag, exp=exp, zero=zero, inf=inf, nan=nan,
@@ -219,6 +230,8 @@ def leading_zeros(m: Module, value: Value, *, name: str, top: int | None = None)
     """
     n = len(value)
     top = n if top is None else min(top, n)
+    # Why a count and not a one-hot position: the count is what both consumers need, as the
+    # left-shift amount of the normalisation and as the exponent correction.
     count = Signal(range(n + 1), name=f"{name}_lz")
     zero = Signal(name=f"{name}_is0")
     m.d.comb += zero.eq(value == 0)
@@ -336,6 +349,9 @@ class FloatRounder(wiring.Component):
         # ====================================================================================
         # Normalise: move the leading one to the top, exponent E of the leading one.
         # ====================================================================================
+        # The input is unnormalised on purpose: the sum of an effective subtraction can lose
+        # any number of leading bits, and an unfused product of subnormals or integers has
+        # leading zeros; one LZC + left shift here serves every caller.
         lz, is_zero = leading_zeros(m, self.mag, name="n", top=self._lead)
         norm = Signal(N)
         m.d.comb += norm.eq((self.mag << lz)[:N])
@@ -372,6 +388,9 @@ class FloatRounder(wiring.Component):
         # ====================================================================================
         # Round: the kept significand q (M+1 bits), guard bit, sticky bit -> increment.
         # ====================================================================================
+        # The bit at y's top has exponent e_eff, so the top M+1 bits are the significand at
+        # ulp = e_eff - M, exactly golden round_to_ulp's q; the next bit is the half-ulp guard
+        # and the OR of everything below is the sticky bit.
         q = y[L - M - 1:]
         guard = y[L - M - 2]
         sticky = y[:L - M - 2].any()
@@ -407,6 +426,9 @@ class FloatRounder(wiring.Component):
         # Pack: ((e_eff + bias) << M) + q - 2**M. A carry out of the significand (q = 2**(M+1),
         # or a subnormal reaching 2**M) moves into the exponent field by the plain addition.
         # ====================================================================================
+        # The signed range of the packed value: negative only for a flush-to-zero format (an
+        # unbounded exponent below the smallest field), above max_code only if overflow can
+        # happen; both bounds decide below whether that logic exists at all.
         code_lo = ((e_eff_lo + fmt.bias) << M) - (1 << M)
         code_hi = ((e_eff_hi + fmt.bias) << M) + (1 << M)
         code = Signal(range(min(code_lo, 0), max(code_hi, fmt.max_code + 1) + 1))
@@ -439,10 +461,10 @@ class FloatRounder(wiring.Component):
                 # NaN below; max_code is only a placeholder for it here.
                 m.d.comb += mag_code.eq(Mux(over, fmt.max_code, in_range))
                 if to_max is not True:
-                    nan_out = all_of(over, ~_bit(to_max))
+                    nan_out = all_of(over, ~as_bit(to_max))
             else:
                 m.d.comb += mag_code.eq(
-                    Mux(over, Mux(_bit(to_max), fmt.max_code, fmt.inf_code), in_range))
+                    Mux(over, Mux(as_bit(to_max), fmt.max_code, fmt.inf_code), in_range))
 
         # -- sign, fnuz's missing -0, canonical NaN --------------------------------------------
         signed_code = Cat(mag_code, sign)
