@@ -1,0 +1,55 @@
+"""The synthesis result cache: one JSON file per (spec, flow version, library, stimulus) key.
+
+Files are written atomically (temporary file + rename), so parallel workers and interrupted runs
+never leave a half-written entry; a corrupt entry reads as a miss.
+
+The default directory is ``$PSUM_CACHE/synth`` when ``PSUM_CACHE`` is set, else
+``~/.cache/psum/synth``: results outlive a checkout and are shared by every command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["default_cache_dir", "cache_key", "load", "store"]
+
+
+def default_cache_dir() -> Path:
+    """``$PSUM_CACHE/synth`` or ``~/.cache/psum/synth``."""
+    root = os.environ.get("PSUM_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "psum") / "synth"
+
+
+def cache_key(*parts) -> str:
+    """A stable hex key of ``parts`` (strings and numbers)."""
+    text = "\x1f".join(str(p) for p in parts)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def load(cache_dir, key: str) -> dict | None:
+    """The stored entry for ``key``, or ``None`` (missing or unreadable)."""
+    path = Path(cache_dir) / f"{key}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def store(cache_dir, key: str, data: dict) -> Path:
+    """Write ``data`` for ``key`` atomically; returns the file's path."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"{key}.json"
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=f".{key}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

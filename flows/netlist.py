@@ -1,0 +1,206 @@
+"""The mapped gate-level netlist: connectivity, net loads, static timing, and a Verilog view.
+
+Yosys writes the mapped design as JSON (``write_json``): every net bit has an integer id, every
+cell lists the bit ids on its pins. :class:`Netlist` reads that file once and answers what the
+flow needs: the load capacitance of each net (fanout pin capacitances plus the library's wire-load
+estimate), the critical path under the linear delay model of :mod:`psum.flows.cells`, and a flat
+Verilog netlist with one scalar wire per net bit (``n<id>``), which the power proxy's testbench
+samples every cycle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from psum.errors import PsumError
+
+from .cells import CELLS, wire_cap
+
+__all__ = ["Netlist", "TimingReport"]
+
+_CONST = {"0": "1'b0", "1": "1'b1", "x": "1'bx", "z": "1'bz"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TimingReport:
+    """Static timing of a netlist under the linear delay model.
+
+    Attributes
+    ----------
+    delay_ns : float
+        Critical path: clock-to-Q (or a primary input at t=0) through combinational cells to a
+        flip-flop's D (plus setup) or a primary output.
+    depth : int
+        Cells on that critical path (the flip-flop it starts from not counted).
+    max_depth : int
+        Longest path in cells between any start and end point (Yosys ``ltp -noff``'s measure).
+    path : tuple of str
+        Cell types along the critical path, start first.
+    """
+
+    delay_ns: float
+    depth: int
+    max_depth: int
+    path: tuple
+
+
+class Netlist:
+    """A mapped, flattened netlist read from Yosys' JSON.
+
+    Parameters
+    ----------
+    path : path-like
+        ``write_json`` output of a design mapped to :data:`psum.flows.cells.CELLS`.
+    top : str
+        Top module name.
+
+    Raises
+    ------
+    PsumError
+        If the module is missing or uses a cell outside the library.
+    """
+
+    def __init__(self, path, top: str):
+        data = json.loads(Path(path).read_text())
+        module = data.get("modules", {}).get(top)
+        if module is None:
+            raise PsumError(f"module {top} not found in the mapped netlist {path}")
+        self.top = top
+        self.ports = {name: (p["direction"], list(p["bits"])) for name, p in module["ports"].items()}
+        self.cells = []  # (instance name, Cell, {pin: bit})
+        for name, c in sorted(module["cells"].items()):
+            cell = CELLS.get(c["type"])
+            if cell is None:
+                raise PsumError(f"mapped netlist uses {c['type']}, which is not a psum45 cell")
+            pins = {pin: bits[0] for pin, bits in c["connections"].items()}
+            self.cells.append((name, cell, pins))
+        self.driver = {}  # bit -> index into self.cells
+        self.sinks = defaultdict(list)  # bit -> [(cell index, pin)]
+        for i, (_, cell, pins) in enumerate(self.cells):
+            for pin, bit in pins.items():
+                if pin == cell.output:
+                    self.driver[bit] = i
+                elif isinstance(bit, int):
+                    self.sinks[bit].append((i, pin))
+        self.bits = sorted({b for _, _, pins in self.cells for b in pins.values() if isinstance(b, int)}
+                           | {b for _, bits in self.ports.values() for b in bits if isinstance(b, int)})
+        self.load = {b: self._load(b) for b in self.bits}
+
+    # -- loads ---------------------------------------------------------------------------------
+    def _load(self, bit) -> float:
+        """fF driven on ``bit``: every sink pin's capacitance plus the wire-load estimate."""
+        sinks = self.sinks.get(bit, [])
+        return sum(self.cells[i][1].cap(pin) for i, pin in sinks) + wire_cap(len(sinks))
+
+    @property
+    def ffs(self) -> list:
+        """The flip-flop instances."""
+        return [c for c in self.cells if c[1].is_ff]
+
+    @property
+    def clock_bits(self) -> set:
+        """Bits that drive a flip-flop's CK pin."""
+        return {pins["CK"] for _, cell, pins in self.cells if cell.is_ff}
+
+    def cell_counts(self) -> dict:
+        """Instances per cell type, most frequent first."""
+        counts = defaultdict(int)
+        for _, cell, _ in self.cells:
+            counts[cell.name] += 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def area(self) -> float:
+        """Total cell area, µm²."""
+        return sum(cell.area for _, cell, _ in self.cells)
+
+    # -- timing --------------------------------------------------------------------------------
+    def timing(self) -> TimingReport:
+        """Critical path under ``d0 + k * C_load`` per cell (see :mod:`psum.flows.cells`)."""
+        arrival, depth, levels, prev = {}, {}, {}, {}
+        for b in self.bits:
+            if b not in self.driver:  # primary input or undriven: arrives at t=0
+                arrival[b], depth[b], levels[b] = 0.0, 0, 0
+        for i, (_, cell, pins) in enumerate(self.cells):
+            if cell.is_ff:
+                q = pins[cell.output]
+                arrival[q], depth[q], levels[q] = cell.d0 + cell.k * self.load[q], 0, 0
+                prev[q] = (i, None)
+        # Why Kahn's algorithm: the combinational cells form a DAG between the start points above;
+        # visiting a cell only when all its inputs are known gives each net its latest arrival.
+        comb = [i for i, (_, cell, _) in enumerate(self.cells) if not cell.is_ff]
+        waiting = {}
+        users = defaultdict(list)
+        for i in comb:
+            _, cell, pins = self.cells[i]
+            ins = [pins[p] for p, _ in cell.inputs if isinstance(pins[p], int)]
+            waiting[i] = sum(1 for b in ins if b not in arrival)
+            for b in ins:
+                if b not in arrival:
+                    users[b].append(i)
+        ready = [i for i in comb if waiting[i] == 0]
+        while ready:
+            i = ready.pop()
+            _, cell, pins = self.cells[i]
+            ins = [pins[p] for p, _ in cell.inputs if isinstance(pins[p], int)]
+            out = pins[cell.output]
+            worst = max(ins, key=lambda b: arrival[b], default=None)
+            start = arrival[worst] if worst is not None else 0.0
+            arrival[out] = start + cell.d0 + cell.k * self.load[out]
+            depth[out] = (depth[worst] if worst is not None else 0) + 1
+            levels[out] = max((levels[b] for b in ins), default=0) + 1
+            prev[out] = (i, worst)
+            for j in users.pop(out, []):
+                waiting[j] -= 1
+                if waiting[j] == 0:
+                    ready.append(j)
+        if any(n for n in waiting.values() if n):
+            raise PsumError(f"combinational loop in the mapped netlist of {self.top}")
+        ends = [(arrival[pins["D"]] + cell.setup, pins["D"]) for _, cell, pins in self.cells
+                if cell.is_ff and isinstance(pins["D"], int)]
+        ends += [(arrival[b], b) for d, bits in self.ports.values() if d == "output"
+                 for b in bits if isinstance(b, int)]
+        if not ends:
+            return TimingReport(0.0, 0, 0, ())
+        delay, end = max(ends)
+        path, b = [], end
+        while b in prev:
+            i, b = prev[b]
+            path.append(self.cells[i][1].name)
+            if b is None or self.cells[i][1].is_ff:
+                break
+        path.reverse()
+        return TimingReport(round(delay, 6), depth[end], max(levels[b] for _, b in ends), tuple(path))
+
+    # -- Verilog -------------------------------------------------------------------------------
+    def verilog(self, name: str = "psum_gl") -> str:
+        """Flat Verilog netlist; net bit ``i`` is the scalar wire ``n<i>``.
+
+        Why scalar wires (not one vector): Icarus wakes every reader of a vector when any of its
+        bits changes, which makes a one-vector netlist quadratically slow.
+        """
+        ports = sorted(self.ports)
+        out = [f"module {name}({', '.join(ports)});"]
+        for p in ports:
+            d, bits = self.ports[p]
+            out.append(f"  {d} [{len(bits) - 1}:0] {p};")
+        for k in range(0, len(self.bits), 16):
+            out.append("  wire " + ", ".join(f"n{b}" for b in self.bits[k:k + 16]) + ";")
+
+        def ref(b):
+            return f"n{b}" if isinstance(b, int) else _CONST[b]
+
+        for p in ports:
+            d, bits = self.ports[p]
+            for k, b in enumerate(bits):
+                if d == "input" and isinstance(b, int):
+                    out.append(f"  assign n{b} = {p}[{k}];")
+                elif d == "output":
+                    out.append(f"  assign {p}[{k}] = {ref(b)};")
+        for k, (_, cell, pins) in enumerate(self.cells):
+            conns = ", ".join(f".{pin}({ref(b)})" for pin, b in sorted(pins.items()))
+            out.append(f"  {cell.name} c{k} ({conns});")
+        out.append("endmodule")
+        return "\n".join(out) + "\n"

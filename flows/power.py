@@ -1,0 +1,290 @@
+"""Power proxy: switching activity of the gate-level netlist on real operand streams → fJ per MAC.
+
+The model
+---------
+1. **Activity.** The mapped netlist (:meth:`psum.flows.netlist.Netlist.verilog` with the cell models
+   of ``psum45_cells.v``) is simulated with Icarus (``iverilog``/``vvp``) on operand streams of a
+   real layer: by default :func:`psum.hw.sim.conv_streams_from_digits` (3x3 convolutions over
+   scikit-learn's bundled 8x8 handwritten digits, activations and weights quantised with
+   ``spec.a.encode`` / ``spec.b.encode``, a bias loaded into the accumulator before each output's
+   9 products). Callers can pass recorded streams instead (``streams=``). After every clock edge,
+   once the logic has settled, the testbench writes every net of the design in one line; a net
+   toggles in a cycle when its settled value differs from the previous cycle's.
+2. **Energy per cycle** (fJ), with ``Vdd = 1.1 V`` and figures from :mod:`psum.flows.cells`::
+
+       E = sum over nets  toggles(net) * (C_load(net) * Vdd**2 / 2 + E_int(driver cell))
+         + N_ff * E_clk_int(DFF_X1) + C_clock * Vdd**2
+
+   ``C_load`` = sink pin capacitances + the library's wire-load estimate; ``E_int`` = the driving
+   cell's internal energy per output transition; the clock net (every CK pin plus its wire) is
+   charged and discharged once per cycle, and every flip-flop spends its internal clock energy
+   whether or not its data changes. Primary-input nets count their load (the unit's input
+   capacitance) but no driver energy.
+3. **Figures.** *energy per MAC* = energy of the active phase (the bias loads included) / number
+   of products; *active* and *idle* energy per cycle; *idle fraction* = idle / active per cycle,
+   where idle = ``en=0``, ``load=0`` and operands held still (after two settling cycles), i.e. what
+   the unit costs per cycle when it does nothing: its clock (no clock gating is modelled).
+
+Limits (read the figures as a proxy for comparing formats, not as a sign-off power number)
+-----------------------------------------------------------------------------------------------
+- Zero-delay activity: glitches are not counted. Glitching adds a large share in array
+  multipliers and adders (often 20-50 %), so absolute energies are low, and designs with deeper
+  carry chains are flattered more than shallow ones.
+- X1 cells only, no buffering or sizing, wire capacitance from a statistical wire-load model,
+  no leakage (a few nW per cell at 45 nm: negligible per MAC at GHz rates, not at low activity),
+  no clock tree beyond one net, internal energies accurate to about ±30 % (see
+  :mod:`psum.flows.cells`).
+- The operands come from one small layer; activity depends on the data (sparsity, magnitudes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from psum.errors import PsumError
+
+from .cells import MODELS_PATH, VDD
+
+__all__ = ["PowerResult", "build_stimulus", "simulate_nets", "estimate_power"]
+
+# Cycle phases of the stimulus.
+WARM, ACTIVE, SETTLE, IDLE = 0, 1, 2, 3
+
+
+@dataclasses.dataclass(frozen=True)
+class PowerResult:
+    """Switching-activity power proxy of one netlist.
+
+    Attributes
+    ----------
+    energy_per_mac_fj : float
+        Active-phase energy (bias loads included) divided by the number of products.
+    active_fj_per_cycle, idle_fj_per_cycle : float
+        Mean energy of an active cycle and of an idle cycle (``en=0``, inputs still).
+    idle_fraction : float
+        ``idle_fj_per_cycle / active_fj_per_cycle``.
+    macs, active_cycles, idle_cycles : int
+        Products, active cycles (products + bias loads) and measured idle cycles.
+    breakdown : dict
+        Active energy per cycle by part: ``clock``, ``registers`` (flip-flop outputs), ``logic``
+        (combinational outputs), ``inputs`` (primary-input nets).
+    toggle_rate : float
+        Mean toggles per net per active cycle (clock excluded).
+    stream : str
+        Where the operands came from.
+    """
+
+    energy_per_mac_fj: float
+    active_fj_per_cycle: float
+    idle_fj_per_cycle: float
+    idle_fraction: float
+    macs: int
+    active_cycles: int
+    idle_cycles: int
+    breakdown: dict
+    toggle_rate: float
+    stream: str
+
+
+def build_stimulus(spec, streams, *, idle_cycles: int = 32, seed: int = 0) -> dict:
+    """Per-cycle values of every input port, and the phase of each cycle.
+
+    Two reset cycles (``WARM``), then per stream one ``load`` of its ``init`` code followed by one
+    ``en`` cycle per product (``ACTIVE``), then two ``SETTLE`` cycles and ``idle_cycles`` ``IDLE``
+    cycles with ``en=0`` and every input held. Stochastic-rounding units get fixed-seed random bits.
+
+    Returns
+    -------
+    dict
+        Port name -> ``uint64`` array (one entry per cycle) and ``"phase"``.
+    """
+    rows = []  # (phase, rst, load, en, init, a, b)
+    a = b = init = 0
+    rows += [(WARM, 1, 0, 0, 0, 0, 0)] * 2
+    for a_codes, b_codes, init_code in streams:
+        init = int(init_code)
+        rows.append((ACTIVE, 0, 1, 0, init, a, b))
+        for x, y in zip(np.asarray(a_codes).tolist(), np.asarray(b_codes).tolist()):
+            a, b = int(x), int(y)
+            rows.append((ACTIVE, 0, 0, 1, init, a, b))
+    rows += [(SETTLE, 0, 0, 0, init, a, b)] * 2
+    rows += [(IDLE, 0, 0, 0, init, a, b)] * idle_cycles
+    cols = np.array(rows, dtype=np.uint64).T
+    stim = dict(zip(("phase", "rst", "load", "en", "init", "a", "b"), cols))
+    if spec.sr_bits:
+        rng = np.random.default_rng(seed)
+        rand = rng.integers(0, 1 << spec.sr_bits, size=len(rows), dtype=np.uint64)
+        # Why hold rand when not computing: a real generator would be stalled with the unit.
+        active = stim["phase"] == ACTIVE
+        held = np.maximum.accumulate(np.where(active, np.arange(len(rows)), 0))
+        stim["rand"] = np.where(stim["phase"] == WARM, np.uint64(0), rand[held])
+    return stim
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise PsumError(f"{name} not found: install Icarus Verilog (apt install iverilog) or run ./setup.sh")
+    return path
+
+
+def simulate_nets(netlist, stim: dict, workdir) -> np.ndarray:
+    """Simulate ``netlist`` on ``stim`` with Icarus; settled value of every net after each cycle.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``bool`` array ``(cycles, nets)``; column ``j`` is net bit ``netlist.bits[j]``.
+    """
+    workdir = Path(workdir)
+    n = len(stim["phase"])
+    inputs = [p for p, (d, _) in sorted(netlist.ports.items()) if d == "input" and p != "clk"]
+    decl, load, apply = [], [], []
+    for p in inputs:
+        width = len(netlist.ports[p][1])
+        values = stim.get(p)
+        if values is None:
+            values = np.zeros(n, dtype=np.uint64)
+        digits = (width + 3) // 4
+        (workdir / f"{p}.hex").write_text("".join(f"{int(v):0{digits}x}\n" for v in values))
+        decl.append(f"  reg [{width - 1}:0] {p}; reg [{width - 1}:0] m_{p} [0:{n - 1}];")
+        load.append(f'    $readmemh("{p}.hex", m_{p});')
+        apply.append(f"      {p} = m_{p}[i];")
+    # Why sample 4 ns after the edge: zero-delay logic has settled; one line of 0/1 per cycle,
+    # one character per net bit in the order of netlist.bits.
+    sample = []
+    for k in range(0, len(netlist.bits), 64):
+        chunk = netlist.bits[k:k + 64]
+        lead = "      #4 " if k == 0 else "      "
+        sample.append(f'{lead}$fwrite(f, "{"%b" * len(chunk)}", {", ".join(f"dut.n{b}" for b in chunk)});')
+    sample.append('      $fwrite(f, "\\n");')
+    conns = ", ".join(f".{p}({p})" for p in sorted(netlist.ports) if netlist.ports[p][0] == "input")
+    tb = "\n".join([
+        "`timescale 1ns/1ps",
+        "module tb;",
+        "  reg clk = 0;",
+        *decl,
+        f"  psum_gl dut({conns});",
+        "  integer i, f;",
+        "  initial begin",
+        *load,
+        '    f = $fopen("nets.txt", "w");',
+        f"    for (i = 0; i < {n}; i = i + 1) begin",
+        *apply,
+        "      #5 clk = 1;",
+        *sample,
+        "      #1 clk = 0;",
+        "    end",
+        "    $fclose(f);",
+        "    $finish;",
+        "  end",
+        "endmodule",
+    ]) + "\n"
+    (workdir / "tb.v").write_text(tb)
+    (workdir / "gl.v").write_text(netlist.verilog("psum_gl"))
+    for cmd in ([_tool("iverilog"), "-g2005", "-o", "sim.vvp", "tb.v", "gl.v", str(MODELS_PATH)],
+                [_tool("vvp"), "-n", "sim.vvp"]):
+        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0:
+            last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise PsumError(f"gate-level simulation failed ({Path(cmd[0]).name}): {last[0]}")
+    lines = (workdir / "nets.txt").read_bytes().split()
+    width = len(netlist.bits)
+    if len(lines) != n or any(len(line) != width for line in lines):
+        raise PsumError(f"gate-level simulation wrote {len(lines)} cycles, expected {n} of {width} nets")
+    # Why == "1": x and z (none in a mapped, reset design) count as 0.
+    return np.frombuffer(b"".join(lines), dtype=np.uint8).reshape(n, width) == ord("1")
+
+
+def _energy_per_toggle(netlist) -> tuple[np.ndarray, dict]:
+    """fJ per toggle of every net (column order of :func:`simulate_nets`), and the parts' masks."""
+    width = len(netlist.bits)
+    e = np.zeros(width)
+    part = {k: np.zeros(width, dtype=bool) for k in ("registers", "logic", "inputs")}
+    clock = netlist.clock_bits
+    for j, b in enumerate(netlist.bits):
+        if b in clock:
+            continue  # the clock is accounted per cycle
+        e[j] = 0.5 * netlist.load[b] * VDD ** 2
+        i = netlist.driver.get(b)
+        if i is None:
+            part["inputs"][j] = True
+        else:
+            cell = netlist.cells[i][1]
+            e[j] += cell.energy
+            part["registers" if cell.is_ff else "logic"][j] = True
+    return e, part
+
+
+def estimate_power(netlist, spec, *, workdir, n_outputs: int = 64, seed: int = 0, streams=None,
+                   idle_cycles: int = 32) -> PowerResult:
+    """Energy per MAC and idle fraction of ``netlist`` (a unit implementing ``spec``).
+
+    Parameters
+    ----------
+    netlist : psum.flows.netlist.Netlist
+    spec : MacSpec
+    workdir : path-like
+        Scratch directory for the testbench and the simulation.
+    n_outputs : int
+        Output elements of the default digits convolution (9 products each).
+    seed : int
+        Seed of the default stream and of stochastic-rounding bits.
+    streams : list of (a_codes, b_codes, init_code), optional
+        Operand streams to use instead of the default (e.g. recorded from a network layer).
+    idle_cycles : int
+        Idle cycles measured after the active phase.
+
+    Raises
+    ------
+    ValueError
+        If ``n_outputs`` or ``idle_cycles`` is not a positive integer.
+    PsumError
+        If Icarus is missing or the simulation fails.
+    """
+    for name, value in (("n_outputs", n_outputs), ("idle_cycles", idle_cycles)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    if streams is None:
+        from psum.hw.sim import conv_streams_from_digits
+
+        streams = conv_streams_from_digits(spec, n_outputs, seed)
+        source = f"digits conv3x3, {n_outputs} outputs, seed {seed}"
+    else:
+        source = f"{len(streams)} given streams"
+    stim = build_stimulus(spec, streams, idle_cycles=idle_cycles, seed=seed)
+    nets = simulate_nets(netlist, stim, workdir)
+    toggles = nets[1:] ^ nets[:-1]  # row t-1: changes during cycle t
+    phase = stim["phase"][1:]
+    e_tog, part = _energy_per_toggle(netlist)
+    ffs = netlist.ffs
+    clock_bits = netlist.clock_bits
+    e_clock = sum(cell.clk_energy for _, cell, _ in ffs) + sum(netlist.load[b] for b in clock_bits) * VDD ** 2
+    active, idle = phase == ACTIVE, phase == IDLE
+    t_act = toggles[active]
+    per_cycle = toggles.astype(np.float64) @ e_tog + e_clock
+    act_fj = float(per_cycle[active].mean())
+    idle_fj = float(per_cycle[idle].mean())
+    macs = int(stim["en"][1:][active].sum())
+    breakdown = {"clock": e_clock}
+    for k, mask in part.items():
+        breakdown[k] = float((t_act[:, mask].astype(np.float64) @ e_tog[mask]).mean()) if mask.any() else 0.0
+    data = np.array([b not in clock_bits for b in netlist.bits])
+    rate = float(t_act[:, data].mean()) if data.any() else 0.0
+    return PowerResult(
+        energy_per_mac_fj=float(per_cycle[active].sum()) / max(macs, 1),
+        active_fj_per_cycle=act_fj,
+        idle_fj_per_cycle=idle_fj,
+        idle_fraction=idle_fj / act_fj if act_fj else 0.0,
+        macs=macs,
+        active_cycles=int(active.sum()),
+        idle_cycles=int(idle.sum()),
+        breakdown={k: round(v, 4) for k, v in breakdown.items()},
+        toggle_rate=rate,
+        stream=source,
+    )
