@@ -1,0 +1,146 @@
+"""The integer MAC generator: ``acc := fit(acc + fit_prod(a * b))`` in one cycle.
+
+Built from a :class:`psum.golden.MacSpec` only: every width and signedness is read from the spec's
+:class:`psum.golden.IntFormat` objects. The arithmetic is exactly :func:`psum.golden.mac_step`'s
+``_mac_int``: the exact product, wrapped or saturated into ``spec.prod`` when the MAC is unfused,
+added exactly to the accumulator and wrapped (two's complement) or saturated into ``spec.acc``.
+
+Generation-time specialisation (no logic a spec cannot use): a wrapping unit adds only the
+accumulator's low bits, and a clamp is emitted only where the exact value range can leave the
+target format's range.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from psum.golden import IntFormat, MacSpec
+
+__all__ = ["IntMac"]
+
+
+def _shape(fmt: IntFormat):
+    return signed(fmt.bits) if fmt.signed else unsigned(fmt.bits)
+
+
+def _product_range(a: IntFormat, b: IntFormat) -> tuple[int, int]:
+    """Exact (min, max) of ``a * b`` over both operand ranges (extremes lie at the corners)."""
+    corners = [x * y for x in (a.min_int, a.max_int) for y in (b.min_int, b.max_int)]
+    return min(corners), max(corners)
+
+
+def _fit(value, lo: int, hi: int, fmt: IntFormat, saturate: bool):
+    """Wrap or saturate ``value`` (exact range ``[lo, hi]``) into ``fmt``.
+
+    Returns ``(fitted, lo, hi)``: the fitted value in ``fmt``'s shape and its exact range.
+    Why the range: a clamp whose bound the value can never cross is dead logic; skipping it keeps
+    the netlist to what the spec can use (e.g. an int4 x int4 product never saturates an int12).
+    """
+    if fmt.min_int <= lo and hi <= fmt.max_int:
+        low = value[:fmt.bits]  # already in range: the low bits are the exact value
+        return (low.as_signed() if fmt.signed else low), lo, hi
+    if not saturate:
+        # Wrap: two's complement keeps the low bits; the format's signedness reinterprets them.
+        low = value[:fmt.bits]
+        return (low.as_signed() if fmt.signed else low), fmt.min_int, fmt.max_int
+    clamped = value
+    if hi > fmt.max_int:
+        clamped = Mux(value > fmt.max_int, fmt.max_int, clamped)
+    if lo < fmt.min_int:
+        clamped = Mux(value < fmt.min_int, fmt.min_int, clamped)
+    low = clamped[:fmt.bits]  # now in range: the low bits are the exact value
+    return (low.as_signed() if fmt.signed else low), max(lo, fmt.min_int), min(hi, fmt.max_int)
+
+
+class IntMac(wiring.Component):
+    """Integer multiply-accumulate unit with one registered accumulator.
+
+    Ports follow the contract in :mod:`psum.hw` (``clk`` and ``rst`` come from the ``sync`` domain):
+    ``a``, ``b``, ``en``, ``load``, ``init`` in; ``acc`` out. Integer units have no ``rand`` port.
+
+    Parameters
+    ----------
+    spec : MacSpec or str
+        An integer-accumulator spec (``spec.int_acc``); integer operands of any width and
+        signedness, any accumulator width, ``overflow=wrap`` or ``sat``, optional unfused ``prod``.
+    pipeline : int
+        Micro-architecture option, kept apart from the spec. Only ``0`` (combinational MAC logic
+        in front of the accumulator register, one result per cycle) is implemented.
+
+    Raises
+    ------
+    ValueError
+        If the spec is not an integer-accumulator spec, its order is not ``seq``, or ``pipeline``
+        is not 0.
+    """
+
+    def __init__(self, spec, *, pipeline: int = 0):
+        spec = MacSpec.parse(spec)
+        if not spec.int_acc:
+            raise ValueError(f"IntMac needs an integer accumulator, not acc={spec.acc}")
+        if spec.order != "seq":
+            raise ValueError(f"hardware units accumulate sequentially, not order={spec.order}")
+        if isinstance(pipeline, bool) or not isinstance(pipeline, int) or pipeline != 0:
+            raise ValueError(f"pipeline must be 0 (the only implemented depth), not {pipeline!r}")
+        self._spec = spec
+        self._pipeline = pipeline
+        super().__init__({
+            "a": In(spec.a.width),
+            "b": In(spec.b.width),
+            "en": In(1),
+            "load": In(1),
+            "init": In(spec.acc.width),
+            "acc": Out(spec.acc.width),
+        })
+
+    @property
+    def spec(self) -> MacSpec:
+        """The spec this unit implements."""
+        return self._spec
+
+    @property
+    def pipeline(self) -> int:
+        """Pipeline stages between the operands and the accumulator register (0)."""
+        return self._pipeline
+
+    def elaborate(self, platform):
+        spec = self._spec
+        m = Module()
+
+        # -- unpack: the operands' bit patterns read as integers of their formats ----------------
+        a = Signal(_shape(spec.a))
+        b = Signal(_shape(spec.b))
+        acc = Signal(_shape(spec.acc))
+        m.d.comb += [a.eq(self.a), b.eq(self.b), acc.eq(self.acc)]
+
+        # -- product: exact (Amaranth widens to hold every product, mixed signedness included) ---
+        p_lo, p_hi = _product_range(spec.a, spec.b)
+        prod = Signal(range(p_lo, p_hi + 1))
+        m.d.comb += prod.eq(a * b)
+
+        # -- unfused: the product is wrapped or saturated into its own format first -------------
+        if spec.prod is not None:
+            fitted, p_lo, p_hi = _fit(prod, p_lo, p_hi, spec.prod, spec.saturate)
+            prod = Signal(_shape(spec.prod))
+            m.d.comb += prod.eq(fitted)
+
+        # -- accumulate: exact sum, then wrap or saturate into the accumulator ------------------
+        nxt = Signal(spec.acc.width)
+        if spec.saturate:
+            s_lo, s_hi = spec.acc.min_int + p_lo, spec.acc.max_int + p_hi
+            total = Signal(range(s_lo, s_hi + 1))
+            m.d.comb += total.eq(acc + prod)
+            m.d.comb += nxt.eq(_fit(total, s_lo, s_hi, spec.acc, True)[0])
+        else:
+            # Why only the low bits: wrapping is arithmetic mod 2**bits, so the carry out of the
+            # accumulator's width can never matter.
+            m.d.comb += nxt.eq(acc + prod)
+
+        # -- register: load wins over en; the sync domain's reset gives acc = +0 ----------------
+        with m.If(self.load):
+            m.d.sync += self.acc.eq(self.init)
+        with m.Elif(self.en):
+            m.d.sync += self.acc.eq(nxt)
+        return m
