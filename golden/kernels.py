@@ -190,10 +190,13 @@ def _fmt_range(fmt):
 
 def _nz_range(x):
     """(min nonzero |x|, max |x|) of a torch tensor; (inf, 0) when all zero."""
+    import torch
+
+    if not x.numel():
+        return math.inf, 0.0
     ax = x.abs()
-    mx = float(ax.max()) if ax.numel() else 0.0
-    nz = ax[ax > 0]
-    mn = float(nz.min()) if nz.numel() else math.inf
+    mx = float(ax.max())
+    mn = float(torch.where(ax > 0, ax, math.inf).min())
     return mn, mx
 
 
@@ -223,8 +226,12 @@ def float_path_ok(spec: MacSpec, w: int, A=None, B=None) -> bool:
         small, big = _fmt_range(fmt)
         # every value of the format (incl. its subnormals) is exact in the host type; the
         # normal-range test of the C fast path needs 2**emin to be a normal host number.
-        if small < (2.0**-149 if w == 24 else 2.0**-1074) or big >= hi or 2.0**fmt.emin < lo:
+        top = float(np.finfo(np.float32 if w == 24 else np.float64).max)
+        if small < (2.0**-149 if w == 24 else 2.0**-1074) or big > top or 2.0**fmt.emin < lo:
             return False
+    (amin, amax), (bmin, bmax) = _fmt_range(spec.a), _fmt_range(spec.b)
+    if amin * bmin >= lo and amax * bmax < hi:
+        return True  # every product of the formats is exact and normal: no data check needed
     if A is not None:
         amin, amax = _nz_range(A)
         bmin, bmax = _nz_range(B)
@@ -237,8 +244,9 @@ def float_path_ok(spec: MacSpec, w: int, A=None, B=None) -> bool:
 
 def _int_exact_bound(spec: MacSpec, A, B, init, K):
     """Largest |partial sum| bound of an integer MAC (products after fitting)."""
-    _, amax = _nz_range(A)
-    _, bmax = _nz_range(B)
+    amax, bmax = _fmt_range(spec.a)[1], _fmt_range(spec.b)[1]
+    if K * amax * bmax >= 2.0**24:  # the formats alone do not bound it well: look at the data
+        amax, bmax = _nz_range(A)[1], _nz_range(B)[1]
     pmax = amax * bmax
     if spec.prod is not None:
         pmax = min(pmax, float(max(abs(spec.prod.min_int), spec.prod.max_int)))
@@ -492,8 +500,9 @@ def accumulate(spec, A, B, init, *, row_base=None, col_stride=1, k_offset=0, see
     cpu = A.device.type == "cpu"
     if spec.int_acc:
         bound = _int_exact_bound(spec, A, B, init, K)
-        prod_inert = spec.prod is None or float(A.abs().max() if A.numel() else 0) * \
-            float(B.abs().max() if B.numel() else 0) <= min(spec.prod.max_int, -spec.prod.min_int)
+        prod_inert = spec.prod is None or _fmt_range(spec.a)[1] * _fmt_range(spec.b)[1] <= min(
+            spec.prod.max_int, -spec.prod.min_int) or _nz_range(A)[1] * _nz_range(B)[1] <= min(
+            spec.prod.max_int, -spec.prod.min_int)
         if backend in ("auto", "gemm") and not spec.saturate and prod_inert and bound < 2.0**53:
             # Exact GEMM: every partial sum is an integer below 2**24 (float32) / 2**53 (float64)
             # in magnitude, so BLAS's summation order and FMA use cannot change it.

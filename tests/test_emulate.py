@@ -307,3 +307,21 @@ def test_stats_collected():
     assert st["3"]["steps"] == 2 * 5 * 144 and 0 <= st["3"]["swamp"] <= 1 and st["3"]["max_abs"] > 0
     with pytest.raises(ValueError, match="^no partial-sum statistics"):
         collect_stats(_net())
+
+
+def test_record_streams_replay_equals_layer_output():
+    from psum.golden.record import record_streams
+
+    net = _net()
+    x = torch.randn(2, 1, 6, 6)
+    spec = MacSpec.parse("a=fp8_e4m3,b=fp8_e4m3,acc=e5m4,round=sr,srbits=4")
+    rec = record_streams(net, spec, "0", x, 7, seed=3)
+    assert rec["a"].shape == (7, 9) and rec["b"].shape == (7, 9) and rec["init"].shape == (7,)
+    q = emulate(net, {"0": spec}, seed=3)
+    layer = q[0]
+    y = layer(x.double()).reshape(-1).numpy()
+    s_w = layer._weights()[1].numpy()
+    s_a = float(layer._act_scale(x))
+    ch = (rec["index"] // 36) % 4
+    want = spec.acc.decode(rec["out"]) * (s_a * s_w[ch])
+    assert _same(y[rec["index"]], want)

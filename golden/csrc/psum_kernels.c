@@ -23,7 +23,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <math.h>
-#ifdef __AVX2__
+#ifdef __AVX__
 #include <immintrin.h>
 #endif
 
@@ -148,6 +148,15 @@ typedef int32_t vfi __attribute__((vector_size(32)));
 typedef double vd __attribute__((vector_size(32)));
 typedef int64_t vdi __attribute__((vector_size(32)));
 
+/* any lane set in a comparison mask: one movemask on AVX, an OR over lanes elsewhere */
+#ifdef __AVX__
+static inline int any_f(vfi m) { return _mm256_movemask_ps((__m256)m); }
+static inline int any_d(vdi m) { return _mm256_movemask_pd((__m256d)m); }
+#else
+static inline int any_f(vfi m) { int32_t a = 0; for (int l = 0; l < LANES_F; l++) a |= m[l]; return a != 0; }
+static inline int any_d(vdi m) { int64_t a = 0; for (int l = 0; l < LANES_D; l++) a |= m[l]; return a != 0; }
+#endif
+
 #define ROWS 4
 #define COLS 2
 
@@ -175,8 +184,6 @@ static inline __attribute__((always_inline)) VI range_bad_##SUF(VI s0, VI sb, VI
     VI ab = sb & ~c->sign, a0 = s0 & ~c->sign, ar = r & ~c->sign;                              \
     return (a0 > c->maxb) | (ar > c->maxb) | ((ab < c->minn) & (ab != 0));                    \
 }                                                                                              \
-static inline __attribute__((always_inline)) int any_##SUF(VI m) {                             \
-    IT acc = 0; for (int l = 0; l < LANES; l++) acc |= m[l]; return acc != 0; }                \
 static inline __attribute__((always_inline)) VT fast_step_##SUF(VT acc, VT p,                    \
         const consts_##SUF *c, int mode, VI *bad) {                                            \
     VT s = acc + p, z = s - acc, err = (acc - (s - z)) + (p - z);                              \
