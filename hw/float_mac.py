@@ -35,14 +35,15 @@ from amaranth.lib.wiring import In, Out
 from psum.golden import FloatFormat, MacSpec, Rounding
 from psum.golden.mac import window_bits
 
-from .float_parts import FloatRounder, Unpacked, all_of, any_of, as_bit, leading_zeros, unpack
+from .float_parts import (FloatRounder, Unpacked, all_of, any_of, as_bit, int_shape, leading_zeros,
+                          unpack)
 
 __all__ = ["FloatMac"]
 
 
 def _sig(m: Module, lo: int, hi: int, value, name: str) -> Signal:
     """A signal holding every integer of ``[lo, hi]``, driven by ``value``."""
-    s = Signal(range(lo, hi + 1), name=name)
+    s = Signal(int_shape(lo, hi), name=name)
     m.d.comb += s.eq(value)
     return s
 
@@ -318,7 +319,7 @@ class FloatMac(wiring.Component):
         # Only when the leading ones coincide can the "smaller" term be larger; then both are
         # exact in the window (no jam) and the absolute value is exact.
         eff_sub = p.sign ^ c.sign
-        total = Signal(range(-(1 << W), 1 << (W + 1)), name="total")
+        total = Signal(int_shape(-(1 << W), (1 << (W + 1)) - 1), name="total")
         m.d.comb += total.eq(Mux(eff_sub, big - aligned, big + aligned))
         neg = total < 0
         mag = Signal(W + 1, name="sum_mag")

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from psum.golden import FloatFormat, IntFormat, Rounding
 
-__all__ = ["Unpacked", "unpack", "leading_zeros", "any_of", "all_of", "as_bit", "FloatRounder"]
+__all__ = ["Unpacked", "unpack", "leading_zeros", "any_of", "all_of", "as_bit", "int_shape", "FloatRounder"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,6 +62,17 @@ def all_of(*flags):
     for f in terms[1:]:
         out = out & f
     return out
+
+
+def int_shape(lo: int, hi: int) -> Shape:
+    """The narrowest shape holding every integer of ``[lo, hi]``.
+
+    Like ``Shape.cast(range(lo, hi + 1))``, which cannot take ranges longer than 2**63 (a packed
+    fp64 code or a 66-bit int32 x int32 window are).
+    """
+    if lo >= 0:
+        return unsigned(hi.bit_length())
+    return signed(max((-lo - 1).bit_length(), hi.bit_length()) + 1)
 
 
 def as_bit(flag):
@@ -185,7 +196,7 @@ def _unpack_float(m: Module, fmt: FloatFormat, bits: Value, name: str) -> Unpack
     exp_hi = ((1 << E) - 1) - fmt.bias - M  # the all-ones field too (its value is then unused)
     # Exponents are plain signed integers sized from the format's range (not a fixed width),
     # so every adder downstream is exactly as wide as the spec needs.
-    exp = Signal(range(exp_lo, exp_hi + 1), name=f"{name}_exp")
+    exp = Signal(int_shape(exp_lo, exp_hi), name=f"{name}_exp")
     m.d.comb += exp.eq(Mux(sub, 1, ef) - (fmt.bias + M))
     return Unpacked(sign=sign, mag=mag, exp=exp, zero=zero, inf=inf, nan=nan,
                     exp_lo=exp_lo, exp_hi=exp_hi, lead=M + 1 if fmt.subnormals else 1)
@@ -303,7 +314,7 @@ class FloatRounder(wiring.Component):
         ports = {
             "sign": In(1),
             "mag": In(mag_width),
-            "exp": In(range(lo, hi + 1)),
+            "exp": In(int_shape(lo, hi)),
             "code": Out(fmt.width),
         }
         if sr_bits:
@@ -356,7 +367,7 @@ class FloatRounder(wiring.Component):
         norm = Signal(N)
         m.d.comb += norm.eq((self.mag << lz)[:N])
         # E = exp + bit_length(mag) - 1, as in the golden rounder.
-        E = Signal(range(lo - 1, hi + N))
+        E = Signal(int_shape(lo - 1, hi + N - 1))
         m.d.comb += E.eq(self.exp + (N - 1) - lz)
 
         # ====================================================================================
@@ -431,7 +442,7 @@ class FloatRounder(wiring.Component):
         # happen; both bounds decide below whether that logic exists at all.
         code_lo = ((e_eff_lo + fmt.bias) << M) - (1 << M)
         code_hi = ((e_eff_hi + fmt.bias) << M) + (1 << M)
-        code = Signal(range(min(code_lo, 0), max(code_hi, fmt.max_code + 1) + 1))
+        code = Signal(int_shape(min(code_lo, 0), max(code_hi, fmt.max_code + 1)))
         m.d.comb += code.eq(((e_eff + fmt.bias) << M) + q_r - (1 << M))
 
         # -- exact zero input, and flush-to-zero below the smallest normal --------------------

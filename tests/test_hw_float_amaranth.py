@@ -156,7 +156,8 @@ def test_matrix_bit_exact_long(text):
 
 # Spec corners outside the matrix: fn/fnuz product formats that overflow to NaN, fin
 # accumulators with integer operands, zero-mantissa formats, non-default biases, wide products,
-# stochastic rounding with a flush-to-zero accumulator and with an unfused product.
+# stochastic rounding with a flush-to-zero accumulator and with an unfused product, windows and
+# packed codes wider than 64 bits (int32 x int32, fp64).
 CORNERS = {
     "e5m2_into_e4m3fn_inf_to_nan": "a=fp8_e5m2,b=fp8_e5m2,acc=fp8_e4m3",
     "e5m2_into_e4m3fn_inf_sat": "a=fp8_e5m2,b=fp8_e5m2,acc=fp8_e4m3,overflow=sat",
@@ -170,6 +171,10 @@ CORNERS = {
     "sr_unfused": "a=bf16,b=bf16,acc=e6m9,prod=bf16,fused=no,round=sr,srbits=13",
     "ieee_into_fnuz_rdn": "a=fp8_e5m2,b=fp8_e5m2,acc=fp8_e5m2fnuz,round=rdn",
     "int16_x_uint8_overflow_rdn": "a=int16,b=uint8,acc=fp16,round=rdn",
+    "int32_x_int32_window_over_64_bits": "a=int32,b=int32,acc=fp32,round=rdn",
+    "int8_unfused_prod_e5m4": "a=int8,b=int8,acc=e6m9,prod=e5m4,fused=no,round=rup",
+    "m0_sr_e8m0fin": "a=fp6_e3m2,b=int4,acc=e8m0fin,round=sr,srbits=2",
+    "fp64_fused": "a=fp64,b=fp64,acc=fp64",
 }
 
 
