@@ -175,7 +175,8 @@ def _run_yosys(work: Path, top: str) -> None:
         last = (errors or text.splitlines()[-1:] or [f"exit code {proc.returncode}, outputs missing"])[0]
         if errors:
             break
-    raise PsumError(f"yosys failed on {top}: {last.strip()}")
+    # Why strip the mount path: the message should name the file, not yowasp's view of /tmp.
+    raise PsumError(f"yosys failed on {top}: {last.strip().replace(_host(work) + '/', '')}")
 
 
 def _transistors(text: str) -> int:

