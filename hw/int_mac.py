@@ -77,6 +77,7 @@ class IntMac(wiring.Component):
     """
 
     def __init__(self, spec, *, pipeline: int = 0):
+        self._MustUse__silence = True  # no "never used" warning when validation fails
         spec = MacSpec.parse(spec)
         if not spec.int_acc:
             raise ValueError(f"IntMac needs an integer accumulator, not acc={spec.acc}")
@@ -84,6 +85,7 @@ class IntMac(wiring.Component):
             raise ValueError(f"hardware units accumulate sequentially, not order={spec.order}")
         if isinstance(pipeline, bool) or not isinstance(pipeline, int) or pipeline != 0:
             raise ValueError(f"pipeline must be 0 (the only implemented depth), not {pipeline!r}")
+        self._MustUse__silence = False
         self._spec = spec
         self._pipeline = pipeline
         super().__init__({
