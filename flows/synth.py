@@ -140,6 +140,8 @@ def _script(work: Path, top: str) -> str:
         "setenv YOSYS_MAX_THREADS 1",
         f"read_verilog {_host(work / 'unit.v')}",
         f"synth -flatten -top {top}",
+        # Why: flattening leaves $scopeinfo markers (hierarchy names only, no logic).
+        "delete t:$scopeinfo",
         "design -save generic",
         # Transistor estimate: legalise flip-flops to plain D flops (enables and resets become
         # gates) and map logic to CMOS gates, which `stat -tech cmos` can count.

@@ -165,3 +165,11 @@ def test_calibration_fp32_fma(tmp_path):
     # single-cycle unit without FA cells or sizing may be larger: accept 8,000-40,000 GE.
     assert 8000 < r.ge < 40000
     assert r.ffs == 32
+
+
+@pytest.mark.slow
+def test_calibration_float_order(tmp_path):
+    # The published open-flow ordering fp32 > bf16 > e4m3 (12,400 / 5,200 / 2,300 um2) holds.
+    e4m3, bf16 = (synthesize(s, cache_dir=tmp_path, n_outputs=16)
+                  for s in ("a=fp8_e4m3,b=fp8_e4m3,acc=fp8_e4m3", "a=bf16,b=bf16,acc=bf16"))
+    assert 500 < e4m3.ge < bf16.ge < 8000
