@@ -1,0 +1,78 @@
+"""Checked cycles per second of the cocotb + Icarus verification (issue 3 target: >= 30,000/s).
+
+For an int8 and an fp16 unit, three ways to check the same kind of stimulus, measured in this run:
+
+* ``stream``   -- psum's default: the Verilog harness plays the stimulus, one vectorised mac_step
+                  call checks every cycle afterwards (``psum sim``);
+* ``drive``    -- the cocotb coroutine writes the inputs and reads ``acc`` every cycle;
+* ``baseline`` -- ``drive``'s trace checked naively, one scalar ``mac_step_ref`` call per cycle
+                  (time = drive's simulator time + the scalar check).
+
+Both wall-clock and CPU-time rates are printed: on a shared machine the wall figure includes time
+spent waiting for a core. Run: ``.venv/bin/python benchmarks/bench_sim.py [--cycles N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from psum.golden import MacSpec
+from psum.golden.reference import mac_step_ref
+from psum.hw.sim import make_stimulus, simulate
+
+SPECS = ("a=int8,b=int8,acc=int32", "a=fp16,b=fp16,acc=fp16")
+
+
+def _scalar_check_s(spec: MacSpec, stim: dict, n: int) -> float:
+    """Seconds for a naive per-cycle scalar golden check of the first ``n`` cycles."""
+    t = time.perf_counter()
+    acc = 0
+    for i in range(n):
+        if stim["rst"][i]:
+            acc = 0
+        elif stim["load"][i]:
+            acc = int(stim["init"][i])
+        elif stim["en"][i]:
+            acc = mac_step_ref(spec, acc, int(stim["a"][i]), int(stim["b"][i]),
+                               int(stim["rand"][i]) if spec.sr_bits else None)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cycles", type=int, default=200_000, help="cycles of the stream run")
+    ap.add_argument("--drive-cycles", type=int, default=20_000, help="cycles of the drive run")
+    args = ap.parse_args()
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"{'unit':34} {'mode':9} {'cycles':>8} {'wall s':>7} {'cyc/s':>9} {'CPU s':>7} {'cyc/CPU-s':>10}")
+    for text in SPECS:
+        spec = MacSpec.parse(text)
+        try:
+            stream = simulate(spec, cycles=args.cycles, seed=0)
+        except Exception as exc:  # e.g. the float generator not being available
+            print(f"{spec.name:34} skipped: {exc}")
+            continue
+        drive_stim = make_stimulus(spec, cycles=args.drive_cycles, seed=0)
+        drive = simulate(spec, stimulus=drive_stim, mode="drive")
+        n_ref = min(len(drive_stim["rst"]), 5_000)
+        ref_s = _scalar_check_s(spec, drive_stim, n_ref) * drive.cycles_checked / n_ref
+        base_wall = drive.sim_s + ref_s
+        base_cpu = drive.cpu_s + ref_s
+        for mode, r_wall, r_cpu, n, w, c in (
+            ("stream", stream.cycles_per_s, stream.cycles_per_cpu_s, stream.cycles_checked, stream.sim_s, stream.cpu_s),
+            ("drive", drive.cycles_per_s, drive.cycles_per_cpu_s, drive.cycles_checked, drive.sim_s, drive.cpu_s),
+            ("baseline", drive.cycles_checked / base_wall, drive.cycles_checked / base_cpu,
+             drive.cycles_checked, base_wall, base_cpu),
+        ):
+            print(f"{spec.name:34} {mode:9} {n:8d} {w:7.2f} {r_wall:9,.0f} {c:7.2f} {r_cpu:10,.0f}")
+        assert stream.mismatches == 0 and drive.mismatches == 0
+        print(f"{'':34} stream / baseline: {stream.cycles_per_s / (drive.cycles_checked / base_wall):.1f}x wall, "
+              f"{stream.cycles_per_cpu_s / (drive.cycles_checked / base_cpu):.1f}x CPU")
+
+
+if __name__ == "__main__":
+    main()
