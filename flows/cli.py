@@ -37,7 +37,7 @@ def format_result(r) -> str:
     """Human-readable block of one :class:`psum.flows.synth.SynthResult`."""
     cells = ", ".join(f"{k} {v}" for k, v in sorted(r.cells.items(), key=lambda kv: (-kv[1], kv[0])))
     b = r.power.get("breakdown", {})
-    parts = ", ".join(f"{k} {v:.0f}" for k, v in b.items())
+    parts = ", ".join(f"{k} {b[k]:.0f}" for k in ("clock", "registers", "logic", "inputs") if k in b)
     rows = [
         ("spec", r.spec + ("  (cached)" if r.cached else "")),
         ("module", r.module),
