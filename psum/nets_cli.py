@@ -1,0 +1,212 @@
+"""CLI subcommands of the network side: ``train``, ``eval`` and ``sweep``.
+
+torch and the emulation are imported inside the command functions, so ``psum --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+__all__ = ["register"]
+
+_MODELS = ("lenet5", "alexnet", "resnet18", "resnet18-imagenet")
+_DATASETS = ("digits", "cifar10", "cifar100", "imagenet")
+
+
+def _print_table(rows: list[dict], cols: list[str], file=None) -> None:
+    file = file or sys.stdout
+    def fmt(v):
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.2f}"
+        return str(v)
+
+    table = [[fmt(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(t[i]) for t in table)) if table else len(c) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip(), file=file)
+    for t in table:
+        print("  ".join(v.ljust(w) for v, w in zip(t, widths)).rstrip(), file=file)
+
+
+def _cmd_train(args) -> int:
+    from .train import train
+
+    ckpt = train(args.model, args.dataset, epochs=args.epochs, seed=args.seed, data_dir=args.data_dir, out=args.out,
+                 width=args.width, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+                 limit=args.limit, autocast=not args.no_autocast, device=args.device,
+                 progress_enabled=True if args.progress else None)
+    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
+    if args.json:
+        print(json.dumps(meta, indent=1))
+    else:
+        extra = f", top-5 {meta['top5']:.2f} %" if meta.get("top5") is not None else ""
+        print(f"{meta['model']} (width {meta['width']:g}) on {meta['dataset']}: test top-1 {meta['accuracy']:.2f} %"
+              f"{extra} on {meta['n_test']} images (fp32 eval) after {meta['epochs']} epochs in "
+              f"{meta['train_seconds']:.1f} s (bf16 autocast: {meta['autocast']}, seed {meta['seed']})")
+        print(f"checkpoint: {meta['path']}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from .data import dataset_info, load_dataset
+    from .train import evaluate, load_checkpoint
+
+    net, meta = load_checkpoint(args.model, args.dataset, path=args.checkpoint)
+    info = dataset_info(args.dataset)
+    ds = load_dataset(args.dataset, "test", args.data_dir, channels=meta["in_channels"])
+    prog = True if args.progress else None
+    if args.spec:
+        from .golden import MacSpec
+        from .golden.emulate import emulate
+        from .sweep import CALIB_IMAGES
+        from .train import iterate_batches
+
+        spec = MacSpec.parse(args.spec)
+        train_ds = load_dataset(args.dataset, "train", args.data_dir, channels=meta["in_channels"])
+        calib = next(iterate_batches(train_ds, CALIB_IMAGES, limit=CALIB_IMAGES))[0]
+        net = emulate(net, spec if args.layer == "all" else {args.layer: spec}, calib=calib)
+    from .progress import progress
+
+    n = len(ds) if args.limit is None else min(args.limit, len(ds))
+    with progress(total=n, desc="eval", unit="img", enabled=prog) as bar:
+        res = evaluate(net, ds, limit=args.limit, topk=info.topk, device=args.device, progress_bar=bar)
+    row = {"model": args.model, "dataset": args.dataset, "spec": args.spec or "fp32", "layer": args.layer,
+           **res, "checkpoint_accuracy": meta["accuracy"]}
+    if args.json:
+        print(json.dumps(row, indent=1))
+    else:
+        top5 = f", top-5 {res['top5']:.2f} %" if "top5" in res else ""
+        print(f"{args.model}/{args.dataset} [{row['spec']}{'' if args.layer == 'all' else ' @' + args.layer}]: "
+              f"top-1 {res['top1']:.2f} %{top5} on {res['n_images']} test images")
+    return 0
+
+
+def _parse_search_entry(entry: str):
+    """``e5m?`` -> ("man", exp=5), ``e?m7`` -> ("exp", man=7), ``int?[:sat]`` -> ("int", overflow)."""
+    import re
+
+    text, _, overflow = entry.partition(":")
+    if m := re.fullmatch(r"e(\d+)m\?", text):
+        return "man", {"exp_bits": int(m.group(1))}, overflow or None
+    if m := re.fullmatch(r"e\?m(\d+)", text):
+        return "exp", {"man_bits": int(m.group(1))}, overflow or None
+    if text == "int?":
+        return "int", {}, overflow or "wrap"
+    raise ValueError(f"search entry must be e<E>m?, e?m<M> or int?[:wrap|:sat], not {entry!r}")
+
+
+_SEARCH_DEFAULT = "e5m?,e?m7,int?:wrap,int?:sat"
+_SWEEP_DEFAULT = "fp32,fp16,bf16,e5m7,e5m6,e5m5,e5m4,e5m3,e4m3,int32,int24,int20,int18,int16"
+
+
+def _cmd_sweep(args) -> int:
+    from .sweep import parse_acc_list, run_sweep, search_min_acc
+
+    prog = True if args.progress else None
+    common = dict(a=args.a, b=args.b, rounding=args.round, extra=args.extra, limit=args.limit, out=args.out,
+                  data_dir=args.data_dir, checkpoint=args.checkpoint, batch_size=args.batch_size, device=args.device,
+                  progress_enabled=prog, train_if_missing=args.train)
+    if args.search:
+        entries = [_parse_search_entry(e) for e in parse_acc_list(args.acc or _SEARCH_DEFAULT)]
+        layers = ["all"]
+        if args.per_layer:
+            from .train import load_checkpoint
+            from .models import mac_layers
+
+            layers += mac_layers(load_checkpoint(args.model, args.dataset, path=args.checkpoint)[0])
+        results = []
+        for kind, fixed, overflow in entries:
+            for layer in layers:
+                res = search_min_acc(args.model, args.dataset, kind=kind, overflow=overflow or args.overflow,
+                                     tol=args.tol, layer=layer, **fixed, **common)
+                results.append(res)
+        if args.json:
+            print(json.dumps([{k: v for k, v in r.items() if k != "rows"} for r in results], indent=1))
+            return 0
+        base = results[0]["baseline_accuracy"] if results else None
+        print(f"{args.model}/{args.dataset}: fp32 baseline {base:.2f} % on {results[0]['n_images']} test images; "
+              f"tolerance {args.tol:g} points")
+        table = []
+        for r in results:
+            what = {"man": f"e{r['fixed']}m?", "exp": f"e?m{r['fixed']}", "int": f"int?:{r['overflow']}"}[r["kind"]]
+            tried = " ".join(f"{v}:{a:.1f}" for v, a in r["evaluated"].items())
+            table.append({"search": what, "layer": r["layer"], "min": r["acc"], "accuracy": r["accuracy"],
+                          "tried (value:acc%)": tried})
+        _print_table(table, ["search", "layer", "min", "accuracy", "tried (value:acc%)"])
+        return 0
+    rows = run_sweep(args.model, args.dataset, args.acc or _SWEEP_DEFAULT, overflow=args.overflow,
+                     per_layer=args.per_layer, network=not args.layers_only, **common)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    base = rows[0]
+    print(f"{args.model}/{args.dataset}: fp32 baseline {base['accuracy']:.2f} % on {base['n_images']} test images")
+    cols = ["spec", "layer", "accuracy", "seconds"] + (["top5"] if "top5" in base else [])
+    _print_table(rows[1:], cols)
+    if args.out:
+        print(f"results: {args.out}")
+    return 0
+
+
+def register(sub) -> None:
+    from .golden import FORMAT_HELP, SPEC_HELP  # light: no torch
+
+    def common(p, *, data=True):
+        p.add_argument("--model", required=True, choices=_MODELS, help="network")
+        p.add_argument("--dataset", default="digits", choices=_DATASETS, help="dataset (default digits, built in)")
+        if data:
+            p.add_argument("--data-dir", metavar="DIR", help="folder with CIFAR/ImageNet files (never downloaded)")
+        p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+        p.add_argument("--progress", action="store_true", help="show progress bars even when stderr is not a TTY")
+        p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("train", help="train a model in bfloat16 autocast and write its checkpoint",
+                       description="Train a model (forward pass in bfloat16 autocast), evaluate it in float32 and "
+                                   "write checkpoints/<model>-<dataset>.pt atomically.")
+    common(p)
+    p.add_argument("--epochs", type=int, help="epochs (default: 15 on digits, 30 on cifar10)")
+    p.add_argument("--seed", type=int, default=0, help="seed for init, shuffling, augmentation (default 0)")
+    p.add_argument("--width", type=float, help="channel multiplier (default 1; 0.125 for alexnet and resnet18 on digits)")
+    p.add_argument("--batch-size", type=int, default=64, help="default 64")
+    p.add_argument("--lr", type=float, help="learning rate (default adam 3e-3 lenet5, 1e-3 others; sgd 0.05; cosine schedule)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="default adam")
+    p.add_argument("--limit", type=int, help="train on the first N training images only")
+    p.add_argument("--no-autocast", action="store_true", help="train in plain float32")
+    p.add_argument("--out", metavar="FILE", help="checkpoint path (default checkpoints/<model>-<dataset>.pt)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="test accuracy of a checkpoint, float32 or emulated with a MAC spec",
+                       description="Evaluate a trained checkpoint on the test split; with --spec every Conv2d/Linear "
+                                   "(or --layer) computes bit-exactly with that MAC spec. " + SPEC_HELP)
+    common(p)
+    p.add_argument("--spec", metavar="SPEC", help="MAC spec to emulate (default: none, float32)")
+    p.add_argument("--layer", default="all", help="emulate only this layer (default all)")
+    p.add_argument("--limit", type=int, help="first N test images only")
+    p.add_argument("--checkpoint", metavar="FILE", help="checkpoint path (default checkpoints/<model>-<dataset>.pt)")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("sweep", help="accuracy per accumulator format (network-wide, per layer) or minimum search",
+                       description="Evaluate a trained model with every Conv2d/Linear computed bit-exactly per "
+                                   "accumulator format; rows are appended to --out as they finish and reused on rerun.")
+    common(p)
+    p.add_argument("--acc", metavar="LIST",
+                   help="accumulators FMT[:wrap|:sat], comma-separated (default: a dozen float and int formats); "
+                        "with --search: templates e<E>m?, e?m<M>, int?[:wrap|:sat] (quote them; default "
+                        f"{_SEARCH_DEFAULT}). {FORMAT_HELP}")
+    p.add_argument("--a", metavar="FMT", help="activation format (default fp8_e4m3; int8 for int accumulators)")
+    p.add_argument("--b", metavar="FMT", help="weight format (default fp8_e4m3; int8 for int accumulators)")
+    p.add_argument("--round", default="rne", metavar="MODE", help="accumulator rounding mode (default rne)")
+    p.add_argument("--overflow", help="overflow policy when an entry has no :suffix (int: wrap/sat, float: ieee/sat)")
+    p.add_argument("--extra", metavar="KEY=VAL,...", help="more spec fields, e.g. order=chunk32,acc2=fp16")
+    p.add_argument("--per-layer", action="store_true", help="also each Conv2d/Linear alone (the rest float32)")
+    p.add_argument("--layers-only", action="store_true", help="with --per-layer: skip the network-wide rows")
+    p.add_argument("--search", action="store_true", help="find the smallest accumulator within --tol of the baseline")
+    p.add_argument("--tol", type=float, default=1.0, help="allowed top-1 drop in percentage points (default 1.0)")
+    p.add_argument("--limit", type=int, help="evaluate on the first N test images (recorded in each row)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per emulated batch (default 256)")
+    p.add_argument("--out", metavar="FILE", help="JSON Lines results file; finished rows there are not recomputed")
+    p.add_argument("--checkpoint", metavar="FILE", help="checkpoint path (default checkpoints/<model>-<dataset>.pt)")
+    p.add_argument("--train", action="store_true", help="train the checkpoint first if there is none")
+    p.set_defaults(func=_cmd_sweep)

@@ -1,0 +1,452 @@
+"""Accumulator sweeps: network accuracy per MAC spec, network-wide and per layer, with resume.
+
+:func:`run_sweep` evaluates a trained model (see :mod:`psum.train`) with every Conv2d/Linear
+computed bit-exactly by :func:`psum.golden.emulate.emulate` under each accumulator format, and
+:func:`search_min_acc` finds the smallest accumulator within a tolerance of the float32 baseline.
+Both append one JSON object per finished row to a results file (:class:`psum.resultsfile.ResultsFile`)
+and skip rows already there, so an interrupted run resumes where it stopped.
+
+Spec construction
+-----------------
+An accumulator entry is ``FMT[:OVERFLOW]`` (``e5m6``, ``fp16``, ``int16:sat``). The operand formats
+default to **fp8_e4m3 × fp8_e4m3 for float accumulators and int8 × int8 for integer ones**: both
+are 8-bit operands, so float and integer accumulators are compared at the same operand width,
+which is the comparison the trade-off report makes. Operand scaling is emulate's default
+(per-output-channel weights, per-tensor activations; powers of two for float operands), with
+activation scales calibrated on the first 256 training images (a float forward), so a row does
+not depend on the batch size or on ``limit``.
+
+Rows
+----
+Each row holds ``model``, ``dataset``, ``spec`` (``str(MacSpec)``), ``layer`` (``"all"`` or a
+layer name; the other layers stay float32), ``acc`` (format text), ``kind`` (``float``/``int``),
+``acc_bits`` (accumulator width), ``exp_bits``/``man_bits`` or ``int_bits``, ``overflow``,
+``accuracy`` (top-1 %), ``top5`` (ImageNet), ``baseline_accuracy`` (float32 model on the same
+images), ``n_images``, ``limit``, ``seconds``, ``checkpoint`` (first 12 hex digits of the
+checkpoint file's SHA-256), ``calib``, ``psum_version``. The baseline itself is a row with
+``spec = "fp32"``. A row's key is (model, dataset, checkpoint, spec, layer, n_images, calib).
+
+Search rule
+-----------
+Accuracy is *not* strictly monotone in accumulator bits (a narrower accumulator can be luckily
+better by a few images), so the search states its rule: with ``hi`` passing, bisection over
+``[lo, hi]`` (assuming monotonicity) gives a candidate ``m`` where ``m`` passes and ``m - 1`` was
+evaluated and fails (or ``m = lo``). The candidate is then confirmed by ``m + 1``: if ``m + 1``
+fails, ``m`` passed by chance, and the bisection restarts on ``[m + 2, hi]``. The reported
+minimum therefore passes, its neighbour above passes and its neighbour below fails. "Passes" means
+``accuracy >= baseline_accuracy - tol`` (percentage points, top-1). If ``hi`` fails the result
+is ``None``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import time
+from pathlib import Path
+
+from . import __version__
+from .data import dataset_info, input_channels, load_dataset
+from .progress import progress
+from .resultsfile import ResultsFile
+
+__all__ = ["run_sweep", "search_min_acc", "min_passing", "make_spec", "parse_acc_list", "default_operands",
+           "DEFAULT_FLOAT_OPERAND", "DEFAULT_INT_OPERAND", "KEY_FIELDS", "SEARCH_RANGES"]
+
+DEFAULT_FLOAT_OPERAND = "fp8_e4m3"
+DEFAULT_INT_OPERAND = "int8"
+CALIB_IMAGES = 256
+KEY_FIELDS = ("model", "dataset", "checkpoint", "spec", "layer", "n_images", "calib")
+# Searched parameter ranges (inclusive) per search kind; the format library's limits bound them.
+SEARCH_RANGES = {"man": (1, 23), "exp": (2, 8), "int": (4, 32)}
+
+
+def default_operands(acc_fmt) -> str:
+    """Operand format used for ``a`` and ``b`` when none is given: int8 for int accumulators, else fp8_e4m3."""
+    from .golden import IntFormat
+
+    return DEFAULT_INT_OPERAND if isinstance(acc_fmt, IntFormat) else DEFAULT_FLOAT_OPERAND
+
+
+def make_spec(acc, *, a=None, b=None, rounding="rne", overflow=None, extra=None):
+    """The :class:`~psum.golden.MacSpec` of one sweep row.
+
+    Parameters
+    ----------
+    acc : str or Format
+        Accumulator format text, optionally ``FMT:OVERFLOW`` (``int16:sat``).
+    a, b : str, optional
+        Operand formats; default :func:`default_operands`.
+    rounding : str
+        Rounding mode of the accumulator (and product, if unfused).
+    overflow : str, optional
+        Overflow policy when ``acc`` has no ``:OVERFLOW`` suffix (default: the spec's default).
+    extra : str, optional
+        More ``key=value`` spec fields, comma-separated (``order=chunk32,acc2=fp16``).
+
+    Raises
+    ------
+    ValueError
+        Bad format, combination or field (one line, from :class:`MacSpec`).
+    """
+    from .golden import MacSpec, parse_format
+
+    text = str(acc)
+    if ":" in text:
+        text, overflow = text.split(":", 1)
+    acc_fmt = parse_format(text)
+    fields = [f"a={a or default_operands(acc_fmt)}", f"b={b or default_operands(acc_fmt)}", f"acc={text}",
+              f"round={rounding}"]
+    if overflow:
+        fields.append(f"overflow={overflow}")
+    if extra:
+        fields.append(extra)
+    return MacSpec.parse(",".join(fields))
+
+
+def parse_acc_list(text) -> list[str]:
+    """Split ``"e5m6,e5m8,int16:sat"`` (or a list of such strings) into entries."""
+    items = text if isinstance(text, (list, tuple)) else [text]
+    out = [t.strip() for item in items for t in str(item).split(",") if t.strip()]
+    if not out:
+        raise ValueError("acc must list at least one accumulator format, not ''")
+    return out
+
+
+def _file_digest(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:12]
+
+
+def _fmt_fields(spec) -> dict:
+    from .golden import IntFormat
+
+    acc = spec.acc
+    if isinstance(acc, IntFormat):
+        return {"kind": "int", "acc_bits": acc.bits, "int_bits": acc.bits}
+    return {"kind": "float", "acc_bits": acc.width, "exp_bits": acc.exp_bits, "man_bits": acc.man_bits}
+
+
+class _Context:
+    """Model, data, baseline and results file shared by the rows of one sweep or search."""
+
+    def __init__(self, model, dataset, *, data_dir, limit, out, checkpoint, batch_size, device,
+                 progress_enabled, weight_scale, act_scale, seed, train_if_missing):
+        import torch
+
+        from .train import ensure_checkpoint, load_checkpoint
+
+        info = dataset_info(dataset)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"limit must be a positive integer, not {limit!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+        if train_if_missing:
+            self.net, self.meta = ensure_checkpoint(model, dataset, data_dir=data_dir, path=checkpoint)
+        else:
+            self.net, self.meta = load_checkpoint(model, dataset, path=checkpoint)
+        self.model, self.dataset, self.info = model, dataset, info
+        chans = self.meta["in_channels"]
+        self.test = load_dataset(dataset, "test", data_dir, channels=chans)
+        self.n_images = len(self.test) if limit is None else min(limit, len(self.test))
+        self.limit = limit
+        self.batch_size = batch_size
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.progress_enabled = progress_enabled
+        self.weight_scale, self.act_scale, self.seed = weight_scale, act_scale, seed
+        self.checkpoint = _file_digest(self.meta["path"])
+        self.calib_name = f"train[:{CALIB_IMAGES}]"
+        train_ds = load_dataset(dataset, "train", data_dir, channels=chans)
+        from .train import iterate_batches
+
+        self.calib = next(iterate_batches(train_ds, CALIB_IMAGES, limit=CALIB_IMAGES))[0]
+        self.results = ResultsFile(out, KEY_FIELDS) if out is not None else None
+        self.memory: dict = {}
+        self.bar_images = None
+
+    def key(self, spec_text: str, layer: str) -> dict:
+        return {"model": self.model, "dataset": self.dataset, "checkpoint": self.checkpoint, "spec": spec_text,
+                "layer": layer, "n_images": self.n_images, "calib": self.calib_name}
+
+    def lookup(self, spec_text, layer):
+        k = self.key(spec_text, layer)
+        if self.results is not None:
+            row = self.results.get(**k)
+            if row is not None:
+                return row
+        return self.memory.get(tuple(sorted((a, str(b)) for a, b in k.items())))
+
+    def store(self, row):
+        if self.results is not None:
+            self.results.append(row)
+        k = self.key(row["spec"], row["layer"])
+        self.memory[tuple(sorted((a, str(b)) for a, b in k.items()))] = row
+
+    def _eval(self, net, desc):
+        from .train import evaluate
+
+        if self.bar_images is not None:
+            self.bar_images.reset(total=self.n_images)
+            self.bar_images.set_description_str(desc)
+        return evaluate(net, self.test, limit=self.n_images, batch_size=self.batch_size, topk=self.info.topk,
+                        device=self.device, progress_bar=self.bar_images, desc=desc)
+
+    def baseline(self) -> dict:
+        row = self.lookup("fp32", "all")
+        if row is None:
+            t0 = time.perf_counter()
+            acc = self._eval(self.net, "fp32 baseline")
+            row = self._row("fp32", "all", acc, time.perf_counter() - t0, None, acc)
+            self.store(row)
+        return row
+
+    def _row(self, spec_text, layer, acc, seconds, spec, base) -> dict:
+        row = self.key(spec_text, layer)
+        if spec is not None:
+            row.update(acc=str(spec.acc), a=str(spec.a), b=str(spec.b), rounding=spec.rounding.value,
+                       overflow=spec.overflow, **_fmt_fields(spec))
+        row["accuracy"] = acc["top1"]
+        if "top5" in acc:
+            row["top5"] = acc["top5"]
+        row["baseline_accuracy"] = base["top1"] if "top1" in base else base["accuracy"]
+        if "top5" in acc:
+            row["baseline_top5"] = base.get("top5")
+        row.update(limit=self.limit, seconds=round(seconds, 3), weight_scale=self.weight_scale,
+                   act_scale=self.act_scale, psum_version=__version__,
+                   finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+        return row
+
+    def evaluate_spec(self, spec, layer="all") -> tuple[dict, bool]:
+        """The row of ``spec`` applied to ``layer`` ("all" or a name); (row, computed_now)."""
+        from .golden.emulate import emulate
+
+        spec_text = str(spec)
+        row = self.lookup(spec_text, layer)
+        if row is not None:
+            return row, False
+        base = self.baseline()
+        target = spec if layer == "all" else {layer: spec}
+        t0 = time.perf_counter()
+        qnet = emulate(self.net, target, calib=self.calib, weight_scale=self.weight_scale,
+                       act_scale=self.act_scale, seed=self.seed, device=self.device)
+        acc = self._eval(qnet, f"{spec.acc}" + ("" if layer == "all" else f" @{layer}"))
+        row = self._row(spec_text, layer, acc, time.perf_counter() - t0, spec, base)
+        self.store(row)
+        return row, True
+
+
+def _context(model, dataset, kw) -> _Context:
+    return _Context(model, dataset, **kw)
+
+
+def run_sweep(model: str, dataset: str, accs, *, a=None, b=None, rounding: str = "rne", overflow=None,
+              extra=None, per_layer: bool = False, network: bool = True, limit: int | None = None, out=None,
+              data_dir=None, checkpoint=None, batch_size: int = 256, device=None,
+              progress_enabled: bool | None = None, weight_scale: str = "channel", act_scale: str = "tensor",
+              seed: int = 0, train_if_missing: bool = False, on_row=None) -> list[dict]:
+    """Accuracy of a trained model per accumulator format, network-wide and/or per layer.
+
+    Parameters
+    ----------
+    model, dataset : str
+        Which checkpoint to load (:func:`psum.train.load_checkpoint`).
+    accs : str or list of str
+        Accumulator entries ``FMT[:OVERFLOW]`` (a comma-separated string or a list).
+    a, b : str, optional
+        Operand formats (default :func:`default_operands` per accumulator).
+    rounding, overflow, extra
+        See :func:`make_spec`.
+    per_layer : bool
+        Also one row per (spec, Conv2d/Linear layer): that layer emulated, the others float32.
+    network : bool
+        The network-wide row per spec (every layer emulated).
+    limit : int, optional
+        Evaluate on the first ``limit`` test images (recorded in each row).
+    out : str or Path, optional
+        JSON Lines results file: rows found there are reused, new ones appended as they finish.
+    data_dir, checkpoint : optional
+        Dataset folder and checkpoint path (default ``checkpoints/<model>-<dataset>.pt``).
+    batch_size : int
+        Images per emulated forward pass.
+    device : str, optional
+        Default CUDA when present, else CPU.
+    progress_enabled : bool, optional
+        Force bars on/off (default: when stderr is a TTY).
+    weight_scale, act_scale : str
+        Operand scaling, passed to :func:`psum.golden.emulate.emulate`.
+    seed : int
+        Stochastic-rounding seed.
+    train_if_missing : bool
+        Train the checkpoint first when there is none (else a one-line error).
+    on_row : callable, optional
+        Called as ``on_row(row, computed)`` after each row (``computed`` False when reused).
+
+    Returns
+    -------
+    list of dict
+        The baseline row, then one row per (spec, layer), in order.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError, psum.errors.PsumError
+        Bad format, missing data or checkpoint (one line).
+    """
+    from .models import mac_layers
+
+    specs = [make_spec(acc, a=a, b=b, rounding=rounding, overflow=overflow, extra=extra) for acc in parse_acc_list(accs)]
+    if not (network or per_layer):
+        raise ValueError("network and per_layer cannot both be False: nothing to evaluate")
+    ctx = _context(model, dataset, dict(data_dir=data_dir, limit=limit, out=out, checkpoint=checkpoint,
+                                        batch_size=batch_size, device=device, progress_enabled=progress_enabled,
+                                        weight_scale=weight_scale, act_scale=act_scale, seed=seed,
+                                        train_if_missing=train_if_missing))
+    layers = (["all"] if network else []) + (mac_layers(ctx.net) if per_layer else [])
+    jobs = [(s, layer) for s in specs for layer in layers]
+    rows = []
+    with progress(total=len(jobs) + 1, desc=f"sweep {model}/{dataset}", unit="row", enabled=progress_enabled) as bar, \
+            progress(total=ctx.n_images, desc="images", unit="img", enabled=progress_enabled, leave=False) as ibar:
+        ctx.bar_images = ibar
+        base = ctx.baseline()
+        rows.append(base)
+        bar.update(1)
+        for spec, layer in jobs:
+            row, computed = ctx.evaluate_spec(spec, layer)
+            rows.append(row)
+            bar.update(1)
+            bar.set_postfix_str(f"{spec.acc} {layer}: {row['accuracy']:.2f}%")
+            if on_row is not None:
+                on_row(row, computed)
+    return rows
+
+
+def min_passing(passes, lo: int, hi: int) -> int | None:
+    """The search rule of the module docstring on a predicate ``passes(v) -> bool``.
+
+    Returns the smallest ``m`` in ``[lo, hi]`` found by bisection such that ``passes(m)`` and
+    ``passes(m + 1)`` (or ``m == hi``) and ``m - 1`` failed when evaluated (or ``m`` is the bottom
+    of the last bisection); ``None`` when ``passes(hi)`` is false. Each value is evaluated at most
+    once if ``passes`` caches.
+    """
+    if not passes(hi):
+        return None
+    start = lo
+    while True:
+        # bisection: invariant hi_ passes; values below start are known (or assumed) to fail
+        lo_, hi_ = start, hi
+        while lo_ < hi_:
+            mid = (lo_ + hi_) // 2
+            if passes(mid):
+                hi_ = mid
+            else:
+                lo_ = mid + 1
+        m = hi_
+        # confirmation: m + 1 must pass too, else m passed by chance; search again above m + 1
+        if m == hi or passes(m + 1):
+            return m
+        start = m + 2
+
+
+def search_min_acc(model: str, dataset: str, *, kind: str, exp_bits: int | None = None, man_bits: int | None = None,
+                   overflow: str | None = None, lo: int | None = None, hi: int | None = None, tol: float = 1.0,
+                   layer: str = "all", a=None, b=None, rounding: str = "rne", extra=None, limit: int | None = None,
+                   out=None, data_dir=None, checkpoint=None, batch_size: int = 256, device=None,
+                   progress_enabled: bool | None = None, weight_scale: str = "channel", act_scale: str = "tensor",
+                   seed: int = 0, train_if_missing: bool = False, on_row=None) -> dict:
+    """Smallest accumulator whose accuracy is within ``tol`` points of the float32 baseline.
+
+    Parameters
+    ----------
+    kind : {"man", "exp", "int"}
+        ``"man"``: mantissa bits of ``e<exp_bits>m?``; ``"exp"``: exponent bits of ``e?m<man_bits>``;
+        ``"int"``: width of ``int?`` with ``overflow`` (``"wrap"`` default, or ``"sat"``).
+    exp_bits, man_bits : int
+        The fixed field for ``"man"`` / ``"exp"``.
+    overflow : str, optional
+        Overflow policy (int: wrap/sat; float: ieee/sat).
+    lo, hi : int, optional
+        Searched range, inclusive (default :data:`SEARCH_RANGES`).
+    tol : float
+        Allowed drop in top-1 accuracy, percentage points.
+    layer : str
+        ``"all"`` (every layer uses the candidate) or one layer name (the others stay float32).
+    Other parameters
+        As :func:`run_sweep`.
+
+    Returns
+    -------
+    dict
+        ``kind``, ``fixed`` (the fixed field), ``layer``, ``overflow``, ``tol``, ``min`` (the
+        searched value or ``None``), ``acc`` (its format text), ``spec``, ``accuracy``,
+        ``baseline_accuracy``, ``evaluated`` (searched value -> accuracy), ``rows``, ``rule``.
+
+    Raises
+    ------
+    ValueError
+        Bad kind, bounds or tolerance.
+    """
+    if kind not in SEARCH_RANGES:
+        raise ValueError(f"kind must be 'man', 'exp' or 'int', not {kind!r}")
+    if kind == "man" and (isinstance(exp_bits, bool) or not isinstance(exp_bits, int)):
+        raise ValueError(f"exp_bits must be an integer for a mantissa search, not {exp_bits!r}")
+    if kind == "exp" and (isinstance(man_bits, bool) or not isinstance(man_bits, int)):
+        raise ValueError(f"man_bits must be an integer for an exponent search, not {man_bits!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+        raise ValueError(f"tol must be a non-negative number of percentage points, not {tol!r}")
+    lo = SEARCH_RANGES[kind][0] if lo is None else lo
+    hi = SEARCH_RANGES[kind][1] if hi is None else hi
+    if not (isinstance(lo, int) and isinstance(hi, int) and lo <= hi):
+        raise ValueError(f"search range must be integers lo <= hi, not {lo!r}..{hi!r}")
+    if kind == "int" and overflow is None:
+        overflow = "wrap"
+
+    def acc_text(v: int) -> str:
+        return {"man": f"e{exp_bits}m{v}", "exp": f"e{v}m{man_bits}", "int": f"int{v}"}[kind]
+
+    # validate both ends before loading anything
+    for v in (lo, hi):
+        make_spec(acc_text(v), a=a, b=b, rounding=rounding, overflow=overflow, extra=extra)
+    ctx = _context(model, dataset, dict(data_dir=data_dir, limit=limit, out=out, checkpoint=checkpoint,
+                                        batch_size=batch_size, device=device, progress_enabled=progress_enabled,
+                                        weight_scale=weight_scale, act_scale=act_scale, seed=seed,
+                                        train_if_missing=train_if_missing))
+    if layer != "all":
+        from .models import mac_layers
+
+        if layer not in mac_layers(ctx.net):
+            raise ValueError(f"layer must be 'all' or one of {', '.join(mac_layers(ctx.net))}, not {layer!r}")
+    evaluated: dict[int, dict] = {}
+    label = f"search {kind} {acc_text(-1).replace('-1', '?')}" + ("" if layer == "all" else f" @{layer}")
+    with progress(total=None, desc=label, unit="row", enabled=progress_enabled) as bar, \
+            progress(total=ctx.n_images, desc="images", unit="img", enabled=progress_enabled, leave=False) as ibar:
+        ctx.bar_images = ibar
+        base = ctx.baseline()
+        threshold = base["accuracy"] - tol
+
+        def passes(v: int) -> bool:
+            if v not in evaluated:
+                spec = make_spec(acc_text(v), a=a, b=b, rounding=rounding, overflow=overflow, extra=extra)
+                row, computed = ctx.evaluate_spec(spec, layer)
+                evaluated[v] = row
+                bar.update(1)
+                bar.set_postfix_str(f"{acc_text(v)}: {row['accuracy']:.2f}%")
+                if on_row is not None:
+                    on_row(row, computed)
+            return evaluated[v]["accuracy"] >= threshold
+
+        found = min_passing(passes, lo, hi)
+    result = {
+        "model": model, "dataset": dataset, "kind": kind,
+        "fixed": {"man": exp_bits, "exp": man_bits, "int": None}[kind], "layer": layer, "overflow": overflow,
+        "tol": tol, "range": [lo, hi], "min": found, "acc": acc_text(found) if found is not None else None,
+        "spec": evaluated[found]["spec"] if found is not None else None,
+        "accuracy": evaluated[found]["accuracy"] if found is not None else None,
+        "baseline_accuracy": base["accuracy"], "n_images": ctx.n_images,
+        "evaluated": {v: evaluated[v]["accuracy"] for v in sorted(evaluated)},
+        "rows": [evaluated[v] for v in sorted(evaluated)],
+        "rule": "min passes, min+1 passes, min-1 fails (bisection with confirmation); "
+                f"pass = top-1 >= baseline - {tol} points",
+    }
+    return result

@@ -1,0 +1,383 @@
+"""Training in bfloat16 autocast, fp32 evaluation, and checkpoints that later commands reuse.
+
+``psum train --model M --dataset D`` trains with the forward pass under
+``torch.autocast(dtype=torch.bfloat16)`` (as the research proposal specifies: the weights stay
+float32, matmuls and convolutions run in bfloat16), evaluates the test split in float32 and writes
+a checkpoint atomically (temporary file + ``os.replace``) to ``checkpoints/<model>-<dataset>.pt``
+in the repository (or ``$PSUM_CHECKPOINT_DIR``). :func:`load_checkpoint` rebuilds the model.
+
+Checkpoint contents (a plain dict, loadable with ``torch.load(weights_only=True)``): ``model``,
+``dataset``, ``num_classes``, ``in_channels``, ``width``, ``options``, ``state_dict``,
+``accuracy`` (top-1 %, fp32 eval of the test split), ``top5`` (ImageNet), ``seed``, ``epochs``,
+``optimizer``, ``lr``, ``batch_size``, ``n_train``, ``n_test``, ``train_seconds``,
+``psum_version``, ``torch_version``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+from . import __version__
+from .data import dataset_info, input_channels, load_dataset
+from .errors import PsumError
+from .models import MODELS, build_model, default_width
+from .progress import progress
+
+__all__ = ["train", "evaluate", "load_checkpoint", "ensure_checkpoint", "checkpoint_path",
+           "checkpoint_dir", "default_epochs", "iterate_batches"]
+
+# Epochs used when none is given: enough on digits to converge (seconds to a minute on 2 cores).
+_DEFAULT_EPOCHS = {"digits": 15, "cifar10": 30, "cifar100": 60, "imagenet": 90}
+
+
+def default_epochs(model: str, dataset: str) -> int:
+    """Epochs used by :func:`train` when none is given."""
+    dataset_info(dataset)
+    return _DEFAULT_EPOCHS[dataset]
+
+
+def checkpoint_dir() -> Path:
+    """Where checkpoints live: ``$PSUM_CHECKPOINT_DIR`` or ``checkpoints/`` in the repository."""
+    env = os.environ.get("PSUM_CHECKPOINT_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def checkpoint_path(model: str, dataset: str, directory=None) -> Path:
+    """``<directory>/<model>-<dataset>.pt`` (directory default: :func:`checkpoint_dir`)."""
+    return Path(directory if directory is not None else checkpoint_dir()) / f"{model}-{dataset}.pt"
+
+
+def _check_model(model: str) -> None:
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}, not {model!r}")
+
+
+def _device(device):
+    import torch
+
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def iterate_batches(ds, batch_size: int, *, limit: int | None = None, shuffle: bool = False, generator=None):
+    """Yield ``(images, labels)`` batches of a dataset; tensor datasets are sliced, not collated.
+
+    ``limit`` keeps the first ``limit`` items (before shuffling).
+    """
+    import torch
+
+    n = len(ds) if limit is None else min(limit, len(ds))
+    tensors = getattr(ds, "tensors", None)
+    if tensors is not None:
+        x, y = tensors[0][:n], tensors[1][:n]
+        order = torch.randperm(n, generator=generator) if shuffle else None
+        for start in range(0, n, batch_size):
+            if order is None:
+                yield x[start:start + batch_size], y[start:start + batch_size]
+            else:
+                idx = order[start:start + batch_size]
+                yield x[idx], y[idx]
+        return
+    subset = ds if n == len(ds) else torch.utils.data.Subset(ds, range(n))
+    workers = min(4, os.cpu_count() or 1)
+    loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                                         num_workers=workers)
+    for x, y in loader:
+        yield x, torch.as_tensor(y)
+
+
+def evaluate(model, ds, *, limit: int | None = None, batch_size: int = 256, topk=(1,), device=None,
+             progress_bar=None, desc: str = "eval") -> dict:
+    """Top-k accuracy (in %) of ``model`` on the first ``limit`` items of ``ds``, in float32.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Put in eval mode here.
+    ds : torch Dataset
+    limit : int, optional
+        Evaluate only the first ``limit`` items.
+    batch_size : int
+    topk : tuple of int
+        Which accuracies to compute.
+    device : str or torch.device, optional
+        Default: CUDA when present, else CPU.
+    progress_bar : tqdm, optional
+        An existing bar to advance by the images done (else a bar of its own, shown per
+        :func:`psum.progress.progress_enabled`).
+    desc : str
+        Label of the own bar.
+
+    Returns
+    -------
+    dict
+        ``{"top1": %, ["top5": %,] "n_images": int}``.
+    """
+    import torch
+
+    dev = _device(device)
+    model = model.to(dev).eval()
+    n = len(ds) if limit is None else min(limit, len(ds))
+    correct = {k: 0 for k in topk}
+    own = progress_bar is None
+    bar = progress(total=n, desc=desc, unit="img", leave=False) if own else progress_bar
+    try:
+        with torch.no_grad():
+            for x, y in iterate_batches(ds, batch_size, limit=n):
+                x, y = x.to(dev), y.to(dev)
+                logits = model(x).float()
+                kmax = min(max(topk), logits.shape[1])
+                pred = logits.topk(kmax, dim=1).indices
+                hit = pred == y.unsqueeze(1)
+                for k in topk:
+                    correct[k] += int(hit[:, :k].any(dim=1).sum())
+                bar.update(len(y))
+    finally:
+        if own:
+            bar.close()
+    out = {f"top{k}": 100.0 * correct[k] / max(n, 1) for k in topk}
+    out["n_images"] = n
+    return out
+
+
+def _augment(x, generator, *, pad: int, flip: bool):
+    """Random horizontal flip (optional) and a random crop of the ``pad``-padded image (a shift)."""
+    import torch
+    import torch.nn.functional as F
+
+    n, _, h, w = x.shape
+    if flip:
+        mirror = torch.rand(n, generator=generator) < 0.5
+        x = torch.where(mirror.view(-1, 1, 1, 1), x.flip(3), x)
+    # Why pad with the minimum: that is the normalised background value (0 for CIFAR's mean-free
+    # images is also fine, but digits' background is the most negative value).
+    padded = F.pad(x, (pad, pad, pad, pad), value=float(x.min()))
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    rows = (dy.view(-1, 1) + torch.arange(h).view(1, -1))  # n×h
+    cols = (dx.view(-1, 1) + torch.arange(w).view(1, -1))  # n×w
+    idx = torch.arange(n).view(-1, 1, 1)
+    return padded.permute(0, 2, 3, 1)[idx, rows.view(n, h, 1), cols.view(n, 1, w)].permute(0, 3, 1, 2).contiguous()
+
+
+def train(model: str, dataset: str, *, epochs: int | None = None, seed: int = 0, data_dir=None, out=None,
+          width: float | None = None, batch_size: int = 64, lr: float | None = None, optimizer: str = "adam",
+          limit: int | None = None, autocast: bool = True, device=None, save: bool = True,
+          progress_enabled: bool | None = None) -> dict:
+    """Train ``model`` on ``dataset`` and write its checkpoint.
+
+    Parameters
+    ----------
+    model : str
+        One of :data:`psum.models.MODELS`.
+    dataset : str
+        One of :data:`psum.data.DATASETS`.
+    epochs : int, optional
+        Default :func:`default_epochs`.
+    seed : int
+        Seeds initialisation, shuffling and augmentation (bit-reproducible on one machine).
+    data_dir : str or Path, optional
+        For CIFAR/ImageNet.
+    out : str or Path, optional
+        Checkpoint path; default :func:`checkpoint_path`.
+    width : float, optional
+        Width multiplier; default :func:`psum.models.default_width`.
+    batch_size : int
+    lr : float, optional
+        Default for Adam 3e-3 (LeNet5) or 1e-3, for SGD 0.05 (momentum 0.9, weight decay 5e-4); cosine schedule.
+    optimizer : {"adam", "sgd"}
+    limit : int, optional
+        Train on the first ``limit`` training images only (quick tests).
+    autocast : bool
+        Forward pass in bfloat16 autocast (default) or plain float32.
+    device : str, optional
+        Default CUDA when present, else CPU.
+    save : bool
+        Write the checkpoint (``False``: only return it).
+    progress_enabled : bool, optional
+        Force the progress bars on/off.
+
+    Returns
+    -------
+    dict
+        The checkpoint dict (with ``state_dict``) plus ``"path"`` when saved.
+
+    Raises
+    ------
+    ValueError
+        Invalid argument.
+    FileNotFoundError
+        Dataset files missing.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    _check_model(model)
+    info = dataset_info(dataset)
+    if epochs is None:
+        epochs = default_epochs(model, dataset)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, not {epochs!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', not {optimizer!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive integer, not {limit!r}")
+    if width is None:
+        width = default_width(model, dataset)
+    if lr is None:
+        lr = (3e-3 if model == "lenet5" else 1e-3) if optimizer == "adam" else 0.05
+    if not (isinstance(lr, (int, float)) and lr > 0):
+        raise ValueError(f"lr must be a positive number, not {lr!r}")
+
+    chans = input_channels(model, dataset)
+    train_ds = load_dataset(dataset, "train", data_dir, channels=chans)
+    test_ds = load_dataset(dataset, "test", data_dir, channels=chans)
+    dev = _device(device)
+    torch.manual_seed(seed)
+    net = build_model(model, info.num_classes, chans, width=width).to(dev)
+    gen = torch.Generator().manual_seed(seed)
+    n_train = len(train_ds) if limit is None else min(limit, len(train_ds))
+    steps_per_epoch = math.ceil(n_train / batch_size)
+    if optimizer == "adam":
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+    else:
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    # Augmentation: CIFAR's usual flip + 4-pixel shifts; digits get 2-pixel shifts (no flip: digits
+    # are not mirror-symmetric); ImageNet none (centre crops only).
+    augment = {"cifar10": (4, True), "cifar100": (4, True), "digits": (2, False)}.get(dataset)
+
+    t0 = time.perf_counter()
+    bar = progress(total=epochs * n_train, desc=f"train {model}/{dataset}", unit="img", enabled=progress_enabled)
+    try:
+        for epoch in range(epochs):
+            net.train()
+            total_loss, seen = 0.0, 0
+            for x, y in iterate_batches(train_ds, batch_size, limit=n_train, shuffle=True, generator=gen):
+                if augment:
+                    x = _augment(x, gen, pad=augment[0], flip=augment[1])
+                x, y = x.to(dev), y.to(dev)
+                # Why autocast: the proposal trains in bfloat16; weights and optimiser state stay fp32.
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+                    loss = F.cross_entropy(net(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total_loss += float(loss.detach()) * len(y)
+                seen += len(y)
+                bar.update(len(y))
+            bar.set_postfix_str(f"epoch {epoch + 1}/{epochs} loss {total_loss / max(seen, 1):.4f}")
+    finally:
+        bar.close()
+    train_seconds = time.perf_counter() - t0
+    acc = evaluate(net, test_ds, topk=info.topk, device=dev, desc="test")
+    ckpt = {
+        "format": "psum-checkpoint/1",
+        "model": model,
+        "dataset": dataset,
+        "num_classes": info.num_classes,
+        "in_channels": chans,
+        "width": float(width),
+        "options": {},
+        "state_dict": {k: v.detach().to("cpu") for k, v in net.state_dict().items()},
+        "accuracy": acc["top1"],
+        "top5": acc.get("top5"),
+        "seed": seed,
+        "epochs": epochs,
+        "optimizer": optimizer,
+        "lr": float(lr),
+        "batch_size": batch_size,
+        "autocast": "bfloat16" if autocast else "none",
+        "n_train": n_train,
+        "n_test": acc["n_images"],
+        "train_seconds": round(train_seconds, 3),
+        "psum_version": __version__,
+        "torch_version": str(torch.__version__),
+    }
+    if save:
+        path = Path(out) if out is not None else checkpoint_path(model, dataset)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            torch.save(ckpt, tmp)
+            os.replace(tmp, path)  # atomic: readers see the old or the new checkpoint, never half
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        ckpt["path"] = str(path)
+    return ckpt
+
+
+def load_checkpoint(model: str, dataset: str, *, path=None, device="cpu"):
+    """Rebuild a trained model from its checkpoint.
+
+    Parameters
+    ----------
+    model, dataset : str
+        What to load; the checkpoint must match.
+    path : str or Path, optional
+        Default :func:`checkpoint_path`.
+    device : str
+        Where to put the model.
+
+    Returns
+    -------
+    (torch.nn.Module, dict)
+        The model in eval mode, and the checkpoint's metadata (everything but ``state_dict``,
+        plus ``"path"``).
+
+    Raises
+    ------
+    psum.errors.PsumError
+        No checkpoint (the message gives the ``psum train`` command), or an unreadable or
+        mismatching one.
+    """
+    import torch
+
+    _check_model(model)
+    dataset_info(dataset)
+    p = Path(path) if path is not None else checkpoint_path(model, dataset)
+    if not p.is_file():
+        where = "" if path is None else f" at {p}"
+        raise PsumError(f"no checkpoint for {model} on {dataset}{where}; run psum train --model {model} "
+                        f"--dataset {dataset}" + ("" if path is None else f" --out {p}"))
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or foreign file
+        raise PsumError(f"{p} is not a psum checkpoint ({type(exc).__name__}); retrain with psum train "
+                        f"--model {model} --dataset {dataset}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise PsumError(f"{p} is not a psum checkpoint (no state_dict)")
+    if (ckpt.get("model"), ckpt.get("dataset")) != (model, dataset):
+        raise PsumError(f"{p} holds {ckpt.get('model')} on {ckpt.get('dataset')}, not {model} on {dataset}")
+    net = build_model(model, ckpt["num_classes"], ckpt["in_channels"], width=ckpt.get("width", 1.0),
+                      **ckpt.get("options", {}))
+    net.load_state_dict(ckpt["state_dict"])
+    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
+    meta["path"] = str(p)
+    return net.to(device).eval(), meta
+
+
+def ensure_checkpoint(model: str, dataset: str, *, data_dir=None, path=None, device="cpu", **train_kwargs):
+    """:func:`load_checkpoint`, training first (with ``train_kwargs``) when there is none.
+
+    Returns
+    -------
+    (torch.nn.Module, dict)
+        As :func:`load_checkpoint`; ``meta["trained_now"]`` says whether training ran.
+    """
+    p = Path(path) if path is not None else checkpoint_path(model, dataset)
+    trained = False
+    if not p.is_file():
+        train(model, dataset, data_dir=data_dir, out=p, **train_kwargs)
+        trained = True
+    net, meta = load_checkpoint(model, dataset, path=p, device=device)
+    meta["trained_now"] = trained
+    return net, meta
