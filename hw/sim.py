@@ -15,7 +15,7 @@ How a run works (:func:`simulate`):
    cycle ``t``, the expected register is computed from the register the unit *itself* held before
    the edge, so the first differing cycle is exactly the first wrong step.
 
-Ports are found by name from the contract in :mod:`psum.hw` (``rand`` exists iff ``spec.sr_bits``),
+Ports are found by name from the contract in :mod:`psum.hw` (``rnd`` exists iff ``spec.sr_bits``; the stimulus column is ``rand``),
 so every generator that keeps the contract plugs in unchanged.
 """
 
@@ -383,9 +383,8 @@ def harness_verilog(spec) -> str:
     spec = MacSpec.parse(spec)
     aw, bw, cw = spec.a.width, spec.b.width, spec.acc.width
     rw = max(spec.sr_bits, 1)
-    # Why the escaped name: ``rand`` is a SystemVerilog keyword, so Yosys writes the port as
-    # ``\\rand `` and the harness calls its own register ``rnd``.
-    rand_port = "        .\\rand (rnd),\n" if spec.sr_bits else ""
+    # The random-bits port is ``rnd``, not ``rand``: ``rand`` is a SystemVerilog keyword.
+    rand_port = "        .rnd(rnd),\n" if spec.sr_bits else ""
     return f"""`timescale 1ns/1ps
 // psum stimulus player for {spec.name} ({spec}); generated, do not edit.
 module {_TOP}(output reg done);

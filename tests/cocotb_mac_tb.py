@@ -49,7 +49,7 @@ async def mac_drive(dut):
     Clock(dut.clk, PERIOD_NS, unit="ns").start()
     n = len(stim["rst"])
     cols = {k: stim[k].tolist() for k in FIELDS}
-    # The harness register feeding the unit's `rand` port is `rnd` (`rand` is an SV keyword).
+    # The stimulus column `rand` drives the unit's `rnd` port (`rand` is an SV keyword).
     ports = {k: getattr(dut, "rnd" if k == "rand" else k) for k in FIELDS if k != "rand" or spec.sr_bits}
     acc = dut.acc
     falling = FallingEdge(dut.clk)

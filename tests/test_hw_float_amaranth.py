@@ -113,7 +113,7 @@ def _simulate(spec: MacSpec, stim: dict) -> list[int]:
             for k in ("load", "en", "a", "b", "init"):
                 ctx.set(getattr(dut, k), int(stim[k][t]))
             if spec.sr_bits:
-                ctx.set(dut.rand, int(stim["rand"][t]))
+                ctx.set(dut.rnd, int(stim["rand"][t]))
             await ctx.tick()
             observed.append(ctx.get(dut.acc))
 
@@ -219,7 +219,7 @@ def test_rounder_matches_round_float(fmt_text, mode, sat):
             ctx.set(dut.mag, int(mag[i]))
             ctx.set(dut.exp, int(exp[i]))
             if sr_bits:
-                ctx.set(dut.rand, int(rand[i]))
+                ctx.set(dut.rnd, int(rand[i]))
             got.append(ctx.get(dut.code))
 
     sim = Simulator(dut)
@@ -235,8 +235,8 @@ def test_ports_follow_the_contract():
     members = set(FloatMac("a=fp16,b=fp16,acc=fp16").signature.members)
     assert members == {"a", "b", "en", "load", "init", "acc"}
     sr = FloatMac("a=fp16,b=fp16,acc=fp16,round=sr,srbits=6")
-    assert set(sr.signature.members) == members | {"rand"}
-    assert Shape.cast(sr.signature.members["rand"].shape).width == 6
+    assert set(sr.signature.members) == members | {"rnd"}
+    assert Shape.cast(sr.signature.members["rnd"].shape).width == 6
     unit = FloatMac("a=int8,b=fp8_e4m3,acc=e6m9")
     widths = [Shape.cast(unit.signature.members[k].shape).width for k in ("a", "b", "init", "acc")]
     assert widths == [8, 8, 16, 16]
