@@ -11,9 +11,11 @@ names, same logic functions.
   (0.19 µm x 1.4 µm = 0.266 µm²): INV_X1 2 sites = 0.532, NAND2_X1 3 = 0.798, AND2_X1 4 = 1.064,
   XOR2_X1 6 = 1.596, MUX2_X1 7 = 1.862, DFF_X1 17 = 4.522. AND2_X1 (1.064) and its pin capacitances
   were read from a stored copy of the file (github.com/Max-astro/dp-buffer-insertion,
-  ``NangateOpenCellLibrary_typical.lib``); NAND2_X1's pin capacitances (1.599 / 1.664 fF) too.
-- ``cap`` (fF): input pin capacitance. Values other than AND2_X1 and NAND2_X1 are the library's
-  figures rounded to 0.01 fF, reproduced from the file's pin groups; treat them as ±10 %.
+  ``NangateOpenCellLibrary_typical.lib``); INV_X1 (0.532) from a quoted excerpt of the file.
+- ``cap`` (fF): input pin capacitance. Checked against the file or public excerpts of it (six
+  decimals): INV_X1 A, BUF_X1 A, NAND2_X1 A1/A2, NOR2_X1 A1, AND2_X1 A1/A2, OR2_X1 A1, XOR2_X1 B.
+  The others are the library's figures rounded to 0.01 fF, reproduced without a second check;
+  treat them as ±10 %.
 - ``delay`` = ``d0 + k * C_load`` (ns, ns/fF): a linear fit to the cell's NLDM ``cell_rise`` /
   ``cell_fall`` tables (mean of rise and fall, worst input pin) at the tables' third input slew
   (17 ps) over loads 0.4..15 fF. For AND2_X1 the fit is to the table read from the stored copy
@@ -135,17 +137,17 @@ class Cell:
 
 
 CELLS: dict[str, Cell] = {c.name: c for c in (
-    Cell("INV_X1", 0.532, (("A", 1.70),), "ZN", "!A", "~A", 0.010, 0.0045, 0.40, transistors=2),
-    Cell("BUF_X1", 0.798, (("A", 0.97),), "Z", "A", "A", 0.025, 0.0022, 0.90, transistors=4),
-    Cell("NAND2_X1", 0.798, (("A1", 1.599), ("A2", 1.664)), "ZN", "!(A1 & A2)", "~(A1 & A2)",
+    Cell("INV_X1", 0.532, (("A", 1.700230),), "ZN", "!A", "~A", 0.010, 0.0045, 0.40, transistors=2),
+    Cell("BUF_X1", 0.798, (("A", 0.974659),), "Z", "A", "A", 0.025, 0.0022, 0.90, transistors=4),
+    Cell("NAND2_X1", 0.798, (("A1", 1.599032), ("A2", 1.664199)), "ZN", "!(A1 & A2)", "~(A1 & A2)",
          0.012, 0.0050, 0.60, transistors=4),
-    Cell("NOR2_X1", 0.798, (("A1", 1.71), ("A2", 1.65)), "ZN", "!(A1 | A2)", "~(A1 | A2)",
+    Cell("NOR2_X1", 0.798, (("A1", 1.714471), ("A2", 1.65)), "ZN", "!(A1 | A2)", "~(A1 | A2)",
          0.015, 0.0075, 0.70, transistors=4),
-    Cell("AND2_X1", 1.064, (("A1", 0.918), ("A2", 0.975)), "ZN", "(A1 & A2)", "A1 & A2",
+    Cell("AND2_X1", 1.064, (("A1", 0.918145), ("A2", 0.974630)), "ZN", "(A1 & A2)", "A1 & A2",
          0.030, 0.0021, 1.00, transistors=6),
-    Cell("OR2_X1", 1.064, (("A1", 0.95), ("A2", 0.98)), "ZN", "(A1 | A2)", "A1 | A2",
+    Cell("OR2_X1", 1.064, (("A1", 0.946814), ("A2", 0.98)), "ZN", "(A1 | A2)", "A1 | A2",
          0.040, 0.0022, 1.10, transistors=6),
-    Cell("XOR2_X1", 1.596, (("A", 2.23), ("B", 2.41)), "Z", "(A ^ B)", "A ^ B",
+    Cell("XOR2_X1", 1.596, (("A", 2.23), ("B", 2.411453)), "Z", "(A ^ B)", "A ^ B",
          0.035, 0.0050, 1.80, transistors=10),
     Cell("XNOR2_X1", 1.596, (("A", 2.12), ("B", 2.57)), "ZN", "!(A ^ B)", "~(A ^ B)",
          0.033, 0.0050, 1.80, transistors=10),

@@ -195,11 +195,27 @@ def _chip_area(text: str) -> float:
     return float(m.group(1))
 
 
-def _key(spec, n_outputs, seed) -> str:
-    return cache.cache_key(str(spec), FLOW_VERSION, library_hash(), n_outputs, seed)
+def _streams_digest(streams) -> str:
+    """Content hash of operand streams (part of the cache key when the caller gives them)."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for a, b, init in streams:
+        for arr in (a, b):
+            h.update(np.ascontiguousarray(np.asarray(arr, dtype=np.uint64)).tobytes())
+            h.update(b"|")
+        h.update(str(int(init)).encode() + b";")
+    return h.hexdigest()[:16]
 
 
-def _compute(spec, n_outputs: int, seed: int, keep: Path | None) -> SynthResult:
+def _key(spec, n_outputs, seed, streams=None) -> str:
+    stim = ("digits", n_outputs, seed) if streams is None else ("streams", _streams_digest(streams), seed)
+    return cache.cache_key(str(spec), FLOW_VERSION, library_hash(), *stim)
+
+
+def _compute(spec, n_outputs: int, seed: int, keep: Path | None, streams=None) -> SynthResult:
     from psum.hw import verilog
 
     from .netlist import Netlist
@@ -216,7 +232,7 @@ def _compute(spec, n_outputs: int, seed: int, keep: Path | None) -> SynthResult:
         if abs(area - yosys_area) > 1e-3 * max(area, 1.0):
             raise PsumError(f"cell area {area:.3f} disagrees with yosys' {yosys_area:.3f} for {spec.name}")
         timing = netlist.timing()
-        power = estimate_power(netlist, spec, workdir=work, n_outputs=n_outputs, seed=seed)
+        power = estimate_power(netlist, spec, workdir=work, n_outputs=n_outputs, seed=seed, streams=streams)
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
             for name in ("unit.v", "synth.ys", "stat.txt", "transistors.txt", "mapped.json", "gl.v", "tb.v"):
@@ -252,7 +268,7 @@ def _check_int(name, value, lo):
 
 
 def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64, seed: int = 0,
-               keep_dir=None) -> SynthResult:
+               streams=None, keep_dir=None) -> SynthResult:
     """Synthesise the unit generated for ``spec`` and measure its area, delay and energy.
 
     Parameters
@@ -266,7 +282,10 @@ def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64
     n_outputs : int
         Output elements of the power proxy's digits convolution (9 products each).
     seed : int
-        Seed of the power proxy's stream.
+        Seed of the power proxy's stream (and of stochastic-rounding bits).
+    streams : list of (a_codes, b_codes, init_code), optional
+        Operand streams for the power proxy instead of the digits convolution (e.g. recorded from
+        a network layer); their content enters the cache key and ``n_outputs`` is ignored.
     keep_dir : path-like, optional
         Copy the RTL, script, reports and netlists there (debugging).
 
@@ -287,7 +306,7 @@ def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64
     _check_int("n_outputs", n_outputs, 1)
     _check_int("seed", seed, 0)
     cache_dir = Path(cache_dir) if cache_dir is not None else cache.default_cache_dir()
-    key = _key(spec, n_outputs, seed)
+    key = _key(spec, n_outputs, seed, streams)
     if not force:
         hit = cache.load(cache_dir, key)
         if hit is not None:
@@ -295,23 +314,24 @@ def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64
                 return dataclasses.replace(SynthResult.from_dict(hit), cached=True)
             except TypeError:
                 pass  # an entry of another layout: recompute
-    result = _compute(spec, n_outputs, seed, Path(keep_dir) if keep_dir is not None else None)
+    result = _compute(spec, n_outputs, seed, Path(keep_dir) if keep_dir is not None else None, streams)
     cache.store(cache_dir, key, result.to_dict())
     return result
 
 
 def _worker(args):
-    spec, force, cache_dir, n_outputs, seed = args
-    return synthesize(spec, force=force, cache_dir=cache_dir, n_outputs=n_outputs, seed=seed)
+    spec, force, cache_dir, n_outputs, seed, streams = args
+    return synthesize(spec, force=force, cache_dir=cache_dir, n_outputs=n_outputs, seed=seed, streams=streams)
 
 
 def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cache_dir=None,
-                    n_outputs: int = 64, seed: int = 0, progress: bool = True) -> list:
+                    n_outputs: int = 64, seed: int = 0, streams_for=None, progress: bool = True) -> list:
     """:func:`synthesize` every spec, in parallel processes; results in the order of ``specs``.
 
     Cached results are read in this process; the rest run in ``jobs`` worker processes (default:
     the CPU count), with a tqdm progress bar on stderr when ``progress``. Each result is cached as
-    soon as it is done, so an interrupted sweep resumes where it stopped.
+    soon as it is done, so an interrupted sweep resumes where it stopped. ``streams_for(spec)``,
+    if given, returns the power proxy's operand streams for a spec (called in this process).
 
     Raises
     ------
@@ -331,8 +351,9 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
     cache_dir = Path(cache_dir) if cache_dir is not None else cache.default_cache_dir()
     results: list = [None] * len(specs)
     todo = []
+    streams = [streams_for(s) if streams_for is not None else None for s in specs]
     for i, spec in enumerate(specs):
-        hit = None if force else cache.load(cache_dir, _key(spec, n_outputs, seed))
+        hit = None if force else cache.load(cache_dir, _key(spec, n_outputs, seed, streams[i]))
         if hit is not None:
             try:
                 results[i] = dataclasses.replace(SynthResult.from_dict(hit), cached=True)
@@ -350,11 +371,12 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
         if jobs == 1 or len(todo) == 1:
             for i in todo:
                 bar.set_postfix_str(specs[i].name)
-                results[i] = _worker((specs[i], force, cache_dir, n_outputs, seed))
+                results[i] = _worker((specs[i], force, cache_dir, n_outputs, seed, streams[i]))
                 bar.update()
         else:
             with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
-                futures = {pool.submit(_worker, (specs[i], force, cache_dir, n_outputs, seed)): i for i in todo}
+                futures = {pool.submit(_worker, (specs[i], force, cache_dir, n_outputs, seed, streams[i])): i
+                           for i in todo}
                 for fut in concurrent.futures.as_completed(futures):
                     i = futures[fut]
                     try:

@@ -174,3 +174,29 @@ def test_calibration_float_order(tmp_path):
     e4m3, bf16 = (synthesize(s, cache_dir=tmp_path, n_outputs=16)
                   for s in ("a=fp8_e4m3,b=fp8_e4m3,acc=fp8_e4m3", "a=bf16,b=bf16,acc=bf16"))
     assert 500 < e4m3.ge < bf16.ge < 8000
+
+
+def test_given_streams_enter_the_key(small, cache_dir):
+    # Recorded streams replace the digits conv; their content is part of the cache key.
+    import numpy as np
+
+    from psum.flows.synth import _key
+    from psum.golden import MacSpec
+
+    spec = MacSpec.parse(SMALL)
+    s1 = [(np.array([1, 2, 3]), np.array([3, 2, 1]), 0)]
+    s2 = [(np.array([1, 2, 3]), np.array([3, 2, 2]), 0)]
+    assert _key(spec, N_OUT, 0, s1) != _key(spec, N_OUT, 0, s2) != _key(spec, N_OUT, 0)
+    assert _key(spec, N_OUT, 0, s1) == _key(spec, N_OUT, 0, [(np.array([1, 2, 3]), np.array([3, 2, 1]), 0)])
+
+
+def test_given_streams_drive_the_power_proxy(cache_dir):
+    import numpy as np
+
+    from psum.golden import MacSpec
+
+    spec = MacSpec.parse(SMALL)
+    codes = spec.a.encode(np.array([1, -2, 3, 7, -8, 5]))
+    r = synthesize(SMALL, cache_dir=cache_dir, streams=[(codes, codes[::-1], 0), (codes, codes, 5)])
+    assert r.power["macs"] == 12 and r.power["stream"] == "2 given streams"
+    assert r.energy_per_mac_fj > 0
