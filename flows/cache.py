@@ -3,7 +3,7 @@
 Files are written atomically (temporary file + rename), so parallel workers and interrupted runs
 never leave a half-written entry; a corrupt entry reads as a miss.
 
-The default directory is ``$PSUM_CACHE/synth`` when ``PSUM_CACHE`` is set, else
+The default directory is ``$PSUM_CACHE_DIR/synth`` when ``PSUM_CACHE_DIR`` is set, else
 ``~/.cache/psum/synth``: results outlive a checkout and are shared by every command.
 """
 
@@ -19,8 +19,8 @@ __all__ = ["default_cache_dir", "cache_key", "load", "store"]
 
 
 def default_cache_dir() -> Path:
-    """``$PSUM_CACHE/synth`` or ``~/.cache/psum/synth``."""
-    root = os.environ.get("PSUM_CACHE")
+    """``$PSUM_CACHE_DIR/synth`` or ``~/.cache/psum/synth``."""
+    root = os.environ.get("PSUM_CACHE_DIR")
     return (Path(root) if root else Path.home() / ".cache" / "psum") / "synth"
 
 

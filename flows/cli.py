@@ -27,7 +27,7 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="parallel synthesis processes (default: CPU count)")
     p.add_argument("--cache-dir", metavar="DIR", default=None,
-                   help="result cache (default: $PSUM_CACHE/synth or ~/.cache/psum/synth)")
+                   help="result cache (default: $PSUM_CACHE_DIR/synth or ~/.cache/psum/synth)")
     p.add_argument("--outputs", type=int, default=64, metavar="N",
                    help="output elements of the power proxy's digits conv, 9 MACs each (default 64)")
     p.set_defaults(func=_cmd_synth)

@@ -200,3 +200,14 @@ def test_given_streams_drive_the_power_proxy(cache_dir):
     r = synthesize(SMALL, cache_dir=cache_dir, streams=[(codes, codes[::-1], 0), (codes, codes, 5)])
     assert r.power["macs"] == 12 and r.power["stream"] == "2 given streams"
     assert r.energy_per_mac_fj > 0
+
+
+def test_default_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("PSUM_CACHE_DIR", str(tmp_path))
+    assert cache.default_cache_dir() == tmp_path / "synth"
+    monkeypatch.delenv("PSUM_CACHE_DIR")
+    assert cache.default_cache_dir().parts[-3:] == (".cache", "psum", "synth")
+    path = cache.store(tmp_path, "k", {"x": 1})
+    assert cache.load(tmp_path, "k") == {"x": 1} and not list(tmp_path.glob(".k.*"))
+    path.write_text("{broken")
+    assert cache.load(tmp_path, "k") is None  # a corrupt entry is a miss
