@@ -6,7 +6,7 @@ How a run works (:func:`simulate`):
    ``rst, load, en, a, b, init, rand``.
 2. The unit's Verilog (:func:`psum.hw.verilog`) and a small Verilog harness (:func:`harness_verilog`)
    are built with the cocotb runner for Icarus, one build directory per spec (named ``spec.name``).
-3. The cocotb test (``tests/cocotb_mac_tb.py``) starts the clock. In ``stream`` mode (default) the
+3. The cocotb test (``psum.hw.cocotb_tb``, file ``hw/cocotb_tb.py``) starts the clock. In ``stream`` mode (default) the
    harness reads one stimulus row per cycle from a text file at the falling edge and writes the
    accumulator it sees at the next falling edge, so no Python runs per cycle. In ``drive`` mode the
    cocotb coroutine writes every input and reads ``acc`` itself each cycle (slower; a cross-check of
@@ -27,7 +27,6 @@ import logging
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -56,7 +55,7 @@ FIELDS = ("rst", "load", "en", "a", "b", "init", "rand")
 # Build directories live here unless the caller gives one (relative to the working directory).
 DEFAULT_CACHE = Path(".psum-cache") / "sim"
 
-_TB_MODULE = "cocotb_mac_tb"
+_TB_MODULE = "psum.hw.cocotb_tb"  # importable from the installed package
 _UNKNOWN = (1 << 64) - 1  # stands for a register value with x/z bits
 _TOP = "psum_mac_tb"
 PERIOD_NS = 10  # clock period of the harness and of the cocotb drive mode
@@ -458,14 +457,6 @@ def write_stimulus_text(stim: dict, path: Path) -> None:
         f.write("".join(f"{c:x} {a:x} {b:x} {i:x} {r:x}\n" for c, a, b, i, r in rows))
 
 
-def _tb_dir() -> Path:
-    """Folder of the cocotb test module ``cocotb_mac_tb`` (the source checkout's ``tests/``)."""
-    here = Path(__file__).resolve().parent.parent / "tests"
-    if not (here / f"{_TB_MODULE}.py").exists():
-        raise PsumError(f"cannot find {_TB_MODULE}.py: psum sim runs from a source checkout (./setup.sh)")
-    return here
-
-
 def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, streams=None,
              exhaustive: bool = False, waves: bool = False, mode: str = "stream",
              stimulus: dict | None = None, **implementation) -> SimResult:
@@ -525,24 +516,19 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
     np.savez(run / "stim.npz", **stimulus)
     if mode == "stream":
         write_stimulus_text(stimulus, run / "stim.txt")
-    tb_dir = str(_tb_dir())
-    sys.path.insert(0, tb_dir)  # the runner hands sys.path to the simulator as PYTHONPATH
+    t1, ru0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        t1, ru0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-        try:
-            runner.test(test_module=_TB_MODULE, hdl_toplevel=_TOP, build_dir=build, test_dir=run,
-                        testcase=f"mac_{mode}", seed=seed, waves=waves,
-                        plusargs=["+psum_drive"] if mode == "drive" else [],
-                        extra_env={"PSUM_SPEC": str(spec)}, timescale=("1ns", "1ps"),
-                        log_file=run / "sim.log")
-        except SystemExit:
-            # Under pytest the runner exits when a cocotb test fails; result.json still says why.
-            pass
-        sim_s = time.perf_counter() - t1
-        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu_s = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
-    finally:
-        sys.path.remove(tb_dir)
+        runner.test(test_module=_TB_MODULE, hdl_toplevel=_TOP, build_dir=build, test_dir=run,
+                    testcase=f"mac_{mode}", seed=seed, waves=waves,
+                    plusargs=["+psum_drive"] if mode == "drive" else [],
+                    extra_env={"PSUM_SPEC": str(spec)}, timescale=("1ns", "1ps"),
+                    log_file=run / "sim.log")
+    except SystemExit:
+        # Under pytest the runner exits when a cocotb test fails; result.json still says why.
+        pass
+    sim_s = time.perf_counter() - t1
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
     result_file = run / "result.json"
     if not result_file.exists():
         raise PsumError(f"simulation of {spec.name} produced no result; see {run / 'sim.log'}")

@@ -1,7 +1,7 @@
 """Integer MAC units: Amaranth-simulator unit tests, Verilog emission, and the bit-exact claim in Icarus.
 
 The bit-exact tests run the generated Verilog under cocotb + Icarus through
-:func:`psum.hw.sim.simulate` (the cocotb module is ``tests/cocotb_mac_tb.py``), each spec in its own
+:func:`psum.hw.sim.simulate` (the cocotb module is ``psum.hw.cocotb_tb``), each spec in its own
 build directory named after the spec. Fast tier: a few thousand cycles per unit (directed special
 pairs, a conv over real digit images, constrained random). Slow tier (``pytest -m slow
 tests/test_hw_int.py``): every int8 x int8 operand pair from several accumulator states.
