@@ -71,6 +71,12 @@ __all__ = ["FloatArith", "FakeGraph", "compare", "REMEDIES", "parse_remedies", "
 REMEDIES = ("pow2", "rescale64", "fold", "zero")
 
 
+def torch_float64():
+    import torch
+
+    return torch.float64
+
+
 # ---------------------------------------------------------------------------------------------
 # Exact float-format arithmetic on float64 tensors
 # ---------------------------------------------------------------------------------------------
@@ -106,6 +112,14 @@ class FloatArith:
         elif fmt.specials != "ieee" or fmt.precision > 25 or fmt.exp_bits > 10:
             raise ValueError(f"format {fmt}: the fake-graph emulation supports fp64, fp32 and IEEE-style "
                              "formats with at most 24 mantissa and 10 exponent bits")
+        # Formats of at most 11 significant bits whose range lies inside binary32's (fp16, bf16,
+        # tf32, e8m10, ...) compute in binary32 and round to F after each operation: a product of
+        # two such values is exact in binary32 (<= 22 bits; operands are checked to be >= 2**-60 so
+        # no product underflows), and a binary32 sum rounded again to F is the correctly rounded
+        # sum because double rounding is innocuous when 24 >= 2p + 2 (Figueroa 1995).
+        self.via32 = (self.native is None and fmt.precision <= 11 and fmt.subnormals
+                      and fmt.exp_bits in (5, 8) and (fmt.exp_bits == 8 or fmt.man_bits == 10)
+                      and fmt.bias == (1 << (fmt.exp_bits - 1)) - 1)
         self.name = str(fmt)
         self._M = fmt.man_bits
         self._emin = fmt.emin
@@ -156,16 +170,47 @@ class FloatArith:
         bb = s - a
         return s, (a - (s - bb)) + (b - bb)
 
+    def _r32(self, v):
+        """Round binary32 values to F (RNE): torch's own casts for fp16/bf16, else a bit trick."""
+        import torch
+
+        if self.fmt.exp_bits == 5:
+            return v.to(torch.float16).to(torch.float32)
+        if self._M == 7:
+            return v.to(torch.bfloat16).to(torch.float32)
+        # e8m<M>: add half an ulp minus one plus the kept lsb, then clear the dropped bits (RNE on
+        # the bit pattern; a carry ripples into the exponent, up to inf; subnormals round at F's
+        # subnormal ulp 2**(-126-M), which is binary32's bit 23-M there too).
+        d = 23 - self._M
+        i = v.view(torch.int32)
+        i = i + (((i >> d) & 1) + ((1 << (d - 1)) - 1))
+        return (i & ~((1 << d) - 1)).view(torch.float32)
+
+    def fast_ok(self, *tensors) -> bool:
+        """Whether the binary32 path is exact for these operands (no product can underflow)."""
+        if not self.via32:
+            return False
+        for t in tensors:
+            a = t.abs()
+            nz = a[a > 0]
+            if nz.numel() and float(nz.min()) < 2.0 ** -60:
+                return False
+        return True
+
     def mul(self, a, b):
         """``round(a * b)``."""
         if self.native is not None:
             return a.to(self.native) * b.to(self.native)
+        if a.dtype == b.dtype and a.dtype != torch_float64():
+            return self._r32(a * b)  # binary32 operands: see __init__
         return self.q(a * b)  # exact product in float64 (<= 50 bits), one rounding
 
     def add(self, a, b):
         """``round(a + b)``."""
         if self.native is not None:
             return a.to(self.native) + b.to(self.native)
+        if a.dtype == b.dtype and a.dtype != torch_float64():
+            return self._r32(a + b)
         s, e = self._two_sum(a, b)
         return self._round_sum(s, e)
 
@@ -240,6 +285,8 @@ class FakeGraph:
         import torch
 
         dt = self.ar.native or torch.float64
+        if not self.fused and self.ar.fast_ok(cols, w, bias):
+            dt = torch.float32  # exact binary32 path (see FloatArith)
         cols, w = cols.to(dt), w.to(dt)
         acc = bias.to(dt)[None, :].expand(cols.shape[0], -1).contiguous()
         # why: one step per product in the reduction order; outputs are vectorised, K is not

@@ -40,7 +40,7 @@ import operator
 import numpy as np
 
 __all__ = ["TensorQuant", "QNode", "QuantNet", "QatNet", "prepare_qat", "calibrate", "train_qat",
-           "evaluate_qat", "qat", "save_quantnet", "load_quantnet"]
+           "evaluate_qat", "qat", "save_quantnet", "load_quantnet", "save_qat", "load_qat"]
 
 _KINDS = ("input", "conv", "linear", "maxpool", "avgpool", "add", "flatten", "relu")
 
@@ -658,7 +658,7 @@ def train_qat(qnet: QatNet, ds, *, epochs: int = 3, lr: float = 5e-4, batch_size
                 opt.step()
                 sched.step()
                 bar.update(1)
-                bar.set_postfix_str(f"loss {float(loss):.3f}")
+                bar.set_postfix_str(f"loss {float(loss.detach()):.3f}")
 
 
 def qat(model: str, dataset: str, *, width: float | None = None, w_bits: int = 8, pow2: bool = False,
@@ -718,3 +718,55 @@ def qat(model: str, dataset: str, *, width: float | None = None, w_bits: int = 8
                 qat_top1_before=before, qat_top1=after, qat_epochs=epochs, w_bits=w_bits, seed=seed,
                 float_checkpoint=meta.get("path"))
     return qnet, info
+
+
+# ---------------------------------------------------------------------------------------------
+# QAT checkpoints
+# ---------------------------------------------------------------------------------------------
+def save_qat(qnet: QatNet, info: dict, path) -> None:
+    """Write a trained :class:`QatNet` and its metadata (atomic; loadable with weights_only)."""
+    import os
+
+    import torch
+
+    ops = [{k: v for k, v in dataclasses.asdict(op).items()} for op in qnet.ops]
+    blob = {"format": "psum-qat/1", "ops": ops, "output": qnet.output, "w_bits": qnet.w_bits, "pow2": qnet.pow2,
+            "state_dict": qnet.state_dict(), "info": dict(info)}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+
+
+def load_qat(path) -> tuple[QatNet, dict]:
+    """Read a checkpoint written by :func:`save_qat`.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file (the message gives the command that makes one).
+    psum.errors.PsumError
+        Not a psum QAT checkpoint.
+    """
+    import torch
+
+    from .errors import PsumError
+
+    try:
+        blob = torch.load(path, weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no QAT checkpoint at {path}; run psum qat first") from None
+    except Exception as exc:  # noqa: BLE001
+        raise PsumError(f"{path} is not a psum QAT checkpoint ({type(exc).__name__})") from None
+    if not isinstance(blob, dict) or blob.get("format") != "psum-qat/1":
+        raise PsumError(f"{path} is not a psum QAT checkpoint; rerun psum qat")
+    ops = []
+    for d in blob["ops"]:
+        d = dict(d)
+        for k in ("stride", "padding", "kernel"):
+            d[k] = tuple(d[k])
+        d["inputs"] = list(d["inputs"])
+        ops.append(_Op(**d))
+    qnet = QatNet(ops, blob["output"], w_bits=blob["w_bits"], pow2=blob["pow2"])
+    qnet.load_state_dict(blob["state_dict"])
+    return qnet.eval(), blob["info"]

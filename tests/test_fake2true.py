@@ -59,15 +59,19 @@ def test_mac_arith_equals_mac_step(name, fused):
     assert np.array_equal(np.isinf(got), np.isinf(want))
 
 
-def test_fp32_native_accumulation_equals_mac_step_sequence():
-    fmt = parse_format("fp32")
+@pytest.mark.parametrize("name", ["fp32", "bf16", "fp16", "e8m10", "e8m3", "e5m2"])
+def test_layer_accumulation_equals_mac_step_sequence(name):
+    """The vectorised layer loop (native binary32, the binary32 fast path, or the exact float64 path)
+    equals a scalar run of mac_step per output element (unfused: prod=F, fused=no)."""
+    fmt = parse_format(name)
     spec = MacSpec(a=fmt, b=fmt, acc=fmt, prod=fmt, fused=False)
     rng = np.random.default_rng(5)
-    cols = torch.from_numpy(rng.standard_normal((7, 30)).astype(np.float32).astype(np.float64))
-    w = torch.from_numpy(rng.standard_normal((3, 30)).astype(np.float32).astype(np.float64))
-    bias = torch.from_numpy(rng.standard_normal(3).astype(np.float32).astype(np.float64))
+    ar = FloatArith(fmt)
+    mk = lambda *shape: ar.q(torch.from_numpy(rng.standard_normal(shape) * 0.3)).double()  # noqa: E731
+    cols, w, bias = mk(7, 30), mk(3, 30), mk(3)
     g = FakeGraph.__new__(FakeGraph)
-    g.ar, g.fused = FloatArith(fmt), False
+    g.ar, g.fused = ar, False
+    assert ar.fast_ok(cols, w, bias) == (name in ("bf16", "fp16", "e8m10", "e8m3"))
     got = g.accumulate(cols, w, bias).numpy()
     for r in range(7):
         for c in range(3):
