@@ -19,12 +19,16 @@ names, same logic functions.
 - ``delay`` = ``d0 + k * C_load`` (ns, ns/fF): a linear fit to the cell's NLDM ``cell_rise`` /
   ``cell_fall`` tables (mean of rise and fall, worst input pin) at the tables' third input slew
   (17 ps) over loads 0.4..15 fF. For AND2_X1 the fit is to the table read from the stored copy
-  (A1 fall 29.6..52.7 ps, rise 29.2..67.4 ps over 0.37..15.1 fF: d0 = 0.030 ns, k = 0.0021 ns/fF);
-  the others are fitted the same way, ±20 %.
+  (A1 fall 29.6..52.7 ps, rise 29.2..67.4 ps over 0.37..15.1 fF: d0 = 0.030 ns, k = 0.0021 ns/fF).
+  The other cells' d0 and k were NOT fitted to tables read for this file: they are estimates of
+  the same quantities (single-stage inverting cells ~10-20 ps + 4.5-10 ps/fF, two-stage cells
+  ~25-55 ps + ~2.5 ps/fF, DFF clock-to-Q 85 ps, setup 40 ps); treat them as ±20-30 %.
 - ``energy`` (fJ): internal energy per output transition, the mean of the ``internal_power``
   ``rise_power`` / ``fall_power`` tables (whose numbers are fJ per transition) at small slew and
   load; for DFF_X1 also ``clk_energy``, the internal energy of one clock cycle (two CK edges) with
-  D and Q steady. These are order-of-magnitude figures (±30 %): the tables vary by 2x with slew.
+  D and Q steady. Only an X4 AOI/OAI21 table was read for this file (rise ~5-9 fJ, fall ~0.5-1.5
+  fJ at small slew); the X1 figures here are estimates scaled from such tables, order-of-magnitude
+  (±30-50 %); the tables themselves vary by 2x with slew.
 - Wire capacitance: the library's default wire-load model ``5K_hvratio_1_1`` (capacitance
   0.1774 fF per unit length, fanout lengths 1.746, 3.939, 6.463, 9.220, 11.912, 14.836, 18.616,
   22.673, 25.484, 27.032 for fanout 1..9 and 11; read from the stored copy).
