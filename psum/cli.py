@@ -25,7 +25,8 @@ COMMANDS = (
     "psum.hw.cli",  # verilog, sim
     "psum.flows.cli",  # synth
     "psum.nets_cli",  # train, sweep, eval
-    "psum.reports.cli",  # report, fake2true
+    "psum.f2t_cli",  # qat, fake2true
+    "psum.reports.cli",  # report
 )
 
 

@@ -1,0 +1,387 @@
+"""The trade-off report, psum's main job: accuracy, area, delay and energy per accumulator format.
+
+:func:`build_report` runs end to end for one model and dataset (default LeNet5 on the built-in
+digits):
+
+1. the checkpoint (trained when absent);
+2. an accumulator sweep over float formats (several exponent/mantissa splits, fp8_e4m3 operands)
+   and integer widths (wrap and saturate, int8 operands), network-wide;
+3. a minimum-format search within ``tol`` points of the float32 baseline, network-wide and per
+   layer (one layer reduced at a time, the others at float32);
+4. for every unit that appears in the cost plots: Verilog generation, a short cocotb+Icarus check
+   against the golden model (zero mismatches required) and Yosys synthesis (area, delay, energy);
+5. partial-sum statistics (exponent histograms) of the worst layer;
+6. ``reports/<model>-<dataset>/``: ``index.html`` (self-contained), ``report.md``, PNG+SVG plots
+   and ``data.json`` / ``*.csv`` with every number behind every plot.
+
+Every stage caches: sweep rows in ``sweep.jsonl`` (resumable), simulation results in ``sim.jsonl``,
+synthesis in the flow cache, so a rerun takes well under a minute.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+from .document import Document
+from . import plots
+
+__all__ = ["ReportConfig", "build_report", "default_out_dir"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportConfig:
+    """What a report covers (the defaults are the built-in main job).
+
+    Parameters
+    ----------
+    model, dataset : str
+        Checkpoint to evaluate (trained first when absent).
+    tol : float
+        Allowed top-1 drop from the float32 baseline, percentage points.
+    float_exps : tuple of int
+        Exponent widths of the float accumulator curves (mantissa 1..``max_man``).
+    int_widths : tuple of int
+        Integer accumulator widths (each wrap and saturate).
+    limit : int, optional
+        Evaluate on the first ``limit`` test images only.
+    sim_cycles : int
+        Cycles of the cocotb check per unit.
+    per_layer : bool
+        Per-layer minimum-bits searches.
+    """
+
+    model: str = "lenet5"
+    dataset: str = "digits"
+    tol: float = 1.0
+    float_exps: tuple = (4, 5, 6)
+    max_man: int = 10
+    int_widths: tuple = tuple(range(8, 25, 2))
+    float_operand: str = "fp8_e4m3"
+    int_operand: str = "int8"
+    limit: int | None = None
+    data_dir: str | None = None
+    sim_cycles: int = 3000
+    per_layer: bool = True
+    jobs: int = 2
+    stats_images: int = 64
+
+
+def default_out_dir(model: str, dataset: str) -> Path:
+    return REPO / "reports" / f"{model}-{dataset}"
+
+
+def _acc_bits(fmt_text: str) -> int:
+    from psum.golden import parse_format
+
+    return parse_format(fmt_text).width
+
+
+def _family(row: dict) -> str:
+    if row.get("kind") == "int":
+        return f"int-{row.get('overflow', 'wrap')}"
+    return "float"
+
+
+def _sweep_entries(cfg: ReportConfig) -> list[str]:
+    entries = [f"e{e}m{m}" for e in cfg.float_exps for m in range(1, cfg.max_man + 1)]
+    entries += [f"int{w}:{ov}" for ov in ("wrap", "sat") for w in cfg.int_widths]
+    return entries
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    cols = list(dict.fromkeys(k for r in rows for k in r if not isinstance(r[k], (dict, list))))
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def _say(msg: str, quiet: bool) -> None:
+    if not quiet:
+        import sys
+
+        print(f"[report] {msg}", file=sys.stderr, flush=True)
+
+
+def build_report(config: ReportConfig | None = None, *, out_dir=None, force_synth: bool = False,
+                 progress_enabled: bool | None = None, quiet: bool = False) -> dict:
+    """Run the whole study for ``config`` and write the report; return the report's data.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError, psum.errors.PsumError
+        Bad configuration, missing data, a tool failure, or an RTL mismatch (one line).
+    """
+    from psum.errors import PsumError
+    from psum.flows.synth import synthesize_many
+    from psum.hw.sim import simulate
+    from psum.resultsfile import ResultsFile
+    from psum.sweep import run_sweep, search_min_acc
+    from psum.train import ensure_checkpoint
+
+    cfg = config or ReportConfig()
+    out = Path(out_dir) if out_dir else default_out_dir(cfg.model, cfg.dataset)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    timings = {}
+    common = dict(limit=cfg.limit, data_dir=cfg.data_dir, out=out / "sweep.jsonl",
+                  progress_enabled=progress_enabled)
+
+    # -- 1. checkpoint ------------------------------------------------------------------------
+    _say(f"checkpoint {cfg.model}/{cfg.dataset}", quiet)
+    net, meta = ensure_checkpoint(cfg.model, cfg.dataset, data_dir=cfg.data_dir)
+    timings["checkpoint_s"] = time.time() - t0
+
+    # -- 2. network-wide sweep ----------------------------------------------------------------
+    t = time.time()
+    entries = _sweep_entries(cfg)
+    _say(f"sweep: {len(entries)} accumulator formats", quiet)
+
+    def operands(entry):
+        return (cfg.int_operand, cfg.int_operand) if entry.startswith("int") else (cfg.float_operand, cfg.float_operand)
+
+    rows = []
+    for group in (entries[:len(cfg.float_exps) * cfg.max_man], entries[len(cfg.float_exps) * cfg.max_man:]):
+        a, b = operands(group[0])
+        rows += run_sweep(cfg.model, cfg.dataset, group, a=a, b=b, **common)
+    base = next(r for r in rows if r["spec"] == "fp32")
+    baseline = base["accuracy"]
+    sweep = []
+    for r in rows:
+        if r["spec"] == "fp32" or r["layer"] != "all":
+            continue
+        sweep.append(dict(family=_family(r), acc=r["acc"], acc_bits=r["acc_bits"], exp_bits=r.get("exp_bits"),
+                          man_bits=r.get("man_bits"), accuracy=r["accuracy"], spec=r["spec"]))
+    timings["sweep_s"] = time.time() - t
+
+    # -- 3. minimum formats: network-wide, then per layer ------------------------------------
+    t = time.time()
+    searches = [dict(kind="man", exp_bits=e, family="float", label=f"float e{e}") for e in cfg.float_exps]
+    searches += [dict(kind="int", overflow=ov, family=f"int-{ov}", label=f"int {ov}") for ov in ("wrap", "sat")]
+    minima = []
+    for s in searches:
+        a, b = operands("int" if s["kind"] == "int" else "e")
+        res = search_min_acc(cfg.model, cfg.dataset, kind=s["kind"], exp_bits=s.get("exp_bits"),
+                             overflow=s.get("overflow"), tol=cfg.tol, a=a, b=b, **common)
+        minima.append(dict(family=s["family"], search=s["label"], acc=res["acc"] if res["min"] is not None else None,
+                           acc_bits=_acc_bits(res["acc"]) if res["min"] is not None else None,
+                           accuracy=res["accuracy"], spec=res["spec"]))
+    layer_min = []
+    if cfg.per_layer:
+        from psum.models import mac_layers
+
+        best_float = min((m for m in minima if m["family"] == "float" and m["acc"]), key=lambda m: m["acc_bits"], default=None)
+        e_best = int(best_float["acc"][1:best_float["acc"].index("m")]) if best_float else cfg.float_exps[-1]
+        for layer in mac_layers(net):
+            for fam, kw in (("float", dict(kind="man", exp_bits=e_best)), ("int-wrap", dict(kind="int", overflow="wrap")),
+                            ("int-sat", dict(kind="int", overflow="sat"))):
+                a, b = operands("int" if kw["kind"] == "int" else "e")
+                res = search_min_acc(cfg.model, cfg.dataset, layer=layer, tol=cfg.tol, a=a, b=b, **kw, **common)
+                layer_min.append(dict(layer=layer, family=fam, acc=res["acc"] if res["min"] is not None else None,
+                                      min_bits=_acc_bits(res["acc"]) if res["min"] is not None else None,
+                                      accuracy=res["accuracy"]))
+    timings["search_s"] = time.time() - t
+
+    # -- 4. hardware: the units on the cost plots ---------------------------------------------
+    t = time.time()
+    hw_rows = _hardware_points(cfg, sweep, minima, baseline)
+    specs = sorted({r["spec"] for r in hw_rows})
+    _say(f"hardware: {len(specs)} units (cocotb check + synthesis)", quiet)
+    sims = ResultsFile(out / "sim.jsonl", ("spec", "cycles", "seed"))
+    for spec_text in specs:
+        if sims.get(spec=spec_text, cycles=cfg.sim_cycles, seed=0) is None:
+            res = simulate(spec_text, cycles=cfg.sim_cycles, seed=0)
+            sims.append(dict(spec=spec_text, cycles=cfg.sim_cycles, seed=0, checked=res.cycles_checked,
+                             mismatches=res.mismatches, first_mismatch=res.first_mismatch))
+        row = sims.get(spec=spec_text, cycles=cfg.sim_cycles, seed=0)
+        if row["mismatches"]:
+            raise PsumError(f"RTL of {spec_text} differs from the golden model at cycle "
+                            f"{row['first_mismatch']['cycle']}; run psum sim '{spec_text}' for details")
+    timings["sim_s"] = time.time() - t
+    t = time.time()
+    synth = {str(r.spec): r for r in synthesize_many(specs, jobs=cfg.jobs, force=force_synth)}
+    for r in hw_rows:
+        s = synth[r["spec"]]
+        r.update(ge=s.ge, energy_fj=s.energy_per_mac_fj, delay_ns=s.delay_ns, depth=s.depth, ffs=s.ffs,
+                 idle_fraction=s.idle_fraction,
+                 sim_cycles=sims.get(spec=r["spec"], cycles=cfg.sim_cycles, seed=0)["checked"])
+    timings["synth_s"] = time.time() - t
+
+    # -- 5. partial-sum statistics of the worst layer ------------------------------------------
+    t = time.time()
+    worst, hists = _exponent_histograms(cfg, net, layer_min, minima)
+    timings["stats_s"] = time.time() - t
+
+    # -- 6. write ------------------------------------------------------------------------------
+    headline = _headline(hw_rows, minima, baseline, cfg.tol)
+    data = dict(config=dataclasses.asdict(cfg), baseline_accuracy=baseline, n_images=base.get("n_images"),
+                checkpoint=dict((k, meta.get(k)) for k in ("model", "dataset", "accuracy", "seed", "epochs", "width")),
+                sweep=sweep, minima=minima, layer_min=layer_min, hardware=hw_rows, headline=headline,
+                worst_layer=worst, exponent_histograms=hists, timings=timings)
+    _write_json(out / "data.json", data)
+    _write_csv(out / "sweep.csv", sweep)
+    _write_csv(out / "hardware.csv", hw_rows)
+    _write_csv(out / "layer_min.csv", layer_min)
+    _render(cfg, out, data)
+    timings["total_s"] = time.time() - t0
+    _write_json(out / "data.json", data)
+    _say(f"wrote {out / 'index.html'} in {timings['total_s']:.0f} s", quiet)
+    return data
+
+
+def _hardware_points(cfg: ReportConfig, sweep: list[dict], minima: list[dict], baseline: float) -> list[dict]:
+    """Units to synthesise: per family, the minimum and the points around the knee of its curve.
+
+    Float: the best exponent width's curve from 3 bits below its minimum to 3 above; integer: the
+    same window around each minimum. Both at equal (8-bit) operand width.
+    """
+    points = []
+    for m in minima:
+        if not m["acc"]:
+            continue
+        fam = m["family"]
+        if fam == "float":
+            e = m["acc"][: m["acc"].index("m")]
+            curve = [r for r in sweep if r["family"] == "float" and r["acc"].startswith(e + "m")]
+        else:
+            curve = [r for r in sweep if r["family"] == fam]
+        curve.sort(key=lambda r: r["acc_bits"])
+        for r in curve:
+            if abs(r["acc_bits"] - m["acc_bits"]) <= 3 or r["acc"] == m["acc"]:
+                points.append(dict(r, search=m["search"], is_min=r["acc"] == m["acc"]))
+        # the minimum itself may sit between sweep points (e.g. an odd integer width)
+        if not any(p["acc"] == m["acc"] and p["family"] == fam for p in points):
+            points.append(dict(family=fam, acc=m["acc"], acc_bits=m["acc_bits"], accuracy=m["accuracy"],
+                               spec=m["spec"], search=m["search"], is_min=True))
+    uniq = {}
+    for p in points:
+        uniq.setdefault((p["family"], p["acc"]), p)
+    return sorted(uniq.values(), key=lambda p: (p["family"], p["acc_bits"]))
+
+
+def _headline(hw_rows: list[dict], minima: list[dict], baseline: float, tol: float) -> list[dict]:
+    """Cheapest (by area) float and integer accumulators within tolerance, and their ratio."""
+    ok = [r for r in hw_rows if r["accuracy"] >= baseline - tol and r.get("ge")]
+    best = {}
+    for fam in ("float", "int-wrap", "int-sat"):
+        cands = [r for r in ok if r["family"] == fam]
+        if cands:
+            best[fam] = min(cands, key=lambda r: r["ge"])
+    rows = [dict(design=fam, acc=r["acc"], bits=r["acc_bits"], accuracy=r["accuracy"], ge=r["ge"],
+                 energy_fj=r["energy_fj"], delay_ns=r["delay_ns"], spec=r["spec"]) for fam, r in best.items()]
+    ints = [r for r in rows if r["design"].startswith("int")]
+    flt = next((r for r in rows if r["design"] == "float"), None)
+    if flt and ints:
+        i = min(ints, key=lambda r: r["ge"])
+        rows.append(dict(design=f"float / {i['design']}", acc="", bits=flt["bits"] / i["bits"], accuracy=None,
+                         ge=flt["ge"] / i["ge"], energy_fj=flt["energy_fj"] / i["energy_fj"],
+                         delay_ns=flt["delay_ns"] / i["delay_ns"], spec="ratio"))
+    return rows
+
+
+def _exponent_histograms(cfg: ReportConfig, net, layer_min: list[dict], minima: list[dict]):
+    """Partial-sum exponent histograms of the worst layer at the minimum float format and one bit less."""
+    import torch
+
+    from psum.data import input_channels, load_dataset
+    from psum.golden import parse_format
+    from psum.golden.emulate import emulate
+    from psum.golden.stats import collect_stats
+    from psum.sweep import make_spec
+
+    flt = [m for m in minima if m["family"] == "float" and m["acc"]]
+    if not flt:
+        return None, {}
+    best = min(flt, key=lambda m: m["acc_bits"])
+    per_layer = [r for r in layer_min if r["family"] == "float" and r["min_bits"]]
+    worst = max(per_layer, key=lambda r: r["min_bits"])["layer"] if per_layer else None
+    if worst is None:
+        return None, {}
+    ds = load_dataset(cfg.dataset, "test", cfg.data_dir, channels=input_channels(cfg.model, cfg.dataset))
+    x = torch.stack([ds[i][0] for i in range(min(cfg.stats_images, len(ds)))])
+    fmt = parse_format(best["acc"])
+    narrower = f"e{fmt.exp_bits}m{max(fmt.man_bits - 2, 0)}"
+    hists = {}
+    for acc in (best["acc"], narrower):
+        spec = make_spec(acc, a=cfg.float_operand, b=cfg.float_operand)
+        q = emulate(net, {worst: spec}, stats=True)
+        with torch.no_grad():
+            q(x)
+        st = collect_stats(q)[worst]
+        h = {int(k): int(v) for k, v in st["exp_hist"].items()}
+        f = parse_format(acc)
+        hists[f"{acc} ({worst})"] = dict(exponents=sorted(h), counts=[h[k] for k in sorted(h)], emax=f.emax,
+                                         emin=f.emin, swamp=st["swamp"], overflow=st["overflow"],
+                                         cancel=st["cancel"], max_abs=st["max_abs"])
+    return worst, hists
+
+
+def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
+    base = data["baseline_accuracy"]
+    title = f"psum trade-off report: {cfg.model} on {cfg.dataset}"
+    doc = Document(title)
+    doc.para(f"Float32 baseline top-1 {base:.2f}% on {data['n_images']} test images; tolerance {cfg.tol:g} "
+             f"point(s). Float accumulators take {cfg.float_operand} x {cfg.float_operand} operands, integer "
+             f"ones {cfg.int_operand} x {cfg.int_operand}: equal 8-bit operand width. Every partial sum is "
+             f"rounded exactly as the MAC unit does (`psum.golden.emulate`), every unit below was checked "
+             f"bit-exact in Icarus against the golden model and synthesised with Yosys+ABC "
+             f"(NAND2-equivalent area, linear-delay critical path, toggle-count energy per MAC).")
+    doc.heading("Headline: cheapest float vs cheapest integer accumulator within tolerance")
+    doc.table(data["headline"], ["design", "acc", "bits", "accuracy", "ge", "energy_fj", "delay_ns"],
+              ["design", "accumulator", "bits", "top-1 %", "area (GE)", "energy/MAC (fJ)", "delay (ns)"])
+    doc.heading("Accuracy vs accumulator bits")
+    plots.plot_accuracy_vs_bits(data["sweep"], base, cfg.tol, out, title=f"{cfg.model}/{cfg.dataset}")
+    doc.figure("accuracy_vs_bits.png", "Top-1 accuracy per accumulator format (network-wide).")
+    doc.heading("Minimum accumulator per family (network-wide)")
+    doc.table(data["minima"], ["search", "acc", "acc_bits", "accuracy"], ["search", "minimum format", "bits", "top-1 %"])
+    doc.heading("Area and energy vs accuracy")
+    plots.plot_cost_vs_accuracy(data["hardware"], "ge", "area (NAND2 equivalents)", out, "area_vs_accuracy",
+                                "Area vs accuracy (Pareto front dotted)")
+    doc.figure("area_vs_accuracy.png", "Synthesised area against accuracy; the dotted line is the Pareto front.")
+    plots.plot_cost_vs_accuracy(data["hardware"], "energy_fj", "energy per MAC (fJ)", out, "energy_vs_accuracy",
+                                "Energy per MAC vs accuracy (Pareto front dotted)")
+    doc.figure("energy_vs_accuracy.png", "Energy per MAC (toggle-count proxy on a real layer's operands).")
+    doc.table(data["hardware"], ["family", "acc", "acc_bits", "accuracy", "ge", "energy_fj", "delay_ns", "depth",
+                                 "ffs", "sim_cycles"],
+              ["family", "accumulator", "bits", "top-1 %", "GE", "fJ/MAC", "delay ns", "depth", "FFs", "cycles checked"])
+    if data["layer_min"]:
+        doc.heading("Per-layer minimum accumulator (one layer reduced, the rest float32)")
+        plots.plot_layer_min_bits(data["layer_min"], out, "Minimum accumulator bits per layer")
+        doc.figure("layer_min_bits.png", "Minimum accumulator width per layer and family.")
+        doc.table(data["layer_min"], ["layer", "family", "acc", "min_bits", "accuracy"],
+                  ["layer", "family", "minimum format", "bits", "top-1 %"])
+    if data["exponent_histograms"]:
+        doc.heading(f"Why formats fail: partial sums of the worst layer ({data['worst_layer']})")
+        plots.plot_exponent_histograms(data["exponent_histograms"], out,
+                                       f"Partial-sum exponents in {data['worst_layer']}")
+        doc.figure("psum_exponents.png", "Histogram of partial-sum exponents (accumulator units) with the format's range.")
+        doc.table([dict(format=k, **{x: v[x] for x in ("swamp", "overflow", "cancel", "max_abs")})
+                   for k, v in data["exponent_histograms"].items()],
+                  ["format", "swamp", "overflow", "cancel", "max_abs"],
+                  ["format", "swamped steps", "overflowed steps", "cancelling steps", "max |partial sum|"])
+    f2t = out.parent / "fake2true" / "report.md"
+    if f2t.exists():
+        doc.heading("Fake-quantised vs true-integer conversion")
+        doc.para("See `../fake2true/report.md` (written by `psum fake2true`).")
+    doc.heading("Reproduce")
+    doc.para(f"`psum report --model {cfg.model} --dataset {cfg.dataset}`; data behind every plot: `data.json`, "
+             "`sweep.csv`, `hardware.csv`, `layer_min.csv`. Timings (s): "
+             + ", ".join(f"{k} {v:.0f}" for k, v in data["timings"].items()))
+    doc.write(out)
