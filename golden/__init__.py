@@ -24,4 +24,14 @@ __all__ = [
     "SPEC_HELP",
     "mac_step",
     "quantize",
+    "emulate",
 ]
+
+
+def __getattr__(name):
+    # emulate imports torch; keep ``import psum.golden`` light for the CLI and the hw generators.
+    if name == "emulate":
+        from .emulate import emulate
+
+        return emulate
+    raise AttributeError(f"module 'psum.golden' has no attribute {name!r}")
