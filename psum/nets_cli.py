@@ -98,7 +98,8 @@ def _parse_search_entry(entry: str):
 
 
 _SEARCH_DEFAULT = "e5m?,e?m7,int?:wrap,int?:sat"
-_SWEEP_DEFAULT = "fp32,fp16,bf16,e5m7,e5m6,e5m5,e5m4,e5m3,e4m3,int32,int24,int20,int18,int16"
+_SWEEP_DEFAULT = ("fp32,fp16,bf16,e5m6,e5m4,e5m3,e5m2,e4m3,e4m2,e3m3,"
+                  "int24,int20,int18,int16,int18:sat,int16:sat")
 
 
 def _cmd_sweep(args) -> int:
@@ -127,7 +128,7 @@ def _cmd_sweep(args) -> int:
             return 0
         base = results[0]["baseline_accuracy"] if results else None
         print(f"{args.model}/{args.dataset}: fp32 baseline {base:.2f} % on {results[0]['n_images']} test images; "
-              f"tolerance {args.tol:g} points")
+              f"tolerance {args.tol:g} percentage points")
         table = []
         for r in results:
             what = {"man": f"e{r['fixed']}m?", "exp": f"e?m{r['fixed']}", "int": f"int?:{r['overflow']}"}[r["kind"]]

@@ -220,3 +220,9 @@ def test_search_argument_errors():
         search_min_acc("lenet5", "digits", kind="bits")
     with pytest.raises(ValueError, match=r"^exp_bits must be an integer for a mantissa search, not None$"):
         search_min_acc("lenet5", "digits", kind="man")
+
+
+def test_cli_search_template_error(capsys):
+    assert main(["sweep", "--model", "lenet5", "--search", "--acc", "e5m3"]) == 2
+    assert capsys.readouterr().err == ("psum sweep: error: search entry must be e<E>m?, e?m<M> or int?[:wrap|:sat], "
+                                       "not 'e5m3'\n")
