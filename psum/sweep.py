@@ -34,8 +34,9 @@ better by a few images), so the search states its rule: with ``hi`` passing, bis
 evaluated and fails (or ``m = lo``). The candidate is then confirmed by ``m + 1``: if ``m + 1``
 fails, ``m`` passed by chance, and the bisection restarts on ``[m + 2, hi]``. The reported
 minimum therefore passes, its neighbour above passes and its neighbour below fails. "Passes" means
-``accuracy >= baseline_accuracy - tol`` (percentage points, top-1). If ``hi`` fails the result
-is ``None``.
+``accuracy >= baseline_accuracy - tol`` (percentage points, top-1), or with
+``relative_to="operands"`` the accuracy of the same operands with a wide accumulator (fp32 /
+int32) minus ``tol``. If ``hi`` fails the result is ``None``.
 """
 
 from __future__ import annotations
@@ -354,7 +355,8 @@ def search_min_acc(model: str, dataset: str, *, kind: str, exp_bits: int | None 
                    layer: str = "all", a=None, b=None, rounding: str = "rne", extra=None, limit: int | None = None,
                    out=None, data_dir=None, checkpoint=None, batch_size: int = 256, device=None,
                    progress_enabled: bool | None = None, weight_scale: str = "channel", act_scale: str = "tensor",
-                   seed: int = 0, train_if_missing: bool = False, on_row=None) -> dict:
+                   seed: int = 0, train_if_missing: bool = False, relative_to: str = "fp32",
+                   on_row=None) -> dict:
     """Smallest accumulator whose accuracy is within ``tol`` points of the float32 baseline.
 
     Parameters
@@ -370,6 +372,11 @@ def search_min_acc(model: str, dataset: str, *, kind: str, exp_bits: int | None 
         Searched range, inclusive (default :data:`SEARCH_RANGES`).
     tol : float
         Allowed drop in top-1 accuracy, percentage points.
+    relative_to : {"fp32", "operands"}
+        What the drop is measured from: the float32 network (default), or the same operand
+        formats with a wide accumulator (fp32 for float searches, int32 wrap for integer ones),
+        which isolates the accumulator's effect when the operand quantisation alone already
+        costs more than ``tol``.
     layer : str
         ``"all"`` (every layer uses the candidate) or one layer name (the others stay float32).
     Other parameters
@@ -389,6 +396,8 @@ def search_min_acc(model: str, dataset: str, *, kind: str, exp_bits: int | None 
     """
     if kind not in SEARCH_RANGES:
         raise ValueError(f"kind must be 'man', 'exp' or 'int', not {kind!r}")
+    if relative_to not in ("fp32", "operands"):
+        raise ValueError(f"relative_to must be 'fp32' or 'operands', not {relative_to!r}")
     if kind == "man" and (isinstance(exp_bits, bool) or not isinstance(exp_bits, int)):
         raise ValueError(f"exp_bits must be an integer for a mantissa search, not {exp_bits!r}")
     if kind == "exp" and (isinstance(man_bits, bool) or not isinstance(man_bits, int)):
@@ -423,7 +432,13 @@ def search_min_acc(model: str, dataset: str, *, kind: str, exp_bits: int | None 
             progress(total=ctx.n_images, desc="images", unit="img", enabled=progress_enabled, leave=False) as ibar:
         ctx.bar_images = ibar
         base = ctx.baseline()
-        threshold = base["accuracy"] - tol
+        reference = base
+        if relative_to == "operands":
+            wide = make_spec("int32:wrap" if kind == "int" else "fp32", a=a, b=b, rounding=rounding, extra=extra)
+            reference, computed = ctx.evaluate_spec(wide, layer)
+            if on_row is not None:
+                on_row(reference, computed)
+        threshold = reference["accuracy"] - tol
 
         def passes(v: int) -> bool:
             if v not in evaluated:
@@ -443,10 +458,11 @@ def search_min_acc(model: str, dataset: str, *, kind: str, exp_bits: int | None 
         "tol": tol, "range": [lo, hi], "min": found, "acc": acc_text(found) if found is not None else None,
         "spec": evaluated[found]["spec"] if found is not None else None,
         "accuracy": evaluated[found]["accuracy"] if found is not None else None,
-        "baseline_accuracy": base["accuracy"], "n_images": ctx.n_images,
+        "baseline_accuracy": base["accuracy"], "relative_to": relative_to,
+        "reference_spec": reference["spec"], "reference_accuracy": reference["accuracy"], "n_images": ctx.n_images,
         "evaluated": {v: evaluated[v]["accuracy"] for v in sorted(evaluated)},
         "rows": [evaluated[v] for v in sorted(evaluated)],
         "rule": "min passes, min+1 passes, min-1 fails (bisection with confirmation); "
-                f"pass = top-1 >= baseline - {tol} points",
+                f"pass = top-1 >= {'fp32 baseline' if relative_to == 'fp32' else reference['spec']} - {tol} points",
     }
     return result

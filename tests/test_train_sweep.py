@@ -226,3 +226,13 @@ def test_cli_search_template_error(capsys):
     assert main(["sweep", "--model", "lenet5", "--search", "--acc", "e5m3"]) == 2
     assert capsys.readouterr().err == ("psum sweep: error: search entry must be e<E>m?, e?m<M> or int?[:wrap|:sat], "
                                        "not 'e5m3'\n")
+
+
+def test_search_relative_to_operands(ckpt):
+    res = search_min_acc("lenet5", "digits", kind="int", overflow="wrap", lo=14, hi=20, tol=1.0, limit=16,
+                         checkpoint=ckpt[0], relative_to="operands")
+    assert res["reference_spec"] == "a=int8,b=int8,acc=int32,round=rne,overflow=wrap"
+    assert res["relative_to"] == "operands" and res["min"] is not None
+    assert res["accuracy"] >= res["reference_accuracy"] - 1.0
+    with pytest.raises(ValueError, match=r"^relative_to must be 'fp32' or 'operands', not 'int8'$"):
+        search_min_acc("lenet5", "digits", kind="int", relative_to="int8")
