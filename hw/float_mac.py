@@ -29,14 +29,20 @@ exponent range cannot overflow.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
-
-from psum.golden import FloatFormat, MacSpec, Rounding
+from psum.golden import FloatFormat, Rounding
 from psum.golden.mac import window_bits
 
-from .float_parts import (FloatRounder, Unpacked, all_of, any_of, as_bit, int_shape, leading_zeros,
-                          unpack)
+from .float_parts import (
+    FloatRounder,
+    Unpacked,
+    all_of,
+    any_of,
+    as_bit,
+    int_shape,
+    leading_zeros,
+    unpack,
+)
+from .unit import MacUnit
 
 __all__ = ["FloatMac"]
 
@@ -48,7 +54,7 @@ def _sig(m: Module, lo: int, hi: int, value, name: str) -> Signal:
     return s
 
 
-class FloatMac(wiring.Component):
+class FloatMac(MacUnit):
     """Float-accumulator multiply-accumulate unit with one registered accumulator.
 
     Ports follow the contract in :mod:`psum.hw` (``clk`` and ``rst`` come from the ``sync``
@@ -76,37 +82,7 @@ class FloatMac(wiring.Component):
     ``+0``.
     """
 
-    def __init__(self, spec, *, pipeline: int = 0):
-        spec = MacSpec.parse(spec)
-        if spec.int_acc:
-            raise ValueError(f"FloatMac needs a float accumulator, not acc={spec.acc}")
-        if spec.order != "seq":
-            raise ValueError(f"hardware units accumulate sequentially, not order={spec.order}")
-        if isinstance(pipeline, bool) or not isinstance(pipeline, int) or pipeline != 0:
-            raise ValueError(f"pipeline must be 0 (the only implemented depth), not {pipeline!r}")
-        self._spec = spec
-        self._pipeline = pipeline
-        ports = {
-            "a": In(spec.a.width),
-            "b": In(spec.b.width),
-            "en": In(1),
-            "load": In(1),
-            "init": In(spec.acc.width),
-            "acc": Out(spec.acc.width),
-        }
-        if spec.rounding is Rounding.SR:
-            ports["rnd"] = In(spec.sr_bits)
-        super().__init__(ports)
-
-    @property
-    def spec(self) -> MacSpec:
-        """The spec this unit implements."""
-        return self._spec
-
-    @property
-    def pipeline(self) -> int:
-        """Pipeline stages between the operands and the accumulator register (0)."""
-        return self._pipeline
+    int_acc = False
 
     @property
     def window(self) -> int:

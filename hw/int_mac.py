@@ -13,10 +13,9 @@ target format's range.
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from psum.golden import IntFormat
 
-from psum.golden import IntFormat, MacSpec
+from .unit import MacUnit
 
 __all__ = ["IntMac"]
 
@@ -54,7 +53,7 @@ def _fit(value, lo: int, hi: int, fmt: IntFormat, saturate: bool):
     return (low.as_signed() if fmt.signed else low), max(lo, fmt.min_int), min(hi, fmt.max_int)
 
 
-class IntMac(wiring.Component):
+class IntMac(MacUnit):
     """Integer multiply-accumulate unit with one registered accumulator.
 
     Ports follow the contract in :mod:`psum.hw` (``clk`` and ``rst`` come from the ``sync`` domain):
@@ -76,36 +75,7 @@ class IntMac(wiring.Component):
         is not 0.
     """
 
-    def __init__(self, spec, *, pipeline: int = 0):
-        self._MustUse__silence = True  # no "never used" warning when validation fails
-        spec = MacSpec.parse(spec)
-        if not spec.int_acc:
-            raise ValueError(f"IntMac needs an integer accumulator, not acc={spec.acc}")
-        if spec.order != "seq":
-            raise ValueError(f"hardware units accumulate sequentially, not order={spec.order}")
-        if isinstance(pipeline, bool) or not isinstance(pipeline, int) or pipeline != 0:
-            raise ValueError(f"pipeline must be 0 (the only implemented depth), not {pipeline!r}")
-        self._MustUse__silence = False
-        self._spec = spec
-        self._pipeline = pipeline
-        super().__init__({
-            "a": In(spec.a.width),
-            "b": In(spec.b.width),
-            "en": In(1),
-            "load": In(1),
-            "init": In(spec.acc.width),
-            "acc": Out(spec.acc.width),
-        })
-
-    @property
-    def spec(self) -> MacSpec:
-        """The spec this unit implements."""
-        return self._spec
-
-    @property
-    def pipeline(self) -> int:
-        """Pipeline stages between the operands and the accumulator register (0)."""
-        return self._pipeline
+    int_acc = True
 
     def elaborate(self, platform):
         spec = self._spec
