@@ -35,7 +35,6 @@ the backend.
 from __future__ import annotations
 
 import copy
-import math
 import zlib
 from typing import Mapping
 

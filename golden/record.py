@@ -75,7 +75,7 @@ def record_streams(model, spec, layer_name: str, x, n_outputs: int, seed: int = 
         pass
     finally:
         h.remove()
-    As, Bs, inits, rbs, css = [], [], [], [], []
+    As = []
     for A, B, init, rb, cs, _, _, _ in layer.operands(seen["x"]):
         As.append((A, B, init, np.asarray(rb), cs))
     # element list over all GEMM blocks: (block, row, col)
