@@ -18,7 +18,7 @@ from .mac import mac_step
 from .rounding import Rounding
 from .spec import MacSpec
 
-__all__ = ["record_streams"]
+__all__ = ["record_streams", "as_streams"]
 
 
 class _Stop(Exception):
@@ -111,3 +111,9 @@ def record_streams(model, spec, layer_name: str, x, n_outputs: int, seed: int = 
             rand[:, k] = sr_rand(layer.seed, index, k, spec.sr_bits)
         acc = mac_step(seq, acc, a[:, k], b[:, k], rand=rand[:, k] if spec.rounding is Rounding.SR else None)
     return {"a": a, "b": b, "init": init, "out": acc, "rand": rand, "index": index, "spec": str(spec)}
+
+
+def as_streams(record: dict) -> list:
+    """The ``(a_codes, b_codes, init_code)`` list that :func:`psum.hw.sim.simulate` (``streams=``)
+    and :func:`psum.flows.synth.synthesize` (``streams=``) take, from a :func:`record_streams` dict."""
+    return [(record["a"][i], record["b"][i], int(record["init"][i])) for i in range(len(record["init"]))]
