@@ -13,6 +13,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+# Reproducible SVG files: fixed element ids (matplotlib salts them randomly by default).
+matplotlib.rcParams["svg.hashsalt"] = "psum"
+
 __all__ = ["pareto_front", "plot_accuracy_vs_bits", "plot_cost_vs_accuracy", "plot_layer_min_bits",
            "plot_exponent_histograms", "save"]
 

@@ -55,6 +55,8 @@ class ReportConfig:
         Cycles of the cocotb check per unit.
     per_layer : bool
         Per-layer minimum-bits searches.
+    power_outputs : int
+        Output elements of the busiest layer whose operand streams drive the power proxy.
     """
 
     model: str = "lenet5"
@@ -71,6 +73,7 @@ class ReportConfig:
     per_layer: bool = True
     jobs: int = 2
     stats_images: int = 64
+    power_outputs: int = 8
 
 
 def default_out_dir(model: str, dataset: str) -> Path:
@@ -204,24 +207,29 @@ def build_report(config: ReportConfig | None = None, *, out_dir=None, force_synt
     hw_rows = _hardware_points(cfg, sweep, minima, baseline)
     specs = sorted({r["spec"] for r in hw_rows})
     _say(f"hardware: {len(specs)} units (cocotb check + synthesis)", quiet)
-    sims = ResultsFile(out / "sim.jsonl", ("spec", "cycles", "seed"))
+    # The check replays the busiest layer's recorded operand streams on top of the directed and
+    # random stimulus (the same streams then drive the power proxy).
+    streams_for = _layer_streams(cfg, net, layer_min)
+    sims = ResultsFile(out / "sim.jsonl", ("spec", "cycles", "seed", "layer"))
     for spec_text in specs:
-        if sims.get(spec=spec_text, cycles=cfg.sim_cycles, seed=0) is None:
-            res = simulate(spec_text, cycles=cfg.sim_cycles, seed=0)
-            sims.append(dict(spec=spec_text, cycles=cfg.sim_cycles, seed=0, checked=res.cycles_checked,
-                             mismatches=res.mismatches, first_mismatch=res.first_mismatch))
-        row = sims.get(spec=spec_text, cycles=cfg.sim_cycles, seed=0)
+        key = dict(spec=spec_text, cycles=cfg.sim_cycles, seed=0, layer=streams_for.layer)
+        if sims.get(**key) is None:
+            res = simulate(spec_text, cycles=cfg.sim_cycles, seed=0, streams=streams_for(spec_text))
+            sims.append(dict(key, checked=res.cycles_checked, mismatches=res.mismatches,
+                             first_mismatch=res.first_mismatch))
+        row = sims.get(**key)
         if row["mismatches"]:
             raise PsumError(f"RTL of {spec_text} differs from the golden model at cycle "
                             f"{row['first_mismatch']['cycle']}; run psum sim '{spec_text}' for details")
     timings["sim_s"] = time.time() - t
     t = time.time()
-    synth = {str(r.spec): r for r in synthesize_many(specs, jobs=cfg.jobs, force=force_synth)}
+    synth = {str(r.spec): r for r in synthesize_many(specs, jobs=cfg.jobs, force=force_synth,
+                                                     streams_for=streams_for)}
     for r in hw_rows:
         s = synth[r["spec"]]
         r.update(ge=s.ge, energy_fj=s.energy_per_mac_fj, delay_ns=s.delay_ns, depth=s.depth, ffs=s.ffs,
                  idle_fraction=s.idle_fraction,
-                 sim_cycles=sims.get(spec=r["spec"], cycles=cfg.sim_cycles, seed=0)["checked"])
+                 sim_cycles=sims.get(spec=r["spec"], cycles=cfg.sim_cycles, seed=0, layer=streams_for.layer)["checked"])
     timings["synth_s"] = time.time() - t
 
     # -- 5. partial-sum statistics of the worst layer ------------------------------------------
@@ -234,7 +242,7 @@ def build_report(config: ReportConfig | None = None, *, out_dir=None, force_synt
     data = dict(config=dataclasses.asdict(cfg), baseline_accuracy=baseline, n_images=base.get("n_images"),
                 checkpoint=dict((k, meta.get(k)) for k in ("model", "dataset", "accuracy", "seed", "epochs", "width")),
                 sweep=sweep, minima=minima, layer_min=layer_min, hardware=hw_rows, headline=headline,
-                worst_layer=worst, exponent_histograms=hists, timings=timings)
+                worst_layer=worst, exponent_histograms=hists, power_layer=streams_for.layer, timings=timings)
     _write_json(out / "data.json", data)
     _write_csv(out / "sweep.csv", sweep)
     _write_csv(out / "hardware.csv", hw_rows)
@@ -274,6 +282,31 @@ def _hardware_points(cfg: ReportConfig, sweep: list[dict], minima: list[dict], b
     for p in points:
         uniq.setdefault((p["family"], p["acc"]), p)
     return sorted(uniq.values(), key=lambda p: (p["family"], p["acc_bits"]))
+
+
+def _layer_streams(cfg: ReportConfig, net, layer_min: list[dict]):
+    """``streams_for(spec)``: operand streams of real output elements of the model's busiest layer.
+
+    The power proxy toggles each unit with what it would see in this network: the layer with the
+    longest dot products (the most MACs per output), its quantised operands and bias loads, recorded
+    by :func:`psum.golden.record.record_streams` under the unit's own spec.
+    """
+    import torch
+
+    from psum.data import input_channels, load_dataset
+    from psum.golden.record import as_streams, record_streams
+
+    ds = load_dataset(cfg.dataset, "test", cfg.data_dir, channels=input_channels(cfg.model, cfg.dataset))
+    x = torch.stack([ds[i][0] for i in range(min(16, len(ds)))])
+    fan_in = {name: mod.weight[0].numel() for name, mod in net.named_modules()
+              if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear))}
+    layer = max(fan_in, key=fan_in.get)
+
+    def streams_for(spec):
+        return as_streams(record_streams(net, spec, layer, x, n_outputs=cfg.power_outputs, seed=0))
+
+    streams_for.layer = layer
+    return streams_for
 
 
 def _headline(hw_rows: list[dict], minima: list[dict], baseline: float, tol: float) -> list[dict]:
@@ -357,7 +390,8 @@ def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
     doc.figure("area_vs_accuracy.png", "Synthesised area against accuracy; the dotted line is the Pareto front.")
     plots.plot_cost_vs_accuracy(data["hardware"], "energy_fj", "energy per MAC (fJ)", out, "energy_vs_accuracy",
                                 "Energy per MAC vs accuracy (Pareto front dotted)")
-    doc.figure("energy_vs_accuracy.png", "Energy per MAC (toggle-count proxy on a real layer's operands).")
+    doc.figure("energy_vs_accuracy.png", f"Energy per MAC: toggle counts of the gate netlist replaying "
+                                         f"{cfg.power_outputs} real output elements of layer {data['power_layer']}.")
     doc.table(data["hardware"], ["family", "acc", "acc_bits", "accuracy", "ge", "energy_fj", "delay_ns", "depth",
                                  "ffs", "sim_cycles"],
               ["family", "accumulator", "bits", "top-1 %", "GE", "fJ/MAC", "delay ns", "depth", "FFs", "cycles checked"])
