@@ -140,6 +140,12 @@ def build_report(config: ReportConfig | None = None, *, out_dir=None, force_synt
     from psum.train import ensure_checkpoint
 
     cfg = config or ReportConfig()
+    from psum.models import MODELS
+    from psum.data import dataset_info
+
+    if cfg.model not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}, not {cfg.model!r}")
+    dataset_info(cfg.dataset)
     out = Path(out_dir) if out_dir else default_out_dir(cfg.model, cfg.dataset)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

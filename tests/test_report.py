@@ -1,0 +1,60 @@
+"""``psum report`` end to end on a reduced study: real emulation, cocotb check, Yosys synthesis."""
+
+import json
+
+import pytest
+
+from psum.cli import main
+from psum.reports.plots import pareto_front
+from psum.reports.report import ReportConfig, build_report
+
+
+def test_pareto_front_keeps_the_undominated_points():
+    pts = [(10, 90.0), (5, 80.0), (7, 95.0), (12, 99.0), (6, 70.0), (12, 98.0)]
+    assert pareto_front(pts) == [1, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def small_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    cfg = ReportConfig(float_exps=(4,), max_man=4, int_widths=(16, 20), limit=40, per_layer=False,
+                       sim_cycles=200, stats_images=8, power_outputs=2)
+    return out, build_report(cfg, out_dir=out, quiet=True, progress_enabled=False)
+
+
+def test_report_writes_every_artifact(small_report):
+    out, data = small_report
+    for name in ("index.html", "report.md", "data.json", "sweep.csv", "hardware.csv", "sweep.jsonl", "sim.jsonl",
+                 "accuracy_vs_bits.png", "accuracy_vs_bits.svg", "area_vs_accuracy.png", "energy_vs_accuracy.svg"):
+        assert (out / name).stat().st_size > 0, name
+    html = (out / "index.html").read_text()
+    assert "data:image/png;base64," in html and "Headline" in html
+    assert json.loads((out / "data.json").read_text())["baseline_accuracy"] == data["baseline_accuracy"]
+
+
+def test_report_units_are_checked_and_synthesised(small_report):
+    _, data = small_report
+    assert data["hardware"], "no unit reached the cost plots"
+    for r in data["hardware"]:
+        assert r["ge"] > 0 and r["energy_fj"] > 0 and r["delay_ns"] > 0
+        assert r["sim_cycles"] > 0  # zero mismatches, else build_report raises
+    fams = {r["design"] for r in data["headline"]}
+    assert fams & {"int-wrap", "int-sat"}
+
+
+def test_report_rerun_reuses_results(small_report):
+    out, data = small_report
+    cfg = ReportConfig(float_exps=(4,), max_man=4, int_widths=(16, 20), limit=40, per_layer=False,
+                       sim_cycles=200, stats_images=8, power_outputs=2)
+    lines = {n: (out / n).read_text().count("\n") for n in ("sweep.jsonl", "sim.jsonl")}
+    again = build_report(cfg, out_dir=out, quiet=True, progress_enabled=False)
+    assert again["headline"] == data["headline"]
+    # nothing recomputed: no new sweep or simulation rows, synthesis served from its cache
+    assert {n: (out / n).read_text().count("\n") for n in lines} == lines
+
+
+def test_report_bad_model_is_one_line_error(capsys):
+    assert main(["report", "--model", "vgg", "--out", "/tmp/psum-none"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("psum report: error: model must be one of lenet5, alexnet, resnet18, "
+                       "resnet18-imagenet, not 'vgg'")
