@@ -453,7 +453,6 @@ def compare(qnet, images, labels, formats, *, acc="int32", overflow=None, ties: 
         hist {delta: count}), ``top1_fake``, ``top1_int``, ``pred_diff`` (fraction of images whose
         predicted class differs).
     """
-    import torch
 
     from .intprog import compile_program
     from .progress import progress

@@ -44,10 +44,9 @@ from __future__ import annotations
 import datetime
 import hashlib
 import time
-from pathlib import Path
 
 from . import __version__
-from .data import dataset_info, input_channels, load_dataset
+from .data import dataset_info, load_dataset
 from .progress import progress
 from .resultsfile import ResultsFile
 
