@@ -18,7 +18,6 @@ import argparse
 import os
 import time
 
-import numpy as np
 
 from psum.golden import MacSpec
 from psum.golden.reference import mac_step_ref
