@@ -17,7 +17,8 @@ Convolution / Linear (a MAC layer)
       GEMM of integers whose every partial sum is below ``2**53`` is exact, whatever order the BLAS
       uses; otherwise an int64 GEMM) and wrapped once: bit-identical to wrapping after each step.
       ``overflow=sat`` (and an integer ``prod`` format) is not associative: it runs the steps in
-      order, vectorised over all output elements.
+      order, vectorised over all output elements. Both run through
+      :func:`psum.golden.kernels.accumulate`, the machinery of every emulated layer.
 
 Requantisation (every op that produces new codes: MAC layers, ``add``, ``avgpool``)
     ``y = clamp(round(acc * m / 2**shift) + z_out, lo, hi)`` with an integer multiplier
@@ -195,31 +196,23 @@ def _im2col(x, kernel, stride, padding, pad_value):
 
 
 def _mac_layer(cols, w, bias, spec):
-    """Accumulators ``(R, C)`` int64 of ``bias + sum_k cols[:, k] * w[:, k]`` under ``spec``."""
+    """Accumulators ``(R, C)`` int64 of ``bias + sum_k cols[:, k] * w[:, k]`` under ``spec``.
+
+    The same machinery as every emulated layer (:func:`psum.golden.kernels.accumulate`): the
+    accumulator loads the bias, then one product per step in order, bit-identical to ``mac_step``
+    (wrapping accumulators take the exact-GEMM-then-wrap path, saturating ones step sequentially).
+    """
     import torch
 
     from psum.golden._vector import fit_int
+    from psum.golden.kernels import accumulate
 
-    acc_fmt = spec.acc
-    start = fit_int(acc_fmt, bias, spec.saturate)[None, :]  # the unit's load of the bias
-    cols_t = torch.as_tensor(cols)
-    if not spec.saturate and spec.prod is None:
-        # Wrap is associative modulo 2**N: exact sum, one wrap (see the module docstring).
-        bound = int(np.abs(cols).max(initial=0)) * int(np.abs(w).sum(axis=1).max(initial=0))
-        if bound < 2**53:  # every partial sum of the float64 GEMM is an exact integer
-            s = (cols_t.double() @ torch.as_tensor(w, dtype=torch.float64).T).numpy().astype(np.int64)
-        else:
-            s = (cols_t.long() @ torch.as_tensor(w, dtype=torch.int64).T).numpy()
-        return fit_int(acc_fmt, start + fit_int(acc_fmt, s, False), False)
-    # Saturating (or integer-product) accumulation: one step per product, in order.
-    a = cols_t.long().numpy()
-    acc = np.broadcast_to(start, (a.shape[0], w.shape[0])).copy()
-    for k in range(a.shape[1]):
-        p = a[:, k, None] * w[None, :, k]
-        if spec.prod is not None:
-            p = fit_int(spec.prod, p, spec.saturate)
-        acc = fit_int(acc_fmt, acc + p, spec.saturate)
-    return acc
+    start = fit_int(spec.acc, np.asarray(bias, dtype=np.int64), spec.saturate)  # the unit's load
+    A = torch.as_tensor(np.asarray(cols), dtype=torch.float64)
+    B = torch.as_tensor(np.asarray(w), dtype=torch.float64).T
+    init = torch.as_tensor(start, dtype=torch.float64)[None, :].expand(A.shape[0], B.shape[1])
+    # Integer codes and accumulators up to 53 bits are exact in float64 (IntFormat <= 32 bits here).
+    return accumulate(spec, A, B, init).numpy().astype(np.int64)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
