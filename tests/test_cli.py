@@ -1,0 +1,46 @@
+"""The psum CLI: every subcommand is registered, and every usage or input error is one line, exit 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+from psum.cli import build_parser, main
+
+COMMANDS = {"formats", "quantize", "step", "verilog", "sim", "synth", "train", "eval", "sweep", "qat",
+            "fake2true", "report"}
+
+
+def test_every_subcommand_is_registered():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert set(sub.choices) == COMMANDS
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["frob"], "psum: error: argument COMMAND: invalid choice: 'frob'"),
+    (["quantize"], "psum quantize: error: the following arguments are required: FORMAT, VALUE"),
+    (["quantize", "e0m3", "1"], "psum quantize: error: format 'e0m3': exponent bits must be an integer "
+                                "between 2 and 11, not 0"),
+    (["quantize", "e5m-1", "1"], "psum quantize: error: format 'e5m-1': mantissa bits must be an integer "
+                                 "between 1 and 52, not -1"),
+    (["quantize", "int0", "1"], "psum quantize: error: format 'int0': integer width must be an integer "
+                                "between 2 and 64, not 0"),
+    (["step", "a=fp16,b=fp16,acc=fp16,round=xyz", "0", "0", "0"],
+     "psum step: error: rounding mode must be one of rne, rtz, rup, rdn, rna, rod or sr, not 'xyz'"),
+    (["formats", "fp7"], "psum formats: error: unknown format 'fp7'"),
+])
+def test_errors_are_one_line(argv, message, capsys):
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse usage errors exit from the parser
+        rc = exc.code
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(message), err
+
+
+def test_console_script_exit_code():
+    r = subprocess.run([sys.executable, "-m", "psum", "quantize", "fp8_e4m3", "1.1"], capture_output=True, text=True)
+    assert r.returncode == 0 and "0x39" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "psum", "quantize", "bogus", "1"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
