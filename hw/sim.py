@@ -38,6 +38,7 @@ from psum.golden import IntFormat, MacSpec, mac_step
 from psum.golden.stimulus import adversarial_triples, random_codes, special_codes
 
 __all__ = [
+    "amaranth_trace",
     "SimResult",
     "simulate",
     "make_stimulus",
@@ -565,3 +566,39 @@ def finish(spec, stim: dict, observed, out_dir) -> dict:
     tmp.write_text(json.dumps(res, indent=1))
     os.replace(tmp, Path(out_dir) / "result.json")
     return res
+
+
+def amaranth_trace(spec, stim: dict, **implementation) -> np.ndarray:
+    """The unit of ``spec`` in Amaranth's Python simulator: the register after every rising edge.
+
+    ``stim`` is a :func:`make_stimulus`-style dict (``rst``, ``load``, ``en``, ``a``, ``b``,
+    ``init`` and, for stochastic rounding, ``rand``). For fast unit tests of the generators; the
+    bit-exact claim is made on the emitted Verilog in Icarus (:func:`simulate`).
+    """
+    from amaranth.hdl import ClockDomain, Module
+    from amaranth.sim import Simulator
+
+    from . import generate
+
+    spec = MacSpec.parse(spec)
+    dut = generate(spec, **implementation)
+    top = Module()
+    top.domains.sync = cd = ClockDomain("sync")
+    top.submodules.dut = dut
+    observed = []
+
+    async def bench(ctx):
+        for t in range(len(stim["en"])):
+            ctx.set(cd.rst, int(stim["rst"][t]))
+            for k in ("load", "en", "a", "b", "init"):
+                ctx.set(getattr(dut, k), int(stim[k][t]))
+            if spec.sr_bits:
+                ctx.set(dut.rnd, int(stim["rand"][t]))
+            await ctx.tick()
+            observed.append(ctx.get(dut.acc))
+
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return np.asarray(observed, dtype=np.uint64)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.hdl import ClockDomain, Fragment, Module, Shape
+from amaranth.hdl import Fragment, Shape
 from amaranth.sim import Simulator
 
 from psum.golden import MacSpec, Rounding, mac_step
@@ -24,6 +24,7 @@ from psum.golden.stimulus import adversarial_triples, random_codes, special_code
 from psum.hw import generate
 from psum.hw.float_mac import FloatMac
 from psum.hw.float_parts import FloatRounder
+from psum.hw.sim import amaranth_trace
 
 # The spec matrix of issue 3 (float accumulators), one edge class per id.
 MATRIX = {
@@ -99,36 +100,11 @@ def _expected(spec: MacSpec, stim: dict) -> list[int]:
     return out
 
 
-def _simulate(spec: MacSpec, stim: dict) -> list[int]:
-    """Run the unit in Amaranth's simulator; the register after every rising edge."""
-    dut = FloatMac(spec)
-    top = Module()
-    top.domains.sync = cd = ClockDomain("sync")
-    top.submodules.dut = dut
-    observed = []
-
-    async def bench(ctx):
-        for t in range(len(stim["en"])):
-            ctx.set(cd.rst, int(stim["rst"][t]))
-            for k in ("load", "en", "a", "b", "init"):
-                ctx.set(getattr(dut, k), int(stim[k][t]))
-            if spec.sr_bits:
-                ctx.set(dut.rnd, int(stim["rand"][t]))
-            await ctx.tick()
-            observed.append(ctx.get(dut.acc))
-
-    sim = Simulator(top)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    return observed
-
-
 def _check(text: str, *, seed: int, directed: int, adversarial: int, chain: int) -> int:
     spec = MacSpec.parse(text)
     stim = _stimulus(spec, np.random.default_rng(seed), directed=directed,
                      adversarial=adversarial, chain=chain)
-    got, want = _simulate(spec, stim), _expected(spec, stim)
+    got, want = [int(v) for v in amaranth_trace(spec, stim)], _expected(spec, stim)
     bad = [t for t in range(len(want)) if got[t] != want[t]]
     if bad:
         t = bad[0]

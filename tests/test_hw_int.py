@@ -16,13 +16,12 @@ import sys
 
 import numpy as np
 import pytest
-from amaranth.hdl import ClockDomain, Fragment, Module
-from amaranth.sim import Simulator
+from amaranth.hdl import Fragment
 
 from psum.golden import MacSpec, mac_step
 from psum.hw import generate, verilog
 from psum.hw.int_mac import IntMac
-from psum.hw.sim import check_trace, conv_streams_from_digits, make_stimulus
+from psum.hw.sim import amaranth_trace, check_trace, conv_streams_from_digits, make_stimulus
 
 needs_iverilog = pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs Icarus Verilog")
 
@@ -43,32 +42,10 @@ IDS = [s.name for s in INT_SPECS]
 # ---------------------------------------------------------------------------------------------
 # Amaranth simulator: IntMac against mac_step, cycle by cycle (fast, no Verilog)
 # ---------------------------------------------------------------------------------------------
-def _amaranth_trace(spec: MacSpec, stim: dict) -> np.ndarray:
-    dut = IntMac(spec)
-    top = Module()
-    top.domains.sync = cd = ClockDomain("sync")
-    top.submodules.dut = dut
-    observed = []
-
-    async def bench(ctx):
-        for t in range(len(stim["en"])):
-            ctx.set(cd.rst, int(stim["rst"][t]))
-            for k in ("load", "en", "a", "b", "init"):
-                ctx.set(getattr(dut, k), int(stim[k][t]))
-            await ctx.tick()
-            observed.append(ctx.get(dut.acc))
-
-    sim = Simulator(top)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    return np.asarray(observed, dtype=np.uint64)
-
-
 @pytest.mark.parametrize("spec", INT_SPECS, ids=IDS)
 def test_int_mac_amaranth_sim_matches_mac_step(spec):
     stim = make_stimulus(spec, cycles=300, seed=5, directed=False)
-    observed = _amaranth_trace(spec, stim)
+    observed = amaranth_trace(spec, stim)
     bad, first, expected = check_trace(spec, stim, observed)
     assert bad == 0, f"cycle {first}: expected {expected[first]:#x}, got {observed[first]:#x}"
 
@@ -77,7 +54,7 @@ def test_int_mac_amaranth_sim_sequential_golden():
     """The same run checked against a plain sequential golden loop (no use of the DUT's state)."""
     spec = INT_SPECS[1]
     stim = make_stimulus(spec, cycles=200, seed=9, directed=False)
-    observed = _amaranth_trace(spec, stim)
+    observed = amaranth_trace(spec, stim)
     acc = np.uint64(0)
     for t in range(len(observed)):
         if stim["rst"][t]:
