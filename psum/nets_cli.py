@@ -106,6 +106,8 @@ def _cmd_sweep(args) -> int:
     from .sweep import parse_acc_list, run_sweep, search_min_acc
 
     prog = True if args.progress else None
+    if args.plot:
+        _plot_path(args.plot)  # before any work
     common = dict(a=args.a, b=args.b, rounding=args.round, extra=args.extra, limit=args.limit, out=args.out,
                   data_dir=args.data_dir, checkpoint=args.checkpoint, batch_size=args.batch_size, device=args.device,
                   progress_enabled=prog, train_if_missing=args.train)
@@ -149,7 +151,33 @@ def _cmd_sweep(args) -> int:
     _print_table(rows[1:], cols)
     if args.out:
         print(f"results: {args.out}")
+    if args.plot:
+        print(f"plot: {', '.join(plot_sweep(rows, args.plot, title=f'{args.model}/{args.dataset}'))}")
     return 0
+
+
+def _plot_path(path):
+    from pathlib import Path
+
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"--plot needs a .png file name (an .svg is written beside it), not {str(path)!r}")
+    return path
+
+
+def plot_sweep(rows: list[dict], path, *, title: str, tol: float = 1.0) -> list[str]:
+    """Accuracy against accumulator bits of a sweep's network-wide rows: ``path`` (PNG) and its SVG twin."""
+
+    from psum.reports.plots import plot_accuracy_vs_bits
+
+    path = _plot_path(path)
+    points = [dict(family="float" if r["kind"] == "float" else f"int-{r.get('overflow') or 'wrap'}",
+                   exp_bits=r.get("exp_bits"), acc_bits=r["acc_bits"], accuracy=r["accuracy"])
+              for r in rows[1:] if r["layer"] == "all"]
+    if not points:
+        raise ValueError("--plot needs network-wide rows (drop --layers-only)")
+    names = plot_accuracy_vs_bits(points, rows[0]["accuracy"], tol, path.parent, title, stem=path.stem)
+    return [str(path.parent / n) for n in names]
 
 
 def register(sub) -> None:
@@ -212,6 +240,7 @@ def register(sub) -> None:
     p.add_argument("--limit", type=int, help="evaluate on the first N test images (recorded in each row)")
     p.add_argument("--batch-size", type=int, default=256, help="images per emulated batch (default 256)")
     p.add_argument("--out", metavar="FILE", help="JSON Lines results file; finished rows there are not recomputed")
+    p.add_argument("--plot", metavar="FILE.png", help="plot accuracy against accumulator bits (PNG + SVG)")
     p.add_argument("--checkpoint", metavar="FILE", help="checkpoint path (default checkpoints/<model>-<dataset>.pt)")
     p.add_argument("--train", action="store_true", help="train the checkpoint first if there is none")
     p.set_defaults(func=_cmd_sweep)

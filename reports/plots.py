@@ -26,6 +26,10 @@ FAMILY_STYLE = {
 }
 
 
+# Float curves (one per exponent width) in blues/greens/purples, apart from the integer reds.
+FLOAT_COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#17becf", "#8c564b", "#7f7f7f"]
+
+
 def save(fig, out_dir: Path, stem: str) -> list[str]:
     """Write ``stem.png`` and ``stem.svg``; return the file names."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -49,18 +53,20 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def plot_accuracy_vs_bits(rows: list[dict], baseline: float, tol: float, out_dir: Path, title: str):
+def plot_accuracy_vs_bits(rows: list[dict], baseline: float, tol: float, out_dir: Path, title: str,
+                          stem: str = "accuracy_vs_bits"):
     """Accuracy against accumulator width, one curve per family (float: one per exponent width)."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     groups: dict[str, list[dict]] = {}
     for r in rows:
         key = r["family"] if r["family"] != "float" else f"float e{r['exp_bits']}"
         groups.setdefault(key, []).append(r)
+    float_colors = iter(FLOAT_COLORS * 4)
     for key, rs in sorted(groups.items()):
         rs = sorted(rs, key=lambda r: r["acc_bits"])
         style = dict(FAMILY_STYLE.get(rs[0]["family"], {}))
-        if rs[0]["family"] == "float":
-            style.pop("color")
+        if rs[0]["family"] == "float":  # one curve per exponent width, never in the integer colours
+            style["color"] = next(float_colors)
         ax.plot([r["acc_bits"] for r in rs], [r["accuracy"] for r in rs], label=key, lw=1.4, ms=4, **style)
     ax.axhline(baseline, color="k", lw=0.8, ls="--", label=f"fp32 baseline {baseline:.1f}%")
     ax.axhspan(baseline - tol, baseline, color="green", alpha=0.08, label=f"within {tol:g} pt")
@@ -70,7 +76,7 @@ def plot_accuracy_vs_bits(rows: list[dict], baseline: float, tol: float, out_dir
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="lower right")
-    return save(fig, out_dir, "accuracy_vs_bits")
+    return save(fig, out_dir, stem)
 
 
 def plot_cost_vs_accuracy(rows: list[dict], cost_key: str, cost_label: str, out_dir: Path, stem: str, title: str):

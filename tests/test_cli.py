@@ -44,3 +44,15 @@ def test_console_script_exit_code():
     assert r.returncode == 0 and "0x39" in r.stdout
     r = subprocess.run([sys.executable, "-m", "psum", "quantize", "bogus", "1"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_sweep_plot_writes_png_and_svg(tmp_path, capsys):
+    out = tmp_path / "rows.jsonl"
+    plot = tmp_path / "acc.png"
+    assert main(["sweep", "--model", "lenet5", "--acc", "e5m3,int18", "--limit", "20", "--out", str(out),
+                 "--plot", str(plot)]) == 0
+    assert plot.stat().st_size > 0 and plot.with_suffix(".svg").stat().st_size > 0
+    assert main(["sweep", "--model", "lenet5", "--acc", "e5m3", "--limit", "20", "--out", str(out),
+                 "--plot", str(tmp_path / "acc.pdf")]) == 2
+    assert capsys.readouterr().err.strip().endswith("--plot needs a .png file name (an .svg is written beside it), "
+                                                    f"not '{tmp_path / 'acc.pdf'}'")
