@@ -167,7 +167,6 @@ def _plot_path(path):
 
 def plot_sweep(rows: list[dict], path, *, title: str, tol: float = 1.0) -> list[str]:
     """Accuracy against accumulator bits of a sweep's network-wide rows: ``path`` (PNG) and its SVG twin."""
-
     from psum.reports.plots import plot_accuracy_vs_bits
 
     path = _plot_path(path)
