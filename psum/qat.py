@@ -176,6 +176,23 @@ def save_quantnet(qnet: QuantNet, path) -> None:
     os.replace(tmp, path)
 
 
+def _load_blob(path, fmt: str, what: str) -> dict:
+    """``torch.load`` of a psum file whose ``format`` field is ``fmt``; one-line errors otherwise."""
+    import torch
+
+    from .errors import PsumError
+
+    try:
+        blob = torch.load(path, weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no {what} at {path}; run psum qat first") from None
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+        raise PsumError(f"{path} is not a psum {what} ({type(exc).__name__})") from None
+    if not isinstance(blob, dict) or blob.get("format") != fmt:
+        raise PsumError(f"{path} is not a psum {what}; rerun psum qat")
+    return blob
+
+
 def load_quantnet(path) -> QuantNet:
     """Read a :class:`QuantNet` written by :func:`save_quantnet`.
 
@@ -186,18 +203,7 @@ def load_quantnet(path) -> QuantNet:
     psum.errors.PsumError
         Not a psum quantised network.
     """
-    import torch
-
-    from .errors import PsumError
-
-    try:
-        blob = torch.load(path, weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no quantised network at {path}; run psum qat first") from None
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise PsumError(f"{path} is not a psum quantised network ({type(exc).__name__})") from None
-    if not isinstance(blob, dict) or blob.get("format") != "psum-quantnet/1":
-        raise PsumError(f"{path} is not a psum quantised network; rerun psum qat")
+    blob = _load_blob(path, "psum-quantnet/1", "quantised network")
     nodes = []
     for d in blob["nodes"]:
         d = dict(d)
@@ -748,18 +754,7 @@ def load_qat(path) -> tuple[QatNet, dict]:
     psum.errors.PsumError
         Not a psum QAT checkpoint.
     """
-    import torch
-
-    from .errors import PsumError
-
-    try:
-        blob = torch.load(path, weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no QAT checkpoint at {path}; run psum qat first") from None
-    except Exception as exc:  # noqa: BLE001
-        raise PsumError(f"{path} is not a psum QAT checkpoint ({type(exc).__name__})") from None
-    if not isinstance(blob, dict) or blob.get("format") != "psum-qat/1":
-        raise PsumError(f"{path} is not a psum QAT checkpoint; rerun psum qat")
+    blob = _load_blob(path, "psum-qat/1", "QAT checkpoint")
     ops = []
     for d in blob["ops"]:
         d = dict(d)
