@@ -99,3 +99,19 @@ def test_macspec_text_round_trip_and_errors():
         with pytest.raises(ValueError) as info:
             MacSpec.parse(text)
         assert str(info.value).startswith(message)
+
+
+def test_quantize_tensor_dtype_and_values():
+    import torch
+
+    from psum.golden import quantize
+
+    x = torch.tensor([1.1, -3.3, 1e-4, 500.0], dtype=torch.float32)
+    q = quantize(x, "fp16", "rne")
+    assert q.dtype == torch.float32  # every fp16 value is a float32
+    assert torch.equal(q, x.half().float())
+    q = quantize(x.double(), "fp8_e4m3", "rtz", saturate=True)
+    assert q.dtype == torch.float64 and q.tolist() == [1.0, -3.25, 0.0, 448.0]
+    q = quantize(torch.tensor([65504.0, 1.0], dtype=torch.float16), "bf16")  # 65536 is no fp16 value
+    assert q.dtype == torch.float64 and q.tolist() == [65536.0, 1.0]
+    assert np.array_equal(quantize(np.array([[0.3, 7.0]]), "int4"), np.array([[0.0, 7.0]]))
