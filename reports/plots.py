@@ -79,22 +79,40 @@ def plot_accuracy_vs_bits(rows: list[dict], baseline: float, tol: float, out_dir
     return save(fig, out_dir, stem)
 
 
-def plot_cost_vs_accuracy(rows: list[dict], cost_key: str, cost_label: str, out_dir: Path, stem: str, title: str):
-    """Cost (area or energy) against accuracy per synthesised unit, Pareto front marked."""
+def plot_cost_vs_accuracy(rows: list[dict], cost_key: str, cost_label: str, out_dir: Path, stem: str, title: str,
+                          baseline: float | None = None, tol: float | None = None):
+    """Cost (area or energy) against accuracy per synthesised unit, Pareto front marked.
+
+    With ``baseline``, the accuracy axis zooms to the interesting band (down to 15 points below the
+    baseline); units below it are drawn on the lower edge as downward triangles. Only the Pareto
+    points are labelled, so the labels stay readable.
+    """
     rows = [r for r in rows if r.get(cost_key) is not None]
+    floor = None if baseline is None else max(0.0, baseline - 15.0)
+    shown = (lambda acc: acc) if floor is None else (lambda acc: max(acc, floor))  # noqa: E731
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for fam, style in FAMILY_STYLE.items():
         rs = [r for r in rows if r["family"] == fam]
-        if rs:
-            ax.scatter([r[cost_key] for r in rs], [r["accuracy"] for r in rs], label=fam, s=28,
+        inside = [r for r in rs if floor is None or r["accuracy"] >= floor]
+        below = [r for r in rs if floor is not None and r["accuracy"] < floor]
+        if inside:
+            ax.scatter([r[cost_key] for r in inside], [r["accuracy"] for r in inside], label=fam, s=28,
                        color=style["color"], marker=style["marker"], zorder=3)
-            for r in rs:
-                ax.annotate(r["acc"], (r[cost_key], r["accuracy"]), fontsize=6, xytext=(3, 2),
-                            textcoords="offset points")
+        if below:
+            ax.scatter([r[cost_key] for r in below], [floor] * len(below), s=28, color=style["color"],
+                       marker="v", zorder=3, label=f"{fam} (below {floor:.0f} %)")
     front = pareto_front([(r[cost_key], r["accuracy"]) for r in rows])
     if front:
-        ax.step([rows[i][cost_key] for i in front], [rows[i]["accuracy"] for i in front], where="post",
+        ax.step([rows[i][cost_key] for i in front], [shown(rows[i]["accuracy"]) for i in front], where="post",
                 color="k", lw=1, ls=":", label="Pareto front")
+        for i in front:
+            ax.annotate(rows[i]["acc"], (rows[i][cost_key], shown(rows[i]["accuracy"])), fontsize=7,
+                        xytext=(3, -9), textcoords="offset points")
+    if baseline is not None:
+        ax.axhline(baseline, color="k", lw=0.8, ls="--")
+        if tol is not None:
+            ax.axhspan(baseline - tol, baseline, color="green", alpha=0.08)
+        ax.set_ylim(floor - 1, 100.5)
     ax.set_xlabel(cost_label)
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title(title)

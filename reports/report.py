@@ -392,10 +392,11 @@ def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
     doc.table(data["minima"], ["search", "acc", "acc_bits", "accuracy"], ["search", "minimum format", "bits", "top-1 %"])
     doc.heading("Area and energy vs accuracy")
     plots.plot_cost_vs_accuracy(data["hardware"], "ge", "area (NAND2 equivalents)", out, "area_vs_accuracy",
-                                "Area vs accuracy (Pareto front dotted)")
-    doc.figure("area_vs_accuracy.png", "Synthesised area against accuracy; the dotted line is the Pareto front.")
+                                "Area vs accuracy (Pareto front dotted)", baseline=base, tol=cfg.tol)
+    doc.figure("area_vs_accuracy.png", "Synthesised area against accuracy; the dotted line is the Pareto front "
+                                       "(labelled), the dashed line the float32 baseline, the band the tolerance.")
     plots.plot_cost_vs_accuracy(data["hardware"], "energy_fj", "energy per MAC (fJ)", out, "energy_vs_accuracy",
-                                "Energy per MAC vs accuracy (Pareto front dotted)")
+                                "Energy per MAC vs accuracy (Pareto front dotted)", baseline=base, tol=cfg.tol)
     doc.figure("energy_vs_accuracy.png", f"Energy per MAC: toggle counts of the gate netlist replaying "
                                          f"{cfg.power_outputs} real output elements of layer {data['power_layer']}.")
     doc.table(data["hardware"], ["family", "acc", "acc_bits", "accuracy", "ge", "energy_fj", "delay_ns", "depth",
