@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_emulate.py [--quick] [--backend auto|c|torch]
 
-Prints MAC/s of the exact kernel (psum.golden.kernels.accumulate) and of ``A @ B`` in float32 on
+Prints MAC/s of the exact kernel (psum.golden.emulation.kernels.accumulate) and of ``A @ B`` in float32 on
 the same conv-like GEMM (M = batch*HW = 4096 rows, K = 150..1152, N = 16..64), measured side by
 side in this run, and their ratio. Target: ratio >= 10 % for sequential float accumulation.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from psum.golden import MacSpec
-from psum.golden.kernels import accumulate, c_kernel_available
+from psum.golden.emulation.kernels import accumulate, c_kernel_available
 
 SPECS = {
     "fp16 -> fp16": "a=fp16,b=fp16,acc=fp16",

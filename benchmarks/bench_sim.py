@@ -21,7 +21,7 @@ import time
 
 from psum.golden import MacSpec
 from psum.golden.reference import mac_step_ref
-from psum.hw.sim import make_stimulus, simulate
+from psum.hw.verify.sim import make_stimulus, simulate
 
 SPECS = ("a=int8,b=int8,acc=int32", "a=fp16,b=fp16,acc=fp16")
 

@@ -4,7 +4,7 @@ The model
 ---------
 1. **Activity.** The mapped netlist (:meth:`psum.flows.netlist.Netlist.verilog` with the cell models
    of ``psum45_cells.v``) is simulated with Icarus (``iverilog``/``vvp``) on operand streams of a
-   real layer: by default :func:`psum.hw.sim.conv_streams_from_digits` (3x3 convolutions over
+   real layer: by default :func:`psum.hw.verify.sim.conv_streams_from_digits` (3x3 convolutions over
    scikit-learn's bundled 8x8 handwritten digits, activations and weights quantised with
    ``spec.a.encode`` / ``spec.b.encode``, a bias loaded into the accumulator before each output's
    9 products). Callers can pass recorded streams instead (``streams=``). After every clock edge,
@@ -251,7 +251,7 @@ def estimate_power(netlist, spec, *, workdir, n_outputs: int = 64, seed: int = 0
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, not {value!r}")
     if streams is None:
-        from psum.hw.sim import conv_streams_from_digits
+        from psum.hw.verify.sim import conv_streams_from_digits
 
         streams = conv_streams_from_digits(spec, n_outputs, seed)
         source = f"digits conv3x3, {n_outputs} outputs, seed {seed}"

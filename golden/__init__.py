@@ -31,7 +31,7 @@ __all__ = [
 def __getattr__(name):
     # emulate imports torch; keep ``import psum.golden`` light for the CLI and the hw generators.
     if name == "emulate":
-        from .emulate import emulate
+        from psum.golden.emulation.layers import emulate
 
         return emulate
     raise AttributeError(f"module 'psum.golden' has no attribute {name!r}")

@@ -77,7 +77,7 @@ class ReportConfig:
 
 
 def default_out_dir(model: str, dataset: str) -> Path:
-    return REPO / "reports" / f"{model}-{dataset}"
+    return REPO / "results" / f"{model}-{dataset}"
 
 
 def _acc_bits(fmt_text: str) -> int:
@@ -134,14 +134,14 @@ def build_report(config: ReportConfig | None = None, *, out_dir=None, force_synt
     """
     from psum.errors import PsumError
     from psum.flows.synth import synthesize_many
-    from psum.hw.sim import simulate
+    from psum.hw.verify.sim import simulate
     from psum.resultsfile import ResultsFile
-    from psum.sweep import run_sweep, search_min_acc
-    from psum.train import ensure_checkpoint
+    from psum.sweeps.sweep import run_sweep, search_min_acc
+    from psum.nets.train import ensure_checkpoint
 
     cfg = config or ReportConfig()
-    from psum.models import MODELS
-    from psum.data import dataset_info
+    from psum.nets.models import MODELS
+    from psum.nets.data import dataset_info
 
     if cfg.model not in MODELS:
         raise ValueError(f"model must be one of {', '.join(MODELS)}, not {cfg.model!r}")
@@ -194,7 +194,7 @@ def build_report(config: ReportConfig | None = None, *, out_dir=None, force_synt
                            accuracy=res["accuracy"], spec=res["spec"]))
     layer_min = []
     if cfg.per_layer:
-        from psum.models import mac_layers
+        from psum.nets.models import mac_layers
 
         best_float = min((m for m in minima if m["family"] == "float" and m["acc"]), key=lambda m: m["acc_bits"], default=None)
         e_best = int(best_float["acc"][1:best_float["acc"].index("m")]) if best_float else cfg.float_exps[-1]
@@ -295,12 +295,12 @@ def _layer_streams(cfg: ReportConfig, net, layer_min: list[dict]):
 
     The power proxy toggles each unit with what it would see in this network: the layer with the
     longest dot products (the most MACs per output), its quantised operands and bias loads, recorded
-    by :func:`psum.golden.record.record_streams` under the unit's own spec.
+    by :func:`psum.golden.emulation.record.record_streams` under the unit's own spec.
     """
     import torch
 
-    from psum.data import input_channels, load_dataset
-    from psum.golden.record import as_streams, record_streams
+    from psum.nets.data import input_channels, load_dataset
+    from psum.golden.emulation.record import as_streams, record_streams
 
     ds = load_dataset(cfg.dataset, "test", cfg.data_dir, channels=input_channels(cfg.model, cfg.dataset))
     x = torch.stack([ds[i][0] for i in range(min(16, len(ds)))])
@@ -339,11 +339,11 @@ def _exponent_histograms(cfg: ReportConfig, net, layer_min: list[dict], minima: 
     """Partial-sum exponent histograms of the worst layer at the minimum float format and one bit less."""
     import torch
 
-    from psum.data import input_channels, load_dataset
+    from psum.nets.data import input_channels, load_dataset
     from psum.golden import parse_format
-    from psum.golden.emulate import emulate
-    from psum.golden.stats import collect_stats
-    from psum.sweep import make_spec
+    from psum.golden.emulation.layers import emulate
+    from psum.golden.emulation.stats import collect_stats
+    from psum.sweeps.sweep import make_spec
 
     flt = [m for m in minima if m["family"] == "float" and m["acc"]]
     if not flt:
@@ -379,7 +379,7 @@ def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
     doc.para(f"Float32 baseline top-1 {base:.2f}% on {data['n_images']} test images; tolerance {cfg.tol:g} "
              f"point(s). Float accumulators take {cfg.float_operand} x {cfg.float_operand} operands, integer "
              f"ones {cfg.int_operand} x {cfg.int_operand}: equal 8-bit operand width. Every partial sum is "
-             f"rounded exactly as the MAC unit does (`psum.golden.emulate`), every unit below was checked "
+             f"rounded exactly as the MAC unit does (`psum.golden.emulation.layers`), every unit below was checked "
              f"bit-exact in Icarus against the golden model and synthesised with Yosys+ABC "
              f"(NAND2-equivalent area, linear-delay critical path, toggle-count energy per MAC).")
     doc.heading("Headline: cheapest float vs cheapest integer accumulator within tolerance")

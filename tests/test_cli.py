@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from psum.cli import build_parser, main
+from psum.cli.main import build_parser, main
 
 COMMANDS = {"formats", "quantize", "step", "verilog", "sim", "synth", "train", "eval", "sweep", "qat",
             "fake2true", "report"}

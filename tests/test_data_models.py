@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from psum.data import DATASETS, dataset_info, input_channels, load_dataset
+from psum.nets.data import DATASETS, dataset_info, input_channels, load_dataset
 from psum.errors import PsumError
-from psum.models import MODELS, build_model, default_width, mac_layers
+from psum.nets.models import MODELS, build_model, default_width, mac_layers
 
 
 # -- digits ------------------------------------------------------------------------------------

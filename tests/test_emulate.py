@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from psum.golden import MacSpec, mac_step
-from psum.golden.emulate import EmulatedConv2d, EmulatedLinear, compute_scale, emulate
-from psum.golden.kernels import accumulate_order, add_spec, sr_rand
+from psum.golden.emulation.layers import EmulatedConv2d, EmulatedLinear, compute_scale, emulate
+from psum.golden.emulation.kernels import accumulate_order, add_spec, sr_rand
 from psum.golden.reference import decode_ref, round_ref
-from psum.golden.stats import collect_stats
+from psum.golden.emulation.stats import collect_stats
 
 torch.manual_seed(0)
 
@@ -310,7 +310,7 @@ def test_stats_collected():
 
 
 def test_record_streams_replay_equals_layer_output():
-    from psum.golden.record import record_streams
+    from psum.golden.emulation.record import record_streams
 
     net = _net()
     x = torch.randn(2, 1, 6, 6)

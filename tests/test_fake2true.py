@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from psum.fake2true import FakeGraph, FloatArith, compare, format_table, parse_remedies, run_fake2true, \
+from psum.quant.fake2true import FakeGraph, FloatArith, compare, format_table, parse_remedies, run_fake2true, \
     write_fake2true_section
 from psum.golden import MacSpec, mac_step, parse_format
 from psum.golden.stimulus import random_codes
-from psum.intprog import compile_program
-from psum.qat import calibrate, prepare_qat
+from psum.quant.intprog import compile_program
+from psum.quant.qat import calibrate, prepare_qat
 
 FORMATS = ["bf16", "fp16", "e8m10", "e5m2", "e4m3_ftz", "tf32"]
 

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from psum.cli import main
+from psum.cli.main import main
 from psum.errors import PsumError
 from psum.flows import cache
 from psum.flows.cells import CELLS, LIB_PATH, MODELS_PATH, NAND2_AREA, liberty_text, models_text, wire_cap

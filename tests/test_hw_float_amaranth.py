@@ -24,7 +24,7 @@ from psum.golden.stimulus import adversarial_triples, random_codes, special_code
 from psum.hw import generate
 from psum.hw.float_mac import FloatMac
 from psum.hw.float_parts import FloatRounder
-from psum.hw.sim import amaranth_trace
+from psum.hw.verify.sim import amaranth_trace
 
 # The spec matrix of issue 3 (float accumulators), one edge class per id.
 MATRIX = {

@@ -1,6 +1,6 @@
 """The bit-exact claim on the generated float MAC Verilog: cocotb + Icarus against ``mac_step``.
 
-Every unit goes through :func:`psum.hw.sim.simulate`: its Verilog (``psum.hw.verilog``) is built
+Every unit goes through :func:`psum.hw.verify.sim.simulate`: its Verilog (``psum.hw.verilog``) is built
 in Icarus with the cocotb runner (one build directory per spec under ``.psum-cache/sim``), the
 stimulus plays directed special-value pairs from several loaded accumulator states, then
 constrained-random cycles with ``load``, ``en`` and ``rst`` interleaved (adversarial triples:
@@ -44,7 +44,7 @@ EXHAUSTIVE = tuple(k for k in MATRIX
 
 
 def _run(key: str, *, table=MATRIX, **kwargs):
-    from psum.hw.sim import simulate
+    from psum.hw.verify.sim import simulate
 
     spec = MacSpec.parse(table[key])
     res = simulate(spec, build_dir=CACHE / spec.name, **kwargs)

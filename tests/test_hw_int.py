@@ -1,7 +1,7 @@
 """Integer MAC units: Amaranth-simulator unit tests, Verilog emission, and the bit-exact claim in Icarus.
 
 The bit-exact tests run the generated Verilog under cocotb + Icarus through
-:func:`psum.hw.sim.simulate` (the cocotb module is ``psum.hw.cocotb_tb``), each spec in its own
+:func:`psum.hw.verify.sim.simulate` (the cocotb module is ``psum.hw.verify.cocotb_tb``), each spec in its own
 build directory named after the spec. Fast tier: a few thousand cycles per unit (directed special
 pairs, a conv over real digit images, constrained random). Slow tier (``pytest -m slow
 tests/test_hw_int.py``): every int8 x int8 operand pair from several accumulator states.
@@ -21,7 +21,7 @@ from amaranth.hdl import Fragment
 from psum.golden import MacSpec, mac_step
 from psum.hw import generate, verilog
 from psum.hw.int_mac import IntMac
-from psum.hw.sim import amaranth_trace, check_trace, conv_streams_from_digits, make_stimulus
+from psum.hw.verify.sim import amaranth_trace, check_trace, conv_streams_from_digits, make_stimulus
 
 needs_iverilog = pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs Icarus Verilog")
 
@@ -146,7 +146,7 @@ def test_digits_conv_streams_are_real_and_in_range():
 @needs_iverilog
 @pytest.mark.parametrize("spec", INT_SPECS, ids=IDS)
 def test_int_unit_bit_exact_in_icarus(spec, tmp_path_factory):
-    from psum.hw.sim import simulate
+    from psum.hw.verify.sim import simulate
 
     build = tmp_path_factory.mktemp(spec.name)
     res = simulate(spec, cycles=4000, seed=1, build_dir=build,
@@ -158,7 +158,7 @@ def test_int_unit_bit_exact_in_icarus(spec, tmp_path_factory):
 @needs_iverilog
 def test_drive_mode_agrees_with_stream_mode(tmp_path_factory):
     """The cocotb coroutine driving every cycle sees the same trace as the Verilog stimulus player."""
-    from psum.hw.sim import simulate
+    from psum.hw.verify.sim import simulate
 
     spec = INT_SPECS[3]
     build = tmp_path_factory.mktemp("drive")
@@ -170,7 +170,7 @@ def test_drive_mode_agrees_with_stream_mode(tmp_path_factory):
 @needs_iverilog
 def test_a_wrong_unit_is_caught(tmp_path_factory, monkeypatch):
     """Simulate a wrapping unit while the checker expects saturation: the mismatch is reported."""
-    import psum.hw.sim as sim
+    import psum.hw.verify.sim as sim
 
     wrap, sat = INT_SPECS[1].replace(overflow="wrap"), INT_SPECS[1]
     monkeypatch.setattr(sim, "unit_verilog", lambda spec, **kw: verilog(wrap).replace(wrap.name, sat.name))
@@ -185,7 +185,7 @@ def test_a_wrong_unit_is_caught(tmp_path_factory, monkeypatch):
 @needs_iverilog
 def test_int8_exhaustive_operand_pairs(tmp_path_factory):
     """Every int8 x int8 pair from several accumulator states (2 cycles per pair and state)."""
-    from psum.hw.sim import simulate
+    from psum.hw.verify.sim import simulate
 
     for spec in (INT_SPECS[0], INT_SPECS[1], INT_SPECS[4]):
         res = simulate(spec, cycles=1, seed=3, exhaustive=True,

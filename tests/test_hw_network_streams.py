@@ -9,10 +9,10 @@ tests show the same ``mac_step`` sequence ends at the emulated layer's accumulat
 import pytest
 import torch
 
-from psum.data import input_channels, load_dataset
-from psum.golden.record import as_streams, record_streams
-from psum.hw.sim import simulate
-from psum.train import load_checkpoint
+from psum.nets.data import input_channels, load_dataset
+from psum.golden.emulation.record import as_streams, record_streams
+from psum.hw.verify.sim import simulate
+from psum.nets.train import load_checkpoint
 
 
 @pytest.fixture(scope="module")

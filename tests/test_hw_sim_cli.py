@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from psum.cli import main
+from psum.cli.main import main
 
 needs_iverilog = pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs Icarus Verilog")
 
@@ -59,7 +59,7 @@ def test_exhaustive_needs_narrow_operands(capsys):
 
 
 def test_missing_iverilog_is_one_line(monkeypatch, capsys):
-    import psum.hw.sim as sim
+    import psum.hw.verify.sim as sim
 
     monkeypatch.setattr(sim.shutil, "which", lambda name: None)
     assert main(["sim", "a=int8,b=int8,acc=int32", "--cycles", "10"]) == 2
@@ -89,7 +89,7 @@ def test_sim_json(tmp_path):
 
 @needs_iverilog
 def test_sim_mismatch_prints_first_failing_cycle_exit_1(tmp_path, monkeypatch, capsys):
-    import psum.hw.sim as sim
+    import psum.hw.verify.sim as sim
     from psum.golden import MacSpec
     from psum.hw import verilog
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from psum.golden import MacSpec, mac_step
-from psum.golden.kernels import accumulate, c_kernel_available, float_path_ok, sr_rand
+from psum.golden.emulation.kernels import accumulate, c_kernel_available, float_path_ok, sr_rand
 
 MODES = ["rne", "rtz", "rdn", "rup", "rna", "rod", "sr"]
 
@@ -166,7 +166,7 @@ def test_float_path_conditions():
 
 
 def test_sr_rand_matches_c():
-    from psum.golden.kernels import _lib
+    from psum.golden.emulation.kernels import _lib
 
     lib = _lib()
     if lib is None:

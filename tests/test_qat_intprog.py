@@ -12,8 +12,8 @@ from torch import nn
 
 from psum.golden import IntFormat, MacSpec, mac_step
 from psum.golden._vector import fit_int, int_to_code
-from psum.intprog import _mac_layer, acc_spec, compile_program, quantize_multiplier, requantize
-from psum.qat import calibrate, load_quantnet, prepare_qat, save_quantnet
+from psum.quant.intprog import _mac_layer, acc_spec, compile_program, quantize_multiplier, requantize
+from psum.quant.qat import calibrate, load_quantnet, prepare_qat, save_quantnet
 
 
 def _round_frac(x: Fraction, ties: str) -> int:
@@ -124,9 +124,9 @@ def test_integer_program_tracks_the_fake_quantised_qat_graph():
 
 @pytest.fixture(scope="module")
 def lenet():
-    """LeNet5 (psum.models) with weights from a short fit, calibrated on digits images, exported."""
-    from psum.data import load_dataset
-    from psum.models import build_model
+    """LeNet5 (psum.nets.models) with weights from a short fit, calibrated on digits images, exported."""
+    from psum.nets.data import load_dataset
+    from psum.nets.models import build_model
 
     torch.manual_seed(0)
     net = build_model("lenet5", 10, 1).eval()

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from psum.cli import main
+from psum.cli.main import main
 from psum.reports.plots import pareto_front
 from psum.reports.report import ReportConfig, build_report
 

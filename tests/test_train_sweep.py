@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from psum.cli import main
+from psum.cli.main import main
 from psum.errors import PsumError
 from psum.golden import MacSpec
 from psum.resultsfile import ResultsFile, read_rows
-from psum.sweep import make_spec, min_passing, run_sweep, search_min_acc
-from psum.train import checkpoint_path, load_checkpoint, train
+from psum.sweeps.sweep import make_spec, min_passing, run_sweep, search_min_acc
+from psum.nets.train import checkpoint_path, load_checkpoint, train
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +51,8 @@ def test_load_checkpoint_roundtrip(trained):
     path, info = trained
     net, meta = load_checkpoint("lenet5", "digits", path=path)
     assert not net.training and meta["accuracy"] == info["accuracy"] and "state_dict" not in meta
-    from psum.data import load_dataset
-    from psum.train import evaluate
+    from psum.nets.data import load_dataset
+    from psum.nets.train import evaluate
 
     assert evaluate(net, load_dataset("digits", "test"))["top1"] == info["accuracy"]
 

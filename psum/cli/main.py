@@ -15,18 +15,18 @@ import argparse
 import importlib
 import sys
 
-from .errors import PsumError
+from psum.errors import PsumError
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # Modules providing subcommands, in the order ``psum --help`` lists them.
 COMMANDS = (
-    "psum.golden.cli",  # formats, quantize, step
-    "psum.hw.cli",  # verilog, sim
-    "psum.flows.cli",  # synth
-    "psum.nets_cli",  # train, sweep, eval
-    "psum.f2t_cli",  # qat, fake2true
-    "psum.reports.cli",  # report
+    "psum.cli.golden",  # formats, quantize, step
+    "psum.cli.hw",  # verilog, sim
+    "psum.cli.flows",  # synth
+    "psum.cli.nets",  # train, sweep, eval
+    "psum.cli.quant",  # qat, fake2true
+    "psum.cli.report",  # report
 )
 
 

@@ -1,6 +1,6 @@
 """Partial-sum statistics of emulated layers: why an accumulator format fails.
 
-Collected per layer when :func:`psum.golden.emulate.emulate` runs with ``stats=True`` (sequential
+Collected per layer when :func:`psum.golden.emulation.layers.emulate` runs with ``stats=True`` (sequential
 order; every step goes through ``mac_step``, so it is slower). For every MAC step
 ``acc' = round(acc + p)`` of every output element (``p`` the exact product, in accumulator units):
 
@@ -28,7 +28,7 @@ from collections import Counter
 
 import numpy as np
 
-from .formats import IntFormat
+from psum.golden.formats import IntFormat
 
 __all__ = ["PartialSumStats", "collect_stats", "CANCEL_BITS"]
 

@@ -31,7 +31,7 @@ def _print_table(rows: list[dict], cols: list[str], file=None) -> None:
 
 
 def _cmd_train(args) -> int:
-    from .train import train
+    from psum.nets.train import train
 
     ckpt = train(args.model, args.dataset, epochs=args.epochs, seed=args.seed, data_dir=args.data_dir, out=args.out,
                  width=args.width, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
@@ -50,24 +50,24 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from .data import dataset_info, load_dataset
-    from .train import evaluate, load_checkpoint
+    from psum.nets.data import dataset_info, load_dataset
+    from psum.nets.train import evaluate, load_checkpoint
 
     net, meta = load_checkpoint(args.model, args.dataset, path=args.checkpoint)
     info = dataset_info(args.dataset)
     ds = load_dataset(args.dataset, "test", args.data_dir, channels=meta["in_channels"])
     prog = True if args.progress else None
     if args.spec:
-        from .golden import MacSpec
-        from .golden.emulate import emulate
-        from .sweep import CALIB_IMAGES
-        from .train import iterate_batches
+        from psum.golden import MacSpec
+        from psum.golden.emulation.layers import emulate
+        from psum.sweeps.sweep import CALIB_IMAGES
+        from psum.nets.train import iterate_batches
 
         spec = MacSpec.parse(args.spec)
         train_ds = load_dataset(args.dataset, "train", args.data_dir, channels=meta["in_channels"])
         calib = next(iterate_batches(train_ds, CALIB_IMAGES, limit=CALIB_IMAGES))[0]
         net = emulate(net, spec if args.layer == "all" else {args.layer: spec}, calib=calib)
-    from .progress import progress
+    from psum.progress import progress
 
     n = len(ds) if args.limit is None else min(args.limit, len(ds))
     with progress(total=n, desc="eval", unit="img", enabled=prog) as bar:
@@ -103,7 +103,7 @@ _SWEEP_DEFAULT = ("fp32,fp16,bf16,e5m6,e5m4,e5m3,e5m2,e4m3,e4m2,e3m3,"
 
 
 def _cmd_sweep(args) -> int:
-    from .sweep import parse_acc_list, run_sweep, search_min_acc
+    from psum.sweeps.sweep import parse_acc_list, run_sweep, search_min_acc
 
     prog = True if args.progress else None
     if args.plot:
@@ -115,8 +115,8 @@ def _cmd_sweep(args) -> int:
         entries = [_parse_search_entry(e) for e in parse_acc_list(args.acc or _SEARCH_DEFAULT)]
         layers = ["all"]
         if args.per_layer:
-            from .train import load_checkpoint
-            from .models import mac_layers
+            from psum.nets.train import load_checkpoint
+            from psum.nets.models import mac_layers
 
             layers += mac_layers(load_checkpoint(args.model, args.dataset, path=args.checkpoint)[0])
         results = []
@@ -180,7 +180,7 @@ def plot_sweep(rows: list[dict], path, *, title: str, tol: float = 1.0) -> list[
 
 
 def register(sub) -> None:
-    from .golden import FORMAT_HELP, SPEC_HELP  # light: no torch
+    from psum.golden import FORMAT_HELP, SPEC_HELP  # light: no torch
 
     def common(p, *, data=True):
         p.add_argument("--model", required=True, choices=_MODELS, help="network")

@@ -4,7 +4,7 @@ Every kernel here computes, for each output element independently, exactly what 
 :func:`psum.golden.mac_step` cycle by cycle computes: the accumulator starts from ``init[m, n]``
 (the loaded bias) and takes one product per step, ``k = 0 .. K-1`` in order. Operands,
 products and accumulators travel as float64 (or float32) *values* that equal the format values
-exactly; the caller (:mod:`psum.golden.emulate`) quantises them.
+exactly; the caller (:mod:`psum.golden.emulation.layers`) quantises them.
 
 Backends, fastest first (``backend="auto"`` picks the first whose exactness conditions hold):
 
@@ -14,7 +14,7 @@ Backends, fastest first (``backend="auto"`` picks the first whose exactness cond
     float32 or ``2**53`` for float64, whatever order BLAS uses) followed by one wrap is
     bit-identical to the sequential unit.
 ``c``
-    The C/OpenMP kernel in ``golden/csrc/psum_kernels.c`` (compiled at first use with the system
+    The C/OpenMP kernel in ``golden/emulation/csrc/psum_kernels.c`` (compiled at first use with the system
     gcc into ``~/.cache/psum/``, loaded with ctypes). Float accumulators: TwoSum + round-to-odd +
     integer rounding (proof in the C file's header), vectorised across output elements, with a
     scalar exact fix-up for the rare flagged lanes (subnormals, overflow, specials). Stochastic
@@ -44,11 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _vector as V
-from .formats import FloatFormat, IntFormat
-from .mac import mac_step
-from .rounding import Rounding
-from .spec import MacSpec
+from psum.golden import _vector as V
+from psum.golden.formats import FloatFormat, IntFormat
+from psum.golden.mac import mac_step
+from psum.golden.rounding import Rounding
+from psum.golden.spec import MacSpec
 
 __all__ = ["accumulate", "sr_rand", "c_kernel_available", "float_path_ok", "BACKENDS"]
 

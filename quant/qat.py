@@ -1,6 +1,6 @@
 """Quantisation-aware training (QAT) and export to a :class:`QuantNet`, the quantised network that
-both the true integer program (:mod:`psum.intprog`) and the fake-quantised float graph
-(:mod:`psum.fake2true`) execute.
+both the true integer program (:mod:`psum.quant.intprog`) and the fake-quantised float graph
+(:mod:`psum.quant.fake2true`) execute.
 
 Scheme (the common symmetric/unsigned one, as in Jacob et al. 2018 and PACT, Choi et al. 2018):
 
@@ -23,7 +23,7 @@ Scheme (the common symmetric/unsigned one, as in Jacob et al. 2018 and PACT, Cho
   ``b' = (b - mean) g/sigma + beta`` with the checkpoint's running statistics), so QAT already
   trains the folded weights and the export needs no folding step.
 * ``pow2=True`` rounds every scale up to a power of two (straight-through), one of the remedies
-  studied in :mod:`psum.fake2true`.
+  studied in :mod:`psum.quant.fake2true`.
 
 The network is read with ``torch.fx`` (``Conv2d``, ``Linear``, ``BatchNorm2d``, ``ReLU``,
 max/average pooling, flatten/view, residual ``+``, ``Dropout``/``Identity``); anything else raises a
@@ -180,7 +180,7 @@ def _load_blob(path, fmt: str, what: str) -> dict:
     """``torch.load`` of a psum file whose ``format`` field is ``fmt``; one-line errors otherwise."""
     import torch
 
-    from .errors import PsumError
+    from psum.errors import PsumError
 
     try:
         blob = torch.load(path, weights_only=True)
@@ -627,7 +627,7 @@ def evaluate_qat(qnet, ds, *, limit=None, batch_size: int = 256) -> float:
     """Top-1 accuracy (%) of the fake-quantised network in float32."""
     import torch
 
-    from .train import iterate_batches
+    from psum.nets.train import iterate_batches
 
     qnet.eval()
     correct = total = 0
@@ -644,8 +644,8 @@ def train_qat(qnet: QatNet, ds, *, epochs: int = 3, lr: float = 5e-4, batch_size
     import torch
     import torch.nn.functional as F
 
-    from .progress import progress
-    from .train import iterate_batches
+    from psum.progress import progress
+    from psum.nets.train import iterate_batches
 
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, not {epochs!r}")
@@ -697,9 +697,9 @@ def qat(model: str, dataset: str, *, width: float | None = None, w_bits: int = 8
     """
     import torch
 
-    from .data import input_channels, load_dataset
-    from .models import default_width
-    from .train import checkpoint_path, ensure_checkpoint, iterate_batches
+    from psum.nets.data import input_channels, load_dataset
+    from psum.nets.models import default_width
+    from psum.nets.train import checkpoint_path, ensure_checkpoint, iterate_batches
 
     torch.manual_seed(seed)
     w = default_width(model, dataset) if width is None else width

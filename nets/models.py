@@ -2,7 +2,7 @@
 
 Written here from the papers (torchvision is not importable beside this CPU torch), with
 ``nn.Conv2d`` and ``nn.Linear`` as the only multiply-accumulate layers, because those are the
-layers :func:`psum.golden.emulate.emulate` replaces with bit-exact MAC arithmetic. Everything else
+layers :func:`psum.golden.emulation.layers.emulate` replaces with bit-exact MAC arithmetic. Everything else
 (ReLU, pooling, batch norm, dropout, residual additions) stays in float32.
 
 Every model takes a ``width`` multiplier that scales all channel counts and hidden sizes (1.0 = the

@@ -1,4 +1,4 @@
-"""The true integer program of a :class:`psum.qat.QuantNet`: integer codes in, integer codes out.
+"""The true integer program of a :class:`psum.quant.qat.QuantNet`: integer codes in, integer codes out.
 
 What every layer computes (all integers, no floating point anywhere on the data path):
 
@@ -18,7 +18,7 @@ Convolution / Linear (a MAC layer)
       uses; otherwise an int64 GEMM) and wrapped once: bit-identical to wrapping after each step.
       ``overflow=sat`` (and an integer ``prod`` format) is not associative: it runs the steps in
       order, vectorised over all output elements. Both run through
-      :func:`psum.golden.kernels.accumulate`, the machinery of every emulated layer.
+      :func:`psum.golden.emulation.kernels.accumulate`, the machinery of every emulated layer.
 
 Requantisation (every op that produces new codes: MAC layers, ``add``, ``avgpool``)
     ``y = clamp(round(acc * m / 2**shift) + z_out, lo, hi)`` with an integer multiplier
@@ -198,14 +198,14 @@ def _im2col(x, kernel, stride, padding, pad_value):
 def _mac_layer(cols, w, bias, spec):
     """Accumulators ``(R, C)`` int64 of ``bias + sum_k cols[:, k] * w[:, k]`` under ``spec``.
 
-    The same machinery as every emulated layer (:func:`psum.golden.kernels.accumulate`): the
+    The same machinery as every emulated layer (:func:`psum.golden.emulation.kernels.accumulate`): the
     accumulator loads the bias, then one product per step in order, bit-identical to ``mac_step``
     (wrapping accumulators take the exact-GEMM-then-wrap path, saturating ones step sequentially).
     """
     import torch
 
     from psum.golden._vector import fit_int
-    from psum.golden.kernels import accumulate
+    from psum.golden.emulation.kernels import accumulate
 
     start = fit_int(spec.acc, np.asarray(bias, dtype=np.int64), spec.saturate)  # the unit's load
     A = torch.as_tensor(np.asarray(cols), dtype=torch.float64)
@@ -258,7 +258,7 @@ class IntProgram:
             Also return each MAC layer's accumulators (before requantisation).
         feed : callable, optional
             ``feed(i, layer, input_codes_list)`` may return codes that replace layer ``i``'s
-            output (used by :mod:`psum.fake2true` for layer-by-layer comparisons).
+            output (used by :mod:`psum.quant.fake2true` for layer-by-layer comparisons).
 
         Returns
         -------

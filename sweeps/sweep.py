@@ -1,7 +1,7 @@
 """Accumulator sweeps: network accuracy per MAC spec, network-wide and per layer, with resume.
 
-:func:`run_sweep` evaluates a trained model (see :mod:`psum.train`) with every Conv2d/Linear
-computed bit-exactly by :func:`psum.golden.emulate.emulate` under each accumulator format, and
+:func:`run_sweep` evaluates a trained model (see :mod:`psum.nets.train`) with every Conv2d/Linear
+computed bit-exactly by :func:`psum.golden.emulation.layers.emulate` under each accumulator format, and
 :func:`search_min_acc` finds the smallest accumulator within a tolerance of the float32 baseline.
 Both append one JSON object per finished row to a results file (:class:`psum.resultsfile.ResultsFile`)
 and skip rows already there, so an interrupted run resumes where it stopped.
@@ -45,10 +45,10 @@ import datetime
 import hashlib
 import time
 
-from . import __version__
-from .data import dataset_info, load_dataset
-from .progress import progress
-from .resultsfile import ResultsFile
+from psum import __version__
+from psum.nets.data import dataset_info, load_dataset
+from psum.progress import progress
+from psum.resultsfile import ResultsFile
 
 __all__ = ["run_sweep", "search_min_acc", "min_passing", "make_spec", "parse_acc_list", "default_operands",
            "DEFAULT_FLOAT_OPERAND", "DEFAULT_INT_OPERAND", "KEY_FIELDS", "SEARCH_RANGES"]
@@ -63,7 +63,7 @@ SEARCH_RANGES = {"man": (1, 23), "exp": (2, 8), "int": (4, 32)}
 
 def default_operands(acc_fmt) -> str:
     """Operand format used for ``a`` and ``b`` when none is given: int8 for int accumulators, else fp8_e4m3."""
-    from .golden import IntFormat
+    from psum.golden import IntFormat
 
     return DEFAULT_INT_OPERAND if isinstance(acc_fmt, IntFormat) else DEFAULT_FLOAT_OPERAND
 
@@ -89,7 +89,7 @@ def make_spec(acc, *, a=None, b=None, rounding="rne", overflow=None, extra=None)
     ValueError
         Bad format, combination or field (one line, from :class:`MacSpec`).
     """
-    from .golden import MacSpec, parse_format
+    from psum.golden import MacSpec, parse_format
 
     text = str(acc)
     if ":" in text:
@@ -122,7 +122,7 @@ def _file_digest(path) -> str:
 
 
 def _fmt_fields(spec) -> dict:
-    from .golden import IntFormat
+    from psum.golden import IntFormat
 
     acc = spec.acc
     if isinstance(acc, IntFormat):
@@ -137,7 +137,7 @@ class _Context:
                  progress_enabled, weight_scale, act_scale, seed, train_if_missing):
         import torch
 
-        from .train import ensure_checkpoint, load_checkpoint
+        from psum.nets.train import ensure_checkpoint, load_checkpoint
 
         info = dataset_info(dataset)
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -160,7 +160,7 @@ class _Context:
         self.checkpoint = _file_digest(self.meta["path"])
         self.calib_name = f"train[:{CALIB_IMAGES}]"
         train_ds = load_dataset(dataset, "train", data_dir, channels=chans)
-        from .train import iterate_batches
+        from psum.nets.train import iterate_batches
 
         self.calib = next(iterate_batches(train_ds, CALIB_IMAGES, limit=CALIB_IMAGES))[0]
         self.results = ResultsFile(out, KEY_FIELDS) if out is not None else None
@@ -186,7 +186,7 @@ class _Context:
         self.memory[tuple(sorted((a, str(b)) for a, b in k.items()))] = row
 
     def _eval(self, net, desc):
-        from .train import evaluate
+        from psum.nets.train import evaluate
 
         if self.bar_images is not None:
             self.bar_images.reset(total=self.n_images)
@@ -221,7 +221,7 @@ class _Context:
 
     def evaluate_spec(self, spec, layer="all") -> tuple[dict, bool]:
         """The row of ``spec`` applied to ``layer`` ("all" or a name); (row, computed_now)."""
-        from .golden.emulate import emulate
+        from psum.golden.emulation.layers import emulate
 
         spec_text = str(spec)
         row = self.lookup(spec_text, layer)
@@ -252,7 +252,7 @@ def run_sweep(model: str, dataset: str, accs, *, a=None, b=None, rounding: str =
     Parameters
     ----------
     model, dataset : str
-        Which checkpoint to load (:func:`psum.train.load_checkpoint`).
+        Which checkpoint to load (:func:`psum.nets.train.load_checkpoint`).
     accs : str or list of str
         Accumulator entries ``FMT[:OVERFLOW]`` (a comma-separated string or a list).
     a, b : str, optional
@@ -276,7 +276,7 @@ def run_sweep(model: str, dataset: str, accs, *, a=None, b=None, rounding: str =
     progress_enabled : bool, optional
         Force bars on/off (default: when stderr is a TTY).
     weight_scale, act_scale : str
-        Operand scaling, passed to :func:`psum.golden.emulate.emulate`.
+        Operand scaling, passed to :func:`psum.golden.emulation.layers.emulate`.
     seed : int
         Stochastic-rounding seed.
     train_if_missing : bool
@@ -294,7 +294,7 @@ def run_sweep(model: str, dataset: str, accs, *, a=None, b=None, rounding: str =
     ValueError, FileNotFoundError, psum.errors.PsumError
         Bad format, missing data or checkpoint (one line).
     """
-    from .models import mac_layers
+    from psum.nets.models import mac_layers
 
     specs = [make_spec(acc, a=a, b=b, rounding=rounding, overflow=overflow, extra=extra) for acc in parse_acc_list(accs)]
     if not (network or per_layer):
@@ -421,7 +421,7 @@ def search_min_acc(model: str, dataset: str, *, kind: str, exp_bits: int | None 
                                         weight_scale=weight_scale, act_scale=act_scale, seed=seed,
                                         train_if_missing=train_if_missing))
     if layer != "all":
-        from .models import mac_layers
+        from psum.nets.models import mac_layers
 
         if layer not in mac_layers(ctx.net):
             raise ValueError(f"layer must be 'all' or one of {', '.join(mac_layers(ctx.net))}, not {layer!r}")

@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .emulate import EmulatedConv2d, EmulatedLinear, emulate
+from .layers import EmulatedConv2d, EmulatedLinear, emulate
 from .kernels import _codes, sr_rand
-from .mac import mac_step
-from .rounding import Rounding
-from .spec import MacSpec
+from psum.golden.mac import mac_step
+from psum.golden.rounding import Rounding
+from psum.golden.spec import MacSpec
 
 __all__ = ["record_streams", "as_streams"]
 
@@ -114,6 +114,6 @@ def record_streams(model, spec, layer_name: str, x, n_outputs: int, seed: int = 
 
 
 def as_streams(record: dict) -> list:
-    """The ``(a_codes, b_codes, init_code)`` list that :func:`psum.hw.sim.simulate` (``streams=``)
+    """The ``(a_codes, b_codes, init_code)`` list that :func:`psum.hw.verify.sim.simulate` (``streams=``)
     and :func:`psum.flows.synth.synthesize` (``streams=``) take, from a :func:`record_streams` dict."""
     return [(record["a"][i], record["b"][i], int(record["init"][i])) for i in range(len(record["init"]))]

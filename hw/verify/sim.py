@@ -6,7 +6,7 @@ How a run works (:func:`simulate`):
    ``rst, load, en, a, b, init, rand``.
 2. The unit's Verilog (:func:`psum.hw.verilog`) and a small Verilog harness (:func:`harness_verilog`)
    are built with the cocotb runner for Icarus, one build directory per spec (named ``spec.name``).
-3. The cocotb test (``psum.hw.cocotb_tb``, file ``hw/cocotb_tb.py``) starts the clock. In ``stream`` mode (default) the
+3. The cocotb test (``psum.hw.verify.cocotb_tb``, file ``hw/cocotb_tb.py``) starts the clock. In ``stream`` mode (default) the
    harness reads one stimulus row per cycle from a text file at the falling edge and writes the
    accumulator it sees at the next falling edge, so no Python runs per cycle. In ``drive`` mode the
    cocotb coroutine writes every input and reads ``acc`` itself each cycle (slower; a cross-check of
@@ -56,7 +56,7 @@ FIELDS = ("rst", "load", "en", "a", "b", "init", "rand")
 # Build directories live here unless the caller gives one (relative to the working directory).
 DEFAULT_CACHE = Path(".psum-cache") / "sim"
 
-_TB_MODULE = "psum.hw.cocotb_tb"  # importable from the installed package
+_TB_MODULE = "psum.hw.verify.cocotb_tb"  # importable from the installed package
 _UNKNOWN = (1 << 64) - 1  # stands for a register value with x/z bits
 _TOP = "psum_mac_tb"
 PERIOD_NS = 10  # clock period of the harness and of the cocotb drive mode
@@ -578,7 +578,7 @@ def amaranth_trace(spec, stim: dict, **implementation) -> np.ndarray:
     from amaranth.hdl import ClockDomain, Module
     from amaranth.sim import Simulator
 
-    from . import generate
+    from psum.hw import generate
 
     spec = MacSpec.parse(spec)
     dut = generate(spec, **implementation)

@@ -57,7 +57,7 @@ def format_result(r) -> str:
 
 
 def _cmd_synth(args) -> int:
-    from .synth import synthesize_many
+    from psum.flows.synth import synthesize_many
 
     results = synthesize_many(args.specs, jobs=args.jobs, force=args.force, cache_dir=args.cache_dir,
                               n_outputs=args.outputs)

@@ -6,7 +6,7 @@ __all__ = ["register"]
 
 
 def _cmd_report(args) -> int:
-    from .report import ReportConfig, build_report
+    from psum.reports.report import ReportConfig, build_report
 
     kw = dict(model=args.model, dataset=args.dataset, tol=args.tol, limit=args.limit, data_dir=args.data_dir,
               jobs=args.jobs, sim_cycles=args.sim_cycles, per_layer=not args.no_per_layer)

@@ -20,11 +20,11 @@ import os
 import time
 from pathlib import Path
 
-from . import __version__
+from psum import __version__
 from .data import dataset_info, input_channels, load_dataset
-from .errors import PsumError
+from psum.errors import PsumError
 from .models import MODELS, build_model, default_width
-from .progress import progress
+from psum.progress import progress
 
 __all__ = ["train", "evaluate", "load_checkpoint", "ensure_checkpoint", "checkpoint_path",
            "checkpoint_dir", "default_epochs", "iterate_batches"]
@@ -48,7 +48,7 @@ def default_epochs(model: str, dataset: str) -> int:
 def checkpoint_dir() -> Path:
     """Where checkpoints live: ``$PSUM_CHECKPOINT_DIR`` or ``checkpoints/`` in the repository."""
     env = os.environ.get("PSUM_CHECKPOINT_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "checkpoints"
+    return Path(env) if env else Path(__file__).resolve().parent / "checkpoints"
 
 
 def checkpoint_path(model: str, dataset: str, directory=None) -> Path:
@@ -179,9 +179,9 @@ def train(model: str, dataset: str, *, epochs: int | None = None, seed: int = 0,
     Parameters
     ----------
     model : str
-        One of :data:`psum.models.MODELS`.
+        One of :data:`psum.nets.models.MODELS`.
     dataset : str
-        One of :data:`psum.data.DATASETS`.
+        One of :data:`psum.nets.data.DATASETS`.
     epochs : int, optional
         Default :func:`default_epochs`.
     seed : int
@@ -191,7 +191,7 @@ def train(model: str, dataset: str, *, epochs: int | None = None, seed: int = 0,
     out : str or Path, optional
         Checkpoint path; default :func:`checkpoint_path`.
     width : float, optional
-        Width multiplier; default :func:`psum.models.default_width`.
+        Width multiplier; default :func:`psum.nets.models.default_width`.
     batch_size : int
     lr : float, optional
         Default for Adam 3e-3 (LeNet5) or 1e-3, for SGD 0.05 (momentum 0.9, weight decay 5e-4); cosine schedule.

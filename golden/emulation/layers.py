@@ -22,11 +22,11 @@ as a MAC unit running :func:`psum.golden.mac_step` cycle by cycle would:
    input positions are issued as steps with ``a = +0`` (the MAC unit sees them). Stride,
    dilation and groups are supported (each group is its own GEMM); padding modes other than
    zeros and string padding other than "valid" are rejected. ``spec.order`` selects chunked,
-   tree or multi-term-adder orders (:func:`psum.golden.kernels.accumulate_order`).
+   tree or multi-term-adder orders (:func:`psum.golden.emulation.kernels.accumulate_order`).
 4. **Output.** The final accumulator value times ``s_a * s_w`` is the layer output (float32, or the
    input's dtype if float64). An accumulator that overflowed to inf/NaN propagates.
 
-Stochastic rounding takes its random bits from :func:`psum.golden.kernels.sr_rand` of the layer's
+Stochastic rounding takes its random bits from :func:`psum.golden.emulation.kernels.sr_rand` of the layer's
 seed (``seed`` mixed with the layer name), the output element's flat index in the layer's output
 tensor of that forward call, and the step number; the result is reproducible and independent of
 the backend.
@@ -43,10 +43,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .formats import FloatFormat, IntFormat
+from psum.golden.formats import FloatFormat, IntFormat
 from .kernels import BACKENDS, _fmix32, accumulate_order, check_order
-from .rounding import Rounding
-from .spec import MacSpec
+from psum.golden.rounding import Rounding
+from psum.golden.spec import MacSpec
 
 __all__ = ["emulate", "EmulatedConv2d", "EmulatedLinear", "quantize_operand", "compute_scale",
            "WEIGHT_SCALES", "ACT_SCALES"]
@@ -174,9 +174,9 @@ class EmulatedLinear(_Emulated):
         Layer name (seeds stochastic rounding, labels statistics).
     seed : int
     backend : str
-        Kernel backend (:data:`psum.golden.kernels.BACKENDS`).
+        Kernel backend (:data:`psum.golden.emulation.kernels.BACKENDS`).
     stats : bool
-        Collect partial-sum statistics (:mod:`psum.golden.stats`; sequential order, slower).
+        Collect partial-sum statistics (:mod:`psum.golden.emulation.stats`; sequential order, slower).
     """
 
     def __init__(self, layer: nn.Linear, spec, *, weight_scale="channel", act_scale="tensor",
@@ -313,7 +313,7 @@ def emulate(model: nn.Module, spec, *, weight_scale="channel", act_scale="tensor
         Calibration inputs: activation scales come from a float forward over them. Without it,
         each layer calibrates on its first batch.
     stats : bool
-        Collect partial-sum statistics (read them with :func:`psum.golden.stats.collect_stats`).
+        Collect partial-sum statistics (read them with :func:`psum.golden.emulation.stats.collect_stats`).
     device : torch.device or str, optional
         Move the copy there.
     seed : int

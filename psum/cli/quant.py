@@ -5,9 +5,9 @@ calibrates and fine-tunes with fake quantisers, and writes ``checkpoints/<model>
 
 ``psum fake2true --model M --dataset D --formats fp64,fp32,bf16,fp16,e8m10`` runs the QAT
 network's fake-quantised graph in each float format and the true integer program, prints the
-mismatch table (or ``--json``), appends the result to ``reports/fake2true/results.jsonl`` (resumed:
+mismatch table (or ``--json``), appends the result to ``results/fake2true/results.jsonl`` (resumed:
 a setting already there is not recomputed unless ``--force``) and rewrites the report section
-(``reports/fake2true/fake2true.md``, ``.png``, ``.svg``) from every stored result.
+(``results/fake2true/fake2true.md``, ``.png``, ``.svg``) from every stored result.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from pathlib import Path
 __all__ = ["register", "qat_path", "cmd_qat", "cmd_fake2true"]
 
 DEFAULT_FORMATS = "fp64,fp32,bf16,fp16,e8m10"
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "reports" / "fake2true"
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "results" / "fake2true"
 
 
 def qat_path(model: str, dataset: str, *, width=None, w_bits: int = 8, pow2: bool = False) -> Path:
     """Default QAT checkpoint path: ``<checkpoint dir>/<model>[-w<width>]-<dataset>-qat[-int4][-pow2].pt``."""
-    from .train import checkpoint_dir
+    from psum.nets.train import checkpoint_dir
 
     name = model + (f"-w{width:g}" if width is not None else "") + f"-{dataset}-qat"
     name += f"-int{w_bits}" if w_bits != 8 else ""
@@ -45,7 +45,7 @@ def _add_model_args(p) -> None:
 
 
 def _ensure_qat(args, *, train_if_missing: bool):
-    from .qat import load_qat, qat, save_qat
+    from psum.quant.qat import load_qat, qat, save_qat
 
     path = Path(args.qat) if args.qat else qat_path(args.model, args.dataset, width=args.width,
                                                      w_bits=args.w_bits, pow2=args.pow2)
@@ -76,9 +76,9 @@ def cmd_fake2true(args) -> int:
     """``psum fake2true``: compare, print, store, write the report section."""
     from psum.golden import parse_format
 
-    from .data import input_channels, load_dataset
-    from .fake2true import format_table, parse_remedies, run_fake2true, write_fake2true_section
-    from .resultsfile import ResultsFile
+    from psum.nets.data import input_channels, load_dataset
+    from psum.quant.fake2true import format_table, parse_remedies, run_fake2true, write_fake2true_section
+    from psum.resultsfile import ResultsFile
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     if not formats:
@@ -138,7 +138,7 @@ def _section_rows(rows):
 def _first(ds, limit):
     import torch
 
-    from .train import iterate_batches
+    from psum.nets.train import iterate_batches
 
     xs, ys = [], []
     for x, y in iterate_batches(ds, 256, limit=limit):

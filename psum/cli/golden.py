@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 
-from .formats import NAMED, FORMAT_HELP, FloatFormat, parse_format
-from .mac import mac_step
-from .rounding import ROUNDING_HELP
-from .spec import SPEC_HELP, MacSpec
+from psum.golden.formats import NAMED, FORMAT_HELP, FloatFormat, parse_format
+from psum.golden.mac import mac_step
+from psum.golden.rounding import ROUNDING_HELP
+from psum.golden.spec import SPEC_HELP, MacSpec
 
 __all__ = ["register", "format_rows", "quantize_rows"]
 

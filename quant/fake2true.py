@@ -1,7 +1,7 @@
 """Fake-quantised graph in a chosen float format versus the true integer program.
 
 A QAT network is trained "fake-quantised": every tensor is an integer code times a scale, but the
-arithmetic is floating point. Deployed, it runs as the integer program of :mod:`psum.intprog`.
+arithmetic is floating point. Deployed, it runs as the integer program of :mod:`psum.quant.intprog`.
 This module runs the fake-quantised graph with *all* of its arithmetic carried out in a float
 format ``F`` (fp64, fp32, tf32, bf16, fp16 or any ``e<E>m<M>``), bit-exactly, and compares the
 output codes of every layer with the integer program's.
@@ -26,7 +26,7 @@ row, ``round_F(sum / n)``, then the rescale. ``maxpool``/``flatten``/``relu``: o
 Remedies (switches; each measured by :func:`compare`):
 
 ``pow2``
-    power-of-two scales (re-exported from the QAT weights; see :meth:`psum.qat.QatNet.export`).
+    power-of-two scales (re-exported from the QAT weights; see :meth:`psum.quant.qat.QatNet.export`).
 ``rescale64`` (or ``rescale=FMT``)
     the rescale in fp64 instead of ``F``.
 ``fold``
@@ -236,7 +236,7 @@ class FakeGraph:
 
     Parameters
     ----------
-    prog : psum.intprog.IntProgram
+    prog : psum.quant.intprog.IntProgram
         The compiled integer program (gives the QuantNet and, for ``fold``, the multipliers).
     fmt : str or FloatFormat
         Format of products and accumulation.
@@ -429,7 +429,7 @@ def compare(qnet, images, labels, formats, *, acc="int32", overflow=None, ties: 
 
     Parameters
     ----------
-    qnet : psum.qat.QuantNet
+    qnet : psum.quant.qat.QuantNet
         The exported network (remedies ``pow2``/``zero`` are applied at export).
     images : torch.Tensor
         Float images ``(N, C, H, W)``; they are quantised by the network's input quantiser.
@@ -455,7 +455,7 @@ def compare(qnet, images, labels, formats, *, acc="int32", overflow=None, ties: 
     """
 
     from .intprog import compile_program
-    from .progress import progress
+    from psum.progress import progress
 
     prog = compile_program(qnet)
     graphs = {f: FakeGraph(prog, f, fused=fused, rescale=rescale, fold=fold) for f in formats}

@@ -1,9 +1,9 @@
-"""cocotb test module of every generated MAC unit (run through :func:`psum.hw.sim.simulate`).
+"""cocotb test module of every generated MAC unit (run through :func:`psum.hw.verify.sim.simulate`).
 
-The simulator's toplevel is the ``psum_mac_tb`` harness (:func:`psum.hw.sim.harness_verilog`)
+The simulator's toplevel is the ``psum_mac_tb`` harness (:func:`psum.hw.verify.sim.harness_verilog`)
 around the unit. The spec arrives in ``PSUM_SPEC``; the stimulus, one row per cycle, in
 ``stim.npz`` in the working directory. Both tests end by checking every cycle against
-:func:`psum.golden.mac_step` (:func:`psum.hw.sim.finish`) and writing ``result.json``.
+:func:`psum.golden.mac_step` (:func:`psum.hw.verify.sim.finish`) and writing ``result.json``.
 
 ``mac_stream``
     The harness clocks itself and plays ``stim.txt`` (no Python per cycle); this coroutine waits
@@ -22,7 +22,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
 
 from psum.golden import MacSpec
-from psum.hw.sim import FIELDS, PERIOD_NS, finish, read_response
+from .sim import FIELDS, PERIOD_NS, finish, read_response
 
 
 def _setup():

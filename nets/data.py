@@ -30,7 +30,7 @@ import os
 import pickle
 from pathlib import Path
 
-from .errors import PsumError
+from psum.errors import PsumError
 
 __all__ = ["DATASETS", "DatasetInfo", "dataset_info", "load_dataset", "input_channels", "expected_layout"]
 
