@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .formats import FloatFormat, IntFormat
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: formats imports this module for its encode/decode
+    from .formats import FloatFormat, IntFormat
 from .rounding import Rounding
 
 __all__ = [
