@@ -5,7 +5,7 @@ Layers, bottom up (README "Layout"): the numeric core ``psum.golden`` → its ne
 ``psum.hw.verify`` → synthesis ``psum.flows``; beside them the float networks ``psum.nets``, then
 ``psum.quant`` and ``psum.sweeps`` on top of networks and emulation, ``psum.reports`` on top of all,
 and the command line ``psum.cli`` over everything. The root's leaf modules (errors, progress,
-result files, paths, helpers) may be imported from anywhere and import nothing of psum themselves.
+result files, paths, helpers) may be imported from anywhere and import nothing of psum but each other.
 
 Every ``import``/``from`` statement counts, also those inside functions (a lazy import is still a
 dependency); only imports under ``if TYPE_CHECKING:`` are exempt.
@@ -37,7 +37,7 @@ FOLDERS = {
     "psum.reports": "reports",
 }
 
-# Importable from anywhere; they import nothing of psum.
+# Importable from anywhere; they import nothing of psum but each other.
 LEAVES = {"psum.errors", "psum.progress", "psum.resultsfile", "psum.paths", "psum._util"}
 
 # layer -> the layers it may import (besides itself and the leaves)
@@ -140,7 +140,8 @@ def test_imports_follow_the_layers(name):
         top = target.split(".")[0]
         if top == "psum":
             if name in LEAVES:
-                bad.append(f"{path.relative_to(ROOT)}:{line}: leaf module imports {target}")
+                if target not in LEAVES:
+                    bad.append(f"{path.relative_to(ROOT)}:{line}: leaf module imports {target}")
                 continue
             if target in LEAVES or target == "psum":
                 continue
