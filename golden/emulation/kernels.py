@@ -384,7 +384,8 @@ def codes(fmt, values):
 
 
 def _run_numpy(spec, A, B, init, *, row_base, col_stride, k_offset, seed, stats=None):
-    """mac_step over all outputs per step. ``stats`` (a callable) sees every (old, p, new) step."""
+    """mac_step over all outputs per step. ``stats`` (a callable) sees every step's
+    ``(spec, old, p, new, flags)``, the flags being the rounder's (:func:`mac_step` ``flags=True``)."""
     import torch
 
     dev = A.device
@@ -397,9 +398,11 @@ def _run_numpy(spec, A, B, init, *, row_base, col_stride, k_offset, seed, stats=
     idx = _index_grid(M, N, row_base, col_stride) if spec.rounding is Rounding.SR else None
     for k in range(K):
         rand = sr_rand(seed, idx, k_offset + k, spec.sr_bits) if idx is not None else None
-        new = mac_step(spec, acc, ac[:, k:k + 1], bc[k:k + 1, :], rand=rand)
-        if stats is not None:
-            stats(spec, acc, An[:, k:k + 1] * Bn[k:k + 1, :], new)
+        if stats is None:
+            new = mac_step(spec, acc, ac[:, k:k + 1], bc[k:k + 1, :], rand=rand)
+        else:
+            new, flags = mac_step(spec, acc, ac[:, k:k + 1], bc[k:k + 1, :], rand=rand, flags=True)
+            stats(spec, acc, An[:, k:k + 1] * Bn[k:k + 1, :], new, flags)
         acc = new
     return torch.from_numpy(spec.acc.decode(acc)).to(dev)
 
@@ -520,8 +523,8 @@ def accumulate(spec, A, B, init, *, row_base=None, col_stride=1, k_offset=0, see
     backend : str
         One of :data:`BACKENDS`.
     stats : callable, optional
-        Forces the numpy backend and is called as ``stats(spec, old_codes, products, new_codes)``
-        after every step.
+        Forces the numpy backend and is called as ``stats(spec, old_codes, products, new_codes,
+        flags)`` after every step (``flags``: the rounder's, see :func:`psum.golden.mac_step`).
 
     Returns
     -------
