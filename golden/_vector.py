@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: formats imports this module for its encode/decode
     from .formats import FloatFormat, IntFormat
-from .rounding import Rounding
+from .rounding import Rounding, round_up
 
 __all__ = [
     "as_float64",
@@ -29,6 +29,7 @@ __all__ = [
     "encode_float",
     "decode_float",
     "unpack_float",
+    "unpack",
     "encode_int",
     "decode_int",
     "unpack_int",
@@ -83,12 +84,8 @@ def draw_random(shape, sr_bits: int, seed=None, rand=None) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # The rounder: one place that turns an exact (sign, mag, exp) into a multiple of 2**ulp.
 # ---------------------------------------------------------------------------------------------
-def round_to_ulp(sign, mag, exp, ulp, rounding: Rounding, rand=None, sr_bits: int = 0):
-    """Round ``mag * 2**exp`` to an integer multiple ``q`` of ``2**ulp`` (magnitudes, sign apart).
-
-    Returns ``q`` (int64). ``ulp - exp`` bits are dropped; when it is <= 0 the value is exact and
-    ``q = mag << (exp - ulp)`` (the caller keeps that in range).
-    """
+def _round_to_ulp(sign, mag, exp, ulp, rounding: Rounding, rand=None, sr_bits: int = 0):
+    """:func:`round_to_ulp` and its inexact flag: ``(q, inexact)``."""
     shift = ulp - exp
     drop = np.clip(shift, 0, None)
     # Dropping more than n+1 bits (n = bit length of mag) leaves q = 0 with a residual in
@@ -99,38 +96,57 @@ def round_to_ulp(sign, mag, exp, ulp, rounding: Rounding, rand=None, sr_bits: in
     half = np.where(drop_c > 0, _I64(1) << np.maximum(drop_c - 1, 0), 0)
     guard = (drop_c > 0) & (rem >= half)
     sticky = (drop_c > 0) & ((rem & (half - 1)) != 0)
-    inexact = guard | sticky
-    if rounding is Rounding.RNE:
-        up = guard & (sticky | ((q & 1) == 1))
-    elif rounding is Rounding.RNA:
-        up = guard
-    elif rounding is Rounding.RTZ:
-        up = np.zeros_like(guard)
-    elif rounding is Rounding.RUP:
-        up = inexact & ~sign
-    elif rounding is Rounding.RDN:
-        up = inexact & sign
-    elif rounding is Rounding.ROD:
-        return q | inexact
-    elif rounding is Rounding.SR:
+    carry = None
+    if rounding is Rounding.SR:
         # The top sr_bits bits of the residual (truncated below) plus the random integer:
         # a carry out rounds up, so P(up) = residual (to sr_bits bits of resolution).
         k = sr_bits
         top = np.where(drop >= k, _shr(rem, np.maximum(drop - k, 0)), rem << np.clip(k - drop, 0, 62))
-        up = (top + rand) >= (1 << k)
-    else:  # pragma: no cover - Rounding is closed
-        raise AssertionError(rounding)
-    return q + up
+        carry = (top + rand) >= (1 << k)
+    up = round_up(rounding, lsb=(q & 1) == 1, guard=guard, sticky=sticky, sign=np.asarray(sign, dtype=bool),
+                  sr_carry=carry)
+    return q + up, guard | sticky
+
+
+def round_to_ulp(sign, mag, exp, ulp, rounding: Rounding, rand=None, sr_bits: int = 0):
+    """Round ``mag * 2**exp`` to an integer multiple ``q`` of ``2**ulp`` (magnitudes, sign apart).
+
+    Returns ``q`` (int64). ``ulp - exp`` bits are dropped; when it is <= 0 the value is exact and
+    ``q = mag << (exp - ulp)`` (the caller keeps that in range). The increment decision is
+    :func:`psum.golden.rounding.round_up`, the one shared by every engine.
+    """
+    return _round_to_ulp(sign, mag, exp, ulp, rounding, rand, sr_bits)[0]
 
 
 def round_float(fmt: FloatFormat, sign, mag, exp, rounding: Rounding, *, saturate=False,
-                rand=None, sr_bits: int = 0) -> np.ndarray:
+                rand=None, sr_bits: int = 0, flags: bool = False):
     """Round exact values ``(-1)**sign * mag * 2**exp`` (``mag`` < 2**61) to codes of ``fmt``.
 
     Overflow (the value rounded with an unbounded exponent exceeds the largest finite number)
-    gives the largest finite number when ``saturate``, when the format has neither inf nor NaN
-    (``fin``), or when the rounding mode rounds toward zero for this sign (rtz, rod, rup of a
-    negative, rdn of a positive); otherwise +-inf (``ieee``) or the canonical NaN (``fn``, ``fnuz``).
+    gives the codes of :meth:`psum.golden.FloatFormat.overflow_codes` for ``(rounding,
+    saturate)``: the largest finite number or +-inf / the canonical NaN, by sign.
+
+    Parameters
+    ----------
+    fmt : FloatFormat
+        Target format.
+    sign, mag, exp : array_like
+        The exact values (broadcast together).
+    rounding : Rounding
+        Rounding mode.
+    saturate : bool
+        ``overflow=sat``.
+    rand, sr_bits
+        Stochastic rounding: random integers in ``[0, 2**sr_bits)``.
+    flags : bool
+        Also return the exception flags.
+
+    Returns
+    -------
+    numpy.ndarray of uint64, or (codes, dict) when ``flags``
+        The dict holds bool arrays ``overflow`` (as defined above), ``underflow`` (inexact and
+        below the smallest normal magnitude: subnormal, zero or flushed) and ``inexact`` (the
+        code's value differs from the exact one), HardFloat's / cvfpu's OF, UF and NX.
     """
     sign = np.asarray(sign, dtype=bool)
     mag = np.asarray(mag, dtype=_I64)
@@ -139,33 +155,27 @@ def round_float(fmt: FloatFormat, sign, mag, exp, rounding: Rounding, *, saturat
     M = fmt.man_bits
     E = exp + bit_length(mag) - 1  # exponent of the leading one
     e_eff = np.maximum(E, fmt.emin) if fmt.subnormals else E
-    q = round_to_ulp(sign, mag, exp, e_eff - M, rounding, rand, sr_bits)
+    q, inexact = _round_to_ulp(sign, mag, exp, e_eff - M, rounding, rand, sr_bits)
     # Pack: a carry out of the significand (q = 2**(M+1), or a subnormal reaching 2**M) moves into
     # the exponent field by plain addition, so no renormalisation step is needed.
     code = ((e_eff + fmt.bias) << M) + q - (1 << M)
     code = np.where(mag == 0, 0, code)
+    tiny = (mag != 0) & (code < (1 << M))
     if not fmt.subnormals:  # flush results whose rounded magnitude is below the smallest normal
         code = np.where(code < (1 << M), 0, code)
     over = code > fmt.max_code
-    if over.any():
-        to_max = np.full(code.shape, saturate or fmt.specials == "fin")
-        if rounding in (Rounding.RTZ, Rounding.ROD):
-            to_max[...] = True
-        elif rounding is Rounding.RUP:
-            to_max |= sign
-        elif rounding is Rounding.RDN:
-            to_max |= ~sign
-        special = fmt.inf_code if fmt.has_inf else (fmt.nan_code if fmt.has_nan else fmt.max_code)
-        code = np.where(over, np.where(to_max, fmt.max_code, special), code)
-        nan_out = over & ~to_max & (fmt.specials in ("fn", "fnuz"))
-    else:
-        nan_out = np.zeros(code.shape, dtype=bool)
     out = code.astype(np.uint64) | (sign.astype(np.uint64) << np.uint64(fmt.exp_bits + M))
     if fmt.specials == "fnuz":  # no negative zero; the single NaN is 0x80..
         out = np.where(code == 0, np.uint64(0), out)
-    if nan_out.any():
-        out = np.where(nan_out, np.uint64(fmt.nan_code), out)
-    return out
+    if over.any():
+        pos, neg = fmt.overflow_codes(rounding, saturate)
+        out = np.where(over, np.where(sign, np.uint64(neg), np.uint64(pos)), out)
+    if not flags:
+        return out
+    inexact = inexact | over
+    if not fmt.subnormals:  # a flushed non-zero result is inexact too
+        inexact = inexact | tiny
+    return out, {"overflow": over, "underflow": tiny & inexact, "inexact": inexact}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,6 +243,16 @@ def unpack_float(fmt: FloatFormat, bits):
         cls = np.where(bits == np.uint64(fmt.sign_bit), NAN, cls).astype(np.int8)
     mag = np.where(cls == ZERO, 0, mag)
     return sign, mag, exp, cls
+
+
+def unpack(fmt, bits):
+    """``(sign, mag, exp, cls)`` of codes of any format: :func:`unpack_float`, or for an integer
+    format the exact value as ``(v < 0, |v|, 0, ZERO or FINITE)`` (integers enter the float
+    datapaths as exact floats with exponent 0)."""
+    if fmt.is_float:
+        return unpack_float(fmt, bits)
+    v = unpack_int(fmt, bits)
+    return v < 0, np.abs(v), np.zeros_like(v), np.where(v == 0, ZERO, FINITE).astype(np.int8)
 
 
 def decode_float(fmt: FloatFormat, bits) -> np.ndarray:

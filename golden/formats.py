@@ -199,6 +199,46 @@ class FloatFormat:
             return self.sign_bit
         return None
 
+    def overflow_codes(self, rounding: "Rounding | str" = "rne", saturate: bool = False) -> tuple[int, int]:
+        """Codes of a positive and a negative overflow: the one overflow table of every engine.
+
+        A result overflows when its magnitude, rounded with an unbounded exponent, exceeds the
+        largest finite number. It becomes the largest finite number when ``saturate``, when the
+        format has no inf and no NaN (``fin``), or when the rounding mode would not round a
+        magnitude beyond the largest finite one *up* for that sign (IEEE 754 section 7.4: rtz,
+        rod, rup of a negative, rdn of a positive -- read off :func:`psum.golden.rounding.round_up`
+        with every dropped bit set); otherwise +-inf (``ieee``) or the canonical NaN (``fn``,
+        ``fnuz``). Computed once per (format, rounding, saturation) and consumed by golden, the
+        torch and C kernels and the RTL; the Fraction reference keeps its own rule on purpose.
+
+        Parameters
+        ----------
+        rounding : Rounding or str
+            Rounding mode of the result.
+        saturate : bool
+            The spec's ``overflow=sat``.
+
+        Returns
+        -------
+        (int, int)
+            Full codes (sign bit included) for a positive and for a negative overflow.
+        """
+        from .rounding import round_up
+
+        mode = parse_rounding(rounding)
+        codes = []
+        for sign in (False, True):
+            t = np.bool_(True)
+            grows = bool(round_up(mode, lsb=t, guard=t, sticky=t, sign=np.bool_(sign), sr_carry=t))
+            neg = self.sign_bit if sign else 0
+            if saturate or self.specials == "fin" or not grows:
+                codes.append(self.max_code | neg)
+            elif self.has_inf:
+                codes.append(self.inf_code | neg)
+            else:
+                codes.append(self.nan_code)
+        return codes[0], codes[1]
+
     @property
     def tag(self) -> str:
         """Identifier-safe canonical text, used in module names (``e4m3fn``, ``e5m10``)."""

@@ -35,11 +35,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import _vector as V
-from .formats import FloatFormat, IntFormat
-from .rounding import Rounding
+from .formats import FloatFormat
+from .rounding import Rounding, exact_zero_sign
 from .spec import MacSpec
 
-__all__ = ["mac_step", "fast_path_ok", "window_bits"]
+__all__ = ["mac_step", "fast_path_ok", "window_bits", "product_terms", "apply_specials",
+           "infinity_codes"]
 
 _I64 = np.int64
 _NEG_INF_POS = np.iinfo(np.int64).min // 4  # "leading-one position" of a zero operand
@@ -60,15 +61,7 @@ def fast_path_ok(spec: MacSpec) -> bool:
     return exact_prod and window_bits(spec) <= 60
 
 
-def _unpack(fmt, bits):
-    if isinstance(fmt, IntFormat):
-        v = V.unpack_int(fmt, bits)
-        zero = v == 0
-        return v < 0, np.abs(v), np.zeros_like(v), np.where(zero, V.ZERO, V.FINITE).astype(np.int8)
-    return V.unpack_float(fmt, bits)
-
-
-def mac_step(spec: MacSpec | str, acc, a, b, rand=None) -> np.ndarray:
+def mac_step(spec: MacSpec | str, acc, a, b, rand=None, *, flags: bool = False):
     """One MAC cycle: ``acc := round(acc + a*b)`` on bit patterns.
 
     Parameters
@@ -79,11 +72,23 @@ def mac_step(spec: MacSpec | str, acc, a, b, rand=None) -> np.ndarray:
         Bit patterns in the accumulator and operand formats (broadcast together).
     rand : array_like, optional
         Random integers in ``[0, 2**spec.sr_bits)`` for stochastic rounding (required then).
+    flags : bool
+        Also return the step's exception flags (see Returns).
 
     Returns
     -------
-    numpy.ndarray of uint64
-        The new accumulator bit patterns.
+    numpy.ndarray of uint64, or (codes, dict) when ``flags``
+        The new accumulator bit patterns. The dict holds bool arrays: ``overflow`` (the rounder
+        overflowed: the sum, or an unfused product, rounded with an unbounded exponent exceeds
+        the largest finite value; an integer sum or product left its range), ``underflow``,
+        ``inexact`` (of the accumulation rounding) and ``swamped`` (``inexact`` and the
+        accumulator did not change: the product was rounded away).
+
+    Raises
+    ------
+    ValueError
+        Stochastic rounding without ``rand``; ``flags`` for a spec outside the int64 datapath
+        (:func:`fast_path_ok`), where only the Fraction reference runs and it keeps no flags.
     """
     spec = MacSpec.parse(spec)
     acc, a, b = np.broadcast_arrays(*(np.asarray(x, dtype=np.uint64) for x in (acc, a, b)))
@@ -92,30 +97,46 @@ def mac_step(spec: MacSpec | str, acc, a, b, rand=None) -> np.ndarray:
             raise ValueError("stochastic rounding needs rand (one random integer per step)")
         rand = V.draw_random(acc.shape, spec.sr_bits, rand=rand)
     if not fast_path_ok(spec):
+        if flags:
+            raise ValueError(f"exception flags need the int64 datapath, which cannot compute {spec} exactly")
         from .reference import mac_step_ref
 
         out = [mac_step_ref(spec, int(c), int(x), int(y), None if rand is None else int(r))
                for c, x, y, r in np.nditer([acc, a, b, rand if rand is not None else acc])]
         return np.asarray(out, dtype=np.uint64).reshape(acc.shape)
-    if spec.int_acc:
-        return _mac_int(spec, acc, a, b)
-    return _mac_float(spec, acc, a, b, rand)
+    code, fl = _mac_int(spec, acc, a, b) if spec.int_acc else _mac_float(spec, acc, a, b, rand)
+    if not flags:
+        return code
+    fl["swamped"] = fl["inexact"] & (code == acc)
+    return code, fl
 
 
 def _mac_int(spec: MacSpec, acc, a, b):
     va = V.unpack_int(spec.a, a)
     vb = V.unpack_int(spec.b, b)
     p = va * vb  # exact: |a| * |b| < 2**61 (fast_path_ok)
+    over = np.zeros(acc.shape, dtype=bool)
     if spec.prod is not None:
+        over |= (p < spec.prod.min_int) | (p > spec.prod.max_int)
         p = V.fit_int(spec.prod, p, spec.saturate)
-    s = V.unpack_int(spec.acc, acc) + p
-    return V.int_to_code(spec.acc, V.fit_int(spec.acc, s, spec.saturate))
+    s = V.unpack_int(spec.acc, acc) + p  # exact: below 2**62 (fast_path_ok)
+    over |= (s < spec.acc.min_int) | (s > spec.acc.max_int)
+    none = np.zeros(acc.shape, dtype=bool)
+    code = V.int_to_code(spec.acc, V.fit_int(spec.acc, s, spec.saturate))
+    return code, {"overflow": over, "underflow": none, "inexact": none}
 
 
-def _mac_float(spec: MacSpec, acc, a, b, rand):
-    fmt: FloatFormat = spec.acc
-    sa, ma, ea, ca = _unpack(spec.a, a)
-    sb, mb, eb, cb = _unpack(spec.b, b)
+def product_terms(spec: MacSpec, a, b, *, flags: bool = False):
+    """The product of codes ``a``, ``b`` as exact ``(sign, mag, exp, cls)`` (cls ZERO/FINITE/INF/NAN).
+
+    Fused: the exact product. Unfused: rounded into ``spec.prod`` (stochastic rounding applies to
+    the accumulation only: the product rounds to nearest-even) and read back as a value of that
+    format. ``mag`` is meaningful only where ``cls`` is FINITE. Shared by :func:`mac_step` and the
+    multi-term adder of :mod:`psum.golden.emulation.kernels`. With ``flags``, also the product
+    rounder's ``overflow`` flag (bool array; all false when fused).
+    """
+    sa, ma, ea, ca = V.unpack(spec.a, a)
+    sb, mb, eb, cb = V.unpack(spec.b, b)
 
     # -- product: exact sign/magnitude/exponent, specials classified apart --------------------
     sp = sa ^ sb
@@ -125,21 +146,67 @@ def _mac_float(spec: MacSpec, acc, a, b, rand):
     cp = np.where((ca == V.NAN) | (cb == V.NAN) | invalid, V.NAN,
                   np.where((ca == V.INF) | (cb == V.INF), V.INF,
                            np.where((ca == V.ZERO) | (cb == V.ZERO), V.ZERO, V.FINITE)))
+    over = np.zeros(np.shape(cp), dtype=bool)
     if spec.prod is not None:
         if spec.prod.specials == "fnuz":  # a zero product has no sign there
             sp = sp & (cp != V.ZERO)
         # Unfused: round the product into its own format, then read it back.
         mode = Rounding.RNE if spec.rounding is Rounding.SR else spec.rounding
-        pcode = V.round_float(spec.prod, sp, mp, ep, mode, saturate=spec.saturate)
-        psign, mp, ep, pcls = V.unpack_float(spec.prod, pcode)
         finite = cp == V.FINITE
+        pcode, pfl = V.round_float(spec.prod, sp, np.where(finite, mp, 0), ep, mode,
+                                   saturate=spec.saturate, flags=True)
+        over = finite & pfl["overflow"]
+        psign, mp, ep, pcls = V.unpack_float(spec.prod, pcode)
         sp = np.where(finite, psign, sp)
         cp = np.where(finite, pcls, cp)
         if spec.prod.specials == "fnuz":  # a product that rounded to zero has no sign there
             sp = np.where(finite & (pcls == V.ZERO), False, sp)
+    return (sp, mp, ep, cp, over) if flags else (sp, mp, ep, cp)
 
-    sc, mc, ec, cc = V.unpack_float(fmt, acc)
-    return _add_round(spec, sp, mp, ep, cp, sc, mc, ec, cc, rand)
+
+def infinity_codes(fmt: FloatFormat, saturate: bool) -> tuple[int, int]:
+    """Codes of a +inf and a -inf *result* (from an infinite operand or product, not overflow).
+
+    An ``ieee`` format holds it as +-inf, even when saturating (IEEE: only a rounding overflows);
+    a format without inf holds it as the largest finite value when saturating or when it has no
+    NaN either (``fin``), else as its NaN. One table, read by :func:`apply_specials` and handed to
+    the C kernel.
+    """
+    if fmt.has_inf:
+        return fmt.inf_code, fmt.inf_code | fmt.sign_bit
+    if saturate or not fmt.has_nan:
+        return fmt.max_code, fmt.max_code | fmt.sign_bit
+    return fmt.nan_code, fmt.nan_code
+
+
+def apply_specials(fmt: FloatFormat, saturate: bool, code, nan, inf, inf_sign):
+    """Override ``code`` with the special results, fixed priority NaN then inf.
+
+    ``nan``/``inf`` mark results that are NaN / infinite (from NaN or infinite operands, not from
+    rounding); an infinite result takes :func:`infinity_codes` by ``inf_sign``.
+
+    Raises
+    ------
+    ValueError
+        A NaN reaches a format without NaN.
+    """
+    if inf.any():
+        pos, neg = infinity_codes(fmt, saturate)
+        code = np.where(inf, np.where(inf_sign, np.uint64(neg), np.uint64(pos)), code)
+    if nan.any():
+        if not fmt.has_nan:
+            raise ValueError(f"a NaN reached accumulator format {fmt}, which has no NaN")
+        code = np.where(nan, np.uint64(fmt.nan_code), code)
+    return code
+
+
+def _mac_float(spec: MacSpec, acc, a, b, rand):
+    sp, mp, ep, cp, p_over = product_terms(spec, a, b, flags=True)
+    sc, mc, ec, cc = V.unpack_float(spec.acc, acc)
+    code, fl = _add_round(spec, sp, mp, ep, cp, sc, mc, ec, cc, rand)
+    # why OR the product's overflow in: the step overflowed when either rounder did
+    fl["overflow"] = fl["overflow"] | p_over
+    return code, fl
 
 
 def _add_round(spec, sp, mp, ep, cp, sc, mc, ec, cc, rand):
@@ -171,13 +238,11 @@ def _add_round(spec, sp, mp, ep, cp, sc, mc, ec, cc, rand):
     total = np.where(sp, -align(mp, ep, cp), align(mp, ep, cp)) + \
         np.where(sc, -align(mc, ec, cc), align(mc, ec, cc))
     sign = total < 0
-    code = V.round_float(fmt, sign, np.abs(total), base, spec.rounding, saturate=spec.saturate,
-                         rand=rand, sr_bits=spec.sr_bits)
+    code, fl = V.round_float(fmt, sign, np.abs(total), base, spec.rounding, saturate=spec.saturate,
+                             rand=rand, sr_bits=spec.sr_bits, flags=True)
 
-    # -- exact zero sums: IEEE 754 §6.3 sign rules ---------------------------------------------
-    rdn = spec.rounding is Rounding.RDN
-    both_zero = (cp == V.ZERO) & (cc == V.ZERO)
-    zero_sign = np.where(both_zero, (sp | sc) if rdn else (sp & sc), rdn)
+    # -- exact zero sums: IEEE 754 §6.3 sign rules (the rule book) -----------------------------
+    zero_sign = exact_zero_sign(spec.rounding, both_zero=(cp == V.ZERO) & (cc == V.ZERO), sp=sp, sc=sc)
     zero_code = (zero_sign & fmt.has_neg_zero).astype(np.uint64) << np.uint64(fmt.width - 1)
     code = np.where((total == 0) & (cp <= V.FINITE) & (cc <= V.FINITE), zero_code, code)
 
@@ -185,19 +250,7 @@ def _add_round(spec, sp, mp, ep, cp, sc, mc, ec, cc, rand):
     inf_p, inf_c = cp == V.INF, cc == V.INF
     nan = (cp == V.NAN) | (cc == V.NAN) | (inf_p & inf_c & (sp != sc))
     inf = (inf_p | inf_c) & ~nan
-    if inf.any():
-        inf_sign = np.where(inf_p, sp, sc)
-        if fmt.has_inf:
-            mag_code = fmt.inf_code
-        else:  # an infinite product (from an ieee operand or product format) has no home here
-            mag_code = fmt.max_code if (spec.saturate or not fmt.has_nan) else None
-        if mag_code is None:
-            code = np.where(inf, np.uint64(fmt.nan_code), code)
-        else:
-            signed = np.uint64(mag_code) | (inf_sign.astype(np.uint64) << np.uint64(fmt.width - 1))
-            code = np.where(inf, signed, code)
-    if nan.any():
-        if not fmt.has_nan:
-            raise ValueError(f"a NaN reached accumulator format {fmt}, which has no NaN")
-        code = np.where(nan, np.uint64(fmt.nan_code), code)
-    return code
+    code = apply_specials(fmt, spec.saturate, code, nan, inf, np.where(inf_p, sp, sc))
+    # Flags belong to the rounding of a finite sum; a special result raised none of them.
+    special = nan | inf
+    return code, {k: v & ~special for k, v in fl.items()}

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from psum.golden import FloatFormat, Rounding
-from psum.golden.mac import window_bits
+from psum.golden.mac import infinity_codes, window_bits
+from psum.golden.rounding import exact_zero_sign
 
 from .float_parts import (
     FloatRounder,
@@ -138,21 +139,20 @@ class FloatMac(MacUnit):
         # -- exact zero sums: IEEE 754 section 6.3 sign rules ------------------------------------
         # Both terms zero: -0 only if both are -0 (rdn: if either is). Cancellation of non-zero
         # terms: +0 (rdn: -0). A non-zero sum that rounds to zero kept its sign in the rounder.
-        rdn = spec.rounding is Rounding.RDN
-        both_zero = p.zero & c.zero
-        zsign = Mux(both_zero, (p.sign | c.sign) if rdn else (p.sign & c.sign), int(rdn))
+        # The rule is the rule book's, the same body golden and the kernels run.
+        zsign = exact_zero_sign(spec.rounding, both_zero=p.zero & c.zero, sp=p.sign, sc=c.sign)
         zero_code = Cat(Const(0, fmt.width - 1), zsign & int(fmt.has_neg_zero))
         total_zero = mag == 0
 
         # -- the special codes -------------------------------------------------------------------
+        # Codes of an infinite result by sign: golden's infinity_codes table (inf, or without inf
+        # max finite when saturating / in a fin format, else NaN), constants at generation time.
         inf_sign = Mux(as_bit(p.inf), p.sign, c.sign) if p.inf is not False else c.sign
-        if fmt.has_inf:
-            inf_code = Cat(Const(fmt.inf_code, fmt.width - 1), inf_sign)
-        elif spec.saturate or not fmt.has_nan:
-            # No inf in the accumulator: an infinite product saturates (sat, or a fin format).
-            inf_code = Cat(Const(fmt.max_code, fmt.width - 1), inf_sign)
-        else:
-            inf_code = Const(fmt.nan_code, fmt.width)
+        ipos, ineg = infinity_codes(fmt, spec.saturate)
+        if ineg == ipos:  # the canonical NaN
+            inf_code = Const(ipos, fmt.width)
+        else:  # the same magnitude for both signs
+            inf_code = Cat(Const(ipos, fmt.width - 1), inf_sign)
         nan_code = Const(fmt.nan_code if fmt.has_nan else 0, fmt.width)
 
         # The rounded sum is computed for every input and overridden here, in the golden

@@ -27,6 +27,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from psum.golden import FloatFormat, IntFormat, Rounding
+from psum.golden.rounding import round_up
 
 __all__ = ["Unpacked", "unpack", "leading_zeros", "any_of", "all_of", "as_bit", "int_shape", "FloatRounder"]
 
@@ -352,14 +353,23 @@ class FloatRounder(wiring.Component):
         return self._sr_bits
 
     def elaborate(self, platform):
-        fmt, mode = self._fmt, self._rounding
-        N, M, k = self._mag_width, fmt.man_bits, self._sr_bits
-        lo, hi = self._exp_range
         m = Module()
+        # The stages below are the banners of cvfpu's / HardFloat's rounder, one method each (and
+        # the future pipeline cut points): normalise -> denormalise -> round -> pack -> overflow.
+        norm, E, is_zero = self._normalise(m)
+        y, e_eff, e_eff_lo, e_eff_hi = self._denormalise(m, norm, E)
+        q_r = self._round(m, y)
+        code, code_lo, code_hi = self._pack(m, q_r, e_eff, e_eff_lo, e_eff_hi)
+        m.d.comb += self.code.eq(self._overflow(m, code, code_lo, code_hi, is_zero))
+        return m
 
-        # ====================================================================================
-        # Normalise: move the leading one to the top, exponent E of the leading one.
-        # ====================================================================================
+    # ====================================================================================
+    # Normalise: move the leading one to the top, exponent E of the leading one.
+    # ====================================================================================
+    def _normalise(self, m: Module):
+        """``(norm, E, is_zero)``: ``mag`` shifted so its leading one is the top bit, and E."""
+        N = self._mag_width
+        lo, hi = self._exp_range
         # The input is unnormalised on purpose: the sum of an effective subtraction can lose
         # any number of leading bits, and an unfused product of subnormals or integers has
         # leading zeros; one LZC + left shift here serves every caller.
@@ -369,13 +379,19 @@ class FloatRounder(wiring.Component):
         # E = exp + bit_length(mag) - 1, as in the golden rounder.
         E = Signal(int_shape(lo - 1, hi + N - 1))
         m.d.comb += E.eq(self.exp + (N - 1) - lz)
+        return norm, E, is_zero
 
-        # ====================================================================================
-        # Denormalise: below emin the ulp stays at emin - M (gradual underflow), so the value
-        # moves right by ds = emin - E. Clamped at dmax: further right the leading one lies
-        # below the guard bit and the top sr_bits residual bits, which then read 0 0..0 with a
-        # sticky 1 whatever the exact shift -- the same rounding decision.
-        # ====================================================================================
+    # ====================================================================================
+    # Denormalise: below emin the ulp stays at emin - M (gradual underflow), so the value
+    # moves right by ds = emin - E. Clamped at dmax: further right the leading one lies
+    # below the guard bit and the top sr_bits residual bits, which then read 0 0..0 with a
+    # sticky 1 whatever the exact shift -- the same rounding decision.
+    # ====================================================================================
+    def _denormalise(self, m: Module, norm, E):
+        """``(y, e_eff, e_eff_lo, e_eff_hi)``: the value aligned at the ulp of exponent e_eff."""
+        fmt = self._fmt
+        N, M, k = self._mag_width, fmt.man_bits, self._sr_bits
+        lo, hi = self._exp_range
         dmax = M + 2 + max(k, 1)
         if fmt.subnormals and lo - 1 < fmt.emin:
             ds = Signal(range(dmax + 1))
@@ -392,51 +408,46 @@ class FloatRounder(wiring.Component):
 
         # Why append dmax zero bits: every right shift up to dmax then keeps all bits of the
         # value, so guard, sticky and the stochastic-rounding bits are read without loss.
-        L = N + dmax
-        y = Signal(L)
+        y = Signal(N + dmax)
         m.d.comb += y.eq(Cat(Const(0, dmax), norm) >> ds)
+        return y, e_eff, e_eff_lo, e_eff_hi
 
-        # ====================================================================================
-        # Round: the kept significand q (M+1 bits), guard bit, sticky bit -> increment.
-        # ====================================================================================
+    # ====================================================================================
+    # Round: the kept significand q (M+1 bits), guard bit, sticky bit -> increment.
+    # ====================================================================================
+    def _round(self, m: Module, y):
+        """The rounded significand ``q_r`` (M+2 bits: a carry out is kept for the pack)."""
+        mode, M, k = self._rounding, self._fmt.man_bits, self._sr_bits
+        L = len(y)
         # The bit at y's top has exponent e_eff, so the top M+1 bits are the significand at
         # ulp = e_eff - M, exactly golden round_to_ulp's q; the next bit is the half-ulp guard
         # and the OR of everything below is the sticky bit.
         q = y[L - M - 1:]
         guard = y[L - M - 2]
         sticky = y[:L - M - 2].any()
-        inexact = guard | sticky
-        sign = self.sign
-        if mode is Rounding.RNE:  # ties to the even neighbour
-            up = guard & (sticky | q[0])
-        elif mode is Rounding.RNA:  # ties away from zero: the guard bit decides alone
-            up = guard
-        elif mode is Rounding.RTZ:
-            up = Const(0, 1)
-        elif mode is Rounding.RUP:  # toward +inf: a positive inexact value goes up
-            up = inexact & ~sign
-        elif mode is Rounding.RDN:  # toward -inf: a negative inexact value grows in magnitude
-            up = inexact & sign
-        elif mode is Rounding.SR:
+        carry = None
+        if mode is Rounding.SR:
             # The top k residual bits (truncated below) plus k random bits: a carry out rounds
             # up, so P(up) equals the residual to k bits of resolution.
-            top_k = y[L - M - 1 - k:L - M - 1]
-            up = (top_k + self.rnd)[k]
-        elif mode is Rounding.ROD:
-            up = None
-        else:  # pragma: no cover - Rounding is closed
-            raise AssertionError(mode)
+            carry = (y[L - M - 1 - k:L - M - 1] + self.rnd)[k]
+        # The decision is the rule book's, the same body that golden and the torch kernel run.
+        up = round_up(mode, lsb=q[0], guard=guard, sticky=sticky, sign=self.sign, sr_carry=carry)
         q_r = Signal(M + 2)
         if mode is Rounding.ROD:
-            # Round to odd: truncate, then force the lsb if anything was lost (never carries).
-            m.d.comb += q_r.eq(Cat(q[0] | inexact, q[1:]))
+            # Round to odd increments only an even q, which never carries: the increment is an OR
+            # into the lsb, and no adder is generated (generation-time specialisation).
+            m.d.comb += q_r.eq(Cat(q[0] | up, q[1:]))
         else:
             m.d.comb += q_r.eq(q + up)
+        return q_r
 
-        # ====================================================================================
-        # Pack: ((e_eff + bias) << M) + q - 2**M. A carry out of the significand (q = 2**(M+1),
-        # or a subnormal reaching 2**M) moves into the exponent field by the plain addition.
-        # ====================================================================================
+    # ====================================================================================
+    # Pack: ((e_eff + bias) << M) + q - 2**M. A carry out of the significand (q = 2**(M+1),
+    # or a subnormal reaching 2**M) moves into the exponent field by the plain addition.
+    # ====================================================================================
+    def _pack(self, m: Module, q_r, e_eff, e_eff_lo, e_eff_hi):
+        """``(code, code_lo, code_hi)``: the packed magnitude code and its signed range."""
+        fmt, M = self._fmt, self._fmt.man_bits
         # The signed range of the packed value: negative only for a flush-to-zero format (an
         # unbounded exponent below the smallest field), above max_code only if overflow can
         # happen; both bounds decide below whether that logic exists at all.
@@ -444,46 +455,35 @@ class FloatRounder(wiring.Component):
         code_hi = ((e_eff_hi + fmt.bias) << M) + (1 << M)
         code = Signal(int_shape(min(code_lo, 0), max(code_hi, fmt.max_code + 1)))
         m.d.comb += code.eq(((e_eff + fmt.bias) << M) + q_r - (1 << M))
+        return code, code_lo, code_hi
 
+    # ====================================================================================
+    # Overflow and the final code: flush, sign, fnuz's missing -0, the overflow table.
+    # ====================================================================================
+    def _overflow(self, m: Module, code, code_lo, code_hi, is_zero):
+        """The output code: in-range codes signed, overflow from ``FloatFormat.overflow_codes``."""
+        fmt, M, sign = self._fmt, self._fmt.man_bits, self.sign
         # -- exact zero input, and flush-to-zero below the smallest normal --------------------
         small = is_zero
         if not fmt.subnormals and code_lo < (1 << M):
             # The magnitude rounded with an unbounded exponent is below min normal: flush.
             small = small | (code < (1 << M))
-        in_range = Mux(small, 0, code)
-
-        # -- overflow: max finite toward zero / when saturating, else inf or NaN --------------
         mag_code = Signal(fmt.width - 1)
-        nan_out = False
-        if code_hi <= fmt.max_code:  # the exponent range cannot reach overflow: no logic
-            m.d.comb += mag_code.eq(in_range)
-        else:
-            over = code > fmt.max_code
-            to_max = self._saturate or fmt.specials == "fin"
-            if not to_max:
-                if mode in (Rounding.RTZ, Rounding.ROD):
-                    to_max = True
-                elif mode is Rounding.RUP:  # rounding up never grows a negative magnitude
-                    to_max = sign
-                elif mode is Rounding.RDN:  # rounding down never grows a positive magnitude
-                    to_max = ~sign
-            if to_max is True or not fmt.has_inf:
-                # fn / fnuz: an overflow that does not go to max finite becomes the canonical
-                # NaN below; max_code is only a placeholder for it here.
-                m.d.comb += mag_code.eq(Mux(over, fmt.max_code, in_range))
-                if to_max is not True:
-                    nan_out = all_of(over, ~as_bit(to_max))
-            else:
-                m.d.comb += mag_code.eq(
-                    Mux(over, Mux(as_bit(to_max), fmt.max_code, fmt.inf_code), in_range))
-
-        # -- sign, fnuz's missing -0, canonical NaN --------------------------------------------
+        m.d.comb += mag_code.eq(Mux(small, 0, code))
         signed_code = Cat(mag_code, sign)
         if fmt.specials == "fnuz":
             signed_code = Mux(mag_code == 0, 0, signed_code)
-        if nan_out is not False:
-            signed_code = Mux(nan_out, fmt.nan_code, signed_code)
         out = Signal(fmt.width)
-        m.d.comb += out.eq(signed_code)
-        m.d.comb += self.code.eq(out)
-        return m
+        if code_hi <= fmt.max_code:  # the exponent range cannot reach overflow: no logic
+            m.d.comb += out.eq(signed_code)
+            return out
+        # -- overflow: the rule book's codes, constants chosen at generation time ---------------
+        pos, neg = fmt.overflow_codes(self._rounding, self._saturate)
+        if neg == pos | fmt.sign_bit:  # the same magnitude either way: only the sign is live
+            ovf = Cat(Const(pos, fmt.width - 1), sign)
+        elif neg == pos:  # the canonical NaN, whatever the sign
+            ovf = Const(pos, fmt.width)
+        else:
+            ovf = Mux(sign, Const(neg, fmt.width), Const(pos, fmt.width))
+        m.d.comb += out.eq(Mux(code > fmt.max_code, ovf, signed_code))
+        return out

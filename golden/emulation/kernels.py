@@ -46,11 +46,12 @@ import numpy as np
 
 from psum.golden import _vector as V
 from psum.golden.formats import FloatFormat, IntFormat
-from psum.golden.mac import mac_step
-from psum.golden.rounding import Rounding
+from psum.golden.mac import apply_specials, infinity_codes, mac_step, product_terms
+from psum.golden.rounding import Rounding, exact_zero_sign, round_table, round_up, zero_sign_table
 from psum.golden.spec import MacSpec
 
-__all__ = ["accumulate", "sr_rand", "c_kernel_available", "float_path_ok", "BACKENDS"]
+__all__ = ["accumulate", "accumulate_order", "add_spec", "check_order", "sr_rand", "fmix32", "codes",
+           "c_kernel_available", "float_path_ok", "BACKENDS"]
 
 BACKENDS = ("auto", "gemm", "c", "torch", "numpy")
 _M32 = 0xFFFFFFFF
@@ -59,7 +60,8 @@ _M32 = 0xFFFFFFFF
 # ---------------------------------------------------------------------------------------------
 # Counter-based random bits (the same function as sr_rand() in the C kernel)
 # ---------------------------------------------------------------------------------------------
-def _fmix32(h):
+def fmix32(h):
+    """MurmurHash3's 32-bit finaliser on uint64 arrays holding 32-bit values (the C kernel's fmix32)."""
     h = h ^ (h >> 16)
     h = (h * 0x85EBCA6B) & _M32
     h = h ^ (h >> 13)
@@ -76,8 +78,8 @@ def sr_rand(seed: int, index, step, bits: int) -> np.ndarray:
     idx = np.asarray(index, dtype=np.int64).astype(np.uint64)
     stp = np.asarray(step, dtype=np.int64).astype(np.uint64)
     seed = np.uint64(int(seed) & _M32)
-    h1 = _fmix32((seed ^ (idx & np.uint64(_M32))))
-    h2 = _fmix32(h1 ^ ((stp * np.uint64(0x9E3779B1)) & np.uint64(_M32)) ^ (idx >> np.uint64(32)))
+    h1 = fmix32((seed ^ (idx & np.uint64(_M32))))
+    h2 = fmix32(h1 ^ ((stp * np.uint64(0x9E3779B1)) & np.uint64(_M32)) ^ (idx >> np.uint64(32)))
     return (h2 >> np.uint64(32 - bits)).astype(np.int64)
 
 
@@ -94,7 +96,10 @@ class _Fmt(ctypes.Structure):
     _fields_ = [("man_bits", ctypes.c_int32), ("emin", ctypes.c_int32), ("subnormals", ctypes.c_int32),
                 ("specials", ctypes.c_int32), ("max_value", ctypes.c_double),
                 ("int_bits", ctypes.c_int32), ("is_signed", ctypes.c_int32), ("is_int", ctypes.c_int32),
-                ("present", ctypes.c_int32)]
+                ("present", ctypes.c_int32), ("round_tbl", ctypes.c_uint32), ("zero_tbl", ctypes.c_uint32),
+                ("bias_cls", ctypes.c_uint32),
+                ("ovf_pos", ctypes.c_double), ("ovf_neg", ctypes.c_double),
+                ("inf_pos", ctypes.c_double), ("inf_neg", ctypes.c_double)]
 
 
 class _Params(ctypes.Structure):
@@ -104,7 +109,8 @@ class _Params(ctypes.Structure):
                 ("int_acc", ctypes.c_int32), ("seed", ctypes.c_uint32),
                 ("col_stride", ctypes.c_int64), ("k_offset", ctypes.c_int64),
                 ("row_base", ctypes.POINTER(ctypes.c_int64)), ("acc", _Fmt), ("prod", _Fmt),
-                ("nthreads", ctypes.c_int32)]
+                ("nthreads", ctypes.c_int32), ("zero_slow", ctypes.c_int32),
+                ("bias_dep", ctypes.c_int32)]
 
 
 def _compile(src: Path) -> Path:
@@ -169,13 +175,48 @@ def c_kernel_available() -> bool:
 _SPECIALS = {"ieee": 0, "fn": 1, "fnuz": 2, "fin": 3}
 
 
-def _cfmt(fmt) -> _Fmt:
+# frac classes in the order zero, (0, half), half, (half, 1) ulp as (guard, sticky); round_up as a
+# function of them is a threshold ("up from class c on") for every mode, i.e. a bias to add before
+# truncating, which is what the C vector path applies.
+_FRAC_CLASSES = ((0, 0), (0, 1), (1, 0), (1, 1))
+_THRESHOLDS = {(0, 0, 0, 0): 0, (0, 0, 0, 1): 1, (0, 0, 1, 1): 2, (0, 1, 1, 1): 3}
+
+
+def _bias_classes(mode: Rounding) -> tuple[int, int]:
+    """:func:`~psum.golden.rounding.round_up` for ``mode`` as the C vector path's rounding bias.
+
+    Returns ``(bias_cls, dep)``: 2 bits per ``j = lsb | sign << 1`` (class 0 never rounds up,
+    1 above half an ulp, 2 from half, 3 when inexact), read off :func:`round_table`; and what the
+    classes depend on (bit 0: lsb, bit 1: sign, 7: both), so C instantiates no unused term.
+    """
+    tbl = round_table(mode)
+    per = []
+    for j in range(4):
+        lsb, sign = j & 1, j >> 1
+        ups = tuple((tbl >> (g | lsb << 1 | st << 2 | sign << 3)) & 1 for g, st in _FRAC_CLASSES)
+        per.append(_THRESHOLDS[ups])  # KeyError: a rule that is no threshold (none is)
+    on_lsb = per[1] != per[0] or per[3] != per[2]
+    on_sign = per[2] != per[0] or per[3] != per[1]
+    dep = 7 if on_lsb and on_sign else int(on_lsb) | int(on_sign) << 1
+    return sum(c << (2 * j) for j, c in enumerate(per)), dep
+
+
+def _cfmt(fmt, mode: Rounding = Rounding.RNE, saturate: bool = False) -> _Fmt:
+    """The C kernel's view of a format with its rule book for ``(mode, saturate)``.
+
+    The C code re-derives no rule: it looks the rounding increment and the exact-zero sign up in
+    truth tables of :func:`~psum.golden.rounding.round_up` / ``exact_zero_sign`` and takes the
+    overflow and infinity results as values decoded from ``overflow_codes`` / ``infinity_codes``.
+    """
     if fmt is None:
         return _Fmt(0, 0, 1, 0, 1.0, 0, 0, 0, 0)
     if isinstance(fmt, IntFormat):
         return _Fmt(0, 0, 1, 0, float(fmt.max_int), fmt.bits, int(fmt.signed), 1, 1)
+    ovf_pos, ovf_neg, inf_pos, inf_neg = (float(v) for v in fmt.decode(np.array(
+        [*fmt.overflow_codes(mode, saturate), *infinity_codes(fmt, saturate)], dtype=np.uint64)))
     return _Fmt(fmt.man_bits, fmt.emin, int(fmt.subnormals), _SPECIALS[fmt.specials],
-                fmt.max_value, 0, 0, 0, 1)
+                fmt.max_value, 0, 0, 0, 1, round_table(mode), zero_sign_table(mode, fmt.has_neg_zero),
+                _bias_classes(mode)[0], ovf_pos, ovf_neg, inf_pos, inf_neg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,8 +323,11 @@ def _run_c(spec, A, B, init, *, row_base, col_stride, k_offset, seed, w, nthread
                               dtype=np.int64)
     p = _Params(M, Np, K, K, Np, Np, spec.rounding.code, int(spec.saturate), spec.sr_bits,
                 int(spec.int_acc), int(seed) & _M32, int(col_stride), int(k_offset),
-                rb.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), _cfmt(spec.acc), _cfmt(spec.prod),
-                nthreads or torch.get_num_threads())
+                rb.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)),
+                _cfmt(spec.acc, spec.rounding, spec.saturate),
+                _cfmt(spec.prod, Rounding.RNE if spec.rounding is Rounding.SR else spec.rounding, spec.saturate),
+                nthreads or torch.get_num_threads(), int(not _host_zero_ok(spec.rounding)),
+                _bias_classes(spec.rounding)[1])
     if M and K and N:
         lib.psum_accumulate(ctypes.byref(p), 0 if w == 24 else 1, A_.data_ptr(), B_.data_ptr(),
                             out.data_ptr())
@@ -332,7 +376,7 @@ def _run_int_torch(spec, A, B, init):
     return acc.double()
 
 
-def _codes(fmt, values):
+def codes(fmt, values):
     """Exact codes of values that lie in ``fmt`` (numpy float64 -> uint64)."""
     if isinstance(fmt, IntFormat):
         return fmt.encode(values, saturate=False)
@@ -340,7 +384,8 @@ def _codes(fmt, values):
 
 
 def _run_numpy(spec, A, B, init, *, row_base, col_stride, k_offset, seed, stats=None):
-    """mac_step over all outputs per step. ``stats`` (a callable) sees every (old, p, new) step."""
+    """mac_step over all outputs per step. ``stats`` (a callable) sees every step's
+    ``(spec, old, p, new, flags)``, the flags being the rounder's (:func:`mac_step` ``flags=True``)."""
     import torch
 
     dev = A.device
@@ -348,36 +393,42 @@ def _run_numpy(spec, A, B, init, *, row_base, col_stride, k_offset, seed, stats=
     Bn = B.detach().cpu().double().numpy()
     M, K = An.shape
     N = Bn.shape[1]
-    ac, bc = _codes(spec.a, An), _codes(spec.b, Bn)
-    acc = _codes(spec.acc, init.detach().cpu().double().numpy())
+    ac, bc = codes(spec.a, An), codes(spec.b, Bn)
+    acc = codes(spec.acc, init.detach().cpu().double().numpy())
     idx = _index_grid(M, N, row_base, col_stride) if spec.rounding is Rounding.SR else None
     for k in range(K):
         rand = sr_rand(seed, idx, k_offset + k, spec.sr_bits) if idx is not None else None
-        new = mac_step(spec, acc, ac[:, k:k + 1], bc[k:k + 1, :], rand=rand)
-        if stats is not None:
-            stats(spec, acc, An[:, k:k + 1] * Bn[k:k + 1, :], new)
+        if stats is None:
+            new = mac_step(spec, acc, ac[:, k:k + 1], bc[k:k + 1, :], rand=rand)
+        else:
+            new, flags = mac_step(spec, acc, ac[:, k:k + 1], bc[k:k + 1, :], rand=rand, flags=True)
+            stats(spec, acc, An[:, k:k + 1] * Bn[k:k + 1, :], new, flags)
         acc = new
     return torch.from_numpy(spec.acc.decode(acc)).to(dev)
 
 
-def _round_fixed(sb, D, mode, sign_mask):
-    """Torch twin of the C rnd_*(): round int64 bit patterns at fixed position D."""
-    mask = (1 << D) - 1
-    r = sb & ~mask
-    inex = (sb & mask) != 0
-    neg = (sb & sign_mask) != 0
+def _round_fixed(sb, D, mode):
+    """Round int64 float bit patterns at the fixed bit position ``D`` (the C kernel's ``rnd_*``).
+
+    Magnitude arithmetic on the pattern: adding one ulp to a sign-magnitude pattern grows the
+    magnitude, and a carry into the exponent field is the next binade. The decision is the rule
+    book's :func:`~psum.golden.rounding.round_up` on torch bool tensors.
+    """
     one = 1 << D
-    if mode is Rounding.RNE:
-        return (sb + (one // 2 - 1) + ((sb >> D) & 1)) & ~mask
-    if mode is Rounding.RNA:
-        return (sb + one // 2) & ~mask
-    if mode is Rounding.RTZ:
-        return r
-    if mode is Rounding.RUP:
-        return r + (inex & ~neg).long() * one
-    if mode is Rounding.RDN:
-        return r + (inex & neg).long() * one
-    return r | (inex.long() * one)
+    up = round_up(mode, lsb=(sb & one) != 0, guard=(sb & (one >> 1)) != 0,
+                  sticky=(sb & ((one >> 1) - 1)) != 0, sign=sb < 0)
+    return (sb & ~(one - 1)) + up.long() * one
+
+
+def _host_zero_ok(mode: Rounding) -> bool:
+    """Whether the host's round-to-nearest addition gives the exact-zero sign ``mode`` wants.
+
+    The float fast paths take exact zero sums from host arithmetic, which follows IEEE's rule for
+    round to nearest; where the rule book's :func:`~psum.golden.rounding.exact_zero_sign` differs
+    for ``mode`` (rdn), a zero result is recomputed by the slow path. (An ``fnuz`` accumulator
+    never meets a ``-0`` here: it holds none, and ``+0 + -0`` is ``+0`` on the host.)
+    """
+    return zero_sign_table(mode) == zero_sign_table(Rounding.RNE)
 
 
 def _run_torch(spec, A, B, init, *, row_base, col_stride, k_offset, seed):
@@ -411,13 +462,13 @@ def _run_torch(spec, A, B, init, *, row_base, col_stride, k_offset, seed):
     if spec.prod is not None:
         Dp, maxp, minp = consts(spec.prod)
     pmode = Rounding.RNE if spec.rounding is Rounding.SR else spec.rounding
-    idx_grid = None
+    zero_ok = _host_zero_ok(spec.rounding)
     for k in range(K):
         p = A[:, k:k + 1] * B[k:k + 1, :]  # exact (float_path_ok)
         bad = torch.zeros((M, N), dtype=torch.bool, device=acc.device)
         if spec.prod is not None:
             pb = p.view(torch.int64)
-            r = _round_fixed(pb, Dp, pmode, sign)
+            r = _round_fixed(pb, Dp, pmode)
             bad |= bad_range(pb, pb, r, maxp, minp)
             p = r.view(torch.float64)
             if spec.prod.specials == "fnuz":
@@ -429,9 +480,9 @@ def _run_torch(spec, A, B, init, *, row_base, col_stride, k_offset, seed):
         eb = err.view(torch.int64)
         adj = (err != 0) & ((s0 & 1) == 0)
         sb = s0 + torch.where((s0 ^ eb) < 0, -1, 1) * adj.long()  # round to odd at 53 bits
-        r = _round_fixed(sb, Dc, spec.rounding, sign)
+        r = _round_fixed(sb, Dc, spec.rounding)
         bad |= bad_range(s0, sb, r, maxc, minc)
-        if spec.rounding is Rounding.RDN:
+        if not zero_ok:
             bad |= (r & ~sign) == 0
         new = r.view(torch.float64)
         if bool(bad.any()):
@@ -439,10 +490,9 @@ def _run_torch(spec, A, B, init, *, row_base, col_stride, k_offset, seed):
             old = acc[mi, ni].cpu().numpy()
             av = A[mi, k].cpu().numpy()
             bv = B[k, ni].cpu().numpy()
-            code = mac_step(spec, _codes(spec.acc, old), _codes(spec.a, av), _codes(spec.b, bv))
+            code = mac_step(spec, codes(spec.acc, old), codes(spec.a, av), codes(spec.b, bv))
             new[mi, ni] = torch.from_numpy(spec.acc.decode(code)).to(new.device)
         acc = new
-    del idx_grid
     return acc
 
 
@@ -473,8 +523,8 @@ def accumulate(spec, A, B, init, *, row_base=None, col_stride=1, k_offset=0, see
     backend : str
         One of :data:`BACKENDS`.
     stats : callable, optional
-        Forces the numpy backend and is called as ``stats(spec, old_codes, products, new_codes)``
-        after every step.
+        Forces the numpy backend and is called as ``stats(spec, old_codes, products, new_codes,
+        flags)`` after every step (``flags``: the rounder's, see :func:`psum.golden.mac_step`).
 
     Returns
     -------
@@ -572,7 +622,8 @@ def check_order(spec: MacSpec) -> None:
         add_spec(spec, spec.acc2)  # raises if acc2 cannot hold an acc value (int acc2, float acc)
 
 
-def _zero_codes(fmt, shape):
+def _zero_codes(shape):
+    """Codes of +0: code 0 in every psum format (float +0 and integer 0 alike)."""
     return np.zeros(shape, dtype=np.uint64)
 
 
@@ -592,14 +643,14 @@ def _chunked(spec, L, A, B, init, *, row_base, col_stride, seed, backend):
     seq = spec.replace(order="seq", acc2=None)
     s2 = add_spec(spec, spec.acc2)
     idx = _index_grid(M, N, row_base, col_stride)
-    acc2 = _zero_codes(spec.acc2, (M, N))
+    acc2 = _zero_codes((M, N))
     zero = torch.zeros((M, N), dtype=torch.float64, device=A.device)
     starts = list(range(0, K, L)) or [0]
     for j, k0 in enumerate(starts):
         # chunk j: sequential in acc from the bias (j = 0) or +0, steps numbered k0.. (SR)
         c = accumulate(seq, A[:, k0:k0 + L], B[k0:k0 + L], init if j == 0 else zero, row_base=row_base,
                        col_stride=col_stride, k_offset=k0, seed=seed, backend=backend)
-        cc = _codes(spec.acc, c.cpu().numpy())
+        cc = codes(spec.acc, c.cpu().numpy())
         acc2 = mac_step(s2, acc2, cc, _one_codes((M, N)), rand=_rand_or_none(spec, seed, idx, K + j))
     return torch.from_numpy(spec.acc2.decode(acc2)).to(A.device)
 
@@ -613,8 +664,8 @@ def _tree(spec, A, B, init, *, row_base, col_stride, seed):
     sadd = add_spec(spec, spec.acc)
     An = A.detach().cpu().double().numpy()
     Bn = B.detach().cpu().double().numpy()
-    ac, bc = _codes(spec.a, An), _codes(spec.b, Bn)
-    ic = _codes(spec.acc, init.detach().cpu().double().numpy())
+    ac, bc = codes(spec.a, An), codes(spec.b, Bn)
+    ic = codes(spec.acc, init.detach().cpu().double().numpy())
     out = np.empty((M, N), dtype=np.uint64)
     idx_all = _index_grid(M, N, row_base, col_stride)
     rows = max(1, (1 << 21) // max(1, N * K))  # bound memory: rows x N x K codes per block
@@ -623,7 +674,7 @@ def _tree(spec, A, B, init, *, row_base, col_stride, seed):
         idx = idx_all[r0:r1, :, None]
         shape = (r1 - r0, N, K)
         # leaves: each product rounded into acc as one MAC step from +0 (steps numbered k)
-        t = mac_step(seq, _zero_codes(spec.acc, shape), ac[r0:r1, None, :], bc.T[None, :, :],
+        t = mac_step(seq, _zero_codes(shape), ac[r0:r1, None, :], bc.T[None, :, :],
                      rand=_rand_or_none(spec, seed, idx, np.arange(K)))
         node = K
         while t.shape[2] > 1:
@@ -642,14 +693,6 @@ def _tree(spec, A, B, init, *, row_base, col_stride, seed):
     return torch.from_numpy(spec.acc.decode(out)).to(A.device)
 
 
-def _exact_terms(fmt, codes):
-    """(sign, mag, exp, cls) of codes (int64 arrays, exact)."""
-    if isinstance(fmt, IntFormat):
-        v = V.unpack_int(fmt, codes)
-        return v < 0, np.abs(v), np.zeros_like(v), np.where(v == 0, V.ZERO, V.FINITE).astype(np.int8)
-    return V.unpack_float(fmt, codes)
-
-
 def _mta(spec, N_, W, P, A, B, init, *, row_base, col_stride, seed):
     """Fused multi-term adder: see :func:`accumulate_order` for the semantics."""
     import torch
@@ -660,24 +703,15 @@ def _mta(spec, N_, W, P, A, B, init, *, row_base, col_stride, seed):
     s2 = add_spec(spec, spec.acc2)
     An = A.detach().cpu().double().numpy()
     Bn = B.detach().cpu().double().numpy()
-    ac, bc = _codes(spec.a, An), _codes(spec.b, Bn)
-    R = np.broadcast_to(_codes(fmt, init.detach().cpu().double().numpy()), (M, N)).copy()
-    acc2 = _zero_codes(spec.acc2, (M, N))
+    ac, bc = codes(spec.a, An), codes(spec.b, Bn)
+    R = np.broadcast_to(codes(fmt, init.detach().cpu().double().numpy()), (M, N)).copy()
+    acc2 = _zero_codes((M, N))
     idx = _index_grid(M, N, row_base, col_stride)
     n_prom = 0
     for g0 in range(0, K, N_):
         g1 = min(K, g0 + N_)
-        # -- products, exact (unfused: rounded into prod with rne under sr, as mac_step) ---------
-        sa, ma, ea, ca = _exact_terms(spec.a, ac[:, None, g0:g1])
-        sb, mb, eb, cb = _exact_terms(spec.b, bc.T[None, :, g0:g1])
-        sp, mp, ep = sa ^ sb, ma * mb, ea + eb
-        cp = np.where((ca == V.ZERO) | (cb == V.ZERO), V.ZERO, np.maximum(ca, cb))
-        if spec.prod is not None:
-            mode = Rounding.RNE if spec.rounding is Rounding.SR else spec.rounding
-            pc = V.round_float(spec.prod, sp, np.where(cp == V.FINITE, mp, 0), ep, mode, saturate=spec.saturate)
-            sp2, mp, ep, pcls = V.unpack_float(spec.prod, pc)
-            sp = np.where(cp == V.FINITE, sp2, sp)
-            cp = np.where(cp == V.FINITE, pcls, cp)
+        # -- products: the MAC's own product stage (exact; unfused: rounded into prod) --------------
+        sp, mp, ep, cp = product_terms(spec, ac[:, None, g0:g1], bc.T[None, :, g0:g1])
         rs, rm, re_, rc = V.unpack_float(fmt, R)
         # terms: the register first, then the group's products
         ts = np.concatenate([rs[:, :, None], np.broadcast_to(sp, (M, N, g1 - g0))], axis=2)
@@ -695,27 +729,22 @@ def _mta(spec, N_, W, P, A, B, init, *, row_base, col_stride, seed):
         rand = _rand_or_none(spec, seed, idx, g1 - 1)
         code = V.round_float(fmt, S < 0, np.abs(S), lsb[:, :, 0], spec.rounding, saturate=spec.saturate,
                              rand=rand, sr_bits=spec.sr_bits)
-        zero_sign = spec.rounding is Rounding.RDN and fmt.has_neg_zero
-        code = np.where(S == 0, np.uint64(fmt.sign_bit if zero_sign else 0), code)
-        # -- specials: NaN in, or inf of both signs -> NaN; an inf -> inf (as the adder's rules) ---
-        nan = (tc == V.NAN).any(axis=2) | (((tc == V.INF) & ts).any(axis=2) & ((tc == V.INF) & ~ts).any(axis=2))
-        inf = (tc == V.INF).any(axis=2) & ~nan
-        if inf.any():
-            isign = ((tc == V.INF) & ts).any(axis=2)
-            if fmt.has_inf:
-                mc = fmt.inf_code
-            else:
-                mc = fmt.max_code if (spec.saturate or not fmt.has_nan) else fmt.nan_code
-            signed = np.uint64(mc) | (isign.astype(np.uint64) << np.uint64(fmt.width - 1))
-            code = np.where(inf, signed if mc != fmt.nan_code else np.uint64(mc), code)
-        if nan.any():
-            code = np.where(nan, np.uint64(fmt.nan_code), code)
+        # -- an exact zero sum: the rule book's sign of a cancellation (the documented semantics
+        #    treat every zero of the multi-term sum as one: +0, -0 under rdn) ----------------------
+        no = np.zeros(S.shape, dtype=bool)
+        zero_neg = exact_zero_sign(spec.rounding, both_zero=no, sp=no, sc=no) & fmt.has_neg_zero
+        code = np.where(S == 0, np.where(zero_neg, np.uint64(fmt.sign_bit), np.uint64(0)), code)
+        # -- specials: NaN in, or inf of both signs -> NaN; an inf -> inf (the adder's rules) ------
+        t_inf, t_nan = tc == V.INF, tc == V.NAN
+        nan = t_nan.any(axis=2) | ((t_inf & ts).any(axis=2) & (t_inf & ~ts).any(axis=2))
+        inf = t_inf.any(axis=2) & ~nan
+        code = apply_specials(fmt, spec.saturate, code, nan, inf, (t_inf & ts).any(axis=2))
         R = code
         # -- promotion into acc2 every P products and at the end; the register restarts at +0 -----
         if g1 % P == 0 or g1 == K:
             acc2 = mac_step(s2, acc2, R, _one_codes((M, N)), rand=_rand_or_none(spec, seed, idx, K + n_prom))
             n_prom += 1
-            R = _zero_codes(fmt, (M, N))
+            R = _zero_codes((M, N))
     if K == 0:
         acc2 = mac_step(s2, acc2, R, _one_codes((M, N)), rand=_rand_or_none(spec, seed, idx, K))
     return torch.from_numpy(spec.acc2.decode(acc2)).to(A.device)
@@ -765,4 +794,3 @@ def accumulate_order(spec, A, B, init, *, row_base=None, col_stride=1, seed=0, b
     return _mta(spec, *parts, A, B, init, **kw)
 
 
-__all__ += ["accumulate_order", "add_spec", "check_order"]

@@ -44,7 +44,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from psum.golden.formats import FloatFormat, IntFormat
-from .kernels import BACKENDS, _fmix32, accumulate_order, check_order
+from .kernels import BACKENDS, accumulate_order, check_order, fmix32
 from psum.golden.rounding import Rounding
 from psum.golden.spec import MacSpec
 
@@ -85,7 +85,7 @@ def quantize_operand(x: torch.Tensor, fmt, scale) -> torch.Tensor:
 
 
 def _layer_seed(seed: int, name: str) -> int:
-    return int(_fmix32(np.uint64((seed ^ zlib.crc32(name.encode())) & 0xFFFFFFFF)))
+    return int(fmix32(np.uint64((seed ^ zlib.crc32(name.encode())) & 0xFFFFFFFF)))
 
 
 class _Emulated(nn.Module):

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .layers import EmulatedConv2d, EmulatedLinear, emulate
-from .kernels import _codes, sr_rand
+from .kernels import codes, sr_rand
 from psum.golden.mac import mac_step
 from psum.golden.rounding import Rounding
 from psum.golden.spec import MacSpec
@@ -94,9 +94,9 @@ def record_streams(model, spec, layer_name: str, x, n_outputs: int, seed: int = 
         m, n = sel // N, sel % N
         An = A.detach().cpu().double().numpy()
         Bn = B.detach().cpu().double().numpy()
-        a_rows.append(_codes(spec.a, An[m]))
-        b_rows.append(_codes(spec.b, Bn[:, n].T))
-        init_c.append(_codes(spec.acc, init.detach().cpu().double().numpy()[m, n]))
+        a_rows.append(codes(spec.a, An[m]))
+        b_rows.append(codes(spec.b, Bn[:, n].T))
+        init_c.append(codes(spec.acc, init.detach().cpu().double().numpy()[m, n]))
         index.append(rb[m] + n * cs)
     a = np.concatenate(a_rows)
     b = np.concatenate(b_rows)

@@ -11,11 +11,13 @@ order; every step goes through ``mac_step``, so it is slower). For every MAC ste
 ``exp_hist``
     histogram of ``floor(log2 |acc'|)`` over non-zero finite partial sums (dict exponent -> count).
 ``overflow``
-    fraction of steps whose exact sum ``|acc + p|`` exceeds the accumulator's largest finite value
-    (float) or leaves its integer range, or whose result is inf/NaN from a finite accumulator.
+    fraction of steps whose rounder raised its overflow flag (:func:`psum.golden.mac_step`
+    ``flags=True``): the sum (or an unfused product) rounded with an unbounded exponent exceeds the
+    largest finite value, or an integer sum / product left its range. The unit's own decision, so
+    a sum just above the largest finite value that rounds back to it is *not* an overflow.
 ``swamp``
-    fraction of steps with ``p != 0`` and a finite non-zero ``acc`` where the add did nothing:
-    ``acc' == acc`` (the product was below half an ulp of the accumulator, or rounded away).
+    fraction of steps whose rounder flagged ``swamped``: the sum was inexact and the accumulator
+    did not change (the product was below half an ulp of the accumulator, or rounded away).
 ``cancel``
     fraction of steps where ``p`` and ``acc`` are non-zero with opposite signs and
     ``|acc'| < |acc| / 2**CANCEL_BITS`` (at least ``CANCEL_BITS`` = 4 leading bits cancelled).
@@ -27,8 +29,6 @@ import dataclasses
 from collections import Counter
 
 import numpy as np
-
-from psum.golden.formats import IntFormat
 
 __all__ = ["PartialSumStats", "collect_stats", "CANCEL_BITS"]
 
@@ -47,8 +47,20 @@ class PartialSumStats:
     n_cancel: int = 0
     exp_hist: Counter = dataclasses.field(default_factory=Counter)
 
-    def observe(self, spec, old_codes, products, new_codes) -> None:
-        """Account one step for all outputs: codes before/after, exact products (values)."""
+    def observe(self, spec, old_codes, products, new_codes, flags) -> None:
+        """Account one step for all outputs.
+
+        Parameters
+        ----------
+        spec : MacSpec
+        old_codes, new_codes : numpy.ndarray of uint64
+            Accumulator codes before and after the step.
+        products : numpy.ndarray
+            The exact products (values).
+        flags : dict
+            The rounder's flags of the step (``overflow``, ``swamped``, ...; see
+            :func:`psum.golden.mac_step`).
+        """
         fmt = spec.acc
         old = fmt.decode(old_codes)
         new = fmt.decode(new_codes)
@@ -62,15 +74,10 @@ class PartialSumStats:
             e = np.floor(np.log2(np.abs(new[nz]))).astype(np.int64)
             vals, counts = np.unique(e, return_counts=True)
             self.exp_hist.update(dict(zip(vals.tolist(), counts.tolist())))
-        with np.errstate(invalid="ignore", over="ignore"):
-            exact = old + p
-        if isinstance(fmt, IntFormat):
-            over = (exact > fmt.max_int) | (exact < fmt.min_int)
-        else:
-            over = (np.abs(exact) > fmt.max_value) | (np.isfinite(old) & ~np.isfinite(new))
-        self.n_overflow += int(np.count_nonzero(over))
+        # Overflow and swamping are the rounder's flags, not re-decided here.
+        self.n_overflow += int(np.count_nonzero(np.broadcast_to(flags["overflow"], old.shape)))
+        self.n_swamp += int(np.count_nonzero(np.broadcast_to(flags["swamped"], old.shape)))
         live = np.isfinite(old) & (old != 0) & (p != 0)
-        self.n_swamp += int(np.count_nonzero(live & (new == old)))
         opp = live & (np.sign(old) != np.sign(p))
         self.n_cancel += int(np.count_nonzero(opp & (np.abs(new) < np.abs(old) / 2.0**CANCEL_BITS)))
 

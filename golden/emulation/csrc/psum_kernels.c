@@ -15,6 +15,9 @@
  *      when w >= p_acc + 2 (Boldo & Melquiond 2008); for SR the top sr_bits residual bits and the
  *      sticky information survive when w >= p_acc + sr_bits + 2 (caller checks).
  *   4. The rounding itself is integer arithmetic on T's bit pattern.
+ * The rules are not written here: the rounding increment, the exact-zero sign and the overflow and
+ * infinity results come from psum.golden.rounding / FloatFormat.overflow_codes as truth tables and
+ * values in fmt_t (computed in Python per spec), and this file only looks them up.
  * Vector fast path: results in the accumulator's normal range (fixed rounding position D = w-1-M).
  * Anything else (subnormal or zero-crossing with rdn, overflow, inf/NaN, SR) is flagged and
  * recomputed for that lane by the scalar routine slow_step() in double, which implements every
@@ -27,13 +30,22 @@
 #include <immintrin.h>
 #endif
 
-enum { RNE = 0, RTZ = 1, RDN = 2, RUP = 3, RNA = 4, ROD = 5, SR = 6 };
+enum { SR = 6 };  /* RISC-V frm codes; stochastic rounding needs its own carry input and loop */
 enum { SP_IEEE = 0, SP_FN = 1, SP_FNUZ = 2, SP_FIN = 3 };
 
 typedef struct {
     int32_t man_bits, emin, subnormals, specials;   /* float format */
     double max_value;
     int32_t int_bits, is_signed, is_int, present;   /* integer format (prod of an int MAC) */
+    /* the rule book for this (format, rounding, saturation), from psum.golden.rounding:
+       round_tbl bit i = round_up at i = guard | lsb<<1 | sticky<<2 | sign<<3 | sr_carry<<4;
+       zero_tbl bit i = sign of an exact zero sum at i = both_zero | sp<<1 | sc<<2 */
+    uint32_t round_tbl, zero_tbl;
+    /* the same round_up as a rounding bias per (lsb, sign) for the vector path: 2 bits per
+       j = lsb | sign<<1, class 0..3 = round up never / above half / from half / when inexact */
+    uint32_t bias_cls;
+    double ovf_pos, ovf_neg;    /* results of a positive / negative overflow (overflow_codes) */
+    double inf_pos, inf_neg;    /* results of an infinite operand (golden.mac.infinity_codes) */
 } fmt_t;
 
 typedef struct {
@@ -45,6 +57,8 @@ typedef struct {
     const int64_t *row_base;
     fmt_t acc, prod;          /* prod.present == 0: fused (exact product) */
     int32_t nthreads;
+    int32_t zero_slow;        /* the host's round-to-nearest zero sign is not the rule: slow path */
+    int32_t bias_dep;         /* what the rounding bias depends on: bit 0 lsb, bit 1 sign, bit 2 both */
 } params_t;
 
 /* ------------------------------------------------------------------------------------------ */
@@ -62,7 +76,7 @@ static inline uint32_t sr_rand(uint32_t seed, int64_t idx, int64_t step, int bit
 /* ------------------------------------------------------------------------------------------ */
 /* Scalar exact rounding of a non-zero finite double x into a float format (golden round_float) */
 /* ------------------------------------------------------------------------------------------ */
-static double round_fmt(const fmt_t *f, double x, int mode, uint32_t rnd, int k, int saturate) {
+static double round_fmt(const fmt_t *f, double x, uint32_t rnd, int k) {
     uint64_t bits; memcpy(&bits, &x, 8);
     int sign = (int)(bits >> 63);
     int E = (int)((bits >> 52) & 0x7ff) - 1023;         /* x is a normal double (caller) */
@@ -72,62 +86,42 @@ static double round_fmt(const fmt_t *f, double x, int mode, uint32_t rnd, int k,
     int64_t drop = 52 - M + (e_eff - E);                /* >= 2: w >= p + 2 */
     int64_t dc = drop > 54 ? 54 : drop;                 /* beyond: q = 0, guard 0, sticky 1 */
     uint64_t q = m >> dc, rem = m & ((1ull << dc) - 1), half = 1ull << (dc - 1);
-    int guard = rem >= half, sticky = (rem & (half - 1)) != 0, inexact = rem != 0, up = 0;
-    switch (mode) {
-    case RNE: up = guard && (sticky || (q & 1)); break;
-    case RNA: up = guard; break;
-    case RTZ: up = 0; break;
-    case RUP: up = inexact && !sign; break;
-    case RDN: up = inexact && sign; break;
-    case ROD: q |= (uint64_t)inexact; break;
-    case SR: {
+    int guard = rem >= half, sticky = (rem & (half - 1)) != 0, carry = 0;
+    if (k) {  /* stochastic rounding: the carry of the top k residual bits plus k random bits */
         uint64_t top;
         if (drop >= k) { int64_t sh = drop - k; top = sh >= 64 ? 0 : rem >> sh; }
         else top = rem << (k - drop);
-        up = (top + rnd) >= (1ull << k);
-        break; }
+        carry = (top + rnd) >= (1ull << k);
     }
-    q += (uint64_t)up;
+    int idx = guard | (int)(q & 1) << 1 | sticky << 2 | sign << 3 | carry << 4;
+    q += (f->round_tbl >> idx) & 1;                     /* the rule book's decision */
     double v = ldexp((double)q, e_eff - M);
     int zero_neg = sign && f->specials != SP_FNUZ;
     if (v == 0.0) return zero_neg ? -0.0 : 0.0;
     if (!f->subnormals && v < ldexp(1.0, f->emin)) return zero_neg ? -0.0 : 0.0;
-    if (v > f->max_value) {
-        int to_max = saturate || f->specials == SP_FIN || mode == RTZ || mode == ROD
-                     || (mode == RUP && sign) || (mode == RDN && !sign);
-        if (to_max) v = f->max_value;
-        else if (f->specials == SP_IEEE) v = INFINITY;
-        else return NAN;
-    }
+    if (v > f->max_value) return sign ? f->ovf_neg : f->ovf_pos;
     return sign ? -v : v;
 }
 
 /* One MAC step for one element, every rule of psum.golden.mac, in binary64. */
 static double slow_step(const params_t *P, double acc, double a, double b, uint32_t rnd) {
     const fmt_t *F = &P->acc;
-    int mode = P->mode;
     double p = a * b;                                    /* exact (caller's range check) */
-    if (P->prod.present && isfinite(p)) {
+    if (P->prod.present && isfinite(p)) {               /* prod's table: rne under sr */
         if (p == 0.0) { if (P->prod.specials == SP_FNUZ) p = 0.0; }
-        else p = round_fmt(&P->prod, p, mode == SR ? RNE : mode, 0, 0, P->saturate);
+        else p = round_fmt(&P->prod, p, 0, 0);
     }
     if (isnan(p) || isnan(acc)) return NAN;
     if (isinf(p) || isinf(acc)) {
         if (isinf(p) && isinf(acc) && (signbit(p) != signbit(acc))) return NAN;
         int s = isinf(p) ? signbit(p) != 0 : signbit(acc) != 0;
-        if (F->specials == SP_IEEE) return s ? -INFINITY : INFINITY;
-        if (P->saturate || F->specials == SP_FIN) return s ? -F->max_value : F->max_value;
-        return NAN;
+        return s ? F->inf_neg : F->inf_pos;
     }
     /* -- exact sum as s + err (TwoSum) ------------------------------------------------------ */
     double s = acc + p, z = s - acc, err = (acc - (s - z)) + (p - z);
-    if (s == 0.0 && err == 0.0) {                        /* exact zero: IEEE 754 sign rules */
-        int zs;
-        if (acc == 0.0 && p == 0.0)
-            zs = mode == RDN ? (signbit(acc) || signbit(p)) : (signbit(acc) && signbit(p));
-        else zs = mode == RDN;
-        if (F->specials == SP_FNUZ) zs = 0;
-        return zs ? -0.0 : 0.0;
+    if (s == 0.0 && err == 0.0) {                        /* exact zero: the rule book's sign */
+        int idx = (acc == 0.0 && p == 0.0) | (signbit(p) != 0) << 1 | (signbit(acc) != 0) << 2;
+        return (F->zero_tbl >> idx) & 1 ? -0.0 : 0.0;
     }
     /* -- round to odd at 53 bits, then the one real rounding ------------------------------- */
     if (err != 0.0) {
@@ -135,7 +129,7 @@ static double slow_step(const params_t *P, double acc, double a, double b, uint3
         if (!(sb & 1)) sb += ((sb ^ eb) >> 63) ? (uint64_t)-1 : 1;
         memcpy(&s, &sb, 8);
     }
-    return round_fmt(F, s, mode, rnd, P->sr_bits, P->saturate);
+    return round_fmt(F, s, rnd, P->mode == SR ? P->sr_bits : 0);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -161,46 +155,51 @@ static inline int any_d(vdi m) { int64_t a = 0; for (int l = 0; l < LANES_D; l++
 #define COLS 2
 
 #define DEFINE_KERNEL(SUF, T, VT, VI, IT, LANES, W, SIGNSHIFT)                                   \
-typedef struct { IT D, half, mask, maxb, minn; IT sign; } consts_##SUF;                        \
+typedef struct { IT D, half, mask, maxb, minn; IT sign, b00, dl, ds, dx; } consts_##SUF;       \
 static consts_##SUF mkconsts_##SUF(const fmt_t *f) {                                          \
-    consts_##SUF c; T mx = (T)f->max_value, mn = (T)ldexp(1.0, f->emin);                       \
+    consts_##SUF c; T mx = (T)f->max_value, mn = (T)ldexp(1.0, f->emin); IT b[4];              \
     c.D = (W - 1) - f->man_bits; c.half = (IT)1 << (c.D - 1); c.mask = ((IT)1 << c.D) - 1;     \
     memcpy(&c.maxb, &mx, sizeof(T)); memcpy(&c.minn, &mn, sizeof(T));                          \
-    c.sign = (IT)1 << SIGNSHIFT; return c; }                                                  \
-/* fixed-position rounding of RO'd bit patterns (magnitude arithmetic on the pattern) */       \
-static inline __attribute__((always_inline)) VI rnd_##SUF(VI sb, const consts_##SUF *c, int mode) { \
-    VI frac = sb & c->mask, r = sb & ~c->mask, one = r - r + ((IT)1 << c->D);                  \
-    VI neg = (sb & c->sign) != 0, inex = frac != 0;                                           \
-    switch (mode) {                                                                            \
-    case RNE: return (sb + (c->half - 1) + ((sb >> c->D) & 1)) & ~c->mask;                    \
-    case RNA: return (sb + c->half) & ~c->mask;                                                \
-    case RTZ: return r;                                                                        \
-    case RUP: return r + (one & inex & ~neg);                                                  \
-    case RDN: return r + (one & inex & neg);                                                   \
-    default:  return r | (one & inex);                                                         \
-    } }                                                                                        \
+    c.sign = (IT)1 << SIGNSHIFT;                                                               \
+    /* class -> bias: adding it carries into the kept bits exactly when the class says so */   \
+    for (int j = 0; j < 4; j++) { int cls = (f->bias_cls >> (2 * j)) & 3;                     \
+        b[j] = cls == 0 ? 0 : cls == 1 ? c.half - 1 : cls == 2 ? c.half : c.mask; }            \
+    c.b00 = b[0]; c.dl = b[1] - b[0]; c.ds = b[2] - b[0]; c.dx = b[3] - b[2] - b[1] + b[0];    \
+    return c; }                                                                                \
+/* fixed-position rounding of RO'd bit patterns (magnitude arithmetic on the pattern): add the \
+   rule book's bias for this lane's (lsb, sign), then truncate; DEP (a constant) drops the     \
+   terms the table does not depend on */                                                      \
+static inline __attribute__((always_inline)) VI rnd_##SUF(VI sb, const consts_##SUF *c, int dep) { \
+    VI bias = sb - sb + c->b00;                                                                \
+    /* lane masks: the lsb moved to the sign position and spread by an arithmetic shift */     \
+    VI lsbm = (sb << (SIGNSHIFT - c->D)) >> SIGNSHIFT, sgnm = sb >> SIGNSHIFT;                 \
+    if (dep & 1) bias += lsbm & c->dl;                                                         \
+    if (dep & 2) bias += sgnm & c->ds;                                                         \
+    if (dep & 4) bias += lsbm & sgnm & c->dx;                                                  \
+    return (sb + bias) & ~c->mask; }                                                           \
 static inline __attribute__((always_inline)) VI range_bad_##SUF(VI s0, VI sb, VI r,             \
         const consts_##SUF *c) {                                                               \
     VI ab = sb & ~c->sign, a0 = s0 & ~c->sign, ar = r & ~c->sign;                              \
     return (a0 > c->maxb) | (ar > c->maxb) | ((ab < c->minn) & (ab != 0));                    \
 }                                                                                              \
 static inline __attribute__((always_inline)) VT fast_step_##SUF(VT acc, VT p,                    \
-        const consts_##SUF *c, int mode, VI *bad) {                                            \
+        const consts_##SUF *c, int zero_slow, int dep, VI *bad) {                              \
     VT s = acc + p, z = s - acc, err = (acc - (s - z)) + (p - z);                              \
     VI s0 = (VI)s, sb = s0, eb = (VI)err;                                                      \
     VI inex = err != 0, even = (sb & 1) == 0, dirneg = (sb ^ eb) < 0;                          \
     sb += (dirneg | 1) & inex & even;       /* round to odd at w bits */                       \
-    VI r = rnd_##SUF(sb, c, mode);                                                             \
+    VI r = rnd_##SUF(sb, c, dep);                                                              \
     VI b = range_bad_##SUF(s0, sb, r, c);                                                      \
-    if (mode == RDN) b |= (r & ~c->sign) == 0;   /* exact-zero sign rule of rdn: slow path */  \
+    if (zero_slow) b |= (r & ~c->sign) == 0;   /* zero sign not the host's: slow path */      \
     *bad |= b; return (VT)r; }                                                                 \
 static inline __attribute__((always_inline)) VT fast_prod_##SUF(VT p, const consts_##SUF *c,    \
-        int mode, int fnuz, VI *bad) {                                                         \
-    VI pb = (VI)p; VI r = rnd_##SUF(pb, c, mode == SR ? RNE : mode);                           \
+        int fnuz, int dep, VI *bad) {                                                          \
+    VI pb = (VI)p; VI r = rnd_##SUF(pb, c, dep);                                               \
     *bad |= range_bad_##SUF(pb, pb, r, c);                                                     \
     VT out = (VT)r; if (fnuz) out = out + (T)0; return out; }                                  \
 static inline __attribute__((always_inline)) void tile_##SUF(const params_t *P, T *base_out,     \
-        const T *A, const T *B, int64_t m0, int64_t nr, int64_t n0, int64_t nc, int mode) {   \
+        const T *A, const T *B, int64_t m0, int64_t nr, int64_t n0, int64_t nc, int zero_slow,   \
+        int dep) {                                                                             \
     consts_##SUF ca = mkconsts_##SUF(&P->acc), cp = mkconsts_##SUF(&P->prod);                 \
     int unfused = P->prod.present, fnuz = P->prod.specials == SP_FNUZ;                        \
     VT acc[ROWS][COLS];                                                                        \
@@ -217,8 +216,8 @@ static inline __attribute__((always_inline)) void tile_##SUF(const params_t *P, 
             for (int j = 0; j < COLS; j++) {                                                   \
                 VI bad = (VI){0};                                                              \
                 VT p = a * bv[j];                                                              \
-                if (unfused) p = fast_prod_##SUF(p, &cp, mode, fnuz, &bad);                   \
-                VT nv = fast_step_##SUF(acc[i][j], p, &ca, mode, &bad);                        \
+                if (unfused) p = fast_prod_##SUF(p, &cp, fnuz, dep, &bad);                    \
+                VT nv = fast_step_##SUF(acc[i][j], p, &ca, zero_slow, dep, &bad);              \
                 if (__builtin_expect(any_##SUF(bad), 0)) {                                     \
                     for (int l = 0; l < LANES; l++) if (bad[l])                                \
                         nv[l] = (T)slow_step(P, (double)acc[i][j][l], (double)a, (double)bv[j][l], 0); \
@@ -235,13 +234,17 @@ static void run_float_##SUF(const params_t *P, const T *A, const T *B, T *out) {
         int64_t tr = t / ntc, tc = t % ntc;                                                    \
         int64_t m0 = tr * ROWS, nr = P->M - m0 < ROWS ? P->M - m0 : ROWS;                     \
         int64_t n0 = tc * COLS * LANES, nc = nvec - tc * COLS < COLS ? nvec - tc * COLS : COLS;\
-        switch (P->mode) {                                                                     \
-        case RNE: tile_##SUF(P, out, A, B, m0, nr, n0, nc, RNE); break;                        \
-        case RTZ: tile_##SUF(P, out, A, B, m0, nr, n0, nc, RTZ); break;                        \
-        case RDN: tile_##SUF(P, out, A, B, m0, nr, n0, nc, RDN); break;                        \
-        case RUP: tile_##SUF(P, out, A, B, m0, nr, n0, nc, RUP); break;                        \
-        case RNA: tile_##SUF(P, out, A, B, m0, nr, n0, nc, RNA); break;                        \
-        default:  tile_##SUF(P, out, A, B, m0, nr, n0, nc, ROD); break;                        \
+        /* instances by what the rounding bias depends on and by the zero check, so a spec pays  \
+           for no term its rule book does not use */                                           \
+        int z = P->zero_slow != 0;                                                             \
+        switch (P->bias_dep) {                                                                 \
+        case 0: if (z) tile_##SUF(P, out, A, B, m0, nr, n0, nc, 1, 0);                         \
+                else tile_##SUF(P, out, A, B, m0, nr, n0, nc, 0, 0); break;                    \
+        case 1: if (z) tile_##SUF(P, out, A, B, m0, nr, n0, nc, 1, 1);                         \
+                else tile_##SUF(P, out, A, B, m0, nr, n0, nc, 0, 1); break;                    \
+        case 2: if (z) tile_##SUF(P, out, A, B, m0, nr, n0, nc, 1, 2);                         \
+                else tile_##SUF(P, out, A, B, m0, nr, n0, nc, 0, 2); break;                    \
+        default: tile_##SUF(P, out, A, B, m0, nr, n0, nc, z, 7); break;                        \
         } } }                                                                                  \
 /* stochastic rounding: every step through slow_step with its counter-based random bits */     \
 static void run_sr_##SUF(const params_t *P, const T *A, const T *B, T *out) {                 \
