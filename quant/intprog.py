@@ -115,7 +115,7 @@ def acc_spec(acc="int32", *, overflow: str | None = None, a=None, b=None):
         spec = spec.replace(overflow=overflow)
     if not spec.int_acc:
         raise ValueError(f"the integer program needs an integer accumulator such as int32, not {spec.acc}")
-    if spec.order != "seq":
+    if spec.order.kind != "seq":
         raise ValueError(f"the integer program accumulates sequentially (order=seq), not order={spec.order}")
     if spec.acc.bits > 40:
         raise ValueError(f"accumulator {spec.acc} is wider than the 40 bits the requantiser supports")

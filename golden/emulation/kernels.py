@@ -549,29 +549,6 @@ def add_spec(spec: MacSpec, target) -> MacSpec:
                    sr_bits=spec.sr_bits if spec.sr_bits else None, overflow=overflow)
 
 
-def _order_parts(order: str):
-    import re
-
-    m = re.fullmatch(r"chunk(\d+)|mta(\d+)w(\d+)p(\d+)", order)
-    return [int(g) for g in m.groups() if g is not None] if m else []
-
-
-def check_order(spec: MacSpec) -> None:
-    """Raise ValueError when ``spec.order`` cannot be emulated (one line, actionable)."""
-    if spec.order.startswith("mta"):
-        n, w, p = _order_parts(spec.order)
-        if spec.int_acc:
-            raise ValueError(f"order {spec.order} needs a float accumulator, not {spec.acc}")
-        if p % n:
-            raise ValueError(f"order {spec.order}: P={p} must be a multiple of N={n}")
-        if w + (n + 1).bit_length() > 61:
-            raise ValueError(f"order {spec.order}: W={w} is too wide (W + log2(N+1) must be at most 61)")
-        if spec.a.precision + spec.b.precision > 61:
-            raise ValueError(f"order {spec.order}: products of {spec.a} and {spec.b} are too wide")
-    if spec.order != "seq" and spec.order != "tree":
-        add_spec(spec, spec.acc2)  # raises if acc2 cannot hold an acc value (int acc2, float acc)
-
-
 def _zero_codes(fmt, shape):
     return np.zeros(shape, dtype=np.uint64)
 
@@ -750,19 +727,18 @@ def accumulate_order(spec, A, B, init, *, row_base=None, col_stride=1, seed=0, b
     tree nodes ``K, K+1, ...`` in the order they happen (tree: level by level, left to right;
     the final bias addition last); an mta group's rounding uses the step of its last product.
     """
-    spec = MacSpec.parse(spec)
-    check_order(spec)
+    spec = MacSpec.parse(spec)  # MacSpec has validated the order against the spec already
+    order = spec.order
     kw = dict(row_base=row_base, col_stride=col_stride, seed=seed)
-    if spec.order == "seq":
+    if order.kind == "seq":
         return accumulate(spec, A, B, init, backend=backend, stats=stats, **kw)
     if stats is not None:
-        raise ValueError(f"partial-sum statistics need order=seq, not {spec.order}")
-    if spec.order == "tree":
+        raise ValueError(f"partial-sum statistics need order=seq, not {order}")
+    if order.kind == "tree":
         return _tree(spec, A, B, init, **kw)
-    parts = _order_parts(spec.order)
-    if spec.order.startswith("chunk"):
-        return _chunked(spec, parts[0], A, B, init, backend=backend, **kw)
-    return _mta(spec, *parts, A, B, init, **kw)
+    if order.kind == "chunk":
+        return _chunked(spec, order.length, A, B, init, backend=backend, **kw)
+    return _mta(spec, order.n, order.w, order.p, A, B, init, **kw)
 
 
-__all__ += ["accumulate_order", "add_spec", "check_order"]
+__all__ += ["accumulate_order", "add_spec"]
