@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from psum.golden import _vector as V
-from psum.golden.formats import FloatFormat, IntFormat
+from psum.golden.formats import NAMED, FloatFormat, IntFormat
 from psum.golden.mac import mac_step
 from psum.golden.rounding import Rounding
 from psum.golden.spec import MacSpec
@@ -200,6 +200,10 @@ def _nz_range(x):
     return mn, mx
 
 
+# The host float of each fast path, by significand bits: its limits come from the format table.
+_HOST_FLOAT = {24: NAMED["fp32"], 53: NAMED["fp64"]}
+
+
 def float_path_ok(spec: MacSpec, w: int, A=None, B=None) -> bool:
     """True when the TwoSum/round-to-odd algorithm in a ``w``-bit host float (24 or 53) is exact.
 
@@ -210,9 +214,13 @@ def float_path_ok(spec: MacSpec, w: int, A=None, B=None) -> bool:
     """
     if spec.int_acc:
         return False
+    host = _HOST_FLOAT[w]
     if w == 24:
-        lo, hi, p_need = 2.0**-126, 2.0**127, spec.acc.precision + 2
+        # products must be normal binary32 numbers, at least 2**emin and below 2**emax (one binade
+        # of headroom under fp32's top, so a TwoSum of two of them stays finite)
+        lo, hi, p_need = host.min_normal, 2.0**host.emax, spec.acc.precision + 2
     else:
+        # binary64 runs with a wide margin inside its normal range (2**-1022 .. 2**1024)
         lo, hi, p_need = 2.0**-1000, 2.0**1000, spec.acc.precision + 2 + spec.sr_bits
     if spec.rounding is Rounding.SR and w == 24 and spec.acc.precision + 2 + spec.sr_bits > 53:
         return False
@@ -226,8 +234,7 @@ def float_path_ok(spec: MacSpec, w: int, A=None, B=None) -> bool:
         small, big = _fmt_range(fmt)
         # every value of the format (incl. its subnormals) is exact in the host type; the
         # normal-range test of the C fast path needs 2**emin to be a normal host number.
-        top = float(np.finfo(np.float32 if w == 24 else np.float64).max)
-        if small < (2.0**-149 if w == 24 else 2.0**-1074) or big > top or 2.0**fmt.emin < lo:
+        if small < host.min_subnormal or big > host.max_value or 2.0**fmt.emin < lo:
             return False
     (amin, amax), (bmin, bmax) = _fmt_range(spec.a), _fmt_range(spec.b)
     if amin * bmin >= lo and amax * bmax < hi:
