@@ -33,10 +33,10 @@ import re
 
 from psum._util import check_int
 
-from .formats import FloatFormat, Format, IntFormat, parse_format
+from .formats import NAMED, FloatFormat, Format, IntFormat, parse_format
 from .rounding import Rounding, parse_rounding
 
-__all__ = ["MacSpec", "Order", "ORDER_KINDS", "SPEC_HELP", "SPEC_EXAMPLES"]
+__all__ = ["MacSpec", "Order", "ORDER_KINDS", "DEFAULT_OPERANDS", "default_operand", "SPEC_HELP", "SPEC_EXAMPLES"]
 
 SPEC_EXAMPLES = (
     "a=fp16,b=fp16,acc=fp16,round=rne",
@@ -52,6 +52,34 @@ SPEC_HELP = (
     "[,round=rne|rtz|rup|rdn|rna|rod|sr][,srbits=K][,overflow=wrap|sat|ieee]"
     "[,order=seq|chunk<L>|tree|mta<N>w<W>p<P>][,acc2=FMT]; e.g. " + SPEC_EXAMPLES[0]
 )
+
+# Operand formats of a study that names only the accumulator (sweeps, reports), by accumulator
+# kind: 8-bit operands for both, so float and integer accumulators are compared at the same
+# operand width. Declared once here; sweeps and reports read it.
+DEFAULT_OPERANDS: dict[str, Format] = {"float": NAMED["fp8_e4m3"], "int": IntFormat(8, signed=True)}
+
+
+def default_operand(acc) -> Format:
+    """The default operand format (``a`` and ``b``) for an accumulator format or its text.
+
+    Parameters
+    ----------
+    acc : Format or str
+        The accumulator format.
+
+    Returns
+    -------
+    Format
+        ``DEFAULT_OPERANDS["int"]`` (int8) for an integer accumulator, else
+        ``DEFAULT_OPERANDS["float"]`` (fp8_e4m3).
+
+    Raises
+    ------
+    ValueError
+        ``acc`` is not a format (the :func:`parse_format` message).
+    """
+    return DEFAULT_OPERANDS["int" if isinstance(parse_format(acc), IntFormat) else "float"]
+
 
 _KEYS = ("a", "b", "acc", "prod", "fused", "round", "srbits", "overflow", "order", "acc2")
 

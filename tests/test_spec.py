@@ -206,3 +206,88 @@ def test_committed_result_spec_texts_still_parse():
                 assert str(MacSpec.parse(text)) == text, (path.name, text)
                 seen += 1
     assert seen > 0
+
+
+# -- formats as objects: replace, default operands, no sliced text ------------------------------
+def test_float_replace_is_validated_and_keeps_policies():
+    fp16 = parse_format("fp16")
+    assert fp16.replace(man_bits=4) == parse_format("e5m4")
+    assert fp16.replace(exp_bits=6) == parse_format("e6m10")  # the default bias follows: 31
+    assert fp16.replace(exp_bits=6).bias == 31
+    assert parse_format("e5m4_b20").replace(man_bits=6) == parse_format("e5m6_b20")  # explicit bias kept
+    assert parse_format("e5m4_b20").replace(man_bits=6, bias=None) == parse_format("e5m6")
+    assert parse_format("fp8_e4m3").replace(man_bits=2) == parse_format("e4m2fn")
+    assert parse_format("e4m3fnuz").replace(specials="fn") == parse_format("fp8_e4m3")
+    assert parse_format("e5m10_ftz").replace(man_bits=7).subnormals is False
+    assert fp16.replace() == fp16
+    with pytest.raises(ValueError) as info:
+        fp16.replace(man_bits=0)
+    assert str(info.value) == "mantissa bits must be an integer between 1 and 52, not 0"
+    with pytest.raises(ValueError) as info:
+        fp16.replace(exp_bits=12)
+    assert str(info.value) == "exponent bits must be an integer between 2 and 11, not 12"
+    with pytest.raises(TypeError):
+        fp16.replace(width=16)
+
+
+def test_int_replace_is_validated():
+    int8 = parse_format("int8")
+    assert int8.replace(bits=4) == parse_format("int4")
+    assert int8.replace(signed=False) == parse_format("uint8")
+    with pytest.raises(ValueError) as info:
+        int8.replace(bits=1)
+    assert str(info.value) == "integer width must be an integer between 2 and 64, not 1"
+
+
+def test_default_operands_declared_once():
+    from psum.golden.spec import DEFAULT_OPERANDS, default_operand
+    from psum.reports.report import ReportConfig
+    from psum.sweeps.sweep import make_spec
+
+    assert DEFAULT_OPERANDS == {"float": parse_format("fp8_e4m3"), "int": parse_format("int8")}
+    assert default_operand("e5m6") == parse_format("fp8_e4m3")
+    assert default_operand(parse_format("int16")) == parse_format("int8")
+    cfg = ReportConfig()
+    assert (cfg.float_operand, cfg.int_operand) == ("fp8_e4m3", "int8")
+    assert make_spec("e5m6").a == DEFAULT_OPERANDS["float"] and make_spec("int20:sat").b == DEFAULT_OPERANDS["int"]
+
+
+@pytest.mark.parametrize("entry, parsed", [
+    ("e5m?", ("man", {"exp_bits": 5}, None)),
+    ("e?m7", ("exp", {"man_bits": 7}, None)),
+    ("E4M?:sat", ("man", {"exp_bits": 4}, "sat")),
+    ("int?", ("int", {}, "wrap")),
+    ("int?:sat", ("int", {}, "sat")),
+])
+def test_search_entries_read_with_the_format_grammar(entry, parsed):
+    from psum.sweeps.sweep import parse_search_entry
+
+    assert parse_search_entry(entry) == parsed
+
+
+@pytest.mark.parametrize("entry", ["e5m3", "e5m1?", "e?m?", "e5m?fn", "e5m?_ftz", "uint?", "int1?", "fp?", "?"])
+def test_search_entries_rejected(entry):
+    from psum.sweeps.sweep import parse_search_entry
+
+    with pytest.raises(ValueError) as info:
+        parse_search_entry(entry)
+    assert str(info.value) == f"search entry must be e<E>m?, e?m<M> or int?[:wrap|:sat], not {entry!r}"
+
+
+def test_report_reads_formats_not_text():
+    """A sweep row names e5m2 "fp8_e5m2" and e5m10 "fp16"; the report's e5 curve still holds them."""
+    from psum.reports.report import ReportConfig, _hardware_points, _sweep_entries
+
+    entries = _sweep_entries(ReportConfig(float_exps=(5,), max_man=10, int_widths=(16,)))
+    assert entries[:3] == ["e5m1", "e5m2", "e5m3"] and "e5m10" in entries
+    assert entries[-2:] == ["int16:wrap", "int16:sat"]
+    sweep = [dict(family="float", acc=str(parse_format(t)), acc_bits=parse_format(t).width, accuracy=90.0, spec=t)
+             for t in ("e5m1", "e5m2", "e5m3", "e5m4", "e5m10", "e4m2")]
+    assert [r["acc"] for r in sweep][:2] == ["e5m1", "fp8_e5m2"]
+    minima = [dict(family="float", search="float e5", acc="e5m3", acc_bits=9, accuracy=90.0, spec="x")]
+    points = _hardware_points(ReportConfig(), sweep, minima, 91.0)
+    assert [(p["acc"], p["is_min"]) for p in points] == [("e5m1", False), ("fp8_e5m2", False), ("e5m3", True),
+                                                         ("e5m4", False)]
+    minima = [dict(family="float", search="float e5", acc="e5m10", acc_bits=16, accuracy=90.0, spec="x")]
+    points = _hardware_points(ReportConfig(), sweep, minima, 91.0)
+    assert [(p["acc"], p["is_min"]) for p in points] == [("fp16", True)]  # one point, not a duplicate
