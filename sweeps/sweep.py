@@ -51,7 +51,7 @@ from psum.progress import progress
 from psum.resultsfile import ResultsFile
 
 __all__ = ["run_sweep", "search_min_acc", "min_passing", "make_spec", "parse_acc_list", "parse_search_entry",
-           "KEY_FIELDS", "SEARCH_RANGES"]
+           "search_entry_text", "KEY_FIELDS", "SEARCH_RANGES"]
 
 CALIB_IMAGES = 256
 KEY_FIELDS = ("model", "dataset", "checkpoint", "spec", "layer", "n_images", "calib")
@@ -96,6 +96,16 @@ def parse_search_entry(entry: str) -> tuple[str, dict, str | None]:
     if (lo.exp_bits, hi.exp_bits) == (2, 3) and lo.man_bits == hi.man_bits:
         return "exp", {"man_bits": lo.man_bits}, overflow or None
     raise bad
+
+
+def search_entry_text(kind: str, fixed: int | None = None, overflow: str | None = None) -> str:
+    """The template text of a search, the inverse of :func:`parse_search_entry` (``e5m?``, ``int?:sat``).
+
+    ``fixed`` is the fixed field (``exp_bits`` for ``"man"``, ``man_bits`` for ``"exp"``), as in
+    the ``fixed`` entry of :func:`search_min_acc`'s result.
+    """
+    text = {"man": f"e{fixed}m?", "exp": f"e?m{fixed}", "int": "int?"}[kind]
+    return text + (f":{overflow}" if overflow else "")
 
 
 def make_spec(acc, *, a=None, b=None, rounding="rne", overflow=None, extra=None):
@@ -465,8 +475,7 @@ def search_min_acc(model: str, dataset: str, *, kind: str, exp_bits: int | None 
         if layer not in mac_layers(ctx.net):
             raise ValueError(f"layer must be 'all' or one of {', '.join(mac_layers(ctx.net))}, not {layer!r}")
     evaluated: dict[int, dict] = {}
-    label = " ".join(["search", kind, *(f"{k}={v}" for k, v in fixed.items())]) + (
-        "" if layer == "all" else f" @{layer}")
+    label = f"search {kind} {search_entry_text(kind, *fixed.values())}" + ("" if layer == "all" else f" @{layer}")
     with progress(total=None, desc=label, unit="row", enabled=progress_enabled) as bar, \
             progress(total=ctx.n_images, desc="images", unit="img", enabled=progress_enabled, leave=False) as ibar:
         ctx.bar_images = ibar

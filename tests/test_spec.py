@@ -291,3 +291,11 @@ def test_report_reads_formats_not_text():
     minima = [dict(family="float", search="float e5", acc="e5m10", acc_bits=16, accuracy=90.0, spec="x")]
     points = _hardware_points(ReportConfig(), sweep, minima, 91.0)
     assert [(p["acc"], p["is_min"]) for p in points] == [("fp16", True)]  # one point, not a duplicate
+
+
+@pytest.mark.parametrize("entry", ["e5m?", "e?m7", "int?:wrap", "int?:sat", "e4m?:sat"])
+def test_search_entry_text_is_the_inverse(entry):
+    from psum.sweeps.sweep import parse_search_entry, search_entry_text
+
+    kind, fixed, overflow = parse_search_entry(entry)
+    assert search_entry_text(kind, *fixed.values(), overflow=overflow) == entry

@@ -89,7 +89,7 @@ _SWEEP_DEFAULT = ("fp32,fp16,bf16,e5m6,e5m4,e5m3,e5m2,e4m3,e4m2,e3m3,"
 
 
 def _cmd_sweep(args) -> int:
-    from psum.sweeps.sweep import parse_acc_list, parse_search_entry, run_sweep, search_min_acc
+    from psum.sweeps.sweep import parse_acc_list, parse_search_entry, run_sweep, search_entry_text, search_min_acc
 
     prog = True if args.progress else None
     if args.plot:
@@ -120,7 +120,7 @@ def _cmd_sweep(args) -> int:
               f"tolerance {args.tol:g} percentage points below {rel}")
         table = []
         for r in results:
-            what = {"man": f"e{r['fixed']}m?", "exp": f"e?m{r['fixed']}", "int": f"int?:{r['overflow']}"}[r["kind"]]
+            what = search_entry_text(r["kind"], r["fixed"], r["overflow"] if r["kind"] == "int" else None)
             tried = " ".join(f"{v}:{a:.1f}" for v, a in r["evaluated"].items())
             table.append({"search": what, "layer": r["layer"], "min": r["acc"] or "none", "accuracy": r["accuracy"],
                           "reference": r["reference_accuracy"], "tried (value:acc%)": tried})
