@@ -1,15 +1,16 @@
 """psum.golden: bit-exact number formats, rounding and the MAC golden model.
 
 The public surface is re-exported here: formats (:class:`FloatFormat`, :class:`IntFormat`,
-:func:`parse_format`), rounding modes (:class:`Rounding`), the MAC spec (:class:`MacSpec`) and its
-semantics (:func:`mac_step`), plus the tensor helper :func:`quantize`.
+:func:`parse_format`), rounding modes (:class:`Rounding`), the MAC spec (:class:`MacSpec`, its
+accumulation :class:`Order`) and its semantics (:func:`mac_step`), plus the tensor helper
+:func:`quantize`.
 """
 
 from .formats import FORMAT_HELP, NAMED, FloatFormat, Format, IntFormat, parse_format
 from .mac import mac_step
 from .quantize import quantize
 from .rounding import Rounding, parse_rounding
-from .spec import SPEC_HELP, MacSpec
+from .spec import SPEC_HELP, MacSpec, Order
 
 __all__ = [
     "FloatFormat",
@@ -21,6 +22,7 @@ __all__ = [
     "Rounding",
     "parse_rounding",
     "MacSpec",
+    "Order",
     "SPEC_HELP",
     "mac_step",
     "quantize",

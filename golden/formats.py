@@ -62,6 +62,12 @@ def _check_int(name: str, value, lo: int, hi: int) -> None:
         raise ValueError(f"{name} must be an integer between {lo} and {hi}, not {value!r}")
 
 
+def _default_bias(exp_bits: int, specials: str) -> int:
+    """IEEE's ``2**(E-1) - 1``; one larger for ``fnuz`` (no negative zero, ml_dtypes' convention)."""
+    half = 1 << (exp_bits - 1)
+    return half if specials == "fnuz" else half - 1
+
+
 @dataclasses.dataclass(frozen=True)
 class FloatFormat:
     """A binary floating-point format.
@@ -105,8 +111,7 @@ class FloatFormat:
         if not isinstance(self.subnormals, bool):
             raise ValueError(f"subnormals must be True or False, not {self.subnormals!r}")
         if self.bias is None:
-            default = 1 << (self.exp_bits - 1)
-            object.__setattr__(self, "bias", default if self.specials == "fnuz" else default - 1)
+            object.__setattr__(self, "bias", _default_bias(self.exp_bits, self.specials))
         _check_int("bias", self.bias, -(1 << 12), 1 << 12)
         if self.emax < self.emin:
             raise ValueError(f"format {self} has no normal numbers")
@@ -255,6 +260,34 @@ class FloatFormat:
     def __str__(self) -> str:
         return _NAME_OF.get(self, self.tag)
 
+    def replace(self, **changes) -> "FloatFormat":
+        """A copy with some fields changed, validated like the constructor.
+
+        Build candidates from a format object, never from its text: ``fmt.replace(man_bits=4)``.
+        A bias that is the default of this format follows the new ``exp_bits``/``specials`` (so
+        ``fp16.replace(exp_bits=6)`` is ``e6m10``, bias 31); an explicit non-default bias is kept
+        unless ``bias`` is given.
+
+        Parameters
+        ----------
+        **changes
+            Any of ``exp_bits``, ``man_bits``, ``bias``, ``subnormals``, ``specials``.
+
+        Returns
+        -------
+        FloatFormat
+
+        Raises
+        ------
+        ValueError
+            A changed field out of range (the constructor's message).
+        TypeError
+            An unknown field name.
+        """
+        if "bias" not in changes and self.bias == _default_bias(self.exp_bits, self.specials):
+            changes["bias"] = None
+        return dataclasses.replace(self, **changes)
+
     # -- parsing -------------------------------------------------------------------------------
     @staticmethod
     def parse(text: str) -> "FloatFormat":
@@ -348,6 +381,18 @@ class IntFormat:
 
     def __str__(self) -> str:
         return self.tag
+
+    def replace(self, **changes) -> "IntFormat":
+        """A copy with some fields changed (``bits``, ``signed``), validated like the constructor.
+
+        Raises
+        ------
+        ValueError
+            A changed field out of range (the constructor's message).
+        TypeError
+            An unknown field name.
+        """
+        return dataclasses.replace(self, **changes)
 
     @staticmethod
     def parse(text: str) -> "IntFormat":

@@ -31,10 +31,12 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from .formats import FloatFormat, Format, IntFormat, parse_format
+from psum._util import check_int
+
+from .formats import NAMED, FloatFormat, Format, IntFormat, parse_format
 from .rounding import Rounding, parse_rounding
 
-__all__ = ["MacSpec", "SPEC_HELP", "SPEC_EXAMPLES"]
+__all__ = ["MacSpec", "Order", "ORDER_KINDS", "DEFAULT_OPERANDS", "default_operand", "SPEC_HELP", "SPEC_EXAMPLES"]
 
 SPEC_EXAMPLES = (
     "a=fp16,b=fp16,acc=fp16,round=rne",
@@ -51,8 +53,142 @@ SPEC_HELP = (
     "[,order=seq|chunk<L>|tree|mta<N>w<W>p<P>][,acc2=FMT]; e.g. " + SPEC_EXAMPLES[0]
 )
 
-_ORDER_RE = re.compile(r"seq|tree|chunk(\d+)|mta(\d+)w(\d+)p(\d+)")
+# Operand formats of a study that names only the accumulator (sweeps, reports), by accumulator
+# kind: 8-bit operands for both, so float and integer accumulators are compared at the same
+# operand width. Declared once here; sweeps and reports read it.
+DEFAULT_OPERANDS: dict[str, Format] = {"float": NAMED["fp8_e4m3"], "int": IntFormat(8, signed=True)}
+
+
+def default_operand(acc) -> Format:
+    """The default operand format (``a`` and ``b``) for an accumulator format or its text.
+
+    Parameters
+    ----------
+    acc : Format or str
+        The accumulator format.
+
+    Returns
+    -------
+    Format
+        ``DEFAULT_OPERANDS["int"]`` (int8) for an integer accumulator, else
+        ``DEFAULT_OPERANDS["float"]`` (fp8_e4m3).
+
+    Raises
+    ------
+    ValueError
+        ``acc`` is not a format (the :func:`parse_format` message).
+    """
+    return DEFAULT_OPERANDS["int" if isinstance(parse_format(acc), IntFormat) else "float"]
+
+
 _KEYS = ("a", "b", "acc", "prod", "fused", "round", "srbits", "overflow", "order", "acc2")
+
+# ---------------------------------------------------------------------------------------------
+# Accumulation order
+# ---------------------------------------------------------------------------------------------
+ORDER_KINDS = ("seq", "tree", "chunk", "mta")
+# Which integer parameters each kind takes, in text order (``chunk<L>``, ``mta<N>w<W>p<P>``).
+_ORDER_PARAMS = {"seq": (), "tree": (), "chunk": ("length",), "mta": ("n", "w", "p")}
+_ORDER_LETTER = {"length": "L", "n": "N", "w": "W", "p": "P"}
+# The one grammar of the order text; nothing outside this module parses it.
+_ORDER_RE = re.compile(r"(seq|tree)|chunk(\d+)|mta(\d+)w(\d+)p(\d+)")
+_ORDER_HELP = "seq, tree, chunk<L> or mta<N>w<W>p<P>"
+# The mta engine sums W-bit aligned terms of N products plus the register in an int64 with a
+# spare bit for the sign: W + bit_length(N + 1) <= 61 keeps that sum exact (no wrap).
+_MTA_SUM_BITS = 61
+
+
+@dataclasses.dataclass(frozen=True)
+class Order:
+    """The accumulation order of network emulation, as a value: a kind and its integer parameters.
+
+    Text form (``Order.parse`` / ``str``, round trip): ``seq``, ``tree``, ``chunk<L>`` or
+    ``mta<N>w<W>p<P>``; :func:`psum.golden.emulation.kernels.accumulate_order` states the
+    semantics. A MAC unit itself is always ``seq``.
+
+    Parameters
+    ----------
+    kind : str
+        ``"seq"`` (one product per step), ``"tree"`` (pairwise), ``"chunk"`` (chunks of
+        ``length`` products, chunk sums added into ``acc2``) or ``"mta"`` (a fused ``n``-term
+        adder of width ``w``, promoted into ``acc2`` every ``p`` products).
+    length : int, optional
+        L, the chunk length (``chunk`` only), at least 1.
+    n, w, p : int, optional
+        N terms per adder, W bits kept below the leading one, promotion every P products
+        (``mta`` only): all at least 1, P a multiple of N, W + bit_length(N+1) at most 61.
+
+    Raises
+    ------
+    ValueError
+        One line naming the order and the offending parameter.
+    TypeError
+        A parameter that is not an integer.
+    """
+
+    kind: str = "seq"
+    length: int | None = None
+    n: int | None = None
+    w: int | None = None
+    p: int | None = None
+
+    def __post_init__(self):
+        if self.kind not in ORDER_KINDS:
+            raise ValueError(f"order kind must be one of {', '.join(ORDER_KINDS)}, not {self.kind!r}")
+        wanted = _ORDER_PARAMS[self.kind]
+        for name in ("length", "n", "w", "p"):
+            given = getattr(self, name) is not None
+            if given != (name in wanted):
+                letters = ", ".join(_ORDER_LETTER[k] for k in wanted) or "no parameters"
+                raise ValueError(f"order {self.kind} takes {letters}; {_ORDER_LETTER[name]} "
+                                 f"{'is missing' if not given else 'does not apply'}")
+        where = f"order {self}: "
+        if self.kind == "chunk":
+            object.__setattr__(self, "length", check_int(where + "L", self.length, 1))
+        elif self.kind == "mta":
+            # N + 1 terms must leave room for at least one bit of W in the exact int64 sum.
+            n = check_int(where + "N", self.n, 1, (1 << (_MTA_SUM_BITS - 1)) - 2)
+            w = check_int(where + "W", self.w, 1, _MTA_SUM_BITS - (n + 1).bit_length())
+            p = check_int(where + "P", self.p, 1)
+            if p % n:
+                raise ValueError(f"{where}P={p} must be a multiple of N={n}")
+            for name, value in (("n", n), ("w", w), ("p", p)):
+                object.__setattr__(self, name, value)
+
+    def __str__(self) -> str:
+        if self.kind == "chunk":
+            return f"chunk{self.length}"
+        if self.kind == "mta":
+            return f"mta{self.n}w{self.w}p{self.p}"
+        return self.kind
+
+    @property
+    def uses_acc2(self) -> bool:
+        """True for the orders that add partial results into a second accumulator (chunk, mta)."""
+        return self.kind in ("chunk", "mta")
+
+    @staticmethod
+    def parse(text) -> "Order":
+        """Parse ``seq``, ``tree``, ``chunk<L>`` or ``mta<N>w<W>p<P>``; ``Order.parse(str(o)) == o``.
+
+        An :class:`Order` is returned unchanged.
+
+        Raises
+        ------
+        ValueError
+            One line: the accepted forms, or the parameter that is out of range.
+        """
+        if isinstance(text, Order):
+            return text
+        key = text.strip().lower() if isinstance(text, str) else None
+        m = _ORDER_RE.fullmatch(key) if key is not None else None
+        if not m:
+            raise ValueError(f"order must be {_ORDER_HELP}, not {text!r}")
+        if m.group(1):
+            return Order(m.group(1))
+        if m.group(2):
+            return Order("chunk", length=int(m.group(2)))
+        return Order("mta", n=int(m.group(3)), w=int(m.group(4)), p=int(m.group(5)))
 
 
 def _yes_no(key: str, text: str) -> bool:
@@ -86,11 +222,12 @@ class MacSpec:
         ``"sat"`` for a float one (see :func:`psum.golden.round_float` for the exact rule).
     sr_bits : int, optional
         Random bits per stochastic rounding, 1..32; default 8 with ``rounding="sr"``, else 0.
-    order : str
-        Accumulation order for network emulation (see the module docstring); a MAC unit itself is
-        always sequential.
+    order : Order or str
+        Accumulation order for network emulation (:class:`Order`, or its text); a MAC unit itself
+        is always sequential. ``mta`` needs a float accumulator and products of at most 61 bits.
     acc2 : Format or str, optional
-        Second-level accumulator for the ``chunk`` and ``mta`` orders (default fp32).
+        Second-level accumulator for the ``chunk`` and ``mta`` orders (default fp32). An integer
+        ``acc2`` needs an integer ``acc``.
 
     Raises
     ------
@@ -106,7 +243,7 @@ class MacSpec:
     rounding: Rounding = Rounding.RNE
     overflow: str = None  # type: ignore[assignment]
     sr_bits: int = None  # type: ignore[assignment]
-    order: str = "seq"
+    order: Order = Order()
     acc2: Format | None = None
 
     def __post_init__(self):
@@ -151,16 +288,20 @@ class MacSpec:
                 raise ValueError(f"srbits must be an integer between 1 and 32, not {self.sr_bits!r}")
         elif self.sr_bits != 0:
             raise ValueError("srbits applies only to stochastic rounding (round=sr)")
-        m = _ORDER_RE.fullmatch(str(self.order))
-        if not m:
-            raise ValueError(
-                f"order must be seq, tree, chunk<L> or mta<N>w<W>p<P>, not {self.order!r}"
-            )
-        if self.order.startswith(("chunk", "mta")):
-            nums = [int(g) for g in m.groups() if g is not None]
-            if min(nums) < 1:
-                raise ValueError(f"order {self.order!r}: lengths and widths must be at least 1")
+        set_("order", Order.parse(self.order))
+        order = self.order
+        if order.kind == "mta":
+            if int_acc:
+                raise ValueError(f"order {order} needs a float accumulator, not {self.acc}")
+            # the exact product of the widest terms must fit the int64 alignment datapath
+            if self.a.precision + self.b.precision > _MTA_SUM_BITS:
+                raise ValueError(f"order {order}: products of {self.a} and {self.b} are too wide")
+        if order.uses_acc2:
             set_("acc2", parse_format(self.acc2 if self.acc2 is not None else "fp32"))
+            # acc values are added into acc2 as one MAC step (acc2 := acc2 + acc*1): an integer acc2
+            # can only take integer operands.
+            if isinstance(self.acc2, IntFormat) and not int_acc:
+                raise ValueError(f"an integer acc2 needs an integer acc; acc={self.acc} is a float format")
         elif self.acc2 is not None:
             raise ValueError("acc2 applies only to order=chunk<L> or order=mta<N>w<W>p<P>")
 
@@ -186,8 +327,10 @@ class MacSpec:
             parts.append(self.overflow)
         elif self.int_acc:
             parts.append("wrap")
-        if self.order != "seq":
-            parts += [self.order, self.acc2.tag]
+        if self.order.kind != "seq":
+            parts.append(str(self.order))
+        if self.acc2 is not None:
+            parts.append(self.acc2.tag)
         return "_".join(parts)
 
     def __str__(self) -> str:
@@ -198,8 +341,10 @@ class MacSpec:
         if self.sr_bits:
             fields.append(f"srbits={self.sr_bits}")
         fields.append(f"overflow={self.overflow}")
-        if self.order != "seq":
-            fields += [f"order={self.order}", f"acc2={self.acc2}"]
+        if self.order.kind != "seq":
+            fields.append(f"order={self.order}")
+        if self.acc2 is not None:  # only the chunk and mta orders have one (tree has none)
+            fields.append(f"acc2={self.acc2}")
         return ",".join(fields)
 
     def replace(self, **changes) -> "MacSpec":

@@ -56,7 +56,7 @@ class MacUnit(wiring.Component):
         if spec.int_acc != self.int_acc:
             kind = "an integer" if self.int_acc else "a float"
             raise ValueError(f"{name} needs {kind} accumulator, not acc={spec.acc}")
-        if spec.order != "seq":
+        if spec.order.kind != "seq":
             raise ValueError(f"hardware units accumulate sequentially, not order={spec.order}")
         if isinstance(pipeline, bool) or not isinstance(pipeline, int) or pipeline != 0:
             raise ValueError(f"pipeline must be 0 (the only implemented depth), not {pipeline!r}")

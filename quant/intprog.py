@@ -98,9 +98,10 @@ def acc_spec(acc="int32", *, overflow: str | None = None, a=None, b=None):
     ``a``/``b`` are then filled in) or a MacSpec.
     """
     from psum.golden import IntFormat, MacSpec, parse_format
+    from psum.quant.qat import DEFAULT_ACT_FMT, DEFAULT_WEIGHT_FMT
 
-    a = a if a is not None else IntFormat(8, signed=False)
-    b = b if b is not None else IntFormat(8)
+    a = a if a is not None else DEFAULT_ACT_FMT
+    b = b if b is not None else DEFAULT_WEIGHT_FMT
     if isinstance(acc, MacSpec):
         spec = acc.replace(a=a, b=b)
     elif isinstance(acc, str) and "=" in acc:
@@ -115,7 +116,7 @@ def acc_spec(acc="int32", *, overflow: str | None = None, a=None, b=None):
         spec = spec.replace(overflow=overflow)
     if not spec.int_acc:
         raise ValueError(f"the integer program needs an integer accumulator such as int32, not {spec.acc}")
-    if spec.order != "seq":
+    if spec.order.kind != "seq":
         raise ValueError(f"the integer program accumulates sequentially (order=seq), not order={spec.order}")
     if spec.acc.bits > 40:
         raise ValueError(f"accumulator {spec.acc} is wider than the 40 bits the requantiser supports")
@@ -164,8 +165,8 @@ def compile_program(qnet, *, mult_bits: int = 31) -> "IntProgram":
             bias = n.bias.astype(np.int64) - z * w.sum(axis=1)
             m, sh = quantize_multiplier(qi.scale * n.w_scale / o.scale, mult_bits)
             lo = max(o.lo, o.zero_int) if n.relu else o.lo
-            a_fmt = IntFormat(8, signed=True) if qi.lo < 0 else IntFormat(max(qi.bits, 1), signed=False)
-            layers.append(IntLayer(**{**common, "lo": lo}, weight=w, bias=bias, pad_value=z, a_fmt=a_fmt,
+            # the operand formats are the code formats the QAT export chose (uint8/int8 by default)
+            layers.append(IntLayer(**{**common, "lo": lo}, weight=w, bias=bias, pad_value=z, a_fmt=qi.fmt,
                                    b_fmt=IntFormat(n.w_bits), m=m, shift=sh, wshape=tuple(n.weight.shape)))
         elif n.kind == "add":
             s = np.array([qnet.nodes[j].out.scale for j in n.inputs]) / o.scale

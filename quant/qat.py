@@ -4,15 +4,21 @@ both the true integer program (:mod:`psum.quant.intprog`) and the fake-quantised
 
 Scheme (the common symmetric/unsigned one, as in Jacob et al. 2018 and PACT, Choi et al. 2018):
 
-* **Weights**: symmetric, per output channel, ``int8`` (or ``int4``): ``s_w[c] = max|W[c]| / qmax``
-  with ``qmax = 2**(bits-1) - 1`` (the code ``-2**(bits-1)`` is unused, so the grid is symmetric).
-* **Activations after ReLU**: unsigned ``uint8`` on ``[0, alpha]`` with a *learned* clipping level
-  ``alpha`` (PACT: ``y = clamp(x, 0, alpha)``, gradient 1 to ``alpha`` where ``x > alpha``),
-  initialised by calibration (the maximum seen on a few training batches). ``s = alpha / 255``.
+The code formats are format objects (:class:`psum.golden.IntFormat`): ``weight_fmt`` (default
+``int8``, signed, 2..8 bits) and ``act_fmt`` (default ``uint8``, unsigned, 2..8 bits); below,
+``qmax(int<N>) = 2**(N-1) - 1`` and ``umax(uint<N>) = 2**N - 1`` (255 and 127 for the defaults).
+
+* **Weights**: symmetric, per output channel, ``weight_fmt`` (``int8``, or ``int4``):
+  ``s_w[c] = max|W[c]| / qmax`` (the code ``-2**(bits-1)`` is unused, so the grid is symmetric).
+* **Activations after ReLU**: unsigned ``act_fmt`` (``uint8``) on ``[0, alpha]`` with a *learned*
+  clipping level ``alpha`` (PACT: ``y = clamp(x, 0, alpha)``, gradient 1 to ``alpha`` where
+  ``x > alpha``), initialised by calibration (the maximum seen on a few training batches).
+  ``s = alpha / umax``.
 * **Activations not followed by ReLU** (a residual branch before the addition, the logits):
-  signed symmetric ``int8`` on ``[-alpha, alpha]``, ``s = alpha / 127``, alpha learned likewise.
-* **Network input**: asymmetric ``uint8`` on the calibrated ``[min, max]`` of the training images
-  (``s = (max-min)/255``, real zero point ``z = -min/s``). ``z`` is in general *not* an integer, so
+  signed symmetric, the signed format of ``act_fmt``'s width (``int8``) on ``[-alpha, alpha]``,
+  ``s = alpha / qmax``, alpha learned likewise.
+* **Network input**: asymmetric ``act_fmt`` on the calibrated ``[min, max]`` of the training images
+  (``s = (max-min)/umax``, real zero point ``z = -min/s``). ``z`` is in general *not* an integer, so
   real zero (the convolution's padding) is not on the input grid; the export switch
   ``zero_exact=True`` nudges ``z`` to an integer (the ETH QuantLib / TFLite convertibility rule).
 * **Bias**: fake-quantised to the accumulator grid ``s_in * s_w[c]`` (an int32 code), so the
@@ -39,10 +45,36 @@ import operator
 
 import numpy as np
 
+from psum.golden import IntFormat, parse_format
+
 __all__ = ["TensorQuant", "QNode", "QuantNet", "QatNet", "prepare_qat", "calibrate", "train_qat",
-           "evaluate_qat", "qat", "save_quantnet", "load_quantnet", "save_qat", "load_qat"]
+           "evaluate_qat", "qat", "save_quantnet", "load_quantnet", "save_qat", "load_qat",
+           "DEFAULT_WEIGHT_FMT", "DEFAULT_ACT_FMT"]
 
 _KINDS = ("input", "conv", "linear", "maxpool", "avgpool", "add", "flatten", "relu")
+
+# The code formats of the common 8-bit scheme: int8 weights, uint8 activations.
+DEFAULT_WEIGHT_FMT = IntFormat(8, signed=True)
+DEFAULT_ACT_FMT = IntFormat(8, signed=False)
+# Widths the export supports; the integer program and fake2true assume codes of at most 8 bits.
+_CODE_BITS = (2, 8)
+
+
+def _code_format(name: str, fmt, signed: bool) -> IntFormat:
+    """``fmt`` (an IntFormat or its text) checked to be a ``signed``/unsigned 2..8-bit integer format."""
+    want = f"{'a signed' if signed else 'an unsigned'} integer format of {_CODE_BITS[0]} to {_CODE_BITS[1]} bits"
+    try:
+        parsed = parse_format(fmt)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, IntFormat) or parsed.signed != signed or not _CODE_BITS[0] <= parsed.bits <= _CODE_BITS[1]:
+        raise ValueError(f"{name} must be {want} such as {'int8' if signed else 'uint8'}, not {fmt!s}")
+    return parsed
+
+
+def _symmetric_max(bits: int) -> int:
+    """Largest code of a symmetric signed grid of ``bits`` bits (``-qmax..qmax``; int8: 127)."""
+    return IntFormat(bits, signed=True).max_int
 
 
 # ---------------------------------------------------------------------------------------------
@@ -59,7 +91,7 @@ class TensorQuant:
     zero : float
         Zero point; an integer except for the network input without ``zero_exact``.
     lo, hi : int
-        Range of the codes (``0..255`` unsigned, ``-127..127`` signed int8).
+        Range of the codes (``0..255`` for uint8, ``-127..127`` for a symmetric int8).
     """
 
     scale: float
@@ -74,6 +106,11 @@ class TensorQuant:
     @property
     def bits(self) -> int:
         return max(int(self.hi - self.lo).bit_length(), 1)
+
+    @property
+    def fmt(self) -> IntFormat:
+        """The integer format that holds the codes (``uint8``, ``int8``, ``uint4``, ...)."""
+        return IntFormat(self.bits, signed=self.signed)
 
     @property
     def zero_int(self) -> int:
@@ -237,113 +274,155 @@ def _pair(v) -> tuple:
     return tuple(v) if isinstance(v, (tuple, list)) else (int(v), int(v))
 
 
-def _capture(model) -> tuple[list[_Op], int]:
-    """Trace ``model`` with torch.fx; fold BatchNorm into convolutions and fuse ReLUs."""
-    import torch
-    import torch.nn.functional as F
-    from torch import fx, nn
+class _Capture:
+    """Builds the flat op list of one traced model: one handler per module type or function.
 
-    model = model.eval()
-    gm = fx.symbolic_trace(model)
-    modules = dict(gm.named_modules())
-    ops: list[_Op] = []
-    where: dict = {}  # fx node -> op index (None: not a tensor, e.g. x.size(0))
-    output = None
+    ``where`` maps each fx node to the index of the op that holds its value (``None``: not a
+    tensor, e.g. ``x.size(0)``). Handlers add ops, or alias a node to an existing op (BatchNorm
+    folded into its convolution, a ReLU fused, Identity/Dropout).
+    """
 
-    def add(op, fn):
-        ops.append(op)
-        where[fn] = len(ops) - 1
+    def __init__(self):
+        self.ops: list[_Op] = []
+        self.where: dict = {}
 
-    def src(fn, i=0):
-        s = where[fn.args[i]]
+    def add(self, op: _Op, fn) -> None:
+        self.ops.append(op)
+        self.where[fn] = len(self.ops) - 1
+
+    def src(self, fn, i: int = 0) -> int:
+        s = self.where[fn.args[i]]
         if s is None:
             raise ValueError(f"layer {fn.name}: its input is not a tensor psum can quantise")
         return s
 
-    def relu(fn):
-        s = src(fn)
-        producer = fn.args[0]
-        if ops[s].kind in ("conv", "linear", "add") and not ops[s].relu and len(producer.users) == 1:
-            ops[s].relu = True  # why: the ReLU clamps the requantised codes; no separate pass
-            where[fn] = s
-        else:
-            add(_Op("relu", fn.name, [s]), fn)
+    # -- modules (call_module), dispatched on the module's type ---------------------------------
+    def conv(self, fn, name, m):
+        import torch
 
+        if m.groups != 1 or _pair(m.dilation) != (1, 1) or m.padding_mode != "zeros" or isinstance(m.padding, str):
+            raise ValueError(f"layer {name}: only groups=1, dilation=1, numeric zero padding "
+                             "convolutions are supported")
+        b = m.bias.detach().double() if m.bias is not None else torch.zeros(m.out_channels, dtype=torch.float64)
+        self.add(_Op("conv", name, [self.src(fn)], weight=m.weight.detach().double().clone(), bias=b.clone(),
+                     stride=_pair(m.stride), padding=_pair(m.padding), kernel=_pair(m.kernel_size)), fn)
+
+    def linear(self, fn, name, m):
+        import torch
+
+        b = m.bias.detach().double() if m.bias is not None else torch.zeros(m.out_features, dtype=torch.float64)
+        self.add(_Op("linear", name, [self.src(fn)], weight=m.weight.detach().double().clone(), bias=b.clone()), fn)
+
+    def batchnorm(self, fn, name, m):
+        import torch
+
+        s = self.src(fn)
+        op = self.ops[s]
+        if op.kind != "conv" or op.relu or len(fn.args[0].users) != 1:
+            raise ValueError(f"layer {name}: batch norm must directly follow a convolution to be folded")
+        # why: fold y = g (conv(x) + b - mean) / sqrt(var + eps) + beta into the conv
+        g = m.weight.detach().double() if m.affine else torch.ones_like(m.running_var, dtype=torch.float64)
+        beta = m.bias.detach().double() if m.affine else torch.zeros_like(m.running_var, dtype=torch.float64)
+        k = g / torch.sqrt(m.running_var.double() + m.eps)
+        op.weight = op.weight * k.view(-1, 1, 1, 1)
+        op.bias = (op.bias - m.running_mean.double()) * k + beta
+        self.where[fn] = s
+
+    def relu(self, fn, name=None, m=None):
+        s = self.src(fn)
+        producer = fn.args[0]
+        if self.ops[s].kind in ("conv", "linear", "add") and not self.ops[s].relu and len(producer.users) == 1:
+            self.ops[s].relu = True  # why: the ReLU clamps the requantised codes; no separate pass
+            self.where[fn] = s
+        else:
+            self.add(_Op("relu", fn.name, [s]), fn)
+
+    def maxpool(self, fn, name, m):
+        if _pair(m.dilation) != (1, 1) or m.ceil_mode:
+            raise ValueError(f"layer {name}: max pooling with dilation or ceil_mode is not supported")
+        self.add(_Op("maxpool", name, [self.src(fn)], kernel=_pair(m.kernel_size),
+                     stride=_pair(m.stride if m.stride is not None else m.kernel_size), padding=_pair(m.padding)), fn)
+
+    def adaptive_avgpool(self, fn, name, m):
+        if _pair(m.output_size) != (1, 1):
+            raise ValueError(f"layer {name}: only global average pooling (output size 1) is supported")
+        self.add(_Op("avgpool", name, [self.src(fn)], kernel=(0, 0)), fn)
+
+    def avgpool(self, fn, name, m):
+        if _pair(m.padding) != (0, 0) or m.ceil_mode:
+            raise ValueError(f"layer {name}: average pooling with padding or ceil_mode is not supported")
+        self.add(_Op("avgpool", name, [self.src(fn)], kernel=_pair(m.kernel_size),
+                     stride=_pair(m.stride if m.stride is not None else m.kernel_size)), fn)
+
+    def flatten(self, fn, name=None, m=None):
+        self.add(_Op("flatten", name or fn.name, [self.src(fn)]), fn)
+
+    def add_op(self, fn):
+        self.add(_Op("add", fn.name, [self.src(fn, 0), self.src(fn, 1)]), fn)
+
+    def passthrough(self, fn, name=None, m=None):
+        self.where[fn] = self.src(fn)
+
+    def not_a_tensor(self, fn):
+        self.where[fn] = None
+
+
+def _module_handlers() -> dict:
+    """Module type -> :class:`_Capture` handler (subclasses match through their MRO)."""
+    from torch import nn
+
+    return {nn.Conv2d: _Capture.conv, nn.Linear: _Capture.linear, nn.BatchNorm2d: _Capture.batchnorm,
+            nn.ReLU: _Capture.relu, nn.MaxPool2d: _Capture.maxpool, nn.AdaptiveAvgPool2d: _Capture.adaptive_avgpool,
+            nn.AvgPool2d: _Capture.avgpool, nn.Flatten: _Capture.flatten, nn.Identity: _Capture.passthrough,
+            nn.Dropout: _Capture.passthrough}
+
+
+def _function_handlers() -> list:
+    """(targets, handler) for call_function / call_method nodes, matched by equality of the target."""
+    import torch
+    import torch.nn.functional as F
+
+    return [((F.relu, torch.relu, "relu", "relu_"), _Capture.relu),
+            ((operator.add, torch.add, "add", operator.iadd), _Capture.add_op),
+            ((torch.flatten, "flatten", "view", "reshape"), _Capture.flatten),
+            (("size",), _Capture.not_a_tensor),
+            ((F.dropout, "contiguous"), _Capture.passthrough)]
+
+
+def _capture(model) -> tuple[list[_Op], int]:
+    """Trace ``model`` with torch.fx; fold BatchNorm into convolutions and fuse ReLUs."""
+    from torch import fx
+
+    model = model.eval()
+    gm = fx.symbolic_trace(model)
+    modules = dict(gm.named_modules())
+    by_type, by_target = _module_handlers(), _function_handlers()
+    cap = _Capture()
+    output = None
     for fn in gm.graph.nodes:
         if fn.op == "placeholder":
-            if ops:
+            if cap.ops:
                 raise ValueError("a model for QAT must take exactly one input tensor")
-            add(_Op("input", "input", []), fn)
+            cap.add(_Op("input", "input", []), fn)
         elif fn.op == "output":
-            output = where[fn.args[0]]
+            output = cap.where[fn.args[0]]
         elif fn.op == "get_attr":
             raise ValueError(f"layer {fn.target}: parameters used outside a layer are not supported")
         elif fn.op == "call_module":
             m = modules[fn.target]
-            name = str(fn.target)
-            if isinstance(m, nn.Conv2d):
-                if m.groups != 1 or _pair(m.dilation) != (1, 1) or m.padding_mode != "zeros" \
-                        or isinstance(m.padding, str):
-                    raise ValueError(f"layer {name}: only groups=1, dilation=1, numeric zero padding "
-                                     "convolutions are supported")
-                b = m.bias.detach().double() if m.bias is not None else torch.zeros(m.out_channels, dtype=torch.float64)
-                add(_Op("conv", name, [src(fn)], weight=m.weight.detach().double().clone(), bias=b.clone(),
-                        stride=_pair(m.stride), padding=_pair(m.padding), kernel=_pair(m.kernel_size)), fn)
-            elif isinstance(m, nn.Linear):
-                b = m.bias.detach().double() if m.bias is not None else torch.zeros(m.out_features, dtype=torch.float64)
-                add(_Op("linear", name, [src(fn)], weight=m.weight.detach().double().clone(), bias=b.clone()), fn)
-            elif isinstance(m, nn.BatchNorm2d):
-                s = src(fn)
-                op = ops[s]
-                if op.kind != "conv" or op.relu or len(fn.args[0].users) != 1:
-                    raise ValueError(f"layer {name}: batch norm must directly follow a convolution to be folded")
-                # why: fold y = g (conv(x) + b - mean) / sqrt(var + eps) + beta into the conv
-                g = m.weight.detach().double() if m.affine else torch.ones_like(m.running_var, dtype=torch.float64)
-                beta = m.bias.detach().double() if m.affine else torch.zeros_like(m.running_var, dtype=torch.float64)
-                k = g / torch.sqrt(m.running_var.double() + m.eps)
-                op.weight = op.weight * k.view(-1, 1, 1, 1)
-                op.bias = (op.bias - m.running_mean.double()) * k + beta
-                where[fn] = s
-            elif isinstance(m, nn.ReLU):
-                relu(fn)
-            elif isinstance(m, nn.MaxPool2d):
-                if _pair(m.dilation) != (1, 1) or m.ceil_mode:
-                    raise ValueError(f"layer {name}: max pooling with dilation or ceil_mode is not supported")
-                add(_Op("maxpool", name, [src(fn)], kernel=_pair(m.kernel_size),
-                        stride=_pair(m.stride if m.stride is not None else m.kernel_size),
-                        padding=_pair(m.padding)), fn)
-            elif isinstance(m, nn.AdaptiveAvgPool2d):
-                if _pair(m.output_size) != (1, 1):
-                    raise ValueError(f"layer {name}: only global average pooling (output size 1) is supported")
-                add(_Op("avgpool", name, [src(fn)], kernel=(0, 0)), fn)
-            elif isinstance(m, nn.AvgPool2d):
-                if _pair(m.padding) != (0, 0) or m.ceil_mode:
-                    raise ValueError(f"layer {name}: average pooling with padding or ceil_mode is not supported")
-                add(_Op("avgpool", name, [src(fn)], kernel=_pair(m.kernel_size),
-                        stride=_pair(m.stride if m.stride is not None else m.kernel_size)), fn)
-            elif isinstance(m, nn.Flatten):
-                add(_Op("flatten", name, [src(fn)]), fn)
-            elif isinstance(m, (nn.Identity, nn.Dropout)):
-                where[fn] = src(fn)
-            else:
-                raise ValueError(f"layer {name}: {type(m).__name__} is not supported by QAT export")
+            handler = next((by_type[c] for c in type(m).__mro__ if c in by_type), None)
+            if handler is None:
+                raise ValueError(f"layer {fn.target}: {type(m).__name__} is not supported by QAT export")
+            handler(cap, fn, str(fn.target), m)
         elif fn.op in ("call_function", "call_method"):
             t = fn.target
-            if t in (F.relu, torch.relu, "relu", "relu_"):
-                relu(fn)
-            elif t in (operator.add, torch.add, "add", operator.iadd):
-                add(_Op("add", fn.name, [src(fn, 0), src(fn, 1)]), fn)
-            elif t in (torch.flatten, "flatten", "view", "reshape"):
-                add(_Op("flatten", fn.name, [src(fn)]), fn)
-            elif t == "size":
-                where[fn] = None
-            elif t in (F.dropout, "contiguous"):
-                where[fn] = src(fn)
-            else:
+            handler = next((h for targets, h in by_target if t in targets), None)
+            if handler is None:
                 raise ValueError(f"operation {fn.name} ({getattr(t, '__name__', t)}) is not supported by QAT export")
-    if output is None or ops[output].kind in ("input",):
+            handler(cap, fn)
+    if output is None or cap.ops[output].kind in ("input",):
         raise ValueError("the model's output must be computed by a layer")
-    return ops, output
+    return cap.ops, output
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,7 +444,7 @@ def _weight_codes(w, bits: int, pow2: bool):
     """Symmetric per-output-channel codes and scales of float weights ``w`` (any float dtype)."""
     import torch
 
-    qmax = (1 << (bits - 1)) - 1
+    qmax = _symmetric_max(bits)
     amax = w.detach().abs().reshape(w.shape[0], -1).amax(dim=1).clamp_min(1e-12)
     s = amax / qmax
     if pow2:
@@ -393,20 +472,25 @@ class QatNet(_torch_module_base()):
         The captured ops (internal).
     output : int
         Index of the logits op.
-    w_bits : int
-        Weight code width (8 or 4).
+    weight_fmt : IntFormat
+        Weight code format (signed, 2..8 bits; default int8).
+    act_fmt : IntFormat
+        Activation code format (unsigned, 2..8 bits; default uint8); tensors not clamped by a ReLU
+        use the signed symmetric grid of the same width.
     pow2 : bool
         Power-of-two scales everywhere.
     """
 
-    def __init__(self, ops, output, *, w_bits: int = 8, pow2: bool = False):
+    def __init__(self, ops, output, *, weight_fmt: IntFormat = DEFAULT_WEIGHT_FMT,
+                 act_fmt: IntFormat = DEFAULT_ACT_FMT, pow2: bool = False):
         import torch
         from torch import nn
 
         super().__init__()
         self.ops = ops
         self.output = output
-        self.w_bits = w_bits
+        self.weight_fmt = _code_format("weight_fmt", weight_fmt, signed=True)
+        self.act_fmt = _code_format("act_fmt", act_fmt, signed=False)
         self.pow2 = pow2
         self.weights = nn.ParameterDict()
         self.biases = nn.ParameterDict()
@@ -436,6 +520,21 @@ class QatNet(_torch_module_base()):
         self.unsigned = unsigned
         self._amax = {}
 
+    @property
+    def w_bits(self) -> int:
+        """Weight code width (``weight_fmt.bits``)."""
+        return self.weight_fmt.bits
+
+    @property
+    def _umax(self) -> int:
+        """Largest unsigned activation code (uint8: 255)."""
+        return self.act_fmt.max_int
+
+    @property
+    def _qmax(self) -> int:
+        """Largest code of the signed symmetric activation grid of the same width (int8: 127)."""
+        return _symmetric_max(self.act_fmt.bits)
+
     @staticmethod
     def _key(i: int) -> str:
         return f"op{i}"
@@ -451,17 +550,18 @@ class QatNet(_torch_module_base()):
             return x, None
         alpha = alpha.abs() + 1e-8
         if self.signed[i]:
-            qmax = 127
+            qmax = self._qmax
             s = alpha / qmax
             if self.pow2:
                 s = _pow2_ste(s)
             lim = s * qmax
             y = torch.minimum(torch.maximum(x, -lim), lim)
             return _round_ste(y / s) * s, s
-        s = alpha / 255
+        umax = self._umax
+        s = alpha / umax
         if self.pow2:
             s = _pow2_ste(s)
-        lim = s * 255
+        lim = s * umax
         y = torch.minimum(torch.relu(x), lim)  # PACT: d/d alpha = 1 where x > alpha
         return _round_ste(y / s) * s, s
 
@@ -469,7 +569,7 @@ class QatNet(_torch_module_base()):
         """``(scale, zero)`` of the input quantiser (float64)."""
         lo, hi = float(self.in_lo), float(self.in_hi)
         lo, hi = min(lo, 0.0), max(hi, 0.0)  # why: the grid must cover real zero (padding)
-        s = max(hi - lo, 1e-12) / 255
+        s = max(hi - lo, 1e-12) / self._umax
         if self.pow2:
             s = 2.0 ** math.ceil(math.log2(s))
         z = -lo / s
@@ -491,7 +591,7 @@ class QatNet(_torch_module_base()):
                     vals[i], scales[i] = x, None
                     continue
                 s, z = self.input_quant()
-                q = torch.clamp(torch.round(x / s + z), 0, 255)
+                q = torch.clamp(torch.round(x / s + z), 0, self._umax)
                 vals[i], scales[i] = (q - z) * s, torch.tensor(s, dtype=x.dtype)
                 continue
             xin = [vals[j] for j in op.inputs]
@@ -561,7 +661,7 @@ class QatNet(_torch_module_base()):
         for i, op in enumerate(self.ops):
             key = self._key(i)
             if op.kind == "input":
-                quants[i] = TensorQuant(float(s_in), float(z_in), 0, 255)
+                quants[i] = TensorQuant(float(s_in), float(z_in), 0, self._umax)
                 nodes.append(QNode("input", "input", (), quants[i]))
                 continue
             if op.kind in ("maxpool", "flatten", "relu"):
@@ -571,9 +671,9 @@ class QatNet(_torch_module_base()):
                 continue
             alpha = abs(float(self.alphas[key].detach())) + 1e-8
             if self.signed[i]:
-                quants[i] = TensorQuant(p2(alpha / 127), 0.0, -127, 127)
+                quants[i] = TensorQuant(p2(alpha / self._qmax), 0.0, -self._qmax, self._qmax)
             else:
-                quants[i] = TensorQuant(p2(alpha / 255), 0.0, 0, 255)
+                quants[i] = TensorQuant(p2(alpha / self._umax), 0.0, 0, self._umax)
             kw = {}
             if op.kind in ("conv", "linear"):
                 w = self.weights[key].detach().double()
@@ -586,21 +686,52 @@ class QatNet(_torch_module_base()):
                                stride=op.stride, padding=op.padding, kernel=op.kernel, **kw))
         info = dict(meta or {})
         info.update(w_bits=self.w_bits, pow2=pow2, zero_exact=zero_exact, trained_pow2=self.pow2)
+        if self.act_fmt != DEFAULT_ACT_FMT:  # default metadata unchanged
+            info["act_fmt"] = str(self.act_fmt)
         return QuantNet(tuple(nodes), self.output, info)
 
 
-def prepare_qat(model, *, w_bits: int = 8, pow2: bool = False) -> QatNet:
+def _weight_format(w_bits, weight_fmt) -> IntFormat:
+    """The weight format from ``weight_fmt`` or the ``w_bits`` shorthand (not both)."""
+    if weight_fmt is not None:
+        if w_bits is not None:
+            raise ValueError("give weight_fmt or w_bits, not both")
+        return _code_format("weight_fmt", weight_fmt, signed=True)
+    if w_bits is None:
+        return DEFAULT_WEIGHT_FMT
+    if isinstance(w_bits, bool) or not isinstance(w_bits, int) or not _CODE_BITS[0] <= w_bits <= _CODE_BITS[1]:
+        raise ValueError(f"w_bits must be an integer between {_CODE_BITS[0]} and {_CODE_BITS[1]}, not {w_bits!r}")
+    return IntFormat(w_bits, signed=True)
+
+
+def prepare_qat(model, *, w_bits: int | None = None, pow2: bool = False, weight_fmt=None,
+                act_fmt=DEFAULT_ACT_FMT) -> QatNet:
     """A :class:`QatNet` from a float model (its BatchNorms folded with their running statistics).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The float network (traced with ``torch.fx``).
+    w_bits : int, optional
+        Shorthand for ``weight_fmt=IntFormat(w_bits)``.
+    pow2 : bool
+        Power-of-two scales everywhere.
+    weight_fmt : IntFormat or str, optional
+        Weight code format, signed, 2..8 bits (default int8).
+    act_fmt : IntFormat or str
+        Activation code format, unsigned, 2..8 bits (default uint8).
 
     Raises
     ------
     ValueError
-        ``w_bits`` not 2..8, or a layer the export does not support.
+        A format that is not a signed (weights) / unsigned (activations) 2..8-bit integer format,
+        ``w_bits`` not 2..8, both ``w_bits`` and ``weight_fmt``, or a layer the export does not
+        support.
     """
-    if isinstance(w_bits, bool) or not isinstance(w_bits, int) or not 2 <= w_bits <= 8:
-        raise ValueError(f"w_bits must be an integer between 2 and 8, not {w_bits!r}")
+    weight_fmt = _weight_format(w_bits, weight_fmt)
+    act_fmt = _code_format("act_fmt", act_fmt, signed=False)
     ops, output = _capture(model)
-    return QatNet(ops, output, w_bits=w_bits, pow2=pow2)
+    return QatNet(ops, output, weight_fmt=weight_fmt, act_fmt=act_fmt, pow2=pow2)
 
 
 def calibrate(qnet: QatNet, batches) -> None:
@@ -667,9 +798,9 @@ def train_qat(qnet: QatNet, ds, *, epochs: int = 3, lr: float = 5e-4, batch_size
                 bar.set_postfix_str(f"loss {float(loss.detach()):.3f}")
 
 
-def qat(model: str, dataset: str, *, width: float | None = None, w_bits: int = 8, pow2: bool = False,
+def qat(model: str, dataset: str, *, width: float | None = None, w_bits: int | None = None, pow2: bool = False,
         epochs: int = 3, float_epochs: int | None = None, data_dir=None, seed: int = 0, limit: int | None = None,
-        checkpoint=None, progress_enabled=None) -> tuple[QatNet, dict]:
+        checkpoint=None, progress_enabled=None, weight_fmt=None, act_fmt=DEFAULT_ACT_FMT) -> tuple[QatNet, dict]:
     """Float checkpoint (trained first if missing) -> BN folding -> calibration -> QAT.
 
     Parameters
@@ -679,10 +810,12 @@ def qat(model: str, dataset: str, *, width: float | None = None, w_bits: int = 8
     width : float, optional
         Width multiplier; a width other than the default uses its own float checkpoint
         (``checkpoints/<model>-w<width>-<dataset>.pt``).
-    w_bits : int
-        Weight bits (8 or 4).
+    w_bits : int, optional
+        Weight bits (8 or 4): shorthand for ``weight_fmt=IntFormat(w_bits)``.
     pow2 : bool
         Train with power-of-two scales.
+    weight_fmt, act_fmt : IntFormat or str, optional
+        Code formats, as :func:`prepare_qat` (default int8 weights, uint8 activations).
     epochs : int
         QAT epochs.
     float_epochs : int, optional
@@ -701,6 +834,8 @@ def qat(model: str, dataset: str, *, width: float | None = None, w_bits: int = 8
     from psum.nets.models import default_width
     from psum.nets.train import checkpoint_path, ensure_checkpoint, iterate_batches
 
+    weight_fmt = _weight_format(w_bits, weight_fmt)  # before any training: a bad format fails fast
+    act_fmt = _code_format("act_fmt", act_fmt, signed=False)
     torch.manual_seed(seed)
     w = default_width(model, dataset) if width is None else width
     path = checkpoint
@@ -715,14 +850,16 @@ def qat(model: str, dataset: str, *, width: float | None = None, w_bits: int = 8
     ch = input_channels(model, dataset)
     train_ds = load_dataset(dataset, "train", data_dir, channels=ch)
     test_ds = load_dataset(dataset, "test", data_dir, channels=ch)
-    qnet = prepare_qat(net, w_bits=w_bits, pow2=pow2)
+    qnet = prepare_qat(net, weight_fmt=weight_fmt, act_fmt=act_fmt, pow2=pow2)
     calibrate(qnet, (x for x, _ in iterate_batches(train_ds, 256, limit=1024)))
     before = evaluate_qat(qnet, test_ds, limit=limit)
     train_qat(qnet, train_ds, epochs=epochs, seed=seed, progress_enabled=progress_enabled)
     after = evaluate_qat(qnet, test_ds, limit=limit)
     info = dict(model=model, dataset=dataset, width=meta.get("width", w), float_top1=meta.get("accuracy"),
-                qat_top1_before=before, qat_top1=after, qat_epochs=epochs, w_bits=w_bits, seed=seed,
+                qat_top1_before=before, qat_top1=after, qat_epochs=epochs, w_bits=weight_fmt.bits, seed=seed,
                 float_checkpoint=meta.get("path"))
+    if act_fmt != DEFAULT_ACT_FMT:  # only when it differs, so default infos (and their keys) are unchanged
+        info["act_fmt"] = str(act_fmt)
     return qnet, info
 
 
@@ -737,7 +874,7 @@ def save_qat(qnet: QatNet, info: dict, path) -> None:
 
     ops = [{k: v for k, v in dataclasses.asdict(op).items()} for op in qnet.ops]
     blob = {"format": "psum-qat/1", "ops": ops, "output": qnet.output, "w_bits": qnet.w_bits, "pow2": qnet.pow2,
-            "state_dict": qnet.state_dict(), "info": dict(info)}
+            "act_fmt": str(qnet.act_fmt), "state_dict": qnet.state_dict(), "info": dict(info)}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp"
     torch.save(blob, tmp)
@@ -762,6 +899,8 @@ def load_qat(path) -> tuple[QatNet, dict]:
             d[k] = tuple(d[k])
         d["inputs"] = list(d["inputs"])
         ops.append(_Op(**d))
-    qnet = QatNet(ops, blob["output"], w_bits=blob["w_bits"], pow2=blob["pow2"])
+    # files written before act_fmt existed hold uint8 activations
+    qnet = QatNet(ops, blob["output"], weight_fmt=IntFormat(blob["w_bits"]), act_fmt=blob.get("act_fmt", "uint8"),
+                  pow2=blob["pow2"])
     qnet.load_state_dict(blob["state_dict"])
     return qnet.eval(), blob["info"]

@@ -27,6 +27,9 @@ import os
 import time
 from pathlib import Path
 
+from psum.golden import FloatFormat, IntFormat, parse_format
+from psum.golden.spec import DEFAULT_OPERANDS
+
 from .document import Document
 from . import plots
 
@@ -65,8 +68,8 @@ class ReportConfig:
     float_exps: tuple = (4, 5, 6)
     max_man: int = 10
     int_widths: tuple = tuple(range(8, 25, 2))
-    float_operand: str = "fp8_e4m3"
-    int_operand: str = "int8"
+    float_operand: str = str(DEFAULT_OPERANDS["float"])
+    int_operand: str = str(DEFAULT_OPERANDS["int"])
     limit: int | None = None
     data_dir: str | None = None
     sim_cycles: int = 3000
@@ -81,9 +84,12 @@ def default_out_dir(model: str, dataset: str) -> Path:
 
 
 def _acc_bits(fmt_text: str) -> int:
-    from psum.golden import parse_format
-
     return parse_format(fmt_text).width
+
+
+def _is_int_entry(entry: str) -> bool:
+    """True for a sweep entry ``FMT[:OVERFLOW]`` whose format is an integer one."""
+    return isinstance(parse_format(entry.partition(":")[0]), IntFormat)
 
 
 def _family(row: dict) -> str:
@@ -93,8 +99,9 @@ def _family(row: dict) -> str:
 
 
 def _sweep_entries(cfg: ReportConfig) -> list[str]:
-    entries = [f"e{e}m{m}" for e in cfg.float_exps for m in range(1, cfg.max_man + 1)]
-    entries += [f"int{w}:{ov}" for ov in ("wrap", "sat") for w in cfg.int_widths]
+    # built from format objects; the tag (e5m10, not fp16) keeps every entry in e<E>m<M> form
+    entries = [FloatFormat(e, m).tag for e in cfg.float_exps for m in range(1, cfg.max_man + 1)]
+    entries += [f"{IntFormat(w).tag}:{ov}" for ov in ("wrap", "sat") for w in cfg.int_widths]
     return entries
 
 
@@ -163,12 +170,12 @@ def build_report(config: ReportConfig | None = None, *, out_dir=None, force_synt
     entries = _sweep_entries(cfg)
     _say(f"sweep: {len(entries)} accumulator formats", quiet)
 
-    def operands(entry):
-        return (cfg.int_operand, cfg.int_operand) if entry.startswith("int") else (cfg.float_operand, cfg.float_operand)
+    def operands(int_acc: bool):
+        return (cfg.int_operand, cfg.int_operand) if int_acc else (cfg.float_operand, cfg.float_operand)
 
     rows = []
     for group in (entries[:len(cfg.float_exps) * cfg.max_man], entries[len(cfg.float_exps) * cfg.max_man:]):
-        a, b = operands(group[0])
+        a, b = operands(_is_int_entry(group[0]))
         rows += run_sweep(cfg.model, cfg.dataset, group, a=a, b=b, **common)
     base = next(r for r in rows if r["spec"] == "fp32")
     baseline = base["accuracy"]
@@ -186,7 +193,7 @@ def build_report(config: ReportConfig | None = None, *, out_dir=None, force_synt
     searches += [dict(kind="int", overflow=ov, family=f"int-{ov}", label=f"int {ov}") for ov in ("wrap", "sat")]
     minima = []
     for s in searches:
-        a, b = operands("int" if s["kind"] == "int" else "e")
+        a, b = operands(s["kind"] == "int")
         res = search_min_acc(cfg.model, cfg.dataset, kind=s["kind"], exp_bits=s.get("exp_bits"),
                              overflow=s.get("overflow"), tol=cfg.tol, a=a, b=b, **common)
         minima.append(dict(family=s["family"], search=s["label"], acc=res["acc"] if res["min"] is not None else None,
@@ -197,11 +204,11 @@ def build_report(config: ReportConfig | None = None, *, out_dir=None, force_synt
         from psum.nets.models import mac_layers
 
         best_float = min((m for m in minima if m["family"] == "float" and m["acc"]), key=lambda m: m["acc_bits"], default=None)
-        e_best = int(best_float["acc"][1:best_float["acc"].index("m")]) if best_float else cfg.float_exps[-1]
+        e_best = parse_format(best_float["acc"]).exp_bits if best_float else cfg.float_exps[-1]
         for layer in mac_layers(net):
             for fam, kw in (("float", dict(kind="man", exp_bits=e_best)), ("int-wrap", dict(kind="int", overflow="wrap")),
                             ("int-sat", dict(kind="int", overflow="sat"))):
-                a, b = operands("int" if kw["kind"] == "int" else "e")
+                a, b = operands(kw["kind"] == "int")
                 res = search_min_acc(cfg.model, cfg.dataset, layer=layer, tol=cfg.tol, a=a, b=b, **kw, **common)
                 layer_min.append(dict(layer=layer, family=fam, acc=res["acc"] if res["min"] is not None else None,
                                       min_bits=_acc_bits(res["acc"]) if res["min"] is not None else None,
@@ -271,22 +278,24 @@ def _hardware_points(cfg: ReportConfig, sweep: list[dict], minima: list[dict], b
         if not m["acc"]:
             continue
         fam = m["family"]
+        # compare formats, not their text: a sweep row says "fp16" where the search says "e5m10"
+        m_fmt = parse_format(m["acc"])
         if fam == "float":
-            e = m["acc"][: m["acc"].index("m")]
-            curve = [r for r in sweep if r["family"] == "float" and r["acc"].startswith(e + "m")]
+            curve = [r for r in sweep if r["family"] == "float" and parse_format(r["acc"]).exp_bits == m_fmt.exp_bits]
         else:
             curve = [r for r in sweep if r["family"] == fam]
         curve.sort(key=lambda r: r["acc_bits"])
         for r in curve:
-            if abs(r["acc_bits"] - m["acc_bits"]) <= 3 or r["acc"] == m["acc"]:
-                points.append(dict(r, search=m["search"], is_min=r["acc"] == m["acc"]))
+            is_min = parse_format(r["acc"]) == m_fmt
+            if abs(r["acc_bits"] - m["acc_bits"]) <= 3 or is_min:
+                points.append(dict(r, search=m["search"], is_min=is_min))
         # the minimum itself may sit between sweep points (e.g. an odd integer width)
-        if not any(p["acc"] == m["acc"] and p["family"] == fam for p in points):
+        if not any(parse_format(p["acc"]) == m_fmt and p["family"] == fam for p in points):
             points.append(dict(family=fam, acc=m["acc"], acc_bits=m["acc_bits"], accuracy=m["accuracy"],
                                spec=m["spec"], search=m["search"], is_min=True))
     uniq = {}
     for p in points:
-        uniq.setdefault((p["family"], p["acc"]), p)
+        uniq.setdefault((p["family"], parse_format(p["acc"])), p)
     return sorted(uniq.values(), key=lambda p: (p["family"], p["acc_bits"]))
 
 
@@ -340,7 +349,6 @@ def _exponent_histograms(cfg: ReportConfig, net, layer_min: list[dict], minima: 
     import torch
 
     from psum.nets.data import input_channels, load_dataset
-    from psum.golden import parse_format
     from psum.golden.emulation.layers import emulate
     from psum.golden.emulation.stats import collect_stats
     from psum.sweeps.sweep import make_spec
@@ -356,7 +364,7 @@ def _exponent_histograms(cfg: ReportConfig, net, layer_min: list[dict], minima: 
     ds = load_dataset(cfg.dataset, "test", cfg.data_dir, channels=input_channels(cfg.model, cfg.dataset))
     x = torch.stack([ds[i][0] for i in range(min(cfg.stats_images, len(ds)))])
     fmt = parse_format(best["acc"])
-    narrower = f"e{fmt.exp_bits}m{max(fmt.man_bits - 2, 0)}"
+    narrower = fmt.replace(man_bits=max(fmt.man_bits - 2, 1)).tag
     hists = {}
     for acc in (best["acc"], narrower):
         spec = make_spec(acc, a=cfg.float_operand, b=cfg.float_operand)

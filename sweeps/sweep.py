@@ -50,22 +50,62 @@ from psum.nets.data import dataset_info, load_dataset
 from psum.progress import progress
 from psum.resultsfile import ResultsFile
 
-__all__ = ["run_sweep", "search_min_acc", "min_passing", "make_spec", "parse_acc_list", "default_operands",
-           "DEFAULT_FLOAT_OPERAND", "DEFAULT_INT_OPERAND", "KEY_FIELDS", "SEARCH_RANGES"]
+__all__ = ["run_sweep", "search_min_acc", "min_passing", "make_spec", "parse_acc_list", "parse_search_entry",
+           "search_entry_text", "KEY_FIELDS", "SEARCH_RANGES"]
 
-DEFAULT_FLOAT_OPERAND = "fp8_e4m3"
-DEFAULT_INT_OPERAND = "int8"
 CALIB_IMAGES = 256
 KEY_FIELDS = ("model", "dataset", "checkpoint", "spec", "layer", "n_images", "calib")
 # Searched parameter ranges (inclusive) per search kind; the format library's limits bound them.
 SEARCH_RANGES = {"man": (1, 23), "exp": (2, 8), "int": (4, 32)}
+# The format field each search kind varies (a candidate is ``template.replace(field=v)``).
+_SEARCH_FIELD = {"man": "man_bits", "exp": "exp_bits", "int": "bits"}
+_SEARCH_ENTRY_HELP = "e<E>m?, e?m<M> or int?[:wrap|:sat]"
 
 
-def default_operands(acc_fmt) -> str:
-    """Operand format used for ``a`` and ``b`` when none is given: int8 for int accumulators, else fp8_e4m3."""
-    from psum.golden import IntFormat
+def parse_search_entry(entry: str) -> tuple[str, dict, str | None]:
+    """A search template: ``e5m?`` -> ``("man", {"exp_bits": 5}, None)``, ``e?m7`` -> ``("exp",
+    {"man_bits": 7}, None)``, ``int?[:sat]`` -> ``("int", {}, "sat")`` (overflow default wrap).
 
-    return DEFAULT_INT_OPERAND if isinstance(acc_fmt, IntFormat) else DEFAULT_FLOAT_OPERAND
+    The template is read with the format grammar itself (:func:`psum.golden.parse_format`, with
+    the ``?`` probed as 2 and 3), so there is no second format grammar here. Only plain IEEE-style
+    ``e<E>m<M>`` and signed ``int<N>`` templates are searchable, one field at a time.
+
+    Raises
+    ------
+    ValueError
+        ``search entry must be e<E>m?, e?m<M> or int?[:wrap|:sat], not '...'``.
+    """
+    from psum.golden import FloatFormat, IntFormat, parse_format
+
+    text, _, overflow = str(entry).partition(":")
+    bad = ValueError(f"search entry must be {_SEARCH_ENTRY_HELP}, not {entry!r}")
+    if text.count("?") != 1:
+        raise bad
+    try:
+        lo, hi = (parse_format(text.replace("?", str(v))) for v in (2, 3))
+    except ValueError:
+        raise bad from None
+    if isinstance(lo, IntFormat):
+        if lo.signed and (lo.bits, hi.bits) == (2, 3):
+            return "int", {}, overflow or "wrap"
+        raise bad
+    if lo != FloatFormat(lo.exp_bits, lo.man_bits) or hi != FloatFormat(hi.exp_bits, hi.man_bits):
+        raise bad  # a policy suffix, _ftz or a bias: not a searchable template
+    if (lo.man_bits, hi.man_bits) == (2, 3) and lo.exp_bits == hi.exp_bits:
+        return "man", {"exp_bits": lo.exp_bits}, overflow or None
+    if (lo.exp_bits, hi.exp_bits) == (2, 3) and lo.man_bits == hi.man_bits:
+        return "exp", {"man_bits": lo.man_bits}, overflow or None
+    raise bad
+
+
+def search_entry_text(kind: str, fixed: int | None = None, overflow: str | None = None) -> str:
+    """The template text of a search, the inverse of :func:`parse_search_entry` (``e5m?``, ``int?:sat``).
+
+    ``fixed`` is the fixed field (``exp_bits`` for ``"man"``, ``man_bits`` for ``"exp"``), as in
+    the ``fixed`` entry of :func:`search_min_acc`'s result.
+    """
+    text = {"man": f"e{fixed}m?", "exp": f"e?m{fixed}", "int": "int?"}[kind]
+    return text + (f":{overflow}" if overflow else "")
 
 
 def make_spec(acc, *, a=None, b=None, rounding="rne", overflow=None, extra=None):
@@ -75,8 +115,9 @@ def make_spec(acc, *, a=None, b=None, rounding="rne", overflow=None, extra=None)
     ----------
     acc : str or Format
         Accumulator format text, optionally ``FMT:OVERFLOW`` (``int16:sat``).
-    a, b : str, optional
-        Operand formats; default :func:`default_operands`.
+    a, b : str or Format, optional
+        Operand formats; default :func:`psum.golden.spec.default_operand` of the accumulator
+        (``DEFAULT_OPERANDS``: fp8_e4m3 for float accumulators, int8 for integer ones).
     rounding : str
         Rounding mode of the accumulator (and product, if unfused).
     overflow : str, optional
@@ -89,14 +130,14 @@ def make_spec(acc, *, a=None, b=None, rounding="rne", overflow=None, extra=None)
     ValueError
         Bad format, combination or field (one line, from :class:`MacSpec`).
     """
-    from psum.golden import MacSpec, parse_format
+    from psum.golden import MacSpec
+    from psum.golden.spec import default_operand
 
     text = str(acc)
     if ":" in text:
         text, overflow = text.split(":", 1)
-    acc_fmt = parse_format(text)
-    fields = [f"a={a or default_operands(acc_fmt)}", f"b={b or default_operands(acc_fmt)}", f"acc={text}",
-              f"round={rounding}"]
+    operand = default_operand(text)
+    fields = [f"a={a or operand}", f"b={b or operand}", f"acc={text}", f"round={rounding}"]
     if overflow:
         fields.append(f"overflow={overflow}")
     if extra:
@@ -256,7 +297,7 @@ def run_sweep(model: str, dataset: str, accs, *, a=None, b=None, rounding: str =
     accs : str or list of str
         Accumulator entries ``FMT[:OVERFLOW]`` (a comma-separated string or a list).
     a, b : str, optional
-        Operand formats (default :func:`default_operands` per accumulator).
+        Operand formats (default :func:`psum.golden.spec.default_operand` per accumulator).
     rounding, overflow, extra
         See :func:`make_spec`.
     per_layer : bool
@@ -409,9 +450,17 @@ def search_min_acc(model: str, dataset: str, *, kind: str, exp_bits: int | None 
         raise ValueError(f"search range must be integers lo <= hi, not {lo!r}..{hi!r}")
     if kind == "int" and overflow is None:
         overflow = "wrap"
+    from psum.golden import FloatFormat, IntFormat
+
+    # Candidates are built from a template format object, one field varied (never from text);
+    # the template's searched field is a placeholder, replaced before use.
+    fixed = {"man": {"exp_bits": exp_bits}, "exp": {"man_bits": man_bits}, "int": {}}[kind]
+    template = {"man": lambda: FloatFormat(exp_bits, 1), "exp": lambda: FloatFormat(2, man_bits),
+                "int": lambda: IntFormat(2)}[kind]()
 
     def acc_text(v: int) -> str:
-        return {"man": f"e{exp_bits}m{v}", "exp": f"e{v}m{man_bits}", "int": f"int{v}"}[kind]
+        # the tag (e5m10, not the name fp16), as the search has always reported it
+        return template.replace(**{_SEARCH_FIELD[kind]: v}).tag
 
     # validate both ends before loading anything
     for v in (lo, hi):
@@ -426,7 +475,7 @@ def search_min_acc(model: str, dataset: str, *, kind: str, exp_bits: int | None 
         if layer not in mac_layers(ctx.net):
             raise ValueError(f"layer must be 'all' or one of {', '.join(mac_layers(ctx.net))}, not {layer!r}")
     evaluated: dict[int, dict] = {}
-    label = f"search {kind} {acc_text(-1).replace('-1', '?')}" + ("" if layer == "all" else f" @{layer}")
+    label = f"search {kind} {search_entry_text(kind, *fixed.values())}" + ("" if layer == "all" else f" @{layer}")
     with progress(total=None, desc=label, unit="row", enabled=progress_enabled) as bar, \
             progress(total=ctx.n_images, desc="images", unit="img", enabled=progress_enabled, leave=False) as ibar:
         ctx.bar_images = ibar

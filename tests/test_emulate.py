@@ -6,7 +6,6 @@ psum's encoders, the bias loaded into the accumulator, and for every output elem
 positions issued as a = +0).
 """
 
-import math
 from fractions import Fraction
 
 import numpy as np
@@ -194,7 +193,8 @@ def mta_reference(spec, N, W, P, a, b, init, seed, idx):
             terms.append(Fraction(a[k]) * Fraction(b[k]))  # exact product (fused)
         nz = [abs(t) for t in terms if t != 0]
         if nz:
-            e = max(math.floor(math.log2(t)) if t.denominator == 1 or True else 0 for t in nz)
+            # leading-one exponent of the largest term: an integer estimate within one, then exact
+            e = max(t.numerator.bit_length() - t.denominator.bit_length() for t in nz)
             while Fraction(2) ** e > max(nz):
                 e -= 1
             while Fraction(2) ** (e + 1) <= max(nz):
@@ -229,7 +229,7 @@ def _order_check(text, ref_fn):
                                   "a=fp8_e4m3,b=fp8_e4m3,acc=e5m4,order=chunk8,acc2=fp16,round=sr,srbits=4",
                                   "a=int8,b=int8,acc=int12,order=chunk5,acc2=int16"])
 def test_chunk_order_matches_scalar_loop(text):
-    L = int(MacSpec.parse(text).order[5:])
+    L = MacSpec.parse(text).order.length
     _order_check(text, lambda s, a, b, i, sd, ix: chunk_reference(s, L, a, b, i, sd, ix))
 
 
@@ -244,7 +244,8 @@ def test_tree_order_matches_scalar_loop(text):
                                   "a=fp8_e4m3,b=fp8_e4m3,acc=e5m6,order=mta3w6p6,acc2=fp16",
                                   "a=fp16,b=fp16,acc=fp32,order=mta8w14p16,round=sr"])
 def test_mta_order_matches_fraction_reference(text):
-    n, w, p = (int(v) for v in MacSpec.parse(text).order[3:].replace("w", " ").replace("p", " ").split())
+    order = MacSpec.parse(text).order
+    n, w, p = order.n, order.w, order.p
     _order_check(text, lambda s, a, b, i, sd, ix: mta_reference(s, n, w, p, a, b, i, sd, ix))
 
 

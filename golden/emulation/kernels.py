@@ -45,12 +45,12 @@ from pathlib import Path
 import numpy as np
 
 from psum.golden import _vector as V
-from psum.golden.formats import FloatFormat, IntFormat
+from psum.golden.formats import NAMED, FloatFormat, IntFormat
 from psum.golden.mac import apply_specials, infinity_codes, mac_step, product_terms
 from psum.golden.rounding import Rounding, exact_zero_sign, round_table, round_up, zero_sign_table
 from psum.golden.spec import MacSpec
 
-__all__ = ["accumulate", "accumulate_order", "add_spec", "check_order", "sr_rand", "fmix32", "codes",
+__all__ = ["accumulate", "accumulate_order", "add_spec", "sr_rand", "fmix32", "codes",
            "c_kernel_available", "float_path_ok", "BACKENDS"]
 
 BACKENDS = ("auto", "gemm", "c", "torch", "numpy")
@@ -241,6 +241,10 @@ def _nz_range(x):
     return mn, mx
 
 
+# The host float of each fast path, by significand bits: its limits come from the format table.
+_HOST_FLOAT = {24: NAMED["fp32"], 53: NAMED["fp64"]}
+
+
 def float_path_ok(spec: MacSpec, w: int, A=None, B=None) -> bool:
     """True when the TwoSum/round-to-odd algorithm in a ``w``-bit host float (24 or 53) is exact.
 
@@ -251,9 +255,13 @@ def float_path_ok(spec: MacSpec, w: int, A=None, B=None) -> bool:
     """
     if spec.int_acc:
         return False
+    host = _HOST_FLOAT[w]
     if w == 24:
-        lo, hi, p_need = 2.0**-126, 2.0**127, spec.acc.precision + 2
+        # products must be normal binary32 numbers, at least 2**emin and below 2**emax (one binade
+        # of headroom under fp32's top, so a TwoSum of two of them stays finite)
+        lo, hi, p_need = host.min_normal, 2.0**host.emax, spec.acc.precision + 2
     else:
+        # binary64 runs with a wide margin inside its normal range (2**-1022 .. 2**1024)
         lo, hi, p_need = 2.0**-1000, 2.0**1000, spec.acc.precision + 2 + spec.sr_bits
     if spec.rounding is Rounding.SR and w == 24 and spec.acc.precision + 2 + spec.sr_bits > 53:
         return False
@@ -267,8 +275,7 @@ def float_path_ok(spec: MacSpec, w: int, A=None, B=None) -> bool:
         small, big = _fmt_range(fmt)
         # every value of the format (incl. its subnormals) is exact in the host type; the
         # normal-range test of the C fast path needs 2**emin to be a normal host number.
-        top = float(np.finfo(np.float32 if w == 24 else np.float64).max)
-        if small < (2.0**-149 if w == 24 else 2.0**-1074) or big > top or 2.0**fmt.emin < lo:
+        if small < host.min_subnormal or big > host.max_value or 2.0**fmt.emin < lo:
             return False
     (amin, amax), (bmin, bmax) = _fmt_range(spec.a), _fmt_range(spec.b)
     if amin * bmin >= lo and amax * bmax < hi:
@@ -599,29 +606,6 @@ def add_spec(spec: MacSpec, target) -> MacSpec:
                    sr_bits=spec.sr_bits if spec.sr_bits else None, overflow=overflow)
 
 
-def _order_parts(order: str):
-    import re
-
-    m = re.fullmatch(r"chunk(\d+)|mta(\d+)w(\d+)p(\d+)", order)
-    return [int(g) for g in m.groups() if g is not None] if m else []
-
-
-def check_order(spec: MacSpec) -> None:
-    """Raise ValueError when ``spec.order`` cannot be emulated (one line, actionable)."""
-    if spec.order.startswith("mta"):
-        n, w, p = _order_parts(spec.order)
-        if spec.int_acc:
-            raise ValueError(f"order {spec.order} needs a float accumulator, not {spec.acc}")
-        if p % n:
-            raise ValueError(f"order {spec.order}: P={p} must be a multiple of N={n}")
-        if w + (n + 1).bit_length() > 61:
-            raise ValueError(f"order {spec.order}: W={w} is too wide (W + log2(N+1) must be at most 61)")
-        if spec.a.precision + spec.b.precision > 61:
-            raise ValueError(f"order {spec.order}: products of {spec.a} and {spec.b} are too wide")
-    if spec.order != "seq" and spec.order != "tree":
-        add_spec(spec, spec.acc2)  # raises if acc2 cannot hold an acc value (int acc2, float acc)
-
-
 def _zero_codes(shape):
     """Codes of +0: code 0 in every psum format (float +0 and integer 0 alike)."""
     return np.zeros(shape, dtype=np.uint64)
@@ -779,18 +763,15 @@ def accumulate_order(spec, A, B, init, *, row_base=None, col_stride=1, seed=0, b
     tree nodes ``K, K+1, ...`` in the order they happen (tree: level by level, left to right;
     the final bias addition last); an mta group's rounding uses the step of its last product.
     """
-    spec = MacSpec.parse(spec)
-    check_order(spec)
+    spec = MacSpec.parse(spec)  # MacSpec has validated the order against the spec already
+    order = spec.order
     kw = dict(row_base=row_base, col_stride=col_stride, seed=seed)
-    if spec.order == "seq":
+    if order.kind == "seq":
         return accumulate(spec, A, B, init, backend=backend, stats=stats, **kw)
     if stats is not None:
-        raise ValueError(f"partial-sum statistics need order=seq, not {spec.order}")
-    if spec.order == "tree":
+        raise ValueError(f"partial-sum statistics need order=seq, not {order}")
+    if order.kind == "tree":
         return _tree(spec, A, B, init, **kw)
-    parts = _order_parts(spec.order)
-    if spec.order.startswith("chunk"):
-        return _chunked(spec, parts[0], A, B, init, backend=backend, **kw)
-    return _mta(spec, *parts, A, B, init, **kw)
-
-
+    if order.kind == "chunk":
+        return _chunked(spec, order.length, A, B, init, backend=backend, **kw)
+    return _mta(spec, order.n, order.w, order.p, A, B, init, **kw)

@@ -44,7 +44,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from psum.golden.formats import FloatFormat, IntFormat
-from .kernels import BACKENDS, accumulate_order, check_order, fmix32
+from .kernels import BACKENDS, accumulate_order, fmix32
 from psum.golden.rounding import Rounding
 from psum.golden.spec import MacSpec
 
@@ -93,8 +93,7 @@ class _Emulated(nn.Module):
 
     def __init__(self, layer, spec, *, weight_scale, act_scale, name, seed, backend, stats):
         super().__init__()
-        spec = MacSpec.parse(spec)
-        check_order(spec)
+        spec = MacSpec.parse(spec)  # validates the order too
         if weight_scale not in WEIGHT_SCALES:
             raise ValueError(f"weight_scale must be one of {', '.join(WEIGHT_SCALES)}, not {weight_scale!r}")
         if act_scale not in ACT_SCALES:

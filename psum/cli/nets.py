@@ -83,27 +83,13 @@ def _cmd_eval(args) -> int:
     return 0
 
 
-def _parse_search_entry(entry: str):
-    """``e5m?`` -> ("man", exp=5), ``e?m7`` -> ("exp", man=7), ``int?[:sat]`` -> ("int", overflow)."""
-    import re
-
-    text, _, overflow = entry.partition(":")
-    if m := re.fullmatch(r"e(\d+)m\?", text):
-        return "man", {"exp_bits": int(m.group(1))}, overflow or None
-    if m := re.fullmatch(r"e\?m(\d+)", text):
-        return "exp", {"man_bits": int(m.group(1))}, overflow or None
-    if text == "int?":
-        return "int", {}, overflow or "wrap"
-    raise ValueError(f"search entry must be e<E>m?, e?m<M> or int?[:wrap|:sat], not {entry!r}")
-
-
 _SEARCH_DEFAULT = "e5m?,e?m7,int?:wrap,int?:sat"
 _SWEEP_DEFAULT = ("fp32,fp16,bf16,e5m6,e5m4,e5m3,e5m2,e4m3,e4m2,e3m3,"
                   "int24,int20,int18,int16,int18:sat,int16:sat")
 
 
 def _cmd_sweep(args) -> int:
-    from psum.sweeps.sweep import parse_acc_list, run_sweep, search_min_acc
+    from psum.sweeps.sweep import parse_acc_list, parse_search_entry, run_sweep, search_entry_text, search_min_acc
 
     prog = True if args.progress else None
     if args.plot:
@@ -112,7 +98,7 @@ def _cmd_sweep(args) -> int:
                   data_dir=args.data_dir, checkpoint=args.checkpoint, batch_size=args.batch_size, device=args.device,
                   progress_enabled=prog, train_if_missing=args.train)
     if args.search:
-        entries = [_parse_search_entry(e) for e in parse_acc_list(args.acc or _SEARCH_DEFAULT)]
+        entries = [parse_search_entry(e) for e in parse_acc_list(args.acc or _SEARCH_DEFAULT)]
         layers = ["all"]
         if args.per_layer:
             from psum.nets.train import load_checkpoint
@@ -134,7 +120,7 @@ def _cmd_sweep(args) -> int:
               f"tolerance {args.tol:g} percentage points below {rel}")
         table = []
         for r in results:
-            what = {"man": f"e{r['fixed']}m?", "exp": f"e?m{r['fixed']}", "int": f"int?:{r['overflow']}"}[r["kind"]]
+            what = search_entry_text(r["kind"], r["fixed"], r["overflow"] if r["kind"] == "int" else None)
             tried = " ".join(f"{v}:{a:.1f}" for v, a in r["evaluated"].items())
             table.append({"search": what, "layer": r["layer"], "min": r["acc"] or "none", "accuracy": r["accuracy"],
                           "reference": r["reference_accuracy"], "tried (value:acc%)": tried})

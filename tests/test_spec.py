@@ -1,0 +1,301 @@
+"""The MAC spec's typed fields: ``Order`` as a value, its validation in ``MacSpec``, text round trips.
+
+Every rule of an accumulation order is checked when the spec is built (``MacSpec.__post_init__``),
+so ``MacSpec.parse`` rejects what the emulation could not run, with one line, tested character for
+character. Every spec text round-trips: ``MacSpec.parse(str(s)) == s``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from psum.golden import MacSpec, Order, parse_format
+from psum.golden.spec import ORDER_KINDS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- Order -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, order", [
+    ("seq", Order()),
+    ("tree", Order("tree")),
+    ("chunk32", Order("chunk", length=32)),
+    ("mta4w8p8", Order("mta", n=4, w=8, p=8)),
+    ("mta1w1p1", Order("mta", n=1, w=1, p=1)),
+    ("mta4w58p12", Order("mta", n=4, w=58, p=12)),  # widest W for N=4: 58 + bit_length(5) = 61
+])
+def test_order_text_round_trip(text, order):
+    assert Order.parse(text) == order
+    assert str(order) == text
+    assert Order.parse(str(order)) == order
+    assert Order.parse(order) is order
+
+
+def test_order_fields_and_case():
+    o = Order.parse(" MTA8w14P16 ")
+    assert (o.kind, o.length, o.n, o.w, o.p) == ("mta", None, 8, 14, 16)
+    assert Order.parse("chunk5").length == 5
+    assert Order.parse("chunk5").uses_acc2 and o.uses_acc2
+    assert not Order.parse("tree").uses_acc2 and not Order().uses_acc2
+    assert set(ORDER_KINDS) == {"seq", "tree", "chunk", "mta"}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("mta4w8p6", "order mta4w8p6: P=6 must be a multiple of N=4"),
+    ("mta4w70p8", "order mta4w70p8: W must be an integer between 1 and 58, not 70"),
+    ("mta4w59p8", "order mta4w59p8: W must be an integer between 1 and 58, not 59"),
+    ("mta0w8p8", "order mta0w8p8: N must be an integer between 1 and 1152921504606846974, not 0"),
+    ("mta4w0p8", "order mta4w0p8: W must be an integer between 1 and 58, not 0"),
+    ("mta4w8p0", "order mta4w8p0: P must be an integer >= 1, not 0"),
+    ("chunk0", "order chunk0: L must be an integer >= 1, not 0"),
+    ("chunk", "order must be seq, tree, chunk<L> or mta<N>w<W>p<P>, not 'chunk'"),
+    ("mta4w8", "order must be seq, tree, chunk<L> or mta<N>w<W>p<P>, not 'mta4w8'"),
+    ("pairwise", "order must be seq, tree, chunk<L> or mta<N>w<W>p<P>, not 'pairwise'"),
+    ("chunk-4", "order must be seq, tree, chunk<L> or mta<N>w<W>p<P>, not 'chunk-4'"),
+])
+def test_order_parse_errors(text, message):
+    with pytest.raises(ValueError) as info:
+        Order.parse(text)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("kwargs, exc, message", [
+    (dict(kind="pairs"), ValueError, "order kind must be one of seq, tree, chunk, mta, not 'pairs'"),
+    (dict(kind="seq", length=4), ValueError, "order seq takes no parameters; L does not apply"),
+    (dict(kind="tree", n=2), ValueError, "order tree takes no parameters; N does not apply"),
+    (dict(kind="chunk"), ValueError, "order chunk takes L; L is missing"),
+    (dict(kind="chunk", length=4, p=4), ValueError, "order chunk takes L; P does not apply"),
+    (dict(kind="mta", n=4, w=8), ValueError, "order mta takes N, W, P; P is missing"),
+    (dict(kind="chunk", length=2.0), TypeError, "order chunk2.0: L must be an integer >= 1, not 2.0"),
+    (dict(kind="mta", n=True, w=8, p=8), TypeError,
+     "order mtaTruew8p8: N must be an integer between 1 and 1152921504606846974, not True"),
+])
+def test_order_constructor_errors(kwargs, exc, message):
+    with pytest.raises(exc) as info:
+        Order(**kwargs)
+    assert str(info.value) == message
+
+
+def test_order_is_a_frozen_value():
+    o = Order("chunk", length=8)
+    assert hash(o) == hash(Order.parse("chunk8"))
+    with pytest.raises(AttributeError):
+        o.length = 4  # type: ignore[misc]
+
+
+# -- MacSpec: the order's rules that need the whole spec ---------------------------------------
+@pytest.mark.parametrize("text, message", [
+    # the three specs of issue 9: accepted by MacSpec.parse before, rejected only at emulation time
+    ("a=fp8_e4m3,b=fp8_e4m3,acc=fp16,order=mta4w8p6", "order mta4w8p6: P=6 must be a multiple of N=4"),
+    ("a=int8,b=int8,acc=int16,order=mta4w8p8", "order mta4w8p8 needs a float accumulator, not int16"),
+    ("a=fp8_e4m3,b=fp8_e4m3,acc=fp16,order=mta4w70p8",
+     "order mta4w70p8: W must be an integer between 1 and 58, not 70"),
+    ("a=fp64,b=fp64,acc=fp32,order=mta2w8p2", "order mta2w8p2: products of fp64 and fp64 are too wide"),
+    ("a=fp16,b=fp16,acc=fp16,order=chunk4,acc2=int32",
+     "an integer acc2 needs an integer acc; acc=fp16 is a float format"),
+    ("a=fp16,b=fp16,acc=fp16,order=tree,acc2=fp32", "acc2 applies only to order=chunk<L> or order=mta<N>w<W>p<P>"),
+    ("a=fp16,b=fp16,acc=fp16,acc2=fp32", "acc2 applies only to order=chunk<L> or order=mta<N>w<W>p<P>"),
+    ("a=fp16,b=fp16,acc=fp16,order=chunk0", "order chunk0: L must be an integer >= 1, not 0"),
+    ("a=fp16,b=fp16,acc=fp16,order=zigzag", "order must be seq, tree, chunk<L> or mta<N>w<W>p<P>, not 'zigzag'"),
+])
+def test_macspec_rejects_bad_orders(text, message):
+    with pytest.raises(ValueError) as info:
+        MacSpec.parse(text)
+    assert str(info.value) == message
+    assert "\n" not in str(info.value)
+
+
+def test_macspec_order_is_typed():
+    s = MacSpec.parse("a=fp8_e4m3,b=fp8_e4m3,acc=e5m6,order=mta3w6p6,acc2=fp16")
+    assert s.order == Order("mta", n=3, w=6, p=6)
+    assert (s.order.n, s.order.w, s.order.p) == (3, 6, 6)
+    assert MacSpec("fp16", "fp16", "fp16").order == Order()
+    assert MacSpec("fp16", "fp16", "fp16", order="chunk8") == MacSpec("fp16", "fp16", "fp16",
+                                                                      order=Order("chunk", length=8))
+    assert s.replace(order="seq", acc2=None).order.kind == "seq"
+    # an integer chunk accumulator may add into a float acc2 (and an integer one)
+    assert MacSpec.parse("a=int8,b=int8,acc=int12,order=chunk5,acc2=fp32").acc2 == parse_format("fp32")
+    assert MacSpec.parse("a=int8,b=int8,acc=int12,order=chunk5,acc2=int16").acc2 == parse_format("int16")
+
+
+def test_tree_text_and_name():
+    """``order=tree`` has no acc2: its text and its name carry none (was ``acc2=None``)."""
+    s = MacSpec.parse("a=fp8_e4m3,b=fp8_e4m3,acc=e5m4,order=tree")
+    assert str(s) == "a=fp8_e4m3,b=fp8_e4m3,acc=e5m4,round=rne,overflow=ieee,order=tree"
+    assert MacSpec.parse(str(s)) == s
+    assert s.name == "mac_e4m3fn_e4m3fn_acc_e5m4_rne_tree"
+    c = MacSpec.parse("a=fp8_e4m3,b=fp8_e4m3,acc=e5m4,order=chunk8")
+    assert str(c) == "a=fp8_e4m3,b=fp8_e4m3,acc=e5m4,round=rne,overflow=ieee,order=chunk8,acc2=fp32"
+    assert c.name == "mac_e4m3fn_e4m3fn_acc_e5m4_rne_chunk8_e8m23"
+
+
+# -- property-style round trip over many generated specs ---------------------------------------
+ORDERS = ["seq", "tree", "chunk1", "chunk7", "chunk64", "mta1w1p1", "mta4w8p8", "mta3w6p12", "mta8w14p16",
+          "mta16w56p32"]
+FLOAT_OPS = ["fp8_e4m3", "fp16", "bf16", "fp4_e2m1", "e3m4fnuz", "e5m10_ftz"]
+FLOAT_ACCS = ["fp32", "e5m6", "e6m9_b20", "e4m3fn", "e5m2fnuz_ftz", "e3m2fin"]
+INT_OPS = ["int8", "uint4", "int3"]
+INT_ACCS = ["int12", "int20", "uint16", "int64"]
+ROUNDINGS = ["rne", "rtz", "rup", "rdn", "rna", "rod", "sr"]
+
+
+def _generated_specs():
+    """Every order x int/float accumulator x rounding/fused/overflow/acc2 option, valid ones only."""
+    texts = []
+    for i, (order, rounding) in enumerate(itertools.product(ORDERS, ROUNDINGS)):
+        a, b = FLOAT_OPS[i % len(FLOAT_OPS)], FLOAT_OPS[(i * 5 + 1) % len(FLOAT_OPS)]
+        acc = FLOAT_ACCS[i % len(FLOAT_ACCS)]
+        fields = [f"a={a}", f"b={b}", f"acc={acc}", f"round={rounding}"]
+        if rounding == "sr":
+            fields.append(f"srbits={1 + i % 32}")
+        if i % 3 == 0:
+            fields += [f"prod={FLOAT_OPS[(i + 2) % len(FLOAT_OPS)]}", "fused=no"]
+        if i % 4 == 1:
+            fields.append("overflow=sat")
+        if order not in ("seq", "tree") and i % 2:
+            fields.append(f"acc2={['fp16', 'e6m9', 'bf16'][i % 3]}")
+        texts.append(",".join(fields + [f"order={order}"]))
+    for i, order in enumerate(o for o in ORDERS if not o.startswith("mta")):  # mta needs a float acc
+        for j, acc in enumerate(INT_ACCS):
+            fields = [f"a={INT_OPS[j % 3]}", f"b={INT_OPS[(i + j) % 3]}", f"acc={acc}", f"order={order}",
+                      f"overflow={'sat' if (i + j) % 2 else 'wrap'}"]
+            if (i + j) % 3 == 0:
+                fields += ["prod=int16", "fused=no"]
+            if order.startswith("chunk"):
+                fields.append(f"acc2={['int32', 'fp32', 'e8m10'][(i + j) % 3]}")
+            texts.append(",".join(fields))
+    return texts
+
+
+GENERATED = _generated_specs()
+
+
+def test_generated_specs_cover_every_order_and_kind():
+    specs = [MacSpec.parse(t) for t in GENERATED]
+    assert {s.order.kind for s in specs} == set(ORDER_KINDS)
+    assert {(s.order.kind, s.int_acc) for s in specs} >= {(k, False) for k in ORDER_KINDS} | {
+        (k, True) for k in ("seq", "tree", "chunk")}
+    assert any(not s.fused for s in specs) and any(s.saturate for s in specs) and any(s.sr_bits for s in specs)
+    assert len(specs) >= 80
+
+
+@pytest.mark.parametrize("text", GENERATED)
+def test_every_spec_text_round_trips(text):
+    s = MacSpec.parse(text)
+    again = MacSpec.parse(str(s))
+    assert again == s
+    assert str(again) == str(s)
+    assert MacSpec.parse(str(s).upper().replace("ORDER=", "order=")) == s  # keys/values case-insensitive
+    assert s.name.isidentifier()
+
+
+def test_committed_result_spec_texts_still_parse():
+    """Sweep and simulation rows store ``str(MacSpec)``; the committed ones read back unchanged."""
+    files = sorted((ROOT / "results").rglob("*.jsonl"))
+    assert files
+    seen = 0
+    for path in files:
+        for line in path.read_text().splitlines():
+            row = json.loads(line) if line.strip() else {}
+            text = row.get("spec") if isinstance(row, dict) else None
+            if isinstance(text, str) and "=" in text:  # "fp32" is the float baseline row, not a spec
+                assert str(MacSpec.parse(text)) == text, (path.name, text)
+                seen += 1
+    assert seen > 0
+
+
+# -- formats as objects: replace, default operands, no sliced text ------------------------------
+def test_float_replace_is_validated_and_keeps_policies():
+    fp16 = parse_format("fp16")
+    assert fp16.replace(man_bits=4) == parse_format("e5m4")
+    assert fp16.replace(exp_bits=6) == parse_format("e6m10")  # the default bias follows: 31
+    assert fp16.replace(exp_bits=6).bias == 31
+    assert parse_format("e5m4_b20").replace(man_bits=6) == parse_format("e5m6_b20")  # explicit bias kept
+    assert parse_format("e5m4_b20").replace(man_bits=6, bias=None) == parse_format("e5m6")
+    assert parse_format("fp8_e4m3").replace(man_bits=2) == parse_format("e4m2fn")
+    assert parse_format("e4m3fnuz").replace(specials="fn") == parse_format("fp8_e4m3")
+    assert parse_format("e5m10_ftz").replace(man_bits=7).subnormals is False
+    assert fp16.replace() == fp16
+    with pytest.raises(ValueError) as info:
+        fp16.replace(man_bits=0)
+    assert str(info.value) == "mantissa bits must be an integer between 1 and 52, not 0"
+    with pytest.raises(ValueError) as info:
+        fp16.replace(exp_bits=12)
+    assert str(info.value) == "exponent bits must be an integer between 2 and 11, not 12"
+    with pytest.raises(TypeError):
+        fp16.replace(width=16)
+
+
+def test_int_replace_is_validated():
+    int8 = parse_format("int8")
+    assert int8.replace(bits=4) == parse_format("int4")
+    assert int8.replace(signed=False) == parse_format("uint8")
+    with pytest.raises(ValueError) as info:
+        int8.replace(bits=1)
+    assert str(info.value) == "integer width must be an integer between 2 and 64, not 1"
+
+
+def test_default_operands_declared_once():
+    from psum.golden.spec import DEFAULT_OPERANDS, default_operand
+    from psum.reports.report import ReportConfig
+    from psum.sweeps.sweep import make_spec
+
+    assert DEFAULT_OPERANDS == {"float": parse_format("fp8_e4m3"), "int": parse_format("int8")}
+    assert default_operand("e5m6") == parse_format("fp8_e4m3")
+    assert default_operand(parse_format("int16")) == parse_format("int8")
+    cfg = ReportConfig()
+    assert (cfg.float_operand, cfg.int_operand) == ("fp8_e4m3", "int8")
+    assert make_spec("e5m6").a == DEFAULT_OPERANDS["float"] and make_spec("int20:sat").b == DEFAULT_OPERANDS["int"]
+
+
+@pytest.mark.parametrize("entry, parsed", [
+    ("e5m?", ("man", {"exp_bits": 5}, None)),
+    ("e?m7", ("exp", {"man_bits": 7}, None)),
+    ("E4M?:sat", ("man", {"exp_bits": 4}, "sat")),
+    ("int?", ("int", {}, "wrap")),
+    ("int?:sat", ("int", {}, "sat")),
+])
+def test_search_entries_read_with_the_format_grammar(entry, parsed):
+    from psum.sweeps.sweep import parse_search_entry
+
+    assert parse_search_entry(entry) == parsed
+
+
+@pytest.mark.parametrize("entry", ["e5m3", "e5m1?", "e?m?", "e5m?fn", "e5m?_ftz", "uint?", "int1?", "fp?", "?"])
+def test_search_entries_rejected(entry):
+    from psum.sweeps.sweep import parse_search_entry
+
+    with pytest.raises(ValueError) as info:
+        parse_search_entry(entry)
+    assert str(info.value) == f"search entry must be e<E>m?, e?m<M> or int?[:wrap|:sat], not {entry!r}"
+
+
+def test_report_reads_formats_not_text():
+    """A sweep row names e5m2 "fp8_e5m2" and e5m10 "fp16"; the report's e5 curve still holds them."""
+    from psum.reports.report import ReportConfig, _hardware_points, _sweep_entries
+
+    entries = _sweep_entries(ReportConfig(float_exps=(5,), max_man=10, int_widths=(16,)))
+    assert entries[:3] == ["e5m1", "e5m2", "e5m3"] and "e5m10" in entries
+    assert entries[-2:] == ["int16:wrap", "int16:sat"]
+    sweep = [dict(family="float", acc=str(parse_format(t)), acc_bits=parse_format(t).width, accuracy=90.0, spec=t)
+             for t in ("e5m1", "e5m2", "e5m3", "e5m4", "e5m10", "e4m2")]
+    assert [r["acc"] for r in sweep][:2] == ["e5m1", "fp8_e5m2"]
+    minima = [dict(family="float", search="float e5", acc="e5m3", acc_bits=9, accuracy=90.0, spec="x")]
+    points = _hardware_points(ReportConfig(), sweep, minima, 91.0)
+    assert [(p["acc"], p["is_min"]) for p in points] == [("e5m1", False), ("fp8_e5m2", False), ("e5m3", True),
+                                                         ("e5m4", False)]
+    minima = [dict(family="float", search="float e5", acc="e5m10", acc_bits=16, accuracy=90.0, spec="x")]
+    points = _hardware_points(ReportConfig(), sweep, minima, 91.0)
+    assert [(p["acc"], p["is_min"]) for p in points] == [("fp16", True)]  # one point, not a duplicate
+
+
+@pytest.mark.parametrize("entry", ["e5m?", "e?m7", "int?:wrap", "int?:sat", "e4m?:sat"])
+def test_search_entry_text_is_the_inverse(entry):
+    from psum.sweeps.sweep import parse_search_entry, search_entry_text
+
+    kind, fixed, overflow = parse_search_entry(entry)
+    assert search_entry_text(kind, *fixed.values(), overflow=overflow) == entry
