@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from psum._util import check_int
 from psum.errors import PsumError
 
 from .cells import MODELS_PATH, VDD
@@ -247,9 +248,8 @@ def estimate_power(netlist, spec, *, workdir, n_outputs: int = 64, seed: int = 0
     PsumError
         If Icarus is missing or the simulation fails.
     """
-    for name, value in (("n_outputs", n_outputs), ("idle_cycles", idle_cycles)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    check_int("n_outputs", n_outputs, 1)
+    check_int("idle_cycles", idle_cycles, 1)
     if streams is None:
         from psum.hw.verify.sim import conv_streams_from_digits
 

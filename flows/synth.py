@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from psum._util import check_int
 from psum.errors import PsumError
 
 from . import cache
@@ -262,11 +263,6 @@ def _compute(spec, n_outputs: int, seed: int, keep: Path | None, streams=None) -
     )
 
 
-def _check_int(name, value, lo):
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, not {value!r}")
-
-
 def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64, seed: int = 0,
                streams=None, keep_dir=None) -> SynthResult:
     """Synthesise the unit generated for ``spec`` and measure its area, delay and energy.
@@ -303,8 +299,8 @@ def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64
     from psum.golden import MacSpec
 
     spec = MacSpec.parse(spec)
-    _check_int("n_outputs", n_outputs, 1)
-    _check_int("seed", seed, 0)
+    check_int("n_outputs", n_outputs, 1)
+    check_int("seed", seed, 0)
     cache_dir = Path(cache_dir) if cache_dir is not None else cache.default_cache_dir()
     key = _key(spec, n_outputs, seed, streams)
     if not force:
@@ -345,9 +341,9 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
     specs = [MacSpec.parse(s) for s in specs]
     if jobs is None:
         jobs = os.cpu_count() or 1
-    _check_int("jobs", jobs, 1)
-    _check_int("n_outputs", n_outputs, 1)
-    _check_int("seed", seed, 0)
+    check_int("jobs", jobs, 1)
+    check_int("n_outputs", n_outputs, 1)
+    check_int("seed", seed, 0)
     cache_dir = Path(cache_dir) if cache_dir is not None else cache.default_cache_dir()
     results: list = [None] * len(specs)
     todo = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+from psum._util import check_int
 from psum.golden import MacSpec
 
 __all__ = ["MacUnit", "mac_signature"]
@@ -58,8 +59,8 @@ class MacUnit(wiring.Component):
             raise ValueError(f"{name} needs {kind} accumulator, not acc={spec.acc}")
         if spec.order != "seq":
             raise ValueError(f"hardware units accumulate sequentially, not order={spec.order}")
-        if isinstance(pipeline, bool) or not isinstance(pipeline, int) or pipeline != 0:
-            raise ValueError(f"pipeline must be 0 (the only implemented depth), not {pipeline!r}")
+        # Why hi=0: 0 is the only implemented depth; the bound grows when pipelines land.
+        pipeline = check_int("pipeline", pipeline, 0, 0)
         self._MustUse__silence = False
         self._spec = spec
         self._pipeline = pipeline

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from psum import __version__
 from .data import dataset_info, input_channels, load_dataset
+from psum._util import check_int
 from psum.errors import PsumError
 from .models import MODELS, build_model, default_width
 from psum.progress import progress
@@ -226,14 +227,12 @@ def train(model: str, dataset: str, *, epochs: int | None = None, seed: int = 0,
     info = dataset_info(dataset)
     if epochs is None:
         epochs = default_epochs(model, dataset)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, not {epochs!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+    epochs = check_int("epochs", epochs, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', not {optimizer!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive integer, not {limit!r}")
+    if limit is not None:
+        limit = check_int("limit", limit, 1)
     if width is None:
         width = default_width(model, dataset)
     if lr is None:

@@ -39,6 +39,8 @@ import operator
 
 import numpy as np
 
+from psum._util import check_int
+
 __all__ = ["TensorQuant", "QNode", "QuantNet", "QatNet", "prepare_qat", "calibrate", "train_qat",
            "evaluate_qat", "qat", "save_quantnet", "load_quantnet", "save_qat", "load_qat"]
 
@@ -597,8 +599,7 @@ def prepare_qat(model, *, w_bits: int = 8, pow2: bool = False) -> QatNet:
     ValueError
         ``w_bits`` not 2..8, or a layer the export does not support.
     """
-    if isinstance(w_bits, bool) or not isinstance(w_bits, int) or not 2 <= w_bits <= 8:
-        raise ValueError(f"w_bits must be an integer between 2 and 8, not {w_bits!r}")
+    check_int("w_bits", w_bits, 2, 8)
     ops, output = _capture(model)
     return QatNet(ops, output, w_bits=w_bits, pow2=pow2)
 
@@ -647,8 +648,7 @@ def train_qat(qnet: QatNet, ds, *, epochs: int = 3, lr: float = 5e-4, batch_size
     from psum.progress import progress
     from psum.nets.train import iterate_batches
 
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative integer, not {epochs!r}")
+    check_int("epochs", epochs, 0)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(qnet.parameters(), lr=lr)
     n = len(ds) if limit is None else min(limit, len(ds))

@@ -128,6 +128,8 @@ def test_bad_options_messages(tmp_path):
         from psum.flows.synth import synthesize_many
 
         synthesize_many([SMALL], jobs=0, cache_dir=tmp_path)
+    with pytest.raises(TypeError, match=r"^seed must be an integer >= 0, not None$"):
+        synthesize(SMALL, cache_dir=tmp_path, seed=None)
 
 
 def test_cli_one_line_error(capsys):

@@ -238,5 +238,5 @@ def test_rejects_non_sequential_order():
 
 
 def test_rejects_pipeline_depth():
-    with pytest.raises(ValueError, match=r"^pipeline must be 0 \(the only implemented depth\), not 2$"):
+    with pytest.raises(ValueError, match=r"^pipeline must be an integer between 0 and 0, not 2$"):
         FloatMac("a=fp16,b=fp16,acc=fp32", pipeline=2)

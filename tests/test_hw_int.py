@@ -103,8 +103,21 @@ def test_int_mac_rejects_float_accumulator():
 
 
 def test_int_mac_rejects_pipeline_option():
-    with pytest.raises(ValueError, match=r"^pipeline must be 0 \(the only implemented depth\), not 2$"):
+    with pytest.raises(ValueError, match=r"^pipeline must be an integer between 0 and 0, not 2$"):
         IntMac(INT_SPECS[0], pipeline=2)
+    with pytest.raises(TypeError, match=r"^pipeline must be an integer between 0 and 0, not False$"):
+        IntMac(INT_SPECS[0], pipeline=False)
+
+
+def test_stimulus_option_messages():
+    with pytest.raises(ValueError, match=r"^cycles must be an integer >= 1, not 0$"):
+        make_stimulus(INT_SPECS[0], cycles=0)
+    with pytest.raises(TypeError, match=r"^seed must be an integer >= 0, not 1.5$"):
+        make_stimulus(INT_SPECS[0], seed=1.5)
+    with pytest.raises(ValueError, match=r"^n_outputs must be an integer >= 0, not -1$"):
+        conv_streams_from_digits(INT_SPECS[0], -1)
+    # numpy integers are integers
+    assert len(make_stimulus(INT_SPECS[0], cycles=np.int64(40), seed=np.uint8(3))["rst"]) >= 40
 
 
 @pytest.mark.parametrize("spec", INT_SPECS, ids=IDS)

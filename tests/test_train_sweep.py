@@ -71,8 +71,12 @@ def test_load_checkpoint_mismatch(trained):
 
 
 def test_train_argument_errors():
-    with pytest.raises(ValueError, match=r"^epochs must be a positive integer, not 0$"):
+    with pytest.raises(ValueError, match=r"^epochs must be an integer >= 1, not 0$"):
         train("lenet5", "digits", epochs=0, save=False)
+    with pytest.raises(TypeError, match=r"^batch_size must be an integer >= 1, not '64'$"):
+        train("lenet5", "digits", batch_size="64", save=False)
+    with pytest.raises(ValueError, match=r"^limit must be an integer >= 1, not 0$"):
+        train("lenet5", "digits", limit=0, save=False)
     with pytest.raises(ValueError, match=r"^optimizer must be 'adam' or 'sgd', not 'lamb'$"):
         train("lenet5", "digits", optimizer="lamb", save=False)
 
@@ -218,7 +222,7 @@ def test_search_int_tiny(ckpt, tmp_path):
 def test_search_argument_errors():
     with pytest.raises(ValueError, match=r"^kind must be 'man', 'exp' or 'int', not 'bits'$"):
         search_min_acc("lenet5", "digits", kind="bits")
-    with pytest.raises(ValueError, match=r"^exp_bits must be an integer for a mantissa search, not None$"):
+    with pytest.raises(TypeError, match=r"^exp_bits must be an integer, not None$"):
         search_min_acc("lenet5", "digits", kind="man")
 
 

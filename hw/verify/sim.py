@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from psum._util import check_int
 from psum.errors import PsumError
 from psum.golden import IntFormat, MacSpec, mac_step
 from psum.golden.stimulus import adversarial_triples, random_codes, special_codes
@@ -232,10 +233,8 @@ def make_stimulus(spec, *, cycles: int = 10_000, seed: int = 0, streams=None,
         Bad ``cycles`` or ``seed``, or ``exhaustive`` with operands wider than 8 bits.
     """
     spec = MacSpec.parse(spec)
-    if isinstance(cycles, bool) or not isinstance(cycles, (int, np.integer)) or cycles < 1:
-        raise ValueError(f"cycles must be a positive integer, not {cycles!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
+    cycles = check_int("cycles", cycles, 1)
+    seed = check_int("seed", seed, 0)
     rng = np.random.default_rng(seed)
     head = _empty(1)
     head["rst"][0] = 1  # never rely on the register's power-up value
@@ -277,8 +276,7 @@ def conv_streams_from_digits(spec, n_outputs: int, seed: int = 0) -> list:
     from sklearn.datasets import load_digits
 
     spec = MacSpec.parse(spec)
-    if isinstance(n_outputs, bool) or not isinstance(n_outputs, (int, np.integer)) or n_outputs < 0:
-        raise ValueError(f"n_outputs must be a non-negative integer, not {n_outputs!r}")
+    n_outputs = check_int("n_outputs", n_outputs, 0)
     rng = np.random.default_rng(seed)
     images = load_digits().images  # (1797, 8, 8), values 0..16
     n_filters = 4
