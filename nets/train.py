@@ -22,7 +22,7 @@ from pathlib import Path
 
 from psum import __version__
 from .data import dataset_info, input_channels, load_dataset
-from psum._util import check_int
+from psum._util import atomic_path, check_int
 from psum.errors import PsumError
 from .models import MODELS, build_model, default_width
 from psum.progress import progress
@@ -308,14 +308,8 @@ def train(model: str, dataset: str, *, epochs: int | None = None, seed: int = 0,
     }
     if save:
         path = Path(out) if out is not None else checkpoint_path(model, dataset)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
+        with atomic_path(path) as tmp:  # readers see the old or the new checkpoint, never half
             torch.save(ckpt, tmp)
-            os.replace(tmp, path)  # atomic: readers see the old or the new checkpoint, never half
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         ckpt["path"] = str(path)
     return ckpt
 

@@ -39,7 +39,7 @@ import operator
 
 import numpy as np
 
-from psum._util import check_int
+from psum._util import atomic_path, check_int
 
 __all__ = ["TensorQuant", "QNode", "QuantNet", "QatNet", "prepare_qat", "calibrate", "train_qat",
            "evaluate_qat", "qat", "save_quantnet", "load_quantnet", "save_qat", "load_qat"]
@@ -161,8 +161,6 @@ class QuantNet:
 
 def save_quantnet(qnet: QuantNet, path) -> None:
     """Write ``qnet`` to ``path`` (``torch.save`` of plain tensors and dicts; atomic)."""
-    import os
-
     import torch
 
     rows = []
@@ -173,9 +171,8 @@ def save_quantnet(qnet: QuantNet, path) -> None:
             if d[k] is not None:
                 d[k] = torch.from_numpy(np.ascontiguousarray(d[k]))
         rows.append(d)
-    tmp = f"{path}.tmp"
-    torch.save({"format": "psum-quantnet/1", "nodes": rows, "output": qnet.output, "meta": qnet.meta}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": "psum-quantnet/1", "nodes": rows, "output": qnet.output, "meta": qnet.meta}, tmp)
 
 
 def _load_blob(path, fmt: str, what: str) -> dict:
@@ -739,9 +736,8 @@ def save_qat(qnet: QatNet, info: dict, path) -> None:
     blob = {"format": "psum-qat/1", "ops": ops, "output": qnet.output, "w_bits": qnet.w_bits, "pow2": qnet.pow2,
             "state_dict": qnet.state_dict(), "info": dict(info)}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
 
 
 def load_qat(path) -> tuple[QatNet, dict]:

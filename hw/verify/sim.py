@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from psum._util import check_int
+from psum._util import atomic_write, check_int, find_tool
 from psum.errors import PsumError
 from psum.golden import IntFormat, MacSpec, mac_step
 from psum.golden.stimulus import adversarial_triples, random_codes, special_codes
@@ -61,6 +61,7 @@ _TB_MODULE = "psum.hw.verify.cocotb_tb"  # importable from the installed package
 _UNKNOWN = (1 << 64) - 1  # stands for a register value with x/z bits
 _TOP = "psum_mac_tb"
 PERIOD_NS = 10  # clock period of the harness and of the cocotb drive mode
+ICARUS_HINT = "run ./setup.sh or apt-get install iverilog"  # what to do when iverilog/vvp are missing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -493,8 +494,7 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
     spec = MacSpec.parse(spec)
     if mode not in ("stream", "drive"):
         raise ValueError(f"mode must be stream or drive, not {mode!r}")
-    if shutil.which("iverilog") is None:
-        raise PsumError("iverilog not found: run ./setup.sh or apt-get install iverilog")
+    find_tool("iverilog", ICARUS_HINT)
     if stimulus is None:
         stimulus = make_stimulus(spec, cycles=cycles, seed=seed, streams=streams, exhaustive=exhaustive)
     build = Path(build_dir) if build_dir is not None else DEFAULT_CACHE / spec.name
@@ -560,9 +560,7 @@ def finish(spec, stim: dict, observed, out_dir) -> dict:
     bad, first, expected = check_trace(spec, stim, observed)
     res = {"spec": str(spec), "cycles_checked": int(observed.size), "mismatches": bad,
            "first_mismatch": None if first is None else _describe(spec, stim, observed, expected, first)}
-    tmp = Path(out_dir) / "result.json.tmp"
-    tmp.write_text(json.dumps(res, indent=1))
-    os.replace(tmp, Path(out_dir) / "result.json")
+    atomic_write(Path(out_dir) / "result.json", json.dumps(res, indent=1))
     return res
 
 
