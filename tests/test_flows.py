@@ -233,3 +233,28 @@ def test_missing_icarus_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setattr(psum._util.shutil, "which", lambda name: None)
     with pytest.raises(PsumError, match=r"^iverilog not found: run \./setup\.sh or apt-get install iverilog$"):
         simulate_nets(None, {}, tmp_path)
+
+
+def test_power_stimulus_is_the_rtl_stimulus_plus_phase():
+    # flows.power reuses psum.hw.verify.stimulus: the same columns (named after the ports, so a
+    # stochastic-rounding unit's rnd port is driven), plus the phase of every cycle.
+    import numpy as np
+
+    from psum.flows.power import ACTIVE, IDLE, SETTLE, WARM, build_stimulus
+    from psum.golden import MacSpec
+    from psum.hw.verify import columns
+
+    spec = MacSpec.parse("a=fp16,b=fp16,acc=fp16,round=sr,srbits=6")
+    streams = [(np.array([1, 2]), np.array([3, 4]), 5), (np.array([6]), np.array([7]), 8)]
+    stim = build_stimulus(spec, streams, idle_cycles=3, seed=0)
+    assert tuple(stim) == columns(spec) + ("phase",)
+    assert stim["phase"].tolist() == [WARM] * 2 + [ACTIVE] * 5 + [SETTLE] * 2 + [IDLE] * 3
+    assert stim["rst"].tolist() == [1, 1] + [0] * 10
+    assert stim["load"].tolist() == [0, 0, 1, 0, 0, 1] + [0] * 6
+    assert stim["en"].tolist() == [0, 0, 0, 1, 1, 0, 1] + [0] * 5
+    # Inputs a cycle does not use hold their last value (no spurious toggles in the power figure).
+    assert stim["a"].tolist() == [0, 0, 0, 1, 2, 2, 6] + [6] * 5
+    assert stim["b"].tolist() == [0, 0, 0, 3, 4, 4, 7] + [7] * 5
+    assert stim["init"].tolist() == [0, 0, 5, 5, 5, 8, 8] + [8] * 5
+    assert stim["rnd"][:2].tolist() == [0, 0] and stim["rnd"][2:].any()
+    assert (stim["rnd"][7:] == stim["rnd"][6]).all()  # held after the last product
