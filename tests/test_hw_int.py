@@ -233,3 +233,27 @@ def test_emit_checks_the_component_signature():
             r"^component ports must be a=In\(8\), acc=Out\(16\), b=In\(8\), en=In\(1\), init=In\(16\), "
             r"load=In\(1\), not a=In\(8\), acc=Out\(32\), b=In\(8\), en=In\(1\), init=In\(32\), load=In\(1\)$")):
         emit_verilog(unit, "a=int8,b=int8,acc=int16")
+
+
+def test_a_rejected_unit_leaves_no_unused_warning():
+    # MacUnit validates in __new__ (no Amaranth-private flag): a unit that fails its checks never
+    # exists, so Amaranth has no "created but never used" to report. A valid unit left unused
+    # still warns (the control), so the check is live in this file.
+    import gc
+    import warnings
+
+    from amaranth.hdl import UnusedElaboratable
+
+    Fragment.get(IntMac(INT_SPECS[0]), None)  # Amaranth arms the warning after a first elaboration
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError):
+            IntMac(INT_SPECS[0], pipeline=2)
+        with pytest.raises(ValueError):
+            IntMac("a=fp16,b=fp16,acc=fp16")
+        gc.collect()
+        assert not [w for w in caught if issubclass(w.category, UnusedElaboratable)]
+        IntMac(INT_SPECS[0])  # created, never elaborated
+        gc.collect()
+    unused = [w for w in caught if issubclass(w.category, UnusedElaboratable)]
+    assert len(unused) == 1 and unused[0].filename == __file__
