@@ -240,3 +240,36 @@ def test_search_relative_to_operands(ckpt):
     assert res["accuracy"] >= res["reference_accuracy"] - 1.0
     with pytest.raises(ValueError, match=r"^relative_to must be 'fp32' or 'operands', not 'int8'$"):
         search_min_acc("lenet5", "digits", kind="int", relative_to="int8")
+
+
+def test_train_validates_before_loading_data(monkeypatch):
+    # train's options are checked (nets.train._train_config) before any dataset is read.
+    import psum.nets.train as tr
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("dataset loaded before validation")
+
+    monkeypatch.setattr(tr, "load_dataset", no_data)
+    with pytest.raises(ValueError, match=r"^lr must be a positive number, not -1$"):
+        tr.train("lenet5", "digits", lr=-1, save=False)
+    with pytest.raises(TypeError, match=r"^epochs must be an integer >= 1, not 1.5$"):
+        tr.train("lenet5", "digits", epochs=1.5, save=False)
+
+
+def test_checkpoint_save_is_atomic(tmp_path, monkeypatch):
+    # A failed write leaves the previous checkpoint and no temporary file.
+    import torch
+
+    import psum.nets.train as tr
+
+    path = tmp_path / "m.pt"
+    tr._save_checkpoint({"x": 1}, path)
+
+    def broken(obj, f):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(OSError, match="^disk full$"):
+        tr._save_checkpoint({"x": 2}, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+    assert torch.load(path, weights_only=True) == {"x": 1}
