@@ -14,10 +14,10 @@ import torch
 
 from .layers import EmulatedConv2d, EmulatedLinear, emulate
 from .kernels import _codes, sr_rand
-from psum._util import check_int
 from psum.golden.mac import mac_step
 from psum.golden.rounding import Rounding
 from psum.golden.spec import MacSpec
+from psum._util import check_int
 
 __all__ = ["record_streams", "as_streams"]
 
