@@ -19,9 +19,10 @@ import os
 import time
 
 
+from psum.errors import PsumError
 from psum.golden import MacSpec
 from psum.golden.reference import mac_step_ref
-from psum.hw.verify.sim import make_stimulus, simulate
+from psum.hw.verify import make_stimulus, simulate
 
 SPECS = ("a=int8,b=int8,acc=int32", "a=fp16,b=fp16,acc=fp16")
 
@@ -37,7 +38,7 @@ def _scalar_check_s(spec: MacSpec, stim: dict, n: int) -> float:
             acc = int(stim["init"][i])
         elif stim["en"][i]:
             acc = mac_step_ref(spec, acc, int(stim["a"][i]), int(stim["b"][i]),
-                               int(stim["rand"][i]) if spec.sr_bits else None)
+                               int(stim["rnd"][i]) if spec.sr_bits else None)
     return time.perf_counter() - t
 
 
@@ -52,7 +53,7 @@ def main() -> None:
         spec = MacSpec.parse(text)
         try:
             stream = simulate(spec, cycles=args.cycles, seed=0)
-        except Exception as exc:  # e.g. the float generator not being available
+        except PsumError as exc:  # e.g. Icarus missing
             print(f"{spec.name:34} skipped: {exc}")
             continue
         drive_stim = make_stimulus(spec, cycles=args.drive_cycles, seed=0)

@@ -4,7 +4,7 @@ The model
 ---------
 1. **Activity.** The mapped netlist (:meth:`psum.flows.netlist.Netlist.verilog` with the cell models
    of ``psum45_cells.v``) is simulated with Icarus (``iverilog``/``vvp``) on operand streams of a
-   real layer: by default :func:`psum.hw.verify.sim.conv_streams_from_digits` (3x3 convolutions over
+   real layer: by default :func:`psum.hw.verify.streams.conv_streams_from_digits` (3x3 convolutions over
    scikit-learn's bundled 8x8 handwritten digits, activations and weights quantised with
    ``spec.a.encode`` / ``spec.b.encode``, a bias loaded into the accumulator before each output's
    9 products). Callers can pass recorded streams instead (``streams=``). After every clock edge,
@@ -40,12 +40,14 @@ Limits (read the figures as a proxy for comparing formats, not as a sign-off pow
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 
+from psum._util import check_int, find_tool
+from psum.hw.verify import ICARUS_HINT
+from psum.hw.verify.stimulus import concat, held_cycles, stream_cycles
 from psum.errors import PsumError
 
 from .cells import MODELS_PATH, VDD
@@ -94,43 +96,34 @@ class PowerResult:
 def build_stimulus(spec, streams, *, idle_cycles: int = 32, seed: int = 0) -> dict:
     """Per-cycle values of every input port, and the phase of each cycle.
 
-    Two reset cycles (``WARM``), then per stream one ``load`` of its ``init`` code followed by one
-    ``en`` cycle per product (``ACTIVE``), then two ``SETTLE`` cycles and ``idle_cycles`` ``IDLE``
-    cycles with ``en=0`` and every input held. Stochastic-rounding units get fixed-seed random bits.
+    The columns are those of the RTL check (:mod:`psum.hw.verify.stimulus`, named after the unit's
+    ports); this adds only the ``phase`` column. Two reset cycles (``WARM``), then per stream one
+    ``load`` of its ``init`` code followed by one ``en`` cycle per product (``ACTIVE``, inputs a
+    cycle does not use held at their last value), then two ``SETTLE`` cycles and ``idle_cycles``
+    ``IDLE`` cycles with ``en=0`` and every input held. Stochastic-rounding units get fixed-seed
+    random bits on ``rnd``.
 
     Returns
     -------
     dict
         Port name -> ``uint64`` array (one entry per cycle) and ``"phase"``.
     """
-    rows = []  # (phase, rst, load, en, init, a, b)
-    a = b = init = 0
-    rows += [(WARM, 1, 0, 0, 0, 0, 0)] * 2
-    for a_codes, b_codes, init_code in streams:
-        init = int(init_code)
-        rows.append((ACTIVE, 0, 1, 0, init, a, b))
-        for x, y in zip(np.asarray(a_codes).tolist(), np.asarray(b_codes).tolist()):
-            a, b = int(x), int(y)
-            rows.append((ACTIVE, 0, 0, 1, init, a, b))
-    rows += [(SETTLE, 0, 0, 0, init, a, b)] * 2
-    rows += [(IDLE, 0, 0, 0, init, a, b)] * idle_cycles
-    cols = np.array(rows, dtype=np.uint64).T
-    stim = dict(zip(("phase", "rst", "load", "en", "init", "a", "b"), cols))
+    warm = held_cycles(spec, 2)
+    warm["rst"][:] = 1
+    active = stream_cycles(spec, streams, hold=True)
+    rest = held_cycles(spec, 2 + idle_cycles, after=active if len(active["rst"]) else warm)
+    stim = concat(spec, [warm, active, rest])
+    stim["phase"] = np.repeat(np.array([WARM, ACTIVE, SETTLE, IDLE], dtype=np.uint64),
+                              [2, len(active["rst"]), 2, idle_cycles])
     if spec.sr_bits:
+        n = len(stim["phase"])
         rng = np.random.default_rng(seed)
-        rand = rng.integers(0, 1 << spec.sr_bits, size=len(rows), dtype=np.uint64)
-        # Why hold rand when not computing: a real generator would be stalled with the unit.
-        active = stim["phase"] == ACTIVE
-        held = np.maximum.accumulate(np.where(active, np.arange(len(rows)), 0))
-        stim["rand"] = np.where(stim["phase"] == WARM, np.uint64(0), rand[held])
+        rnd = rng.integers(0, 1 << spec.sr_bits, size=n, dtype=np.uint64)
+        # Why hold rnd when not computing: a real generator would be stalled with the unit.
+        is_active = stim["phase"] == ACTIVE
+        held = np.maximum.accumulate(np.where(is_active, np.arange(n), 0))
+        stim["rnd"] = np.where(stim["phase"] == WARM, np.uint64(0), rnd[held])
     return stim
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise PsumError(f"{name} not found: install Icarus Verilog (apt install iverilog) or run ./setup.sh")
-    return path
 
 
 def simulate_nets(netlist, stim: dict, workdir) -> np.ndarray:
@@ -140,7 +133,14 @@ def simulate_nets(netlist, stim: dict, workdir) -> np.ndarray:
     -------
     numpy.ndarray
         ``bool`` array ``(cycles, nets)``; column ``j`` is net bit ``netlist.bits[j]``.
+
+    Raises
+    ------
+    PsumError
+        Icarus (``iverilog``/``vvp``) is missing, or the simulation fails.
     """
+    # Look the tools up before writing anything: a missing Icarus is a one-line error.
+    iverilog, vvp = find_tool("iverilog", ICARUS_HINT), find_tool("vvp", ICARUS_HINT)
     workdir = Path(workdir)
     n = len(stim["phase"])
     inputs = [p for p, (d, _) in sorted(netlist.ports.items()) if d == "input" and p != "clk"]
@@ -187,8 +187,7 @@ def simulate_nets(netlist, stim: dict, workdir) -> np.ndarray:
     ]) + "\n"
     (workdir / "tb.v").write_text(tb)
     (workdir / "gl.v").write_text(netlist.verilog("psum_gl"))
-    for cmd in ([_tool("iverilog"), "-g2005", "-o", "sim.vvp", "tb.v", "gl.v", str(MODELS_PATH)],
-                [_tool("vvp"), "-n", "sim.vvp"]):
+    for cmd in ([iverilog, "-g2005", "-o", "sim.vvp", "tb.v", "gl.v", str(MODELS_PATH)], [vvp, "-n", "sim.vvp"]):
         proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=1800)
         if proc.returncode != 0:
             last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -247,11 +246,10 @@ def estimate_power(netlist, spec, *, workdir, n_outputs: int = 64, seed: int = 0
     PsumError
         If Icarus is missing or the simulation fails.
     """
-    for name, value in (("n_outputs", n_outputs), ("idle_cycles", idle_cycles)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    check_int("n_outputs", n_outputs, 1)
+    check_int("idle_cycles", idle_cycles, 1)
     if streams is None:
-        from psum.hw.verify.sim import conv_streams_from_digits
+        from psum.hw.verify.streams import conv_streams_from_digits
 
         streams = conv_streams_from_digits(spec, n_outputs, seed)
         source = f"digits conv3x3, {n_outputs} outputs, seed {seed}"

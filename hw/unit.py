@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+from psum._util import check_int
 from psum.golden import MacSpec
 
 __all__ = ["MacUnit", "mac_signature"]
@@ -44,26 +45,38 @@ class MacUnit(wiring.Component):
     ValueError
         If the spec's accumulator kind does not suit the subclass, its order is not ``seq``, or
         ``pipeline`` is not 0.
+    TypeError
+        If ``pipeline`` is not an integer.
     """
 
     #: ``True`` for integer-accumulator generators, ``False`` for float ones.
     int_acc: bool
 
+    def __new__(cls, spec, *, pipeline: int = 0):
+        # Why validate in __new__: Amaranth warns "created but never used" about every
+        # Elaboratable collected unelaborated, which includes one whose __init__ raised. Checking
+        # before the object exists leaves nothing to warn about, through public Python only (the
+        # alternative, setting MustUse's name-mangled _MustUse__silence, is Amaranth-private).
+        cls._validate(MacSpec.parse(spec), pipeline)
+        # src_loc_at=1: a warning about an unused unit names our caller's line, not this one.
+        return super().__new__(cls, src_loc_at=1)
+
     def __init__(self, spec, *, pipeline: int = 0):
-        self._MustUse__silence = True  # no "never used" warning when validation fails
-        spec = MacSpec.parse(spec)
-        name = type(self).__name__
-        if spec.int_acc != self.int_acc:
-            kind = "an integer" if self.int_acc else "a float"
-            raise ValueError(f"{name} needs {kind} accumulator, not acc={spec.acc}")
+        spec = MacSpec.parse(spec)  # validated by __new__
+        self._spec = spec
+        self._pipeline = int(pipeline)
+        super().__init__(mac_signature(spec))
+
+    @classmethod
+    def _validate(cls, spec: MacSpec, pipeline) -> None:
+        """Raise ``ValueError``/``TypeError`` if this generator cannot build ``spec`` with ``pipeline``."""
+        if spec.int_acc != cls.int_acc:
+            kind = "an integer" if cls.int_acc else "a float"
+            raise ValueError(f"{cls.__name__} needs {kind} accumulator, not acc={spec.acc}")
         if spec.order.kind != "seq":
             raise ValueError(f"hardware units accumulate sequentially, not order={spec.order}")
-        if isinstance(pipeline, bool) or not isinstance(pipeline, int) or pipeline != 0:
-            raise ValueError(f"pipeline must be 0 (the only implemented depth), not {pipeline!r}")
-        self._MustUse__silence = False
-        self._spec = spec
-        self._pipeline = pipeline
-        super().__init__(mac_signature(spec))
+        # Why hi=0: 0 is the only implemented depth; the bound grows when pipelines land.
+        check_int("pipeline", pipeline, 0, 0)
 
     @property
     def spec(self) -> MacSpec:

@@ -28,6 +28,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from psum._util import check_int
+
 __all__ = ["MODELS", "DEFAULT_WIDTH", "LeNet5", "AlexNet", "ResNet18", "BasicBlock", "build_model",
            "default_width", "mac_layers"]
 
@@ -217,10 +219,8 @@ def build_model(name: str, num_classes: int, in_channels: int, *, width: float =
     """
     if name not in MODELS:
         raise ValueError(f"model must be one of {', '.join(MODELS)}, not {name!r}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer of at least 2, not {num_classes!r}")
-    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-        raise ValueError(f"in_channels must be a positive integer, not {in_channels!r}")
+    num_classes = check_int("num_classes", num_classes, 2)
+    in_channels = check_int("in_channels", in_channels, 1)
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 16:
         raise ValueError(f"width must be a number in (0, 16], not {width!r}")
     if name == "lenet5":

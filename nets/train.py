@@ -15,13 +15,15 @@ Checkpoint contents (a plain dict, loadable with ``torch.load(weights_only=True)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
 from pathlib import Path
 
 from psum import __version__
-from .data import dataset_info, input_channels, load_dataset
+from .data import DatasetInfo, dataset_info, input_channels, load_dataset
+from psum._util import atomic_path, check_int
 from psum.errors import PsumError
 from .models import MODELS, build_model, default_width
 from psum.progress import progress
@@ -214,63 +216,115 @@ def train(model: str, dataset: str, *, epochs: int | None = None, seed: int = 0,
 
     Raises
     ------
-    ValueError
-        Invalid argument.
+    TypeError, ValueError
+        Invalid argument (checked before any data is loaded).
     FileNotFoundError
         Dataset files missing.
     """
     import torch
-    import torch.nn.functional as F
 
+    cfg = _train_config(model, dataset, epochs=epochs, seed=seed, width=width, batch_size=batch_size,
+                        lr=lr, optimizer=optimizer, limit=limit, autocast=autocast)
+    # Validated before anything is loaded; the order below (seed, model, generator) fixes every
+    # random draw, so a run is bit-reproducible on one machine.
+    chans = input_channels(model, dataset)
+    train_ds = load_dataset(dataset, "train", data_dir, channels=chans)
+    test_ds = load_dataset(dataset, "test", data_dir, channels=chans)
+    dev = _device(device)
+    torch.manual_seed(seed)
+    net = build_model(model, cfg.info.num_classes, chans, width=cfg.width).to(dev)
+    n_train, train_seconds = _fit(net, train_ds, cfg, dev, progress_enabled)
+    acc = evaluate(net, test_ds, topk=cfg.info.topk, device=dev, desc="test")
+    ckpt = _checkpoint_dict(net, cfg, chans, acc, n_train, train_seconds)
+    if save:
+        path = Path(out) if out is not None else checkpoint_path(model, dataset)
+        _save_checkpoint(ckpt, path)
+        ckpt["path"] = str(path)
+    return ckpt
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrainConfig:
+    """The validated options of one :func:`train` run (defaults filled in)."""
+
+    model: str
+    dataset: str
+    info: DatasetInfo
+    epochs: int
+    seed: int
+    width: float
+    batch_size: int
+    lr: float
+    optimizer: str
+    limit: int | None
+    autocast: bool
+
+
+def _train_config(model, dataset, *, epochs, seed, width, batch_size, lr, optimizer, limit,
+                  autocast) -> _TrainConfig:
+    """Check :func:`train`'s options and fill in the defaults (no data is touched).
+
+    Raises
+    ------
+    TypeError, ValueError
+        An invalid option, with a one-line message.
+    """
     _check_model(model)
     info = dataset_info(dataset)
     if epochs is None:
         epochs = default_epochs(model, dataset)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, not {epochs!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+    epochs = check_int("epochs", epochs, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', not {optimizer!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive integer, not {limit!r}")
+    if limit is not None:
+        limit = check_int("limit", limit, 1)
     if width is None:
         width = default_width(model, dataset)
     if lr is None:
         lr = (3e-3 if model == "lenet5" else 1e-3) if optimizer == "adam" else 0.05
     if not (isinstance(lr, (int, float)) and lr > 0):
         raise ValueError(f"lr must be a positive number, not {lr!r}")
+    return _TrainConfig(model=model, dataset=dataset, info=info, epochs=epochs, seed=seed, width=width,
+                        batch_size=batch_size, lr=lr, optimizer=optimizer, limit=limit, autocast=autocast)
 
-    chans = input_channels(model, dataset)
-    train_ds = load_dataset(dataset, "train", data_dir, channels=chans)
-    test_ds = load_dataset(dataset, "test", data_dir, channels=chans)
-    dev = _device(device)
-    torch.manual_seed(seed)
-    net = build_model(model, info.num_classes, chans, width=width).to(dev)
-    gen = torch.Generator().manual_seed(seed)
-    n_train = len(train_ds) if limit is None else min(limit, len(train_ds))
-    steps_per_epoch = math.ceil(n_train / batch_size)
-    if optimizer == "adam":
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
+
+def _fit(net, train_ds, cfg: _TrainConfig, dev, progress_enabled) -> tuple[int, float]:
+    """The training loop: ``cfg.epochs`` epochs over the first ``cfg.limit`` images of ``train_ds``.
+
+    Returns
+    -------
+    (n_train, seconds)
+        Training images per epoch, and the wall time of the loop.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n_train = len(train_ds) if cfg.limit is None else min(cfg.limit, len(train_ds))
+    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     else:
-        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+        opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
     # Augmentation: CIFAR's usual flip + 4-pixel shifts; digits get 2-pixel shifts (no flip: digits
     # are not mirror-symmetric); ImageNet none (centre crops only).
-    augment = {"cifar10": (4, True), "cifar100": (4, True), "digits": (2, False)}.get(dataset)
+    augment = {"cifar10": (4, True), "cifar100": (4, True), "digits": (2, False)}.get(cfg.dataset)
 
     t0 = time.perf_counter()
-    bar = progress(total=epochs * n_train, desc=f"train {model}/{dataset}", unit="img", enabled=progress_enabled)
+    bar = progress(total=cfg.epochs * n_train, desc=f"train {cfg.model}/{cfg.dataset}", unit="img",
+                   enabled=progress_enabled)
     try:
-        for epoch in range(epochs):
+        for epoch in range(cfg.epochs):
             net.train()
             total_loss, seen = 0.0, 0
-            for x, y in iterate_batches(train_ds, batch_size, limit=n_train, shuffle=True, generator=gen):
+            for x, y in iterate_batches(train_ds, cfg.batch_size, limit=n_train, shuffle=True, generator=gen):
                 if augment:
                     x = _augment(x, gen, pad=augment[0], flip=augment[1])
                 x, y = x.to(dev), y.to(dev)
                 # Why autocast: the proposal trains in bfloat16; weights and optimiser state stay fp32.
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.autocast):
                     loss = F.cross_entropy(net(x), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -279,46 +333,47 @@ def train(model: str, dataset: str, *, epochs: int | None = None, seed: int = 0,
                 total_loss += float(loss.detach()) * len(y)
                 seen += len(y)
                 bar.update(len(y))
-            bar.set_postfix_str(f"epoch {epoch + 1}/{epochs} loss {total_loss / max(seen, 1):.4f}")
+            bar.set_postfix_str(f"epoch {epoch + 1}/{cfg.epochs} loss {total_loss / max(seen, 1):.4f}")
     finally:
         bar.close()
-    train_seconds = time.perf_counter() - t0
-    acc = evaluate(net, test_ds, topk=info.topk, device=dev, desc="test")
-    ckpt = {
+    return n_train, time.perf_counter() - t0
+
+
+def _checkpoint_dict(net, cfg: _TrainConfig, chans: int, acc: dict, n_train: int, train_seconds: float) -> dict:
+    """The checkpoint of a trained ``net`` (the layout in this module's docstring)."""
+    import torch
+
+    return {
         "format": "psum-checkpoint/1",
-        "model": model,
-        "dataset": dataset,
-        "num_classes": info.num_classes,
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "num_classes": cfg.info.num_classes,
         "in_channels": chans,
-        "width": float(width),
+        "width": float(cfg.width),
         "options": {},
         "state_dict": {k: v.detach().to("cpu") for k, v in net.state_dict().items()},
         "accuracy": acc["top1"],
         "top5": acc.get("top5"),
-        "seed": seed,
-        "epochs": epochs,
-        "optimizer": optimizer,
-        "lr": float(lr),
-        "batch_size": batch_size,
-        "autocast": "bfloat16" if autocast else "none",
+        "seed": cfg.seed,
+        "epochs": cfg.epochs,
+        "optimizer": cfg.optimizer,
+        "lr": float(cfg.lr),
+        "batch_size": cfg.batch_size,
+        "autocast": "bfloat16" if cfg.autocast else "none",
         "n_train": n_train,
         "n_test": acc["n_images"],
         "train_seconds": round(train_seconds, 3),
         "psum_version": __version__,
         "torch_version": str(torch.__version__),
     }
-    if save:
-        path = Path(out) if out is not None else checkpoint_path(model, dataset)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            torch.save(ckpt, tmp)
-            os.replace(tmp, path)  # atomic: readers see the old or the new checkpoint, never half
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        ckpt["path"] = str(path)
-    return ckpt
+
+
+def _save_checkpoint(ckpt: dict, path) -> None:
+    """``torch.save`` ``ckpt`` to ``path`` atomically: readers see the old or the new file, never half."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
 
 
 def load_checkpoint(model: str, dataset: str, *, path=None, device="cpu"):

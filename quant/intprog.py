@@ -44,6 +44,8 @@ import dataclasses
 
 import numpy as np
 
+from psum._util import check_int
+
 __all__ = ["IntLayer", "IntProgram", "compile_program", "quantize_multiplier", "requantize",
            "acc_spec", "TIES"]
 
@@ -151,8 +153,7 @@ def compile_program(qnet, *, mult_bits: int = 31) -> "IntProgram":
     """Integer parameters (bias with zero point, multipliers and shifts) of a :class:`QuantNet`."""
     from psum.golden import IntFormat
 
-    if isinstance(mult_bits, bool) or not isinstance(mult_bits, int) or not 8 <= mult_bits <= 31:
-        raise ValueError(f"mult_bits must be an integer between 8 and 31, not {mult_bits!r}")
+    check_int("mult_bits", mult_bits, 8, 31)
     layers = []
     for n in qnet.nodes:
         o = n.out

@@ -45,6 +45,7 @@ import operator
 
 import numpy as np
 
+from psum._util import atomic_path, check_int
 from psum.golden import IntFormat, parse_format
 
 __all__ = ["TensorQuant", "QNode", "QuantNet", "QatNet", "prepare_qat", "calibrate", "train_qat",
@@ -196,8 +197,6 @@ class QuantNet:
 
 def save_quantnet(qnet: QuantNet, path) -> None:
     """Write ``qnet`` to ``path`` (``torch.save`` of plain tensors and dicts; atomic)."""
-    import os
-
     import torch
 
     rows = []
@@ -208,9 +207,8 @@ def save_quantnet(qnet: QuantNet, path) -> None:
             if d[k] is not None:
                 d[k] = torch.from_numpy(np.ascontiguousarray(d[k]))
         rows.append(d)
-    tmp = f"{path}.tmp"
-    torch.save({"format": "psum-quantnet/1", "nodes": rows, "output": qnet.output, "meta": qnet.meta}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": "psum-quantnet/1", "nodes": rows, "output": qnet.output, "meta": qnet.meta}, tmp)
 
 
 def _load_blob(path, fmt: str, what: str) -> dict:
@@ -699,9 +697,7 @@ def _weight_format(w_bits, weight_fmt) -> IntFormat:
         return _code_format("weight_fmt", weight_fmt, signed=True)
     if w_bits is None:
         return DEFAULT_WEIGHT_FMT
-    if isinstance(w_bits, bool) or not isinstance(w_bits, int) or not _CODE_BITS[0] <= w_bits <= _CODE_BITS[1]:
-        raise ValueError(f"w_bits must be an integer between {_CODE_BITS[0]} and {_CODE_BITS[1]}, not {w_bits!r}")
-    return IntFormat(w_bits, signed=True)
+    return IntFormat(check_int("w_bits", w_bits, *_CODE_BITS), signed=True)
 
 
 def prepare_qat(model, *, w_bits: int | None = None, pow2: bool = False, weight_fmt=None,
@@ -778,8 +774,7 @@ def train_qat(qnet: QatNet, ds, *, epochs: int = 3, lr: float = 5e-4, batch_size
     from psum.progress import progress
     from psum.nets.train import iterate_batches
 
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative integer, not {epochs!r}")
+    check_int("epochs", epochs, 0)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(qnet.parameters(), lr=lr)
     n = len(ds) if limit is None else min(limit, len(ds))
@@ -876,9 +871,8 @@ def save_qat(qnet: QatNet, info: dict, path) -> None:
     blob = {"format": "psum-qat/1", "ops": ops, "output": qnet.output, "w_bits": qnet.w_bits, "pow2": qnet.pow2,
             "act_fmt": str(qnet.act_fmt), "state_dict": qnet.state_dict(), "info": dict(info)}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
 
 
 def load_qat(path) -> tuple[QatNet, dict]:

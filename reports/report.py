@@ -141,7 +141,7 @@ def build_report(config: ReportConfig | None = None, *, out_dir=None, force_synt
     """
     from psum.errors import PsumError
     from psum.flows.synth import synthesize_many
-    from psum.hw.verify.sim import simulate
+    from psum.hw.verify import simulate
     from psum.resultsfile import ResultsFile
     from psum.sweeps.sweep import run_sweep, search_min_acc
     from psum.nets.train import ensure_checkpoint

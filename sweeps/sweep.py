@@ -46,6 +46,7 @@ import hashlib
 import time
 
 from psum import __version__
+from psum._util import check_int
 from psum.nets.data import dataset_info, load_dataset
 from psum.progress import progress
 from psum.resultsfile import ResultsFile
@@ -181,10 +182,9 @@ class _Context:
         from psum.nets.train import ensure_checkpoint, load_checkpoint
 
         info = dataset_info(dataset)
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ValueError(f"limit must be a positive integer, not {limit!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+        if limit is not None:
+            check_int("limit", limit, 1)
+        check_int("batch_size", batch_size, 1)
         if train_if_missing:
             self.net, self.meta = ensure_checkpoint(model, dataset, data_dir=data_dir, path=checkpoint)
         else:
@@ -438,10 +438,10 @@ def search_min_acc(model: str, dataset: str, *, kind: str, exp_bits: int | None 
         raise ValueError(f"kind must be 'man', 'exp' or 'int', not {kind!r}")
     if relative_to not in ("fp32", "operands"):
         raise ValueError(f"relative_to must be 'fp32' or 'operands', not {relative_to!r}")
-    if kind == "man" and (isinstance(exp_bits, bool) or not isinstance(exp_bits, int)):
-        raise ValueError(f"exp_bits must be an integer for a mantissa search, not {exp_bits!r}")
-    if kind == "exp" and (isinstance(man_bits, bool) or not isinstance(man_bits, int)):
-        raise ValueError(f"man_bits must be an integer for an exponent search, not {man_bits!r}")
+    if kind == "man":
+        check_int("exp_bits", exp_bits)
+    if kind == "exp":
+        check_int("man_bits", man_bits)
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
         raise ValueError(f"tol must be a non-negative number of percentage points, not {tol!r}")
     lo = SEARCH_RANGES[kind][0] if lo is None else lo

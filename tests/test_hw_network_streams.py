@@ -11,7 +11,7 @@ import torch
 
 from psum.nets.data import input_channels, load_dataset
 from psum.golden.emulation.record import as_streams, record_streams
-from psum.hw.verify.sim import simulate
+from psum.hw.verify import simulate
 from psum.nets.train import load_checkpoint
 
 

@@ -59,9 +59,9 @@ def test_exhaustive_needs_narrow_operands(capsys):
 
 
 def test_missing_iverilog_is_one_line(monkeypatch, capsys):
-    import psum.hw.verify.sim as sim
+    import psum._util
 
-    monkeypatch.setattr(sim.shutil, "which", lambda name: None)
+    monkeypatch.setattr(psum._util.shutil, "which", lambda name: None)
     assert main(["sim", "a=int8,b=int8,acc=int32", "--cycles", "10"]) == 2
     assert capsys.readouterr().err == \
         "psum sim: error: iverilog not found: run ./setup.sh or apt-get install iverilog\n"
@@ -89,12 +89,12 @@ def test_sim_json(tmp_path):
 
 @needs_iverilog
 def test_sim_mismatch_prints_first_failing_cycle_exit_1(tmp_path, monkeypatch, capsys):
-    import psum.hw.verify.sim as sim
+    import psum.hw.verify.runner as runner
     from psum.golden import MacSpec
     from psum.hw import verilog
 
     wrap, sat = MacSpec.parse("a=int8,b=int8,acc=int16"), MacSpec.parse("a=int8,b=int8,acc=int16,overflow=sat")
-    monkeypatch.setattr(sim, "unit_verilog", lambda spec, **kw: verilog(wrap).replace(wrap.name, sat.name))
+    monkeypatch.setattr(runner, "verilog", lambda spec, **kw: verilog(wrap).replace(wrap.name, sat.name))
     rc = main(["sim", str(sat), "--cycles", "2000", "--build-dir", str(tmp_path / "b")])
     out = capsys.readouterr().out
     assert rc == 1

@@ -71,8 +71,12 @@ def test_load_checkpoint_mismatch(trained):
 
 
 def test_train_argument_errors():
-    with pytest.raises(ValueError, match=r"^epochs must be a positive integer, not 0$"):
+    with pytest.raises(ValueError, match=r"^epochs must be an integer >= 1, not 0$"):
         train("lenet5", "digits", epochs=0, save=False)
+    with pytest.raises(TypeError, match=r"^batch_size must be an integer >= 1, not '64'$"):
+        train("lenet5", "digits", batch_size="64", save=False)
+    with pytest.raises(ValueError, match=r"^limit must be an integer >= 1, not 0$"):
+        train("lenet5", "digits", limit=0, save=False)
     with pytest.raises(ValueError, match=r"^optimizer must be 'adam' or 'sgd', not 'lamb'$"):
         train("lenet5", "digits", optimizer="lamb", save=False)
 
@@ -218,7 +222,7 @@ def test_search_int_tiny(ckpt, tmp_path):
 def test_search_argument_errors():
     with pytest.raises(ValueError, match=r"^kind must be 'man', 'exp' or 'int', not 'bits'$"):
         search_min_acc("lenet5", "digits", kind="bits")
-    with pytest.raises(ValueError, match=r"^exp_bits must be an integer for a mantissa search, not None$"):
+    with pytest.raises(TypeError, match=r"^exp_bits must be an integer, not None$"):
         search_min_acc("lenet5", "digits", kind="man")
 
 
@@ -236,3 +240,36 @@ def test_search_relative_to_operands(ckpt):
     assert res["accuracy"] >= res["reference_accuracy"] - 1.0
     with pytest.raises(ValueError, match=r"^relative_to must be 'fp32' or 'operands', not 'int8'$"):
         search_min_acc("lenet5", "digits", kind="int", relative_to="int8")
+
+
+def test_train_validates_before_loading_data(monkeypatch):
+    # train's options are checked (nets.train._train_config) before any dataset is read.
+    import psum.nets.train as tr
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("dataset loaded before validation")
+
+    monkeypatch.setattr(tr, "load_dataset", no_data)
+    with pytest.raises(ValueError, match=r"^lr must be a positive number, not -1$"):
+        tr.train("lenet5", "digits", lr=-1, save=False)
+    with pytest.raises(TypeError, match=r"^epochs must be an integer >= 1, not 1.5$"):
+        tr.train("lenet5", "digits", epochs=1.5, save=False)
+
+
+def test_checkpoint_save_is_atomic(tmp_path, monkeypatch):
+    # A failed write leaves the previous checkpoint and no temporary file.
+    import torch
+
+    import psum.nets.train as tr
+
+    path = tmp_path / "m.pt"
+    tr._save_checkpoint({"x": 1}, path)
+
+    def broken(obj, f):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(OSError, match="^disk full$"):
+        tr._save_checkpoint({"x": 2}, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+    assert torch.load(path, weights_only=True) == {"x": 1}

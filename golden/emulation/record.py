@@ -17,6 +17,7 @@ from .kernels import codes, sr_rand
 from psum.golden.mac import mac_step
 from psum.golden.rounding import Rounding
 from psum.golden.spec import MacSpec
+from psum._util import check_int
 
 __all__ = ["record_streams", "as_streams"]
 
@@ -56,8 +57,7 @@ def record_streams(model, spec, layer_name: str, x, n_outputs: int, seed: int = 
         Unknown layer, or ``n_outputs`` not a positive integer.
     """
     spec = MacSpec.parse(spec)
-    if isinstance(n_outputs, bool) or not isinstance(n_outputs, int) or n_outputs < 1:
-        raise ValueError(f"n_outputs must be a positive integer, not {n_outputs!r}")
+    check_int("n_outputs", n_outputs, 1)
     q = emulate(model, {layer_name: spec}, seed=seed, **emulate_kw)
     layer = q.get_submodule(layer_name)
     assert isinstance(layer, (EmulatedConv2d, EmulatedLinear))

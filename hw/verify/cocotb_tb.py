@@ -1,9 +1,9 @@
-"""cocotb test module of every generated MAC unit (run through :func:`psum.hw.verify.sim.simulate`).
+"""cocotb test module of every generated MAC unit (run through :func:`psum.hw.verify.runner.simulate`).
 
-The simulator's toplevel is the ``psum_mac_tb`` harness (:func:`psum.hw.verify.sim.harness_verilog`)
+The simulator's toplevel is the ``psum_mac_tb`` harness (:func:`psum.hw.verify.harness.harness_verilog`)
 around the unit. The spec arrives in ``PSUM_SPEC``; the stimulus, one row per cycle, in
 ``stim.npz`` in the working directory. Both tests end by checking every cycle against
-:func:`psum.golden.mac_step` (:func:`psum.hw.verify.sim.finish`) and writing ``result.json``.
+:func:`psum.golden.mac_step` (:func:`psum.hw.verify.check.finish`) and writing ``result.json``.
 
 ``mac_stream``
     The harness clocks itself and plays ``stim.txt`` (no Python per cycle); this coroutine waits
@@ -22,13 +22,15 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
 
 from psum.golden import MacSpec
-from .sim import FIELDS, PERIOD_NS, finish, read_response
+from .check import UNKNOWN, finish
+from .harness import PERIOD_NS, read_response
+from .stimulus import columns
 
 
 def _setup():
     spec = MacSpec.parse(os.environ["PSUM_SPEC"])
     with np.load("stim.npz") as z:
-        stim = {k: z[k] for k in FIELDS}
+        stim = {k: z[k] for k in columns(spec)}
     return spec, stim
 
 
@@ -48,9 +50,9 @@ async def mac_drive(dut):
     spec, stim = _setup()
     Clock(dut.clk, PERIOD_NS, unit="ns").start()
     n = len(stim["rst"])
-    cols = {k: stim[k].tolist() for k in FIELDS}
-    # The stimulus column `rand` drives the unit's `rnd` port (`rand` is an SV keyword).
-    ports = {k: getattr(dut, "rnd" if k == "rand" else k) for k in FIELDS if k != "rand" or spec.sr_bits}
+    cols = {k: stim[k].tolist() for k in stim}
+    # Every stimulus column is an input register of the harness, of the same name as the port.
+    ports = {k: getattr(dut, k) for k in stim}
     acc = dut.acc
     falling = FallingEdge(dut.clk)
     observed = []
@@ -60,6 +62,6 @@ async def mac_drive(dut):
             port.value = cols[k][t]
         await falling  # the rising edge in between stored the new register value
         v = acc.value
-        observed.append(v.to_unsigned() if v.is_resolvable else (1 << 64) - 1)
+        observed.append(v.to_unsigned() if v.is_resolvable else UNKNOWN)
     res = finish(spec, stim, observed, ".")
     assert res["mismatches"] == 0, f"{res['mismatches']} mismatches; first: {res['first_mismatch']}"

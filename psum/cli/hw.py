@@ -49,7 +49,7 @@ def register(sub) -> None:
 
 def _cmd_verilog(args) -> int:
     from psum.golden import MacSpec
-    from psum.hw.verify.sim import unit_verilog
+    from psum.hw import verilog as unit_verilog
 
     spec = MacSpec.parse(args.spec)
     text = unit_verilog(spec)
@@ -64,7 +64,7 @@ def _cmd_verilog(args) -> int:
 
 def _cmd_sim(args) -> int:
     from psum.golden import MacSpec
-    from psum.hw.verify.sim import conv_streams_from_digits, simulate
+    from psum.hw.verify import conv_streams_from_digits, simulate
 
     spec = MacSpec.parse(args.spec)
     streams = None if args.exhaustive else conv_streams_from_digits(spec, 64, seed=args.seed)

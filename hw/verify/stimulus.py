@@ -1,0 +1,219 @@
+"""Per-cycle stimulus of a MAC unit: one uint64 array per input port, one entry per clock cycle.
+
+The columns are the unit's input ports, generated from the port contract
+(:func:`psum.hw.unit.mac_signature`): ``rst`` (the ``sync`` domain's reset), then every ``In``
+member in the contract's order (``a, b, en, load, init`` and, for stochastic rounding, ``rnd``).
+So the stimulus, the Verilog harness (:mod:`.harness`), the cocotb drive mode, the Amaranth
+simulator driver and the power proxy (:mod:`psum.flows.power`) all name a port the way the unit
+does, and a port added to the contract reaches all of them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from psum._util import check_int
+from psum.golden import MacSpec
+from psum.golden.stimulus import adversarial_triples, random_codes, special_codes
+from psum.hw.unit import mac_signature
+
+__all__ = ["input_ports", "columns", "make_stimulus", "stream_cycles", "held_cycles", "concat"]
+
+
+def input_ports(spec) -> dict:
+    """``{port: width}`` of every input of the unit for ``spec``, in stimulus-column order.
+
+    ``rst`` first (it comes from the ``sync`` domain, not the signature), then the ``In`` members
+    of :func:`psum.hw.unit.mac_signature`; ``clk`` is not a column (every row is one cycle).
+    """
+    from amaranth.hdl import Shape
+    from amaranth.lib.wiring import In
+
+    spec = MacSpec.parse(spec)
+    ports = {"rst": 1}
+    for name, member in mac_signature(spec).items():
+        if member.flow is In:
+            ports[name] = Shape.cast(member.shape).width
+    return ports
+
+
+def columns(spec) -> tuple:
+    """The stimulus columns of ``spec``: the names of :func:`input_ports`."""
+    return tuple(input_ports(spec))
+
+
+def _empty(cols, n: int) -> dict:
+    return {k: np.zeros(n, dtype=np.uint64) for k in cols}
+
+
+def concat(spec, parts: list) -> dict:
+    """Stimulus blocks of ``spec`` one after the other."""
+    cols = columns(spec)
+    return {k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0, np.uint64) for k in cols}
+
+
+def _load_then_step(cols, acc, a, b) -> dict:
+    """Two cycles per triple: ``load init=acc``, then ``en`` with ``(a, b)``."""
+    n = len(acc)
+    s = _empty(cols, 2 * n)
+    s["load"][0::2] = 1
+    s["init"][0::2] = acc
+    s["en"][1::2] = 1
+    s["a"][1::2] = a
+    s["b"][1::2] = b
+    return s
+
+
+def _acc_states(spec: MacSpec, rng: np.random.Generator, k: int) -> np.ndarray:
+    """``k`` accumulator codes from the format's special values, always including +0."""
+    sp = special_codes(spec.acc)
+    pick = rng.choice(sp, size=min(k - 1, len(sp)), replace=False) if k > 1 else sp[:0]
+    return np.unique(np.concatenate([np.zeros(1, np.uint64), pick.astype(np.uint64)]))
+
+
+def _directed(spec: MacSpec, rng: np.random.Generator, states: int = 4) -> dict:
+    """Every pair of special operand codes from a few loaded accumulator states."""
+    sa, sb = special_codes(spec.a), special_codes(spec.b)
+    acc = _acc_states(spec, rng, states)
+    A, B, C = np.meshgrid(sa, sb, acc, indexing="ij")
+    return _load_then_step(columns(spec), C.ravel(), A.ravel(), B.ravel())
+
+
+def _exhaustive(spec: MacSpec, rng: np.random.Generator, states: int = 4) -> dict:
+    """Every ``(a, b)`` code pair from a few loaded accumulator states (operands of at most 8 bits)."""
+    for key in ("a", "b"):
+        if getattr(spec, key).width > 8:
+            raise ValueError(
+                f"exhaustive mode needs operands of at most 8 bits, not {key}={getattr(spec, key)}"
+            )
+    acc = _acc_states(spec, rng, states)
+    A, B, C = np.meshgrid(np.arange(1 << spec.a.width, dtype=np.uint64),
+                          np.arange(1 << spec.b.width, dtype=np.uint64), acc, indexing="ij")
+    return _load_then_step(columns(spec), C.ravel(), A.ravel(), B.ravel())
+
+
+def stream_cycles(spec, streams, *, hold: bool = False) -> dict:
+    """Recorded operand streams: per stream, one ``load init`` cycle, then one ``en`` cycle per (a, b).
+
+    Parameters
+    ----------
+    spec : MacSpec or str
+    streams : iterable of (a_codes, b_codes, init_code)
+    hold : bool
+        ``False``: inputs a cycle does not use are 0. ``True``: they keep their last value, as the
+        operand registers of a real array would (the power proxy's stimulus: no spurious toggles).
+
+    Raises
+    ------
+    ValueError
+        A stream's operand arrays differ in length.
+    """
+    cols = columns(spec)
+    parts = []
+    a_last = b_last = 0
+    for a, b, init in streams:
+        a = np.asarray(a, dtype=np.uint64).ravel()
+        b = np.asarray(b, dtype=np.uint64).ravel()
+        if a.shape != b.shape:
+            raise ValueError(f"stream operands must have the same length, not {a.size} and {b.size}")
+        s = _empty(cols, a.size + 1)
+        s["load"][0] = 1
+        s["en"][1:] = 1
+        s["a"][1:] = a
+        s["b"][1:] = b
+        if hold:
+            s["a"][0], s["b"][0] = a_last, b_last
+            s["init"][:] = np.uint64(init)
+            if a.size:
+                a_last, b_last = a[-1], b[-1]
+        else:
+            s["init"][0] = np.uint64(init)
+        parts.append(s)
+    return concat(spec, parts)
+
+
+def held_cycles(spec, n: int, after: dict | None = None) -> dict:
+    """``n`` idle cycles (``rst``, ``load``, ``en`` low) with every other input held at its value in
+    the last row of ``after`` (0 when ``after`` is empty or missing)."""
+    cols = columns(spec)
+    s = _empty(cols, n)
+    if after is not None and len(after["rst"]):
+        for k in cols:
+            if k not in ("rst", "load", "en"):
+                s[k][:] = after[k][-1]
+    return s
+
+
+def _random(spec: MacSpec, n: int, rng: np.random.Generator) -> dict:
+    """Constrained-random cycles: ``en`` mostly high, occasional ``load`` and ``rst``.
+
+    Half of the operands come from :func:`adversarial_triples` (special values, rounding ties,
+    cancellation, exponent gaps relative to a loaded accumulator), half are uniformly random finite
+    codes; loads bring the accumulator back from NaN/inf and into adversarial states.
+    """
+    s = _empty(columns(spec), n)
+    if n == 0:
+        return s
+    adv_acc, adv_a, adv_b = adversarial_triples(spec, n, rng)
+    use_adv = rng.random(n) < 0.5
+    s["a"] = np.where(use_adv, adv_a, random_codes(spec.a, n, rng, finite_only=True))
+    s["b"] = np.where(use_adv, adv_b, random_codes(spec.b, n, rng, finite_only=True))
+    u = rng.random(n)
+    s["rst"] = (u < 0.003).astype(np.uint64)
+    s["load"] = ((u >= 0.003) & (u < 0.06)).astype(np.uint64)
+    s["init"] = adv_acc
+    # en is independent of load, so "load wins over en" is exercised on about 5% of cycles.
+    s["en"] = (rng.random(n) < 0.85).astype(np.uint64)
+    return s
+
+
+def make_stimulus(spec, *, cycles: int = 10_000, seed: int = 0, streams=None,
+                  exhaustive: bool = False, directed: bool = True) -> dict:
+    """Per-cycle stimulus for ``spec``: a dict of uint64 arrays keyed by :func:`columns`.
+
+    Layout: a reset cycle; the directed special-value pairs (or, with ``exhaustive``, every operand
+    pair) from several loaded accumulator states; the recorded ``streams``; then constrained-random
+    cycles up to ``cycles`` in total (the directed part and the streams always run in full, so the
+    total may exceed ``cycles``). Stochastic rounding specs get ``rnd`` drawn per cycle.
+
+    Parameters
+    ----------
+    spec : MacSpec or str
+    cycles : int
+        Minimum number of cycles in total.
+    seed : int
+        Seed of every random choice (the stimulus is a pure function of its arguments).
+    streams : iterable of (a_codes, b_codes, init_code), optional
+        Operand sequences recorded from a network layer (see
+        :func:`psum.hw.verify.streams.conv_streams_from_digits`).
+    exhaustive : bool
+        Every ``(a, b)`` code pair (operands of at most 8 bits) instead of the directed pairs.
+    directed : bool
+        Include the directed special-value pairs.
+
+    Raises
+    ------
+    TypeError
+        ``cycles`` or ``seed`` is not an integer.
+    ValueError
+        ``cycles`` < 1 or ``seed`` < 0, or ``exhaustive`` with operands wider than 8 bits.
+    """
+    spec = MacSpec.parse(spec)
+    cycles = check_int("cycles", cycles, 1)
+    seed = check_int("seed", seed, 0)
+    rng = np.random.default_rng(seed)
+    head = _empty(columns(spec), 1)
+    head["rst"][0] = 1  # never rely on the register's power-up value
+    parts = [head]
+    if exhaustive:
+        parts.append(_exhaustive(spec, rng))
+    elif directed:
+        parts.append(_directed(spec, rng))
+    if streams is not None:
+        parts.append(stream_cycles(spec, streams))
+    used = sum(len(p["rst"]) for p in parts)
+    parts.append(_random(spec, max(0, cycles - used), rng))
+    stim = concat(spec, parts)
+    if spec.sr_bits:
+        stim["rnd"] = rng.integers(0, 1 << spec.sr_bits, size=len(stim["rst"]), dtype=np.uint64)
+    return stim
