@@ -11,8 +11,10 @@ digits):
 4. for every unit that appears in the cost plots: Verilog generation, a short cocotb+Icarus check
    against the golden model (zero mismatches required) and Yosys synthesis (area, delay, energy);
 5. partial-sum statistics (exponent histograms) of the worst layer;
-6. ``reports/<model>-<dataset>/``: ``index.html`` (self-contained), ``report.md``, PNG+SVG plots
-   and ``data.json`` / ``*.csv`` with every number behind every plot.
+6. ``./<model>-<dataset>/`` (relative to the working directory, or ``$PSUM_RESULTS_DIR``, or
+   ``out_dir``): ``index.html`` (self-contained), ``report.md``, PNG+SVG plots and ``data.json`` /
+   ``*.csv`` with every number behind every plot. When ``psum fake2true`` wrote its section beside
+   it (``../fake2true/fake2true.md``), the report links it.
 
 Every stage caches: sweep rows in ``sweep.jsonl`` (resumable), simulation results in ``sim.jsonl``,
 synthesis in the flow cache, so a rerun takes well under a minute.
@@ -30,9 +32,7 @@ from pathlib import Path
 from .document import Document
 from . import plots
 
-__all__ = ["ReportConfig", "build_report", "default_out_dir"]
-
-REPO = Path(__file__).resolve().parent.parent
+__all__ = ["ReportConfig", "build_report", "default_out_dir", "fake2true_section"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +77,20 @@ class ReportConfig:
 
 
 def default_out_dir(model: str, dataset: str) -> Path:
-    return REPO / "results" / f"{model}-{dataset}"
+    """``<model>-<dataset>`` under :func:`psum.paths.results_dir` (the working directory, or
+    ``$PSUM_RESULTS_DIR``): never inside the installed package."""
+    from psum.paths import results_dir
+
+    return results_dir(f"{model}-{dataset}")
+
+
+def fake2true_section(out: Path) -> Path | None:
+    """The ``psum fake2true`` section beside the report folder ``out``
+    (``<out>/../fake2true/fake2true.md``), or ``None`` when it has not been written."""
+    from psum.quant.fake2true import SECTION_MD
+
+    path = Path(out).parent / "fake2true" / SECTION_MD
+    return path if path.is_file() else None
 
 
 def _acc_bits(fmt_text: str) -> int:
@@ -134,6 +147,8 @@ def build_report(config: ReportConfig | None = None, *, out_dir=None, force_synt
     """
     from psum.errors import PsumError
     from psum.flows.synth import synthesize_many
+    from psum.golden import MacSpec
+    from psum.paths import cache_dir
     from psum.hw.verify.sim import simulate
     from psum.resultsfile import ResultsFile
     from psum.sweeps.sweep import run_sweep, search_min_acc
@@ -220,7 +235,10 @@ def build_report(config: ReportConfig | None = None, *, out_dir=None, force_synt
     for spec_text in specs:
         key = dict(spec=spec_text, cycles=cfg.sim_cycles, seed=0, layer=streams_for.layer)
         if sims.get(**key) is None:
-            res = simulate(spec_text, cycles=cfg.sim_cycles, seed=0, streams=streams_for(spec_text))
+            # Build in psum's cache root, never in the working directory (the report's folder is the
+            # only thing a report run leaves there).
+            res = simulate(spec_text, cycles=cfg.sim_cycles, seed=0, streams=streams_for(spec_text),
+                           build_dir=cache_dir("sim", MacSpec.parse(spec_text).name))
             sims.append(dict(key, checked=res.cycles_checked, mismatches=res.mismatches,
                              first_mismatch=res.first_mismatch))
         row = sims.get(**key)
@@ -417,10 +435,12 @@ def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
                    for k, v in data["exponent_histograms"].items()],
                   ["format", "swamp", "overflow", "cancel", "max_abs"],
                   ["format", "swamped steps", "overflowed steps", "cancelling steps", "max |partial sum|"])
-    f2t = out.parent / "fake2true" / "report.md"
-    if f2t.exists():
+    f2t = fake2true_section(out)
+    if f2t is not None:
+        rel = Path(os.path.relpath(f2t, out)).as_posix()
         doc.heading("Fake-quantised vs true-integer conversion")
-        doc.para("See `../fake2true/report.md` (written by `psum fake2true`).")
+        doc.link(rel, rel, before="Fake-quantised float graphs against the true integer program, per layer "
+                                  "and end to end: ", after=" (written by `psum fake2true`).")
     doc.heading("Reproduce")
     doc.para(f"`psum report --model {cfg.model} --dataset {cfg.dataset}`; data behind every plot: `data.json`, "
              "`sweep.csv`, `hardware.csv`, `layer_min.csv`. Timings (s): "

@@ -1,7 +1,7 @@
 """The bit-exact claim on the generated float MAC Verilog: cocotb + Icarus against ``mac_step``.
 
 Every unit goes through :func:`psum.hw.verify.sim.simulate`: its Verilog (``psum.hw.verilog``) is built
-in Icarus with the cocotb runner (one build directory per spec under ``.psum-cache/sim``), the
+in Icarus with the cocotb runner (one build directory per spec under ``$PSUM_CACHE_DIR/sim``), the
 stimulus plays directed special-value pairs from several loaded accumulator states, then
 constrained-random cycles with ``load``, ``en`` and ``rst`` interleaved (adversarial triples:
 ties, cancellation, exponent gaps, overflow), and the register is compared with the golden model
@@ -19,17 +19,17 @@ The matrix is the one of ``tests/test_hw_float_amaranth.py`` (issue 3's float un
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
 from psum.golden import MacSpec
+from psum.paths import cache_dir
 
 from test_hw_float_amaranth import CORNERS, MATRIX
 
 pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs Icarus Verilog")
 
-CACHE = Path(__file__).resolve().parent.parent / ".psum-cache" / "sim"
+CACHE = cache_dir("sim")  # psum's one cache root ($PSUM_CACHE_DIR, else ~/.cache/psum)
 
 # The fast tier: together every feature of the float generator -- IEEE specials, an unfused
 # product, fn x ieee operands with rtz-free saturation, a fin operand format into an fn

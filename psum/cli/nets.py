@@ -193,7 +193,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("train", help="train a model in bfloat16 autocast and write its checkpoint",
                        description="Train a model (forward pass in bfloat16 autocast), evaluate it in float32 and "
-                                   "write checkpoints/<model>-<dataset>.pt atomically.")
+                                   "write ./checkpoints/<model>-<dataset>.pt atomically (or $PSUM_CHECKPOINT_DIR).")
     common(p)
     p.add_argument("--epochs", type=int, help="epochs (default: 15 on digits (4 for resnet18), 30 on cifar10)")
     p.add_argument("--seed", type=int, default=0, help="seed for init, shuffling, augmentation (default 0)")
@@ -203,7 +203,7 @@ def register(sub) -> None:
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="default adam")
     p.add_argument("--limit", type=int, help="train on the first N training images only")
     p.add_argument("--no-autocast", action="store_true", help="train in plain float32")
-    p.add_argument("--out", metavar="FILE", help="checkpoint path (default checkpoints/<model>-<dataset>.pt)")
+    p.add_argument("--out", metavar="FILE", help="checkpoint path (default ./checkpoints/<model>-<dataset>.pt)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="test accuracy of a checkpoint, float32 or emulated with a MAC spec",
@@ -213,7 +213,7 @@ def register(sub) -> None:
     p.add_argument("--spec", metavar="SPEC", help="MAC spec to emulate (default: none, float32)")
     p.add_argument("--layer", default="all", help="emulate only this layer (default all)")
     p.add_argument("--limit", type=int, help="first N test images only")
-    p.add_argument("--checkpoint", metavar="FILE", help="checkpoint path (default checkpoints/<model>-<dataset>.pt)")
+    p.add_argument("--checkpoint", metavar="FILE", help="checkpoint path (default ./checkpoints/<model>-<dataset>.pt, else the shipped one)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("sweep", help="accuracy per accumulator format (network-wide, per layer) or minimum search",
@@ -240,6 +240,6 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="images per emulated batch (default 256)")
     p.add_argument("--out", metavar="FILE", help="JSON Lines results file; finished rows there are not recomputed")
     p.add_argument("--plot", metavar="FILE.png", help="plot accuracy against accumulator bits (PNG + SVG)")
-    p.add_argument("--checkpoint", metavar="FILE", help="checkpoint path (default checkpoints/<model>-<dataset>.pt)")
+    p.add_argument("--checkpoint", metavar="FILE", help="checkpoint path (default ./checkpoints/<model>-<dataset>.pt, else the shipped one)")
     p.add_argument("--train", action="store_true", help="train the checkpoint first if there is none")
     p.set_defaults(func=_cmd_sweep)

@@ -26,7 +26,8 @@ def _cmd_report(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("report", help="the trade-off report: accuracy vs area/energy per accumulator format",
                        description="Run the whole study (train if needed, sweep, search, RTL check, synthesis) "
-                                   "and write reports/<model>-<dataset>/ (index.html, report.md, plots, data).")
+                                   "and write ./<model>-<dataset>/ (index.html, report.md, plots, data), relative to the "
+                                   "working directory (or $PSUM_RESULTS_DIR, or --out).")
     p.add_argument("--model", default="lenet5", help="lenet5, alexnet, resnet18, resnet18-imagenet (default lenet5)")
     p.add_argument("--dataset", default="digits", help="digits (built in), cifar10, cifar100, imagenet (default digits)")
     p.add_argument("--data-dir", help="folder holding CIFAR / ImageNet (no downloads)")
@@ -37,5 +38,5 @@ def register(sub) -> None:
     p.add_argument("--no-per-layer", action="store_true", help="skip the per-layer minimum searches")
     p.add_argument("--quick", action="store_true", help="a smaller study for a first look")
     p.add_argument("--force", action="store_true", help="recompute synthesis instead of using the cache")
-    p.add_argument("--out", help="output folder (default reports/<model>-<dataset>)")
+    p.add_argument("--out", help="output folder (default ./<model>-<dataset>)")
     p.set_defaults(func=_cmd_report)
