@@ -78,6 +78,7 @@ _API = {
     "run_fake2true": "psum.quant.fake2true",
     "run_sweep": "psum.sweeps.sweep",
     "search_min_acc": "psum.sweeps.sweep",
+    "run_search": "psum.sweeps.sweep",
     # the report
     "build_report": "psum.reports.report",
     "ReportConfig": "psum.reports.report",

@@ -75,6 +75,16 @@ class ReportConfig:
     stats_images: int = 64
     power_outputs: int = 8
 
+    @classmethod
+    def quick(cls, **overrides) -> "ReportConfig":
+        """A smaller study for a first look (``psum report --quick``): one float exponent width
+        (e5, mantissa 1..8), four integer widths, the first 200 test images, no per-layer search.
+
+        ``overrides`` replace any field (``limit=None`` evaluates every test image).
+        """
+        preset = dict(float_exps=(5,), max_man=8, int_widths=tuple(range(10, 23, 4)), per_layer=False, limit=200)
+        return cls(**{**preset, **overrides})
+
 
 def default_out_dir(model: str, dataset: str) -> Path:
     """``<model>-<dataset>`` under :func:`psum.paths.results_dir` (the working directory, or

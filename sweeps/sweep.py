@@ -51,7 +51,8 @@ from psum.progress import progress
 from psum.resultsfile import ResultsFile
 
 __all__ = ["run_sweep", "search_min_acc", "min_passing", "make_spec", "parse_acc_list", "default_operands",
-           "DEFAULT_FLOAT_OPERAND", "DEFAULT_INT_OPERAND", "KEY_FIELDS", "SEARCH_RANGES"]
+           "DEFAULT_FLOAT_OPERAND", "DEFAULT_INT_OPERAND", "KEY_FIELDS", "SEARCH_RANGES", "SEARCH_DEFAULT",
+           "parse_search_entry", "search_label", "run_search", "family", "network_points"]
 
 DEFAULT_FLOAT_OPERAND = "fp8_e4m3"
 DEFAULT_INT_OPERAND = "int8"
@@ -465,3 +466,97 @@ def search_min_acc(model: str, dataset: str, *, kind: str, exp_bits: int | None 
                 f"pass = top-1 >= {'fp32 baseline' if relative_to == 'fp32' else reference['spec']} - {tol} points",
     }
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Searches over templates x layers, and rows as plot points (the API behind ``psum sweep``)
+# ---------------------------------------------------------------------------------------------
+SEARCH_DEFAULT = "e5m?,e?m7,int?:wrap,int?:sat"
+
+
+def parse_search_entry(entry: str):
+    """``e5m?`` -> ("man", {"exp_bits": 5}, None), ``e?m7`` -> ("exp", {"man_bits": 7}, None),
+    ``int?[:wrap|:sat]`` -> ("int", {}, overflow): a search template as :func:`search_min_acc` arguments.
+
+    Raises
+    ------
+    ValueError
+        Not one of the three templates.
+    """
+    import re
+
+    text, _, overflow = entry.partition(":")
+    if m := re.fullmatch(r"e(\d+)m\?", text):
+        return "man", {"exp_bits": int(m.group(1))}, overflow or None
+    if m := re.fullmatch(r"e\?m(\d+)", text):
+        return "exp", {"man_bits": int(m.group(1))}, overflow or None
+    if text == "int?":
+        return "int", {}, overflow or "wrap"
+    raise ValueError(f"search entry must be e<E>m?, e?m<M> or int?[:wrap|:sat], not {entry!r}")
+
+
+def search_label(result: dict) -> str:
+    """The template a :func:`search_min_acc` result answers: ``e5m?``, ``e?m7``, ``int?:sat``."""
+    return {"man": f"e{result['fixed']}m?", "exp": f"e?m{result['fixed']}",
+            "int": f"int?:{result['overflow']}"}[result["kind"]]
+
+
+def run_search(model: str, dataset: str, entries=SEARCH_DEFAULT, *, per_layer: bool = False, overflow=None,
+               tol: float = 1.0, relative_to: str = "fp32", checkpoint=None, **kwargs) -> list[dict]:
+    """:func:`search_min_acc` for every template in ``entries``, network-wide and (``per_layer``)
+    for each MAC layer alone.
+
+    Parameters
+    ----------
+    model, dataset : str
+        As for :func:`run_sweep`.
+    entries : str or list of str
+        Templates ``e<E>m?``, ``e?m<M>``, ``int?[:wrap|:sat]`` (:func:`parse_search_entry`),
+        comma-separated or a list.
+    per_layer : bool
+        Also search each Conv2d/Linear alone (the rest float32).
+    overflow : str, optional
+        Overflow policy of templates without a ``:suffix``.
+    tol, relative_to, checkpoint, **kwargs
+        As for :func:`search_min_acc` (operands, rounding, limit, out, ...).
+
+    Returns
+    -------
+    list of dict
+        One :func:`search_min_acc` result per (template, layer), templates outermost; network-wide
+        (``layer == "all"``) first within each template.
+
+    Raises
+    ------
+    ValueError
+        A bad template (before any evaluation), or as :func:`search_min_acc`.
+    """
+    parsed = [parse_search_entry(e) for e in parse_acc_list(entries)]
+    layers = ["all"]
+    if per_layer:
+        from psum.nets.models import mac_layers
+        from psum.nets.train import load_checkpoint
+
+        layers += mac_layers(load_checkpoint(model, dataset, path=checkpoint)[0])
+    results = []
+    for kind, fixed, entry_overflow in parsed:
+        for layer in layers:
+            results.append(search_min_acc(model, dataset, kind=kind, overflow=entry_overflow or overflow, tol=tol,
+                                          layer=layer, relative_to=relative_to, checkpoint=checkpoint, **fixed,
+                                          **kwargs))
+    return results
+
+
+def family(row: dict) -> str:
+    """The curve a sweep row belongs to: ``float``, ``int-wrap`` or ``int-sat``."""
+    if row.get("kind") == "int":
+        return f"int-{row.get('overflow') or 'wrap'}"
+    return "float"
+
+
+def network_points(rows: list[dict]) -> list[dict]:
+    """The network-wide rows of a sweep (the fp32 baseline aside) as accuracy-vs-bits points:
+    ``family``, ``acc``, ``acc_bits``, ``exp_bits``, ``man_bits``, ``accuracy``, ``spec``."""
+    return [dict(family=family(r), acc=r.get("acc"), acc_bits=r["acc_bits"], exp_bits=r.get("exp_bits"),
+                 man_bits=r.get("man_bits"), accuracy=r["accuracy"], spec=r["spec"])
+            for r in rows if r["spec"] != "fp32" and r["layer"] == "all"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +97,61 @@ def test_the_api_works_from_the_top():
     out = psum.mac_step(spec, np.array([32767]), np.array([127]), np.array([127]))
     assert int(out[0]) == 32767  # saturated
     assert "module mac_int8_int8_acc_int16_sat" in psum.verilog(spec)
+
+
+# -- behaviour that moved out of the CLI into the APIs ----------------------------------------
+def test_report_quick_preset():
+    from psum.reports.report import ReportConfig
+
+    q = ReportConfig.quick()
+    assert (q.float_exps, q.max_man, q.int_widths, q.per_layer, q.limit) == ((5,), 8, (10, 14, 18, 22), False, 200)
+    assert q.model == ReportConfig().model and q.sim_cycles == ReportConfig().sim_cycles
+    assert ReportConfig.quick(limit=None, model="alexnet").limit is None
+    assert ReportConfig.quick(model="alexnet").model == "alexnet"
+
+
+def test_float_format_fields():
+    fmt = psum.parse_format("e4m3")
+    assert fmt.fields(0x39) == (0, 0b0111, 0b001)
+    assert fmt.fields(0xF8) == (1, 0b1111, 0)
+    code = 0xBC00  # fp16 -1.0
+    s, e, m = psum.parse_format("fp16").fields(code)
+    assert (s, e, m) == (1, 15, 0) and s << 15 | e << 10 | m == code
+    with pytest.raises(ValueError, match=r"^code of e4m3 must be an integer between 0 and 255, not 256$"):
+        fmt.fields(256)
+
+
+def test_search_templates():
+    from psum.sweeps.sweep import parse_search_entry, search_label
+
+    assert parse_search_entry("e5m?") == ("man", {"exp_bits": 5}, None)
+    assert parse_search_entry("e?m7:sat") == ("exp", {"man_bits": 7}, "sat")
+    assert parse_search_entry("int?") == ("int", {}, "wrap")
+    assert search_label({"kind": "man", "fixed": 5, "overflow": None}) == "e5m?"
+    assert search_label({"kind": "int", "fixed": None, "overflow": "sat"}) == "int?:sat"
+    with pytest.raises(ValueError, match=r"^search entry must be e<E>m\?, e\?m<M> or int\?\[:wrap\|:sat\], "
+                                         r"not 'int8'$"):
+        psum.run_search("lenet5", "digits", "int?,int8")  # before any evaluation
+
+
+def test_run_search_templates_times_layers(tmp_path):
+    res = psum.run_search("lenet5", "digits", ["int?:sat", "int?:wrap"], per_layer=True, lo=14, hi=18, tol=5.0,
+                          limit=16, out=tmp_path / "s.jsonl")
+    layers = ["all"] + [r["layer"] for r in res[1:len(res) // 2]]
+    assert len(layers) > 2 and len(res) == 2 * len(layers)
+    assert [(r["overflow"], r["layer"]) for r in res] == [(o, L) for o in ("sat", "wrap") for L in layers]
+
+
+def test_plot_sweep_uses_network_rows(tmp_path):
+    from psum.reports.plots import plot_sweep
+    from psum.sweeps.sweep import network_points
+
+    rows = [dict(spec="fp32", layer="all", accuracy=99.0),
+            dict(spec="x", kind="int", overflow="sat", acc="int16", acc_bits=16, layer="all", accuracy=98.0),
+            dict(spec="y", kind="float", acc="e5m3", acc_bits=9, exp_bits=5, man_bits=3, layer="all", accuracy=97.0),
+            dict(spec="z", kind="int", overflow=None, acc="int16", acc_bits=16, layer="conv1", accuracy=90.0)]
+    assert [p["family"] for p in network_points(rows)] == ["int-sat", "float"]
+    written = plot_sweep(rows, tmp_path / "a.png", title="t")
+    assert [Path(w).name for w in written] == ["a.png", "a.svg"]
+    with pytest.raises(ValueError, match="needs network-wide rows"):
+        plot_sweep([rows[0], rows[3]], tmp_path / "b.png", title="t")

@@ -6,28 +6,17 @@ torch and the emulation are imported inside the command functions, so ``psum --h
 from __future__ import annotations
 
 import json
-import sys
+
+from psum._util import format_table
 
 __all__ = ["register"]
 
-_MODELS = ("lenet5", "alexnet", "resnet18", "resnet18-imagenet")
-_DATASETS = ("digits", "cifar10", "cifar100", "imagenet")
+# Model names are checked by the API (one message for every command); the help lists them.
+_MODELS_HELP = "lenet5, alexnet, resnet18, resnet18-imagenet"
 
 
-def _print_table(rows: list[dict], cols: list[str], file=None) -> None:
-    file = file or sys.stdout
-    def fmt(v):
-        if v is None:
-            return "-"
-        if isinstance(v, float):
-            return f"{v:.2f}"
-        return str(v)
-
-    table = [[fmt(r.get(c)) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(t[i]) for t in table)) if table else len(c) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip(), file=file)
-    for t in table:
-        print("  ".join(v.ljust(w) for v, w in zip(t, widths)).rstrip(), file=file)
+def _table(rows: list[dict], cols: list[str]) -> str:
+    return format_table(rows, cols, floats="{:.2f}", missing="-")
 
 
 def _cmd_train(args) -> int:
@@ -83,48 +72,22 @@ def _cmd_eval(args) -> int:
     return 0
 
 
-def _parse_search_entry(entry: str):
-    """``e5m?`` -> ("man", exp=5), ``e?m7`` -> ("exp", man=7), ``int?[:sat]`` -> ("int", overflow)."""
-    import re
-
-    text, _, overflow = entry.partition(":")
-    if m := re.fullmatch(r"e(\d+)m\?", text):
-        return "man", {"exp_bits": int(m.group(1))}, overflow or None
-    if m := re.fullmatch(r"e\?m(\d+)", text):
-        return "exp", {"man_bits": int(m.group(1))}, overflow or None
-    if text == "int?":
-        return "int", {}, overflow or "wrap"
-    raise ValueError(f"search entry must be e<E>m?, e?m<M> or int?[:wrap|:sat], not {entry!r}")
-
-
-_SEARCH_DEFAULT = "e5m?,e?m7,int?:wrap,int?:sat"
 _SWEEP_DEFAULT = ("fp32,fp16,bf16,e5m6,e5m4,e5m3,e5m2,e4m3,e4m2,e3m3,"
                   "int24,int20,int18,int16,int18:sat,int16:sat")
 
 
 def _cmd_sweep(args) -> int:
-    from psum.sweeps.sweep import parse_acc_list, run_sweep, search_min_acc
+    from psum.sweeps.sweep import SEARCH_DEFAULT, run_search, run_sweep, search_label
 
     prog = True if args.progress else None
     if args.plot:
         _plot_path(args.plot)  # before any work
     common = dict(a=args.a, b=args.b, rounding=args.round, extra=args.extra, limit=args.limit, out=args.out,
                   data_dir=args.data_dir, checkpoint=args.checkpoint, batch_size=args.batch_size, device=args.device,
-                  progress_enabled=prog, train_if_missing=args.train)
+                  progress_enabled=prog, train_if_missing=args.train, overflow=args.overflow)
     if args.search:
-        entries = [_parse_search_entry(e) for e in parse_acc_list(args.acc or _SEARCH_DEFAULT)]
-        layers = ["all"]
-        if args.per_layer:
-            from psum.nets.train import load_checkpoint
-            from psum.nets.models import mac_layers
-
-            layers += mac_layers(load_checkpoint(args.model, args.dataset, path=args.checkpoint)[0])
-        results = []
-        for kind, fixed, overflow in entries:
-            for layer in layers:
-                res = search_min_acc(args.model, args.dataset, kind=kind, overflow=overflow or args.overflow,
-                                     tol=args.tol, layer=layer, relative_to=args.relative_to, **fixed, **common)
-                results.append(res)
+        results = run_search(args.model, args.dataset, args.acc or SEARCH_DEFAULT, per_layer=args.per_layer,
+                             tol=args.tol, relative_to=args.relative_to, **common)
         if args.json:
             print(json.dumps([{k: v for k, v in r.items() if k != "rows"} for r in results], indent=1))
             return 0
@@ -132,27 +95,28 @@ def _cmd_sweep(args) -> int:
         rel = "the fp32 baseline" if args.relative_to == "fp32" else "the same operands with an fp32/int32 accumulator"
         print(f"{args.model}/{args.dataset}: fp32 baseline {base:.2f} % on {results[0]['n_images']} test images; "
               f"tolerance {args.tol:g} percentage points below {rel}")
-        table = []
-        for r in results:
-            what = {"man": f"e{r['fixed']}m?", "exp": f"e?m{r['fixed']}", "int": f"int?:{r['overflow']}"}[r["kind"]]
-            tried = " ".join(f"{v}:{a:.1f}" for v, a in r["evaluated"].items())
-            table.append({"search": what, "layer": r["layer"], "min": r["acc"] or "none", "accuracy": r["accuracy"],
-                          "reference": r["reference_accuracy"], "tried (value:acc%)": tried})
-        _print_table(table, ["search", "layer", "min", "accuracy", "reference", "tried (value:acc%)"])
+        table = [{"search": search_label(r), "layer": r["layer"], "min": r["acc"] or "none", "accuracy": r["accuracy"],
+                  "reference": r["reference_accuracy"],
+                  "tried (value:acc%)": " ".join(f"{v}:{a:.1f}" for v, a in r["evaluated"].items())}
+                 for r in results]
+        print(_table(table, ["search", "layer", "min", "accuracy", "reference", "tried (value:acc%)"]))
         return 0
-    rows = run_sweep(args.model, args.dataset, args.acc or _SWEEP_DEFAULT, overflow=args.overflow,
-                     per_layer=args.per_layer, network=not args.layers_only, **common)
+    rows = run_sweep(args.model, args.dataset, args.acc or _SWEEP_DEFAULT, per_layer=args.per_layer,
+                     network=not args.layers_only, **common)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
     base = rows[0]
     print(f"{args.model}/{args.dataset}: fp32 baseline {base['accuracy']:.2f} % on {base['n_images']} test images")
     cols = ["spec", "layer", "accuracy", "seconds"] + (["top5"] if "top5" in base else [])
-    _print_table(rows[1:], cols)
+    print(_table(rows[1:], cols))
     if args.out:
         print(f"results: {args.out}")
     if args.plot:
-        print(f"plot: {', '.join(plot_sweep(rows, args.plot, title=f'{args.model}/{args.dataset}'))}")
+        from psum.reports.plots import plot_sweep
+
+        written = plot_sweep(rows, args.plot, title=f"{args.model}/{args.dataset}")
+        print(f"plot: {', '.join(written)}")
     return 0
 
 
@@ -165,26 +129,14 @@ def _plot_path(path):
     return path
 
 
-def plot_sweep(rows: list[dict], path, *, title: str, tol: float = 1.0) -> list[str]:
-    """Accuracy against accumulator bits of a sweep's network-wide rows: ``path`` (PNG) and its SVG twin."""
-    from psum.reports.plots import plot_accuracy_vs_bits
-
-    path = _plot_path(path)
-    points = [dict(family="float" if r["kind"] == "float" else f"int-{r.get('overflow') or 'wrap'}",
-                   exp_bits=r.get("exp_bits"), acc_bits=r["acc_bits"], accuracy=r["accuracy"])
-              for r in rows[1:] if r["layer"] == "all"]
-    if not points:
-        raise ValueError("--plot needs network-wide rows (drop --layers-only)")
-    names = plot_accuracy_vs_bits(points, rows[0]["accuracy"], tol, path.parent, title, stem=path.stem)
-    return [str(path.parent / n) for n in names]
-
-
 def register(sub) -> None:
     from psum.golden import FORMAT_HELP, SPEC_HELP  # light: no torch
+    from psum.nets.data import DATASETS  # light: no torch
+    from psum.sweeps.sweep import SEARCH_DEFAULT  # light: torch is imported inside the functions
 
     def common(p, *, data=True):
-        p.add_argument("--model", required=True, choices=_MODELS, help="network")
-        p.add_argument("--dataset", default="digits", choices=_DATASETS, help="dataset (default digits, built in)")
+        p.add_argument("--model", required=True, help=f"network: {_MODELS_HELP}")
+        p.add_argument("--dataset", default="digits", choices=DATASETS, help="dataset (default digits, built in)")
         if data:
             p.add_argument("--data-dir", metavar="DIR", help="folder with CIFAR/ImageNet files (never downloaded)")
         p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
@@ -223,7 +175,7 @@ def register(sub) -> None:
     p.add_argument("--acc", metavar="LIST",
                    help="accumulators FMT[:wrap|:sat], comma-separated (default: a dozen float and int formats); "
                         "with --search: templates e<E>m?, e?m<M>, int?[:wrap|:sat] (quote them; default "
-                        f"{_SEARCH_DEFAULT}). {FORMAT_HELP}")
+                        f"{SEARCH_DEFAULT}). {FORMAT_HELP}")
     p.add_argument("--a", metavar="FMT", help="activation format (default fp8_e4m3; int8 for int accumulators)")
     p.add_argument("--b", metavar="FMT", help="weight format (default fp8_e4m3; int8 for int accumulators)")
     p.add_argument("--round", default="rne", metavar="MODE", help="accumulator rounding mode (default rne)")
