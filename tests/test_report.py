@@ -92,3 +92,18 @@ def test_report_bad_model_is_one_line_error(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == ("psum report: error: model must be one of lenet5, alexnet, resnet18, "
                        "resnet18-imagenet, not 'vgg'")
+
+
+def test_report_data_keeps_the_committed_shape(small_report):
+    """The stages return records, but ``data.json`` keeps the shape of the committed example."""
+    from pathlib import Path
+
+    _, data = small_report
+    committed = Path(__file__).resolve().parent.parent / "results" / "lenet5-digits" / "data.json"
+    if not committed.is_file():
+        pytest.skip("no committed example report")
+    ref = json.loads(committed.read_text())
+    assert list(data) == list(ref)
+    assert list(data["timings"]) == list(ref["timings"])
+    assert set(data["sweep"][0]) == set(ref["sweep"][0]) and set(data["hardware"][0]) == set(ref["hardware"][0])
+    assert {r["family"] for r in data["sweep"]} == {"float", "int-wrap", "int-sat"}
