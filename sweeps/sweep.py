@@ -52,7 +52,7 @@ from psum.resultsfile import ResultsFile
 
 __all__ = ["run_sweep", "search_min_acc", "min_passing", "make_spec", "parse_acc_list", "default_operands",
            "DEFAULT_FLOAT_OPERAND", "DEFAULT_INT_OPERAND", "KEY_FIELDS", "SEARCH_RANGES", "SEARCH_DEFAULT",
-           "parse_search_entry", "search_label", "run_search", "family", "network_points"]
+           "parse_search_entry", "search_label", "run_search", "family", "network_points", "evaluate_spec"]
 
 DEFAULT_FLOAT_OPERAND = "fp8_e4m3"
 DEFAULT_INT_OPERAND = "int8"
@@ -560,3 +560,51 @@ def network_points(rows: list[dict]) -> list[dict]:
     return [dict(family=family(r), acc=r.get("acc"), acc_bits=r["acc_bits"], exp_bits=r.get("exp_bits"),
                  man_bits=r.get("man_bits"), accuracy=r["accuracy"], spec=r["spec"])
             for r in rows if r["spec"] != "fp32" and r["layer"] == "all"]
+
+
+def evaluate_spec(model: str, dataset: str, spec=None, *, layer: str = "all", checkpoint=None, data_dir=None,
+                  limit: int | None = None, device=None, progress_enabled=None) -> dict:
+    """Test accuracy of a checkpoint, in float32 or with its MAC layers emulated under ``spec``
+    (the API behind ``psum eval``).
+
+    Parameters
+    ----------
+    model, dataset : str
+        The checkpoint (:func:`psum.nets.train.load_checkpoint`: yours, else the shipped one).
+    spec : MacSpec or str, optional
+        MAC spec to emulate (default: none, float32). Calibrated on the first
+        :data:`CALIB_IMAGES` training images, as the sweeps are.
+    layer : str
+        Emulate only this layer (default ``"all"``).
+    checkpoint, data_dir, limit, device, progress_enabled
+        Checkpoint path, dataset folder, first ``limit`` test images, torch device, progress bar.
+
+    Returns
+    -------
+    dict
+        ``model``, ``dataset``, ``spec`` (text; ``"fp32"`` without one), ``layer``, ``top1``
+        (``top5`` on ImageNet), ``n_images`` and ``checkpoint_accuracy``.
+
+    Raises
+    ------
+    ValueError, psum.errors.PsumError
+        Bad spec (before loading anything), model, data set or checkpoint.
+    """
+    from psum.golden import MacSpec
+    from psum.nets.train import evaluate, iterate_batches, load_checkpoint
+
+    spec = None if spec is None else MacSpec.parse(spec)
+    info = dataset_info(dataset)
+    net, meta = load_checkpoint(model, dataset, path=checkpoint)
+    ds = load_dataset(dataset, "test", data_dir, channels=meta["in_channels"])
+    if spec is not None:
+        from psum.golden.emulation.layers import emulate
+
+        train_ds = load_dataset(dataset, "train", data_dir, channels=meta["in_channels"])
+        calib = next(iterate_batches(train_ds, CALIB_IMAGES, limit=CALIB_IMAGES))[0]
+        net = emulate(net, spec if layer == "all" else {layer: spec}, calib=calib)
+    n = len(ds) if limit is None else min(limit, len(ds))
+    with progress(total=n, desc="eval", unit="img", enabled=progress_enabled) as bar:
+        res = evaluate(net, ds, limit=limit, topk=info.topk, device=device, progress_bar=bar)
+    return {"model": model, "dataset": dataset, "spec": "fp32" if spec is None else str(spec), "layer": layer,
+            **res, "checkpoint_accuracy": meta["accuracy"]}

@@ -155,3 +155,18 @@ def test_plot_sweep_uses_network_rows(tmp_path):
     assert [Path(w).name for w in written] == ["a.png", "a.svg"]
     with pytest.raises(ValueError, match="needs network-wide rows"):
         plot_sweep([rows[0], rows[3]], tmp_path / "b.png", title="t")
+
+
+def test_evaluate_spec_and_the_eval_command(capsys):
+    from psum.cli.main import main
+    from psum.sweeps.sweep import evaluate_spec
+
+    row = evaluate_spec("lenet5", "digits", "a=int8,b=int8,acc=int16,overflow=sat", layer="conv1", limit=16)
+    assert row["spec"] == "a=int8,b=int8,acc=int16,round=rne,overflow=sat" and row["n_images"] == 16
+    assert row["layer"] == "conv1" and 0 <= row["top1"] <= 100
+    assert evaluate_spec("lenet5", "digits", limit=16)["spec"] == "fp32"
+    assert main(["eval", "--model", "lenet5", "--limit", "16"]) == 0
+    assert capsys.readouterr().out.startswith("lenet5/digits [fp32]: top-1 ")
+    assert main(["eval", "--model", "vgg", "--limit", "16"]) == 2
+    assert capsys.readouterr().err == ("psum eval: error: model must be one of lenet5, alexnet, resnet18, "
+                                       "resnet18-imagenet, not 'vgg'\n")

@@ -39,36 +39,17 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from psum.nets.data import dataset_info, load_dataset
-    from psum.nets.train import evaluate, load_checkpoint
+    from psum.sweeps.sweep import evaluate_spec
 
-    net, meta = load_checkpoint(args.model, args.dataset, path=args.checkpoint)
-    info = dataset_info(args.dataset)
-    ds = load_dataset(args.dataset, "test", args.data_dir, channels=meta["in_channels"])
-    prog = True if args.progress else None
-    if args.spec:
-        from psum.golden import MacSpec
-        from psum.golden.emulation.layers import emulate
-        from psum.sweeps.sweep import CALIB_IMAGES
-        from psum.nets.train import iterate_batches
-
-        spec = MacSpec.parse(args.spec)
-        train_ds = load_dataset(args.dataset, "train", args.data_dir, channels=meta["in_channels"])
-        calib = next(iterate_batches(train_ds, CALIB_IMAGES, limit=CALIB_IMAGES))[0]
-        net = emulate(net, spec if args.layer == "all" else {args.layer: spec}, calib=calib)
-    from psum.progress import progress
-
-    n = len(ds) if args.limit is None else min(args.limit, len(ds))
-    with progress(total=n, desc="eval", unit="img", enabled=prog) as bar:
-        res = evaluate(net, ds, limit=args.limit, topk=info.topk, device=args.device, progress_bar=bar)
-    row = {"model": args.model, "dataset": args.dataset, "spec": args.spec or "fp32", "layer": args.layer,
-           **res, "checkpoint_accuracy": meta["accuracy"]}
+    row = evaluate_spec(args.model, args.dataset, args.spec, layer=args.layer, checkpoint=args.checkpoint,
+                        data_dir=args.data_dir, limit=args.limit, device=args.device,
+                        progress_enabled=True if args.progress else None)
     if args.json:
         print(json.dumps(row, indent=1))
     else:
-        top5 = f", top-5 {res['top5']:.2f} %" if "top5" in res else ""
+        top5 = f", top-5 {row['top5']:.2f} %" if "top5" in row else ""
         print(f"{args.model}/{args.dataset} [{row['spec']}{'' if args.layer == 'all' else ' @' + args.layer}]: "
-              f"top-1 {res['top1']:.2f} %{top5} on {res['n_images']} test images")
+              f"top-1 {row['top1']:.2f} %{top5} on {row['n_images']} test images")
     return 0
 
 
