@@ -4,6 +4,7 @@
 #   ./setup.sh psum report     the main job on the built-in default
 #   ./setup.sh pytest          the tests (fast tier; `./setup.sh pytest -m slow` for the slow tier)
 set -euo pipefail
+caller=$(pwd)  # the command runs where it was started: psum writes its outputs there
 cd "$(dirname "$0")"
 root=$(pwd)
 
@@ -35,4 +36,5 @@ fi
 
 export PATH="$root/.venv/bin:$PATH"
 [ $# -gt 0 ] || set -- psum --help
+cd "$caller"
 exec "$@"

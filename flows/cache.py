@@ -3,8 +3,9 @@
 Files are written atomically (temporary file + rename), so parallel workers and interrupted runs
 never leave a half-written entry; a corrupt entry reads as a miss.
 
-The default directory is ``$PSUM_CACHE_DIR/synth`` when ``PSUM_CACHE_DIR`` is set, else
-``~/.cache/psum/synth``: results outlive a checkout and are shared by every command.
+The default directory is ``synth`` under psum's one cache root (:func:`psum.paths.cache_dir`:
+``$PSUM_CACHE_DIR``, else ``~/.cache/psum``): results outlive a checkout and are shared by every
+command.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import os
 import tempfile
 from pathlib import Path
 
+from psum import paths
+
 __all__ = ["default_cache_dir", "cache_key", "load", "store"]
 
 
 def default_cache_dir() -> Path:
-    """``$PSUM_CACHE_DIR/synth`` or ``~/.cache/psum/synth``."""
-    root = os.environ.get("PSUM_CACHE_DIR")
-    return (Path(root) if root else Path.home() / ".cache" / "psum") / "synth"
+    """``$PSUM_CACHE_DIR/synth``, else ``~/.cache/psum/synth`` (:func:`psum.paths.cache_dir`)."""
+    return paths.cache_dir("synth")
 
 
 def cache_key(*parts) -> str:

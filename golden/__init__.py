@@ -3,7 +3,8 @@
 The public surface is re-exported here: formats (:class:`FloatFormat`, :class:`IntFormat`,
 :func:`parse_format`), rounding modes (:class:`Rounding`), the MAC spec (:class:`MacSpec`, its
 accumulation :class:`Order`) and its semantics (:func:`mac_step`), plus the tensor helper
-:func:`quantize`.
+:func:`quantize`; :func:`emulate` (:mod:`psum.golden.emulation.layers`, torch) is loaded on first
+access.
 """
 
 from .formats import FORMAT_HELP, NAMED, FloatFormat, Format, IntFormat, parse_format
@@ -32,8 +33,12 @@ __all__ = [
 
 def __getattr__(name):
     # emulate imports torch; keep ``import psum.golden`` light for the CLI and the hw generators.
+    # Loaded on first access (PEP 562) and cached in the globals, so ``psum.golden.emulate`` and
+    # ``from psum.golden import emulate`` are the function every time, whatever was imported
+    # first. (No submodule is named ``emulate``: the emulation package is ``emulation``.)
     if name == "emulate":
         from psum.golden.emulation.layers import emulate
 
+        globals()["emulate"] = emulate
         return emulate
     raise AttributeError(f"module 'psum.golden' has no attribute {name!r}")

@@ -329,6 +329,23 @@ class FloatFormat:
 
         return decode_float(self, bits)
 
+    def fields(self, code: int) -> tuple[int, int, int]:
+        """Split one bit pattern into its ``(sign, exponent field, mantissa field)`` integers.
+
+        The exponent field is biased (``self.bias``), the mantissa field excludes the hidden bit,
+        as stored in the code: ``code == sign << (width-1) | exp << man_bits | man``.
+
+        Raises
+        ------
+        ValueError
+            ``code`` is not a code of this format (``0 .. 2**width - 1``).
+        """
+        code = int(code)
+        if not 0 <= code < 1 << self.width:
+            raise ValueError(f"code of {self} must be an integer between 0 and {(1 << self.width) - 1}, not {code}")
+        return (code >> (self.width - 1), (code >> self.man_bits) & ((1 << self.exp_bits) - 1),
+                code & ((1 << self.man_bits) - 1))
+
 
 @dataclasses.dataclass(frozen=True)
 class IntFormat:

@@ -4,7 +4,9 @@
 ``torch.autocast(dtype=torch.bfloat16)`` (as the research proposal specifies: the weights stay
 float32, matmuls and convolutions run in bfloat16), evaluates the test split in float32 and writes
 a checkpoint atomically (temporary file + ``os.replace``) to ``checkpoints/<model>-<dataset>.pt``
-in the repository (or ``$PSUM_CHECKPOINT_DIR``). :func:`load_checkpoint` rebuilds the model.
+relative to the working directory (or ``$PSUM_CHECKPOINT_DIR``; see :mod:`psum.paths`).
+:func:`load_checkpoint` rebuilds the model from the checkpoint you trained when there is one, else
+from the one shipped with psum (package data: LeNet5, AlexNet and ResNet18 on digits).
 
 Checkpoint contents (a plain dict, loadable with ``torch.load(weights_only=True)``): ``model``,
 ``dataset``, ``num_classes``, ``in_channels``, ``width``, ``options``, ``state_dict``,
@@ -26,9 +28,11 @@ from .data import DatasetInfo, dataset_info, input_channels, load_dataset
 from psum._util import atomic_path, check_int
 from psum.errors import PsumError
 from .models import MODELS, build_model, default_width
+from psum.paths import checkpoint_dir
+from psum.paths import find_checkpoint as _find
 from psum.progress import progress
 
-__all__ = ["train", "evaluate", "load_checkpoint", "ensure_checkpoint", "checkpoint_path",
+__all__ = ["train", "evaluate", "load_checkpoint", "ensure_checkpoint", "checkpoint_path", "find_checkpoint",
            "checkpoint_dir", "default_epochs", "iterate_batches"]
 
 # Epochs used when none is given: enough on digits to converge (seconds to a minute on 2 cores).
@@ -47,15 +51,16 @@ def default_epochs(model: str, dataset: str) -> int:
     return _DEFAULT_EPOCHS[dataset]
 
 
-def checkpoint_dir() -> Path:
-    """Where checkpoints live: ``$PSUM_CHECKPOINT_DIR`` or ``checkpoints/`` in the repository."""
-    env = os.environ.get("PSUM_CHECKPOINT_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent / "checkpoints"
-
-
 def checkpoint_path(model: str, dataset: str, directory=None) -> Path:
-    """``<directory>/<model>-<dataset>.pt`` (directory default: :func:`checkpoint_dir`)."""
+    """Where :func:`train` writes: ``<directory>/<model>-<dataset>.pt`` (directory default:
+    :func:`psum.paths.checkpoint_dir`, ``./checkpoints``)."""
     return Path(directory if directory is not None else checkpoint_dir()) / f"{model}-{dataset}.pt"
+
+
+def find_checkpoint(model: str, dataset: str, name: str | None = None) -> Path | None:
+    """The checkpoint to read for ``model`` on ``dataset``: yours (:func:`checkpoint_path`) when it
+    exists, else the shipped one, else ``None``. ``name`` overrides the file name."""
+    return _find(name or f"{model}-{dataset}.pt")
 
 
 def _check_model(model: str) -> None:
@@ -384,7 +389,7 @@ def load_checkpoint(model: str, dataset: str, *, path=None, device="cpu"):
     model, dataset : str
         What to load; the checkpoint must match.
     path : str or Path, optional
-        Default :func:`checkpoint_path`.
+        Default: :func:`find_checkpoint` (yours, else the shipped one).
     device : str
         Where to put the model.
 
@@ -404,7 +409,7 @@ def load_checkpoint(model: str, dataset: str, *, path=None, device="cpu"):
 
     _check_model(model)
     dataset_info(dataset)
-    p = Path(path) if path is not None else checkpoint_path(model, dataset)
+    p = Path(path) if path is not None else (find_checkpoint(model, dataset) or checkpoint_path(model, dataset))
     if not p.is_file():
         where = "" if path is None else f" at {p}"
         raise PsumError(f"no checkpoint for {model} on {dataset}{where}; run psum train --model {model} "
@@ -434,7 +439,8 @@ def ensure_checkpoint(model: str, dataset: str, *, data_dir=None, path=None, dev
     (torch.nn.Module, dict)
         As :func:`load_checkpoint`; ``meta["trained_now"]`` says whether training ran.
     """
-    p = Path(path) if path is not None else checkpoint_path(model, dataset)
+    # Read yours, else the shipped one; train into checkpoint_dir() only when neither exists.
+    p = Path(path) if path is not None else (find_checkpoint(model, dataset) or checkpoint_path(model, dataset))
     trained = False
     if not p.is_file():
         train(model, dataset, data_dir=data_dir, out=p, **train_kwargs)

@@ -62,11 +62,13 @@ import dataclasses
 import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 
 __all__ = ["FloatArith", "FakeGraph", "compare", "REMEDIES", "parse_remedies", "format_table",
-           "write_fake2true_section", "run_fake2true"]
+           "write_fake2true_section", "run_fake2true", "run_stored", "SECTION_MD", "RESULTS_FILE",
+           "DEFAULT_FORMATS"]
 
 REMEDIES = ("pow2", "rescale64", "fold", "zero")
 
@@ -524,6 +526,13 @@ def _atomic_write(path, text: str) -> None:
     os.replace(tmp, path)
 
 
+# The section's files: the report (psum.reports.report) links SECTION_MD when it finds it in the
+# ``fake2true/`` folder beside the report's own folder (psum.paths.results_dir lays them out so).
+SECTION_MD = "fake2true.md"
+RESULTS_FILE = "results.jsonl"
+DEFAULT_FORMATS = ("fp64", "fp32", "bf16", "fp16", "e8m10")
+
+
 def write_fake2true_section(results, out_dir) -> dict:
     """Write the report section: ``fake2true.md`` (tables), ``fake2true.json`` and a plot.
 
@@ -580,9 +589,10 @@ def write_fake2true_section(results, out_dir) -> dict:
         ax.set_title(f"{r.get('model', '?')} / {r.get('dataset', '?')} — remedies: {rem}", fontsize=10)
         ax.legend(fontsize=7, ncol=len(fmts))
     fig.tight_layout()
-    paths = {"markdown": os.path.join(out_dir, "fake2true.md"), "json": os.path.join(out_dir, "fake2true.json"),
-             "png": os.path.join(out_dir, "fake2true.png"), "svg": os.path.join(out_dir, "fake2true.svg")}
-    md += ["![mismatch per layer and format](fake2true.png)", ""]
+    stem = os.path.splitext(SECTION_MD)[0]
+    paths = {k: os.path.join(out_dir, f"{stem}.{ext}") for k, ext in
+             (("markdown", "md"), ("json", "json"), ("png", "png"), ("svg", "svg"))}
+    md += [f"![mismatch per layer and format]({os.path.basename(paths['png'])})", ""]
     fig.savefig(paths["png"] + ".tmp.png", dpi=110)
     os.replace(paths["png"] + ".tmp.png", paths["png"])
     fig.savefig(paths["svg"] + ".tmp.svg")
@@ -611,3 +621,108 @@ def run_fake2true(qatnet, info: dict, images, labels, formats, *, remedies=(), a
     res.update(model=info.get("model"), dataset=info.get("dataset"), width=info.get("width"),
                w_bits=info.get("w_bits"), qat_top1=info.get("qat_top1"), remedies=list(remedies))
     return res
+
+
+# ---------------------------------------------------------------------------------------------
+# Stored runs: ``psum fake2true``'s API (QAT checkpoint, results file, report section)
+# ---------------------------------------------------------------------------------------------
+# The key of a stored result: every setting that changes the numbers.
+_STORE_KEY = ("model", "dataset", "width", "w_bits", "trained_pow2", "remedies", "acc", "ties", "fused", "rescale",
+              "n_images", "formats_list", "isolated")
+
+
+def run_stored(model: str, dataset: str = "digits", formats=DEFAULT_FORMATS, *, remedy_sets=("none",),
+               acc: str = "int32", overflow=None, ties: str = "even", fused: bool = False, rescale=None,
+               limit: int | None = None, isolated: bool = True, force: bool = False, out_dir=None,
+               qat_path=None, width=None, w_bits: int = 8, pow2: bool = False, epochs: int = 3,
+               float_epochs=None, data_dir=None, seed: int = 0) -> tuple[list[dict], dict]:
+    """Compare per remedy setting, store each result, rewrite the report section from all stored.
+
+    The QAT network comes from :func:`psum.quant.qat.ensure_qat` (trained first when there is
+    none). Each result is appended to ``<out_dir>/results.jsonl`` under its settings; a setting
+    already stored is read back instead of recomputed unless ``force``. The section
+    (:func:`write_fake2true_section`) is rewritten from every stored result.
+
+    Parameters
+    ----------
+    model, dataset : str
+        The network (as for ``psum qat``).
+    formats : sequence of str
+        Float formats of the fake-quantised graph.
+    remedy_sets : sequence
+        One :func:`parse_remedies` argument per setting to compare (``"none"``, ``"pow2,fold"``).
+    acc, overflow, ties, fused, rescale, isolated
+        As for :func:`run_fake2true`.
+    limit : int, optional
+        First ``limit`` test images.
+    force : bool
+        Recompute settings already stored.
+    out_dir : str or Path, optional
+        Section folder (default :func:`psum.paths.results_dir` ``("fake2true")``: ``./fake2true``).
+    qat_path, width, w_bits, pow2, epochs, float_epochs, data_dir, seed
+        The QAT checkpoint and its training setting (:func:`psum.quant.qat.ensure_qat`).
+
+    Returns
+    -------
+    (list of dict, dict)
+        One result per remedy setting (``acc`` holds the text asked for, ``acc_spec`` the full
+        spec of the integer program), and the section's paths (``markdown``, ``json``, ``png``,
+        ``svg``).
+
+    Raises
+    ------
+    ValueError
+        Empty or unknown formats, bad remedies or limit: before any training or loading.
+    """
+    from psum._util import check_int
+    from psum.golden import parse_format
+    from psum.nets.data import input_channels, load_dataset
+    from psum.paths import results_dir
+    from psum.quant.qat import ensure_qat
+    from psum.resultsfile import ResultsFile
+
+    formats = list(formats)
+    if not formats:
+        raise ValueError(f"formats must list float formats such as {','.join(DEFAULT_FORMATS)}, not {formats!r}")
+    for f in formats:
+        parse_format(f)  # validate early: one-line error before any training
+    remedy_sets = [parse_remedies(r) for r in remedy_sets]
+    if limit is not None:
+        check_int("--limit", limit, 1)
+    out_dir = Path(out_dir) if out_dir is not None else results_dir("fake2true")
+    net, info, path = ensure_qat(model, dataset, path=qat_path, width=width, w_bits=w_bits, pow2=pow2,
+                                 epochs=epochs, float_epochs=float_epochs, data_dir=data_dir, seed=seed)
+    ds = load_dataset(dataset, "test", data_dir, channels=input_channels(model, dataset))
+    images, labels = _first_images(ds, limit)
+    store = ResultsFile(out_dir / RESULTS_FILE, list(_STORE_KEY))
+    results = []
+    for remedies in remedy_sets:
+        key = dict(model=info["model"], dataset=info["dataset"], width=info["width"], w_bits=info["w_bits"],
+                   trained_pow2=bool(pow2), remedies=list(remedies), acc=acc, ties=ties, fused=fused,
+                   rescale=rescale, n_images=len(labels), formats_list=formats, isolated=isolated)
+        row = None if force else store.get(**key)
+        if row is None:
+            row = run_fake2true(net, info, images, labels, formats, remedies=remedies, acc=acc, overflow=overflow,
+                                ties=ties, fused=fused, rescale=rescale, isolated=isolated)
+            row.update(key)
+            # The key keeps the text asked for (``int32``); the full spec of the program is kept too.
+            row["acc_spec"] = row.pop("acc")
+            row["acc"] = acc
+            row["qat_checkpoint"] = str(path)
+            store.append(row)
+        results.append(row)
+    paths = write_fake2true_section([dict(r, acc=r.get("acc_spec", r.get("acc"))) for r in store.rows], out_dir)
+    return results, paths
+
+
+def _first_images(ds, limit):
+    """The first ``limit`` images and labels of ``ds`` as two tensors."""
+    import torch
+
+    from psum.nets.train import iterate_batches
+
+    xs, ys = [], []
+    for x, y in iterate_batches(ds, 256, limit=limit):
+        xs.append(x)
+        ys.append(y)
+    return torch.cat(xs), torch.cat(ys)

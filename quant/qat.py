@@ -50,7 +50,7 @@ from psum.golden import IntFormat, parse_format
 
 __all__ = ["TensorQuant", "QNode", "QuantNet", "QatNet", "prepare_qat", "calibrate", "train_qat",
            "evaluate_qat", "qat", "save_quantnet", "load_quantnet", "save_qat", "load_qat",
-           "DEFAULT_WEIGHT_FMT", "DEFAULT_ACT_FMT"]
+           "DEFAULT_WEIGHT_FMT", "DEFAULT_ACT_FMT", "qat_checkpoint_name", "qat_checkpoint_path", "ensure_qat"]
 
 _KINDS = ("input", "conv", "linear", "maxpool", "avgpool", "add", "flatten", "relu")
 
@@ -804,7 +804,7 @@ def qat(model: str, dataset: str, *, width: float | None = None, w_bits: int | N
         As for ``psum train``.
     width : float, optional
         Width multiplier; a width other than the default uses its own float checkpoint
-        (``checkpoints/<model>-w<width>-<dataset>.pt``).
+        (``<model>-w<width>-<dataset>.pt`` in :func:`psum.paths.checkpoint_dir`).
     w_bits : int, optional
         Weight bits (8 or 4): shorthand for ``weight_fmt=IntFormat(w_bits)``.
     pow2 : bool
@@ -827,7 +827,7 @@ def qat(model: str, dataset: str, *, width: float | None = None, w_bits: int | N
 
     from psum.nets.data import input_channels, load_dataset
     from psum.nets.models import default_width
-    from psum.nets.train import checkpoint_path, ensure_checkpoint, iterate_batches
+    from psum.nets.train import checkpoint_path, ensure_checkpoint, find_checkpoint, iterate_batches
 
     weight_fmt = _weight_format(w_bits, weight_fmt)  # before any training: a bad format fails fast
     act_fmt = _code_format("act_fmt", act_fmt, signed=False)
@@ -835,9 +835,12 @@ def qat(model: str, dataset: str, *, width: float | None = None, w_bits: int | N
     w = default_width(model, dataset) if width is None else width
     path = checkpoint
     if path is None:
-        path = checkpoint_path(model, dataset)
+        # Yours (checkpoint_dir()) first, then the shipped one; a missing one is trained into
+        # checkpoint_dir(), never into the package.
+        name = f"{model}-{dataset}.pt"
         if width is not None and width != default_width(model, dataset):
-            path = path.with_name(f"{model}-w{width:g}-{dataset}.pt")
+            name = f"{model}-w{width:g}-{dataset}.pt"
+        path = find_checkpoint(model, dataset, name) or checkpoint_path(model, dataset).with_name(name)
     kwargs = dict(width=w, seed=seed, progress_enabled=progress_enabled)
     if float_epochs is not None:
         kwargs["epochs"] = float_epochs
@@ -861,6 +864,61 @@ def qat(model: str, dataset: str, *, width: float | None = None, w_bits: int | N
 # ---------------------------------------------------------------------------------------------
 # QAT checkpoints
 # ---------------------------------------------------------------------------------------------
+def qat_checkpoint_name(model: str, dataset: str, *, width=None, w_bits: int = 8, pow2: bool = False) -> str:
+    """``<model>[-w<width>]-<dataset>-qat[-int4][-pow2].pt``: one name per QAT setting."""
+    name = model + (f"-w{width:g}" if width is not None else "") + f"-{dataset}-qat"
+    name += f"-int{w_bits}" if w_bits != 8 else ""
+    name += "-pow2" if pow2 else ""
+    return f"{name}.pt"
+
+
+def qat_checkpoint_path(model: str, dataset: str, *, width=None, w_bits: int = 8, pow2: bool = False):
+    """Where :func:`ensure_qat` writes a QAT checkpoint: :func:`qat_checkpoint_name` in
+    :func:`psum.paths.checkpoint_dir` (``./checkpoints``)."""
+    from psum.paths import checkpoint_dir
+
+    return checkpoint_dir() / qat_checkpoint_name(model, dataset, width=width, w_bits=w_bits, pow2=pow2)
+
+
+def ensure_qat(model: str, dataset: str, *, path=None, retrain: bool = False, width=None, w_bits: int = 8,
+               pow2: bool = False, epochs: int = 3, float_epochs=None, data_dir=None, seed: int = 0):
+    """A QAT network for the setting: loaded when stored, else trained with :func:`qat` and saved.
+
+    Parameters
+    ----------
+    model, dataset, width, w_bits, pow2, epochs, float_epochs, data_dir, seed
+        As for :func:`qat`.
+    path : str or Path, optional
+        The QAT checkpoint. Default: yours (:func:`qat_checkpoint_path`) when it exists, else the
+        one shipped with psum, else a new one trained into :func:`qat_checkpoint_path`.
+    retrain : bool
+        Train (and overwrite ``path``) even when a checkpoint exists.
+
+    Returns
+    -------
+    (QatNet, dict, pathlib.Path)
+        The network, its metadata and the checkpoint it came from (or was saved to).
+    """
+    from pathlib import Path
+
+    from psum.paths import find_checkpoint
+
+    kw = dict(width=width, w_bits=w_bits, pow2=pow2)
+    if path is not None:
+        path = Path(path)
+    elif retrain:
+        path = qat_checkpoint_path(model, dataset, **kw)
+    else:
+        path = find_checkpoint(qat_checkpoint_name(model, dataset, **kw)) or qat_checkpoint_path(model, dataset, **kw)
+    if path.is_file() and not retrain:
+        net, info = load_qat(path)
+        return net, info, path
+    net, info = qat(model, dataset, width=width, w_bits=w_bits, pow2=pow2, epochs=epochs, float_epochs=float_epochs,
+                    data_dir=data_dir, seed=seed)
+    save_qat(net, info, path)
+    return net, info, path
+
+
 def save_qat(qnet: QatNet, info: dict, path) -> None:
     """Write a trained :class:`QatNet` and its metadata (atomic; loadable with weights_only)."""
     import os

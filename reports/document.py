@@ -1,7 +1,7 @@
 """A tiny document model written out twice: ``report.md`` and a self-contained ``index.html``.
 
-Blocks are headings, paragraphs, tables (lists of dicts) and figures (PNG files next to the
-report). The HTML embeds the PNGs as base64 so the page reads offline as one file.
+Blocks are headings, paragraphs, links (to files beside the report, relative), tables (lists of
+dicts) and figures (PNG files next to the report). The HTML embeds the PNGs as base64 so the page reads offline as one file.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ class Document:
     def para(self, text: str):
         self.blocks.append(("p", text))
 
+    def link(self, text: str, href: str, *, before: str = "", after: str = ""):
+        """A paragraph ``before`` + a link to ``href`` (relative to the report) + ``after``."""
+        self.blocks.append(("a", before, text, href, after))
+
     def table(self, rows: list[dict], columns: list[str] | None = None, headers: list[str] | None = None):
         if rows:
             columns = columns or list(rows[0])
@@ -55,6 +59,9 @@ class Document:
                 out += ["#" * b[1] + " " + b[2], ""]
             elif b[0] == "p":
                 out += [b[1], ""]
+            elif b[0] == "a":
+                _, before, text, href, after = b
+                out += [f"{before}[{text}]({href}){after}", ""]
             elif b[0] == "t":
                 _, rows, cols, heads = b
                 out.append("| " + " | ".join(heads) + " |")
@@ -73,6 +80,9 @@ class Document:
                 body.append(f"<h{b[1]}>{esc(b[2])}</h{b[1]}>")
             elif b[0] == "p":
                 body.append(f"<p>{_inline(b[1])}</p>")
+            elif b[0] == "a":
+                _, before, text, href, after = b
+                body.append(f'<p>{_inline(before)}<a href="{esc(href)}">{esc(text)}</a>{_inline(after)}</p>')
             elif b[0] == "t":
                 _, rows, cols, heads = b
                 th = "".join(f"<th>{esc(h)}</th>" for h in heads)

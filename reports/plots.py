@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 # Reproducible SVG files: fixed element ids (matplotlib salts them randomly by default).
 matplotlib.rcParams["svg.hashsalt"] = "psum"
 
-__all__ = ["pareto_front", "plot_accuracy_vs_bits", "plot_cost_vs_accuracy", "plot_layer_min_bits",
+__all__ = ["pareto_front", "plot_sweep", "plot_accuracy_vs_bits", "plot_cost_vs_accuracy", "plot_layer_min_bits",
            "plot_exponent_histograms", "save"]
 
 FAMILY_STYLE = {
@@ -77,6 +77,40 @@ def plot_accuracy_vs_bits(rows: list[dict], baseline: float, tol: float, out_dir
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="lower right")
     return save(fig, out_dir, stem)
+
+
+def plot_sweep(rows: list[dict], path, *, title: str, tol: float = 1.0) -> list[str]:
+    """Accuracy against accumulator bits of a sweep's network-wide rows: ``path`` (PNG) and its SVG twin.
+
+    Parameters
+    ----------
+    rows : list of dict
+        :func:`psum.sweeps.sweep.run_sweep` rows; the first is the fp32 baseline.
+    path : str or Path
+        The PNG file (the SVG is written beside it).
+    title : str
+        Plot title.
+    tol : float
+        Tolerance band below the baseline, points.
+
+    Returns
+    -------
+    list of str
+        The files written.
+
+    Raises
+    ------
+    ValueError
+        No network-wide rows.
+    """
+    from psum.sweeps.sweep import network_points
+
+    path = Path(path)
+    points = network_points(rows)
+    if not points:
+        raise ValueError("a sweep plot needs network-wide rows (drop --layers-only)")
+    names = plot_accuracy_vs_bits(points, rows[0]["accuracy"], tol, path.parent, title, stem=path.stem)
+    return [str(path.parent / n) for n in names]
 
 
 def plot_cost_vs_accuracy(rows: list[dict], cost_key: str, cost_label: str, out_dir: Path, stem: str, title: str,

@@ -11,8 +11,10 @@ digits):
 4. for every unit that appears in the cost plots: Verilog generation, a short cocotb+Icarus check
    against the golden model (zero mismatches required) and Yosys synthesis (area, delay, energy);
 5. partial-sum statistics (exponent histograms) of the worst layer;
-6. ``reports/<model>-<dataset>/``: ``index.html`` (self-contained), ``report.md``, PNG+SVG plots
-   and ``data.json`` / ``*.csv`` with every number behind every plot.
+6. ``./<model>-<dataset>/`` (relative to the working directory, or ``$PSUM_RESULTS_DIR``, or
+   ``out_dir``): ``index.html`` (self-contained), ``report.md``, PNG+SVG plots and ``data.json`` /
+   ``*.csv`` with every number behind every plot. When ``psum fake2true`` wrote its section beside
+   it (``../fake2true/fake2true.md``), the report links it.
 
 Every stage caches: sweep rows in ``sweep.jsonl`` (resumable), simulation results in ``sim.jsonl``,
 synthesis in the flow cache, so a rerun takes well under a minute.
@@ -33,9 +35,8 @@ from psum.golden.spec import DEFAULT_OPERANDS
 from .document import Document
 from . import plots
 
-__all__ = ["ReportConfig", "build_report", "default_out_dir"]
-
-REPO = Path(__file__).resolve().parent.parent
+__all__ = ["ReportConfig", "build_report", "default_out_dir", "fake2true_section", "SweepStage", "MinimaStage",
+           "HardwareStage", "StatsStage"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,9 +79,32 @@ class ReportConfig:
     stats_images: int = 64
     power_outputs: int = 8
 
+    @classmethod
+    def quick(cls, **overrides) -> "ReportConfig":
+        """A smaller study for a first look (``psum report --quick``): one float exponent width
+        (e5, mantissa 1..8), four integer widths, the first 200 test images, no per-layer search.
+
+        ``overrides`` replace any field (``limit=None`` evaluates every test image).
+        """
+        preset = dict(float_exps=(5,), max_man=8, int_widths=tuple(range(10, 23, 4)), per_layer=False, limit=200)
+        return cls(**{**preset, **overrides})
+
 
 def default_out_dir(model: str, dataset: str) -> Path:
-    return REPO / "results" / f"{model}-{dataset}"
+    """``<model>-<dataset>`` under :func:`psum.paths.results_dir` (the working directory, or
+    ``$PSUM_RESULTS_DIR``): never inside the installed package."""
+    from psum.paths import results_dir
+
+    return results_dir(f"{model}-{dataset}")
+
+
+def fake2true_section(out: Path) -> Path | None:
+    """The ``psum fake2true`` section beside the report folder ``out``
+    (``<out>/../fake2true/fake2true.md``), or ``None`` when it has not been written."""
+    from psum.quant.fake2true import SECTION_MD
+
+    path = Path(out).parent / "fake2true" / SECTION_MD
+    return path if path.is_file() else None
 
 
 def _acc_bits(fmt_text: str) -> int:
@@ -90,12 +114,6 @@ def _acc_bits(fmt_text: str) -> int:
 def _is_int_entry(entry: str) -> bool:
     """True for a sweep entry ``FMT[:OVERFLOW]`` whose format is an integer one."""
     return isinstance(parse_format(entry.partition(":")[0]), IntFormat)
-
-
-def _family(row: dict) -> str:
-    if row.get("kind") == "int":
-        return f"int-{row.get('overflow', 'wrap')}"
-    return "float"
 
 
 def _sweep_entries(cfg: ReportConfig) -> list[str]:
@@ -130,26 +148,79 @@ def _say(msg: str, quiet: bool) -> None:
         print(f"[report] {msg}", file=sys.stderr, flush=True)
 
 
+# ---------------------------------------------------------------------------------------------
+# The stages of the study: each returns a small record that the next ones read
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class SweepStage:
+    """Stage 2: the network-wide sweep.
+
+    ``points``: one accuracy-vs-bits point per accumulator format
+    (:func:`psum.sweeps.sweep.network_points`); ``baseline``: float32 top-1 %; ``n_images``.
+    """
+
+    points: list
+    baseline: float
+    n_images: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class MinimaStage:
+    """Stage 3: the minimum format per family, network-wide (``minima``) and per layer (``layer_min``)."""
+
+    minima: list
+    layer_min: list
+
+
+@dataclasses.dataclass(frozen=True)
+class HardwareStage:
+    """Stage 4: the units on the cost plots (``rows``: sweep point + check + synthesis figures) and
+    the layer whose operand streams drove the check and the power proxy (``power_layer``)."""
+
+    rows: list
+    power_layer: str
+
+
+@dataclasses.dataclass(frozen=True)
+class StatsStage:
+    """Stage 5: partial-sum exponent histograms of the worst layer (``None`` / ``{}`` without one)."""
+
+    worst_layer: str | None
+    histograms: dict
+
+
 def build_report(config: ReportConfig | None = None, *, out_dir=None, force_synth: bool = False,
                  progress_enabled: bool | None = None, quiet: bool = False) -> dict:
     """Run the whole study for ``config`` and write the report; return the report's data.
+
+    Parameters
+    ----------
+    config : ReportConfig, optional
+        What the study covers (default: the built-in main job; :meth:`ReportConfig.quick` is smaller).
+    out_dir : str or Path, optional
+        Report folder (default :func:`default_out_dir`: ``./<model>-<dataset>``).
+    force_synth : bool
+        Recompute synthesis instead of reading the flow cache.
+    progress_enabled : bool, optional
+        Progress bars (default: when stderr is a terminal).
+    quiet : bool
+        No stage messages on stderr.
+
+    Returns
+    -------
+    dict
+        Everything behind the report (also written to ``data.json``).
 
     Raises
     ------
     ValueError, FileNotFoundError, psum.errors.PsumError
         Bad configuration, missing data, a tool failure, or an RTL mismatch (one line).
     """
-    from psum.errors import PsumError
-    from psum.flows.synth import synthesize_many
-    from psum.hw.verify import simulate
-    from psum.resultsfile import ResultsFile
-    from psum.sweeps.sweep import run_sweep, search_min_acc
+    from psum.nets.data import dataset_info
+    from psum.nets.models import MODELS
     from psum.nets.train import ensure_checkpoint
 
     cfg = config or ReportConfig()
-    from psum.nets.models import MODELS
-    from psum.nets.data import dataset_info
-
     if cfg.model not in MODELS:
         raise ValueError(f"model must be one of {', '.join(MODELS)}, not {cfg.model!r}")
     dataset_info(cfg.dataset)
@@ -160,40 +231,67 @@ def build_report(config: ReportConfig | None = None, *, out_dir=None, force_synt
     common = dict(limit=cfg.limit, data_dir=cfg.data_dir, out=out / "sweep.jsonl",
                   progress_enabled=progress_enabled)
 
-    # -- 1. checkpoint ------------------------------------------------------------------------
+    # -- 1. checkpoint (yours, else the shipped one, else trained) ----------------------------
     _say(f"checkpoint {cfg.model}/{cfg.dataset}", quiet)
     net, meta = ensure_checkpoint(cfg.model, cfg.dataset, data_dir=cfg.data_dir)
     timings["checkpoint_s"] = time.time() - t0
 
-    # -- 2. network-wide sweep ----------------------------------------------------------------
     t = time.time()
-    entries = _sweep_entries(cfg)
-    _say(f"sweep: {len(entries)} accumulator formats", quiet)
-
-    def operands(int_acc: bool):
-        return (cfg.int_operand, cfg.int_operand) if int_acc else (cfg.float_operand, cfg.float_operand)
-
-    rows = []
-    for group in (entries[:len(cfg.float_exps) * cfg.max_man], entries[len(cfg.float_exps) * cfg.max_man:]):
-        a, b = operands(_is_int_entry(group[0]))
-        rows += run_sweep(cfg.model, cfg.dataset, group, a=a, b=b, **common)
-    base = next(r for r in rows if r["spec"] == "fp32")
-    baseline = base["accuracy"]
-    sweep = []
-    for r in rows:
-        if r["spec"] == "fp32" or r["layer"] != "all":
-            continue
-        sweep.append(dict(family=_family(r), acc=r["acc"], acc_bits=r["acc_bits"], exp_bits=r.get("exp_bits"),
-                          man_bits=r.get("man_bits"), accuracy=r["accuracy"], spec=r["spec"]))
+    sweep = _sweep(cfg, common, quiet)
     timings["sweep_s"] = time.time() - t
 
-    # -- 3. minimum formats: network-wide, then per layer ------------------------------------
     t = time.time()
+    minima = _minima(cfg, net, common)
+    timings["search_s"] = time.time() - t
+
+    hardware = _hardware(cfg, net, sweep, minima, out, force_synth, quiet, timings)  # sim_s, synth_s
+
+    t = time.time()
+    stats = _stats(cfg, net, minima)
+    timings["stats_s"] = time.time() - t
+
+    # -- 6. write ------------------------------------------------------------------------------
+    data = _data(cfg, meta, sweep, minima, hardware, stats, timings)
+    _write_json(out / "data.json", data)
+    _write_csv(out / "sweep.csv", data["sweep"])
+    _write_csv(out / "hardware.csv", data["hardware"])
+    _write_csv(out / "layer_min.csv", data["layer_min"])
+    _render(cfg, out, data)
+    timings["total_s"] = time.time() - t0
+    _write_json(out / "data.json", data)
+    _say(f"wrote {out / 'index.html'} in {timings['total_s']:.0f} s", quiet)
+    return data
+
+
+def _operands(cfg: ReportConfig, int_acc: bool) -> tuple[str, str]:
+    """Operand formats for an integer or a float accumulator: equal 8-bit width."""
+    return (cfg.int_operand, cfg.int_operand) if int_acc else (cfg.float_operand, cfg.float_operand)
+
+
+def _sweep(cfg: ReportConfig, common: dict, quiet: bool) -> SweepStage:
+    """-- 2. network-wide sweep: every float and integer accumulator of ``cfg``."""
+    from psum.sweeps.sweep import network_points, run_sweep
+
+    entries = _sweep_entries(cfg)
+    _say(f"sweep: {len(entries)} accumulator formats", quiet)
+    rows = []
+    n_float = len(cfg.float_exps) * cfg.max_man
+    for group in (entries[:n_float], entries[n_float:]):
+        a, b = _operands(cfg, _is_int_entry(group[0]))
+        rows += run_sweep(cfg.model, cfg.dataset, group, a=a, b=b, **common)
+    base = next(r for r in rows if r["spec"] == "fp32")
+    return SweepStage(points=network_points(rows), baseline=base["accuracy"], n_images=base.get("n_images"))
+
+
+def _minima(cfg: ReportConfig, net, common: dict) -> MinimaStage:
+    """-- 3. minimum formats: network-wide, then per layer (one layer reduced at a time)."""
+    from psum.sweeps.sweep import search_min_acc
+
     searches = [dict(kind="man", exp_bits=e, family="float", label=f"float e{e}") for e in cfg.float_exps]
     searches += [dict(kind="int", overflow=ov, family=f"int-{ov}", label=f"int {ov}") for ov in ("wrap", "sat")]
     minima = []
     for s in searches:
-        a, b = operands(s["kind"] == "int")
+        a, b = _operands(cfg, s["kind"] == "int")
         res = search_min_acc(cfg.model, cfg.dataset, kind=s["kind"], exp_bits=s.get("exp_bits"),
                              overflow=s.get("overflow"), tol=cfg.tol, a=a, b=b, **common)
         minima.append(dict(family=s["family"], search=s["label"], acc=res["acc"] if res["min"] is not None else None,
@@ -208,26 +306,40 @@ def build_report(config: ReportConfig | None = None, *, out_dir=None, force_synt
         for layer in mac_layers(net):
             for fam, kw in (("float", dict(kind="man", exp_bits=e_best)), ("int-wrap", dict(kind="int", overflow="wrap")),
                             ("int-sat", dict(kind="int", overflow="sat"))):
-                a, b = operands(kw["kind"] == "int")
+                a, b = _operands(cfg, kw["kind"] == "int")
                 res = search_min_acc(cfg.model, cfg.dataset, layer=layer, tol=cfg.tol, a=a, b=b, **kw, **common)
                 layer_min.append(dict(layer=layer, family=fam, acc=res["acc"] if res["min"] is not None else None,
                                       min_bits=_acc_bits(res["acc"]) if res["min"] is not None else None,
                                       accuracy=res["accuracy"]))
-    timings["search_s"] = time.time() - t
+    return MinimaStage(minima=minima, layer_min=layer_min)
 
-    # -- 4. hardware: the units on the cost plots ---------------------------------------------
+
+def _hardware(cfg: ReportConfig, net, sweep: SweepStage, minima: MinimaStage, out: Path, force_synth: bool,
+              quiet: bool, timings: dict) -> HardwareStage:
+    """-- 4. hardware: the units on the cost plots, checked in Icarus (zero mismatches) and
+    synthesised; sets ``timings["sim_s"]`` and ``timings["synth_s"]``."""
+    from psum.errors import PsumError
+    from psum.flows.synth import synthesize_many
+    from psum.golden import MacSpec
+    from psum.hw.verify import simulate
+    from psum.paths import cache_dir
+    from psum.resultsfile import ResultsFile
+
     t = time.time()
-    hw_rows = _hardware_points(cfg, sweep, minima, baseline)
+    hw_rows = _hardware_points(cfg, sweep.points, minima.minima, sweep.baseline)
     specs = sorted({r["spec"] for r in hw_rows})
     _say(f"hardware: {len(specs)} units (cocotb check + synthesis)", quiet)
     # The check replays the busiest layer's recorded operand streams on top of the directed and
     # random stimulus (the same streams then drive the power proxy).
-    streams_for = _layer_streams(cfg, net, layer_min)
+    streams_for = _layer_streams(cfg, net, minima.layer_min)
     sims = ResultsFile(out / "sim.jsonl", ("spec", "cycles", "seed", "layer"))
     for spec_text in specs:
         key = dict(spec=spec_text, cycles=cfg.sim_cycles, seed=0, layer=streams_for.layer)
         if sims.get(**key) is None:
-            res = simulate(spec_text, cycles=cfg.sim_cycles, seed=0, streams=streams_for(spec_text))
+            # Build in psum's cache root, never in the working directory (the report's folder is the
+            # only thing a report run leaves there).
+            res = simulate(spec_text, cycles=cfg.sim_cycles, seed=0, streams=streams_for(spec_text),
+                           build_dir=cache_dir("sim", MacSpec.parse(spec_text).name))
             sims.append(dict(key, checked=res.cycles_checked, mismatches=res.mismatches,
                              first_mismatch=res.first_mismatch))
         row = sims.get(**key)
@@ -244,27 +356,24 @@ def build_report(config: ReportConfig | None = None, *, out_dir=None, force_synt
                  idle_fraction=s.idle_fraction,
                  sim_cycles=sims.get(spec=r["spec"], cycles=cfg.sim_cycles, seed=0, layer=streams_for.layer)["checked"])
     timings["synth_s"] = time.time() - t
+    return HardwareStage(rows=hw_rows, power_layer=streams_for.layer)
 
-    # -- 5. partial-sum statistics of the worst layer ------------------------------------------
-    t = time.time()
-    worst, hists = _exponent_histograms(cfg, net, layer_min, minima)
-    timings["stats_s"] = time.time() - t
 
-    # -- 6. write ------------------------------------------------------------------------------
-    headline = _headline(hw_rows, minima, baseline, cfg.tol)
-    data = dict(config=dataclasses.asdict(cfg), baseline_accuracy=baseline, n_images=base.get("n_images"),
+def _stats(cfg: ReportConfig, net, minima: MinimaStage) -> StatsStage:
+    """-- 5. partial-sum statistics of the worst layer."""
+    worst, hists = _exponent_histograms(cfg, net, minima.layer_min, minima.minima)
+    return StatsStage(worst_layer=worst, histograms=hists)
+
+
+def _data(cfg: ReportConfig, meta: dict, sweep: SweepStage, minima: MinimaStage, hardware: HardwareStage,
+          stats: StatsStage, timings: dict) -> dict:
+    """Everything behind the report, as ``data.json`` stores it (the keys are a file format)."""
+    return dict(config=dataclasses.asdict(cfg), baseline_accuracy=sweep.baseline, n_images=sweep.n_images,
                 checkpoint=dict((k, meta.get(k)) for k in ("model", "dataset", "accuracy", "seed", "epochs", "width")),
-                sweep=sweep, minima=minima, layer_min=layer_min, hardware=hw_rows, headline=headline,
-                worst_layer=worst, exponent_histograms=hists, power_layer=streams_for.layer, timings=timings)
-    _write_json(out / "data.json", data)
-    _write_csv(out / "sweep.csv", sweep)
-    _write_csv(out / "hardware.csv", hw_rows)
-    _write_csv(out / "layer_min.csv", layer_min)
-    _render(cfg, out, data)
-    timings["total_s"] = time.time() - t0
-    _write_json(out / "data.json", data)
-    _say(f"wrote {out / 'index.html'} in {timings['total_s']:.0f} s", quiet)
-    return data
+                sweep=sweep.points, minima=minima.minima, layer_min=minima.layer_min, hardware=hardware.rows,
+                headline=_headline(hardware.rows, minima.minima, sweep.baseline, cfg.tol),
+                worst_layer=stats.worst_layer, exponent_histograms=stats.histograms,
+                power_layer=hardware.power_layer, timings=timings)
 
 
 def _hardware_points(cfg: ReportConfig, sweep: list[dict], minima: list[dict], baseline: float) -> list[dict]:
@@ -425,10 +534,12 @@ def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
                    for k, v in data["exponent_histograms"].items()],
                   ["format", "swamp", "overflow", "cancel", "max_abs"],
                   ["format", "swamped steps", "overflowed steps", "cancelling steps", "max |partial sum|"])
-    f2t = out.parent / "fake2true" / "report.md"
-    if f2t.exists():
+    f2t = fake2true_section(out)
+    if f2t is not None:
+        rel = Path(os.path.relpath(f2t, out)).as_posix()
         doc.heading("Fake-quantised vs true-integer conversion")
-        doc.para("See `../fake2true/report.md` (written by `psum fake2true`).")
+        doc.link(rel, rel, before="Fake-quantised float graphs against the true integer program, per layer "
+                                  "and end to end: ", after=" (written by `psum fake2true`).")
     doc.heading("Reproduce")
     doc.para(f"`psum report --model {cfg.model} --dataset {cfg.dataset}`; data behind every plot: `data.json`, "
              "`sweep.csv`, `hardware.csv`, `layer_min.csv`. Timings (s): "

@@ -51,8 +51,9 @@ from psum.nets.data import dataset_info, load_dataset
 from psum.progress import progress
 from psum.resultsfile import ResultsFile
 
-__all__ = ["run_sweep", "search_min_acc", "min_passing", "make_spec", "parse_acc_list", "parse_search_entry",
-           "search_entry_text", "KEY_FIELDS", "SEARCH_RANGES"]
+__all__ = ["run_sweep", "search_min_acc", "min_passing", "make_spec", "parse_acc_list", "KEY_FIELDS",
+           "SEARCH_RANGES", "SEARCH_DEFAULT", "parse_search_entry", "search_entry_text", "search_label",
+           "run_search", "family", "network_points", "evaluate_spec"]
 
 CALIB_IMAGES = 256
 KEY_FIELDS = ("model", "dataset", "checkpoint", "spec", "layer", "n_images", "calib")
@@ -514,3 +515,124 @@ def search_min_acc(model: str, dataset: str, *, kind: str, exp_bits: int | None 
                 f"pass = top-1 >= {'fp32 baseline' if relative_to == 'fp32' else reference['spec']} - {tol} points",
     }
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Searches over templates x layers, and rows as plot points (the API behind ``psum sweep``)
+# ---------------------------------------------------------------------------------------------
+SEARCH_DEFAULT = "e5m?,e?m7,int?:wrap,int?:sat"
+
+
+def search_label(result: dict) -> str:
+    """The template a :func:`search_min_acc` result answers: ``e5m?``, ``e?m7``, ``int?:sat``."""
+    return search_entry_text(result["kind"], result.get("fixed"),
+                             result["overflow"] if result["kind"] == "int" else None)
+
+
+def run_search(model: str, dataset: str, entries=SEARCH_DEFAULT, *, per_layer: bool = False, overflow=None,
+               tol: float = 1.0, relative_to: str = "fp32", checkpoint=None, **kwargs) -> list[dict]:
+    """:func:`search_min_acc` for every template in ``entries``, network-wide and (``per_layer``)
+    for each MAC layer alone.
+
+    Parameters
+    ----------
+    model, dataset : str
+        As for :func:`run_sweep`.
+    entries : str or list of str
+        Templates ``e<E>m?``, ``e?m<M>``, ``int?[:wrap|:sat]`` (:func:`parse_search_entry`),
+        comma-separated or a list.
+    per_layer : bool
+        Also search each Conv2d/Linear alone (the rest float32).
+    overflow : str, optional
+        Overflow policy of templates without a ``:suffix``.
+    tol, relative_to, checkpoint, **kwargs
+        As for :func:`search_min_acc` (operands, rounding, limit, out, ...).
+
+    Returns
+    -------
+    list of dict
+        One :func:`search_min_acc` result per (template, layer), templates outermost; network-wide
+        (``layer == "all"``) first within each template.
+
+    Raises
+    ------
+    ValueError
+        A bad template (before any evaluation), or as :func:`search_min_acc`.
+    """
+    parsed = [parse_search_entry(e) for e in parse_acc_list(entries)]
+    layers = ["all"]
+    if per_layer:
+        from psum.nets.models import mac_layers
+        from psum.nets.train import load_checkpoint
+
+        layers += mac_layers(load_checkpoint(model, dataset, path=checkpoint)[0])
+    results = []
+    for kind, fixed, entry_overflow in parsed:
+        for layer in layers:
+            results.append(search_min_acc(model, dataset, kind=kind, overflow=entry_overflow or overflow, tol=tol,
+                                          layer=layer, relative_to=relative_to, checkpoint=checkpoint, **fixed,
+                                          **kwargs))
+    return results
+
+
+def family(row: dict) -> str:
+    """The curve a sweep row belongs to: ``float``, ``int-wrap`` or ``int-sat``."""
+    if row.get("kind") == "int":
+        return f"int-{row.get('overflow') or 'wrap'}"
+    return "float"
+
+
+def network_points(rows: list[dict]) -> list[dict]:
+    """The network-wide rows of a sweep (the fp32 baseline aside) as accuracy-vs-bits points:
+    ``family``, ``acc``, ``acc_bits``, ``exp_bits``, ``man_bits``, ``accuracy``, ``spec``."""
+    return [dict(family=family(r), acc=r.get("acc"), acc_bits=r["acc_bits"], exp_bits=r.get("exp_bits"),
+                 man_bits=r.get("man_bits"), accuracy=r["accuracy"], spec=r["spec"])
+            for r in rows if r["spec"] != "fp32" and r["layer"] == "all"]
+
+
+def evaluate_spec(model: str, dataset: str, spec=None, *, layer: str = "all", checkpoint=None, data_dir=None,
+                  limit: int | None = None, device=None, progress_enabled=None) -> dict:
+    """Test accuracy of a checkpoint, in float32 or with its MAC layers emulated under ``spec``
+    (the API behind ``psum eval``).
+
+    Parameters
+    ----------
+    model, dataset : str
+        The checkpoint (:func:`psum.nets.train.load_checkpoint`: yours, else the shipped one).
+    spec : MacSpec or str, optional
+        MAC spec to emulate (default: none, float32). Calibrated on the first
+        :data:`CALIB_IMAGES` training images, as the sweeps are.
+    layer : str
+        Emulate only this layer (default ``"all"``).
+    checkpoint, data_dir, limit, device, progress_enabled
+        Checkpoint path, dataset folder, first ``limit`` test images, torch device, progress bar.
+
+    Returns
+    -------
+    dict
+        ``model``, ``dataset``, ``spec`` (text; ``"fp32"`` without one), ``layer``, ``top1``
+        (``top5`` on ImageNet), ``n_images`` and ``checkpoint_accuracy``.
+
+    Raises
+    ------
+    ValueError, psum.errors.PsumError
+        Bad spec (before loading anything), model, data set or checkpoint.
+    """
+    from psum.golden import MacSpec
+    from psum.nets.train import evaluate, iterate_batches, load_checkpoint
+
+    spec = None if spec is None else MacSpec.parse(spec)
+    info = dataset_info(dataset)
+    net, meta = load_checkpoint(model, dataset, path=checkpoint)
+    ds = load_dataset(dataset, "test", data_dir, channels=meta["in_channels"])
+    if spec is not None:
+        from psum.golden.emulation.layers import emulate
+
+        train_ds = load_dataset(dataset, "train", data_dir, channels=meta["in_channels"])
+        calib = next(iterate_batches(train_ds, CALIB_IMAGES, limit=CALIB_IMAGES))[0]
+        net = emulate(net, spec if layer == "all" else {layer: spec}, calib=calib)
+    n = len(ds) if limit is None else min(limit, len(ds))
+    with progress(total=n, desc="eval", unit="img", enabled=progress_enabled) as bar:
+        res = evaluate(net, ds, limit=limit, topk=info.topk, device=device, progress_bar=bar)
+    return {"model": model, "dataset": dataset, "spec": "fp32" if spec is None else str(spec), "layer": layer,
+            **res, "checkpoint_accuracy": meta["accuracy"]}

@@ -1,12 +1,15 @@
 """``psum report`` end to end on a reduced study: real emulation, cocotb check, Yosys synthesis."""
 
 import json
+import os
 
 import pytest
 
 from psum.cli.main import main
 from psum.reports.plots import pareto_front
-from psum.reports.report import ReportConfig, build_report
+from psum.reports.report import ReportConfig, build_report, fake2true_section
+
+from test_paths import git_status
 
 
 def test_pareto_front_keeps_the_undominated_points():
@@ -16,10 +19,41 @@ def test_pareto_front_keeps_the_undominated_points():
 
 @pytest.fixture(scope="module")
 def small_report(tmp_path_factory):
-    out = tmp_path_factory.mktemp("report")
+    """The reduced study run from an empty working directory with the default output folder, a
+    ``psum fake2true`` section already beside it (``./fake2true/fake2true.md``)."""
+    base = tmp_path_factory.mktemp("results")
+    (base / "fake2true").mkdir()
+    (base / "fake2true" / "fake2true.md").write_text("# Fake-quantised vs true-integer conversion\n")
     cfg = ReportConfig(float_exps=(4,), max_man=4, int_widths=(16, 20), limit=40, per_layer=False,
                        sim_cycles=200, stats_images=8, power_outputs=2)
-    return out, build_report(cfg, out_dir=out, quiet=True, progress_enabled=False)
+    before = git_status()
+    cwd = os.getcwd()
+    saved = os.environ.pop("PSUM_RESULTS_DIR", None)
+    os.chdir(base)
+    try:
+        data = build_report(cfg, quiet=True, progress_enabled=False)
+    finally:
+        os.chdir(cwd)
+        if saved is not None:
+            os.environ["PSUM_RESULTS_DIR"] = saved
+    assert git_status() == before, "psum report wrote into the checkout"
+    return base / "lenet5-digits", data
+
+
+def test_report_writes_into_the_working_directory(small_report):
+    out, _ = small_report
+    assert sorted(p.name for p in out.parent.iterdir()) == ["fake2true", "lenet5-digits"]
+    assert not (out.parent / "checkpoints").exists()  # the shipped checkpoint was read, nothing trained
+
+
+def test_report_links_the_fake2true_section(small_report, tmp_path):
+    out, _ = small_report
+    md = (out / "report.md").read_text()
+    assert "## Fake-quantised vs true-integer conversion" in md
+    assert "[../fake2true/fake2true.md](../fake2true/fake2true.md)" in md
+    assert '<a href="../fake2true/fake2true.md">' in (out / "index.html").read_text()
+    assert fake2true_section(out) == out.parent / "fake2true" / "fake2true.md"
+    assert fake2true_section(tmp_path / "lenet5-digits") is None
 
 
 def test_report_writes_every_artifact(small_report):
@@ -58,3 +92,18 @@ def test_report_bad_model_is_one_line_error(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == ("psum report: error: model must be one of lenet5, alexnet, resnet18, "
                        "resnet18-imagenet, not 'vgg'")
+
+
+def test_report_data_keeps_the_committed_shape(small_report):
+    """The stages return records, but ``data.json`` keeps the shape of the committed example."""
+    from pathlib import Path
+
+    _, data = small_report
+    committed = Path(__file__).resolve().parent.parent / "results" / "lenet5-digits" / "data.json"
+    if not committed.is_file():
+        pytest.skip("no committed example report")
+    ref = json.loads(committed.read_text())
+    assert list(data) == list(ref)
+    assert list(data["timings"]) == list(ref["timings"])
+    assert set(data["sweep"][0]) == set(ref["sweep"][0]) and set(data["hardware"][0]) == set(ref["hardware"][0])
+    assert {r["family"] for r in data["sweep"]} == {"float", "int-wrap", "int-sat"}

@@ -12,7 +12,7 @@ from psum.errors import PsumError
 from psum.golden import MacSpec
 from psum.resultsfile import ResultsFile, read_rows
 from psum.sweeps.sweep import make_spec, min_passing, run_sweep, search_min_acc
-from psum.nets.train import checkpoint_path, load_checkpoint, train
+from psum.nets.train import checkpoint_path, find_checkpoint, load_checkpoint, train
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +25,9 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ckpt(trained):
-    """The committed LeNet5 digits checkpoint (realistic accuracy), else the quick one."""
-    committed = checkpoint_path("lenet5", "digits")
-    if committed.is_file():
+    """The shipped LeNet5 digits checkpoint (realistic accuracy), else the quick one."""
+    committed = find_checkpoint("lenet5", "digits")
+    if committed is not None:
         net, meta = load_checkpoint("lenet5", "digits")
         return committed, meta
     return trained

@@ -15,7 +15,7 @@ Backends, fastest first (``backend="auto"`` picks the first whose exactness cond
     bit-identical to the sequential unit.
 ``c``
     The C/OpenMP kernel in ``golden/emulation/csrc/psum_kernels.c`` (compiled at first use with the system
-    gcc into ``~/.cache/psum/``, loaded with ctypes). Float accumulators: TwoSum + round-to-odd +
+    gcc into ``~/.cache/psum/kernels/``, loaded with ctypes). Float accumulators: TwoSum + round-to-odd +
     integer rounding (proof in the C file's header), vectorised across output elements, with a
     scalar exact fix-up for the rare flagged lanes (subnormals, overflow, specials). Stochastic
     rounding runs the scalar routine every step. Integer accumulators: exact integer values in
@@ -49,6 +49,7 @@ from psum.golden.formats import NAMED, FloatFormat, IntFormat
 from psum.golden.mac import apply_specials, infinity_codes, mac_step, product_terms
 from psum.golden.rounding import Rounding, exact_zero_sign, round_table, round_up, zero_sign_table
 from psum.golden.spec import MacSpec
+from psum.paths import cache_dir
 
 __all__ = ["accumulate", "accumulate_order", "add_spec", "sr_rand", "fmix32", "codes",
            "c_kernel_available", "float_path_ok", "BACKENDS"]
@@ -115,7 +116,7 @@ class _Params(ctypes.Structure):
 
 def _compile(src: Path) -> Path:
     text = src.read_bytes()
-    cache = Path(os.environ.get("PSUM_CACHE_DIR", Path.home() / ".cache" / "psum"))
+    cache = cache_dir("kernels")  # psum's one cache root: $PSUM_CACHE_DIR, else ~/.cache/psum
     cache.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(text + os.uname().machine.encode()).hexdigest()[:16]
     lib = cache / f"psum_kernels_{key}.so"

@@ -114,6 +114,6 @@ def record_streams(model, spec, layer_name: str, x, n_outputs: int, seed: int = 
 
 
 def as_streams(record: dict) -> list:
-    """The ``(a_codes, b_codes, init_code)`` list that :func:`psum.hw.verify.sim.simulate` (``streams=``)
+    """The ``(a_codes, b_codes, init_code)`` list that :func:`psum.hw.verify.simulate` (``streams=``)
     and :func:`psum.flows.synth.synthesize` (``streams=``) take, from a :func:`record_streams` dict."""
     return [(record["a"][i], record["b"][i], int(record["init"][i])) for i in range(len(record["init"]))]

@@ -14,7 +14,11 @@ from psum.golden import IntFormat, MacSpec
 __all__ = ["conv_streams_from_digits"]
 
 
-def conv_streams_from_digits(spec, n_outputs: int, seed: int = 0) -> list:
+#: Output elements of the default stream: 64 outputs of a 3x3 conv, 9 MACs each (576 MAC cycles).
+DEFAULT_OUTPUTS = 64
+
+
+def conv_streams_from_digits(spec, n_outputs: int = DEFAULT_OUTPUTS, seed: int = 0) -> list:
     """Operand streams of a 3x3 convolution over real handwritten-digit images.
 
     The images are scikit-learn's bundled 8x8 digits (no download). Pixels (0..16) are scaled into

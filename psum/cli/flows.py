@@ -27,9 +27,9 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="parallel synthesis processes (default: CPU count)")
     p.add_argument("--cache-dir", metavar="DIR", default=None,
-                   help="result cache (default: $PSUM_CACHE_DIR/synth or ~/.cache/psum/synth)")
-    p.add_argument("--outputs", type=int, default=64, metavar="N",
-                   help="output elements of the power proxy's digits conv, 9 MACs each (default 64)")
+                   help="result cache (default: $PSUM_CACHE_DIR/synth, else ~/.cache/psum/synth)")
+    p.add_argument("--outputs", type=int, metavar="N",
+                   help="output elements of the power proxy's digits conv, 9 MACs each (default: the API's, 64)")
     p.set_defaults(func=_cmd_synth)
 
 
@@ -59,8 +59,8 @@ def format_result(r) -> str:
 def _cmd_synth(args) -> int:
     from psum.flows.synth import synthesize_many
 
-    results = synthesize_many(args.specs, jobs=args.jobs, force=args.force, cache_dir=args.cache_dir,
-                              n_outputs=args.outputs)
+    kw = {} if args.outputs is None else {"n_outputs": args.outputs}  # the API owns the default
+    results = synthesize_many(args.specs, jobs=args.jobs, force=args.force, cache_dir=args.cache_dir, **kw)
     if args.json:
         data = [r.to_dict() for r in results]
         print(json.dumps(data[0] if len(data) == 1 else data, indent=1))

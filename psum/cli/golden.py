@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 
+from psum._util import format_table
 from psum.golden.formats import NAMED, FORMAT_HELP, FloatFormat, parse_format
 from psum.golden.mac import mac_step
 from psum.golden.rounding import ROUNDING_HELP
@@ -45,7 +46,7 @@ def quantize_rows(fmt_text: str, values, rounding="rne", *, saturate=None, seed=
         c = int(c)
         row = {"value": float(v), "code": f"0x{c:0{(fmt.width + 3) // 4}x}", "result": float(g)}
         if isinstance(fmt, FloatFormat):
-            s, e, m = c >> (fmt.width - 1), (c >> fmt.man_bits) & ((1 << fmt.exp_bits) - 1), c & ((1 << fmt.man_bits) - 1)
+            s, e, m = fmt.fields(c)
             row["fields"] = f"{s} {e:0{fmt.exp_bits}b} {m:0{fmt.man_bits}b}" if fmt.man_bits else f"{s} {e:0{fmt.exp_bits}b}"
         else:
             row["fields"] = f"{c:0{fmt.bits}b}"
@@ -57,16 +58,7 @@ def quantize_rows(fmt_text: str, values, rounding="rne", *, saturate=None, seed=
 
 
 def _print_table(rows: list[dict], cols: list[str]) -> None:
-    def fmt(v):
-        if isinstance(v, float):
-            return f"{v:.6g}"
-        return str(v)
-
-    table = [[fmt(r.get(c, "")) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    for t in table:
-        print("  ".join(v.ljust(w) for v, w in zip(t, widths)))
+    print(format_table(rows, cols))
 
 
 def _cmd_formats(args) -> int:

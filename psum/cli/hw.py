@@ -42,7 +42,7 @@ def register(sub) -> None:
     p.add_argument("--drive", action="store_true",
                    help="drive every cycle from the cocotb coroutine instead of the Verilog stimulus player (slower)")
     p.add_argument("--waves", action="store_true", help="record a waveform in the build directory")
-    p.add_argument("--build-dir", metavar="DIR", help="build directory (default .psum-cache/sim/<module>)")
+    p.add_argument("--build-dir", metavar="DIR", help="build directory (default: psum's cache, $PSUM_CACHE_DIR/sim/<module>)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_sim)
 
@@ -67,7 +67,7 @@ def _cmd_sim(args) -> int:
     from psum.hw.verify import conv_streams_from_digits, simulate
 
     spec = MacSpec.parse(args.spec)
-    streams = None if args.exhaustive else conv_streams_from_digits(spec, 64, seed=args.seed)
+    streams = None if args.exhaustive else conv_streams_from_digits(spec, seed=args.seed)
     res = simulate(spec, cycles=args.cycles, seed=args.seed, streams=streams,
                    exhaustive=args.exhaustive, waves=args.waves, build_dir=args.build_dir,
                    mode="drive" if args.drive else "stream")

@@ -1,8 +1,12 @@
 """The ``psum`` command line: one subcommand per user action, each backed by a plain Python API.
 
-Each subcommand lives in the module that owns its API (see :data:`COMMANDS`); a module exposes
-``register(subparsers)``, which adds its parsers and sets ``func`` on each. Modules import their heavy
-dependencies (torch, amaranth, cocotb) inside the command functions, so ``psum --help`` is fast.
+Every subcommand is a thin layer in this package (see :data:`COMMANDS`): parse the arguments, call
+the Python API, print the result (tables through :func:`psum._util.format_table`). A module exposes
+``register(subparsers)``, which adds its parsers and sets ``func`` on each. Behaviour lives in the
+APIs (:func:`psum.sweeps.sweep.run_search`, :func:`psum.quant.fake2true.run_stored`,
+:meth:`psum.reports.report.ReportConfig.quick`, ...), so everything the CLI does is one call
+away from Python. Modules import their heavy dependencies (torch, amaranth, cocotb) inside the
+command functions, so ``psum --help`` is fast.
 
 Every error caused by the user's input is a :class:`ValueError`, :class:`FileNotFoundError` or
 :class:`psum.errors.PsumError` raised by the API; it is printed as one line on stderr with exit
@@ -44,13 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # not built yet
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

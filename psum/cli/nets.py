@@ -6,28 +6,17 @@ torch and the emulation are imported inside the command functions, so ``psum --h
 from __future__ import annotations
 
 import json
-import sys
+
+from psum._util import format_table
 
 __all__ = ["register"]
 
-_MODELS = ("lenet5", "alexnet", "resnet18", "resnet18-imagenet")
-_DATASETS = ("digits", "cifar10", "cifar100", "imagenet")
+# Model names are checked by the API (one message for every command); the help lists them.
+_MODELS_HELP = "lenet5, alexnet, resnet18, resnet18-imagenet"
 
 
-def _print_table(rows: list[dict], cols: list[str], file=None) -> None:
-    file = file or sys.stdout
-    def fmt(v):
-        if v is None:
-            return "-"
-        if isinstance(v, float):
-            return f"{v:.2f}"
-        return str(v)
-
-    table = [[fmt(r.get(c)) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(t[i]) for t in table)) if table else len(c) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip(), file=file)
-    for t in table:
-        print("  ".join(v.ljust(w) for v, w in zip(t, widths)).rstrip(), file=file)
+def _table(rows: list[dict], cols: list[str]) -> str:
+    return format_table(rows, cols, floats="{:.2f}", missing="-")
 
 
 def _cmd_train(args) -> int:
@@ -50,67 +39,36 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from psum.nets.data import dataset_info, load_dataset
-    from psum.nets.train import evaluate, load_checkpoint
+    from psum.sweeps.sweep import evaluate_spec
 
-    net, meta = load_checkpoint(args.model, args.dataset, path=args.checkpoint)
-    info = dataset_info(args.dataset)
-    ds = load_dataset(args.dataset, "test", args.data_dir, channels=meta["in_channels"])
-    prog = True if args.progress else None
-    if args.spec:
-        from psum.golden import MacSpec
-        from psum.golden.emulation.layers import emulate
-        from psum.sweeps.sweep import CALIB_IMAGES
-        from psum.nets.train import iterate_batches
-
-        spec = MacSpec.parse(args.spec)
-        train_ds = load_dataset(args.dataset, "train", args.data_dir, channels=meta["in_channels"])
-        calib = next(iterate_batches(train_ds, CALIB_IMAGES, limit=CALIB_IMAGES))[0]
-        net = emulate(net, spec if args.layer == "all" else {args.layer: spec}, calib=calib)
-    from psum.progress import progress
-
-    n = len(ds) if args.limit is None else min(args.limit, len(ds))
-    with progress(total=n, desc="eval", unit="img", enabled=prog) as bar:
-        res = evaluate(net, ds, limit=args.limit, topk=info.topk, device=args.device, progress_bar=bar)
-    row = {"model": args.model, "dataset": args.dataset, "spec": args.spec or "fp32", "layer": args.layer,
-           **res, "checkpoint_accuracy": meta["accuracy"]}
+    row = evaluate_spec(args.model, args.dataset, args.spec, layer=args.layer, checkpoint=args.checkpoint,
+                        data_dir=args.data_dir, limit=args.limit, device=args.device,
+                        progress_enabled=True if args.progress else None)
     if args.json:
         print(json.dumps(row, indent=1))
     else:
-        top5 = f", top-5 {res['top5']:.2f} %" if "top5" in res else ""
+        top5 = f", top-5 {row['top5']:.2f} %" if "top5" in row else ""
         print(f"{args.model}/{args.dataset} [{row['spec']}{'' if args.layer == 'all' else ' @' + args.layer}]: "
-              f"top-1 {res['top1']:.2f} %{top5} on {res['n_images']} test images")
+              f"top-1 {row['top1']:.2f} %{top5} on {row['n_images']} test images")
     return 0
 
 
-_SEARCH_DEFAULT = "e5m?,e?m7,int?:wrap,int?:sat"
 _SWEEP_DEFAULT = ("fp32,fp16,bf16,e5m6,e5m4,e5m3,e5m2,e4m3,e4m2,e3m3,"
                   "int24,int20,int18,int16,int18:sat,int16:sat")
 
 
 def _cmd_sweep(args) -> int:
-    from psum.sweeps.sweep import parse_acc_list, parse_search_entry, run_sweep, search_entry_text, search_min_acc
+    from psum.sweeps.sweep import SEARCH_DEFAULT, run_search, run_sweep, search_label
 
     prog = True if args.progress else None
     if args.plot:
         _plot_path(args.plot)  # before any work
     common = dict(a=args.a, b=args.b, rounding=args.round, extra=args.extra, limit=args.limit, out=args.out,
                   data_dir=args.data_dir, checkpoint=args.checkpoint, batch_size=args.batch_size, device=args.device,
-                  progress_enabled=prog, train_if_missing=args.train)
+                  progress_enabled=prog, train_if_missing=args.train, overflow=args.overflow)
     if args.search:
-        entries = [parse_search_entry(e) for e in parse_acc_list(args.acc or _SEARCH_DEFAULT)]
-        layers = ["all"]
-        if args.per_layer:
-            from psum.nets.train import load_checkpoint
-            from psum.nets.models import mac_layers
-
-            layers += mac_layers(load_checkpoint(args.model, args.dataset, path=args.checkpoint)[0])
-        results = []
-        for kind, fixed, overflow in entries:
-            for layer in layers:
-                res = search_min_acc(args.model, args.dataset, kind=kind, overflow=overflow or args.overflow,
-                                     tol=args.tol, layer=layer, relative_to=args.relative_to, **fixed, **common)
-                results.append(res)
+        results = run_search(args.model, args.dataset, args.acc or SEARCH_DEFAULT, per_layer=args.per_layer,
+                             tol=args.tol, relative_to=args.relative_to, **common)
         if args.json:
             print(json.dumps([{k: v for k, v in r.items() if k != "rows"} for r in results], indent=1))
             return 0
@@ -118,27 +76,28 @@ def _cmd_sweep(args) -> int:
         rel = "the fp32 baseline" if args.relative_to == "fp32" else "the same operands with an fp32/int32 accumulator"
         print(f"{args.model}/{args.dataset}: fp32 baseline {base:.2f} % on {results[0]['n_images']} test images; "
               f"tolerance {args.tol:g} percentage points below {rel}")
-        table = []
-        for r in results:
-            what = search_entry_text(r["kind"], r["fixed"], r["overflow"] if r["kind"] == "int" else None)
-            tried = " ".join(f"{v}:{a:.1f}" for v, a in r["evaluated"].items())
-            table.append({"search": what, "layer": r["layer"], "min": r["acc"] or "none", "accuracy": r["accuracy"],
-                          "reference": r["reference_accuracy"], "tried (value:acc%)": tried})
-        _print_table(table, ["search", "layer", "min", "accuracy", "reference", "tried (value:acc%)"])
+        table = [{"search": search_label(r), "layer": r["layer"], "min": r["acc"] or "none", "accuracy": r["accuracy"],
+                  "reference": r["reference_accuracy"],
+                  "tried (value:acc%)": " ".join(f"{v}:{a:.1f}" for v, a in r["evaluated"].items())}
+                 for r in results]
+        print(_table(table, ["search", "layer", "min", "accuracy", "reference", "tried (value:acc%)"]))
         return 0
-    rows = run_sweep(args.model, args.dataset, args.acc or _SWEEP_DEFAULT, overflow=args.overflow,
-                     per_layer=args.per_layer, network=not args.layers_only, **common)
+    rows = run_sweep(args.model, args.dataset, args.acc or _SWEEP_DEFAULT, per_layer=args.per_layer,
+                     network=not args.layers_only, **common)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
     base = rows[0]
     print(f"{args.model}/{args.dataset}: fp32 baseline {base['accuracy']:.2f} % on {base['n_images']} test images")
     cols = ["spec", "layer", "accuracy", "seconds"] + (["top5"] if "top5" in base else [])
-    _print_table(rows[1:], cols)
+    print(_table(rows[1:], cols))
     if args.out:
         print(f"results: {args.out}")
     if args.plot:
-        print(f"plot: {', '.join(plot_sweep(rows, args.plot, title=f'{args.model}/{args.dataset}'))}")
+        from psum.reports.plots import plot_sweep
+
+        written = plot_sweep(rows, args.plot, title=f"{args.model}/{args.dataset}")
+        print(f"plot: {', '.join(written)}")
     return 0
 
 
@@ -151,26 +110,14 @@ def _plot_path(path):
     return path
 
 
-def plot_sweep(rows: list[dict], path, *, title: str, tol: float = 1.0) -> list[str]:
-    """Accuracy against accumulator bits of a sweep's network-wide rows: ``path`` (PNG) and its SVG twin."""
-    from psum.reports.plots import plot_accuracy_vs_bits
-
-    path = _plot_path(path)
-    points = [dict(family="float" if r["kind"] == "float" else f"int-{r.get('overflow') or 'wrap'}",
-                   exp_bits=r.get("exp_bits"), acc_bits=r["acc_bits"], accuracy=r["accuracy"])
-              for r in rows[1:] if r["layer"] == "all"]
-    if not points:
-        raise ValueError("--plot needs network-wide rows (drop --layers-only)")
-    names = plot_accuracy_vs_bits(points, rows[0]["accuracy"], tol, path.parent, title, stem=path.stem)
-    return [str(path.parent / n) for n in names]
-
-
 def register(sub) -> None:
     from psum.golden import FORMAT_HELP, SPEC_HELP  # light: no torch
+    from psum.nets.data import DATASETS  # light: no torch
+    from psum.sweeps.sweep import SEARCH_DEFAULT  # light: torch is imported inside the functions
 
     def common(p, *, data=True):
-        p.add_argument("--model", required=True, choices=_MODELS, help="network")
-        p.add_argument("--dataset", default="digits", choices=_DATASETS, help="dataset (default digits, built in)")
+        p.add_argument("--model", required=True, help=f"network: {_MODELS_HELP}")
+        p.add_argument("--dataset", default="digits", choices=DATASETS, help="dataset (default digits, built in)")
         if data:
             p.add_argument("--data-dir", metavar="DIR", help="folder with CIFAR/ImageNet files (never downloaded)")
         p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
@@ -179,7 +126,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("train", help="train a model in bfloat16 autocast and write its checkpoint",
                        description="Train a model (forward pass in bfloat16 autocast), evaluate it in float32 and "
-                                   "write checkpoints/<model>-<dataset>.pt atomically.")
+                                   "write ./checkpoints/<model>-<dataset>.pt atomically (or $PSUM_CHECKPOINT_DIR).")
     common(p)
     p.add_argument("--epochs", type=int, help="epochs (default: 15 on digits (4 for resnet18), 30 on cifar10)")
     p.add_argument("--seed", type=int, default=0, help="seed for init, shuffling, augmentation (default 0)")
@@ -189,7 +136,7 @@ def register(sub) -> None:
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="default adam")
     p.add_argument("--limit", type=int, help="train on the first N training images only")
     p.add_argument("--no-autocast", action="store_true", help="train in plain float32")
-    p.add_argument("--out", metavar="FILE", help="checkpoint path (default checkpoints/<model>-<dataset>.pt)")
+    p.add_argument("--out", metavar="FILE", help="checkpoint path (default ./checkpoints/<model>-<dataset>.pt)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="test accuracy of a checkpoint, float32 or emulated with a MAC spec",
@@ -199,7 +146,7 @@ def register(sub) -> None:
     p.add_argument("--spec", metavar="SPEC", help="MAC spec to emulate (default: none, float32)")
     p.add_argument("--layer", default="all", help="emulate only this layer (default all)")
     p.add_argument("--limit", type=int, help="first N test images only")
-    p.add_argument("--checkpoint", metavar="FILE", help="checkpoint path (default checkpoints/<model>-<dataset>.pt)")
+    p.add_argument("--checkpoint", metavar="FILE", help="checkpoint path (default ./checkpoints/<model>-<dataset>.pt, else the shipped one)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("sweep", help="accuracy per accumulator format (network-wide, per layer) or minimum search",
@@ -209,7 +156,7 @@ def register(sub) -> None:
     p.add_argument("--acc", metavar="LIST",
                    help="accumulators FMT[:wrap|:sat], comma-separated (default: a dozen float and int formats); "
                         "with --search: templates e<E>m?, e?m<M>, int?[:wrap|:sat] (quote them; default "
-                        f"{_SEARCH_DEFAULT}). {FORMAT_HELP}")
+                        f"{SEARCH_DEFAULT}). {FORMAT_HELP}")
     p.add_argument("--a", metavar="FMT", help="activation format (default fp8_e4m3; int8 for int accumulators)")
     p.add_argument("--b", metavar="FMT", help="weight format (default fp8_e4m3; int8 for int accumulators)")
     p.add_argument("--round", default="rne", metavar="MODE", help="accumulator rounding mode (default rne)")
@@ -226,6 +173,6 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="images per emulated batch (default 256)")
     p.add_argument("--out", metavar="FILE", help="JSON Lines results file; finished rows there are not recomputed")
     p.add_argument("--plot", metavar="FILE.png", help="plot accuracy against accumulator bits (PNG + SVG)")
-    p.add_argument("--checkpoint", metavar="FILE", help="checkpoint path (default checkpoints/<model>-<dataset>.pt)")
+    p.add_argument("--checkpoint", metavar="FILE", help="checkpoint path (default ./checkpoints/<model>-<dataset>.pt, else the shipped one)")
     p.add_argument("--train", action="store_true", help="train the checkpoint first if there is none")
     p.set_defaults(func=_cmd_sweep)

@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
+from psum._util import format_table
+
 __all__ = ["register"]
 
 
 def _cmd_report(args) -> int:
     from psum.reports.report import ReportConfig, build_report
 
-    kw = dict(model=args.model, dataset=args.dataset, tol=args.tol, limit=args.limit, data_dir=args.data_dir,
-              jobs=args.jobs, sim_cycles=args.sim_cycles, per_layer=not args.no_per_layer)
-    if args.quick:  # a smaller study for a first look: fewer formats and images, no per-layer search
-        kw.update(float_exps=(5,), max_man=8, int_widths=tuple(range(10, 23, 4)), per_layer=False,
-                  limit=args.limit or 200)
-    data = build_report(ReportConfig(**kw), out_dir=args.out, force_synth=args.force)
+    kw = dict(model=args.model, dataset=args.dataset, tol=args.tol, data_dir=args.data_dir, jobs=args.jobs,
+              sim_cycles=args.sim_cycles)
+    if args.limit is not None:
+        kw["limit"] = args.limit
+    if args.no_per_layer:
+        kw["per_layer"] = False
+    cfg = ReportConfig.quick(**kw) if args.quick else ReportConfig(**kw)
+    data = build_report(cfg, out_dir=args.out, force_synth=args.force)
     print(f"baseline top-1 {data['baseline_accuracy']:.2f}%  (tolerance {args.tol:g} pt)")
-    print(f"{'design':<18} {'accumulator':<12} {'bits':>6} {'top-1 %':>8} {'GE':>9} {'fJ/MAC':>8} {'delay ns':>9}")
-    for r in data["headline"]:
-        acc = r["accuracy"]
-        print(f"{r['design']:<18} {r['acc']:<12} {r['bits']:>6.3g} {'' if acc is None else f'{acc:.2f}':>8} "
-              f"{r['ge']:>9.4g} {r['energy_fj']:>8.3g} {r['delay_ns']:>9.3g}")
+    rows = [{"design": r["design"], "accumulator": r["acc"], "bits": f"{r['bits']:.3g}",
+             "top-1 %": "" if r["accuracy"] is None else f"{r['accuracy']:.2f}", "GE": f"{r['ge']:.4g}",
+             "fJ/MAC": f"{r['energy_fj']:.3g}", "delay ns": f"{r['delay_ns']:.3g}"} for r in data["headline"]]
+    print(format_table(rows, ["design", "accumulator", "bits", "top-1 %", "GE", "fJ/MAC", "delay ns"]))
     return 0
 
 
 def register(sub) -> None:
     p = sub.add_parser("report", help="the trade-off report: accuracy vs area/energy per accumulator format",
                        description="Run the whole study (train if needed, sweep, search, RTL check, synthesis) "
-                                   "and write reports/<model>-<dataset>/ (index.html, report.md, plots, data).")
+                                   "and write ./<model>-<dataset>/ (index.html, report.md, plots, data), relative to the "
+                                   "working directory (or $PSUM_RESULTS_DIR, or --out).")
     p.add_argument("--model", default="lenet5", help="lenet5, alexnet, resnet18, resnet18-imagenet (default lenet5)")
     p.add_argument("--dataset", default="digits", help="digits (built in), cifar10, cifar100, imagenet (default digits)")
     p.add_argument("--data-dir", help="folder holding CIFAR / ImageNet (no downloads)")
@@ -37,5 +41,5 @@ def register(sub) -> None:
     p.add_argument("--no-per-layer", action="store_true", help="skip the per-layer minimum searches")
     p.add_argument("--quick", action="store_true", help="a smaller study for a first look")
     p.add_argument("--force", action="store_true", help="recompute synthesis instead of using the cache")
-    p.add_argument("--out", help="output folder (default reports/<model>-<dataset>)")
+    p.add_argument("--out", help="output folder (default ./<model>-<dataset>)")
     p.set_defaults(func=_cmd_report)
