@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from psum import paths
+from psum._util import atomic_write
 
 __all__ = ["default_cache_dir", "cache_key", "load", "store"]
 
@@ -43,15 +42,4 @@ def load(cache_dir, key: str) -> dict | None:
 
 def store(cache_dir, key: str, data: dict) -> Path:
     """Write ``data`` for ``key`` atomically; returns the file's path."""
-    cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"{key}.json"
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=f".{key}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(Path(cache_dir) / f"{key}.json", json.dumps(data, indent=1, sort_keys=True))

@@ -31,6 +31,8 @@ from typing import Union
 
 import numpy as np
 
+from psum._util import check_int
+
 from .rounding import Rounding, parse_rounding
 
 __all__ = [
@@ -55,11 +57,6 @@ FORMAT_HELP = (
 _MAX_EXP_BITS = 11
 _MAX_MAN_BITS = 52
 _MAX_INT_BITS = 64
-
-
-def _check_int(name: str, value, lo: int, hi: int) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be an integer between {lo} and {hi}, not {value!r}")
 
 
 def _default_bias(exp_bits: int, specials: str) -> int:
@@ -104,15 +101,15 @@ class FloatFormat:
             raise ValueError(
                 f"special-value policy must be one of {', '.join(SPECIALS)}, not {self.specials!r}"
             )
-        _check_int("exponent bits", self.exp_bits, 2 if self.specials == "ieee" else 1, _MAX_EXP_BITS)
-        _check_int("mantissa bits", self.man_bits, 1 if self.specials == "ieee" else 0, _MAX_MAN_BITS)
+        check_int("exponent bits", self.exp_bits, 2 if self.specials == "ieee" else 1, _MAX_EXP_BITS)
+        check_int("mantissa bits", self.man_bits, 1 if self.specials == "ieee" else 0, _MAX_MAN_BITS)
         if self.specials == "fn" and self.exp_bits + self.man_bits < 2:
             raise ValueError("an fn format needs at least 2 exponent+mantissa bits")
         if not isinstance(self.subnormals, bool):
             raise ValueError(f"subnormals must be True or False, not {self.subnormals!r}")
         if self.bias is None:
             object.__setattr__(self, "bias", _default_bias(self.exp_bits, self.specials))
-        _check_int("bias", self.bias, -(1 << 12), 1 << 12)
+        check_int("bias", self.bias, -(1 << 12), 1 << 12)
         if self.emax < self.emin:
             raise ValueError(f"format {self} has no normal numbers")
 
@@ -363,7 +360,7 @@ class IntFormat:
     signed: bool = True
 
     def __post_init__(self):
-        _check_int("integer width", self.bits, 2 if self.signed else 1, _MAX_INT_BITS)
+        check_int("integer width", self.bits, 2 if self.signed else 1, _MAX_INT_BITS)
         if not isinstance(self.signed, bool):
             raise ValueError(f"signed must be True or False, not {self.signed!r}")
 

@@ -284,8 +284,7 @@ class MacSpec:
         if self.sr_bits is None:
             set_("sr_bits", 8 if self.rounding is Rounding.SR else 0)
         if self.rounding is Rounding.SR:
-            if isinstance(self.sr_bits, bool) or not isinstance(self.sr_bits, int) or not 1 <= self.sr_bits <= 32:
-                raise ValueError(f"srbits must be an integer between 1 and 32, not {self.sr_bits!r}")
+            check_int("srbits", self.sr_bits, 1, 32)
         elif self.sr_bits != 0:
             raise ValueError("srbits applies only to stochastic rounding (round=sr)")
         set_("order", Order.parse(self.order))

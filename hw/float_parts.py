@@ -26,6 +26,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, 
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from psum._util import check_int
 from psum.golden import FloatFormat, IntFormat, Rounding
 from psum.golden.rounding import round_up
 
@@ -298,8 +299,7 @@ class FloatRounder(wiring.Component):
                  exp_range: tuple[int, int], sr_bits: int = 0, lead: int | None = None):
         if not isinstance(fmt, FloatFormat):
             raise ValueError(f"the rounder's target must be a float format, not {fmt!r}")
-        if not isinstance(mag_width, int) or mag_width < 1:
-            raise ValueError(f"mag_width must be a positive integer, not {mag_width!r}")
+        check_int("mag_width", mag_width, 1)
         lo, hi = exp_range
         if lo > hi:
             raise ValueError(f"exp_range must be (low, high) with low <= high, not {exp_range!r}")

@@ -54,8 +54,11 @@ def test_bad_formats(text, message):
 def test_bad_constructor_args():
     with pytest.raises(ValueError, match="^special-value policy must be one of ieee, fn, fnuz, fin, not 'x'$"):
         FloatFormat(4, 3, specials="x")
-    with pytest.raises(ValueError, match="^integer width must be an integer between 2 and 64, not 1.5$"):
+    # a wrong type is a TypeError (as in Amaranth), with the same one message shape as a bad value
+    with pytest.raises(TypeError, match="^integer width must be an integer between 2 and 64, not 1.5$"):
         IntFormat(1.5)
+    with pytest.raises(TypeError, match="^exponent bits must be an integer between 2 and 11, not True$"):
+        FloatFormat(True, 3)
 
 
 SMALL = [f for f in NAMED.values() if f.width <= 16] + [parse_format(t) for t in (

@@ -23,7 +23,6 @@ import shutil
 import pytest
 
 from psum.golden import MacSpec
-from psum.paths import cache_dir
 
 from specs import CORNERS, MATRIX
 
