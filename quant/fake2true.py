@@ -66,6 +66,8 @@ from pathlib import Path
 
 import numpy as np
 
+from psum._util import atomic_path, atomic_write
+
 __all__ = ["FloatArith", "FakeGraph", "compare", "REMEDIES", "parse_remedies", "format_table",
            "write_fake2true_section", "run_fake2true", "run_stored", "SECTION_MD", "RESULTS_FILE",
            "DEFAULT_FORMATS"]
@@ -519,13 +521,6 @@ def _render(head, rows, markdown):
     return [fmt(head)] + [fmt(r) for r in rows]
 
 
-def _atomic_write(path, text: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 # The section's files: the report (psum.reports.report) links SECTION_MD when it finds it in the
 # ``fake2true/`` folder beside the report's own folder (psum.paths.results_dir lays them out so).
 SECTION_MD = "fake2true.md"
@@ -593,13 +588,13 @@ def write_fake2true_section(results, out_dir) -> dict:
     paths = {k: os.path.join(out_dir, f"{stem}.{ext}") for k, ext in
              (("markdown", "md"), ("json", "json"), ("png", "png"), ("svg", "svg"))}
     md += [f"![mismatch per layer and format]({os.path.basename(paths['png'])})", ""]
-    fig.savefig(paths["png"] + ".tmp.png", dpi=110)
-    os.replace(paths["png"] + ".tmp.png", paths["png"])
-    fig.savefig(paths["svg"] + ".tmp.svg")
-    os.replace(paths["svg"] + ".tmp.svg", paths["svg"])
+    with atomic_path(paths["png"]) as tmp:
+        fig.savefig(tmp, dpi=110)
+    with atomic_path(paths["svg"]) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    _atomic_write(paths["markdown"], "\n".join(md))
-    _atomic_write(paths["json"], json.dumps(results, indent=1))
+    atomic_write(paths["markdown"], "\n".join(md))
+    atomic_write(paths["json"], json.dumps(results, indent=1))
     return paths
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 from pathlib import Path
+
+from psum._util import atomic_write
 
 __all__ = ["Document", "format_cell"]
 
@@ -103,9 +104,7 @@ class Document:
     def write(self, out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, text in (("report.md", self.markdown()), ("index.html", self.html(out_dir))):
-            tmp = out_dir / f".{name}.tmp"
-            tmp.write_text(text)
-            os.replace(tmp, out_dir / name)
+            atomic_write(out_dir / name, text)
 
 
 def _inline(text: str) -> str:

@@ -29,6 +29,7 @@ import os
 import time
 from pathlib import Path
 
+from psum._util import atomic_path, atomic_write
 from psum.golden import FloatFormat, IntFormat, parse_format
 from psum.golden.spec import DEFAULT_OPERANDS
 
@@ -127,18 +128,14 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     if not rows:
         return
     cols = list(dict.fromkeys(k for r in rows for k in r if not isinstance(r[k], (dict, list))))
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=1, default=str))
 
 
 def _say(msg: str, quiet: bool) -> None:
