@@ -27,8 +27,7 @@ __all__ = [
     "SPEC_HELP",
     "mac_step",
     "quantize",
-    "emulate",
-]
+]  # emulate (torch) is importable by name but kept out of `import *`, which stays numpy-only
 
 
 def __getattr__(name):

@@ -448,8 +448,9 @@ NAMED: dict[str, Format] = {
 }
 _NAME_OF = {fmt: name for name, fmt in NAMED.items()}
 
-_FLOAT_RE = re.compile(r"e(-?\d+)m(-?\d+)(fnuz|fn|fin)?((?:_ftz|_bn?\d+)*)")
-_INT_RE = re.compile(r"(u?)int(-?\d+)")
+# [0-9], not \d: \d also matches other scripts' digits ("e٥m2"), which int() would accept silently.
+_FLOAT_RE = re.compile(r"e(-?[0-9]+)m(-?[0-9]+)(fnuz|fn|fin)?((?:_ftz|_bn?[0-9]+)*)")
+_INT_RE = re.compile(r"(u?)int(-?[0-9]+)")
 
 
 def parse_format(text) -> Format:
@@ -477,7 +478,10 @@ def parse_format(text) -> Format:
         exp_bits, man_bits = int(m.group(1)), int(m.group(2))
         specials = m.group(3) or "ieee"
         subnormals, bias = True, None
-        for mod in re.findall(r"_ftz|_bn?\d+", m.group(4) or ""):
+        mods = re.findall(r"_ftz|_bn?[0-9]+", m.group(4) or "")
+        if len({mod[:2] for mod in mods}) != len(mods):  # e5m10_b3_b4, _ftz_ftz: which one was meant?
+            raise ValueError(f"format {text!r}: each modifier (_ftz, _b<bias>) may appear once")
+        for mod in mods:
             if mod == "_ftz":
                 subnormals = False
             else:

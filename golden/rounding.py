@@ -141,6 +141,10 @@ def exact_zero_sign(mode: Rounding, *, both_zero, sp, sc):
     -------
     The same kind as the inputs: true for ``-0``.
     """
+    if isinstance(both_zero, bool):  # Python's ~True is -2: lift plain bools to numpy's bool
+        import numpy as np
+
+        both_zero, sp, sc = np.bool_(both_zero), np.bool_(sp), np.bool_(sc)
     if mode is Rounding.RDN:
         return (both_zero & (sp | sc)) | ~both_zero
     return both_zero & sp & sc

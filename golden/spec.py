@@ -91,7 +91,7 @@ ORDER_KINDS = ("seq", "tree", "chunk", "mta")
 _ORDER_PARAMS = {"seq": (), "tree": (), "chunk": ("length",), "mta": ("n", "w", "p")}
 _ORDER_LETTER = {"length": "L", "n": "N", "w": "W", "p": "P"}
 # The one grammar of the order text; nothing outside this module parses it.
-_ORDER_RE = re.compile(r"(seq|tree)|chunk(\d+)|mta(\d+)w(\d+)p(\d+)")
+_ORDER_RE = re.compile(r"(seq|tree)|chunk([0-9]+)|mta([0-9]+)w([0-9]+)p([0-9]+)")  # ASCII digits only
 _ORDER_HELP = "seq, tree, chunk<L> or mta<N>w<W>p<P>"
 # The mta engine sums W-bit aligned terms of N products plus the register in an int64 with a
 # spare bit for the sign: W + bit_length(N + 1) <= 61 keeps that sum exact (no wrap).
@@ -284,7 +284,7 @@ class MacSpec:
         if self.sr_bits is None:
             set_("sr_bits", 8 if self.rounding is Rounding.SR else 0)
         if self.rounding is Rounding.SR:
-            check_int("srbits", self.sr_bits, 1, 32)
+            set_("sr_bits", check_int("srbits", self.sr_bits, 1, 32))
         elif self.sr_bits != 0:
             raise ValueError("srbits applies only to stochastic rounding (round=sr)")
         set_("order", Order.parse(self.order))
@@ -347,7 +347,13 @@ class MacSpec:
         return ",".join(fields)
 
     def replace(self, **changes) -> "MacSpec":
-        """A copy with some fields changed (re-validated)."""
+        """A copy with some fields changed (re-validated).
+
+        Changing ``order`` to one without a second-level accumulator (``seq``, ``tree``) drops
+        ``acc2`` unless ``acc2`` is given too; an order that needs one gets its default.
+        """
+        if "order" in changes and "acc2" not in changes and not Order.parse(changes["order"]).uses_acc2:
+            changes["acc2"] = None
         return dataclasses.replace(self, **changes)
 
     @staticmethod
@@ -381,7 +387,7 @@ class MacSpec:
             elif key == "round":
                 kwargs["rounding"] = value
             elif key == "srbits":
-                if not re.fullmatch(r"\d+", value):
+                if not re.fullmatch(r"[0-9]+", value):
                     raise ValueError(f"srbits must be an integer between 1 and 32, not {value!r}")
                 kwargs["sr_bits"] = int(value)
             elif key in ("overflow", "order"):

@@ -90,7 +90,12 @@ _API = {
 __all__ = ["__version__", *_API]
 
 
+_SUBPACKAGES = ("golden", "hw", "flows", "nets", "quant", "sweeps", "reports", "cli", "paths", "errors")
+
+
 def __getattr__(name: str):
+    if name in _SUBPACKAGES:  # `import psum; psum.golden.formats` works as in any package
+        return importlib.import_module(f"psum.{name}")
     home = _API.get(name)
     if home is None:
         raise AttributeError(f"module 'psum' has no attribute {name!r}")

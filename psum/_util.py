@@ -8,6 +8,7 @@ kind of helpers in ``amaranth/_utils.py``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import numbers
 import os
 import shutil
@@ -72,6 +73,8 @@ def atomic_path(path, *, suffix: str | None = None):
     Whatever the body raises; the temporary file is removed and ``path`` is left untouched.
     """
     path = Path(path)
+    if path.is_dir():  # checked first: else the error would name the temporary file, not the user's path
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp")
     os.close(fd)

@@ -45,6 +45,7 @@ import dataclasses
 import numpy as np
 
 from psum._util import check_int
+from psum.golden.rounding import Rounding, round_up
 
 __all__ = ["IntLayer", "IntProgram", "compile_program", "quantize_multiplier", "requantize",
            "acc_spec", "TIES"]
@@ -84,12 +85,13 @@ def requantize(acc, m, shift, *, zero: int = 0, lo: int, hi: int, ties: str = "e
     q = p >> shift  # floor division by 2**shift (arithmetic shift)
     r = p - (q << shift)  # remainder in [0, 2**shift)
     half = np.int64(1) << (shift - 1)
-    if ties == "even":
-        up = (r > half) | ((r == half) & ((q & 1) == 1))
-    elif ties == "up":
-        up = r >= half
-    else:
+    if ties not in TIES:
         raise ValueError(f"ties must be one of {', '.join(TIES)}, not {ties!r}")
+    # The increment is the rule book's (psum.golden.rounding.round_up) on the floor form q + r/2**shift,
+    # whose fraction is never negative: sign=False. "even" is RNE; "up" (round half toward +inf,
+    # gemmlowp/TFLite) is RNA applied to that non-negative fraction.
+    up = round_up(Rounding.RNE if ties == "even" else Rounding.RNA, lsb=(q & 1) == 1, guard=r >= half,
+                  sticky=(r & (half - 1)) != 0, sign=np.zeros(q.shape, dtype=bool))
     return np.clip(q + up + zero, lo, hi)
 
 

@@ -29,7 +29,7 @@ import os
 import time
 from pathlib import Path
 
-from psum._util import atomic_path, atomic_write
+from psum._util import atomic_path, atomic_write, check_int
 from psum.golden import FloatFormat, IntFormat, parse_format
 from psum.golden.spec import DEFAULT_OPERANDS
 
@@ -62,6 +62,12 @@ class ReportConfig:
         Per-layer minimum-bits searches.
     power_outputs : int
         Output elements of the busiest layer whose operand streams drive the power proxy.
+
+    Raises
+    ------
+    ValueError, TypeError
+        A field out of range (checked here, before any work: a bad ``jobs`` must not surface
+        only after the sweep and the RTL checks ran).
     """
 
     model: str = "lenet5"
@@ -79,6 +85,20 @@ class ReportConfig:
     jobs: int = 2
     stats_images: int = 64
     power_outputs: int = 8
+
+    def __post_init__(self):
+        if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or not 0 <= self.tol < 100:
+            raise ValueError(f"tol must be a number of percentage points in [0, 100), not {self.tol!r}")
+        for name, lo, hi in (("max_man", 1, 23), ("sim_cycles", 1, None), ("jobs", 1, None),
+                             ("stats_images", 1, None), ("power_outputs", 1, None)):
+            check_int(name, getattr(self, name), lo, hi)
+        if self.limit is not None:
+            check_int("limit", self.limit, 1)
+        for e in self.float_exps:
+            check_int("float exponent width", e, 2, 8)
+        for w in self.int_widths:
+            check_int("integer accumulator width", w, 2, 64)
+        parse_format(self.float_operand), parse_format(self.int_operand)
 
     @classmethod
     def quick(cls, **overrides) -> "ReportConfig":

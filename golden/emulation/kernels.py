@@ -40,6 +40,7 @@ import os
 import subprocess
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +166,10 @@ def _lib():
                 _LIB = lib
             except OSError as exc:
                 _LIB_ERROR = str(exc)
+                # Exact either way, but much slower: say so once instead of running slow silently.
+                warnings.warn(f"psum: the C kernel is not available ({_LIB_ERROR.splitlines()[0]}); emulation "
+                              "falls back to slower exact paths (check $PSUM_CACHE_DIR and gcc)",
+                              RuntimeWarning, stacklevel=2)
     return _LIB
 
 

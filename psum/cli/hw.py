@@ -54,8 +54,9 @@ def _cmd_verilog(args) -> int:
     spec = MacSpec.parse(args.spec)
     text = unit_verilog(spec)
     if args.output:
-        with open(args.output, "w") as f:
-            f.write(text)
+        from psum._util import atomic_write
+
+        atomic_write(args.output, text)
         print(f"wrote {args.output} (module {spec.name})", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -64,6 +64,10 @@ def main(argv=None) -> int:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"psum {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path that is a directory, unwritable, a full disk: one line, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"psum {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"psum {args.command}: interrupted", file=sys.stderr)
         return 130
