@@ -73,7 +73,8 @@ def default_operand(acc) -> Format:
     -------
     Format
         ``DEFAULT_OPERANDS["int"]`` (int8) for an integer accumulator, else
-        ``DEFAULT_OPERANDS["float"]`` (fp8_e4m3).
+        ``DEFAULT_OPERANDS["float"]`` (fp8_e4m3), also for a fixed-point accumulator (the float
+        operands a Kulisch-style register accumulates).
 
     Raises
     ------
