@@ -133,10 +133,17 @@ def _operands_for(spec: MacSpec, acc, a, b, k: int, target: np.ndarray, rng: np.
     one_b = _one(spec.b)
     split = rng.random(accv.size) < 0.5
     if isinstance(spec.a, FloatFormat):
-        a_val = np.where(split, np.sqrt(np.abs(target)) * np.sign(target), target)
+        root = np.sqrt(np.abs(target))
+        a_val = np.where(split, root * np.sign(target), target)
+        if isinstance(spec.acc, FixedFormat):
+            # a power-of-two b keeps a's significand that of the target, so an lsb tie such as
+            # 15 * 2**-13 stays exact even where no single operand value reaches it
+            with np.errstate(divide="ignore"):
+                root = np.where(target != 0, np.exp2(np.floor(np.log2(np.abs(target)) / 2)), 0.0)
+            a_val = np.where(split, np.divide(target, root, out=np.zeros_like(target), where=root != 0), target)
         a[k:] = spec.a.encode(a_val, rng.choice(["rne", "rtz", "rup"]), saturate=True)
         if isinstance(spec.b, FloatFormat):
-            b_val = np.where(split, np.sqrt(np.abs(target)), 1.0)
+            b_val = np.where(split, root, 1.0)
             b[k:] = spec.b.encode(b_val, "rne", saturate=True)
         else:
             b[k:] = one_b
