@@ -1,13 +1,13 @@
 """psum.golden: bit-exact number formats, rounding and the MAC golden model.
 
-The public surface is re-exported here: formats (:class:`FloatFormat`, :class:`IntFormat`,
+The public surface is re-exported here: formats (:class:`FloatFormat`, :class:`IntFormat`, :class:`FixedFormat`,
 :func:`parse_format`), rounding modes (:class:`Rounding`), the MAC spec (:class:`MacSpec`, its
 accumulation :class:`Order`) and its semantics (:func:`mac_step`), plus the tensor helper
 :func:`quantize`; :func:`emulate` (:mod:`psum.golden.emulation.layers`, torch) is loaded on first
 access.
 """
 
-from .formats import FORMAT_HELP, NAMED, FloatFormat, Format, IntFormat, parse_format
+from .formats import FORMAT_HELP, NAMED, FixedFormat, FloatFormat, Format, IntFormat, parse_format
 from .mac import mac_step
 from .quantize import quantize
 from .rounding import Rounding, parse_rounding
@@ -16,6 +16,7 @@ from .spec import SPEC_HELP, MacSpec, Order
 __all__ = [
     "FloatFormat",
     "IntFormat",
+    "FixedFormat",
     "Format",
     "NAMED",
     "FORMAT_HELP",

@@ -18,7 +18,7 @@ import numpy as np
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: formats imports this module for its encode/decode
-    from .formats import FloatFormat, IntFormat
+    from .formats import FixedFormat, FloatFormat, IntFormat
 from .rounding import Rounding, round_up
 
 __all__ = [
@@ -32,6 +32,8 @@ __all__ = [
     "unpack",
     "encode_int",
     "decode_int",
+    "encode_fixed",
+    "decode_fixed",
     "unpack_int",
     "draw_random",
     "ZERO",
@@ -248,11 +250,13 @@ def unpack_float(fmt: FloatFormat, bits):
 def unpack(fmt, bits):
     """``(sign, mag, exp, cls)`` of codes of any format: :func:`unpack_float`, or for an integer
     format the exact value as ``(v < 0, |v|, 0, ZERO or FINITE)`` (integers enter the float
-    datapaths as exact floats with exponent 0)."""
+    datapaths as exact floats with exponent 0; a fixed-point code ``k`` as ``|k|`` with exponent
+    ``-F``)."""
     if fmt.is_float:
         return unpack_float(fmt, bits)
     v = unpack_int(fmt, bits)
-    return v < 0, np.abs(v), np.zeros_like(v), np.where(v == 0, ZERO, FINITE).astype(np.int8)
+    exp = np.full_like(v, getattr(fmt, "lsb_exp", 0))  # 0 for int<N>, -F for q<I>.<F>
+    return v < 0, np.abs(v), exp, np.where(v == 0, ZERO, FINITE).astype(np.int8)
 
 
 def decode_float(fmt: FloatFormat, bits) -> np.ndarray:
@@ -318,3 +322,39 @@ def decode_int(fmt: IntFormat, bits) -> np.ndarray:
     if fmt.signed:
         v = np.where(bits >= np.uint64(1 << 63), v - 2.0**64, v)
     return v
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixed-point formats: an integer code k worth k * 2**-F
+# ---------------------------------------------------------------------------------------------
+def encode_fixed(fmt: FixedFormat, values, rounding: Rounding, *, saturate=True, sr_bits=0,
+                 seed=None, rand=None) -> np.ndarray:
+    """Codes of ``values`` rounded to multiples of ``2**-F`` (the shared rounder at ``ulp = -F``),
+    then saturated or wrapped into ``I + F`` bits (:meth:`psum.golden.FixedFormat.encode`)."""
+    x = as_float64(values)
+    if np.isnan(x).any():
+        raise ValueError(f"cannot encode NaN: fixed-point format {fmt} has no NaN")
+    # Stored integers are kept below 2**61 in magnitude (the int64 datapath); beyond that a value
+    # saturates anyway (I + F <= 62 on the fast paths) and cannot be wrapped exactly.
+    limit = np.ldexp(1.0, 61 - fmt.frac_bits)
+    if not saturate and (np.abs(x) >= limit).any():
+        raise ValueError(f"values of magnitude 2**{61 - fmt.frac_bits} or more cannot be wrapped "
+                         f"into {fmt} exactly")
+    sign, mag, exp = _split_float64(np.clip(x, -limit, limit))
+    if rounding is Rounding.SR:
+        rand = draw_random(x.shape, sr_bits, seed, rand)
+    q = round_to_ulp(sign, mag, exp, np.full_like(exp, fmt.lsb_exp), rounding, rand, sr_bits)
+    v = np.where(sign, -q, q)
+    return int_to_code(fmt, fit_int(fmt, v, saturate))
+
+
+def decode_fixed(fmt: FixedFormat, bits) -> np.ndarray:
+    """float64 values ``k * 2**-F`` of codes (exact while ``I + F <= 53``; ldexp by a power of two
+    is exact)."""
+    bits = np.asarray(bits, dtype=np.uint64)
+    if fmt.bits <= 63:
+        k = unpack_int(fmt, bits).astype(np.float64)
+    else:
+        k = bits.astype(np.float64)
+        k = np.where(bits >= np.uint64(1 << 63), k - 2.0**64, k)
+    return np.ldexp(k, fmt.lsb_exp)

@@ -20,7 +20,9 @@ Special-value policies (``specials=``):
     every code is a finite number, no inf and no NaN (OCP FP6 / FP4 MX element types).
 
 Text form (``FloatFormat.parse`` / ``str``): ``e<E>m<M>[fn|fnuz|fin][_ftz][_b<bias>]`` or one of
-the names in :data:`NAMED`; integers are ``int<N>`` (two's complement) or ``uint<N>``.
+the names in :data:`NAMED`; integers are ``int<N>`` (two's complement) or ``uint<N>``; fixed
+point is ``q<I>.<F>`` (:class:`FixedFormat`: two's complement, I integer bits counting the sign, F
+fraction bits; ``q8.24`` holds ``k * 2**-24`` for ``-2**31 <= k < 2**31``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from .rounding import Rounding, parse_rounding
 __all__ = [
     "FloatFormat",
     "IntFormat",
+    "FixedFormat",
     "Format",
     "NAMED",
     "SPECIALS",
@@ -49,7 +52,7 @@ SPECIALS = ("ieee", "fn", "fnuz", "fin")
 
 FORMAT_HELP = (
     "a name from `psum formats` (fp32, bf16, fp8_e4m3, ...), "
-    "e<E>m<M>[fn|fnuz|fin][_ftz][_b<bias>], int<N> or uint<N>"
+    "e<E>m<M>[fn|fnuz|fin][_ftz][_b<bias>], int<N>, uint<N> or q<I>.<F> (fixed point)"
 )
 
 # The widest float that decodes exactly into a float64 and whose exact products fit psum's
@@ -291,7 +294,8 @@ class FloatFormat:
         """Parse a float format name or ``e<E>m<M>...`` text; see :func:`parse_format`."""
         fmt = parse_format(text)
         if not isinstance(fmt, FloatFormat):
-            raise ValueError(f"{text!r} is an integer format, not a float format")
+            kind = "a fixed-point" if isinstance(fmt, FixedFormat) else "an integer"
+            raise ValueError(f"{text!r} is {kind} format, not a float format")
         return fmt
 
     # -- conversions ---------------------------------------------------------------------------
@@ -412,7 +416,8 @@ class IntFormat:
     def parse(text: str) -> "IntFormat":
         fmt = parse_format(text)
         if not isinstance(fmt, IntFormat):
-            raise ValueError(f"{text!r} is a float format, not an integer format")
+            kind = "a fixed-point" if isinstance(fmt, FixedFormat) else "a float"
+            raise ValueError(f"{text!r} is {kind} format, not an integer format")
         return fmt
 
     def encode(self, values, rounding: "Rounding | str" = "rne", *, saturate: bool = True,
@@ -430,7 +435,165 @@ class IntFormat:
         return decode_int(self, bits)
 
 
-Format = Union[FloatFormat, IntFormat]
+@dataclasses.dataclass(frozen=True)
+class FixedFormat:
+    """A binary fixed-point format: two's complement, ``int_bits`` integer bits (counting the sign)
+    and ``frac_bits`` fraction bits; text ``q<I>.<F>`` (ARM's / TI's Q notation with the sign
+    counted in I, as in ``q1.15`` for Q15).
+
+    A code is the two's complement integer ``k`` of ``I + F`` bits; its value is ``k * 2**-F``. So
+    ``q8.24`` spans ``[-128, 128 - 2**-24]`` in steps of ``2**-24``. The stored integer's range is
+    :attr:`min_int` .. :attr:`max_int` (the names the integer machinery reads: a fixed-point code
+    wraps and saturates exactly like an ``int<I+F>`` code). There is no NaN, no infinity and one
+    zero.
+
+    Parameters
+    ----------
+    int_bits : int
+        I, integer bits including the sign bit, 1..64.
+    frac_bits : int
+        F, fraction bits, 0..63; ``I + F`` between 2 and 64.
+
+    Raises
+    ------
+    ValueError
+        A field out of range (psum's one message shape, see :func:`psum._util.check_int`).
+    TypeError
+        A field that is not an integer.
+    """
+
+    int_bits: int
+    frac_bits: int
+
+    def __post_init__(self):
+        check_int("fixed-point integer bits", self.int_bits, 1, _MAX_INT_BITS)
+        check_int("fixed-point fraction bits", self.frac_bits, 0, _MAX_INT_BITS - 1)
+        if not 2 <= self.int_bits + self.frac_bits <= _MAX_INT_BITS:
+            raise ValueError(f"fixed-point width I+F must be between 2 and {_MAX_INT_BITS}, not "
+                             f"{self.int_bits}+{self.frac_bits}")
+
+    # -- derived properties --------------------------------------------------------------------
+    @property
+    def width(self) -> int:
+        """Total bits ``I + F``."""
+        return self.int_bits + self.frac_bits
+
+    @property
+    def bits(self) -> int:
+        """Width of the stored two's complement integer (``width``)."""
+        return self.width
+
+    @property
+    def signed(self) -> bool:
+        """Always ``True``: psum's fixed-point formats are two's complement."""
+        return True
+
+    @property
+    def is_float(self) -> bool:
+        return False
+
+    @property
+    def precision(self) -> int:
+        """Bits of the largest magnitude's stored integer (``I + F``, as for ``int<N>``)."""
+        return self.width
+
+    @property
+    def lsb_exp(self) -> int:
+        """Exponent of the lsb: a code ``k`` is the value ``k * 2**lsb_exp`` (``-F``)."""
+        return -self.frac_bits
+
+    @property
+    def min_int(self) -> int:
+        """Smallest stored integer, ``-2**(I+F-1)`` (the value ``-2**(I-1)``)."""
+        return -(1 << (self.width - 1))
+
+    @property
+    def max_int(self) -> int:
+        """Largest stored integer, ``2**(I+F-1) - 1``."""
+        return (1 << (self.width - 1)) - 1
+
+    @property
+    def max_value(self) -> float:
+        """Largest value ``2**(I-1) - 2**-F`` (rounded to float64 above 53 bits)."""
+        return float(np.ldexp(float(self.max_int), self.lsb_exp))
+
+    @property
+    def min_value(self) -> float:
+        """Most negative value ``-2**(I-1)``."""
+        return float(np.ldexp(float(self.min_int), self.lsb_exp))
+
+    @property
+    def resolution(self) -> float:
+        """Value of one lsb, ``2**-F``."""
+        return float(np.ldexp(1.0, self.lsb_exp))
+
+    @property
+    def tag(self) -> str:
+        """Identifier-safe text used in module names: ``q8_24``."""
+        return f"q{self.int_bits}_{self.frac_bits}"
+
+    def __str__(self) -> str:
+        return f"q{self.int_bits}.{self.frac_bits}"
+
+    def replace(self, **changes) -> "FixedFormat":
+        """A copy with some fields changed (``int_bits``, ``frac_bits``), validated like the constructor.
+
+        Raises
+        ------
+        ValueError
+            A changed field out of range (the constructor's message).
+        TypeError
+            An unknown field name.
+        """
+        return dataclasses.replace(self, **changes)
+
+    @staticmethod
+    def parse(text: str) -> "FixedFormat":
+        """Parse ``q<I>.<F>`` (or the tag ``q<I>_<F>``); see :func:`parse_format`."""
+        fmt = parse_format(text)
+        if not isinstance(fmt, FixedFormat):
+            raise ValueError(f"{text!r} is not a fixed-point format q<I>.<F>")
+        return fmt
+
+    # -- conversions ---------------------------------------------------------------------------
+    def encode(self, values, rounding: "Rounding | str" = "rne", *, saturate: bool = True,
+               sr_bits: int = 0, seed: int | None = None, rand=None) -> np.ndarray:
+        """Round real values to multiples of ``2**-F``, then saturate (default) or wrap.
+
+        Parameters
+        ----------
+        values : array_like or torch.Tensor
+            Real values (converted exactly to float64; +-inf saturate, NaN is refused).
+        rounding : Rounding or str
+            Rounding mode of the bits below the lsb (the rule book's ``round_up``).
+        saturate : bool
+            Clamp to ``[min_value, max_value]`` (default) instead of wrapping (two's complement).
+        sr_bits, seed, rand
+            Stochastic rounding, as :meth:`FloatFormat.encode`.
+
+        Returns
+        -------
+        numpy.ndarray of uint64
+            Codes: the stored integer's low ``I + F`` bits.
+
+        Raises
+        ------
+        ValueError
+            NaN, or a value of magnitude ``2**(61-F)`` or more with ``saturate=False``.
+        """
+        from ._vector import encode_fixed
+
+        return encode_fixed(self, values, parse_rounding(rounding), saturate=saturate,
+                            sr_bits=sr_bits, seed=seed, rand=rand)
+
+    def decode(self, bits) -> np.ndarray:
+        """Return the float64 values ``k * 2**-F`` of codes (exact up to ``I + F = 53``)."""
+        from ._vector import decode_fixed
+
+        return decode_fixed(self, bits)
+
+
+Format = Union[FloatFormat, IntFormat, FixedFormat]
 
 NAMED: dict[str, Format] = {
     "fp64": FloatFormat(11, 52),
@@ -451,6 +614,7 @@ _NAME_OF = {fmt: name for name, fmt in NAMED.items()}
 # [0-9], not \d: \d also matches other scripts' digits ("e٥m2"), which int() would accept silently.
 _FLOAT_RE = re.compile(r"e(-?[0-9]+)m(-?[0-9]+)(fnuz|fn|fin)?((?:_ftz|_bn?[0-9]+)*)")
 _INT_RE = re.compile(r"(u?)int(-?[0-9]+)")
+_FIXED_RE = re.compile(r"q(-?[0-9]+)[._](-?[0-9]+)")
 
 
 def parse_format(text) -> Format:
@@ -458,15 +622,15 @@ def parse_format(text) -> Format:
 
     Accepts the names in :data:`NAMED`, ``e<E>m<M>`` (IEEE-like) with an optional policy suffix
     ``fn`` / ``fnuz`` / ``fin`` and modifiers ``_ftz`` (flush to zero) and ``_b<bias>``
-    (``_bn<bias>`` for a negative bias), and ``int<N>`` / ``uint<N>``. A format object is returned
-    unchanged.
+    (``_bn<bias>`` for a negative bias), ``int<N>`` / ``uint<N>``, and fixed point ``q<I>.<F>``
+    (also its tag ``q<I>_<F>``). A format object is returned unchanged.
 
     Raises
     ------
     ValueError
         One line saying what is wrong and what is accepted.
     """
-    if isinstance(text, (FloatFormat, IntFormat)):
+    if isinstance(text, (FloatFormat, IntFormat, FixedFormat)):
         return text
     if not isinstance(text, str):
         raise ValueError(f"format must be text such as 'fp16' or 'e5m10', not {text!r}")
@@ -494,6 +658,12 @@ def parse_format(text) -> Format:
     if m:
         try:
             return IntFormat(int(m.group(2)), signed=not m.group(1))
+        except ValueError as exc:
+            raise ValueError(f"format {text!r}: {exc}") from None
+    m = _FIXED_RE.fullmatch(key)
+    if m:
+        try:
+            return FixedFormat(int(m.group(1)), int(m.group(2)))
         except ValueError as exc:
             raise ValueError(f"format {text!r}: {exc}") from None
     raise ValueError(f"unknown format {text!r}; use {FORMAT_HELP}")

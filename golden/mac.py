@@ -25,6 +25,17 @@ Other special-value policies (same rules, where the value exists)
     Flush-to-zero formats read subnormal operands as zero and flush subnormal results (see
     :class:`psum.golden.FloatFormat`).
 
+Fixed-point accumulator (``acc=q<I>.<F>``, float, integer or fixed-point operands)
+    The register holds ``k * 2**-F``. Each step computes ``acc + a*b`` exactly (the exact
+    product, never rounded on its own), rounds it to a multiple of ``2**-F`` with the spec's
+    rounding (the rule book's ``round_up`` on the magnitude of the sum, so ``rtz`` truncates
+    toward zero and ``rdn`` floors), then wraps (two's complement) or saturates into ``I + F``
+    bits as an integer accumulator does. The register holds no NaN or infinity: a NaN product
+    (NaN operand, ``inf * 0``) gives the most negative code (the "integer indefinite" of x86's
+    float-to-integer conversions), an infinite product the most positive / most negative code by
+    its sign, whatever ``overflow`` says (IEEE 754-2019 section 5.8 leaves such conversions
+    implementation-defined; these are fixed here so that every engine agrees).
+
 Stochastic rounding takes ``rand`` (integers in ``[0, 2**spec.sr_bits)``, one per step): the
 accumulation rounds up when the top ``sr_bits`` bits of the residual plus ``rand`` carry out. In an
 unfused unit the product is rounded to nearest-even.
@@ -36,13 +47,18 @@ import numpy as np
 
 from . import _vector as V
 from .formats import FloatFormat
-from .rounding import Rounding, exact_zero_sign
+from .rounding import Rounding, exact_zero_sign, round_up
 from .spec import MacSpec
 
 __all__ = ["mac_step", "fast_path_ok", "window_bits", "product_terms", "apply_specials",
            "infinity_codes"]
 
 _I64 = np.int64
+
+
+def _shr(x, s):
+    """x >> s for non-negative int64 x and any s >= 0 (numpy leaves s >= 64 undefined)."""
+    return x >> np.minimum(s, 62)
 _NEG_INF_POS = np.iinfo(np.int64).min // 4  # "leading-one position" of a zero operand
 
 
@@ -56,6 +72,9 @@ def window_bits(spec: MacSpec) -> int:
 def fast_path_ok(spec: MacSpec) -> bool:
     """True when the int64 datapath below is exact for ``spec``; otherwise the reference is used."""
     exact_prod = spec.a.precision + spec.b.precision <= 61
+    if spec.fixed_acc:
+        # stored integers below 2**61 and the sums of _mac_fixed below 2**63 (see there)
+        return exact_prod and spec.acc.bits <= 62
     if spec.int_acc:
         return exact_prod and spec.acc.bits <= 62 and (spec.prod is None or spec.prod.bits <= 62)
     return exact_prod and window_bits(spec) <= 60
@@ -104,7 +123,12 @@ def mac_step(spec: MacSpec | str, acc, a, b, rand=None, *, flags: bool = False):
         out = [mac_step_ref(spec, int(c), int(x), int(y), None if rand is None else int(r))
                for c, x, y, r in np.nditer([acc, a, b, rand if rand is not None else acc])]
         return np.asarray(out, dtype=np.uint64).reshape(acc.shape)
-    code, fl = _mac_int(spec, acc, a, b) if spec.int_acc else _mac_float(spec, acc, a, b, rand)
+    if spec.fixed_acc:
+        code, fl = _mac_fixed(spec, acc, a, b, rand)
+    elif spec.int_acc:
+        code, fl = _mac_int(spec, acc, a, b)
+    else:
+        code, fl = _mac_float(spec, acc, a, b, rand)
     if not flags:
         return code
     fl["swamped"] = fl["inexact"] & (code == acc)
@@ -124,6 +148,93 @@ def _mac_int(spec: MacSpec, acc, a, b):
     none = np.zeros(acc.shape, dtype=bool)
     code = V.int_to_code(spec.acc, V.fit_int(spec.acc, s, spec.saturate))
     return code, {"overflow": over, "underflow": none, "inexact": none}
+
+
+def _mac_fixed(spec: MacSpec, acc, a, b, rand):
+    """A fixed-point accumulator step, exact in int64 (see the module docstring for the rules).
+
+    With ``s = ep + F`` the product's exponent in lsb units, ``|p| = mp * 2**s`` lsbs:
+
+    * ``s >= 0``: the product is an integer number of lsbs, the sum is exact and only overflow
+      matters. Wrap needs the sum mod ``2**64`` only (uint64 arithmetic, shift clamped at 64:
+      ``mp << s`` is then 0 mod ``2**64``); saturation needs the magnitude only up to
+      ``2**62`` (the clamp: any larger ``|p|`` saturates whatever the accumulator, which is
+      below ``2**61`` in magnitude).
+    * ``s < 0``: ``d = -s`` bits lie below the lsb. The integer part ``q = mp >> d`` is below
+      ``2**61``; the fraction is kept as ``G = sr_bits + 2`` bits with every lower bit OR-ed
+      ("jammed") into its lsb. The jammed fraction and the true one lie in the same open interval
+      between multiples of ``2**-(G-1)``, and so do their complements ``1 - f``: guard, sticky
+      and the top ``sr_bits`` residual bits (stochastic rounding) are unchanged, for either sign
+      of the sum. The sum is then ``floor + frac`` (exact), its magnitude ``trunc + residual``
+      and the rule book's ``round_up`` decides the increment.
+    """
+    with np.errstate(over="ignore"):  # the wrap path computes mod 2**64 on purpose
+        return _mac_fixed_body(spec, acc, a, b, rand)
+
+
+def _mac_fixed_body(spec: MacSpec, acc, a, b, rand):
+    fmt = spec.acc
+    F = fmt.frac_bits
+    sp, mp, ep, cp = product_terms(spec, a, b)
+    k = V.unpack_int(fmt, acc)  # stored integer, |k| <= 2**61
+    finite = cp == V.FINITE
+    mp = np.where(finite, mp, 0)
+    s = np.where(finite, ep + F, 0)
+    G = spec.sr_bits + 2
+
+    # -- s >= 0: exact integer sum (wrap: mod 2**64; sat: magnitude clamped at 2**62) ------------
+    big = s >= 0
+    sh = np.clip(s, 0, 64)
+    p_mod = np.where(sh >= 64, np.uint64(0), mp.astype(np.uint64) << np.minimum(sh, 63).astype(np.uint64))
+    p_mod = np.where(sp, (~p_mod) + np.uint64(1), p_mod)  # two's complement negation mod 2**64
+    sum_mod = (k.astype(np.uint64) + p_mod).view(np.int64)  # the exact sum mod 2**64
+    huge = V.bit_length(mp) + sh > 62
+    p_clamp = np.where(huge, _I64(1) << 62, mp << np.minimum(sh, 62))
+    sum_sat = k + np.where(sp, -p_clamp, p_clamp)  # |.| < 2**61 + 2**62: no int64 overflow
+
+    # -- s < 0: integer part and a jammed G-bit fraction -----------------------------------------
+    d = np.where(big, 0, -s)
+    dc = np.minimum(d, 62)
+    q = mp >> dc  # (mp < 2**61, so d >= 62 leaves 0)
+    rem_bits = mp - (q << dc)  # the d dropped bits (exactly mp when d >= 62)
+    # keep the top G bits of the d-bit fraction, jam the rest into the lsb
+    keep = np.where(d >= G, _shr(rem_bits, d - G), rem_bits << np.clip(G - d, 0, 62))
+    lost = np.where(d > G, (rem_bits & ((_I64(1) << np.clip(d - G, 0, 62)) - 1)) != 0, False)
+    lost |= (d - G > 62) & (rem_bits != 0)
+    frac = keep | lost  # the fraction in units of 2**-G, jammed
+    t = k + np.where(sp, -q, q)  # |.| < 2**62
+    neg_frac = sp & (frac != 0)
+    floor = t - neg_frac  # sum = floor + f, 0 <= f < 1
+    f = np.where(neg_frac, (_I64(1) << G) - frac, frac)
+    neg = floor < 0
+    # magnitude = trunc + r (r the residual in units of 2**-G, 0 <= r < 2**G)
+    trunc = np.where(neg, np.where(f != 0, -floor - 1, -floor), floor)
+    r = np.where(neg & (f != 0), (_I64(1) << G) - f, f)
+    carry = None
+    if spec.rounding is Rounding.SR:
+        carry = (r >> (G - spec.sr_bits)) + rand >= (1 << spec.sr_bits)
+    up = round_up(spec.rounding, lsb=(trunc & 1) == 1, guard=(r >> (G - 1)) == 1,
+                  sticky=(r & ((1 << (G - 1)) - 1)) != 0, sign=neg, sr_carry=carry)
+    rounded = trunc + up
+    small_sum = np.where(neg, -rounded, rounded)
+
+    exact = np.where(big, sum_sat if spec.saturate else sum_mod, small_sum)
+    over = np.where(big & ~spec.saturate, (sum_sat < fmt.min_int) | (sum_sat > fmt.max_int),
+                    (exact < fmt.min_int) | (exact > fmt.max_int))
+    if spec.saturate:
+        fitted = np.clip(exact, fmt.min_int, fmt.max_int)
+    else:  # wrap: the low I+F bits, sign-extended (exact from the mod-2**64 sum as well)
+        fitted = V.fit_int(fmt, exact, False) if fmt.bits < 64 else exact
+    code = V.int_to_code(fmt, fitted)
+    inexact = ~big & (r != 0)
+
+    # -- specials: the register holds no NaN or inf (module docstring) -----------------------------
+    nan, inf = cp == V.NAN, cp == V.INF
+    code = np.where(inf, np.where(sp, np.uint64(fmt.min_int & ((1 << fmt.bits) - 1)), np.uint64(fmt.max_int)), code)
+    code = np.where(nan, np.uint64(fmt.min_int & ((1 << fmt.bits) - 1)), code)
+    special = nan | inf
+    none = np.zeros(code.shape, dtype=bool)
+    return code, {"overflow": over & ~special, "underflow": none, "inexact": inexact & ~special}
 
 
 def product_terms(spec: MacSpec, a, b, *, flags: bool = False):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from .formats import FloatFormat, IntFormat
+from .formats import FixedFormat, FloatFormat, IntFormat
 from .rounding import Rounding, parse_rounding
 from .spec import MacSpec
 
@@ -25,6 +25,9 @@ def _pow2(e: int) -> Fraction:
 
 def decode_ref(fmt, code: int):
     """Return ``(sign, value)``: value is a non-negative Fraction, ``INF`` or ``NAN``."""
+    if isinstance(fmt, FixedFormat):  # the integer k of I+F bits, worth k / 2**F
+        sign, k = decode_ref(IntFormat(fmt.width), code)
+        return sign, k / (1 << fmt.frac_bits)
     if isinstance(fmt, IntFormat):
         code &= (1 << fmt.bits) - 1
         v = code - (1 << fmt.bits) if fmt.signed and code >> (fmt.bits - 1) else code
@@ -132,6 +135,17 @@ def _fit_int(fmt: IntFormat, v: int, saturate: bool) -> int:
 def encode_ref(fmt, value: float, rounding="rne", *, saturate=None, rand=None, sr_bits=0) -> int:
     """Encode one Python float (exactly converted) into ``fmt``."""
     rounding = parse_rounding(rounding)
+    if isinstance(fmt, FixedFormat):
+        if value != value:
+            raise ValueError(f"cannot encode NaN: fixed-point format {fmt} has no NaN")
+        if value in (float("inf"), float("-inf")):
+            if saturate is False:
+                raise ValueError(f"cannot wrap an infinity into {fmt}")
+            return _fixed_code(fmt, fmt.max_int if value > 0 else fmt.min_int)
+        x = abs(Fraction(value)) * (1 << fmt.frac_bits)
+        q = _round_int(value < 0, x, rounding, rand, sr_bits)
+        v = _fit_int(IntFormat(fmt.width), -q if value < 0 else q, True if saturate is None else saturate)
+        return _fixed_code(fmt, v)
     if isinstance(fmt, IntFormat):
         q = _round_int(value < 0, abs(Fraction(value)), rounding, rand, sr_bits)
         v = _fit_int(fmt, -q if value < 0 else q, True if saturate is None else saturate)
@@ -149,12 +163,38 @@ def encode_ref(fmt, value: float, rounding="rne", *, saturate=None, rand=None, s
     return round_ref(fmt, neg, abs(Fraction(value)), rounding, saturate=saturate, rand=rand, sr_bits=sr_bits)
 
 
+def _fixed_code(fmt: FixedFormat, k: int) -> int:
+    return k & ((1 << fmt.width) - 1)
+
+
+def _mac_fixed_ref(spec: MacSpec, sa, va, sb, vb, sc, vc, rand) -> int:
+    """A fixed-point accumulator: the exact rational sum rounded to a multiple of ``2**-F``.
+
+    Stated on its own (not through the fast path's floor/residual split): the product is the
+    exact rational ``a*b``; a NaN product (NaN operand, ``inf * 0``) gives the most negative code,
+    an infinite one the most positive / most negative code by its sign; otherwise ``acc + a*b``
+    is scaled by ``2**F``, rounded to an integer by the magnitude rules of ``_round_int`` with
+    the sum's sign, and wrapped or saturated into ``I + F`` bits.
+    """
+    fmt: FixedFormat = spec.acc
+    as_int = IntFormat(fmt.width)
+    if va is NAN or vb is NAN or (va is INF and vb == 0) or (vb is INF and va == 0):
+        return _fixed_code(fmt, as_int.min_int)
+    if va is INF or vb is INF:
+        return _fixed_code(fmt, as_int.min_int if sa ^ sb else as_int.max_int)
+    total = ((-1 if sa ^ sb else 1) * va * vb + (-1 if sc else 1) * vc) * (1 << fmt.frac_bits)
+    q = _round_int(total < 0, abs(total), spec.rounding, rand, spec.sr_bits)
+    return _fixed_code(fmt, _fit_int(as_int, -q if total < 0 else q, spec.saturate))
+
+
 def mac_step_ref(spec: MacSpec, acc: int, a: int, b: int, rand: int | None = None) -> int:
     """One MAC cycle on Python ints, following the rules in :mod:`psum.golden.mac` line by line."""
     spec = MacSpec.parse(spec)
     sa, va = decode_ref(spec.a, a)
     sb, vb = decode_ref(spec.b, b)
     sc, vc = decode_ref(spec.acc, acc)
+    if isinstance(spec.acc, FixedFormat):
+        return _mac_fixed_ref(spec, sa, va, sb, vb, sc, vc, rand)
 
     if spec.int_acc:
         p = (-1 if sa ^ sb else 1) * int(va * vb)

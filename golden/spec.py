@@ -12,13 +12,15 @@ Text form: comma-separated ``key=value`` pairs, shell-safe, e.g.
 key        meaning
 =========  ==================================================================================
 a, b       operand formats (float or integer)
-acc        accumulator format (float, or integer when both operands are integers)
+acc        accumulator format: float; integer when both operands are integers; or fixed point
+           ``q<I>.<F>`` with any operands (each exact product rounded onto the ``2**-F`` grid)
 prod       product format; absent = exact product. Giving one makes the MAC unfused.
 fused      ``yes`` (default): one rounding of ``acc + a*b``; ``no``: the product is rounded to
            ``prod`` (default: the accumulator format), then the sum is rounded.
 round      rounding mode: rne, rtz, rup, rdn, rna, rod, sr
 srbits     random bits per stochastic rounding (``round=sr`` only; default 8)
-overflow   integer accumulator: ``wrap`` (default) or ``sat``; float: ``ieee`` (default) or ``sat``
+overflow   integer or fixed-point accumulator: ``wrap`` (default) or ``sat``; float: ``ieee``
+           (default) or ``sat``
 order      accumulation order used by network emulation: ``seq`` (default), ``chunk<L>``
            (chunks of L products summed, chunk sums added into ``acc2``), ``tree`` (pairwise), or
            ``mta<N>w<W>p<P>`` (fused N-term adder of width W, promoted into ``acc2`` every P terms)
@@ -33,7 +35,7 @@ import re
 
 from psum._util import check_int
 
-from .formats import NAMED, FloatFormat, Format, IntFormat, parse_format
+from .formats import NAMED, FixedFormat, FloatFormat, Format, IntFormat, parse_format
 from .rounding import Rounding, parse_rounding
 
 __all__ = ["MacSpec", "Order", "ORDER_KINDS", "DEFAULT_OPERANDS", "default_operand", "SPEC_HELP", "SPEC_EXAMPLES"]
@@ -71,7 +73,8 @@ def default_operand(acc) -> Format:
     -------
     Format
         ``DEFAULT_OPERANDS["int"]`` (int8) for an integer accumulator, else
-        ``DEFAULT_OPERANDS["float"]`` (fp8_e4m3).
+        ``DEFAULT_OPERANDS["float"]`` (fp8_e4m3), also for a fixed-point accumulator (the float
+        operands a Kulisch-style register accumulates).
 
     Raises
     ------
@@ -191,6 +194,14 @@ class Order:
         return Order("mta", n=int(m.group(3)), w=int(m.group(4)), p=int(m.group(5)))
 
 
+def _kind(fmt) -> str:
+    """``"float"``, ``"int"`` or ``"fixed"``: the kind of a format, as messages name it."""
+    return "fixed" if isinstance(fmt, FixedFormat) else "int" if isinstance(fmt, IntFormat) else "float"
+
+
+_KIND_TEXT = {"float": "a float", "int": "an integer", "fixed": "a fixed-point"}
+
+
 def _yes_no(key: str, text: str) -> bool:
     if text in ("yes", "true", "1", "on"):
         return True
@@ -208,7 +219,9 @@ class MacSpec:
     a, b : Format or str
         Operand formats.
     acc : Format or str
-        Accumulator format. An integer accumulator needs integer operands.
+        Accumulator format. An integer accumulator needs integer operands; a fixed-point one
+        (``q<I>.<F>``) takes float, integer or fixed-point operands and the exact product only
+        (no ``prod``).
     prod : Format or str, optional
         Product format. ``None`` keeps the product exact (fused MAC). A product format makes the MAC
         unfused: the product is rounded to it (with ``rounding``; ``sr`` rounds the product to
@@ -218,7 +231,7 @@ class MacSpec:
     rounding : Rounding or str
         Rounding mode of every rounding step.
     overflow : str, optional
-        ``"wrap"`` (default) or ``"sat"`` for an integer accumulator; ``"ieee"`` (default) or
+        ``"wrap"`` (default) or ``"sat"`` for an integer or fixed-point accumulator; ``"ieee"`` (default) or
         ``"sat"`` for a float one (see :func:`psum.golden.round_float` for the exact rule).
     sr_bits : int, optional
         Random bits per stochastic rounding, 1..32; default 8 with ``rounding="sr"``, else 0.
@@ -256,29 +269,36 @@ class MacSpec:
         if not isinstance(self.fused, bool):
             raise ValueError(f"fused must be True or False, not {self.fused!r}")
         int_acc = isinstance(self.acc, IntFormat)
+        acc_kind = _kind(self.acc)
         if int_acc:
             for key in ("a", "b"):
-                if isinstance(getattr(self, key), FloatFormat):
+                if _kind(getattr(self, key)) != "int":
                     raise ValueError(
                         f"an integer accumulator needs integer operands; {key}={getattr(self, key)} "
-                        "is a float format"
+                        f"is {_KIND_TEXT[_kind(getattr(self, key))]} format"
                     )
+        if acc_kind == "fixed" and (self.prod is not None or not self.fused):
+            # Why: a fixed-point register adds the exact product on its grid (FloPoCo's
+            # FPLargeAcc, Kulisch); a rounded product format would be a second rounding no
+            # generator or kernel implements.
+            raise ValueError(f"a fixed-point accumulator takes the exact product (fused=yes); "
+                             f"acc={self.acc} with prod/fused=no is not supported")
         if self.prod is not None and self.fused:
             raise ValueError(
                 f"prod={self.prod} rounds the product, which makes the MAC unfused; add fused=no"
             )
         if not self.fused and self.prod is None:
             set_("prod", self.acc)
-        if self.prod is not None and int_acc != isinstance(self.prod, IntFormat):
+        if self.prod is not None and _kind(self.prod) != acc_kind:
             raise ValueError(
-                f"prod={self.prod} must be {'an integer' if int_acc else 'a float'} format like acc={self.acc}"
+                f"prod={self.prod} must be {_KIND_TEXT[acc_kind]} format like acc={self.acc}"
             )
-        allowed = ("wrap", "sat") if int_acc else ("ieee", "sat")
+        allowed = ("ieee", "sat") if acc_kind == "float" else ("wrap", "sat")
         if self.overflow is None:
             set_("overflow", allowed[0])
         if self.overflow not in allowed:
             raise ValueError(
-                f"overflow for {'an integer' if int_acc else 'a float'} accumulator must be "
+                f"overflow for {_KIND_TEXT[acc_kind]} accumulator must be "
                 f"{' or '.join(allowed)}, not {self.overflow!r}"
             )
         if self.sr_bits is None:
@@ -290,7 +310,7 @@ class MacSpec:
         set_("order", Order.parse(self.order))
         order = self.order
         if order.kind == "mta":
-            if int_acc:
+            if acc_kind != "float":
                 raise ValueError(f"order {order} needs a float accumulator, not {self.acc}")
             # the exact product of the widest terms must fit the int64 alignment datapath
             if self.a.precision + self.b.precision > _MTA_SUM_BITS:
@@ -311,6 +331,11 @@ class MacSpec:
         return isinstance(self.acc, IntFormat)
 
     @property
+    def fixed_acc(self) -> bool:
+        """True when the accumulator is a fixed-point format (``q<I>.<F>``)."""
+        return isinstance(self.acc, FixedFormat)
+
+    @property
     def saturate(self) -> bool:
         return self.overflow == "sat"
 
@@ -322,10 +347,8 @@ class MacSpec:
             parts += ["p", self.prod.tag]
         if not self.int_acc:
             parts.append(self.rounding.value + (str(self.sr_bits) if self.sr_bits else ""))
-        if self.overflow != ("wrap" if self.int_acc else "ieee"):
-            parts.append(self.overflow)
-        elif self.int_acc:
-            parts.append("wrap")
+        if self.overflow == "sat" or not isinstance(self.acc, FloatFormat):
+            parts.append(self.overflow)  # integer and fixed-point units always say wrap or sat
         if self.order.kind != "seq":
             parts.append(str(self.order))
         if self.acc2 is not None:

@@ -29,6 +29,10 @@ def generate(spec, **implementation):
     from psum.golden import MacSpec
 
     spec = MacSpec.parse(spec)  # the unit itself (psum.hw.unit.MacUnit) validates the rest
+    if spec.fixed_acc:
+        from .fixed_mac import FixedMac
+
+        return FixedMac(spec, **implementation)
     if spec.int_acc:
         from .int_mac import IntMac
 

@@ -118,7 +118,7 @@ def unpack(m: Module, fmt, bits: Value, *, name: str) -> Unpacked:
     ----------
     m : Module
         The module that receives the logic.
-    fmt : FloatFormat or IntFormat
+    fmt : FloatFormat, IntFormat or FixedFormat
         Format of ``bits``.
     bits : Value
         ``fmt.width`` bits.
@@ -129,7 +129,7 @@ def unpack(m: Module, fmt, bits: Value, *, name: str) -> Unpacked:
     -------
     Unpacked
     """
-    if isinstance(fmt, IntFormat):
+    if not isinstance(fmt, FloatFormat):  # int<N>, or q<I>.<F>: an integer with exponent -F
         return _unpack_int(m, fmt, bits, name)
     return _unpack_float(m, fmt, bits, name)
 
@@ -149,9 +149,12 @@ def _unpack_int(m: Module, fmt: IntFormat, bits: Value, name: str) -> Unpacked:
         m.d.comb += [sign.eq(0), mag.eq(bits)]
     # Integers have one zero; it takes the +0 sign rules of the golden model (sign bit 0).
     m.d.comb += zero.eq(bits == 0)
-    # An integer is an exact float with exponent 0; the leading one can sit anywhere.
-    return Unpacked(sign=sign, mag=mag, exp=Const(0, 1), zero=zero, inf=False, nan=False,
-                    exp_lo=0, exp_hi=0, lead=fmt.bits)
+    # An integer is an exact float with exponent 0 (a fixed-point code k: exponent -F); the
+    # leading one can sit anywhere.
+    lsb = getattr(fmt, "lsb_exp", 0)
+    exp = Const(0, 1) if lsb == 0 else Const(lsb, int_shape(lsb, lsb))
+    return Unpacked(sign=sign, mag=mag, exp=exp, zero=zero, inf=False,
+                    nan=False, exp_lo=lsb, exp_hi=lsb, lead=fmt.bits)
 
 
 def _unpack_float(m: Module, fmt: FloatFormat, bits: Value, name: str) -> Unpacked:

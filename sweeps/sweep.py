@@ -170,6 +170,8 @@ def _fmt_fields(spec) -> dict:
     acc = spec.acc
     if isinstance(acc, IntFormat):
         return {"kind": "int", "acc_bits": acc.bits, "int_bits": acc.bits}
+    if not acc.is_float:  # fixed point q<I>.<F>
+        return {"kind": "fixed", "acc_bits": acc.width, "int_bits": acc.int_bits, "frac_bits": acc.frac_bits}
     return {"kind": "float", "acc_bits": acc.width, "exp_bits": acc.exp_bits, "man_bits": acc.man_bits}
 
 

@@ -43,7 +43,7 @@ def test_text_round_trip(text):
     ("uint0", "format 'uint0': integer width must be an integer between 1 and 64, not 0"),
     ("e12m3", "format 'e12m3': exponent bits must be an integer between 2 and 11, not 12"),
     ("fp7", "unknown format 'fp7'; use a name from `psum formats` (fp32, bf16, fp8_e4m3, ...), "
-            "e<E>m<M>[fn|fnuz|fin][_ftz][_b<bias>], int<N> or uint<N>"),
+            "e<E>m<M>[fn|fnuz|fin][_ftz][_b<bias>], int<N>, uint<N> or q<I>.<F> (fixed point)"),
 ])
 def test_bad_formats(text, message):
     with pytest.raises(ValueError) as info:

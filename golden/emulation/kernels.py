@@ -27,6 +27,20 @@ Backends, fastest first (``backend="auto"`` picks the first whose exactness cond
     ``mac_step`` itself, one step for all outputs at a time: slow, exact by definition, works for
     every spec (e.g. fp64 accumulators, where the float tricks do not apply).
 
+Fixed-point accumulators (``acc=q<I>.<F>``) do not enter the C kernel (it knows float and
+integer accumulators only); two exact paths serve them instead, picked by ``auto``:
+
+``gemm`` (fixed point)
+    Wrap-around (or saturation that provably never fires on the data) and every product of the formats a multiple of ``2**-F`` (e.g. fp8 operands into
+    ``q8.24``: products are multiples of ``2**-18``): no step rounds, the sum modulo ``2**(I+F)``
+    lsbs is associative, and a float64 GEMM whose partial sums stay below ``2**53`` lsbs is exact
+    whatever BLAS's order; one wrap follows.
+``torch`` (fixed point)
+    One step for all outputs at a time in float64 / int64 torch ops: the exact product scaled by
+    ``2**F`` splits exactly into ``floor`` and a fraction in ``[0, 1)``; the stored integer plus
+    the floor is exact in int64, and the rule book's ``round_up`` reads guard, sticky and the
+    stochastic residual off the fraction (:func:`_run_fixed_torch`).
+
 Stochastic rounding draws its random bits from a counter-based hash (:func:`sr_rand`) of
 ``(seed, element index, step)``, so every backend and the scalar reference loop agree.
 """
@@ -53,7 +67,7 @@ from psum.golden.spec import MacSpec
 from psum.paths import cache_dir
 
 __all__ = ["accumulate", "accumulate_order", "add_spec", "sr_rand", "fmix32", "codes",
-           "c_kernel_available", "float_path_ok", "BACKENDS"]
+           "c_kernel_available", "float_path_ok", "fixed_gemm_ok", "fixed_torch_ok", "BACKENDS"]
 
 BACKENDS = ("auto", "gemm", "c", "torch", "numpy")
 _M32 = 0xFFFFFFFF
@@ -510,6 +524,132 @@ def _run_torch(spec, A, B, init, *, row_base, col_stride, k_offset, seed):
 
 
 # ---------------------------------------------------------------------------------------------
+# Fixed-point accumulators
+# ---------------------------------------------------------------------------------------------
+def _lsb_exp(fmt) -> int:
+    """Exponent of the smallest non-zero magnitude step of a format (every value is a multiple)."""
+    if isinstance(fmt, FloatFormat):
+        return fmt.emin - fmt.man_bits
+    return getattr(fmt, "lsb_exp", 0)  # int<N>: 0; q<I>.<F>: -F
+
+
+def fixed_gemm_ok(spec: MacSpec, A, B, init) -> bool:
+    """True when the exact GEMM computes a fixed-point ``spec`` bit-exactly (see the module docstring).
+
+    Conditions: every product a multiple of the lsb (``lsb_exp(a) + lsb_exp(b) >= -F``, so no
+    step rounds); every partial sum, in lsbs, below ``2**53`` (bounded by ``K * max|a| * max|b|
+    + max|init|`` of the data); products finite; and wrap-around, or saturation that the bound
+    shows can never fire (every partial sum inside the range: then it equals wrap-around).
+    """
+    if (not spec.fixed_acc or spec.acc.bits > 62
+            or _lsb_exp(spec.a) + _lsb_exp(spec.b) < spec.acc.lsb_exp):
+        return False
+    amax, bmax = _nz_range(A)[1], _nz_range(B)[1]
+    if not (math.isfinite(amax) and math.isfinite(bmax)):
+        return False
+    bound = (A.shape[1] * amax * bmax + _nz_range(init)[1]) * 2.0 ** spec.acc.frac_bits
+    if spec.saturate and bound > spec.acc.max_int:
+        return False
+    return bound < 2.0**53
+
+
+def fixed_torch_ok(spec: MacSpec, A, B) -> bool:
+    """True when :func:`_run_fixed_torch` is exact for a fixed-point ``spec`` on this data.
+
+    Conditions: the product of two operand values is exact in float64 (``p_a + p_b <= 53``) and
+    normal (every non-zero ``|a*b| >= 2**-1000``), and ``|a*b| * 2**F < 2**61`` so the floor of the
+    scaled product and its sum with a stored integer (``I + F <= 62``) stay exact in int64.
+    """
+    if not spec.fixed_acc or spec.acc.bits > 62 or spec.a.precision + spec.b.precision > 53:
+        return False
+    (amin, amax), (bmin, bmax) = _nz_range(A), _nz_range(B)
+    if not (math.isfinite(amax) and math.isfinite(bmax)):
+        return False
+    if amax == 0 or bmax == 0:
+        return True
+    return amin * bmin >= 2.0**-1000 and amax * bmax * 2.0 ** spec.acc.frac_bits < 2.0**61
+
+
+def _fit_fixed_torch(fmt, v, saturate):
+    """Stored integers (int64 tensor) wrapped or saturated into ``fmt``'s ``I + F`` bits."""
+    return _fit_int_torch(fmt, v, saturate)
+
+
+def _run_fixed_torch(spec, A, B, init, *, row_base, col_stride, k_offset, seed):
+    """Sequential fixed-point accumulation in float64/int64 torch ops, exact (:func:`fixed_torch_ok`).
+
+    Per step, with ``k`` the stored integer and ``x = a*b * 2**F`` (exact: a product of two
+    float64 values that fits 53 bits, scaled by a power of two): ``xi = floor(x)`` and
+    ``xf = x - xi`` are exact (``xf`` is a multiple of x's ulp, below 1), so the sum is
+    ``floor + xf`` with ``floor = k + xi`` exact in int64. Its magnitude is ``floor + xf`` for a
+    non-negative floor, else ``(-floor - 1) + (1 - xf)`` (``-floor`` when ``xf == 0``); guard and
+    sticky of ``1 - xf`` are read without computing it (``1 - xf >= 1/2`` iff ``xf <= 1/2``), as
+    are the top ``sr_bits`` residual bits of stochastic rounding (``2**k - ceil(xf * 2**k)``).
+    The increment is the rule book's ``round_up`` on torch bool tensors.
+    """
+    import torch
+
+    fmt = spec.acc
+    F = fmt.frac_bits
+    dev = A.device
+    A = A.double()
+    B = B.double()
+    M, K = A.shape
+    N = B.shape[1]
+    acc = torch.round(torch.ldexp(init.double(), torch.tensor(float(F), dtype=torch.float64))).long()
+    acc = acc.to(dev).clone()
+    scale = torch.tensor(2.0**F, dtype=torch.float64, device=dev)
+    idx = _index_grid(M, N, row_base, col_stride) if spec.rounding is Rounding.SR else None
+    half = torch.tensor(0.5, dtype=torch.float64, device=dev)
+    for k in range(K):
+        x = (A[:, k:k + 1] * B[k:k + 1, :]) * scale  # exact (fixed_torch_ok)
+        xi = torch.floor(x)
+        xf = x - xi  # exact: a multiple of x's ulp in [0, 1)
+        floor = acc + xi.long()
+        neg = floor < 0
+        inexact = xf != 0
+        guard = torch.where(neg, inexact & (xf <= half), xf >= half)
+        sticky = inexact & (xf != half)
+        trunc = torch.where(neg, torch.where(inexact, -floor - 1, -floor), floor)
+        carry = None
+        if idx is not None:
+            kb = spec.sr_bits
+            top_pos = torch.floor(xf * 2.0**kb).long()
+            top_neg = torch.where(inexact, (1 << kb) - torch.ceil(xf * 2.0**kb).long(), torch.zeros_like(top_pos))
+            top = torch.where(neg, top_neg, top_pos)
+            rand = torch.from_numpy(sr_rand(seed, idx, k_offset + k, kb)).to(dev)
+            carry = top + rand >= (1 << kb)
+        up = round_up(spec.rounding, lsb=(trunc & 1) == 1, guard=guard, sticky=sticky, sign=neg,
+                      sr_carry=carry)
+        mag = trunc + up.long()
+        acc = _fit_fixed_torch(fmt, torch.where(neg, -mag, mag), spec.saturate)
+    return torch.ldexp(acc.double(), torch.tensor(float(-F), dtype=torch.float64, device=dev))
+
+
+def _accumulate_fixed(spec, A, B, init, backend, **kw):
+    """:func:`accumulate` for a fixed-point accumulator: gemm, torch or numpy (never the C kernel)."""
+    import torch
+
+    if backend == "c":
+        raise ValueError(f"backend c does not take fixed-point accumulators (acc={spec.acc}); "
+                         "use auto, gemm, torch or numpy")
+    if backend in ("auto", "gemm") and fixed_gemm_ok(spec, A, B, init):
+        # Exact GEMM in lsb units (module docstring), then one wrap into I + F bits.
+        s = (A.double() @ B.double() + init) * 2.0 ** spec.acc.frac_bits
+        wrapped = _fit_int_torch(spec.acc, s.long(), False)
+        return torch.ldexp(wrapped.double(), torch.tensor(float(spec.acc.lsb_exp), dtype=torch.float64,
+                                                         device=A.device))
+    if backend == "gemm":
+        raise ValueError(f"backend gemm cannot compute {spec} exactly (saturation, products off the "
+                         "2**-F grid, or partial sums of 2**53 lsbs or more)")
+    if backend in ("auto", "torch") and fixed_torch_ok(spec, A, B):
+        return _run_fixed_torch(spec, A, B, init, **kw)
+    if backend == "torch":
+        raise ValueError(f"backend torch is inexact for {spec} on these operands; use numpy")
+    return _run_numpy(spec, A, B, init, **kw)
+
+
+# ---------------------------------------------------------------------------------------------
 # Public entry point
 # ---------------------------------------------------------------------------------------------
 def accumulate(spec, A, B, init, *, row_base=None, col_stride=1, k_offset=0, seed=0,
@@ -560,6 +700,8 @@ def accumulate(spec, A, B, init, *, row_base=None, col_stride=1, k_offset=0, see
     kw = dict(row_base=row_base, col_stride=col_stride, k_offset=k_offset, seed=seed)
     if stats is not None:
         return _run_numpy(spec, A, B, init, stats=stats, **kw)
+    if spec.fixed_acc:
+        return _accumulate_fixed(spec, A, B, init, backend, **kw)
     cpu = A.device.type == "cpu"
     if spec.int_acc:
         bound = _int_exact_bound(spec, A, B, init, K)
@@ -606,8 +748,8 @@ _ONE = IntFormat(2)  # the operand b = 1 of an "add" step: acc := round(acc + x*
 
 def add_spec(spec: MacSpec, target) -> MacSpec:
     """The unit that adds a value of ``spec.acc`` into ``target``: ``mac_step(s, t, x, 1)``."""
-    target_int = isinstance(target, IntFormat)
-    overflow = spec.overflow if spec.overflow in (("wrap", "sat") if target_int else ("ieee", "sat")) else None
+    target_float = isinstance(target, FloatFormat)  # integer and fixed point: wrap or sat
+    overflow = spec.overflow if spec.overflow in (("ieee", "sat") if target_float else ("wrap", "sat")) else None
     return MacSpec(a=spec.acc, b=_ONE, acc=target, rounding=spec.rounding,
                    sr_bits=spec.sr_bits if spec.sr_bits else None, overflow=overflow)
 

@@ -144,7 +144,7 @@ class _Emulated(nn.Module):
             return torch.zeros(self.weight.shape[0], dtype=torch.float64)[cols]
         b = (self.bias.detach().double().cpu()[cols] / (s_a * s_w[cols].cpu())).numpy()
         mode = Rounding.RNE if self.spec.rounding is Rounding.SR else self.spec.rounding
-        if isinstance(acc, IntFormat):
+        if not acc.is_float:  # integer and fixed point: the load saturates, never wraps
             codes = acc.encode(b, mode, saturate=True)
         else:
             codes = acc.encode(b, mode, saturate=self.spec.saturate)

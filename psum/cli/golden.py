@@ -26,6 +26,9 @@ def format_rows(names=None) -> list[dict]:
                        subnormals=f.subnormals, max=f.max_value, min_normal=f.min_normal,
                        min_subnormal=f.min_subnormal, epsilon=2.0 ** -f.man_bits,
                        decimal_digits=round(f.precision * np.log10(2), 2))
+        elif hasattr(f, "frac_bits"):  # fixed point q<I>.<F>: values, not stored integers
+            row.update(int_bits=f.int_bits, frac_bits=f.frac_bits, min=f.min_value, max=f.max_value,
+                       resolution=f.resolution)
         else:
             row.update(signed=f.signed, min=f.min_int, max=f.max_int)
         rows.append(row)
@@ -71,8 +74,11 @@ def _cmd_formats(args) -> int:
     if floats:
         _print_table(floats, ["name", "text", "width", "exp_bits", "man_bits", "bias", "specials",
                               "subnormals", "max", "min_normal", "min_subnormal", "decimal_digits"])
+    fixed = [r for r in rows if "frac_bits" in r]
     if ints:
         _print_table(ints, ["name", "width", "signed", "min", "max"])
+    if fixed:
+        _print_table(fixed, ["name", "text", "width", "int_bits", "frac_bits", "min", "max", "resolution"])
     if not args.names:
         print(f"\nAny other format: {FORMAT_HELP}.")
     return 0
