@@ -31,6 +31,7 @@ import inspect
 import math
 import os
 import sys
+import warnings
 from typing import Mapping
 
 import torch
@@ -447,10 +448,11 @@ def _bind(args, kwargs, names, defaults):
 def _conv_macs(x, w, func, args, kwargs, transpose=False):
     """Products issued per call: output elements x (in_channels/groups x kernel) (transposed:
     of the equivalent direct convolution, zero steps included)."""
-    try:
-        out_shape = func(*[torch.empty(t.shape, device="meta") if isinstance(t, torch.Tensor) else t
-                           for t in args], **{k: (torch.empty(v.shape, device="meta") if isinstance(v, torch.Tensor) else v)
-                                              for k, v in kwargs.items()}).shape
+    meta = lambda v: torch.empty(v.shape, device="meta") if isinstance(v, torch.Tensor) else v  # noqa: E731
+    try:  # the output shape from torch itself, on meta tensors (no data, no work)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out_shape = func(*map(meta, args), **{k: meta(v) for k, v in kwargs.items()}).shape
     except (RuntimeError, TypeError, ValueError, NotImplementedError):
         return None
     k = math.prod(w.shape[2:])
