@@ -108,7 +108,6 @@ def resolver(spec):
                 patterns.append((key, parsed))
             else:
                 exact[key] = parsed
-        table = dict(spec)
 
         def resolve(name):
             if name in exact:
@@ -119,7 +118,6 @@ def resolver(spec):
                     return s, None if s is not None else f"spec mapping gives {pat!r} None"
             return None, "not in the spec mapping"
 
-        resolve.table = table
         return resolve
     parsed = MacSpec.parse(spec)
     return lambda name: (parsed, None)
