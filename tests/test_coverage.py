@@ -545,3 +545,38 @@ def test_psum_models_fully_covered(name):
     n = sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in net.modules())
     assert cov.summary() == f"emulated {n} ops, 100.0 % of MACs"
     cov.check()
+
+
+def test_context_calibrate_equals_emulate_calib():
+    net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    calib, x = torch.randn(16, 4) * 3, torch.randn(2, 4)
+    acc = psum.accumulator("a=int8,b=int8,acc=int12")
+    acc.calibrate(net, calib)
+    assert acc.coverage.records == {}
+    with acc:
+        y = net(x)
+    assert torch.equal(y, emulate(net, "a=int8,b=int8,acc=int12", calib=calib)(x))
+
+
+def test_unbatched_conv1d_input():
+    layer = nn.Conv1d(2, 3, 3, padding=1)
+    x = torch.randn(2, 5)
+    got = emulate(layer, "a=int8,b=int8,acc=int12")(x.double())
+    ref = ref_conv("a=int8,b=int8,acc=int12", x[None], layer.weight, layer.bias.detach(), (1,), (1,), (1,), 1)
+    assert _same(_np(got), ref[0])
+
+
+def test_record_streams_of_an_attention_product():
+    """RTL operand streams of QK^T: K = head_dim steps, replay equals the recorded codes."""
+    from psum.golden.emulation.record import as_streams, record_streams
+
+    torch.manual_seed(5)
+    layer = nn.TransformerEncoderLayer(8, 2, 12, dropout=0.0, batch_first=True).eval()
+    spec = MacSpec.parse("a=fp8_e4m3,b=fp8_e4m3,acc=e5m4")
+    rec = record_streams(layer, spec, "self_attn.qk", torch.randn(2, 3, 8), 5, seed=1)
+    assert rec["a"].shape == (5, 4) and len(as_streams(rec)) == 5
+    for i in range(5):
+        acc = int(rec["init"][i])
+        for a, b in zip(rec["a"][i], rec["b"][i]):
+            acc = mac_step(spec, acc, int(a), int(b))
+        assert acc == int(rec["out"][i])

@@ -195,6 +195,19 @@ class Accumulator(TorchFunctionMode):
         self._depth = 0
         self._owner = None
 
+    def calibrate(self, model, x) -> None:
+        """Fix the activation scales from a float forward of ``model`` on ``x`` (not counted).
+
+        Without it, each op calibrates on its first call. Use one accumulator per model: ops of
+        two models with the same names would share their calibration.
+        """
+        self.calibrating = True
+        try:
+            with torch.no_grad(), self:
+                model(x)
+        finally:
+            self.calibrating = False
+
     # -- entering and leaving: the module stack names the ops ----------------------------------
     def __enter__(self):
         if self._depth == 0:

@@ -201,11 +201,5 @@ def emulate(model: nn.Module, spec, *, weight_scale="channel", act_scale="tensor
         q = q.to(device)
     if calib is not None:
         params = list(q.parameters())
-        acc.calibrating = True
-        try:
-            with torch.no_grad():
-                q(calib.to(params[0].device) if params else calib)
-        finally:
-            acc.calibrating = False
-            acc.coverage.reset()
+        acc.calibrate(q, calib.to(params[0].device) if params else calib)
     return q
