@@ -123,17 +123,16 @@ def resolver(spec):
     return lambda name: (parsed, None)
 
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_TORCH = os.path.dirname(os.path.abspath(torch.__file__))
+_SKIP = ("psum.golden.emulation", "torch")
 
 
 def _call_site() -> str:
-    """``file:line`` of the innermost caller outside torch and this package."""
+    """``file:line`` of the innermost caller outside torch and this package (by module name)."""
     f = sys._getframe(2)
     while f is not None:
-        fn = f.f_code.co_filename
-        if not (fn.startswith(_HERE) or fn.startswith(_TORCH)):
-            return f"{os.path.basename(fn)}:{f.f_lineno}"
+        mod = f.f_globals.get("__name__", "")
+        if not any(mod == p or mod.startswith(p + ".") for p in _SKIP):
+            return f"{os.path.basename(f.f_code.co_filename)}:{f.f_lineno}"
         f = f.f_back
     return "?"
 
