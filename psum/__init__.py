@@ -65,6 +65,8 @@ _API = {
     "quantize": "psum.golden.quantize",
     # network emulation (torch)
     "emulate": "psum.golden.emulation.layers",
+    "accumulator": "psum.golden.emulation.context",
+    "coverage": "psum.golden.emulation.coverage",
     # hardware (amaranth), its check (cocotb) and synthesis (Yosys)
     "generate": "psum.hw",
     "verilog": "psum.hw",

@@ -18,6 +18,7 @@ from psum.golden.emulation.layers import EmulatedConv2d, EmulatedLinear, compute
 from psum.golden.emulation.kernels import accumulate_order, add_spec, sr_rand
 from psum.golden.reference import decode_ref, round_ref
 from psum.golden.emulation.stats import collect_stats
+from psum.golden.emulation.coverage import coverage
 
 torch.manual_seed(0)
 
@@ -265,10 +266,14 @@ def test_emulate_copies_and_keeps_unnamed_layers_full_precision():
     net = _net()
     x = torch.randn(3, 1, 6, 6)
     q = emulate(net, {"3": "a=fp8_e4m3,b=fp8_e4m3,acc=e5m6"})
-    assert isinstance(net[3], nn.Linear) and isinstance(q[3], EmulatedLinear) and isinstance(q[0], nn.Conv2d)
+    assert q is not net and q[3] is not net[3] and type(q) is type(net)
     y = q(x)
     assert y.shape == (3, 5) and torch.isfinite(y).all()
     assert (y - net(x)).abs().max() < 0.5
+    cov = {r["name"]: r for r in coverage(q).table()}
+    assert cov["3"]["emulated"] and not cov["0"]["emulated"] and cov["0"]["intended"]
+    assert cov["0"]["reason"] == "not in the spec mapping"
+    assert not hasattr(net, "psum_accumulator")  # the original model is untouched
 
 
 def test_emulate_all_layers_fp32_acc_close_to_float():
@@ -279,16 +284,30 @@ def test_emulate_all_layers_fp32_acc_close_to_float():
 
 
 def test_emulate_unknown_layer_message():
-    with pytest.raises(ValueError, match=r"^layer 'fc' is not a Conv2d or Linear layer of the model; layers: 0, 3$"):
+    with pytest.raises(ValueError, match=r"^layer 'fc' is not a module of the model nor an op inside one; MAC layers: 0, 3$"):
         emulate(_net(), {"fc": "a=fp16,b=fp16,acc=fp16"})
 
 
 def test_bad_scale_and_padding_mode_messages():
     with pytest.raises(ValueError, match=r"^weight_scale must be one of channel, tensor, pow2, none, not 'row'$"):
         emulate(_net(), "a=fp16,b=fp16,acc=fp16", weight_scale="row")
-    conv = nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect")
-    with pytest.raises(ValueError, match=r"^Conv2d layer 'c': padding_mode='reflect' is not supported; use 'zeros'$"):
-        EmulatedConv2d(conv, "a=fp16,b=fp16,acc=fp16", name="c")
+    with pytest.raises(ValueError, match=r"^act_scale must be one of tensor, pow2, none, not 'channel'$"):
+        emulate(_net(), "a=fp16,b=fp16,acc=fp16", act_scale="channel")
+    with pytest.raises(ValueError, match=r"^backend must be one of auto, gemm, c, torch, numpy, not 'gpu'$"):
+        emulate(_net(), "a=fp16,b=fp16,acc=fp16", backend="gpu")
+
+
+def test_padding_modes_through_f_pad():
+    """A reflect-padded Conv2d pads with F.pad (float, exact copies) and then convolves unpadded."""
+    conv = nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")
+    x = torch.randn(1, 1, 5, 4)
+    text = "a=fp8_e4m3,b=fp8_e4m3,acc=e5m3"
+    got = emulate(conv, text)(x.double()).detach().numpy()
+    plain = nn.Conv2d(1, 2, 3)
+    plain.load_state_dict(conv.state_dict())
+    xp = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    assert _same(got, conv_reference(plain, text, xp, 0))
+    assert _same(EmulatedConv2d(conv, text)(x.double()).numpy(), got)
 
 
 def test_overflow_propagates_inf():
@@ -319,10 +338,6 @@ def test_record_streams_replay_equals_layer_output():
     rec = record_streams(net, spec, "0", x, 7, seed=3)
     assert rec["a"].shape == (7, 9) and rec["b"].shape == (7, 9) and rec["init"].shape == (7,)
     q = emulate(net, {"0": spec}, seed=3)
-    layer = q[0]
-    y = layer(x.double()).reshape(-1).numpy()
-    s_w = layer._weights()[1].numpy()
-    s_a = float(layer._act_scale(x))
-    ch = (rec["index"] // 36) % 4
-    want = spec.acc.decode(rec["out"]) * (s_a * s_w[ch])
+    y = q[0](x.double()).reshape(-1).detach().numpy()
+    want = spec.acc.decode(rec["out"]) * rec["scale"]
     assert _same(y[rec["index"]], want)

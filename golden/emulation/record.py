@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .layers import EmulatedConv2d, EmulatedLinear, emulate
+from .layers import emulate
+from .ops import Site
 from .kernels import codes, sr_rand
 from psum.golden.mac import mac_step
 from psum.golden.rounding import Rounding
@@ -20,10 +21,6 @@ from psum.golden.spec import MacSpec
 from psum._util import check_int
 
 __all__ = ["record_streams", "as_streams"]
-
-
-class _Stop(Exception):
-    pass
 
 
 def record_streams(model, spec, layer_name: str, x, n_outputs: int, seed: int = 0, **emulate_kw) -> dict:
@@ -35,7 +32,8 @@ def record_streams(model, spec, layer_name: str, x, n_outputs: int, seed: int = 
     spec : MacSpec or str
         The unit (applied to every Conv2d/Linear layer, as ``emulate(model, spec)``).
     layer_name : str
-        A Conv2d/Linear layer name from ``model.named_modules()``.
+        A MAC op's name (a Conv/Linear module's name from ``model.named_modules()``, or an op
+        name from the coverage table such as ``attn.qk``).
     x : torch.Tensor
         Network input.
     n_outputs : int
@@ -54,38 +52,28 @@ def record_streams(model, spec, layer_name: str, x, n_outputs: int, seed: int = 
     Raises
     ------
     ValueError
-        Unknown layer, or ``n_outputs`` not a positive integer.
+        Unknown layer, an op that did not run, or ``n_outputs`` not a positive integer.
     """
     spec = MacSpec.parse(spec)
     check_int("n_outputs", n_outputs, 1)
     q = emulate(model, {layer_name: spec}, seed=seed, **emulate_kw)
-    layer = q.get_submodule(layer_name)
-    assert isinstance(layer, (EmulatedConv2d, EmulatedLinear))
-    seen = {}
-
-    def hook(mod, inp):
-        seen["x"] = inp[0].detach()
-        raise _Stop
-
-    h = layer.register_forward_pre_hook(hook)
-    try:
-        with torch.no_grad():
-            q(x)
-    except _Stop:
-        pass
-    finally:
-        h.remove()
-    As = []
-    for A, B, init, rb, cs, _, _, _ in layer.operands(seen["x"]):
-        As.append((A, B, init, np.asarray(rb), cs))
+    acc = q.psum_accumulator
+    site = Site(layer_name, "op", spec, **acc.options)  # the op's site, recording its GEMM blocks
+    site.capture = []
+    acc.sites[layer_name] = site
+    with torch.no_grad():
+        q(x)
+    if not site.capture:
+        raise ValueError(f"op {layer_name!r} did not run in the forward pass")
+    As = site.capture
     # element list over all GEMM blocks: (block, row, col)
-    sizes = [a.shape[0] * b.shape[1] for a, b, *_ in As]
+    sizes = [blk[0].shape[0] * blk[1].shape[1] for blk in As]
     total = sum(sizes)
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(total, size=min(n_outputs, total), replace=False))
-    a_rows, b_rows, init_c, index = [], [], [], []
+    a_rows, b_rows, init_c, index, scale = [], [], [], [], []
     start = 0
-    for (A, B, init, rb, cs), size in zip(As, sizes):
+    for (A, B, init, rb, cs, out_scale), size in zip(As, sizes):
         sel = pick[(pick >= start) & (pick < start + size)] - start
         start += size
         if not len(sel):
@@ -98,6 +86,7 @@ def record_streams(model, spec, layer_name: str, x, n_outputs: int, seed: int = 
         b_rows.append(codes(spec.b, Bn[:, n].T))
         init_c.append(codes(spec.acc, init.detach().cpu().double().numpy()[m, n]))
         index.append(rb[m] + n * cs)
+        scale.append(out_scale.detach().cpu().double().numpy()[n])
     a = np.concatenate(a_rows)
     b = np.concatenate(b_rows)
     init = np.concatenate(init_c)
@@ -108,9 +97,10 @@ def record_streams(model, spec, layer_name: str, x, n_outputs: int, seed: int = 
     seq = spec.replace(order="seq", acc2=None)
     for k in range(K):
         if spec.rounding is Rounding.SR:
-            rand[:, k] = sr_rand(layer.seed, index, k, spec.sr_bits)
+            rand[:, k] = sr_rand(site.seed, index, k, spec.sr_bits)
         acc = mac_step(seq, acc, a[:, k], b[:, k], rand=rand[:, k] if spec.rounding is Rounding.SR else None)
-    return {"a": a, "b": b, "init": init, "out": acc, "rand": rand, "index": index, "spec": str(spec)}
+    return {"a": a, "b": b, "init": init, "out": acc, "rand": rand, "index": index,
+            "scale": np.concatenate(scale), "spec": str(spec)}
 
 
 def as_streams(record: dict) -> list:

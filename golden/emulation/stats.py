@@ -94,8 +94,9 @@ def collect_stats(model) -> dict:
     Returns
     -------
     dict
-        ``{layer_name: {"steps", "max_abs", "overflow", "swamp", "cancel", "exp_hist", "spec"}}``
-        for every emulated layer that collected statistics, in ``named_modules`` order.
+        ``{op_name: {"steps", "max_abs", "overflow", "swamp", "cancel", "exp_hist", "spec"}}``
+        for every emulated op that collected statistics (in first-call order), and for
+        standalone emulated layers (``EmulatedLinear``, ...) in ``named_modules`` order.
 
     Raises
     ------
@@ -103,6 +104,10 @@ def collect_stats(model) -> dict:
         If no layer collected statistics.
     """
     out = {}
+    acc = getattr(model, "psum_accumulator", None)
+    for name, site in (acc.sites.items() if acc is not None else ()):
+        if isinstance(site.stats, PartialSumStats):
+            out[name] = site.stats.as_dict()
     for name, mod in model.named_modules():
         st = getattr(mod, "stats", None)
         if isinstance(st, PartialSumStats):

@@ -1,0 +1,464 @@
+"""Emulated MAC ops: linear, N-d convolution, transposed convolution, matmul, einsum, attention.
+
+Each function computes one PyTorch op with a MAC spec's exact arithmetic: every output element is
+what a MAC unit stepping :func:`psum.golden.mac_step` produces. The per-op state (spec, operand
+scales, calibration, statistics) is a :class:`Site`; :mod:`psum.golden.emulation.context` decides
+which op gets which site, :mod:`psum.golden.emulation.layers` documents the operand semantics.
+
+Reduction orders (the K steps of one output element, step 0 first):
+
+``linear``
+    ``y = x W^T + b``: the input feature index ``k = 0 .. in_features-1``.
+``conv1d/2d/3d``
+    The weight's ``(in_channel, k_1, .., k_n)`` order (row-major over the kernel, the order of
+    ``torch.nn.functional.unfold``); zero-padded input positions are steps with ``a = +0``.
+``conv_transpose1d/2d/3d``
+    Computed as the direct convolution of the stride-zero-inserted, padded input (``d*(k-1) - p``
+    zeros before, that plus ``output_padding`` after; negative amounts crop) with the spatially
+    flipped kernel: steps in that convolution's ``(in_channel, kernel position)`` order, i.e. the
+    weight's taps from last to first; inserted zeros and padding are steps with ``a = +0`` (every
+    output element takes ``in_channels/groups * prod(kernel)`` steps).
+``matmul`` (``@``, ``mm``, ``bmm``, ``baddbmm``, ``addmm``)
+    ``out[.., m, n] = sum_k a[.., m, k] * b[.., k, n]``: ``k`` ascending. ``baddbmm``/``addmm``
+    load ``beta * input / (alpha * s_a * s_b)`` into the accumulator (as a bias).
+``einsum`` (two operands)
+    Rewritten as a batched matmul: the contracted indices in the order they appear in the left
+    operand, row-major.
+``scaled_dot_product_attention``
+    ``S = Q K^T`` (a matmul site ``qk``, ``k`` over the head dimension), then in float32: times
+    the scale (``1/sqrt(E)`` unless given), the mask (boolean: ``-inf`` where False; float:
+    added), softmax, dropout; ``O = P V`` (a matmul site ``av``, ``k`` over the key positions).
+
+Operands: a weight (``F.linear``/``F.conv*``'s weight, or an ``nn.Parameter`` operand of a matmul)
+is quantised to ``spec.b`` with the site's weight scaling; activations are quantised to ``spec.a``
+(left operand) and ``spec.b`` (right operand of an activation x activation product) with per-tensor
+activation scales, calibrated like every activation (``calib`` data, else the first call).
+Stochastic rounding uses the op's element index: the flat index in the op's output (einsum: in its
+``(batch, left, right)`` layout), as in the layers.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from psum.golden.formats import FloatFormat, IntFormat
+from psum.golden.rounding import Rounding
+from psum.golden.spec import MacSpec
+from .kernels import BACKENDS, accumulate_order, fmix32
+
+__all__ = ["Site", "linear", "conv", "conv_transpose", "matmul", "einsum_plan", "einsum",
+           "compute_scale", "quantize_operand", "WEIGHT_SCALES", "ACT_SCALES", "Unsupported"]
+
+WEIGHT_SCALES = ("channel", "tensor", "pow2", "none")
+ACT_SCALES = ("tensor", "pow2", "none")
+_ROWS_PER_BLOCK = 1 << 22  # elements of one unfolded block (rows x K); bounds memory
+
+
+class Unsupported(Exception):
+    """An op configuration the emulation does not cover (the op then runs in float and is reported)."""
+
+
+def _fmt_max(fmt) -> float:
+    return float(fmt.max_int) if isinstance(fmt, IntFormat) else fmt.max_value
+
+
+def compute_scale(amax: torch.Tensor, fmt, how: str) -> torch.Tensor:
+    """Scale(s) ``s`` so that ``x / s`` uses ``fmt``'s range (``amax`` = max |x|, per tensor or channel)."""
+    amax = amax.double()
+    if how == "none":
+        return torch.ones_like(amax)
+    if isinstance(fmt, FloatFormat):
+        # floats: a power of two putting max |x| in [1, 2) -- mantissas untouched, products in
+        # [0, 4), so the accumulator's range (not the operand scale) decides where sums overflow
+        s = torch.exp2(torch.floor(torch.log2(amax)))
+        return torch.where(amax > 0, s, torch.ones_like(s))
+    s = amax / _fmt_max(fmt)
+    if how == "pow2":
+        s = torch.exp2(torch.ceil(torch.log2(s)))
+    return torch.where(amax > 0, s, torch.ones_like(s))
+
+
+def quantize_operand(x: torch.Tensor, fmt, scale) -> torch.Tensor:
+    """Values of ``fmt`` (float64, x's device) nearest to ``x / scale``: rne, saturating."""
+    v = (x.detach().double() / scale).cpu().numpy()
+    v = np.nan_to_num(v, nan=0.0)
+    q = fmt.decode(fmt.encode(v, "rne", saturate=True))
+    return torch.from_numpy(q).to(x.device)
+
+
+def _site_seed(seed: int, name: str) -> int:
+    return int(fmix32(np.uint64((seed ^ zlib.crc32(name.encode())) & 0xFFFFFFFF)))
+
+
+def _out_dtype(x):
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+class Site:
+    """The state of one MAC-bearing op: spec, operand scaling and calibration, statistics.
+
+    Parameters
+    ----------
+    name : str
+        The op's name (module name, ``module.kind<i>`` or ``kind@file:line``); seeds stochastic
+        rounding (mixed with ``seed``, as the layers always did).
+    kind : str
+        ``linear``, ``conv2d``, ``matmul``, ...
+    spec : MacSpec or str
+    weight_scale : {"channel", "tensor", "pow2", "none"}
+    act_scale : {"tensor", "pow2", "none"}
+    seed : int
+    backend : str
+        Kernel backend (:data:`psum.golden.emulation.kernels.BACKENDS`).
+    stats : bool
+        Collect partial-sum statistics (sequential order only).
+
+    Raises
+    ------
+    ValueError
+        Bad spec, scale choice or backend (one line).
+    """
+
+    def __init__(self, name, kind, spec, *, weight_scale="channel", act_scale="tensor", seed=0,
+                 backend="auto", stats=False):
+        spec = MacSpec.parse(spec)  # validates the order too
+        if weight_scale not in WEIGHT_SCALES:
+            raise ValueError(f"weight_scale must be one of {', '.join(WEIGHT_SCALES)}, not {weight_scale!r}")
+        if act_scale not in ACT_SCALES:
+            raise ValueError(f"act_scale must be one of {', '.join(ACT_SCALES)}, not {act_scale!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        self.name, self.kind, self.spec = name, kind, spec
+        self.weight_scale, self.act_scale, self.backend = weight_scale, act_scale, backend
+        self.seed = _site_seed(seed, name)
+        self.amax: dict[str, float] = {}
+        self.stats = None
+        if stats:
+            from .stats import PartialSumStats
+
+            self.stats = PartialSumStats(spec)
+        self.capture = None  # a list: every GEMM block is appended (record_streams)
+        self.last_scales = None
+        self._wcache: dict = {}
+
+    # -- operands ------------------------------------------------------------------------------
+    def observe(self, which: str, x) -> None:
+        """Widen the calibrated max |x| of operand ``which`` ("a" or "b") by ``x`` (calibration)."""
+        v = float(x.detach().abs().max()) if x.numel() else 0.0
+        self.amax[which] = max(self.amax.get(which, 0.0), v)
+
+    def calibrate(self, amax, which: str = "a") -> None:
+        """Fix the activation scale of operand ``which`` from a max |input|."""
+        self.amax[which] = float(amax)
+
+    def act_scale_of(self, which: str, x, fmt) -> float:
+        """The per-tensor scale of activation operand ``which`` (calibrates on first use)."""
+        if which not in self.amax:
+            self.observe(which, x)
+        amax = torch.tensor([self.amax[which]], dtype=torch.float64)
+        return float(compute_scale(amax, fmt, self.act_scale)[0])
+
+    def weight(self, w, build, fmt=None, per_row=True):
+        """``(quantised rows (R, K) float64, scales (R,))`` of a weight, cached per tensor version.
+
+        ``build()`` gives the float64 ``(R, K)`` matrix whose rows are output channels.
+        """
+        fmt = self.spec.b if fmt is None else fmt
+        key = (w.data_ptr(), w._version, tuple(w.shape), w.device, per_row)
+        hit = self._wcache.get(key)
+        if hit is None:
+            m = build()
+            how = self.weight_scale
+            if how == "channel" and per_row:
+                s = compute_scale(m.abs().amax(dim=1), fmt, "tensor")
+            else:
+                how = "tensor" if how == "channel" else how
+                s = compute_scale(m.abs().max().expand(m.shape[0]), fmt, how)
+            hit = (quantize_operand(m, fmt, s[:, None]), s)
+            self._wcache = {key: hit}  # one weight per site
+        return hit
+
+    def operand(self, which, x, fmt):
+        """Quantised values and scale of a matmul operand: a Parameter is a weight (per tensor)."""
+        if isinstance(x, torch.nn.Parameter):
+            m = x.detach().double().reshape(1, -1)
+            q, s = self.weight(x, lambda: m, fmt=fmt, per_row=False)
+            return q.reshape(x.shape), float(s[0])
+        s = self.act_scale_of(which, x, fmt)
+        return quantize_operand(x, fmt, s), s
+
+    def load(self, values) -> torch.Tensor:
+        """Values in accumulator units rounded into ``acc`` (the unit's load), float64.
+
+        The spec's rounding (rne for stochastic rounding); integer accumulators saturate, float
+        ones follow the spec's overflow.
+        """
+        acc = self.spec.acc
+        v = values.detach().double().cpu().numpy()
+        mode = Rounding.RNE if self.spec.rounding is Rounding.SR else self.spec.rounding
+        sat = True if not acc.is_float else self.spec.saturate  # integer and fixed point: the load saturates
+        return torch.from_numpy(acc.decode(acc.encode(v, mode, saturate=sat)))
+
+    def gemm(self, A, B, init, row_base, col_stride, out_scale=None):
+        """One accumulate block through :func:`~psum.golden.emulation.kernels.accumulate_order`.
+
+        ``out_scale`` (per column, real units per accumulator unit) is only recorded (``capture``).
+        """
+        if self.capture is not None:
+            self.capture.append((A, B, init, np.asarray(row_base), col_stride, out_scale))
+        stats = self.stats.observe if self.stats is not None else None
+        return accumulate_order(self.spec, A, B, init, row_base=row_base, col_stride=col_stride,
+                                seed=self.seed, backend=self.backend, stats=stats)
+
+
+def _bias_init(site, bias, s_a, s_w):
+    """Bias in accumulator units, ``bias / (s_a * s_w)``, loaded (float64 (N,)); +0 without bias."""
+    if bias is None:
+        return torch.zeros(s_w.shape[0], dtype=torch.float64)
+    return site.load(bias.detach().double().cpu() / (s_a * s_w.cpu()))
+
+
+# ---------------------------------------------------------------------------------------------
+# linear
+# ---------------------------------------------------------------------------------------------
+def linear(site: Site, x, weight, bias=None):
+    """``F.linear(x, weight, bias)`` with the site's arithmetic: x (..., K), weight (N, K) -> (..., N)."""
+    spec = site.spec
+    N, K = weight.shape
+    s_a = site.act_scale_of("a", x, spec.a)
+    wq, s_w = site.weight(weight, lambda: weight.detach().reshape(N, -1).double())
+    site.last_scales = (s_a, s_w)
+    xa = quantize_operand(x.reshape(-1, K), spec.a, s_a)
+    M = xa.shape[0]
+    init = _bias_init(site, bias, s_a, s_w).to(x.device)
+    out = torch.empty((M, N), dtype=torch.float64, device=x.device)
+    step = max(1, _ROWS_PER_BLOCK // max(1, K))
+    for r0 in range(0, M, step):
+        r1 = min(M, r0 + step)
+        rb = np.arange(r0, r1, dtype=np.int64) * N
+        cs = s_a * s_w.to(x.device)
+        out[r0:r1] = site.gemm(xa[r0:r1], wq.T, init.expand(r1 - r0, N), rb, 1, cs) * cs[None, :]
+    return out.to(_out_dtype(x)).reshape(*x.shape[:-1], N)
+
+
+# ---------------------------------------------------------------------------------------------
+# convolutions
+# ---------------------------------------------------------------------------------------------
+def _tuple(v, n):
+    return tuple(v) if isinstance(v, (tuple, list)) else (int(v),) * n
+
+
+def _im2col(x, k, stride, dilation):
+    """``(B, C*prod(k), L)`` columns of an already padded ``(B, C, *S)`` input (unfold order)."""
+    if len(k) == 2:
+        return F.unfold(x, k, dilation=dilation, stride=stride)
+    nd = len(k)
+    for i in range(nd):
+        x = x.unfold(2 + i, dilation[i] * (k[i] - 1) + 1, stride[i])  # (B, C, o.., w..)
+    x = x[(Ellipsis, *(slice(None, None, d) for d in dilation))]
+    B, C = x.shape[:2]
+    perm = (0, 1, *range(2 + nd, 2 + 2 * nd), *range(2, 2 + nd))
+    return x.permute(perm).reshape(B, C * math.prod(k), -1)
+
+
+def _conv_core(site, xq, wq, s_w, bias, s_a, k, stride, dilation, groups, dtype):
+    """Convolution of quantised, padded ``xq`` (B, C, *S) with quantised rows ``wq`` (Cout, K)."""
+    Bsz, C = xq.shape[:2]
+    o = [(S - d * (kk - 1) - 1) // s + 1 for S, kk, s, d in zip(xq.shape[2:], k, stride, dilation)]
+    L = math.prod(o)
+    Cout, K = wq.shape
+    G = groups
+    cin, cout = C // G, Cout // G
+    init_all = _bias_init(site, bias, s_a, s_w).to(xq.device)
+    out = torch.empty((Bsz, Cout, L), dtype=torch.float64, device=xq.device)
+    per = max(1, _ROWS_PER_BLOCK // max(1, K * L))  # images per unfolded block
+    for b0 in range(0, Bsz, per):
+        b1 = min(Bsz, b0 + per)
+        for g in range(G):
+            cols = _im2col(xq[b0:b1, g * cin:(g + 1) * cin], k, stride, dilation)  # (b, K, L)
+            A = cols.transpose(1, 2).reshape(-1, K)
+            chans = slice(g * cout, (g + 1) * cout)
+            init = init_all[chans].expand(A.shape[0], cout)
+            # flat N C spatial index of output (b, c, l) = b*Cout*L + c*L + l
+            bb = np.repeat(np.arange(b0, b1, dtype=np.int64), L)
+            ll = np.tile(np.arange(L, dtype=np.int64), b1 - b0)
+            rb = bb * Cout * L + g * cout * L + ll
+            cs = s_a * s_w[chans].to(A.device)
+            acc = site.gemm(A, wq[chans].T, init, rb, L, cs) * cs[None, :]
+            out[b0:b1, chans] = acc.reshape(b1 - b0, L, cout).transpose(1, 2)
+    return out.reshape(Bsz, Cout, *o).to(dtype)
+
+
+def _pads(padding, k, dilation, nd):
+    """Per spatial dim ``(before, after)`` zero padding of a convolution."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return [(0, 0)] * nd
+        if padding == "same":  # PyTorch puts the odd extra zero after
+            tot = [d * (kk - 1) for kk, d in zip(k, dilation)]
+            return [(t // 2, t - t // 2) for t in tot]
+        raise Unsupported(f"padding={padding!r}")
+    return [(p, p) for p in _tuple(padding, nd)]
+
+
+def _flat_pad(pads):
+    out = []
+    for lo, hi in reversed(pads):  # F.pad: last dim first
+        out += [lo, hi]
+    return out
+
+
+def conv(site: Site, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """``F.conv1d/2d/3d`` with the site's arithmetic (zero padding, any stride/dilation/groups)."""
+    nd = weight.dim() - 2
+    unbatched = x.dim() == nd + 1
+    if unbatched:
+        x = x[None]
+    k = tuple(weight.shape[2:])
+    stride, dilation = _tuple(stride, nd), _tuple(dilation, nd)
+    pads = _pads(padding, k, dilation, nd)
+    s_a = site.act_scale_of("a", x, site.spec.a)
+    Cout = weight.shape[0]
+    wq, s_w = site.weight(weight, lambda: weight.detach().reshape(Cout, -1).double())
+    site.last_scales = (s_a, s_w)
+    xq = quantize_operand(x, site.spec.a, s_a)  # each activation once; padding adds exact +0
+    if any(p != (0, 0) for p in pads):
+        xq = F.pad(xq, _flat_pad(pads))
+    y = _conv_core(site, xq, wq, s_w, bias, s_a, k, stride, dilation, groups, _out_dtype(x))
+    return y[0] if unbatched else y
+
+
+def conv_transpose(site: Site, x, weight, bias=None, stride=1, padding=0, output_padding=0,
+                   groups=1, dilation=1):
+    """``F.conv_transpose1d/2d/3d`` as the equivalent direct convolution (see the module docstring)."""
+    nd = weight.dim() - 2
+    unbatched = x.dim() == nd + 1
+    if unbatched:
+        x = x[None]
+    if isinstance(padding, str):
+        raise Unsupported(f"padding={padding!r}")
+    k = tuple(weight.shape[2:])
+    stride, dilation = _tuple(stride, nd), _tuple(dilation, nd)
+    padding, output_padding = _tuple(padding, nd), _tuple(output_padding, nd)
+    G = groups
+    Cin, coutg = weight.shape[:2]
+    cin = Cin // G
+
+    def build():
+        # (Cin, Cout/G, *k) -> per group (Cout/G, Cin/G, *k), kernel flipped: the direct conv's weight
+        w = weight.detach().double().reshape(G, cin, coutg, *k).transpose(1, 2)
+        return w.flip(dims=tuple(range(3, 3 + nd))).reshape(G * coutg, -1)
+
+    s_a = site.act_scale_of("a", x, site.spec.a)
+    wq, s_w = site.weight(weight, build)
+    site.last_scales = (s_a, s_w)
+    xq = quantize_operand(x, site.spec.a, s_a)
+    B, C = xq.shape[:2]
+    S = xq.shape[2:]
+    xz = xq.new_zeros((B, C, *[(n - 1) * s + 1 for n, s in zip(S, stride)]))
+    xz[(Ellipsis, *(slice(None, None, s) for s in stride))] = xq
+    pads = [(d * (kk - 1) - p, d * (kk - 1) - p + op)
+            for kk, d, p, op in zip(k, dilation, padding, output_padding)]
+    xz = F.pad(xz, _flat_pad(pads))  # negative amounts crop
+    y = _conv_core(site, xz, wq, s_w, bias, s_a, k, (1,) * nd, dilation, G, _out_dtype(x))
+    return y[0] if unbatched else y
+
+
+# ---------------------------------------------------------------------------------------------
+# matmul family (activation x activation, or with a Parameter operand)
+# ---------------------------------------------------------------------------------------------
+def matmul(site: Site, a, b, *, init=None, alpha=1.0, beta=1.0):
+    """``torch.matmul(a, b)`` (broadcasting, 1-D operands) with the site's arithmetic.
+
+    ``init`` (broadcastable to the output, real units) is ``baddbmm``/``addmm``'s input:
+    ``beta * init / (alpha * s_a * s_b)`` is loaded into the accumulator.
+    """
+    spec = site.spec
+    if alpha == 0:
+        raise Unsupported("alpha=0")
+    a2 = a[None] if a.dim() == 1 else a
+    b2 = b[:, None] if b.dim() == 1 else b
+    batch = torch.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+    M, K = a2.shape[-2:]
+    N = b2.shape[-1]
+    if b2.shape[-2] != K:
+        raise Unsupported(f"shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied")
+    aq, s_a = site.operand("a", a2, spec.a)
+    bq, s_b = site.operand("b", b2, spec.b)
+    site.last_scales = (s_a, s_b)
+    aq = aq.expand(*batch, M, K).reshape(-1, M, K)
+    bq = bq.expand(*batch, K, N).reshape(-1, K, N)
+    nb = aq.shape[0]
+    scale = float(alpha) * s_a * s_b
+    if init is None:
+        inits = torch.zeros((nb, M, N), dtype=torch.float64)
+    else:
+        full = torch.broadcast_to(init.detach().double(), (*batch, M, N)).reshape(nb, M, N)
+        inits = site.load(full * float(beta) / scale)
+    out = torch.empty((nb, M, N), dtype=torch.float64, device=a.device)
+    for i in range(nb):
+        rb = i * M * N + np.arange(M, dtype=np.int64) * N
+        out[i] = site.gemm(aq[i], bq[i], inits[i].to(a.device), rb, 1,
+                           torch.full((N,), scale, dtype=torch.float64)) * scale
+    out = out.reshape(*batch, M, N)
+    if a.dim() == 1:
+        out = out.squeeze(-2)
+    if b.dim() == 1:
+        out = out.squeeze(-1)
+    dt = torch.float64 if torch.float64 in (a.dtype, b.dtype) else torch.float32
+    return out.to(dt)
+
+
+def einsum_plan(equation: str, a_shape, b_shape):
+    """How a two-operand einsum maps onto a batched matmul.
+
+    Returns ``(perm_a, perm_b, sizes, out_perm)`` or raises :class:`Unsupported`.
+    """
+    eq = equation.replace(" ", "")
+    if "..." in eq:
+        raise Unsupported("einsum with '...'")
+    lhs, arrow, out = eq.partition("->")
+    ins = lhs.split(",")
+    if len(ins) != 2:
+        raise Unsupported(f"einsum with {len(ins)} operands")
+    A, B = ins
+    if not arrow:  # implicit output: the letters that appear once, sorted
+        out = "".join(sorted(c for c in set(A + B) if (A + B).count(c) == 1))
+    if len(set(A)) != len(A) or len(set(B)) != len(B) or len(A) != len(a_shape) or len(B) != len(b_shape):
+        raise Unsupported(f"einsum {equation!r} (repeated index or rank mismatch)")
+    lone = [c for c in A + B if c not in out and ((c in A) != (c in B))]
+    if lone:
+        raise Unsupported(f"einsum {equation!r} sums index {lone[0]!r} of one operand")
+    size = {c: n for c, n in zip(A, a_shape)}
+    for c, n in zip(B, b_shape):
+        if size.get(c, n) != n:
+            raise Unsupported(f"einsum {equation!r}: index {c!r} has sizes {size[c]} and {n}")
+        size[c] = n
+    bat = [c for c in out if c in A and c in B]
+    m = [c for c in A if c in out and c not in B]
+    n = [c for c in B if c in out and c not in A]
+    k = [c for c in A if c in B and c not in out]
+    perm_a = [A.index(c) for c in bat + m + k]
+    perm_b = [B.index(c) for c in bat + k + n]
+    mid = bat + m + n
+    return perm_a, perm_b, ([size[c] for c in bat], [size[c] for c in m], [size[c] for c in k],
+                            [size[c] for c in n]), [mid.index(c) for c in out]
+
+
+def einsum(site: Site, equation, a, b):
+    """Two-operand ``torch.einsum`` as a batched matmul (see the module docstring)."""
+    perm_a, perm_b, (sb, sm, sk, sn), out_perm = einsum_plan(equation, a.shape, b.shape)
+    nb, M, K, N = math.prod(sb), math.prod(sm), math.prod(sk), math.prod(sn)
+    a3 = a.permute(perm_a).reshape(nb, M, K)
+    b3 = b.permute(perm_b).reshape(nb, K, N)
+    if isinstance(a, torch.nn.Parameter):
+        a3 = torch.nn.Parameter(a3, requires_grad=False)
+    if isinstance(b, torch.nn.Parameter):
+        b3 = torch.nn.Parameter(b3, requires_grad=False)
+    y = matmul(site, a3, b3)
+    return y.reshape(*sb, *sm, *sn).permute(out_perm)
