@@ -31,6 +31,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+from torch import nn
+
 from psum.errors import PsumError
 
 __all__ = ["Workload", "resolve", "is_user_ref", "load_function", "build_user_model", "load_weights",
@@ -72,12 +74,20 @@ def load_function(ref: str, *, what: str = "model"):
             path = Path(target).expanduser()
             if not path.is_file():
                 raise ValueError(f"--{what} {ref}: file {target} does not exist")
-            # A private module name per file, so two user files named model.py do not collide.
-            name = "psum_user_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-            spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module  # dataclasses and pickling look the module up by name
-            spec.loader.exec_module(module)
+            # A private module name per file (and version of it), so two user files named model.py do
+            # not collide and one command imports a file once.
+            st = path.stat()
+            name = "psum_user_" + hashlib.sha256(f"{path.resolve()}|{st.st_mtime_ns}|{st.st_size}".encode()).hexdigest()[:12]
+            module = sys.modules.get(name)
+            if module is None:
+                spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module  # dataclasses and pickling look the module up by name
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[name]
+                    raise
         else:
             try:
                 module = importlib.import_module(target)
@@ -184,7 +194,7 @@ def _read_checkpoint(path: Path, *, trust: bool):
             raise PsumError(f"{path} is a torch.export archive with a {reason}: loading it runs code from the "
                             f"file; pass --trust-checkpoint (trust=True) only if you trust its source")
         try:
-            return "export", torch.export.load(str(path)).module()
+            return "export", _Exported(torch.export.load(str(path)).module())
         except Exception as exc:
             raise PsumError(f"{path} is a torch.export archive that does not load ({type(exc).__name__})") from None
     try:
@@ -204,6 +214,22 @@ def _read_checkpoint(path: Path, *, trust: bool):
         raise PsumError(f"{path} holds a pickled {type(obj).__name__}, not a torch.nn.Module; expected "
                         f"{CHECKPOINT_KINDS}")
     return "whole", obj
+
+
+class _Exported(nn.Module):
+    """A ``torch.export`` graph as a module that takes ``eval()`` (the graph refuses it: an exported
+    program has no train/eval switch, it was traced in one mode)."""
+
+    def __init__(self, graph):
+        super().__init__()
+        self.graph = graph
+
+    def train(self, mode: bool = True):
+        self.training = mode  # not passed on to the graph, which raises on it
+        return self
+
+    def forward(self, *args, **kwargs):
+        return self.graph(*args, **kwargs)
 
 
 def pickle_error():
@@ -526,6 +552,10 @@ def resolve(model, dataset="digits", *, checkpoint=None, data_dir=None, trust: b
                          "a whole model or a torch.export archive")
     builtin_data = named_data and dataset in DATASETS
     builtin_model = isinstance(model, str) and model in MODELS
+    if isinstance(model, str) and not builtin_model:
+        load_function(model, what="model")  # a missing file or function fails before any data loads
+    if named_data and is_user_ref(dataset) and not builtin_data:
+        load_function(dataset, what="dataset")
 
     # -- the psum path: a built-in model on a built-in dataset with psum's checkpoint -----------
     if builtin_model and builtin_data and (checkpoint is None or _is_psum_checkpoint(checkpoint)):
