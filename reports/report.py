@@ -248,7 +248,6 @@ def build_report(config: ReportConfig | None = None, *, model=None, dataset=None
 
     # -- 1. model and data: the psum checkpoint (yours, else the shipped one, else trained), or
     #       the user's model and data; resolved and checked once, before the output folder exists
-    _say(f"checkpoint {cfg.model}/{cfg.dataset}", quiet)
     wl = workload(model if model is not None else cfg.model, dataset if dataset is not None else cfg.dataset,
                   checkpoint=cfg.checkpoint, data_dir=cfg.data_dir, metric=metric, train_if_missing=True,
                   data_options=data_options)
@@ -256,6 +255,7 @@ def build_report(config: ReportConfig | None = None, *, model=None, dataset=None
         select_layers(wl.net, g)
     net, meta = wl.net, dict(wl.meta, model=wl.model, dataset=wl.dataset)
     cfg = dataclasses.replace(cfg, model=wl.model, dataset=wl.dataset)
+    _say(f"model {cfg.model} ({wl.meta.get('checkpoint_kind')}), data {cfg.dataset}", quiet)
     out = Path(out_dir) if out_dir else default_out_dir(cfg.model, cfg.dataset)
     out.mkdir(parents=True, exist_ok=True)
     common = dict(limit=cfg.limit, out=out / "sweep.jsonl", progress_enabled=progress_enabled)

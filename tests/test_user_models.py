@@ -356,3 +356,21 @@ def test_bad_user_input_messages(user, tmp_path, capsys):
         rc, out, err = _run(["eval"] + argv, capsys)
         assert (rc, out) == (2, ""), (argv, err)
         assert err == f"psum eval: error: {message}\n", err
+
+
+# -- the report on a user model, through the API ------------------------------------------------------
+@pytest.mark.slow  # ~2 min on 2 cores: five units checked in Icarus and synthesised
+def test_report_on_user_model_api(user, tmp_path):
+    from psum.reports.report import ReportConfig, build_report
+
+    net = _tiny(user)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(
+        torch.rand(12, 3, 12, 12, generator=torch.Generator().manual_seed(5)), torch.arange(12) % 3), batch_size=4)
+    cfg = ReportConfig(float_exps=(4,), max_man=3, int_widths=(16,), limit=12, per_layer=False, groups=("features",),
+                       sim_cycles=100, stats_images=4, power_outputs=1, tol=100.0)
+    data = build_report(cfg, model=net, dataset=loader, out_dir=tmp_path / "rep", quiet=True, progress_enabled=False,
+                        data_options=dict(model_name="tiny", dataset_name="noise"))
+    assert data["checkpoint"]["model"] == "tiny" and tuple(data["config"]["groups"]) == ("features",)
+    assert {r["layer"] for r in data["layer_min"]} == {"features"}
+    assert data["power_layer"] == "features.2" and data["hardware"]
+    assert (tmp_path / "rep" / "index.html").is_file()
