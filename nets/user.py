@@ -411,11 +411,11 @@ def output_size(net, ds) -> int:
     return int(out.shape[1])
 
 
-def check_labels(ds, n_outputs: int, label: str) -> None:
+def check_labels(ds, n_outputs: int, label: str, *, exact: bool = False) -> None:
     """Refuse a dataset whose labels fall outside the model's ``n_outputs`` classes.
 
-    Image folders must match exactly (one class per output); other data need every readable label
-    in ``[0, n_outputs)`` (labels that cannot be read up front are checked batch by batch by
+    With ``exact`` (a user's image folder) the class folders must match the outputs one to one;
+    otherwise every readable label must lie in ``[0, n_outputs)`` (labels that cannot be read up front are checked batch by batch by
     :func:`psum.nets.train.evaluate`).
 
     Raises
@@ -424,7 +424,7 @@ def check_labels(ds, n_outputs: int, label: str) -> None:
         One line naming the classes and the outputs.
     """
     classes = getattr(getattr(ds, "dataset", ds), "classes", None)
-    if classes is not None and len(classes) != n_outputs:
+    if exact and classes is not None and len(classes) != n_outputs:
         raise ValueError(f"dataset {label} has {len(classes)} classes ({_first(classes)}) but the model has "
                          f"{n_outputs} outputs")
     y = dataset_labels(ds)
@@ -620,7 +620,7 @@ def resolve(model, dataset="digits", *, checkpoint=None, data_dir=None, trust: b
 
     # -- fit: outputs against classes -------------------------------------------------------------
     n_out = output_size(net, test)
-    check_labels(test, n_out, data_label)
+    check_labels(test, n_out, data_label, exact=named_data and dataset == "imagefolder")
     calib_src = calib if calib is not None else (train() if train is not None else test)
     calib_name = "given" if calib is not None else (f"train[:{calib_images}]" if train is not None
                                                     else f"test[:{calib_images}]")

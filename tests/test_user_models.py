@@ -374,3 +374,15 @@ def test_report_on_user_model_api(user, tmp_path):
     assert {r["layer"] for r in data["layer_min"]} == {"features"}
     assert data["power_layer"] == "features.2" and data["hardware"]
     assert (tmp_path / "rep" / "index.html").is_file()
+
+
+def test_unreadable_labels_are_checked_per_batch(user):
+    class Lazy(torch.utils.data.Dataset):  # no .targets: labels are only seen while evaluating
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            return torch.rand(3, 12, 12), 5 if i == 4 else 0
+
+    with pytest.raises(ValueError, match=r"^the data has label 5 but the model has 3 outputs \(classes 0..2\)$"):
+        evaluate_spec(_tiny(user), Lazy(), batch_size=2, progress_enabled=False)
