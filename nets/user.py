@@ -26,6 +26,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import pickle
 import re
 import sys
 import zipfile
@@ -199,7 +200,7 @@ def _read_checkpoint(path: Path, *, trust: bool):
             raise PsumError(f"{path} is a torch.export archive that does not load ({type(exc).__name__})") from None
     try:
         return "dict", torch.load(path, map_location="cpu", weights_only=True)
-    except pickle_error() as exc:
+    except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         what = f"it names {found[1]}" if found else "it holds pickled objects"
         if not trust:
@@ -230,12 +231,6 @@ class _Exported(nn.Module):
 
     def forward(self, *args, **kwargs):
         return self.graph(*args, **kwargs)
-
-
-def pickle_error():
-    import pickle
-
-    return pickle.UnpicklingError
 
 
 def _state_dict_of(obj, path: Path) -> tuple[str, dict]:
