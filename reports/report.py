@@ -566,7 +566,11 @@ def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
         doc.link(rel, rel, before="Fake-quantised float graphs against the true integer program, per layer "
                                   "and end to end: ", after=" (written by `psum fake2true`).")
     doc.heading("Reproduce")
-    doc.para(f"`psum report --model {cfg.model} --dataset {cfg.dataset}`; data behind every plot: `data.json`, "
+    data_arg = (f"--dataset imagefolder --data-dir {cfg.dataset.split(':', 1)[1]}"
+                if cfg.dataset.startswith("imagefolder:") else f"--dataset {cfg.dataset}")
+    extra = f" --checkpoint {cfg.checkpoint}" if cfg.checkpoint else ""
+    extra += "".join(f" --layer '{g}'" for g in cfg.groups)
+    doc.para(f"`psum report --model {cfg.model} {data_arg}{extra}`; data behind every plot: `data.json`, "
              "`sweep.csv`, `hardware.csv`, `layer_min.csv`. Timings (s): "
              + ", ".join(f"{k} {v:.0f}" for k, v in data["timings"].items()))
     doc.write(out)
