@@ -18,12 +18,15 @@ not depend on the batch size or on ``limit``.
 
 Rows
 ----
-Each row holds ``model``, ``dataset``, ``spec`` (``str(MacSpec)``), ``layer`` (``"all"`` or a
-layer name; the other layers stay float32), ``acc`` (format text), ``kind`` (``float``/``int``),
-``acc_bits`` (accumulator width), ``exp_bits``/``man_bits`` or ``int_bits``, ``overflow``,
-``accuracy`` (top-1 %), ``top5`` (ImageNet), ``baseline_accuracy`` (float32 model on the same
-images), ``n_images``, ``limit``, ``seconds``, ``checkpoint`` (first 12 hex digits of the
-checkpoint file's SHA-256), ``calib``, ``psum_version``. The baseline itself is a row with
+Each row holds ``model`` (a built-in name, the ``FILE.py:FUNC`` text, or the given model name),
+``dataset``, ``spec`` (``str(MacSpec)``), ``layer`` (``"all"``, a layer name or a group pattern;
+the other layers stay float32; ``layers`` lists a group's members), ``acc`` (format text),
+``kind`` (``float``/``int``), ``acc_bits`` (accumulator width), ``exp_bits``/``man_bits`` or
+``int_bits``, ``overflow``, ``accuracy`` (top-1 %, or a given metric's mean x 100 with ``metric``
+naming it), ``top5`` (ImageNet), ``baseline_accuracy`` (float32 model on the same images),
+``n_images``, ``limit``, ``seconds``, ``checkpoint`` (first 12 hex digits of the psum checkpoint
+file's SHA-256, or of a user model's state_dict: :func:`psum.nets.user.model_digest`), ``calib``,
+``psum_version``. The baseline itself is a row with
 ``spec = "fp32"``. A row's key is (model, dataset, checkpoint, spec, layer, n_images, calib).
 
 Search rule
@@ -42,7 +45,6 @@ int32) minus ``tol``. If ``hi`` fails the result is ``None``.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import time
 
 from psum import __version__
