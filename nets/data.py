@@ -16,10 +16,17 @@ cifar100      ``cifar-100-python/{train,test}`` (the "python version" tarball, u
 imagenet      ``{train,val}/<wnid>/*.JPEG`` (ImageFolder layout: val sorted into class folders too)
 ============  ==========================================================================================
 
-When torchvision imports, its ``CIFAR10``/``CIFAR100``/``ImageFolder`` readers are used; otherwise
-psum's own readers of the same files (torchvision's PyPI wheels do not import beside the CPU torch
-psum pins, so here the fallbacks are what runs). ImageNet images are resized (shorter side 256) and
-centre-cropped to 224×224, both splits alike; psum does not do ImageNet training augmentation.
+CIFAR batches are read by psum's own reader through a *restricted unpickler* (:func:`read_pickle`):
+a CIFAR batch is a pickled dict of bytes, lists of ints and one numpy array, and only the classes
+needed to rebuild those are admitted, so a crafted batch in a data folder cannot run code (a plain
+``pickle.load``, torchvision's reader included, would run whatever the file names). When torchvision
+imports, its ``ImageFolder`` reader is used for ImageNet; otherwise psum's own reader of the same
+files (torchvision's PyPI wheels do not import beside the CPU torch psum pins). ImageNet images are
+resized (shorter side 256) and centre-cropped to 224×224, both splits alike; psum does not do
+ImageNet training augmentation.
+
+A user's own image folder (any number of classes, any image size) is :func:`image_folder`
+(``psum eval --dataset imagefolder --data-dir DIR``).
 """
 
 from __future__ import annotations
@@ -30,9 +37,11 @@ import os
 import pickle
 from pathlib import Path
 
+from psum._util import check_int
 from psum.errors import PsumError
 
-__all__ = ["DATASETS", "DatasetInfo", "dataset_info", "load_dataset", "input_channels", "expected_layout"]
+__all__ = ["DATASETS", "DatasetInfo", "dataset_info", "load_dataset", "input_channels", "expected_layout",
+           "read_pickle", "PICKLE_ALLOWED", "image_folder", "ImageFolderDataset", "IMAGEFOLDER_LAYOUT"]
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagenet")
 
@@ -188,6 +197,62 @@ def _digits(split: str):
 
 
 # ---------------------------------------------------------------------------------------------
+# pickles read as data only
+# ---------------------------------------------------------------------------------------------
+# (module, name) pairs a restricted unpickle may load: what numpy arrays, their dtypes and
+# protocol-2 bytes need (CIFAR's files were written by Python 2's numpy: numpy.core; numpy >= 2
+# writes numpy._core). Nothing here can run code: _reconstruct builds an empty array, dtype a
+# dtype, _codecs.encode turns a str into bytes.
+PICKLE_ALLOWED = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+})
+
+
+class _DataUnpickler(pickle.Unpickler):
+    """An unpickler that builds dicts, lists, tuples, str/bytes, numbers and numpy arrays only."""
+
+    def __init__(self, fh, path, what):
+        super().__init__(fh, encoding="bytes")
+        self._path, self._what = path, what
+
+    def find_class(self, module, name):
+        # Why refuse rather than skip: any other global is how a pickle runs code (os.system,
+        # builtins.eval, subprocess.Popen through __reduce__).
+        if (module, name) not in PICKLE_ALLOWED:
+            raise PsumError(f"{self._path} tries to load {module}.{name}, which a {self._what} never holds; "
+                            f"refused (psum reads pickles as data only: dicts, lists, bytes, ints, numpy arrays)")
+        return super().find_class(module, name)
+
+
+def read_pickle(path, *, what: str = "data pickle"):
+    """Unpickle ``path`` admitting only plain data (the CIFAR "python version" files are pickles).
+
+    Parameters
+    ----------
+    path : str or Path
+    what : str
+        What the file should be, for the message (``"cifar10 batch"``).
+
+    Returns
+    -------
+    object
+        Dicts, lists, tuples, str, bytes, numbers and numpy arrays (``encoding="bytes"``: Python 2
+        strings come back as bytes, as CIFAR's keys ``b"data"``, ``b"labels"``).
+
+    Raises
+    ------
+    psum.errors.PsumError
+        The pickle names any class outside :data:`PICKLE_ALLOWED` (one line: the file and the
+        class); nothing of it is executed.
+    pickle.UnpicklingError, EOFError
+        Not a pickle.
+    """
+    with open(path, "rb") as fh:
+        return _DataUnpickler(fh, path, what).load()
+
+
+# ---------------------------------------------------------------------------------------------
 # folders: CIFAR and ImageNet
 # ---------------------------------------------------------------------------------------------
 def _require_dir(name: str, data_dir) -> Path:
@@ -227,25 +292,20 @@ def _cifar(name: str, split: str, root: Path):
     import torch
 
     base, files = _cifar_files(name, split, root)
-    tv = _torchvision()
-    if tv is not None:
-        cls = tv.datasets.CIFAR10 if name == "cifar10" else tv.datasets.CIFAR100
-        ds = cls(str(base.parent), train=split == "train", download=False)
-        data, labels = np.asarray(ds.data), np.asarray(ds.targets)  # N×32×32×3 uint8
-    else:
-        label_key = b"labels" if name == "cifar10" else b"fine_labels"
-        chunks, labels = [], []
-        for f in files:
-            try:
-                with open(f, "rb") as fh:
-                    entry = pickle.load(fh, encoding="bytes")
-                chunks.append(np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-                labels.extend(entry[label_key])
-            except (pickle.UnpicklingError, KeyError, EOFError, ValueError, TypeError, AttributeError) as exc:
-                raise PsumError(f"{name}: {f} is not a {name} python pickle ({type(exc).__name__}); "
-                                f"expected {_LAYOUT[name]}") from None
-        data = np.concatenate(chunks).transpose(0, 2, 3, 1)
-        labels = np.asarray(labels)
+    # Why not torchvision's CIFAR reader: it calls a plain pickle.load, which runs whatever a crafted
+    # batch names; read_pickle admits only the classes a CIFAR batch needs.
+    label_key = b"labels" if name == "cifar10" else b"fine_labels"
+    chunks, labels = [], []
+    for f in files:
+        try:
+            entry = read_pickle(f, what=f"{name} batch")
+            chunks.append(np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.extend(entry[label_key])
+        except (pickle.UnpicklingError, KeyError, EOFError, ValueError, TypeError, AttributeError) as exc:
+            raise PsumError(f"{name}: {f} is not a {name} python pickle ({type(exc).__name__}); "
+                            f"expected {_LAYOUT[name]}") from None
+    data = np.concatenate(chunks).transpose(0, 2, 3, 1)
+    labels = np.asarray(labels)
     info = _INFO[name]
     x = torch.from_numpy(np.ascontiguousarray(data)).permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(info.mean).view(1, 3, 1, 1)
@@ -258,7 +318,7 @@ _IMAGE_EXT = (".jpeg", ".jpg", ".png", ".bmp", ".ppm", ".webp")
 
 
 class ImageFolderDataset:
-    """A minimal ImageFolder: ``root/<class>/<image>``, classes sorted, resize 256 + centre crop 224.
+    """A minimal ImageFolder: ``root/<class>/<image>``, classes in label order.
 
     Parameters
     ----------
@@ -266,12 +326,27 @@ class ImageFolderDataset:
         The split folder.
     classes : list of str
         Class folder names, in label order (taken from ``train`` so both splits agree).
-    mean, std : tuple of float
-        Per-channel normalisation.
+    mean, std : tuple of float, optional
+        Per-channel normalisation of the [0, 1] pixels (``None``: none).
+    size : int, optional
+        Side of the square centre crop (``None``: no crop; every image is resized to the first
+        image's width × height, so a batch stacks).
+    resize : int, optional
+        Shorter side before the crop (default ``size * 8 / 7``, ImageNet's 256 for 224).
+    channels : int, optional
+        1 (grey) or 3 (RGB); default from the first image's mode (grey modes give 1).
+
+    Attributes
+    ----------
+    samples : list of (Path, int)
+    targets : list of int
+        The label of every sample (read without opening an image).
     """
 
-    def __init__(self, root: Path, classes: list[str], mean, std, size: int = 224, resize: int = 256):
-        self.root, self.classes, self.size, self.resize = root, classes, size, resize
+    def __init__(self, root: Path, classes: list[str], mean=None, std=None, size: int | None = 224,
+                 resize: int | None = None, channels: int | None = None):
+        self.root, self.classes, self.size = root, list(classes), size
+        self.resize = resize if resize is not None or size is None else round(size * 256 / 224)
         self.mean, self.std = mean, std
         self.samples = []
         for label, cls in enumerate(classes):
@@ -281,6 +356,16 @@ class ImageFolderDataset:
             for f in sorted(os.listdir(folder)):
                 if f.lower().endswith(_IMAGE_EXT):
                     self.samples.append((folder / f, label))
+        self.targets = [label for _, label in self.samples]
+        self.channels, self.native = channels, None
+        if self.samples and (channels is None or size is None):
+            from PIL import Image
+
+            with Image.open(self.samples[0][0]) as im:
+                self.native = im.size
+                if channels is None:
+                    self.channels = 1 if im.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+        self.channels = self.channels or 3
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -292,17 +377,97 @@ class ImageFolderDataset:
 
         path, label = self.samples[i]
         with Image.open(path) as im:
-            im = im.convert("RGB")
+            im = im.convert("L" if self.channels == 1 else "RGB")
             w, h = im.size
-            s = self.resize / min(w, h)  # shorter side -> 256, aspect kept
-            im = im.resize((max(self.resize, round(w * s)), max(self.resize, round(h * s))), Image.BILINEAR)
-            w, h = im.size
-            left, top = (w - self.size) // 2, (h - self.size) // 2
-            im = im.crop((left, top, left + self.size, top + self.size))
-            x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
-        mean = torch.tensor(self.mean).view(3, 1, 1)
-        std = torch.tensor(self.std).view(3, 1, 1)
-        return (x - mean) / std, label
+            if self.size is None:
+                if (w, h) != self.native:
+                    im = im.resize(self.native, Image.BILINEAR)
+            else:
+                s = self.resize / min(w, h)  # shorter side -> resize, aspect kept
+                im = im.resize((max(self.resize, round(w * s)), max(self.resize, round(h * s))), Image.BILINEAR)
+                w, h = im.size
+                left, top = (w - self.size) // 2, (h - self.size) // 2
+                im = im.crop((left, top, left + self.size, top + self.size))
+            arr = np.asarray(im, dtype=np.float32) / 255.0
+            x = torch.from_numpy(arr.reshape(arr.shape[0], arr.shape[1], -1)).permute(2, 0, 1).contiguous()
+        if self.mean is not None:
+            mean = torch.tensor(self.mean, dtype=torch.float32).view(-1, 1, 1)
+            std = torch.tensor(self.std, dtype=torch.float32).view(-1, 1, 1)
+            x = (x - mean) / std
+        return x, label
+
+
+IMAGEFOLDER_LAYOUT = "DIR/<class>/*.png|jpg (one folder per class), or DIR/{train,val}/<class>/*"
+_NORMALIZE = {"none": (None, None), "imagenet": (_INFO["imagenet"].mean, _INFO["imagenet"].std)}
+
+
+def image_folder(data_dir, split: str = "test", *, size: int | None = None, normalize="none",
+                 channels: int | None = None) -> ImageFolderDataset:
+    """A user's image folder as a dataset: classes are the sub-folder names, sorted.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        ``DIR/<class>/<image>`` (one split, used for testing and for calibration), or
+        ``DIR/{train,val}/<class>/<image>`` (``test`` may stand for ``val``); classes are read from
+        ``train`` when it exists, so both splits number them alike.
+    split : {"test", "train"}
+        ``"train"`` falls back to the single folder when there is no ``train`` sub-folder.
+    size : int, optional
+        Square centre crop after resizing the shorter side to ``size * 256 / 224`` (the ImageNet
+        recipe); default ``None``: images keep their size (the first image's size for all).
+    normalize : {"none", "imagenet"} or (mean, std)
+        ``"none"``: pixels in [0, 1] (what ``ToTensor()`` gives); ``"imagenet"``: torchvision's
+        ImageNet mean/std; or explicit per-channel tuples.
+    channels : int, optional
+        1 or 3; default from the first image (grey images give 1).
+
+    Returns
+    -------
+    ImageFolderDataset
+        ``(C×H×W float32, int label)`` items; ``.classes``, ``.targets``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No folder, no class folders or no images (the message gives the layout).
+    ValueError
+        Bad split, size, normalisation or channel count.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    if size is not None:
+        check_int("image size", size, 1)
+    if channels is not None and channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, not {channels!r}")
+    if isinstance(normalize, str):
+        if normalize not in _NORMALIZE:
+            raise ValueError(f"normalize must be one of {', '.join(_NORMALIZE)} or (mean, std), not {normalize!r}")
+        mean, std = _NORMALIZE[normalize]
+    else:
+        mean, std = (tuple(float(v) for v in t) for t in normalize)
+    if data_dir is None or str(data_dir) == "":
+        raise FileNotFoundError(f"imagefolder needs --data-dir DIR with {IMAGEFOLDER_LAYOUT}")
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"imagefolder: {root} is not a folder; expected {IMAGEFOLDER_LAYOUT}")
+    names = ("train",) if split == "train" else ("val", "test")
+    folder = next((root / n for n in names if (root / n).is_dir()), None)
+    if folder is None:
+        has_splits = any((root / n).is_dir() for n in ("train", "val", "test"))
+        if has_splits and split == "test":
+            raise FileNotFoundError(f"imagefolder: missing {root / 'val'}; expected {IMAGEFOLDER_LAYOUT}")
+        folder = root / "train" if has_splits else root
+    class_root = root / "train" if (root / "train").is_dir() else folder
+    classes = sorted(e.name for e in os.scandir(class_root) if e.is_dir() and not e.name.startswith("."))
+    if not classes:
+        raise FileNotFoundError(f"imagefolder: no class folders in {class_root}; expected {IMAGEFOLDER_LAYOUT}")
+    ds = ImageFolderDataset(folder, classes, mean, std, size=size, channels=channels)
+    if len(ds) == 0:
+        raise FileNotFoundError(f"imagefolder: no images in {folder}/<class>/; expected {IMAGEFOLDER_LAYOUT}")
+    if mean is not None and len(mean) not in (1, ds.channels):
+        raise ValueError(f"normalize has {len(mean)} channel means but the images have {ds.channels} channels")
+    return ds
 
 
 def _imagenet(split: str, root: Path):
@@ -320,7 +485,7 @@ def _imagenet(split: str, root: Path):
 
         tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(info.mean, info.std)])
         return tv.datasets.ImageFolder(str(folder), transform=tf)
-    ds = ImageFolderDataset(folder, classes, info.mean, info.std)
+    ds = ImageFolderDataset(folder, classes, info.mean, info.std, size=224, resize=256, channels=3)
     if len(ds) == 0:
         raise FileNotFoundError(f"imagenet: no images in {folder}/<wnid>/; expected {_LAYOUT['imagenet']}")
     return ds

@@ -33,7 +33,7 @@ from psum.paths import find_checkpoint as _find
 from psum.progress import progress
 
 __all__ = ["train", "evaluate", "load_checkpoint", "ensure_checkpoint", "checkpoint_path", "find_checkpoint",
-           "checkpoint_dir", "default_epochs", "iterate_batches"]
+           "checkpoint_dir", "default_epochs", "iterate_batches", "dataset_size"]
 
 # Epochs used when none is given: enough on digits to converge (seconds to a minute on 2 cores).
 _DEFAULT_EPOCHS = {"digits": 15, "cifar10": 30, "cifar100": 60, "imagenet": 90}
@@ -79,10 +79,23 @@ def _device(device):
 def iterate_batches(ds, batch_size: int, *, limit: int | None = None, shuffle: bool = False, generator=None):
     """Yield ``(images, labels)`` batches of a dataset; tensor datasets are sliced, not collated.
 
-    ``limit`` keeps the first ``limit`` items (before shuffling).
+    ``limit`` keeps the first ``limit`` items (before shuffling). A ``DataLoader`` is iterated as
+    it is (its own batch size and order), its last batch cut at ``limit``.
     """
     import torch
 
+    if isinstance(ds, torch.utils.data.DataLoader):
+        done = 0
+        for batch in ds:
+            x, y = batch[0], torch.as_tensor(batch[1])
+            if limit is not None and done + len(x) > limit:
+                x, y = x[:limit - done], y[:limit - done]
+            if len(x):
+                yield x, y
+            done += len(x)
+            if limit is not None and done >= limit:
+                return
+        return
     n = len(ds) if limit is None else min(limit, len(ds))
     tensors = getattr(ds, "tensors", None)
     if tensors is not None:
@@ -103,15 +116,29 @@ def iterate_batches(ds, batch_size: int, *, limit: int | None = None, shuffle: b
         yield x, torch.as_tensor(y)
 
 
+def dataset_size(ds) -> int:
+    """Items in a Dataset, or in a DataLoader's dataset (``len(loader)`` counts batches)."""
+    import torch
+
+    if isinstance(ds, torch.utils.data.DataLoader):
+        try:
+            return len(ds.dataset)
+        except TypeError:  # an IterableDataset without a length
+            raise ValueError("a DataLoader over a dataset without len() cannot be evaluated with a known "
+                             "image count; give its dataset a __len__") from None
+    return len(ds)
+
+
 def evaluate(model, ds, *, limit: int | None = None, batch_size: int = 256, topk=(1,), device=None,
-             progress_bar=None, desc: str = "eval") -> dict:
+             progress_bar=None, desc: str = "eval", metric=None) -> dict:
     """Top-k accuracy (in %) of ``model`` on the first ``limit`` items of ``ds``, in float32.
 
     Parameters
     ----------
     model : torch.nn.Module
         Put in eval mode here.
-    ds : torch Dataset
+    ds : torch Dataset or DataLoader
+        ``(input, label)`` items; a DataLoader is iterated with its own batching.
     limit : int, optional
         Evaluate only the first ``limit`` items.
     batch_size : int
@@ -124,18 +151,29 @@ def evaluate(model, ds, *, limit: int | None = None, batch_size: int = 256, topk
         :func:`psum.progress.progress_enabled`).
     desc : str
         Label of the own bar.
+    metric : callable, optional
+        ``metric(outputs, labels) -> per-sample scores`` (a tensor of ``N`` values in [0, 1], e.g.
+        ``(outputs.argmax(1) == labels)``); its mean × 100 is reported as ``top1`` (so sweeps and
+        searches read it unchanged), its ``__name__`` as ``metric``.
 
     Returns
     -------
     dict
-        ``{"top1": %, ["top5": %,] "n_images": int}``.
+        ``{"top1": %, ["top5": %,] "n_images": int[, "metric": name]}``.
+
+    Raises
+    ------
+    ValueError
+        A label outside the model's outputs (checked per batch, before any accuracy is reported).
     """
     import torch
 
     dev = _device(device)
     model = model.to(dev).eval()
-    n = len(ds) if limit is None else min(limit, len(ds))
+    size = dataset_size(ds)
+    n = size if limit is None else min(limit, size)
     correct = {k: 0 for k in topk}
+    score = 0.0
     own = progress_bar is None
     bar = progress(total=n, desc=desc, unit="img", leave=False) if own else progress_bar
     try:
@@ -143,6 +181,14 @@ def evaluate(model, ds, *, limit: int | None = None, batch_size: int = 256, topk
             for x, y in iterate_batches(ds, batch_size, limit=n):
                 x, y = x.to(dev), y.to(dev)
                 logits = model(x).float()
+                if metric is not None:
+                    score += float(torch.as_tensor(metric(logits, y)).double().sum())
+                    bar.update(len(y))
+                    continue
+                # never silently wrong: a label the model cannot output would just count as a miss
+                if len(y) and (int(y.min()) < 0 or int(y.max()) >= logits.shape[1]):
+                    raise ValueError(f"the data has label {int(y.max()) if int(y.max()) >= 0 else int(y.min())} "
+                                     f"but the model has {logits.shape[1]} outputs (classes 0..{logits.shape[1] - 1})")
                 kmax = min(max(topk), logits.shape[1])
                 pred = logits.topk(kmax, dim=1).indices
                 hit = pred == y.unsqueeze(1)
@@ -152,6 +198,8 @@ def evaluate(model, ds, *, limit: int | None = None, batch_size: int = 256, topk
     finally:
         if own:
             bar.close()
+    if metric is not None:
+        return {"top1": 100.0 * score / max(n, 1), "n_images": n, "metric": getattr(metric, "__name__", "metric")}
     out = {f"top{k}": 100.0 * correct[k] / max(n, 1) for k in topk}
     out["n_images"] = n
     return out

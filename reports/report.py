@@ -47,7 +47,15 @@ class ReportConfig:
     Parameters
     ----------
     model, dataset : str
-        Checkpoint to evaluate (trained first when absent).
+        Checkpoint to evaluate (trained first when absent), or a user's model and data as the CLI
+        names them: ``FILE.py:FUNCTION``, ``imagefolder`` (with ``data_dir``), ``FILE.py:FUNCTION``
+        (see :func:`psum.sweeps.sweep.workload`). Python objects go to :func:`build_report`'s
+        ``model`` / ``dataset`` arguments instead.
+    checkpoint : str, optional
+        Weights for ``model`` (:data:`psum.nets.user.CHECKPOINT_KINDS`).
+    groups : tuple of str
+        Layer groups (``"layer3"``, ``"layer3.*"``, :func:`psum.sweeps.sweep.select_layers`) whose
+        minimum accumulator is searched like a single layer's (the rest float32).
     tol : float
         Allowed top-1 drop from the float32 baseline, percentage points.
     float_exps : tuple of int
@@ -85,6 +93,8 @@ class ReportConfig:
     jobs: int = 2
     stats_images: int = 64
     power_outputs: int = 8
+    checkpoint: str | None = None
+    groups: tuple = ()
 
     def __post_init__(self):
         if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or not 0 <= self.tol < 100:
@@ -113,10 +123,18 @@ class ReportConfig:
 
 def default_out_dir(model: str, dataset: str) -> Path:
     """``<model>-<dataset>`` under :func:`psum.paths.results_dir` (the working directory, or
-    ``$PSUM_RESULTS_DIR``): never inside the installed package."""
+    ``$PSUM_RESULTS_DIR``): never inside the installed package. Labels of user models and data
+    (``my/net.py:build``, ``imagefolder:/data/x``) become one folder name (``net.py_build``)."""
+    import re
+
     from psum.paths import results_dir
 
-    return results_dir(f"{model}-{dataset}")
+    def slug(label: str) -> str:
+        label = label.split(":", 1)[0].rsplit("/", 1)[-1] + ("_" + label.split(":", 1)[1].rsplit("/", 1)[-1]
+                                                              if ":" in label else "")
+        return re.sub(r"[^\w.+-]+", "_", label).strip("._") or "model"
+
+    return results_dir(f"{slug(model)}-{slug(dataset)}")
 
 
 def fake2true_section(out: Path) -> Path | None:
@@ -206,14 +224,23 @@ class StatsStage:
     histograms: dict
 
 
-def build_report(config: ReportConfig | None = None, *, out_dir=None, force_synth: bool = False,
-                 progress_enabled: bool | None = None, quiet: bool = False) -> dict:
+def build_report(config: ReportConfig | None = None, *, model=None, dataset=None, out_dir=None,
+                 force_synth: bool = False, progress_enabled: bool | None = None, quiet: bool = False,
+                 metric=None, data_options=None) -> dict:
     """Run the whole study for ``config`` and write the report; return the report's data.
 
     Parameters
     ----------
     config : ReportConfig, optional
         What the study covers (default: the built-in main job; :meth:`ReportConfig.quick` is smaller).
+    model : torch.nn.Module, Workload or str, optional
+        A user's model object instead of ``config.model`` (:func:`psum.sweeps.sweep.workload`).
+    dataset : Dataset, DataLoader or str, optional
+        Its data instead of ``config.dataset``.
+    metric : callable, optional
+        Per-sample score instead of top-1 (:func:`psum.nets.train.evaluate`).
+    data_options : dict, optional
+        :func:`psum.sweeps.sweep.workload` options (``trust``, ``image_size``, ``model_name``, ...).
     out_dir : str or Path, optional
         Report folder (default :func:`default_out_dir`: ``./<model>-<dataset>``).
     force_synth : bool
@@ -233,38 +260,40 @@ def build_report(config: ReportConfig | None = None, *, out_dir=None, force_synt
     ValueError, FileNotFoundError, psum.errors.PsumError
         Bad configuration, missing data, a tool failure, or an RTL mismatch (one line).
     """
-    from psum.nets.data import dataset_info
-    from psum.nets.models import MODELS
-    from psum.nets.train import ensure_checkpoint
+    from psum.sweeps.sweep import select_layers, workload
 
     cfg = config or ReportConfig()
-    if cfg.model not in MODELS:
-        raise ValueError(f"model must be one of {', '.join(MODELS)}, not {cfg.model!r}")
-    dataset_info(cfg.dataset)
-    out = Path(out_dir) if out_dir else default_out_dir(cfg.model, cfg.dataset)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     timings = {}
-    common = dict(limit=cfg.limit, data_dir=cfg.data_dir, out=out / "sweep.jsonl",
-                  progress_enabled=progress_enabled)
 
-    # -- 1. checkpoint (yours, else the shipped one, else trained) ----------------------------
-    _say(f"checkpoint {cfg.model}/{cfg.dataset}", quiet)
-    net, meta = ensure_checkpoint(cfg.model, cfg.dataset, data_dir=cfg.data_dir)
+    # -- 1. model and data: the psum checkpoint (yours, else the shipped one, else trained), or
+    #       the user's model and data; resolved and checked once, before the output folder exists
+    wl = workload(model if model is not None else cfg.model, dataset if dataset is not None else cfg.dataset,
+                  checkpoint=cfg.checkpoint, data_dir=cfg.data_dir, metric=metric, train_if_missing=True,
+                  data_options=data_options)
+    for g in cfg.groups:
+        select_layers(wl.net, g)
+    net, meta = wl.net, dict(wl.meta, model=wl.model, dataset=wl.dataset)
+    cfg = dataclasses.replace(cfg, model=wl.model, dataset=wl.dataset)
+    _say(f"model {cfg.model} ({wl.meta.get('checkpoint_kind')}), data {cfg.dataset}", quiet)
+    out = Path(out_dir) if out_dir else default_out_dir(cfg.model, cfg.dataset)
+    out.mkdir(parents=True, exist_ok=True)
+    common = dict(limit=cfg.limit, out=out / "sweep.jsonl", progress_enabled=progress_enabled)
+    cfg_test = wl.test
     timings["checkpoint_s"] = time.time() - t0
 
     t = time.time()
-    sweep = _sweep(cfg, common, quiet)
+    sweep = _sweep(cfg, wl, common, quiet)
     timings["sweep_s"] = time.time() - t
 
     t = time.time()
-    minima = _minima(cfg, net, common)
+    minima = _minima(cfg, wl, common)
     timings["search_s"] = time.time() - t
 
-    hardware = _hardware(cfg, net, sweep, minima, out, force_synth, quiet, timings)  # sim_s, synth_s
+    hardware = _hardware(cfg, net, sweep, minima, out, force_synth, quiet, timings, cfg_test)  # sim_s, synth_s
 
     t = time.time()
-    stats = _stats(cfg, net, minima)
+    stats = _stats(cfg, net, minima, cfg_test)
     timings["stats_s"] = time.time() - t
 
     # -- 6. write ------------------------------------------------------------------------------
@@ -285,7 +314,7 @@ def _operands(cfg: ReportConfig, int_acc: bool) -> tuple[str, str]:
     return (cfg.int_operand, cfg.int_operand) if int_acc else (cfg.float_operand, cfg.float_operand)
 
 
-def _sweep(cfg: ReportConfig, common: dict, quiet: bool) -> SweepStage:
+def _sweep(cfg: ReportConfig, wl, common: dict, quiet: bool) -> SweepStage:
     """-- 2. network-wide sweep: every float and integer accumulator of ``cfg``."""
     from psum.sweeps.sweep import network_points, run_sweep
 
@@ -295,13 +324,13 @@ def _sweep(cfg: ReportConfig, common: dict, quiet: bool) -> SweepStage:
     n_float = len(cfg.float_exps) * cfg.max_man
     for group in (entries[:n_float], entries[n_float:]):
         a, b = _operands(cfg, _is_int_entry(group[0]))
-        rows += run_sweep(cfg.model, cfg.dataset, group, a=a, b=b, **common)
+        rows += run_sweep(wl, cfg.dataset, group, a=a, b=b, **common)
     base = next(r for r in rows if r["spec"] == "fp32")
     return SweepStage(points=network_points(rows), baseline=base["accuracy"], n_images=base.get("n_images"))
 
 
-def _minima(cfg: ReportConfig, net, common: dict) -> MinimaStage:
-    """-- 3. minimum formats: network-wide, then per layer (one layer reduced at a time)."""
+def _minima(cfg: ReportConfig, wl, common: dict) -> MinimaStage:
+    """-- 3. minimum formats: network-wide, then per group and per layer (one reduced at a time)."""
     from psum.sweeps.sweep import search_min_acc
 
     searches = [dict(kind="man", exp_bits=e, family="float", label=f"float e{e}") for e in cfg.float_exps]
@@ -309,30 +338,31 @@ def _minima(cfg: ReportConfig, net, common: dict) -> MinimaStage:
     minima = []
     for s in searches:
         a, b = _operands(cfg, s["kind"] == "int")
-        res = search_min_acc(cfg.model, cfg.dataset, kind=s["kind"], exp_bits=s.get("exp_bits"),
+        res = search_min_acc(wl, cfg.dataset, kind=s["kind"], exp_bits=s.get("exp_bits"),
                              overflow=s.get("overflow"), tol=cfg.tol, a=a, b=b, **common)
         minima.append(dict(family=s["family"], search=s["label"], acc=res["acc"] if res["min"] is not None else None,
                            acc_bits=_acc_bits(res["acc"]) if res["min"] is not None else None,
                            accuracy=res["accuracy"], spec=res["spec"]))
     layer_min = []
-    if cfg.per_layer:
+    if cfg.per_layer or cfg.groups:
         from psum.nets.models import mac_layers
 
         best_float = min((m for m in minima if m["family"] == "float" and m["acc"]), key=lambda m: m["acc_bits"], default=None)
         e_best = parse_format(best_float["acc"]).exp_bits if best_float else cfg.float_exps[-1]
-        for layer in mac_layers(net):
+        for layer in list(cfg.groups) + (mac_layers(wl.net) if cfg.per_layer else []):
             for fam, kw in (("float", dict(kind="man", exp_bits=e_best)), ("int-wrap", dict(kind="int", overflow="wrap")),
                             ("int-sat", dict(kind="int", overflow="sat"))):
                 a, b = _operands(cfg, kw["kind"] == "int")
-                res = search_min_acc(cfg.model, cfg.dataset, layer=layer, tol=cfg.tol, a=a, b=b, **kw, **common)
-                layer_min.append(dict(layer=layer, family=fam, acc=res["acc"] if res["min"] is not None else None,
+                res = search_min_acc(wl, cfg.dataset, layer=layer, tol=cfg.tol, a=a, b=b, **kw, **common)
+                layer_min.append(dict(layer=layer, group=layer in cfg.groups, family=fam,
+                                      acc=res["acc"] if res["min"] is not None else None,
                                       min_bits=_acc_bits(res["acc"]) if res["min"] is not None else None,
                                       accuracy=res["accuracy"]))
     return MinimaStage(minima=minima, layer_min=layer_min)
 
 
 def _hardware(cfg: ReportConfig, net, sweep: SweepStage, minima: MinimaStage, out: Path, force_synth: bool,
-              quiet: bool, timings: dict) -> HardwareStage:
+              quiet: bool, timings: dict, test) -> HardwareStage:
     """-- 4. hardware: the units on the cost plots, checked in Icarus (zero mismatches) and
     synthesised; sets ``timings["sim_s"]`` and ``timings["synth_s"]``."""
     from psum.errors import PsumError
@@ -348,7 +378,7 @@ def _hardware(cfg: ReportConfig, net, sweep: SweepStage, minima: MinimaStage, ou
     _say(f"hardware: {len(specs)} units (cocotb check + synthesis)", quiet)
     # The check replays the busiest layer's recorded operand streams on top of the directed and
     # random stimulus (the same streams then drive the power proxy).
-    streams_for = _layer_streams(cfg, net, minima.layer_min)
+    streams_for = _layer_streams(cfg, net, minima.layer_min, test)
     sims = ResultsFile(out / "sim.jsonl", ("spec", "cycles", "seed", "layer"))
     for spec_text in specs:
         key = dict(spec=spec_text, cycles=cfg.sim_cycles, seed=0, layer=streams_for.layer)
@@ -376,9 +406,9 @@ def _hardware(cfg: ReportConfig, net, sweep: SweepStage, minima: MinimaStage, ou
     return HardwareStage(rows=hw_rows, power_layer=streams_for.layer)
 
 
-def _stats(cfg: ReportConfig, net, minima: MinimaStage) -> StatsStage:
+def _stats(cfg: ReportConfig, net, minima: MinimaStage, test) -> StatsStage:
     """-- 5. partial-sum statistics of the worst layer."""
-    worst, hists = _exponent_histograms(cfg, net, minima.layer_min, minima.minima)
+    worst, hists = _exponent_histograms(cfg, net, minima.layer_min, minima.minima, test)
     return StatsStage(worst_layer=worst, histograms=hists)
 
 
@@ -425,7 +455,7 @@ def _hardware_points(cfg: ReportConfig, sweep: list[dict], minima: list[dict], b
     return sorted(uniq.values(), key=lambda p: (p["family"], p["acc_bits"]))
 
 
-def _layer_streams(cfg: ReportConfig, net, layer_min: list[dict]):
+def _layer_streams(cfg: ReportConfig, net, layer_min: list[dict], test):
     """``streams_for(spec)``: operand streams of real output elements of the model's busiest layer.
 
     The power proxy toggles each unit with what it would see in this network: the layer with the
@@ -434,11 +464,10 @@ def _layer_streams(cfg: ReportConfig, net, layer_min: list[dict]):
     """
     import torch
 
-    from psum.nets.data import input_channels, load_dataset
     from psum.golden.emulation.record import as_streams, record_streams
+    from psum.nets.user import calibration_batch
 
-    ds = load_dataset(cfg.dataset, "test", cfg.data_dir, channels=input_channels(cfg.model, cfg.dataset))
-    x = torch.stack([ds[i][0] for i in range(min(16, len(ds)))])
+    x = calibration_batch(test, 16)
     fan_in = {name: mod.weight[0].numel() for name, mod in net.named_modules()
               if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear))}
     layer = max(fan_in, key=fan_in.get)
@@ -470,25 +499,24 @@ def _headline(hw_rows: list[dict], minima: list[dict], baseline: float, tol: flo
     return rows
 
 
-def _exponent_histograms(cfg: ReportConfig, net, layer_min: list[dict], minima: list[dict]):
+def _exponent_histograms(cfg: ReportConfig, net, layer_min: list[dict], minima: list[dict], test):
     """Partial-sum exponent histograms of the worst layer at the minimum float format and one bit less."""
     import torch
 
-    from psum.nets.data import input_channels, load_dataset
     from psum.golden.emulation.layers import emulate
     from psum.golden.emulation.stats import collect_stats
+    from psum.nets.user import calibration_batch
     from psum.sweeps.sweep import make_spec
 
     flt = [m for m in minima if m["family"] == "float" and m["acc"]]
     if not flt:
         return None, {}
     best = min(flt, key=lambda m: m["acc_bits"])
-    per_layer = [r for r in layer_min if r["family"] == "float" and r["min_bits"]]
+    per_layer = [r for r in layer_min if r["family"] == "float" and r["min_bits"] and not r.get("group")]
     worst = max(per_layer, key=lambda r: r["min_bits"])["layer"] if per_layer else None
     if worst is None:
         return None, {}
-    ds = load_dataset(cfg.dataset, "test", cfg.data_dir, channels=input_channels(cfg.model, cfg.dataset))
-    x = torch.stack([ds[i][0] for i in range(min(cfg.stats_images, len(ds)))])
+    x = calibration_batch(test, cfg.stats_images)
     fmt = parse_format(best["acc"])
     narrower = fmt.replace(man_bits=max(fmt.man_bits - 2, 1)).tag
     hists = {}
@@ -537,7 +565,7 @@ def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
                                  "ffs", "sim_cycles"],
               ["family", "accumulator", "bits", "top-1 %", "GE", "fJ/MAC", "delay ns", "depth", "FFs", "cycles checked"])
     if data["layer_min"]:
-        doc.heading("Per-layer minimum accumulator (one layer reduced, the rest float32)")
+        doc.heading("Per-layer and per-group minimum accumulator (one layer or group reduced, the rest float32)")
         plots.plot_layer_min_bits(data["layer_min"], out, "Minimum accumulator bits per layer")
         doc.figure("layer_min_bits.png", "Minimum accumulator width per layer and family.")
         doc.table(data["layer_min"], ["layer", "family", "acc", "min_bits", "accuracy"],
@@ -558,7 +586,11 @@ def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
         doc.link(rel, rel, before="Fake-quantised float graphs against the true integer program, per layer "
                                   "and end to end: ", after=" (written by `psum fake2true`).")
     doc.heading("Reproduce")
-    doc.para(f"`psum report --model {cfg.model} --dataset {cfg.dataset}`; data behind every plot: `data.json`, "
+    data_arg = (f"--dataset imagefolder --data-dir {cfg.dataset.split(':', 1)[1]}"
+                if cfg.dataset.startswith("imagefolder:") else f"--dataset {cfg.dataset}")
+    extra = f" --checkpoint {cfg.checkpoint}" if cfg.checkpoint else ""
+    extra += "".join(f" --layer '{g}'" for g in cfg.groups)
+    doc.para(f"`psum report --model {cfg.model} {data_arg}{extra}`; data behind every plot: `data.json`, "
              "`sweep.csv`, `hardware.csv`, `layer_min.csv`. Timings (s): "
              + ", ".join(f"{k} {v:.0f}" for k, v in data["timings"].items()))
     doc.write(out)

@@ -18,12 +18,15 @@ not depend on the batch size or on ``limit``.
 
 Rows
 ----
-Each row holds ``model``, ``dataset``, ``spec`` (``str(MacSpec)``), ``layer`` (``"all"`` or a
-layer name; the other layers stay float32), ``acc`` (format text), ``kind`` (``float``/``int``),
-``acc_bits`` (accumulator width), ``exp_bits``/``man_bits`` or ``int_bits``, ``overflow``,
-``accuracy`` (top-1 %), ``top5`` (ImageNet), ``baseline_accuracy`` (float32 model on the same
-images), ``n_images``, ``limit``, ``seconds``, ``checkpoint`` (first 12 hex digits of the
-checkpoint file's SHA-256), ``calib``, ``psum_version``. The baseline itself is a row with
+Each row holds ``model`` (a built-in name, the ``FILE.py:FUNC`` text, or the given model name),
+``dataset``, ``spec`` (``str(MacSpec)``), ``layer`` (``"all"``, a layer name or a group pattern;
+the other layers stay float32; ``layers`` lists a group's members), ``acc`` (format text),
+``kind`` (``float``/``int``), ``acc_bits`` (accumulator width), ``exp_bits``/``man_bits`` or
+``int_bits``, ``overflow``, ``accuracy`` (top-1 %, or a given metric's mean x 100 with ``metric``
+naming it), ``top5`` (ImageNet), ``baseline_accuracy`` (float32 model on the same images),
+``n_images``, ``limit``, ``seconds``, ``checkpoint`` (first 12 hex digits of the psum checkpoint
+file's SHA-256, or of a user model's state_dict: :func:`psum.nets.user.model_digest`), ``calib``,
+``psum_version``. The baseline itself is a row with
 ``spec = "fp32"``. A row's key is (model, dataset, checkpoint, spec, layer, n_images, calib).
 
 Search rule
@@ -42,18 +45,18 @@ int32) minus ``tol``. If ``hi`` fails the result is ``None``.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import time
 
 from psum import __version__
 from psum._util import check_int
-from psum.nets.data import dataset_info, load_dataset
+from psum.errors import PsumError
 from psum.progress import progress
 from psum.resultsfile import ResultsFile
 
 __all__ = ["run_sweep", "search_min_acc", "min_passing", "make_spec", "parse_acc_list", "KEY_FIELDS",
            "SEARCH_RANGES", "SEARCH_DEFAULT", "parse_search_entry", "search_entry_text", "search_label",
-           "run_search", "family", "network_points", "evaluate_spec"]
+           "run_search", "family", "network_points", "evaluate_spec", "workload", "select_layers", "spec_map",
+           "read_spec_file"]
 
 CALIB_IMAGES = 256
 KEY_FIELDS = ("model", "dataset", "checkpoint", "spec", "layer", "n_images", "calib")
@@ -156,14 +159,6 @@ def parse_acc_list(text) -> list[str]:
     return out
 
 
-def _file_digest(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:12]
-
-
 def _fmt_fields(spec) -> dict:
     from psum.golden import IntFormat
 
@@ -179,34 +174,29 @@ class _Context:
     """Model, data, baseline and results file shared by the rows of one sweep or search."""
 
     def __init__(self, model, dataset, *, data_dir, limit, out, checkpoint, batch_size, device,
-                 progress_enabled, weight_scale, act_scale, seed, train_if_missing):
+                 progress_enabled, weight_scale, act_scale, seed, train_if_missing, metric=None, data_options=None):
         import torch
 
-        from psum.nets.train import ensure_checkpoint, load_checkpoint
-
-        info = dataset_info(dataset)
         if limit is not None:
             check_int("limit", limit, 1)
         check_int("batch_size", batch_size, 1)
-        if train_if_missing:
-            self.net, self.meta = ensure_checkpoint(model, dataset, data_dir=data_dir, path=checkpoint)
-        else:
-            self.net, self.meta = load_checkpoint(model, dataset, path=checkpoint)
-        self.model, self.dataset, self.info = model, dataset, info
-        chans = self.meta["in_channels"]
-        self.test = load_dataset(dataset, "test", data_dir, channels=chans)
-        self.n_images = len(self.test) if limit is None else min(limit, len(self.test))
+        wl = workload(model, dataset, checkpoint=checkpoint, data_dir=data_dir, metric=metric,
+                      train_if_missing=train_if_missing, data_options=data_options)
+        self.wl = wl
+        self.net, self.meta, self.test = wl.net, wl.meta, wl.test
+        self.model, self.dataset, self.topk, self.metric = wl.model, wl.dataset, wl.topk, wl.metric
+        from psum.nets.train import dataset_size
+
+        size = dataset_size(self.test)
+        self.n_images = size if limit is None else min(limit, size)
         self.limit = limit
         self.batch_size = batch_size
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.progress_enabled = progress_enabled
         self.weight_scale, self.act_scale, self.seed = weight_scale, act_scale, seed
-        self.checkpoint = _file_digest(self.meta["path"])
-        self.calib_name = f"train[:{CALIB_IMAGES}]"
-        train_ds = load_dataset(dataset, "train", data_dir, channels=chans)
-        from psum.nets.train import iterate_batches
-
-        self.calib = next(iterate_batches(train_ds, CALIB_IMAGES, limit=CALIB_IMAGES))[0]
+        self.checkpoint = wl.checkpoint
+        self.calib_name = wl.calib_name
+        self.calib = wl.calib
         self.results = ResultsFile(out, KEY_FIELDS) if out is not None else None
         self.memory: dict = {}
         self.bar_images = None
@@ -235,8 +225,8 @@ class _Context:
         if self.bar_images is not None:
             self.bar_images.reset(total=self.n_images)
             self.bar_images.set_description_str(desc)
-        return evaluate(net, self.test, limit=self.n_images, batch_size=self.batch_size, topk=self.info.topk,
-                        device=self.device, progress_bar=self.bar_images, desc=desc)
+        return evaluate(net, self.test, limit=self.n_images, batch_size=self.batch_size, topk=self.topk,
+                        device=self.device, progress_bar=self.bar_images, desc=desc, metric=self.metric)
 
     def baseline(self) -> dict:
         row = self.lookup("fp32", "all")
@@ -253,6 +243,10 @@ class _Context:
             row.update(acc=str(spec.acc), a=str(spec.a), b=str(spec.b), rounding=spec.rounding.value,
                        overflow=spec.overflow, **_fmt_fields(spec))
         row["accuracy"] = acc["top1"]
+        if "metric" in acc:
+            row["metric"] = acc["metric"]
+        if layer != "all":
+            row["layers"] = select_layers(self.net, layer)
         if "top5" in acc:
             row["top5"] = acc["top5"]
         row["baseline_accuracy"] = base["top1"] if "top1" in base else base["accuracy"]
@@ -264,7 +258,7 @@ class _Context:
         return row
 
     def evaluate_spec(self, spec, layer="all") -> tuple[dict, bool]:
-        """The row of ``spec`` applied to ``layer`` ("all" or a name); (row, computed_now)."""
+        """The row of ``spec`` applied to ``layer`` ("all", a name or a pattern); (row, computed_now)."""
         from psum.golden.emulation.layers import emulate
 
         spec_text = str(spec)
@@ -272,7 +266,7 @@ class _Context:
         if row is not None:
             return row, False
         base = self.baseline()
-        target = spec if layer == "all" else {layer: spec}
+        target = spec if layer == "all" else {name: spec for name in select_layers(self.net, layer)}
         t0 = time.perf_counter()
         qnet = emulate(self.net, target, calib=self.calib, weight_scale=self.weight_scale,
                        act_scale=self.act_scale, seed=self.seed, device=self.device)
@@ -286,17 +280,161 @@ def _context(model, dataset, kw) -> _Context:
     return _Context(model, dataset, **kw)
 
 
-def run_sweep(model: str, dataset: str, accs, *, a=None, b=None, rounding: str = "rne", overflow=None,
-              extra=None, per_layer: bool = False, network: bool = True, limit: int | None = None, out=None,
-              data_dir=None, checkpoint=None, batch_size: int = 256, device=None,
-              progress_enabled: bool | None = None, weight_scale: str = "channel", act_scale: str = "tensor",
-              seed: int = 0, train_if_missing: bool = False, on_row=None) -> list[dict]:
-    """Accuracy of a trained model per accumulator format, network-wide and/or per layer.
+def workload(model, dataset="digits", *, checkpoint=None, data_dir=None, metric=None, train_if_missing=False,
+             data_options=None):
+    """The :class:`psum.nets.user.Workload` of ``model`` on ``dataset`` (a Workload is returned as it is).
 
     Parameters
     ----------
-    model, dataset : str
-        Which checkpoint to load (:func:`psum.nets.train.load_checkpoint`).
+    model : str, torch.nn.Module, Workload or None
+        A built-in name, ``FILE.py:FUNCTION`` / ``package.module:FUNCTION`` (code you chose to run),
+        an ``nn.Module``; ``None`` when ``checkpoint`` holds a whole model.
+    dataset : str, Dataset or DataLoader
+        A built-in name, ``"imagefolder"`` (with ``data_dir``), ``FILE.py:FUNCTION``, or data.
+    checkpoint, data_dir, metric, train_if_missing
+        See :func:`psum.nets.user.resolve`.
+    data_options : dict, optional
+        More :func:`psum.nets.user.resolve` options: ``trust``, ``image_size``, ``normalize``,
+        ``calib``, ``model_name``, ``dataset_name``.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError, psum.errors.PsumError
+        As :func:`psum.nets.user.resolve` (one line, before any evaluation).
+    """
+    from psum.nets.user import Workload, resolve
+
+    if isinstance(model, Workload):
+        return model
+    opts = dict(data_options or {})
+    unknown = sorted(set(opts) - {"trust", "image_size", "normalize", "calib", "model_name", "dataset_name"})
+    if unknown:
+        raise ValueError(f"data_options accepts trust, image_size, normalize, calib, model_name, dataset_name, "
+                         f"not {unknown[0]!r}")
+    return resolve(model, dataset, checkpoint=checkpoint, data_dir=data_dir, metric=metric,
+                   train_if_missing=train_if_missing, calib_images=CALIB_IMAGES, **opts)
+
+
+def select_layers(net, pattern: str) -> list[str]:
+    """The MAC layers (:func:`psum.nets.models.mac_layers`) a layer selection names, in model order.
+
+    ``pattern`` is a layer name, a module name that holds layers (``layer3``: the whole stage,
+    ``layer3.0``: one block), a shell pattern (``layer3.*``, ``fc?``), or several of those
+    separated by ``|``. ``"all"`` selects every layer.
+
+    Raises
+    ------
+    ValueError
+        The pattern selects no MAC layer (the message lists the first layers).
+    """
+    import fnmatch
+
+    from psum.nets.models import mac_layers
+
+    layers = mac_layers(net)
+    if pattern == "all":
+        return layers
+    pats = [p.strip() for p in str(pattern).split("|") if p.strip()]
+    picked = [n for n in layers if any(fnmatch.fnmatchcase(n, p) or n.startswith(p + ".") for p in pats)]
+    if not picked:
+        shown = ", ".join(layers[:8]) + (f" (+{len(layers) - 8} more)" if len(layers) > 8 else "")
+        raise ValueError(f"layer {pattern!r} selects none of the Conv2d/Linear layers: {shown or 'none'}")
+    return picked
+
+
+def spec_map(net, mapping) -> tuple[dict, list[str]]:
+    """Per-layer specs from a ``{pattern: spec}`` mapping (a per-op spec file); first match wins.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+    mapping : dict
+        Patterns as :func:`select_layers` reads them (``"*"`` for the rest), to spec text or
+        :class:`~psum.golden.MacSpec`, in priority order.
+
+    Returns
+    -------
+    (dict, list of str)
+        ``{layer: MacSpec}`` for :func:`psum.golden.emulation.layers.emulate`, and the MAC layers
+        no pattern names (they stay float32, and are reported).
+
+    Raises
+    ------
+    ValueError
+        A bad spec, or a pattern that selects no layer (one line, naming the pattern).
+    """
+    from psum.golden import MacSpec
+    from psum.nets.models import mac_layers
+
+    if not isinstance(mapping, dict) or not mapping:
+        raise ValueError("a spec file must map layer patterns to MAC specs, e.g. {\"conv*\": \"a=int8,b=int8,acc=int16\"}")
+    out: dict = {}
+    for pattern, text in mapping.items():
+        if not isinstance(pattern, str) or not isinstance(text, (str, MacSpec)):
+            raise ValueError(f"a spec file maps pattern text to spec text, not {pattern!r}: {text!r}")
+        try:
+            spec = MacSpec.parse(text)
+        except ValueError as exc:
+            raise ValueError(f"spec of {pattern!r}: {exc}") from None
+        for name in select_layers(net, pattern):
+            out.setdefault(name, spec)
+    return out, [n for n in mac_layers(net) if n not in out]
+
+
+def read_spec_file(path) -> dict:
+    """A per-op spec file: a JSON object ``{"pattern": "spec", ...}`` (YAML when PyYAML is installed
+    and the file ends in ``.yaml``/``.yml``), read as data only.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Not a JSON (YAML) object of strings (one line).
+    """
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"spec file {p} does not exist")
+    text = p.read_text()
+    if p.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ValueError(f"spec file {p}: YAML needs PyYAML, which is not installed; write JSON") from None
+        try:
+            data = yaml.safe_load(text)  # safe_load: data only, no Python objects
+        except yaml.YAMLError as exc:
+            raise ValueError(f"spec file {p} is not valid YAML ({type(exc).__name__})") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"spec file {p} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise ValueError(f"spec file {p} must hold one object mapping layer patterns to spec text")
+    return data
+
+
+def run_sweep(model, dataset="digits", accs="e5m6", *, a=None, b=None, rounding: str = "rne", overflow=None,
+              extra=None, per_layer: bool = False, network: bool = True, groups=(), limit: int | None = None,
+              out=None, data_dir=None, checkpoint=None, batch_size: int = 256, device=None,
+              progress_enabled: bool | None = None, weight_scale: str = "channel", act_scale: str = "tensor",
+              seed: int = 0, train_if_missing: bool = False, on_row=None, metric=None,
+              data_options=None) -> list[dict]:
+    """Accuracy of a trained model per accumulator format, network-wide, per group and/or per layer.
+
+    Parameters
+    ----------
+    model : str, torch.nn.Module or Workload
+        A built-in name (its psum checkpoint), ``FILE.py:FUNCTION``, or a float model
+        (:func:`workload`). Rows of a user's model are keyed by its label (the ``FILE:FUNC`` text,
+        or ``data_options["model_name"]``, default the class name) and the digest of its
+        state_dict.
+    dataset : str, Dataset or DataLoader
+        A built-in name, ``"imagefolder"``, ``FILE.py:FUNCTION``, or data (:func:`workload`).
     accs : str or list of str
         Accumulator entries ``FMT[:OVERFLOW]`` (a comma-separated string or a list).
     a, b : str, optional
@@ -307,6 +445,9 @@ def run_sweep(model: str, dataset: str, accs, *, a=None, b=None, rounding: str =
         Also one row per (spec, Conv2d/Linear layer): that layer emulated, the others float32.
     network : bool
         The network-wide row per spec (every layer emulated).
+    groups : sequence of str
+        Layer groups, one row per (spec, group): the group's layers emulated, the others float32
+        (:func:`select_layers` patterns: ``layer3``, ``layer3.*``, ``conv*|fc1``).
     limit : int, optional
         Evaluate on the first ``limit`` test images (recorded in each row).
     out : str or Path, optional
@@ -327,6 +468,10 @@ def run_sweep(model: str, dataset: str, accs, *, a=None, b=None, rounding: str =
         Train the checkpoint first when there is none (else a one-line error).
     on_row : callable, optional
         Called as ``on_row(row, computed)`` after each row (``computed`` False when reused).
+    metric : callable, optional
+        Per-sample score instead of top-1 (:func:`psum.nets.train.evaluate`).
+    data_options : dict, optional
+        See :func:`workload`.
 
     Returns
     -------
@@ -341,16 +486,21 @@ def run_sweep(model: str, dataset: str, accs, *, a=None, b=None, rounding: str =
     from psum.nets.models import mac_layers
 
     specs = [make_spec(acc, a=a, b=b, rounding=rounding, overflow=overflow, extra=extra) for acc in parse_acc_list(accs)]
-    if not (network or per_layer):
+    groups = [groups] if isinstance(groups, str) else list(groups)
+    if not (network or per_layer or groups):
         raise ValueError("network and per_layer cannot both be False: nothing to evaluate")
     ctx = _context(model, dataset, dict(data_dir=data_dir, limit=limit, out=out, checkpoint=checkpoint,
                                         batch_size=batch_size, device=device, progress_enabled=progress_enabled,
                                         weight_scale=weight_scale, act_scale=act_scale, seed=seed,
-                                        train_if_missing=train_if_missing))
-    layers = (["all"] if network else []) + (mac_layers(ctx.net) if per_layer else [])
+                                        train_if_missing=train_if_missing, metric=metric,
+                                        data_options=data_options))
+    for g in groups:
+        select_layers(ctx.net, g)  # every group selects something, before any evaluation
+    _require_mac_layers(ctx)
+    layers = (["all"] if network else []) + groups + (mac_layers(ctx.net) if per_layer else [])
     jobs = [(s, layer) for s in specs for layer in layers]
     rows = []
-    with progress(total=len(jobs) + 1, desc=f"sweep {model}/{dataset}", unit="row", enabled=progress_enabled) as bar, \
+    with progress(total=len(jobs) + 1, desc=f"sweep {ctx.model}/{ctx.dataset}", unit="row", enabled=progress_enabled) as bar, \
             progress(total=ctx.n_images, desc="images", unit="img", enabled=progress_enabled, leave=False) as ibar:
         ctx.bar_images = ibar
         base = ctx.baseline()
@@ -393,13 +543,13 @@ def min_passing(passes, lo: int, hi: int) -> int | None:
         start = m + 2
 
 
-def search_min_acc(model: str, dataset: str, *, kind: str, exp_bits: int | None = None, man_bits: int | None = None,
+def search_min_acc(model, dataset="digits", *, kind: str, exp_bits: int | None = None, man_bits: int | None = None,
                    overflow: str | None = None, lo: int | None = None, hi: int | None = None, tol: float = 1.0,
                    layer: str = "all", a=None, b=None, rounding: str = "rne", extra=None, limit: int | None = None,
                    out=None, data_dir=None, checkpoint=None, batch_size: int = 256, device=None,
                    progress_enabled: bool | None = None, weight_scale: str = "channel", act_scale: str = "tensor",
                    seed: int = 0, train_if_missing: bool = False, relative_to: str = "fp32",
-                   on_row=None) -> dict:
+                   on_row=None, metric=None, data_options=None) -> dict:
     """Smallest accumulator whose accuracy is within ``tol`` points of the float32 baseline.
 
     Parameters
@@ -421,9 +571,10 @@ def search_min_acc(model: str, dataset: str, *, kind: str, exp_bits: int | None 
         which isolates the accumulator's effect when the operand quantisation alone already
         costs more than ``tol``.
     layer : str
-        ``"all"`` (every layer uses the candidate) or one layer name (the others stay float32).
+        ``"all"`` (every layer uses the candidate), one layer name, or a group of layers
+        (:func:`select_layers`: ``layer3``, ``layer3.*``); the others stay float32.
     Other parameters
-        As :func:`run_sweep`.
+        As :func:`run_sweep` (``model`` and ``dataset`` may be objects, see :func:`workload`).
 
     Returns
     -------
@@ -471,12 +622,10 @@ def search_min_acc(model: str, dataset: str, *, kind: str, exp_bits: int | None 
     ctx = _context(model, dataset, dict(data_dir=data_dir, limit=limit, out=out, checkpoint=checkpoint,
                                         batch_size=batch_size, device=device, progress_enabled=progress_enabled,
                                         weight_scale=weight_scale, act_scale=act_scale, seed=seed,
-                                        train_if_missing=train_if_missing))
-    if layer != "all":
-        from psum.nets.models import mac_layers
-
-        if layer not in mac_layers(ctx.net):
-            raise ValueError(f"layer must be 'all' or one of {', '.join(mac_layers(ctx.net))}, not {layer!r}")
+                                        train_if_missing=train_if_missing, metric=metric,
+                                        data_options=data_options))
+    select_layers(ctx.net, layer)  # before any evaluation
+    _require_mac_layers(ctx)
     evaluated: dict[int, dict] = {}
     label = f"search {kind} {search_entry_text(kind, *fixed.values())}" + ("" if layer == "all" else f" @{layer}")
     with progress(total=None, desc=label, unit="row", enabled=progress_enabled) as bar, \
@@ -504,7 +653,7 @@ def search_min_acc(model: str, dataset: str, *, kind: str, exp_bits: int | None 
 
         found = min_passing(passes, lo, hi)
     result = {
-        "model": model, "dataset": dataset, "kind": kind,
+        "model": ctx.model, "dataset": ctx.dataset, "kind": kind,
         "fixed": {"man": exp_bits, "exp": man_bits, "int": None}[kind], "layer": layer, "overflow": overflow,
         "tol": tol, "range": [lo, hi], "min": found, "acc": acc_text(found) if found is not None else None,
         "spec": evaluated[found]["spec"] if found is not None else None,
@@ -531,20 +680,23 @@ def search_label(result: dict) -> str:
                              result["overflow"] if result["kind"] == "int" else None)
 
 
-def run_search(model: str, dataset: str, entries=SEARCH_DEFAULT, *, per_layer: bool = False, overflow=None,
-               tol: float = 1.0, relative_to: str = "fp32", checkpoint=None, **kwargs) -> list[dict]:
-    """:func:`search_min_acc` for every template in ``entries``, network-wide and (``per_layer``)
-    for each MAC layer alone.
+def run_search(model, dataset="digits", entries=SEARCH_DEFAULT, *, per_layer: bool = False, groups=(),
+               overflow=None, tol: float = 1.0, relative_to: str = "fp32", checkpoint=None, data_dir=None,
+               metric=None, train_if_missing: bool = False, data_options=None, **kwargs) -> list[dict]:
+    """:func:`search_min_acc` for every template in ``entries``, network-wide, for each group of
+    layers (``groups``) and (``per_layer``) for each MAC layer alone.
 
     Parameters
     ----------
-    model, dataset : str
-        As for :func:`run_sweep`.
+    model, dataset
+        As for :func:`run_sweep`: names or objects (the model and data are resolved once).
     entries : str or list of str
         Templates ``e<E>m?``, ``e?m<M>``, ``int?[:wrap|:sat]`` (:func:`parse_search_entry`),
         comma-separated or a list.
     per_layer : bool
         Also search each Conv2d/Linear alone (the rest float32).
+    groups : sequence of str
+        Also search each group of layers (:func:`select_layers` patterns), the rest float32.
     overflow : str, optional
         Overflow policy of templates without a ``:suffix``.
     tol, relative_to, checkpoint, **kwargs
@@ -561,19 +713,21 @@ def run_search(model: str, dataset: str, entries=SEARCH_DEFAULT, *, per_layer: b
     ValueError
         A bad template (before any evaluation), or as :func:`search_min_acc`.
     """
-    parsed = [parse_search_entry(e) for e in parse_acc_list(entries)]
-    layers = ["all"]
-    if per_layer:
-        from psum.nets.models import mac_layers
-        from psum.nets.train import load_checkpoint
+    from psum.nets.models import mac_layers
 
-        layers += mac_layers(load_checkpoint(model, dataset, path=checkpoint)[0])
+    parsed = [parse_search_entry(e) for e in parse_acc_list(entries)]
+    groups = [groups] if isinstance(groups, str) else list(groups)
+    # resolved once: a user's model file runs once, its weights load once
+    wl = workload(model, dataset, checkpoint=checkpoint, data_dir=data_dir, metric=metric,
+                  train_if_missing=train_if_missing, data_options=data_options)
+    for g in groups:
+        select_layers(wl.net, g)
+    layers = ["all"] + groups + (mac_layers(wl.net) if per_layer else [])
     results = []
     for kind, fixed, entry_overflow in parsed:
         for layer in layers:
-            results.append(search_min_acc(model, dataset, kind=kind, overflow=entry_overflow or overflow, tol=tol,
-                                          layer=layer, relative_to=relative_to, checkpoint=checkpoint, **fixed,
-                                          **kwargs))
+            results.append(search_min_acc(wl, dataset, kind=kind, overflow=entry_overflow or overflow, tol=tol,
+                                          layer=layer, relative_to=relative_to, **fixed, **kwargs))
     return results
 
 
@@ -592,49 +746,95 @@ def network_points(rows: list[dict]) -> list[dict]:
             for r in rows if r["spec"] != "fp32" and r["layer"] == "all"]
 
 
-def evaluate_spec(model: str, dataset: str, spec=None, *, layer: str = "all", checkpoint=None, data_dir=None,
-                  limit: int | None = None, device=None, progress_enabled=None) -> dict:
-    """Test accuracy of a checkpoint, in float32 or with its MAC layers emulated under ``spec``
+def _require_mac_layers(ctx) -> None:
+    """Refuse to emulate a model in which psum finds no MAC layer: every MAC would stay float32."""
+    from psum.nets.models import mac_layers
+
+    if not mac_layers(ctx.net):
+        raise PsumError(f"{ctx.model} has no Conv2d/Linear module psum can emulate (a torch.export graph calls "
+                        f"functional ops); every MAC would stay float32")
+
+
+def evaluate_spec(model, dataset="digits", spec=None, *, layer: str = "all", spec_file=None, checkpoint=None,
+                  data_dir=None, limit: int | None = None, device=None, progress_enabled=None,
+                  batch_size: int = 256, metric=None, data_options=None) -> dict:
+    """Test accuracy of a model, in float32 or with its MAC layers emulated under ``spec``
     (the API behind ``psum eval``).
 
     Parameters
     ----------
-    model, dataset : str
-        The checkpoint (:func:`psum.nets.train.load_checkpoint`: yours, else the shipped one).
+    model, dataset
+        Names or objects, as for :func:`run_sweep` (:func:`workload`): a built-in model with its
+        psum checkpoint (yours, else the shipped one), ``FILE.py:FUNCTION``, an ``nn.Module``;
+        a built-in dataset, ``"imagefolder"``, ``FILE.py:FUNCTION``, a Dataset or DataLoader.
     spec : MacSpec or str, optional
         MAC spec to emulate (default: none, float32). Calibrated on the first
-        :data:`CALIB_IMAGES` training images, as the sweeps are.
+        :data:`CALIB_IMAGES` training images (else test images), as the sweeps are.
     layer : str
-        Emulate only this layer (default ``"all"``).
-    checkpoint, data_dir, limit, device, progress_enabled
-        Checkpoint path, dataset folder, first ``limit`` test images, torch device, progress bar.
+        Emulate only these layers (:func:`select_layers`: a name, ``layer3``, ``layer3.*``);
+        default ``"all"``.
+    spec_file : str, Path or dict, optional
+        Per-op specs instead of ``spec``: a file :func:`read_spec_file` reads, or its mapping
+        ``{pattern: spec}`` (first match wins; layers no pattern names stay float32 and are listed
+        in ``float_layers``).
+    checkpoint, data_dir, limit, device, progress_enabled, batch_size, metric, data_options
+        Checkpoint, dataset folder, first ``limit`` test images, torch device, progress bar,
+        images per batch, per-sample metric, :func:`workload` options.
 
     Returns
     -------
     dict
-        ``model``, ``dataset``, ``spec`` (text; ``"fp32"`` without one), ``layer``, ``top1``
-        (``top5`` on ImageNet), ``n_images`` and ``checkpoint_accuracy``.
+        ``model``, ``dataset``, ``checkpoint`` (weights digest), ``spec`` (text; ``"fp32"``
+        without one, ``"per-op"`` with a spec file), ``layer``, ``top1`` (``top5`` on ImageNet),
+        ``n_images``, ``emulated_layers`` (``{layer: spec}``), ``float_layers`` and
+        ``checkpoint_accuracy`` (psum checkpoints).
 
     Raises
     ------
     ValueError, psum.errors.PsumError
-        Bad spec (before loading anything), model, data set or checkpoint.
+        Bad spec or spec file (before loading anything), model, data set, checkpoint or layer.
     """
     from psum.golden import MacSpec
-    from psum.nets.train import evaluate, iterate_batches, load_checkpoint
+    from psum.nets.models import mac_layers
+    from psum.nets.train import evaluate
 
+    if spec is not None and spec_file is not None:
+        raise ValueError("give --spec or --spec-file, not both")
+    if spec_file is not None and layer != "all":
+        raise ValueError("--layer selects layers for --spec; a spec file names its layers itself")
     spec = None if spec is None else MacSpec.parse(spec)
-    info = dataset_info(dataset)
-    net, meta = load_checkpoint(model, dataset, path=checkpoint)
-    ds = load_dataset(dataset, "test", data_dir, channels=meta["in_channels"])
-    if spec is not None:
+    mapping = None
+    if spec_file is not None:
+        mapping = spec_file if isinstance(spec_file, dict) else read_spec_file(spec_file)
+        for text in mapping.values():
+            MacSpec.parse(text)  # every spec valid before anything loads
+    check_int("batch_size", batch_size, 1)
+    if limit is not None:
+        check_int("limit", limit, 1)
+    wl = workload(model, dataset, checkpoint=checkpoint, data_dir=data_dir, metric=metric,
+                  data_options=data_options)
+    net = wl.net
+    emulated: dict = {}
+    if spec is not None or mapping is not None:
         from psum.golden.emulation.layers import emulate
 
-        train_ds = load_dataset(dataset, "train", data_dir, channels=meta["in_channels"])
-        calib = next(iterate_batches(train_ds, CALIB_IMAGES, limit=CALIB_IMAGES))[0]
-        net = emulate(net, spec if layer == "all" else {layer: spec}, calib=calib)
-    n = len(ds) if limit is None else min(limit, len(ds))
+        if not mac_layers(net):
+            _require_mac_layers(wl)
+        if mapping is not None:
+            target, _ = spec_map(net, mapping)
+        else:
+            target = {name: spec for name in select_layers(net, layer)}
+        emulated = {k: str(v) for k, v in target.items()}
+        net = emulate(net, target, calib=wl.calib)
+    float_layers = [n for n in mac_layers(wl.net) if n not in emulated]
+    from psum.nets.train import dataset_size
+
+    n = dataset_size(wl.test) if limit is None else min(limit, dataset_size(wl.test))
     with progress(total=n, desc="eval", unit="img", enabled=progress_enabled) as bar:
-        res = evaluate(net, ds, limit=limit, topk=info.topk, device=device, progress_bar=bar)
-    return {"model": model, "dataset": dataset, "spec": "fp32" if spec is None else str(spec), "layer": layer,
-            **res, "checkpoint_accuracy": meta["accuracy"]}
+        res = evaluate(net, wl.test, limit=limit, topk=wl.topk, device=device, progress_bar=bar,
+                       batch_size=batch_size, metric=wl.metric)
+    return {"model": wl.model, "dataset": wl.dataset, "checkpoint": wl.checkpoint,
+            "spec": "fp32" if spec is None and mapping is None else ("per-op" if mapping is not None else str(spec)),
+            "layer": layer, **res, "emulated_layers": emulated, "float_layers": float_layers,
+            "checkpoint_accuracy": wl.meta.get("accuracy"), "checkpoint_kind": wl.meta.get("checkpoint_kind"),
+            "calib": wl.calib_name}

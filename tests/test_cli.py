@@ -28,6 +28,32 @@ def test_every_subcommand_is_registered():
     (["step", "a=fp16,b=fp16,acc=fp16,round=xyz", "0", "0", "0"],
      "psum step: error: rounding mode must be one of rne, rtz, rup, rdn, rna, rod or sr, not 'xyz'"),
     (["formats", "fp7"], "psum formats: error: unknown format 'fp7'"),
+    # user models and data (issue 10), each before any evaluation
+    (["eval"], "psum eval: error: --model is required (a built-in name or FILE.py:FUNCTION) unless --checkpoint "
+               "holds a whole model or a torch.export archive"),
+    (["eval", "--model", "nofile.py:build"], "psum eval: error: --model nofile.py:build: file nofile.py does not exist"),
+    (["eval", "--model", "no_such_pkg.mod:build"], "psum eval: error: --model no_such_pkg.mod:build: no module "
+                                                   "'no_such_pkg'"),
+    (["eval", "--model", "lenet5", "--dataset", "mnist"],
+     "psum eval: error: dataset must be one of digits, cifar10, cifar100, imagenet, imagefolder or FILE.py:FUNCTION, "
+     "not 'mnist'"),
+    (["eval", "--model", "lenet5", "--dataset", "imagefolder"],
+     "psum eval: error: imagefolder needs --data-dir DIR with DIR/<class>/*.png|jpg (one folder per class), or "
+     "DIR/{train,val}/<class>/*"),
+    (["eval", "--model", "lenet5", "--dataset", "imagefolder", "--data-dir", "/tmp", "--image-size", "0"],
+     "psum eval: error: image size must be an integer >= 1, not 0"),
+    (["eval", "--model", "lenet5", "--normalize", "cifar"],
+     "psum eval: error: argument --normalize: invalid choice: 'cifar'"),
+    (["eval", "--model", "lenet5", "--spec", "a=int8,b=int8,acc=int16", "--spec-file", "s.json"],
+     "psum eval: error: give --spec or --spec-file, not both"),
+    (["eval", "--model", "lenet5", "--spec-file", "/nonexistent/specs.json"],
+     "psum eval: error: spec file /nonexistent/specs.json does not exist"),
+    (["eval", "--model", "lenet5", "--layer", "fc9", "--spec", "a=int8,b=int8,acc=int16", "--limit", "4"],
+     "psum eval: error: layer 'fc9' selects none of the Conv2d/Linear layers: conv1, conv2, fc1, fc2, fc3"),
+    (["sweep", "--model", "lenet5", "--layer", "fc9", "--acc", "e5m3", "--limit", "4"],
+     "psum sweep: error: layer 'fc9' selects none of the Conv2d/Linear layers: conv1, conv2, fc1, fc2, fc3"),
+    (["report", "--model", "lenet5", "--layer", "fc9", "--out", "/tmp/psum-none"],
+     "psum report: error: layer 'fc9' selects none of the Conv2d/Linear layers: conv1, conv2, fc1, fc2, fc3"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     try:

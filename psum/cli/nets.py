@@ -12,7 +12,18 @@ from psum._util import format_table
 __all__ = ["register"]
 
 # Model names are checked by the API (one message for every command); the help lists them.
-_MODELS_HELP = "lenet5, alexnet, resnet18, resnet18-imagenet"
+_MODELS_HELP = ("lenet5, alexnet, resnet18, resnet18-imagenet, or FILE.py:FUNCTION / package.module:FUNCTION "
+                "(your code, run as given: it returns an nn.Module)")
+_DATASET_HELP = ("digits (built in, default), cifar10, cifar100, imagenet, imagefolder (--data-dir DIR/<class>/*.png), "
+                 "or FILE.py:FUNCTION (your code: FUNC(split) returns a Dataset or DataLoader)")
+_CKPT_HELP = ("weights: a psum checkpoint (default for built-in models: ./checkpoints/<model>-<dataset>.pt, else the "
+              "shipped one), a plain state_dict, a torch.export archive, or a whole saved model (with "
+              "--trust-checkpoint)")
+
+
+def _data_options(args) -> dict:
+    """The :func:`psum.sweeps.sweep.workload` options of the common data arguments."""
+    return dict(trust=args.trust_checkpoint, image_size=args.image_size, normalize=args.normalize)
 
 
 def _table(rows: list[dict], cols: list[str]) -> str:
@@ -41,15 +52,19 @@ def _cmd_train(args) -> int:
 def _cmd_eval(args) -> int:
     from psum.sweeps.sweep import evaluate_spec
 
-    row = evaluate_spec(args.model, args.dataset, args.spec, layer=args.layer, checkpoint=args.checkpoint,
-                        data_dir=args.data_dir, limit=args.limit, device=args.device,
-                        progress_enabled=True if args.progress else None)
+    row = evaluate_spec(args.model, args.dataset, args.spec, layer=args.layer, spec_file=args.spec_file,
+                        checkpoint=args.checkpoint, data_dir=args.data_dir, limit=args.limit, device=args.device,
+                        progress_enabled=True if args.progress else None, batch_size=args.batch_size,
+                        data_options=_data_options(args))
     if args.json:
         print(json.dumps(row, indent=1))
     else:
         top5 = f", top-5 {row['top5']:.2f} %" if "top5" in row else ""
-        print(f"{args.model}/{args.dataset} [{row['spec']}{'' if args.layer == 'all' else ' @' + args.layer}]: "
+        print(f"{row['model']}/{row['dataset']} [{row['spec']}{'' if args.layer == 'all' else ' @' + args.layer}]: "
               f"top-1 {row['top1']:.2f} %{top5} on {row['n_images']} test images")
+        if row["emulated_layers"] and row["float_layers"]:
+            # never silently wrong: say which MAC layers stayed float32
+            print(f"emulated {len(row['emulated_layers'])} layers; float32: {', '.join(row['float_layers'])}")
     return 0
 
 
@@ -65,7 +80,8 @@ def _cmd_sweep(args) -> int:
         _plot_path(args.plot)  # before any work
     common = dict(a=args.a, b=args.b, rounding=args.round, extra=args.extra, limit=args.limit, out=args.out,
                   data_dir=args.data_dir, checkpoint=args.checkpoint, batch_size=args.batch_size, device=args.device,
-                  progress_enabled=prog, train_if_missing=args.train, overflow=args.overflow)
+                  progress_enabled=prog, train_if_missing=args.train, overflow=args.overflow,
+                  groups=args.layer or (), data_options=_data_options(args))
     if args.search:
         results = run_search(args.model, args.dataset, args.acc or SEARCH_DEFAULT, per_layer=args.per_layer,
                              tol=args.tol, relative_to=args.relative_to, **common)
@@ -74,7 +90,8 @@ def _cmd_sweep(args) -> int:
             return 0
         base = results[0]["baseline_accuracy"] if results else None
         rel = "the fp32 baseline" if args.relative_to == "fp32" else "the same operands with an fp32/int32 accumulator"
-        print(f"{args.model}/{args.dataset}: fp32 baseline {base:.2f} % on {results[0]['n_images']} test images; "
+        print(f"{results[0]['model']}/{results[0]['dataset']}: fp32 baseline {base:.2f} % on "
+              f"{results[0]['n_images']} test images; "
               f"tolerance {args.tol:g} percentage points below {rel}")
         table = [{"search": search_label(r), "layer": r["layer"], "min": r["acc"] or "none", "accuracy": r["accuracy"],
                   "reference": r["reference_accuracy"],
@@ -88,7 +105,7 @@ def _cmd_sweep(args) -> int:
         print(json.dumps(rows, indent=1))
         return 0
     base = rows[0]
-    print(f"{args.model}/{args.dataset}: fp32 baseline {base['accuracy']:.2f} % on {base['n_images']} test images")
+    print(f"{base['model']}/{base['dataset']}: fp32 baseline {base['accuracy']:.2f} % on {base['n_images']} test images")
     cols = ["spec", "layer", "accuracy", "seconds"] + (["top5"] if "top5" in base else [])
     print(_table(rows[1:], cols))
     if args.out:
@@ -96,7 +113,7 @@ def _cmd_sweep(args) -> int:
     if args.plot:
         from psum.reports.plots import plot_sweep
 
-        written = plot_sweep(rows, args.plot, title=f"{args.model}/{args.dataset}")
+        written = plot_sweep(rows, args.plot, title=f"{base['model']}/{base['dataset']}")
         print(f"plot: {', '.join(written)}")
     return 0
 
@@ -115,11 +132,26 @@ def register(sub) -> None:
     from psum.nets.data import DATASETS  # light: no torch
     from psum.sweeps.sweep import SEARCH_DEFAULT  # light: torch is imported inside the functions
 
-    def common(p, *, data=True):
-        p.add_argument("--model", required=True, help=f"network: {_MODELS_HELP}")
-        p.add_argument("--dataset", default="digits", choices=DATASETS, help="dataset (default digits, built in)")
+    def common(p, *, data=True, user=True):
+        if user:
+            p.add_argument("--model", help=f"network: {_MODELS_HELP}; may be omitted when --checkpoint holds a "
+                                           "whole model")
+            p.add_argument("--dataset", default="digits", metavar="DATASET", help=_DATASET_HELP)
+            p.add_argument("--checkpoint", metavar="FILE", help=_CKPT_HELP)
+            p.add_argument("--trust-checkpoint", action="store_true",
+                           help="allow a checkpoint that needs full unpickling (a whole saved model): it runs code "
+                                "named by the file; only for files you trust")
+            p.add_argument("--image-size", type=int, metavar="N",
+                           help="imagefolder: resize the shorter side to N*256/224 and centre-crop NxN "
+                                "(default: the images' own size)")
+            p.add_argument("--normalize", choices=("none", "imagenet"), default="none",
+                           help="imagefolder: pixels in [0, 1] (none, default) or ImageNet mean/std")
+        else:
+            p.add_argument("--model", required=True, help=f"network: {_MODELS_HELP}")
+            p.add_argument("--dataset", default="digits", choices=DATASETS, help="dataset (default digits, built in)")
         if data:
-            p.add_argument("--data-dir", metavar="DIR", help="folder with CIFAR/ImageNet files (never downloaded)")
+            p.add_argument("--data-dir", metavar="DIR", help="folder with CIFAR/ImageNet/imagefolder files (never "
+                                                              "downloaded)")
         p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
         p.add_argument("--progress", action="store_true", help="show progress bars even when stderr is not a TTY")
         p.add_argument("--json", action="store_true", help="print JSON")
@@ -127,7 +159,7 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train a model in bfloat16 autocast and write its checkpoint",
                        description="Train a model (forward pass in bfloat16 autocast), evaluate it in float32 and "
                                    "write ./checkpoints/<model>-<dataset>.pt atomically (or $PSUM_CHECKPOINT_DIR).")
-    common(p)
+    common(p, user=False)
     p.add_argument("--epochs", type=int, help="epochs (default: 15 on digits (4 for resnet18), 30 on cifar10)")
     p.add_argument("--seed", type=int, default=0, help="seed for init, shuffling, augmentation (default 0)")
     p.add_argument("--width", type=float, help="channel multiplier (default 1; 0.125 for alexnet and resnet18 on digits)")
@@ -140,13 +172,20 @@ def register(sub) -> None:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="test accuracy of a checkpoint, float32 or emulated with a MAC spec",
-                       description="Evaluate a trained checkpoint on the test split; with --spec every Conv2d/Linear "
-                                   "(or --layer) computes bit-exactly with that MAC spec. " + SPEC_HELP)
+                       description="Evaluate a model on the test split; with --spec every Conv2d/Linear "
+                                   "(or the --layer group) computes bit-exactly with that MAC spec; --spec-file gives "
+                                   "per-layer specs. FILE.py:FUNCTION for --model/--dataset is your code, run as "
+                                   "given. " + SPEC_HELP)
     common(p)
     p.add_argument("--spec", metavar="SPEC", help="MAC spec to emulate (default: none, float32)")
-    p.add_argument("--layer", default="all", help="emulate only this layer (default all)")
+    p.add_argument("--spec-file", metavar="FILE",
+                   help='per-layer specs: a JSON object {"PATTERN": "SPEC", ...}, first match wins '
+                        '(patterns as --layer); unnamed layers stay float32 and are listed')
+    p.add_argument("--layer", default="all", metavar="PATTERN",
+                   help="emulate only these layers: a name, a module holding layers (layer3), a pattern "
+                        "('layer3.*'), or several joined by | (default all)")
     p.add_argument("--limit", type=int, help="first N test images only")
-    p.add_argument("--checkpoint", metavar="FILE", help="checkpoint path (default ./checkpoints/<model>-<dataset>.pt, else the shipped one)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("sweep", help="accuracy per accumulator format (network-wide, per layer) or minimum search",
@@ -163,6 +202,9 @@ def register(sub) -> None:
     p.add_argument("--overflow", help="overflow policy when an entry has no :suffix (int: wrap/sat, float: ieee/sat)")
     p.add_argument("--extra", metavar="KEY=VAL,...", help="more spec fields, e.g. order=chunk32,acc2=fp16")
     p.add_argument("--per-layer", action="store_true", help="also each Conv2d/Linear alone (the rest float32)")
+    p.add_argument("--layer", action="append", metavar="PATTERN",
+                   help="also this group of layers alone (the rest float32): a module (layer3), a pattern "
+                        "('layer3.*') or names joined by |; repeatable")
     p.add_argument("--layers-only", action="store_true", help="with --per-layer: skip the network-wide rows")
     p.add_argument("--search", action="store_true", help="find the smallest accumulator within --tol of the baseline")
     p.add_argument("--tol", type=float, default=1.0, help="allowed top-1 drop in percentage points (default 1.0)")
@@ -173,6 +215,5 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="images per emulated batch (default 256)")
     p.add_argument("--out", metavar="FILE", help="JSON Lines results file; finished rows there are not recomputed")
     p.add_argument("--plot", metavar="FILE.png", help="plot accuracy against accumulator bits (PNG + SVG)")
-    p.add_argument("--checkpoint", metavar="FILE", help="checkpoint path (default ./checkpoints/<model>-<dataset>.pt, else the shipped one)")
-    p.add_argument("--train", action="store_true", help="train the checkpoint first if there is none")
+    p.add_argument("--train", action="store_true", help="built-in models: train the checkpoint first if there is none")
     p.set_defaults(func=_cmd_sweep)

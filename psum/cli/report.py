@@ -11,13 +11,15 @@ def _cmd_report(args) -> int:
     from psum.reports.report import ReportConfig, build_report
 
     kw = dict(model=args.model, dataset=args.dataset, tol=args.tol, data_dir=args.data_dir, jobs=args.jobs,
-              sim_cycles=args.sim_cycles)
+              sim_cycles=args.sim_cycles, checkpoint=args.checkpoint, groups=tuple(args.layer or ()))
     if args.limit is not None:
         kw["limit"] = args.limit
     if args.no_per_layer:
         kw["per_layer"] = False
     cfg = ReportConfig.quick(**kw) if args.quick else ReportConfig(**kw)
-    data = build_report(cfg, out_dir=args.out, force_synth=args.force)
+    data = build_report(cfg, out_dir=args.out, force_synth=args.force,
+                        data_options=dict(trust=args.trust_checkpoint, image_size=args.image_size,
+                                          normalize=args.normalize))
     print(f"baseline top-1 {data['baseline_accuracy']:.2f}%  (tolerance {args.tol:g} pt)")
     rows = [{"design": r["design"], "accumulator": r["acc"], "bits": f"{r['bits']:.3g}",
              "top-1 %": "" if r["accuracy"] is None else f"{r['accuracy']:.2f}", "GE": f"{r['ge']:.4g}",
@@ -31,9 +33,23 @@ def register(sub) -> None:
                        description="Run the whole study (train if needed, sweep, search, RTL check, synthesis) "
                                    "and write ./<model>-<dataset>/ (index.html, report.md, plots, data), relative to the "
                                    "working directory (or $PSUM_RESULTS_DIR, or --out).")
-    p.add_argument("--model", default="lenet5", help="lenet5, alexnet, resnet18, resnet18-imagenet (default lenet5)")
-    p.add_argument("--dataset", default="digits", help="digits (built in), cifar10, cifar100, imagenet (default digits)")
-    p.add_argument("--data-dir", help="folder holding CIFAR / ImageNet (no downloads)")
+    p.add_argument("--model", default="lenet5",
+                   help="lenet5 (default), alexnet, resnet18, resnet18-imagenet, or FILE.py:FUNCTION / "
+                        "package.module:FUNCTION (your code, run as given: it returns an nn.Module)")
+    p.add_argument("--dataset", default="digits",
+                   help="digits (built in, default), cifar10, cifar100, imagenet, imagefolder (--data-dir "
+                        "DIR/<class>/*.png), or FILE.py:FUNCTION (your code: returns a Dataset or DataLoader)")
+    p.add_argument("--data-dir", help="folder holding CIFAR / ImageNet / imagefolder (no downloads)")
+    p.add_argument("--checkpoint", metavar="FILE",
+                   help="weights: a psum checkpoint, a plain state_dict, a torch.export archive, or a whole saved "
+                        "model (with --trust-checkpoint)")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow a checkpoint that needs full unpickling: it runs code named by the file")
+    p.add_argument("--image-size", type=int, metavar="N", help="imagefolder: centre crop NxN (default: own size)")
+    p.add_argument("--normalize", choices=("none", "imagenet"), default="none",
+                   help="imagefolder: pixels in [0, 1] (default) or ImageNet mean/std")
+    p.add_argument("--layer", action="append", metavar="PATTERN",
+                   help="also search this group of layers alone (layer3, 'layer3.*', a|b); repeatable")
     p.add_argument("--tol", type=float, default=1.0, help="allowed top-1 drop in points (default 1.0)")
     p.add_argument("--limit", type=int, help="evaluate on the first N test images")
     p.add_argument("--jobs", type=int, default=2, help="parallel synthesis processes (default 2)")
