@@ -757,7 +757,7 @@ def _require_mac_layers(ctx) -> None:
 
 def evaluate_spec(model, dataset="digits", spec=None, *, layer: str = "all", spec_file=None, checkpoint=None,
                   data_dir=None, limit: int | None = None, device=None, progress_enabled=None,
-                  batch_size: int = 256, metric=None, data_options=None) -> dict:
+                  batch_size: int = 256, metric=None, data_options=None, strict: bool = False) -> dict:
     """Test accuracy of a model, in float32 or with its MAC layers emulated under ``spec``
     (the API behind ``psum eval``).
 
@@ -780,19 +780,27 @@ def evaluate_spec(model, dataset="digits", spec=None, *, layer: str = "all", spe
     checkpoint, data_dir, limit, device, progress_enabled, batch_size, metric, data_options
         Checkpoint, dataset folder, first ``limit`` test images, torch device, progress bar,
         images per batch, per-sample metric, :func:`workload` options.
+    strict : bool
+        Refuse to report an accuracy when a MAC-bearing op ran in float32 unintentionally (an op
+        psum cannot emulate; :meth:`psum.golden.emulation.coverage.Coverage.check`). ``psum eval``
+        sets it unless ``--no-strict``.
 
     Returns
     -------
     dict
         ``model``, ``dataset``, ``checkpoint`` (weights digest), ``spec`` (text; ``"fp32"``
         without one, ``"per-op"`` with a spec file), ``layer``, ``top1`` (``top5`` on ImageNet),
-        ``n_images``, ``emulated_layers`` (``{layer: spec}``), ``float_layers`` and
-        ``checkpoint_accuracy`` (psum checkpoints).
+        ``n_images``, ``emulated_layers`` (``{layer: spec}``), ``float_layers``,
+        ``checkpoint_accuracy`` (psum checkpoints), and with a spec ``coverage`` (the one-line
+        summary: ops and share of MACs emulated, what stayed float and why) and ``coverage_table``
+        (one dict per op: name, kind, call site, spec, MACs, reason).
 
     Raises
     ------
     ValueError, psum.errors.PsumError
-        Bad spec or spec file (before loading anything), model, data set, checkpoint or layer.
+        Bad spec or spec file (before loading anything), model, data set, checkpoint or layer;
+        :class:`psum.golden.emulation.coverage.CoverageError` with ``strict`` when a MAC-bearing op
+        stayed float unintentionally.
     """
     from psum.golden import MacSpec
     from psum.nets.models import mac_layers
@@ -825,7 +833,9 @@ def evaluate_spec(model, dataset="digits", spec=None, *, layer: str = "all", spe
         else:
             target = {name: spec for name in select_layers(net, layer)}
         emulated = {k: str(v) for k, v in target.items()}
-        net = emulate(net, target, calib=wl.calib)
+        # Network-wide: the spec itself, so every MAC-bearing op (functional calls, attention
+        # matmuls) is emulated, not only the Conv2d/Linear modules named in a mapping.
+        net = emulate(net, spec if mapping is None and layer == "all" else target, calib=wl.calib, strict=strict)
     float_layers = [n for n in mac_layers(wl.net) if n not in emulated]
     from psum.nets.train import dataset_size
 
@@ -833,6 +843,11 @@ def evaluate_spec(model, dataset="digits", spec=None, *, layer: str = "all", spe
     with progress(total=n, desc="eval", unit="img", enabled=progress_enabled) as bar:
         res = evaluate(net, wl.test, limit=limit, topk=wl.topk, device=device, progress_bar=bar,
                        batch_size=batch_size, metric=wl.metric)
+    if emulated:
+        from psum.golden.emulation.coverage import coverage
+
+        cov = coverage(net)
+        res = {**res, "coverage": cov.summary(), "coverage_table": cov.table()}
     return {"model": wl.model, "dataset": wl.dataset, "checkpoint": wl.checkpoint,
             "spec": "fp32" if spec is None and mapping is None else ("per-op" if mapping is not None else str(spec)),
             "layer": layer, **res, "emulated_layers": emulated, "float_layers": float_layers,

@@ -217,7 +217,7 @@ def test_spec_file_first_match_wins(user, tmp_path, capsys):
     rc, out, err = _run(["eval", "--model", f"{user}/mynet.py:build", "--dataset", "imagefolder", "--data-dir",
                          str(user / "imgs"), "--spec-file", str(f)], capsys)
     assert rc == 0, err
-    assert "[per-op]" in out and out.strip().endswith("emulated 2 layers; float32: head")
+    assert "[per-op]" in out and out.strip().endswith("emulated 2 ops, 99.7 % of MACs; float: head (not in the spec mapping)")
     f.write_text("[1, 2]")
     with pytest.raises(ValueError, match=r"must hold one object mapping layer patterns to spec text$"):
         read_spec_file(f)
@@ -385,3 +385,30 @@ def test_unreadable_labels_are_checked_per_batch(user):
 
     with pytest.raises(ValueError, match=r"^the data has label 5 but the model has 3 outputs \(classes 0..2\)$"):
         evaluate_spec(_tiny(user), Lazy(), batch_size=2, progress_enabled=False)
+
+
+class _MvNet(torch.nn.Module):
+    """A Linear layer and a torch.mv (a MAC op psum does not emulate) side by side."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(16, 3)
+        self.v = torch.nn.Parameter(torch.ones(16))
+
+    def forward(self, x):
+        x = x.reshape(x.shape[0], -1)[:, :16]
+        return self.fc(x) + torch.stack([torch.mv(x, self.v)] * 3, dim=1) * 0
+
+
+def test_eval_strict_refuses_a_mac_op_left_in_float():
+    from torch.utils.data import TensorDataset
+
+    from psum.errors import PsumError
+    from psum.sweeps.sweep import evaluate_spec
+
+    data = TensorDataset(torch.rand(8, 1, 4, 4), torch.randint(0, 3, (8,)))
+    spec = "a=int8,b=int8,acc=int16"
+    row = evaluate_spec(_MvNet(), data, spec)  # the API default reports, with the coverage line
+    assert row["coverage"].startswith("emulated 1 op, ") and "mv" in row["coverage"]
+    with pytest.raises(PsumError, match="mv"):
+        evaluate_spec(_MvNet(), data, spec, strict=True)
