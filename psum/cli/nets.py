@@ -12,7 +12,7 @@ from psum._util import format_table
 __all__ = ["register"]
 
 # Model names are checked by the API (one message for every command); the help lists them.
-_MODELS_HELP = "lenet5, alexnet, resnet18, resnet18-imagenet"
+_MODELS_HELP = "lenet5, alexnet, resnet18, resnet18-imagenet, vit"
 
 
 def _table(rows: list[dict], cols: list[str]) -> str:

@@ -31,7 +31,7 @@ def register(sub) -> None:
                        description="Run the whole study (train if needed, sweep, search, RTL check, synthesis) "
                                    "and write ./<model>-<dataset>/ (index.html, report.md, plots, data), relative to the "
                                    "working directory (or $PSUM_RESULTS_DIR, or --out).")
-    p.add_argument("--model", default="lenet5", help="lenet5, alexnet, resnet18, resnet18-imagenet (default lenet5)")
+    p.add_argument("--model", default="lenet5", help="lenet5, alexnet, resnet18, resnet18-imagenet, vit (default lenet5)")
     p.add_argument("--dataset", default="digits", help="digits (built in), cifar10, cifar100, imagenet (default digits)")
     p.add_argument("--data-dir", help="folder holding CIFAR / ImageNet (no downloads)")
     p.add_argument("--tol", type=float, default=1.0, help="allowed top-1 drop in points (default 1.0)")
