@@ -353,7 +353,9 @@ class VisionTransformer(nn.Module):
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
     def forward(self, x):
-        if x.shape[-2:] != (self.image_size, self.image_size):
+        # Why the isinstance: under torch.fx tracing (QAT's reader) x is a Proxy, whose shape cannot
+        # steer Python control flow; the check is for real tensors only.
+        if isinstance(x, torch.Tensor) and x.shape[-2:] != (self.image_size, self.image_size):
             raise ValueError(f"vit expects {self.image_size}×{self.image_size} images, not "
                              f"{x.shape[-2]}×{x.shape[-1]}")
         x = self.patch_embed(x)  # (B, T, dim)

@@ -152,3 +152,11 @@ def test_vit_emulates_its_layers():
     with torch.no_grad():
         ref, out = net(x), q(x)
     assert out.shape == ref.shape and torch.equal(out.argmax(1), ref.argmax(1))
+
+
+def test_vit_qat_is_refused_in_one_line():
+    """QAT's integer export covers CNN ops only: the ViT is refused up front, not half converted."""
+    from psum.quant.qat import prepare_qat
+
+    with pytest.raises(ValueError, match=r"^operation transpose \(transpose\) is not supported by QAT export$"):
+        prepare_qat(_vit())
