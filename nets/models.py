@@ -1,9 +1,12 @@
-"""The networks psum studies: LeNet5, AlexNet (CIFAR variant) and ResNet18 (CIFAR and ImageNet).
+"""The networks psum studies: LeNet5, AlexNet (CIFAR variant), ResNet18 (CIFAR and ImageNet) and a
+small vision transformer.
 
 Written here from the papers (torchvision is not importable beside this CPU torch), with
-``nn.Conv2d`` and ``nn.Linear`` as the only multiply-accumulate layers, because those are the
-layers :func:`psum.golden.emulation.layers.emulate` replaces with bit-exact MAC arithmetic. Everything else
-(ReLU, pooling, batch norm, dropout, residual additions) stays in float32.
+``nn.Conv2d`` and ``nn.Linear`` as the only multiply-accumulate layers of the CNNs, because those
+are the layers :func:`psum.golden.emulation.layers.emulate` replaces with bit-exact MAC arithmetic.
+Everything else (ReLU, pooling, batch norm, dropout, residual additions) stays in float32. The
+vision transformer adds the two attention products, written as plain ``torch.matmul`` calls on two
+activations (see :class:`Attention`); softmax, layer norm and GELU stay float.
 
 Every model takes a ``width`` multiplier that scales all channel counts and hidden sizes (1.0 = the
 published network). The built-in digits default uses narrower nets (see :data:`DEFAULT_WIDTH`), so
@@ -18,9 +21,11 @@ lenet5              C×32×32  conv5x5 6, maxpool, conv5x5 16, maxpool, fc 120, 
 alexnet             3×32×32  5 conv3x3 (64,192,384,256,256), 3 maxpool, fc 4096, 4096, K  23.3 M
 resnet18            3×32×32  conv3x3 stem (no maxpool), 4 stages × 2 basic blocks, fc K    11.2 M
 resnet18-imagenet   3×224²   conv7x7/2 stem + maxpool, 4 stages × 2 basic blocks, fc K     11.7 M*
+vit                 C×32×32  8x8 patches (16 tokens + class token), dim 64, 4 blocks ×       0.15 M**
+                             (4-head self-attention, MLP 128), layer norm, fc K
 ==================  =======  ===========================================================  ==========
 
-Parameter counts for K=10 classes (* K=1000).
+Parameter counts for K=10 classes (* K=1000; ** C=3).
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ from torch import nn
 
 from psum._util import check_int
 
-__all__ = ["MODELS", "DEFAULT_WIDTH", "LeNet5", "AlexNet", "ResNet18", "BasicBlock", "build_model",
-           "default_width", "mac_layers"]
+__all__ = ["MODELS", "DEFAULT_WIDTH", "LeNet5", "AlexNet", "ResNet18", "BasicBlock", "VisionTransformer",
+           "PatchEmbedding", "Attention", "Mlp", "TransformerBlock", "build_model", "default_width",
+           "mac_layers"]
 
-MODELS = ("lenet5", "alexnet", "resnet18", "resnet18-imagenet")
+MODELS = ("lenet5", "alexnet", "resnet18", "resnet18-imagenet", "vit")
 
 # Width used when none is given, per (model, dataset); anything not listed uses 1.0. Chosen so that
 # the digits checkpoints stay small (< 2 MB for the committed ones) and train in seconds.
@@ -196,13 +202,175 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
+class PatchEmbedding(nn.Module):
+    """Non-overlapping ``patch``×``patch`` patches, each projected linearly to ``dim`` (ViT's embedding).
+
+    A ``Conv2d`` with kernel = stride = ``patch`` is exactly a ``Linear`` on each flattened patch
+    (Dosovitskiy et al. 2021, eq. 1), and the form emulation handles today: dot products of length
+    ``in_channels·patch²`` in (c, kh, kw) order.
+
+    Parameters
+    ----------
+    in_channels, dim, patch : int
+        Input channels, embedding width and patch side (pixels).
+
+    Shapes: ``(B, C, H, W)`` in, ``(B, (H/patch)·(W/patch), dim)`` out (tokens in row-major order).
+    """
+
+    def __init__(self, in_channels: int, dim: int, patch: int):
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, dim, patch, stride=patch)
+
+    def forward(self, x):
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with explicit matmuls (Vaswani et al. 2017, eq. 1; timm's layout).
+
+    ``softmax(Q Kᵀ / √d) V`` per head, with ``Q, K, V`` from one packed ``Linear`` (``qkv``) and an
+    output projection ``proj``. Written with two ``torch.matmul`` calls on activations rather than
+    ``nn.MultiheadAttention`` or ``F.scaled_dot_product_attention``: those may take fused kernels
+    (``torch._native_multi_head_attention`` in eval mode, flash/efficient attention) that a
+    function-level interceptor cannot split into their MACs.
+
+    MAC-bearing ops per image (T tokens, d = dim / heads): ``qkv`` (T·dim·3dim), ``Q Kᵀ``
+    (heads·T·T·d, dot products of length d), ``A V`` (heads·T·d·T, dot products of length T),
+    ``proj`` (T·dim·dim). The softmax stays float.
+
+    Parameters
+    ----------
+    dim : int
+        Token width, a multiple of ``heads``.
+    heads : int
+        Attention heads.
+    """
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.head_dim = dim // heads
+        # Why scale q (timm's order) rather than the scores: with d = 16 the factor is 1/4, a power of
+        # two, so q·scale is exact in every float format and the QKᵀ operands carry the final scale.
+        self.scale = self.head_dim ** -0.5
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, t, dim = x.shape
+        qkv = self.qkv(x).reshape(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, heads, T, d)
+        scores = torch.matmul(q * self.scale, k.transpose(-2, -1))  # (B, heads, T, T): MACs
+        attn = scores.softmax(dim=-1)  # float
+        out = torch.matmul(attn, v)  # (B, heads, T, d): MACs
+        return self.proj(out.transpose(1, 2).reshape(b, t, dim))
+
+
+class Mlp(nn.Module):
+    """The transformer's position-wise MLP: ``fc2(GELU(fc1(x)))`` (GELU exact, erf form)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer encoder block: ``x + attn(LN(x))``, then ``x + mlp(LN(x))`` (ViT, eq. 2-3)."""
+
+    def __init__(self, dim: int, heads: int, hidden: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, hidden)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class VisionTransformer(nn.Module):
+    """A small vision transformer (ViT, Dosovitskiy et al. 2021) for 32×32 inputs.
+
+    Patch embedding (:class:`PatchEmbedding`), a learned class token and learned position
+    embeddings, ``depth`` pre-norm blocks (:class:`TransformerBlock`), a final layer norm and a
+    linear head on the class token. Module names follow timm's ``VisionTransformer``
+    (``patch_embed.proj``, ``blocks.<i>.attn.qkv``, ``blocks.<i>.attn.proj``, ``blocks.<i>.mlp.fc1``,
+    ``blocks.<i>.mlp.fc2``, ``head``), so ``blocks.1.*`` selects one block and ``*.attn.*`` the
+    attention projections.
+
+    Defaults (width 1): 8×8 patches of the 32×32 digits (each patch is a 2×2 block of the original
+    8×8 image: 16 tokens + the class token), dim 64, 4 blocks, 4 heads of width 16, MLP hidden 128;
+    0.15 M parameters for 3 input channels and 10 classes. Much smaller than ViT-Ti (dim 192, 12
+    blocks): sized for 1,437 training images, so its dot products are short (192 in the patch
+    embedding, 64 / 128 in the projections, 16 in ``Q Kᵀ``, 17 in ``A V``).
+
+    Parameters
+    ----------
+    num_classes, in_channels : int
+        Output classes and input channels.
+    width : float
+        Multiplier of the token width (rounded to a multiple of ``heads``) and the MLP hidden size.
+    image_size : int
+        Input side in pixels (a multiple of ``patch``).
+    patch : int
+        Patch side in pixels.
+    dim, depth, heads, mlp_hidden : int
+        Token width (at width 1), blocks, heads, MLP hidden size (at width 1).
+
+    Raises
+    ------
+    ValueError
+        ``image_size`` not a multiple of ``patch``.
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, *, width: float = 1.0, image_size: int = 32,
+                 patch: int = 8, dim: int = 64, depth: int = 4, heads: int = 4, mlp_hidden: int = 128):
+        super().__init__()
+        image_size = check_int("image_size", image_size, 1)
+        patch = check_int("patch", patch, 1)
+        depth = check_int("depth", depth, 1)
+        heads = check_int("heads", heads, 1)
+        if image_size % patch:
+            raise ValueError(f"image_size must be a multiple of patch ({patch}), not {image_size}")
+        dim = heads * max(1, int(round(check_int("dim", dim, 1) * width / heads)))
+        hidden = _scaled(check_int("mlp_hidden", mlp_hidden, 1), width)
+        self.image_size = image_size
+        tokens = (image_size // patch) ** 2
+        self.patch_embed = PatchEmbedding(in_channels, dim, patch)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, tokens + 1, dim))
+        self.blocks = nn.Sequential(*(TransformerBlock(dim, heads, hidden) for _ in range(depth)))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+        # ViT's initialisation (timm): truncated normal, std 0.02, for the embeddings.
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+
+    def forward(self, x):
+        # Why the isinstance: under torch.fx tracing (QAT's reader) x is a Proxy, whose shape cannot
+        # steer Python control flow; the check is for real tensors only.
+        if isinstance(x, torch.Tensor) and x.shape[-2:] != (self.image_size, self.image_size):
+            raise ValueError(f"vit expects {self.image_size}×{self.image_size} images, not "
+                             f"{x.shape[-2]}×{x.shape[-1]}")
+        x = self.patch_embed(x)  # (B, T, dim)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        x = self.norm(self.blocks(x))
+        return self.head(x[:, 0])
+
+
 def build_model(name: str, num_classes: int, in_channels: int, *, width: float = 1.0,
                 **options) -> nn.Module:
     """Construct a model by name, with freshly initialised weights.
 
     Parameters
     ----------
-    name : {"lenet5", "alexnet", "resnet18", "resnet18-imagenet"}
+    name : {"lenet5", "alexnet", "resnet18", "resnet18-imagenet", "vit"}
     num_classes : int
         Output classes, at least 2.
     in_channels : int
@@ -210,7 +378,8 @@ def build_model(name: str, num_classes: int, in_channels: int, *, width: float =
     width : float
         Channel multiplier, greater than 0.
     **options
-        Model-specific options (``batch_norm``, ``dropout`` for AlexNet).
+        Model-specific options (``batch_norm``, ``dropout`` for AlexNet; ``image_size``, ``patch``,
+        ``dim``, ``depth``, ``heads``, ``mlp_hidden`` for the vision transformer).
 
     Raises
     ------
@@ -227,6 +396,8 @@ def build_model(name: str, num_classes: int, in_channels: int, *, width: float =
         return LeNet5(num_classes, in_channels, width=width, **options)
     if name == "alexnet":
         return AlexNet(num_classes, in_channels, width=width, **options)
+    if name == "vit":
+        return VisionTransformer(num_classes, in_channels, width=width, **options)
     return ResNet18(num_classes, in_channels, width=width,
                     stem="imagenet" if name == "resnet18-imagenet" else "cifar", **options)
 

@@ -169,4 +169,4 @@ def test_evaluate_spec_and_the_eval_command(capsys):
     assert capsys.readouterr().out.startswith("lenet5/digits [fp32]: top-1 ")
     assert main(["eval", "--model", "vgg", "--limit", "16"]) == 2
     assert capsys.readouterr().err == ("psum eval: error: model must be one of lenet5, alexnet, resnet18, "
-                                       "resnet18-imagenet, FILE.py:FUNCTION or package.module:FUNCTION, not 'vgg'\n")
+                                       "resnet18-imagenet, vit, FILE.py:FUNCTION or package.module:FUNCTION, not 'vgg'\n")

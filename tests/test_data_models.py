@@ -167,8 +167,8 @@ def test_default_width():
 
 
 def test_build_model_errors():
-    assert set(MODELS) == {"lenet5", "alexnet", "resnet18", "resnet18-imagenet"}
-    with pytest.raises(ValueError, match=r"^model must be one of lenet5, alexnet, resnet18, resnet18-imagenet, not 'vgg'$"):
+    assert set(MODELS) == {"lenet5", "alexnet", "resnet18", "resnet18-imagenet", "vit"}
+    with pytest.raises(ValueError, match=r"^model must be one of lenet5, alexnet, resnet18, resnet18-imagenet, vit, not 'vgg'$"):
         build_model("vgg", 10, 3)
     with pytest.raises(ValueError, match=r"^num_classes must be an integer >= 2, not 1$"):
         build_model("lenet5", 1, 3)

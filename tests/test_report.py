@@ -91,7 +91,7 @@ def test_report_bad_model_is_one_line_error(capsys):
     assert main(["report", "--model", "vgg", "--out", "/tmp/psum-none"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == ("psum report: error: model must be one of lenet5, alexnet, resnet18, "
-                       "resnet18-imagenet, FILE.py:FUNCTION or package.module:FUNCTION, not 'vgg'")
+                       "resnet18-imagenet, vit, FILE.py:FUNCTION or package.module:FUNCTION, not 'vgg'")
 
 
 def test_report_data_keeps_the_committed_shape(small_report):

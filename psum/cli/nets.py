@@ -12,7 +12,7 @@ from psum._util import format_table
 __all__ = ["register"]
 
 # Model names are checked by the API (one message for every command); the help lists them.
-_MODELS_HELP = ("lenet5, alexnet, resnet18, resnet18-imagenet, or FILE.py:FUNCTION / package.module:FUNCTION "
+_MODELS_HELP = ("lenet5, alexnet, resnet18, resnet18-imagenet, vit, or FILE.py:FUNCTION / package.module:FUNCTION "
                 "(your code, run as given: it returns an nn.Module)")
 _DATASET_HELP = ("digits (built in, default), cifar10, cifar100, imagenet, imagefolder (--data-dir DIR/<class>/*.png), "
                  "or FILE.py:FUNCTION (your code: FUNC(split) returns a Dataset or DataLoader)")

@@ -34,7 +34,7 @@ def register(sub) -> None:
                                    "and write ./<model>-<dataset>/ (index.html, report.md, plots, data), relative to the "
                                    "working directory (or $PSUM_RESULTS_DIR, or --out).")
     p.add_argument("--model", default="lenet5",
-                   help="lenet5 (default), alexnet, resnet18, resnet18-imagenet, or FILE.py:FUNCTION / "
+                   help="lenet5 (default), alexnet, resnet18, resnet18-imagenet, vit, or FILE.py:FUNCTION / "
                         "package.module:FUNCTION (your code, run as given: it returns an nn.Module)")
     p.add_argument("--dataset", default="digits",
                    help="digits (built in, default), cifar10, cifar100, imagenet, imagefolder (--data-dir "
