@@ -15,7 +15,7 @@ import numpy as np
 from psum._util import check_int
 from psum.golden import MacSpec
 from psum.golden.stimulus import adversarial_triples, random_codes, special_codes
-from psum.hw.unit import mac_signature
+from psum.hw.unit import flush_cycles, mac_signature
 
 __all__ = ["input_ports", "columns", "make_stimulus", "stream_cycles", "held_cycles", "concat"]
 
@@ -52,15 +52,21 @@ def concat(spec, parts: list) -> dict:
     return {k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0, np.uint64) for k in cols}
 
 
-def _load_then_step(cols, acc, a, b) -> dict:
-    """Two cycles per triple: ``load init=acc``, then ``en`` with ``(a, b)``."""
-    n = len(acc)
-    s = _empty(cols, 2 * n)
-    s["load"][0::2] = 1
-    s["init"][0::2] = acc
-    s["en"][1::2] = 1
-    s["a"][1::2] = a
-    s["b"][1::2] = b
+def _load_then_step(cols, acc, a, b, flush: int = 0) -> dict:
+    """``2 + flush`` cycles per triple: ``load init=acc``, ``en`` with ``(a, b)``, ``flush`` cycles.
+
+    ``flush`` (:func:`psum.hw.unit.flush_cycles`) ends the one-product dot product on an order
+    unit, so its promotion or combine sees every special value too.
+    """
+    n, c = len(acc), 2 + flush
+    s = _empty(cols, c * n)
+    s["load"][0::c] = 1
+    s["init"][0::c] = acc
+    s["en"][1::c] = 1
+    s["a"][1::c] = a
+    s["b"][1::c] = b
+    for i in range(flush):
+        s["flush"][2 + i::c] = 1
     return s
 
 
@@ -76,7 +82,7 @@ def _directed(spec: MacSpec, rng: np.random.Generator, states: int = 4) -> dict:
     sa, sb = special_codes(spec.a), special_codes(spec.b)
     acc = _acc_states(spec, rng, states)
     A, B, C = np.meshgrid(sa, sb, acc, indexing="ij")
-    return _load_then_step(columns(spec), C.ravel(), A.ravel(), B.ravel())
+    return _load_then_step(columns(spec), C.ravel(), A.ravel(), B.ravel(), flush_cycles(spec))
 
 
 def _exhaustive(spec: MacSpec, rng: np.random.Generator, states: int = 4) -> dict:
@@ -89,11 +95,12 @@ def _exhaustive(spec: MacSpec, rng: np.random.Generator, states: int = 4) -> dic
     acc = _acc_states(spec, rng, states)
     A, B, C = np.meshgrid(np.arange(1 << spec.a.width, dtype=np.uint64),
                           np.arange(1 << spec.b.width, dtype=np.uint64), acc, indexing="ij")
-    return _load_then_step(columns(spec), C.ravel(), A.ravel(), B.ravel())
+    return _load_then_step(columns(spec), C.ravel(), A.ravel(), B.ravel(), flush_cycles(spec))
 
 
 def stream_cycles(spec, streams, *, hold: bool = False) -> dict:
-    """Recorded operand streams: per stream, one ``load init`` cycle, then one ``en`` cycle per (a, b).
+    """Recorded operand streams: per stream, one ``load init`` cycle, one ``en`` cycle per (a, b),
+    then :func:`psum.hw.unit.flush_cycles` ``flush`` cycles (order units: the dot product's end).
 
     Parameters
     ----------
@@ -109,6 +116,7 @@ def stream_cycles(spec, streams, *, hold: bool = False) -> dict:
         A stream's operand arrays differ in length.
     """
     cols = columns(spec)
+    nf = flush_cycles(spec)
     parts = []
     a_last = b_last = 0
     for a, b, init in streams:
@@ -116,13 +124,16 @@ def stream_cycles(spec, streams, *, hold: bool = False) -> dict:
         b = np.asarray(b, dtype=np.uint64).ravel()
         if a.shape != b.shape:
             raise ValueError(f"stream operands must have the same length, not {a.size} and {b.size}")
-        s = _empty(cols, a.size + 1)
+        s = _empty(cols, a.size + 1 + nf)
         s["load"][0] = 1
-        s["en"][1:] = 1
-        s["a"][1:] = a
-        s["b"][1:] = b
+        s["en"][1:a.size + 1] = 1
+        s["a"][1:a.size + 1] = a
+        s["b"][1:a.size + 1] = b
+        if nf:
+            s["flush"][a.size + 1:] = 1
         if hold:
             s["a"][0], s["b"][0] = a_last, b_last
+            s["a"][a.size + 1:], s["b"][a.size + 1:] = (a[-1], b[-1]) if a.size else (a_last, b_last)
             s["init"][:] = np.uint64(init)
             if a.size:
                 a_last, b_last = a[-1], b[-1]
@@ -164,6 +175,10 @@ def _random(spec: MacSpec, n: int, rng: np.random.Generator) -> dict:
     s["init"] = adv_acc
     # en is independent of load, so "load wins over en" is exercised on about 5% of cycles.
     s["en"] = (rng.random(n) < 0.85).astype(np.uint64)
+    if "flush" in s:
+        # Order units: dot products of random length end in flush runs; flush also meets en
+        # (flush wins) and load (load wins), and runs past the last combine step.
+        s["flush"] = (rng.random(n) < 0.08).astype(np.uint64)
     return s
 
 
