@@ -66,8 +66,8 @@ class MacImpl:
 
     def __init__(self, *, pipeline: int = 0, lanes: int = 1):
         # Keyword-only (Amaranth's library habit): MacImpl(2) would say nothing about what 2 is.
-        object.__setattr__(self, "pipeline", check_int("pipeline", pipeline, 0, MAX_PIPELINE))
-        object.__setattr__(self, "lanes", check_int("lanes", lanes, 1, 1))
+        object.__setattr__(self, "pipeline", check_int("impl pipeline", pipeline, 0, MAX_PIPELINE))
+        object.__setattr__(self, "lanes", check_int("impl lanes", lanes, 1, 1))
 
     @property
     def is_default(self) -> bool:
