@@ -232,6 +232,7 @@ def _key(spec, n_outputs, seed, streams=None, impl=None) -> str:
 def _compute(spec, n_outputs: int, seed: int, keep: Path | None, streams=None, impl=None) -> SynthResult:
     from psum.hw import module_name, verilog
     from psum.hw.impl import MacImpl
+    from psum.hw.unit import lanes
 
     from .netlist import Netlist
     from .power import estimate_power
@@ -278,7 +279,7 @@ def _compute(spec, n_outputs: int, seed: int, keep: Path | None, streams=None, i
         seconds=round(time.perf_counter() - t0, 2),
         impl=str(impl),
         latency=impl.pipeline,
-        macs_per_cycle=float(impl.lanes),
+        macs_per_cycle=float(impl.lanes * lanes(spec)),
     )
 
 

@@ -13,11 +13,11 @@ load       in     ``acc := init`` (``load`` wins over ``en``)
 init       in     accumulator bit pattern to load
 rnd        in     ``spec.sr_bits`` random bits (stochastic rounding only; not ``rand``, a SystemVerilog keyword)
 acc        out    the accumulator register (bit pattern, ``spec.acc.width`` bits)
-flush      in     order units only (``chunk<L>``, ``ilv<L>``): end of a dot product, held for
-                  ``flush_cycles(spec)`` cycles (chunk: 1, promotes the last chunk into ``acc2``;
-                  ilv: L - 1, combines one partial sum per cycle into ``acc``)
-acc2       out    ``chunk<L>`` only: the second-level accumulator (``spec.acc2.width`` bits), the
-                  dot product's result after ``flush``
+flush      in     order units only (``chunk``, ``mta``, ``ilv``): end of a dot product, held for
+                  ``flush_cycles(spec)`` cycles (chunk, mta: 1, promotes the register into
+                  ``acc2``; ilv: L - 1, combines one partial sum per cycle into ``acc``)
+acc2       out    ``chunk`` and ``mta`` only: the second-level accumulator (``spec.acc2.width``
+                  bits), the dot product's result after ``flush``
 =========  =====  =================================================================================
 
 Priority within a cycle: ``rst`` > ``load`` > ``flush`` > ``en``. A unit built with
@@ -25,7 +25,8 @@ Priority within a cycle: ``rst`` > ``load`` > ``flush`` > ``en``. A unit built w
 operands ``k`` cycles late; ``rst`` acts at once and discards what is in flight.
 
 Generators: :class:`psum.hw.float_mac.FloatMac` and :class:`psum.hw.int_mac.IntMac` (``order=seq``),
-:class:`psum.hw.chunk.ChunkMac` (``order=chunk<L>``), :class:`psum.hw.ilv.IlvMac` (``order=ilv<L>``).
+:class:`psum.hw.chunk.ChunkMac` (``order=chunk<L>``), :class:`psum.hw.ilv.IlvMac` (``order=ilv<L>``),
+:class:`psum.hw.mta.MtaMac` (``order=mta<N>w<W>p<P>``: ports ``a0 .. a{N-1}``, ``b0 .. b{N-1}``).
 """
 
 from __future__ import annotations
@@ -46,8 +47,12 @@ def _generator(spec):
         from .ilv import IlvMac
 
         return IlvMac
+    if kind == "mta":
+        from .mta import MtaMac
+
+        return MtaMac
     if kind != "seq":
-        raise ValueError(f"no hardware unit for order={spec.order} yet (seq, chunk<L> and ilv<L> are built)")
+        raise ValueError(f"no hardware unit for order={spec.order} yet (seq, chunk<L>, ilv<L> and mta<N>w<W>p<P> are built)")
     if spec.int_acc:
         from .int_mac import IntMac
 

@@ -13,17 +13,32 @@ from psum.golden import MacSpec
 
 from .impl import MacImpl
 
-__all__ = ["MacUnit", "mac_signature", "flush_cycles"]
+__all__ = ["MacUnit", "mac_signature", "flush_cycles", "lanes", "operand_ports"]
+
+
+def lanes(spec) -> int:
+    """Products the unit for ``spec`` takes per cycle: N for ``mta<N>w<W>p<P>``, else 1.
+
+    A multi-lane unit has operand ports ``a0 .. a{N-1}``, ``b0 .. b{N-1}`` instead of ``a``, ``b``.
+    """
+    order = MacSpec.parse(spec).order
+    return order.n if order.kind == "mta" else 1
+
+
+def operand_ports(spec) -> list:
+    """``[(a_port, b_port), ...]``, one pair per lane: ``[("a", "b")]`` or ``[("a0", "b0"), ...]``."""
+    n = lanes(spec)
+    return [("a", "b")] if n == 1 else [(f"a{i}", f"b{i}") for i in range(n)]
 
 
 def flush_cycles(spec) -> int:
     """Cycles of ``flush`` that end a dot product on the unit for ``spec`` (0: no ``flush`` port).
 
-    ``chunk<L>``: 1 (the last, partial chunk is added into ``acc2``); ``ilv<L>``: ``L - 1`` (one
+    ``chunk<L>``, ``mta``: 1 (the last register value is added into ``acc2``); ``ilv<L>``: ``L - 1`` (one
     partial sum is combined per cycle); ``seq``: 0.
     """
     order = MacSpec.parse(spec).order
-    if order.kind == "chunk":
+    if order.kind in ("chunk", "mta"):
         return 1
     if order.kind == "ilv":
         return order.length - 1
@@ -34,20 +49,24 @@ def mac_signature(spec, impl=None) -> dict:
     """Ports of the unit for ``spec`` and ``impl`` (``clk`` and ``rst`` come from the ``sync`` domain).
 
     Every unit has ``a``, ``b``, ``en``, ``load``, ``init`` in and ``acc`` out, plus ``rnd`` in for
-    stochastic rounding. Order units add ``flush`` in (``chunk``, ``ilv``: end of a dot product,
-    held for :func:`flush_cycles` cycles) and, with a second-level accumulator (``chunk``),
-    ``acc2`` out (``spec.acc2.width`` bits). ``impl`` does not change the ports today (one lane).
+    stochastic rounding. A multi-lane unit (``mta<N>...``, :func:`lanes`) has ``a0 .. a{N-1}``
+    and ``b0 .. b{N-1}`` instead of ``a`` and ``b``. Order units add ``flush`` in (``chunk``,
+    ``mta``, ``ilv``: end of a dot product, held for :func:`flush_cycles` cycles) and, with a
+    second-level accumulator (``chunk``, ``mta``), ``acc2`` out (``spec.acc2.width`` bits).
+    ``impl`` does not change the ports today.
     """
     spec = MacSpec.parse(spec)
     MacImpl.parse(impl)
-    ports = {
-        "a": In(spec.a.width),
-        "b": In(spec.b.width),
+    ports = {}
+    for pa, pb in operand_ports(spec):
+        ports[pa] = In(spec.a.width)
+        ports[pb] = In(spec.b.width)
+    ports.update({
         "en": In(1),
         "load": In(1),
         "init": In(spec.acc.width),
         "acc": Out(spec.acc.width),
-    }
+    })
     if spec.sr_bits:  # not "rand": a SystemVerilog keyword
         ports["rnd"] = In(spec.sr_bits)
     if flush_cycles(spec):

@@ -1,4 +1,4 @@
-"""Issue 11: MacImpl, the pipelined float MAC, the chunk<L> and ilv<L> order units, --rtl.
+"""Issue 11: MacImpl, the pipelined float MAC, the chunk<L>, ilv<L> and mta<N>w<W>p<P> order units, --rtl.
 
 Every unit is checked three ways: in Amaranth's simulator against the golden check (directed
 specials, constrained-random load/en/rst/flush, recorded digits streams), its dot-product
@@ -31,6 +31,9 @@ CHUNK = "a=fp8_e4m3,b=fp8_e4m3,acc=e5m6,order=chunk16,acc2=fp16"
 CHUNK4 = "a=fp8_e4m3,b=fp8_e4m3,acc=e5m3,order=chunk4,acc2=e5m6,round=rtz"
 ILV = "a=fp16,b=fp16,acc=fp16,order=ilv3"
 ILV2 = "a=fp8_e4m3,b=fp8_e4m3,acc=e5m4,order=ilv2,round=rdn"
+MTA = "a=fp8_e4m3,b=fp8_e4m3,acc=fp32,order=mta32w14p128"
+MTA4 = "a=fp8_e4m3,b=fp8_e4m3,acc=e5m6,order=mta4w8p8,acc2=fp16"
+MTA3 = "a=fp8_e5m2,b=fp8_e4m3,acc=e5m4,order=mta3w5p6,acc2=e5m7,round=rdn,prod=e5m3,fused=no"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,7 +82,9 @@ def test_impl_is_keyword_only_and_frozen():
     (CHUNK, "pipeline=1", "impl pipeline=1 is implemented for order=seq units only, not order=chunk16"),
     ("a=fp16,b=fp16,acc=fp16,order=ilv2,round=sr", None, "IlvMac does not implement round=sr"),
     ("a=fp16,b=fp16,acc=fp16,order=chunk2,round=sr", None, "ChunkMac does not implement round=sr (two roundings per cycle)"),
-    ("a=fp16,b=fp16,acc=fp16,order=tree", None, "no hardware unit for order=tree yet (seq, chunk<L> and ilv<L> are built)"),
+    ("a=fp16,b=fp16,acc=fp16,order=tree", None,
+     "no hardware unit for order=tree yet (seq, chunk<L>, ilv<L> and mta<N>w<W>p<P> are built)"),
+    ("a=fp16,b=fp16,acc=fp16,order=mta4w8p8,round=sr", None, "MtaMac does not implement round=sr"),
     ("a=int8,b=int8,acc=int16,order=chunk4,acc2=int32", None, "ChunkMac needs a float accumulator, not acc=int16"),
 ])
 def test_units_refuse_what_they_do_not_build(spec, impl, message):
@@ -99,6 +104,8 @@ def test_port_contract_of_order_units():
     assert set(mac_signature(CHUNK)) == {"a", "b", "en", "load", "init", "acc", "flush", "acc2"}
     assert set(mac_signature(ILV)) == {"a", "b", "en", "load", "init", "acc", "flush"}
     assert "flush" not in mac_signature("a=fp16,b=fp16,acc=fp16,order=ilv1")
+    mta = mac_signature(MTA)
+    assert {f"a{i}" for i in range(32)} <= set(mta) and "a" not in mta and "b31" in mta and "acc2" in mta
     assert (flush_cycles(CHUNK), flush_cycles(ILV), flush_cycles(FP16)) == (1, 2, 0)
     unit = generate(CHUNK)
     from amaranth.hdl import Fragment
@@ -139,7 +146,7 @@ def test_pipelined_float_mac_amaranth(spec, k):
 # ---------------------------------------------------------------------------------------------
 # Order units: cycle model, Amaranth simulator, and the emulation's dot products
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("spec", [CHUNK4, ILV, ILV2])
+@pytest.mark.parametrize("spec", [CHUNK4, ILV, ILV2, MTA4, MTA3])
 def test_order_units_amaranth_random_load_en_rst_flush(spec):
     stim = make_stimulus(spec, cycles=400, seed=3, streams=conv_streams_from_digits(spec, 3))
     assert stim["flush"].any()
@@ -177,14 +184,16 @@ def _results_after_flush(spec, stim, outputs, key):
     return [int(outputs[key][t]) for t in ends]
 
 
-@pytest.mark.parametrize("spec, key", [(CHUNK4, "acc2"), (CHUNK, "acc2"), (ILV, "acc"), (ILV2, "acc")])
+@pytest.mark.parametrize("spec, key", [(CHUNK4, "acc2"), (CHUNK, "acc2"), (ILV, "acc"), (ILV2, "acc"),
+                                       (MTA4, "acc2"), (MTA3, "acc2")])
 def test_order_units_equal_accumulate_order(spec, key):
     """The unit's dot products (load, K products, flush) are accumulate_order's, bit for bit.
 
-    Stream lengths cover K = 0, K < L, K = L, K = L + 1 and several chunks / wraps of the sums.
+    Stream lengths cover K = 0, K < L, K = L, K = L + 1 and several chunks / wraps of the sums
+    (mta: L = P, with groups of N padded by zero operands).
     """
     spec = MacSpec.parse(spec)
-    L = spec.order.length
+    L = spec.order.p if spec.order.kind == "mta" else spec.order.length
     streams = _streams(spec, [0, 1, L - 1, L, L + 1, 2 * L + 3, 37], seed=L)
     stim = concat(spec, [stream_cycles(spec, streams)])
     stim["rst"] = np.zeros(len(stim["en"]), np.uint64)
@@ -205,6 +214,7 @@ def test_order_units_equal_accumulate_order(spec, key):
     [FP16, "--impl", "pipeline=2"],
     pytest.param([CHUNK], marks=pytest.mark.slow),
     pytest.param([ILV], marks=pytest.mark.slow),
+    pytest.param([MTA], marks=pytest.mark.slow),
 ])
 def test_psum_sim_units_zero_mismatches(argv, tmp_path, capsys):
     assert main(["sim", *argv, "--cycles", "1500", "--build-dir", str(tmp_path)]) == 0
@@ -243,8 +253,10 @@ def test_rtl_user_file_and_planted_fault(tmp_path, capsys):
     (["synth", FP16, "--impl", "lanes=2"], "psum synth: error: impl lanes must be an integer between 1 and 1, not 2"),
     (["sim", FP16, "--top", "x"], "psum sim: error: --top names a module of --rtl FILE.v; give --rtl too"),
     (["sim", FP16, "--rtl", "/nonexistent/unit.v"], "psum sim: error: RTL file /nonexistent/unit.v not found"),
-    (["verilog", "a=fp8_e4m3,b=fp8_e4m3,acc=fp32,order=mta32w14p128"],
-     "psum verilog: error: no hardware unit for order=mta32w14p128 yet (seq, chunk<L> and ilv<L> are built)"),
+    (["verilog", "a=fp16,b=fp16,acc=fp16,order=tree"],
+     "psum verilog: error: no hardware unit for order=tree yet (seq, chunk<L>, ilv<L> and mta<N>w<W>p<P> are built)"),
+    (["sim", MTA, "--impl", "pipeline=1"],
+     "psum sim: error: impl pipeline=1 is implemented for order=seq units only, not order=mta32w14p128"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, message, capsys):
     assert main(argv) == 2
@@ -266,7 +278,7 @@ def test_rtl_without_the_module_is_one_line(tmp_path, capsys):
 @pytest.mark.slow
 @needs_iverilog
 @pytest.mark.parametrize("spec, impl", [(FP16, "pipeline=2"), (FP16, "pipeline=1"), (CHUNK, None), (ILV, None),
-                                        (CHUNK4, None), (ILV2, None)])
+                                        (CHUNK4, None), (ILV2, None), (MTA, None), (MTA4, None), (MTA3, None)])
 def test_units_long_and_drive(spec, impl, tmp_path):
     from psum.hw.verify import simulate
 

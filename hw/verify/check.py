@@ -130,7 +130,13 @@ def _describe(spec: MacSpec, impl: MacImpl, stim: dict, observed: dict, expected
     fmts = {"acc": spec.acc, "acc2": spec.acc2}
     st = delayed(stim, impl.pipeline) if spec.order.kind == "seq" else stim
     inputs = {k: int(st[k][t]) for k in _CONTROL if k in st}
-    inputs.update(a=hx(spec.a, st["a"][t]), b=hx(spec.b, st["b"][t]), init=hx(spec.acc, st["init"][t]))
+    if "a" in st:
+        inputs.update(a=hx(spec.a, st["a"][t]), b=hx(spec.b, st["b"][t]))
+    else:  # a multi-lane unit: every lane's operands, lane 0 first
+        lanes = sorted((k for k in st if k[0] in "ab" and k[1:].isdigit()), key=lambda k: (k[0], int(k[1:])))
+        for p in ("a", "b"):
+            inputs[p] = " ".join(hx(getattr(spec, p), st[k][t]) for k in lanes if k[0] == p)
+    inputs["init"] = hx(spec.acc, st["init"][t])
     if spec.sr_bits:
         inputs["rnd"] = int(st["rnd"][t])
     res = {"cycle": int(t), "inputs": inputs}
