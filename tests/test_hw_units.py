@@ -297,3 +297,31 @@ def test_units_exhaustive_fp8_pairs(spec, impl, tmp_path):
 
     res = simulate(spec, impl=impl, cycles=1, exhaustive=True, build_dir=tmp_path)
     assert res.mismatches == 0, res.first_mismatch
+
+
+# ---------------------------------------------------------------------------------------------
+# Operand streams recorded from a real network layer (LeNet5 conv2 on digits)
+# ---------------------------------------------------------------------------------------------
+@needs_iverilog
+@pytest.mark.parametrize("spec", [CHUNK, pytest.param(ILV, marks=pytest.mark.slow),
+                                  pytest.param(MTA, marks=pytest.mark.slow)])
+def test_recorded_layer_streams_order_units(spec, tmp_path):
+    """Recorded conv2 streams (K = 150) in Icarus: zero mismatches, and every dot product's
+    result after flush equals accumulate_order's for the same operands."""
+    from psum.golden.emulation.record import as_streams, record_streams
+    from psum.hw.verify import simulate
+    from psum.nets.data import input_channels, load_dataset
+    from psum.nets.train import load_checkpoint
+
+    net, _ = load_checkpoint("lenet5", "digits")
+    ds = load_dataset("digits", "test", channels=input_channels("lenet5", "digits"))
+    x = torch.stack([ds[i][0] for i in range(4)])
+    streams = as_streams(record_streams(net, spec, "conv2", x, n_outputs=4, seed=1))
+    res = simulate(spec, cycles=1, streams=streams, build_dir=tmp_path / "build")
+    assert res.mismatches == 0, res.first_mismatch
+    spec = MacSpec.parse(spec)
+    stim = stream_cycles(spec, streams)
+    stim["rst"] = np.zeros(len(stim["en"]), np.uint64)
+    key = "acc" if spec.order.kind == "ilv" else "acc2"
+    want = _emulated(spec, streams, spec.acc if key == "acc" else spec.acc2)
+    assert _results_after_flush(spec, stim, expected_outputs(spec, stim), key) == want
