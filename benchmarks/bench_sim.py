@@ -10,6 +10,10 @@ For an int8 and an fp16 unit, three ways to check the same kind of stimulus, mea
 
 Both wall-clock and CPU-time rates are printed: on a shared machine the wall figure includes time
 spent waiting for a core. Run: ``.venv/bin/python benchmarks/bench_sim.py [--cycles N]``.
+
+``--units`` instead measures the issue-11 units in stream mode (the pipelined MAC, whose check is
+vectorised, against the chunk, ilv and mta units, whose checks step a Python cycle model):
+``.venv/bin/python benchmarks/bench_sim.py --units [--cycles N]``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,20 @@ from psum.golden.reference import mac_step_ref
 from psum.hw.verify import make_stimulus, simulate
 
 SPECS = ("a=int8,b=int8,acc=int32", "a=fp16,b=fp16,acc=fp16")
+UNITS = (("a=fp16,b=fp16,acc=fp16", None), ("a=fp16,b=fp16,acc=fp16", "pipeline=2"),
+         ("a=fp8_e4m3,b=fp8_e4m3,acc=e5m6,order=chunk16,acc2=fp16", None),
+         ("a=fp16,b=fp16,acc=fp16,order=ilv3", None),
+         ("a=fp8_e4m3,b=fp8_e4m3,acc=fp32,order=mta32w14p128", None))
+
+
+def _units(cycles: int) -> None:
+    """Stream-mode rates of the issue-11 units (one run each, this run's figures)."""
+    print(f"{'unit':52} {'cycles':>8} {'wall s':>7} {'cyc/s':>9} {'CPU s':>7} {'cyc/CPU-s':>10}")
+    for text, impl in UNITS:
+        r = simulate(text, impl=impl, cycles=cycles, seed=0)
+        assert r.mismatches == 0, r.first_mismatch
+        print(f"{r.module:52} {r.cycles_checked:8d} {r.sim_s:7.2f} {r.cycles_per_s:9,.0f} {r.cpu_s:7.2f} "
+              f"{r.cycles_per_cpu_s:10,.0f}")
 
 
 def _scalar_check_s(spec: MacSpec, stim: dict, n: int) -> float:
@@ -46,8 +64,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cycles", type=int, default=200_000, help="cycles of the stream run")
     ap.add_argument("--drive-cycles", type=int, default=20_000, help="cycles of the drive run")
+    ap.add_argument("--units", action="store_true", help="measure the pipelined and order units instead")
     args = ap.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    if args.units:
+        return _units(args.cycles)
     print(f"{'unit':34} {'mode':9} {'cycles':>8} {'wall s':>7} {'cyc/s':>9} {'CPU s':>7} {'cyc/CPU-s':>10}")
     for text in SPECS:
         spec = MacSpec.parse(text)

@@ -47,6 +47,7 @@ import numpy as np
 
 from psum._util import check_int, find_tool
 from psum.hw.verify import ICARUS_HINT
+from psum.hw.unit import lanes
 from psum.hw.verify.stimulus import concat, held_cycles, stream_cycles
 from psum.errors import PsumError
 
@@ -220,6 +221,21 @@ def _energy_per_toggle(netlist) -> tuple[np.ndarray, dict]:
     return e, part
 
 
+def _merge_streams(streams, length: int) -> list:
+    """Consecutive streams joined into streams of at least ``length`` products (the first's init)."""
+    out, acc_a, acc_b, init = [], [], [], None
+    for a, b, i in streams:
+        init = i if init is None else init
+        acc_a.append(np.asarray(a, np.uint64))
+        acc_b.append(np.asarray(b, np.uint64))
+        if sum(x.size for x in acc_a) >= length:
+            out.append((np.concatenate(acc_a), np.concatenate(acc_b), init))
+            acc_a, acc_b, init = [], [], None
+    if acc_a:
+        out.append((np.concatenate(acc_a), np.concatenate(acc_b), init))
+    return out
+
+
 def estimate_power(netlist, spec, *, workdir, n_outputs: int = 64, seed: int = 0, streams=None,
                    idle_cycles: int = 32) -> PowerResult:
     """Energy per MAC and idle fraction of ``netlist`` (a unit implementing ``spec``).
@@ -253,6 +269,12 @@ def estimate_power(netlist, spec, *, workdir, n_outputs: int = 64, seed: int = 0
 
         streams = conv_streams_from_digits(spec, n_outputs, seed)
         source = f"digits conv3x3, {n_outputs} outputs, seed {seed}"
+        if lanes(spec) > 1:
+            # Why merge: a 9-product stream would fill 9 of N lanes for one cycle; consecutive
+            # outputs' operands form dot products of at least P products (one promotion each),
+            # the length a multi-term unit is built for.
+            streams = _merge_streams(streams, spec.order.p)
+            source += f", merged into {len(streams)} dot products of >= {spec.order.p} products"
     else:
         source = f"{len(streams)} given streams"
     stim = build_stimulus(spec, streams, idle_cycles=idle_cycles, seed=seed)
@@ -268,7 +290,8 @@ def estimate_power(netlist, spec, *, workdir, n_outputs: int = 64, seed: int = 0
     per_cycle = toggles.astype(np.float64) @ e_tog + e_clock
     act_fj = float(per_cycle[active].mean())
     idle_fj = float(per_cycle[idle].mean())
-    macs = int(stim["en"][1:][active].sum())
+    # Products, not en cycles: a multi-lane unit takes N per cycle (zero padding not counted).
+    macs = sum(int(np.asarray(a).size) for a, _, _ in streams)
     breakdown = {"clock": e_clock}
     for k, mask in part.items():
         breakdown[k] = float((t_act[:, mask].astype(np.float64) @ e_tog[mask]).mean()) if mask.any() else 0.0

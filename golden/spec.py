@@ -21,9 +21,10 @@ round      rounding mode: rne, rtz, rup, rdn, rna, rod, sr
 srbits     random bits per stochastic rounding (``round=sr`` only; default 8)
 overflow   integer or fixed-point accumulator: ``wrap`` (default) or ``sat``; float: ``ieee``
            (default) or ``sat``
-order      accumulation order used by network emulation: ``seq`` (default), ``chunk<L>``
-           (chunks of L products summed, chunk sums added into ``acc2``), ``tree`` (pairwise), or
-           ``mta<N>w<W>p<P>`` (fused N-term adder of width W, promoted into ``acc2`` every P terms)
+order      accumulation order: ``seq`` (default), ``chunk<L>`` (chunks of L products summed,
+           chunk sums added into ``acc2``), ``tree`` (pairwise), ``mta<N>w<W>p<P>`` (fused N-term
+           adder of width W, promoted into ``acc2`` every P terms) or ``ilv<L>`` (L interleaved
+           partial sums, product k into sum k mod L, combined at the end)
 acc2       second-level accumulator format for ``chunk`` and ``mta`` orders (default fp32)
 =========  ==================================================================================
 """
@@ -38,7 +39,7 @@ from psum._util import check_int
 from .formats import NAMED, FixedFormat, FloatFormat, Format, IntFormat, parse_format
 from .rounding import Rounding, parse_rounding
 
-__all__ = ["MacSpec", "Order", "ORDER_KINDS", "DEFAULT_OPERANDS", "default_operand", "SPEC_HELP", "SPEC_EXAMPLES"]
+__all__ = ["MacSpec", "Order", "add_spec", "ORDER_KINDS", "DEFAULT_OPERANDS", "default_operand", "SPEC_HELP", "SPEC_EXAMPLES"]
 
 SPEC_EXAMPLES = (
     "a=fp16,b=fp16,acc=fp16,round=rne",
@@ -52,7 +53,7 @@ SPEC_EXAMPLES = (
 SPEC_HELP = (
     "a MAC spec is comma-separated key=value pairs: a=FMT,b=FMT,acc=FMT[,prod=FMT][,fused=yes|no]"
     "[,round=rne|rtz|rup|rdn|rna|rod|sr][,srbits=K][,overflow=wrap|sat|ieee]"
-    "[,order=seq|chunk<L>|tree|mta<N>w<W>p<P>][,acc2=FMT]; e.g. " + SPEC_EXAMPLES[0]
+    "[,order=seq|chunk<L>|tree|mta<N>w<W>p<P>|ilv<L>][,acc2=FMT]; e.g. " + SPEC_EXAMPLES[0]
 )
 
 # Operand formats of a study that names only the accumulator (sweeps, reports), by accumulator
@@ -89,13 +90,13 @@ _KEYS = ("a", "b", "acc", "prod", "fused", "round", "srbits", "overflow", "order
 # ---------------------------------------------------------------------------------------------
 # Accumulation order
 # ---------------------------------------------------------------------------------------------
-ORDER_KINDS = ("seq", "tree", "chunk", "mta")
+ORDER_KINDS = ("seq", "tree", "chunk", "mta", "ilv")
 # Which integer parameters each kind takes, in text order (``chunk<L>``, ``mta<N>w<W>p<P>``).
-_ORDER_PARAMS = {"seq": (), "tree": (), "chunk": ("length",), "mta": ("n", "w", "p")}
+_ORDER_PARAMS = {"seq": (), "tree": (), "chunk": ("length",), "mta": ("n", "w", "p"), "ilv": ("length",)}
 _ORDER_LETTER = {"length": "L", "n": "N", "w": "W", "p": "P"}
 # The one grammar of the order text; nothing outside this module parses it.
-_ORDER_RE = re.compile(r"(seq|tree)|chunk([0-9]+)|mta([0-9]+)w([0-9]+)p([0-9]+)")  # ASCII digits only
-_ORDER_HELP = "seq, tree, chunk<L> or mta<N>w<W>p<P>"
+_ORDER_RE = re.compile(r"(seq|tree)|chunk([0-9]+)|mta([0-9]+)w([0-9]+)p([0-9]+)|ilv([0-9]+)")  # ASCII digits only
+_ORDER_HELP = "seq, tree, chunk<L>, mta<N>w<W>p<P> or ilv<L>"
 # The mta engine sums W-bit aligned terms of N products plus the register in an int64 with a
 # spare bit for the sign: W + bit_length(N + 1) <= 61 keeps that sum exact (no wrap).
 _MTA_SUM_BITS = 61
@@ -105,18 +106,19 @@ _MTA_SUM_BITS = 61
 class Order:
     """The accumulation order of network emulation, as a value: a kind and its integer parameters.
 
-    Text form (``Order.parse`` / ``str``, round trip): ``seq``, ``tree``, ``chunk<L>`` or
-    ``mta<N>w<W>p<P>``; :func:`psum.golden.emulation.kernels.accumulate_order` states the
-    semantics. A MAC unit itself is always ``seq``.
+    Text form (``Order.parse`` / ``str``, round trip): ``seq``, ``tree``, ``chunk<L>``,
+    ``mta<N>w<W>p<P>`` or ``ilv<L>``; :func:`psum.golden.emulation.kernels.accumulate_order`
+    states the semantics.
 
     Parameters
     ----------
     kind : str
         ``"seq"`` (one product per step), ``"tree"`` (pairwise), ``"chunk"`` (chunks of
         ``length`` products, chunk sums added into ``acc2``) or ``"mta"`` (a fused ``n``-term
-        adder of width ``w``, promoted into ``acc2`` every ``p`` products).
+        adder of width ``w``, promoted into ``acc2`` every ``p`` products) or ``"ilv"``
+        (``length`` interleaved partial sums, as a float adder with an L-cycle latency keeps).
     length : int, optional
-        L, the chunk length (``chunk`` only), at least 1.
+        L, the chunk length (``chunk``) or the number of partial sums (``ilv``), at least 1.
     n, w, p : int, optional
         N terms per adder, W bits kept below the leading one, promotion every P products
         (``mta`` only): all at least 1, P a multiple of N, W + bit_length(N+1) at most 61.
@@ -146,7 +148,7 @@ class Order:
                 raise ValueError(f"order {self.kind} takes {letters}; {_ORDER_LETTER[name]} "
                                  f"{'is missing' if not given else 'does not apply'}")
         where = f"order {self}: "
-        if self.kind == "chunk":
+        if self.kind in ("chunk", "ilv"):
             object.__setattr__(self, "length", check_int(where + "L", self.length, 1))
         elif self.kind == "mta":
             # N + 1 terms must leave room for at least one bit of W in the exact int64 sum.
@@ -163,6 +165,8 @@ class Order:
             return f"chunk{self.length}"
         if self.kind == "mta":
             return f"mta{self.n}w{self.w}p{self.p}"
+        if self.kind == "ilv":
+            return f"ilv{self.length}"
         return self.kind
 
     @property
@@ -172,7 +176,7 @@ class Order:
 
     @staticmethod
     def parse(text) -> "Order":
-        """Parse ``seq``, ``tree``, ``chunk<L>`` or ``mta<N>w<W>p<P>``; ``Order.parse(str(o)) == o``.
+        """Parse ``seq``, ``tree``, ``chunk<L>``, ``mta<N>w<W>p<P>`` or ``ilv<L>``; ``Order.parse(str(o)) == o``.
 
         An :class:`Order` is returned unchanged.
 
@@ -191,6 +195,8 @@ class Order:
             return Order(m.group(1))
         if m.group(2):
             return Order("chunk", length=int(m.group(2)))
+        if m.group(6):
+            return Order("ilv", length=int(m.group(6)))
         return Order("mta", n=int(m.group(3)), w=int(m.group(4)), p=int(m.group(5)))
 
 
@@ -236,8 +242,8 @@ class MacSpec:
     sr_bits : int, optional
         Random bits per stochastic rounding, 1..32; default 8 with ``rounding="sr"``, else 0.
     order : Order or str
-        Accumulation order for network emulation (:class:`Order`, or its text); a MAC unit itself
-        is always sequential. ``mta`` needs a float accumulator and products of at most 61 bits.
+        Accumulation order (:class:`Order`, or its text): of network emulation and of the unit
+        that implements it (``psum.hw``). ``mta`` needs a float accumulator and products of at most 61 bits.
     acc2 : Format or str, optional
         Second-level accumulator for the ``chunk`` and ``mta`` orders (default fp32). An integer
         ``acc2`` needs an integer ``acc``.
@@ -421,3 +427,32 @@ class MacSpec:
         if missing:
             raise ValueError(f"MAC spec needs {', '.join(k + '=FMT' for k in missing)}; {SPEC_HELP}")
         return MacSpec(**kwargs)
+
+
+# The operand b = 1 of an "add" step: acc := round(acc + x*1), exact product (2-bit signed: 1 fits).
+_ONE = IntFormat(2)
+
+
+def add_spec(spec: MacSpec, target) -> MacSpec:
+    """The unit that adds a value of ``spec.acc`` into ``target``: ``mac_step(s, t, x, 1)``.
+
+    The one definition of an order's "add" step (chunk and mta promotions into ``acc2``, tree
+    nodes, the ilv combine), shared by the emulation kernels and the order units of ``psum.hw``:
+    ``a`` is ``spec.acc``, ``b`` the integer 1 (code 1 of a 2-bit integer), the accumulator
+    ``target``, with the spec's rounding and, where ``target`` takes it, its overflow rule.
+
+    Parameters
+    ----------
+    spec : MacSpec
+        The unit whose accumulator values are added.
+    target : Format
+        Format of the sum (``spec.acc2`` or ``spec.acc``).
+
+    Returns
+    -------
+    MacSpec
+    """
+    target_float = isinstance(target, FloatFormat)  # integer and fixed point: wrap or sat
+    overflow = spec.overflow if spec.overflow in (("ieee", "sat") if target_float else ("wrap", "sat")) else None
+    return MacSpec(a=spec.acc, b=_ONE, acc=target, rounding=spec.rounding,
+                   sr_bits=spec.sr_bits if spec.sr_bits else None, overflow=overflow)

@@ -13,37 +13,108 @@ load       in     ``acc := init`` (``load`` wins over ``en``)
 init       in     accumulator bit pattern to load
 rnd        in     ``spec.sr_bits`` random bits (stochastic rounding only; not ``rand``, a SystemVerilog keyword)
 acc        out    the accumulator register (bit pattern, ``spec.acc.width`` bits)
+flush      in     order units only (``chunk``, ``mta``, ``ilv``): end of a dot product, held for
+                  ``flush_cycles(spec)`` cycles (chunk, mta: 1, promotes the register into
+                  ``acc2``; ilv: L - 1, combines one partial sum per cycle into ``acc``)
+acc2       out    ``chunk`` and ``mta`` only: the second-level accumulator (``spec.acc2.width``
+                  bits), the dot product's result after ``flush``
 =========  =====  =================================================================================
+
+Priority within a cycle: ``rst`` > ``load`` > ``flush`` > ``en``. A unit built with
+``MacImpl(pipeline=k)`` (:mod:`psum.hw.impl`) sees ``en``/``load``/``init``/``rnd`` and the
+operands ``k`` cycles late; ``rst`` acts at once and discards what is in flight.
+
+Generators: :class:`psum.hw.float_mac.FloatMac` and :class:`psum.hw.int_mac.IntMac` (``order=seq``),
+:class:`psum.hw.chunk.ChunkMac` (``order=chunk<L>``), :class:`psum.hw.ilv.IlvMac` (``order=ilv<L>``),
+:class:`psum.hw.mta.MtaMac` (``order=mta<N>w<W>p<P>``: ports ``a0 .. a{N-1}``, ``b0 .. b{N-1}``).
 """
 
 from __future__ import annotations
 
-__all__ = ["generate", "verilog"]
+from .impl import MacImpl, module_name
+
+__all__ = ["generate", "verilog", "check", "MacImpl", "module_name"]
 
 
-def generate(spec, **implementation):
+def _generator(spec):
+    """The generator class for ``spec`` (its order and accumulator kind)."""
+    kind = spec.order.kind
+    if spec.fixed_acc and kind != "seq":
+        raise ValueError(f"fixed-point accumulators have a sequential unit only, not order={spec.order}")
+    if kind == "chunk":
+        from .chunk import ChunkMac
+
+        return ChunkMac
+    if kind == "ilv":
+        from .ilv import IlvMac
+
+        return IlvMac
+    if kind == "mta":
+        from .mta import MtaMac
+
+        return MtaMac
+    if kind != "seq":
+        raise ValueError(f"no hardware unit for order={spec.order} yet (seq, chunk<L>, ilv<L> and mta<N>w<W>p<P> are built)")
+    if spec.fixed_acc:
+        from .fixed_mac import FixedMac
+
+        return FixedMac
+    if spec.int_acc:
+        from .int_mac import IntMac
+
+        return IntMac
+    from .float_mac import FloatMac
+
+    return FloatMac
+
+
+def check(spec, impl=None):
+    """Raise the one-line error :func:`generate` would raise, without building anything.
+
+    Returns
+    -------
+    (MacSpec, MacImpl)
+        The parsed spec and implementation.
+
+    Raises
+    ------
+    ValueError
+        A spec no generator builds, or an implementation the unit cannot use.
+    """
+    from psum.golden import MacSpec
+
+    spec = MacSpec.parse(spec)
+    impl = MacImpl.parse(impl)
+    _generator(spec)._validate(spec, impl)
+    return spec, impl
+
+
+def generate(spec, impl=None, **options):
     """Return the Amaranth component that implements ``spec`` (a MacSpec or its text form).
 
-    ``implementation`` holds micro-architecture options (kept apart from the spec's arithmetic).
+    Parameters
+    ----------
+    spec : MacSpec or str
+        What the unit computes; its accumulator kind and ``order`` pick the generator.
+    impl : MacImpl or str, optional
+        How it is built (:class:`psum.hw.impl.MacImpl`, or its ``KEY=VALUE`` text).
+    **options
+        The implementation as keywords instead (``pipeline=2``).
+
+    Raises
+    ------
+    ValueError
+        A spec no generator builds, or an implementation the unit cannot use (one line).
     """
     from psum.golden import MacSpec
 
     spec = MacSpec.parse(spec)  # the unit itself (psum.hw.unit.MacUnit) validates the rest
-    if spec.fixed_acc:
-        from .fixed_mac import FixedMac
-
-        return FixedMac(spec, **implementation)
-    if spec.int_acc:
-        from .int_mac import IntMac
-
-        return IntMac(spec, **implementation)
-    from .float_mac import FloatMac
-
-    return FloatMac(spec, **implementation)
+    return _generator(spec)(spec, impl=impl, **options)
 
 
-def verilog(spec, **implementation) -> str:
-    """Deterministic Verilog text of the unit for ``spec``; the module is named ``spec.name``."""
+def verilog(spec, impl=None, **options) -> str:
+    """Deterministic Verilog text of the unit for ``spec``; the module is :func:`module_name`."""
     from .emit import emit_verilog
 
-    return emit_verilog(generate(spec, **implementation), spec)
+    unit = generate(spec, impl, **options)
+    return emit_verilog(unit, spec, unit.impl)

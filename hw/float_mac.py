@@ -1,4 +1,4 @@
-"""The float MAC generator: ``acc := round(acc + a*b)`` in one cycle, exactly as the golden model.
+"""The float MAC generator: ``acc := round(acc + a*b)`` once per cycle, exactly as the golden model.
 
 Built from a :class:`psum.golden.MacSpec` only. Every enabled cycle the register takes
 ``psum.golden.mac_step(spec, acc, a, b, rand)``: float x float, int x int or int x float operands
@@ -15,6 +15,18 @@ Datapath (``../shared/STYLE.md`` section 4, the order of cvfpu's ``fpnew_fma``):
         -> normalise both terms, align the smaller one in a W-bit window with a sticky (jam) bit
         -> add / subtract -> FloatRounder(acc) -> pick the special or the rounded code -> register
 
+The combinational step lives in :class:`FloatStep` (three parts: ``product``, ``normalise``,
+``accumulate``), so the order units (:mod:`psum.hw.chunk`, :mod:`psum.hw.ilv`) reuse it, and the pipeline cuts of
+``MacImpl(pipeline=k)`` fall between its parts::
+
+    pipeline=0:  [product -> normalise -> accumulate] -> acc        (latency 0)
+    pipeline=1:  product | s1 regs | normalise -> accumulate -> acc  (latency 1)
+    pipeline=2:  product | s1 regs | normalise | s2 regs | accumulate -> acc  (latency 2)
+
+Only the product side can be cut: alignment, add and rounding read the accumulator, so they form
+the loop that must close in one cycle. ``en``, ``load``, ``init`` (and ``rnd``) travel with the
+product through the same registers; ``rst`` clears them and the accumulator at once.
+
 The window argument is golden ``_add_round``'s: W = :func:`psum.golden.mac.window_bits` bits below
 the larger term's leading one hold the larger term exactly, and the smaller term's bits below the
 window are OR-ed into its lsb; that lsb lies at least ``sr_bits + 2`` places below the result's ulp,
@@ -28,7 +40,9 @@ exponent range cannot overflow.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+import dataclasses
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from psum.golden import FloatFormat, Rounding
 from psum.golden.mac import infinity_codes, window_bits
 from psum.golden.rounding import exact_zero_sign
@@ -45,7 +59,7 @@ from .float_parts import (
 )
 from .unit import MacUnit
 
-__all__ = ["FloatMac"]
+__all__ = ["FloatMac", "FloatStep", "Normalised", "register_stage"]
 
 
 def _sig(m: Module, lo: int, hi: int, value, name: str) -> Signal:
@@ -55,68 +69,119 @@ def _sig(m: Module, lo: int, hi: int, value, name: str) -> Signal:
     return s
 
 
-class FloatMac(MacUnit):
-    """Float-accumulator multiply-accumulate unit with one registered accumulator.
+def register_stage(m: Module, obj, name: str):
+    """A copy of ``obj`` whose Amaranth values are registered in ``m``'s ``sync`` domain.
 
-    Ports follow the contract in :mod:`psum.hw` (``clk`` and ``rst`` come from the ``sync``
-    domain): ``a``, ``b``, ``en``, ``load``, ``init`` in, ``acc`` out, and ``rnd``
-    (``spec.sr_bits`` bits) in when the spec rounds stochastically.
+    ``obj`` is a dataclass (:class:`Unpacked`, :class:`Normalised`), a dict or a single value;
+    Python constants (a flag the formats rule out, a bound) pass through unregistered, so a pipeline
+    cut costs flip-flops only for what the spec can use. The registers take their reset value on
+    ``rst`` (the ``sync`` domain's reset), which is how a reset discards the inputs in flight.
+    """
+    def reg(key, v):
+        if not isinstance(v, Value):
+            return v
+        r = Signal(v.shape(), name=f"{name}_{key}")
+        m.d.sync += r.eq(v)
+        return r
+
+    if isinstance(obj, dict):
+        return {k: reg(k, v) for k, v in obj.items()}
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.replace(obj, **{f.name: reg(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)})
+    return reg("v", obj)
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalised:
+    """A term of the sum with its leading one moved to the top of ``norm``.
+
+    ``lead`` is the exponent of that leading one (``lead_lo``..``lead_hi``); the class flags are
+    those of :class:`Unpacked`. Meaningless ``norm``/``lead`` for a zero term (its flag says so).
+    """
+
+    sign: Value
+    norm: Value
+    lead: Value
+    zero: object
+    inf: object
+    nan: object
+    lead_lo: int
+    lead_hi: int
+
+    @property
+    def width(self) -> int:
+        """Width of ``norm`` in bits."""
+        return len(self.norm)
+
+
+class FloatStep:
+    """``mac_step(spec, c, a, b)`` as combinational logic, in three parts that pipeline cuts separate.
+
+    :meth:`product` (unpack a and b, exact product, unfused rounding) -> :meth:`normalise` (the
+    product's leading one to the top) -> :meth:`accumulate` (read the accumulator code, align,
+    add, round, specials). Not a component: a builder that adds its logic to the caller's
+    module, so a unit can instantiate several steps (the chunked unit's two levels) side by side.
 
     Parameters
     ----------
-    spec : MacSpec or str
-        A float-accumulator spec (not ``spec.int_acc``), ``order=seq``.
-    pipeline : int
-        Micro-architecture option, kept apart from the spec. Only ``0`` (combinational MAC logic
-        in front of the accumulator register, one result per cycle) is implemented.
-
-    Raises
-    ------
-    ValueError
-        If the spec has an integer accumulator, its order is not ``seq``, or ``pipeline`` is
-        not 0.
-
-    Notes
-    -----
-    A NaN can reach a ``fin`` accumulator (no NaN code) only from an operand or product format
-    that has NaN; the golden model rejects that step with a ValueError, and this unit then writes
-    ``+0``.
+    spec : MacSpec
+        A float-accumulator spec (its ``order`` is ignored: one step).
+    name : str
+        Prefix of every signal and submodule name, unique within the module.
     """
 
-    int_acc = False
+    def __init__(self, spec, *, name: str = ""):
+        self._spec = spec
+        self._name = name
 
     @property
     def window(self) -> int:
         """Width W of the alignment window (:func:`psum.golden.mac.window_bits`)."""
         return window_bits(self._spec)
 
+    def _n(self, s: str) -> str:
+        return f"{self._name}_{s}" if self._name else s
+
+    def __call__(self, m: Module, c_bits, a_bits, b_bits, rnd=None) -> Signal:
+        """The next accumulator code for accumulator ``c_bits`` and operands ``a_bits``, ``b_bits``."""
+        return self.accumulate(m, self.normalise(m, self.product(m, a_bits, b_bits)), c_bits, rnd)
+
     # -----------------------------------------------------------------------------------------
-    def elaborate(self, platform):
+    def product(self, m: Module, a_bits, b_bits) -> Unpacked:
+        """Unpack ``a`` and ``b``, form the exact product; unfused: round it into ``spec.prod``."""
         spec = self._spec
-        fmt: FloatFormat = spec.acc
-        m = Module()
-
-        # =====================================================================================
-        # Unpack and classify the operands and the accumulator (DAZ for flush-to-zero formats).
-        # =====================================================================================
-        # The accumulator is read back through the same unpacker as the operands: a DAZ
-        # subnormal loaded with `init` is a zero, as the golden model reads it.
-        a = unpack(m, spec.a, self.a, name="a")
-        b = unpack(m, spec.b, self.b, name="b")
-        c = unpack(m, fmt, self.acc, name="c")
-
-        # =====================================================================================
-        # Exact product: sign XOR, magnitudes multiply, lsb exponents add.
-        # =====================================================================================
+        a = unpack(m, spec.a, a_bits, name=self._n("a"))
+        b = unpack(m, spec.b, b_bits, name=self._n("b"))
         p = self._product(m, a, b)
-
-        # =====================================================================================
         # Unfused: round the product into spec.prod with the shared rounder, then read it back
         # as an operand of that format (its class may change: overflow to inf/NaN, underflow
         # to zero).
-        # =====================================================================================
         if spec.prod is not None:
             p = self._round_product(m, p)
+        return p
+
+    def normalise(self, m: Module, t: Unpacked, which: str = "p") -> Normalised:
+        """Leading one of ``t`` to the top, and its exponent.
+
+        Why normalise first: the window is placed below the larger term's leading one, and a
+        subnormal or integer term has leading zeros.
+        """
+        name = self._n(which)
+        lz, _ = leading_zeros(m, t.mag, name=name, top=t.lead)
+        n = Signal(t.width, name=f"{name}_norm")
+        m.d.comb += n.eq((t.mag << lz)[:t.width])
+        lo, hi = t.exp_lo - 1, t.exp_hi + t.width - 1
+        lead = _sig(m, lo, hi, t.exp + (t.width - 1) - lz, f"{name}_lead")
+        return Normalised(sign=t.sign, norm=n, lead=lead, zero=t.zero, inf=t.inf, nan=t.nan,
+                          lead_lo=lo, lead_hi=hi)
+
+    def accumulate(self, m: Module, p: Normalised, c_bits, rnd=None) -> Signal:
+        """The next accumulator code: ``round(c + p)`` with the specials' priority."""
+        spec = self._spec
+        fmt: FloatFormat = spec.acc
+        # The accumulator is read back through the same unpacker as the operands: a DAZ
+        # subnormal loaded with `init` is a zero, as the golden model reads it.
+        c = unpack(m, fmt, c_bits, name=self._n("c"))
 
         # =====================================================================================
         # Specials apart, fixed priority: NaN, then inf, then an exact zero sum.
@@ -128,19 +193,19 @@ class FloatMac(MacUnit):
         # =====================================================================================
         # Significand datapath: normalise, align in the window, add, round.
         # =====================================================================================
-        sign, mag, base, base_lo, base_hi = self._add(m, p, c)
-        rnd = FloatRounder(fmt, rounding=spec.rounding, saturate=spec.saturate,
-                           mag_width=len(mag), exp_range=(base_lo, base_hi), sr_bits=spec.sr_bits)
-        m.submodules.round_sum = rnd
-        m.d.comb += [rnd.sign.eq(sign), rnd.mag.eq(mag), rnd.exp.eq(base)]
+        sign, mag, base, base_lo, base_hi = self._add(m, p, self.normalise(m, c, "c"))
+        rnd_u = FloatRounder(fmt, rounding=spec.rounding, saturate=spec.saturate,
+                             mag_width=len(mag), exp_range=(base_lo, base_hi), sr_bits=spec.sr_bits)
+        m.submodules[self._n("round_sum")] = rnd_u
+        m.d.comb += [rnd_u.sign.eq(sign), rnd_u.mag.eq(mag), rnd_u.exp.eq(base)]
         if spec.rounding is Rounding.SR:
-            m.d.comb += rnd.rnd.eq(self.rnd)
+            m.d.comb += rnd_u.rnd.eq(rnd)
 
         # -- exact zero sums: IEEE 754 section 6.3 sign rules ------------------------------------
         # Both terms zero: -0 only if both are -0 (rdn: if either is). Cancellation of non-zero
         # terms: +0 (rdn: -0). A non-zero sum that rounds to zero kept its sign in the rounder.
         # The rule is the rule book's, the same body golden and the kernels run.
-        zsign = exact_zero_sign(spec.rounding, both_zero=p.zero & c.zero, sp=p.sign, sc=c.sign)
+        zsign = exact_zero_sign(spec.rounding, both_zero=as_bit(p.zero) & c.zero, sp=p.sign, sc=c.sign)
         zero_code = Cat(Const(0, fmt.width - 1), zsign & int(fmt.has_neg_zero))
         total_zero = mag == 0
 
@@ -157,22 +222,14 @@ class FloatMac(MacUnit):
 
         # The rounded sum is computed for every input and overridden here, in the golden
         # model's priority: NaN, then inf, then an exact zero, then the rounded code.
-        nxt = Signal(fmt.width)
-        result = Mux(total_zero, zero_code, rnd.code)
+        nxt = Signal(fmt.width, name=self._n("nxt"))
+        result = Mux(total_zero, zero_code, rnd_u.code)
         if inf is not False:
             result = Mux(inf, inf_code, result)
         if nan is not False:
             result = Mux(nan, nan_code, result)
         m.d.comb += nxt.eq(result)
-
-        # =====================================================================================
-        # Register: load wins over en; the sync domain's reset gives acc = +0.
-        # =====================================================================================
-        with m.If(self.load):
-            m.d.sync += self.acc.eq(self.init)
-        with m.Elif(self.en):
-            m.d.sync += self.acc.eq(nxt)
-        return m
+        return nxt
 
     # -----------------------------------------------------------------------------------------
     def _product(self, m: Module, a: Unpacked, b: Unpacked) -> Unpacked:
@@ -180,24 +237,24 @@ class FloatMac(MacUnit):
         # inf * 0 is invalid (NaN); a NaN operand gives NaN; only then can inf or zero win.
         nan = any_of(a.nan, b.nan, all_of(a.inf, b.zero), all_of(a.zero, b.inf))
         if nan is not False:
-            nan_s = Signal(name="p_nan")
+            nan_s = Signal(name=self._n("p_nan"))
             m.d.comb += nan_s.eq(nan)
             nan = nan_s
         inf = all_of(any_of(a.inf, b.inf), ~as_bit(nan) if nan is not False else True)
         # The zero flag may be set together with nan (inf * 0); nan has priority everywhere
         # it is read, so the flag needs no masking.
-        zero = Signal(name="p_zero")
+        zero = Signal(name=self._n("p_zero"))
         m.d.comb += zero.eq(a.zero | b.zero)
         # IEEE: the sign of a product is the XOR of the signs, for zeros and infinities too.
-        sign = Signal(name="p_sign")
+        sign = Signal(name=self._n("p_sign"))
         m.d.comb += sign.eq(a.sign ^ b.sign)
         # Why no rounding here: a.mag * b.mag has at most a.precision + b.precision bits, all
         # kept; the window below decides what reaches the rounder.
-        mag = Signal(a.width + b.width, name="p_mag")
+        mag = Signal(a.width + b.width, name=self._n("p_mag"))
         m.d.comb += mag.eq(a.mag * b.mag)
         # Exponents of the lsbs add: (ma * 2**ea) * (mb * 2**eb) = (ma * mb) * 2**(ea + eb).
         lo, hi = a.exp_lo + b.exp_lo, a.exp_hi + b.exp_hi
-        exp = _sig(m, lo, hi, a.exp + b.exp, "p_exp")
+        exp = _sig(m, lo, hi, a.exp + b.exp, self._n("p_exp"))
         # The leading one of a product of two normal-only floats is in its top two bits.
         lead = a.width + b.width if (a.lead > 1 or b.lead > 1) else 2
         return Unpacked(sign=sign, mag=mag, exp=exp, zero=zero, inf=inf, nan=nan,
@@ -216,32 +273,32 @@ class FloatMac(MacUnit):
         mode = Rounding.RNE if spec.rounding is Rounding.SR else spec.rounding
         rnd = FloatRounder(pf, rounding=mode, saturate=spec.saturate, mag_width=p.width,
                            exp_range=(p.exp_lo, p.exp_hi), lead=p.lead)
-        m.submodules.round_prod = rnd
+        m.submodules[self._n("round_prod")] = rnd
         m.d.comb += [rnd.sign.eq(p.sign), rnd.mag.eq(p.mag), rnd.exp.eq(p.exp)]
         # Why round-trip through the code: the product's overflow (inf, NaN or max finite per
         # policy), flush-to-zero and fnuz rules are then exactly those of a stored prod value,
         # and the sum datapath below sees a prod-format operand like any other.
-        q = unpack(m, pf, rnd.code, name="q")
+        q = unpack(m, pf, rnd.code, name=self._n("q"))
 
         # Only a finite non-zero exact product takes the rounded one's sign, magnitude and class;
         # zero, inf and NaN products keep theirs.
-        finite = Signal(name="q_finite")
+        finite = Signal(name=self._n("q_finite"))
         m.d.comb += finite.eq(~p.zero & ~as_bit(any_of(p.inf, p.nan)))
-        q_sign = Signal(name="q_sgn")
+        q_sign = Signal(name=self._n("q_sgn"))
         if pf.specials == "fnuz":  # a product that rounded to zero has no sign there either
             m.d.comb += q_sign.eq(Mux(finite, q.sign & ~q.zero, sign))
         else:
             m.d.comb += q_sign.eq(Mux(finite, q.sign, sign))
-        mag = Signal(q.width, name="q_m")
+        mag = Signal(q.width, name=self._n("q_m"))
         m.d.comb += mag.eq(Mux(finite, q.mag, 0))
-        zero = Signal(name="q_z")
+        zero = Signal(name=self._n("q_z"))
         m.d.comb += zero.eq(Mux(finite, q.zero, p.zero))
         inf = any_of(all_of(finite, q.inf), p.inf)
         nan = any_of(all_of(finite, q.nan), p.nan)
         return Unpacked(sign=q_sign, mag=mag, exp=q.exp, zero=zero, inf=inf, nan=nan,
                         exp_lo=q.exp_lo, exp_hi=q.exp_hi, lead=q.lead)
 
-    def _add(self, m: Module, p: Unpacked, c: Unpacked):
+    def _add(self, m: Module, p: Normalised, c: Normalised):
         """Exact-enough sum of the product and the accumulator, as golden ``_add_round``.
 
         Returns ``(sign, mag, base, base_lo, base_hi)``: the sum is ``(-1)**sign * mag *
@@ -249,63 +306,126 @@ class FloatMac(MacUnit):
         """
         W = self.window
         P, C = p.width, c.width
-
-        # -- normalise both terms: leading one to the top, exponent of the leading one ---------
-        # Why normalise first: the window is placed below the larger term's leading one, and a
-        # subnormal or integer term has leading zeros.
-        lz_p, _ = leading_zeros(m, p.mag, name="p", top=p.lead)
-        lz_c, _ = leading_zeros(m, c.mag, name="c", top=c.lead)
-        n_p = Signal(P, name="p_norm")
-        n_c = Signal(C, name="c_norm")
-        m.d.comb += [n_p.eq((p.mag << lz_p)[:P]), n_c.eq((c.mag << lz_c)[:C])]
-        lp_lo, lp_hi = p.exp_lo - 1, p.exp_hi + P - 1
-        lc_lo, lc_hi = c.exp_lo - 1, c.exp_hi + C - 1
-        l_p = _sig(m, lp_lo, lp_hi, p.exp + (P - 1) - lz_p, "p_lead")
-        l_c = _sig(m, lc_lo, lc_hi, c.exp + (C - 1) - lz_c, "c_lead")
+        n_p, n_c, l_p, l_c = p.norm, c.norm, p.lead, c.lead
+        lp_lo, lp_hi, lc_lo, lc_hi = p.lead_lo, p.lead_hi, c.lead_lo, c.lead_hi
+        p_zero = as_bit(p.zero)
 
         # -- pick the larger term by leading-one position (a zero term is never the larger) ---
         # Comparing leading-one positions (not full magnitudes) is enough: the window only
         # needs the larger *binade*; within equal binades either order is exact (no jam).
-        p_big = Signal(name="p_big")
-        m.d.comb += p_big.eq(c.zero | (~p.zero & (l_p >= l_c)))
+        p_big = Signal(name=self._n("p_big"))
+        m.d.comb += p_big.eq(c.zero | (~p_zero & (l_p >= l_c)))
         # Both terms in the window's top: the larger one exactly (W >= its precision + 2).
         w_p = Cat(Const(0, W - P), n_p)
         w_c = Cat(Const(0, W - C), n_c)
-        big = Signal(W, name="big")
-        small = Signal(W, name="small")
+        big = Signal(W, name=self._n("big"))
+        small = Signal(W, name=self._n("small"))
         m.d.comb += [big.eq(Mux(p_big, w_p, w_c)), small.eq(Mux(p_big, w_c, w_p))]
         # The result takes the larger term's sign unless a subtraction goes negative below.
         s_big = Mux(p_big, p.sign, c.sign)
         l_max_hi = max(lp_hi, lc_hi)
-        l_max = _sig(m, min(lp_lo, lc_lo), l_max_hi, Mux(p_big, l_p, l_c), "l_max")
+        l_max = _sig(m, min(lp_lo, lc_lo), l_max_hi, Mux(p_big, l_p, l_c), self._n("l_max"))
 
         # -- align the smaller term: shift right by the leading-one distance, jam the rest ------
         # Clamped at W + 1: from there on the whole term lies below the window and is sticky.
         diff = Mux(p_big, l_p - l_c, l_c - l_p)
-        dist = Signal(range(W + 2), name="dist")
+        dist = Signal(range(W + 2), name=self._n("dist"))
         m.d.comb += dist.eq(Mux(diff < 0, 0, Mux(diff > W + 1, W + 1, diff)))
         # Why W + 1 zero bits below: every shift up to W + 1 then keeps all bits, so the jam
         # bit is the OR of the low W + 1 bits.
-        wide = Signal(2 * W + 1, name="small_wide")
+        wide = Signal(2 * W + 1, name=self._n("small_wide"))
         m.d.comb += wide.eq(Cat(Const(0, W + 1), small) >> dist)
-        aligned = Signal(W, name="small_jam")
+        aligned = Signal(W, name=self._n("small_jam"))
         m.d.comb += aligned.eq(Cat(wide[W + 1] | wide[:W + 1].any(), wide[W + 2:]))
 
         # -- add or subtract magnitudes; a negative difference flips the sign ------------------
         # Only when the leading ones coincide can the "smaller" term be larger; then both are
         # exact in the window (no jam) and the absolute value is exact.
         eff_sub = p.sign ^ c.sign
-        total = Signal(int_shape(-(1 << W), (1 << (W + 1)) - 1), name="total")
+        total = Signal(int_shape(-(1 << W), (1 << (W + 1)) - 1), name=self._n("total"))
         m.d.comb += total.eq(Mux(eff_sub, big - aligned, big + aligned))
         neg = total < 0
-        mag = Signal(W + 1, name="sum_mag")
+        mag = Signal(W + 1, name=self._n("sum_mag"))
         m.d.comb += mag.eq(Mux(neg, -total, total))
-        sign = Signal(name="sum_sign")
+        sign = Signal(name=self._n("sum_sign"))
         m.d.comb += sign.eq(s_big ^ neg)
 
         # -- exponent of the window's lsb ----------------------------------------------------
         # The window's top bit is the larger leading one; its lsb is W - 1 places below. The
         # rounder takes this exponent with the W + 1 bit magnitude (carry included).
         base_lo, base_hi = min(lp_lo, lc_lo) - W + 1, l_max_hi - W + 1
-        base = _sig(m, base_lo, base_hi, l_max - (W - 1), "base")
+        base = _sig(m, base_lo, base_hi, l_max - (W - 1), self._n("base"))
         return sign, mag, base, base_lo, base_hi
+
+
+class FloatMac(MacUnit):
+    """Float-accumulator multiply-accumulate unit with one registered accumulator.
+
+    Ports follow the contract in :mod:`psum.hw` (``clk`` and ``rst`` come from the ``sync``
+    domain): ``a``, ``b``, ``en``, ``load``, ``init`` in, ``acc`` out, and ``rnd``
+    (``spec.sr_bits`` bits) in when the spec rounds stochastically.
+
+    Parameters
+    ----------
+    spec : MacSpec or str
+        A float-accumulator spec (not ``spec.int_acc``), ``order=seq``.
+    impl : MacImpl or str, optional
+        Micro-architecture, kept apart from the spec: ``pipeline`` 0, 1 or 2 register stages
+        ahead of the accumulate loop (module docstring: where the cuts are).
+    **options
+        The implementation as keywords instead (``pipeline=2``).
+
+    Raises
+    ------
+    ValueError
+        If the spec has an integer accumulator, its order is not ``seq``, or the implementation
+        is out of range.
+
+    Notes
+    -----
+    A NaN can reach a ``fin`` accumulator (no NaN code) only from an operand or product format
+    that has NaN; the golden model rejects that step with a ValueError, and this unit then writes
+    ``+0``.
+    """
+
+    int_acc = False
+
+    @property
+    def window(self) -> int:
+        """Width W of the alignment window (:func:`psum.golden.mac.window_bits`)."""
+        return window_bits(self._spec)
+
+    # -----------------------------------------------------------------------------------------
+    def elaborate(self, platform):
+        spec = self._spec
+        k = self.pipeline
+        m = Module()
+        step = FloatStep(spec)
+
+        # -- stage 0: unpack, exact product (unfused: rounded into prod) ----------------------
+        p = step.product(m, self.a, self.b)
+        # The controls travel with their product, so the loop sees them in the same cycle.
+        ctl = {"en": self.en, "load": self.load, "init": self.init}
+        if spec.rounding is Rounding.SR:
+            ctl["rnd"] = self.rnd
+        # -- cut 1 (pipeline >= 1): the exact product ------------------------------------------
+        if k >= 1:
+            p = register_stage(m, p, "s1_p")
+            ctl = register_stage(m, ctl, "s1")
+        # -- product normalisation: independent of the accumulator ----------------------------
+        q = step.normalise(m, p)
+        # -- cut 2 (pipeline = 2): the normalised product ---------------------------------------
+        if k >= 2:
+            q = register_stage(m, q, "s2_p")
+            ctl = register_stage(m, ctl, "s2")
+
+        # =====================================================================================
+        # The accumulate loop: align, add, round, specials, register. Load wins over en; the
+        # sync domain's reset gives acc = +0 (and clears the pipeline's en/load registers).
+        # =====================================================================================
+        nxt = step.accumulate(m, q, self.acc, ctl.get("rnd"))
+        with m.If(ctl["load"]):
+            m.d.sync += self.acc.eq(ctl["init"])
+        with m.Elif(ctl["en"]):
+            m.d.sync += self.acc.eq(nxt)
+        return m

@@ -1,82 +1,137 @@
 """The MAC-unit base component: the port contract and the checks every generator shares.
 
 The contract (documented in :mod:`psum.hw`) is built here and only here: :func:`mac_signature`
-derives every port width from the spec's formats, and :class:`MacUnit` validates the spec and the
-micro-architecture options before a subclass builds anything.
+derives every port from the spec's formats and order, and :class:`MacUnit` validates the spec and
+the micro-architecture (:class:`psum.hw.impl.MacImpl`) before a subclass builds anything.
 """
 
 from __future__ import annotations
 
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-from psum._util import check_int
 from psum.golden import MacSpec
 
-__all__ = ["MacUnit", "mac_signature"]
+from .impl import MacImpl
+
+__all__ = ["MacUnit", "mac_signature", "flush_cycles", "lanes", "operand_ports"]
 
 
-def mac_signature(spec: MacSpec) -> dict:
-    """Ports of the unit for ``spec`` (``clk`` and ``rst`` come from the ``sync`` domain)."""
-    ports = {
-        "a": In(spec.a.width),
-        "b": In(spec.b.width),
+def lanes(spec) -> int:
+    """Products the unit for ``spec`` takes per cycle: N for ``mta<N>w<W>p<P>``, else 1.
+
+    A multi-lane unit has operand ports ``a0 .. a{N-1}``, ``b0 .. b{N-1}`` instead of ``a``, ``b``.
+    """
+    order = MacSpec.parse(spec).order
+    return order.n if order.kind == "mta" else 1
+
+
+def operand_ports(spec) -> list:
+    """``[(a_port, b_port), ...]``, one pair per lane: ``[("a", "b")]`` or ``[("a0", "b0"), ...]``."""
+    n = lanes(spec)
+    return [("a", "b")] if n == 1 else [(f"a{i}", f"b{i}") for i in range(n)]
+
+
+def flush_cycles(spec) -> int:
+    """Cycles of ``flush`` that end a dot product on the unit for ``spec`` (0: no ``flush`` port).
+
+    ``chunk<L>``, ``mta``: 1 (the last register value is added into ``acc2``); ``ilv<L>``: ``L - 1`` (one
+    partial sum is combined per cycle); ``seq``: 0.
+    """
+    order = MacSpec.parse(spec).order
+    if order.kind in ("chunk", "mta"):
+        return 1
+    if order.kind == "ilv":
+        return order.length - 1
+    return 0
+
+
+def mac_signature(spec, impl=None) -> dict:
+    """Ports of the unit for ``spec`` and ``impl`` (``clk`` and ``rst`` come from the ``sync`` domain).
+
+    Every unit has ``a``, ``b``, ``en``, ``load``, ``init`` in and ``acc`` out, plus ``rnd`` in for
+    stochastic rounding. A multi-lane unit (``mta<N>...``, :func:`lanes`) has ``a0 .. a{N-1}``
+    and ``b0 .. b{N-1}`` instead of ``a`` and ``b``. Order units add ``flush`` in (``chunk``,
+    ``mta``, ``ilv``: end of a dot product, held for :func:`flush_cycles` cycles) and, with a
+    second-level accumulator (``chunk``, ``mta``), ``acc2`` out (``spec.acc2.width`` bits).
+    ``impl`` does not change the ports today.
+    """
+    spec = MacSpec.parse(spec)
+    MacImpl.parse(impl)
+    ports = {}
+    for pa, pb in operand_ports(spec):
+        ports[pa] = In(spec.a.width)
+        ports[pb] = In(spec.b.width)
+    ports.update({
         "en": In(1),
         "load": In(1),
         "init": In(spec.acc.width),
         "acc": Out(spec.acc.width),
-    }
+    })
     if spec.sr_bits:  # not "rand": a SystemVerilog keyword
         ports["rnd"] = In(spec.sr_bits)
+    if flush_cycles(spec):
+        ports["flush"] = In(1)
+    if spec.order.uses_acc2:
+        ports["acc2"] = Out(spec.acc2.width)
     return ports
 
 
+def _impl_of(impl, options) -> MacImpl:
+    if impl is not None and options:
+        raise ValueError("give the implementation as impl= or as keyword options, not both")
+    return MacImpl.parse(impl if impl is not None else options)
+
+
 class MacUnit(wiring.Component):
-    """Base of the generated units: a validated spec, micro-architecture options, the contract ports.
+    """Base of the generated units: a validated spec and implementation, the contract ports.
 
     Parameters
     ----------
     spec : MacSpec or str
-        What the unit computes (``order=seq``).
-    pipeline : int
-        Pipeline stages in front of the accumulator register; only ``0`` is implemented.
+        What the unit computes.
+    impl : MacImpl or str, optional
+        How it is built (default: ``MacImpl()``).
+    **options
+        The implementation as keyword options instead (``pipeline=2``).
 
     Raises
     ------
     ValueError
-        If the spec's accumulator kind does not suit the subclass, its order is not ``seq``, or
-        ``pipeline`` is not 0.
+        If the spec's accumulator kind or order does not suit the subclass, or ``impl`` cannot
+        build it (:meth:`psum.hw.impl.MacImpl.check`).
     TypeError
-        If ``pipeline`` is not an integer.
+        If an implementation option is not an integer.
     """
 
-    #: ``True`` for integer-accumulator generators, ``False`` for float ones.
-    int_acc: bool
+    #: ``True`` for integer-accumulator generators, ``False`` for float ones, ``None``: both.
+    int_acc: bool | None
+    #: The order kinds this generator builds.
+    orders: tuple = ("seq",)
 
-    def __new__(cls, spec, *, pipeline: int = 0):
+    def __new__(cls, spec, *, impl=None, **options):
         # Why validate in __new__: Amaranth warns "created but never used" about every
         # Elaboratable collected unelaborated, which includes one whose __init__ raised. Checking
         # before the object exists leaves nothing to warn about, through public Python only (the
         # alternative, setting MustUse's name-mangled _MustUse__silence, is Amaranth-private).
-        cls._validate(MacSpec.parse(spec), pipeline)
+        cls._validate(MacSpec.parse(spec), _impl_of(impl, options))
         # src_loc_at=1: a warning about an unused unit names our caller's line, not this one.
         return super().__new__(cls, src_loc_at=1)
 
-    def __init__(self, spec, *, pipeline: int = 0):
+    def __init__(self, spec, *, impl=None, **options):
         spec = MacSpec.parse(spec)  # validated by __new__
         self._spec = spec
-        self._pipeline = int(pipeline)
-        super().__init__(mac_signature(spec))
+        self._impl = _impl_of(impl, options)
+        super().__init__(mac_signature(spec, self._impl))
 
     @classmethod
-    def _validate(cls, spec: MacSpec, pipeline) -> None:
-        """Raise ``ValueError``/``TypeError`` if this generator cannot build ``spec`` with ``pipeline``."""
-        if spec.int_acc != cls.int_acc:
+    def _validate(cls, spec: MacSpec, impl: MacImpl) -> None:
+        """Raise ``ValueError`` if this generator cannot build ``spec`` with ``impl``."""
+        if cls.int_acc is not None and spec.int_acc != cls.int_acc:
             kind = "an integer" if cls.int_acc else "a float"
             raise ValueError(f"{cls.__name__} needs {kind} accumulator, not acc={spec.acc}")
-        if spec.order.kind != "seq":
-            raise ValueError(f"hardware units accumulate sequentially, not order={spec.order}")
-        # Why hi=0: 0 is the only implemented depth; the bound grows when pipelines land.
-        check_int("pipeline", pipeline, 0, 0)
+        if spec.order.kind not in cls.orders:
+            raise ValueError(f"{cls.__name__} builds order={'|'.join(cls.orders)}, not order={spec.order}")
+        impl.check(spec)
 
     @property
     def spec(self) -> MacSpec:
@@ -84,6 +139,11 @@ class MacUnit(wiring.Component):
         return self._spec
 
     @property
+    def impl(self) -> MacImpl:
+        """How this unit is built."""
+        return self._impl
+
+    @property
     def pipeline(self) -> int:
-        """Pipeline stages between the operands and the accumulator register (0)."""
-        return self._pipeline
+        """Pipeline stages between the operand ports and the accumulate loop (the latency)."""
+        return self._impl.pipeline

@@ -70,6 +70,7 @@ _API = {
     # hardware (amaranth), its check (cocotb) and synthesis (Yosys)
     "generate": "psum.hw",
     "verilog": "psum.hw",
+    "MacImpl": "psum.hw.impl",
     "simulate": "psum.hw.verify",
     "synthesize": "psum.flows.synth",
     "synthesize_many": "psum.flows.synth",

@@ -189,10 +189,14 @@ def test_rejects_integer_accumulator():
 
 
 def test_rejects_non_sequential_order():
-    with pytest.raises(ValueError, match=r"^hardware units accumulate sequentially, not order=tree$"):
+    with pytest.raises(ValueError, match=r"^FloatMac builds order=seq, not order=tree$"):
         FloatMac("a=fp16,b=fp16,acc=fp32,order=tree")
+    with pytest.raises(ValueError, match=r"^no hardware unit for order=tree yet \(seq, chunk<L>, ilv<L> and mta<N>w<W>p<P> are built\)$"):
+        generate("a=fp16,b=fp16,acc=fp32,order=tree")
 
 
 def test_rejects_pipeline_depth():
-    with pytest.raises(ValueError, match=r"^pipeline must be an integer between 0 and 0, not 2$"):
-        FloatMac("a=fp16,b=fp16,acc=fp32", pipeline=2)
+    with pytest.raises(ValueError, match=r"^impl pipeline must be an integer between 0 and 2, not 3$"):
+        FloatMac("a=fp16,b=fp16,acc=fp32", pipeline=3)
+    with pytest.raises(ValueError, match=r"^give the implementation as impl= or as keyword options, not both$"):
+        FloatMac("a=fp16,b=fp16,acc=fp32", impl="pipeline=1", pipeline=1)

@@ -94,7 +94,7 @@ def test_sim_mismatch_prints_first_failing_cycle_exit_1(tmp_path, monkeypatch, c
     from psum.hw import verilog
 
     wrap, sat = MacSpec.parse("a=int8,b=int8,acc=int16"), MacSpec.parse("a=int8,b=int8,acc=int16,overflow=sat")
-    monkeypatch.setattr(runner, "verilog", lambda spec, **kw: verilog(wrap).replace(wrap.name, sat.name))
+    monkeypatch.setattr(runner, "verilog", lambda spec, *a, **kw: verilog(wrap).replace(wrap.name, sat.name))
     rc = main(["sim", str(sat), "--cycles", "2000", "--build-dir", str(tmp_path / "b")])
     out = capsys.readouterr().out
     assert rc == 1

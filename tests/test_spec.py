@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
     ("mta4w8p8", Order("mta", n=4, w=8, p=8)),
     ("mta1w1p1", Order("mta", n=1, w=1, p=1)),
     ("mta4w58p12", Order("mta", n=4, w=58, p=12)),  # widest W for N=4: 58 + bit_length(5) = 61
+    ("ilv3", Order("ilv", length=3)),
+    ("ilv1", Order("ilv", length=1)),
 ])
 def test_order_text_round_trip(text, order):
     assert Order.parse(text) == order
@@ -41,7 +43,8 @@ def test_order_fields_and_case():
     assert Order.parse("chunk5").length == 5
     assert Order.parse("chunk5").uses_acc2 and o.uses_acc2
     assert not Order.parse("tree").uses_acc2 and not Order().uses_acc2
-    assert set(ORDER_KINDS) == {"seq", "tree", "chunk", "mta"}
+    assert set(ORDER_KINDS) == {"seq", "tree", "chunk", "mta", "ilv"}
+    assert Order.parse("ilv4").length == 4 and not Order.parse("ilv4").uses_acc2
 
 
 @pytest.mark.parametrize("text, message", [
@@ -52,10 +55,12 @@ def test_order_fields_and_case():
     ("mta4w0p8", "order mta4w0p8: W must be an integer between 1 and 58, not 0"),
     ("mta4w8p0", "order mta4w8p0: P must be an integer >= 1, not 0"),
     ("chunk0", "order chunk0: L must be an integer >= 1, not 0"),
-    ("chunk", "order must be seq, tree, chunk<L> or mta<N>w<W>p<P>, not 'chunk'"),
-    ("mta4w8", "order must be seq, tree, chunk<L> or mta<N>w<W>p<P>, not 'mta4w8'"),
-    ("pairwise", "order must be seq, tree, chunk<L> or mta<N>w<W>p<P>, not 'pairwise'"),
-    ("chunk-4", "order must be seq, tree, chunk<L> or mta<N>w<W>p<P>, not 'chunk-4'"),
+    ("ilv0", "order ilv0: L must be an integer >= 1, not 0"),
+    ("ilv", "order must be seq, tree, chunk<L>, mta<N>w<W>p<P> or ilv<L>, not 'ilv'"),
+    ("chunk", "order must be seq, tree, chunk<L>, mta<N>w<W>p<P> or ilv<L>, not 'chunk'"),
+    ("mta4w8", "order must be seq, tree, chunk<L>, mta<N>w<W>p<P> or ilv<L>, not 'mta4w8'"),
+    ("pairwise", "order must be seq, tree, chunk<L>, mta<N>w<W>p<P> or ilv<L>, not 'pairwise'"),
+    ("chunk-4", "order must be seq, tree, chunk<L>, mta<N>w<W>p<P> or ilv<L>, not 'chunk-4'"),
 ])
 def test_order_parse_errors(text, message):
     with pytest.raises(ValueError) as info:
@@ -64,7 +69,8 @@ def test_order_parse_errors(text, message):
 
 
 @pytest.mark.parametrize("kwargs, exc, message", [
-    (dict(kind="pairs"), ValueError, "order kind must be one of seq, tree, chunk, mta, not 'pairs'"),
+    (dict(kind="pairs"), ValueError, "order kind must be one of seq, tree, chunk, mta, ilv, not 'pairs'"),
+    (dict(kind="ilv"), ValueError, "order ilv takes L; L is missing"),
     (dict(kind="seq", length=4), ValueError, "order seq takes no parameters; L does not apply"),
     (dict(kind="tree", n=2), ValueError, "order tree takes no parameters; N does not apply"),
     (dict(kind="chunk"), ValueError, "order chunk takes L; L is missing"),
@@ -100,7 +106,7 @@ def test_order_is_a_frozen_value():
     ("a=fp16,b=fp16,acc=fp16,order=tree,acc2=fp32", "acc2 applies only to order=chunk<L> or order=mta<N>w<W>p<P>"),
     ("a=fp16,b=fp16,acc=fp16,acc2=fp32", "acc2 applies only to order=chunk<L> or order=mta<N>w<W>p<P>"),
     ("a=fp16,b=fp16,acc=fp16,order=chunk0", "order chunk0: L must be an integer >= 1, not 0"),
-    ("a=fp16,b=fp16,acc=fp16,order=zigzag", "order must be seq, tree, chunk<L> or mta<N>w<W>p<P>, not 'zigzag'"),
+    ("a=fp16,b=fp16,acc=fp16,order=zigzag", "order must be seq, tree, chunk<L>, mta<N>w<W>p<P> or ilv<L>, not 'zigzag'"),
 ])
 def test_macspec_rejects_bad_orders(text, message):
     with pytest.raises(ValueError) as info:
@@ -134,7 +140,7 @@ def test_tree_text_and_name():
 
 
 # -- property-style round trip over many generated specs ---------------------------------------
-ORDERS = ["seq", "tree", "chunk1", "chunk7", "chunk64", "mta1w1p1", "mta4w8p8", "mta3w6p12", "mta8w14p16",
+ORDERS = ["seq", "tree", "ilv1", "ilv3", "chunk1", "chunk7", "chunk64", "mta1w1p1", "mta4w8p8", "mta3w6p12", "mta8w14p16",
           "mta16w56p32"]
 FLOAT_OPS = ["fp8_e4m3", "fp16", "bf16", "fp4_e2m1", "e3m4fnuz", "e5m10_ftz"]
 FLOAT_ACCS = ["fp32", "e5m6", "e6m9_b20", "e4m3fn", "e5m2fnuz_ftz", "e3m2fin"]
@@ -156,7 +162,7 @@ def _generated_specs():
             fields += [f"prod={FLOAT_OPS[(i + 2) % len(FLOAT_OPS)]}", "fused=no"]
         if i % 4 == 1:
             fields.append("overflow=sat")
-        if order not in ("seq", "tree") and i % 2:
+        if order not in ("seq", "tree") and not order.startswith("ilv") and i % 2:
             fields.append(f"acc2={['fp16', 'e6m9', 'bf16'][i % 3]}")
         texts.append(",".join(fields + [f"order={order}"]))
     for i, order in enumerate(o for o in ORDERS if not o.startswith("mta")):  # mta needs a float acc

@@ -138,19 +138,22 @@ def test_shipped_vit_checkpoint_classifies_digits():
     assert evaluate(net, ds, limit=60, device="cpu")["top1"] >= 90
 
 
-def test_vit_emulates_its_layers():
-    """Today's emulate swaps the ViT's Conv2d/Linear layers (3-D token inputs included); a wide
-    accumulator keeps the float answer on a few images."""
+def test_vit_every_mac_is_emulated():
+    """Every MAC-bearing op of the ViT is emulated: the patch conv, 17 linears and the 8 attention
+    matmuls (Q.K^T and A.V per block); a wide accumulator keeps the float answer on a few images."""
+    import collections
+
+    from psum.golden.emulation.coverage import coverage
     from psum.golden.emulation.layers import emulate
-    from psum.golden.emulation.layers import EmulatedConv2d, EmulatedLinear
 
     net = _vit()
     x = torch.randn(4, 3, 32, 32)
-    q = emulate(net, "a=fp8_e4m3,b=fp8_e4m3,acc=fp32", calib=x)
-    kinds = {type(m) for n, m in q.named_modules() if n in mac_layers(net)}
-    assert kinds == {EmulatedConv2d, EmulatedLinear}
+    q = emulate(net, "a=fp8_e4m3,b=fp8_e4m3,acc=fp32", calib=x, strict=True)
     with torch.no_grad():
         ref, out = net(x), q(x)
+    cov = coverage(q)
+    assert cov.summary() == "emulated 26 ops, 100.0 % of MACs"
+    assert collections.Counter(r["kind"] for r in cov.table()) == {"linear": 17, "matmul": 8, "conv2d": 1}
     assert out.shape == ref.shape and torch.equal(out.argmax(1), ref.argmax(1))
 
 

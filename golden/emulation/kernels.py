@@ -63,7 +63,7 @@ from psum.golden import _vector as V
 from psum.golden.formats import NAMED, FloatFormat, IntFormat
 from psum.golden.mac import apply_specials, infinity_codes, mac_step, product_terms
 from psum.golden.rounding import Rounding, exact_zero_sign, round_table, round_up, zero_sign_table
-from psum.golden.spec import MacSpec
+from psum.golden.spec import MacSpec, add_spec  # add_spec: re-exported (its home is the spec)
 from psum.paths import cache_dir
 
 __all__ = ["accumulate", "accumulate_order", "add_spec", "sr_rand", "fmix32", "codes",
@@ -743,17 +743,6 @@ def accumulate(spec, A, B, init, *, row_base=None, col_stride=1, k_offset=0, see
 # ---------------------------------------------------------------------------------------------
 # Accumulation orders beyond sequential
 # ---------------------------------------------------------------------------------------------
-_ONE = IntFormat(2)  # the operand b = 1 of an "add" step: acc := round(acc + x*1), exact product
-
-
-def add_spec(spec: MacSpec, target) -> MacSpec:
-    """The unit that adds a value of ``spec.acc`` into ``target``: ``mac_step(s, t, x, 1)``."""
-    target_float = isinstance(target, FloatFormat)  # integer and fixed point: wrap or sat
-    overflow = spec.overflow if spec.overflow in (("ieee", "sat") if target_float else ("wrap", "sat")) else None
-    return MacSpec(a=spec.acc, b=_ONE, acc=target, rounding=spec.rounding,
-                   sr_bits=spec.sr_bits if spec.sr_bits else None, overflow=overflow)
-
-
 def _zero_codes(shape):
     """Codes of +0: code 0 in every psum format (float +0 and integer 0 alike)."""
     return np.zeros(shape, dtype=np.uint64)
@@ -882,6 +871,41 @@ def _mta(spec, N_, W, P, A, B, init, *, row_base, col_stride, seed):
     return torch.from_numpy(spec.acc2.decode(acc2)).to(A.device)
 
 
+def _ilv(spec, L, A, B, init, *, row_base, col_stride, seed, backend):
+    """Interleaved partial sums: see :func:`accumulate_order` for the semantics."""
+    import torch
+
+    M, K = A.shape
+    N = B.shape[1]
+    seq = spec.replace(order="seq")
+    sadd = add_spec(spec, spec.acc)
+    idx = _index_grid(M, N, row_base, col_stride)
+    if spec.rounding is Rounding.SR:
+        # Stochastic rounding numbers steps globally (product k is step k), which a per-sum
+        # kernel call cannot (it numbers its own steps contiguously): step the sums one product
+        # at a time with mac_step, the reference semantics.
+        ac = codes(spec.a, A.detach().cpu().double().numpy())
+        bc = codes(spec.b, B.detach().cpu().double().numpy())
+        s = [np.broadcast_to(codes(spec.acc, init.detach().cpu().double().numpy()), (M, N)).copy()]
+        s += [_zero_codes((M, N)) for _ in range(L - 1)]
+        for k in range(K):
+            s[k % L] = mac_step(seq, s[k % L], ac[:, k][:, None], bc[k][None, :],
+                                rand=_rand_or_none(spec, seed, idx, k))
+    else:
+        # Partial sum r holds products r, r + L, r + 2L, ... in that order: a sequential MAC
+        # over that slice of K, from the bias (r = 0) or +0.
+        zero = torch.zeros((M, N), dtype=torch.float64, device=A.device)
+        s = []
+        for r in range(L):
+            v = accumulate(seq, A[:, r::L], B[r::L], init if r == 0 else zero, row_base=row_base,
+                           col_stride=col_stride, seed=seed, backend=backend)
+            s.append(np.broadcast_to(codes(spec.acc, v.detach().cpu().double().numpy()), (M, N)).copy())
+    out = s[0]
+    for j in range(1, L):  # ((s_0 + s_1) + s_2) + ...: the combine through the unit's one adder
+        out = mac_step(sadd, out, s[j], _one_codes((M, N)), rand=_rand_or_none(spec, seed, idx, K + j - 1))
+    return torch.from_numpy(spec.acc.decode(out)).to(A.device)
+
+
 def accumulate_order(spec, A, B, init, *, row_base=None, col_stride=1, seed=0, backend="auto",
                      stats=None):
     """:func:`accumulate` for any ``spec.order``.
@@ -906,10 +930,17 @@ def accumulate_order(spec, A, B, init, *, row_base=None, col_stride=1, seed=0, b
         is rounded once into ``acc`` with the spec's rounding (an exact zero gives +0, -0 under
         rdn). Every P products (P a multiple of N) and after the last product, R is added into
         ``acc2`` (starting at +0) with one rounding and restarts at +0. The output is ``acc2``.
+    ``ilv<L>``
+        Interleaved accumulation, what a unit whose float adder has an L-cycle latency computes:
+        L partial sums in ``acc``, ``s_0`` from the bias, ``s_1 .. s_{L-1}`` from +0; product k
+        goes into ``s_{k mod L}`` as one MAC step; at the end the sums are combined in order
+        through the same adder, ``((s_0 + s_1) + s_2) + ... + s_{L-1}``, each addition rounded
+        into ``acc`` (all L - 1 additions, also when K < L). ``ilv1`` is ``seq``.
 
     Stochastic rounding steps are numbered: products ``0..K-1``; chunk/promotion additions and
     tree nodes ``K, K+1, ...`` in the order they happen (tree: level by level, left to right;
-    the final bias addition last); an mta group's rounding uses the step of its last product.
+    the final bias addition last; ilv: the L - 1 combine additions); an mta group's rounding uses
+    the step of its last product.
     """
     spec = MacSpec.parse(spec)  # MacSpec has validated the order against the spec already
     order = spec.order
@@ -922,4 +953,6 @@ def accumulate_order(spec, A, B, init, *, row_base=None, col_stride=1, seed=0, b
         return _tree(spec, A, B, init, **kw)
     if order.kind == "chunk":
         return _chunked(spec, order.length, A, B, init, backend=backend, **kw)
+    if order.kind == "ilv":
+        return _ilv(spec, order.length, A, B, init, backend=backend, **kw)
     return _mta(spec, order.n, order.w, order.p, A, B, init, **kw)

@@ -7,7 +7,9 @@ module             job
 =================  =============================================================================
 ``stimulus``       per-cycle stimulus, its columns generated from the unit's port contract
 ``streams``        a dataset source: 3x3 convolution streams over real digits (needs scikit-learn)
-``check``          the vectorised trace check against :func:`psum.golden.mac_step`
+``check``          the trace check: vectorised :func:`psum.golden.mac_step` (sequential units,
+                   pipelined ones through :func:`~psum.hw.verify.check.delayed` inputs) or a model
+``model``          cycle models of the order units (chunk, ilv, mta): the expected outputs
 ``harness``        the Verilog stimulus player ``psum_mac_tb`` and its text files
 ``runner``         the cocotb + Icarus run, :func:`simulate`
 ``amaranth_sim``   the unit in Amaranth's Python simulator, :func:`amaranth_trace`

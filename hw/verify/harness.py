@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from psum.golden import MacSpec
+from psum.hw.impl import module_name
 from psum.hw.unit import mac_signature
 
 from .check import UNKNOWN
 from .stimulus import input_ports
 
-__all__ = ["harness_verilog", "write_stimulus_text", "read_response", "TOP", "PERIOD_NS"]
+__all__ = ["harness_verilog", "output_ports", "write_stimulus_text", "read_response", "TOP", "PERIOD_NS"]
 
 TOP = "psum_mac_tb"  # the simulator's toplevel
 PERIOD_NS = 10  # clock period of the harness and of the cocotb drive mode
@@ -32,23 +33,30 @@ def _layout(spec: MacSpec) -> tuple[list, list]:
     return [k for k, w in ports.items() if w == 1], [k for k, w in ports.items() if w > 1]
 
 
-def harness_verilog(spec) -> str:
-    """Verilog of ``psum_mac_tb``: the unit ``spec.name`` plus a per-cycle stimulus player.
+def output_ports(spec) -> dict:
+    """``{port: width}`` of the unit's outputs in the contract's order (``acc``, then ``acc2``)."""
+    from amaranth.hdl import Shape
+    from amaranth.lib.wiring import Out
 
-    At every falling edge the harness writes the accumulator left by the previous rising edge to
-    ``resp.txt`` and reads the next row (:func:`write_stimulus_text`) from ``stim.txt`` in the
+    return {k: Shape.cast(m.shape).width for k, m in mac_signature(spec).items() if m.flow is Out}
+
+
+def harness_verilog(spec, impl=None, *, top: str | None = None) -> str:
+    """Verilog of ``psum_mac_tb``: the unit plus a per-cycle stimulus player.
+
+    The unit instantiated is :func:`psum.hw.impl.module_name` ``(spec, impl)``, or ``top`` (a
+    user's module with the same ports, ``psum sim --rtl``). At every falling edge the harness
+    writes the outputs left by the previous rising edge (``acc``, then ``acc2`` where the unit
+    has one, space-separated hex) to ``resp.txt`` and reads the next row (:func:`write_stimulus_text`) from ``stim.txt`` in the
     working directory; at the end of the file it raises ``done``. With the plusarg ``+psum_drive``
     it plays nothing and the cocotb test drives the input registers itself, by their port names.
     In stream mode the harness runs its own clock (period :data:`PERIOD_NS`); in drive mode the
     cocotb test clocks ``clk``.
     """
-    from amaranth.hdl import Shape
-    from amaranth.lib.wiring import Out
-
     spec = MacSpec.parse(spec)
     ports = input_ports(spec)
-    outputs = {k: Shape.cast(m.shape).width for k, m in mac_signature(spec).items() if m.flow is Out}
-    ((out, _),) = outputs.items()  # the contract has one output, the accumulator register
+    outputs = output_ports(spec)
+    dut = top or module_name(spec, impl)
     ctrl, data = _layout(spec)
 
     def vec(w):
@@ -60,7 +68,7 @@ def harness_verilog(spec) -> str:
     fields = ["ctrl", *data]
     fmt = " ".join(["%h"] * len(fields))
     return f"""`timescale 1ns/1ps
-// psum stimulus player for {spec.name} ({spec}); generated, do not edit.
+// psum stimulus player for {dut} ({spec}); generated, do not edit.
 module {TOP}(output reg done);
     reg clk = 1'b1;
     // No initial values on purpose: the first row then changes every input from x, which wakes
@@ -71,7 +79,7 @@ module {TOP}(output reg done);
 {wires}
     integer fi, fo, r, count, drive;
 
-    {spec.name} dut (
+    {dut} dut (
 {conns}
     );
 
@@ -91,7 +99,7 @@ module {TOP}(output reg done);
 
     // Falling edge: record what the last rising edge stored, then present the next cycle's inputs.
     always @(negedge clk) if (!drive && !done) begin
-        if (count > 0) $fwrite(fo, "%h\\n", {out});
+        if (count > 0) $fwrite(fo, "{" ".join(["%h"] * len(outputs))}\\n", {", ".join(outputs)});
         r = $fscanf(fi, "{fmt}\\n", {", ".join(fields)});
         if (r != {len(fields)}) begin
             $fclose(fo);
@@ -118,8 +126,11 @@ def write_stimulus_text(spec, stim: dict, path) -> None:
         f.write("".join(line.format(*row) for row in zip(*cols)))
 
 
-def read_response(path) -> np.ndarray:
-    """The harness' ``resp.txt`` as uint64 codes (x/z values as :data:`psum.hw.verify.check.UNKNOWN`)."""
+def read_response(path, outputs=("acc",)) -> dict:
+    """The harness' ``resp.txt``: ``{output: uint64 codes}`` (x/z values as :data:`psum.hw.verify.check.UNKNOWN`).
+
+    ``outputs`` names the columns of a line, :func:`output_ports`' order.
+    """
     def code(text):
         # An x/z bit (an undriven or uninitialised register) can never equal a golden code.
         try:
@@ -128,4 +139,6 @@ def read_response(path) -> np.ndarray:
             return UNKNOWN
 
     with open(Path(path)) as f:
-        return np.array([code(x) for x in f.read().split()], dtype=np.uint64)
+        rows = [line.split() for line in f.read().splitlines() if line.strip()]
+    return {k: np.array([code(r[i]) if i < len(r) else UNKNOWN for r in rows], dtype=np.uint64)
+            for i, k in enumerate(outputs)}

@@ -4,9 +4,10 @@ How a run works (:func:`simulate`):
 
 1. The stimulus is computed up front in numpy (:func:`psum.hw.verify.stimulus.make_stimulus`): one
    value per input port and clock cycle, the columns named after the unit's ports.
-2. The unit's Verilog (:func:`psum.hw.verilog`) and the Verilog harness
+2. The unit's Verilog (:func:`psum.hw.verilog`, or the user's file: ``rtl=``) and the Verilog harness
    (:func:`psum.hw.verify.harness.harness_verilog`) are built with the cocotb runner for Icarus, one
-   build directory per spec (named ``spec.name``, under :func:`psum.paths.cache_dir` ``("sim")``).
+   build directory per unit (named :func:`psum.hw.module_name` ``(spec, impl)``, under
+   :func:`psum.paths.cache_dir` ``("sim")``; a user's file: ``rtl_<top>_<hash>``).
 3. The cocotb test (``psum.hw.verify.cocotb_tb``) starts the clock. In ``stream`` mode (default)
    the harness reads one stimulus row per cycle from a text file at the falling edge and writes
    the accumulator it sees at the next falling edge, so no Python runs per cycle. In ``drive``
@@ -21,8 +22,10 @@ How a run works (:func:`simulate`):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import re
 import resource
 import shutil
 import tempfile
@@ -34,7 +37,8 @@ import numpy as np
 from psum._util import find_tool
 from psum.errors import PsumError
 from psum.golden import MacSpec
-from psum.hw import verilog
+from psum.hw import check, verilog
+from psum.hw.impl import MacImpl, module_name
 from psum.paths import cache_dir
 
 from .harness import TOP, harness_verilog, write_stimulus_text
@@ -72,6 +76,10 @@ class SimResult:
         ``cycles_checked / sim_s``: checked cycles per second.
     mode : str
         ``"stream"`` or ``"drive"``.
+    impl : MacImpl
+        The implementation checked (its latency shifts the expected trace).
+    module : str
+        The module simulated (the generated unit's name, or the user's ``top``).
     """
 
     spec: MacSpec
@@ -83,6 +91,8 @@ class SimResult:
     cpu_s: float
     cycles_per_s: float
     mode: str
+    impl: MacImpl = MacImpl()
+    module: str = ""
 
     @property
     def cycles_per_cpu_s(self) -> float:
@@ -101,19 +111,32 @@ def _write_if_changed(path: Path, text: str) -> None:
         path.write_text(text)
 
 
+def _user_rtl(rtl, top: str) -> Path:
+    """The user's Verilog file, checked to exist and to declare module ``top`` (one-line errors)."""
+    path = Path(rtl)
+    if not path.is_file():
+        raise PsumError(f"RTL file {rtl} not found")
+    text = path.read_text(errors="replace")
+    if not re.search(rf"\bmodule\s+{re.escape(top)}\b", text):
+        raise PsumError(f"{rtl} declares no module {top}; name the unit's module with --top MODULE")
+    return path.resolve()
+
+
 def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, streams=None,
              exhaustive: bool = False, waves: bool = False, mode: str = "stream",
-             stimulus: dict | None = None, **implementation) -> SimResult:
-    """Check the generated Verilog of ``spec`` against :func:`psum.golden.mac_step` in Icarus.
+             stimulus: dict | None = None, impl=None, rtl=None, top: str | None = None,
+             **options) -> SimResult:
+    """Check the Verilog of the unit for ``spec`` against the golden model in Icarus.
 
     Parameters
     ----------
     spec : MacSpec or str
+        What the unit computes; its order picks the check (:func:`psum.hw.verify.check.check_trace`).
     cycles, seed, streams, exhaustive
         Passed to :func:`psum.hw.verify.stimulus.make_stimulus`.
     build_dir : path, optional
-        Build directory of this spec; default :func:`psum.paths.cache_dir` ``("sim", spec.name)``
-        (``$PSUM_CACHE_DIR/sim/<spec.name>``, else the user cache directory's).
+        Build directory of this unit; default :func:`psum.paths.cache_dir` ``("sim", name)`` with
+        name the module name (``$PSUM_CACHE_DIR/sim/<name>``, else the user cache directory's).
     waves : bool
         Record an FST/VCD trace in the build directory.
     mode : str
@@ -121,8 +144,15 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
         coroutine drives every input each cycle.
     stimulus : dict, optional
         A ready stimulus (see :func:`psum.hw.verify.stimulus.make_stimulus`) instead of generating one.
-    **implementation
-        Micro-architecture options of the generator (e.g. ``pipeline=0``).
+    impl : MacImpl or str, optional
+        The implementation (:class:`psum.hw.impl.MacImpl`), e.g. ``"pipeline=2"``.
+    rtl : path, optional
+        Bring your own RTL: a Verilog file holding a unit with the same port contract
+        (:mod:`psum.hw`), checked instead of the generated one with the same stimulus.
+    top : str, optional
+        The module of ``rtl`` to check (default :func:`psum.hw.module_name` ``(spec, impl)``).
+    **options
+        The implementation as keywords instead (``pipeline=2``).
 
     Returns
     -------
@@ -131,23 +161,46 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
     Raises
     ------
     PsumError
-        Icarus is missing, or the simulation produced no result.
+        Icarus is missing, the RTL file is missing or lacks the module, or the simulation
+        produced no result.
     ValueError
-        Bad arguments.
+        Bad arguments, a spec no generator builds or an implementation the unit cannot use
+        (checked before any work).
     """
     t0 = time.perf_counter()
     spec = MacSpec.parse(spec)
+    if impl is not None and options:
+        raise ValueError("give the implementation as impl= or as keyword options, not both")
+    impl = MacImpl.parse(impl if impl is not None else options)
     if mode not in ("stream", "drive"):
         raise ValueError(f"mode must be stream or drive, not {mode!r}")
+    if top is not None and rtl is None:
+        raise ValueError("top names a module of a user's RTL file; give rtl too")
+    # Why generate even for a user's RTL: it is the one check that psum can build and model
+    # this spec and implementation (order, accumulator kind, pipeline), in one line, up front.
+    check(spec, impl)
+    name = module_name(spec, impl)
+    dut = top or name
+    user_v = _user_rtl(rtl, dut) if rtl is not None else None
     find_tool("iverilog", ICARUS_HINT)
     if stimulus is None:
         stimulus = make_stimulus(spec, cycles=cycles, seed=seed, streams=streams, exhaustive=exhaustive)
-    build = Path(build_dir) if build_dir is not None else cache_dir("sim", spec.name)
+    if build_dir is not None:
+        build = Path(build_dir)
+    elif user_v is not None:
+        digest = hashlib.sha256(f"{user_v}|{spec}|{impl}".encode()).hexdigest()[:10]
+        build = cache_dir("sim", f"rtl_{dut}_{digest}")
+    else:
+        build = cache_dir("sim", name)
     build = build.resolve()
     build.mkdir(parents=True, exist_ok=True)
-    unit_v, tb_v = build / f"{spec.name}.v", build / f"{TOP}.v"
-    _write_if_changed(unit_v, verilog(spec, **implementation))
-    _write_if_changed(tb_v, harness_verilog(spec))
+    tb_v = build / f"{TOP}.v"
+    if user_v is not None:
+        unit_v = user_v
+    else:
+        unit_v = build / f"{name}.v"
+        _write_if_changed(unit_v, verilog(spec, impl))
+    _write_if_changed(tb_v, harness_verilog(spec, impl, top=dut))
 
     from cocotb_tools.runner import get_runner
 
@@ -165,7 +218,7 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
         runner.test(test_module=_TB_MODULE, hdl_toplevel=TOP, build_dir=build, test_dir=run,
                     testcase=f"mac_{mode}", seed=seed, waves=waves,
                     plusargs=["+psum_drive"] if mode == "drive" else [],
-                    extra_env={"PSUM_SPEC": str(spec)}, timescale=("1ns", "1ps"),
+                    extra_env={"PSUM_SPEC": str(spec), "PSUM_IMPL": str(impl)}, timescale=("1ns", "1ps"),
                     log_file=run / "sim.log")
     except SystemExit:
         # Under pytest the runner exits when a cocotb test fails; result.json still says why.
@@ -175,11 +228,12 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
     cpu_s = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
     result_file = run / "result.json"
     if not result_file.exists():
-        raise PsumError(f"simulation of {spec.name} produced no result; see {run / 'sim.log'}")
+        raise PsumError(f"simulation of {dut} produced no result; see {run / 'sim.log'}")
     res = json.loads(result_file.read_text())
     if res["mismatches"] == 0 and not waves:
         shutil.rmtree(run, ignore_errors=True)
     n = res["cycles_checked"]
     return SimResult(spec=spec, cycles_checked=n, mismatches=res["mismatches"],
                      first_mismatch=res["first_mismatch"], wall_s=time.perf_counter() - t0,
-                     sim_s=sim_s, cpu_s=cpu_s, cycles_per_s=n / sim_s if sim_s > 0 else 0.0, mode=mode)
+                     sim_s=sim_s, cpu_s=cpu_s, cycles_per_s=n / sim_s if sim_s > 0 else 0.0, mode=mode,
+                     impl=impl, module=dut)

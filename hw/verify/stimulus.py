@@ -15,7 +15,7 @@ import numpy as np
 from psum._util import check_int
 from psum.golden import MacSpec
 from psum.golden.stimulus import adversarial_triples, random_codes, special_codes
-from psum.hw.unit import mac_signature
+from psum.hw.unit import flush_cycles, mac_signature, operand_ports
 
 __all__ = ["input_ports", "columns", "make_stimulus", "stream_cycles", "held_cycles", "concat"]
 
@@ -42,6 +42,41 @@ def columns(spec) -> tuple:
     return tuple(input_ports(spec))
 
 
+def _scalar_columns(spec) -> tuple:
+    """:func:`columns` with one ``a``, ``b`` pair in place of the lanes of a multi-lane unit."""
+    cols = columns(spec)
+    if "a" in cols:
+        return cols
+    return ("rst", "a", "b", *[k for k in cols if k != "rst" and not (k[0] in "ab" and k[1:].isdigit())])
+
+
+def _to_lanes(spec, s: dict, rng: np.random.Generator | None) -> dict:
+    """A stimulus block in the single-lane view (``a``, ``b``) as the unit's lane columns.
+
+    Lane 0 takes ``a``, ``b``; the other lanes take zero operands (``rng`` None: directed and
+    exhaustive blocks, so each case meets the register alone) or random operands: mostly random
+    finite codes, 5 % zeros and 1 % adversarial triples' operands (special values, ties). Why so
+    few specials: with N lanes a few per cent each would make nearly every group's sum a NaN.
+    """
+    lanes = operand_ports(spec)
+    if lanes == [("a", "b")]:
+        return s
+    n = len(s["rst"])
+    out = {k: v for k, v in s.items() if k not in ("a", "b")}
+    for i, (pa, pb) in enumerate(lanes):
+        if i == 0:
+            out[pa], out[pb] = s["a"], s["b"]
+        elif rng is None or n == 0:
+            out[pa], out[pb] = np.zeros(n, np.uint64), np.zeros(n, np.uint64)
+        else:
+            _, adv_a, adv_b = adversarial_triples(spec, n, rng)
+            u = rng.random(n)
+            zero = np.uint64(0)
+            out[pa] = np.where(u < 0.01, adv_a, np.where(u < 0.06, zero, random_codes(spec.a, n, rng, finite_only=True)))
+            out[pb] = np.where(u < 0.01, adv_b, np.where(u < 0.06, zero, random_codes(spec.b, n, rng, finite_only=True)))
+    return {k: out[k] for k in columns(spec)}
+
+
 def _empty(cols, n: int) -> dict:
     return {k: np.zeros(n, dtype=np.uint64) for k in cols}
 
@@ -52,15 +87,21 @@ def concat(spec, parts: list) -> dict:
     return {k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0, np.uint64) for k in cols}
 
 
-def _load_then_step(cols, acc, a, b) -> dict:
-    """Two cycles per triple: ``load init=acc``, then ``en`` with ``(a, b)``."""
-    n = len(acc)
-    s = _empty(cols, 2 * n)
-    s["load"][0::2] = 1
-    s["init"][0::2] = acc
-    s["en"][1::2] = 1
-    s["a"][1::2] = a
-    s["b"][1::2] = b
+def _load_then_step(cols, acc, a, b, flush: int = 0) -> dict:
+    """``2 + flush`` cycles per triple: ``load init=acc``, ``en`` with ``(a, b)``, ``flush`` cycles.
+
+    ``flush`` (:func:`psum.hw.unit.flush_cycles`) ends the one-product dot product on an order
+    unit, so its promotion or combine sees every special value too.
+    """
+    n, c = len(acc), 2 + flush
+    s = _empty(cols, c * n)
+    s["load"][0::c] = 1
+    s["init"][0::c] = acc
+    s["en"][1::c] = 1
+    s["a"][1::c] = a
+    s["b"][1::c] = b
+    for i in range(flush):
+        s["flush"][2 + i::c] = 1
     return s
 
 
@@ -76,7 +117,8 @@ def _directed(spec: MacSpec, rng: np.random.Generator, states: int = 4) -> dict:
     sa, sb = special_codes(spec.a), special_codes(spec.b)
     acc = _acc_states(spec, rng, states)
     A, B, C = np.meshgrid(sa, sb, acc, indexing="ij")
-    return _load_then_step(columns(spec), C.ravel(), A.ravel(), B.ravel())
+    return _to_lanes(spec, _load_then_step(_scalar_columns(spec), C.ravel(), A.ravel(), B.ravel(),
+                                           flush_cycles(spec)), None)
 
 
 def _exhaustive(spec: MacSpec, rng: np.random.Generator, states: int = 4) -> dict:
@@ -89,11 +131,13 @@ def _exhaustive(spec: MacSpec, rng: np.random.Generator, states: int = 4) -> dic
     acc = _acc_states(spec, rng, states)
     A, B, C = np.meshgrid(np.arange(1 << spec.a.width, dtype=np.uint64),
                           np.arange(1 << spec.b.width, dtype=np.uint64), acc, indexing="ij")
-    return _load_then_step(columns(spec), C.ravel(), A.ravel(), B.ravel())
+    return _to_lanes(spec, _load_then_step(_scalar_columns(spec), C.ravel(), A.ravel(), B.ravel(),
+                                           flush_cycles(spec)), None)
 
 
 def stream_cycles(spec, streams, *, hold: bool = False) -> dict:
-    """Recorded operand streams: per stream, one ``load init`` cycle, then one ``en`` cycle per (a, b).
+    """Recorded operand streams: per stream, one ``load init`` cycle, one ``en`` cycle per (a, b),
+    then :func:`psum.hw.unit.flush_cycles` ``flush`` cycles (order units: the dot product's end).
 
     Parameters
     ----------
@@ -109,6 +153,10 @@ def stream_cycles(spec, streams, *, hold: bool = False) -> dict:
         A stream's operand arrays differ in length.
     """
     cols = columns(spec)
+    nf = flush_cycles(spec)
+    lanes = operand_ports(spec)
+    if len(lanes) > 1:
+        return _stream_lanes(spec, streams, lanes, nf, hold)
     parts = []
     a_last = b_last = 0
     for a, b, init in streams:
@@ -116,16 +164,54 @@ def stream_cycles(spec, streams, *, hold: bool = False) -> dict:
         b = np.asarray(b, dtype=np.uint64).ravel()
         if a.shape != b.shape:
             raise ValueError(f"stream operands must have the same length, not {a.size} and {b.size}")
-        s = _empty(cols, a.size + 1)
+        s = _empty(cols, a.size + 1 + nf)
         s["load"][0] = 1
-        s["en"][1:] = 1
-        s["a"][1:] = a
-        s["b"][1:] = b
+        s["en"][1:a.size + 1] = 1
+        s["a"][1:a.size + 1] = a
+        s["b"][1:a.size + 1] = b
+        if nf:
+            s["flush"][a.size + 1:] = 1
         if hold:
             s["a"][0], s["b"][0] = a_last, b_last
+            s["a"][a.size + 1:], s["b"][a.size + 1:] = (a[-1], b[-1]) if a.size else (a_last, b_last)
             s["init"][:] = np.uint64(init)
             if a.size:
                 a_last, b_last = a[-1], b[-1]
+        else:
+            s["init"][0] = np.uint64(init)
+        parts.append(s)
+    return concat(spec, parts)
+
+
+def _stream_lanes(spec, streams, lanes, nf: int, hold: bool) -> dict:
+    """:func:`stream_cycles` of a multi-lane unit: N products per ``en`` cycle, the last group
+    padded with zero operands (exact for the mta unit, see :mod:`psum.hw.mta`)."""
+    N = len(lanes)
+    parts = []
+    last = np.zeros(2 * N, np.uint64)
+    for a, b, init in streams:
+        a = np.asarray(a, dtype=np.uint64).ravel()
+        b = np.asarray(b, dtype=np.uint64).ravel()
+        if a.shape != b.shape:
+            raise ValueError(f"stream operands must have the same length, not {a.size} and {b.size}")
+        g = -(-a.size // N)
+        pa = np.zeros(g * N, np.uint64)
+        pb = np.zeros(g * N, np.uint64)
+        pa[:a.size], pb[:b.size] = a, b
+        pa, pb = pa.reshape(g, N), pb.reshape(g, N)
+        s = _empty(columns(spec), 1 + g + nf)
+        s["load"][0] = 1
+        s["en"][1:g + 1] = 1
+        s["flush"][g + 1:] = 1
+        for i, (ka, kb) in enumerate(lanes):
+            s[ka][1:g + 1], s[kb][1:g + 1] = pa[:, i], pb[:, i]
+            if hold:
+                s[ka][0], s[kb][0] = last[2 * i], last[2 * i + 1]
+                s[ka][g + 1:], s[kb][g + 1:] = (pa[-1, i], pb[-1, i]) if g else (last[2 * i], last[2 * i + 1])
+        if hold:
+            s["init"][:] = np.uint64(init)
+            if g:
+                last = np.stack([pa[-1], pb[-1]], axis=1).ravel()
         else:
             s["init"][0] = np.uint64(init)
         parts.append(s)
@@ -151,9 +237,9 @@ def _random(spec: MacSpec, n: int, rng: np.random.Generator) -> dict:
     cancellation, exponent gaps relative to a loaded accumulator), half are uniformly random finite
     codes; loads bring the accumulator back from NaN/inf and into adversarial states.
     """
-    s = _empty(columns(spec), n)
+    s = _empty(_scalar_columns(spec), n)
     if n == 0:
-        return s
+        return _to_lanes(spec, s, rng)
     adv_acc, adv_a, adv_b = adversarial_triples(spec, n, rng)
     use_adv = rng.random(n) < 0.5
     s["a"] = np.where(use_adv, adv_a, random_codes(spec.a, n, rng, finite_only=True))
@@ -164,7 +250,11 @@ def _random(spec: MacSpec, n: int, rng: np.random.Generator) -> dict:
     s["init"] = adv_acc
     # en is independent of load, so "load wins over en" is exercised on about 5% of cycles.
     s["en"] = (rng.random(n) < 0.85).astype(np.uint64)
-    return s
+    if "flush" in s:
+        # Order units: dot products of random length end in flush runs; flush also meets en
+        # (flush wins) and load (load wins), and runs past the last combine step.
+        s["flush"] = (rng.random(n) < 0.08).astype(np.uint64)
+    return _to_lanes(spec, s, rng)
 
 
 def make_stimulus(spec, *, cycles: int = 10_000, seed: int = 0, streams=None,

@@ -30,6 +30,9 @@ def register(sub) -> None:
                    help="result cache (default: $PSUM_CACHE_DIR/synth, else ~/.cache/psum/synth)")
     p.add_argument("--outputs", type=int, metavar="N",
                    help="output elements of the power proxy's digits conv, 9 MACs each (default: the API's, 64)")
+    from .hw import add_impl_option
+
+    add_impl_option(p)
     p.set_defaults(func=_cmd_synth)
 
 
@@ -41,6 +44,7 @@ def format_result(r) -> str:
     rows = [
         ("spec", r.spec + ("  (cached)" if r.cached else "")),
         ("module", r.module),
+        ("impl", f"{r.impl}  (latency {r.latency}, {r.macs_per_cycle:g} MAC/cycle)"),
         ("area", f"{r.ge:,.0f} GE  ({r.area_um2:,.1f} um2 of NanGate45 X1 cells, NAND2 = 0.798 um2)"),
         ("cells", f"{r.n_cells}: {cells}"),
         ("flip-flops", f"{r.ffs}"),
@@ -60,7 +64,8 @@ def _cmd_synth(args) -> int:
     from psum.flows.synth import synthesize_many
 
     kw = {} if args.outputs is None else {"n_outputs": args.outputs}  # the API owns the default
-    results = synthesize_many(args.specs, jobs=args.jobs, force=args.force, cache_dir=args.cache_dir, **kw)
+    results = synthesize_many(args.specs, jobs=args.jobs, force=args.force, cache_dir=args.cache_dir,
+                              impl=args.impl, **kw)
     if args.json:
         data = [r.to_dict() for r in results]
         print(json.dumps(data[0] if len(data) == 1 else data, indent=1))

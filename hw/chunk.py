@@ -1,0 +1,99 @@
+"""The chunked-accumulation unit (``order=chunk<L>``): a sequential MAC plus a second-level ``acc2``.
+
+What it computes is :func:`psum.golden.emulation.kernels.accumulate_order`'s ``chunk<L>``: the
+products of a dot product in chunks of L, each chunk summed sequentially in ``acc`` (chunk 0 from
+the loaded bias, later chunks from +0), each chunk sum added into ``acc2`` with one rounding
+(``acc2 := round(acc2 + acc)``, the spec's :func:`psum.golden.spec.add_spec` step). This is how
+FP8 training accumulates (Wang et al. 2018, "Training deep neural networks with 8-bit floating
+point numbers": chunk-based accumulation bounds the swamping of a narrow accumulator).
+
+Datapath (two :class:`psum.hw.float_mac.FloatStep` instances)::
+
+    l1: acc_next  = step(full ? +0 : acc, a, b)      the MAC of spec (order=seq)
+    l2: acc2_next = add(acc2, acc)                   the promotion, add_spec(spec, acc2)
+
+Control (``cnt`` counts the products of the current chunk, ``pend`` says ``acc`` holds a chunk
+that is not in ``acc2`` yet)::
+
+    rst         acc = acc2 = +0, cnt = 0, pend = 0
+    load        acc = init, acc2 = +0, cnt = 0, pend = 1     (a new dot product, bias in chunk 0)
+    flush       if pend: acc2 = add(acc2, acc), acc = +0, cnt = 0, pend = 0
+    en          if cnt == L: acc2 = add(acc2, acc), acc = step(+0, a, b), cnt = 1
+                else:        acc = step(acc, a, b), cnt += 1;               pend = 1
+
+Why the promotion is lazy (at the first product of the next chunk, or at ``flush``): a full
+chunk is promoted in the same cycle the next chunk starts, so the unit takes one product every
+cycle with no bubble, and the last chunk, full or partial, is promoted by the one ``flush`` cycle.
+After ``load``, K products and one ``flush``, ``acc2`` is ``accumulate_order``'s output.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal
+from psum.golden import Rounding
+from psum.golden.spec import add_spec
+
+from .float_mac import FloatStep
+from .unit import MacUnit
+
+__all__ = ["ChunkMac"]
+
+
+class ChunkMac(MacUnit):
+    """Chunked float accumulation: ``acc`` (format ``spec.acc``) promoted into ``acc2`` every L products.
+
+    Ports: the contract of :mod:`psum.hw` with ``flush`` in and ``acc2`` out.
+
+    Parameters
+    ----------
+    spec : MacSpec or str
+        A float-accumulator spec with ``order=chunk<L>`` (``acc2`` a float format).
+    impl : MacImpl or str, optional
+        Only the default (no pipeline, one lane).
+
+    Raises
+    ------
+    ValueError
+        An integer accumulator, another order, stochastic rounding (two roundings per cycle would
+        need two random draws; not implemented), or an implementation other than the default.
+    """
+
+    int_acc = False
+    orders = ("chunk",)
+
+    @classmethod
+    def _validate(cls, spec, impl) -> None:
+        super()._validate(spec, impl)
+        if spec.rounding is Rounding.SR:
+            raise ValueError(f"{cls.__name__} does not implement round=sr (two roundings per cycle)")
+
+    def elaborate(self, platform):
+        spec = self._spec
+        L = spec.order.length
+        m = Module()
+        l1 = FloatStep(spec.replace(order="seq", acc2=None), name="l1")
+        l2 = FloatStep(add_spec(spec, spec.acc2), name="l2")
+
+        cnt = Signal(range(L + 1), name="cnt")  # products in the current chunk
+        pend = Signal(name="pend")  # acc holds a chunk not yet added into acc2
+        full = Signal(name="full")
+        m.d.comb += full.eq(cnt == L)
+
+        # -- level 1: the sequential MAC; a new chunk starts from +0 (code 0) -----------------
+        nxt1 = l1(m, Mux(full, 0, self.acc), self.a, self.b)
+        # -- level 2: acc2 + acc * 1, one rounding into acc2 ------------------------------------
+        nxt2 = l2(m, self.acc2, self.acc, Const(1, 2))
+
+        # -- control: rst (the domain's reset) > load > flush > en -------------------------------
+        with m.If(self.load):
+            m.d.sync += [self.acc.eq(self.init), self.acc2.eq(0), cnt.eq(0), pend.eq(1)]
+        with m.Elif(self.flush):
+            with m.If(pend):
+                m.d.sync += [self.acc2.eq(nxt2), self.acc.eq(0), cnt.eq(0), pend.eq(0)]
+        with m.Elif(self.en):
+            m.d.sync += [self.acc.eq(nxt1), pend.eq(1)]
+            with m.If(full):
+                m.d.sync += [self.acc2.eq(nxt2), cnt.eq(1)]
+            with m.Else():
+                m.d.sync += cnt.eq(cnt + 1)
+        return m

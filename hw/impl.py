@@ -1,0 +1,169 @@
+"""The micro-architecture of a MAC unit: *how* it is built, kept apart from the spec (*what*).
+
+:class:`MacImpl` is to :class:`psum.golden.MacSpec` what cvfpu's ``fpu_implementation_t`` is to
+``fpu_features_t``: the same spec can be built several ways, and every way computes the same bits.
+An implementation is part of the generated module's name (:func:`module_name`), of the simulation
+build directory, of the synthesis cache key and of every report row, through its :attr:`MacImpl.tag`.
+
+Text form (``--impl`` on the command line): comma-separated ``KEY=VALUE`` pairs, e.g.
+``pipeline=2`` or ``pipeline=1,lanes=1``; ``MacImpl.parse(str(impl)) == impl``.
+
+========  ======================================================================================
+key       meaning
+========  ======================================================================================
+pipeline  register stages between the operand ports and the accumulate loop (float units:
+          0, 1 = after the exact product, 2 = also after the product's normalisation); every
+          input reaches the loop that many cycles later (the latency), ``rst`` acts at once
+lanes     products per cycle; 1 for the sequential, chunked and interleaved units
+========  ======================================================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from psum._util import check_int
+
+__all__ = ["MacImpl", "module_name", "IMPL_HELP", "MAX_PIPELINE"]
+
+IMPL_HELP = "an implementation is comma-separated KEY=VALUE pairs: pipeline=0|1|2[,lanes=1]; e.g. pipeline=2"
+
+#: Deepest pipeline a float unit implements: cut 1 after the exact product, cut 2 after its
+#: normalisation (the rest of the datapath reads the accumulator, so it is inside the loop).
+MAX_PIPELINE = 2
+
+_KEYS = ("pipeline", "lanes")
+
+
+@dataclasses.dataclass(frozen=True)
+class MacImpl:
+    """How a MAC unit is built; the arithmetic (:class:`psum.golden.MacSpec`) is unchanged by it.
+
+    Parameters
+    ----------
+    pipeline : int
+        Register stages ahead of the accumulate loop, 0..:data:`MAX_PIPELINE`. Stage 1 registers
+        the exact product (after unpacking and multiplying; unfused: after the product rounding),
+        stage 2 the product normalised for alignment (leading-one shift and exponent). The
+        latency from the operand ports to the register is ``pipeline`` cycles; a unit with
+        ``pipeline=k`` behaves exactly as the ``pipeline=0`` unit whose inputs arrive ``k``
+        cycles later, except that ``rst`` acts at once and discards the inputs in flight.
+    lanes : int
+        Products per cycle. Only 1 is implemented (the sequential, chunked and interleaved units
+        take one product per cycle).
+
+    Raises
+    ------
+    TypeError
+        A field that is not an integer.
+    ValueError
+        A field out of range, one line (Amaranth's message shape).
+    """
+
+    pipeline: int = 0
+    lanes: int = 1
+
+    def __init__(self, *, pipeline: int = 0, lanes: int = 1):
+        # Keyword-only (Amaranth's library habit): MacImpl(2) would say nothing about what 2 is.
+        object.__setattr__(self, "pipeline", check_int("impl pipeline", pipeline, 0, MAX_PIPELINE))
+        object.__setattr__(self, "lanes", check_int("impl lanes", lanes, 1, 1))
+
+    @property
+    def is_default(self) -> bool:
+        """True for the plain unit (no pipeline, one product per cycle)."""
+        return self == MacImpl()
+
+    @property
+    def tag(self) -> str:
+        """Name part: ``""`` for the default unit, else e.g. ``"p2"`` (``pipeline=2``).
+
+        Appended to the spec's name by :func:`module_name`, so two implementations of one spec
+        never share a module name, a build directory or a cache entry.
+        """
+        parts = []
+        if self.pipeline:
+            parts.append(f"p{self.pipeline}")
+        if self.lanes != 1:
+            parts.append(f"l{self.lanes}")
+        return "_".join(parts)
+
+    def __str__(self) -> str:
+        return f"pipeline={self.pipeline},lanes={self.lanes}"
+
+    def check(self, spec) -> None:
+        """Raise a one-line ``ValueError`` if a unit for ``spec`` cannot be built this way.
+
+        Checked before any work (generation, simulation, synthesis).
+
+        Parameters
+        ----------
+        spec : MacSpec
+            The spec the unit implements.
+
+        Raises
+        ------
+        ValueError
+            ``pipeline`` on a unit that does not implement it (integer accumulators, the
+            chunked and interleaved units).
+        """
+        if self.pipeline and not spec.acc.is_float:  # integer and fixed-point registers: not yet
+            raise ValueError(f"impl pipeline={self.pipeline} is implemented for float accumulators only, "
+                             f"not acc={spec.acc}")
+        if self.pipeline and spec.order.kind != "seq":
+            raise ValueError(f"impl pipeline={self.pipeline} is implemented for order=seq units only, "
+                             f"not order={spec.order}")
+
+    @staticmethod
+    def parse(text) -> "MacImpl":
+        """Parse ``KEY=VALUE[,KEY=VALUE]`` (``None`` or ``""``: the default unit).
+
+        A :class:`MacImpl` is returned unchanged; a dict is taken as keyword arguments.
+
+        Raises
+        ------
+        ValueError
+            One line: the item that is not ``KEY=VALUE``, an unknown or repeated key, or a value
+            out of range.
+        """
+        if isinstance(text, MacImpl):
+            return text
+        if text is None:
+            return MacImpl()
+        if isinstance(text, dict):
+            unknown = sorted(set(text) - set(_KEYS))
+            if unknown:
+                raise ValueError(f"unknown impl key {unknown[0]!r}; keys are {', '.join(_KEYS)}")
+            return MacImpl(**text)
+        if not isinstance(text, str):
+            raise TypeError(f"impl must be a MacImpl or KEY=VALUE text, not {text!r}")
+        kwargs = {}
+        for item in text.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            key, eq, value = item.partition("=")
+            key, value = key.strip().lower(), value.strip()
+            if not eq or not value:
+                raise ValueError(f"impl item {item!r} is not KEY=VALUE; {IMPL_HELP}")
+            if key not in _KEYS:
+                raise ValueError(f"unknown impl key {key!r}; keys are {', '.join(_KEYS)}")
+            if key in kwargs:
+                raise ValueError(f"impl key {key!r} given twice")
+            if not re.fullmatch(r"\d+", value):
+                raise ValueError(f"impl {key} must be a non-negative integer, not {value!r}")
+            kwargs[key] = int(value)
+        return MacImpl(**kwargs)
+
+
+def module_name(spec, impl=None) -> str:
+    """Name of the generated module: ``spec.name``, plus ``_`` and the impl's tag if it has one.
+
+    e.g. ``mac_fp16_fp16_acc_fp16_rne`` and ``mac_fp16_fp16_acc_fp16_rne_p2``. Also the name of the
+    simulation build directory and the synthesis top.
+    """
+    from psum.golden import MacSpec
+
+    spec = MacSpec.parse(spec)
+    tag = MacImpl.parse(impl).tag
+    return spec.name + ("_" + tag if tag else "")

@@ -1,0 +1,166 @@
+"""Cycle models of the order units: what ``acc`` (and ``acc2``) hold after every cycle.
+
+The sequential unit needs no model here: its register after a cycle is one :func:`psum.golden.mac_step`
+of the register before it, which :func:`psum.hw.verify.check.check_trace` evaluates for all cycles
+at once. The chunked and interleaved units keep state the ports do not show (the chunk counter,
+the partial sums), so their expected trace comes from these models, stepped cycle by cycle in
+Python. Every arithmetic operation is a :func:`psum.golden.mac_step` call of the spec (order
+``seq``) or of its :func:`psum.golden.spec.add_spec`; the models only sequence them, with the
+control rules of :mod:`psum.hw.chunk` and :mod:`psum.hw.ilv` (rst > load > flush > en).
+A model is slow (two scalar ``mac_step`` calls per cycle at most) and obvious, on purpose.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from psum.golden import MacSpec, mac_step
+from psum.golden import _vector as V
+from psum.golden.mac import apply_specials, product_terms
+from psum.golden.rounding import exact_zero_sign
+from psum.golden.spec import add_spec
+
+__all__ = ["expected_outputs"]
+
+
+def _step(spec, c: int, a: int, b: int) -> int:
+    one = lambda v: np.array([v], dtype=np.uint64)  # noqa: E731 - a scalar as mac_step's array
+    return int(mac_step(spec, one(c), one(a), one(b))[0])
+
+
+def _chunk(spec: MacSpec, stim: dict) -> dict:
+    L = spec.order.length
+    seq, s2 = spec.replace(order="seq", acc2=None), add_spec(spec, spec.acc2)
+    n = len(stim["rst"])
+    out = {"acc": np.zeros(n, np.uint64), "acc2": np.zeros(n, np.uint64)}
+    acc = acc2 = cnt = pend = 0
+    for t in range(n):
+        if stim["rst"][t]:
+            acc = acc2 = cnt = pend = 0
+        elif stim["load"][t]:
+            acc, acc2, cnt, pend = int(stim["init"][t]), 0, 0, 1
+        elif stim["flush"][t]:
+            if pend:
+                acc2, acc, cnt, pend = _step(s2, acc2, acc, 1), 0, 0, 0
+        elif stim["en"][t]:
+            a, b = int(stim["a"][t]), int(stim["b"][t])
+            if cnt == L:  # the full chunk goes into acc2 as the next one starts from +0
+                acc2, acc, cnt = _step(s2, acc2, acc, 1), _step(seq, 0, a, b), 1
+            else:
+                acc, cnt = _step(seq, acc, a, b), cnt + 1
+            pend = 1
+        out["acc"][t], out["acc2"][t] = acc, acc2
+    return out
+
+
+def _ilv(spec: MacSpec, stim: dict) -> dict:
+    L = spec.order.length
+    seq, sadd = spec.replace(order="seq"), add_spec(spec, spec.acc)
+    n = len(stim["rst"])
+    out = {"acc": np.zeros(n, np.uint64)}
+    s, k, j = [0] * L, 0, 0
+    flush = stim.get("flush", np.zeros(n, np.uint64))
+    for t in range(n):
+        if stim["rst"][t]:
+            s, k, j = [0] * L, 0, 0
+        elif stim["load"][t]:
+            s, k, j = [int(stim["init"][t])] + [0] * (L - 1), 0, 0
+        elif flush[t]:
+            if j < L - 1:
+                s[0], s[j + 1], j = _step(sadd, s[0], s[j + 1], 1), 0, j + 1
+        elif stim["en"][t]:
+            s[k] = _step(seq, s[k], int(stim["a"][t]), int(stim["b"][t]))
+            k = (k + 1) % L
+        out["acc"][t] = s[0]
+    return out
+
+
+def _mta_group(spec: MacSpec, R: int, a, b) -> int:
+    """One group of the mta order, in Python integers: the register R and the lanes' products.
+
+    A scalar transcription of ``accumulate_order``'s ``mta`` semantics (which lives in
+    ``psum.golden.emulation``, a layer this one may not import); the tests pin the two together.
+    """
+    fmt, W = spec.acc, spec.order.w
+    sp, mp, ep, cp = product_terms(spec.replace(order="seq", acc2=None),
+                                   np.asarray(a, np.uint64), np.asarray(b, np.uint64))
+    rs, rm, re_, rc = V.unpack_float(fmt, np.array([R], np.uint64))
+    terms = [(bool(rs[0]), int(rm[0]), int(re_[0]), int(rc[0]))]
+    terms += [(bool(s_), int(m_), int(e_), int(c_)) for s_, m_, e_, c_ in zip(sp, mp, ep, cp)]
+    finite = [(s_, m_, e_) for s_, m_, e_, c_ in terms if c_ == V.FINITE and m_ > 0]
+    total, lsb = 0, 0
+    if finite:
+        lsb = max(e_ + m_.bit_length() - 1 for _, m_, e_ in finite) - W + 1
+        for s_, m_, e_ in finite:  # truncation toward zero: the magnitude's low bits drop
+            v = m_ << (e_ - lsb) if e_ >= lsb else m_ >> (lsb - e_)
+            total += -v if s_ else v
+    if total == 0:
+        no = np.zeros(1, dtype=bool)
+        neg = bool(exact_zero_sign(spec.rounding, both_zero=no, sp=no, sc=no)[0]) and fmt.has_neg_zero
+        code = np.array([fmt.sign_bit if neg else 0], np.uint64)
+    else:
+        code = V.round_float(fmt, np.array([total < 0]), np.array([abs(total)], np.int64), np.array([lsb], np.int64),
+                             spec.rounding, saturate=spec.saturate)
+    infs = [s_ for s_, _, _, c_ in terms if c_ == V.INF]
+    nan = any(c_ == V.NAN for *_, c_ in terms) or (any(infs) and not all(infs))
+    inf = bool(infs) and not nan
+    return int(apply_specials(fmt, spec.saturate, code, np.array([nan]), np.array([inf]), np.array([any(infs)]))[0])
+
+
+def _mta(spec: MacSpec, stim: dict) -> dict:
+    from psum.hw.unit import operand_ports
+
+    G = spec.order.p // spec.order.n
+    s2 = add_spec(spec, spec.acc2)
+    lanes = operand_ports(spec)
+    n = len(stim["rst"])
+    out = {"acc": np.zeros(n, np.uint64), "acc2": np.zeros(n, np.uint64)}
+    acc = acc2 = cnt = pend = 0
+    for t in range(n):
+        if stim["rst"][t]:
+            acc = acc2 = cnt = pend = 0
+        elif stim["load"][t]:
+            acc, acc2, cnt, pend = int(stim["init"][t]), 0, 0, 1
+        elif stim["flush"][t]:
+            if pend:
+                acc2, acc, cnt, pend = _step(s2, acc2, acc, 1), 0, 0, 0
+        elif stim["en"][t]:
+            a = [int(stim[ka][t]) for ka, _ in lanes]
+            b = [int(stim[kb][t]) for _, kb in lanes]
+            if cnt == G:  # promotion due: acc into acc2, the group starts from +0
+                acc2, acc, cnt = _step(s2, acc2, acc, 1), _mta_group(spec, 0, a, b), 1
+            else:
+                acc, cnt = _mta_group(spec, acc, a, b), cnt + 1
+            pend = 1
+        out["acc"][t], out["acc2"][t] = acc, acc2
+    return out
+
+
+def expected_outputs(spec, stim: dict) -> dict:
+    """The outputs of the order unit for ``spec`` after every cycle of ``stim``.
+
+    Parameters
+    ----------
+    spec : MacSpec or str
+        ``order=chunk<L>``, ``ilv<L>`` or ``mta<N>w<W>p<P>``.
+    stim : dict
+        One uint64 array per input column (:func:`psum.hw.verify.stimulus.columns`).
+
+    Returns
+    -------
+    dict
+        ``{"acc": codes}`` (and ``"acc2"`` for ``chunk`` and ``mta``), one uint64 per cycle.
+
+    Raises
+    ------
+    ValueError
+        An order without a cycle model.
+    """
+    spec = MacSpec.parse(spec)
+    if spec.order.kind == "chunk":
+        return _chunk(spec, stim)
+    if spec.order.kind == "ilv":
+        return _ilv(spec, stim)
+    if spec.order.kind == "mta":
+        return _mta(spec, stim)
+    raise ValueError(f"no cycle model for order={spec.order}")
