@@ -836,6 +836,9 @@ def evaluate_spec(model, dataset="digits", spec=None, *, layer: str = "all", spe
         # Network-wide: the spec itself, so every MAC-bearing op (functional calls, attention
         # matmuls) is emulated, not only the Conv2d/Linear modules named in a mapping.
         net = emulate(net, spec if mapping is None and layer == "all" else target, calib=wl.calib, strict=strict)
+        from psum.golden.emulation.coverage import coverage
+
+        coverage(net).reset()  # count the evaluation's inputs and MACs only, not the calibration's
     float_layers = [n for n in mac_layers(wl.net) if n not in emulated]
     from psum.nets.train import dataset_size
 
@@ -844,8 +847,6 @@ def evaluate_spec(model, dataset="digits", spec=None, *, layer: str = "all", spe
         res = evaluate(net, wl.test, limit=limit, topk=wl.topk, device=device, progress_bar=bar,
                        batch_size=batch_size, metric=wl.metric)
     if emulated:
-        from psum.golden.emulation.coverage import coverage
-
         cov = coverage(net)
         res = {**res, "coverage": cov.summary(), "coverage_table": cov.table()}
     return {"model": wl.model, "dataset": wl.dataset, "checkpoint": wl.checkpoint,
