@@ -197,7 +197,8 @@ class _Context:
         self.checkpoint = wl.checkpoint
         self.calib_name = wl.calib_name
         self.calib = wl.calib
-        self.results = ResultsFile(out, KEY_FIELDS) if out is not None else None
+        self.results = (ResultsFile(out, KEY_FIELDS, required=(*KEY_FIELDS, "accuracy", "baseline_accuracy"))
+                        if out is not None else None)
         self.memory: dict = {}
         self.bar_images = None
 
