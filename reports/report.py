@@ -379,7 +379,8 @@ def _hardware(cfg: ReportConfig, net, sweep: SweepStage, minima: MinimaStage, ou
     # The check replays the busiest layer's recorded operand streams on top of the directed and
     # random stimulus (the same streams then drive the power proxy).
     streams_for = _layer_streams(cfg, net, minima.layer_min, test)
-    sims = ResultsFile(out / "sim.jsonl", ("spec", "cycles", "seed", "layer"))
+    sims = ResultsFile(out / "sim.jsonl", ("spec", "cycles", "seed", "layer"),
+                       required=("spec", "cycles", "seed", "checked", "mismatches", "first_mismatch"))
     for spec_text in specs:
         key = dict(spec=spec_text, cycles=cfg.sim_cycles, seed=0, layer=streams_for.layer)
         if sims.get(**key) is None:

@@ -197,7 +197,8 @@ class _Context:
         self.checkpoint = wl.checkpoint
         self.calib_name = wl.calib_name
         self.calib = wl.calib
-        self.results = ResultsFile(out, KEY_FIELDS) if out is not None else None
+        self.results = (ResultsFile(out, KEY_FIELDS, required=(*KEY_FIELDS, "accuracy", "baseline_accuracy"))
+                        if out is not None else None)
         self.memory: dict = {}
         self.bar_images = None
 
@@ -385,12 +386,27 @@ def read_spec_file(path) -> dict:
     """A per-op spec file: a JSON object ``{"pattern": "spec", ...}`` (YAML when PyYAML is installed
     and the file ends in ``.yaml``/``.yml``), read as data only.
 
+    JSON is parsed with :func:`json.loads` and YAML with ``yaml.safe_load`` (plain data: a
+    ``!!python/...`` tag is refused, never constructed); nothing in the file is evaluated. The spec
+    texts themselves are checked later by :meth:`psum.golden.MacSpec.parse`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+
+    Returns
+    -------
+    dict of str to str
+        Layer pattern -> spec text, in file order.
+
     Raises
     ------
     FileNotFoundError
         No such file.
     ValueError
-        Not a JSON (YAML) object of strings (one line).
+        Not UTF-8 text, not valid JSON (YAML), or not one object mapping strings to strings: one
+        line naming the file (and the first entry that is not a string pair).
     """
     import json
     from pathlib import Path
@@ -398,7 +414,10 @@ def read_spec_file(path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"spec file {p} does not exist")
-    text = p.read_text()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"spec file {p} is not UTF-8 text") from None
     if p.suffix.lower() in (".yaml", ".yml"):
         try:
             import yaml
@@ -406,15 +425,23 @@ def read_spec_file(path) -> dict:
             raise ValueError(f"spec file {p}: YAML needs PyYAML, which is not installed; write JSON") from None
         try:
             data = yaml.safe_load(text)  # safe_load: data only, no Python objects
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, RecursionError) as exc:
             raise ValueError(f"spec file {p} is not valid YAML ({type(exc).__name__})") from None
     else:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"spec file {p} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        # Why these too: an over-long integer raises a plain ValueError and deep nesting a
+        # RecursionError; a file from elsewhere must still give one line, not a traceback.
+        except (ValueError, RecursionError) as exc:
+            raise ValueError(f"spec file {p} is not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
         raise ValueError(f"spec file {p} must hold one object mapping layer patterns to spec text")
+    for k, v in data.items():
+        if not (isinstance(k, str) and isinstance(v, str)):
+            raise ValueError(f"spec file {p} must hold one object mapping layer patterns to spec text; "
+                             f"entry {str(k)[:40]!r} maps to {type(v).__name__}")
     return data
 
 
