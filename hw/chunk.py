@@ -36,7 +36,7 @@ from psum.golden.spec import add_spec
 from .float_mac import FloatStep
 from .unit import MacUnit
 
-__all__ = ["ChunkMac"]
+__all__ = ["ChunkMac", "promotion_control"]
 
 
 class ChunkMac(MacUnit):
@@ -84,16 +84,27 @@ class ChunkMac(MacUnit):
         # -- level 2: acc2 + acc * 1, one rounding into acc2 ------------------------------------
         nxt2 = l2(m, self.acc2, self.acc, Const(1, 2))
 
-        # -- control: rst (the domain's reset) > load > flush > en -------------------------------
-        with m.If(self.load):
-            m.d.sync += [self.acc.eq(self.init), self.acc2.eq(0), cnt.eq(0), pend.eq(1)]
-        with m.Elif(self.flush):
-            with m.If(pend):
-                m.d.sync += [self.acc2.eq(nxt2), self.acc.eq(0), cnt.eq(0), pend.eq(0)]
-        with m.Elif(self.en):
-            m.d.sync += [self.acc.eq(nxt1), pend.eq(1)]
-            with m.If(full):
-                m.d.sync += [self.acc2.eq(nxt2), cnt.eq(1)]
-            with m.Else():
-                m.d.sync += cnt.eq(cnt + 1)
+        promotion_control(m, self, nxt1, nxt2, cnt, pend, full)
         return m
+
+
+def promotion_control(m, unit, nxt, nxt2, cnt, pend, full) -> None:
+    """The control of a unit with a second-level accumulator: ``rst`` (the domain's reset) > ``load``
+    > ``flush`` > ``en``, shared by :class:`ChunkMac` and :class:`psum.hw.mta.MtaMac`.
+
+    ``load`` puts ``init`` in ``acc`` and clears ``acc2``; ``flush`` promotes a pending ``acc`` into
+    ``acc2`` (``nxt2``) and clears it; ``en`` steps ``acc`` to ``nxt`` and, when the group is ``full``,
+    promotes into ``acc2`` in the same cycle (no bubble). ``cnt`` counts the group's steps, ``pend``
+    marks an ``acc`` not yet promoted.
+    """
+    with m.If(unit.load):
+        m.d.sync += [unit.acc.eq(unit.init), unit.acc2.eq(0), cnt.eq(0), pend.eq(1)]
+    with m.Elif(unit.flush):
+        with m.If(pend):
+            m.d.sync += [unit.acc2.eq(nxt2), unit.acc.eq(0), cnt.eq(0), pend.eq(0)]
+    with m.Elif(unit.en):
+        m.d.sync += [unit.acc.eq(nxt), pend.eq(1)]
+        with m.If(full):
+            m.d.sync += [unit.acc2.eq(nxt2), cnt.eq(1)]
+        with m.Else():
+            m.d.sync += cnt.eq(cnt + 1)

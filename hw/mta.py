@@ -40,6 +40,7 @@ from psum.golden.mac import infinity_codes
 from psum.golden.rounding import exact_zero_sign
 from psum.golden.spec import add_spec
 
+from .chunk import promotion_control
 from .float_mac import FloatStep, Normalised
 from .float_parts import FloatRounder, any_of, all_of, as_bit, int_shape, unpack
 from .unit import MacUnit, operand_ports
@@ -183,16 +184,5 @@ class MtaMac(MacUnit):
         # -- promotion into acc2 -----------------------------------------------------------------
         nxt2 = FloatStep(add_spec(spec, spec.acc2), name="l2")(m, self.acc2, self.acc, Const(1, 2))
 
-        # -- control: rst (the domain's reset) > load > flush > en -------------------------------
-        with m.If(self.load):
-            m.d.sync += [self.acc.eq(self.init), self.acc2.eq(0), cnt.eq(0), pend.eq(1)]
-        with m.Elif(self.flush):
-            with m.If(pend):
-                m.d.sync += [self.acc2.eq(nxt2), self.acc.eq(0), cnt.eq(0), pend.eq(0)]
-        with m.Elif(self.en):
-            m.d.sync += [self.acc.eq(nxt), pend.eq(1)]
-            with m.If(full):
-                m.d.sync += [self.acc2.eq(nxt2), cnt.eq(1)]
-            with m.Else():
-                m.d.sync += cnt.eq(cnt + 1)
+        promotion_control(m, self, nxt, nxt2, cnt, pend, full)  # rst > load > flush > en, as ChunkMac
         return m
