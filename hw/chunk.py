@@ -30,7 +30,6 @@ After ``load``, K products and one ``flush``, ``acc2`` is ``accumulate_order``'s
 from __future__ import annotations
 
 from amaranth.hdl import Const, Module, Mux, Signal
-from psum.golden import Rounding
 from psum.golden.spec import add_spec
 
 from .float_mac import FloatStep
@@ -60,12 +59,7 @@ class ChunkMac(MacUnit):
 
     int_acc = False
     orders = ("chunk",)
-
-    @classmethod
-    def _validate(cls, spec, impl) -> None:
-        super()._validate(spec, impl)
-        if spec.rounding is Rounding.SR:
-            raise ValueError(f"{cls.__name__} does not implement round=sr (two roundings per cycle)")
+    sr_refused = " (two roundings per cycle)"
 
     def elaborate(self, platform):
         spec = self._spec

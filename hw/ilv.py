@@ -29,7 +29,6 @@ that of the unretimed loop: it prices the area and the accuracy of the order, no
 from __future__ import annotations
 
 from amaranth.hdl import Const, Module, Mux, Signal
-from psum.golden import Rounding
 from psum.golden.spec import add_spec
 
 from .float_mac import FloatStep
@@ -67,12 +66,7 @@ class IlvMac(MacUnit):
 
     int_acc = False
     orders = ("ilv",)
-
-    @classmethod
-    def _validate(cls, spec, impl) -> None:
-        super()._validate(spec, impl)
-        if spec.rounding is Rounding.SR:
-            raise ValueError(f"{cls.__name__} does not implement round=sr")
+    sr_refused = ""
 
     def elaborate(self, platform):
         spec = self._spec

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from psum.golden import FloatFormat, Rounding
+from psum.golden import FloatFormat
 from psum.golden.mac import infinity_codes
 from psum.golden.rounding import exact_zero_sign
 from psum.golden.spec import add_spec
@@ -80,12 +80,7 @@ class MtaMac(MacUnit):
 
     int_acc = False
     orders = ("mta",)
-
-    @classmethod
-    def _validate(cls, spec, impl) -> None:
-        super()._validate(spec, impl)
-        if spec.rounding is Rounding.SR:
-            raise ValueError(f"{cls.__name__} does not implement round=sr")
+    sr_refused = ""
 
     def elaborate(self, platform):
         spec = self._spec

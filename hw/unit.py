@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-from psum.golden import MacSpec
+from psum.golden import MacSpec, Rounding
 
 from .impl import MacImpl
 
@@ -107,6 +107,9 @@ class MacUnit(wiring.Component):
     int_acc: bool | None
     #: The order kinds this generator builds.
     orders: tuple = ("seq",)
+    #: ``None`` when the generator implements ``round=sr``; else the reason it does not (text after
+    #: "does not implement round=sr", may be empty).
+    sr_refused: str | None = None
 
     def __new__(cls, spec, *, impl=None, **options):
         # Why validate in __new__: Amaranth warns "created but never used" about every
@@ -131,6 +134,8 @@ class MacUnit(wiring.Component):
             raise ValueError(f"{cls.__name__} needs {kind} accumulator, not acc={spec.acc}")
         if spec.order.kind not in cls.orders:
             raise ValueError(f"{cls.__name__} builds order={'|'.join(cls.orders)}, not order={spec.order}")
+        if cls.sr_refused is not None and spec.rounding is Rounding.SR:
+            raise ValueError(f"{cls.__name__} does not implement round=sr{cls.sr_refused}")
         impl.check(spec)
 
     @property

@@ -28,9 +28,12 @@ def _step(spec, c: int, a: int, b: int) -> int:
     return int(mac_step(spec, one(c), one(a), one(b))[0])
 
 
-def _chunk(spec: MacSpec, stim: dict) -> dict:
-    L = spec.order.length
-    seq, s2 = spec.replace(order="seq", acc2=None), add_spec(spec, spec.acc2)
+def _promoted(spec: MacSpec, stim: dict, group: int, step) -> dict:
+    """Cycle model of a unit with a second-level accumulator (chunk and mta units): ``rst`` >
+    ``load`` > ``flush`` > ``en``; ``step(acc, t)`` is the register's next value for cycle ``t``'s
+    operands, and after ``group`` steps the full group goes into ``acc2`` as the next one starts
+    from +0 (the RTL's ``psum.hw.chunk.promotion_control``)."""
+    s2 = add_spec(spec, spec.acc2)
     n = len(stim["rst"])
     out = {"acc": np.zeros(n, np.uint64), "acc2": np.zeros(n, np.uint64)}
     acc = acc2 = cnt = pend = 0
@@ -43,14 +46,19 @@ def _chunk(spec: MacSpec, stim: dict) -> dict:
             if pend:
                 acc2, acc, cnt, pend = _step(s2, acc2, acc, 1), 0, 0, 0
         elif stim["en"][t]:
-            a, b = int(stim["a"][t]), int(stim["b"][t])
-            if cnt == L:  # the full chunk goes into acc2 as the next one starts from +0
-                acc2, acc, cnt = _step(s2, acc2, acc, 1), _step(seq, 0, a, b), 1
+            if cnt == group:  # promotion due: acc into acc2, the group starts from +0
+                acc2, acc, cnt = _step(s2, acc2, acc, 1), step(0, t), 1
             else:
-                acc, cnt = _step(seq, acc, a, b), cnt + 1
+                acc, cnt = step(acc, t), cnt + 1
             pend = 1
         out["acc"][t], out["acc2"][t] = acc, acc2
     return out
+
+
+def _chunk(spec: MacSpec, stim: dict) -> dict:
+    seq = spec.replace(order="seq", acc2=None)
+    return _promoted(spec, stim, spec.order.length,
+                     lambda acc, t: _step(seq, acc, int(stim["a"][t]), int(stim["b"][t])))
 
 
 def _ilv(spec: MacSpec, stim: dict) -> dict:
@@ -110,30 +118,12 @@ def _mta_group(spec: MacSpec, R: int, a, b) -> int:
 def _mta(spec: MacSpec, stim: dict) -> dict:
     from psum.hw.unit import operand_ports
 
-    G = spec.order.p // spec.order.n
-    s2 = add_spec(spec, spec.acc2)
     lanes = operand_ports(spec)
-    n = len(stim["rst"])
-    out = {"acc": np.zeros(n, np.uint64), "acc2": np.zeros(n, np.uint64)}
-    acc = acc2 = cnt = pend = 0
-    for t in range(n):
-        if stim["rst"][t]:
-            acc = acc2 = cnt = pend = 0
-        elif stim["load"][t]:
-            acc, acc2, cnt, pend = int(stim["init"][t]), 0, 0, 1
-        elif stim["flush"][t]:
-            if pend:
-                acc2, acc, cnt, pend = _step(s2, acc2, acc, 1), 0, 0, 0
-        elif stim["en"][t]:
-            a = [int(stim[ka][t]) for ka, _ in lanes]
-            b = [int(stim[kb][t]) for _, kb in lanes]
-            if cnt == G:  # promotion due: acc into acc2, the group starts from +0
-                acc2, acc, cnt = _step(s2, acc2, acc, 1), _mta_group(spec, 0, a, b), 1
-            else:
-                acc, cnt = _mta_group(spec, acc, a, b), cnt + 1
-            pend = 1
-        out["acc"][t], out["acc2"][t] = acc, acc2
-    return out
+
+    def step(acc, t):
+        return _mta_group(spec, acc, [int(stim[ka][t]) for ka, _ in lanes], [int(stim[kb][t]) for _, kb in lanes])
+
+    return _promoted(spec, stim, spec.order.p // spec.order.n, step)
 
 
 def expected_outputs(spec, stim: dict) -> dict:
