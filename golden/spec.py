@@ -39,7 +39,8 @@ from psum._util import check_int
 from .formats import NAMED, FixedFormat, FloatFormat, Format, IntFormat, parse_format
 from .rounding import Rounding, parse_rounding
 
-__all__ = ["MacSpec", "Order", "add_spec", "ORDER_KINDS", "DEFAULT_OPERANDS", "default_operand", "SPEC_HELP", "SPEC_EXAMPLES"]
+__all__ = ["MacSpec", "Order", "add_spec", "ORDER_KINDS", "DEFAULT_OPERANDS", "default_operand", "SPEC_HELP", "SPEC_EXAMPLES",
+           "key_value_items"]
 
 SPEC_EXAMPLES = (
     "a=fp16,b=fp16,acc=fp16,round=rne",
@@ -399,16 +400,7 @@ class MacSpec:
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"empty MAC spec; {SPEC_HELP}")
         kwargs: dict = {}
-        for item in text.split(","):
-            item = item.strip()
-            if not item:
-                continue
-            key, eq, value = item.partition("=")
-            key, value = key.strip().lower(), value.strip()
-            if not eq or not value:
-                raise ValueError(f"MAC spec item {item!r} is not key=value; {SPEC_HELP}")
-            if key not in _KEYS:
-                raise ValueError(f"unknown MAC spec key {key!r}; keys are {', '.join(_KEYS)}")
+        for key, value in key_value_items(text, what="MAC spec", keys=_KEYS, form="key=value", help_text=SPEC_HELP):
             if key in kwargs or (key == "round" and "rounding" in kwargs) or (key == "srbits" and "sr_bits" in kwargs):
                 raise ValueError(f"MAC spec key {key!r} given twice")
             if key == "fused":
@@ -427,6 +419,32 @@ class MacSpec:
         if missing:
             raise ValueError(f"MAC spec needs {', '.join(k + '=FMT' for k in missing)}; {SPEC_HELP}")
         return MacSpec(**kwargs)
+
+
+def key_value_items(text: str, *, what: str, keys, form: str, help_text: str) -> list[tuple[str, str]]:
+    """The ``(key, value)`` pairs of ``key=value,...`` text (keys lower-cased, both stripped; empty
+    items skipped): the one reader of psum's comma-separated texts (:meth:`MacSpec.parse`,
+    :meth:`psum.hw.impl.MacImpl.parse`). Repeated keys are the caller's to judge (aliases).
+
+    Raises
+    ------
+    ValueError
+        ``"<what> item '<item>' is not <form>; <help_text>"`` or
+        ``"unknown <what> key '<key>'; keys are ..."``.
+    """
+    items = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, eq, value = item.partition("=")
+        key, value = key.strip().lower(), value.strip()
+        if not eq or not value:
+            raise ValueError(f"{what} item {item!r} is not {form}; {help_text}")
+        if key not in keys:
+            raise ValueError(f"unknown {what} key {key!r}; keys are {', '.join(keys)}")
+        items.append((key, value))
+    return items
 
 
 # The operand b = 1 of an "add" step: acc := round(acc + x*1), exact product (2-bit signed: 1 fits).

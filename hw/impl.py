@@ -24,6 +24,7 @@ import dataclasses
 import re
 
 from psum._util import check_int
+from psum.golden.spec import key_value_items
 
 __all__ = ["MacImpl", "module_name", "IMPL_HELP", "MAX_PIPELINE"]
 
@@ -138,19 +139,10 @@ class MacImpl:
         if not isinstance(text, str):
             raise TypeError(f"impl must be a MacImpl or KEY=VALUE text, not {text!r}")
         kwargs = {}
-        for item in text.split(","):
-            item = item.strip()
-            if not item:
-                continue
-            key, eq, value = item.partition("=")
-            key, value = key.strip().lower(), value.strip()
-            if not eq or not value:
-                raise ValueError(f"impl item {item!r} is not KEY=VALUE; {IMPL_HELP}")
-            if key not in _KEYS:
-                raise ValueError(f"unknown impl key {key!r}; keys are {', '.join(_KEYS)}")
+        for key, value in key_value_items(text, what="impl", keys=_KEYS, form="KEY=VALUE", help_text=IMPL_HELP):
             if key in kwargs:
                 raise ValueError(f"impl key {key!r} given twice")
-            if not re.fullmatch(r"\d+", value):
+            if not re.fullmatch(r"[0-9]+", value):  # ASCII digits only, as in the spec
                 raise ValueError(f"impl {key} must be a non-negative integer, not {value!r}")
             kwargs[key] = int(value)
         return MacImpl(**kwargs)
