@@ -81,3 +81,10 @@ def test_star_import_of_the_core_stays_numpy_only_and_subpackages_are_attributes
             "from psum.golden import emulate; import psum.golden.emulation.layers as L; "
             "assert emulate is L.emulate is psum.emulate")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_impl_text_takes_ascii_digits_only():
+    from psum.hw.impl import MacImpl
+
+    with pytest.raises(ValueError, match="^impl pipeline must be a non-negative integer, not '\u0661'$"):
+        MacImpl.parse("pipeline=\u0661")
