@@ -46,6 +46,8 @@ __all__ = [
     "SPECIALS",
     "parse_format",
     "FORMAT_HELP",
+    "DTYPE_ALIASES",
+    "E4M3_NOTE",
 ]
 
 SPECIALS = ("ieee", "fn", "fnuz", "fin")
@@ -611,6 +613,32 @@ NAMED: dict[str, Format] = {
 }
 _NAME_OF = {fmt: name for name, fmt in NAMED.items()}
 
+# The dtype names of ml_dtypes, numpy and torch (``torch.`` prefix dropped before the lookup), each
+# the psum text of the same format. Why a table and not a rule: the suffixes mean different
+# things across projects (ml_dtypes' ``float6_e3m2fn`` has neither inf nor NaN, which psum calls
+# ``fin``; its ``float8_e4m3`` is the IEEE-like e4m3, max 240, not OCP's fp8_e4m3, max 448).
+# Each entry's range is checked against ml_dtypes.finfo in tests/test_cli_consistency.py.
+DTYPE_ALIASES: dict[str, str] = {
+    "float64": "fp64", "double": "fp64",
+    "float32": "fp32", "float": "fp32",
+    "float16": "fp16", "half": "fp16",
+    "bfloat16": "bf16",
+    "float8_e4m3fn": "fp8_e4m3",
+    "float8_e4m3fnuz": "fp8_e4m3fnuz",
+    "float8_e5m2": "fp8_e5m2",
+    "float8_e5m2fnuz": "fp8_e5m2fnuz",
+    "float8_e4m3": "e4m3",
+    "float8_e3m4": "e3m4",
+    "float8_e4m3b11fnuz": "e4m3fnuz_b11",
+    "float6_e3m2fn": "fp6_e3m2",
+    "float6_e2m3fn": "fp6_e2m3",
+    "float4_e2m1fn": "fp4_e2m1",
+}  # int8, uint4, ... are psum's own spellings already
+
+# Where a user meets e4m3 (``psum formats``, format errors, docs): the two 8-bit e4m3 formats differ.
+E4M3_NOTE = ("e4m3 is IEEE-like (inf and NaN, max 240, ml_dtypes float8_e4m3); fp8_e4m3 = e4m3fn is OCP FP8 "
+             "(no inf, max 448, ml_dtypes/torch float8_e4m3fn)")
+
 # [0-9], not \d: \d also matches other scripts' digits ("e٥m2"), which int() would accept silently.
 _FLOAT_RE = re.compile(r"e(-?[0-9]+)m(-?[0-9]+)(fnuz|fn|fin)?((?:_ftz|_bn?[0-9]+)*)")
 _INT_RE = re.compile(r"(u?)int(-?[0-9]+)")
@@ -623,7 +651,9 @@ def parse_format(text) -> Format:
     Accepts the names in :data:`NAMED`, ``e<E>m<M>`` (IEEE-like) with an optional policy suffix
     ``fn`` / ``fnuz`` / ``fin`` and modifiers ``_ftz`` (flush to zero) and ``_b<bias>``
     (``_bn<bias>`` for a negative bias), ``int<N>`` / ``uint<N>``, and fixed point ``q<I>.<F>``
-    (also its tag ``q<I>_<F>``). A format object is returned unchanged.
+    (also its tag ``q<I>_<F>``), and the dtype names of ml_dtypes, numpy and torch
+    (:data:`DTYPE_ALIASES`: ``float8_e4m3fn``, ``torch.float8_e4m3fn``, ``bfloat16``, ...). A
+    format object is returned unchanged.
 
     Raises
     ------
@@ -635,6 +665,9 @@ def parse_format(text) -> Format:
     if not isinstance(text, str):
         raise ValueError(f"format must be text such as 'fp16' or 'e5m10', not {text!r}")
     key = text.strip().lower()
+    if key.startswith(("torch.", "np.", "numpy.", "ml_dtypes.")):  # torch.float8_e4m3fn, np.float16
+        key = key.split(".", 1)[1]
+    key = DTYPE_ALIASES.get(key, key)
     if key in NAMED:
         return NAMED[key]
     m = _FLOAT_RE.fullmatch(key)
@@ -666,4 +699,5 @@ def parse_format(text) -> Format:
             return FixedFormat(int(m.group(1)), int(m.group(2)))
         except ValueError as exc:
             raise ValueError(f"format {text!r}: {exc}") from None
-    raise ValueError(f"unknown format {text!r}; use {FORMAT_HELP}")
+    hint = f"; note: {E4M3_NOTE}" if "e4m3" in key else ""
+    raise ValueError(f"unknown format {text!r}; use {FORMAT_HELP}{hint}")

