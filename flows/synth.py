@@ -350,12 +350,13 @@ def _worker(args):
 
 
 def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cache_dir=None,
-                    n_outputs: int = 64, seed: int = 0, streams_for=None, progress: bool = True,
+                    n_outputs: int = 64, seed: int = 0, streams_for=None, progress: bool | None = None,
                     impl=None) -> list:
     """:func:`synthesize` every spec, in parallel processes; results in the order of ``specs``.
 
     Cached results are read in this process; the rest run in ``jobs`` worker processes (default:
-    the CPU count), with a tqdm progress bar on stderr when ``progress``. Each result is cached as
+    the CPU count), with a progress bar on stderr under :func:`psum.progress.progress_enabled`'s policy
+    (``progress=None``: a terminal or ``PSUM_PROGRESS=1``; ``False`` never). Each result is cached as
     soon as it is done, so an interrupted sweep resumes where it stopped. ``streams_for(spec)``,
     if given, returns the power proxy's operand streams for a spec (called in this process).
     ``impl`` (a :class:`psum.hw.impl.MacImpl` or its text) applies to every spec.
@@ -393,10 +394,11 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
         todo.append(i)
     if not todo:
         return results
-    from tqdm import tqdm
+    from psum.progress import progress as _progress
 
-    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="synth", unit="unit",
-               disable=not progress, file=sys.stderr)
+    # psum's one progress policy (TTY or PSUM_PROGRESS; PSUM_PROGRESS=0 always wins)
+    bar = _progress(total=len(specs), initial=len(specs) - len(todo), desc="synth", unit="unit",
+                    enabled=progress)
     try:
         if jobs == 1 or len(todo) == 1:
             for i in todo:

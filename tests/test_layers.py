@@ -38,7 +38,7 @@ FOLDERS = {
 }
 
 # Importable from anywhere; they import nothing of psum but each other.
-LEAVES = {"psum.errors", "psum.progress", "psum.resultsfile", "psum.paths", "psum._util"}
+LEAVES = {"psum.errors", "psum.progress", "psum.resultsfile", "psum.paths", "psum._util", "psum.keys"}
 
 # layer -> the layers it may import (besides itself and the leaves)
 ALLOWED = {

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 
 from psum._util import format_table
-from psum.golden.formats import NAMED, FORMAT_HELP, FloatFormat, parse_format
+from psum.golden.formats import E4M3_NOTE, NAMED, FORMAT_HELP, FloatFormat, parse_format
 from psum.golden.mac import mac_step
 from psum.golden.rounding import ROUNDING_HELP
 from psum.golden.spec import SPEC_HELP, MacSpec
 
-__all__ = ["register", "format_rows", "quantize_rows"]
+__all__ = ["register", "format_rows", "quantize_rows", "parse_operand", "step_result"]
 
 
 def format_rows(names=None) -> list[dict]:
@@ -80,7 +81,10 @@ def _cmd_formats(args) -> int:
     if fixed:
         _print_table(fixed, ["name", "text", "width", "int_bits", "frac_bits", "min", "max", "resolution"])
     if not args.names:
-        print(f"\nAny other format: {FORMAT_HELP}.")
+        print(f"\nAny other format: {FORMAT_HELP}; ml_dtypes and torch dtype names (float8_e4m3fn, "
+              f"torch.bfloat16, ...) too.\nNote: {E4M3_NOTE}.")
+    elif any("e4m3" in r["text"] for r in floats):
+        print(f"\nNote: {E4M3_NOTE}.")
     return 0
 
 
@@ -95,21 +99,67 @@ def _cmd_quantize(args) -> int:
     return 0
 
 
-def _parse_code(text: str) -> int:
+_CODE_RE = re.compile(r"\+?(0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO][0-7_]+|[0-9][0-9_]*)")
+
+
+def parse_operand(text: str, fmt, what: str) -> int:
+    """A bit pattern of ``fmt`` from ``text``: a code (``0x3e00``, ``0b1011``, ``15872``: an
+    unsigned integer literal) or a value (``1.5``, ``-3``, ``-2e-3``, ``inf``, ``nan``: anything
+    else; for an integer format a code and a non-negative value are the same number).
+
+    A value must be exactly representable: the MAC step is the golden contract on bit patterns,
+    so rounding an input silently would hide a second rounding; the error names the nearest code.
+
+    Raises
+    ------
+    ValueError
+        Neither a code nor a number, a code wider than the format, or an inexact value.
+    """
+    text = text.strip()
+    if _CODE_RE.fullmatch(text):
+        code = int(text, 0)
+        if not 0 <= code < (1 << fmt.width):
+            raise ValueError(f"{what}={text} is not a {fmt.width}-bit code of {fmt} (0 .. {(1 << fmt.width) - 1:#x})")
+        return code
     try:
-        return int(text, 0)
+        value = float(text)
     except ValueError:
-        raise ValueError(f"bit pattern must be an integer such as 0x3c00 or 15360, not {text!r}") from None
+        raise ValueError(f"{what} must be a bit pattern such as 0x3c00 or a value such as 1.5, not {text!r}") from None
+    saturate = {} if isinstance(fmt, FloatFormat) else {"saturate": False}
+    code = int(np.asarray(fmt.encode(np.asarray([value]), "rne", **saturate))[0])
+    got = float(fmt.decode(np.asarray([code], dtype=np.uint64))[0])
+    if not (got == value or (np.isnan(got) and np.isnan(value))):
+        raise ValueError(f"{what}={text} is not exactly representable in {fmt} (nearest {got:.9g} = {code:#x})")
+    return code
+
+
+def step_result(spec_text: str, acc: str, a: str, b: str, rand=None) -> dict:
+    """One MAC step of :func:`psum.golden.mac.mac_step` on codes or values; what ``psum step`` prints.
+
+    Returns
+    -------
+    dict
+        ``spec``, and ``acc``, ``a``, ``b``, ``result`` each as ``{"code": "0x..", "value": float}``.
+    """
+    spec = MacSpec.parse(spec_text)
+    codes = {k: parse_operand(t, f, k) for k, t, f in (("acc", acc, spec.acc), ("a", a, spec.a), ("b", b, spec.b))}
+    r = None if rand is None else np.asarray([rand])
+    out = int(mac_step(spec, np.asarray([codes["acc"]]), np.asarray([codes["a"]]), np.asarray([codes["b"]]), r)[0])
+    dec = lambda fmt, c: float(fmt.decode(np.asarray([c], dtype=np.uint64))[0])  # noqa: E731
+    res = {"spec": str(spec)}
+    for k, fmt, c in (("acc", spec.acc, codes["acc"]), ("a", spec.a, codes["a"]), ("b", spec.b, codes["b"]),
+                      ("result", spec.acc, out)):
+        res[k] = {"code": f"{c:#x}", "value": dec(fmt, c)}
+    return res
 
 
 def _cmd_step(args) -> int:
-    spec = MacSpec.parse(args.spec)
-    acc, a, b = (_parse_code(t) for t in (args.acc, args.a, args.b))
-    rand = None if args.rand is None else np.asarray([args.rand])
-    out = int(mac_step(spec, np.asarray([acc]), np.asarray([a]), np.asarray([b]), rand)[0])
-    dec = lambda fmt, c: float(fmt.decode(np.asarray([c], dtype=np.uint64))[0])  # noqa: E731
-    print(f"{spec}\n  acc {acc:#x} ({dec(spec.acc, acc):.9g}) + a {a:#x} ({dec(spec.a, a):.9g}) "
-          f"* b {b:#x} ({dec(spec.b, b):.9g})\n  -> {out:#x} ({dec(spec.acc, out):.9g})")
+    res = step_result(args.spec, args.acc, args.a, args.b, args.rand)
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return 0
+    f = {k: f"{v['code']} ({v['value']:.9g})" for k, v in res.items() if k != "spec"}
+    print(f"{res['spec']}\n  acc {f['acc']} + a {f['a']} * b {f['b']}\n  -> {f['result']}")
     return 0
 
 
@@ -131,11 +181,14 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_quantize)
 
-    p = sub.add_parser("step", help="one MAC cycle on bit patterns (the golden contract)",
-                       description="Compute acc := round(acc + a*b) for one MAC cycle. " + SPEC_HELP)
+    p = sub.add_parser("step", help="one MAC cycle on bit patterns or values (the golden contract)",
+                       description="Compute acc := round(acc + a*b) for one MAC cycle. ACC, A and B are bit "
+                                   "patterns (integer literals: 0x3e00, 0b1011, 15872) or values (1.5, -2e-3, inf; "
+                                   "exactly representable in their format). " + SPEC_HELP)
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("acc", metavar="ACC")
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
     p.add_argument("--rand", type=int, help="random bits for round=sr")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_step)

@@ -33,6 +33,8 @@ def register(sub) -> None:
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", metavar="SPEC", help="MAC spec, e.g. a=int8,b=int8,acc=int32")
     p.add_argument("-o", "--output", metavar="FILE.v", help="output file (default: stdout)")
+    p.add_argument("--json", action="store_true",
+                   help="print {spec, impl, module, file or verilog} as JSON instead of the bare Verilog")
     add_impl_option(p)
     p.set_defaults(func=_cmd_verilog)
 
@@ -50,7 +52,8 @@ def register(sub) -> None:
                    help="every operand pair (operands of at most 8 bits) from several accumulator states")
     p.add_argument("--drive", action="store_true",
                    help="drive every cycle from the cocotb coroutine instead of the Verilog stimulus player (slower)")
-    p.add_argument("--waves", action="store_true", help="record a waveform in the build directory")
+    p.add_argument("--waves", action="store_true",
+                   help="record a waveform (FST) in the build directory and print its path")
     p.add_argument("--build-dir", metavar="DIR", help="build directory (default: psum's cache, $PSUM_CACHE_DIR/sim/<module>)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_impl_option(p)
@@ -72,9 +75,28 @@ def _cmd_verilog(args) -> int:
 
         atomic_write(args.output, text)
         print(f"wrote {args.output} (module {module_name(spec, impl)})", file=sys.stderr)
-    else:
+    if args.json:
+        out = {"spec": str(spec), "impl": str(impl), "module": module_name(spec, impl)}
+        out.update({"file": str(args.output)} if args.output else {"verilog": text})
+        print(json.dumps(out, indent=1))
+    elif not args.output:
         sys.stdout.write(text)
     return 0
+
+
+def _waves_file(args, module: str, since: float):
+    """The waveform the run just wrote: the newest ``*.fst``/``*.vcd`` under the build directory
+    (``--build-dir``, else psum's sim cache for this module), modified since ``since``."""
+    from pathlib import Path
+
+    from psum.paths import cache_dir
+
+    roots = [Path(args.build_dir)] if args.build_dir else [cache_dir("sim", module)]
+    if args.rtl and not args.build_dir:  # a user's RTL builds in rtl_<module>_<digest>
+        roots = list(cache_dir("sim").glob(f"rtl_{module}_*"))
+    found = [p for r in roots if r.is_dir() for ext in ("fst", "vcd") for p in r.rglob(f"*.{ext}")
+             if p.stat().st_mtime >= since - 1]
+    return max(found, key=lambda p: p.stat().st_mtime).resolve() if found else None
 
 
 def _cmd_sim(args) -> int:
@@ -84,7 +106,14 @@ def _cmd_sim(args) -> int:
     spec, impl = check(args.spec, args.impl)
     if args.top is not None and args.rtl is None:
         raise ValueError("--top names a module of --rtl FILE.v; give --rtl too")
+    import time
+
+    from psum.progress import stage
+
     streams = None if args.exhaustive else conv_streams_from_digits(spec, seed=args.seed)
+    stage(f"sim: building and simulating {spec} in Icarus ({'exhaustive' if args.exhaustive else args.cycles} "
+          f"cycles; a first build takes a few seconds)")
+    started = time.time()
     res = simulate(spec, cycles=args.cycles, seed=args.seed, streams=streams,
                    exhaustive=args.exhaustive, waves=args.waves, build_dir=args.build_dir,
                    mode="drive" if args.drive else "stream", impl=impl, rtl=args.rtl, top=args.top)
@@ -94,6 +123,9 @@ def _cmd_sim(args) -> int:
                "sim_s": round(res.sim_s, 3), "cpu_s": round(res.cpu_s, 3),
                "cycles_per_s": round(res.cycles_per_s), "cycles_per_cpu_s": round(res.cycles_per_cpu_s),
                "mode": res.mode}
+        if args.waves:
+            waves = _waves_file(args, res.module, started)
+            out["waves"] = str(waves) if waves else None
         print(json.dumps(out, indent=1))
     else:
         print(f"{res.module}: {res.cycles_checked} cycles checked, {res.mismatches} mismatches, "
@@ -106,4 +138,7 @@ def _cmd_sim(args) -> int:
             late = f" (inputs of cycle {fm['cycle'] - fm['latency']}, latency {fm['latency']})" if "latency" in fm else ""
             print(f"first mismatch at cycle {fm['cycle']}: {ins}{late} acc_before={fm['prev_acc']} "
                   f"expected={fm['expected']} got={fm['got']}{extra}")
+        if args.waves:
+            waves = _waves_file(args, res.module, started)
+            print(f"waveform: {waves}" if waves else "waveform: none written (see the build directory's sim.log)")
     return 0 if res.mismatches == 0 else 1

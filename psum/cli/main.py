@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="psum",
         description="Co-design low-precision MAC hardware and neural-network accuracy.",
     )
+    from psum import __version__
+
+    parser.add_argument("--version", action="version", version=f"psum {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(name).register(sub)

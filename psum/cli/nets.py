@@ -57,7 +57,9 @@ def _cmd_eval(args) -> int:
                         progress_enabled=True if args.progress else None, batch_size=args.batch_size,
                         data_options=_data_options(args), strict=args.strict)
     if args.json:
-        print(json.dumps(row, indent=1))
+        from psum.keys import unify_keys
+
+        print(json.dumps(unify_keys(row), indent=1))  # "accuracy", as every other psum output
     else:
         top5 = f", top-5 {row['top5']:.2f} %" if "top5" in row else ""
         print(f"{row['model']}/{row['dataset']} [{row['spec']}{'' if args.layer == 'all' else ' @' + args.layer}]: "

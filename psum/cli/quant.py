@@ -42,9 +42,15 @@ def _qat_kwargs(args) -> dict:
 
 def _cmd_qat(args) -> int:
     """``psum qat``: train and save; print the float and QAT accuracies."""
+    from psum.progress import stage
     from psum.quant.qat import ensure_qat
 
+    stage(f"qat: {args.model} on {args.dataset}: float checkpoint, batch-norm folding, calibration, "
+          f"{args.epochs} QAT epoch(s)")
     _, info, path = ensure_qat(args.model, args.dataset, path=args.qat, retrain=True, **_qat_kwargs(args))
+    if args.json:
+        print(json.dumps(dict(info, path=str(path)), indent=1, default=str))
+        return 0
     print(f"{info['model']} on {info['dataset']} (width {info['width']:g}, int{info['w_bits']} weights"
           f"{', pow2 scales' if args.pow2 else ''}): float top-1 {info['float_top1']:.2f} %, "
           f"QAT top-1 {info['qat_top1_before']:.2f} % after calibration -> {info['qat_top1']:.2f} % "
@@ -60,6 +66,10 @@ def _cmd_fake2true(args) -> int:
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     if not formats:
         raise ValueError(f"--formats must list float formats such as {DEFAULT_FORMATS}, not {args.formats!r}")
+    from psum.progress import stage
+
+    stage(f"fake2true: {args.model} on {args.dataset}, formats {','.join(formats)} (QAT checkpoint first, "
+          f"trained when missing)")
     results, paths = run_stored(args.model, args.dataset, formats, remedy_sets=args.remedy or ["none"],
                                 acc=args.acc, overflow=args.overflow, ties=args.ties, fused=args.fused,
                                 rescale=args.rescale, limit=args.limit, isolated=not args.no_isolated,
@@ -84,6 +94,7 @@ def register(sub) -> None:
                                    "activations with learned clipping (PACT), batch norm folded; writes a QAT "
                                    "checkpoint used by psum fake2true.")
     _add_model_args(p)
+    p.add_argument("--json", action="store_true", help="print the accuracies and the checkpoint path as JSON")
     p.set_defaults(func=_cmd_qat)
 
     p = sub.add_parser("fake2true", help="fake-quantised graph in float formats vs the true integer program",

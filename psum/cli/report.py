@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from psum._util import format_table
 
 __all__ = ["register"]
@@ -20,11 +22,19 @@ def _cmd_report(args) -> int:
     data = build_report(cfg, out_dir=args.out, force_synth=args.force,
                         data_options=dict(trust=args.trust_checkpoint, image_size=args.image_size,
                                           normalize=args.normalize))
+    if args.json:
+        print(json.dumps({k: data[k] for k in ("baseline_accuracy", "n_images", "headline", "ratios", "conclusion",
+                                               "minima", "out_dir") if k in data}, indent=1, default=str))
+        return 0
     print(f"baseline top-1 {data['baseline_accuracy']:.2f}%  (tolerance {args.tol:g} pt)")
-    rows = [{"design": r["design"], "accumulator": r["acc"], "bits": f"{r['bits']:.3g}",
-             "top-1 %": "" if r["accuracy"] is None else f"{r['accuracy']:.2f}", "GE": f"{r['ge']:.4g}",
-             "fJ/MAC": f"{r['energy_fj']:.3g}", "delay ns": f"{r['delay_ns']:.3g}"} for r in data["headline"]]
+    rows = [{"design": r["design"], "accumulator": r["acc"], "bits": f"{r['bits']:d}",
+             "top-1 %": "" if r["accuracy"] is None else f"{r['accuracy']:.2f}", "GE": f"{r['ge']:,.0f}",
+             "fJ/MAC": f"{r['energy_per_mac_fj']:.1f}", "delay ns": f"{r['delay_ns']:.2f}"} for r in data["headline"]]
     print(format_table(rows, ["design", "accumulator", "bits", "top-1 %", "GE", "fJ/MAC", "delay ns"]))
+    if data.get("conclusion"):
+        print(data["conclusion"])
+    if data.get("out_dir"):
+        print(f"report: {data['out_dir']}/index.html")
     return 0
 
 
@@ -58,4 +68,6 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="a smaller study for a first look")
     p.add_argument("--force", action="store_true", help="recompute synthesis instead of using the cache")
     p.add_argument("--out", help="output folder (default ./<model>-<dataset>)")
+    p.add_argument("--json", action="store_true",
+                   help="print the headline, ratios, conclusion and minima as JSON (the whole data: data.json)")
     p.set_defaults(func=_cmd_report)
