@@ -1,7 +1,13 @@
 """A tiny document model written out twice: ``report.md`` and a self-contained ``index.html``.
 
-Blocks are headings, paragraphs, links (to files beside the report, relative), tables (lists of
-dicts) and figures (PNG files next to the report). The HTML embeds the PNGs as base64 so the page reads offline as one file.
+Blocks are headings (each with an anchor), a table of contents linking every heading that
+exists, paragraphs, notes (a highlighted banner such as "reduced run"), links (to files beside the
+report, relative), tables (lists of dicts) and figures (PNG files next to the report).
+
+Tables follow the usual typesetting rule for numbers (Chicago Manual of Style, 3.77; Butterick,
+*Practical Typography*, "tables"): one number format per column, so digits line up, numbers
+right-aligned and text left-aligned; :func:`column_format` picks the format from the column's
+values. The HTML embeds the PNGs as base64 so the page reads offline as one file.
 
 Every string is treated as untrusted text (model, layer, spec and dataset names come from files and
 users' models): in HTML everything is escaped; in Markdown a table cell cannot break its table (a
@@ -19,7 +25,7 @@ from pathlib import Path
 
 from psum._util import atomic_write
 
-__all__ = ["Document", "format_cell", "md_text", "md_cell", "safe_href"]
+__all__ = ["Document", "format_cell", "column_format", "slug", "md_text", "md_cell", "safe_href"]
 
 
 def md_text(text) -> str:
@@ -62,6 +68,49 @@ def format_cell(v) -> str:
     return str(v)
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def column_format(values) -> tuple[str, bool]:
+    """One format for a table column and whether it is numeric (right-aligned).
+
+    Integers: thousands separators (``1,006``). Floats: as many decimals as the column's largest
+    magnitude allows at about four significant digits (``>= 1000``: 0, ``>= 100``: 1, ``>= 1``: 2,
+    else 3), the same for every cell, so ``920.7`` and ``1,006`` become ``921`` and ``1,006``.
+    Text columns (any non-number that is not ``None``) are left as text.
+
+    Returns
+    -------
+    (str, bool)
+        A :meth:`str.format` spec (``"{:,.2f}"``; ``"{}"`` for text) and ``True`` for numbers.
+    """
+    nums = [v for v in values if v is not None and not (isinstance(v, float) and v != v)]
+    if not nums or not all(_is_number(v) for v in nums):
+        return "{}", False
+    if all(isinstance(v, int) for v in nums):
+        return "{:,d}", True
+    top = max(abs(float(v)) for v in nums)
+    decimals = 0 if top >= 1000 else 1 if top >= 100 else 2 if top >= 1 else 3
+    return "{:,.%df}" % decimals, True
+
+
+def _cell(v, fmt: str) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    if fmt == "{}" or not _is_number(v):
+        return format_cell(v)
+    return fmt.format(int(v) if fmt == "{:,d}" else float(v))
+
+
+def slug(text: str) -> str:
+    """The anchor of a heading as GitHub writes it for Markdown (lower case, punctuation dropped,
+    spaces as ``-``), so the same ``#anchor`` works in ``report.md`` and ``index.html``."""
+    import re
+
+    return re.sub(r"\s", "-", re.sub(r"[^\w\- ]", "", str(text).strip().lower()))
+
+
 class Document:
     """Ordered report blocks; :meth:`write` renders Markdown and HTML atomically."""
 
@@ -75,14 +124,29 @@ class Document:
     def para(self, text: str):
         self.blocks.append(("p", text))
 
+    def note(self, text: str):
+        """A highlighted paragraph (a banner such as "reduced run")."""
+        self.blocks.append(("n", text))
+
+    def toc(self, level: int = 2):
+        """Links to every heading of ``level`` in the finished document (placed here)."""
+        self.blocks.append(("toc", level))
+
     def link(self, text: str, href: str, *, before: str = "", after: str = ""):
         """A paragraph ``before`` + a link to ``href`` (relative to the report) + ``after``."""
         self.blocks.append(("a", before, text, href, after))
 
-    def table(self, rows: list[dict], columns: list[str] | None = None, headers: list[str] | None = None):
+    def table(self, rows: list[dict], columns: list[str] | None = None, headers: list[str] | None = None,
+              formats: dict | None = None):
+        """A table of ``rows``; ``formats`` maps a column to a :meth:`str.format` spec (else
+        :func:`column_format` picks one per column)."""
         if rows:
             columns = columns or list(rows[0])
-            self.blocks.append(("t", rows, columns, headers or columns))
+            fmts = []
+            for c in columns:
+                auto, numeric = column_format([r.get(c) for r in rows])
+                fmts.append(((formats or {}).get(c, auto), numeric))
+            self.blocks.append(("t", rows, columns, headers or columns, fmts))
 
     def figure(self, png_name: str, caption: str):
         self.blocks.append(("f", png_name, caption))
@@ -95,14 +159,19 @@ class Document:
                 out += ["#" * b[1] + " " + md_text(b[2]), ""]
             elif b[0] == "p":
                 out += [_md_para(b[1]), ""]
+            elif b[0] == "n":
+                out += ["> **" + _md_para(b[1]) + "**", ""]
+            elif b[0] == "toc":
+                out += [" · ".join(f"[{_md_label(h)}](#{safe_href(slug(h))})" for h in self._headings(b[1])), ""]
             elif b[0] == "a":
                 _, before, text, href, after = b
                 out += [f"{_md_para(before)}[{_md_label(text)}]({safe_href(href)}){_md_para(after)}", ""]
             elif b[0] == "t":
-                _, rows, cols, heads = b
+                _, rows, cols, heads, fmts = b
                 out.append("| " + " | ".join(md_cell(h) for h in heads) + " |")
-                out.append("|" + "|".join("---" for _ in cols) + "|")
-                out += ["| " + " | ".join(md_cell(format_cell(r.get(c))) for c in cols) + " |" for r in rows]
+                out.append("|" + "|".join("---:" if num else ":---" for _, num in fmts) + "|")
+                out += ["| " + " | ".join(md_cell(_cell(r.get(c), f)) for c, (f, _) in zip(cols, fmts)) + " |"
+                        for r in rows]
                 out.append("")
             elif b[0] == "f":
                 out += [f"![{_md_label(b[2])}]({safe_href(b[1])})", "", f"*{md_text(b[2])}*", ""]
@@ -113,17 +182,23 @@ class Document:
         body = []
         for b in self.blocks:
             if b[0] == "h":
-                body.append(f"<h{b[1]}>{esc(b[2])}</h{b[1]}>")
+                body.append(f'<h{b[1]} id="{esc(slug(b[2]))}">{esc(b[2])}</h{b[1]}>')
             elif b[0] == "p":
                 body.append(f"<p>{_inline(b[1])}</p>")
+            elif b[0] == "n":
+                body.append(f'<p class="note">{_inline(b[1])}</p>')
+            elif b[0] == "toc":
+                links = " · ".join(f'<a href="#{safe_href(slug(h))}">{esc(h)}</a>' for h in self._headings(b[1]))
+                body.append(f'<nav class="toc">{links}</nav>')
             elif b[0] == "a":
                 _, before, text, href, after = b
                 body.append(f'<p>{_inline(before)}<a href="{safe_href(href)}">{esc(text)}</a>{_inline(after)}</p>')
             elif b[0] == "t":
-                _, rows, cols, heads = b
-                th = "".join(f"<th>{esc(h)}</th>" for h in heads)
-                trs = "".join("<tr>" + "".join(f"<td>{esc(format_cell(r.get(c)))}</td>" for c in cols) + "</tr>"
-                              for r in rows)
+                _, rows, cols, heads, fmts = b
+                cls = [' class="num"' if num else "" for _, num in fmts]
+                th = "".join(f"<th{k}>{esc(h)}</th>" for h, k in zip(heads, cls))
+                trs = "".join("<tr>" + "".join(f"<td{k}>{esc(_cell(r.get(c), f))}</td>"
+                                               for c, (f, _), k in zip(cols, fmts, cls)) + "</tr>" for r in rows)
                 body.append(f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>")
             elif b[0] == "f":
                 data = base64.b64encode((base / b[1]).read_bytes()).decode()
@@ -131,10 +206,16 @@ class Document:
                             f"<figcaption>{esc(b[2])}</figcaption></figure>")
         style = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;"
                  "color:#222}table{border-collapse:collapse;margin:1em 0;font-size:13px}"
-                 "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}"
+                 "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f3f3f3}"
+                 ".num{text-align:right;font-variant-numeric:tabular-nums}"
+                 ".note{background:#fff4d6;border-left:4px solid #e69f00;padding:.5em .8em}"
+                 ".toc{font-size:14px;margin:1em 0;line-height:1.8}"
                  "img{max-width:100%}figcaption{font-size:12px;color:#555}code{background:#f4f4f4}")
         return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(self.title)}</title>"
                 f"<style>{style}</style></head><body><h1>{esc(self.title)}</h1>{''.join(body)}</body></html>\n")
+
+    def _headings(self, level: int) -> list[str]:
+        return [b[2] for b in self.blocks if b[0] == "h" and b[1] == level]
 
     def write(self, out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -298,6 +298,10 @@ def build_report(config: ReportConfig | None = None, *, model=None, dataset=None
 
     # -- 6. write ------------------------------------------------------------------------------
     data = _data(cfg, meta, sweep, minima, hardware, stats, timings)
+    data["ratios"] = _ratios(data["headline"])
+    data["conclusion"] = _conclusion(data["headline"], data["ratios"], sweep.baseline, cfg.tol)
+    data["reduced"] = reduced_run(cfg)
+    data["out_dir"] = str(out)
     _write_json(out / "data.json", data)
     _write_csv(out / "sweep.csv", data["sweep"])
     _write_csv(out / "hardware.csv", data["hardware"])
@@ -400,7 +404,7 @@ def _hardware(cfg: ReportConfig, net, sweep: SweepStage, minima: MinimaStage, ou
                                                      streams_for=streams_for)}
     for r in hw_rows:
         s = synth[r["spec"]]
-        r.update(ge=s.ge, energy_fj=s.energy_per_mac_fj, delay_ns=s.delay_ns, depth=s.depth, ffs=s.ffs,
+        r.update(ge=s.ge, energy_per_mac_fj=s.energy_per_mac_fj, delay_ns=s.delay_ns, depth=s.depth, ffs=s.ffs,
                  idle_fraction=s.idle_fraction,
                  sim_cycles=sims.get(spec=r["spec"], cycles=cfg.sim_cycles, seed=0, layer=streams_for.layer)["checked"])
     timings["synth_s"] = time.time() - t
@@ -481,23 +485,60 @@ def _layer_streams(cfg: ReportConfig, net, layer_min: list[dict], test):
 
 
 def _headline(hw_rows: list[dict], minima: list[dict], baseline: float, tol: float) -> list[dict]:
-    """Cheapest (by area) float and integer accumulators within tolerance, and their ratio."""
+    """Cheapest (by area) float and integer accumulators within tolerance (ratios: :func:`_ratios`)."""
     ok = [r for r in hw_rows if r["accuracy"] >= baseline - tol and r.get("ge")]
     best = {}
     for fam in ("float", "int-wrap", "int-sat"):
         cands = [r for r in ok if r["family"] == fam]
         if cands:
             best[fam] = min(cands, key=lambda r: r["ge"])
-    rows = [dict(design=fam, acc=r["acc"], bits=r["acc_bits"], accuracy=r["accuracy"], ge=r["ge"],
-                 energy_fj=r["energy_fj"], delay_ns=r["delay_ns"], spec=r["spec"]) for fam, r in best.items()]
-    ints = [r for r in rows if r["design"].startswith("int")]
-    flt = next((r for r in rows if r["design"] == "float"), None)
-    if flt and ints:
-        i = min(ints, key=lambda r: r["ge"])
-        rows.append(dict(design=f"float / {i['design']}", acc="", bits=flt["bits"] / i["bits"], accuracy=None,
-                         ge=flt["ge"] / i["ge"], energy_fj=flt["energy_fj"] / i["energy_fj"],
-                         delay_ns=flt["delay_ns"] / i["delay_ns"], spec="ratio"))
-    return rows
+    return [dict(design=fam, acc=r["acc"], bits=r["acc_bits"], accuracy=r["accuracy"], ge=r["ge"],
+                 energy_per_mac_fj=r["energy_per_mac_fj"], delay_ns=r["delay_ns"], spec=r["spec"])
+            for fam, r in best.items()]
+
+
+# quantity, headline key, unit of the quantity (the ratio itself is unit-less: "x")
+_RATIO_QUANTITIES = (("accumulator width", "bits", "bits"), ("area", "ge", "GE"),
+                     ("energy per MAC", "energy_per_mac_fj", "fJ"), ("delay", "delay_ns", "ns"))
+
+
+def _ratios(headline: list[dict]) -> list[dict]:
+    """Float against the cheapest integer design of the headline, one row per quantity:
+    ``quantity``, ``float``, ``integer``, ``unit``, ``ratio`` (float / integer, times) and
+    ``compared`` (``"float / int-sat"``). Empty without both a float and an integer design."""
+    flt = next((r for r in headline if r["design"] == "float"), None)
+    ints = [r for r in headline if r["design"].startswith("int")]
+    if flt is None or not ints:
+        return []
+    i = min(ints, key=lambda r: r["ge"])
+    return [dict(quantity=q, unit=unit, float=flt[k], integer=i[k], ratio=flt[k] / i[k],
+                 compared=f"float {flt['acc']} / {i['design']} {i['acc']}")
+            for q, k, unit in _RATIO_QUANTITIES if i[k]]
+
+
+def _conclusion(headline: list[dict], ratios: list[dict], baseline: float, tol: float) -> str:
+    """The report's answer in one sentence, generated from its own numbers."""
+    within = f"within {tol:g} point(s) of the float32 baseline ({baseline:.2f} % top-1)"
+    if not headline:
+        return f"No synthesised accumulator stays {within}; widen the sweep (more bits) or raise the tolerance."
+    if not ratios:
+        r = headline[0]
+        return (f"Only {r['design']} accumulators stay {within}: the cheapest is {r['acc']} ({r['bits']} bits, "
+                f"{r['ge']:,.0f} GE, {r['delay_ns']:.2f} ns).")
+    q = {r["quantity"]: r for r in ratios}
+    flt = next(r for r in headline if r["design"] == "float")
+    ints = min((r for r in headline if r["design"].startswith("int")), key=lambda r: r["ge"])
+
+    def rel(name):
+        x = q[name]["ratio"]
+        return f"{x:.2f}x the {name}" if name in q else ""
+
+    parts = [rel(n) for n in ("area", "energy per MAC", "delay") if n in q]
+    cheaper = "cheaper" if q["area"]["ratio"] < 1 else "more expensive"
+    return (f"Within {tol:g} point(s) of the float32 baseline ({baseline:.2f} % top-1), the cheapest float "
+            f"accumulator, {flt['acc']} ({flt['bits']} bits), is {cheaper} in area than the cheapest integer one, "
+            f"{ints['acc']} {ints['design'][4:]} ({ints['bits']} bits): it needs {', '.join(parts[:-1])} and "
+            f"{parts[-1]}.")
 
 
 def _exponent_histograms(cfg: ReportConfig, net, layer_min: list[dict], minima: list[dict], test):
