@@ -124,6 +124,10 @@ class Document:
     def para(self, text: str):
         self.blocks.append(("p", text))
 
+    def lead(self, label: str, text: str):
+        """A paragraph opened by a bold ``label`` (the report's one-sentence conclusion)."""
+        self.blocks.append(("l", label, text))
+
     def note(self, text: str):
         """A highlighted paragraph (a banner such as "reduced run")."""
         self.blocks.append(("n", text))
@@ -161,6 +165,8 @@ class Document:
                 out += [_md_para(b[1]), ""]
             elif b[0] == "n":
                 out += ["> **" + _md_para(b[1]) + "**", ""]
+            elif b[0] == "l":
+                out += [f"**{md_text(b[1])}** {_md_para(b[2])}", ""]
             elif b[0] == "toc":
                 out += [" · ".join(f"[{_md_label(h)}](#{safe_href(slug(h))})" for h in self._headings(b[1])), ""]
             elif b[0] == "a":
@@ -187,6 +193,8 @@ class Document:
                 body.append(f"<p>{_inline(b[1])}</p>")
             elif b[0] == "n":
                 body.append(f'<p class="note">{_inline(b[1])}</p>')
+            elif b[0] == "l":
+                body.append(f'<p class="lead"><strong>{esc(b[1])}</strong> {_inline(b[2])}</p>')
             elif b[0] == "toc":
                 links = " · ".join(f'<a href="#{safe_href(slug(h))}">{esc(h)}</a>' for h in self._headings(b[1]))
                 body.append(f'<nav class="toc">{links}</nav>')
@@ -209,7 +217,7 @@ class Document:
                  "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f3f3f3}"
                  ".num{text-align:right;font-variant-numeric:tabular-nums}"
                  ".note{background:#fff4d6;border-left:4px solid #e69f00;padding:.5em .8em}"
-                 ".toc{font-size:14px;margin:1em 0;line-height:1.8}"
+                 ".toc{font-size:14px;margin:1em 0;line-height:1.8}.lead{font-size:17px}"
                  "img{max-width:100%}figcaption{font-size:12px;color:#555}code{background:#f4f4f4}")
         return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(self.title)}</title>"
                 f"<style>{style}</style></head><body><h1>{esc(self.title)}</h1>{''.join(body)}</body></html>\n")

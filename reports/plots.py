@@ -239,12 +239,9 @@ def plot_cost_vs_accuracy(rows: list[dict], cost_key: str, cost_label: str, out_
 def plot_delay_vs_bits(rows: list[dict], out_dir: Path, title: str, stem: str = "delay_vs_bits",
                        formats=FIGURE_FORMATS):
     """Critical-path delay (ns, left axis) and the clock it allows (MHz = 1000 / delay, right
-    axis) against accumulator width, per family, for every synthesised unit."""
+    axis) against accumulator width, per family (float: per exponent width), for every synthesised unit."""
     fig, ax = plt.subplots(figsize=(8, 4.2))
-    for fam, style in FAMILY_STYLE.items():
-        rs = sorted((r for r in rows if r["family"] == fam and r.get("delay_ns")), key=lambda r: r["acc_bits"])
-        if rs:
-            ax.plot([r["acc_bits"] for r in rs], [r["delay_ns"] for r in rs], label=fam, lw=1.4, ms=5, **style)
+    _curves(ax, [dict(r, accuracy=r["delay_ns"]) for r in rows if r.get("delay_ns")])  # a curve per family/exponent
     _label_points(ax, [r["acc_bits"] for r in rows if r.get("delay_ns")],
                   [r["delay_ns"] for r in rows if r.get("delay_ns")], [r["acc"] for r in rows if r.get("delay_ns")])
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -320,8 +317,9 @@ def plot_fake2true(results: list[dict], out_dir: Path, stem: str = "fake2true_to
     """Top-1 of the fake-quantised graph per float format beside the true integer program's, one
     panel per model, formats side by side and one bar per remedy setting.
 
-    A linear 0-100 % axis, every bar labelled with its value, so a 0 % result is a visible "0.0"
-    and a setting that was not run is an explicit "not run", never an empty slot.
+    A linear 0-100 % axis; every bar that departs from its integer program by more than half a
+    point carries its value (a 0 % result is a visible "0.0"), and a setting that was not run is
+    an explicit "not run", never an empty slot.
 
     Parameters
     ----------
@@ -341,12 +339,15 @@ def plot_fake2true(results: list[dict], out_dir: Path, stem: str = "fake2true_to
             vals = [r["formats"][f]["top1_fake"] if f in r["formats"] else 0.0 for f in fmts]
             bars = ax.bar(xs, vals, width, label=f"fake graph, remedies: {name}",
                           color=OKABE_ITO[(k + 5) % len(OKABE_ITO)], edgecolor="white")
-            ax.bar_label(bars, labels=[f"{v:.1f}" if f in r["formats"] else "not run" for f, v in zip(fmts, vals)],
-                         fontsize=6, padding=1)
-        ints = {r.get("int_top1") for r in rs if r.get("int_top1") is not None}
-        for j, v in enumerate(sorted(ints)):
-            ax.axhline(v, color="k", lw=1, ls="--", label="true integer program" if j == 0 else None)
-            ax.text(len(fmts) - 0.5, v, f" int {v:.1f} %", fontsize=7, va="bottom", ha="right")
+            # a value on every bar that departs from its integer program (the rest sit on the dashed
+            # line, and 99 labels in a row would hide the ones that matter); "not run" on empty slots
+            ref = r.get("int_top1")
+            ax.bar_label(bars, labels=["not run" if f not in r["formats"] else
+                                       f"{v:.1f}" if ref is None or abs(v - ref) > 0.5 else ""
+                                       for f, v in zip(fmts, vals)], fontsize=7, padding=1)
+        ints = sorted({round(r["int_top1"], 2) for r in rs if r.get("int_top1") is not None})
+        for j, v in enumerate(ints):
+            ax.axhline(v, color="k", lw=1, ls=(0, (4, 2 + 2 * j)), label=f"true integer program {v:.2f} %")
         ax.set_xticks(range(len(fmts)), fmts)
         ax.set_ylim(0, 108)
         ax.set_ylabel("top-1 (%)")

@@ -36,8 +36,8 @@ from psum.golden.spec import DEFAULT_OPERANDS
 from .document import Document
 from . import plots
 
-__all__ = ["ReportConfig", "build_report", "default_out_dir", "fake2true_section", "SweepStage", "MinimaStage",
-           "HardwareStage", "StatsStage"]
+__all__ = ["ReportConfig", "build_report", "default_out_dir", "fake2true_section", "reduced_run", "OPTIONAL_SECTIONS",
+           "SweepStage", "MinimaStage", "HardwareStage", "StatsStage"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -529,16 +529,12 @@ def _conclusion(headline: list[dict], ratios: list[dict], baseline: float, tol: 
     flt = next(r for r in headline if r["design"] == "float")
     ints = min((r for r in headline if r["design"].startswith("int")), key=lambda r: r["ge"])
 
-    def rel(name):
-        x = q[name]["ratio"]
-        return f"{x:.2f}x the {name}" if name in q else ""
-
-    parts = [rel(n) for n in ("area", "energy per MAC", "delay") if n in q]
-    cheaper = "cheaper" if q["area"]["ratio"] < 1 else "more expensive"
+    parts = [f"{q[n]['ratio']:.2f}x the {n}" for n in ("area", "energy per MAC", "delay") if n in q]
+    needs = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+    cheaper = "smaller" if q["area"]["ratio"] < 1 else "larger"
     return (f"Within {tol:g} point(s) of the float32 baseline ({baseline:.2f} % top-1), the cheapest float "
-            f"accumulator, {flt['acc']} ({flt['bits']} bits), is {cheaper} in area than the cheapest integer one, "
-            f"{ints['acc']} {ints['design'][4:]} ({ints['bits']} bits): it needs {', '.join(parts[:-1])} and "
-            f"{parts[-1]}.")
+            f"accumulator, {flt['acc']} ({flt['bits']} bits), is {cheaper} than the cheapest integer one, "
+            f"{ints['acc']} {ints['design'][4:]} ({ints['bits']} bits): it needs {needs} of the integer unit.")
 
 
 def _exponent_histograms(cfg: ReportConfig, net, layer_min: list[dict], minima: list[dict], test):
@@ -576,63 +572,142 @@ def _exponent_histograms(cfg: ReportConfig, net, layer_min: list[dict], minima: 
     return worst, hists
 
 
+def reduced_run(cfg: ReportConfig) -> str | None:
+    """What a reduced study (``--quick``, ``--limit``, a narrower sweep) left out, as one sentence
+    for the report's banner; ``None`` for the full study."""
+    full = ReportConfig(model=cfg.model, dataset=cfg.dataset)
+    cut = []
+    if cfg.limit is not None:
+        cut.append(f"accuracy on the first {cfg.limit} test images only")
+    if (cfg.float_exps, cfg.max_man, cfg.int_widths) != (full.float_exps, full.max_man, full.int_widths):
+        cut.append(f"{len(cfg.float_exps) * cfg.max_man} float and {2 * len(cfg.int_widths)} integer accumulators "
+                   f"swept (full study: {len(full.float_exps) * full.max_man} and {2 * len(full.int_widths)})")
+    if not cfg.per_layer and full.per_layer:
+        cut.append("no per-layer search")
+    if not cut:
+        return None
+    return ("Reduced run: " + "; ".join(cut) + ". Numbers are indicative; run `psum report` without --quick/--limit "
+            "for the full study.")
+
+
+# Optional sections: callables ``section(cfg, out, data, doc)`` that add headings, tables or
+# figures to the document before "Reproduce" when they have something to show (a studies link,
+# silicon results, ...). Another module appends to this list; a section that has nothing adds
+# nothing, so the contents list only what exists.
+OPTIONAL_SECTIONS: list = []
+
+
+def _fake2true_figure(out: Path, doc: Document) -> None:
+    """The fake-to-true top-1 figure from ``../fake2true/fake2true.json`` when it exists."""
+    path = Path(out).parent / "fake2true" / "fake2true.json"
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    results = [results] if isinstance(results, dict) else results
+    if not results or not all(isinstance(r, dict) and r.get("formats") for r in results):
+        return
+    plots.plot_fake2true(results, out)
+    doc.figure("fake2true_top1.png", "Top-1 of the fake-quantised graph (arithmetic in each float format) beside "
+                                     "the true integer program (dashed), per model and remedy setting; every bar "
+                                     "carries its value, so 0 % shows as 0.0.")
+
+
 def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
+    from psum.keys import unify_keys
+
     base = data["baseline_accuracy"]
-    title = f"psum trade-off report: {cfg.model} on {cfg.dataset}"
+    operands = f"float acc. with {cfg.float_operand} x {cfg.float_operand}, integer with {cfg.int_operand} x {cfg.int_operand}"
+    what = f"{cfg.model} on {cfg.dataset}"
+    title = f"psum trade-off report: {what}"
+    hw = [unify_keys(r) for r in data["hardware"]]  # an old data.json says energy_fj
+    headline = [unify_keys(r) for r in data["headline"]]
     doc = Document(title)
-    doc.para(f"Float32 baseline top-1 {base:.2f}% on {data['n_images']} test images; tolerance {cfg.tol:g} "
+    if data.get("reduced"):
+        doc.note(data["reduced"])
+    if data.get("conclusion"):
+        doc.lead("Conclusion.", data["conclusion"])
+    doc.toc()
+    doc.para(f"Float32 baseline top-1 {base:.2f} % on {data['n_images']} test images; tolerance {cfg.tol:g} "
              f"point(s). Float accumulators take {cfg.float_operand} x {cfg.float_operand} operands, integer "
              f"ones {cfg.int_operand} x {cfg.int_operand}: equal 8-bit operand width. Every partial sum is "
              f"rounded exactly as the MAC unit does (`psum.golden.emulation.layers`), every unit below was checked "
              f"bit-exact in Icarus against the golden model and synthesised with Yosys+ABC "
              f"(NAND2-equivalent area, linear-delay critical path, toggle-count energy per MAC).")
     doc.heading("Headline: cheapest float vs cheapest integer accumulator within tolerance")
-    doc.table(data["headline"], ["design", "acc", "bits", "accuracy", "ge", "energy_fj", "delay_ns"],
-              ["design", "accumulator", "bits", "top-1 %", "area (GE)", "energy/MAC (fJ)", "delay (ns)"])
+    doc.table(headline, ["design", "acc", "bits", "accuracy", "ge", "energy_per_mac_fj", "delay_ns"],
+              ["design", "accumulator", "bits", "top-1 (%)", "area (GE)", "energy/MAC (fJ)", "delay (ns)"],
+              formats=dict(accuracy="{:.2f}", ge="{:,.0f}", energy_per_mac_fj="{:,.1f}", delay_ns="{:.2f}"))
+    if data.get("ratios"):
+        doc.para(f"Ratios, {data['ratios'][0]['compared']} (less than 1: the float design needs less):")
+        doc.table(data["ratios"], ["quantity", "unit", "float", "integer", "ratio"],
+                  ["quantity", "unit", "float", "integer", "float / integer (x)"],
+                  formats=dict(float="{:,.2f}", integer="{:,.2f}", ratio="{:.2f}"))
     doc.heading("Accuracy vs accumulator bits")
-    plots.plot_accuracy_vs_bits(data["sweep"], base, cfg.tol, out, title=f"{cfg.model}/{cfg.dataset}")
-    doc.figure("accuracy_vs_bits.png", "Top-1 accuracy per accumulator format (network-wide).")
+    plots.plot_accuracy_vs_bits(data["sweep"], base, cfg.tol, out,
+                                title=f"Top-1 vs accumulator width, {what} ({operands})")
+    doc.figure("accuracy_vs_bits.png", "Top-1 accuracy per accumulator format (network-wide): the full range "
+                                       "(left) and the band where the tolerance decides (right).")
     doc.heading("Minimum accumulator per family (network-wide)")
-    doc.table(data["minima"], ["search", "acc", "acc_bits", "accuracy"], ["search", "minimum format", "bits", "top-1 %"])
-    doc.heading("Area and energy vs accuracy")
-    plots.plot_cost_vs_accuracy(data["hardware"], "ge", "area (NAND2 equivalents)", out, "area_vs_accuracy",
-                                "Area vs accuracy (Pareto front dotted)", baseline=base, tol=cfg.tol)
-    doc.figure("area_vs_accuracy.png", "Synthesised area against accuracy; the dotted line is the Pareto front "
-                                       "(labelled), the dashed line the float32 baseline, the band the tolerance.")
-    plots.plot_cost_vs_accuracy(data["hardware"], "energy_fj", "energy per MAC (fJ)", out, "energy_vs_accuracy",
-                                "Energy per MAC vs accuracy (Pareto front dotted)", baseline=base, tol=cfg.tol)
-    doc.figure("energy_vs_accuracy.png", f"Energy per MAC: toggle counts of the gate netlist replaying "
-                                         f"{cfg.power_outputs} real output elements of layer {data['power_layer']}.")
-    doc.table(data["hardware"], ["family", "acc", "acc_bits", "accuracy", "ge", "energy_fj", "delay_ns", "depth",
-                                 "ffs", "sim_cycles"],
-              ["family", "accumulator", "bits", "top-1 %", "GE", "fJ/MAC", "delay ns", "depth", "FFs", "cycles checked"])
+    doc.table(data["minima"], ["search", "acc", "acc_bits", "accuracy"], ["search", "minimum format", "bits", "top-1 (%)"],
+              formats=dict(accuracy="{:.2f}"))
+    doc.heading("Area, energy and delay vs accuracy")
+    for r in hw:  # area x delay: the cost of a unit at the clock it allows (GE * ns)
+        r["area_delay"] = r["ge"] * r["delay_ns"] if r.get("ge") and r.get("delay_ns") else None
+    for key, label, stem, cap in (
+            ("ge", "area (NAND2 equivalents, GE)", "area_vs_accuracy",
+             "Synthesised area against accuracy; every unit labelled, the dotted line is the Pareto front, the dashed "
+             "line the float32 baseline, the band the tolerance."),
+            ("energy_per_mac_fj", "energy per MAC (fJ)", "energy_vs_accuracy",
+             f"Energy per MAC: toggle counts of the gate netlist replaying {cfg.power_outputs} real output elements "
+             f"of layer {data['power_layer']}."),
+            ("area_delay", "area x delay (GE x ns)", "area_delay_vs_accuracy",
+             "Area x critical-path delay: the area a unit costs at the clock it allows (lower is better).")):
+        plots.plot_cost_vs_accuracy(hw, key, label, out, stem, f"{label.split(' (')[0].capitalize()} vs top-1, "
+                                    f"{what} ({operands})", baseline=base, tol=cfg.tol)
+        doc.figure(f"{stem}.png", cap)
+    plots.plot_delay_vs_bits(hw, out, f"Critical-path delay and clock vs accumulator width, {what} ({operands})")
+    doc.figure("delay_vs_bits.png", "Critical-path delay (left axis) and the maximum clock it allows (right axis) "
+                                    "per synthesised unit.")
+    doc.table(hw, ["family", "acc", "acc_bits", "accuracy", "ge", "energy_per_mac_fj", "delay_ns", "area_delay",
+                   "depth", "ffs", "sim_cycles"],
+              ["family", "accumulator", "bits", "top-1 (%)", "area (GE)", "energy/MAC (fJ)", "delay (ns)",
+               "area x delay (GE ns)", "depth (gates)", "flip-flops", "cycles checked"],
+              formats=dict(accuracy="{:.2f}", ge="{:,.0f}", energy_per_mac_fj="{:,.1f}", delay_ns="{:.2f}",
+                           area_delay="{:,.0f}"))
     if data["layer_min"]:
         doc.heading("Per-layer and per-group minimum accumulator (one layer or group reduced, the rest float32)")
-        plots.plot_layer_min_bits(data["layer_min"], out, "Minimum accumulator bits per layer")
+        plots.plot_layer_min_bits(data["layer_min"], out, f"Minimum accumulator bits per layer, {what} ({operands})")
         doc.figure("layer_min_bits.png", "Minimum accumulator width per layer and family.")
         doc.table(data["layer_min"], ["layer", "family", "acc", "min_bits", "accuracy"],
-                  ["layer", "family", "minimum format", "bits", "top-1 %"])
+                  ["layer", "family", "minimum format", "bits", "top-1 (%)"], formats=dict(accuracy="{:.2f}"))
     if data["exponent_histograms"]:
         doc.heading(f"Why formats fail: partial sums of the worst layer ({data['worst_layer']})")
         plots.plot_exponent_histograms(data["exponent_histograms"], out,
-                                       f"Partial-sum exponents in {data['worst_layer']}")
-        doc.figure("psum_exponents.png", "Histogram of partial-sum exponents (accumulator units) with the format's range.")
-        doc.table([dict(format=k, **{x: v[x] for x in ("swamp", "overflow", "cancel", "max_abs")})
-                   for k, v in data["exponent_histograms"].items()],
+                                       f"Partial-sum exponents in {data['worst_layer']}, {what} "
+                                       f"({cfg.float_operand} operands)")
+        doc.figure("psum_exponents.png", "Histogram of partial-sum exponents (accumulator units); shaded: exponents "
+                                         "the format cannot hold. The passing format (left) keeps its sums in range.")
+        doc.table([dict(format=k, swamp=100 * v["swamp"], overflow=100 * v["overflow"], cancel=100 * v["cancel"],
+                        max_abs=v["max_abs"]) for k, v in data["exponent_histograms"].items()],
                   ["format", "swamp", "overflow", "cancel", "max_abs"],
-                  ["format", "swamped steps", "overflowed steps", "cancelling steps", "max |partial sum|"])
+                  ["format", "swamped steps (%)", "overflowed steps (%)", "cancelling steps (%)", "max |partial sum|"],
+                  formats=dict(swamp="{:.2f}", overflow="{:.2f}", cancel="{:.2f}", max_abs="{:.4g}"))
     f2t = fake2true_section(out)
     if f2t is not None:
         rel = Path(os.path.relpath(f2t, out)).as_posix()
         doc.heading("Fake-quantised vs true-integer conversion")
+        _fake2true_figure(out, doc)
         doc.link(rel, rel, before="Fake-quantised float graphs against the true integer program, per layer "
                                   "and end to end: ", after=" (written by `psum fake2true`).")
+    for section in OPTIONAL_SECTIONS:
+        section(cfg, out, data, doc)
     doc.heading("Reproduce")
     data_arg = (f"--dataset imagefolder --data-dir {cfg.dataset.split(':', 1)[1]}"
                 if cfg.dataset.startswith("imagefolder:") else f"--dataset {cfg.dataset}")
     extra = f" --checkpoint {cfg.checkpoint}" if cfg.checkpoint else ""
     extra += "".join(f" --layer '{g}'" for g in cfg.groups)
     doc.para(f"`psum report --model {cfg.model} {data_arg}{extra}`; data behind every plot: `data.json`, "
-             "`sweep.csv`, `hardware.csv`, `layer_min.csv`. Timings (s): "
+             "`sweep.csv`, `hardware.csv`, `layer_min.csv`; every figure also as SVG and PDF. Timings (s): "
              + ", ".join(f"{k} {v:.0f}" for k, v in data["timings"].items()))
     doc.write(out)

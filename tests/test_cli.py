@@ -72,13 +72,18 @@ def test_console_script_exit_code():
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 
-def test_sweep_plot_writes_png_and_svg(tmp_path, capsys):
+def test_sweep_plot_writes_png_svg_and_pdf(tmp_path, capsys):
     out = tmp_path / "rows.jsonl"
     plot = tmp_path / "acc.png"
     assert main(["sweep", "--model", "lenet5", "--acc", "e5m3,int18", "--limit", "20", "--out", str(out),
                  "--plot", str(plot)]) == 0
-    assert plot.stat().st_size > 0 and plot.with_suffix(".svg").stat().st_size > 0
+    for ext in (".png", ".svg", ".pdf"):
+        assert plot.with_suffix(ext).stat().st_size > 0
+    assert main(["sweep", "--model", "lenet5", "--acc", "e5m3,int18", "--limit", "20", "--out", str(out),
+                 "--plot", str(tmp_path / "p.pdf")]) == 0  # --plot p.pdf: a publication figure
+    assert (tmp_path / "p.pdf").read_bytes().startswith(b"%PDF")
+    capsys.readouterr()
     assert main(["sweep", "--model", "lenet5", "--acc", "e5m3", "--limit", "20", "--out", str(out),
-                 "--plot", str(tmp_path / "acc.pdf")]) == 2
-    assert capsys.readouterr().err.strip().endswith("--plot needs a .png file name (an .svg is written beside it), "
-                                                    f"not '{tmp_path / 'acc.pdf'}'")
+                 "--plot", str(tmp_path / "acc.jpg")]) == 2
+    assert capsys.readouterr().err.strip().endswith("--plot needs a .png, .svg or .pdf file name (the other two are "
+                                                    f"written beside it), not '{tmp_path / 'acc.jpg'}'")

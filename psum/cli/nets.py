@@ -114,7 +114,7 @@ def _cmd_sweep(args) -> int:
     if args.plot:
         from psum.reports.plots import plot_sweep
 
-        written = plot_sweep(rows, args.plot, title=f"{base['model']}/{base['dataset']}")
+        written = plot_sweep(rows, args.plot, title=f"{base['model']}/{base['dataset']}: {_operand_text(rows)}")
         print(f"plot: {', '.join(written)}")
     return 0
 
@@ -123,9 +123,24 @@ def _plot_path(path):
     from pathlib import Path
 
     path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"--plot needs a .png file name (an .svg is written beside it), not {str(path)!r}")
+    if path.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise ValueError(f"--plot needs a .png, .svg or .pdf file name (the other two are written beside it), "
+                         f"not {str(path)!r}")
     return path
+
+
+def _operand_text(rows) -> str:
+    """``"operands fp8_e4m3 x fp8_e4m3 (float), int8 x int8 (int)"``: what a sweep plot's title must say."""
+    from psum.golden import MacSpec
+
+    pairs = {}
+    for r in rows[1:]:
+        try:
+            s = MacSpec.parse(r["spec"])
+        except ValueError:
+            continue
+        pairs.setdefault(f"{s.a} x {s.b}", "int" if s.int_acc else "float")
+    return "operands " + ", ".join(f"{k} ({v} acc.)" for k, v in pairs.items()) if pairs else "accumulator sweep"
 
 
 def register(sub) -> None:
@@ -218,6 +233,7 @@ def register(sub) -> None:
     p.add_argument("--limit", type=int, help="evaluate on the first N test images (recorded in each row)")
     p.add_argument("--batch-size", type=int, default=256, help="images per emulated batch (default 256)")
     p.add_argument("--out", metavar="FILE", help="JSON Lines results file; finished rows there are not recomputed")
-    p.add_argument("--plot", metavar="FILE.png", help="plot accuracy against accumulator bits (PNG + SVG)")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="plot accuracy against accumulator bits: FILE.png, .svg or .pdf (all three are written)")
     p.add_argument("--train", action="store_true", help="built-in models: train the checkpoint first if there is none")
     p.set_defaults(func=_cmd_sweep)
