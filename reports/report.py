@@ -36,7 +36,7 @@ from psum.golden.spec import DEFAULT_OPERANDS
 from .document import Document
 from . import plots
 
-__all__ = ["ReportConfig", "build_report", "default_out_dir", "fake2true_section", "reduced_run", "OPTIONAL_SECTIONS",
+__all__ = ["ReportConfig", "build_report", "default_out_dir", "fake2true_section", "reduced_run", "rerender", "OPTIONAL_SECTIONS",
            "SweepStage", "MinimaStage", "HardwareStage", "StatsStage"]
 
 
@@ -301,7 +301,6 @@ def build_report(config: ReportConfig | None = None, *, model=None, dataset=None
     data["ratios"] = _ratios(data["headline"])
     data["conclusion"] = _conclusion(data["headline"], data["ratios"], sweep.baseline, cfg.tol)
     data["reduced"] = reduced_run(cfg)
-    data["out_dir"] = str(out)
     _write_json(out / "data.json", data)
     _write_csv(out / "sweep.csv", data["sweep"])
     _write_csv(out / "hardware.csv", data["hardware"])
@@ -310,7 +309,7 @@ def build_report(config: ReportConfig | None = None, *, model=None, dataset=None
     timings["total_s"] = time.time() - t0
     _write_json(out / "data.json", data)
     _say(f"wrote {out / 'index.html'} in {timings['total_s']:.0f} s", quiet)
-    return data
+    return dict(data, out_dir=str(out))  # where it went; not in data.json (no machine paths in results)
 
 
 def _operands(cfg: ReportConfig, int_acc: bool) -> tuple[str, str]:
@@ -570,6 +569,66 @@ def _exponent_histograms(cfg: ReportConfig, net, layer_min: list[dict], minima: 
                                          emin=f.emin, swamp=st["swamp"], overflow=st["overflow"],
                                          cancel=st["cancel"], max_abs=st["max_abs"])
     return worst, hists
+
+
+def rerender(data_file, out_dir=None) -> dict:
+    """Write a report's document and figures again from its ``data.json``, without rerunning the study.
+
+    For a new renderer over committed results (and for results written before the unified key
+    names, :mod:`psum.keys`): the ratios, conclusion and reduced-run banner are derived from the
+    data when the file predates them.
+
+    Parameters
+    ----------
+    data_file : str or Path
+        A report's ``data.json`` (or the report folder holding it).
+    out_dir : str or Path, optional
+        Where to write (default: beside ``data_file``; ``data.json`` is then rewritten with the
+        standard key names).
+
+    Returns
+    -------
+    dict
+        The report's data as rendered.
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``data.json`` there.
+    ValueError
+        A file that is not a psum report's data.
+    """
+    from psum.keys import unify_keys
+
+    data_file = Path(data_file)
+    if data_file.is_dir() or data_file.suffix != ".json":
+        data_file = data_file / "data.json"
+    if not data_file.is_file():
+        raise FileNotFoundError(f"no report data {data_file} (give a report folder or its data.json)")
+    try:
+        data = json.loads(data_file.read_text())
+    except ValueError:
+        raise ValueError(f"{data_file} is not JSON") from None
+    if not isinstance(data, dict) or not {"config", "headline", "hardware", "sweep"} <= set(data):
+        raise ValueError(f"{data_file} is not a psum report's data.json")
+    known = {f.name for f in dataclasses.fields(ReportConfig)}
+    cfg = ReportConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items() if k in known})
+    data["hardware"] = [unify_keys(r) for r in data["hardware"]]
+    # the ratio row of old files becomes the ratios table
+    data["headline"] = [unify_keys(r) for r in data["headline"] if r.get("spec") != "ratio"]
+    data["ratios"] = _ratios(data["headline"])
+    data["conclusion"] = _conclusion(data["headline"], data["ratios"], data["baseline_accuracy"], cfg.tol)
+    data["reduced"] = reduced_run(cfg)
+    out = Path(out_dir) if out_dir is not None else data_file.parent
+    out.mkdir(parents=True, exist_ok=True)
+    data["out_dir"] = str(out)
+    _render(cfg, out, data)
+    if out_dir is None or out.resolve() == data_file.parent.resolve():
+        saved = dict(data)
+        saved.pop("out_dir")  # a committed file must not name the machine's folders
+        _write_json(out / "data.json", saved)
+        _write_csv(out / "hardware.csv", data["hardware"])
+    return data
 
 
 def reduced_run(cfg: ReportConfig) -> str | None:

@@ -54,6 +54,20 @@ def test_every_subcommand_is_registered():
      "psum sweep: error: layer 'fc9' selects none of the Conv2d/Linear layers: conv1, conv2, fc1, fc2, fc3"),
     (["report", "--model", "lenet5", "--layer", "fc9", "--out", "/tmp/psum-none"],
      "psum report: error: layer 'fc9' selects none of the Conv2d/Linear layers: conv1, conv2, fc1, fc2, fc3"),
+    # issue 17: step takes values too, exactly representable ones only; the e4m3 note on a bad name
+    (["step", "a=fp16,b=fp16,acc=fp16", "0", "1.1", "0"],
+     "psum step: error: a=1.1 is not exactly representable in fp16 (nearest 1.09960938 = 0x3c66)"),
+    (["step", "a=fp16,b=fp16,acc=fp16", "0x10000", "0", "0"],
+     "psum step: error: acc=0x10000 is not a 16-bit code of fp16 (0 .. 0xffff)"),
+    (["step", "a=fp16,b=fp16,acc=fp16", "0", "0", "one"],
+     "psum step: error: b must be a bit pattern such as 0x3c00 or a value such as 1.5, not 'one'"),
+    (["quantize", "float8_e4m3fnx", "1"],
+     "psum quantize: error: unknown format 'float8_e4m3fnx'; use a name from `psum formats` (fp32, bf16, fp8_e4m3, "
+     "...), e<E>m<M>[fn|fnuz|fin][_ftz][_b<bias>], int<N>, uint<N> or q<I>.<F> (fixed point); note: e4m3 is "
+     "IEEE-like (inf and NaN, max 240, ml_dtypes float8_e4m3); fp8_e4m3 = e4m3fn is OCP FP8 (no inf, max 448, "
+     "ml_dtypes/torch float8_e4m3fn)"),
+    (["report", "--rerender", "/nonexistent/report"],
+     "psum report: error: no report data /nonexistent/report/data.json (give a report folder or its data.json)"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     try:

@@ -2,10 +2,13 @@
 
 import json
 import os
+import re
+from pathlib import Path
 
 import pytest
 
 from psum.cli.main import main
+from psum.keys import unify_keys
 from psum.reports.plots import pareto_front
 from psum.reports.report import ReportConfig, build_report, fake2true_section
 
@@ -70,7 +73,7 @@ def test_report_units_are_checked_and_synthesised(small_report):
     _, data = small_report
     assert data["hardware"], "no unit reached the cost plots"
     for r in data["hardware"]:
-        assert r["ge"] > 0 and r["energy_fj"] > 0 and r["delay_ns"] > 0
+        assert r["ge"] > 0 and r["energy_per_mac_fj"] > 0 and r["delay_ns"] > 0
         assert r["sim_cycles"] > 0  # zero mismatches, else build_report raises
     fams = {r["design"] for r in data["headline"]}
     assert fams & {"int-wrap", "int-sat"}
@@ -82,7 +85,7 @@ def test_report_rerun_reuses_results(small_report):
                        sim_cycles=200, stats_images=8, power_outputs=2)
     lines = {n: (out / n).read_text().count("\n") for n in ("sweep.jsonl", "sim.jsonl")}
     again = build_report(cfg, out_dir=out, quiet=True, progress_enabled=False)
-    assert again["headline"] == data["headline"]
+    assert again["headline"] == data["headline"] and again["conclusion"] == data["conclusion"]
     # nothing recomputed: no new sweep or simulation rows, synthesis served from its cache
     assert {n: (out / n).read_text().count("\n") for n in lines} == lines
 
@@ -96,14 +99,87 @@ def test_report_bad_model_is_one_line_error(capsys):
 
 def test_report_data_keeps_the_committed_shape(small_report):
     """The stages return records, but ``data.json`` keeps the shape of the committed example."""
-    from pathlib import Path
-
     _, data = small_report
     committed = Path(__file__).resolve().parent.parent / "results" / "lenet5-digits" / "data.json"
     if not committed.is_file():
         pytest.skip("no committed example report")
     ref = json.loads(committed.read_text())
-    assert list(data) == list(ref)
+    # keys added since (ratios apart from the headline, the conclusion, the reduced-run banner)
+    # come after the committed ones; rows written under old key names read the same (psum.keys)
+    assert [k for k in data if k in ref] == list(ref) and set(data) - set(ref) <= {"ratios", "conclusion", "reduced",
+                                                                                "out_dir"}
     assert list(data["timings"]) == list(ref["timings"])
-    assert set(data["sweep"][0]) == set(ref["sweep"][0]) and set(data["hardware"][0]) == set(ref["hardware"][0])
+    assert set(data["sweep"][0]) == set(ref["sweep"][0])
+    assert set(data["hardware"][0]) == set(unify_keys(ref["hardware"][0]))
     assert {r["family"] for r in data["sweep"]} == {"float", "int-wrap", "int-sat"}
+
+
+def test_report_reads_first_the_conclusion_and_the_banner(small_report):
+    """What a reader sees first: the reduced-run banner, the generated conclusion, the contents."""
+    out, data = small_report
+    md = (out / "report.md").read_text().splitlines()
+    assert md[2].startswith("> **Reduced run: accuracy on the first 40 test images only; 4 float and 4 integer")
+    assert md[4].startswith("**Conclusion.** Within 1 point(s) of the float32 baseline")
+    assert md[6].startswith("[Headline: cheapest float vs cheapest integer accumulator within tolerance]"
+                            "(#headline-cheapest-float-vs-cheapest-integer-accumulator-within-tolerance)")
+    assert data["conclusion"] in "\n".join(md) and data["reduced"] in "\n".join(md)
+    for stem in ("accuracy_vs_bits", "area_vs_accuracy", "energy_vs_accuracy", "area_delay_vs_accuracy",
+                 "delay_vs_bits"):
+        assert (out / f"{stem}.pdf").read_bytes().startswith(b"%PDF"), stem
+        assert f"({stem}.png)" in "\n".join(md)
+
+
+def test_report_tables_align_and_format_per_column(small_report):
+    out, data = small_report
+    md = (out / "report.md").read_text()
+    head = md[md.index("| design | accumulator |"):].splitlines()
+    assert head[1] == "|:---|:---|---:|---:|---:|---:|---:|"  # text left, numbers right
+    cells = [row.split(" | ") for row in head[2:2 + len(data["headline"])]]
+    assert all(re.fullmatch(r"[0-9,]+", c[4]) for c in cells)  # area: whole GE, thousands separated
+    assert all(re.fullmatch(r"[0-9]+\.[0-9]{2}", c[6].rstrip(" |")) for c in cells)  # delay: two decimals
+    html = (out / "index.html").read_text()
+    assert '<td class="num">' in html and "<td>float</td>" in html  # numbers right-aligned, text not
+
+
+def test_fresh_report_reads_in_chromium(small_report, tmp_path):
+    """The report just written, in headless Chromium: every image loads, no section is empty."""
+    from test_browser import assert_report_reads, check_in_browser
+
+    out, _ = small_report
+    assert_report_reads(check_in_browser(out / "index.html", tmp_path))
+
+
+def test_report_ratios_have_their_own_table(small_report):
+    _, data = small_report
+    assert all(r["spec"] != "ratio" for r in data["headline"])
+    if data["ratios"]:
+        r = {x["quantity"]: x for x in data["ratios"]}
+        assert r["area"]["unit"] == "GE" and r["area"]["ratio"] == pytest.approx(r["area"]["float"] / r["area"]["integer"])
+
+
+@pytest.mark.slow
+def test_report_rerender_from_old_data(tmp_path):
+    """A data.json written before the unified keys (energy_fj, a ratio row in the headline) renders."""
+    from psum.reports.report import rerender
+
+    committed = Path(__file__).resolve().parent.parent / "results" / "lenet5-digits" / "data.json"
+    if not committed.is_file():
+        pytest.skip("no committed example report")
+    old = json.loads(committed.read_text())
+    for r in old["hardware"] + old["headline"]:
+        if "energy_per_mac_fj" in r:
+            r["energy_fj"] = r.pop("energy_per_mac_fj")
+    src = tmp_path / "old" / "data.json"
+    src.parent.mkdir()
+    src.write_text(json.dumps(old))
+    data = rerender(src, tmp_path / "new")
+    assert all("energy_per_mac_fj" in r for r in data["hardware"]) and data["conclusion"].startswith("Within")
+    assert (tmp_path / "new" / "index.html").stat().st_size > 0
+
+
+def test_report_rerender_refuses_other_json(tmp_path):
+    from psum.reports.report import rerender
+
+    (tmp_path / "data.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="is not a psum report's data.json$"):
+        rerender(tmp_path)

@@ -10,7 +10,16 @@ __all__ = ["register"]
 
 
 def _cmd_report(args) -> int:
-    from psum.reports.report import ReportConfig, build_report
+    from psum.reports.report import ReportConfig, build_report, rerender
+
+    if args.rerender:
+        data = rerender(args.rerender)
+        if args.json:
+            print(json.dumps({k: data.get(k) for k in ("headline", "ratios", "conclusion", "out_dir")}, indent=1,
+                             default=str))
+        else:
+            print(f"{data['conclusion']}\nreport: {data['out_dir']}/index.html")
+        return 0
 
     kw = dict(model=args.model, dataset=args.dataset, tol=args.tol, data_dir=args.data_dir, jobs=args.jobs,
               sim_cycles=args.sim_cycles, checkpoint=args.checkpoint, groups=tuple(args.layer or ()))
@@ -68,6 +77,9 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="a smaller study for a first look")
     p.add_argument("--force", action="store_true", help="recompute synthesis instead of using the cache")
     p.add_argument("--out", help="output folder (default ./<model>-<dataset>)")
+    p.add_argument("--rerender", metavar="DIR",
+                   help="write DIR's document and figures again from its data.json (no study rerun), e.g. after "
+                        "a psum upgrade")
     p.add_argument("--json", action="store_true",
                    help="print the headline, ratios, conclusion and minima as JSON (the whole data: data.json)")
     p.set_defaults(func=_cmd_report)
