@@ -2,7 +2,8 @@
 # Set up psum on a fresh Debian/Ubuntu machine (only what is missing), then run the given command
 # inside the project's virtual environment:
 #   ./setup.sh psum report     the main job on the built-in default
-#   ./setup.sh pytest          the tests (fast tier; `./setup.sh pytest -m slow` for the slow tier)
+#   ./setup.sh pytest          the tests (fast tier; `./setup.sh pytest -m slow` for the slow tier);
+#                              installs Debian's chromium for the browser test when absent
 set -euo pipefail
 caller=$(pwd)  # the command runs where it was started: psum writes its outputs there
 cd "$(dirname "$0")"
@@ -32,6 +33,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q -e . 2>&1 | grep -v -E "^WARNING: Location|is ignored" >&2 || true
     .venv/bin/python -c "import psum.golden, amaranth, cocotb, torch" || { echo "setup: pip install failed" >&2; exit 1; }
     touch "$stamp"
+fi
+
+# The test extra: headless Chromium for tests/test_browser.py (the HTML report in a real browser).
+# Only for test runs; where it cannot be installed, those tests skip and say why.
+if [ "${1:-}" = pytest ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+    echo "setup: installing chromium for the browser test (apt)" >&2
+    apt_install chromium || echo "setup: chromium not installed; tests/test_browser.py will skip" >&2
 fi
 
 export PATH="$root/.venv/bin:$PATH"

@@ -95,9 +95,16 @@ def _label_points(ax, xs, ys, labels, fontsize=7):
 
 
 def _groups(rows):
+    """Rows by curve: the family, floats split by exponent width (a minimum found between sweep
+    points carries no ``exp_bits``: read from its format)."""
+    from psum.golden import parse_format
+
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        key = r["family"] if r["family"] != "float" else f"float e{r['exp_bits']}"
+        if r["family"] != "float":
+            key = r["family"]
+        else:
+            key = f"float e{r.get('exp_bits') or parse_format(r['acc']).exp_bits}"
         groups.setdefault(key, []).append(r)
     return groups
 

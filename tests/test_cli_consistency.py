@@ -209,3 +209,15 @@ def test_users_amaranth_design_finds_yosys():
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
     r = subprocess.run([sys.executable, "-c", _USER_DESIGN], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr[-600:]
+
+
+@pytest.mark.slow
+def test_sim_waves_prints_the_waveform_path(tmp_path, capsys):
+    """Real cocotb + Icarus run: ``--waves`` names the FST file it wrote (text and JSON)."""
+    argv = ["sim", "a=int4,b=int4,acc=int8", "--cycles", "50", "--waves", "--build-dir", str(tmp_path)]
+    assert main(argv) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line == f"waveform: {(tmp_path / 'psum_mac_tb.fst').resolve()}"
+    assert main(argv + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["waves"] == line.split(": ", 1)[1] and os.path.getsize(out["waves"]) > 0
