@@ -701,7 +701,7 @@ def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
         doc.para(f"Ratios, {data['ratios'][0]['compared']} (less than 1: the float design needs less):")
         doc.table(data["ratios"], ["quantity", "unit", "float", "integer", "ratio"],
                   ["quantity", "unit", "float", "integer", "float / integer (x)"],
-                  formats=dict(float="{:,.2f}", integer="{:,.2f}", ratio="{:.2f}"))
+                  formats=dict(float="{:,.4g}", integer="{:,.4g}", ratio="{:.2f}"))  # rows differ in unit
     doc.heading("Accuracy vs accumulator bits")
     plots.plot_accuracy_vs_bits(data["sweep"], base, cfg.tol, out,
                                 title=f"Top-1 vs accumulator width, {what} ({operands})")

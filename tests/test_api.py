@@ -152,7 +152,7 @@ def test_plot_sweep_uses_network_rows(tmp_path):
             dict(spec="z", kind="int", overflow=None, acc="int16", acc_bits=16, layer="conv1", accuracy=90.0)]
     assert [p["family"] for p in network_points(rows)] == ["int-sat", "float"]
     written = plot_sweep(rows, tmp_path / "a.png", title="t")
-    assert [Path(w).name for w in written] == ["a.png", "a.svg"]
+    assert [Path(w).name for w in written] == ["a.png", "a.svg", "a.pdf"]
     with pytest.raises(ValueError, match="needs network-wide rows"):
         plot_sweep([rows[0], rows[3]], tmp_path / "b.png", title="t")
 

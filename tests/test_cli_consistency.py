@@ -221,3 +221,12 @@ def test_sim_waves_prints_the_waveform_path(tmp_path, capsys):
     assert main(argv + ["--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["waves"] == line.split(": ", 1)[1] and os.path.getsize(out["waves"]) > 0
+
+
+def test_verilog_json(capsys, tmp_path):
+    assert main(["verilog", "a=int4,b=int4,acc=int8", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["module"] == "mac_int4_int4_acc_int8_wrap" and f"module {out['module']}" in out["verilog"]
+    f = tmp_path / "u.v"
+    assert main(["verilog", "a=int4,b=int4,acc=int8", "-o", str(f), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["file"] == str(f) and f.read_text() == out["verilog"]

@@ -68,7 +68,7 @@ def test_report_markdown_table_survives_a_hostile_layer_name(tmp_path):
     for line in table:  # every row has exactly the two cells: each | of the name is escaped
         assert len(re.findall(r"(?<!\\)\|", line)) == 3, line
     assert table[2] == ("| &lt;script>alert(1)&lt;/script>\\|x; rm -rf ~ $(touch {m}) `touch {m}` \"'; touch {m} "
-                        "| 98.5 |").format(m=marker)
+                        "| 98.50 |").format(m=marker)  # one number format per column: 98.50 beside 99.00
     para = next(ln for ln in md.splitlines() if ln.startswith("worst "))
     parts = para.split("`")
     assert "<script" not in "".join(parts[0::2])  # raw HTML only inside code spans, shown literally

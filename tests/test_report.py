@@ -183,3 +183,18 @@ def test_report_rerender_refuses_other_json(tmp_path):
     (tmp_path / "data.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="is not a psum report's data.json$"):
         rerender(tmp_path)
+
+
+@pytest.mark.slow
+def test_report_cli_rerender_json(tmp_path, capsys):
+    """``psum report --rerender DIR --json`` on a copy of the committed report."""
+    import shutil
+
+    committed = Path(__file__).resolve().parent.parent / "results" / "lenet5-digits"
+    if not (committed / "data.json").is_file():
+        pytest.skip("no committed example report")
+    shutil.copy(committed / "data.json", tmp_path / "data.json")
+    assert main(["report", "--rerender", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["conclusion"].startswith("Within") and out["out_dir"] == str(tmp_path)
+    assert "out_dir" not in json.loads((tmp_path / "data.json").read_text())
