@@ -530,7 +530,7 @@ def _conclusion(headline: list[dict], ratios: list[dict], baseline: float, tol: 
 
     parts = [f"{q[n]['ratio']:.2f}x the {n}" for n in ("area", "energy per MAC", "delay") if n in q]
     needs = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
-    cheaper = "smaller" if q["area"]["ratio"] < 1 else "larger"
+    cheaper = "smaller" if q.get("area", {}).get("ratio", 1.0) < 1 else "larger"
     return (f"Within {tol:g} point(s) of the float32 baseline ({baseline:.2f} % top-1), the cheapest float "
             f"accumulator, {flt['acc']} ({flt['bits']} bits), is {cheaper} than the cheapest integer one, "
             f"{ints['acc']} {ints['design'][4:]} ({ints['bits']} bits): it needs {needs} of the integer unit.")

@@ -58,7 +58,7 @@ def test_every_subcommand_is_registered():
     (["step", "a=fp16,b=fp16,acc=fp16", "0", "1.1", "0"],
      "psum step: error: a=1.1 is not exactly representable in fp16 (nearest 1.09960938 = 0x3c66)"),
     (["step", "a=fp16,b=fp16,acc=fp16", "0x10000", "0", "0"],
-     "psum step: error: acc=0x10000 is not a 16-bit code of fp16 (0 .. 0xffff)"),
+     "psum step: error: acc=0x10000 is not a code of fp16 (16 bits: 0 .. 0xffff)"),
     (["step", "a=fp16,b=fp16,acc=fp16", "0", "0", "one"],
      "psum step: error: b must be a bit pattern such as 0x3c00 or a value such as 1.5, not 'one'"),
     (["quantize", "float8_e4m3fnx", "1"],

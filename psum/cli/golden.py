@@ -119,13 +119,13 @@ def parse_operand(text: str, fmt, what: str) -> int:
     if _CODE_RE.fullmatch(text):
         code = int(text, 0)
         if not 0 <= code < (1 << fmt.width):
-            raise ValueError(f"{what}={text} is not a {fmt.width}-bit code of {fmt} (0 .. {(1 << fmt.width) - 1:#x})")
+            raise ValueError(f"{what}={text} is not a code of {fmt} ({fmt.width} bits: 0 .. {(1 << fmt.width) - 1:#x})")
         return code
     try:
         value = float(text)
     except ValueError:
         raise ValueError(f"{what} must be a bit pattern such as 0x3c00 or a value such as 1.5, not {text!r}") from None
-    saturate = {} if isinstance(fmt, FloatFormat) else {"saturate": False}
+    saturate = {} if isinstance(fmt, FloatFormat) else {"saturate": True}  # "nearest" of 300 in int8 is 127
     code = int(np.asarray(fmt.encode(np.asarray([value]), "rne", **saturate))[0])
     got = float(fmt.decode(np.asarray([code], dtype=np.uint64))[0])
     if not (got == value or (np.isnan(got) and np.isnan(value))):
