@@ -321,44 +321,8 @@ def plot_exponent_histograms(hists: dict[str, dict], out_dir: Path, title: str, 
 
 
 def plot_fake2true(results: list[dict], out_dir: Path, stem: str = "fake2true_top1", formats=FIGURE_FORMATS):
-    """Top-1 of the fake-quantised graph per float format beside the true integer program's, one
-    panel per model, formats side by side and one bar per remedy setting.
+    """The fake-to-true top-1 figure (:func:`psum.quant.fake2true.plot_top1`, its one home: the
+    ``psum fake2true`` section draws the same figure) in the report's folder; file names written."""
+    from psum.quant.fake2true import plot_top1
 
-    A linear 0-100 % axis; every bar that departs from its integer program by more than half a
-    point carries its value (a 0 % result is a visible "0.0"), and a setting that was not run is
-    an explicit "not run", never an empty slot.
-
-    Parameters
-    ----------
-    results : list of dict
-        :func:`psum.quant.fake2true.run_fake2true` results (``model``, ``dataset``, ``remedies``,
-        ``int_top1``, ``formats: {fmt: {"top1_fake": %}}``), as ``fake2true.json`` stores them.
-    """
-    models = list(dict.fromkeys((r.get("model", "?"), r.get("dataset", "?")) for r in results))
-    fig, axes = plt.subplots(len(models), 1, figsize=(9, 3.4 * len(models)), squeeze=False)
-    for ax, (model, dataset) in zip(axes[:, 0], models):
-        rs = [r for r in results if (r.get("model", "?"), r.get("dataset", "?")) == (model, dataset)]
-        fmts = list(dict.fromkeys(f for r in rs for f in r["formats"]))
-        settings = [",".join(r.get("remedies", ())) or "none" for r in rs]
-        width = 0.8 / max(1, len(rs))
-        for k, (r, name) in enumerate(zip(rs, settings)):
-            xs = [i + (k - (len(rs) - 1) / 2) * width for i in range(len(fmts))]
-            vals = [r["formats"][f]["top1_fake"] if f in r["formats"] else 0.0 for f in fmts]
-            bars = ax.bar(xs, vals, width, label=f"fake graph, remedies: {name}",
-                          color=OKABE_ITO[(k + 5) % len(OKABE_ITO)], edgecolor="white")
-            # a value on every bar that departs from its integer program (the rest sit on the dashed
-            # line, and 99 labels in a row would hide the ones that matter); "not run" on empty slots
-            ref = r.get("int_top1")
-            ax.bar_label(bars, labels=["not run" if f not in r["formats"] else
-                                       f"{v:.1f}" if ref is None or abs(v - ref) > 0.5 else ""
-                                       for f, v in zip(fmts, vals)], fontsize=7, padding=1)
-        ints = sorted({round(r["int_top1"], 2) for r in rs if r.get("int_top1") is not None})
-        for j, v in enumerate(ints):
-            ax.axhline(v, color="k", lw=1, ls=(0, (4, 2 + 2 * j)), label=f"true integer program {v:.2f} %")
-        ax.set_xticks(range(len(fmts)), fmts)
-        ax.set_ylim(0, 108)
-        ax.set_ylabel("top-1 (%)")
-        ax.set_title(f"{model} / {dataset}: fake-quantised graph per float format vs the integer program", fontsize=9)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    fig.tight_layout()
-    return save(fig, out_dir, stem, formats)
+    return [Path(p).name for p in plot_top1(results, out_dir, stem, formats)]
