@@ -86,6 +86,10 @@ _API = {
     # the report
     "build_report": "psum.reports.report",
     "ReportConfig": "psum.reports.report",
+    # psum against published results (issue 16)
+    "run_deepseek": "psum.studies.deepseek",
+    "run_accumulation_theory": "psum.studies.accumulation",
+    "run_a2q": "psum.studies.a2q",
     # errors
     "PsumError": "psum.errors",
 }
@@ -93,7 +97,7 @@ _API = {
 __all__ = ["__version__", *_API]
 
 
-_SUBPACKAGES = ("golden", "hw", "flows", "nets", "quant", "sweeps", "reports", "cli", "paths", "errors")
+_SUBPACKAGES = ("golden", "hw", "flows", "nets", "quant", "sweeps", "reports", "cli", "paths", "errors", "studies")
 
 
 def __getattr__(name: str):

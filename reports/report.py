@@ -586,6 +586,15 @@ def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
         doc.heading("Fake-quantised vs true-integer conversion")
         doc.link(rel, rel, before="Fake-quantised float graphs against the true integer program, per layer "
                                   "and end to end: ", after=" (written by `psum fake2true`).")
+    from psum.studies.common import STUDIES, section_path  # psum against published results (issue 16)
+
+    found = [(n, section_path(n, Path(out).parent)) for n in STUDIES]
+    if any(path for _, path in found):
+        doc.heading("psum against published results")
+        for n, path in found:
+            if path is not None:
+                rel = Path(os.path.relpath(path, out)).as_posix()
+                doc.link(rel, rel, before=f"`psum study {n}`: ", after=".")
     doc.heading("Reproduce")
     data_arg = (f"--dataset imagefolder --data-dir {cfg.dataset.split(':', 1)[1]}"
                 if cfg.dataset.startswith("imagefolder:") else f"--dataset {cfg.dataset}")

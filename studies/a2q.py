@@ -74,7 +74,7 @@ def a2q_bits(l1: float, input_bits: int, input_signed: bool = True) -> int:
 
 
 def run_a2q(model="lenet5", dataset="digits", *, out_dir=None, checkpoint=None, data_dir=None, layer=None,
-            n_images: int = 32, search: bool = True, tol: float = 1.0, limit=None, progress_enabled=None) -> dict:
+            n_images: int = 32, search: bool = True, tol: float = 1.0, limit=None, progress_enabled=None, data_options=None) -> dict:
     """The A2Q bound next to psum's measured minimum and the real partial sums, per layer.
 
     Parameters
@@ -94,6 +94,9 @@ def run_a2q(model="lenet5", dataset="digits", *, out_dir=None, checkpoint=None, 
     limit : int, optional
         Test images of the search.
 
+    data_options : dict, optional
+        More :func:`psum.sweeps.sweep.workload` options (``trust``, ``image_size``, ``normalize``).
+
     Returns
     -------
     dict
@@ -112,7 +115,7 @@ def run_a2q(model="lenet5", dataset="digits", *, out_dir=None, checkpoint=None, 
     check_int("n_images", n_images, 1)
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
         raise ValueError(f"tol must be a non-negative number of percentage points, not {tol!r}")
-    wl = workload(model, dataset, checkpoint=checkpoint, data_dir=data_dir)
+    wl = workload(model, dataset, checkpoint=checkpoint, data_dir=data_dir, data_options=data_options)
     names = select_layers(wl.net, layer) if layer else mac_layers(wl.net)
     out = study_dir("a2q", out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -145,7 +145,7 @@ def _measured_vrr_curve(net, name, calib, slices, mantissas, n_outputs, seed):
 
 def run_accumulation_theory(model="lenet5", dataset="digits", *, out_dir=None, checkpoint=None, data_dir=None,
                             layer=None, chunk: int = 16, cutoff: float = 50.0, search: bool = True, tol: float = 1.0,
-                            limit=None, n_outputs: int = 256, seed: int = 0, progress_enabled=None) -> dict:
+                            limit=None, n_outputs: int = 256, seed: int = 0, progress_enabled=None, data_options=None) -> dict:
     """Predicted (VRR) against measured minimum accumulator mantissa, per layer and against K.
 
     Parameters
@@ -168,6 +168,9 @@ def run_accumulation_theory(model="lenet5", dataset="digits", *, out_dir=None, c
         Test images of the search.
     n_outputs : int
         Recorded output elements per layer for the measured VRR curve.
+
+    data_options : dict, optional
+        More :func:`psum.sweeps.sweep.workload` options (``trust``, ``image_size``, ``normalize``).
 
     Returns
     -------
@@ -192,7 +195,7 @@ def run_accumulation_theory(model="lenet5", dataset="digits", *, out_dir=None, c
         raise ValueError(f"cutoff must be a number above 1, not {cutoff!r}")
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
         raise ValueError(f"tol must be a non-negative number of percentage points, not {tol!r}")
-    wl = workload(model, dataset, checkpoint=checkpoint, data_dir=data_dir)
+    wl = workload(model, dataset, checkpoint=checkpoint, data_dir=data_dir, data_options=data_options)
     names = select_layers(wl.net, layer) if layer else mac_layers(wl.net)
     out = study_dir("accumulation-theory", out_dir)
     out.mkdir(parents=True, exist_ok=True)

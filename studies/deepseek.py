@@ -79,14 +79,14 @@ def gemm_errors(spec, A, B) -> dict:
             "bias_rel": float(e.mean()) / top, "max_abs_ref": top}
 
 
-def _layer_pools(model, dataset, layer, checkpoint, data_dir, seed):
+def _layer_pools(model, dataset, layer, checkpoint, data_dir, seed, data_options=None):
     """The fp8_e4m3 activation and weight values one real layer sees (decoded), and its name."""
     from psum.golden import MacSpec
     from psum.golden.emulation.record import record_streams
     from psum.nets.models import mac_layers
     from psum.sweeps.sweep import select_layers, workload
 
-    wl = workload(model, dataset, checkpoint=checkpoint, data_dir=data_dir)
+    wl = workload(model, dataset, checkpoint=checkpoint, data_dir=data_dir, data_options=data_options)
     names = select_layers(wl.net, layer) if layer else mac_layers(wl.net)
     if not names:
         raise ValueError(f"model {wl.model} has no Conv/Linear layer to record")
@@ -105,7 +105,7 @@ def _layer_pools(model, dataset, layer, checkpoint, data_dir, seed):
 def run_deepseek(out_dir=None, *, ks=DEEPSEEK_KS, widths=DEEPSEEK_WIDTHS, promotions=DEEPSEEK_PROMOTIONS,
                  truncs=("zero", "floor"), sources=("random", "layer"), size: int = 16, lanes: int = 32,
                  seed: int = 0, model="lenet5", dataset="digits", layer=None, checkpoint=None, data_dir=None,
-                 progress_enabled=None) -> dict:
+                 progress_enabled=None, data_options=None) -> dict:
     """Error of FP8 GEMM under the multi-term order against K, W, promotion and truncation.
 
     Parameters
@@ -133,6 +133,8 @@ def run_deepseek(out_dir=None, *, ks=DEEPSEEK_KS, widths=DEEPSEEK_WIDTHS, promot
         with the longest dot products); as :func:`psum.sweeps.sweep.workload` (user models
         ``FILE.py:FUNC`` too).
     progress_enabled : bool, optional
+    data_options : dict, optional
+        More :func:`psum.sweeps.sweep.workload` options (``trust``, ``image_size``, ``normalize``).
 
     Returns
     -------
@@ -168,7 +170,7 @@ def run_deepseek(out_dir=None, *, ks=DEEPSEEK_KS, widths=DEEPSEEK_WIDTHS, promot
     pools = {}
     operands = {"random": "normal(0,1) in fp8_e4m3"}
     if "layer" in sources:
-        a_pool, b_pool, label, k_layer = _layer_pools(model, dataset, layer, checkpoint, data_dir, seed)
+        a_pool, b_pool, label, k_layer = _layer_pools(model, dataset, layer, checkpoint, data_dir, seed, data_options)
         pools["layer"] = (a_pool, b_pool)
         operands["layer"] = f"{label} (K={k_layer}) resampled"
     store = ResultsFile(out / "rows.jsonl", _KEY, required=_KEY + ("max_rel",))

@@ -124,3 +124,147 @@ def test_mta_floor_unit_equals_emulation_in_amaranth(text):
     assert [int(model["acc2"][t]) for t in ends] == want
     obs = amaranth_trace(spec, stim)
     assert [int(obs["acc2"][t]) for t in ends] == want
+
+
+# ---------------------------------------------------------------------------------------------
+# The studies' formulas, against hand-worked values and brute force
+# ---------------------------------------------------------------------------------------------
+def test_signed_bits_by_brute_force():
+    from psum.studies.a2q import signed_bits
+
+    for lo in range(-70, 1):
+        for hi in (0, 1, 63, 64, 127, 128):
+            p = next(p for p in range(1, 20) if -(1 << (p - 1)) <= lo and hi <= (1 << (p - 1)) - 1)
+            assert signed_bits(lo, hi) == p
+
+
+@pytest.mark.parametrize("l1, n, signed", [(1, 8, True), (127, 8, True), (3000, 8, True), (3000, 4, False), (5, 1, False)])
+def test_a2q_bits_is_the_worst_case_width(l1, n, signed):
+    """P_A2Q (the paper's alpha + phi(alpha) + 1) equals the width of the worst case l1 * 2**(N - signed)."""
+    from psum.studies.a2q import a2q_bits, signed_bits
+
+    worst = l1 * 2 ** (n - (1 if signed else 0))
+    assert a2q_bits(l1, n, signed) == signed_bits(-worst, worst)
+
+
+def test_vrr_matches_monte_carlo_of_its_model():
+    """The closed form r_i (polar coordinates) against sampling the model it integrates."""
+    from psum.studies.accumulation import vrr
+
+    rng = np.random.default_rng(0)
+    n, m = 64, 2
+    c = 2.0 ** -(m + 1.5)
+    s = rng.standard_normal((200_000, 1)) * np.sqrt(np.arange(1, n))
+    p = rng.standard_normal((200_000, n - 1))
+    mc = (1 + (p ** 2 * (np.abs(p) >= c * np.abs(s))).mean(axis=0).sum()) / n
+    assert vrr(n, m) == pytest.approx(mc, abs=2e-3)
+    assert vrr(1, 0) == 1.0 and vrr(4096, 3) < vrr(4096, 6) < vrr(4096, 12) <= 1.0
+
+
+def test_predicted_minimum_grows_with_k_and_chunking_helps():
+    from psum.studies.accumulation import predicted_min_mantissa
+
+    seq = [predicted_min_mantissa(k) for k in (16, 256, 4096)]
+    assert seq == sorted(seq) and seq[0] < seq[-1]
+    assert predicted_min_mantissa(4096, chunk=64) < predicted_min_mantissa(4096)
+    with pytest.raises(ValueError, match=r"^cutoff must be a number above 1, not 1$"):
+        predicted_min_mantissa(16, cutoff=1)
+
+
+def test_gemm_errors_exact_order_is_zero():
+    """An mta order wide enough to be exact has no error (the reference A @ B is exact)."""
+    from psum.studies.deepseek import gemm_errors
+
+    spec = MacSpec.parse("a=fp8_e4m3,b=fp8_e4m3,acc=fp32,order=mta4w40p8")
+    rng = np.random.default_rng(1)
+    A = spec.a.decode(spec.a.encode(rng.standard_normal((3, 24)), saturate=True))
+    B = spec.b.decode(spec.b.encode(rng.standard_normal((24, 2)), saturate=True))
+    e = gemm_errors(spec, A, B)
+    assert e["max_rel"] == 0 and e["fro_rel"] == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The studies end to end on tiny cases, and the command line
+# ---------------------------------------------------------------------------------------------
+def test_deepseek_tiny_run_writes_section_and_resumes(tmp_path):
+    from psum.studies import run_deepseek
+
+    kw = dict(ks=(64, 128), widths=(6, 14), promotions=(None, 32), sources=("random",), size=4)
+    res = run_deepseek(tmp_path, progress_enabled=False, **kw)
+    assert len(res["rows"]) == 2 * 2 * 2 * 2
+    for name in ("deepseek.md", "deepseek.json", "deepseek.csv", "rows.jsonl", "error_vs_k_random.png",
+                 "error_vs_k_random.svg", "error_vs_w_random.png"):
+        assert (tmp_path / name).is_file(), name
+    by = {(r["K"], r["W"], r["P"], r["trunc"]): r for r in res["rows"]}
+    # fewer bits, larger error; floor drifts down (negative bias) where toward-zero does not
+    assert by[(128, 6, "none", "zero")]["max_rel"] > by[(128, 14, "none", "zero")]["max_rel"]
+    assert by[(128, 6, "none", "floor")]["bias_rel"] < 0
+    again = run_deepseek(tmp_path, progress_enabled=False, **kw)  # resumed: the stored rows come back
+    assert [r["seconds"] for r in again["rows"]] == [r["seconds"] for r in res["rows"]]
+
+
+def test_report_links_study_sections(tmp_path):
+    from psum.studies import section_path
+
+    assert section_path("a2q", tmp_path) is None
+    (tmp_path / "study-a2q").mkdir()
+    (tmp_path / "study-a2q" / "a2q.md").write_text("# x\n")
+    assert section_path("a2q", tmp_path) == tmp_path / "study-a2q" / "a2q.md"
+
+
+def test_api_names():
+    import psum
+
+    from psum.studies.a2q import run_a2q
+    from psum.studies.accumulation import run_accumulation_theory
+    from psum.studies.deepseek import run_deepseek
+
+    assert psum.run_deepseek is run_deepseek and psum.run_a2q is run_a2q
+    assert psum.run_accumulation_theory is run_accumulation_theory
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["study"], "psum study: error: the following arguments are required: STUDY"),
+    (["study", "deepseek", "--k", "4096,x"], "psum study: error: --k must be comma-separated integers, not '4096,x'"),
+    (["study", "deepseek", "--k", "0"], "psum study: error: K must be an integer between 1 and 65536, not 0"),
+    (["study", "deepseek", "--w", "30"], "psum study: error: W must be an integer between 1 and 24, not 30"),
+    (["study", "deepseek", "--promotion", "100"], "psum study: error: promotion 100 must be a multiple of lanes=32"),
+    (["study", "deepseek", "--promotion", "never"],
+     "psum study: error: --promotion must be comma-separated integers or none, not 'never'"),
+    (["study", "deepseek", "--trunc", "up"], "psum study: error: --trunc must list zero and/or floor, not 'up'"),
+    (["study", "deepseek", "--source", "file"], "psum study: error: --source must list random and/or layer, not 'file'"),
+    (["study", "deepseek", "--size", "0"], "psum study: error: size must be an integer between 1 and 4096, not 0"),
+    (["study", "deepseek", "--lanes", "0"], "psum study: error: lanes must be an integer between 1 and 1024, not 0"),
+    (["study", "deepseek", "--source", "layer", "--model", "nofile.py:build"],
+     "psum study: error: --model nofile.py:build: file nofile.py does not exist"),
+    (["study", "a2q", "--n-images", "0"], "psum study: error: n_images must be an integer >= 1, not 0"),
+    (["study", "a2q", "--tol", "-1"], "psum study: error: tol must be a non-negative number of percentage points, not -1.0"),
+    (["study", "a2q", "--layer", "fc9"],
+     "psum study: error: layer 'fc9' selects none of the Conv2d/Linear layers: conv1, conv2, fc1, fc2, fc3"),
+    (["study", "accumulation-theory", "--chunk", "0"], "psum study: error: chunk must be an integer >= 1, not 0"),
+    (["study", "accumulation-theory", "--cutoff", "1"], "psum study: error: cutoff must be a number above 1, not 1.0"),
+    (["study", "accumulation-theory", "--tol", "-2"],
+     "psum study: error: tol must be a non-negative number of percentage points, not -2.0"),
+    (["study", "accumulation-theory", "--model", "nofile.py:build"],
+     "psum study: error: --model nofile.py:build: file nofile.py does not exist"),
+])
+def test_study_bad_input_is_one_line(argv, message, capsys, tmp_path):
+    from psum.cli.main import main
+
+    try:
+        rc = main([*argv, "--out-dir", str(tmp_path)] if len(argv) > 1 else argv)
+    except SystemExit as exc:
+        rc = exc.code
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(message), err
+    assert not any(tmp_path.iterdir())  # refused before any work
+
+
+def test_study_deepseek_cli_tiny(tmp_path, capsys):
+    from psum.cli.main import main
+
+    assert main(["study", "deepseek", "--k", "4096", "--w", "14", "--promotion", "none,128", "--source", "random",
+                 "--size", "2", "--out-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "random: closest to ~2 %: trunc=" in out and "section: " in out
