@@ -34,6 +34,8 @@ folder                package                holds                              
 ``quant/``            psum.quant             QAT, the integer program, fake-to-true comparison     nets, golden, emulation
 ``sweeps/``           psum.sweeps            accuracy sweeps and minimum-accumulator searches     nets, golden, emulation
 ``reports/``          psum.reports           the trade-off report, its document and plots         all of the above
+``studies/``          psum.studies           psum against published results (``psum study``)      nets, golden, emulation,
+                                                                                                    sweeps, quant
 ``psum/``             psum, psum.cli         this facade; leaf modules (errors, paths, progress,   everything
                                              resultsfile, _util); the ``psum`` command line
 ===================== ====================== ==================================================== =========================

@@ -154,10 +154,10 @@ def test_vrr_matches_monte_carlo_of_its_model():
     rng = np.random.default_rng(0)
     n, m = 64, 2
     c = 2.0 ** -(m + 1.5)
-    s = rng.standard_normal((200_000, 1)) * np.sqrt(np.arange(1, n))
-    p = rng.standard_normal((200_000, n - 1))
+    s = rng.standard_normal((40_000, 1)) * np.sqrt(np.arange(1, n))
+    p = rng.standard_normal((40_000, n - 1))
     mc = (1 + (p ** 2 * (np.abs(p) >= c * np.abs(s))).mean(axis=0).sum()) / n
-    assert vrr(n, m) == pytest.approx(mc, abs=2e-3)
+    assert vrr(n, m) == pytest.approx(mc, abs=4e-3)
     assert vrr(1, 0) == 1.0 and vrr(4096, 3) < vrr(4096, 6) < vrr(4096, 12) <= 1.0
 
 
@@ -189,9 +189,9 @@ def test_gemm_errors_exact_order_is_zero():
 def test_deepseek_tiny_run_writes_section_and_resumes(tmp_path):
     from psum.studies import run_deepseek
 
-    kw = dict(ks=(64, 128), widths=(6, 14), promotions=(None, 32), sources=("random",), size=4)
+    kw = dict(ks=(128,), widths=(6, 14), promotions=(None, 32), sources=("random",), size=4)
     res = run_deepseek(tmp_path, progress_enabled=False, **kw)
-    assert len(res["rows"]) == 2 * 2 * 2 * 2
+    assert len(res["rows"]) == 2 * 2 * 2
     for name in ("deepseek.md", "deepseek.json", "deepseek.csv", "rows.jsonl", "error_vs_k_random.png",
                  "error_vs_k_random.svg", "error_vs_w_random.png"):
         assert (tmp_path / name).is_file(), name
@@ -265,6 +265,6 @@ def test_study_deepseek_cli_tiny(tmp_path, capsys):
     from psum.cli.main import main
 
     assert main(["study", "deepseek", "--k", "4096", "--w", "14", "--promotion", "none,128", "--source", "random",
-                 "--size", "2", "--out-dir", str(tmp_path)]) == 0
+                 "--size", "1", "--out-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "random: closest to ~2 %: trunc=" in out and "section: " in out
