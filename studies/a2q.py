@@ -183,14 +183,14 @@ def _write(out, rows, setup) -> dict:
     cols = ["layer", "K", "l1_max", "p_dtype", "p_a2q", "p_a2q_bias", "p_data", "min_wrap", "min_sat", "max_ratio",
             "frac_above_half", "frac_above_eighth"]
     heads = ["layer", "K", "max ‖q‖₁", "K-only bound", "A2Q bound", "A2Q + bias", "real sums need", "psum min wrap",
-             "psum min sat", "max |sum| / bound", "frac > bound/2", "frac > bound/8"]
+             "psum min sat", "max abs sum / bound", "frac > bound/2", "frac > bound/8"]
     slack = [r["slack_wrap"] for r in rows if r["slack_wrap"] is not None]
     data_gap = [r["p_a2q"] - r["p_data"] for r in rows]
-    text = ["# The A2Q accumulator bound (`psum study a2q`)\n",
+    text = ["# The A2Q accumulator bound (`psum study a2q`)\n\n",
             "Published (Colbert et al., ICCV 2023, section 3): a signed P-bit accumulator never overflows when "
             "P >= alpha + phi(alpha) + 1, alpha = log2(||q||_1) + N - 1_signed(x). Their ResNet18 CIFAR-10 W4A4: "
             "float 95.0 %, 16-bit accumulators 94.2 %, 12-bit 83.9 % (A2Q+: 90.6 %), networks trained with the "
-            "constraint.\n",
+            "constraint.\n\n",
             f"psum: {setup['model']} on {setup['dataset']}, int8 x int8 operands, weights as trained (no A2Q "
             f"constraint); partial sums of {setup['n_images']} inputs; measured minimum = narrowest int accumulator "
             f"within {setup['tol']} points of float32 with only that layer at the candidate.\n\n",

@@ -297,10 +297,10 @@ def _write(out, rows, curve, setup) -> dict:
     cols = ["layer", "K", "pred_seq", "meas_vrr_seq", "min_seq", "pred_chunk", "min_chunk"]
     heads = ["layer", "K", "predicted seq", "measured VRR seq", "psum min seq (accuracy)",
              f"predicted chunk{setup['chunk']}", f"psum min chunk{setup['chunk']}"]
-    text = ["# Accumulation bit-width theory (`psum study accumulation-theory`)\n",
+    text = ["# Accumulation bit-width theory (`psum study accumulation-theory`)\n\n",
             "Published (Sakr et al., ICLR 2019): the variance retention ratio VRR of a length-n accumulation with "
             "an m_acc-bit mantissa predicts the minimum accumulator precision; chunk-based accumulation needs fewer "
-            "bits.\n",
+            "bits.\n\n",
             f"psum: {setup['model']} on {setup['dataset']}, {setup['operands']} operands, accumulator "
             f"e{setup['exp_bits']}m? (exponent wide enough that only the mantissa limits). Predicted: smallest "
             f"m_acc with n(1 - VRR) <= ln {setup['cutoff']:g} (VRR from the paper's full-swamping model, derived in "

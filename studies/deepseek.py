@@ -272,16 +272,16 @@ def _write(out: Path, rows, headline, operands, setup) -> dict:
         figs += save_figure(fig, out, f"error_vs_w_{source}")
     paths["plots"] = figs
     # -- the section -----------------------------------------------------------------------------
-    lines = ["# DeepSeek-V3's 14-bit FP8 accumulation (`psum study deepseek`)\n",
+    lines = ["# DeepSeek-V3's 14-bit FP8 accumulation (`psum study deepseek`)\n\n",
              "Published (DeepSeek-V3 technical report, arXiv:2412.19437, section 3.3.2): FP8 GEMM on Hopper keeps "
              "about 14 bits after aligning products to the largest exponent; at K = 4096 the maximum relative error "
-             "is nearly 2 %; promoting to FP32 every 128 elements fixes it.\n",
+             "is nearly 2 %; promoting to FP32 every 128 elements fixes it.\n\n",
              f"psum: `C = A @ B`, {setup['size']}x{setup['size']} outputs, fp8_e4m3 operands, every output bit-exact "
              f"under `order=mta{setup['lanes']}w<W>p<P>[floor]` (acc and acc2 fp32) against the exact product. "
              "Error = max|C - C*| / max|C*|. `zero`: aligned terms truncated toward zero; `floor`: two's complement, "
              "sign-fill right shift (toward -inf). Operands: "
-             + "; ".join(f"`{k}`: {v}" for k, v in operands.items()) + ".\n",
-             "## At K = 4096, W = 14\n"]
+             + "; ".join(f"`{k}`: {v}" for k, v in operands.items()) + ".\n\n",
+             "## At K = 4096, W = 14\n\n"]
     hr = [dict(source=r["source"], trunc=r["trunc"], P=r["P"], max_rel=_pct(r["max_rel"]), fro_rel=_pct(r["fro_rel"]),
                bias_rel=_pct(r["bias_rel"])) for r in headline["rows"]]
     lines.append(md_table(hr, ["source", "trunc", "P", "max_rel", "fro_rel", "bias_rel"],
@@ -298,7 +298,7 @@ def _write(out: Path, rows, headline, operands, setup) -> dict:
                          + ".\n")
     for source in sorted({r["source"] for r in rows}):
         lines.append(f"\n![error vs K, {source}](error_vs_k_{source}.png)\n\n![error vs W, {source}](error_vs_w_{source}.png)\n")
-    lines.append("\n## Every setting (max relative error, %)\n")
+    lines.append("\n## Every setting (max relative error, %)\n\n")
     for source in sorted({r["source"] for r in rows}):
         for t in sorted({r["trunc"] for r in rows}, reverse=True):
             sub = [r for r in rows if r["source"] == source and r["trunc"] == t]
