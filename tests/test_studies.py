@@ -126,6 +126,17 @@ def test_mta_floor_unit_equals_emulation_in_amaranth(text):
     assert [int(obs["acc2"][t]) for t in ends] == want
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("shutil").which("iverilog") is None, reason="needs Icarus Verilog")
+def test_mta_floor_unit_in_icarus(tmp_path, capsys):
+    """The emitted Verilog of a floor unit, every cycle against the cycle model in Icarus (slow tier)."""
+    from psum.cli.main import main
+
+    assert main(["sim", "a=fp8_e4m3,b=fp8_e4m3,acc=e5m6,order=mta4w8p8floor,acc2=fp16", "--cycles", "400",
+                 "--build-dir", str(tmp_path)]) == 0
+    assert " 0 mismatches" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------------------------------------
 # The studies' formulas, against hand-worked values and brute force
 # ---------------------------------------------------------------------------------------------
