@@ -293,7 +293,7 @@ def _write(out: Path, rows, headline, operands, setup) -> dict:
             lines.append(f"\n{source} operands: the `{c}` variant is closest to the published ~2 % "
                          f"({100 * v[c]['max_rel']:.2f} %"
                          + (f"; {100 * v[c]['max_rel_p128']:.3f} % with P = 128" if v[c]["max_rel_p128"] is not None else "")
-                         + f"); within [1 %, 3 %]: "
+                         + "); within [1 %, 3 %]: "
                          + ", ".join(f"{t} {'yes' if v[t]['in_1_to_3_percent'] else 'no'}" for t in ("zero", "floor") if t in v)
                          + ".\n")
     for source in sorted({r["source"] for r in rows}):
