@@ -166,13 +166,13 @@ def run_deepseek(out_dir=None, *, ks=DEEPSEEK_KS, widths=DEEPSEEK_WIDTHS, promot
     if not (ks and widths and promotions and truncs and sources):
         raise ValueError("every study axis (K, W, promotion, trunc, source) needs at least one value")
     out = study_dir("deepseek", out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     pools = {}
     operands = {"random": "normal(0,1) in fp8_e4m3"}
     if "layer" in sources:
         a_pool, b_pool, label, k_layer = _layer_pools(model, dataset, layer, checkpoint, data_dir, seed, data_options)
         pools["layer"] = (a_pool, b_pool)
         operands["layer"] = f"{label} (K={k_layer}) resampled"
+    out.mkdir(parents=True, exist_ok=True)  # after the model resolved: bad input leaves nothing behind
     store = ResultsFile(out / "rows.jsonl", _KEY, required=_KEY + ("max_rel",))
     a_fmt = MacSpec.parse("a=fp8_e4m3,b=fp8_e4m3,acc=fp32").a
     todo = [(s, k, w, p, t) for s in sources for k in ks for w in widths for p in promotions for t in truncs]
