@@ -131,7 +131,7 @@ class Order:
     trunc : {"zero", "floor"}, optional
         ``mta`` only (default ``"zero"``): how an aligned term loses its bits below the W-bit
         window: toward zero (sign and magnitude), or toward -inf (``floor``; the term in two's
-        complement shifted right with sign fill, what DeepSeek-V3 section 3.3.2 suggests of
+        complement shifted right with sign fill, what DeepSeek-V3 section 3.5.2 suggests of
         Hopper's alignment). Text: the suffix ``floor`` (``mta32w14p128floor``).
 
     Raises

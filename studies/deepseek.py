@@ -1,7 +1,7 @@
 """DeepSeek-V3's 14-bit FP8 accumulation, reproduced with the multi-term order ``mta<N>w<W>p<P>``.
 
 The published figure (DeepSeek-AI, "DeepSeek-V3 Technical Report", arXiv:2412.19437, 2024,
-section 3.3.2 "Increasing Accumulation Precision"): FP8 GEMM on Hopper tensor cores keeps about
+sections 3.3.2 "Increasing Accumulation Precision" and 3.5.2): FP8 GEMM on Hopper tensor cores keeps about
 14 bits after aligning the products to the largest exponent; with K = 4096 the maximum relative
 error reaches nearly 2 %; promoting the partial sums to FP32 CUDA-core registers every
 N_C = 128 elements fixes it. The report does not define its "relative error" nor its operands.
@@ -44,7 +44,7 @@ __all__ = ["run_deepseek", "DEEPSEEK_KS", "DEEPSEEK_WIDTHS", "DEEPSEEK_PROMOTION
 DEEPSEEK_KS = (256, 512, 1024, 2048, 4096, 8192, 16384)
 DEEPSEEK_WIDTHS = (12, 13, 14, 16, 20, 24)
 DEEPSEEK_PROMOTIONS = (None, 32, 128, 512)
-# The published figures (arXiv:2412.19437, section 3.3.2).
+# The published figures (arXiv:2412.19437, sections 3.3.2 and 3.5.2).
 PUBLISHED = {"K": 4096, "W": 14, "max_rel_no_promotion": 0.02, "promotion": 128}
 _KEY = ("source", "K", "W", "P", "trunc", "size", "lanes", "seed", "operands")
 _SPEC = "a=fp8_e4m3,b=fp8_e4m3,acc=fp32,acc2=fp32"
@@ -273,7 +273,7 @@ def _write(out: Path, rows, headline, operands, setup) -> dict:
     paths["plots"] = figs
     # -- the section -----------------------------------------------------------------------------
     lines = ["# DeepSeek-V3's 14-bit FP8 accumulation (`psum study deepseek`)\n\n",
-             "Published (DeepSeek-V3 technical report, arXiv:2412.19437, section 3.3.2): FP8 GEMM on Hopper keeps "
+             "Published (DeepSeek-V3 technical report, arXiv:2412.19437, sections 3.3.2 and 3.5.2): FP8 GEMM on Hopper keeps "
              "about 14 bits after aligning products to the largest exponent; at K = 4096 the maximum relative error "
              "is nearly 2 %; promoting to FP32 every 128 elements fixes it.\n\n",
              f"psum: `C = A @ B`, {setup['size']}x{setup['size']} outputs, fp8_e4m3 operands, every output bit-exact "
