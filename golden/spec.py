@@ -131,8 +131,8 @@ class Order:
     trunc : {"zero", "floor"}, optional
         ``mta`` only (default ``"zero"``): how an aligned term loses its bits below the W-bit
         window: toward zero (sign and magnitude), or toward -inf (``floor``; the term in two's
-        complement shifted right with sign fill, what DeepSeek-V3 section 3.5.2 suggests of
-        Hopper's alignment). Text: the suffix ``floor`` (``mta32w14p128floor``).
+        complement shifted right with sign fill, which public discussions of Hopper's FP8
+        alignment after DeepSeek-V3 section 3.5.2 suggest). Text: the suffix ``floor`` (``mta32w14p128floor``).
 
     Raises
     ------
