@@ -271,7 +271,7 @@ def _write(out, rows, curve, setup) -> dict:
     pts = [(r["pred_seq"], r["meas_vrr_seq"]) for r in rows if r["meas_vrr_seq"] is not None]
     if pts:
         ax.scatter(*zip(*pts), marker="^", label="sequential (measured VRR)")
-    lim = [0, max([r["pred_seq"] for r in rows] + [r["min_seq"] or 0 for r in rows] + [4]) + 1]
+    lim = [0, max([r[k] or 0 for r in rows for k in ("pred_seq", "min_seq", "meas_vrr_seq", "min_chunk")] + [4]) + 1]
     ax.plot(lim, lim, "k:", lw=0.8, label="predicted = measured")
     ax.set_xlabel("predicted minimum mantissa (VRR)")
     ax.set_ylabel("measured minimum mantissa")
