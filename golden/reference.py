@@ -13,7 +13,7 @@ from .formats import FixedFormat, FloatFormat, IntFormat
 from .rounding import Rounding, parse_rounding
 from .spec import MacSpec
 
-__all__ = ["decode_ref", "round_ref", "encode_ref", "mac_step_ref", "NAN", "INF"]
+__all__ = ["decode_ref", "round_ref", "encode_ref", "mac_step_ref", "mta_sum_ref", "NAN", "INF"]
 
 NAN = "nan"
 INF = "inf"
@@ -241,3 +241,34 @@ def mac_step_ref(spec: MacSpec, acc: int, a: int, b: int, rand: int | None = Non
         return _zero(fmt, zsign)
     return round_ref(fmt, total < 0, abs(total), spec.rounding, saturate=spec.saturate,
                      rand=rand, sr_bits=spec.sr_bits)
+
+
+def mta_sum_ref(terms, w: int, trunc: str = "zero") -> tuple[Fraction, Fraction]:
+    """The exact sum of one group of a multi-term adder (``order=mta<N>w<W>p<P>[floor]``).
+
+    Each term is cut to a multiple of ``lsb = 2**(e - w + 1)``, ``e`` the largest term's
+    leading-one exponent (found by comparing with powers of two): toward zero
+    (``trunc="zero"``: ``sign * (|t| // lsb) * lsb``) or toward -inf (``trunc="floor"``:
+    ``(t // lsb) * lsb``, Python's floor division), then the cut terms are added exactly.
+
+    Parameters
+    ----------
+    terms : sequence of Fraction
+        The register and the group's exact products, finite values.
+    w : int
+        W, the bits kept from the leading one down.
+    trunc : {"zero", "floor"}
+
+    Returns
+    -------
+    (Fraction, Fraction)
+        The sum and ``lsb`` (``(0, 0)`` when every term is zero).
+    """
+    nz = [abs(t) for t in terms if t != 0]
+    if not nz:
+        return Fraction(0), Fraction(0)
+    e = _floor_log2(max(nz))
+    lsb = _pow2(e - w + 1)
+    if trunc == "floor":
+        return sum((t // lsb) * lsb for t in terms), lsb
+    return sum((1 if t > 0 else -1) * (abs(t) // lsb) * lsb for t in terms), lsb

@@ -22,9 +22,11 @@ srbits     random bits per stochastic rounding (``round=sr`` only; default 8)
 overflow   integer or fixed-point accumulator: ``wrap`` (default) or ``sat``; float: ``ieee``
            (default) or ``sat``
 order      accumulation order: ``seq`` (default), ``chunk<L>`` (chunks of L products summed,
-           chunk sums added into ``acc2``), ``tree`` (pairwise), ``mta<N>w<W>p<P>`` (fused N-term
-           adder of width W, promoted into ``acc2`` every P terms) or ``ilv<L>`` (L interleaved
-           partial sums, product k into sum k mod L, combined at the end)
+           chunk sums added into ``acc2``), ``tree`` (pairwise), ``mta<N>w<W>p<P>[floor]`` (fused
+           N-term adder of width W, promoted into ``acc2`` every P terms; aligned terms truncated
+           toward zero, or with the ``floor`` suffix toward -inf, as a two's-complement
+           sign-fill right shift does) or ``ilv<L>`` (L interleaved partial sums, product k into
+           sum k mod L, combined at the end)
 acc2       second-level accumulator format for ``chunk`` and ``mta`` orders (default fp32)
 =========  ==================================================================================
 """
@@ -39,7 +41,7 @@ from psum._util import check_int
 from .formats import NAMED, FixedFormat, FloatFormat, Format, IntFormat, parse_format
 from .rounding import Rounding, parse_rounding
 
-__all__ = ["MacSpec", "Order", "add_spec", "ORDER_KINDS", "DEFAULT_OPERANDS", "default_operand", "SPEC_HELP", "SPEC_EXAMPLES",
+__all__ = ["MacSpec", "Order", "add_spec", "ORDER_KINDS", "MTA_TRUNCATIONS", "DEFAULT_OPERANDS", "default_operand", "SPEC_HELP", "SPEC_EXAMPLES",
            "key_value_items", "KEYWORD_ALIASES"]
 
 SPEC_EXAMPLES = (
@@ -54,7 +56,7 @@ SPEC_EXAMPLES = (
 SPEC_HELP = (
     "a MAC spec is comma-separated key=value pairs: a=FMT,b=FMT,acc=FMT[,prod=FMT][,fused=yes|no]"
     "[,round=rne|rtz|rup|rdn|rna|rod|sr][,srbits=K][,overflow=wrap|sat|ieee]"
-    "[,order=seq|chunk<L>|tree|mta<N>w<W>p<P>|ilv<L>][,acc2=FMT]; e.g. " + SPEC_EXAMPLES[0]
+    "[,order=seq|chunk<L>|tree|mta<N>w<W>p<P>[floor]|ilv<L>][,acc2=FMT]; e.g. " + SPEC_EXAMPLES[0]
 )
 
 # Operand formats of a study that names only the accumulator (sweeps, reports), by accumulator
@@ -96,8 +98,11 @@ ORDER_KINDS = ("seq", "tree", "chunk", "mta", "ilv")
 _ORDER_PARAMS = {"seq": (), "tree": (), "chunk": ("length",), "mta": ("n", "w", "p"), "ilv": ("length",)}
 _ORDER_LETTER = {"length": "L", "n": "N", "w": "W", "p": "P"}
 # The one grammar of the order text; nothing outside this module parses it.
-_ORDER_RE = re.compile(r"(seq|tree)|chunk([0-9]+)|mta([0-9]+)w([0-9]+)p([0-9]+)|ilv([0-9]+)")  # ASCII digits only
-_ORDER_HELP = "seq, tree, chunk<L>, mta<N>w<W>p<P> or ilv<L>"
+_ORDER_RE = re.compile(r"(seq|tree)|chunk([0-9]+)|mta([0-9]+)w([0-9]+)p([0-9]+)(floor)?|ilv([0-9]+)")  # ASCII digits only
+_ORDER_HELP = "seq, tree, chunk<L>, mta<N>w<W>p<P> or ilv<L>"  # (+ floor suffix: see Order)
+# How the mta adder truncates an aligned term below its W-bit window: "zero" (sign-magnitude,
+# toward zero) or "floor" (two's complement shifted right with sign fill: toward -inf).
+MTA_TRUNCATIONS = ("zero", "floor")
 # The mta engine sums W-bit aligned terms of N products plus the register in an int64 with a
 # spare bit for the sign: W + bit_length(N + 1) <= 61 keeps that sum exact (no wrap).
 _MTA_SUM_BITS = 61
@@ -123,6 +128,11 @@ class Order:
     n, w, p : int, optional
         N terms per adder, W bits kept below the leading one, promotion every P products
         (``mta`` only): all at least 1, P a multiple of N, W + bit_length(N+1) at most 61.
+    trunc : {"zero", "floor"}, optional
+        ``mta`` only (default ``"zero"``): how an aligned term loses its bits below the W-bit
+        window: toward zero (sign and magnitude), or toward -inf (``floor``; the term in two's
+        complement shifted right with sign fill, which public discussions of Hopper's FP8
+        alignment after DeepSeek-V3 section 3.5.2 suggest). Text: the suffix ``floor`` (``mta32w14p128floor``).
 
     Raises
     ------
@@ -137,6 +147,7 @@ class Order:
     n: int | None = None
     w: int | None = None
     p: int | None = None
+    trunc: str | None = None
 
     def __post_init__(self):
         if self.kind not in ORDER_KINDS:
@@ -160,12 +171,18 @@ class Order:
                 raise ValueError(f"{where}P={p} must be a multiple of N={n}")
             for name, value in (("n", n), ("w", w), ("p", p)):
                 object.__setattr__(self, name, value)
+            trunc = "zero" if self.trunc is None else self.trunc
+            if trunc not in MTA_TRUNCATIONS:
+                raise ValueError(f"{where}trunc must be zero or floor, not {trunc!r}")
+            object.__setattr__(self, "trunc", trunc)
+        if self.kind != "mta" and self.trunc is not None:
+            raise ValueError(f"order {self.kind} takes no trunc (mta only)")
 
     def __str__(self) -> str:
         if self.kind == "chunk":
             return f"chunk{self.length}"
         if self.kind == "mta":
-            return f"mta{self.n}w{self.w}p{self.p}"
+            return f"mta{self.n}w{self.w}p{self.p}" + ("floor" if self.trunc == "floor" else "")
         if self.kind == "ilv":
             return f"ilv{self.length}"
         return self.kind
@@ -177,7 +194,7 @@ class Order:
 
     @staticmethod
     def parse(text) -> "Order":
-        """Parse ``seq``, ``tree``, ``chunk<L>``, ``mta<N>w<W>p<P>`` or ``ilv<L>``; ``Order.parse(str(o)) == o``.
+        """Parse ``seq``, ``tree``, ``chunk<L>``, ``mta<N>w<W>p<P>[floor]`` or ``ilv<L>``; ``Order.parse(str(o)) == o``.
 
         An :class:`Order` is returned unchanged.
 
@@ -196,9 +213,10 @@ class Order:
             return Order(m.group(1))
         if m.group(2):
             return Order("chunk", length=int(m.group(2)))
-        if m.group(6):
-            return Order("ilv", length=int(m.group(6)))
-        return Order("mta", n=int(m.group(3)), w=int(m.group(4)), p=int(m.group(5)))
+        if m.group(7):
+            return Order("ilv", length=int(m.group(7)))
+        return Order("mta", n=int(m.group(3)), w=int(m.group(4)), p=int(m.group(5)),
+                     trunc="floor" if m.group(6) else "zero")
 
 
 def _kind(fmt) -> str:

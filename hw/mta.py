@@ -12,7 +12,8 @@ Datapath (per cycle)::
     lane i:  unpack a_i, b_i -> exact product (unfused: rounded into prod) -> normalise
     R term:  unpack (full ? +0 : acc) -> normalise
     e_max  = max leading-one exponent over the finite non-zero terms (a comparator tree)
-    term_i = floor(norm_i * 2**(W - width_i - (e_max - lead_i)))      W-bit, toward zero
+    term_i = trunc(+-norm_i * 2**(W - width_i - (e_max - lead_i)))   W-bit, toward zero
+             (floor suffix: two's complement, sign-fill right shift, toward -inf)
     S      = sum of +-term_i (an adder tree), exact
     R_next = FloatRounder(acc)(|S|, e_max - W + 1); S = 0 gives +0 (rdn: -0); specials apart
     acc2_next = add(acc2, acc)                                           add_spec(spec, acc2)
@@ -137,14 +138,21 @@ class MtaMac(MacUnit):
             dist = e_max - t.lead + max(pw - W, 0)
             # Past xw places every bit is truncated away; the clamp keeps the shifter small.
             m.d.comb += d.eq(Mux(dist > xw, xw, dist))
-            mag = Signal(W, name=f"t{i}_mag")
-            m.d.comb += mag.eq(Mux(v, (x >> d)[:W], 0))
-            st = Signal(int_shape(-(1 << W) + 1, (1 << W) - 1), name=f"t{i}_signed")
-            m.d.comb += st.eq(Mux(t.sign, -mag, mag))
+            st = Signal(int_shape(-(1 << W), (1 << W) - 1), name=f"t{i}_signed")
+            if spec.order.trunc == "floor":
+                # Two's complement first, then an arithmetic (sign-fill) shift: toward -inf.
+                # A shift of xw places leaves 0 or -1, the floor of a term below the window.
+                sx = Signal(int_shape(-(1 << xw), (1 << xw) - 1), name=f"t{i}_twos")
+                m.d.comb += sx.eq(Mux(t.sign, -x, x))
+                m.d.comb += st.eq(Mux(v, sx >> d, 0))
+            else:
+                mag = Signal(W, name=f"t{i}_mag")
+                m.d.comb += mag.eq(Mux(v, (x >> d)[:W], 0))
+                m.d.comb += st.eq(Mux(t.sign, -mag, mag))
             signed_terms.append(st)
 
         # -- exact sum: a balanced adder tree ---------------------------------------------------
-        total = Signal(int_shape(-(N + 1) * ((1 << W) - 1), (N + 1) * ((1 << W) - 1)), name="sum")
+        total = Signal(int_shape(-(N + 1) * (1 << W), (N + 1) * ((1 << W) - 1)), name="sum")
         m.d.comb += total.eq(_tree(signed_terms, lambda x, y: x + y))
         mag = Signal(len(total), name="sum_mag")
         m.d.comb += mag.eq(Mux(total < 0, -total, total))

@@ -34,6 +34,8 @@ folder                package                holds                              
 ``quant/``            psum.quant             QAT, the integer program, fake-to-true comparison     nets, golden, emulation
 ``sweeps/``           psum.sweeps            accuracy sweeps and minimum-accumulator searches     nets, golden, emulation
 ``reports/``          psum.reports           the trade-off report, its document and plots         all of the above
+``studies/``          psum.studies           psum against published results (``psum study``)      nets, golden, emulation,
+                                                                                                    sweeps, quant
 ``psum/``             psum, psum.cli         this facade; leaf modules (errors, paths, progress,   everything
                                              resultsfile, _util); the ``psum`` command line
 ===================== ====================== ==================================================== =========================
@@ -89,6 +91,10 @@ _API = {
     # the report
     "build_report": "psum.reports.report",
     "ReportConfig": "psum.reports.report",
+    # psum against published results (issue 16)
+    "run_deepseek": "psum.studies.deepseek",
+    "run_accumulation_theory": "psum.studies.accumulation",
+    "run_a2q": "psum.studies.a2q",
     # errors
     "PsumError": "psum.errors",
 }
@@ -96,7 +102,7 @@ _API = {
 __all__ = ["__version__", *_API]
 
 
-_SUBPACKAGES = ("golden", "hw", "flows", "nets", "quant", "sweeps", "reports", "cli", "paths", "errors")
+_SUBPACKAGES = ("golden", "hw", "flows", "nets", "quant", "sweeps", "reports", "cli", "paths", "errors", "studies")
 
 
 def __getattr__(name: str):

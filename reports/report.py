@@ -653,7 +653,20 @@ def reduced_run(cfg: ReportConfig) -> str | None:
 # figures to the document before "Reproduce" when they have something to show (a studies link,
 # silicon results, ...). Another module appends to this list; a section that has nothing adds
 # nothing, so the contents list only what exists.
-OPTIONAL_SECTIONS: list = []
+def _studies_section(cfg, out: Path, data: dict, doc: Document) -> None:
+    """Links to the ``psum study`` sections found beside the report (psum against published results)."""
+    from psum.studies.common import STUDIES, section_path
+
+    found = [(n, section_path(n, Path(out).parent)) for n in STUDIES]
+    if any(path for _, path in found):
+        doc.heading("psum against published results")
+        for n, path in found:
+            if path is not None:
+                rel = Path(os.path.relpath(path, out)).as_posix()
+                doc.link(rel, rel, before=f"`psum study {n}`: ", after=".")
+
+
+OPTIONAL_SECTIONS: list = [_studies_section]
 
 
 def _fake2true_figure(out: Path, doc: Document) -> None:

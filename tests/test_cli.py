@@ -8,7 +8,7 @@ import pytest
 from psum.cli.main import build_parser, main
 
 COMMANDS = {"formats", "quantize", "step", "verilog", "sim", "synth", "train", "eval", "sweep", "qat",
-            "fake2true", "report"}
+            "fake2true", "report", "study"}
 
 
 def test_every_subcommand_is_registered():

@@ -35,6 +35,7 @@ FOLDERS = {
     "psum.quant": "quant",
     "psum.sweeps": "sweeps",
     "psum.reports": "reports",
+    "psum.studies": "studies",
 }
 
 # Importable from anywhere; they import nothing of psum but each other.
@@ -51,7 +52,9 @@ ALLOWED = {
     "psum.quant": {"psum.nets", "psum.golden", "psum.golden.emulation"},
     "psum.sweeps": {"psum.nets", "psum.golden", "psum.golden.emulation"},
     "psum.reports": {"psum.golden", "psum.golden.emulation", "psum.hw", "psum.hw.verify", "psum.flows",
-                     "psum.nets", "psum.quant", "psum.sweeps"},
+                     "psum.nets", "psum.quant", "psum.sweeps", "psum.studies"},
+    # psum against published results (issue 16): on top of networks, emulation, sweeps and quant
+    "psum.studies": {"psum.nets", "psum.golden", "psum.golden.emulation", "psum.sweeps", "psum.quant"},
     "psum.cli": set(FOLDERS),
     # The root package is the user-facing facade: it re-exports the API of every layer, lazily.
     "psum": set(FOLDERS),
@@ -76,6 +79,7 @@ FORBIDDEN_THIRD_PARTY = {
     "psum.quant": {"amaranth", "cocotb", "argparse"},
     "psum.sweeps": {"amaranth", "cocotb", "argparse"},
     "psum.reports": {"argparse"},
+    "psum.studies": {"amaranth", "cocotb", "argparse"},
     "psum": {"argparse"},
 }
 

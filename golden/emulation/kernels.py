@@ -844,9 +844,16 @@ def _mta(spec, N_, W, P, A, B, init, *, row_base, col_stride, seed):
         emax = lead.max(axis=2, keepdims=True)
         lsb = emax - W + 1
         sh = te - lsb
-        mag = np.where(sh >= 0, tm << np.clip(sh, 0, 62), tm >> np.clip(-sh, 0, 62))
-        mag = np.where(sh < -62, 0, mag)  # truncation toward zero drops the whole term
-        S = np.where(ts, -mag, mag).sum(axis=2)
+        if spec.order.trunc == "floor":
+            # Two's complement, shifted right with sign fill: numpy's >> on int64 is arithmetic,
+            # so it floors (toward -inf). |term| < 2**61, so a shift clamped at 62 already gives
+            # the floor of a term wholly below the window: 0, or -1 for a negative one.
+            v = np.where(ts, -tm, tm)
+            S = np.where(sh >= 0, v << np.clip(sh, 0, 62), v >> np.clip(-sh, 0, 62)).sum(axis=2)
+        else:
+            mag = np.where(sh >= 0, tm << np.clip(sh, 0, 62), tm >> np.clip(-sh, 0, 62))
+            mag = np.where(sh < -62, 0, mag)  # truncation toward zero drops the whole term
+            S = np.where(ts, -mag, mag).sum(axis=2)
         rand = _rand_or_none(spec, seed, idx, g1 - 1)
         code = V.round_float(fmt, S < 0, np.abs(S), lsb[:, :, 0], spec.rounding, saturate=spec.saturate,
                              rand=rand, sr_bits=spec.sr_bits)
@@ -926,7 +933,9 @@ def accumulate_order(spec, A, B, init, *, row_base=None, col_stride=1, seed=0, b
         bias. For each group of N consecutive products: the terms are R and the N exact products
         (unfused: rounded into ``prod``); with ``e`` the largest leading-one exponent among the
         non-zero terms, every term is truncated toward zero to a multiple of ``2**(e - W + 1)``
-        (W bits from the leading one down), the truncated terms are summed exactly, and the sum
+        (W bits from the leading one down; with the ``floor`` suffix toward -inf instead, as a
+        two's-complement right shift with sign fill does, so a negative term wholly below the
+        window becomes ``-2**(e - W + 1)``), the truncated terms are summed exactly, and the sum
         is rounded once into ``acc`` with the spec's rounding (an exact zero gives +0, -0 under
         rdn). Every P products (P a multiple of N) and after the last product, R is added into
         ``acc2`` (starting at +0) with one rounding and restarts at +0. The output is ``acc2``.

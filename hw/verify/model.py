@@ -99,7 +99,12 @@ def _mta_group(spec: MacSpec, R: int, a, b) -> int:
     total, lsb = 0, 0
     if finite:
         lsb = max(e_ + m_.bit_length() - 1 for _, m_, e_ in finite) - W + 1
-        for s_, m_, e_ in finite:  # truncation toward zero: the magnitude's low bits drop
+        floor = spec.order.trunc == "floor"
+        for s_, m_, e_ in finite:  # toward zero: the magnitude's low bits drop
+            if floor:  # two's complement with sign fill: Python's >> floors negative ints
+                sv = -m_ if s_ else m_
+                total += sv << (e_ - lsb) if e_ >= lsb else sv >> (lsb - e_)
+                continue
             v = m_ << (e_ - lsb) if e_ >= lsb else m_ >> (lsb - e_)
             total += -v if s_ else v
     if total == 0:

@@ -31,6 +31,7 @@ COMMANDS = (
     "psum.cli.nets",  # train, sweep, eval
     "psum.cli.quant",  # qat, fake2true
     "psum.cli.report",  # report
+    "psum.cli.study",  # study deepseek|accumulation-theory|a2q
 )
 
 

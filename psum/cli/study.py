@@ -1,0 +1,158 @@
+"""``psum study deepseek|accumulation-theory|a2q``: psum against published results (issue 16).
+
+Each subcommand parses, calls its API in :mod:`psum.studies` and prints the headline table; the
+study writes its section (``<name>.md``), data (JSON, CSV) and plots (PNG, SVG) into
+``./study-<name>/`` (or ``$PSUM_RESULTS_DIR``, or ``--out-dir``), which ``psum report`` links.
+"""
+
+from __future__ import annotations
+
+import json
+
+from psum._util import format_table
+
+__all__ = ["register"]
+
+_MODELS_HELP = "lenet5 (default), alexnet, resnet18, resnet18-imagenet, vit, or FILE.py:FUNCTION (your code)"
+
+
+def _ints(option: str, text: str, *, none_ok: bool = False) -> list:
+    """``"256,512"`` -> ``[256, 512]`` (``none`` allowed where ``none_ok``), one-line errors."""
+    out = []
+    for item in text.split(","):
+        item = item.strip().lower()
+        if none_ok and item == "none":
+            out.append(None)
+        elif item.isascii() and item.isdigit():
+            out.append(int(item))
+        else:
+            want = "integers or none" if none_ok else "integers"
+            raise ValueError(f"{option} must be comma-separated {want}, not {text!r}")
+    return out
+
+
+def _words(option: str, text: str, allowed: tuple) -> list:
+    items = [t.strip().lower() for t in text.split(",") if t.strip()]
+    bad = [t for t in items if t not in allowed]
+    if bad or not items:
+        raise ValueError(f"{option} must list {' and/or '.join(allowed)}, not {text!r}")
+    return items
+
+
+def _data_options(args) -> dict:
+    return dict(trust=args.trust_checkpoint)
+
+
+def _cmd_deepseek(args) -> int:
+    from psum.studies.deepseek import run_deepseek
+
+    res = run_deepseek(args.out_dir, ks=_ints("--k", args.k), widths=_ints("--w", args.w),
+                       promotions=_ints("--promotion", args.promotion, none_ok=True),
+                       truncs=_words("--trunc", args.trunc, ("zero", "floor")),
+                       sources=_words("--source", args.source, ("random", "layer")), size=args.size,
+                       lanes=args.lanes, seed=args.seed, model=args.model, dataset=args.dataset, layer=args.layer,
+                       checkpoint=args.checkpoint, data_dir=args.data_dir, progress_enabled=args.progress or None,
+                       data_options=_data_options(args))
+    if args.json:
+        print(json.dumps(res["headline"], indent=1, default=str))
+        return 0
+    rows = [dict(r, max_rel=100 * r["max_rel"], fro_rel=100 * r["fro_rel"]) for r in res["headline"]["rows"]]
+    if rows:
+        print("FP8 GEMM at K=4096, W=14 (DeepSeek-V3: ~2 % without promotion, fixed by P=128):")
+        print(format_table(rows, ["source", "trunc", "P", "max_rel", "fro_rel"], floats="{:.4g}"))
+        for source, v in res["headline"]["verdict"].items():
+            if "closest" in v:
+                print(f"{source}: closest to ~2 %: trunc={v['closest']} ({100 * v[v['closest']]['max_rel']:.2f} %)")
+    print(f"{len(res['rows'])} settings; section: {res['paths']['markdown']}")
+    return 0
+
+
+def _cmd_accumulation(args) -> int:
+    from psum.studies.accumulation import run_accumulation_theory
+
+    res = run_accumulation_theory(args.model, args.dataset, out_dir=args.out_dir, checkpoint=args.checkpoint,
+                                  data_dir=args.data_dir, layer=args.layer, chunk=args.chunk, cutoff=args.cutoff,
+                                  search=not args.no_search, tol=args.tol, limit=args.limit,
+                                  progress_enabled=args.progress or None, data_options=_data_options(args))
+    if args.json:
+        print(json.dumps(res["rows"], indent=1))
+        return 0
+    print(f"minimum accumulator mantissa (e8m?), predicted by the VRR (Sakr et al. 2019) and measured "
+          f"(chunk = {args.chunk}):")
+    print(format_table(res["rows"], ["layer", "K", "pred_seq", "meas_vrr_seq", "min_seq", "pred_chunk", "min_chunk"],
+                       missing="-"))
+    print(f"section: {res['paths']['markdown']}")
+    return 0
+
+
+def _cmd_a2q(args) -> int:
+    from psum.studies.a2q import run_a2q
+
+    res = run_a2q(args.model, args.dataset, out_dir=args.out_dir, checkpoint=args.checkpoint, data_dir=args.data_dir,
+                  layer=args.layer, n_images=args.n_images, search=not args.no_search, tol=args.tol, limit=args.limit,
+                  progress_enabled=args.progress or None, data_options=_data_options(args))
+    if args.json:
+        print(json.dumps(res["rows"], indent=1))
+        return 0
+    print("signed integer accumulator bits per layer (int8 x int8): A2Q bound (Colbert et al. 2023) vs measured:")
+    print(format_table(res["rows"], ["layer", "K", "p_dtype", "p_a2q", "p_data", "min_wrap", "min_sat", "max_ratio"],
+                       floats="{:.3g}", missing="-"))
+    print(f"section: {res['paths']['markdown']}")
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``study`` with its three subcommands to the ``psum`` subcommands."""
+    p = sub.add_parser("study", help="psum against published results: deepseek, accumulation-theory, a2q",
+                       description="Reproduce or test a published result with psum's bit-exact machinery; each "
+                                   "study writes a report section, JSON/CSV and PNG/SVG plots under ./study-<name>/ "
+                                   "(psum report links them). Comparison with the papers: docs/studies.md.")
+    studies = p.add_subparsers(dest="study", metavar="STUDY", required=True)
+
+    def common(q, *, search=True):
+        q.add_argument("--model", default="lenet5", help=f"network: {_MODELS_HELP}")
+        q.add_argument("--dataset", default="digits", metavar="DATASET", help="digits (built in, default), cifar10, "
+                       "cifar100, imagenet, imagefolder or FILE.py:FUNCTION")
+        q.add_argument("--checkpoint", metavar="FILE", help="weights (default: the model's psum checkpoint)")
+        q.add_argument("--trust-checkpoint", action="store_true", help="allow a whole pickled model (runs its code)")
+        q.add_argument("--data-dir", metavar="DIR", help="folder with CIFAR/ImageNet/imagefolder files")
+        q.add_argument("--layer", help="layer selection: a name, a module, a pattern or a|b (default every layer)")
+        if search:
+            q.add_argument("--tol", type=float, default=1.0, help="accuracy tolerance of the search, points (default 1)")
+            q.add_argument("--limit", type=int, help="first N test images in the search")
+            q.add_argument("--no-search", action="store_true", help="skip the accuracy search (seconds instead of minutes)")
+        q.add_argument("--out-dir", metavar="DIR", help="output folder (default ./study-<name>)")
+        q.add_argument("--progress", action="store_true", help="show progress bars")
+        q.add_argument("--json", action="store_true", help="print JSON")
+
+    q = studies.add_parser("deepseek", help="DeepSeek-V3's 14-bit FP8 accumulation: error vs K, W, promotion",
+                           description="Error of FP8 GEMM under order=mta<N>w<W>p<P>[floor] against K, W, promotion "
+                                       "interval and truncation (toward zero / two's complement), on random and real "
+                                       "layer fp8 operands; resumes from study-deepseek/rows.jsonl.")
+    common(q, search=False)
+    q.add_argument("--k", default="256,512,1024,2048,4096,8192,16384", help="dot-product lengths K")
+    q.add_argument("--w", default="12,13,14,16,20,24", help="bits W kept after alignment")
+    q.add_argument("--promotion", default="none,32,128,512", help="promotion intervals P (none: only at the end)")
+    q.add_argument("--trunc", default="zero,floor", help="truncations: zero and/or floor")
+    q.add_argument("--source", default="random,layer", help="operands: random and/or layer")
+    q.add_argument("--size", type=int, default=16, help="rows of A and columns of B (default 16)")
+    q.add_argument("--lanes", type=int, default=32, help="N, products per adder (default 32)")
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=_cmd_deepseek)
+
+    q = studies.add_parser("accumulation-theory", help="Sakr et al. 2019: VRR-predicted vs measured minimum mantissa",
+                           description="Per layer, the minimum accumulator mantissa predicted by the variance "
+                                       "retention ratio (sequential and chunked) next to psum's measured minimum, and "
+                                       "minimum bits against K on sliced real layers.")
+    common(q)
+    q.add_argument("--chunk", type=int, default=16, help="chunk length L of the chunked order (default 16)")
+    q.add_argument("--cutoff", type=float, default=50.0, help="criterion: exp(n (1 - VRR)) <= cutoff (default 50)")
+    q.set_defaults(func=_cmd_accumulation)
+
+    q = studies.add_parser("a2q", help="A2Q (Colbert et al. 2023): l1-norm accumulator bound vs measured",
+                           description="Per layer, the data-free A2Q integer accumulator width from the trained "
+                                       "weights' l1 norm and int8 inputs, next to psum's measured minimum (wrap, sat) "
+                                       "and the real partial sums' distance to the bound.")
+    common(q)
+    q.add_argument("--n-images", type=int, default=32, help="inputs whose partial sums are recorded (default 32)")
+    q.set_defaults(func=_cmd_a2q)
