@@ -21,7 +21,8 @@ from pathlib import Path
 from .errors import PsumError
 
 __all__ = ["check_int", "atomic_path", "atomic_write", "find_tool", "format_table", "check_output_path",
-           "check_output_dir", "file_lock", "json_type_check", "die_with_parent", "umask_mode"]
+           "check_output_dir", "file_lock", "json_type_check", "die_with_parent", "dies_with_me",
+           "umask_mode", "private_tmpdir", "remove_stale_tmpdirs"]
 
 
 def check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
@@ -303,3 +304,48 @@ def die_with_parent(parent: int | None = None, sig: int = signal.SIGKILL) -> Non
         return
     if parent is not None and os.getppid() != parent:  # the parent died before prctl: follow it now
         os.kill(os.getpid(), sig)
+
+
+def dies_with_me():
+    """A ``preexec_fn`` for :mod:`subprocess`: the child gets SIGKILL when this process dies.
+
+    ``subprocess.run(cmd, preexec_fn=dies_with_me())``; see :func:`die_with_parent`.
+    """
+    import functools
+
+    return functools.partial(die_with_parent, os.getpid())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def remove_stale_tmpdirs(prefix: str) -> int:
+    """Remove ``<tmp>/<prefix><pid>-*`` folders whose process is gone; returns how many.
+
+    The folders of :func:`private_tmpdir`: a process killed by SIGKILL cannot remove its own, so
+    the next run removes them (a folder of a live process is never touched).
+    """
+    root = Path(tempfile.gettempdir())
+    removed = 0
+    for folder in root.glob(f"{prefix}*-*"):
+        pid = folder.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)) and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+@contextlib.contextmanager
+def private_tmpdir(prefix: str):
+    """A temporary folder ``<tmp>/<prefix><pid>-XXXX``, removed on exit; stale ones of dead
+    processes with the same prefix are removed first (:func:`remove_stale_tmpdirs`)."""
+    remove_stale_tmpdirs(prefix)
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-") as tmp:
+        yield Path(tmp)
