@@ -81,7 +81,11 @@ def atomic_path(path, *, suffix: str | None = None):
         raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp")
+        _remove_stale_temps(path)
+        # Why the pid in the name: a writer killed by SIGKILL cannot remove its temporary file;
+        # the next writer of the same path removes those of dead pids.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                                   suffix=suffix or path.suffix or ".tmp")
     except OSError as exc:  # name the user's file, not psum's temporary one
         raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     # Why chmod: mkstemp creates 0600, so a file shared through a common cache or results folder
@@ -97,6 +101,21 @@ def atomic_path(path, *, suffix: str | None = None):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Remove ``.<name>.<pid>.*`` temporaries of :func:`atomic_path` left by dead writers."""
+    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.*"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob's special characters made literal (``[`` ``*`` ``?``)."""
+    import glob
+
+    return glob.escape(name)
 
 
 def atomic_write(path, data) -> Path:
