@@ -275,8 +275,9 @@ def make_scratch(tmp: Path) -> Path:
 
     import numpy as np
 
-    with open(short / "test_batch", "wb") as fh:  # 4 images, 3 labels
-        pickle.dump({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2]}, fh)
+    for name in ("test_batch", *(f"data_batch_{i}" for i in range(1, 6))):
+        with open(short / name, "wb") as fh:  # 4 images, 3 labels
+            pickle.dump({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2]}, fh)
     return tmp
 
 
@@ -393,10 +394,11 @@ def test_device_messages(capsys):
 
 
 def test_cifar_labels_shorter_than_data(scratch, capsys):
-    f = scratch / "shortlabels" / "cifar-10-batches-py" / "test_batch"
-    err = _one(["eval", "--model", "lenet5", "--dataset", "cifar10", "--data-dir", str(scratch / "shortlabels")],
-               capsys)
-    assert err.startswith(f"psum eval: error: cifar10: {f} holds 4 images but 3 labels; expected "), err
+    f = scratch / "shortlabels" / "cifar-10-batches-py" / "data_batch_1"
+    err = _one(["train", "--model", "lenet5", "--dataset", "cifar10", "--data-dir", str(scratch / "shortlabels"),
+                "--epochs", "1", "--out", str(scratch / "never.pt")], capsys)
+    assert err.startswith(f"psum train: error: cifar10: {f} holds 4 images but 3 labels; expected "), err
+    assert not (scratch / "never.pt").exists()
 
 
 def test_unreadable_checkpoint_names_the_reason(tmp_path):
@@ -413,7 +415,7 @@ def test_unreadable_checkpoint_names_the_reason(tmp_path):
 
 
 # -- through a real process -------------------------------------------------------------------------
-PSUM = [sys.executable, "-m", "psum.cli.main"]
+PSUM = [str(Path(sys.executable).parent / "psum")]  # the console script, as users run it
 
 
 @pytest.mark.parametrize("argv", [["quantize", "fp8_e4m3", "-inf"], ["nosuch"], ["verilog", "a=int8"],

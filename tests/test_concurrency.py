@@ -132,7 +132,7 @@ def _umask() -> int:
 
 # -- slow: real commands ----------------------------------------------------------------------------
 def _psum(*args, env=None):
-    return subprocess.Popen([PY, "-m", "psum.cli.main", *map(str, args)], stdout=subprocess.PIPE,
+    return subprocess.Popen([str(Path(PY).parent / "psum"), *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
 
 
