@@ -318,3 +318,39 @@ def test_synth_killed_leaves_no_orphans_and_no_tmpdirs(tmp_path, sig):
     else:
         remove_stale_tmpdirs("psum-synth-")  # what the next run does first
         assert not [d for d in mine if d.exists()]
+
+
+_REPORT = textwrap.dedent("""
+    import json, sys
+    from psum.reports.report import ReportConfig, build_report
+    cfg = ReportConfig(float_exps=(4,), max_man=3, int_widths=(16, 20), limit=40, per_layer=False,
+                       sim_cycles=200, stats_images=8, power_outputs=2, jobs=2)
+    data = build_report(cfg, out_dir=sys.argv[1], quiet=True, progress_enabled=False)
+    print(json.dumps([[r["design"], r["acc"], r["accuracy"], r["ge"]] for r in data["headline"]]))
+""")
+
+
+@pytest.mark.slow
+def test_report_killed_at_random_points_resumes(tmp_path):
+    env = dict(os.environ, PSUM_PROGRESS="0", PSUM_CACHE_DIR=str(tmp_path / "cache"))
+    ref = subprocess.run([PY, "-c", _REPORT, tmp_path / "ref"], env=env, capture_output=True, text=True, timeout=3000)
+    assert ref.returncode == 0, ref.stderr
+    env["PSUM_CACHE_DIR"] = str(tmp_path / "cache2")  # the killed runs start from nothing
+    rng = random.Random(14)
+    for _attempt in range(3):
+        p = subprocess.Popen([PY, "-c", _REPORT, tmp_path / "out"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        time.sleep(rng.uniform(3.0, 30.0))
+        kids = _descendants(p.pid)
+        p.kill()
+        p.wait()
+        assert all(_wait_dead(k, 30) for k in kids), [k for k in kids if _alive(k)]
+        for jsonl in (tmp_path / "out").glob("*.jsonl"):
+            ResultsFile(jsonl, ["spec"])  # opens: at most a torn last row
+    again = subprocess.run([PY, "-c", _REPORT, tmp_path / "out"], env=env, capture_output=True, text=True,
+                           timeout=3000)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == json.loads(ref.stdout)
+    remove_stale_tmpdirs("psum-synth-")
+    assert not [d for d in Path(tempfile.gettempdir()).glob("psum-synth-*-*")
+                if not d.name.split("-")[2].isdigit() or not _alive(int(d.name.split("-")[2]))]

@@ -82,7 +82,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         hint = f" (see {self.prog} --help)"
-        dashed = [a for a in self.argv if _DASH_VALUE.match(a) and not a.startswith("--")]
+        dashed = [] if "--" in self.argv else [a for a in self.argv if _DASH_VALUE.match(a) and not a.startswith("--")]
         if dashed:
             hint = (f" (a value starting with '-' goes after '--': psum {' '.join(self.argv[:1])} ... -- "
                     f"{dashed[0]})")
