@@ -25,7 +25,7 @@ from pathlib import Path
 
 from psum import __version__
 from .data import DatasetInfo, dataset_info, input_channels, load_dataset
-from psum._util import atomic_path, check_int
+from psum._util import atomic_path, check_int, check_output_path
 from psum.errors import PsumError
 from .models import MODELS, build_model, default_width
 from psum.paths import checkpoint_dir
@@ -309,10 +309,12 @@ def train(model: str, dataset: str, *, epochs: int | None = None, seed: int = 0,
                         lr=lr, optimizer=optimizer, limit=limit, autocast=autocast)
     # Validated before anything is loaded; the order below (seed, model, generator) fixes every
     # random draw, so a run is bit-reproducible on one machine.
+    dev = _device(device)
+    if save:  # where the checkpoint goes, checked before the training it would otherwise lose
+        check_output_path(Path(out) if out is not None else checkpoint_path(model, dataset))
     chans = input_channels(model, dataset)
     train_ds = load_dataset(dataset, "train", data_dir, channels=chans)
     test_ds = load_dataset(dataset, "test", data_dir, channels=chans)
-    dev = _device(device)
     torch.manual_seed(seed)
     net = build_model(model, cfg.info.num_classes, chans, width=cfg.width).to(dev)
     n_train, train_seconds = _fit(net, train_ds, cfg, dev, progress_enabled)

@@ -364,6 +364,12 @@ def test_unwritable_output_is_refused_before_the_work(capsys):
         "psum train: error: cannot write /sys/psum.pt: permission denied in /sys")
 
 
+def test_unwritable_default_checkpoint_dir_is_refused_before_training(capsys, monkeypatch):
+    monkeypatch.setenv("PSUM_CHECKPOINT_DIR", "/sys/psum-checkpoints")
+    assert _one(["train", "--model", "lenet5", "--epochs", "1"], capsys) == (
+        "psum train: error: cannot write /sys/psum-checkpoints/lenet5-digits.pt: permission denied in /sys")
+
+
 def test_foreign_results_file_is_refused_and_untouched(scratch, capsys, tmp_path):
     f = tmp_path / "notes.txt"
     f.write_text("one line of text\n")
