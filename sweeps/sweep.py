@@ -186,6 +186,11 @@ class _Context:
         if limit is not None:
             check_int("limit", limit, 1)
         check_int("batch_size", batch_size, 1)
+        from psum.nets.train import resolve_device
+
+        self.device = resolve_device(device)  # a bad --device, before the model and data load
+        # Opened (and checked: a foreign file is refused untouched) before the model and data load.
+        self.results = ResultsFile(out, KEY_FIELDS, required=ROW_SCHEMA) if out is not None else None
         wl = workload(model, dataset, checkpoint=checkpoint, data_dir=data_dir, metric=metric,
                       train_if_missing=train_if_missing, data_options=data_options)
         self.wl = wl
@@ -197,15 +202,11 @@ class _Context:
         self.n_images = size if limit is None else min(limit, size)
         self.limit = limit
         self.batch_size = batch_size
-        from psum.nets.train import resolve_device
-
-        self.device = resolve_device(device)
         self.progress_enabled = progress_enabled
         self.weight_scale, self.act_scale, self.seed = weight_scale, act_scale, seed
         self.checkpoint = wl.checkpoint
         self.calib_name = wl.calib_name
         self.calib = wl.calib
-        self.results = ResultsFile(out, KEY_FIELDS, required=ROW_SCHEMA) if out is not None else None
         self.memory: dict = {}
         self.bar_images = None
 
