@@ -287,7 +287,9 @@ def test_train_killed_leaves_no_partial_checkpoint(tmp_path):
         p.wait()
         # The old checkpoint or a whole new one, never a partial one; stale temporaries go on
         # the next write.
-        assert out.read_bytes() == good or len(out.read_bytes()) == len(good)
+        import torch
+
+        assert out.read_bytes() == good or "state_dict" in torch.load(out, map_location="cpu", weights_only=True)
     p = _psum(args, env)
     assert p.wait(timeout=1200) == 0
     assert [f.name for f in tmp_path.iterdir()] == ["ck.pt"]
