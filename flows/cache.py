@@ -16,7 +16,9 @@ import json
 from pathlib import Path
 
 from psum import paths
-from psum._util import atomic_write
+import warnings
+
+from psum._util import atomic_write, json_type_check
 
 __all__ = ["default_cache_dir", "cache_key", "load", "store"]
 
@@ -74,25 +76,26 @@ def load(cache_dir, key: str, *, fields=None) -> dict | None:
     return data
 
 
-# JSON type checks for :func:`load`. Why bool is excluded from the numbers: ``True`` is an int in
-# Python, but a cache entry with ``"ge": true`` is not an area.
-_TYPE_CHECKS = {
-    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "str": lambda v: isinstance(v, str),
-    "bool": lambda v: isinstance(v, bool),
-    "dict": lambda v: isinstance(v, dict),
-    "list": lambda v: isinstance(v, list),
-}
-
-
 def _type_check(kind):
-    name = kind if isinstance(kind, str) else getattr(kind, "__name__", repr(kind))
-    if name not in _TYPE_CHECKS:
-        raise ValueError(f"cache field type must be one of {', '.join(_TYPE_CHECKS)}, not {name!r}")
-    return _TYPE_CHECKS[name]
+    try:
+        return json_type_check(kind)  # psum's one table of JSON field types, shared with result rows
+    except ValueError:
+        name = kind if isinstance(kind, str) else getattr(kind, "__name__", repr(kind))
+        raise ValueError(f"cache field type must be one of float, int, str, bool, dict, list, not {name!r}") from None
 
 
-def store(cache_dir, key: str, data: dict) -> Path:
-    """Write ``data`` for ``key`` atomically; returns the file's path."""
-    return atomic_write(Path(cache_dir) / f"{key}.json", json.dumps(data, indent=1, sort_keys=True))
+def store(cache_dir, key: str, data: dict) -> Path | None:
+    """Write ``data`` for ``key`` atomically; returns the file's path, or ``None`` if it cannot.
+
+    The entry gets the mode a plain ``open`` would give (0666 less the umask, not ``mkstemp``'s
+    0600), so a cache folder shared by a group stays readable to all of them. An unwritable cache
+    (read-only, full, permission denied) is a warning, not a failure: the result was computed and
+    is returned to the caller anyway; only its reuse is lost.
+    """
+    path = Path(cache_dir) / f"{key}.json"
+    try:
+        return atomic_write(path, json.dumps(data, indent=1, sort_keys=True))
+    except OSError as exc:
+        warnings.warn(f"psum: cannot write the cache entry {path}: {exc.strerror or exc}; the result is not "
+                      "cached", RuntimeWarning, stacklevel=2)
+        return None

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from psum._util import check_int, find_tool
+from psum._util import check_int, dies_with_me, find_tool
 from psum.hw.verify import ICARUS_HINT
 from psum.hw.unit import lanes
 from psum.hw.verify.stimulus import concat, held_cycles, stream_cycles
@@ -189,7 +189,8 @@ def simulate_nets(netlist, stim: dict, workdir) -> np.ndarray:
     (workdir / "tb.v").write_text(tb)
     (workdir / "gl.v").write_text(netlist.verilog("psum_gl"))
     for cmd in ([iverilog, "-g2005", "-o", "sim.vvp", "tb.v", "gl.v", str(MODELS_PATH)], [vvp, "-n", "sim.vvp"]):
-        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=1800)
+        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=1800,
+                              preexec_fn=dies_with_me())  # no orphaned vvp if psum is killed
         if proc.returncode != 0:
             last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             raise PsumError(f"gate-level simulation failed ({Path(cmd[0]).name}): {last[0]}")

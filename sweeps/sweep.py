@@ -44,6 +44,7 @@ int32) minus ``tol``. If ``hi`` fails the result is ``None``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import time
 
@@ -60,6 +61,11 @@ __all__ = ["run_sweep", "search_min_acc", "min_passing", "make_spec", "parse_acc
 
 CALIB_IMAGES = 256
 KEY_FIELDS = ("model", "dataset", "checkpoint", "spec", "layer", "n_images", "calib")
+# The schema of a sweep row read back from a results file: the key and the fields readers index,
+# with their JSON types, so a foreign or edited row is one line naming its file and line rather
+# than a KeyError or TypeError deep in a plot (psum.resultsfile).
+ROW_SCHEMA = {"model": "str", "dataset": "str", "checkpoint": "str?", "spec": "str", "layer": "str",
+              "n_images": "int", "calib": "str?", "accuracy": "float", "baseline_accuracy": "float"}
 # Searched parameter ranges (inclusive) per search kind; the format library's limits bound them.
 SEARCH_RANGES = {"man": (1, 23), "exp": (2, 8), "int": (4, 32)}
 # The format field each search kind varies (a candidate is ``template.replace(field=v)``).
@@ -180,6 +186,11 @@ class _Context:
         if limit is not None:
             check_int("limit", limit, 1)
         check_int("batch_size", batch_size, 1)
+        from psum.nets.train import resolve_device
+
+        self.device = resolve_device(device)  # a bad --device, before the model and data load
+        # Opened (and checked: a foreign file is refused untouched) before the model and data load.
+        self.results = ResultsFile(out, KEY_FIELDS, required=ROW_SCHEMA) if out is not None else None
         wl = workload(model, dataset, checkpoint=checkpoint, data_dir=data_dir, metric=metric,
                       train_if_missing=train_if_missing, data_options=data_options)
         self.wl = wl
@@ -191,14 +202,11 @@ class _Context:
         self.n_images = size if limit is None else min(limit, size)
         self.limit = limit
         self.batch_size = batch_size
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.progress_enabled = progress_enabled
         self.weight_scale, self.act_scale, self.seed = weight_scale, act_scale, seed
         self.checkpoint = wl.checkpoint
         self.calib_name = wl.calib_name
         self.calib = wl.calib
-        self.results = (ResultsFile(out, KEY_FIELDS, required=(*KEY_FIELDS, "accuracy", "baseline_accuracy"))
-                        if out is not None else None)
         self.memory: dict = {}
         self.bar_images = None
 
@@ -213,6 +221,25 @@ class _Context:
             if row is not None:
                 return row
         return self.memory.get(tuple(sorted((a, str(b)) for a, b in k.items())))
+
+    @contextlib.contextmanager
+    def _claimed(self, spec_text, layer, wait):
+        """Hold the results file's claim on a row (yields False when busy and not ``wait``).
+
+        Why: two runs into one ``--out`` file share the work. A run that wins the claim re-reads
+        the file first (the other may have just finished the row); one that does not, skips the
+        row and comes back to it after its other rows (:func:`run_sweep`).
+        """
+        if self.results is None:
+            yield True
+            return
+        claim = self.results.claim(wait=wait, **self.key(spec_text, layer))
+        if claim is None:
+            yield False
+            return
+        with claim:
+            self.results.refresh()
+            yield True
 
     def store(self, row):
         if self.results is not None:
@@ -231,11 +258,15 @@ class _Context:
 
     def baseline(self) -> dict:
         row = self.lookup("fp32", "all")
-        if row is None:
-            t0 = time.perf_counter()
-            acc = self._eval(self.net, "fp32 baseline")
-            row = self._row("fp32", "all", acc, time.perf_counter() - t0, None, acc)
-            self.store(row)
+        if row is not None:
+            return row
+        with self._claimed("fp32", "all", True):
+            row = self.lookup("fp32", "all")
+            if row is None:
+                t0 = time.perf_counter()
+                acc = self._eval(self.net, "fp32 baseline")
+                row = self._row("fp32", "all", acc, time.perf_counter() - t0, None, acc)
+                self.store(row)
         return row
 
     def _row(self, spec_text, layer, acc, seconds, spec, base) -> dict:
@@ -258,15 +289,27 @@ class _Context:
                    finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
         return row
 
-    def evaluate_spec(self, spec, layer="all") -> tuple[dict, bool]:
-        """The row of ``spec`` applied to ``layer`` ("all", a name or a pattern); (row, computed_now)."""
-        from psum.golden.emulation.layers import emulate
+    def evaluate_spec(self, spec, layer="all", *, wait=True) -> tuple[dict | None, bool]:
+        """The row of ``spec`` applied to ``layer`` ("all", a name or a pattern); (row, computed_now).
 
+        ``wait=False``: ``(None, False)`` at once when another run holds the row's claim.
+        """
         spec_text = str(spec)
         row = self.lookup(spec_text, layer)
         if row is not None:
             return row, False
         base = self.baseline()
+        with self._claimed(spec_text, layer, wait) as held:
+            if not held:
+                return None, False
+            row = self.lookup(spec_text, layer)  # another run may have appended it meanwhile
+            if row is not None:
+                return row, False
+            return self._compute(spec, spec_text, layer, base), True
+
+    def _compute(self, spec, spec_text, layer, base) -> dict:
+        from psum.golden.emulation.layers import emulate
+
         target = spec if layer == "all" else {name: spec for name in select_layers(self.net, layer)}
         t0 = time.perf_counter()
         qnet = emulate(self.net, target, calib=self.calib, weight_scale=self.weight_scale,
@@ -274,7 +317,7 @@ class _Context:
         acc = self._eval(qnet, f"{spec.acc}" + ("" if layer == "all" else f" @{layer}"))
         row = self._row(spec_text, layer, acc, time.perf_counter() - t0, spec, base)
         self.store(row)
-        return row, True
+        return row
 
 
 def _context(model, dataset, kw) -> _Context:
@@ -526,21 +569,34 @@ def run_sweep(model, dataset="digits", accs="e5m6", *, a=None, b=None, rounding:
     _require_mac_layers(ctx)
     layers = (["all"] if network else []) + groups + (mac_layers(ctx.net) if per_layer else [])
     jobs = [(s, layer) for s in specs for layer in layers]
-    rows = []
     with progress(total=len(jobs) + 1, desc=f"sweep {ctx.model}/{ctx.dataset}", unit="row", enabled=progress_enabled) as bar, \
             progress(total=ctx.n_images, desc="images", unit="img", enabled=progress_enabled, leave=False) as ibar:
         ctx.bar_images = ibar
         base = ctx.baseline()
-        rows.append(base)
         bar.update(1)
-        for spec, layer in jobs:
-            row, computed = ctx.evaluate_spec(spec, layer)
-            rows.append(row)
-            bar.update(1)
-            bar.set_postfix_str(f"{spec.acc} {layer}: {row['accuracy']:.2f}%")
-            if on_row is not None:
-                on_row(row, computed)
-    return rows
+        done: dict = {}
+        # Two passes: rows another run is computing right now (its claim is held) are skipped at
+        # first and collected afterwards, by then usually read back from the shared file.
+        busy = []
+        for i, (spec, layer) in enumerate(jobs):
+            row, computed = ctx.evaluate_spec(spec, layer, wait=ctx.results is None)
+            if row is None:
+                busy.append(i)
+                continue
+            done[i] = row
+            _report_row(bar, spec, layer, row, computed, on_row)
+        for i in busy:
+            spec, layer = jobs[i]
+            done[i], computed = ctx.evaluate_spec(spec, layer)
+            _report_row(bar, spec, layer, done[i], computed, on_row)
+    return [base] + [done[i] for i in range(len(jobs))]
+
+
+def _report_row(bar, spec, layer, row, computed, on_row) -> None:
+    bar.update(1)
+    bar.set_postfix_str(f"{spec.acc} {layer}: {row['accuracy']:.2f}%")
+    if on_row is not None:
+        on_row(row, computed)
 
 
 def min_passing(passes, lo: int, hi: int) -> int | None:

@@ -34,7 +34,7 @@ def test_report_options_checked_before_any_work(argv, message, capsys, tmp_path,
 
 def test_output_path_that_is_a_directory_is_one_line(capsys, tmp_path):
     rc, err = _run(["verilog", "a=int8,b=int8,acc=int32", "-o", str(tmp_path)], capsys)
-    assert rc == 2 and err == f"psum verilog: error: {tmp_path}: is a directory, not a file\n"
+    assert rc == 2 and err == f"psum verilog: error: cannot write {tmp_path}: is a directory\n"
 
 
 @pytest.mark.parametrize("text, message", [

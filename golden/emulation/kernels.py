@@ -48,6 +48,7 @@ Stochastic rounding draws its random bits from a counter-based hash (:func:`sr_r
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import math
 import os
@@ -64,6 +65,7 @@ from psum.golden.formats import NAMED, FloatFormat, IntFormat
 from psum.golden.mac import apply_specials, infinity_codes, mac_step, product_terms
 from psum.golden.rounding import Rounding, exact_zero_sign, round_table, round_up, zero_sign_table
 from psum.golden.spec import MacSpec, add_spec  # add_spec: re-exported (its home is the spec)
+from psum._util import atomic_write, die_with_parent, file_lock, umask_mode
 from psum.paths import cache_dir
 
 __all__ = ["accumulate", "accumulate_order", "add_spec", "sr_rand", "fmix32", "codes",
@@ -129,29 +131,75 @@ class _Params(ctypes.Structure):
                 ("bias_dep", ctypes.c_int32)]
 
 
+def _digest(path: Path) -> str:
+    """``"<sha256> <size>"`` of a file: the seal a built kernel is checked against before loading."""
+    data = path.read_bytes()
+    return f"{hashlib.sha256(data).hexdigest()} {len(data)}"
+
+
+def _sealed(lib: Path) -> bool:
+    """Whether ``lib`` is a complete build: its seal file exists and matches its bytes.
+
+    Why check before loading: a truncated shared object (a crash or full disk during the first
+    compile) is mapped by the dynamic loader without complaint and kills the process with SIGBUS
+    at the first call, which no Python code can catch or explain.
+    """
+    seal = lib.with_name(lib.name + ".sha256")
+    try:
+        return seal.read_text().strip() == _digest(lib)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def _compile(src: Path) -> Path:
+    """The compiled C kernel of ``src`` in psum's cache, built when missing or not intact.
+
+    A build writes a temporary file, ``fsync`` s it, writes the seal (sha256 and size, see
+    :func:`_sealed`) and then renames the library into place; a library whose seal is missing or
+    does not match is rebuilt. Builders of one key hold an ``flock`` so that concurrent first uses
+    compile once.
+    """
     text = src.read_bytes()
     cache = cache_dir("kernels")  # psum's one cache root: $PSUM_CACHE_DIR, else ~/.cache/psum
     cache.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(text + os.uname().machine.encode()).hexdigest()[:16]
     lib = cache / f"psum_kernels_{key}.so"
-    if lib.exists():
+    if _sealed(lib):
         return lib
+    with file_lock(cache / f".psum_kernels_{key}.lock"):
+        if _sealed(lib):  # another process built it while this one waited
+            return lib
+        return _build(src, cache, lib)
+
+
+def _build(src: Path, cache: Path, lib: Path) -> Path:
     cc = os.environ.get("CC", "gcc")
     last = ""
     # -march=native vectorises with the host's AVX2/AVX-512; the portable retry is still exact
     # (the arithmetic is IEEE binary32/64 plus integer ops, no fast-math).
     for flags in (["-O3", "-march=native"], ["-O3"]):
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache, prefix=".psum_kernels_")
         os.close(fd)
         cmd = [cc, *flags, "-fopenmp", "-ffp-contract=off", "-shared", "-fPIC", "-o", tmp, str(src), "-lm"]
         try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                                 preexec_fn=functools.partial(die_with_parent, os.getpid()))
         except (OSError, subprocess.TimeoutExpired) as exc:
             os.unlink(tmp)
             raise OSError(f"cannot run {cc}: {exc}") from None
+        except BaseException:
+            os.unlink(tmp)
+            raise
         if res.returncode == 0:
-            os.replace(tmp, lib)  # atomic: concurrent first uses never load a half-written file
+            try:
+                with open(tmp, "rb") as fh:  # durable before it becomes visible
+                    os.fsync(fh.fileno())
+                os.chmod(tmp, umask_mode(0o777))
+                atomic_write(lib.with_name(lib.name + ".sha256"), _digest(Path(tmp)) + "\n")
+                os.replace(tmp, lib)  # atomic: concurrent first uses never load a half-written file
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
             return lib
         os.unlink(tmp)
         last = res.stderr.strip().splitlines()[-1:] or [""]

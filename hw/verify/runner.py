@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from psum._util import find_tool
+from psum._util import file_lock, find_tool
 from psum.errors import PsumError
 from psum.golden import MacSpec
 from psum.hw import check, verilog
@@ -195,34 +195,43 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
     build = build.resolve()
     build.mkdir(parents=True, exist_ok=True)
     tb_v = build / f"{TOP}.v"
-    if user_v is not None:
-        unit_v = user_v
-    else:
-        unit_v = build / f"{name}.v"
-        _write_if_changed(unit_v, verilog(spec, impl))
-    _write_if_changed(tb_v, harness_verilog(spec, impl, top=dut))
-
     from cocotb_tools.runner import get_runner
 
     runner = get_runner("icarus")
     # The runner logs "Skipping compilation" on every cached build; keep psum's output clean.
     runner.log.setLevel(logging.ERROR)
-    runner.build(sources=[unit_v, tb_v], hdl_toplevel=TOP, build_dir=build,
-                 timescale=("1ns", "1ps"), waves=waves, log_file=build / "build.log")
+    # Why a lock: runs of one spec share the build folder; without it a second run could load
+    # the sim.vvp a first one is still writing (or rewrite the sources under its compile). The
+    # build holds it exclusively, the simulation shared, so runs of one spec still simulate in
+    # parallel; each simulation has its own run-* folder. flock: released if the holder dies.
+    lock = build / ".psum-build.lock"
+    with file_lock(lock):
+        if user_v is not None:
+            unit_v = user_v
+        else:
+            unit_v = build / f"{name}.v"
+            _write_if_changed(unit_v, verilog(spec, impl))
+        _write_if_changed(tb_v, harness_verilog(spec, impl, top=dut))
+        runner.build(sources=[unit_v, tb_v], hdl_toplevel=TOP, build_dir=build,
+                     timescale=("1ns", "1ps"), waves=waves, log_file=build / "build.log")
     run = Path(tempfile.mkdtemp(prefix="run-", dir=build))
     np.savez(run / "stim.npz", **stimulus)
     if mode == "stream":
         write_stimulus_text(spec, stimulus, run / "stim.txt")
     t1, ru0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        runner.test(test_module=_TB_MODULE, hdl_toplevel=TOP, build_dir=build, test_dir=run,
-                    testcase=f"mac_{mode}", seed=seed, waves=waves,
-                    plusargs=["+psum_drive"] if mode == "drive" else [],
-                    extra_env={"PSUM_SPEC": str(spec), "PSUM_IMPL": str(impl)}, timescale=("1ns", "1ps"),
-                    log_file=run / "sim.log")
+        with file_lock(lock, shared=True):
+            runner.test(test_module=_TB_MODULE, hdl_toplevel=TOP, build_dir=build, test_dir=run,
+                        testcase=f"mac_{mode}", seed=seed, waves=waves,
+                        plusargs=["+psum_drive"] if mode == "drive" else [],
+                        extra_env={"PSUM_SPEC": str(spec), "PSUM_IMPL": str(impl)}, timescale=("1ns", "1ps"),
+                        log_file=run / "sim.log")
     except SystemExit:
         # Under pytest the runner exits when a cocotb test fails; result.json still says why.
         pass
+    except BaseException:
+        shutil.rmtree(run, ignore_errors=True)  # interrupted: no half run folder left behind
+        raise
     sim_s = time.perf_counter() - t1
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_s = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
