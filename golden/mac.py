@@ -259,7 +259,7 @@ def product_terms(spec: MacSpec, a, b, *, flags: bool = False):
                            np.where((ca == V.ZERO) | (cb == V.ZERO), V.ZERO, V.FINITE)))
     over = np.zeros(np.shape(cp), dtype=bool)
     if spec.prod is not None:
-        if spec.prod.specials == "fnuz":  # a zero product has no sign there
+        if not spec.prod.has_neg_zero:  # fnuz, p3109: a zero product has no sign there
             sp = sp & (cp != V.ZERO)
         # Unfused: round the product into its own format, then read it back.
         mode = Rounding.RNE if spec.rounding is Rounding.SR else spec.rounding
@@ -270,7 +270,7 @@ def product_terms(spec: MacSpec, a, b, *, flags: bool = False):
         psign, mp, ep, pcls = V.unpack_float(spec.prod, pcode)
         sp = np.where(finite, psign, sp)
         cp = np.where(finite, pcls, cp)
-        if spec.prod.specials == "fnuz":  # a product that rounded to zero has no sign there
+        if not spec.prod.has_neg_zero:  # fnuz, p3109: a product that rounded to zero has no sign there
             sp = np.where(finite & (pcls == V.ZERO), False, sp)
     return (sp, mp, ep, cp, over) if flags else (sp, mp, ep, cp)
 

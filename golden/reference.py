@@ -43,6 +43,11 @@ def decode_ref(fmt, code: int):
         return sign, NAN
     if fmt.specials == "fnuz" and code == fmt.sign_bit:
         return sign, NAN
+    if fmt.specials == "p3109":  # P3109: 0x80 is NaN, 0x7f / 0xff are +-inf
+        if code == 1 << (E + M):
+            return sign, NAN
+        if code & ((1 << (E + M)) - 1) == (1 << (E + M)) - 1:
+            return sign, INF
     if ef == 0:
         if not fmt.subnormals:
             return sign, Fraction(0)
@@ -59,15 +64,22 @@ def _floor_log2(x: Fraction) -> int:
     return e
 
 
-def _round_int(sign: bool, x: Fraction, rounding: Rounding, rand: int | None, sr_bits: int) -> int:
-    """Round the non-negative rational x to an integer (magnitude); sign steers directed modes."""
+def _round_int(sign: bool, x: Fraction, rounding: Rounding, rand: int | None, sr_bits: int,
+               odd: bool | None = None) -> int:
+    """Round the non-negative rational x to an integer (magnitude); sign steers directed modes.
+
+    ``odd`` says whether the truncated result's *code* is odd, when that is not ``q``'s own parity
+    (a float format without stored mantissa bits: the code's lsb is the exponent field's).
+    """
     q = x.numerator // x.denominator
     r = x - q
     if r == 0:
         return q
     half = Fraction(1, 2)
+    if odd is None:
+        odd = q % 2 == 1
     if rounding is Rounding.RNE:
-        return q + (r > half or (r == half and q % 2 == 1))
+        return q + (r > half or (r == half and odd))
     if rounding is Rounding.RNA:
         return q + (r >= half)
     if rounding is Rounding.RTZ:
@@ -76,8 +88,8 @@ def _round_int(sign: bool, x: Fraction, rounding: Rounding, rand: int | None, sr
         return q + (not sign)
     if rounding is Rounding.RDN:
         return q + sign
-    if rounding is Rounding.ROD:
-        return q | 1
+    if rounding is Rounding.ROD:  # jam: an even code steps to its odd neighbour
+        return q + (not odd)
     if rounding is Rounding.SR:
         top = (r * (1 << sr_bits)).numerator // (r * (1 << sr_bits)).denominator
         return q + (top + rand >= (1 << sr_bits))
@@ -97,7 +109,9 @@ def round_ref(fmt: FloatFormat, sign: bool, x: Fraction, rounding="rne", *, satu
     M = fmt.man_bits
     e = _floor_log2(x)
     ulp = (max(e, fmt.emin) if fmt.subnormals else e) - M
-    q = _round_int(sign, x / _pow2(ulp), rounding, rand, sr_bits)
+    # without stored mantissa bits the code is e + bias (q = 1): its parity is the exponent's
+    odd = None if M else (ulp + fmt.bias + (x >= _pow2(ulp)) - 1) % 2 == 1
+    q = _round_int(sign, x / _pow2(ulp), rounding, rand, sr_bits, odd)
     value = q * _pow2(ulp)
     if value == 0:
         return _zero(fmt, sign)
@@ -109,7 +123,7 @@ def round_ref(fmt: FloatFormat, sign: bool, x: Fraction, rounding="rne", *, satu
                        or (rounding is Rounding.RUP and sign) or (rounding is Rounding.RDN and not sign))
         if saturate or toward_zero or fmt.specials == "fin":
             return (fmt.sign_bit if sign else 0) | fmt.max_code
-        if fmt.specials == "ieee":
+        if fmt.specials in ("ieee", "p3109"):
             return (fmt.sign_bit if sign else 0) | fmt.inf_code
         return fmt.nan_code
     e = _floor_log2(value)
@@ -213,7 +227,7 @@ def mac_step_ref(spec: MacSpec, acc: int, a: int, b: int, rand: int | None = Non
     else:
         vp = va * vb
     if spec.prod is not None:
-        if vp == 0 and spec.prod.specials == "fnuz":
+        if vp == 0 and not spec.prod.has_neg_zero:
             sp = False
         if vp not in (NAN, INF):
             mode = Rounding.RNE if spec.rounding is Rounding.SR else spec.rounding

@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from psum._util import format_table
-from psum.golden.formats import NAMED, FORMAT_HELP, FloatFormat, parse_format
+from psum.golden.formats import NAMED, FORMAT_HELP, FloatFormat, Pow2Format, parse_format
 from psum.golden.mac import mac_step
 from psum.golden.rounding import ROUNDING_HELP
 from psum.golden.spec import SPEC_HELP, MacSpec
@@ -26,6 +26,10 @@ def format_rows(names=None) -> list[dict]:
                        subnormals=f.subnormals, max=f.max_value, min_normal=f.min_normal,
                        min_subnormal=f.min_subnormal, epsilon=2.0 ** -f.man_bits,
                        decimal_digits=round(f.precision * np.log10(2), 2))
+        elif isinstance(f, Pow2Format):  # e8m0: an unsigned power-of-two scale
+            row.update(exp_bits=f.exp_bits, man_bits=0, bias=f.bias, specials="pow2 (nan=all ones)",
+                       subnormals=False, max=f.max_value, min_normal=f.min_value, min_subnormal=f.min_value,
+                       epsilon=1.0, decimal_digits=0.0)
         elif hasattr(f, "frac_bits"):  # fixed point q<I>.<F>: values, not stored integers
             row.update(int_bits=f.int_bits, frac_bits=f.frac_bits, min=f.min_value, max=f.max_value,
                        resolution=f.resolution)
