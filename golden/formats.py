@@ -675,7 +675,8 @@ class Pow2Format:
     def __str__(self) -> str:
         return _NAME_OF.get(self, self.tag)
 
-    def encode(self, values, rounding: "Rounding | str" = "rne", *, saturate: bool = False) -> np.ndarray:
+    def encode(self, values, rounding: "Rounding | str" = "rne", *, saturate: bool = False,
+               sr_bits: int = 0, seed=None, rand=None) -> np.ndarray:
         """Round positive values to powers of two and return their codes as ``uint64``.
 
         ``x = m * 2**e`` with ``1 <= m < 2`` keeps the exponent ``e`` and rounds ``m`` to 1 or 2
@@ -693,6 +694,8 @@ class Pow2Format:
         rounding : Rounding or str
             Any mode but ``sr``.
         saturate : bool
+        sr_bits, seed, rand
+            Accepted for the common encode signature; stochastic rounding is refused.
 
         Returns
         -------

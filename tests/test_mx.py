@@ -225,3 +225,80 @@ def test_block_terms_exact_zero_is_positive_and_e5m2_span_refused():
     big, tiny = int(e5.encode([57344.0])[0]), 1
     with pytest.raises(ValueError, match="^a block sum of mxfp8_e5m2_k2 x mxfp8_e5m2_k2 needs more than 53 bits"):
         block_terms(spec, [one], [[big, tiny]], [one], [[big, tiny]])
+
+
+# -- the emulation: Linear, Conv, matmul, every order ----------------------------------------------
+def _expected(spec, X, W, init_codes=None):
+    """Each output element by the Fraction block reference on zero-padded rows (X (M,K), W (N,K))."""
+    from psum.golden.blocks import pad_blocks
+
+    k = spec.a.block
+    sa, ea = quantize_blocks(pad_blocks(X, k), spec.a)
+    sb, eb = quantize_blocks(pad_blocks(W, k), spec.b)
+    out = np.empty((X.shape[0], W.shape[0]))
+    for m in range(X.shape[0]):
+        for n in range(W.shape[0]):
+            acc = 0 if init_codes is None else int(init_codes[n])
+            code = block_dot_ref(spec, acc, sa[m], ea[m], sb[n], eb[n])
+            out[m, n] = spec.acc.decode(np.uint64(code))
+    return out
+
+
+@pytest.mark.parametrize("text", ["a=mxfp4_k8,b=mxfp4_k8,acc=e5m4", "a=nvfp4_k8,b=nvfp4_k8,acc=e4m3,overflow=sat",
+                                  "a=mxfp8_e4m3_k8,b=mxfp8_e4m3_k8,acc=e6m5,round=rtz",
+                                  "a=mxfp4_k8,b=mxfp4_k8,acc=e5m4,bsum=e3m2"])
+def test_emulated_linear_matches_reference(text):
+    import torch
+    from psum.golden import emulate
+
+    torch.manual_seed(0)
+    spec = MacSpec.parse(text)
+    lin = torch.nn.Linear(21, 3, bias=False)  # 21: the last block of 8 is zero padded
+    x = torch.randn(5, 21) * 2
+    y = emulate(lin, spec, weight_scale="none", act_scale="none")(x).double().numpy()
+    want = _expected(spec, x.double().numpy(), lin.weight.detach().double().numpy())
+    np.testing.assert_array_equal(y, want.astype(np.float32))
+
+
+def test_emulated_conv_matches_reference():
+    import torch
+    from torch.nn import functional as F
+    from psum.golden import emulate
+
+    torch.manual_seed(1)
+    spec = MacSpec.parse("a=mxfp4_k8,b=mxfp4_k8,acc=e5m5")
+    conv = torch.nn.Conv2d(2, 3, 3, padding=1, bias=False)  # K = 18: blocks 8, 8, 2 + 6 zeros
+    x = torch.randn(1, 2, 4, 4)
+    y = emulate(conv, spec, weight_scale="none", act_scale="none")(x).double()
+    cols = F.unfold(x.double(), 3, padding=1)[0].T.numpy()  # (L, K) in the unfold order
+    want = _expected(spec, cols, conv.weight.detach().double().reshape(3, -1).numpy())
+    np.testing.assert_array_equal(y[0].reshape(3, -1).T.numpy(), want.astype(np.float32))
+
+
+def test_emulated_orders_match_the_terms():
+    # each order of the block terms: block_gemm = accumulate_order(term_spec, exact terms), and
+    # one chunk of all 5 blocks with an fp32 acc2 equals seq (the chunk sum enters fp32 exactly)
+    import torch
+    from psum.golden.emulation.kernels import accumulate_order
+    from psum.golden.emulation.mx import block_gemm
+    from psum.golden.blocks import term_spec
+
+    rng = np.random.default_rng(4)
+    A = torch.from_numpy(rng.normal(size=(6, 40)))
+    B = torch.from_numpy(rng.normal(size=(40, 3)))
+    init = torch.zeros(6, 3, dtype=torch.float64)
+    rb = np.arange(6) * 3
+    for order in ("tree", "chunk2", "ilv2", "mta2w8p4"):
+        spec = MacSpec.parse(f"a=mxfp4_k8,b=mxfp4_k8,acc=e5m3,order={order}")
+        got = block_gemm(spec, A, B, init, row_base=rb, col_stride=1, seed=0)
+        sa, ea = quantize_blocks(A.numpy(), spec.a)
+        sb, eb = quantize_blocks(B.numpy().T, spec.b)
+        T = block_terms(spec, sa[:, None], ea[:, None], sb[None], eb[None])
+        want = accumulate_order(term_spec(spec), torch.from_numpy(T.reshape(18, -1)), torch.ones(T.shape[-1], 1,
+                                dtype=torch.float64), init.reshape(18, 1), row_base=np.repeat(rb, 3) + np.tile(np.arange(3), 6),
+                                col_stride=1, seed=0)
+        np.testing.assert_array_equal(got.numpy(), want.reshape(6, 3).numpy())
+    seq = MacSpec.parse("a=mxfp4_k8,b=mxfp4_k8,acc=e5m3")
+    chunk = seq.replace(order="chunk5", acc2="fp32")
+    np.testing.assert_array_equal(block_gemm(seq, A, B, init, row_base=rb, col_stride=1, seed=0).numpy(),
+                                  block_gemm(chunk, A, B, init, row_base=rb, col_stride=1, seed=0).numpy())
