@@ -194,3 +194,20 @@ def test_formats_lists_p3109_and_e8m0():
 
     names = {r["name"] for r in format_rows()}
     assert {"e8m0", "binary8p1", "binary8p7"} <= names
+
+
+def test_p3109_emulated_linear_matches_mac_step_loop():
+    import torch
+    from psum.golden import MacSpec, emulate, mac_step
+
+    torch.manual_seed(0)
+    spec = MacSpec.parse("a=binary8p4,b=binary8p4,acc=binary8p5")
+    lin = torch.nn.Linear(12, 3, bias=False)
+    x = torch.randn(4, 12)
+    y = emulate(lin, spec, weight_scale="none", act_scale="none")(x).double().numpy()
+    a = spec.a.encode(x.double().numpy(), "rne", saturate=True)
+    b = spec.b.encode(lin.weight.detach().double().numpy(), "rne", saturate=True)
+    acc = np.zeros((4, 3), dtype=np.uint64)
+    for k in range(12):
+        acc = mac_step(spec, acc, a[:, None, k], b[None, :, k])
+    np.testing.assert_array_equal(y, spec.acc.decode(acc).astype(np.float32))
