@@ -63,6 +63,12 @@ _API = {
     "parse_rounding": "psum.golden.rounding",
     "mac_step": "psum.golden.mac",
     "quantize": "psum.golden.quantize",
+    # block-scaled formats (OCP MX, NVFP4; issue 15)
+    "BlockFormat": "psum.golden.blocks",
+    "parse_block_format": "psum.golden.blocks",
+    "quantize_blocks": "psum.golden.blocks",
+    "dequantize_blocks": "psum.golden.blocks",
+    "block_dot": "psum.golden.blocks",
     # network emulation (torch)
     "emulate": "psum.golden.emulation.layers",
     "accumulator": "psum.golden.emulation.context",

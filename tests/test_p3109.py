@@ -84,10 +84,10 @@ def test_p3109_encode_matches_gfloat(p, mode, sat):
 
 
 @pytest.mark.parametrize("mode", ["rne", "rtz", "rup", "rdn", "rna", "rod"])
-@pytest.mark.parametrize("p", [1, 3, 4, 7])
+@pytest.mark.parametrize("p", [1, 4])
 def test_p3109_encode_matches_fraction_reference(p, mode):
     fmt = parse_format(f"binary8p{p}")
-    x = _values(fmt, n=100, seed=p)
+    x = _values(fmt, n=50, seed=p)[::2]
     for sat in (False, True):
         got = fmt.encode(x, mode, saturate=sat)
         want = [encode_ref(fmt, float(v), mode, saturate=sat) for v in x]
@@ -110,9 +110,9 @@ def test_p3109_mac_step_against_reference():
     for text in ("a=binary8p3,b=binary8p4,acc=binary8p3", "a=binary8p4,b=binary8p4,acc=binary8p5,round=rtz",
                  "a=binary8p2,b=binary8p5,acc=fp16,overflow=sat"):
         spec = MacSpec.parse(text)
-        acc, a, b = (rng.integers(0, 256, 3000, dtype=np.uint64) for _ in range(3))
+        acc, a, b = (rng.integers(0, 256, 800, dtype=np.uint64) for _ in range(3))
         if spec.acc.width == 16:
-            acc = rng.integers(0, 1 << 16, 3000, dtype=np.uint64)
+            acc = rng.integers(0, 1 << 16, 800, dtype=np.uint64)
         got = mac_step(spec, acc, a, b)
         want = [mac_step_ref(spec, int(c), int(x), int(y)) for c, x, y in zip(acc, a, b)]
         assert [int(v) for v in got] == want, text
@@ -196,6 +196,7 @@ def test_formats_lists_p3109_and_e8m0():
     assert {"e8m0", "binary8p1", "binary8p7"} <= names
 
 
+@pytest.mark.slow
 def test_p3109_emulated_linear_matches_mac_step_loop():
     import torch
     from psum.golden import MacSpec, emulate, mac_step
