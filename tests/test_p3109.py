@@ -133,6 +133,13 @@ def test_e8m0_decode_every_code_matches_ml_dtypes():
     assert e.decode(0x7F)[()] == 1.0 and e.decode(0x00)[()] == 2.0 ** -127
 
 
+def test_e8m0_every_code_round_trips():
+    e = parse_format("e8m0")
+    codes = np.arange(255, dtype=np.uint64)
+    for mode in ("rne", "rna", "rtz", "rup", "rdn", "rod"):
+        np.testing.assert_array_equal(e.encode(e.decode(codes), mode), codes)
+
+
 def test_e8m0_encode_matches_ml_dtypes_rna():
     # ml_dtypes' float8_e8m0fnu rounds half up (rna). It converts through float32, whose
     # subnormals (below 2**-126) it rounds differently, so the comparison starts at 2**-126;
