@@ -110,8 +110,8 @@ def mac_step(spec: MacSpec | str, acc, a, b, rand=None, *, flags: bool = False):
         (:func:`fast_path_ok`), where only the Fraction reference runs and it keeps no flags.
     """
     spec = MacSpec.parse(spec)
-    if spec.blocked:  # a block's products are not one step each: psum.golden.blocks.block_dot
-        raise ValueError(f"mac_step takes element operands; block-scaled {spec} runs in psum.golden.blocks.block_dot")
+    if spec.blocked:  # a block's products are not one step each: psum.golden.block_dot
+        raise ValueError(f"mac_step takes element operands; block-scaled {spec} runs in psum.golden.block_dot.block_dot")
     acc, a, b = np.broadcast_arrays(*(np.asarray(x, dtype=np.uint64) for x in (acc, a, b)))
     if spec.rounding is Rounding.SR:
         if rand is None:

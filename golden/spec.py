@@ -33,7 +33,7 @@ bsum       block-scaled operands only: the intermediate format each block's prod
 Block-scaled operands (``a=mxfp4,b=mxfp4``, ``nvfp4``, ``mxfp8_e4m3_k16``, ...;
 :mod:`psum.golden.blocks`): both operands block formats of one block size, a float or
 fixed-point accumulator; each block's sum is scaled by the two block scales and added into
-``acc`` as one step of the order (the block dot product of :mod:`psum.golden.blocks`).
+``acc`` as one step of the order (the block dot product of :mod:`psum.golden.block_dot`).
 """
 
 from __future__ import annotations

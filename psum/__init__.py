@@ -68,7 +68,7 @@ _API = {
     "parse_block_format": "psum.golden.blocks",
     "quantize_blocks": "psum.golden.blocks",
     "dequantize_blocks": "psum.golden.blocks",
-    "block_dot": "psum.golden.blocks",
+    "block_dot": "psum.golden.block_dot",
     # network emulation (torch)
     "emulate": "psum.golden.emulation.layers",
     "accumulator": "psum.golden.emulation.context",

@@ -40,7 +40,7 @@ def test_every_subcommand_is_registered():
      "psum step: error: block-scaled operands need one block size; a=mxfp4 has 32, b=nvfp4 has 16"),
     (["step", "a=mxfp4,b=mxfp4,acc=fp16", "0", "0", "0"],
      "psum step: error: mac_step takes element operands; block-scaled a=mxfp4,b=mxfp4,acc=fp16,round=rne,"
-     "overflow=ieee runs in psum.golden.blocks.block_dot"),
+     "overflow=ieee runs in psum.golden.block_dot.block_dot"),
     # user models and data (issue 10), each before any evaluation
     (["eval"], "psum eval: error: --model is required (a built-in name or FILE.py:FUNCTION) unless --checkpoint "
                "holds a whole model or a torch.export archive"),

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from psum.golden import MacSpec, parse_format
-from psum.golden.blocks import (BLOCK_NAMED, BlockFormat, block_dot, block_terms, dequantize_blocks,
-                                parse_block_format, quantize_blocks)
+from psum.golden.block_dot import block_dot, block_terms
+from psum.golden.blocks import BLOCK_NAMED, BlockFormat, dequantize_blocks, parse_block_format, quantize_blocks
 from psum.golden.reference import block_dot_ref, encode_ref
 
 MX = ["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4", "mxint8"]
@@ -281,7 +281,7 @@ def test_emulated_orders_match_the_terms():
     import torch
     from psum.golden.emulation.kernels import accumulate_order
     from psum.golden.emulation.mx import block_gemm
-    from psum.golden.blocks import term_spec
+    from psum.golden.block_dot import term_spec
 
     rng = np.random.default_rng(4)
     A = torch.from_numpy(rng.normal(size=(6, 40)))

@@ -9,10 +9,10 @@ at its end (the padding elements are zeros of the last block: they change its sc
 sum never). Then, per output element:
 
 1. every block of ``a``'s row and ``b``'s column is quantised (:func:`psum.golden.blocks.quantize_blocks`);
-2. the block terms ``T_j = P_j * Sa_j * Sb_j`` are formed exactly (:func:`psum.golden.blocks.block_terms`'
+2. the block terms ``T_j = P_j * Sa_j * Sb_j`` are formed exactly (`psum.golden.block_dot.block_terms`'
    rule; the exact block sums here in float64 matmuls, certified exact block by block);
 3. the terms go through :func:`psum.golden.emulation.kernels.accumulate_order` as the steps of the
-   spec's order (``acc := round(acc + T_j * 1)``, :func:`psum.golden.blocks.term_spec`), from the
+   spec's order (``acc := round(acc + T_j * 1)``, :func:`psum.golden.block_dot.term_spec`), from the
    bias. Stochastic rounding numbers the steps by block.
 """
 
@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from psum.golden.blocks import block_terms, pad_blocks, quantize_blocks, term_spec, _lsb_exp
+from psum.golden.block_dot import _lsb_exp, block_terms, term_spec
+from psum.golden.blocks import pad_blocks, quantize_blocks
 
 from .kernels import accumulate_order
 
@@ -33,7 +34,7 @@ _TERMS_PER_CHUNK = 1 << 21  # rows x N x J x k products held at once by the bsum
 def block_sums_exact(spec, ea: torch.Tensor, eb: torch.Tensor) -> torch.Tensor:
     """Exact block sums ``P[m, n, j] = sum_i ea[m, j, i] * eb[n, j, i]`` in float64.
 
-    Exact by the argument of :func:`psum.golden.blocks.block_terms` (every partial sum a float64
+    Exact by the argument of `psum.golden.block_dot.block_terms` (every partial sum a float64
     number), checked per ``(m, n, j)`` with the bound ``|ea| @ |eb| < 2**52 * L_a * L_b`` of the
     smallest product lsb.
 
