@@ -86,8 +86,12 @@ def draw_random(shape, sr_bits: int, seed=None, rand=None) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # The rounder: one place that turns an exact (sign, mag, exp) into a multiple of 2**ulp.
 # ---------------------------------------------------------------------------------------------
-def _round_to_ulp(sign, mag, exp, ulp, rounding: Rounding, rand=None, sr_bits: int = 0):
-    """:func:`round_to_ulp` and its inexact flag: ``(q, inexact)``."""
+def _round_to_ulp(sign, mag, exp, ulp, rounding: Rounding, rand=None, sr_bits: int = 0, parity=None):
+    """:func:`round_to_ulp` and its inexact flag: ``(q, inexact)``.
+
+    ``parity`` (optional) is added to ``q`` before its last bit is read as the lsb: a format
+    without stored mantissa bits has its code's lsb in the exponent field, not in ``q``.
+    """
     shift = ulp - exp
     drop = np.clip(shift, 0, None)
     # Dropping more than n+1 bits (n = bit length of mag) leaves q = 0 with a residual in
@@ -105,7 +109,8 @@ def _round_to_ulp(sign, mag, exp, ulp, rounding: Rounding, rand=None, sr_bits: i
         k = sr_bits
         top = np.where(drop >= k, _shr(rem, np.maximum(drop - k, 0)), rem << np.clip(k - drop, 0, 62))
         carry = (top + rand) >= (1 << k)
-    up = round_up(rounding, lsb=(q & 1) == 1, guard=guard, sticky=sticky, sign=np.asarray(sign, dtype=bool),
+    lsb = (q & 1) == 1 if parity is None else ((q + parity) & 1) == 1
+    up = round_up(rounding, lsb=lsb, guard=guard, sticky=sticky, sign=np.asarray(sign, dtype=bool),
                   sr_carry=carry)
     return q + up, guard | sticky
 
@@ -157,7 +162,10 @@ def round_float(fmt: FloatFormat, sign, mag, exp, rounding: Rounding, *, saturat
     M = fmt.man_bits
     E = exp + bit_length(mag) - 1  # exponent of the leading one
     e_eff = np.maximum(E, fmt.emin) if fmt.subnormals else E
-    q, inexact = _round_to_ulp(sign, mag, exp, e_eff - M, rounding, rand, sr_bits)
+    # With no stored mantissa bits (binary8p1, e<E>m0fn) q is the hidden bit and the code's lsb is
+    # the exponent field's: code = e_eff + bias + q - 1, so "even" means an even code (P3109).
+    parity = (e_eff + fmt.bias - 1) if M == 0 else None
+    q, inexact = _round_to_ulp(sign, mag, exp, e_eff - M, rounding, rand, sr_bits, parity)
     # Pack: a carry out of the significand (q = 2**(M+1), or a subnormal reaching 2**M) moves into
     # the exponent field by plain addition, so no renormalisation step is needed.
     code = ((e_eff + fmt.bias) << M) + q - (1 << M)
@@ -167,7 +175,7 @@ def round_float(fmt: FloatFormat, sign, mag, exp, rounding: Rounding, *, saturat
         code = np.where(code < (1 << M), 0, code)
     over = code > fmt.max_code
     out = code.astype(np.uint64) | (sign.astype(np.uint64) << np.uint64(fmt.exp_bits + M))
-    if fmt.specials == "fnuz":  # no negative zero; the single NaN is 0x80..
+    if not fmt.has_neg_zero:  # fnuz, p3109: no negative zero; the single NaN is 0x80..
         out = np.where(code == 0, np.uint64(0), out)
     if over.any():
         pos, neg = fmt.overflow_codes(rounding, saturate)
@@ -242,6 +250,10 @@ def unpack_float(fmt: FloatFormat, bits):
     elif fmt.specials == "fn":
         cls = np.where(all_ones & (mf == (1 << M) - 1), NAN, cls).astype(np.int8)
     elif fmt.specials == "fnuz":
+        cls = np.where(bits == np.uint64(fmt.sign_bit), NAN, cls).astype(np.int8)
+    elif fmt.specials == "p3109":  # NaN at 1000..0, +-inf at the all-ones magnitude
+        mag_bits = bits & np.uint64(fmt.sign_bit - 1)
+        cls = np.where(mag_bits == np.uint64(fmt.inf_code), INF, cls).astype(np.int8)
         cls = np.where(bits == np.uint64(fmt.sign_bit), NAN, cls).astype(np.int8)
     mag = np.where(cls == ZERO, 0, mag)
     return sign, mag, exp, cls

@@ -18,6 +18,13 @@ Special-value policies (``specials=``):
     ``1000...0``; the default bias is one larger than IEEE's (E4M3FNUZ: bias 8, max 240).
 ``"fin"``
     every code is a finite number, no inf and no NaN (OCP FP6 / FP4 MX element types).
+``"p3109"``
+    IEEE P3109 (interim report, binary8p<P>): no negative zero, one NaN at the code ``1000...0``,
+    +-inf at the all-ones magnitude (``0x7f`` / ``0xff``), every other code finite; the default
+    bias is ``2**(E-1)`` as for ``fnuz``. ``binary8p<P>`` (P = 1..7) is ``e<8-P>m<P-1>p3109``.
+
+Scale formats: ``e8m0`` (:class:`Pow2Format`, OCP MX v1.0 section 5.4) is an unsigned power of two,
+no sign, no mantissa, no zero: code ``c`` is ``2**(c-127)`` and ``0xff`` is NaN.
 
 Text form (``FloatFormat.parse`` / ``str``): ``e<E>m<M>[fn|fnuz|fin][_ftz][_b<bias>]`` or one of
 the names in :data:`NAMED`; integers are ``int<N>`` (two's complement) or ``uint<N>``; fixed
@@ -41,6 +48,7 @@ __all__ = [
     "FloatFormat",
     "IntFormat",
     "FixedFormat",
+    "Pow2Format",
     "Format",
     "NAMED",
     "SPECIALS",
@@ -50,11 +58,12 @@ __all__ = [
     "E4M3_NOTE",
 ]
 
-SPECIALS = ("ieee", "fn", "fnuz", "fin")
+SPECIALS = ("ieee", "fn", "fnuz", "fin", "p3109")
 
 FORMAT_HELP = (
     "a name from `psum formats` (fp32, bf16, fp8_e4m3, ...), "
-    "e<E>m<M>[fn|fnuz|fin][_ftz][_b<bias>], int<N>, uint<N> or q<I>.<F> (fixed point)"
+    "e<E>m<M>[fn|fnuz|fin|p3109][_ftz][_b<bias>], binary8p<P> (IEEE P3109, P=1..7), e8m0, "
+    "int<N>, uint<N> or q<I>.<F> (fixed point)"
 )
 
 # The widest float that decodes exactly into a float64 and whose exact products fit psum's
@@ -65,9 +74,10 @@ _MAX_INT_BITS = 64
 
 
 def _default_bias(exp_bits: int, specials: str) -> int:
-    """IEEE's ``2**(E-1) - 1``; one larger for ``fnuz`` (no negative zero, ml_dtypes' convention)."""
+    """IEEE's ``2**(E-1) - 1``; one larger for ``fnuz`` (no negative zero, ml_dtypes' convention)
+    and ``p3109`` (the P3109 interim report's bias ``2**(K-P-1)``)."""
     half = 1 << (exp_bits - 1)
-    return half if specials == "fnuz" else half - 1
+    return half if specials in ("fnuz", "p3109") else half - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +163,7 @@ class FloatFormat:
     def max_code(self) -> int:
         """Magnitude code (bits without the sign) of the largest finite number."""
         top = self.max_exp_field << self.man_bits
-        if self.specials == "fn":  # all-ones mantissa at the top exponent is NaN
+        if self.specials in ("fn", "p3109"):  # the all-ones magnitude is NaN (fn) or inf (p3109)
             return top + (1 << self.man_bits) - 2
         return top + (1 << self.man_bits) - 1
 
@@ -176,7 +186,7 @@ class FloatFormat:
 
     @property
     def has_inf(self) -> bool:
-        return self.specials == "ieee"
+        return self.specials in ("ieee", "p3109")
 
     @property
     def has_nan(self) -> bool:
@@ -184,7 +194,7 @@ class FloatFormat:
 
     @property
     def has_neg_zero(self) -> bool:
-        return self.specials != "fnuz"
+        return self.specials not in ("fnuz", "p3109")
 
     @property
     def sign_bit(self) -> int:
@@ -193,6 +203,8 @@ class FloatFormat:
     @property
     def inf_code(self) -> int | None:
         """Code of +inf, or ``None`` if the format has none."""
+        if self.specials == "p3109":  # the all-ones magnitude (0x7f of binary8p<P>)
+            return (1 << (self.exp_bits + self.man_bits)) - 1
         return ((1 << self.exp_bits) - 1) << self.man_bits if self.has_inf else None
 
     @property
@@ -202,7 +214,7 @@ class FloatFormat:
             return (((1 << self.exp_bits) - 1) << self.man_bits) | (1 << (self.man_bits - 1))
         if self.specials == "fn":
             return (1 << (self.exp_bits + self.man_bits)) - 1
-        if self.specials == "fnuz":
+        if self.specials in ("fnuz", "p3109"):
             return self.sign_bit
         return None
 
@@ -595,7 +607,138 @@ class FixedFormat:
         return decode_fixed(self, bits)
 
 
-Format = Union[FloatFormat, IntFormat, FixedFormat]
+@dataclasses.dataclass(frozen=True)
+class Pow2Format:
+    """An unsigned power-of-two scale format: OCP MX v1.0's E8M0 (section 5.4) and its kin.
+
+    A code ``c`` of ``exp_bits`` bits is the value ``2**(c - bias)``; the all-ones code is NaN.
+    There is no sign, no mantissa, no zero and no infinity. ``e8m0`` (``Pow2Format(8)``, bias
+    127) spans ``2**-127`` (``0x00``) .. ``2**127`` (``0xfe``), ``0x7f`` is 1 and ``0xff`` NaN, as
+    ml_dtypes' ``float8_e8m0fnu``. It is a scale format only: a MAC spec refuses it as operand or
+    accumulator (a block format names it as its scale).
+
+    Parameters
+    ----------
+    exp_bits : int
+        Code width, 2..11.
+    bias : int, optional
+        Default ``2**(exp_bits-1) - 1`` (127 for 8 bits).
+
+    Raises
+    ------
+    ValueError
+        A parameter out of range.
+    """
+
+    exp_bits: int = 8
+    bias: int = None  # type: ignore[assignment]
+
+    def __post_init__(self):
+        check_int("scale exponent bits", self.exp_bits, 2, _MAX_EXP_BITS)
+        if self.bias is None:
+            object.__setattr__(self, "bias", (1 << (self.exp_bits - 1)) - 1)
+        check_int("bias", self.bias, -(1 << 12), 1 << 12)
+
+    @property
+    def width(self) -> int:
+        return self.exp_bits
+
+    @property
+    def is_float(self) -> bool:
+        return False
+
+    @property
+    def nan_code(self) -> int:
+        """The one NaN: the all-ones code."""
+        return (1 << self.exp_bits) - 1
+
+    @property
+    def emin(self) -> int:
+        """Exponent of the smallest value (code 0)."""
+        return -self.bias
+
+    @property
+    def emax(self) -> int:
+        """Exponent of the largest value (the code below NaN)."""
+        return self.nan_code - 1 - self.bias
+
+    @property
+    def max_value(self) -> float:
+        return float(np.ldexp(1.0, self.emax))
+
+    @property
+    def min_value(self) -> float:
+        return float(np.ldexp(1.0, self.emin))
+
+    @property
+    def tag(self) -> str:
+        return f"e{self.exp_bits}m0" + ("" if self.bias == (1 << (self.exp_bits - 1)) - 1 else f"_b{self.bias}")
+
+    def __str__(self) -> str:
+        return _NAME_OF.get(self, self.tag)
+
+    def encode(self, values, rounding: "Rounding | str" = "rne", *, saturate: bool = False,
+               sr_bits: int = 0, seed=None, rand=None) -> np.ndarray:
+        """Round positive values to powers of two and return their codes as ``uint64``.
+
+        ``x = m * 2**e`` with ``1 <= m < 2`` keeps the exponent ``e`` and rounds ``m`` to 1 or 2
+        with the rule book (:func:`psum.golden.rounding.round_up`: the guard bit is ``m >= 1.5``,
+        the sticky bit ``m`` not in ``{1, 1.5}``, the lsb the code's last bit), so ``rne`` ties to
+        the even code and ``rna`` ties up (ml_dtypes' ``float8_e8m0fnu`` conversion). Results above
+        the largest value give NaN (``saturate``: the largest code); results below the smallest
+        give code 0 (there is no zero to flush to). Zero, negative values and NaN give NaN (there
+        is no sign and no zero; as ml_dtypes); +inf gives NaN, or the largest code when
+        ``saturate``.
+
+        Parameters
+        ----------
+        values : array_like
+        rounding : Rounding or str
+            Any mode but ``sr``.
+        saturate : bool
+        sr_bits, seed, rand
+            Accepted for the common encode signature; stochastic rounding is refused.
+
+        Returns
+        -------
+        numpy.ndarray of uint64
+
+        Raises
+        ------
+        ValueError
+            ``rounding="sr"``.
+        """
+        from ._vector import as_float64
+        from .rounding import Rounding, round_up
+
+        mode = parse_rounding(rounding)
+        if mode is Rounding.SR:
+            raise ValueError(f"scale format {self} takes no stochastic rounding")
+        x = as_float64(values)
+        ok = np.isfinite(x) & (x > 0)
+        frac, e = np.frexp(np.where(ok, x, 1.0))  # x = frac * 2**e, 0.5 <= frac < 1: exact
+        m = frac * 2.0  # 1 <= m < 2, exact
+        code = e.astype(np.int64) - 1 + self.bias
+        false = np.zeros(x.shape, dtype=bool)
+        up = round_up(mode, lsb=(code & 1) == 1, guard=m >= 1.5, sticky=(m != 1.0) & (m != 1.5),
+                      sign=false, sr_carry=None)
+        code = code + up.astype(np.int64)
+        over = code > self.nan_code - 1
+        code = np.clip(code, 0, self.nan_code - 1)
+        nan = ~ok | (over & (not saturate))
+        if saturate:  # +inf saturates too; zero, negatives and NaN stay NaN
+            nan = nan & ~(np.isposinf(x))
+            code = np.where(np.isposinf(x), self.nan_code - 1, code)
+        return np.where(nan, self.nan_code, code).astype(np.uint64)
+
+    def decode(self, bits) -> np.ndarray:
+        """float64 values ``2**(c - bias)`` of codes (exact), NaN for the all-ones code."""
+        c = np.asarray(bits, dtype=np.uint64).astype(np.int64)
+        v = np.ldexp(1.0, (c - self.bias).astype(np.int32))
+        return np.where(c == self.nan_code, np.nan, v)
+
+
+Format = Union[FloatFormat, IntFormat, FixedFormat, Pow2Format]
 
 NAMED: dict[str, Format] = {
     "fp64": FloatFormat(11, 52),
@@ -610,6 +753,9 @@ NAMED: dict[str, Format] = {
     "fp6_e3m2": FloatFormat(3, 2, specials="fin"),
     "fp6_e2m3": FloatFormat(2, 3, specials="fin"),
     "fp4_e2m1": FloatFormat(2, 1, specials="fin"),
+    # IEEE P3109 interim report: binary8p<P>, K = 8 bits, precision P (P-1 stored mantissa bits)
+    **{f"binary8p{p}": FloatFormat(8 - p, p - 1, specials="p3109") for p in range(1, 8)},
+    "e8m0": Pow2Format(8),  # OCP MX v1.0 shared scale
 }
 _NAME_OF = {fmt: name for name, fmt in NAMED.items()}
 
@@ -640,7 +786,7 @@ E4M3_NOTE = ("e4m3 is IEEE-like (inf and NaN, max 240, ml_dtypes float8_e4m3); f
              "(no inf, max 448, ml_dtypes/torch float8_e4m3fn)")
 
 # [0-9], not \d: \d also matches other scripts' digits ("e٥m2"), which int() would accept silently.
-_FLOAT_RE = re.compile(r"e(-?[0-9]+)m(-?[0-9]+)(fnuz|fn|fin)?((?:_ftz|_bn?[0-9]+)*)")
+_FLOAT_RE = re.compile(r"e(-?[0-9]+)m(-?[0-9]+)(fnuz|fn|fin|p3109)?((?:_ftz|_bn?[0-9]+)*)")
 _INT_RE = re.compile(r"(u?)int(-?[0-9]+)")
 _FIXED_RE = re.compile(r"q(-?[0-9]+)[._](-?[0-9]+)")
 
@@ -660,7 +806,7 @@ def parse_format(text) -> Format:
     ValueError
         One line saying what is wrong and what is accepted.
     """
-    if isinstance(text, (FloatFormat, IntFormat, FixedFormat)):
+    if isinstance(text, (FloatFormat, IntFormat, FixedFormat, Pow2Format)):
         return text
     if not isinstance(text, str):
         raise ValueError(f"format must be text such as 'fp16' or 'e5m10', not {text!r}")

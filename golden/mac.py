@@ -110,6 +110,8 @@ def mac_step(spec: MacSpec | str, acc, a, b, rand=None, *, flags: bool = False):
         (:func:`fast_path_ok`), where only the Fraction reference runs and it keeps no flags.
     """
     spec = MacSpec.parse(spec)
+    if spec.blocked:  # a block's products are not one step each: psum.golden.block_dot
+        raise ValueError(f"mac_step takes element operands; block-scaled {spec} runs in psum.golden.block_dot.block_dot")
     acc, a, b = np.broadcast_arrays(*(np.asarray(x, dtype=np.uint64) for x in (acc, a, b)))
     if spec.rounding is Rounding.SR:
         if rand is None:
@@ -259,7 +261,7 @@ def product_terms(spec: MacSpec, a, b, *, flags: bool = False):
                            np.where((ca == V.ZERO) | (cb == V.ZERO), V.ZERO, V.FINITE)))
     over = np.zeros(np.shape(cp), dtype=bool)
     if spec.prod is not None:
-        if spec.prod.specials == "fnuz":  # a zero product has no sign there
+        if not spec.prod.has_neg_zero:  # fnuz, p3109: a zero product has no sign there
             sp = sp & (cp != V.ZERO)
         # Unfused: round the product into its own format, then read it back.
         mode = Rounding.RNE if spec.rounding is Rounding.SR else spec.rounding
@@ -270,7 +272,7 @@ def product_terms(spec: MacSpec, a, b, *, flags: bool = False):
         psign, mp, ep, pcls = V.unpack_float(spec.prod, pcode)
         sp = np.where(finite, psign, sp)
         cp = np.where(finite, pcls, cp)
-        if spec.prod.specials == "fnuz":  # a product that rounded to zero has no sign there
+        if not spec.prod.has_neg_zero:  # fnuz, p3109: a product that rounded to zero has no sign there
             sp = np.where(finite & (pcls == V.ZERO), False, sp)
     return (sp, mp, ep, cp, over) if flags else (sp, mp, ep, cp)
 

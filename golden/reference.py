@@ -13,7 +13,7 @@ from .formats import FixedFormat, FloatFormat, IntFormat
 from .rounding import Rounding, parse_rounding
 from .spec import MacSpec
 
-__all__ = ["decode_ref", "round_ref", "encode_ref", "mac_step_ref", "mta_sum_ref", "NAN", "INF"]
+__all__ = ["decode_ref", "round_ref", "encode_ref", "mac_step_ref", "mta_sum_ref", "block_dot_ref", "NAN", "INF"]
 
 NAN = "nan"
 INF = "inf"
@@ -43,6 +43,11 @@ def decode_ref(fmt, code: int):
         return sign, NAN
     if fmt.specials == "fnuz" and code == fmt.sign_bit:
         return sign, NAN
+    if fmt.specials == "p3109":  # P3109: 0x80 is NaN, 0x7f / 0xff are +-inf
+        if code == 1 << (E + M):
+            return sign, NAN
+        if code & ((1 << (E + M)) - 1) == (1 << (E + M)) - 1:
+            return sign, INF
     if ef == 0:
         if not fmt.subnormals:
             return sign, Fraction(0)
@@ -59,15 +64,22 @@ def _floor_log2(x: Fraction) -> int:
     return e
 
 
-def _round_int(sign: bool, x: Fraction, rounding: Rounding, rand: int | None, sr_bits: int) -> int:
-    """Round the non-negative rational x to an integer (magnitude); sign steers directed modes."""
+def _round_int(sign: bool, x: Fraction, rounding: Rounding, rand: int | None, sr_bits: int,
+               odd: bool | None = None) -> int:
+    """Round the non-negative rational x to an integer (magnitude); sign steers directed modes.
+
+    ``odd`` says whether the truncated result's *code* is odd, when that is not ``q``'s own parity
+    (a float format without stored mantissa bits: the code's lsb is the exponent field's).
+    """
     q = x.numerator // x.denominator
     r = x - q
     if r == 0:
         return q
     half = Fraction(1, 2)
+    if odd is None:
+        odd = q % 2 == 1
     if rounding is Rounding.RNE:
-        return q + (r > half or (r == half and q % 2 == 1))
+        return q + (r > half or (r == half and odd))
     if rounding is Rounding.RNA:
         return q + (r >= half)
     if rounding is Rounding.RTZ:
@@ -76,8 +88,8 @@ def _round_int(sign: bool, x: Fraction, rounding: Rounding, rand: int | None, sr
         return q + (not sign)
     if rounding is Rounding.RDN:
         return q + sign
-    if rounding is Rounding.ROD:
-        return q | 1
+    if rounding is Rounding.ROD:  # jam: an even code steps to its odd neighbour
+        return q + (not odd)
     if rounding is Rounding.SR:
         top = (r * (1 << sr_bits)).numerator // (r * (1 << sr_bits)).denominator
         return q + (top + rand >= (1 << sr_bits))
@@ -97,7 +109,9 @@ def round_ref(fmt: FloatFormat, sign: bool, x: Fraction, rounding="rne", *, satu
     M = fmt.man_bits
     e = _floor_log2(x)
     ulp = (max(e, fmt.emin) if fmt.subnormals else e) - M
-    q = _round_int(sign, x / _pow2(ulp), rounding, rand, sr_bits)
+    # without stored mantissa bits the code is e + bias (q = 1): its parity is the exponent's
+    odd = None if M else (ulp + fmt.bias + (x >= _pow2(ulp)) - 1) % 2 == 1
+    q = _round_int(sign, x / _pow2(ulp), rounding, rand, sr_bits, odd)
     value = q * _pow2(ulp)
     if value == 0:
         return _zero(fmt, sign)
@@ -109,7 +123,7 @@ def round_ref(fmt: FloatFormat, sign: bool, x: Fraction, rounding="rne", *, satu
                        or (rounding is Rounding.RUP and sign) or (rounding is Rounding.RDN and not sign))
         if saturate or toward_zero or fmt.specials == "fin":
             return (fmt.sign_bit if sign else 0) | fmt.max_code
-        if fmt.specials == "ieee":
+        if fmt.specials in ("ieee", "p3109"):
             return (fmt.sign_bit if sign else 0) | fmt.inf_code
         return fmt.nan_code
     e = _floor_log2(value)
@@ -213,12 +227,17 @@ def mac_step_ref(spec: MacSpec, acc: int, a: int, b: int, rand: int | None = Non
     else:
         vp = va * vb
     if spec.prod is not None:
-        if vp == 0 and spec.prod.specials == "fnuz":
+        if vp == 0 and not spec.prod.has_neg_zero:
             sp = False
         if vp not in (NAN, INF):
             mode = Rounding.RNE if spec.rounding is Rounding.SR else spec.rounding
             sp, vp = decode_ref(spec.prod, round_ref(spec.prod, sp, vp, mode, saturate=spec.saturate))
 
+    return _sum_ref(spec, fmt, sp, vp, sc, vc, rand)
+
+
+def _sum_ref(spec: MacSpec, fmt: FloatFormat, sp, vp, sc, vc, rand) -> int:
+    """``round((-1)**sp * vp + (-1)**sc * vc)`` into the float accumulator, specials first."""
     # Sum, with its special cases in priority order.
     if vp is NAN or vc is NAN or (vp is INF and vc is INF and sp != sc):
         if not fmt.has_nan:
@@ -272,3 +291,90 @@ def mta_sum_ref(terms, w: int, trunc: str = "zero") -> tuple[Fraction, Fraction]
     if trunc == "floor":
         return sum((t // lsb) * lsb for t in terms), lsb
     return sum((1 if t > 0 else -1) * (abs(t) // lsb) * lsb for t in terms), lsb
+
+
+# ---------------------------------------------------------------------------------------------
+# Block-scaled dot product (psum.golden.blocks), one vector of J blocks at a time
+# ---------------------------------------------------------------------------------------------
+def _scale_ref(fmt, code: int):
+    """Value of a scale code: a Fraction, or NAN (E8M0: ``2**(c - bias)``, all ones NaN)."""
+    from .formats import Pow2Format
+
+    if isinstance(fmt, Pow2Format):
+        return NAN if code == (1 << fmt.exp_bits) - 1 else _pow2(code - fmt.bias)
+    sign, v = decode_ref(fmt, code)
+    return NAN if v is NAN or v is INF else (-v if sign else v)
+
+
+def block_dot_ref(spec, acc: int, a_scales, a_elems, b_scales, b_elems, rand=None, bsum_rand=None) -> int:
+    """The block dot product on Python ints and Fractions: ``acc := round(acc + T_j)``, j in order.
+
+    ``T_j = P_j * Sa_j * Sb_j`` with ``P_j`` the exact sum of the block's element products (or,
+    with ``spec.bsum``, the products accumulated one by one into ``bsum`` by :func:`mac_step_ref`);
+    a NaN scale, a NaN element or ``inf * 0`` makes the term NaN, an infinite product an infinite
+    term (``+inf`` and ``-inf`` together: NaN); an exact zero term is ``+0``.
+
+    Parameters
+    ----------
+    spec : MacSpec or str
+        Block-scaled, ``order=seq``.
+    acc : int
+        Accumulator code.
+    a_scales, b_scales : sequence of int, length J
+    a_elems, b_elems : sequence of sequences of int, J x k
+    rand, bsum_rand : optional
+        Stochastic rounding: one integer per block (accumulation), per product (``bsum``).
+    """
+    spec = MacSpec.parse(spec)
+    fa, fb = spec.a, spec.b
+    for j in range(len(a_scales)):
+        Sa, Sb = _scale_ref(fa.scale, int(a_scales[j])), _scale_ref(fb.scale, int(b_scales[j]))
+        nan = Sa is NAN or Sb is NAN
+        infs = set()
+        total = Fraction(0)
+        if spec.bsum is not None:
+            inner = MacSpec(a=fa.elem, b=fb.elem, acc=spec.bsum, rounding=spec.rounding,
+                            sr_bits=spec.sr_bits or None, overflow="sat" if spec.saturate else None)
+            code = 0
+            for i, (x, y) in enumerate(zip(a_elems[j], b_elems[j])):
+                r = None if bsum_rand is None else int(bsum_rand[j][i])
+                code = mac_step_ref(inner, code, int(x), int(y), r)
+            s_, v_ = decode_ref(spec.bsum, code)
+            if v_ is NAN:
+                nan = True
+            elif v_ is INF:
+                infs.add(s_)
+            else:
+                total = -v_ if s_ else v_
+        else:
+            for x, y in zip(a_elems[j], b_elems[j]):
+                (s1, v1), (s2, v2) = decode_ref(fa.elem, int(x)), decode_ref(fb.elem, int(y))
+                if v1 is NAN or v2 is NAN or (v1 is INF and v2 == 0) or (v2 is INF and v1 == 0):
+                    nan = True
+                elif v1 is INF or v2 is INF:
+                    infs.add(s1 ^ s2)
+                else:
+                    total += (-1 if s1 ^ s2 else 1) * v1 * v2
+        if nan or len(infs) == 2:
+            sp, vp = False, NAN
+        elif infs:
+            sp, vp = infs.pop() ^ ((Sa < 0) ^ (Sb < 0)), INF
+        else:
+            t = total * Sa * Sb
+            sp, vp = t < 0, abs(t)  # an exact zero term is +0
+        r = None if rand is None else int(rand[j])
+        sc, vc = decode_ref(spec.acc, acc)
+        if isinstance(spec.acc, FixedFormat):
+            fmt = spec.acc
+            as_int = IntFormat(fmt.width)
+            if vp is NAN:
+                acc = _fixed_code(fmt, as_int.min_int)
+            elif vp is INF:
+                acc = _fixed_code(fmt, as_int.min_int if sp else as_int.max_int)
+            else:
+                tot = ((-vp if sp else vp) + (-vc if sc else vc)) * (1 << fmt.frac_bits)
+                q = _round_int(tot < 0, abs(tot), spec.rounding, r, spec.sr_bits)
+                acc = _fixed_code(fmt, _fit_int(as_int, -q if tot < 0 else q, spec.saturate))
+        else:
+            acc = _sum_ref(spec, spec.acc, sp, vp, sc, vc, r)
+    return acc

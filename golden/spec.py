@@ -28,7 +28,14 @@ order      accumulation order: ``seq`` (default), ``chunk<L>`` (chunks of L prod
            sign-fill right shift does) or ``ilv<L>`` (L interleaved partial sums, product k into
            sum k mod L, combined at the end)
 acc2       second-level accumulator format for ``chunk`` and ``mta`` orders (default fp32)
+bsum       block-scaled operands only: the intermediate format each block's products are summed
+           into (product by product, the spec's rounding); absent = exact block sums
 =========  ==================================================================================
+
+Block-scaled operands (``a=mxfp4,b=mxfp4``, ``nvfp4``, ``mxfp8_e4m3_k16``, ...;
+:mod:`psum.golden.blocks`): both operands block formats of one block size, a float or
+fixed-point accumulator; each block's sum is scaled by the two block scales and added into
+``acc`` as one step of the order (the block dot product of :mod:`psum.golden.block_dot`).
 """
 
 from __future__ import annotations
@@ -38,7 +45,8 @@ import re
 
 from psum._util import check_int
 
-from .formats import NAMED, FixedFormat, FloatFormat, Format, IntFormat, parse_format
+from .blocks import BlockFormat, is_block_format, parse_block_format
+from .formats import NAMED, FixedFormat, FloatFormat, Format, IntFormat, Pow2Format, parse_format
 from .rounding import Rounding, parse_rounding
 
 __all__ = ["MacSpec", "Order", "add_spec", "ORDER_KINDS", "MTA_TRUNCATIONS", "DEFAULT_OPERANDS", "default_operand", "SPEC_HELP", "SPEC_EXAMPLES",
@@ -56,7 +64,8 @@ SPEC_EXAMPLES = (
 SPEC_HELP = (
     "a MAC spec is comma-separated key=value pairs: a=FMT,b=FMT,acc=FMT[,prod=FMT][,fused=yes|no]"
     "[,round=rne|rtz|rup|rdn|rna|rod|sr][,srbits=K][,overflow=wrap|sat|ieee]"
-    "[,order=seq|chunk<L>|tree|mta<N>w<W>p<P>[floor]|ilv<L>][,acc2=FMT]; e.g. " + SPEC_EXAMPLES[0]
+    "[,order=seq|chunk<L>|tree|mta<N>w<W>p<P>[floor]|ilv<L>][,acc2=FMT][,bsum=FMT]; a and b may be block formats "
+    "(mxfp4, nvfp4, mxfp8_e4m3, ...); e.g. " + SPEC_EXAMPLES[0]
 )
 
 # Operand formats of a study that names only the accumulator (sweeps, reports), by accumulator
@@ -88,7 +97,7 @@ def default_operand(acc) -> Format:
     return DEFAULT_OPERANDS["int" if isinstance(parse_format(acc), IntFormat) else "float"]
 
 
-_KEYS = ("a", "b", "acc", "prod", "fused", "round", "srbits", "overflow", "order", "acc2")
+_KEYS = ("a", "b", "acc", "prod", "fused", "round", "srbits", "overflow", "order", "acc2", "bsum")
 
 # ---------------------------------------------------------------------------------------------
 # Accumulation order
@@ -270,6 +279,9 @@ class MacSpec:
     acc2 : Format or str, optional
         Second-level accumulator for the ``chunk`` and ``mta`` orders (default fp32). An integer
         ``acc2`` needs an integer ``acc``.
+    bsum : Format or str, optional
+        Block-scaled operands only: the format each block's products are summed into; ``None``
+        (default) sums them exactly (:mod:`psum.golden.blocks`).
 
     Raises
     ------
@@ -287,11 +299,21 @@ class MacSpec:
     sr_bits: int = None  # type: ignore[assignment]
     order: Order = Order()
     acc2: Format | None = None
+    bsum: Format | None = None
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
+        for key in ("a", "b"):
+            v = getattr(self, key)
+            set_(key, parse_block_format(v) if is_block_format(v) else parse_format(v))
+        set_("acc", parse_format(self.acc))
         for key in ("a", "b", "acc"):
-            set_(key, parse_format(getattr(self, key)))
+            if isinstance(getattr(self, key), Pow2Format):
+                raise ValueError(f"{key}={getattr(self, key)} is a scale format; it names the scale of a "
+                                 f"block format (mxfp4, ...), not a MAC {'accumulator' if key == 'acc' else 'operand'}")
+        if self.bsum is not None:
+            set_("bsum", parse_format(self.bsum))
+        self._check_blocks()
         if self.prod is not None:
             set_("prod", parse_format(self.prod))
         set_("rounding", parse_rounding(self.rounding))
@@ -342,7 +364,8 @@ class MacSpec:
             if acc_kind != "float":
                 raise ValueError(f"order {order} needs a float accumulator, not {self.acc}")
             # the exact product of the widest terms must fit the int64 alignment datapath
-            if self.a.precision + self.b.precision > _MTA_SUM_BITS:
+            # (block specs: the terms are fp64 values times the integer 1, 55 bits)
+            if not self.blocked and self.a.precision + self.b.precision > _MTA_SUM_BITS:
                 raise ValueError(f"order {order}: products of {self.a} and {self.b} are too wide")
         if order.uses_acc2:
             set_("acc2", parse_format(self.acc2 if self.acc2 is not None else "fp32"))
@@ -353,7 +376,33 @@ class MacSpec:
         elif self.acc2 is not None:
             raise ValueError("acc2 applies only to order=chunk<L> or order=mta<N>w<W>p<P>")
 
+    def _check_blocks(self) -> None:
+        """Block-scaled operands: both or neither, one block size, a float or fixed accumulator."""
+        ba, bb = isinstance(self.a, BlockFormat), isinstance(self.b, BlockFormat)
+        if not (ba or bb):
+            if self.bsum is not None:
+                raise ValueError("bsum applies only to block-scaled operands (a=mxfp4,b=mxfp4, ...)")
+            return
+        if not (ba and bb):
+            plain = "a" if not ba else "b"
+            raise ValueError(f"block-scaled operands come in pairs; {plain}={getattr(self, plain)} is not a block format")
+        if self.a.block != self.b.block:
+            raise ValueError(f"block-scaled operands need one block size; a={self.a} has {self.a.block}, "
+                             f"b={self.b} has {self.b.block}")
+        if isinstance(self.acc, IntFormat):
+            raise ValueError(f"block-scaled operands need a float or fixed-point accumulator, not {self.acc}")
+        if self.prod is not None or not self.fused:
+            raise ValueError("prod/fused=no do not apply to block-scaled operands; bsum=FMT names the "
+                             "block-sum format")
+        if self.bsum is not None and not isinstance(self.bsum, FloatFormat):
+            raise ValueError(f"bsum must be a float format, not {self.bsum}")
+
     # -- derived -------------------------------------------------------------------------------
+    @property
+    def blocked(self) -> bool:
+        """True when the operands are block formats (:mod:`psum.golden.blocks`)."""
+        return isinstance(self.a, BlockFormat)
+
     @property
     def int_acc(self) -> bool:
         """True when the accumulator is an integer format."""
@@ -382,6 +431,8 @@ class MacSpec:
             parts.append(str(self.order))
         if self.acc2 is not None:
             parts.append(self.acc2.tag)
+        if self.bsum is not None:
+            parts += ["bs", self.bsum.tag]
         return "_".join(parts)
 
     def __str__(self) -> str:
@@ -396,6 +447,8 @@ class MacSpec:
             fields.append(f"order={self.order}")
         if self.acc2 is not None:  # only the chunk and mta orders have one (tree has none)
             fields.append(f"acc2={self.acc2}")
+        if self.bsum is not None:
+            fields.append(f"bsum={self.bsum}")
         return ",".join(fields)
 
     def replace(self, **changes) -> "MacSpec":

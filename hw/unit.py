@@ -129,6 +129,11 @@ class MacUnit(wiring.Component):
     @classmethod
     def _validate(cls, spec: MacSpec, impl: MacImpl) -> None:
         """Raise ``ValueError`` if this generator cannot build ``spec`` with ``impl``."""
+        if spec.blocked:  # issue 15: the block dot product has no RTL unit yet
+            raise ValueError(f"no RTL unit for block-scaled operands ({spec.a}) yet; they run in the golden "
+                             f"model and the emulation")
+        if any(getattr(f, "specials", None) == "p3109" for f in (spec.a, spec.b, spec.acc, spec.prod, spec.acc2)):
+            raise ValueError("no RTL unit for IEEE P3109 formats yet; they run in the golden model")
         if cls.int_acc is not None and spec.int_acc != cls.int_acc:
             kind = "an integer" if cls.int_acc else "a float"
             raise ValueError(f"{cls.__name__} needs {kind} accumulator, not acc={spec.acc}")

@@ -67,6 +67,12 @@ _API = {
     "quantize": "psum.golden.quantize",
     "encode": "psum.golden.quantize",
     "decode": "psum.golden.quantize",
+    # block-scaled formats (OCP MX, NVFP4; issue 15)
+    "BlockFormat": "psum.golden.blocks",
+    "parse_block_format": "psum.golden.blocks",
+    "quantize_blocks": "psum.golden.blocks",
+    "dequantize_blocks": "psum.golden.blocks",
+    "block_dot": "psum.golden.block_dot",
     # network emulation (torch)
     "emulate": "psum.golden.emulation.layers",
     "accumulator": "psum.golden.emulation.context",

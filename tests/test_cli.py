@@ -28,6 +28,19 @@ def test_every_subcommand_is_registered():
     (["step", "a=fp16,b=fp16,acc=fp16,round=xyz", "0", "0", "0"],
      "psum step: error: rounding mode must be one of rne, rtz, rup, rdn, rna, rod or sr, not 'xyz'"),
     (["formats", "fp7"], "psum formats: error: unknown format 'fp7'"),
+    # block formats, P3109, E8M0 (issue 15)
+    (["quantize", "nvfp4", "1", "--tensor-scale", "nan"],
+     "psum quantize: error: tensor scale must be a positive finite fp32 number, not nan"),
+    (["quantize", "fp16", "1", "--tensor-scale", "2"],
+     "psum quantize: error: --tensor-scale applies only to block formats (nvfp4)"),
+    (["quantize", "mxfp4_k0", "1"],
+     "psum quantize: error: block format 'mxfp4_k0': block size must be an integer between 1 and 4096, not 0"),
+    (["quantize", "e8m0", "1", "--round", "sr"], "psum quantize: error: scale format e8m0 takes no stochastic rounding"),
+    (["step", "a=mxfp4,b=nvfp4,acc=fp16", "0", "0", "0"],
+     "psum step: error: block-scaled operands need one block size; a=mxfp4 has 32, b=nvfp4 has 16"),
+    (["step", "a=mxfp4,b=mxfp4,acc=fp16", "0", "0", "0"],
+     "psum step: error: mac_step takes element operands; block-scaled a=mxfp4,b=mxfp4,acc=fp16,round=rne,"
+     "overflow=ieee runs in psum.golden.block_dot.block_dot"),
     # user models and data (issue 10), each before any evaluation
     (["eval"], "psum eval: error: --model is required (a built-in name or FILE.py:FUNCTION) unless --checkpoint "
                "holds a whole model or a torch.export archive"),

@@ -323,6 +323,8 @@ def float_path_ok(spec: MacSpec, w: int, A=None, B=None) -> bool:
     """
     if spec.int_acc:
         return False
+    if any(getattr(f, "specials", None) not in _SPECIALS for f in (spec.acc, spec.prod) if f is not None):
+        return False  # a policy the C kernel has no code for (p3109): the exact numpy path runs
     host = _HOST_FLOAT[w]
     if w == 24:
         # products must be normal binary32 numbers, at least 2**emin and below 2**emax (one binade

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from psum.golden.blocks import BlockFormat
 from psum.golden.formats import FloatFormat, IntFormat
 from psum.golden.rounding import Rounding
 from psum.golden.spec import MacSpec
@@ -72,7 +73,12 @@ def compute_scale(amax: torch.Tensor, fmt, how: str) -> torch.Tensor:
     amax = amax.double()
     if how == "none":
         return torch.ones_like(amax)
-    if isinstance(fmt, FloatFormat):
+    if isinstance(fmt, BlockFormat) and not fmt.pow2_scale:
+        # NVFP4's per-tensor second level: NVIDIA's amax / (6 * 448), raised to a power of two so
+        # that dividing by it is exact (the block scales absorb the difference)
+        s = torch.exp2(torch.ceil(torch.log2(amax / (fmt.elem.max_value * fmt.scale.max_value))))
+        return torch.where(amax > 0, s, torch.ones_like(s))
+    if isinstance(fmt, (FloatFormat, BlockFormat)):  # MX: the E8M0 block scales do the rest
         # floats: a power of two putting max |x| in [1, 2) -- mantissas untouched, products in
         # [0, 4), so the accumulator's range (not the operand scale) decides where sums overflow
         s = torch.exp2(torch.floor(torch.log2(amax)))
@@ -84,7 +90,14 @@ def compute_scale(amax: torch.Tensor, fmt, how: str) -> torch.Tensor:
 
 
 def quantize_operand(x: torch.Tensor, fmt, scale) -> torch.Tensor:
-    """Values of ``fmt`` (float64, x's device) nearest to ``x / scale``: rne, saturating."""
+    """Values of ``fmt`` (float64, x's device) nearest to ``x / scale``: rne, saturating.
+
+    A block format defers quantisation to the block GEMM (:mod:`psum.golden.emulation.mx`),
+    where the blocks of the reduction dimension are known: ``x / scale`` is returned (exact, the
+    scale being a power of two).
+    """
+    if isinstance(fmt, BlockFormat):
+        return torch.nan_to_num(x.detach().double() / scale, nan=0.0)
     v = (x.detach().double() / scale).cpu().numpy()
     v = np.nan_to_num(v, nan=0.0)
     q = fmt.decode(fmt.encode(v, "rne", saturate=True))
@@ -133,6 +146,10 @@ class Site:
             raise ValueError(f"act_scale must be one of {', '.join(ACT_SCALES)}, not {act_scale!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        if spec.blocked and stats:
+            raise ValueError(f"partial-sum statistics are not collected for block-scaled operands ({spec.a})")
+        if spec.blocked and spec.bsum is not None and spec.rounding is Rounding.SR:
+            raise ValueError("round=sr with bsum is not emulated in networks; use the golden block_dot")
         self.name, self.kind, self.spec = name, kind, spec
         self.weight_scale, self.act_scale, self.backend = weight_scale, act_scale, backend
         self.seed = _site_seed(seed, name)
@@ -211,6 +228,11 @@ class Site:
         """
         if self.capture is not None:
             self.capture.append((A, B, init, np.asarray(row_base), col_stride, out_scale))
+        if self.spec.blocked:  # block-scaled operands: quantised and summed per block there
+            from .mx import block_gemm
+
+            return block_gemm(self.spec, A, B, init, row_base=row_base, col_stride=col_stride,
+                              seed=self.seed, backend=self.backend)
         stats = self.stats.observe if self.stats is not None else None
         return accumulate_order(self.spec, A, B, init, row_base=row_base, col_stride=col_stride,
                                 seed=self.seed, backend=self.backend, stats=stats)

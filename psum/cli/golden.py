@@ -8,12 +8,14 @@ import re
 import numpy as np
 
 from psum._util import format_table
-from psum.golden.formats import E4M3_NOTE, NAMED, FORMAT_HELP, FloatFormat, parse_format
+from psum.golden.blocks import (BLOCK_HELP, dequantize_blocks, is_block_format, parse_block_format,
+                                quantize_blocks)
+from psum.golden.formats import E4M3_NOTE, NAMED, FORMAT_HELP, FloatFormat, Pow2Format, parse_format
 from psum.golden.mac import mac_step
 from psum.golden.rounding import ROUNDING_HELP
 from psum.golden.spec import SPEC_HELP, MacSpec
 
-__all__ = ["register", "format_rows", "quantize_rows", "parse_operand", "step_result"]
+__all__ = ["register", "format_rows", "quantize_rows", "block_quantize_rows", "parse_operand", "step_result"]
 
 
 def format_rows(names=None) -> list[dict]:
@@ -27,6 +29,10 @@ def format_rows(names=None) -> list[dict]:
                        subnormals=f.subnormals, max=f.max_value, min_normal=f.min_normal,
                        min_subnormal=f.min_subnormal, epsilon=2.0 ** -f.man_bits,
                        decimal_digits=round(f.precision * np.log10(2), 2))
+        elif isinstance(f, Pow2Format):  # e8m0: an unsigned power-of-two scale
+            row.update(exp_bits=f.exp_bits, man_bits=0, bias=f.bias, specials="pow2 (nan=all ones)",
+                       subnormals=False, max=f.max_value, min_normal=f.min_value, min_subnormal=f.min_value,
+                       epsilon=1.0, decimal_digits=0.0)
         elif hasattr(f, "frac_bits"):  # fixed point q<I>.<F>: values, not stored integers
             row.update(int_bits=f.int_bits, frac_bits=f.frac_bits, min=f.min_value, max=f.max_value,
                        resolution=f.resolution)
@@ -53,12 +59,39 @@ def quantize_rows(fmt_text: str, values, rounding="rne", *, saturate=None, seed=
             s, e, m = fmt.fields(c)
             row["fields"] = f"{s} {e:0{fmt.exp_bits}b} {m:0{fmt.man_bits}b}" if fmt.man_bits else f"{s} {e:0{fmt.exp_bits}b}"
         else:
-            row["fields"] = f"{c:0{fmt.bits}b}"
+            row["fields"] = f"{c:0{fmt.width}b}"
         with np.errstate(invalid="ignore"):
             row["error"] = float(g - v) if np.isfinite(g) and np.isfinite(v) else float("nan")
             row["rel_error"] = abs(row["error"] / v) if v != 0 and np.isfinite(row["error"]) else (0.0 if g == v else float("nan"))
         rows.append(row)
     return rows
+
+
+def block_quantize_rows(fmt_text: str, values, *, tensor_scale: float = 1.0) -> tuple[list[dict], int]:
+    """Quantise values into blocks of a block format (:func:`psum.golden.blocks.quantize_blocks`).
+
+    Returns one row per value (block, scale code and value, element code and value, result,
+    error) and the number of zeros appended to fill the last block.
+    """
+    bf = parse_block_format(fmt_text)
+    x = np.asarray(values, dtype=np.float64)
+    padded = (-len(x)) % bf.block
+    sc, el = quantize_blocks(x, bf, tensor_scale=tensor_scale, pad=True)
+    got = dequantize_blocks(bf, sc, el, tensor_scale=tensor_scale)
+    ev = bf.elem.decode(el.reshape(-1))
+    rows = []
+    for i, v in enumerate(x):
+        j = i // bf.block
+        s = int(sc[j])
+        sval = float(bf.scale.decode(np.uint64(s)))
+        c = int(el.reshape(-1)[i])
+        g = float(got[i])
+        with np.errstate(invalid="ignore"):
+            err = g - v if np.isfinite(g) and np.isfinite(v) else float("nan")
+        rows.append({"block": j, "scale": f"0x{s:02x}", "scale_value": sval, "value": float(v),
+                     "code": f"0x{c:0{(bf.elem.width + 3) // 4}x}", "element": float(ev[i]), "result": g,
+                     "error": err, "rel_error": abs(err / v) if v != 0 and np.isfinite(err) else (0.0 if g == v else float("nan"))})
+    return rows, padded
 
 
 def _print_table(rows: list[dict], cols: list[str]) -> None:
@@ -89,6 +122,19 @@ def _cmd_formats(args) -> int:
 
 
 def _cmd_quantize(args) -> int:
+    if is_block_format(args.format):
+        rows, padded = block_quantize_rows(args.format, args.values, tensor_scale=args.tensor_scale)
+        if args.json:
+            print(json.dumps(rows, indent=1))
+            return 0
+        bf = parse_block_format(args.format)
+        print(f"block format {bf}: {bf.block} x {bf.elem} elements sharing one {bf.scale} scale, "
+              f"{bf.bits_per_element:g} bits per element; elements rne with saturation"
+              + (f"; last block padded with {padded} zeros" if padded else ""))
+        _print_table(rows, ["block", "scale", "scale_value", "value", "code", "element", "result", "error", "rel_error"])
+        return 0
+    if args.tensor_scale != 1.0:
+        raise ValueError("--tensor-scale applies only to block formats (nvfp4)")
     rows = quantize_rows(args.format, args.values, args.round, saturate=True if args.saturate else None,
                          seed=args.seed, sr_bits=args.sr_bits)
     if args.json:
@@ -172,12 +218,14 @@ def register(sub) -> None:
 
     p = sub.add_parser("quantize", help="round values to a format and show bits and error",
                        description="Round values to a format; show the code, its fields, the result and the error.")
-    p.add_argument("format", metavar="FORMAT", help=FORMAT_HELP)
+    p.add_argument("format", metavar="FORMAT", help=FORMAT_HELP + "; or " + BLOCK_HELP)
     p.add_argument("values", nargs="+", type=float, metavar="VALUE")
     p.add_argument("--round", default="rne", metavar="MODE", help=f"rounding mode: {ROUNDING_HELP} (default rne)")
     p.add_argument("--saturate", action="store_true", help="overflow to the largest finite value")
     p.add_argument("--seed", type=int, default=0, help="seed for --round sr (default 0)")
     p.add_argument("--sr-bits", type=int, default=8, help="random bits for --round sr (default 8)")
+    p.add_argument("--tensor-scale", type=float, default=1.0, metavar="G",
+                   help="block formats (nvfp4): the per-tensor fp32 scale (default 1)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_quantize)
 
