@@ -76,7 +76,8 @@ def test_every_subcommand_is_registered():
      "psum step: error: b must be a bit pattern such as 0x3c00 or a value such as 1.5, not 'one'"),
     (["quantize", "float8_e4m3fnx", "1"],
      "psum quantize: error: unknown format 'float8_e4m3fnx'; use a name from `psum formats` (fp32, bf16, fp8_e4m3, "
-     "...), e<E>m<M>[fn|fnuz|fin][_ftz][_b<bias>], int<N>, uint<N> or q<I>.<F> (fixed point); note: e4m3 is "
+     "...), e<E>m<M>[fn|fnuz|fin|p3109][_ftz][_b<bias>], binary8p<P> (IEEE P3109, P=1..7), e8m0, int<N>, uint<N> "
+     "or q<I>.<F> (fixed point); note: e4m3 is "
      "IEEE-like (inf and NaN, max 240, ml_dtypes float8_e4m3); fp8_e4m3 = e4m3fn is OCP FP8 (no inf, max 448, "
      "ml_dtypes/torch float8_e4m3fn)"),
     (["report", "--rerender", "/nonexistent/report"],

@@ -29,8 +29,13 @@ def _subparsers():
 
 @pytest.mark.parametrize("command", sorted(_subparsers()))
 def test_every_command_has_json(command):
-    opts = {o for a in _subparsers()[command]._actions for o in a.option_strings}
-    assert "--json" in opts, f"psum {command} has no --json"
+    parser = _subparsers()[command]
+    nested = [a for a in parser._actions if a.choices and hasattr(a, "_name_parser_map")]
+    # a command with sub-commands (psum study NAME): each of them has --json
+    leaves = [(f"{command} {n}", p) for a in nested for n, p in a.choices.items()] or [(command, parser)]
+    for name, leaf in leaves:
+        opts = {o for a in leaf._actions for o in a.option_strings}
+        assert "--json" in opts, f"psum {name} has no --json"
 
 
 def test_version(capsys):

@@ -188,6 +188,8 @@ def step_result(spec_text: str, acc: str, a: str, b: str, rand=None) -> dict:
         ``spec``, and ``acc``, ``a``, ``b``, ``result`` each as ``{"code": "0x..", "value": float}``.
     """
     spec = MacSpec.parse(spec_text)
+    if spec.blocked:  # the same refusal as mac_step's, before the operands are read as codes
+        raise ValueError(f"mac_step takes element operands; block-scaled {spec} runs in psum.golden.block_dot.block_dot")
     codes = {k: parse_operand(t, f, k) for k, t, f in (("acc", acc, spec.acc), ("a", a, spec.a), ("b", b, spec.b))}
     r = None if rand is None else np.asarray([rand])
     out = int(mac_step(spec, np.asarray([codes["acc"]]), np.asarray([codes["a"]]), np.asarray([codes["b"]]), r)[0])
