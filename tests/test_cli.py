@@ -54,6 +54,11 @@ def test_every_subcommand_is_registered():
      "psum sweep: error: layer 'fc9' selects none of the Conv2d/Linear layers: conv1, conv2, fc1, fc2, fc3"),
     (["report", "--model", "lenet5", "--layer", "fc9", "--out", "/tmp/psum-none"],
      "psum report: error: layer 'fc9' selects none of the Conv2d/Linear layers: conv1, conv2, fc1, fc2, fc3"),
+    # issue 13: simulator choice and Ray sweeps
+    (["sim", "a=int8,b=int8,acc=int32", "--simulator", "ghdl"],
+     "psum sim: error: argument --simulator: invalid choice: 'ghdl'"),
+    (["sweep", "--model", "lenet5", "--acc", "e5m3", "--limit", "4", "--ray", ""],
+     "psum sweep: error: ray must be 'local' or a Ray cluster address, not ''"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     try:

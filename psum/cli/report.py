@@ -17,9 +17,12 @@ def _cmd_report(args) -> int:
     if args.no_per_layer:
         kw["per_layer"] = False
     cfg = ReportConfig.quick(**kw) if args.quick else ReportConfig(**kw)
-    data = build_report(cfg, out_dir=args.out, force_synth=args.force,
-                        data_options=dict(trust=args.trust_checkpoint, image_size=args.image_size,
-                                          normalize=args.normalize))
+    from psum.sweeps.distributed import ray_cluster
+
+    with ray_cluster(args.ray):  # the report's sweeps and searches as Ray tasks (None: serial)
+        data = build_report(cfg, out_dir=args.out, force_synth=args.force,
+                            data_options=dict(trust=args.trust_checkpoint, image_size=args.image_size,
+                                              normalize=args.normalize))
     print(f"baseline top-1 {data['baseline_accuracy']:.2f}%  (tolerance {args.tol:g} pt)")
     rows = [{"design": r["design"], "accumulator": r["acc"], "bits": f"{r['bits']:.3g}",
              "top-1 %": "" if r["accuracy"] is None else f"{r['accuracy']:.2f}", "GE": f"{r['ge']:.4g}",
@@ -58,4 +61,7 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="a smaller study for a first look")
     p.add_argument("--force", action="store_true", help="recompute synthesis instead of using the cache")
     p.add_argument("--out", help="output folder (default ./<model>-<dataset>)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run the sweeps' and searches' evaluations as Ray tasks, on this machine (no ADDRESS) or "
+                        "on the cluster at ADDRESS (needs: pip install ray)")
     p.set_defaults(func=_cmd_report)
