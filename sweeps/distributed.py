@@ -103,9 +103,12 @@ class RayBackend:
         ``"local"``: a Ray instance on this machine (started here unless one is already
         initialised in this process); else the address of a running cluster (``ray://...`` or
         ``HOST:PORT``).
+    select : callable
+        ``select(net, pattern) -> layer names`` (:func:`psum.sweeps.sweep.select_layers`; passed
+        in, so this module does not import the sweep module that imports it).
     """
 
-    def __init__(self, ctx, address: str):
+    def __init__(self, ctx, address: str, select):
         ray = require_ray()
         if not isinstance(address, str) or not address:
             raise ValueError(f"ray must be 'local' or a Ray cluster address, not {address!r}")
@@ -114,6 +117,7 @@ class RayBackend:
                      log_to_driver=False, configure_logging=False)
         self.ray = ray
         self.ctx = ctx
+        self.select = select
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = max(cpus, 1)
         self.payload = ray.put(dict(net=ctx.net, calib=ctx.calib, test=ctx.test, weight_scale=ctx.weight_scale,
@@ -141,8 +145,6 @@ class RayBackend:
         Each row is stored (appended to the results file) by this process as soon as its last
         shard returns.
         """
-        from .sweep import select_layers
-
         ctx = self.ctx
         base = ctx.baseline()
         rows: dict[int, dict] = {}
@@ -153,7 +155,7 @@ class RayBackend:
             if row is not None:
                 rows[i] = row
                 continue
-            names = None if layer == "all" else select_layers(ctx.net, layer)
+            names = None if layer == "all" else self.select(ctx.net, layer)
             ranges = self.shards(spec)
             parts[i] = [None] * len(ranges)
             for j, (a, b) in enumerate(ranges):

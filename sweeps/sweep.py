@@ -220,7 +220,7 @@ class _Context:
         if self._ray is None:
             from .distributed import RayBackend
 
-            self._ray = RayBackend(self, self.ray_address)
+            self._ray = RayBackend(self, self.ray_address, select_layers)
         return self._ray
 
     def key(self, spec_text: str, layer: str) -> dict:
