@@ -56,7 +56,7 @@ from psum.resultsfile import ResultsFile
 __all__ = ["run_sweep", "search_min_acc", "min_passing", "make_spec", "parse_acc_list", "KEY_FIELDS",
            "SEARCH_RANGES", "SEARCH_DEFAULT", "parse_search_entry", "search_entry_text", "search_label",
            "run_search", "family", "network_points", "evaluate_spec", "workload", "select_layers", "spec_map",
-           "read_spec_file"]
+           "read_spec_file", "check_device"]
 
 CALIB_IMAGES = 256
 KEY_FIELDS = ("model", "dataset", "checkpoint", "spec", "layer", "n_images", "calib")
@@ -189,6 +189,7 @@ class _Context:
         if limit is not None:
             check_int("limit", limit, 1)
         check_int("batch_size", batch_size, 1)
+        check_device(device)
         wl = workload(model, dataset, checkpoint=checkpoint, data_dir=data_dir, metric=metric,
                       train_if_missing=train_if_missing, data_options=data_options)
         self.wl = wl
@@ -298,6 +299,20 @@ class _Context:
         row = self._row(spec_text, layer, acc, time.perf_counter() - t0, spec, base)
         self.store(row)
         return row, True
+
+
+def check_device(device) -> None:
+    """Refuse, in one line and before any work, a CUDA device on a machine without CUDA.
+
+    Raises
+    ------
+    ValueError
+        ``device 'cuda': CUDA is not available here (torch <version>)``.
+    """
+    import torch
+
+    if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: CUDA is not available here (torch {torch.__version__})")
 
 
 def _context(model, dataset, kw) -> _Context:
@@ -886,6 +901,7 @@ def evaluate_spec(model, dataset="digits", spec=None, *, layer: str = "all", spe
     check_int("batch_size", batch_size, 1)
     if limit is not None:
         check_int("limit", limit, 1)
+    check_device(device)
     wl = workload(model, dataset, checkpoint=checkpoint, data_dir=data_dir, metric=metric,
                   data_options=data_options)
     net = wl.net

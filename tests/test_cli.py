@@ -59,6 +59,9 @@ def test_every_subcommand_is_registered():
      "psum sim: error: argument --simulator: invalid choice: 'ghdl'"),
     (["sweep", "--model", "lenet5", "--acc", "e5m3", "--limit", "4", "--ray", ""],
      "psum sweep: error: ray must be 'local' or a Ray cluster address, not ''"),
+    *([(["sweep", "--model", "lenet5", "--acc", "e5m3", "--limit", "4", "--device", "cuda"],
+        "psum sweep: error: device 'cuda': CUDA is not available here (torch ")]
+      if not __import__("torch").cuda.is_available() else []),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     try:
