@@ -106,10 +106,11 @@ def test_fp16_unit_on_icarus(tmp_path):
 
 _MY_MAC = """module my_mac(input clk, input rst, input [7:0] a, input [7:0] b, input en, input load,
               input [15:0] init, output reg [15:0] acc);
+    wire [15:0] p = {PRODUCT};  // 16-bit context: the operands extend to 16 bits first
     always @(posedge clk)
         if (rst) acc <= 16'd0;
         else if (load) acc <= init;
-        else if (en) acc <= acc + {PRODUCT};
+        else if (en) acc <= acc + p;
 endmodule
 """
 
