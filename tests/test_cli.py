@@ -82,6 +82,14 @@ def test_every_subcommand_is_registered():
      "ml_dtypes/torch float8_e4m3fn)"),
     (["report", "--rerender", "/nonexistent/report"],
      "psum report: error: no report data /nonexistent/report/data.json (give a report folder or its data.json)"),
+    # issue 13: simulator choice and Ray sweeps
+    (["sim", "a=int8,b=int8,acc=int32", "--simulator", "ghdl"],
+     "psum sim: error: argument --simulator: invalid choice: 'ghdl'"),
+    (["sweep", "--model", "lenet5", "--acc", "e5m3", "--limit", "4", "--ray", ""],
+     "psum sweep: error: ray must be 'local' or a Ray cluster address, not ''"),
+    *([(["sweep", "--model", "lenet5", "--acc", "e5m3", "--limit", "4", "--device", "cuda"],
+        "psum sweep: error: --device cuda: CUDA is not available on this machine (use --device cpu)")]
+      if not __import__("torch").cuda.is_available() else []),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     try:

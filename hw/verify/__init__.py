@@ -20,9 +20,10 @@ module             job
 from .amaranth_sim import amaranth_trace
 from .check import check_trace
 from .harness import harness_verilog
-from .runner import ICARUS_HINT, SimResult, simulate
+from .runner import ICARUS_HINT, SIMULATORS, VERILATOR_HINT, SimResult, default_simulator, simulate
 from .stimulus import columns, input_ports, make_stimulus
 from .streams import conv_streams_from_digits
 
 __all__ = ["simulate", "SimResult", "make_stimulus", "columns", "input_ports", "check_trace",
-           "harness_verilog", "amaranth_trace", "conv_streams_from_digits", "ICARUS_HINT"]
+           "harness_verilog", "amaranth_trace", "conv_streams_from_digits", "ICARUS_HINT", "VERILATOR_HINT",
+           "SIMULATORS", "default_simulator"]

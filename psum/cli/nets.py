@@ -83,6 +83,8 @@ def _cmd_sweep(args) -> int:
                   data_dir=args.data_dir, checkpoint=args.checkpoint, batch_size=args.batch_size, device=args.device,
                   progress_enabled=prog, train_if_missing=args.train, overflow=args.overflow,
                   groups=args.layer or (), data_options=_data_options(args))
+    if args.ray is not None:
+        common["ray"] = args.ray
     if args.search:
         results = run_search(args.model, args.dataset, args.acc or SEARCH_DEFAULT, per_layer=args.per_layer,
                              tol=args.tol, relative_to=args.relative_to, **common)
@@ -236,4 +238,7 @@ def register(sub) -> None:
     p.add_argument("--plot", metavar="FILE.png",
                    help="plot accuracy against accumulator bits: FILE.png, .svg or .pdf (all three are written)")
     p.add_argument("--train", action="store_true", help="built-in models: train the checkpoint first if there is none")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run the rows as Ray tasks (spec x layer x image shard): on this machine (no ADDRESS, or "
+                        "'local') or on the cluster at ADDRESS; this process writes --out (needs: pip install ray)")
     p.set_defaults(func=_cmd_sweep)

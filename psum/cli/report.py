@@ -28,9 +28,12 @@ def _cmd_report(args) -> int:
     if args.no_per_layer:
         kw["per_layer"] = False
     cfg = ReportConfig.quick(**kw) if args.quick else ReportConfig(**kw)
-    data = build_report(cfg, out_dir=args.out, force_synth=args.force,
-                        data_options=dict(trust=args.trust_checkpoint, image_size=args.image_size,
-                                          normalize=args.normalize))
+    from psum.sweeps.distributed import ray_cluster
+
+    with ray_cluster(args.ray):  # the report's sweeps and searches as Ray tasks (None: serial)
+        data = build_report(cfg, out_dir=args.out, force_synth=args.force,
+                            data_options=dict(trust=args.trust_checkpoint, image_size=args.image_size,
+                                              normalize=args.normalize))
     if args.json:
         print(json.dumps({k: data[k] for k in ("baseline_accuracy", "n_images", "headline", "ratios", "conclusion",
                                                "minima", "out_dir") if k in data}, indent=1, default=str))
@@ -82,4 +85,7 @@ def register(sub) -> None:
                         "a psum upgrade")
     p.add_argument("--json", action="store_true",
                    help="print the headline, ratios, conclusion and minima as JSON (the whole data: data.json)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run the sweeps' and searches' evaluations as Ray tasks, on this machine (no ADDRESS) or "
+                        "on the cluster at ADDRESS (needs: pip install ray)")
     p.set_defaults(func=_cmd_report)
