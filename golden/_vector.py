@@ -35,6 +35,8 @@ __all__ = [
     "encode_fixed",
     "decode_fixed",
     "unpack_int",
+    "int_values",
+    "check_codes",
     "draw_random",
     "ZERO",
     "FINITE",
@@ -260,7 +262,7 @@ def unpack(fmt, bits):
 
 
 def decode_float(fmt: FloatFormat, bits) -> np.ndarray:
-    sign, mag, exp, cls = unpack_float(fmt, bits)
+    sign, mag, exp, cls = unpack_float(fmt, check_codes(fmt, bits))
     val = np.ldexp(mag.astype(np.float64), exp.astype(np.int32))  # exact (see module docstring)
     val = np.where(cls == INF, np.inf, val)
     val = np.where(cls == NAN, np.nan, val)
@@ -271,12 +273,72 @@ def decode_float(fmt: FloatFormat, bits) -> np.ndarray:
 # Integer formats
 # ---------------------------------------------------------------------------------------------
 def unpack_int(fmt: IntFormat, bits) -> np.ndarray:
-    """Integer values (int64) of codes; requires ``fmt.bits <= 63`` (psum's fast paths use <= 62)."""
-    bits = np.asarray(bits, dtype=np.uint64) & np.uint64((1 << fmt.bits) - 1)
-    v = bits.astype(_I64)
+    """Integer values (int64) of codes of any signed width up to 64 or unsigned width up to 63.
+
+    Why shifts instead of ``v - 2**bits``: ``2**63`` and ``2**64`` are not int64, so the sign is
+    extended by moving the format's top bit to bit 63 and shifting back arithmetically (exact for
+    every width 1..64). A ``uint64`` code of ``2**63`` or more has no int64 value and is refused
+    (callers that need them use :func:`int_values`).
+    """
+    bits = check_codes(fmt, bits)
     if fmt.signed:
-        v = np.where(v >= (1 << (fmt.bits - 1)), v - (1 << fmt.bits), v)
-    return v
+        up = np.uint64(64 - fmt.bits)
+        return (bits << up).view(_I64) >> up.astype(_I64)
+    if fmt.bits == 64 and bits.size and (bits >> np.uint64(63)).any():
+        raise ValueError(f"{fmt} codes of 2**63 or more have no int64 value")
+    return bits.astype(_I64)
+
+
+def int_values(fmt, bits) -> np.ndarray:
+    """Exact values of integer codes as Python ints (object array), any width up to 64.
+
+    For fixed point the stored integer ``k`` (the value is ``k * 2**-F``).
+    """
+    bits = check_codes(fmt, bits)
+    half = 1 << (fmt.bits - 1)
+    out = np.empty(bits.shape, dtype=object)
+    flat = out.reshape(-1)
+    for i, c in enumerate(bits.reshape(-1).tolist()):
+        flat[i] = c - (1 << fmt.bits) if fmt.signed and c >= half else c
+    return out
+
+
+def check_codes(fmt, bits, name: str = "code") -> np.ndarray:
+    """``bits`` as uint64 after checking each is a code of ``fmt`` (``0 .. 2**width - 1``).
+
+    Why: a wider code used to be masked silently (fp16 ``0x10000`` read as ``+0``), a negative one
+    wrapped or raised numpy's OverflowError. Every decode and ``mac_step`` goes through here.
+
+    Raises
+    ------
+    ValueError
+        One line naming the format and the accepted range.
+    """
+    arr = bits if isinstance(bits, np.ndarray) else None
+    if arr is None:
+        try:
+            arr = np.asarray(bits)
+        except (OverflowError, ValueError, TypeError):  # ints beyond 64 bits, ragged input
+            arr = np.asarray(bits, dtype=object)
+    if arr.dtype.kind not in "ui":  # Python ints beyond int64, floats, bools: value by value
+        flat = arr.reshape(-1).tolist()
+        for v in flat:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer() \
+                if not isinstance(v, float) or np.isfinite(v) else False
+            if not ok or not 0 <= int(v) < 1 << fmt.width:
+                raise ValueError(_code_range_msg(fmt, name, v))
+        return np.asarray([int(v) for v in flat], dtype=np.uint64).reshape(arr.shape)
+    if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
+        raise ValueError(_code_range_msg(fmt, name, int(arr.min())))
+    arr = arr.astype(np.uint64, copy=False)
+    if fmt.width < 64 and arr.size and (arr >> np.uint64(fmt.width)).any():
+        raise ValueError(_code_range_msg(fmt, name, int(arr.max())))
+    return arr
+
+
+def _code_range_msg(fmt, name, v) -> str:
+    shown = (f"{v:#x}" if v >= 0 else str(v)) if isinstance(v, int) and not isinstance(v, bool) else repr(v)
+    return f"{name} of {fmt} must be an integer between 0 and {(1 << fmt.width) - 1:#x}, not {shown}"
 
 
 def int_to_code(fmt: IntFormat, v: np.ndarray) -> np.ndarray:
@@ -286,10 +348,14 @@ def int_to_code(fmt: IntFormat, v: np.ndarray) -> np.ndarray:
 
 
 def fit_int(fmt: IntFormat, v: np.ndarray, saturate: bool) -> np.ndarray:
-    """Saturate or wrap int64 values (|v| < 2**62) into ``fmt``'s range."""
+    """Saturate or wrap int64 values (any int64; |v| < 2**62 on the fast paths) into ``fmt``'s range.
+
+    A ``uint64`` range does not fit int64: callers hand such formats Python ints instead
+    (:func:`_fit_int_exact`).
+    """
     if saturate:
-        return np.clip(v, fmt.min_int, fmt.max_int)
-    if fmt.bits >= 63:
+        return np.clip(v, fmt.min_int, min(fmt.max_int, np.iinfo(_I64).max))
+    if fmt.bits >= 64:
         return v
     m = 1 << fmt.bits
     w = v & (m - 1)
@@ -298,30 +364,59 @@ def fit_int(fmt: IntFormat, v: np.ndarray, saturate: bool) -> np.ndarray:
     return w
 
 
+def _fit_int_exact(fmt, v: int, saturate: bool) -> int:
+    """Python-int twin of :func:`fit_int` for any width (wrap = the low bits, sign-extended)."""
+    if saturate:
+        return min(max(v, fmt.min_int), fmt.max_int)
+    v &= (1 << fmt.bits) - 1
+    return v - (1 << fmt.bits) if fmt.signed and v >> (fmt.bits - 1) else v
+
+
 def encode_int(fmt: IntFormat, values, rounding: Rounding, *, saturate=True, sr_bits=0,
                seed=None, rand=None) -> np.ndarray:
+    """Codes of ``values`` rounded to integers, saturated or wrapped into ``fmt`` (any width).
+
+    Magnitudes below ``2**61`` go through the shared int64 rounder; larger float64 values are
+    integers already (a float64 of magnitude ``2**53`` or more has no fraction bits), so they are
+    converted exactly with Python ints and saturated or wrapped there -- exact for every width up
+    to 64 (``int64 4e18`` is 4000000000000000000, not a clamp at ``2**61``).
+    """
     x = as_float64(values)
     if np.isnan(x).any():
         raise ValueError(f"cannot encode NaN: integer format {fmt} has no NaN")
     limit = 2.0**61
-    if not saturate and (np.abs(x) >= limit).any():
-        raise ValueError(f"values of magnitude 2**61 or more cannot be wrapped into {fmt} exactly")
-    sign, mag, exp = _split_float64(np.clip(x, -limit, limit))
+    big = ~(np.abs(x) < limit)
+    if not saturate and np.isinf(x).any():
+        raise ValueError(f"cannot wrap an infinite value into {fmt}")
+    sign, mag, exp = _split_float64(np.where(big, 0.0, x))
     if rounding is Rounding.SR:
         rand = draw_random(x.shape, sr_bits, seed, rand)
     q = round_to_ulp(sign, mag, exp, np.zeros_like(exp), rounding, rand, sr_bits)
     v = np.where(sign, -q, q)
-    return int_to_code(fmt, fit_int(fmt, v, saturate))
+    if fmt.bits <= 63:
+        code = int_to_code(fmt, fit_int(fmt, v, saturate))
+    else:  # uint64 / int64: the low 64 bits of the exact two's complement value
+        code = (v.astype(np.uint64) if fmt.signed else np.where(v < 0, 0, v).astype(np.uint64)) \
+            if saturate else v.astype(np.uint64)
+    if big.any():
+        flat = code.reshape(-1)
+        for i in np.flatnonzero(big.reshape(-1)):
+            xi = float(x.reshape(-1)[i])
+            vi = (fmt.max_int if xi > 0 else fmt.min_int) if np.isinf(xi) else int(xi)  # exact
+            flat[i] = _fit_int_exact(fmt, vi, saturate) & ((1 << fmt.bits) - 1)
+    return code
 
 
 def decode_int(fmt: IntFormat, bits) -> np.ndarray:
-    bits = np.asarray(bits, dtype=np.uint64)
-    if fmt.bits <= 63:
+    """float64 values of codes: the exact integer, rounded once to float64 (exact below 2**53).
+
+    Why not ``float(code) - 2**64``: that rounds the code first (int64 ``0x...c080`` became
+    -16384 instead of -16256). The exact integer comes first, then one rounding.
+    """
+    bits = check_codes(fmt, bits)
+    if fmt.signed or fmt.bits < 64:
         return unpack_int(fmt, bits).astype(np.float64)
-    v = bits.astype(np.float64)  # 64-bit codes: exact only below 2**53 in magnitude
-    if fmt.signed:
-        v = np.where(bits >= np.uint64(1 << 63), v - 2.0**64, v)
-    return v
+    return bits.astype(np.float64)  # uint64: the code is the value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,11 +445,6 @@ def encode_fixed(fmt: FixedFormat, values, rounding: Rounding, *, saturate=True,
 
 def decode_fixed(fmt: FixedFormat, bits) -> np.ndarray:
     """float64 values ``k * 2**-F`` of codes (exact while ``I + F <= 53``; ldexp by a power of two
-    is exact)."""
-    bits = np.asarray(bits, dtype=np.uint64)
-    if fmt.bits <= 63:
-        k = unpack_int(fmt, bits).astype(np.float64)
-    else:
-        k = bits.astype(np.float64)
-        k = np.where(bits >= np.uint64(1 << 63), k - 2.0**64, k)
+    is exact, and the stored integer is exact before its one rounding to float64)."""
+    k = unpack_int(fmt, check_codes(fmt, bits)).astype(np.float64)
     return np.ldexp(k, fmt.lsb_exp)

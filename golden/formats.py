@@ -60,6 +60,8 @@ FORMAT_HELP = (
 _MAX_EXP_BITS = 11
 _MAX_MAN_BITS = 52
 _MAX_INT_BITS = 64
+# float64's smallest subnormal and largest binade: every code of a float format lies in between.
+_F64_MIN_EXP, _F64_MAX_EXP = -1074, 1023
 
 
 def _default_bias(exp_bits: int, specials: str) -> int:
@@ -115,6 +117,12 @@ class FloatFormat:
         check_int("bias", self.bias, -(1 << 12), 1 << 12)
         if self.emax < self.emin:
             raise ValueError(f"format {self} has no normal numbers")
+        # Why: decode returns float64 and the fast paths rely on every code being a float64
+        # (module docstring of psum.golden._vector); e5m10_b4000 decoded 0x3c00 as 0.0 before.
+        lo, hi = self.emin - self.man_bits, self.emax
+        if lo < _F64_MIN_EXP or hi > _F64_MAX_EXP:
+            raise ValueError(f"values must fit float64 (bit exponents {_F64_MIN_EXP} .. {_F64_MAX_EXP}); "
+                             f"this format spans {lo} .. {hi}")
 
     # -- derived properties --------------------------------------------------------------------
     @property

@@ -51,7 +51,7 @@ from .rounding import Rounding, exact_zero_sign, round_up
 from .spec import MacSpec
 
 __all__ = ["mac_step", "fast_path_ok", "window_bits", "product_terms", "apply_specials",
-           "infinity_codes"]
+           "infinity_codes", "nan_result_code"]
 
 _I64 = np.int64
 
@@ -110,7 +110,8 @@ def mac_step(spec: MacSpec | str, acc, a, b, rand=None, *, flags: bool = False):
         (:func:`fast_path_ok`), where only the Fraction reference runs and it keeps no flags.
     """
     spec = MacSpec.parse(spec)
-    acc, a, b = np.broadcast_arrays(*(np.asarray(x, dtype=np.uint64) for x in (acc, a, b)))
+    acc, a, b = np.broadcast_arrays(*(V.check_codes(f, x, name) for f, x, name in
+                                      ((spec.acc, acc, "acc code"), (spec.a, a, "a code"), (spec.b, b, "b code"))))
     if spec.rounding is Rounding.SR:
         if rand is None:
             raise ValueError("stochastic rounding needs rand (one random integer per step)")
@@ -290,6 +291,19 @@ def infinity_codes(fmt: FloatFormat, saturate: bool) -> tuple[int, int]:
     return fmt.nan_code, fmt.nan_code
 
 
+def nan_result_code(fmt: FloatFormat) -> int:
+    """Code of a NaN *result* (NaN operand, ``inf * 0``, ``inf - inf``): the one rule of every engine.
+
+    A format with NaN holds its canonical NaN. A format without NaN (``fin``: OCP FP6/FP4, whose
+    spec leaves NaN conversion implementation-defined, OCP MX v1.0 section 5.3.3) holds **+0**:
+    a NaN has no sign and no magnitude to saturate towards, and +0 is the value that leaves a
+    following accumulation unchanged. The RTL writes the same code (``psum.hw.float_mac``), the
+    C and torch kernels read it from here, and the Fraction reference states the rule on its own.
+    Before this rule a NaN into ``fin`` raised, so such specs could not be simulated at all.
+    """
+    return fmt.nan_code if fmt.has_nan else 0
+
+
 def apply_specials(fmt: FloatFormat, saturate: bool, code, nan, inf, inf_sign):
     """Override ``code`` with the special results, fixed priority NaN then inf.
 
@@ -299,15 +313,13 @@ def apply_specials(fmt: FloatFormat, saturate: bool, code, nan, inf, inf_sign):
     Raises
     ------
     ValueError
-        A NaN reaches a format without NaN.
+        Never for a NaN any more: see :func:`nan_result_code`.
     """
     if inf.any():
         pos, neg = infinity_codes(fmt, saturate)
         code = np.where(inf, np.where(inf_sign, np.uint64(neg), np.uint64(pos)), code)
     if nan.any():
-        if not fmt.has_nan:
-            raise ValueError(f"a NaN reached accumulator format {fmt}, which has no NaN")
-        code = np.where(nan, np.uint64(fmt.nan_code), code)
+        code = np.where(nan, np.uint64(nan_result_code(fmt)), code)
     return code
 
 

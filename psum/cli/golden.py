@@ -7,7 +7,8 @@ import json
 import numpy as np
 
 from psum._util import format_table
-from psum.golden.formats import NAMED, FORMAT_HELP, FloatFormat, parse_format
+from psum.golden._vector import int_values
+from psum.golden.formats import NAMED, FORMAT_HELP, FloatFormat, IntFormat, parse_format
 from psum.golden.mac import mac_step
 from psum.golden.rounding import ROUNDING_HELP
 from psum.golden.spec import SPEC_HELP, MacSpec
@@ -47,7 +48,9 @@ def quantize_rows(fmt_text: str, values, rounding="rne", *, saturate=None, seed=
     rows = []
     for v, c, g in zip(x, codes, got):
         c = int(c)
-        row = {"value": float(v), "code": f"0x{c:0{(fmt.width + 3) // 4}x}", "result": float(g)}
+        # integer formats: the exact integer (an int64 result may exceed float64's 53 bits)
+        result = int(int_values(fmt, [c])[0]) if isinstance(fmt, IntFormat) else float(g)
+        row = {"value": float(v), "code": f"0x{c:0{(fmt.width + 3) // 4}x}", "result": result}
         if isinstance(fmt, FloatFormat):
             s, e, m = fmt.fields(c)
             row["fields"] = f"{s} {e:0{fmt.exp_bits}b} {m:0{fmt.man_bits}b}" if fmt.man_bits else f"{s} {e:0{fmt.exp_bits}b}"
@@ -102,14 +105,26 @@ def _parse_code(text: str) -> int:
         raise ValueError(f"bit pattern must be an integer such as 0x3c00 or 15360, not {text!r}") from None
 
 
+def _value_text(fmt, code: int) -> str:
+    """The value of one code as text: exact for integer formats (int64 values exceed float64's
+    53 bits), 9 significant digits for float and fixed point."""
+    if isinstance(fmt, IntFormat):
+        return str(int(int_values(fmt, [code])[0]))
+    return f"{float(fmt.decode([code])[0]):.9g}"
+
+
 def _cmd_step(args) -> int:
     spec = MacSpec.parse(args.spec)
     acc, a, b = (_parse_code(t) for t in (args.acc, args.a, args.b))
     rand = None if args.rand is None else np.asarray([args.rand])
-    out = int(mac_step(spec, np.asarray([acc]), np.asarray([a]), np.asarray([b]), rand)[0])
-    dec = lambda fmt, c: float(fmt.decode(np.asarray([c], dtype=np.uint64))[0])  # noqa: E731
-    print(f"{spec}\n  acc {acc:#x} ({dec(spec.acc, acc):.9g}) + a {a:#x} ({dec(spec.a, a):.9g}) "
-          f"* b {b:#x} ({dec(spec.b, b):.9g})\n  -> {out:#x} ({dec(spec.acc, out):.9g})")
+    for fmt, code, name in ((spec.acc, acc, "ACC"), (spec.a, a, "A"), (spec.b, b, "B")):
+        if not 0 <= code < 1 << fmt.width:  # wider, negative or huge: never masked silently
+            raise ValueError(f"{name} must be a code of {fmt}, between 0 and {(1 << fmt.width) - 1:#x}, "
+                             f"not {code:#x}" if code >= 0 else f"{name} must be a code of {fmt}, "
+                             f"between 0 and {(1 << fmt.width) - 1:#x}, not {code}")
+    out = int(mac_step(spec, [acc], [a], [b], rand)[0])
+    print(f"{spec}\n  acc {acc:#x} ({_value_text(spec.acc, acc)}) + a {a:#x} ({_value_text(spec.a, a)}) "
+          f"* b {b:#x} ({_value_text(spec.b, b)})\n  -> {out:#x} ({_value_text(spec.acc, out)})")
     return 0
 
 
