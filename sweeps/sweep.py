@@ -26,8 +26,13 @@ the other layers stay float32; ``layers`` lists a group's members), ``acc`` (for
 naming it), ``top5`` (ImageNet), ``baseline_accuracy`` (float32 model on the same images),
 ``n_images``, ``limit``, ``seconds``, ``checkpoint`` (first 12 hex digits of the psum checkpoint
 file's SHA-256, or of a user model's state_dict: :func:`psum.nets.user.model_digest`), ``calib``,
-``psum_version``. The baseline itself is a row with
-``spec = "fp32"``. A row's key is (model, dataset, checkpoint, spec, layer, n_images, calib).
+``psum_version``, ``numerics`` (:data:`psum.golden.NUMERICS_VERSION`). The baseline itself is a
+row with ``spec = "fp32"``. A row's key (:data:`KEY_FIELDS`) is everything its accuracy depends
+on: (model, dataset, checkpoint, spec, layer, n_images, calib, weight_scale, act_scale, seed --
+for ``round=sr`` specs only --, metric, numerics). The batch size and the device are not in it:
+the emulation is bit-exact and stochastic rounding draws its bits per image
+(:mod:`psum.golden.emulation.layers`), so rows computed at ``--batch-size 7`` and ``256`` are
+identical. Rows of another numerics version are recomputed, never reused.
 
 Search rule
 -----------
@@ -45,11 +50,13 @@ int32) minus ``tol``. If ``hi`` fails the result is ``None``.
 from __future__ import annotations
 
 import datetime
+import sys
 import time
 
 from psum import __version__
 from psum._util import check_int
 from psum.errors import PsumError
+from psum.golden.numerics import NUMERICS_VERSION
 from psum.progress import progress
 from psum.resultsfile import ResultsFile
 
@@ -59,7 +66,11 @@ __all__ = ["run_sweep", "search_min_acc", "min_passing", "make_spec", "parse_acc
            "read_spec_file"]
 
 CALIB_IMAGES = 256
-KEY_FIELDS = ("model", "dataset", "checkpoint", "spec", "layer", "n_images", "calib")
+# Everything a row's accuracy depends on (the batch size and the device do not: emulation is
+# bit-exact and stochastic rounding follows the image, not the batch). ``seed`` is keyed only for
+# stochastic-rounding specs (None otherwise), ``numerics`` is psum.golden.NUMERICS_VERSION.
+KEY_FIELDS = ("model", "dataset", "checkpoint", "spec", "layer", "n_images", "calib", "weight_scale",
+              "act_scale", "seed", "metric", "numerics")
 # Searched parameter ranges (inclusive) per search kind; the format library's limits bound them.
 SEARCH_RANGES = {"man": (1, 23), "exp": (2, 8), "int": (4, 32)}
 # The format field each search kind varies (a candidate is ``template.replace(field=v)``).
@@ -201,10 +212,20 @@ class _Context:
                         if out is not None else None)
         self.memory: dict = {}
         self.bar_images = None
+        if self.results is not None:
+            old = [r for r in self.results.rows() if r.get("numerics") != NUMERICS_VERSION]
+            if old:  # never mixed silently: say once that they are recomputed, not reused
+                versions = sorted({str(r.get("numerics", 1)) for r in old})
+                print(f"psum: {out}: {len(old)} rows of numerics version {', '.join(versions)} are "
+                      f"recomputed (this psum computes version {NUMERICS_VERSION})", file=sys.stderr)
 
     def key(self, spec_text: str, layer: str) -> dict:
         return {"model": self.model, "dataset": self.dataset, "checkpoint": self.checkpoint, "spec": spec_text,
-                "layer": layer, "n_images": self.n_images, "calib": self.calib_name}
+                "layer": layer, "n_images": self.n_images, "calib": self.calib_name,
+                "weight_scale": self.weight_scale, "act_scale": self.act_scale,
+                "seed": self.seed if "round=sr" in spec_text else None,
+                "metric": getattr(self.metric, "__name__", None) if self.metric is not None else None,
+                "numerics": NUMERICS_VERSION}
 
     def lookup(self, spec_text, layer):
         k = self.key(spec_text, layer)
