@@ -339,8 +339,12 @@ def _train_config(model, dataset, *, epochs, seed, width, batch_size, lr, optimi
         width = default_width(model, dataset)
     if lr is None:
         lr = (3e-3 if model == "lenet5" else 1e-3) if optimizer == "adam" else 0.05
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"lr must be a positive number, not {lr!r}")
+    # math.isfinite: lr=inf passed "lr > 0", trained NaN weights and wrote them as a checkpoint
+    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite positive number, not {lr!r}")
+    if isinstance(width, bool) or not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
+        raise ValueError(f"width must be a finite positive number, not {width!r}")
+    seed = check_int("seed", seed, 0)
     return _TrainConfig(model=model, dataset=dataset, info=info, epochs=epochs, seed=seed, width=width,
                         batch_size=batch_size, lr=lr, optimizer=optimizer, limit=limit, autocast=autocast)
 

@@ -644,8 +644,8 @@ def search_min_acc(model, dataset="digits", *, kind: str, exp_bits: int | None =
         check_int("exp_bits", exp_bits)
     if kind == "exp":
         check_int("man_bits", man_bits)
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
-        raise ValueError(f"tol must be a non-negative number of percentage points, not {tol!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < float("inf"):
+        raise ValueError(f"tol must be a finite non-negative number of percentage points, not {tol!r}")
     lo = SEARCH_RANGES[kind][0] if lo is None else lo
     hi = SEARCH_RANGES[kind][1] if hi is None else hi
     if not (isinstance(lo, int) and isinstance(hi, int) and lo <= hi):

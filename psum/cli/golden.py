@@ -12,6 +12,7 @@ from psum.golden.formats import NAMED, FORMAT_HELP, FloatFormat, IntFormat, pars
 from psum.golden.mac import mac_step
 from psum.golden.rounding import ROUNDING_HELP
 from psum.golden.spec import SPEC_HELP, MacSpec
+from .options import nonneg_int, positive_int, text
 
 __all__ = ["register", "format_rows", "quantize_rows"]
 
@@ -139,10 +140,10 @@ def register(sub) -> None:
                        description="Round values to a format; show the code, its fields, the result and the error.")
     p.add_argument("format", metavar="FORMAT", help=FORMAT_HELP)
     p.add_argument("values", nargs="+", type=float, metavar="VALUE")
-    p.add_argument("--round", default="rne", metavar="MODE", help=f"rounding mode: {ROUNDING_HELP} (default rne)")
+    p.add_argument("--round", type=text, default="rne", metavar="MODE", help=f"rounding mode: {ROUNDING_HELP} (default rne)")
     p.add_argument("--saturate", action="store_true", help="overflow to the largest finite value")
-    p.add_argument("--seed", type=int, default=0, help="seed for --round sr (default 0)")
-    p.add_argument("--sr-bits", type=int, default=8, help="random bits for --round sr (default 8)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed for --round sr (default 0)")
+    p.add_argument("--sr-bits", type=positive_int, default=8, help="random bits for --round sr (default 8)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_quantize)
 
@@ -152,5 +153,5 @@ def register(sub) -> None:
     p.add_argument("acc", metavar="ACC")
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
-    p.add_argument("--rand", type=int, help="random bits for round=sr")
+    p.add_argument("--rand", type=nonneg_int, help="random bits for round=sr")
     p.set_defaults(func=_cmd_step)
