@@ -314,20 +314,29 @@ def check_codes(fmt, bits, name: str = "code") -> np.ndarray:
     ValueError
         One line naming the format and the accepted range.
     """
-    arr = bits if isinstance(bits, np.ndarray) else None
-    if arr is None:
+    if isinstance(bits, (list, tuple)):  # numpy turns a list mixing ints >= 2**63 into float64
+        arr = np.empty(len(bits), dtype=object)
+        arr[:] = bits
+    else:
         try:
             arr = np.asarray(bits)
-        except (OverflowError, ValueError, TypeError):  # ints beyond 64 bits, ragged input
+        except (OverflowError, ValueError, TypeError):  # a Python int beyond 64 bits
             arr = np.asarray(bits, dtype=object)
-    if arr.dtype.kind not in "ui":  # Python ints beyond int64, floats, bools: value by value
+    if arr.dtype.kind == "f":  # float codes: integral, finite and in range, checked vectorised
+        bad = ~np.isfinite(arr) | (arr != np.floor(arr)) | (arr < 0) | (arr >= 2.0**fmt.width)
+        if bad.any():
+            raise ValueError(_code_range_msg(fmt, name, float(arr[bad].reshape(-1)[0])))
+        return arr.astype(np.uint64)
+    if arr.dtype.kind not in "uib":  # objects (Python ints of any size), strings: value by value
         flat = arr.reshape(-1).tolist()
         for v in flat:
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer() \
-                if not isinstance(v, float) or np.isfinite(v) else False
-            if not ok or not 0 <= int(v) < 1 << fmt.width:
+            if isinstance(v, np.generic) or (isinstance(v, np.ndarray) and v.ndim == 0):
+                v = v.item()  # numpy scalars inside a list
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << fmt.width:
                 raise ValueError(_code_range_msg(fmt, name, v))
-        return np.asarray([int(v) for v in flat], dtype=np.uint64).reshape(arr.shape)
+        return np.asarray([int(np.asarray(v).item()) for v in flat], dtype=np.uint64).reshape(arr.shape)
     if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
         raise ValueError(_code_range_msg(fmt, name, int(arr.min())))
     arr = arr.astype(np.uint64, copy=False)
@@ -357,11 +366,10 @@ def fit_int(fmt: IntFormat, v: np.ndarray, saturate: bool) -> np.ndarray:
         return np.clip(v, fmt.min_int, min(fmt.max_int, np.iinfo(_I64).max))
     if fmt.bits >= 64:
         return v
-    m = 1 << fmt.bits
-    w = v & (m - 1)
-    if fmt.signed:
-        w = np.where(w >= (m >> 1), w - m, w)
-    return w
+    if fmt.signed:  # keep the low bits and sign-extend by shifts (2**63 is not an int64)
+        up = np.uint64(64 - fmt.bits)
+        return (np.asarray(v, dtype=_I64).astype(np.uint64) << up).view(_I64) >> up.astype(_I64)
+    return v & ((1 << fmt.bits) - 1)
 
 
 def _fit_int_exact(fmt, v: int, saturate: bool) -> int:
@@ -372,39 +380,54 @@ def _fit_int_exact(fmt, v: int, saturate: bool) -> int:
     return v - (1 << fmt.bits) if fmt.signed and v >> (fmt.bits - 1) else v
 
 
-def encode_int(fmt: IntFormat, values, rounding: Rounding, *, saturate=True, sr_bits=0,
-               seed=None, rand=None) -> np.ndarray:
-    """Codes of ``values`` rounded to integers, saturated or wrapped into ``fmt`` (any width).
+def _encode_integer(fmt, x: np.ndarray, lsb_exp: int, rounding: Rounding, saturate: bool, sr_bits, seed,
+                    rand) -> np.ndarray:
+    """Codes of float64 ``x`` rounded to multiples ``k * 2**lsb_exp``, ``k`` saturated or wrapped
+    into ``fmt``'s stored integer (``int<N>``: ``lsb_exp = 0``; ``q<I>.<F>``: ``-F``). Any width.
 
-    Magnitudes below ``2**61`` go through the shared int64 rounder; larger float64 values are
-    integers already (a float64 of magnitude ``2**53`` or more has no fraction bits), so they are
-    converted exactly with Python ints and saturated or wrapped there -- exact for every width up
-    to 64 (``int64 4e18`` is 4000000000000000000, not a clamp at ``2**61``).
+    Stored integers below ``2**61`` in magnitude go through the shared int64 rounder. A larger
+    ``|k|`` needs no rounding: ``x * 2**-lsb_exp`` is then an integer (a float64 of magnitude
+    ``2**53`` or more has no fraction bits, and scaling by a power of two is exact), so ``k`` is
+    formed exactly with Python ints and saturated or wrapped there. Before, such values were
+    clamped at ``2**61`` first (``int64 4e18`` and ``q2.62 1.5`` came back wrong).
     """
-    x = as_float64(values)
     if np.isnan(x).any():
-        raise ValueError(f"cannot encode NaN: integer format {fmt} has no NaN")
-    limit = 2.0**61
-    big = ~(np.abs(x) < limit)
+        raise ValueError(f"cannot encode NaN: {'fixed-point' if lsb_exp else 'integer'} format {fmt} has no NaN")
     if not saturate and np.isinf(x).any():
         raise ValueError(f"cannot wrap an infinite value into {fmt}")
+    with np.errstate(over="ignore"):
+        big = ~(np.abs(np.ldexp(x, -lsb_exp)) < 2.0**61)
     sign, mag, exp = _split_float64(np.where(big, 0.0, x))
     if rounding is Rounding.SR:
         rand = draw_random(x.shape, sr_bits, seed, rand)
-    q = round_to_ulp(sign, mag, exp, np.zeros_like(exp), rounding, rand, sr_bits)
-    v = np.where(sign, -q, q)
+    q = round_to_ulp(sign, mag, exp, np.full_like(exp, lsb_exp), rounding, rand, sr_bits)
+    v = np.where(sign, -q, q)  # |v| < 2**61 where not big
     if fmt.bits <= 63:
         code = int_to_code(fmt, fit_int(fmt, v, saturate))
-    else:  # uint64 / int64: the low 64 bits of the exact two's complement value
-        code = (v.astype(np.uint64) if fmt.signed else np.where(v < 0, 0, v).astype(np.uint64)) \
-            if saturate else v.astype(np.uint64)
+    elif saturate and not fmt.signed:  # uint64: negatives clamp to 0, the rest fit
+        code = np.where(v < 0, 0, v).astype(np.uint64)
+    else:  # 64-bit two's complement: int64 -> uint64 keeps the low 64 bits exactly
+        code = v.astype(np.uint64)
     if big.any():
-        flat = code.reshape(-1)
+        flat, xs = code.reshape(-1), x.reshape(-1)
+        mask = (1 << fmt.bits) - 1
         for i in np.flatnonzero(big.reshape(-1)):
-            xi = float(x.reshape(-1)[i])
-            vi = (fmt.max_int if xi > 0 else fmt.min_int) if np.isinf(xi) else int(xi)  # exact
-            flat[i] = _fit_int_exact(fmt, vi, saturate) & ((1 << fmt.bits) - 1)
+            xi = float(xs[i])
+            if np.isinf(xi):
+                k = fmt.max_int if xi > 0 else fmt.min_int
+            elif xi.is_integer():
+                k = int(xi) << -lsb_exp if lsb_exp <= 0 else int(xi) >> lsb_exp
+            else:  # a fraction below 2**52 scaled to 2**61 or more: the scaled value is an integer
+                k = int(np.ldexp(xi, -lsb_exp))
+            flat[i] = _fit_int_exact(fmt, k, saturate) & mask
     return code
+
+
+def encode_int(fmt: IntFormat, values, rounding: Rounding, *, saturate=True, sr_bits=0,
+               seed=None, rand=None) -> np.ndarray:
+    """Codes of ``values`` rounded to integers, saturated or wrapped into ``fmt`` (any width up to
+    64, exact: see :func:`_encode_integer`; ``int64 4e18`` is 4000000000000000000)."""
+    return _encode_integer(fmt, as_float64(values), 0, rounding, saturate, sr_bits, seed, rand)
 
 
 def decode_int(fmt: IntFormat, bits) -> np.ndarray:
@@ -425,22 +448,9 @@ def decode_int(fmt: IntFormat, bits) -> np.ndarray:
 def encode_fixed(fmt: FixedFormat, values, rounding: Rounding, *, saturate=True, sr_bits=0,
                  seed=None, rand=None) -> np.ndarray:
     """Codes of ``values`` rounded to multiples of ``2**-F`` (the shared rounder at ``ulp = -F``),
-    then saturated or wrapped into ``I + F`` bits (:meth:`psum.golden.FixedFormat.encode`)."""
-    x = as_float64(values)
-    if np.isnan(x).any():
-        raise ValueError(f"cannot encode NaN: fixed-point format {fmt} has no NaN")
-    # Stored integers are kept below 2**61 in magnitude (the int64 datapath); beyond that a value
-    # saturates anyway (I + F <= 62 on the fast paths) and cannot be wrapped exactly.
-    limit = np.ldexp(1.0, 61 - fmt.frac_bits)
-    if not saturate and (np.abs(x) >= limit).any():
-        raise ValueError(f"values of magnitude 2**{61 - fmt.frac_bits} or more cannot be wrapped "
-                         f"into {fmt} exactly")
-    sign, mag, exp = _split_float64(np.clip(x, -limit, limit))
-    if rounding is Rounding.SR:
-        rand = draw_random(x.shape, sr_bits, seed, rand)
-    q = round_to_ulp(sign, mag, exp, np.full_like(exp, fmt.lsb_exp), rounding, rand, sr_bits)
-    v = np.where(sign, -q, q)
-    return int_to_code(fmt, fit_int(fmt, v, saturate))
+    then saturated or wrapped into ``I + F`` bits (:meth:`psum.golden.FixedFormat.encode`); exact
+    for every width up to 64 (:func:`_encode_integer`)."""
+    return _encode_integer(fmt, as_float64(values), fmt.lsb_exp, rounding, saturate, sr_bits, seed, rand)
 
 
 def decode_fixed(fmt: FixedFormat, bits) -> np.ndarray:

@@ -437,7 +437,14 @@ class IntFormat:
                           sr_bits=sr_bits, seed=seed, rand=rand)
 
     def decode(self, bits) -> np.ndarray:
-        """Return the float64 values of bit patterns (exact up to 53-bit magnitudes)."""
+        """Return the float64 values of bit patterns: the exact integer rounded once to float64
+        (exact up to 53-bit magnitudes; :func:`psum.golden._vector.int_values` gives Python ints).
+
+        Raises
+        ------
+        ValueError
+            A code outside ``0 .. 2**bits - 1`` (never masked silently).
+        """
         from ._vector import decode_int
 
         return decode_int(self, bits)
@@ -587,7 +594,7 @@ class FixedFormat:
         Raises
         ------
         ValueError
-            NaN, or a value of magnitude ``2**(61-F)`` or more with ``saturate=False``.
+            NaN, or an infinity with ``saturate=False``.
         """
         from ._vector import encode_fixed
 
