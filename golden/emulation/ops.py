@@ -33,8 +33,9 @@ Operands: a weight (``F.linear``/``F.conv*``'s weight, or an ``nn.Parameter`` op
 is quantised to ``spec.b`` with the site's weight scaling; activations are quantised to ``spec.a``
 (left operand) and ``spec.b`` (right operand of an activation x activation product) with per-tensor
 activation scales, calibrated like every activation (``calib`` data, else the first call).
-Stochastic rounding uses the op's element index: the flat index in the op's output (einsum: in its
-``(batch, left, right)`` layout), as in the layers.
+Stochastic rounding uses the op's element index: ``Site.sample_offset`` samples of the call's
+per-sample output size, plus the flat index in the call's output (einsum: in its ``(batch, left,
+right)`` layout), as in the layers -- so the bits follow the sample, not its place in a batch.
 """
 
 from __future__ import annotations
