@@ -24,7 +24,12 @@ def _pow2(e: int) -> Fraction:
 
 
 def decode_ref(fmt, code: int):
-    """Return ``(sign, value)``: value is a non-negative Fraction, ``INF`` or ``NAN``."""
+    """Return ``(sign, value)``: value is a non-negative Fraction, ``INF`` or ``NAN``.
+
+    Raises ``ValueError`` for a code outside ``0 .. 2**width - 1`` (never masked).
+    """
+    if not 0 <= code < 1 << fmt.width:
+        raise ValueError(f"code of {fmt} must be an integer between 0 and {(1 << fmt.width) - 1:#x}, not {code}")
     if isinstance(fmt, FixedFormat):  # the integer k of I+F bits, worth k / 2**F
         sign, k = decode_ref(IntFormat(fmt.width), code)
         return sign, k / (1 << fmt.frac_bits)

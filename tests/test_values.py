@@ -122,6 +122,9 @@ WIDE_SPECS = [
     "a=int32,b=int32,acc=int64", "a=uint32,b=uint32,acc=uint64,overflow=sat", "a=uint32,b=uint32,acc=uint64",
     "a=int32,b=int32,acc=int63,overflow=sat", "a=int64,b=int64,acc=int64", "a=int64,b=int64,acc=int64,overflow=sat",
     "a=int32,b=int32,acc=int64,prod=int40,fused=no,overflow=sat", "a=uint64,b=int8,acc=int64,overflow=sat",
+    "a=int32,b=int32,acc=uint64,overflow=sat", "a=int32,b=int32,acc=uint64", "a=int16,b=int16,acc=uint63",
+    "a=int16,b=int16,acc=uint63,overflow=sat", "a=int32,b=int31,acc=int63,overflow=sat", "a=uint32,b=uint31,acc=uint64",
+    "a=int32,b=int32,acc=int63", "a=int8,b=uint8,acc=uint64,prod=int12,fused=no,overflow=sat",
 ]
 
 
@@ -150,6 +153,37 @@ def test_wide_integer_mac_step_matches_python_ints(text):
     got = mac_step(spec, [c for c, _, _ in cases], [x for _, x, _ in cases], [y for _, _, y in cases])
     for (c, x, y), g in zip(cases, got.tolist()):
         assert g == _python_int_step(spec, c, x, y) == mac_step_ref(spec, c, x, y), (text, hex(c), x, y)
+
+
+@pytest.mark.parametrize("text", WIDE_SPECS)
+def test_wide_integer_mac_step_random_codes_and_flags(text):
+    """Random codes (top bits included) against Python ints; the overflow flag from the exact sum."""
+    from psum.golden.mac import fast_path_ok
+    from psum.golden.stimulus import random_codes
+
+    spec = MacSpec.parse(text)
+    rng = np.random.default_rng(hash(text) & 0xFFFF)
+    n = 400
+    acc, a, b = (random_codes(f, n, rng) for f in (spec.acc, spec.a, spec.b))
+    got = mac_step(spec, acc, a, b)
+    want = [_python_int_step(spec, int(c), int(x), int(y)) for c, x, y in zip(acc, a, b)]
+    assert got.tolist() == want
+    if fast_path_ok(spec):
+        _, fl = mac_step(spec, acc, a, b, flags=True)
+        exact = [_int_of(spec.acc, int(c)) + _int_of(spec.a, int(x)) * _int_of(spec.b, int(y))
+                 for c, x, y in zip(acc, a, b)]
+        if spec.prod is None:
+            assert fl["overflow"].tolist() == [not spec.acc.min_int <= v <= spec.acc.max_int for v in exact]
+
+
+def test_wide_integer_accumulators_take_the_fast_path():
+    from psum.golden.mac import fast_path_ok
+
+    for text in ("a=int8,b=int8,acc=int64,overflow=sat", "a=int32,b=int32,acc=int64,overflow=sat",
+                 "a=int16,b=int16,acc=uint64", "a=int16,b=int16,acc=uint63,overflow=sat"):
+        assert fast_path_ok(MacSpec.parse(text)), text
+    for text in ("a=int64,b=int64,acc=int64", "a=uint32,b=uint32,acc=uint64"):  # products beyond int64
+        assert not fast_path_ok(MacSpec.parse(text)), text
 
 
 def test_issue_int32_into_saturating_int64():

@@ -399,7 +399,7 @@ def _run_int_torch(spec, A, B, init):
             p = _fit_int_torch(spec.prod, p, spec.saturate)
         acc = acc + p
         if spec.saturate:
-            acc = acc.clamp(spec.acc.min_int, spec.acc.max_int)
+            acc = _fit_int_torch(spec.acc, acc, True)
     if not spec.saturate:
         acc = _fit_int_torch(spec.acc, acc, False)
     return acc.double()
