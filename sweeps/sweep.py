@@ -213,7 +213,7 @@ class _Context:
         self.memory: dict = {}
         self.bar_images = None
         if self.results is not None:
-            old = [r for r in self.results.rows() if r.get("numerics") != NUMERICS_VERSION]
+            old = [r for r in self.results.rows if r.get("numerics") != NUMERICS_VERSION]
             if old:  # never mixed silently: say once that they are recomputed, not reused
                 versions = sorted({str(r.get("numerics", 1)) for r in old})
                 print(f"psum: {out}: {len(old)} rows of numerics version {', '.join(versions)} are "

@@ -41,7 +41,7 @@ def test_every_subcommand_is_registered():
      "psum eval: error: imagefolder needs --data-dir DIR with DIR/<class>/*.png|jpg (one folder per class), or "
      "DIR/{train,val}/<class>/*"),
     (["eval", "--model", "lenet5", "--dataset", "imagefolder", "--data-dir", "/tmp", "--image-size", "0"],
-     "psum eval: error: image size must be an integer >= 1, not 0"),
+     "psum eval: error: argument --image-size: must be a positive integer, not 0"),
     (["eval", "--model", "lenet5", "--normalize", "cifar"],
      "psum eval: error: argument --normalize: invalid choice: 'cifar'"),
     (["eval", "--model", "lenet5", "--spec", "a=int8,b=int8,acc=int16", "--spec-file", "s.json"],
@@ -54,6 +54,14 @@ def test_every_subcommand_is_registered():
      "psum sweep: error: layer 'fc9' selects none of the Conv2d/Linear layers: conv1, conv2, fc1, fc2, fc3"),
     (["report", "--model", "lenet5", "--layer", "fc9", "--out", "/tmp/psum-none"],
      "psum report: error: layer 'fc9' selects none of the Conv2d/Linear layers: conv1, conv2, fc1, fc2, fc3"),
+    # issue 14, wrong values: every option checked while parsing (the full table: tests/test_values.py)
+    (["eval", "--model", "lenet5", "--limit", "0"], "psum eval: error: argument --limit: must be a positive integer, not 0"),
+    (["sweep", "--model", "lenet5", "--acc", ""], "psum sweep: error: argument --acc: must not be empty"),
+    (["train", "--model", "lenet5", "--lr", "inf"], "psum train: error: argument --lr: must be a finite number, not 'inf'"),
+    (["train", "--model", "lenet5", "--seed", "-1"], "psum train: error: argument --seed: must be a non-negative integer, not -1"),
+    (["step", "a=fp16,b=fp16,acc=fp16", "0x10000", "0", "0"],
+     "psum step: error: ACC must be a code of fp16, between 0 and 0xffff, not 0x10000"),
+    (["quantize", "e5m10_b4000", "1"], "psum quantize: error: format 'e5m10_b4000': values must fit float64"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     try:
