@@ -419,7 +419,7 @@ def test_sweep_sr_rows_identical_at_batch_sizes_7_and_256(tmp_path):
     for bs in (7, 256):
         out = run_sweep("lenet5", "digits", "e4m2,e3m1", rounding="sr", limit=40, batch_size=bs,
                         out=tmp_path / f"bs{bs}.jsonl", progress_enabled=False)
-        rows[bs] = [(r["spec"], r["accuracy"], r["seed"], r["numerics"]) for r in out["rows"]]
+        rows[bs] = [(r["spec"], r["accuracy"], r["seed"], r["numerics"]) for r in out]
     assert rows[7] == rows[256]
 
 
@@ -437,8 +437,8 @@ def test_sweep_recomputes_rows_of_another_numerics_version(tmp_path, capsys):
     capsys.readouterr()
     again = run_sweep("lenet5", "digits", "e5m3", limit=20, out=out, progress_enabled=False)
     assert "2 rows of numerics version 1 are recomputed" in capsys.readouterr().err
-    assert [r["accuracy"] for r in again["rows"]] == [r["accuracy"] for r in first["rows"]]
-    assert all(r["accuracy"] >= 0 for r in again["rows"])
+    assert [r["accuracy"] for r in again] == [r["accuracy"] for r in first]
+    assert all(r["accuracy"] >= 0 for r in again)
 
 
 # ---------------------------------------------------------------------------------------------
