@@ -50,8 +50,30 @@ ZERO, FINITE, INF, NAN = 0, 1, 2, 3
 _I64 = np.int64
 
 
+def _integer_array(values):
+    """``values`` as a numpy integer array when they are integer-typed (numpy or torch), else None."""
+    if hasattr(values, "detach"):  # torch tensor, without importing torch here
+        if values.dtype.is_floating_point or values.dtype.is_complex or str(values.dtype) == "torch.bool":
+            return None
+        return values.detach().cpu().numpy()
+    if isinstance(values, float):
+        return None
+    arr = np.asarray(values) if not isinstance(values, np.ndarray) else values
+    return arr if arr.dtype.kind in "iu" else None
+
+
 def as_float64(values) -> np.ndarray:
-    """numpy float64 array from array_like or a torch tensor (exact for every torch float dtype)."""
+    """numpy float64 array from array_like or a torch tensor (exact for every torch float dtype).
+
+    Raises
+    ------
+    ValueError
+        Integer-typed values of magnitude above ``2**53``: float64 would round them silently.
+    """
+    ints = _integer_array(values)
+    if ints is not None and ints.size and (ints.max() > 1 << 53 or (ints.dtype.kind == "i" and ints.min() < -(1 << 53))):
+        raise ValueError("integer values beyond 2**53 in magnitude do not convert to float64 exactly; "
+                         "encode them into an integer or fixed-point format")
     if hasattr(values, "detach"):  # torch tensor, without importing torch here
         values = values.detach().cpu().double().numpy()
     return np.asarray(values, dtype=np.float64)
@@ -427,7 +449,21 @@ def encode_int(fmt: IntFormat, values, rounding: Rounding, *, saturate=True, sr_
                seed=None, rand=None) -> np.ndarray:
     """Codes of ``values`` rounded to integers, saturated or wrapped into ``fmt`` (any width up to
     64, exact: see :func:`_encode_integer`; ``int64 4e18`` is 4000000000000000000)."""
+    ints = _integer_array(values)
+    if ints is not None:
+        return _encode_exact_ints(fmt, ints, 0, saturate)
     return _encode_integer(fmt, as_float64(values), 0, rounding, saturate, sr_bits, seed, rand)
+
+
+def _encode_exact_ints(fmt, ints: np.ndarray, frac_bits: int, saturate: bool) -> np.ndarray:
+    """Codes of integer-typed input (any int64/uint64 value, exact: no float64 on the way; an
+    integer needs no rounding, even at ``2**-F`` resolution)."""
+    if frac_bits == 0 and fmt.bits <= 63 and (ints.dtype.kind == "i" or not ints.size or ints.max() < 1 << 63):
+        # vectorised: every int64 saturates (clip) or wraps (shifts) exactly in fit_int
+        return int_to_code(fmt, fit_int(fmt, ints.astype(_I64), saturate))
+    mask = (1 << fmt.bits) - 1
+    flat = [_fit_int_exact(fmt, int(v) << frac_bits, saturate) & mask for v in ints.reshape(-1).tolist()]
+    return np.asarray(flat, dtype=np.uint64).reshape(ints.shape)
 
 
 def decode_int(fmt: IntFormat, bits) -> np.ndarray:
@@ -450,6 +486,9 @@ def encode_fixed(fmt: FixedFormat, values, rounding: Rounding, *, saturate=True,
     """Codes of ``values`` rounded to multiples of ``2**-F`` (the shared rounder at ``ulp = -F``),
     then saturated or wrapped into ``I + F`` bits (:meth:`psum.golden.FixedFormat.encode`); exact
     for every width up to 64 (:func:`_encode_integer`)."""
+    ints = _integer_array(values)
+    if ints is not None:
+        return _encode_exact_ints(fmt, ints, fmt.frac_bits, saturate)
     return _encode_integer(fmt, as_float64(values), fmt.lsb_exp, rounding, saturate, sr_bits, seed, rand)
 
 

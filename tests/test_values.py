@@ -601,3 +601,35 @@ def test_int_format_cli_rows_use_python_ints():
     assert [r["result"] for r in rows] == [-(1 << 63), (1 << 62) + 4096]
     assert isinstance(IntFormat(64).decode([1])[0], np.floating)
     assert io is not None
+
+
+@pytest.mark.parametrize("text", ["int8", "uint8", "int63", "uint63", "int64", "uint64", "q8.8", "q2.62", "uint1"])
+def test_integer_typed_inputs_encode_exactly(text):
+    """int64 inputs never pass through float64 (2**62 + 1 stays 2**62 + 1)."""
+    fmt = parse_format(text)
+    rng = np.random.default_rng(7)
+    v = np.concatenate([rng.integers(-2**63, 2**63 - 1, 100, dtype=np.int64),
+                        np.asarray([0, 1, -1, 127, -128, 255, 2**62 + 1, -2**63], dtype=np.int64)])
+    F = getattr(fmt, "frac_bits", 0)
+    for saturate in (True, False):
+        want = []
+        for x in v.tolist():
+            k = x << F
+            if saturate:
+                k = min(max(k, fmt.min_int), fmt.max_int)
+            want.append(k & ((1 << fmt.bits) - 1))
+        assert fmt.encode(v, saturate=saturate).tolist() == want
+
+
+def test_integer_inputs_beyond_float64_refused_for_float_formats():
+    import torch
+
+    msg = ("integer values beyond 2**53 in magnitude do not convert to float64 exactly; encode them into an "
+           "integer or fixed-point format")
+    with pytest.raises(ValueError) as exc:
+        parse_format("fp32").encode(np.asarray([2**60 + 129]))
+    assert str(exc.value) == msg
+    with pytest.raises(ValueError):
+        parse_format("bf16").encode(torch.tensor([-(2**55) - 1]))
+    assert parse_format("fp16").encode(np.asarray([1, 2, 3])).tolist() == [0x3C00, 0x4000, 0x4200]
+    assert parse_format("int64").encode(torch.tensor([2**62 + 1])).tolist() == [2**62 + 1]
