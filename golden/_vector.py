@@ -437,8 +437,8 @@ def _encode_integer(fmt, x: np.ndarray, lsb_exp: int, rounding: Rounding, satura
             xi = float(xs[i])
             if np.isinf(xi):
                 k = fmt.max_int if xi > 0 else fmt.min_int
-            elif xi.is_integer():
-                k = int(xi) << -lsb_exp if lsb_exp <= 0 else int(xi) >> lsb_exp
+            elif xi.is_integer():  # lsb_exp <= 0 (integers, fixed point)
+                k = int(xi) << -lsb_exp
             else:  # a fraction below 2**52 scaled to 2**61 or more: the scaled value is an integer
                 k = int(np.ldexp(xi, -lsb_exp))
             flat[i] = _fit_int_exact(fmt, k, saturate) & mask
