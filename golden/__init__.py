@@ -9,6 +9,7 @@ access.
 
 from .formats import FORMAT_HELP, NAMED, FixedFormat, FloatFormat, Format, IntFormat, parse_format
 from .mac import mac_step
+from .numerics import NUMERICS_VERSION
 from .quantize import quantize
 from .rounding import Rounding, parse_rounding
 from .spec import SPEC_HELP, MacSpec, Order
@@ -28,6 +29,7 @@ __all__ = [
     "SPEC_HELP",
     "mac_step",
     "quantize",
+    "NUMERICS_VERSION",
 ]  # emulate (torch) is importable by name but kept out of `import *`, which stays numpy-only
 
 

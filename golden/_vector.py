@@ -35,6 +35,8 @@ __all__ = [
     "encode_fixed",
     "decode_fixed",
     "unpack_int",
+    "int_values",
+    "check_codes",
     "draw_random",
     "ZERO",
     "FINITE",
@@ -48,8 +50,30 @@ ZERO, FINITE, INF, NAN = 0, 1, 2, 3
 _I64 = np.int64
 
 
+def _integer_array(values):
+    """``values`` as a numpy integer array when they are integer-typed (numpy or torch), else None."""
+    if hasattr(values, "detach"):  # torch tensor, without importing torch here
+        if values.dtype.is_floating_point or values.dtype.is_complex or str(values.dtype) == "torch.bool":
+            return None
+        return values.detach().cpu().numpy()
+    if isinstance(values, float):
+        return None
+    arr = np.asarray(values) if not isinstance(values, np.ndarray) else values
+    return arr if arr.dtype.kind in "iu" else None
+
+
 def as_float64(values) -> np.ndarray:
-    """numpy float64 array from array_like or a torch tensor (exact for every torch float dtype)."""
+    """numpy float64 array from array_like or a torch tensor (exact for every torch float dtype).
+
+    Raises
+    ------
+    ValueError
+        Integer-typed values of magnitude above ``2**53``: float64 would round them silently.
+    """
+    ints = _integer_array(values)
+    if ints is not None and ints.size and (ints.max() > 1 << 53 or (ints.dtype.kind == "i" and ints.min() < -(1 << 53))):
+        raise ValueError("integer values beyond 2**53 in magnitude do not convert to float64 exactly; "
+                         "encode them into an integer or fixed-point format")
     if hasattr(values, "detach"):  # torch tensor, without importing torch here
         values = values.detach().cpu().double().numpy()
     return np.asarray(values, dtype=np.float64)
@@ -272,7 +296,7 @@ def unpack(fmt, bits):
 
 
 def decode_float(fmt: FloatFormat, bits) -> np.ndarray:
-    sign, mag, exp, cls = unpack_float(fmt, bits)
+    sign, mag, exp, cls = unpack_float(fmt, check_codes(fmt, bits))
     val = np.ldexp(mag.astype(np.float64), exp.astype(np.int32))  # exact (see module docstring)
     val = np.where(cls == INF, np.inf, val)
     val = np.where(cls == NAN, np.nan, val)
@@ -283,12 +307,81 @@ def decode_float(fmt: FloatFormat, bits) -> np.ndarray:
 # Integer formats
 # ---------------------------------------------------------------------------------------------
 def unpack_int(fmt: IntFormat, bits) -> np.ndarray:
-    """Integer values (int64) of codes; requires ``fmt.bits <= 63`` (psum's fast paths use <= 62)."""
-    bits = np.asarray(bits, dtype=np.uint64) & np.uint64((1 << fmt.bits) - 1)
-    v = bits.astype(_I64)
+    """Integer values (int64) of codes of any signed width up to 64 or unsigned width up to 63.
+
+    Why shifts instead of ``v - 2**bits``: ``2**63`` and ``2**64`` are not int64, so the sign is
+    extended by moving the format's top bit to bit 63 and shifting back arithmetically (exact for
+    every width 1..64). A ``uint64`` code of ``2**63`` or more has no int64 value and is refused
+    (callers that need them use :func:`int_values`).
+    """
+    bits = check_codes(fmt, bits)
     if fmt.signed:
-        v = np.where(v >= (1 << (fmt.bits - 1)), v - (1 << fmt.bits), v)
-    return v
+        up = np.uint64(64 - fmt.bits)
+        return (bits << up).view(_I64) >> up.astype(_I64)
+    if fmt.bits == 64 and bits.size and (bits >> np.uint64(63)).any():
+        raise ValueError(f"{fmt} codes of 2**63 or more have no int64 value")
+    return bits.astype(_I64)
+
+
+def int_values(fmt, bits) -> np.ndarray:
+    """Exact values of integer codes as Python ints (object array), any width up to 64.
+
+    For fixed point the stored integer ``k`` (the value is ``k * 2**-F``).
+    """
+    bits = check_codes(fmt, bits)
+    half = 1 << (fmt.bits - 1)
+    out = np.empty(bits.shape, dtype=object)
+    flat = out.reshape(-1)
+    for i, c in enumerate(bits.reshape(-1).tolist()):
+        flat[i] = c - (1 << fmt.bits) if fmt.signed and c >= half else c
+    return out
+
+
+def check_codes(fmt, bits, name: str = "code") -> np.ndarray:
+    """``bits`` as uint64 after checking each is a code of ``fmt`` (``0 .. 2**width - 1``).
+
+    Why: a wider code used to be masked silently (fp16 ``0x10000`` read as ``+0``), a negative one
+    wrapped or raised numpy's OverflowError. Every decode and ``mac_step`` goes through here.
+
+    Raises
+    ------
+    ValueError
+        One line naming the format and the accepted range.
+    """
+    if isinstance(bits, (list, tuple)):  # numpy turns a list mixing ints >= 2**63 into float64
+        arr = np.empty(len(bits), dtype=object)
+        arr[:] = bits
+    else:
+        try:
+            arr = np.asarray(bits)
+        except (OverflowError, ValueError, TypeError):  # a Python int beyond 64 bits
+            arr = np.asarray(bits, dtype=object)
+    if arr.dtype.kind == "f":  # float codes: integral, finite and in range, checked vectorised
+        bad = ~np.isfinite(arr) | (arr != np.floor(arr)) | (arr < 0) | (arr >= 2.0**fmt.width)
+        if bad.any():
+            raise ValueError(_code_range_msg(fmt, name, float(arr[bad].reshape(-1)[0])))
+        return arr.astype(np.uint64)
+    if arr.dtype.kind not in "uib":  # objects (Python ints of any size), strings: value by value
+        flat = arr.reshape(-1).tolist()
+        for v in flat:
+            if isinstance(v, np.generic) or (isinstance(v, np.ndarray) and v.ndim == 0):
+                v = v.item()  # numpy scalars inside a list
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << fmt.width:
+                raise ValueError(_code_range_msg(fmt, name, v))
+        return np.asarray([int(np.asarray(v).item()) for v in flat], dtype=np.uint64).reshape(arr.shape)
+    if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
+        raise ValueError(_code_range_msg(fmt, name, int(arr.min())))
+    arr = arr.astype(np.uint64, copy=False)
+    if fmt.width < 64 and arr.size and (arr >> np.uint64(fmt.width)).any():
+        raise ValueError(_code_range_msg(fmt, name, int(arr.max())))
+    return arr
+
+
+def _code_range_msg(fmt, name, v) -> str:
+    shown = (f"{v:#x}" if v >= 0 else str(v)) if isinstance(v, int) and not isinstance(v, bool) else repr(v)
+    return f"{name} of {fmt} must be an integer between 0 and {(1 << fmt.width) - 1:#x}, not {shown}"
 
 
 def int_to_code(fmt: IntFormat, v: np.ndarray) -> np.ndarray:
@@ -298,42 +391,103 @@ def int_to_code(fmt: IntFormat, v: np.ndarray) -> np.ndarray:
 
 
 def fit_int(fmt: IntFormat, v: np.ndarray, saturate: bool) -> np.ndarray:
-    """Saturate or wrap int64 values (|v| < 2**62) into ``fmt``'s range."""
+    """Saturate or wrap int64 values (any int64; |v| < 2**62 on the fast paths) into ``fmt``'s range.
+
+    A ``uint64`` range does not fit int64: callers hand such formats Python ints instead
+    (:func:`_fit_int_exact`).
+    """
     if saturate:
-        return np.clip(v, fmt.min_int, fmt.max_int)
-    if fmt.bits >= 63:
+        return np.clip(v, fmt.min_int, min(fmt.max_int, np.iinfo(_I64).max))
+    if fmt.bits >= 64:
         return v
-    m = 1 << fmt.bits
-    w = v & (m - 1)
-    if fmt.signed:
-        w = np.where(w >= (m >> 1), w - m, w)
-    return w
+    if fmt.signed:  # keep the low bits and sign-extend by shifts (2**63 is not an int64)
+        up = np.uint64(64 - fmt.bits)
+        return (np.asarray(v, dtype=_I64).astype(np.uint64) << up).view(_I64) >> up.astype(_I64)
+    return v & ((1 << fmt.bits) - 1)
+
+
+def _fit_int_exact(fmt, v: int, saturate: bool) -> int:
+    """Python-int twin of :func:`fit_int` for any width (wrap = the low bits, sign-extended)."""
+    if saturate:
+        return min(max(v, fmt.min_int), fmt.max_int)
+    v &= (1 << fmt.bits) - 1
+    return v - (1 << fmt.bits) if fmt.signed and v >> (fmt.bits - 1) else v
+
+
+def _encode_integer(fmt, x: np.ndarray, lsb_exp: int, rounding: Rounding, saturate: bool, sr_bits, seed,
+                    rand) -> np.ndarray:
+    """Codes of float64 ``x`` rounded to multiples ``k * 2**lsb_exp``, ``k`` saturated or wrapped
+    into ``fmt``'s stored integer (``int<N>``: ``lsb_exp = 0``; ``q<I>.<F>``: ``-F``). Any width.
+
+    Stored integers below ``2**61`` in magnitude go through the shared int64 rounder. A larger
+    ``|k|`` needs no rounding: ``x * 2**-lsb_exp`` is then an integer (a float64 of magnitude
+    ``2**53`` or more has no fraction bits, and scaling by a power of two is exact), so ``k`` is
+    formed exactly with Python ints and saturated or wrapped there. Before, such values were
+    clamped at ``2**61`` first (``int64 4e18`` and ``q2.62 1.5`` came back wrong).
+    """
+    if np.isnan(x).any():
+        raise ValueError(f"cannot encode NaN: {'fixed-point' if lsb_exp else 'integer'} format {fmt} has no NaN")
+    if not saturate and np.isinf(x).any():
+        raise ValueError(f"cannot wrap an infinite value into {fmt}")
+    with np.errstate(over="ignore"):
+        big = ~(np.abs(np.ldexp(x, -lsb_exp)) < 2.0**61)
+    sign, mag, exp = _split_float64(np.where(big, 0.0, x))
+    if rounding is Rounding.SR:
+        rand = draw_random(x.shape, sr_bits, seed, rand)
+    q = round_to_ulp(sign, mag, exp, np.full_like(exp, lsb_exp), rounding, rand, sr_bits)
+    v = np.where(sign, -q, q)  # |v| < 2**61 where not big
+    if fmt.bits <= 63:
+        code = int_to_code(fmt, fit_int(fmt, v, saturate))
+    elif saturate and not fmt.signed:  # uint64: negatives clamp to 0, the rest fit
+        code = np.where(v < 0, 0, v).astype(np.uint64)
+    else:  # 64-bit two's complement: int64 -> uint64 keeps the low 64 bits exactly
+        code = v.astype(np.uint64)
+    if big.any():
+        flat, xs = code.reshape(-1), x.reshape(-1)
+        mask = (1 << fmt.bits) - 1
+        for i in np.flatnonzero(big.reshape(-1)):
+            xi = float(xs[i])
+            if np.isinf(xi):
+                k = fmt.max_int if xi > 0 else fmt.min_int
+            elif xi.is_integer():  # lsb_exp <= 0 (integers, fixed point)
+                k = int(xi) << -lsb_exp
+            else:  # a fraction below 2**52 scaled to 2**61 or more: the scaled value is an integer
+                k = int(np.ldexp(xi, -lsb_exp))
+            flat[i] = _fit_int_exact(fmt, k, saturate) & mask
+    return code
 
 
 def encode_int(fmt: IntFormat, values, rounding: Rounding, *, saturate=True, sr_bits=0,
                seed=None, rand=None) -> np.ndarray:
-    x = as_float64(values)
-    if np.isnan(x).any():
-        raise ValueError(f"cannot encode NaN: integer format {fmt} has no NaN")
-    limit = 2.0**61
-    if not saturate and (np.abs(x) >= limit).any():
-        raise ValueError(f"values of magnitude 2**61 or more cannot be wrapped into {fmt} exactly")
-    sign, mag, exp = _split_float64(np.clip(x, -limit, limit))
-    if rounding is Rounding.SR:
-        rand = draw_random(x.shape, sr_bits, seed, rand)
-    q = round_to_ulp(sign, mag, exp, np.zeros_like(exp), rounding, rand, sr_bits)
-    v = np.where(sign, -q, q)
-    return int_to_code(fmt, fit_int(fmt, v, saturate))
+    """Codes of ``values`` rounded to integers, saturated or wrapped into ``fmt`` (any width up to
+    64, exact: see :func:`_encode_integer`; ``int64 4e18`` is 4000000000000000000)."""
+    ints = _integer_array(values)
+    if ints is not None:
+        return _encode_exact_ints(fmt, ints, 0, saturate)
+    return _encode_integer(fmt, as_float64(values), 0, rounding, saturate, sr_bits, seed, rand)
+
+
+def _encode_exact_ints(fmt, ints: np.ndarray, frac_bits: int, saturate: bool) -> np.ndarray:
+    """Codes of integer-typed input (any int64/uint64 value, exact: no float64 on the way; an
+    integer needs no rounding, even at ``2**-F`` resolution)."""
+    if frac_bits == 0 and fmt.bits <= 63 and (ints.dtype.kind == "i" or not ints.size or ints.max() < 1 << 63):
+        # vectorised: every int64 saturates (clip) or wraps (shifts) exactly in fit_int
+        return int_to_code(fmt, fit_int(fmt, ints.astype(_I64), saturate))
+    mask = (1 << fmt.bits) - 1
+    flat = [_fit_int_exact(fmt, int(v) << frac_bits, saturate) & mask for v in ints.reshape(-1).tolist()]
+    return np.asarray(flat, dtype=np.uint64).reshape(ints.shape)
 
 
 def decode_int(fmt: IntFormat, bits) -> np.ndarray:
-    bits = np.asarray(bits, dtype=np.uint64)
-    if fmt.bits <= 63:
+    """float64 values of codes: the exact integer, rounded once to float64 (exact below 2**53).
+
+    Why not ``float(code) - 2**64``: that rounds the code first (int64 ``0x...c080`` became
+    -16384 instead of -16256). The exact integer comes first, then one rounding.
+    """
+    bits = check_codes(fmt, bits)
+    if fmt.signed or fmt.bits < 64:
         return unpack_int(fmt, bits).astype(np.float64)
-    v = bits.astype(np.float64)  # 64-bit codes: exact only below 2**53 in magnitude
-    if fmt.signed:
-        v = np.where(bits >= np.uint64(1 << 63), v - 2.0**64, v)
-    return v
+    return bits.astype(np.float64)  # uint64: the code is the value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,31 +496,16 @@ def decode_int(fmt: IntFormat, bits) -> np.ndarray:
 def encode_fixed(fmt: FixedFormat, values, rounding: Rounding, *, saturate=True, sr_bits=0,
                  seed=None, rand=None) -> np.ndarray:
     """Codes of ``values`` rounded to multiples of ``2**-F`` (the shared rounder at ``ulp = -F``),
-    then saturated or wrapped into ``I + F`` bits (:meth:`psum.golden.FixedFormat.encode`)."""
-    x = as_float64(values)
-    if np.isnan(x).any():
-        raise ValueError(f"cannot encode NaN: fixed-point format {fmt} has no NaN")
-    # Stored integers are kept below 2**61 in magnitude (the int64 datapath); beyond that a value
-    # saturates anyway (I + F <= 62 on the fast paths) and cannot be wrapped exactly.
-    limit = np.ldexp(1.0, 61 - fmt.frac_bits)
-    if not saturate and (np.abs(x) >= limit).any():
-        raise ValueError(f"values of magnitude 2**{61 - fmt.frac_bits} or more cannot be wrapped "
-                         f"into {fmt} exactly")
-    sign, mag, exp = _split_float64(np.clip(x, -limit, limit))
-    if rounding is Rounding.SR:
-        rand = draw_random(x.shape, sr_bits, seed, rand)
-    q = round_to_ulp(sign, mag, exp, np.full_like(exp, fmt.lsb_exp), rounding, rand, sr_bits)
-    v = np.where(sign, -q, q)
-    return int_to_code(fmt, fit_int(fmt, v, saturate))
+    then saturated or wrapped into ``I + F`` bits (:meth:`psum.golden.FixedFormat.encode`); exact
+    for every width up to 64 (:func:`_encode_integer`)."""
+    ints = _integer_array(values)
+    if ints is not None:
+        return _encode_exact_ints(fmt, ints, fmt.frac_bits, saturate)
+    return _encode_integer(fmt, as_float64(values), fmt.lsb_exp, rounding, saturate, sr_bits, seed, rand)
 
 
 def decode_fixed(fmt: FixedFormat, bits) -> np.ndarray:
     """float64 values ``k * 2**-F`` of codes (exact while ``I + F <= 53``; ldexp by a power of two
-    is exact)."""
-    bits = np.asarray(bits, dtype=np.uint64)
-    if fmt.bits <= 63:
-        k = unpack_int(fmt, bits).astype(np.float64)
-    else:
-        k = bits.astype(np.float64)
-        k = np.where(bits >= np.uint64(1 << 63), k - 2.0**64, k)
+    is exact, and the stored integer is exact before its one rounding to float64)."""
+    k = unpack_int(fmt, check_codes(fmt, bits)).astype(np.float64)
     return np.ldexp(k, fmt.lsb_exp)

@@ -71,6 +71,8 @@ FORMAT_HELP = (
 _MAX_EXP_BITS = 11
 _MAX_MAN_BITS = 52
 _MAX_INT_BITS = 64
+# float64's smallest subnormal and largest binade: every code of a float format lies in between.
+_F64_MIN_EXP, _F64_MAX_EXP = -1074, 1023
 
 
 def _default_bias(exp_bits: int, specials: str) -> int:
@@ -127,6 +129,12 @@ class FloatFormat:
         check_int("bias", self.bias, -(1 << 12), 1 << 12)
         if self.emax < self.emin:
             raise ValueError(f"format {self} has no normal numbers")
+        # Why: decode returns float64 and the fast paths rely on every code being a float64
+        # (module docstring of psum.golden._vector); e5m10_b4000 decoded 0x3c00 as 0.0 before.
+        lo, hi = self.emin - self.man_bits, self.emax
+        if lo < _F64_MIN_EXP or hi > _F64_MAX_EXP:
+            raise ValueError(f"values must fit float64 (bit exponents {_F64_MIN_EXP} .. {_F64_MAX_EXP}); "
+                             f"this format spans {lo} .. {hi}")
 
     # -- derived properties --------------------------------------------------------------------
     @property
@@ -443,7 +451,14 @@ class IntFormat:
                           sr_bits=sr_bits, seed=seed, rand=rand)
 
     def decode(self, bits) -> np.ndarray:
-        """Return the float64 values of bit patterns (exact up to 53-bit magnitudes)."""
+        """Return the float64 values of bit patterns: the exact integer rounded once to float64
+        (exact up to 53-bit magnitudes; :func:`psum.golden._vector.int_values` gives Python ints).
+
+        Raises
+        ------
+        ValueError
+            A code outside ``0 .. 2**bits - 1`` (never masked silently).
+        """
         from ._vector import decode_int
 
         return decode_int(self, bits)
@@ -593,7 +608,7 @@ class FixedFormat:
         Raises
         ------
         ValueError
-            NaN, or a value of magnitude ``2**(61-F)`` or more with ``saturate=False``.
+            NaN, or an infinity with ``saturate=False``.
         """
         from ._vector import encode_fixed
 

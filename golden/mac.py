@@ -51,7 +51,7 @@ from .rounding import Rounding, exact_zero_sign, round_up
 from .spec import MacSpec
 
 __all__ = ["mac_step", "fast_path_ok", "window_bits", "product_terms", "apply_specials",
-           "infinity_codes"]
+           "infinity_codes", "nan_result_code"]
 
 _I64 = np.int64
 
@@ -76,7 +76,18 @@ def fast_path_ok(spec: MacSpec) -> bool:
         # stored integers below 2**61 and the sums of _mac_fixed below 2**63 (see there)
         return exact_prod and spec.acc.bits <= 62
     if spec.int_acc:
-        return exact_prod and spec.acc.bits <= 62 and (spec.prod is None or spec.prod.bits <= 62)
+        # Integer products are exact in int64 when the largest magnitudes' product is (int32 x
+        # int32: 2**62). The sum: exact in int64 when the accumulator's largest magnitude plus the
+        # product's stays below 2**63; uint63 / int64 / uint64 take _add_wide's mod-2**64 sum.
+        def mag(f):
+            return max(-f.min_int, f.max_int)
+
+        p_max = mag(spec.a) * mag(spec.b)
+        if p_max >= 1 << 63 or (spec.prod is not None and spec.prod.bits > 62):
+            return False
+        if spec.prod is not None:
+            p_max = min(p_max, mag(spec.prod))
+        return _wide_acc(spec.acc) or mag(spec.acc) + p_max < 1 << 63
     return exact_prod and window_bits(spec) <= 60
 
 
@@ -112,7 +123,8 @@ def mac_step(spec: MacSpec | str, acc, a, b, rand=None, *, flags: bool = False):
     spec = MacSpec.parse(spec)
     if spec.blocked:  # a block's products are not one step each: psum.golden.block_dot
         raise ValueError(f"mac_step takes element operands; block-scaled {spec} runs in psum.golden.block_dot.block_dot")
-    acc, a, b = np.broadcast_arrays(*(np.asarray(x, dtype=np.uint64) for x in (acc, a, b)))
+    acc, a, b = np.broadcast_arrays(*(V.check_codes(f, x, name) for f, x, name in
+                                      ((spec.acc, acc, "acc code"), (spec.a, a, "a code"), (spec.b, b, "b code"))))
     if spec.rounding is Rounding.SR:
         if rand is None:
             raise ValueError("stochastic rounding needs rand (one random integer per step)")
@@ -140,16 +152,61 @@ def mac_step(spec: MacSpec | str, acc, a, b, rand=None, *, flags: bool = False):
 def _mac_int(spec: MacSpec, acc, a, b):
     va = V.unpack_int(spec.a, a)
     vb = V.unpack_int(spec.b, b)
-    p = va * vb  # exact: |a| * |b| < 2**61 (fast_path_ok)
+    p = va * vb  # exact: |a| * |b| < 2**63 (fast_path_ok)
     over = np.zeros(acc.shape, dtype=bool)
     if spec.prod is not None:
         over |= (p < spec.prod.min_int) | (p > spec.prod.max_int)
         p = V.fit_int(spec.prod, p, spec.saturate)
-    s = V.unpack_int(spec.acc, acc) + p  # exact: below 2**62 (fast_path_ok)
-    over |= (s < spec.acc.min_int) | (s > spec.acc.max_int)
     none = np.zeros(acc.shape, dtype=bool)
+    if _wide_acc(spec.acc):
+        code, o = _add_wide(spec.acc, acc, p, spec.saturate)
+        return code, {"overflow": over | o, "underflow": none, "inexact": none}
+    s = V.unpack_int(spec.acc, acc) + p  # exact: |acc| + |p| < 2**63 (fast_path_ok)
+    over |= (s < spec.acc.min_int) | (s > spec.acc.max_int)
     code = V.int_to_code(spec.acc, V.fit_int(spec.acc, s, spec.saturate))
     return code, {"overflow": over, "underflow": none, "inexact": none}
+
+
+def _wide_acc(fmt) -> bool:
+    """Integer accumulators whose range leaves int64 arithmetic room: uint63, int64, uint64."""
+    return fmt.bits == 64 or (fmt.bits == 63 and not fmt.signed)
+
+
+def _add_wide(fmt, acc, p, saturate: bool):
+    """``acc + p`` into a ``uint63``, ``int64`` or ``uint64`` accumulator, exact in uint64 arithmetic.
+
+    Such sums leave int64 (``2**63 - 1 + 2**61``), so the sum is formed mod ``2**64`` and the
+    overflow decided from signs and carries (Hacker's Delight 2-13): signed, an overflow happened
+    when both terms have one sign and the sum the other; unsigned, when adding ``|p|`` carried
+    out (the sum is below the accumulator) or subtracting it borrowed (``|p| >`` the accumulator).
+    ``|p| < 2**63`` (:func:`fast_path_ok`; the uint63 sum then stays below ``2**64``). Returns
+    ``(codes, overflow)``.
+    """
+    with np.errstate(over="ignore"):
+        pos = p >= 0
+        mag = np.where(pos, p, -p).astype(np.uint64)
+        total = np.where(pos, acc + mag, acc - mag)  # mod 2**64
+        if fmt.signed:  # int64
+            s = total.view(_I64)
+            av = acc.view(_I64)
+            over = (av >= 0) == pos
+            over &= (s >= 0) != (av >= 0)
+            hi, lo = np.uint64(fmt.max_int), np.uint64(fmt.min_int & ((1 << 64) - 1))
+            if saturate:
+                total = np.where(over, np.where(pos, hi, lo), total)
+            return total, over
+        under = ~pos & (mag > acc)
+        top = np.uint64(fmt.max_int)
+        if fmt.bits == 64:
+            carry = pos & (total < acc)
+        else:  # uint63: acc < 2**63 and |p| <= 2**61, so the uint64 sum is the true one
+            carry = pos & (total > top)
+        over = under | carry
+        if saturate:
+            total = np.where(under, np.uint64(0), np.where(carry, top, total))
+        elif fmt.bits < 64:
+            total = total & top  # mod 2**63
+        return total, over
 
 
 def _mac_fixed(spec: MacSpec, acc, a, b, rand):
@@ -292,6 +349,19 @@ def infinity_codes(fmt: FloatFormat, saturate: bool) -> tuple[int, int]:
     return fmt.nan_code, fmt.nan_code
 
 
+def nan_result_code(fmt: FloatFormat) -> int:
+    """Code of a NaN *result* (NaN operand, ``inf * 0``, ``inf - inf``): the one rule of every engine.
+
+    A format with NaN holds its canonical NaN. A format without NaN (``fin``: OCP FP6/FP4, whose
+    spec leaves NaN conversion implementation-defined, OCP MX v1.0 section 5.3.3) holds **+0**:
+    a NaN has no sign and no magnitude to saturate towards, and +0 is the value that leaves a
+    following accumulation unchanged. The RTL writes the same code (``psum.hw.float_mac``), the
+    C and torch kernels read it from here, and the Fraction reference states the rule on its own.
+    Before this rule a NaN into ``fin`` raised, so such specs could not be simulated at all.
+    """
+    return fmt.nan_code if fmt.has_nan else 0
+
+
 def apply_specials(fmt: FloatFormat, saturate: bool, code, nan, inf, inf_sign):
     """Override ``code`` with the special results, fixed priority NaN then inf.
 
@@ -301,15 +371,13 @@ def apply_specials(fmt: FloatFormat, saturate: bool, code, nan, inf, inf_sign):
     Raises
     ------
     ValueError
-        A NaN reaches a format without NaN.
+        Never for a NaN any more: see :func:`nan_result_code`.
     """
     if inf.any():
         pos, neg = infinity_codes(fmt, saturate)
         code = np.where(inf, np.where(inf_sign, np.uint64(neg), np.uint64(pos)), code)
     if nan.any():
-        if not fmt.has_nan:
-            raise ValueError(f"a NaN reached accumulator format {fmt}, which has no NaN")
-        code = np.where(nan, np.uint64(fmt.nan_code), code)
+        code = np.where(nan, np.uint64(nan_result_code(fmt)), code)
     return code
 
 

@@ -29,7 +29,8 @@ def special_codes(fmt) -> np.ndarray:
         if isinstance(fmt, FixedFormat):
             vals |= {s * (1 << f) for s in (1, -1) for f in (fmt.frac_bits, fmt.frac_bits - 1) if f >= 0}
         vals = [v for v in vals if fmt.min_int <= v <= fmt.max_int]
-        return np.unique(np.asarray(vals, dtype=np.int64).astype(np.uint64) & np.uint64((1 << fmt.bits) - 1))
+        # Python ints, then codes: uint64's max_int (2**64 - 1) is no int64
+        return np.unique(np.asarray([v & ((1 << fmt.bits) - 1) for v in vals], dtype=np.uint64))
     M, s = fmt.man_bits, fmt.sign_bit
     mags = {0, 1, (1 << M) - 1 if M else 0, 1 << M, (1 << M) + 1, fmt.max_code, fmt.max_code - 1,
             fmt.bias << M, (fmt.bias << M) + 1, ((fmt.bias + 1) << M) - 1}
@@ -46,8 +47,11 @@ def special_codes(fmt) -> np.ndarray:
 
 def random_codes(fmt, n: int, rng: np.random.Generator, *, finite_only: bool = False) -> np.ndarray:
     """Uniformly random codes of ``fmt`` (every bit pattern equally likely)."""
-    codes = rng.integers(0, 1 << fmt.width, size=n, dtype=np.uint64) if fmt.width < 64 else \
-        rng.integers(0, np.iinfo(np.int64).max, size=n, dtype=np.int64).astype(np.uint64)
+    if fmt.width < 64:
+        codes = rng.integers(0, 1 << fmt.width, size=n, dtype=np.uint64)
+    else:  # two 32-bit halves: every 64-bit pattern, the top bit included
+        hi, lo = (rng.integers(0, 1 << 32, size=n, dtype=np.uint64) for _ in range(2))
+        codes = (hi << np.uint64(32)) | lo
     if finite_only and isinstance(fmt, FloatFormat):
         vals = fmt.decode(codes)
         bad = ~np.isfinite(vals)

@@ -44,7 +44,7 @@ import dataclasses
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from psum.golden import FloatFormat, Rounding
-from psum.golden.mac import infinity_codes, window_bits
+from psum.golden.mac import infinity_codes, nan_result_code, window_bits
 from psum.golden.rounding import exact_zero_sign
 
 from .float_parts import (
@@ -218,7 +218,7 @@ class FloatStep:
             inf_code = Const(ipos, fmt.width)
         else:  # the same magnitude for both signs
             inf_code = Cat(Const(ipos, fmt.width - 1), inf_sign)
-        nan_code = Const(fmt.nan_code if fmt.has_nan else 0, fmt.width)
+        nan_code = Const(nan_result_code(fmt), fmt.width)  # the rule book: +0 without NaN
 
         # The rounded sum is computed for every input and overridden here, in the golden
         # model's priority: NaN, then inf, then an exact zero, then the rounded code.

@@ -30,6 +30,18 @@ def _product_range(a: IntFormat, b: IntFormat) -> tuple[int, int]:
     return min(corners), max(corners)
 
 
+def _range_shape(lo: int, hi: int):
+    """Smallest Amaranth shape holding every integer in ``[lo, hi]``.
+
+    Why not ``range(lo, hi + 1)``: Amaranth takes ``len()`` of the range, which overflows
+    ``ssize_t`` for 64-bit accumulators (``acc=int64,overflow=sat`` raised OverflowError).
+    """
+    if lo >= 0:
+        return unsigned(max(hi.bit_length(), 1))
+    mag = max((~lo).bit_length(), hi.bit_length() if hi >= 0 else (~hi).bit_length())
+    return signed(mag + 1)
+
+
 def _fit(value, lo: int, hi: int, fmt: IntFormat, saturate: bool):
     """Wrap or saturate ``value`` (exact range ``[lo, hi]``) into ``fmt``.
 
@@ -89,7 +101,7 @@ class IntMac(MacUnit):
 
         # -- product: exact (Amaranth widens to hold every product, mixed signedness included) ---
         p_lo, p_hi = _product_range(spec.a, spec.b)
-        prod = Signal(range(p_lo, p_hi + 1))
+        prod = Signal(_range_shape(p_lo, p_hi))
         m.d.comb += prod.eq(a * b)
 
         # -- unfused: the product is wrapped or saturated into its own format first -------------
@@ -102,7 +114,7 @@ class IntMac(MacUnit):
         nxt = Signal(spec.acc.width)
         if spec.saturate:
             s_lo, s_hi = spec.acc.min_int + p_lo, spec.acc.max_int + p_hi
-            total = Signal(range(s_lo, s_hi + 1))
+            total = Signal(_range_shape(s_lo, s_hi))
             m.d.comb += total.eq(acc + prod)
             m.d.comb += nxt.eq(_fit(total, s_lo, s_hi, spec.acc, True)[0])
         else:

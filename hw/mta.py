@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from psum.golden import FloatFormat
-from psum.golden.mac import infinity_codes
+from psum.golden.mac import infinity_codes, nan_result_code
 from psum.golden.rounding import exact_zero_sign
 from psum.golden.spec import add_spec
 
@@ -180,7 +180,7 @@ class MtaMac(MacUnit):
         if inf is not False:
             result = Mux(as_bit(inf), Mux(as_bit(neg_inf), ineg, ipos), result)
         if nan is not False:
-            result = Mux(as_bit(nan), fmt.nan_code if fmt.has_nan else 0, result)
+            result = Mux(as_bit(nan), nan_result_code(fmt), result)  # the rule book
         nxt = Signal(fmt.width, name="nxt")
         m.d.comb += nxt.eq(result)
 

@@ -308,8 +308,19 @@ def _cifar(name: str, split: str, root: Path):
             raise PsumError(f"{name}: {f} is not a {name} python pickle ({type(exc).__name__}); "
                             f"expected {_LAYOUT[name]}") from None
     data = np.concatenate(chunks).transpose(0, 2, 3, 1)
-    labels = np.asarray(labels)
     info = _INFO[name]
+    # Labels checked on load (never silently wrong): labels >= the class count used to evaluate
+    # at a few % with no warning, and a short label list failed later in an assert.
+    try:
+        labels = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise PsumError(f"{name}: the {split} labels are not integers; expected {_LAYOUT[name]}") from None
+    if labels.ndim != 1 or len(labels) != len(data):
+        raise PsumError(f"{name}: the {split} split has {len(data)} images but {labels.size} labels")
+    bad = (labels < 0) | (labels >= info.num_classes)
+    if bad.any():
+        raise PsumError(f"{name}: the {split} split has label {int(labels[bad][0])}, outside the "
+                        f"{info.num_classes} classes 0..{info.num_classes - 1}")
     x = torch.from_numpy(np.ascontiguousarray(data)).permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(info.mean).view(1, 3, 1, 1)
     std = torch.tensor(info.std).view(1, 3, 1, 1)

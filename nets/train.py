@@ -12,7 +12,10 @@ Checkpoint contents (a plain dict, loadable with ``torch.load(weights_only=True)
 ``dataset``, ``num_classes``, ``in_channels``, ``width``, ``options``, ``state_dict``,
 ``accuracy`` (top-1 %, fp32 eval of the test split), ``top5`` (ImageNet), ``seed``, ``epochs``,
 ``optimizer``, ``lr``, ``batch_size``, ``n_train``, ``n_test``, ``train_seconds``,
-``psum_version``, ``torch_version``.
+``psum_version``, ``torch_version``, ``weights_sha256`` (:func:`weights_digest` of ``state_dict``:
+checked on every load, so a file with flipped bytes is refused with "checkpoint FILE is corrupt:
+digest mismatch" instead of evaluating at a wrong accuracy; a checkpoint without it -- written by
+an older psum -- loads unchecked).
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from psum.paths import checkpoint_dir
 from psum.paths import find_checkpoint as _find
 from psum.progress import progress
 
-__all__ = ["train", "resolve_device", "evaluate", "load_checkpoint", "ensure_checkpoint", "checkpoint_path", "find_checkpoint",
-           "checkpoint_dir", "default_epochs", "iterate_batches", "dataset_size"]
+__all__ = ["train", "resolve_device", "evaluate", "load_checkpoint", "ensure_checkpoint", "checkpoint_path",
+           "find_checkpoint", "weights_digest", "check_weights_digest", "checkpoint_dir", "default_epochs",
+           "iterate_batches", "dataset_size"]
 
 # Epochs used when none is given: enough on digits to converge (seconds to a minute on 2 cores).
 _DEFAULT_EPOCHS = {"digits": 15, "cifar10": 30, "cifar100": 60, "imagenet": 90}
@@ -367,8 +371,12 @@ def _train_config(model, dataset, *, epochs, seed, width, batch_size, lr, optimi
         width = default_width(model, dataset)
     if lr is None:
         lr = (3e-3 if model == "lenet5" else 1e-3) if optimizer == "adam" else 0.05
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"lr must be a positive number, not {lr!r}")
+    # math.isfinite: lr=inf passed "lr > 0", trained NaN weights and wrote them as a checkpoint
+    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite positive number, not {lr!r}")
+    if isinstance(width, bool) or not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
+        raise ValueError(f"width must be a finite positive number, not {width!r}")
+    seed = check_int("seed", seed, 0)
     return _TrainConfig(model=model, dataset=dataset, info=info, epochs=epochs, seed=seed, width=width,
                         batch_size=batch_size, lr=lr, optimizer=optimizer, limit=limit, autocast=autocast)
 
@@ -449,7 +457,42 @@ def _checkpoint_dict(net, cfg: _TrainConfig, chans: int, acc: dict, n_train: int
         "train_seconds": round(train_seconds, 3),
         "psum_version": __version__,
         "torch_version": str(torch.__version__),
+        "weights_sha256": weights_digest(net.state_dict()),
     }
+
+
+def weights_digest(state_dict) -> str:
+    """SHA-256 (hex) of a state_dict: every entry's name, dtype, shape and raw bytes, in order.
+
+    Over the tensors, not the file: the digest survives re-serialisation (another torch version
+    writing the same weights) but not a single flipped weight bit.
+    """
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for k, v in state_dict.items():
+        t = v.detach().to("cpu").contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def check_weights_digest(ckpt: dict, path) -> None:
+    """Refuse a checkpoint whose weights do not match its stored ``weights_sha256``.
+
+    Raises
+    ------
+    psum.errors.PsumError
+        ``checkpoint FILE is corrupt: digest mismatch``. No check without a stored digest.
+    """
+    want = ckpt.get("weights_sha256")
+    if want is None:
+        return
+    state = ckpt.get("state_dict")
+    if not isinstance(want, str) or not isinstance(state, dict) or weights_digest(state) != want:
+        raise PsumError(f"checkpoint {path} is corrupt: digest mismatch")
 
 
 def _save_checkpoint(ckpt: dict, path) -> None:
@@ -504,6 +547,10 @@ def load_checkpoint(model: str, dataset: str, *, path=None, device="cpu"):
         raise PsumError(f"{p} is not a psum checkpoint (no state_dict)")
     if (ckpt.get("model"), ckpt.get("dataset")) != (model, dataset):
         raise PsumError(f"{p} holds {ckpt.get('model')} on {ckpt.get('dataset')}, not {model} on {dataset}")
+    try:
+        check_weights_digest(ckpt, p)
+    except (TypeError, AttributeError, RuntimeError):  # a state_dict entry that is not a tensor
+        raise PsumError(f"checkpoint {p} is corrupt: digest mismatch") from None
     net = build_model(model, ckpt["num_classes"], ckpt["in_channels"], width=ckpt.get("width", 1.0),
                       **ckpt.get("options", {}))
     net.load_state_dict(ckpt["state_dict"])

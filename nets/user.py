@@ -303,14 +303,9 @@ def load_weights(net, path, *, trust: bool = False, label: str = "the model"):
 def model_digest(net) -> str:
     """First 12 hex digits of the SHA-256 of a model's state_dict (names, dtypes, shapes, values):
     what identifies a user's model in result files."""
-    import torch
+    from .train import weights_digest  # one byte stream for both digests
 
-    h = hashlib.sha256()
-    for k, v in net.state_dict().items():
-        t = v.detach().to("cpu").contiguous()
-        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:12]
+    return weights_digest(net.state_dict())[:12]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,8 +26,13 @@ the other layers stay float32; ``layers`` lists a group's members), ``acc`` (for
 naming it), ``top5`` (ImageNet), ``baseline_accuracy`` (float32 model on the same images),
 ``n_images``, ``limit``, ``seconds``, ``checkpoint`` (first 12 hex digits of the psum checkpoint
 file's SHA-256, or of a user model's state_dict: :func:`psum.nets.user.model_digest`), ``calib``,
-``psum_version``. The baseline itself is a row with
-``spec = "fp32"``. A row's key is (model, dataset, checkpoint, spec, layer, n_images, calib).
+``psum_version``, ``numerics`` (:data:`psum.golden.NUMERICS_VERSION`). The baseline itself is a
+row with ``spec = "fp32"``. A row's key (:data:`KEY_FIELDS`) is everything its accuracy depends
+on: (model, dataset, checkpoint, spec, layer, n_images, calib, weight_scale, act_scale, seed --
+for ``round=sr`` specs only --, metric, numerics). The batch size and the device are not in it:
+the emulation is bit-exact and stochastic rounding draws its bits per image
+(:mod:`psum.golden.emulation.layers`), so rows computed at ``--batch-size 7`` and ``256`` are
+identical. Rows of another numerics version are recomputed, never reused.
 
 Search rule
 -----------
@@ -46,11 +51,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import sys
 import time
 
 from psum import __version__
 from psum._util import check_int
 from psum.errors import PsumError
+from psum.golden.numerics import NUMERICS_VERSION
 from psum.progress import progress
 from psum.resultsfile import ResultsFile
 
@@ -60,10 +67,15 @@ __all__ = ["run_sweep", "search_min_acc", "min_passing", "make_spec", "parse_acc
            "read_spec_file", "check_device"]
 
 CALIB_IMAGES = 256
-KEY_FIELDS = ("model", "dataset", "checkpoint", "spec", "layer", "n_images", "calib")
-# The schema of a sweep row read back from a results file: the key and the fields readers index,
-# with their JSON types, so a foreign or edited row is one line naming its file and line rather
-# than a KeyError or TypeError deep in a plot (psum.resultsfile).
+# Everything a row's accuracy depends on (the batch size and the device do not: emulation is
+# bit-exact and stochastic rounding follows the image, not the batch). ``seed`` is keyed only for
+# stochastic-rounding specs (None otherwise), ``numerics`` is psum.golden.NUMERICS_VERSION.
+KEY_FIELDS = ("model", "dataset", "checkpoint", "spec", "layer", "n_images", "calib", "weight_scale",
+              "act_scale", "seed", "metric", "numerics")
+# The schema of a sweep row read back from a results file: the fields readers index, with their
+# JSON types, so a foreign or edited row is one line naming its file and line rather than a
+# KeyError or TypeError deep in a plot (psum.resultsfile). The key fields added with numerics
+# version 2 are not required: rows of version 1 load and are recomputed with a notice.
 ROW_SCHEMA = {"model": "str", "dataset": "str", "checkpoint": "str?", "spec": "str", "layer": "str",
               "n_images": "int", "calib": "str?", "accuracy": "float", "baseline_accuracy": "float"}
 # Searched parameter ranges (inclusive) per search kind; the format library's limits bound them.
@@ -230,10 +242,20 @@ class _Context:
 
             self._ray = RayBackend(self, self.ray_address, select_layers)
         return self._ray
+        if self.results is not None:
+            old = [r for r in self.results.rows if r.get("numerics") != NUMERICS_VERSION]
+            if old:  # never mixed silently: say once that they are recomputed, not reused
+                versions = sorted({str(r.get("numerics", 1)) for r in old})
+                print(f"psum: {out}: {len(old)} rows of numerics version {', '.join(versions)} are "
+                      f"recomputed (this psum computes version {NUMERICS_VERSION})", file=sys.stderr)
 
     def key(self, spec_text: str, layer: str) -> dict:
         return {"model": self.model, "dataset": self.dataset, "checkpoint": self.checkpoint, "spec": spec_text,
-                "layer": layer, "n_images": self.n_images, "calib": self.calib_name}
+                "layer": layer, "n_images": self.n_images, "calib": self.calib_name,
+                "weight_scale": self.weight_scale, "act_scale": self.act_scale,
+                "seed": self.seed if "round=sr" in spec_text else None,
+                "metric": getattr(self.metric, "__name__", None) if self.metric is not None else None,
+                "numerics": NUMERICS_VERSION}
 
     def lookup(self, spec_text, layer):
         k = self.key(spec_text, layer)
@@ -725,8 +747,8 @@ def search_min_acc(model, dataset="digits", *, kind: str, exp_bits: int | None =
         check_int("exp_bits", exp_bits)
     if kind == "exp":
         check_int("man_bits", man_bits)
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
-        raise ValueError(f"tol must be a non-negative number of percentage points, not {tol!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < float("inf"):
+        raise ValueError(f"tol must be a finite non-negative number of percentage points, not {tol!r}")
     lo = SEARCH_RANGES[kind][0] if lo is None else lo
     hi = SEARCH_RANGES[kind][1] if hi is None else hi
     if not (isinstance(lo, int) and isinstance(hi, int) and lo <= hi):

@@ -54,7 +54,7 @@ def test_every_subcommand_is_registered():
      "psum eval: error: imagefolder needs --data-dir DIR with DIR/<class>/*.png|jpg (one folder per class), or "
      "DIR/{train,val}/<class>/*"),
     (["eval", "--model", "lenet5", "--dataset", "imagefolder", "--data-dir", "/tmp", "--image-size", "0"],
-     "psum eval: error: image size must be an integer >= 1, not 0"),
+     "psum eval: error: argument --image-size: must be a positive integer, not 0"),
     (["eval", "--model", "lenet5", "--normalize", "cifar"],
      "psum eval: error: argument --normalize: invalid choice: 'cifar'"),
     (["eval", "--model", "lenet5", "--spec", "a=int8,b=int8,acc=int16", "--spec-file", "s.json"],
@@ -90,6 +90,12 @@ def test_every_subcommand_is_registered():
     *([(["sweep", "--model", "lenet5", "--acc", "e5m3", "--limit", "4", "--device", "cuda"],
         "psum sweep: error: --device cuda: CUDA is not available on this machine (use --device cpu)")]
       if not __import__("torch").cuda.is_available() else []),
+    # issue 14, wrong values: every option checked while parsing (the full table: tests/test_values.py)
+    (["eval", "--model", "lenet5", "--limit", "0"], "psum eval: error: argument --limit: must be a positive integer, not 0"),
+    (["sweep", "--model", "lenet5", "--acc", ""], "psum sweep: error: argument --acc: must not be empty"),
+    (["train", "--model", "lenet5", "--lr", "inf"], "psum train: error: argument --lr: must be a finite number, not 'inf'"),
+    (["train", "--model", "lenet5", "--seed", "-1"], "psum train: error: argument --seed: must be a non-negative integer, not -1"),
+    (["quantize", "e5m10_b4000", "1"], "psum quantize: error: format 'e5m10_b4000': values must fit float64"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     try:

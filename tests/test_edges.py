@@ -20,10 +20,15 @@ def _run(argv, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["report", "--jobs", "0"], "psum report: error: jobs must be an integer >= 1, not 0"),
-    (["report", "--sim-cycles", "-5"], "psum report: error: sim_cycles must be an integer >= 1, not -5"),
-    (["report", "--tol", "-1"], "psum report: error: tol must be a number of percentage points in [0, 100), not -1.0"),
-    (["report", "--limit", "0"], "psum report: error: limit must be an integer >= 1, not 0"),
+    # checked while parsing (psum.cli.options), so before the sweep and the RTL simulations
+    (["report", "--jobs", "0"], "psum report: error: argument --jobs: must be a positive integer, not 0 "
+                                "(see psum report --help)"),
+    (["report", "--sim-cycles", "-5"], "psum report: error: argument --sim-cycles: must be a positive integer, "
+                                       "not -5 (see psum report --help)"),
+    (["report", "--tol", "-1"], "psum report: error: argument --tol: must be a finite number of at least 0, not -1 "
+                                "(see psum report --help)"),
+    (["report", "--limit", "0"], "psum report: error: argument --limit: must be a positive integer, not 0 "
+                                 "(see psum report --help)"),
 ])
 def test_report_options_checked_before_any_work(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

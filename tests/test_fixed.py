@@ -113,12 +113,12 @@ def test_encode_matches_reference(mode, saturate):
     assert np.array_equal(got, np.asarray(ref, dtype=np.uint64))
 
 
-def test_encode_refuses_nan_and_unwrappable():
+def test_encode_refuses_nan_and_wraps_exactly():
     f = parse_format("q8.24")
     with pytest.raises(ValueError, match="^cannot encode NaN: fixed-point format q8.24 has no NaN$"):
         f.encode([float("nan")])
-    with pytest.raises(ValueError, match=r"^values of magnitude 2\*\*37 or more cannot be wrapped into q8.24 exactly$"):
-        f.encode([2.0**40], saturate=False)
+    # large values wrap exactly (issue 14: no refusal, no clamp): the low 32 bits of k = x * 2**24
+    assert f.encode([2.0**40, 2.0**7 + 2.0**-24, -(2.0**100)], saturate=False).tolist() == [0, 1 << 31 | 1, 0]
     assert f.encode([float("inf"), -float("inf")]).tolist() == [f.max_int, 1 << 31]
 
 

@@ -250,7 +250,7 @@ def test_train_validates_before_loading_data(monkeypatch):
         raise AssertionError("dataset loaded before validation")
 
     monkeypatch.setattr(tr, "load_dataset", no_data)
-    with pytest.raises(ValueError, match=r"^lr must be a positive number, not -1$"):
+    with pytest.raises(ValueError, match=r"^lr must be a finite positive number, not -1$"):
         tr.train("lenet5", "digits", lr=-1, save=False)
     with pytest.raises(TypeError, match=r"^epochs must be an integer >= 1, not 1.5$"):
         tr.train("lenet5", "digits", epochs=1.5, save=False)

@@ -193,6 +193,11 @@ class Accumulator(TorchFunctionMode):
         self._hooks = []
         self._depth = 0
         self._owner = None
+        # Global number of the next sample a forward sees (calibration excluded); stochastic
+        # rounding of sample i uses the same random bits whatever the batch size. Set it to 0 to
+        # replay a stream of samples with the same bits.
+        self.next_sample = 0
+        self._offset = 0
 
     def calibrate(self, model, x) -> None:
         """Fix the activation scales from a float forward of ``model`` on ``x`` (not counted).
@@ -230,8 +235,16 @@ class Accumulator(TorchFunctionMode):
             if self._names is None or id(mod) not in self._names:
                 self._names = {id(m): n for n, m in mod.named_modules()}
             first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+            batch = (int(first.shape[0]) if first.dim() >= 1 else 1) if first is not None else 0
             if first is not None:
-                self.coverage.samples += int(first.shape[0]) if first.dim() >= 1 else 1
+                self.coverage.samples += batch
+            if not self.calibrating:
+                # Stochastic rounding indexes its random bits by the global sample number, so a
+                # result does not depend on how the samples were batched (see next_sample).
+                self._offset = self.next_sample
+                self.next_sample += batch
+                for site in self.sites.values():
+                    site.sample_offset = self._offset
         name = self._names.get(id(mod))
         if name is None:
             parent = self._stack[-1][1] if self._stack else ""
@@ -280,6 +293,7 @@ class Accumulator(TorchFunctionMode):
         if site is None or site.spec != spec:
             site = ops.Site(name, kind, spec, **self.options)
             self.sites[name] = site
+        site.sample_offset = self._offset
         return site
 
     # -- one MAC-bearing op ----------------------------------------------------------------------

@@ -62,7 +62,7 @@ import numpy as np
 
 from psum.golden import _vector as V
 from psum.golden.formats import NAMED, FloatFormat, IntFormat
-from psum.golden.mac import apply_specials, infinity_codes, mac_step, product_terms
+from psum.golden.mac import apply_specials, infinity_codes, mac_step, nan_result_code, product_terms
 from psum.golden.rounding import Rounding, exact_zero_sign, round_table, round_up, zero_sign_table
 from psum.golden.spec import MacSpec, add_spec  # add_spec: re-exported (its home is the spec)
 from psum._util import atomic_write, die_with_parent, file_lock, umask_mode
@@ -429,7 +429,9 @@ def _fit_int_torch(fmt, v, saturate):
     import torch
 
     if saturate:
-        return v.clamp(fmt.min_int, fmt.max_int)
+        return v.clamp(fmt.min_int, min(fmt.max_int, (1 << 63) - 1))
+    if fmt.bits >= 64:  # int64 arithmetic is already mod 2**64 (callers exclude uint64)
+        return v
     m = 1 << fmt.bits
     w = v & (m - 1)
     if fmt.signed:
@@ -447,7 +449,7 @@ def _run_int_torch(spec, A, B, init):
             p = _fit_int_torch(spec.prod, p, spec.saturate)
         acc = acc + p
         if spec.saturate:
-            acc = acc.clamp(spec.acc.min_int, spec.acc.max_int)
+            acc = _fit_int_torch(spec.acc, acc, True)
     if not spec.saturate:
         acc = _fit_int_torch(spec.acc, acc, False)
     return acc.double()
@@ -676,6 +678,18 @@ def _run_fixed_torch(spec, A, B, init, *, row_base, col_stride, k_offset, seed):
     return torch.ldexp(acc.double(), torch.tensor(float(-F), dtype=torch.float64, device=dev))
 
 
+def _nan_rule(spec, out):
+    """A NaN value left by the torch path's fast lanes becomes the value of
+    :func:`psum.golden.mac.nan_result_code` (+0) in a format without NaN, as mac_step and the RTL
+    give (a guard: the torch path recomputes special lanes with mac_step)."""
+    import torch
+
+    if spec.acc.has_nan:
+        return out
+    zero = float(spec.acc.decode([nan_result_code(spec.acc)])[0])
+    return torch.where(torch.isnan(out), torch.full_like(out, zero), out)
+
+
 def _accumulate_fixed(spec, A, B, init, backend, **kw):
     """:func:`accumulate` for a fixed-point accumulator: gemm, torch or numpy (never the C kernel)."""
     import torch
@@ -772,19 +786,28 @@ def accumulate(spec, A, B, init, *, row_base=None, col_stride=1, k_offset=0, see
             return out if spec.saturate else _wrap(spec, out)
         if backend == "c":
             raise ValueError("backend c is unavailable (no C compiler, not a CPU tensor, or values too large)")
-        if backend == "numpy":
+        # int64 torch ops are exact while every partial sum stays below 2**62 in magnitude; a
+        # wrapping signed accumulator is also exact beyond that (int64 arithmetic is mod 2**64 and
+        # every wrap keeps low bits). Anything else (saturating 64-bit sums, uint64 values above
+        # 2**63) takes mac_step's exact Python-int path: int32 x int32 into a saturating int64
+        # once gave 0.0 instead of 2**63 - 1.
+        torch_exact = bound < 2.0**62 or (not spec.saturate and spec.acc.signed)
+        if backend == "numpy" or not torch_exact:
             return _run_numpy(spec, A, B, init, **kw)
         return _run_int_torch(spec, A, B, init)
     if backend == "gemm":
         raise ValueError("backend gemm applies only to wrap-around integer accumulators")
     ok53 = float_path_ok(spec, 53, A, B)
-    if backend in ("auto", "c") and cpu and _lib() is not None and ok53:
+    # The C kernel carries a NaN result on as a NaN value; an accumulator without NaN holds +0
+    # there and keeps accumulating (nan_result_code), so such data takes the torch/numpy paths.
+    c_ok = ok53 and (spec.acc.has_nan or bool(torch.isfinite(A).all() and torch.isfinite(B).all()))
+    if backend in ("auto", "c") and cpu and _lib() is not None and c_ok:
         w = 24 if (spec.rounding is not Rounding.SR and float_path_ok(spec, 24, A, B)) else 53
         return _run_c(spec, A, B, init, w=w, **kw)
     if backend == "c":
         raise ValueError(f"backend c is unavailable or inexact for {spec}")
     if backend in ("auto", "torch") and ok53:
-        return _run_torch(spec, A, B, init, **kw)
+        return _nan_rule(spec, _run_torch(spec, A, B, init, **kw))
     if backend == "torch":
         raise ValueError(f"backend torch is inexact for {spec}; use numpy")
     return _run_numpy(spec, A, B, init, **kw)

@@ -36,9 +36,12 @@ emulated and what stayed float is in :func:`~psum.golden.emulation.coverage.cove
    input's dtype if float64). An accumulator that overflowed to inf/NaN propagates.
 
 Stochastic rounding takes its random bits from :func:`psum.golden.emulation.kernels.sr_rand` of the op's
-seed (``seed`` mixed with the op name), the output element's flat index in the op's output
-tensor of that call, and the step number; the result is reproducible and independent of
-the backend.
+seed (``seed`` mixed with the op name), the output element's global index and the step number.
+The global index is ``sample * per_sample + j``: ``sample`` counts the samples the emulated model
+has seen since it was created (calibration excluded; ``model.psum_accumulator.next_sample`` resets
+it), ``j`` the element's flat index within that sample's output (dimension 0 is the batch). So the
+result is reproducible and independent of the backend *and of the batch size*: image 1000 gets the
+same random bits in batches of 7 or 256 (before, the index was the position within the batch).
 """
 
 from __future__ import annotations

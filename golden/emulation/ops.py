@@ -33,8 +33,9 @@ Operands: a weight (``F.linear``/``F.conv*``'s weight, or an ``nn.Parameter`` op
 is quantised to ``spec.b`` with the site's weight scaling; activations are quantised to ``spec.a``
 (left operand) and ``spec.b`` (right operand of an activation x activation product) with per-tensor
 activation scales, calibrated like every activation (``calib`` data, else the first call).
-Stochastic rounding uses the op's element index: the flat index in the op's output (einsum: in its
-``(batch, left, right)`` layout), as in the layers.
+Stochastic rounding uses the op's element index: ``Site.sample_offset`` samples of the call's
+per-sample output size, plus the flat index in the call's output (einsum: in its ``(batch, left,
+right)`` layout), as in the layers -- so the bits follow the sample, not its place in a batch.
 """
 
 from __future__ import annotations
@@ -161,6 +162,10 @@ class Site:
             self.stats = PartialSumStats(spec)
         self.capture = None  # a list: every GEMM block is appended (record_streams)
         self.last_scales = None
+        # Global index of the first sample of the current forward (set by the Accumulator): the
+        # stochastic-rounding element index is sample_offset * per_sample + the index in the
+        # call's output, so random bits follow the image, never its position in a batch.
+        self.sample_offset = 0
         self._wcache: dict = {}
 
     # -- operands ------------------------------------------------------------------------------
@@ -221,6 +226,11 @@ class Site:
         sat = True if not acc.is_float else self.spec.saturate  # integer and fixed point: the load saturates
         return torch.from_numpy(acc.decode(acc.encode(v, mode, saturate=sat)))
 
+    def index_base(self, out_numel: int, batch: int) -> int:
+        """Element-index offset of this call: ``sample_offset`` samples of ``out_numel // batch``
+        output elements each (dimension 0 is the batch, as in every psum network)."""
+        return self.sample_offset * (out_numel // max(1, batch))
+
     def gemm(self, A, B, init, row_base, col_stride, out_scale=None):
         """One accumulate block through :func:`~psum.golden.emulation.kernels.accumulate_order`.
 
@@ -259,10 +269,11 @@ def linear(site: Site, x, weight, bias=None):
     M = xa.shape[0]
     init = _bias_init(site, bias, s_a, s_w).to(x.device)
     out = torch.empty((M, N), dtype=torch.float64, device=x.device)
+    base = site.index_base(M * N, x.shape[0] if x.dim() >= 2 else 1)
     step = max(1, _ROWS_PER_BLOCK // max(1, K))
     for r0 in range(0, M, step):
         r1 = min(M, r0 + step)
-        rb = np.arange(r0, r1, dtype=np.int64) * N
+        rb = base + np.arange(r0, r1, dtype=np.int64) * N
         cs = s_a * s_w.to(x.device)
         out[r0:r1] = site.gemm(xa[r0:r1], wq.T, init.expand(r1 - r0, N), rb, 1, cs) * cs[None, :]
     return out.to(_out_dtype(x)).reshape(*x.shape[:-1], N)
@@ -299,6 +310,7 @@ def _conv_core(site, xq, wq, s_w, bias, s_a, k, stride, dilation, groups, dtype)
     init_all = _bias_init(site, bias, s_a, s_w).to(xq.device)
     out = torch.empty((Bsz, Cout, L), dtype=torch.float64, device=xq.device)
     per = max(1, _ROWS_PER_BLOCK // max(1, K * L))  # images per unfolded block
+    base = site.index_base(Bsz * Cout * L, Bsz)
     for b0 in range(0, Bsz, per):
         b1 = min(Bsz, b0 + per)
         for g in range(G):
@@ -309,7 +321,7 @@ def _conv_core(site, xq, wq, s_w, bias, s_a, k, stride, dilation, groups, dtype)
             # flat N C spatial index of output (b, c, l) = b*Cout*L + c*L + l
             bb = np.repeat(np.arange(b0, b1, dtype=np.int64), L)
             ll = np.tile(np.arange(L, dtype=np.int64), b1 - b0)
-            rb = bb * Cout * L + g * cout * L + ll
+            rb = base + bb * Cout * L + g * cout * L + ll
             cs = s_a * s_w[chans].to(A.device)
             acc = site.gemm(A, wq[chans].T, init, rb, L, cs) * cs[None, :]
             out[b0:b1, chans] = acc.reshape(b1 - b0, L, cout).transpose(1, 2)
@@ -423,8 +435,9 @@ def matmul(site: Site, a, b, *, init=None, alpha=1.0, beta=1.0):
         full = torch.broadcast_to(init.detach().double(), (*batch, M, N)).reshape(nb, M, N)
         inits = site.load(full * float(beta) / scale)
     out = torch.empty((nb, M, N), dtype=torch.float64, device=a.device)
+    base = site.index_base(nb * M * N, batch[0] if len(batch) else 1)
     for i in range(nb):
-        rb = i * M * N + np.arange(M, dtype=np.int64) * N
+        rb = base + i * M * N + np.arange(M, dtype=np.int64) * N
         out[i] = site.gemm(aq[i], bq[i], inits[i].to(a.device), rb, 1,
                            torch.full((N,), scale, dtype=torch.float64)) * scale
     out = out.reshape(*batch, M, N)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from .options import positive_int, text
 
 __all__ = ["register", "format_result"]
 
@@ -24,11 +25,11 @@ def register(sub) -> None:
     p.add_argument("specs", nargs="+", metavar="SPEC", help="MAC spec, e.g. a=int8,b=int8,acc=int32")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--force", action="store_true", help="recompute even if cached")
-    p.add_argument("--jobs", type=int, default=None, metavar="N",
+    p.add_argument("--jobs", type=positive_int, default=None, metavar="N",
                    help="parallel synthesis processes (default: CPU count)")
-    p.add_argument("--cache-dir", metavar="DIR", default=None,
+    p.add_argument("--cache-dir", type=text, metavar="DIR", default=None,
                    help="result cache (default: $PSUM_CACHE_DIR/synth, else ~/.cache/psum/synth)")
-    p.add_argument("--outputs", type=int, metavar="N",
+    p.add_argument("--outputs", type=positive_int, metavar="N",
                    help="output elements of the power proxy's digits conv, 9 MACs each (default: the API's, 64)")
     from .hw import add_impl_option
 

@@ -8,12 +8,14 @@ import re
 import numpy as np
 
 from psum._util import format_table
+from psum.golden._vector import int_values
 from psum.golden.blocks import (BLOCK_HELP, dequantize_blocks, is_block_format, parse_block_format,
                                 quantize_blocks)
-from psum.golden.formats import E4M3_NOTE, NAMED, FORMAT_HELP, FloatFormat, Pow2Format, parse_format
+from psum.golden.formats import E4M3_NOTE, NAMED, FORMAT_HELP, FloatFormat, IntFormat, Pow2Format, parse_format
 from psum.golden.mac import mac_step
 from psum.golden.rounding import ROUNDING_HELP
 from psum.golden.spec import SPEC_HELP, MacSpec
+from .options import nonneg_int, positive_int, text
 
 __all__ = ["register", "format_rows", "quantize_rows", "block_quantize_rows", "parse_operand", "step_result"]
 
@@ -54,7 +56,9 @@ def quantize_rows(fmt_text: str, values, rounding="rne", *, saturate=None, seed=
     rows = []
     for v, c, g in zip(x, codes, got):
         c = int(c)
-        row = {"value": float(v), "code": f"0x{c:0{(fmt.width + 3) // 4}x}", "result": float(g)}
+        # integer formats: the exact integer (an int64 result may exceed float64's 53 bits)
+        result = int(int_values(fmt, [c])[0]) if isinstance(fmt, IntFormat) else float(g)
+        row = {"value": float(v), "code": f"0x{c:0{(fmt.width + 3) // 4}x}", "result": result}
         if isinstance(fmt, FloatFormat):
             s, e, m = fmt.fields(c)
             row["fields"] = f"{s} {e:0{fmt.exp_bits}b} {m:0{fmt.man_bits}b}" if fmt.man_bits else f"{s} {e:0{fmt.exp_bits}b}"
@@ -167,6 +171,11 @@ def parse_operand(text: str, fmt, what: str) -> int:
         if not 0 <= code < (1 << fmt.width):
             raise ValueError(f"{what}={text} is not a code of {fmt} ({fmt.width} bits: 0 .. {(1 << fmt.width) - 1:#x})")
         return code
+    if isinstance(fmt, IntFormat) and re.fullmatch(r"[+-]?[0-9]+", text):  # exact: int64 exceeds float64
+        value = int(text)
+        if not fmt.min_int <= value <= fmt.max_int:
+            raise ValueError(f"{what}={text} is outside {fmt} ({fmt.min_int} .. {fmt.max_int})")
+        return value & ((1 << fmt.width) - 1)
     try:
         value = float(text)
     except ValueError:
@@ -193,7 +202,11 @@ def step_result(spec_text: str, acc: str, a: str, b: str, rand=None) -> dict:
     codes = {k: parse_operand(t, f, k) for k, t, f in (("acc", acc, spec.acc), ("a", a, spec.a), ("b", b, spec.b))}
     r = None if rand is None else np.asarray([rand])
     out = int(mac_step(spec, np.asarray([codes["acc"]]), np.asarray([codes["a"]]), np.asarray([codes["b"]]), r)[0])
-    dec = lambda fmt, c: float(fmt.decode(np.asarray([c], dtype=np.uint64))[0])  # noqa: E731
+    def dec(fmt, c):  # integer values exactly (int64 exceeds float64's 53 bits)
+        if isinstance(fmt, IntFormat):
+            return int(int_values(fmt, [c])[0])
+        return float(fmt.decode(np.asarray([c], dtype=np.uint64))[0])
+
     res = {"spec": str(spec)}
     for k, fmt, c in (("acc", spec.acc, codes["acc"]), ("a", spec.a, codes["a"]), ("b", spec.b, codes["b"]),
                       ("result", spec.acc, out)):
@@ -201,12 +214,21 @@ def step_result(spec_text: str, acc: str, a: str, b: str, rand=None) -> dict:
     return res
 
 
+def _value_text(fmt, code: int) -> str:
+    """The value of one code as text: exact for integer formats (int64 values exceed float64's
+    53 bits), 9 significant digits for float and fixed point."""
+    if isinstance(fmt, IntFormat):
+        return str(int(int_values(fmt, [code])[0]))
+    return f"{float(fmt.decode([code])[0]):.9g}"
+
+
 def _cmd_step(args) -> int:
     res = step_result(args.spec, args.acc, args.a, args.b, args.rand)
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
-    f = {k: f"{v['code']} ({v['value']:.9g})" for k, v in res.items() if k != "spec"}
+    f = {k: f"{v['code']} ({v['value'] if isinstance(v['value'], int) else format(v['value'], '.9g')})"
+         for k, v in res.items() if k != "spec"}
     print(f"{res['spec']}\n  acc {f['acc']} + a {f['a']} * b {f['b']}\n  -> {f['result']}")
     return 0
 
@@ -222,10 +244,10 @@ def register(sub) -> None:
                        description="Round values to a format; show the code, its fields, the result and the error.")
     p.add_argument("format", metavar="FORMAT", help=FORMAT_HELP + "; or " + BLOCK_HELP)
     p.add_argument("values", nargs="+", type=float, metavar="VALUE")
-    p.add_argument("--round", default="rne", metavar="MODE", help=f"rounding mode: {ROUNDING_HELP} (default rne)")
+    p.add_argument("--round", type=text, default="rne", metavar="MODE", help=f"rounding mode: {ROUNDING_HELP} (default rne)")
     p.add_argument("--saturate", action="store_true", help="overflow to the largest finite value")
-    p.add_argument("--seed", type=int, default=0, help="seed for --round sr (default 0)")
-    p.add_argument("--sr-bits", type=int, default=8, help="random bits for --round sr (default 8)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed for --round sr (default 0)")
+    p.add_argument("--sr-bits", type=positive_int, default=8, help="random bits for --round sr (default 8)")
     p.add_argument("--tensor-scale", type=float, default=1.0, metavar="G",
                    help="block formats (nvfp4): the per-tensor fp32 scale (default 1)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -239,6 +261,6 @@ def register(sub) -> None:
     p.add_argument("acc", metavar="ACC")
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
-    p.add_argument("--rand", type=int, help="random bits for round=sr")
+    p.add_argument("--rand", type=nonneg_int, help="random bits for round=sr")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_step)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from .options import nonneg_int, positive_int, text
 
 __all__ = ["register"]
 
@@ -19,7 +20,7 @@ def _spec_epilog() -> str:
 
 def add_impl_option(p) -> None:
     """The ``--impl KEY=VALUE[,KEY=VALUE]`` option (shared by verilog, sim and synth)."""
-    p.add_argument("--impl", metavar="KEY=VALUE[,KEY=VALUE]", default=None,
+    p.add_argument("--impl", type=text, metavar="KEY=VALUE[,KEY=VALUE]", default=None,
                    help="micro-architecture, e.g. pipeline=2 (default: none; see the grammar below)")
 
 
@@ -32,7 +33,7 @@ def register(sub) -> None:
                     "after the spec (e.g. mac_int8_int8_acc_int32_wrap).",
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", metavar="SPEC", help="MAC spec, e.g. a=int8,b=int8,acc=int32")
-    p.add_argument("-o", "--output", metavar="FILE.v", help="output file (default: stdout)")
+    p.add_argument("-o", "--output", type=text, metavar="FILE.v", help="output file (default: stdout)")
     p.add_argument("--json", action="store_true",
                    help="print {spec, impl, module, file or verilog} as JSON instead of the bare Verilog")
     add_impl_option(p)
@@ -45,21 +46,21 @@ def register(sub) -> None:
                     "on digit images, then constrained-random cycles. Exit 1 on any mismatch.",
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", metavar="SPEC", help="MAC spec, e.g. a=int8,b=int8,acc=int16,overflow=sat")
-    p.add_argument("--cycles", type=int, default=20_000, metavar="N",
+    p.add_argument("--cycles", type=positive_int, default=20_000, metavar="N",
                    help="cycles to check at least (default 20000)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="stimulus seed (default 0)")
+    p.add_argument("--seed", type=nonneg_int, default=0, metavar="S", help="stimulus seed (default 0)")
     p.add_argument("--exhaustive", action="store_true",
                    help="every operand pair (operands of at most 8 bits) from several accumulator states")
     p.add_argument("--drive", action="store_true",
                    help="drive every cycle from the cocotb coroutine instead of the Verilog stimulus player (slower)")
     p.add_argument("--waves", action="store_true",
                    help="record a waveform (FST) in the build directory and print its path")
-    p.add_argument("--build-dir", metavar="DIR", help="build directory (default: psum's cache, $PSUM_CACHE_DIR/sim/<module>)")
+    p.add_argument("--build-dir", type=text, metavar="DIR", help="build directory (default: psum's cache, $PSUM_CACHE_DIR/sim/<module>)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_impl_option(p)
-    p.add_argument("--rtl", metavar="FILE.v",
+    p.add_argument("--rtl", type=text, metavar="FILE.v",
                    help="check your own Verilog unit (the same port contract, see docs/hw.md) instead of psum's")
-    p.add_argument("--top", metavar="MODULE",
+    p.add_argument("--top", type=text, metavar="MODULE",
                    help="the module of --rtl to check (default: psum's module name for SPEC and --impl)")
     p.add_argument("--simulator", choices=("verilator", "icarus"), default=None,
                    help="RTL simulator (default: $PSUM_SIMULATOR, else verilator when installed, else icarus)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from psum._util import format_table
+from .options import nonneg_float, nonneg_int, positive_float, positive_int, text
 
 __all__ = ["register"]
 
@@ -152,25 +153,25 @@ def register(sub) -> None:
 
     def common(p, *, data=True, user=True):
         if user:
-            p.add_argument("--model", help=f"network: {_MODELS_HELP}; may be omitted when --checkpoint holds a "
+            p.add_argument("--model", type=text, help=f"network: {_MODELS_HELP}; may be omitted when --checkpoint holds a "
                                            "whole model")
-            p.add_argument("--dataset", default="digits", metavar="DATASET", help=_DATASET_HELP)
-            p.add_argument("--checkpoint", metavar="FILE", help=_CKPT_HELP)
+            p.add_argument("--dataset", default="digits", type=text, metavar="DATASET", help=_DATASET_HELP)
+            p.add_argument("--checkpoint", type=text, metavar="FILE", help=_CKPT_HELP)
             p.add_argument("--trust-checkpoint", action="store_true",
                            help="allow a checkpoint that needs full unpickling (a whole saved model): it runs code "
                                 "named by the file; only for files you trust")
-            p.add_argument("--image-size", type=int, metavar="N",
+            p.add_argument("--image-size", type=positive_int, metavar="N",
                            help="imagefolder: resize the shorter side to N*256/224 and centre-crop NxN "
                                 "(default: the images' own size)")
             p.add_argument("--normalize", choices=("none", "imagenet"), default="none",
                            help="imagefolder: pixels in [0, 1] (none, default) or ImageNet mean/std")
         else:
-            p.add_argument("--model", required=True, help=f"network: {_MODELS_HELP}")
+            p.add_argument("--model", required=True, type=text, help=f"network: {_MODELS_HELP}")
             p.add_argument("--dataset", default="digits", choices=DATASETS, help="dataset (default digits, built in)")
         if data:
-            p.add_argument("--data-dir", metavar="DIR", help="folder with CIFAR/ImageNet/imagefolder files (never "
+            p.add_argument("--data-dir", type=text, metavar="DIR", help="folder with CIFAR/ImageNet/imagefolder files (never "
                                                               "downloaded)")
-        p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+        p.add_argument("--device", type=text, help="cpu or cuda (default: cuda when present)")
         p.add_argument("--progress", action="store_true", help="show progress bars even when stderr is not a TTY")
         p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -178,15 +179,15 @@ def register(sub) -> None:
                        description="Train a model (forward pass in bfloat16 autocast), evaluate it in float32 and "
                                    "write ./checkpoints/<model>-<dataset>.pt atomically (or $PSUM_CHECKPOINT_DIR).")
     common(p, user=False)
-    p.add_argument("--epochs", type=int, help="epochs (default: 15 on digits (4 for resnet18), 30 on cifar10)")
-    p.add_argument("--seed", type=int, default=0, help="seed for init, shuffling, augmentation (default 0)")
-    p.add_argument("--width", type=float, help="channel multiplier (default 1; 0.125 for alexnet and resnet18 on digits)")
-    p.add_argument("--batch-size", type=int, default=64, help="default 64")
-    p.add_argument("--lr", type=float, help="learning rate (default adam 3e-3 lenet5, 1e-3 others; sgd 0.05; cosine schedule)")
+    p.add_argument("--epochs", type=positive_int, help="epochs (default: 15 on digits (4 for resnet18), 30 on cifar10)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed for init, shuffling, augmentation (default 0)")
+    p.add_argument("--width", type=positive_float, help="channel multiplier (default 1; 0.125 for alexnet and resnet18 on digits)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="default 64")
+    p.add_argument("--lr", type=positive_float, help="learning rate (default adam 3e-3 lenet5, 1e-3 others; sgd 0.05; cosine schedule)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="default adam")
-    p.add_argument("--limit", type=int, help="train on the first N training images only")
+    p.add_argument("--limit", type=positive_int, help="train on the first N training images only")
     p.add_argument("--no-autocast", action="store_true", help="train in plain float32")
-    p.add_argument("--out", metavar="FILE", help="checkpoint path (default ./checkpoints/<model>-<dataset>.pt)")
+    p.add_argument("--out", type=text, metavar="FILE", help="checkpoint path (default ./checkpoints/<model>-<dataset>.pt)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="test accuracy of a checkpoint, float32 or emulated with a MAC spec",
@@ -195,15 +196,15 @@ def register(sub) -> None:
                                    "per-layer specs. FILE.py:FUNCTION for --model/--dataset is your code, run as "
                                    "given. " + SPEC_HELP)
     common(p)
-    p.add_argument("--spec", metavar="SPEC", help="MAC spec to emulate (default: none, float32)")
-    p.add_argument("--spec-file", metavar="FILE",
+    p.add_argument("--spec", type=text, metavar="SPEC", help="MAC spec to emulate (default: none, float32)")
+    p.add_argument("--spec-file", type=text, metavar="FILE",
                    help='per-layer specs: a JSON object {"PATTERN": "SPEC", ...}, first match wins '
                         '(patterns as --layer); unnamed layers stay float32 and are listed')
-    p.add_argument("--layer", default="all", metavar="PATTERN",
+    p.add_argument("--layer", default="all", type=text, metavar="PATTERN",
                    help="emulate only these layers: a name, a module holding layers (layer3), a pattern "
                         "('layer3.*'), or several joined by | (default all)")
-    p.add_argument("--limit", type=int, help="first N test images only")
-    p.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
+    p.add_argument("--limit", type=positive_int, help="first N test images only")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="images per batch (default 256)")
     p.add_argument("--no-strict", dest="strict", action="store_false",
                    help="report an accuracy even when a MAC-bearing op psum cannot emulate ran in float32 "
                         "(by default that is an error; the coverage line lists such ops)")
@@ -213,29 +214,29 @@ def register(sub) -> None:
                        description="Evaluate a trained model with every Conv2d/Linear computed bit-exactly per "
                                    "accumulator format; rows are appended to --out as they finish and reused on rerun.")
     common(p)
-    p.add_argument("--acc", metavar="LIST",
+    p.add_argument("--acc", type=text, metavar="LIST",
                    help="accumulators FMT[:wrap|:sat], comma-separated (default: a dozen float and int formats); "
                         "with --search: templates e<E>m?, e?m<M>, int?[:wrap|:sat] (quote them; default "
                         f"{SEARCH_DEFAULT}). {FORMAT_HELP}")
-    p.add_argument("--a", metavar="FMT", help="activation format (default fp8_e4m3; int8 for int accumulators)")
-    p.add_argument("--b", metavar="FMT", help="weight format (default fp8_e4m3; int8 for int accumulators)")
-    p.add_argument("--round", default="rne", metavar="MODE", help="accumulator rounding mode (default rne)")
-    p.add_argument("--overflow", help="overflow policy when an entry has no :suffix (int: wrap/sat, float: ieee/sat)")
-    p.add_argument("--extra", metavar="KEY=VAL,...", help="more spec fields, e.g. order=chunk32,acc2=fp16")
+    p.add_argument("--a", type=text, metavar="FMT", help="activation format (default fp8_e4m3; int8 for int accumulators)")
+    p.add_argument("--b", type=text, metavar="FMT", help="weight format (default fp8_e4m3; int8 for int accumulators)")
+    p.add_argument("--round", type=text, default="rne", metavar="MODE", help="accumulator rounding mode (default rne)")
+    p.add_argument("--overflow", type=text, help="overflow policy when an entry has no :suffix (int: wrap/sat, float: ieee/sat)")
+    p.add_argument("--extra", type=text, metavar="KEY=VAL,...", help="more spec fields, e.g. order=chunk32,acc2=fp16")
     p.add_argument("--per-layer", action="store_true", help="also each Conv2d/Linear alone (the rest float32)")
-    p.add_argument("--layer", action="append", metavar="PATTERN",
+    p.add_argument("--layer", action="append", type=text, metavar="PATTERN",
                    help="also this group of layers alone (the rest float32): a module (layer3), a pattern "
                         "('layer3.*') or names joined by |; repeatable")
     p.add_argument("--layers-only", action="store_true", help="with --per-layer: skip the network-wide rows")
     p.add_argument("--search", action="store_true", help="find the smallest accumulator within --tol of the baseline")
-    p.add_argument("--tol", type=float, default=1.0, help="allowed top-1 drop in percentage points (default 1.0)")
+    p.add_argument("--tol", type=nonneg_float, default=1.0, help="allowed top-1 drop in percentage points (default 1.0)")
     p.add_argument("--relative-to", choices=("fp32", "operands"), default="fp32",
                    help="--search: measure the drop from the fp32 network (default) or from the same operands "
                         "with a wide fp32/int32 accumulator")
-    p.add_argument("--limit", type=int, help="evaluate on the first N test images (recorded in each row)")
-    p.add_argument("--batch-size", type=int, default=256, help="images per emulated batch (default 256)")
-    p.add_argument("--out", metavar="FILE", help="JSON Lines results file; finished rows there are not recomputed")
-    p.add_argument("--plot", metavar="FILE.png",
+    p.add_argument("--limit", type=positive_int, help="evaluate on the first N test images (recorded in each row)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="images per emulated batch (default 256)")
+    p.add_argument("--out", type=text, metavar="FILE", help="JSON Lines results file; finished rows there are not recomputed")
+    p.add_argument("--plot", type=text, metavar="FILE.png",
                    help="plot accuracy against accumulator bits: FILE.png, .svg or .pdf (all three are written)")
     p.add_argument("--train", action="store_true", help="built-in models: train the checkpoint first if there is none")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",

@@ -16,6 +16,7 @@ setting already there is not recomputed unless ``--force``) and rewrites the rep
 from __future__ import annotations
 
 import json
+from .options import nonneg_int, positive_float, positive_int, text
 
 __all__ = ["register"]
 
@@ -23,16 +24,16 @@ DEFAULT_FORMATS = "fp64,fp32,bf16,fp16,e8m10"
 
 
 def _add_model_args(p) -> None:
-    p.add_argument("--model", required=True, help="lenet5, alexnet, resnet18, resnet18-imagenet")
-    p.add_argument("--dataset", default="digits", help="digits (built in), cifar10, cifar100, imagenet")
-    p.add_argument("--data-dir", default=None, help="folder with CIFAR/ImageNet files")
-    p.add_argument("--width", type=float, default=None, help="width multiplier (default: the model's for the dataset)")
+    p.add_argument("--model", required=True, type=text, help="lenet5, alexnet, resnet18, resnet18-imagenet")
+    p.add_argument("--dataset", default="digits", type=text, help="digits (built in), cifar10, cifar100, imagenet")
+    p.add_argument("--data-dir", type=text, default=None, help="folder with CIFAR/ImageNet files")
+    p.add_argument("--width", type=positive_float, default=None, help="width multiplier (default: the model's for the dataset)")
     p.add_argument("--w-bits", type=int, default=8, choices=(8, 4), help="weight bits (default 8)")
     p.add_argument("--pow2", action="store_true", help="train with power-of-two scales")
-    p.add_argument("--epochs", type=int, default=3, help="QAT epochs (default 3)")
-    p.add_argument("--float-epochs", type=int, default=None, help="float epochs if no float checkpoint exists")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--qat", default=None, help="QAT checkpoint path (default: ./checkpoints/, else the shipped one)")
+    p.add_argument("--epochs", type=positive_int, default=3, help="QAT epochs (default 3)")
+    p.add_argument("--float-epochs", type=positive_int, default=None, help="float epochs if no float checkpoint exists")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--qat", type=text, default=None, help="QAT checkpoint path (default: ./checkpoints/, else the shipped one)")
 
 
 def _qat_kwargs(args) -> dict:
@@ -103,18 +104,18 @@ def register(sub) -> None:
                                    "mismatch, end-to-end top-1 and prediction differences; write the report "
                                    "section. Trains the QAT checkpoint first when missing.")
     _add_model_args(p)
-    p.add_argument("--formats", default=DEFAULT_FORMATS, help=f"float formats (default {DEFAULT_FORMATS})")
-    p.add_argument("--remedy", action="append", default=None, metavar="LIST",
+    p.add_argument("--formats", type=text, default=DEFAULT_FORMATS, help=f"float formats (default {DEFAULT_FORMATS})")
+    p.add_argument("--remedy", action="append", type=text, default=None, metavar="LIST",
                    help="remedies: none, pow2, rescale64, fold, zero, all, or a comma list; repeat the option "
                         "for several settings in one run (default none)")
-    p.add_argument("--acc", default="int32", help="integer accumulator: int32, int16, or acc=int20,overflow=sat")
+    p.add_argument("--acc", type=text, default="int32", help="integer accumulator: int32, int16, or acc=int20,overflow=sat")
     p.add_argument("--overflow", default=None, choices=("wrap", "sat"), help="integer accumulator overflow")
     p.add_argument("--ties", default="even", choices=("even", "up"), help="requantiser tie rule (default even)")
     p.add_argument("--fused", action="store_true", help="fused multiply-add in the fake graph (not fp64/fp32)")
-    p.add_argument("--rescale", default=None, help="float format of the fake graph's rescale (default: same)")
-    p.add_argument("--limit", type=int, default=None, help="first N test images")
+    p.add_argument("--rescale", type=text, default=None, help="float format of the fake graph's rescale (default: same)")
+    p.add_argument("--limit", type=positive_int, default=None, help="first N test images")
     p.add_argument("--no-isolated", action="store_true", help="skip the per-layer isolated comparison")
-    p.add_argument("--out-dir", metavar="DIR",
+    p.add_argument("--out-dir", type=text, metavar="DIR",
                    help="report section folder (default ./fake2true, or $PSUM_RESULTS_DIR/fake2true)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--force", action="store_true", help="recompute settings already stored")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from psum._util import format_table
+from .options import nonneg_float, positive_int, text
 
 __all__ = ["register"]
 
@@ -55,32 +56,32 @@ def register(sub) -> None:
                        description="Run the whole study (train if needed, sweep, search, RTL check, synthesis) "
                                    "and write ./<model>-<dataset>/ (index.html, report.md, plots, data), relative to the "
                                    "working directory (or $PSUM_RESULTS_DIR, or --out).")
-    p.add_argument("--model", default="lenet5",
+    p.add_argument("--model", type=text, default="lenet5",
                    help="lenet5 (default), alexnet, resnet18, resnet18-imagenet, vit, or FILE.py:FUNCTION / "
                         "package.module:FUNCTION (your code, run as given: it returns an nn.Module)")
-    p.add_argument("--dataset", default="digits",
+    p.add_argument("--dataset", type=text, default="digits",
                    help="digits (built in, default), cifar10, cifar100, imagenet, imagefolder (--data-dir "
                         "DIR/<class>/*.png), or FILE.py:FUNCTION (your code: returns a Dataset or DataLoader)")
-    p.add_argument("--data-dir", help="folder holding CIFAR / ImageNet / imagefolder (no downloads)")
-    p.add_argument("--checkpoint", metavar="FILE",
+    p.add_argument("--data-dir", type=text, help="folder holding CIFAR / ImageNet / imagefolder (no downloads)")
+    p.add_argument("--checkpoint", type=text, metavar="FILE",
                    help="weights: a psum checkpoint, a plain state_dict, a torch.export archive, or a whole saved "
                         "model (with --trust-checkpoint)")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow a checkpoint that needs full unpickling: it runs code named by the file")
-    p.add_argument("--image-size", type=int, metavar="N", help="imagefolder: centre crop NxN (default: own size)")
+    p.add_argument("--image-size", type=positive_int, metavar="N", help="imagefolder: centre crop NxN (default: own size)")
     p.add_argument("--normalize", choices=("none", "imagenet"), default="none",
                    help="imagefolder: pixels in [0, 1] (default) or ImageNet mean/std")
-    p.add_argument("--layer", action="append", metavar="PATTERN",
+    p.add_argument("--layer", action="append", type=text, metavar="PATTERN",
                    help="also search this group of layers alone (layer3, 'layer3.*', a|b); repeatable")
-    p.add_argument("--tol", type=float, default=1.0, help="allowed top-1 drop in points (default 1.0)")
-    p.add_argument("--limit", type=int, help="evaluate on the first N test images")
-    p.add_argument("--jobs", type=int, default=2, help="parallel synthesis processes (default 2)")
-    p.add_argument("--sim-cycles", type=int, default=3000, help="cocotb cycles checked per unit (default 3000)")
+    p.add_argument("--tol", type=nonneg_float, default=1.0, help="allowed top-1 drop in points (default 1.0)")
+    p.add_argument("--limit", type=positive_int, help="evaluate on the first N test images")
+    p.add_argument("--jobs", type=positive_int, default=2, help="parallel synthesis processes (default 2)")
+    p.add_argument("--sim-cycles", type=positive_int, default=3000, help="cocotb cycles checked per unit (default 3000)")
     p.add_argument("--no-per-layer", action="store_true", help="skip the per-layer minimum searches")
     p.add_argument("--quick", action="store_true", help="a smaller study for a first look")
     p.add_argument("--force", action="store_true", help="recompute synthesis instead of using the cache")
-    p.add_argument("--out", help="output folder (default ./<model>-<dataset>)")
-    p.add_argument("--rerender", metavar="DIR",
+    p.add_argument("--out", type=text, help="output folder (default ./<model>-<dataset>)")
+    p.add_argument("--rerender", type=text, metavar="DIR",
                    help="write DIR's document and figures again from its data.json (no study rerun), e.g. after "
                         "a psum upgrade")
     p.add_argument("--json", action="store_true",
