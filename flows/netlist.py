@@ -39,12 +39,19 @@ class TimingReport:
         Longest path in cells between any start and end point (Yosys ``ltp -noff``'s measure).
     path : tuple of str
         Cell types along the critical path, start first.
+    steps : tuple of (str, str, float)
+        The same path as ``(instance name, cell type, arrival at the cell's output in ns)``; the
+        stage-by-stage critical path of :mod:`psum.flows.breakdown` is read from the instance names.
+    end : str
+        Where the path ends: ``"ff"`` (a flip-flop's D, setup included in ``delay_ns``) or ``"port"``.
     """
 
     delay_ns: float
     depth: int
     max_depth: int
     path: tuple
+    steps: tuple = ()
+    end: str = "port"
 
 
 class Netlist:
@@ -158,21 +165,23 @@ class Netlist:
                     ready.append(j)
         if any(n for n in waiting.values() if n):
             raise PsumError(f"combinational loop in the mapped netlist of {self.top}")
-        ends = [(arrival[pins["D"]] + cell.setup, pins["D"]) for _, cell, pins in self.cells
+        ends = [(arrival[pins["D"]] + cell.setup, pins["D"], "ff") for _, cell, pins in self.cells
                 if cell.is_ff and isinstance(pins["D"], int)]
-        ends += [(arrival[b], b) for d, bits in self.ports.values() if d == "output"
+        ends += [(arrival[b], b, "port") for d, bits in self.ports.values() if d == "output"
                  for b in bits if isinstance(b, int)]
         if not ends:
             return TimingReport(0.0, 0, 0, ())
-        delay, end = max(ends)
-        path, b = [], end
+        delay, end, kind = max(ends)
+        steps, b = [], end
         while b in prev:
-            i, b = prev[b]
-            path.append(self.cells[i][1].name)
+            i, nb = prev[b]
+            steps.append((self.cells[i][0], self.cells[i][1].name, round(arrival[b], 6)))
+            b = nb
             if b is None or self.cells[i][1].is_ff:
                 break
-        path.reverse()
-        return TimingReport(round(delay, 6), depth[end], max(levels[b] for _, b in ends), tuple(path))
+        steps.reverse()
+        return TimingReport(round(delay, 6), depth[end], max(levels[b] for _, b, _ in ends),
+                            tuple(s[1] for s in steps), tuple(steps), kind)
 
     # -- Verilog -------------------------------------------------------------------------------
     def verilog(self, name: str = "psum_gl") -> str:

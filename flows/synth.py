@@ -42,7 +42,7 @@ from .cells import LIB_PATH, NAND2_AREA, library_hash
 __all__ = ["SynthResult", "synthesize", "synthesize_many", "FLOW_VERSION", "yosys_command"]
 
 # Bump when the flow's script, models or result fields change: it invalidates cached results.
-FLOW_VERSION = "2"  # 2: stochastic-rounding units get their rnd port driven in the power proxy (was held at 0)
+FLOW_VERSION = "3"  # 3: float units built from stage submodules, datapath area cuts (issue 12); 2: SR rnd driven
 
 _TIMEOUT_S = 3600
 
@@ -262,6 +262,7 @@ def _compute(spec, n_outputs: int, seed: int, keep: Path | None, streams=None, i
                 shutil.copy(work / name, keep / name)
         transistors = _transistors((work / "transistors.txt").read_text())
     p = dataclasses.asdict(power)
+    p.pop("groups", None)  # only the breakdown asks for them
     return SynthResult(
         spec=str(spec),
         module=top,

@@ -55,6 +55,7 @@ from .float_parts import (
     as_bit,
     int_shape,
     leading_zeros,
+    stage,
     unpack,
 )
 from .unit import MacUnit
@@ -150,9 +151,9 @@ class FloatStep:
     def product(self, m: Module, a_bits, b_bits) -> Unpacked:
         """Unpack ``a`` and ``b``, form the exact product; unfused: round it into ``spec.prod``."""
         spec = self._spec
-        a = unpack(m, spec.a, a_bits, name=self._n("a"))
-        b = unpack(m, spec.b, b_bits, name=self._n("b"))
-        p = self._product(m, a, b)
+        a = unpack(stage(m, self._n("a"), "unpack"), spec.a, a_bits, name=self._n("a"))
+        b = unpack(stage(m, self._n("b"), "unpack"), spec.b, b_bits, name=self._n("b"))
+        p = self._product(stage(m, self._n("p"), "multiplier"), a, b)
         # Unfused: round the product into spec.prod with the shared rounder, then read it back
         # as an operand of that format (its class may change: overflow to inf/NaN, underflow
         # to zero).
@@ -167,6 +168,7 @@ class FloatStep:
         subnormal or integer term has leading zeros.
         """
         name = self._n(which)
+        m = stage(m, name, "normalise")
         lz, _ = leading_zeros(m, t.mag, name=name, top=t.lead)
         n = Signal(t.width, name=f"{name}_norm")
         m.d.comb += n.eq((t.mag << lz)[:t.width])
@@ -181,7 +183,8 @@ class FloatStep:
         fmt: FloatFormat = spec.acc
         # The accumulator is read back through the same unpacker as the operands: a DAZ
         # subnormal loaded with `init` is a zero, as the golden model reads it.
-        c = unpack(m, fmt, c_bits, name=self._n("c"))
+        c = unpack(stage(m, self._n("c"), "unpack"), fmt, c_bits, name=self._n("c"))
+        sm = stage(m, self._n("s"), "specials")
 
         # =====================================================================================
         # Specials apart, fixed priority: NaN, then inf, then an exact zero sum.
@@ -207,7 +210,8 @@ class FloatStep:
         # The rule is the rule book's, the same body golden and the kernels run.
         zsign = exact_zero_sign(spec.rounding, both_zero=as_bit(p.zero) & c.zero, sp=p.sign, sc=c.sign)
         zero_code = Cat(Const(0, fmt.width - 1), zsign & int(fmt.has_neg_zero))
-        total_zero = mag == 0
+        total_zero = Signal(name=self._n("total_zero"))
+        sm.d.comb += total_zero.eq(mag == 0)
 
         # -- the special codes -------------------------------------------------------------------
         # Codes of an infinite result by sign: golden's infinity_codes table (inf, or without inf
@@ -228,7 +232,7 @@ class FloatStep:
             result = Mux(inf, inf_code, result)
         if nan is not False:
             result = Mux(nan, nan_code, result)
-        m.d.comb += nxt.eq(result)
+        sm.d.comb += nxt.eq(result)
         return nxt
 
     # -----------------------------------------------------------------------------------------
@@ -275,6 +279,7 @@ class FloatStep:
                            exp_range=(p.exp_lo, p.exp_hi), lead=p.lead)
         m.submodules[self._n("round_prod")] = rnd
         m.d.comb += [rnd.sign.eq(p.sign), rnd.mag.eq(p.mag), rnd.exp.eq(p.exp)]
+        m = stage(m, self._n("q"), "round")
         # Why round-trip through the code: the product's overflow (inf, NaN or max finite per
         # policy), flush-to-zero and fnuz rules are then exactly those of a stored prod value,
         # and the sum datapath below sees a prod-format operand like any other.
@@ -309,6 +314,10 @@ class FloatStep:
         n_p, n_c, l_p, l_c = p.norm, c.norm, p.lead, c.lead
         lp_lo, lp_hi, lc_lo, lc_hi = p.lead_lo, p.lead_hi, c.lead_lo, c.lead_hi
         p_zero = as_bit(p.zero)
+        # Two stages for the breakdown: the alignment (compare, swap, shift, jam, exponent)
+        # and the adder (add/subtract, absolute value).
+        ad = stage(m, self._n("s"), "adder")
+        m = stage(m, self._n("s"), "align")
 
         # -- pick the larger term by leading-one position (a zero term is never the larger) ---
         # Comparing leading-one positions (not full magnitudes) is enough: the window only
@@ -343,12 +352,12 @@ class FloatStep:
         # exact in the window (no jam) and the absolute value is exact.
         eff_sub = p.sign ^ c.sign
         total = Signal(int_shape(-(1 << W), (1 << (W + 1)) - 1), name=self._n("total"))
-        m.d.comb += total.eq(Mux(eff_sub, big - aligned, big + aligned))
+        ad.d.comb += total.eq(Mux(eff_sub, big - aligned, big + aligned))
         neg = total < 0
         mag = Signal(W + 1, name=self._n("sum_mag"))
-        m.d.comb += mag.eq(Mux(neg, -total, total))
+        ad.d.comb += mag.eq(Mux(neg, -total, total))
         sign = Signal(name=self._n("sum_sign"))
-        m.d.comb += sign.eq(s_big ^ neg)
+        ad.d.comb += sign.eq(s_big ^ neg)
 
         # -- exponent of the window's lsb ----------------------------------------------------
         # The window's top bit is the larger leading one; its lsb is W - 1 places below. The

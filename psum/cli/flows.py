@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-__all__ = ["register", "format_result"]
+__all__ = ["register", "format_result", "format_breakdown", "format_clock"]
 
 
 def register(sub) -> None:
@@ -30,6 +30,11 @@ def register(sub) -> None:
                    help="result cache (default: $PSUM_CACHE_DIR/synth, else ~/.cache/psum/synth)")
     p.add_argument("--outputs", type=int, metavar="N",
                    help="output elements of the power proxy's digits conv, 9 MACs each (default: the API's, 64)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="area, energy and the critical path per datapath stage (multiplier, align, adder, "
+                        "normalise, round, specials, register) from a hierarchical synthesis")
+    p.add_argument("--clock-ns", type=float, default=None, metavar="T",
+                   help="clock period: print slack, the fastest clock, energy per MAC, power and throughput at T")
     from .hw import add_impl_option
 
     add_impl_option(p)
@@ -60,15 +65,68 @@ def format_result(r) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def format_clock(c) -> str:
+    """Human-readable block of one :class:`psum.flows.clock.ClockReport`."""
+    verdict = "met" if c.met else f"MISSED: needs a pipeline or a clock >= {1e3 / c.fmax_mhz:.3f} ns"
+    rows = [
+        ("clock", f"{c.clock_ns:g} ns ({1e3 / c.clock_ns:,.0f} MHz): slack {c.slack_ns:+.3f} ns, {verdict}"),
+        ("fastest clock", f"{c.fmax_mhz:,.0f} MHz"),
+        ("at this clock", f"{c.energy_per_mac_fj:,.1f} fJ/MAC, {c.power_uw:,.1f} uW computing, "
+                          f"{c.idle_power_uw:,.1f} uW idle, {c.throughput_gmacs:g} GMAC/s"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def format_breakdown(b) -> str:
+    """Human-readable tables of one :class:`psum.flows.breakdown.Breakdown`."""
+    from psum._util import format_table
+
+    head = (f"{b.spec}{'  (cached)' if b.cached else ''}\n"
+            f"area {b.ge:,.0f} GE by stage (hierarchical; the flat flow gives {b.flat_ge:,.0f} GE, "
+            f"boundaries cost {b.hierarchy_overhead:+.1%}), energy {b.energy_per_mac_fj:,.1f} fJ/MAC")
+    rows = [{"stage": s["stage"], "cells": s["cells"], "GE": f"{s['ge']:,.0f}", "area": f"{s['area_share']:.1%}",
+             "fJ/MAC": f"{s['energy_fj']:,.1f}", "energy": f"{s['energy_share']:.1%}"} for s in b.stages]
+    area = format_table(rows, ["stage", "cells", "GE", "area", "fJ/MAC", "energy"])
+    path = format_table([{"critical path": r["stage"], "cells": r["cells"], "ns": f"{r['delay_ns']:.3f}",
+                          "arrival ns": f"{r['arrival_ns']:.3f}"} for r in b.path],
+                        ["critical path", "cells", "ns", "arrival ns"])
+    return f"{head}\n\n{area}\n\n{path}\n(total {b.delay_ns:.3f} ns)"
+
+
 def _cmd_synth(args) -> int:
     from psum.flows.synth import synthesize_many
 
     kw = {} if args.outputs is None else {"n_outputs": args.outputs}  # the API owns the default
-    results = synthesize_many(args.specs, jobs=args.jobs, force=args.force, cache_dir=args.cache_dir,
-                              impl=args.impl, **kw)
+    if args.clock_ns is not None:
+        from psum.flows.clock import check_clock_ns
+
+        check_clock_ns(args.clock_ns)  # before any synthesis
+    if args.breakdown:
+        from psum.flows.breakdown import breakdown
+        from psum.hw import check
+
+        for s in args.specs:
+            check(s, args.impl)  # every spec before any work
+        results = [breakdown(s, impl=args.impl, force=args.force, cache_dir=args.cache_dir, **kw)
+                   for s in args.specs]
+        fmt = format_breakdown
+    else:
+        results = synthesize_many(args.specs, jobs=args.jobs, force=args.force, cache_dir=args.cache_dir,
+                                  impl=args.impl, **kw)
+        fmt = format_result
+    clocks = [None] * len(results)
+    if args.clock_ns is not None:
+        from psum.flows.clock import at_clock
+
+        flat = results if not args.breakdown else synthesize_many(
+            args.specs, jobs=args.jobs, force=args.force, cache_dir=args.cache_dir, impl=args.impl, **kw)
+        clocks = [at_clock(r, args.clock_ns) for r in flat]
     if args.json:
-        data = [r.to_dict() for r in results]
+        data = [dict(r.to_dict(), **({"clock": c.to_dict()} if c is not None else {}))
+                for r, c in zip(results, clocks)]
         print(json.dumps(data[0] if len(data) == 1 else data, indent=1))
     else:
-        print("\n\n".join(format_result(r) for r in results))
+        print("\n\n".join(fmt(r) + ("\n" + format_clock(c) if c is not None else "")
+                           for r, c in zip(results, clocks)))
     return 0
