@@ -177,6 +177,26 @@ class FloatStep:
         return Normalised(sign=t.sign, norm=n, lead=lead, zero=t.zero, inf=t.inf, nan=t.nan,
                           lead_lo=lo, lead_hi=hi)
 
+    @staticmethod
+    def _top_aligned(c: Unpacked) -> Normalised:
+        """The accumulator as a term *without* normalising it: ``lead`` is its field's top bit.
+
+        Why no leading-zero count and shifter here: only a subnormal accumulator has leading
+        zeros, and the window argument holds with its field's top (``emin``) in place of its
+        leading one. (1) If the product is placed above it, the product is normalised and the
+        argument is golden's. (2) If the accumulator is placed above it (its top ``emin`` >= the
+        product's leading one), both terms are below ``2**(emin + 1)``, so every result's ulp is at
+        least ``emin - M``, while the window's lsb is ``emin - W + 1``: the jam lies
+        ``W - M - 1 >= sr_bits + 3`` places below it (W >= p_acc + sr_bits + 4). The product may
+        then be the larger value even with distinct tops; the adder's sign flip handles a
+        negative difference, and the jam (round to odd at the window's lsb) keeps the rounding.
+        (3) Near cancellation (tops one apart or equal): both terms fit the window exactly
+        (W >= max precision + 2), no jam. A normal accumulator's top is its leading one.
+        """
+        C = c.width
+        return Normalised(sign=c.sign, norm=c.mag, lead=c.exp + (C - 1), zero=c.zero, inf=c.inf, nan=c.nan,
+                          lead_lo=c.exp_lo + C - 1, lead_hi=c.exp_hi + C - 1)
+
     def accumulate(self, m: Module, p: Normalised, c_bits, rnd=None) -> Signal:
         """The next accumulator code: ``round(c + p)`` with the specials' priority."""
         spec = self._spec
@@ -196,7 +216,7 @@ class FloatStep:
         # =====================================================================================
         # Significand datapath: normalise, align in the window, add, round.
         # =====================================================================================
-        sign, mag, base, base_lo, base_hi = self._add(m, p, self.normalise(m, c, "c"))
+        sign, mag, base, base_lo, base_hi = self._add(m, p, self._top_aligned(c))
         rnd_u = FloatRounder(fmt, rounding=spec.rounding, saturate=spec.saturate,
                              mag_width=len(mag), exp_range=(base_lo, base_hi), sr_bits=spec.sr_bits)
         m.submodules[self._n("round_sum")] = rnd_u
@@ -340,12 +360,16 @@ class FloatStep:
         diff = Mux(p_big, l_p - l_c, l_c - l_p)
         dist = Signal(range(W + 2), name=self._n("dist"))
         m.d.comb += dist.eq(Mux(diff < 0, 0, Mux(diff > W + 1, W + 1, diff)))
-        # Why W + 1 zero bits below: every shift up to W + 1 then keeps all bits, so the jam
-        # bit is the OR of the low W + 1 bits.
-        wide = Signal(2 * W + 1, name=self._n("small_wide"))
-        m.d.comb += wide.eq(Cat(Const(0, W + 1), small) >> dist)
+        # The shifted-out bits are exactly small's low `dist` bits (dist <= W + 1 covers all W),
+        # so the jam bit is their OR, read through a thermometer mask of dist beside a W-bit
+        # shifter. Why not shift a 2W + 1 bit value and OR its low half (same result): that
+        # shifter is twice as wide, and its low half exists only to be OR-ed away.
+        shifted = Signal(W, name=self._n("small_sh"))
+        m.d.comb += shifted.eq(small >> dist)
+        lost = Signal(name=self._n("small_lost"))
+        m.d.comb += lost.eq((small & Cat(*(dist > j for j in range(W)))).any())
         aligned = Signal(W, name=self._n("small_jam"))
-        m.d.comb += aligned.eq(Cat(wide[W + 1] | wide[:W + 1].any(), wide[W + 2:]))
+        m.d.comb += aligned.eq(Cat(shifted[0] | lost, shifted[1:]))
 
         # -- add or subtract magnitudes; a negative difference flips the sign ------------------
         # Only when the leading ones coincide can the "smaller" term be larger; then both are
