@@ -376,7 +376,12 @@ class FloatStep:
         # exact in the window (no jam) and the absolute value is exact.
         eff_sub = p.sign ^ c.sign
         total = Signal(int_shape(-(1 << W), (1 << (W + 1)) - 1), name=self._n("total"))
-        ad.d.comb += total.eq(Mux(eff_sub, big - aligned, big + aligned))
+        # One adder for both: big - aligned = big + ~aligned + 1 in W + 2 bits (two's complement;
+        # the sum of two W-bit values and the difference both fit). Why not Mux(sub, big - x,
+        # big + x): the generic flow keeps two carry chains and a multiplexer for that.
+        flip = Signal(W + 2, name=self._n("addend"))
+        ad.d.comb += flip.eq(aligned ^ eff_sub.replicate(W + 2))
+        ad.d.comb += total.eq((big + flip + eff_sub)[:W + 2])
         neg = total < 0
         mag = Signal(W + 1, name=self._n("sum_mag"))
         ad.d.comb += mag.eq(Mux(neg, -total, total))
