@@ -342,8 +342,10 @@ class FloatStep:
         # -- pick the larger term by leading-one position (a zero term is never the larger) ---
         # Comparing leading-one positions (not full magnitudes) is enough: the window only
         # needs the larger *binade*; within equal binades either order is exact (no jam).
+        # One subtractor serves the comparison and the alignment distance below.
+        gap = _sig(m, lp_lo - lc_hi, lp_hi - lc_lo, l_p - l_c, self._n("gap"))
         p_big = Signal(name=self._n("p_big"))
-        m.d.comb += p_big.eq(c.zero | (~p_zero & (l_p >= l_c)))
+        m.d.comb += p_big.eq(c.zero | (~p_zero & (gap >= 0)))
         # Both terms in the window's top: the larger one exactly (W >= its precision + 2).
         w_p = Cat(Const(0, W - P), n_p)
         w_c = Cat(Const(0, W - C), n_c)
@@ -357,9 +359,11 @@ class FloatStep:
 
         # -- align the smaller term: shift right by the leading-one distance, jam the rest ------
         # Clamped at W + 1: from there on the whole term lies below the window and is sticky.
-        diff = Mux(p_big, l_p - l_c, l_c - l_p)
+        # dist = |gap| (clamped): when a term is zero, its window is all zeros and any shift of
+        # it is 0, so only the two-non-zero case, where p_big is exactly gap >= 0, needs it right.
+        diff = Mux(gap < 0, -gap, gap)
         dist = Signal(range(W + 2), name=self._n("dist"))
-        m.d.comb += dist.eq(Mux(diff < 0, 0, Mux(diff > W + 1, W + 1, diff)))
+        m.d.comb += dist.eq(Mux(diff > W + 1, W + 1, diff))
         # The shifted-out bits are exactly small's low `dist` bits (dist <= W + 1 covers all W),
         # so the jam bit is their OR, read through a thermometer mask of dist beside a W-bit
         # shifter. Why not shift a 2W + 1 bit value and OR its low half (same result): that
