@@ -9,9 +9,10 @@ and a clock period ``T`` in ns::
     idle power = E_idle_cycle / T           (µW, en=0: the clock alone, no gating)
     throughput = MACs per cycle / T         (GMAC/s)
 
-The energy per MAC does not depend on the clock in this model: the activity is counted with zero
-delay (no glitches) and psum45 has no leakage, so a slower clock only spreads the same energy over
-more time. The figure is the one a clock-for-clock comparison needs (an accelerator running at
+The dynamic energy per MAC does not depend on the clock in this model: the activity is counted
+with zero delay (no glitches), so a slower clock only spreads the same energy over more time. With a
+Liberty library (``--liberty``) the cells' leakage adds ``P_leak * T / (MACs per cycle)`` to the
+energy per MAC and ``P_leak`` to both powers (psum45 has no leakage figures). The figure is the one a clock-for-clock comparison needs (an accelerator running at
 ``T`` needs ``1 / (throughput)`` units per GMAC/s).
 """
 
@@ -40,7 +41,9 @@ class ClockReport:
     energy_per_mac_fj : float
         Energy per MAC (clock-independent in this model, see the module docstring).
     power_uw, idle_power_uw : float
-        Average power while computing and while idle (``en=0``), µW.
+        Average power while computing and while idle (``en=0``), µW; leakage included.
+    leakage_uw : float
+        Leakage power (a Liberty library's ``cell_leakage_power``; 0 for psum45), µW.
     throughput_gmacs : float
         MACs per second at this clock, in 1e9.
     """
@@ -53,6 +56,7 @@ class ClockReport:
     power_uw: float
     idle_power_uw: float
     throughput_gmacs: float
+    leakage_uw: float = 0.0
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict of every field."""
@@ -91,13 +95,17 @@ def at_clock(result, clock_ns) -> ClockReport:
     t = check_clock_ns(clock_ns)
     delay = result.delay_ns
     slack = t - delay
+    leak_uw = result.power.get("leakage_nw", 0.0) * 1e-3
+    # Leakage energy of one cycle (µW x ns = fJ), shared by the MACs of that cycle.
+    leak_per_mac = leak_uw * t / max(result.macs_per_cycle, 1e-12)
     return ClockReport(
         clock_ns=t,
         slack_ns=round(slack, 4),
         met=slack >= 0,
         fmax_mhz=round(1e3 / delay, 1) if delay > 0 else math.inf,
-        energy_per_mac_fj=result.energy_per_mac_fj,
-        power_uw=round(result.active_fj_per_cycle / t, 3),
-        idle_power_uw=round(result.idle_fj_per_cycle / t, 3),
+        energy_per_mac_fj=round(result.energy_per_mac_fj + leak_per_mac, 3),
+        power_uw=round(result.active_fj_per_cycle / t + leak_uw, 3),
+        idle_power_uw=round(result.idle_fj_per_cycle / t + leak_uw, 3),
         throughput_gmacs=round(result.macs_per_cycle / t, 4),
+        leakage_uw=round(leak_uw, 4),
     )

@@ -51,7 +51,7 @@ from psum.hw.unit import lanes
 from psum.hw.verify.stimulus import concat, held_cycles, stream_cycles
 from psum.errors import PsumError
 
-from .cells import MODELS_PATH, VDD
+from .cells import MODELS_PATH
 
 __all__ = ["PowerResult", "build_stimulus", "simulate_nets", "estimate_power"]
 
@@ -193,7 +193,11 @@ def simulate_nets(netlist, stim: dict, workdir) -> np.ndarray:
     ]) + "\n"
     (workdir / "tb.v").write_text(tb)
     (workdir / "gl.v").write_text(netlist.verilog("psum_gl"))
-    for cmd in ([iverilog, "-g2005", "-o", "sim.vvp", "tb.v", "gl.v", str(MODELS_PATH)], [vvp, "-n", "sim.vvp"]):
+    models = str(MODELS_PATH)
+    if netlist.models_text() is not None:  # a Liberty library's cells
+        (workdir / "cells.v").write_text(netlist.models_text())
+        models = "cells.v"
+    for cmd in ([iverilog, "-g2005", "-o", "sim.vvp", "tb.v", "gl.v", models], [vvp, "-n", "sim.vvp"]):
         proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=1800)
         if proc.returncode != 0:
             last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -215,13 +219,13 @@ def _energy_per_toggle(netlist) -> tuple[np.ndarray, dict]:
     for j, b in enumerate(netlist.bits):
         if b in clock:
             continue  # the clock is accounted per cycle
-        e[j] = 0.5 * netlist.load[b] * VDD ** 2
+        e[j] = 0.5 * netlist.load[b] * netlist.vdd ** 2
         i = netlist.driver.get(b)
         if i is None:
             part["inputs"][j] = True
         else:
             cell = netlist.cells[i][1]
-            e[j] += cell.energy
+            e[j] += netlist.internal_energy(i)
             part["registers" if cell.is_ff else "logic"][j] = True
     return e, part
 
@@ -290,9 +294,9 @@ def estimate_power(netlist, spec, *, workdir, n_outputs: int = 64, seed: int = 0
     toggles = nets[1:] ^ nets[:-1]  # row t-1: changes during cycle t
     phase = stim["phase"][1:]
     e_tog, part = _energy_per_toggle(netlist)
-    ffs = netlist.ffs
     clock_bits = netlist.clock_bits
-    e_clock = sum(cell.clk_energy for _, cell, _ in ffs) + sum(netlist.load[b] for b in clock_bits) * VDD ** 2
+    e_clock = (sum(netlist.clock_energy(i) for i, (_, cell, _) in enumerate(netlist.cells) if cell.is_ff)
+               + sum(netlist.load[b] for b in clock_bits) * netlist.vdd ** 2)
     active, idle = phase == ACTIVE, phase == IDLE
     t_act = toggles[active]
     per_cycle = toggles.astype(np.float64) @ e_tog + e_clock

@@ -33,6 +33,9 @@ def register(sub) -> None:
     p.add_argument("--breakdown", action="store_true",
                    help="area, energy and the critical path per datapath stage (multiplier, align, adder, "
                         "normalise, round, specials, register) from a hierarchical synthesis")
+    p.add_argument("--liberty", metavar="FILE.lib", default=None,
+                   help="map onto this Liberty library (NLDM timing with slew, internal and leakage power, "
+                        "area) instead of psum45")
     p.add_argument("--clock-ns", type=float, default=None, metavar="T",
                    help="clock period: print slack, the fastest clock, energy per MAC, power and throughput at T")
     from .hw import add_impl_option
@@ -50,12 +53,16 @@ def format_result(r) -> str:
         ("spec", r.spec + ("  (cached)" if r.cached else "")),
         ("module", r.module),
         ("impl", f"{r.impl}  (latency {r.latency}, {r.macs_per_cycle:g} MAC/cycle)"),
-        ("area", f"{r.ge:,.0f} GE  ({r.area_um2:,.1f} um2 of NanGate45 X1 cells, NAND2 = 0.798 um2)"),
+        ("area", f"{r.ge:,.0f} GE  ({r.area_um2:,.1f} um2 of NanGate45 X1 cells, NAND2 = 0.798 um2)"
+                 if "liberty" not in r.power else
+                 f"{r.ge:,.0f} GE  ({r.area_um2:,.1f} area units of {r.power['liberty']}; its smallest NAND2 = 1 GE)"),
+        *([("leakage", f"{r.power['leakage_nw']:,.1f} nW (cell_leakage_power)")] if "leakage_nw" in r.power else []),
         ("cells", f"{r.n_cells}: {cells}"),
         ("flip-flops", f"{r.ffs}"),
         ("transistors", f"{r.transistors:,}  (yosys stat -tech cmos)"),
         ("depth", f"{r.depth} cells on the critical path (longest path {r.max_depth})"),
-        ("delay", f"{r.delay_ns:.3f} ns  ({1e3 / r.delay_ns:,.0f} MHz)" if r.delay_ns else "0"),
+        ("delay", (f"{r.delay_ns:.3f} ns  ({1e3 / r.delay_ns:,.0f} MHz"
+                   + (", NLDM with slew)" if "liberty" in r.power else ")")) if r.delay_ns else "0"),
         ("energy/MAC", f"{r.energy_per_mac_fj:,.1f} fJ"),
         ("active", f"{r.active_fj_per_cycle:,.1f} fJ/cycle  ({parts})"),
         ("idle", f"{r.idle_fj_per_cycle:,.1f} fJ/cycle = {r.idle_fraction:.1%} of active  (clock, no gating)"),
@@ -72,7 +79,8 @@ def format_clock(c) -> str:
         ("clock", f"{c.clock_ns:g} ns ({1e3 / c.clock_ns:,.0f} MHz): slack {c.slack_ns:+.3f} ns, {verdict}"),
         ("fastest clock", f"{c.fmax_mhz:,.0f} MHz"),
         ("at this clock", f"{c.energy_per_mac_fj:,.1f} fJ/MAC, {c.power_uw:,.1f} uW computing, "
-                          f"{c.idle_power_uw:,.1f} uW idle, {c.throughput_gmacs:g} GMAC/s"),
+                          f"{c.idle_power_uw:,.1f} uW idle (leakage {c.leakage_uw:,.2f} uW), "
+                          f"{c.throughput_gmacs:g} GMAC/s"),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
@@ -102,6 +110,13 @@ def _cmd_synth(args) -> int:
         from psum.flows.clock import check_clock_ns
 
         check_clock_ns(args.clock_ns)  # before any synthesis
+    liberty = None
+    if args.liberty is not None:
+        from psum.flows.liberty import read_liberty
+
+        if args.breakdown:
+            raise ValueError("--breakdown maps onto psum45 only; drop --liberty or --breakdown")
+        liberty = read_liberty(args.liberty)  # a bad file is one line, before any synthesis
     if args.breakdown:
         from psum.flows.breakdown import breakdown
         from psum.hw import check
@@ -111,6 +126,15 @@ def _cmd_synth(args) -> int:
         results = [breakdown(s, impl=args.impl, force=args.force, cache_dir=args.cache_dir, **kw)
                    for s in args.specs]
         fmt = format_breakdown
+    elif liberty is not None:
+        from psum.flows.synth import synthesize
+        from psum.hw import check
+
+        for s in args.specs:
+            check(s, args.impl)  # every spec before any work
+        results = [synthesize(s, force=args.force, cache_dir=args.cache_dir, impl=args.impl, liberty=liberty, **kw)
+                   for s in args.specs]
+        fmt = format_result
     else:
         results = synthesize_many(args.specs, jobs=args.jobs, force=args.force, cache_dir=args.cache_dir,
                                   impl=args.impl, **kw)
