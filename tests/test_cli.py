@@ -54,6 +54,13 @@ def test_every_subcommand_is_registered():
      "psum sweep: error: layer 'fc9' selects none of the Conv2d/Linear layers: conv1, conv2, fc1, fc2, fc3"),
     (["report", "--model", "lenet5", "--layer", "fc9", "--out", "/tmp/psum-none"],
      "psum report: error: layer 'fc9' selects none of the Conv2d/Linear layers: conv1, conv2, fc1, fc2, fc3"),
+    # silicon figures (issue 12), each before any synthesis
+    (["synth", "a=int4,b=int4,acc=int12", "--clock-ns", "0"],
+     "psum synth: error: clock period must be a positive number of ns, not 0.0"),
+    (["synth", "a=int4,b=int4,acc=int12", "--liberty", "/nonexistent/x.lib"],
+     "psum synth: error: liberty file /nonexistent/x.lib does not exist"),
+    (["synth", "a=int4,b=int4,acc=int12", "--liberty", "/nonexistent/x.lib", "--breakdown"],
+     "psum synth: error: --breakdown maps onto psum45 only; drop --liberty or --breakdown"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     try:
