@@ -38,7 +38,7 @@ from psum.errors import PsumError
 from . import cache
 from .cells import LIB_PATH, NAND2_AREA, library_hash
 
-__all__ = ["Breakdown", "breakdown", "stage_group"]
+__all__ = ["Breakdown", "breakdown", "stage_group", "path_by_stage", "breakdown_markdown"]
 
 ENERGY_ONLY = ("inputs",)
 
@@ -299,3 +299,31 @@ def breakdown(spec, *, impl=None, force: bool = False, cache_dir=None, n_outputs
     result = _compute(spec, impl, n_outputs, seed, Path(keep_dir) if keep_dir is not None else None)
     cache.store(cache_dir, key, result.to_dict())
     return result
+
+
+def breakdown_markdown(results, *, title: str = "Where area, delay and energy go") -> str:
+    """A report section (Markdown) of :class:`Breakdown` results: one table of GE and fJ/MAC per
+    stage (a column per unit) and each unit's critical path by stage.
+
+    The hook of the report (:mod:`psum.reports`): ``breakdown_markdown([breakdown(s) for s in
+    specs])`` gives a self-contained section.
+    """
+    from psum.hw.float_parts import STAGES
+
+    results = list(results)
+    if not results:
+        return ""
+    names = [g for g in (*STAGES, *ENERGY_ONLY) if any(b.stage(g)["cells"] or b.stage(g)["energy_fj"]
+                                                       for b in results)]
+    head = "| stage | " + " | ".join(f"`{b.spec}` GE | fJ/MAC" for b in results) + " |"
+    sep = "|---|" + "---:|---:|" * len(results)
+    rows = [f"| {g} | " + " | ".join(f"{b.stage(g)['ge']:,.0f} ({b.stage(g)['area_share']:.0%}) | "
+                                     f"{b.stage(g)['energy_fj']:,.1f}" for b in results) + " |" for g in names]
+    rows.append("| **total** | " + " | ".join(f"**{b.ge:,.0f}** (flat {b.flat_ge:,.0f}) | **{b.energy_per_mac_fj:,.1f}**"
+                                              for b in results) + " |")
+    paths = [f"- `{b.spec}`: " + " → ".join(f"{r['stage']} {r['delay_ns']:.2f}" for r in b.path)
+             + f" = **{b.delay_ns:.2f} ns**" for b in results]
+    return "\n".join([f"## {title}", "",
+                      "Hierarchical synthesis, one datapath stage per submodule (psum synth --breakdown); "
+                      "GE with its share of the unit, energy per MAC from the power proxy.", "",
+                      head, sep, *rows, "", "Critical path by stage (ns):", "", *paths, ""])
