@@ -13,6 +13,10 @@ Then, in Python: the critical path under the library's linear delay model
 (:meth:`psum.flows.netlist.Netlist.timing`) and the switching-activity power proxy
 (:func:`psum.flows.power.estimate_power`, Icarus gate-level simulation on real operand streams).
 
+With ``liberty=FILE.lib`` (:mod:`psum.flows.liberty`) the flow maps onto that library instead
+(flip-flops legalised to plain D flops first), times the netlist with its NLDM tables and slew
+propagation, and adds its leakage; GE is then area / the library's smallest NAND2.
+
 Figures are in NAND2 equivalents (GE = area / 0.798 µm², NAND2_X1 of NanGate 45 nm), ns and fJ.
 Results are cached by (spec text, implementation tag, :data:`FLOW_VERSION`, library hash, stimulus
 options); the default implementation adds nothing to the key, so its entries predate MacImpl.

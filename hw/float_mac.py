@@ -12,7 +12,8 @@ Datapath (``../shared/STYLE.md`` section 4, the order of cvfpu's ``fpnew_fma``):
     unpack a, b, acc  ->  classify + specials apart (NaN > inf > exact zero > rounded sum)
         -> exact product (sign, a.mag * b.mag, a.exp + b.exp)
         -> [unfused: FloatRounder(prod) -> unpack(prod)]
-        -> normalise both terms, align the smaller one in a W-bit window with a sticky (jam) bit
+        -> normalise the product (the accumulator enters at its field's top, see _top_aligned),
+           align the smaller term in a W-bit window with a sticky (jam) bit
         -> add / subtract -> FloatRounder(acc) -> pick the special or the rounded code -> register
 
 The combinational step lives in :class:`FloatStep` (three parts: ``product``, ``normalise``,
