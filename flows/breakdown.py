@@ -58,8 +58,9 @@ class Breakdown:
     ge : float
         Hierarchical total (sum of the stages), NAND2 equivalents.
     flat_ge : float
-        The same unit through the flat flow (the figure :func:`psum.flows.synth.synthesize`
-        reports).
+        The same unit mapped flat in the same Yosys run (the mapping of
+        :func:`psum.flows.synth.synthesize`; ABC's run-to-run variation can put it a few percent
+        from that function's figure: int4 MAC 395 here against 366 GE there).
     hierarchy_overhead : float
         ``ge / flat_ge - 1``: what keeping the stage boundaries costs.
     delay_ns : float
