@@ -131,6 +131,11 @@ class Cell:
         return self.clk_energy > 0
 
     @property
+    def outputs(self) -> tuple:
+        """Every output pin (one: psum45 has no multi-output cells)."""
+        return (self.output,)
+
+    @property
     def ge(self) -> float:
         """Area in NAND2 equivalents."""
         return self.area / NAND2_AREA

@@ -39,12 +39,19 @@ class TimingReport:
         Longest path in cells between any start and end point (Yosys ``ltp -noff``'s measure).
     path : tuple of str
         Cell types along the critical path, start first.
+    steps : tuple of (str, str, float)
+        The same path as ``(instance name, cell type, arrival at the cell's output in ns)``; the
+        stage-by-stage critical path of :mod:`psum.flows.breakdown` is read from the instance names.
+    end : str
+        Where the path ends: ``"ff"`` (a flip-flop's D, setup included in ``delay_ns``) or ``"port"``.
     """
 
     delay_ns: float
     depth: int
     max_depth: int
     path: tuple
+    steps: tuple = ()
+    end: str = "port"
 
 
 class Netlist:
@@ -57,13 +64,20 @@ class Netlist:
     top : str
         Top module name.
 
+    library : psum.flows.liberty.Library, optional
+        A Liberty library the design was mapped to (NLDM timing, table power, leakage); default
+        psum45 (:data:`psum.flows.cells.CELLS`, linear delay).
+
     Raises
     ------
     PsumError
         If the module is missing or uses a cell outside the library.
     """
 
-    def __init__(self, path, top: str):
+    def __init__(self, path, top: str, library=None):
+        self.library = library
+        lib_cells = CELLS if library is None else library.cells
+        lib_name = "psum45" if library is None else library.name
         data = json.loads(Path(path).read_text())
         module = data.get("modules", {}).get(top)
         if module is None:
@@ -72,16 +86,16 @@ class Netlist:
         self.ports = {name: (p["direction"], list(p["bits"])) for name, p in module["ports"].items()}
         self.cells = []  # (instance name, Cell, {pin: bit})
         for name, c in sorted(module["cells"].items()):
-            cell = CELLS.get(c["type"])
+            cell = lib_cells.get(c["type"])
             if cell is None:
-                raise PsumError(f"mapped netlist uses {c['type']}, which is not a psum45 cell")
+                raise PsumError(f"mapped netlist uses {c['type']}, which is not a {lib_name} cell psum can model")
             pins = {pin: bits[0] for pin, bits in c["connections"].items()}
             self.cells.append((name, cell, pins))
         self.driver = {}  # bit -> index into self.cells
         self.sinks = defaultdict(list)  # bit -> [(cell index, pin)]
         for i, (_, cell, pins) in enumerate(self.cells):
             for pin, bit in pins.items():
-                if pin == cell.output:
+                if pin in cell.outputs:
                     self.driver[bit] = i
                 elif isinstance(bit, int):
                     self.sinks[bit].append((i, pin))
@@ -116,9 +130,47 @@ class Netlist:
         """Total cell area, µm²."""
         return sum(cell.area for _, cell, _ in self.cells)
 
+    @property
+    def vdd(self) -> float:
+        """Supply voltage of the library, V."""
+        from .cells import VDD
+
+        return VDD if self.library is None else self.library.vdd
+
+    def leakage_nw(self) -> float:
+        """Total cell leakage, nW (0 for psum45, which has no leakage figures)."""
+        return 0.0 if self.library is None else sum(cell.leakage_nw for _, cell, _ in self.cells)
+
+    def internal_energy(self, i: int) -> float:
+        """Internal energy (fJ) of one output toggle of cell ``i`` (NLDM: at its slews and load)."""
+        _, cell, pins = self.cells[i]
+        if self.library is None:
+            return cell.energy
+        from .liberty import internal_energy
+
+        slews = getattr(self, "_slew", None) or self._nldm()[1]
+        return internal_energy(cell, {p: slews.get(b, self.library.input_slew) for p, b in pins.items()},
+                               self.load[pins[cell.output]])
+
+    def clock_energy(self, i: int) -> float:
+        """Internal energy (fJ) per clock cycle of flip-flop ``i`` with steady data."""
+        _, cell, _ = self.cells[i]
+        if self.library is None:
+            return cell.clk_energy
+        from .liberty import clock_energy
+
+        return clock_energy(cell, self.library.input_slew)
+
+    def models_text(self) -> str | None:
+        """Verilog cell models for simulation (None: psum45's file)."""
+        return None if self.library is None else self.library.models_text()
+
     # -- timing --------------------------------------------------------------------------------
     def timing(self) -> TimingReport:
-        """Critical path under ``d0 + k * C_load`` per cell (see :mod:`psum.flows.cells`)."""
+        """Critical path: ``d0 + k * C_load`` per cell (psum45, :mod:`psum.flows.cells`), or the
+        Liberty's NLDM tables with slew propagation (:mod:`psum.flows.liberty`)."""
+        if self.library is not None:
+            return self._nldm()[0]
         arrival, depth, levels, prev = {}, {}, {}, {}
         for b in self.bits:
             if b not in self.driver:  # primary input or undriven: arrives at t=0
@@ -158,21 +210,97 @@ class Netlist:
                     ready.append(j)
         if any(n for n in waiting.values() if n):
             raise PsumError(f"combinational loop in the mapped netlist of {self.top}")
-        ends = [(arrival[pins["D"]] + cell.setup, pins["D"]) for _, cell, pins in self.cells
+        ends = [(arrival[pins["D"]] + cell.setup, pins["D"], "ff") for _, cell, pins in self.cells
                 if cell.is_ff and isinstance(pins["D"], int)]
-        ends += [(arrival[b], b) for d, bits in self.ports.values() if d == "output"
+        ends += [(arrival[b], b, "port") for d, bits in self.ports.values() if d == "output"
                  for b in bits if isinstance(b, int)]
         if not ends:
             return TimingReport(0.0, 0, 0, ())
-        delay, end = max(ends)
-        path, b = [], end
+        delay, end, kind = max(ends)
+        steps, b = [], end
         while b in prev:
-            i, b = prev[b]
-            path.append(self.cells[i][1].name)
+            i, nb = prev[b]
+            steps.append((self.cells[i][0], self.cells[i][1].name, round(arrival[b], 6)))
+            b = nb
             if b is None or self.cells[i][1].is_ff:
                 break
-        path.reverse()
-        return TimingReport(round(delay, 6), depth[end], max(levels[b] for _, b in ends), tuple(path))
+        steps.reverse()
+        return TimingReport(round(delay, 6), depth[end], max(levels[b] for _, b, _ in ends),
+                            tuple(s[1] for s in steps), tuple(steps), kind)
+
+    def _nldm(self):
+        """(TimingReport, slew per bit) under the library's NLDM tables (module docstring of
+        :mod:`psum.flows.liberty`: worst arc, worst slew, ideal inputs and clock)."""
+        from .liberty import arc_delay, setup_time
+
+        lib = self.library
+        s0 = lib.input_slew
+        arrival, slew, depth, levels, prev = {}, {}, {}, {}, {}
+        for b in self.bits:
+            if b not in self.driver:
+                arrival[b], slew[b], depth[b], levels[b] = 0.0, s0, 0, 0
+        for i, (_, cell, pins) in enumerate(self.cells):
+            if cell.is_ff:
+                for out in cell.outputs:
+                    q = pins.get(out)
+                    if not isinstance(q, int):
+                        continue
+                    d, tr = arc_delay(cell, out, cell.clock, s0, self.load[q]) or (0.0, s0)
+                    arrival[q], slew[q], depth[q], levels[q] = d, tr, 0, 0
+                    prev[q] = (i, None)
+        comb = [i for i, (_, cell, _) in enumerate(self.cells) if not cell.is_ff]
+        waiting, users = {}, defaultdict(list)
+        for i in comb:
+            _, cell, pins = self.cells[i]
+            ins = [pins[p] for p, _ in cell.inputs if isinstance(pins.get(p), int)]
+            waiting[i] = sum(1 for b in ins if b not in arrival)
+            for b in ins:
+                if b not in arrival:
+                    users[b].append(i)
+        ready = [i for i in comb if waiting[i] == 0]
+        while ready:
+            i = ready.pop()
+            _, cell, pins = self.cells[i]
+            out = pins[cell.output]
+            load = self.load[out]
+            best, worst, out_slew = 0.0, None, s0
+            for p, _ in cell.inputs:
+                b = pins.get(p)
+                if not isinstance(b, int):
+                    continue
+                d, tr = arc_delay(cell, cell.output, p, slew[b], load) or (0.0, slew[b])
+                if worst is None or arrival[b] + d > best:
+                    best, worst = arrival[b] + d, b
+                out_slew = max(out_slew, tr)
+            arrival[out], slew[out] = best, out_slew
+            depth[out] = (depth[worst] if worst is not None else 0) + 1
+            levels[out] = max((levels[pins[p]] for p, _ in cell.inputs if isinstance(pins.get(p), int)), default=0) + 1
+            prev[out] = (i, worst)
+            for j in users.pop(out, []):
+                waiting[j] -= 1
+                if waiting[j] == 0:
+                    ready.append(j)
+        if any(n for n in waiting.values() if n):
+            raise PsumError(f"combinational loop in the mapped netlist of {self.top}")
+        ends = [(arrival[pins["D"]] + setup_time(cell, slew[pins["D"]], s0), pins["D"], "ff")
+                for _, cell, pins in self.cells if cell.is_ff and isinstance(pins.get("D"), int)]
+        ends += [(arrival[b], b, "port") for d, bits in self.ports.values() if d == "output"
+                 for b in bits if isinstance(b, int)]
+        self._slew = slew
+        if not ends:
+            return TimingReport(0.0, 0, 0, ()), slew
+        delay, end, kind = max(ends)
+        steps, b = [], end
+        while b in prev:
+            i, nb = prev[b]
+            steps.append((self.cells[i][0], self.cells[i][1].name, round(arrival[b], 6)))
+            b = nb
+            if b is None or self.cells[i][1].is_ff:
+                break
+        steps.reverse()
+        report = TimingReport(round(delay, 6), depth[end], max(levels[b] for _, b, _ in ends),
+                              tuple(s[1] for s in steps), tuple(steps), kind)
+        return report, slew
 
     # -- Verilog -------------------------------------------------------------------------------
     def verilog(self, name: str = "psum_gl") -> str:

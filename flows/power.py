@@ -51,7 +51,7 @@ from psum.hw.unit import lanes
 from psum.hw.verify.stimulus import concat, held_cycles, stream_cycles
 from psum.errors import PsumError
 
-from .cells import MODELS_PATH, VDD
+from .cells import MODELS_PATH
 
 __all__ = ["PowerResult", "build_stimulus", "simulate_nets", "estimate_power"]
 
@@ -80,6 +80,10 @@ class PowerResult:
         Mean toggles per net per active cycle (clock excluded).
     stream : str
         Where the operands came from.
+    groups : dict
+        Only with ``group_of``: energy per MAC (fJ) by group of the driving cell (the clock and
+        the flip-flops' clock energy in ``"register"``, primary-input nets in ``"inputs"``); the
+        values add up to ``energy_per_mac_fj``.
     """
 
     energy_per_mac_fj: float
@@ -92,6 +96,7 @@ class PowerResult:
     breakdown: dict
     toggle_rate: float
     stream: str
+    groups: dict = dataclasses.field(default_factory=dict)
 
 
 def build_stimulus(spec, streams, *, idle_cycles: int = 32, seed: int = 0) -> dict:
@@ -188,7 +193,11 @@ def simulate_nets(netlist, stim: dict, workdir) -> np.ndarray:
     ]) + "\n"
     (workdir / "tb.v").write_text(tb)
     (workdir / "gl.v").write_text(netlist.verilog("psum_gl"))
-    for cmd in ([iverilog, "-g2005", "-o", "sim.vvp", "tb.v", "gl.v", str(MODELS_PATH)], [vvp, "-n", "sim.vvp"]):
+    models = str(MODELS_PATH)
+    if netlist.models_text() is not None:  # a Liberty library's cells
+        (workdir / "cells.v").write_text(netlist.models_text())
+        models = "cells.v"
+    for cmd in ([iverilog, "-g2005", "-o", "sim.vvp", "tb.v", "gl.v", models], [vvp, "-n", "sim.vvp"]):
         proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=1800,
                               preexec_fn=dies_with_me())  # no orphaned vvp if psum is killed
         if proc.returncode != 0:
@@ -211,13 +220,13 @@ def _energy_per_toggle(netlist) -> tuple[np.ndarray, dict]:
     for j, b in enumerate(netlist.bits):
         if b in clock:
             continue  # the clock is accounted per cycle
-        e[j] = 0.5 * netlist.load[b] * VDD ** 2
+        e[j] = 0.5 * netlist.load[b] * netlist.vdd ** 2
         i = netlist.driver.get(b)
         if i is None:
             part["inputs"][j] = True
         else:
             cell = netlist.cells[i][1]
-            e[j] += cell.energy
+            e[j] += netlist.internal_energy(i)
             part["registers" if cell.is_ff else "logic"][j] = True
     return e, part
 
@@ -238,7 +247,7 @@ def _merge_streams(streams, length: int) -> list:
 
 
 def estimate_power(netlist, spec, *, workdir, n_outputs: int = 64, seed: int = 0, streams=None,
-                   idle_cycles: int = 32) -> PowerResult:
+                   idle_cycles: int = 32, group_of=None) -> PowerResult:
     """Energy per MAC and idle fraction of ``netlist`` (a unit implementing ``spec``).
 
     Parameters
@@ -255,6 +264,9 @@ def estimate_power(netlist, spec, *, workdir, n_outputs: int = 64, seed: int = 0
         Operand streams to use instead of the default (e.g. recorded from a network layer).
     idle_cycles : int
         Idle cycles measured after the active phase.
+    group_of : callable, optional
+        ``group_of(instance_name, cell) -> str``: splits the energy per MAC by the group of each
+        net's driving cell (``PowerResult.groups``; the breakdown's datapath stages).
 
     Raises
     ------
@@ -283,9 +295,9 @@ def estimate_power(netlist, spec, *, workdir, n_outputs: int = 64, seed: int = 0
     toggles = nets[1:] ^ nets[:-1]  # row t-1: changes during cycle t
     phase = stim["phase"][1:]
     e_tog, part = _energy_per_toggle(netlist)
-    ffs = netlist.ffs
     clock_bits = netlist.clock_bits
-    e_clock = sum(cell.clk_energy for _, cell, _ in ffs) + sum(netlist.load[b] for b in clock_bits) * VDD ** 2
+    e_clock = (sum(netlist.clock_energy(i) for i, (_, cell, _) in enumerate(netlist.cells) if cell.is_ff)
+               + sum(netlist.load[b] for b in clock_bits) * netlist.vdd ** 2)
     active, idle = phase == ACTIVE, phase == IDLE
     t_act = toggles[active]
     per_cycle = toggles.astype(np.float64) @ e_tog + e_clock
@@ -296,6 +308,19 @@ def estimate_power(netlist, spec, *, workdir, n_outputs: int = 64, seed: int = 0
     breakdown = {"clock": e_clock}
     for k, mask in part.items():
         breakdown[k] = float((t_act[:, mask].astype(np.float64) @ e_tog[mask]).mean()) if mask.any() else 0.0
+    groups = {}
+    if group_of is not None:
+        # Why per MAC: the groups split energy_per_mac_fj, the figure a reader compares.
+        active_sum = toggles[active].sum(axis=0).astype(np.float64) * e_tog
+        n_active = int(active.sum())
+        groups["register"] = e_clock * n_active
+        for j, b in enumerate(netlist.bits):
+            if not active_sum[j]:
+                continue
+            i = netlist.driver.get(b)
+            g = "inputs" if i is None else group_of(netlist.cells[i][0], netlist.cells[i][1])
+            groups[g] = groups.get(g, 0.0) + float(active_sum[j])
+        groups = {g: round(v / max(macs, 1), 4) for g, v in groups.items()}
     data = np.array([b not in clock_bits for b in netlist.bits])
     rate = float(t_act[:, data].mean()) if data.any() else 0.0
     return PowerResult(
@@ -309,4 +334,5 @@ def estimate_power(netlist, spec, *, workdir, n_outputs: int = 64, seed: int = 0
         breakdown={k: round(v, 4) for k, v in breakdown.items()},
         toggle_rate=rate,
         stream=source,
+        groups=groups,
     )

@@ -13,6 +13,10 @@ Then, in Python: the critical path under the library's linear delay model
 (:meth:`psum.flows.netlist.Netlist.timing`) and the switching-activity power proxy
 (:func:`psum.flows.power.estimate_power`, Icarus gate-level simulation on real operand streams).
 
+With ``liberty=FILE.lib`` (:mod:`psum.flows.liberty`) the flow maps onto that library instead
+(flip-flops legalised to plain D flops first), times the netlist with its NLDM tables and slew
+propagation, and adds its leakage; GE is then area / the library's smallest NAND2.
+
 Figures are in NAND2 equivalents (GE = area / 0.798 µm², NAND2_X1 of NanGate 45 nm), ns and fJ.
 Results are cached by (spec text, implementation tag, :data:`FLOW_VERSION`, library hash, stimulus
 options); the default implementation adds nothing to the key, so its entries predate MacImpl.
@@ -42,7 +46,7 @@ from .cells import LIB_PATH, NAND2_AREA, library_hash
 __all__ = ["SynthResult", "synthesize", "synthesize_many", "FLOW_VERSION", "yosys_command"]
 
 # Bump when the flow's script, models or result fields change: it invalidates cached results.
-FLOW_VERSION = "2"  # 2: stochastic-rounding units get their rnd port driven in the power proxy (was held at 0)
+FLOW_VERSION = "3"  # 3: float units built from stage submodules, datapath area cuts (issue 12); 2: SR rnd driven
 
 _TIMEOUT_S = 3600
 
@@ -146,8 +150,11 @@ def _host(path: Path) -> str:
     return "/h" + str(Path(path).resolve())
 
 
-def _script(work: Path, top: str) -> str:
-    lib = _host(LIB_PATH)
+def _script(work: Path, top: str, liberty=None) -> str:
+    lib = _host(LIB_PATH if liberty is None else liberty.path)
+    # Why legalise flip-flops for a team's library: its reset/enable flops would need models
+    # psum does not read; every register becomes its plain D flop (psum45 has only that one).
+    legal = [] if liberty is None else ["dfflegalize -cell $_DFF_P_ 01"]
     return "\n".join([
         # Why one thread: the WebAssembly build can stop after ABC's netlist extraction when
         # several threads run; the outputs are checked anyway.
@@ -163,6 +170,7 @@ def _script(work: Path, top: str) -> str:
         "abc -g cmos2",
         f"tee -q -o {_host(work / 'transistors.txt')} stat -tech cmos",
         "design -load generic",
+        *legal,
         f"dfflibmap -liberty {lib}",
         f"abc -liberty {lib}",
         "opt_clean",
@@ -171,8 +179,8 @@ def _script(work: Path, top: str) -> str:
     ]) + "\n"
 
 
-def _run_yosys(work: Path, top: str) -> None:
-    (work / "synth.ys").write_text(_script(work, top))
+def _run_yosys(work: Path, top: str, liberty=None) -> None:
+    (work / "synth.ys").write_text(_script(work, top, liberty))
     env = dict(os.environ, YOWASP_MOUNT="/h=/")
     outputs = ("transistors.txt", "stat.txt", "mapped.json")
     last = ""
@@ -225,17 +233,19 @@ def _streams_digest(streams) -> str:
     return h.hexdigest()[:16]
 
 
-def _key(spec, n_outputs, seed, streams=None, impl=None) -> str:
+def _key(spec, n_outputs, seed, streams=None, impl=None, liberty=None) -> str:
     from psum.hw.impl import MacImpl
 
     stim = ("digits", n_outputs, seed) if streams is None else ("streams", _streams_digest(streams), seed)
     tag = MacImpl.parse(impl).tag
     # Why only a non-default tag: the plain unit's key stays what it was before MacImpl existed.
     unit = (str(spec), tag) if tag else (str(spec),)
-    return cache.cache_key(*unit, FLOW_VERSION, library_hash(), *stim)
+    lib = library_hash() if liberty is None else "liberty:" + liberty.digest
+    return cache.cache_key(*unit, FLOW_VERSION, lib, *stim)
 
 
-def _compute(spec, n_outputs: int, seed: int, keep: Path | None, streams=None, impl=None) -> SynthResult:
+def _compute(spec, n_outputs: int, seed: int, keep: Path | None, streams=None, impl=None,
+             liberty=None) -> SynthResult:
     from psum.hw import module_name, verilog
     from psum.hw.impl import MacImpl
     from psum.hw.unit import lanes
@@ -250,8 +260,8 @@ def _compute(spec, n_outputs: int, seed: int, keep: Path | None, streams=None, i
         impl = MacImpl.parse(impl)
         top = module_name(spec, impl)
         (work / "unit.v").write_text(verilog(spec, impl))
-        _run_yosys(work, top)
-        netlist = Netlist(work / "mapped.json", top)
+        _run_yosys(work, top, liberty)
+        netlist = Netlist(work / "mapped.json", top, library=liberty)
         area = netlist.area()
         yosys_area = _chip_area((work / "stat.txt").read_text())
         if abs(area - yosys_area) > 1e-3 * max(area, 1.0):
@@ -264,10 +274,15 @@ def _compute(spec, n_outputs: int, seed: int, keep: Path | None, streams=None, i
                 shutil.copy(work / name, keep / name)
         transistors = _transistors((work / "transistors.txt").read_text())
     p = dataclasses.asdict(power)
+    p.pop("groups", None)  # only the breakdown asks for them
+    ge_unit = NAND2_AREA if liberty is None else liberty.nand2_area
+    if liberty is not None:
+        p["leakage_nw"] = round(netlist.leakage_nw(), 3)
+        p["liberty"] = str(liberty.path)
     return SynthResult(
         spec=str(spec),
         module=top,
-        ge=round(area / NAND2_AREA, 2),
+        ge=round(area / ge_unit, 2),
         area_um2=round(area, 3),
         cells=netlist.cell_counts(),
         n_cells=len(netlist.cells),
@@ -282,7 +297,7 @@ def _compute(spec, n_outputs: int, seed: int, keep: Path | None, streams=None, i
         idle_fraction=round(p.pop("idle_fraction"), 4),
         power=dict(p, critical_path=list(timing.path)),
         flow_version=FLOW_VERSION,
-        library=library_hash(),
+        library=library_hash() if liberty is None else f"{liberty.name}:{liberty.digest}",
         seconds=round(time.perf_counter() - t0, 2),
         impl=str(impl),
         latency=impl.pipeline,
@@ -291,7 +306,7 @@ def _compute(spec, n_outputs: int, seed: int, keep: Path | None, streams=None, i
 
 
 def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64, seed: int = 0,
-               streams=None, keep_dir=None, impl=None) -> SynthResult:
+               streams=None, keep_dir=None, impl=None, liberty=None) -> SynthResult:
     """Synthesise the unit generated for ``spec`` and measure its area, delay and energy.
 
     Parameters
@@ -314,6 +329,10 @@ def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64
     impl : MacImpl or str, optional
         The implementation (:class:`psum.hw.impl.MacImpl`), e.g. ``"pipeline=2"``; part of the
         module name and the cache key.
+    liberty : path-like or psum.flows.liberty.Library, optional
+        Map onto this Liberty library instead of psum45: NLDM timing with slew propagation,
+        internal and leakage power, area and GE from the file (:mod:`psum.flows.liberty`); the
+        file's content enters the cache key.
 
     Returns
     -------
@@ -331,8 +350,12 @@ def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64
     spec, impl = check(spec, impl)  # one-line errors before any work
     check_int("n_outputs", n_outputs, 1)
     check_int("seed", seed, 0)
+    if liberty is not None and not hasattr(liberty, "cells"):
+        from .liberty import read_liberty
+
+        liberty = read_liberty(liberty)
     cache_dir = Path(cache_dir) if cache_dir is not None else cache.default_cache_dir()
-    key = _key(spec, n_outputs, seed, streams, impl)
+    key = _key(spec, n_outputs, seed, streams, impl, liberty)
     if not force:
         hit = cache.load(cache_dir, key, fields=_CACHE_FIELDS)
         if hit is not None:
@@ -340,7 +363,8 @@ def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64
                 return dataclasses.replace(SynthResult.from_dict(hit), cached=True)
             except TypeError:
                 pass  # an entry of another layout: recompute
-    result = _compute(spec, n_outputs, seed, Path(keep_dir) if keep_dir is not None else None, streams, impl)
+    result = _compute(spec, n_outputs, seed, Path(keep_dir) if keep_dir is not None else None, streams, impl,
+                      liberty)
     cache.store(cache_dir, key, result.to_dict())
     return result
 

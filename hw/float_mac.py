@@ -12,7 +12,8 @@ Datapath (``../shared/STYLE.md`` section 4, the order of cvfpu's ``fpnew_fma``):
     unpack a, b, acc  ->  classify + specials apart (NaN > inf > exact zero > rounded sum)
         -> exact product (sign, a.mag * b.mag, a.exp + b.exp)
         -> [unfused: FloatRounder(prod) -> unpack(prod)]
-        -> normalise both terms, align the smaller one in a W-bit window with a sticky (jam) bit
+        -> normalise the product (the accumulator enters at its field's top, see _top_aligned),
+           align the smaller term in a W-bit window with a sticky (jam) bit
         -> add / subtract -> FloatRounder(acc) -> pick the special or the rounded code -> register
 
 The combinational step lives in :class:`FloatStep` (three parts: ``product``, ``normalise``,
@@ -55,6 +56,7 @@ from .float_parts import (
     as_bit,
     int_shape,
     leading_zeros,
+    stage,
     unpack,
 )
 from .unit import MacUnit
@@ -150,9 +152,9 @@ class FloatStep:
     def product(self, m: Module, a_bits, b_bits) -> Unpacked:
         """Unpack ``a`` and ``b``, form the exact product; unfused: round it into ``spec.prod``."""
         spec = self._spec
-        a = unpack(m, spec.a, a_bits, name=self._n("a"))
-        b = unpack(m, spec.b, b_bits, name=self._n("b"))
-        p = self._product(m, a, b)
+        a = unpack(stage(m, self._n("a"), "unpack"), spec.a, a_bits, name=self._n("a"))
+        b = unpack(stage(m, self._n("b"), "unpack"), spec.b, b_bits, name=self._n("b"))
+        p = self._product(stage(m, self._n("p"), "multiplier"), a, b)
         # Unfused: round the product into spec.prod with the shared rounder, then read it back
         # as an operand of that format (its class may change: overflow to inf/NaN, underflow
         # to zero).
@@ -167,6 +169,7 @@ class FloatStep:
         subnormal or integer term has leading zeros.
         """
         name = self._n(which)
+        m = stage(m, name, "normalise")
         lz, _ = leading_zeros(m, t.mag, name=name, top=t.lead)
         n = Signal(t.width, name=f"{name}_norm")
         m.d.comb += n.eq((t.mag << lz)[:t.width])
@@ -175,13 +178,34 @@ class FloatStep:
         return Normalised(sign=t.sign, norm=n, lead=lead, zero=t.zero, inf=t.inf, nan=t.nan,
                           lead_lo=lo, lead_hi=hi)
 
+    @staticmethod
+    def _top_aligned(c: Unpacked) -> Normalised:
+        """The accumulator as a term *without* normalising it: ``lead`` is its field's top bit.
+
+        Why no leading-zero count and shifter here: only a subnormal accumulator has leading
+        zeros, and the window argument holds with its field's top (``emin``) in place of its
+        leading one. (1) If the product is placed above it, the product is normalised and the
+        argument is golden's. (2) If the accumulator is placed above it (its top ``emin`` >= the
+        product's leading one), both terms are below ``2**(emin + 1)``, so every result's ulp is at
+        least ``emin - M``, while the window's lsb is ``emin - W + 1``: the jam lies
+        ``W - M - 1 >= sr_bits + 3`` places below it (W >= p_acc + sr_bits + 4). The product may
+        then be the larger value even with distinct tops; the adder's sign flip handles a
+        negative difference, and the jam (round to odd at the window's lsb) keeps the rounding.
+        (3) Near cancellation (tops one apart or equal): both terms fit the window exactly
+        (W >= max precision + 2), no jam. A normal accumulator's top is its leading one.
+        """
+        C = c.width
+        return Normalised(sign=c.sign, norm=c.mag, lead=c.exp + (C - 1), zero=c.zero, inf=c.inf, nan=c.nan,
+                          lead_lo=c.exp_lo + C - 1, lead_hi=c.exp_hi + C - 1)
+
     def accumulate(self, m: Module, p: Normalised, c_bits, rnd=None) -> Signal:
         """The next accumulator code: ``round(c + p)`` with the specials' priority."""
         spec = self._spec
         fmt: FloatFormat = spec.acc
         # The accumulator is read back through the same unpacker as the operands: a DAZ
         # subnormal loaded with `init` is a zero, as the golden model reads it.
-        c = unpack(m, fmt, c_bits, name=self._n("c"))
+        c = unpack(stage(m, self._n("c"), "unpack"), fmt, c_bits, name=self._n("c"))
+        sm = stage(m, self._n("s"), "specials")
 
         # =====================================================================================
         # Specials apart, fixed priority: NaN, then inf, then an exact zero sum.
@@ -193,7 +217,7 @@ class FloatStep:
         # =====================================================================================
         # Significand datapath: normalise, align in the window, add, round.
         # =====================================================================================
-        sign, mag, base, base_lo, base_hi = self._add(m, p, self.normalise(m, c, "c"))
+        sign, mag, base, base_lo, base_hi = self._add(m, p, self._top_aligned(c))
         rnd_u = FloatRounder(fmt, rounding=spec.rounding, saturate=spec.saturate,
                              mag_width=len(mag), exp_range=(base_lo, base_hi), sr_bits=spec.sr_bits)
         m.submodules[self._n("round_sum")] = rnd_u
@@ -207,7 +231,8 @@ class FloatStep:
         # The rule is the rule book's, the same body golden and the kernels run.
         zsign = exact_zero_sign(spec.rounding, both_zero=as_bit(p.zero) & c.zero, sp=p.sign, sc=c.sign)
         zero_code = Cat(Const(0, fmt.width - 1), zsign & int(fmt.has_neg_zero))
-        total_zero = mag == 0
+        total_zero = Signal(name=self._n("total_zero"))
+        sm.d.comb += total_zero.eq(mag == 0)
 
         # -- the special codes -------------------------------------------------------------------
         # Codes of an infinite result by sign: golden's infinity_codes table (inf, or without inf
@@ -228,7 +253,7 @@ class FloatStep:
             result = Mux(inf, inf_code, result)
         if nan is not False:
             result = Mux(nan, nan_code, result)
-        m.d.comb += nxt.eq(result)
+        sm.d.comb += nxt.eq(result)
         return nxt
 
     # -----------------------------------------------------------------------------------------
@@ -275,6 +300,7 @@ class FloatStep:
                            exp_range=(p.exp_lo, p.exp_hi), lead=p.lead)
         m.submodules[self._n("round_prod")] = rnd
         m.d.comb += [rnd.sign.eq(p.sign), rnd.mag.eq(p.mag), rnd.exp.eq(p.exp)]
+        m = stage(m, self._n("q"), "round")
         # Why round-trip through the code: the product's overflow (inf, NaN or max finite per
         # policy), flush-to-zero and fnuz rules are then exactly those of a stored prod value,
         # and the sum datapath below sees a prod-format operand like any other.
@@ -309,12 +335,18 @@ class FloatStep:
         n_p, n_c, l_p, l_c = p.norm, c.norm, p.lead, c.lead
         lp_lo, lp_hi, lc_lo, lc_hi = p.lead_lo, p.lead_hi, c.lead_lo, c.lead_hi
         p_zero = as_bit(p.zero)
+        # Two stages for the breakdown: the alignment (compare, swap, shift, jam, exponent)
+        # and the adder (add/subtract, absolute value).
+        ad = stage(m, self._n("s"), "adder")
+        m = stage(m, self._n("s"), "align")
 
         # -- pick the larger term by leading-one position (a zero term is never the larger) ---
         # Comparing leading-one positions (not full magnitudes) is enough: the window only
         # needs the larger *binade*; within equal binades either order is exact (no jam).
+        # One subtractor serves the comparison and the alignment distance below.
+        gap = _sig(m, lp_lo - lc_hi, lp_hi - lc_lo, l_p - l_c, self._n("gap"))
         p_big = Signal(name=self._n("p_big"))
-        m.d.comb += p_big.eq(c.zero | (~p_zero & (l_p >= l_c)))
+        m.d.comb += p_big.eq(c.zero | (~p_zero & (gap >= 0)))
         # Both terms in the window's top: the larger one exactly (W >= its precision + 2).
         w_p = Cat(Const(0, W - P), n_p)
         w_c = Cat(Const(0, W - C), n_c)
@@ -328,27 +360,38 @@ class FloatStep:
 
         # -- align the smaller term: shift right by the leading-one distance, jam the rest ------
         # Clamped at W + 1: from there on the whole term lies below the window and is sticky.
-        diff = Mux(p_big, l_p - l_c, l_c - l_p)
+        # dist = |gap| (clamped): when a term is zero, its window is all zeros and any shift of
+        # it is 0, so only the two-non-zero case, where p_big is exactly gap >= 0, needs it right.
+        diff = Mux(gap < 0, -gap, gap)
         dist = Signal(range(W + 2), name=self._n("dist"))
-        m.d.comb += dist.eq(Mux(diff < 0, 0, Mux(diff > W + 1, W + 1, diff)))
-        # Why W + 1 zero bits below: every shift up to W + 1 then keeps all bits, so the jam
-        # bit is the OR of the low W + 1 bits.
-        wide = Signal(2 * W + 1, name=self._n("small_wide"))
-        m.d.comb += wide.eq(Cat(Const(0, W + 1), small) >> dist)
+        m.d.comb += dist.eq(Mux(diff > W + 1, W + 1, diff))
+        # The shifted-out bits are exactly small's low `dist` bits (dist <= W + 1 covers all W),
+        # so the jam bit is their OR, read through a thermometer mask of dist beside a W-bit
+        # shifter. Why not shift a 2W + 1 bit value and OR its low half (same result): that
+        # shifter is twice as wide, and its low half exists only to be OR-ed away.
+        shifted = Signal(W, name=self._n("small_sh"))
+        m.d.comb += shifted.eq(small >> dist)
+        lost = Signal(name=self._n("small_lost"))
+        m.d.comb += lost.eq((small & Cat(*(dist > j for j in range(W)))).any())
         aligned = Signal(W, name=self._n("small_jam"))
-        m.d.comb += aligned.eq(Cat(wide[W + 1] | wide[:W + 1].any(), wide[W + 2:]))
+        m.d.comb += aligned.eq(Cat(shifted[0] | lost, shifted[1:]))
 
         # -- add or subtract magnitudes; a negative difference flips the sign ------------------
         # Only when the leading ones coincide can the "smaller" term be larger; then both are
         # exact in the window (no jam) and the absolute value is exact.
         eff_sub = p.sign ^ c.sign
         total = Signal(int_shape(-(1 << W), (1 << (W + 1)) - 1), name=self._n("total"))
-        m.d.comb += total.eq(Mux(eff_sub, big - aligned, big + aligned))
+        # One adder for both: big - aligned = big + ~aligned + 1 in W + 2 bits (two's complement;
+        # the sum of two W-bit values and the difference both fit). Why not Mux(sub, big - x,
+        # big + x): the generic flow keeps two carry chains and a multiplexer for that.
+        flip = Signal(W + 2, name=self._n("addend"))
+        ad.d.comb += flip.eq(aligned ^ eff_sub.replicate(W + 2))
+        ad.d.comb += total.eq((big + flip + eff_sub)[:W + 2])
         neg = total < 0
         mag = Signal(W + 1, name=self._n("sum_mag"))
-        m.d.comb += mag.eq(Mux(neg, -total, total))
+        ad.d.comb += mag.eq(Mux(neg, -total, total))
         sign = Signal(name=self._n("sum_sign"))
-        m.d.comb += sign.eq(s_big ^ neg)
+        ad.d.comb += sign.eq(s_big ^ neg)
 
         # -- exponent of the window's lsb ----------------------------------------------------
         # The window's top bit is the larger leading one; its lsb is W - 1 places below. The

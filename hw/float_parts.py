@@ -21,6 +21,7 @@ constants, so no gate is emitted for a case the format cannot produce.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
@@ -30,7 +31,44 @@ from psum._util import check_int
 from psum.golden import FloatFormat, IntFormat, Rounding
 from psum.golden.rounding import round_up
 
-__all__ = ["Unpacked", "unpack", "leading_zeros", "any_of", "all_of", "as_bit", "int_shape", "FloatRounder"]
+__all__ = ["Unpacked", "unpack", "leading_zeros", "any_of", "all_of", "as_bit", "int_shape", "FloatRounder",
+           "STAGES", "stage", "stage_of"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Datapath stages as submodules (the breakdown of psum.flows reads them back)
+# ---------------------------------------------------------------------------------------------
+# The stages of a float MAC in datapath order (STYLE section 4; cvfpu fpnew_fma's banners).
+# "control" is logic outside every stage (the accumulator's load/enable muxing, integer units),
+# "register" every flip-flop.
+STAGES = ("unpack", "multiplier", "normalise", "align", "adder", "round", "specials", "control", "register")
+
+
+def stage(m: Module, name: str, kind: str) -> Module:
+    """A new submodule of ``m`` for one datapath stage; build the stage's logic into it.
+
+    Why submodules: they survive into the generated Verilog as a hierarchy, so the breakdown
+    synthesis (:func:`psum.flows.breakdown.breakdown`) can map each stage apart and attribute
+    every cell and its energy to one; the normal flow flattens first (``synth -flatten``), so the
+    hierarchy costs nothing there. The instance is named ``<name>__<kind>``; :func:`stage_of`
+    reads the kind back from a hierarchical cell name.
+    """
+    if kind not in STAGES:
+        raise ValueError(f"stage kind must be one of {', '.join(STAGES)}, not {kind!r}")
+    sub = Module()
+    m.submodules[f"{name}__{kind}"] = sub
+    return sub
+
+
+def stage_of(path: str) -> str | None:
+    """The stage kind in a hierarchical instance path (innermost stage wins), or None."""
+    kind = None
+    for part in re.split(r"[.\\]", path):
+        if "__" in part:
+            k = part.rsplit("__", 1)[1]
+            if k in STAGES:
+                kind = k
+    return kind
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,11 +397,14 @@ class FloatRounder(wiring.Component):
         m = Module()
         # The stages below are the banners of cvfpu's / HardFloat's rounder, one method each (and
         # the future pipeline cut points): normalise -> denormalise -> round -> pack -> overflow.
-        norm, E, is_zero = self._normalise(m)
-        y, e_eff, e_eff_lo, e_eff_hi = self._denormalise(m, norm, E)
-        q_r = self._round(m, y)
-        code, code_lo, code_hi = self._pack(m, q_r, e_eff, e_eff_lo, e_eff_hi)
-        m.d.comb += self.code.eq(self._overflow(m, code, code_lo, code_hi, is_zero))
+        # Two datapath stages for the breakdown: the normalisation (LZC + shift) and the rest.
+        n = stage(m, "n", "normalise")
+        r = stage(m, "r", "round")
+        norm, E, is_zero = self._normalise(n)
+        y, e_eff, e_eff_lo, e_eff_hi = self._denormalise(r, norm, E)
+        q_r = self._round(r, y)
+        code, code_lo, code_hi = self._pack(r, q_r, e_eff, e_eff_lo, e_eff_hi)
+        r.d.comb += self.code.eq(self._overflow(r, code, code_lo, code_hi, is_zero))
         return m
 
     # ====================================================================================

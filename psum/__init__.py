@@ -85,6 +85,9 @@ _API = {
     "simulate": "psum.hw.verify",
     "synthesize": "psum.flows.synth",
     "synthesize_many": "psum.flows.synth",
+    "breakdown": "psum.flows.breakdown",
+    "at_clock": "psum.flows.clock",
+    "read_liberty": "psum.flows.liberty",
     # networks, quantisation, sweeps (torch)
     "train": "psum.nets.train",
     "evaluate": "psum.nets.train",

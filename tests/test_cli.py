@@ -96,6 +96,13 @@ def test_every_subcommand_is_registered():
     (["train", "--model", "lenet5", "--lr", "inf"], "psum train: error: argument --lr: must be a finite number, not 'inf'"),
     (["train", "--model", "lenet5", "--seed", "-1"], "psum train: error: argument --seed: must be a non-negative integer, not -1"),
     (["quantize", "e5m10_b4000", "1"], "psum quantize: error: format 'e5m10_b4000': values must fit float64"),
+    # silicon figures (issue 12), each before any synthesis
+    (["synth", "a=int4,b=int4,acc=int12", "--clock-ns", "0"],
+     "psum synth: error: clock period must be a positive number of ns, not 0.0"),
+    (["synth", "a=int4,b=int4,acc=int12", "--liberty", "/nonexistent/x.lib"],
+     "psum synth: error: liberty file /nonexistent/x.lib does not exist"),
+    (["synth", "a=int4,b=int4,acc=int12", "--liberty", "/nonexistent/x.lib", "--breakdown"],
+     "psum synth: error: --breakdown maps onto psum45 only; drop --liberty or --breakdown"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     try:

@@ -6,7 +6,7 @@ import argparse
 import json
 from .options import positive_int, text
 
-__all__ = ["register", "format_result"]
+__all__ = ["register", "format_result", "format_breakdown", "format_clock"]
 
 
 def register(sub) -> None:
@@ -31,6 +31,14 @@ def register(sub) -> None:
                    help="result cache (default: $PSUM_CACHE_DIR/synth, else ~/.cache/psum/synth)")
     p.add_argument("--outputs", type=positive_int, metavar="N",
                    help="output elements of the power proxy's digits conv, 9 MACs each (default: the API's, 64)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="area, energy and the critical path per datapath stage (multiplier, align, adder, "
+                        "normalise, round, specials, register) from a hierarchical synthesis")
+    p.add_argument("--liberty", metavar="FILE.lib", default=None,
+                   help="map onto this Liberty library (NLDM timing with slew, internal and leakage power, "
+                        "area) instead of psum45")
+    p.add_argument("--clock-ns", type=float, default=None, metavar="T",
+                   help="clock period: print slack, the fastest clock, energy per MAC, power and throughput at T")
     from .hw import add_impl_option
 
     add_impl_option(p)
@@ -46,12 +54,16 @@ def format_result(r) -> str:
         ("spec", r.spec + ("  (cached)" if r.cached else "")),
         ("module", r.module),
         ("impl", f"{r.impl}  (latency {r.latency}, {r.macs_per_cycle:g} MAC/cycle)"),
-        ("area", f"{r.ge:,.0f} GE  ({r.area_um2:,.1f} um2 of NanGate45 X1 cells, NAND2 = 0.798 um2)"),
+        ("area", f"{r.ge:,.0f} GE  ({r.area_um2:,.1f} um2 of NanGate45 X1 cells, NAND2 = 0.798 um2)"
+                 if "liberty" not in r.power else
+                 f"{r.ge:,.0f} GE  ({r.area_um2:,.1f} area units of {r.power['liberty']}; its smallest NAND2 = 1 GE)"),
+        *([("leakage", f"{r.power['leakage_nw']:,.1f} nW (cell_leakage_power)")] if "leakage_nw" in r.power else []),
         ("cells", f"{r.n_cells}: {cells}"),
         ("flip-flops", f"{r.ffs}"),
         ("transistors", f"{r.transistors:,}  (yosys stat -tech cmos)"),
         ("depth", f"{r.depth} cells on the critical path (longest path {r.max_depth})"),
-        ("delay", f"{r.delay_ns:.3f} ns  ({1e3 / r.delay_ns:,.0f} MHz)" if r.delay_ns else "0"),
+        ("delay", (f"{r.delay_ns:.3f} ns  ({1e3 / r.delay_ns:,.0f} MHz"
+                   + (", NLDM with slew)" if "liberty" in r.power else ")")) if r.delay_ns else "0"),
         ("energy/MAC", f"{r.energy_per_mac_fj:,.1f} fJ"),
         ("active", f"{r.active_fj_per_cycle:,.1f} fJ/cycle  ({parts})"),
         ("idle", f"{r.idle_fj_per_cycle:,.1f} fJ/cycle = {r.idle_fraction:.1%} of active  (clock, no gating)"),
@@ -61,15 +73,85 @@ def format_result(r) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def format_clock(c) -> str:
+    """Human-readable block of one :class:`psum.flows.clock.ClockReport`."""
+    verdict = "met" if c.met else f"MISSED: needs a pipeline or a clock >= {1e3 / c.fmax_mhz:.3f} ns"
+    rows = [
+        ("clock", f"{c.clock_ns:g} ns ({1e3 / c.clock_ns:,.0f} MHz): slack {c.slack_ns:+.3f} ns, {verdict}"),
+        ("fastest clock", f"{c.fmax_mhz:,.0f} MHz"),
+        ("at this clock", f"{c.energy_per_mac_fj:,.1f} fJ/MAC, {c.power_uw:,.1f} uW computing, "
+                          f"{c.idle_power_uw:,.1f} uW idle (leakage {c.leakage_uw:,.2f} uW), "
+                          f"{c.throughput_gmacs:g} GMAC/s"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def format_breakdown(b) -> str:
+    """Human-readable tables of one :class:`psum.flows.breakdown.Breakdown`."""
+    from psum._util import format_table
+
+    head = (f"{b.spec}{'  (cached)' if b.cached else ''}\n"
+            f"area {b.ge:,.0f} GE by stage (hierarchical; the flat flow gives {b.flat_ge:,.0f} GE, "
+            f"boundaries cost {b.hierarchy_overhead:+.1%}), energy {b.energy_per_mac_fj:,.1f} fJ/MAC")
+    rows = [{"stage": s["stage"], "cells": s["cells"], "GE": f"{s['ge']:,.0f}", "area": f"{s['area_share']:.1%}",
+             "fJ/MAC": f"{s['energy_fj']:,.1f}", "energy": f"{s['energy_share']:.1%}"} for s in b.stages]
+    area = format_table(rows, ["stage", "cells", "GE", "area", "fJ/MAC", "energy"])
+    path = format_table([{"critical path": r["stage"], "cells": r["cells"], "ns": f"{r['delay_ns']:.3f}",
+                          "arrival ns": f"{r['arrival_ns']:.3f}"} for r in b.path],
+                        ["critical path", "cells", "ns", "arrival ns"])
+    return f"{head}\n\n{area}\n\n{path}\n(total {b.delay_ns:.3f} ns)"
+
+
 def _cmd_synth(args) -> int:
     from psum.flows.synth import synthesize_many
 
     kw = {} if args.outputs is None else {"n_outputs": args.outputs}  # the API owns the default
-    results = synthesize_many(args.specs, jobs=args.jobs, force=args.force, cache_dir=args.cache_dir,
-                              impl=args.impl, **kw)
+    if args.clock_ns is not None:
+        from psum.flows.clock import check_clock_ns
+
+        check_clock_ns(args.clock_ns)  # before any synthesis
+    liberty = None
+    if args.liberty is not None:
+        from psum.flows.liberty import read_liberty
+
+        if args.breakdown:
+            raise ValueError("--breakdown maps onto psum45 only; drop --liberty or --breakdown")
+        liberty = read_liberty(args.liberty)  # a bad file is one line, before any synthesis
+    if args.breakdown:
+        from psum.flows.breakdown import breakdown
+        from psum.hw import check
+
+        for s in args.specs:
+            check(s, args.impl)  # every spec before any work
+        results = [breakdown(s, impl=args.impl, force=args.force, cache_dir=args.cache_dir, **kw)
+                   for s in args.specs]
+        fmt = format_breakdown
+    elif liberty is not None:
+        from psum.flows.synth import synthesize
+        from psum.hw import check
+
+        for s in args.specs:
+            check(s, args.impl)  # every spec before any work
+        results = [synthesize(s, force=args.force, cache_dir=args.cache_dir, impl=args.impl, liberty=liberty, **kw)
+                   for s in args.specs]
+        fmt = format_result
+    else:
+        results = synthesize_many(args.specs, jobs=args.jobs, force=args.force, cache_dir=args.cache_dir,
+                                  impl=args.impl, **kw)
+        fmt = format_result
+    clocks = [None] * len(results)
+    if args.clock_ns is not None:
+        from psum.flows.clock import at_clock
+
+        flat = results if not args.breakdown else synthesize_many(
+            args.specs, jobs=args.jobs, force=args.force, cache_dir=args.cache_dir, impl=args.impl, **kw)
+        clocks = [at_clock(r, args.clock_ns) for r in flat]
     if args.json:
-        data = [r.to_dict() for r in results]
+        data = [dict(r.to_dict(), **({"clock": c.to_dict()} if c is not None else {}))
+                for r, c in zip(results, clocks)]
         print(json.dumps(data[0] if len(data) == 1 else data, indent=1))
     else:
-        print("\n\n".join(format_result(r) for r in results))
+        print("\n\n".join(fmt(r) + ("\n" + format_clock(c) if c is not None else "")
+                           for r, c in zip(results, clocks)))
     return 0

@@ -1,0 +1,382 @@
+"""A team's own Liberty file as the cell library: NLDM timing with slew propagation, power, area.
+
+``psum synth --liberty FILE.lib`` maps the unit onto the cells of FILE.lib (Yosys ``dfflibmap`` and
+``abc -liberty`` read the file directly) and then reads, through the maintained ``liberty-parser``
+package (PyPI; a Lark/sympy Liberty reader), what the flow's own timing and power need:
+
+- **area** of every cell (``area``, in the library's area unit, taken as µm²; GE = area / the
+  smallest two-input NAND of the library);
+- **NLDM timing** (``delay_model : table_lookup``): per arc ``cell_rise`` / ``cell_fall`` and
+  ``rise_transition`` / ``fall_transition`` tables over input transition x output load, bilinear
+  interpolation inside and linear extrapolation outside the index range (the Liberty reference
+  manual's table lookup); flip-flops' ``rising_edge`` clock-to-Q arcs and ``setup_rising``
+  constraints (``rise_constraint`` / ``fall_constraint`` over constrained x related transition);
+- **power**: ``internal_power`` tables (``rise_power`` / ``fall_power``, energy per output
+  transition over input transition x load; the clock pin's own table per clock edge) and
+  ``cell_leakage_power`` (or ``leakage_power`` groups, the first value).
+
+Timing model: a static analysis over the mapped netlist in topological order; each net's arrival is
+the latest over the cell's arcs of ``arrival(input) + delay(slew(input), load)``, and its slew is the
+largest transition over those arcs (worst-slew propagation, as STA tools' default merge). Rise and
+fall are not told apart: every arc takes the larger of its rise and fall figures (conservative for
+non-unate arcs, pessimistic by the rise/fall asymmetry for unate ones). Primary inputs and the clock
+are ideal: their slew is the smallest input-transition index of the library's tables. Loads are the
+sink pins' capacitances plus psum45's wire-load estimate (:func:`psum.flows.cells.wire_cap`; a
+Liberty's own wire-load tables are not read).
+
+Energy per output toggle of a cell: ``0.5 * C_load * V**2`` (``nom_voltage``) plus the mean of its
+``rise_power`` and ``fall_power`` at the input slew and the load, averaged over its related pins
+(the simulation does not say which input caused the toggle). Flip-flops: the clock pin's internal
+energy per cycle (rise + fall tables at the ideal clock slew). Units: ``time_unit`` (ps/ns),
+``capacitive_load_unit`` (ff/pf), ``leakage_power_unit`` (pW/nW/uW/mW); internal energy in
+capacitive unit x V**2 (fF x V**2 = fJ).
+
+Not supported (refused with a one-line error naming the cell): latches, flip-flops other than a
+plain rising-edge D flop (the flow legalises every register to one), cells with more than one
+output other than a flip-flop's Q/QN, and ``delay_model`` other than ``table_lookup``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+
+from psum.errors import PsumError
+
+__all__ = ["Table", "LibCell", "Library", "read_liberty", "arc_delay", "setup_time", "internal_energy",
+           "clock_energy"]
+
+_TIME = {"1ps": 1e-3, "10ps": 1e-2, "100ps": 1e-1, "1ns": 1.0}
+_CAP = {"ff": 1.0, "pf": 1e3}
+_LEAK = {"1pw": 1e-3, "1nw": 1.0, "1uw": 1e3, "1mw": 1e6}
+
+_SLEW_VARS = ("input_net_transition", "input_transition_time", "constrained_pin_transition")
+_LOAD_VARS = ("total_output_net_capacitance",)
+_RELATED_VARS = ("related_pin_transition",)
+
+
+def _text(v) -> str:
+    return str(v).strip().strip('"')
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A Liberty lookup table: ``values[i, j]`` at ``index_1[i]``, ``index_2[j]``.
+
+    ``var_1`` / ``var_2`` name what each index is (``slew``, ``load`` or ``related``); a 1-D table
+    has no second index, a scalar one neither.
+    """
+
+    var_1: str
+    var_2: str
+    index_1: tuple
+    index_2: tuple
+    values: tuple
+
+    def __call__(self, *, slew: float = 0.0, load: float = 0.0, related: float = 0.0) -> float:
+        """The table at the given slew (ns), load (fF) and related-pin slew (ns)."""
+        args = {"slew": slew, "load": load, "related": related}
+        v = np.asarray(self.values, dtype=float)
+        if v.ndim == 0 or v.size == 1:
+            return float(v.ravel()[0])
+        x = args[self.var_1]
+        if v.ndim == 1 or not self.index_2:
+            return _interp1(self.index_1, v.ravel(), x)
+        y = args[self.var_2]
+        # Bilinear: interpolate along index_2 on each row, then along index_1.
+        rows = np.array([_interp1(self.index_2, row, y) for row in v])
+        return _interp1(self.index_1, rows, x)
+
+
+def _interp1(index, values, x) -> float:
+    """Linear interpolation, linear extrapolation beyond the ends (Liberty's table lookup)."""
+    idx = np.asarray(index, dtype=float)
+    vals = np.asarray(values, dtype=float)
+    if idx.size == 1:
+        return float(vals[0])
+    k = int(np.clip(np.searchsorted(idx, x) - 1, 0, idx.size - 2))
+    x0, x1 = idx[k], idx[k + 1]
+    return float(vals[k] + (vals[k + 1] - vals[k]) * (x - x0) / (x1 - x0))
+
+
+@dataclasses.dataclass(frozen=True)
+class LibCell:
+    """One cell of a Liberty library, in the shape :class:`psum.flows.cells.Cell` has for the flow.
+
+    Attributes
+    ----------
+    name : str
+    area : float
+        Library area unit (µm²).
+    inputs : tuple of (str, float)
+        Input pins and capacitances (fF).
+    output : str
+        The output pin (a flip-flop's Q).
+    outputs : tuple of str
+        Every output pin (``Q`` and ``QN`` of a flip-flop).
+    function : str
+        Liberty function of ``output`` (a flip-flop: its ``next_state``).
+    verilog : str
+        Verilog expression of the output (combinational cells).
+    is_ff : bool
+    clock : str
+        A flip-flop's clock pin.
+    leakage_nw : float
+    arcs : dict
+        ``(output pin, input pin) -> (cell_rise, cell_fall, rise_transition, fall_transition)``.
+    power : dict
+        ``(pin, related pin) -> (rise_power, fall_power)``: an output's energy per transition
+        caused by the related input; a flip-flop's clock pin (``(CK, CK)``) its energy per edge.
+    setup : tuple
+        A flip-flop's ``(rise_constraint, fall_constraint)`` tables of D against the clock.
+    """
+
+    name: str
+    area: float
+    inputs: tuple
+    output: str
+    outputs: tuple
+    function: str
+    verilog: str
+    is_ff: bool
+    clock: str
+    leakage_nw: float
+    arcs: dict
+    power: dict
+    setup: tuple
+
+    def cap(self, pin: str) -> float:
+        """Input capacitance of ``pin`` (fF)."""
+        return dict(self.inputs)[pin]
+
+
+def _verilog_of(function: str, cell: str) -> str:
+    """A Liberty boolean function as a Verilog expression (``!``, ``&``/``*``, ``|``/``+``, ``^``)."""
+    f = function.replace("!", "~").replace("*", "&").replace("+", "|")
+    if "'" in f or re.search(r"[A-Za-z0-9_\]]\s+[A-Za-z_(~]", f):
+        raise PsumError(f"cell {cell}: function {function!r} uses a form psum does not read (postfix ' or "
+                        f"implicit AND); write it with !, &, |, ^")
+    return f
+
+
+@dataclasses.dataclass(frozen=True)
+class Library:
+    """The cells of a Liberty file and what the flow reads from it.
+
+    Attributes
+    ----------
+    name : str
+        The ``library (name)``.
+    path : Path
+        The file.
+    cells : dict
+        Cell name -> :class:`LibCell`.
+    vdd : float
+        ``nom_voltage``, V.
+    nand2_area : float
+        Area of the smallest two-input NAND (one GE); psum45's NAND2_X1 if the library has none.
+    input_slew : float
+        Ideal slew of primary inputs and the clock, ns (the tables' smallest slew index).
+    digest : str
+        Content hash of the file (enters the synthesis cache key).
+    """
+
+    name: str
+    path: Path
+    cells: dict
+    vdd: float
+    nand2_area: float
+    input_slew: float
+    digest: str
+
+    @property
+    def leakage_nw(self) -> dict:
+        """Leakage per cell type, nW."""
+        return {n: c.leakage_nw for n, c in self.cells.items()}
+
+    def models_text(self) -> str:
+        """Zero-delay Verilog models of the cells for the power proxy's gate-level simulation."""
+        out = [f"// {self.name}: cell models generated by psum.flows.liberty (zero delay).", "`timescale 1ns/1ps"]
+        for c in self.cells.values():
+            pins = [p for p, _ in c.inputs] + list(c.outputs)
+            out.append(f"module {c.name}({', '.join(pins)});")
+            if c.inputs:
+                out.append(f"  input {', '.join(p for p, _ in c.inputs)};")
+            if c.is_ff:
+                d = _verilog_of(c.function, c.name)
+                for o in c.outputs:
+                    inv = o != c.output
+                    out.append(f"  output reg {o} = 1'b{int(inv)};")
+                    out.append(f"  always @(posedge {c.clock}) {o} <= {'~' if inv else ''}({d});")
+            else:
+                out.append(f"  output {c.output};")
+                out.append(f"  assign {c.output} = {c.verilog};")
+            out.append("endmodule")
+        return "\n".join(out) + "\n"
+
+
+def _unit(value, table: dict, what: str, path) -> float:
+    key = _text(value).lower().replace(" ", "")
+    if key not in table:
+        raise PsumError(f"{path}: {what} {_text(value)!r} is not one of {', '.join(table)}")
+    return table[key]
+
+
+def read_liberty(path) -> Library:
+    """Read ``path`` (a Liberty file) with ``liberty-parser``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    PsumError
+        If it does not parse, or uses a construct psum does not model (one line, naming it).
+    """
+    from liberty.parser import parse_liberty
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"liberty file {path} does not exist")
+    text = path.read_text()
+    try:
+        lib = parse_liberty(text)
+    except Exception as exc:  # the parser raises several types; the message names the line
+        raise PsumError(f"{path}: not a Liberty file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    model = _text(lib.get("delay_model", "table_lookup"))
+    if model != "table_lookup":
+        raise PsumError(f"{path}: delay_model {model!r} is not supported (only table_lookup, NLDM)")
+    t_unit = _unit(lib.get("time_unit", '"1ns"'), _TIME, "time_unit", path)
+    cap = lib.get("capacitive_load_unit", [1, "ff"])
+    c_unit = float(cap[0]) * _unit(cap[1], _CAP, "capacitive_load_unit", path)
+    l_unit = _unit(lib.get("leakage_power_unit", '"1nW"'), _LEAK, "leakage_power_unit", path)
+    vdd = float(lib.get("nom_voltage", 1.0))
+
+    templates = {}
+    for g in [*lib.get_groups("lu_table_template"), *lib.get_groups("power_lut_template")]:
+        names = []
+        for k in ("variable_1", "variable_2"):
+            v = _text(g.get(k, ""))
+            names.append("slew" if v in _SLEW_VARS else "load" if v in _LOAD_VARS else
+                         "related" if v in _RELATED_VARS else "")
+        idx = [tuple(np.asarray(g.get_array(k), dtype=float).ravel()) if g.get(k) is not None else ()
+               for k in ("index_1", "index_2")]
+        templates[_text(g.args[0])] = (names, idx)
+    slews = [i for names, idx in templates.values() for n, i in zip(names, idx) if n == "slew" and i]
+    input_slew = min(min(i) for i in slews) if slews else 0.0
+
+    def table(g, scale: float) -> Table:
+        names, idx = templates.get(_text(g.args[0]) if g.args else "", (["slew", "load"], [(), ()]))
+        own = [tuple(np.asarray(g.get_array(k), dtype=float).ravel()) if g.get(k) is not None else None
+               for k in ("index_1", "index_2")]
+        idx = [o if o is not None else i for o, i in zip(own, idx)]
+        # Indices to ns and fF; values by `scale`.
+        conv = {"slew": t_unit, "related": t_unit, "load": c_unit, "": 1.0}
+        i1 = tuple(x * conv[names[0]] for x in idx[0])
+        i2 = tuple(x * conv[names[1]] for x in idx[1])
+        values = np.asarray(g.get_array("values"), dtype=float) * scale
+        return Table(names[0] or "slew", names[1] or "load", i1, i2, tuple(map(tuple, np.atleast_2d(values))))
+
+    e_unit = c_unit * 1.0  # internal energy: capacitive unit x V^2 -> fJ with fF
+    cells = {}
+    for cg in lib.get_groups("cell"):
+        name = _text(cg.args[0])
+        if cg.get_groups("latch") or cg.get_groups("statetable"):
+            continue  # never mapped by the flow (no latches are inferred); skipped, not refused
+        ffs = cg.get_groups("ff")
+        inputs, outputs, functions, arcs, power, setup = [], [], {}, {}, {}, ()
+        clock = ""
+        for pg in cg.get_groups("pin"):
+            pin = _text(pg.args[0])
+            d = _text(pg.get("direction", ""))
+            if d == "input":
+                inputs.append((pin, float(pg.get("capacitance", 0.0)) * c_unit))
+                if _text(pg.get("clock", "false")) == "true":
+                    clock = pin
+            elif d == "output":
+                outputs.append(pin)
+                if pg.get("function") is not None:
+                    functions[pin] = _text(pg["function"])
+            for tg in pg.get_groups("timing"):
+                rel = _text(tg.get("related_pin", ""))
+                kind = _text(tg.get("timing_type", "combinational"))
+                if kind == "setup_rising":
+                    setup = tuple(table(tg.get_group(k), t_unit) for k in ("rise_constraint", "fall_constraint")
+                                  if tg.get_groups(k))
+                elif kind in ("combinational", "rising_edge"):
+                    arcs[(pin, rel)] = tuple(table(tg.get_group(k), t_unit) for k in
+                                             ("cell_rise", "cell_fall", "rise_transition", "fall_transition")
+                                             if tg.get_groups(k))
+            for ig in pg.get_groups("internal_power"):
+                rel = _text(ig.get("related_pin", pin))
+                power[(pin, rel)] = tuple(table(ig.get_group(k), e_unit) for k in ("rise_power", "fall_power")
+                                   if ig.get_groups(k))
+        leak = cg.get("cell_leakage_power")
+        if leak is None and cg.get_groups("leakage_power"):
+            leak = cg.get_groups("leakage_power")[0].get("value", 0.0)
+        leak = float(leak or 0.0) * l_unit
+        if ffs:
+            ff = ffs[0]
+            nxt, clk = _text(ff.get("next_state", "")), _text(ff.get("clocked_on", ""))
+            iq, iqn = (_text(a) for a in ff.args[:2])
+            q = [o for o in outputs if functions.get(o) == iq]
+            if ff.get("clear") is not None or ff.get("preset") is not None or not re.fullmatch(r"\w+", nxt) \
+                    or not re.fullmatch(r"\w+", clk) or not q:
+                continue  # a flop with reset/set/enable or an inverted clock: the flow never maps to it
+            cells[name] = LibCell(name, float(cg.get("area", 0.0)), tuple(inputs), q[0],
+                                  tuple([q[0]] + [o for o in outputs if functions.get(o) == iqn]), nxt, "",
+                                  True, clk, leak, arcs, power, setup)
+            continue
+        if len(outputs) != 1 or outputs[0] not in functions:
+            continue  # multi-output or function-less cells (adders, tie, fillers): ABC maps none
+        out = outputs[0]
+        cells[name] = LibCell(name, float(cg.get("area", 0.0)), tuple(inputs), out, (out,), functions[out],
+                              _verilog_of(functions[out], name), False, "", leak, arcs, power, ())
+    if not any(c.is_ff for c in cells.values()):
+        raise PsumError(f"{path}: no plain rising-edge D flip-flop (ff with next_state and clocked_on) to map "
+                        f"the registers to")
+    nands = [c.area for c in cells.values() if not c.is_ff and len(c.inputs) == 2
+             and re.fullmatch(r"!\(\s*(\w+)\s*[&*]\s*(\w+)\s*\)", c.function)]
+    from .cells import NAND2_AREA
+
+    return Library(name=_text(lib.args[0]) if lib.args else path.stem, path=path, cells=cells, vdd=vdd,
+                   nand2_area=min(nands) if nands else NAND2_AREA, input_slew=input_slew,
+                   digest=hashlib.sha256(text.encode()).hexdigest()[:16])
+
+
+# -- the figures the netlist asks for --------------------------------------------------------
+def arc_delay(cell: LibCell, out: str, pin: str, slew: float, load: float) -> tuple[float, float] | None:
+    """``(delay, output slew)`` of the arc ``pin -> out`` (the larger of rise and fall), or None."""
+    arc = cell.arcs.get((out, pin))
+    if not arc:
+        return None
+    delays = [t(slew=slew, load=load) for t in arc[:2]]
+    trans = [t(slew=slew, load=load) for t in arc[2:]]
+    return max(delays), (max(trans) if trans else 0.0)
+
+
+def setup_time(cell: LibCell, d_slew: float, clk_slew: float) -> float:
+    """Setup time of a flip-flop's D (the larger of its rise and fall constraints), ns."""
+    return max((t(slew=d_slew, related=clk_slew) for t in cell.setup), default=0.0)
+
+
+def internal_energy(cell: LibCell, slews: dict, load: float) -> float:
+    """Internal energy per output toggle (fJ): rise/fall mean, averaged over the related pins."""
+    figures = []
+    for (owner, rel), tables in cell.power.items():
+        if owner not in cell.outputs or not tables:
+            continue
+        s = slews.get(rel, 0.0)
+        figures.append(sum(t(slew=s, load=load) for t in tables) / len(tables))
+    return sum(figures) / len(figures) if figures else 0.0
+
+
+def clock_energy(cell: LibCell, clk_slew: float) -> float:
+    """A flip-flop's internal energy per clock cycle with steady data (both edges), fJ."""
+    # Why only tables on the clock pin itself: an internal_power of Q related to CK is the
+    # energy of a Q toggle, counted with the output's toggles.
+    tables = [t for (owner, _), ts in cell.power.items() if owner == cell.clock for t in ts]
+    return sum(t(slew=clk_slew, load=0.0) for t in tables)
