@@ -781,7 +781,7 @@ _NAME_OF = {fmt: name for name, fmt in NAMED.items()}
 # Each entry's range is checked against ml_dtypes.finfo in tests/test_cli_consistency.py.
 DTYPE_ALIASES: dict[str, str] = {
     "float64": "fp64", "double": "fp64",
-    "float32": "fp32", "float": "fp32",
+    "float32": "fp32",  # not bare "float": torch's float is float32, Python's and numpy's float64
     "float16": "fp16", "half": "fp16",
     "bfloat16": "bf16",
     "float8_e4m3fn": "fp8_e4m3",
