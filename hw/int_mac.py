@@ -15,6 +15,7 @@ from __future__ import annotations
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from psum.golden import IntFormat
 
+from .float_mac import register_stage
 from .unit import MacUnit
 
 __all__ = ["IntMac"]
@@ -64,18 +65,20 @@ class IntMac(MacUnit):
     spec : MacSpec or str
         An integer-accumulator spec (``spec.int_acc``); integer operands of any width and
         signedness, any accumulator width, ``overflow=wrap`` or ``sat``, optional unfused ``prod``.
-    pipeline : int
-        Micro-architecture option, kept apart from the spec. Only ``0`` (combinational MAC logic
-        in front of the accumulator register, one result per cycle) is implemented.
+    impl : MacImpl or str, optional
+        Micro-architecture, kept apart from the spec: ``pipeline`` 0 or 1 (one cut, after the
+        product, wrapped or saturated into ``prod`` when unfused; latency 1). Why no second cut:
+        what follows the product is one adder that reads the accumulator, the loop itself.
 
     Raises
     ------
     ValueError
-        If the spec is not an integer-accumulator spec, its order is not ``seq``, or ``pipeline``
-        is not 0.
+        If the spec is not an integer-accumulator spec, its order is not ``seq``, or
+        ``pipeline`` is more than 1.
     """
 
     int_acc = True
+    pipeline_cuts = ("the product",)
 
     def elaborate(self, platform):
         spec = self._spec
@@ -98,6 +101,12 @@ class IntMac(MacUnit):
             prod = Signal(_shape(spec.prod))
             m.d.comb += prod.eq(fitted)
 
+        # -- cut 1 (pipeline = 1): the product, with the controls that travel with it ---------
+        ctl = {"en": self.en, "load": self.load, "init": self.init}
+        if self.pipeline:
+            prod = register_stage(m, prod, "s1_p")
+            ctl = register_stage(m, ctl, "s1")
+
         # -- accumulate: exact sum, then wrap or saturate into the accumulator ------------------
         nxt = Signal(spec.acc.width)
         if spec.saturate:
@@ -110,9 +119,10 @@ class IntMac(MacUnit):
             # accumulator's width can never matter.
             m.d.comb += nxt.eq(acc + prod)
 
-        # -- register: load wins over en; the sync domain's reset gives acc = +0 ----------------
-        with m.If(self.load):
-            m.d.sync += self.acc.eq(self.init)
-        with m.Elif(self.en):
+        # -- register: load wins over en; the sync domain's reset gives acc = +0 (and clears the
+        #    pipeline's en/load registers) ------------------------------------------------------
+        with m.If(ctl["load"]):
+            m.d.sync += self.acc.eq(ctl["init"])
+        with m.Elif(ctl["en"]):
             m.d.sync += self.acc.eq(nxt)
         return m

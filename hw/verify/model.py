@@ -6,7 +6,8 @@ at once. The chunked and interleaved units keep state the ports do not show (the
 the partial sums), so their expected trace comes from these models, stepped cycle by cycle in
 Python. Every arithmetic operation is a :func:`psum.golden.mac_step` call of the spec (order
 ``seq``) or of its :func:`psum.golden.spec.add_spec`; the models only sequence them, with the
-control rules of :mod:`psum.hw.chunk` and :mod:`psum.hw.ilv` (rst > load > flush > en).
+control rules of :mod:`psum.hw.chunk`, :mod:`psum.hw.ilv`, :mod:`psum.hw.mta` and
+:mod:`psum.hw.tree` (rst > load > flush > en).
 A model is slow (two scalar ``mac_step`` calls per cycle at most) and obvious, on purpose.
 """
 
@@ -23,9 +24,10 @@ from psum.golden.spec import add_spec
 __all__ = ["expected_outputs"]
 
 
-def _step(spec, c: int, a: int, b: int) -> int:
+def _step(spec, c: int, a: int, b: int, rand=None) -> int:
     one = lambda v: np.array([v], dtype=np.uint64)  # noqa: E731 - a scalar as mac_step's array
-    return int(mac_step(spec, one(c), one(a), one(b))[0])
+    r = None if rand is None else np.array([int(rand)], dtype=np.int64)
+    return int(mac_step(spec, one(c), one(a), one(b), rand=r)[0])
 
 
 def _promoted(spec: MacSpec, stim: dict, group: int, step) -> dict:
@@ -68,16 +70,18 @@ def _ilv(spec: MacSpec, stim: dict) -> dict:
     out = {"acc": np.zeros(n, np.uint64)}
     s, k, j = [0] * L, 0, 0
     flush = stim.get("flush", np.zeros(n, np.uint64))
+    rnd = stim.get("rnd") if spec.sr_bits else None  # one rounding per cycle: that cycle's bits
     for t in range(n):
+        r = None if rnd is None else rnd[t]
         if stim["rst"][t]:
             s, k, j = [0] * L, 0, 0
         elif stim["load"][t]:
             s, k, j = [int(stim["init"][t])] + [0] * (L - 1), 0, 0
         elif flush[t]:
             if j < L - 1:
-                s[0], s[j + 1], j = _step(sadd, s[0], s[j + 1], 1), 0, j + 1
+                s[0], s[j + 1], j = _step(sadd, s[0], s[j + 1], 1, r), 0, j + 1
         elif stim["en"][t]:
-            s[k] = _step(seq, s[k], int(stim["a"][t]), int(stim["b"][t]))
+            s[k] = _step(seq, s[k], int(stim["a"][t]), int(stim["b"][t]), r)
             k = (k + 1) % L
         out["acc"][t] = s[0]
     return out
@@ -126,13 +130,38 @@ def _mta(spec: MacSpec, stim: dict) -> dict:
     return _promoted(spec, stim, spec.order.p // spec.order.n, step)
 
 
+def _tree(spec: MacSpec, stim: dict) -> dict:
+    """The ``tree<N>`` unit (:mod:`psum.hw.tree`): ``rst`` > ``load`` > ``en``; an ``en`` cycle adds
+    the pairwise sum of its N leaves (each product rounded alone from +0) into ``acc``."""
+    from psum.hw.unit import operand_ports
+
+    lanes = operand_ports(spec)
+    seq, sadd = spec.replace(order="seq"), add_spec(spec, spec.acc)
+    n = len(stim["rst"])
+    out = {"acc": np.zeros(n, np.uint64)}
+    acc = 0
+    for t in range(n):
+        if stim["rst"][t]:
+            acc = 0
+        elif stim["load"][t]:
+            acc = int(stim["init"][t])
+        elif stim["en"][t]:
+            level = [_step(seq, 0, int(stim[ka][t]), int(stim[kb][t])) for ka, kb in lanes]
+            while len(level) > 1:  # pairwise, left to right; an odd last node moves up
+                level = [_step(sadd, level[i], level[i + 1], 1) for i in range(0, len(level) - 1, 2)] + \
+                        (level[-1:] if len(level) % 2 else [])
+            acc = _step(sadd, acc, level[0], 1)
+        out["acc"][t] = acc
+    return out
+
+
 def expected_outputs(spec, stim: dict) -> dict:
     """The outputs of the order unit for ``spec`` after every cycle of ``stim``.
 
     Parameters
     ----------
     spec : MacSpec or str
-        ``order=chunk<L>``, ``ilv<L>`` or ``mta<N>w<W>p<P>``.
+        ``order=chunk<L>``, ``ilv<L>``, ``mta<N>w<W>p<P>`` or ``tree<N>``.
     stim : dict
         One uint64 array per input column (:func:`psum.hw.verify.stimulus.columns`).
 
@@ -153,4 +182,6 @@ def expected_outputs(spec, stim: dict) -> dict:
         return _ilv(spec, stim)
     if spec.order.kind == "mta":
         return _mta(spec, stim)
+    if spec.order.kind == "tree" and spec.order.n is not None:
+        return _tree(spec, stim)
     raise ValueError(f"no cycle model for order={spec.order}")
