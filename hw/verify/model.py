@@ -30,6 +30,12 @@ def _step(spec, c: int, a: int, b: int, rand=None) -> int:
     return int(mac_step(spec, one(c), one(a), one(b), rand=r)[0])
 
 
+def _cols(stim: dict, *names) -> list:
+    """Columns as Python lists (or ``None`` where absent): a Python loop reads a list element
+    about ten times faster than a numpy scalar."""
+    return [stim[k].tolist() if k in stim else None for k in names]
+
+
 def _promoted(spec: MacSpec, stim: dict, group: int, step) -> dict:
     """Cycle model of a unit with a second-level accumulator (chunk and mta units): ``rst`` >
     ``load`` > ``flush`` > ``en``; ``step(acc, t)`` is the register's next value for cycle ``t``'s
@@ -37,54 +43,56 @@ def _promoted(spec: MacSpec, stim: dict, group: int, step) -> dict:
     from +0 (the RTL's ``psum.hw.chunk.promotion_control``)."""
     s2 = add_spec(spec, spec.acc2)
     n = len(stim["rst"])
-    out = {"acc": np.zeros(n, np.uint64), "acc2": np.zeros(n, np.uint64)}
+    o_acc, o_acc2 = [0] * n, [0] * n
+    rst, load, init, flush, en = _cols(stim, "rst", "load", "init", "flush", "en")
     acc = acc2 = cnt = pend = 0
     for t in range(n):
-        if stim["rst"][t]:
+        if rst[t]:
             acc = acc2 = cnt = pend = 0
-        elif stim["load"][t]:
-            acc, acc2, cnt, pend = int(stim["init"][t]), 0, 0, 1
-        elif stim["flush"][t]:
+        elif load[t]:
+            acc, acc2, cnt, pend = init[t], 0, 0, 1
+        elif flush[t]:
             if pend:
                 acc2, acc, cnt, pend = _step(s2, acc2, acc, 1), 0, 0, 0
-        elif stim["en"][t]:
+        elif en[t]:
             if cnt == group:  # promotion due: acc into acc2, the group starts from +0
                 acc2, acc, cnt = _step(s2, acc2, acc, 1), step(0, t), 1
             else:
                 acc, cnt = step(acc, t), cnt + 1
             pend = 1
-        out["acc"][t], out["acc2"][t] = acc, acc2
-    return out
+        o_acc[t], o_acc2[t] = acc, acc2
+    return {"acc": np.array(o_acc, np.uint64), "acc2": np.array(o_acc2, np.uint64)}
 
 
 def _chunk(spec: MacSpec, stim: dict) -> dict:
     seq = spec.replace(order="seq", acc2=None)
-    return _promoted(spec, stim, spec.order.length,
-                     lambda acc, t: _step(seq, acc, int(stim["a"][t]), int(stim["b"][t])))
+    a, b = _cols(stim, "a", "b")
+    return _promoted(spec, stim, spec.order.length, lambda acc, t: _step(seq, acc, a[t], b[t]))
 
 
 def _ilv(spec: MacSpec, stim: dict) -> dict:
     L = spec.order.length
     seq, sadd = spec.replace(order="seq"), add_spec(spec, spec.acc)
     n = len(stim["rst"])
-    out = {"acc": np.zeros(n, np.uint64)}
+    out = [0] * n
     s, k, j = [0] * L, 0, 0
-    flush = stim.get("flush", np.zeros(n, np.uint64))
-    rnd = stim.get("rnd") if spec.sr_bits else None  # one rounding per cycle: that cycle's bits
+    rst, load, init, en, a, b, flush, rnd = _cols(stim, "rst", "load", "init", "en", "a", "b", "flush", "rnd")
+    flush = flush or [0] * n
+    rnd = rnd if spec.sr_bits else None  # one rounding per cycle: that cycle's bits
     for t in range(n):
         r = None if rnd is None else rnd[t]
-        if stim["rst"][t]:
+        if rst[t]:
             s, k, j = [0] * L, 0, 0
-        elif stim["load"][t]:
-            s, k, j = [int(stim["init"][t])] + [0] * (L - 1), 0, 0
+        elif load[t]:
+            s, k, j = [init[t]] + [0] * (L - 1), 0, 0
         elif flush[t]:
             if j < L - 1:
                 s[0], s[j + 1], j = _step(sadd, s[0], s[j + 1], 1, r), 0, j + 1
-        elif stim["en"][t]:
-            s[k] = _step(seq, s[k], int(stim["a"][t]), int(stim["b"][t]), r)
+        elif en[t]:
+            s[k] = _step(seq, s[k], a[t], b[t], r)
             k = (k + 1) % L
-        out["acc"][t] = s[0]
-    return out
+        out[t] = s[0]
+    return {"acc": np.array(out, np.uint64)}
 
 
 def _mta_group(spec: MacSpec, R: int, a, b) -> int:
