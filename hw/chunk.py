@@ -30,12 +30,23 @@ After ``load``, K products and one ``flush``, ``acc2`` is ``accumulate_order``'s
 from __future__ import annotations
 
 from amaranth.hdl import Const, Module, Mux, Signal
+from psum.golden import IntFormat
 from psum.golden.spec import add_spec
 
 from .float_mac import FloatStep, register_stage
+from .int_mac import IntStep
 from .unit import MacUnit
 
-__all__ = ["ChunkMac", "promotion_control", "pipelined_product"]
+__all__ = ["ChunkMac", "promotion_control", "pipelined_product", "step_for", "INT_CUTS"]
+
+#: The one pipeline cut of an order unit with an integer accumulator (no normalisation stage).
+INT_CUTS = ("the product",)
+
+
+def step_for(spec, name: str = ""):
+    """The combinational MAC step of ``spec``: :class:`IntStep` for an integer accumulator, else
+    :class:`FloatStep` (same interface: ``product``, ``normalise``, ``accumulate``, call)."""
+    return (IntStep if isinstance(spec.acc, IntFormat) else FloatStep)(spec, name=name)
 
 
 def pipelined_product(m, unit, steps, operands, extra=()):
@@ -69,29 +80,34 @@ class ChunkMac(MacUnit):
     Parameters
     ----------
     spec : MacSpec or str
-        A float-accumulator spec with ``order=chunk<L>`` (``acc2`` a float format).
+        A spec with ``order=chunk<L>``: a float accumulator (``acc2`` float), or an integer one
+        (``acc2`` integer or float; the level-1 MAC is then :class:`psum.hw.int_mac.IntStep`).
     impl : MacImpl or str, optional
-        ``pipeline`` 0, 1 (cut after the level-1 product) or 2 (also after its normalisation);
-        ``flush`` travels with the inputs, latency ``pipeline`` cycles.
+        ``pipeline`` 0, 1 (cut after the level-1 product) or 2 (also after its normalisation;
+        integer accumulators: 1 cut); ``flush`` travels with the inputs, latency ``pipeline``.
 
     Raises
     ------
     ValueError
-        An integer accumulator (not built; the emulation has it), another order, stochastic
-        rounding (a full-chunk cycle rounds twice, which would need two random draws), or an
-        implementation the unit cannot use.
+        A fixed-point accumulator, another order, stochastic rounding (a full-chunk cycle
+        rounds twice, which would need two random draws), or an implementation the unit cannot
+        use.
     """
 
-    int_acc = False
+    int_acc = None
     orders = ("chunk",)
     sr_refused = " (two roundings per cycle)"
+
+    @classmethod
+    def cuts_for(cls, spec):
+        return INT_CUTS if spec.int_acc else cls.pipeline_cuts
 
     def elaborate(self, platform):
         spec = self._spec
         L = spec.order.length
         m = Module()
-        l1 = FloatStep(spec.replace(order="seq", acc2=None), name="l1")
-        l2 = FloatStep(add_spec(spec, spec.acc2), name="l2")
+        l1 = step_for(spec.replace(order="seq", acc2=None), name="l1")
+        l2 = step_for(add_spec(spec, spec.acc2), name="l2")
 
         cnt = Signal(range(L + 1), name="cnt")  # products in the current chunk
         pend = Signal(name="pend")  # acc holds a chunk not yet added into acc2

@@ -31,8 +31,7 @@ from __future__ import annotations
 from amaranth.hdl import Const, Module, Mux, Signal
 from psum.golden.spec import add_spec
 
-from .chunk import pipelined_product
-from .float_mac import FloatStep
+from .chunk import INT_CUTS, pipelined_product, step_for
 from .unit import MacUnit
 
 __all__ = ["IlvMac"]
@@ -54,16 +53,16 @@ class IlvMac(MacUnit):
     Parameters
     ----------
     spec : MacSpec or str
-        A float-accumulator spec with ``order=ilv<L>``.
+        A float- or integer-accumulator spec with ``order=ilv<L>`` (integer: the step is
+        :class:`psum.hw.int_mac.IntStep`).
     impl : MacImpl or str, optional
-        ``pipeline`` 0, 1 (cut after the product) or 2 (also after its normalisation);
-        ``flush`` travels with the inputs, latency ``pipeline`` cycles.
+        ``pipeline`` 0, 1 (cut after the product) or 2 (also after its normalisation; integer
+        accumulators: 1 cut); ``flush`` travels with the inputs, latency ``pipeline`` cycles.
 
     Raises
     ------
     ValueError
-        An integer accumulator (not built; the emulation has it), another order, or an
-        implementation the unit cannot use.
+        A fixed-point accumulator, another order, or an implementation the unit cannot use.
 
     Notes
     -----
@@ -71,15 +70,19 @@ class IlvMac(MacUnit):
     combine under ``flush``), with that cycle's ``rnd`` bits.
     """
 
-    int_acc = False
+    int_acc = None
     orders = ("ilv",)
     sr_refused = None
+
+    @classmethod
+    def cuts_for(cls, spec):
+        return INT_CUTS if spec.int_acc else cls.pipeline_cuts
 
     def elaborate(self, platform):
         spec = self._spec
         L = spec.order.length
         m = Module()
-        step = FloatStep(spec.replace(order="seq"), name="mac")
+        step = step_for(spec.replace(order="seq"), name="mac")
         sums = [self.acc] + [Signal(spec.acc.width, name=f"s{i}") for i in range(1, L)]
         k = Signal(range(L), name="k")  # the partial sum the next product goes into
         # Why explicit Mux chains and not an Array: Yosys writes an Array read as an `always @*`
@@ -94,7 +97,7 @@ class IlvMac(MacUnit):
         if L > 1:
             j = Signal(range(L), name="j")  # combine steps done
             other = _select(sums[1:], j)  # s[j + 1] (j = L - 1 reads s[L-1]; no combine then)
-            add = FloatStep(add_spec(spec, spec.acc), name="comb")(m, self.acc, other, Const(1, 2), rnd)
+            add = step_for(add_spec(spec, spec.acc), name="comb")(m, self.acc, other, Const(1, 2), rnd)
             with m.If(ctl["load"]):
                 m.d.sync += j.eq(0)
             with m.Elif(ctl["flush"]):

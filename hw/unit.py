@@ -138,11 +138,16 @@ class MacUnit(wiring.Component):
             raise ValueError(f"{cls.__name__} builds order={'|'.join(cls.orders)}, not order={spec.order}")
         if cls.sr_refused is not None and spec.rounding is Rounding.SR:
             raise ValueError(f"{cls.__name__} does not implement round=sr{cls.sr_refused}")
-        cuts = cls.pipeline_cuts
+        cuts = cls.cuts_for(spec)
         if impl.pipeline > len(cuts):
             raise ValueError(f"impl pipeline={impl.pipeline}: {cls.__name__} has {len(cuts)} pipeline "
                              f"cut{'s' if len(cuts) > 1 else ''}, after {' and after '.join(cuts)}")
         impl.check(spec)
+
+    @classmethod
+    def cuts_for(cls, spec: MacSpec) -> tuple:
+        """The pipeline cuts of this generator's unit for ``spec`` (default :attr:`pipeline_cuts`)."""
+        return cls.pipeline_cuts
 
     @property
     def spec(self) -> MacSpec:

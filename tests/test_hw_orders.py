@@ -155,6 +155,8 @@ def test_tree_unit_icarus_streams_and_random(impl, tmp_path):
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("spec, k", [
     ("a=int8,b=int8,acc=int16,overflow=sat", 1),
+    ("a=int4,b=int4,acc=int8,order=chunk3,acc2=int12,overflow=sat", 1),
+    ("a=int4,b=uint4,acc=int7,order=ilv3", 1),
     ("a=int4,b=uint4,acc=int10,prod=int6,fused=no", 1),
     ("a=fp8_e4m3,b=fp8_e4m3,acc=q4.6,round=sr,srbits=3", 2),
     pytest.param("a=fp8_e4m3,b=fp8_e4m3,acc=q8.24", 1, marks=pytest.mark.slow),
@@ -200,6 +202,38 @@ def test_ilv_unit_stochastic_rounding_amaranth():
     # the check has teeth: other random bits give other roundings
     stim2 = dict(stim, rnd=(stim["rnd"] + np.uint64(3)) % np.uint64(8))
     assert check_trace(spec, stim2, obs)[0] > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Integer accumulators in the chunk and interleaved units (IntStep), as the emulation has them
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("spec", ["a=int4,b=int4,acc=int6,order=ilv2,overflow=sat",
+                                  pytest.param("a=int8,b=int8,acc=int16,order=chunk4,acc2=fp16",
+                                               marks=pytest.mark.slow)])
+def test_integer_order_units_amaranth(spec):
+    stim = make_stimulus(spec, cycles=200, seed=3)
+    bad, first, _ = check_trace(spec, stim, amaranth_trace(spec, stim))
+    assert bad == 0, first
+
+
+def test_integer_chunk_unit_dot_products_equal_accumulate_order():
+    spec = MacSpec.parse("a=int4,b=int4,acc=int8,order=chunk3,acc2=int12,overflow=sat")
+    rng = np.random.default_rng(0)
+    streams = []
+    for K in (0, 1, 3, 4, 10):
+        streams.append((rng.integers(0, 16, K).astype(np.uint64), rng.integers(0, 16, K).astype(np.uint64),
+                        int(rng.integers(0, 256))))
+    stim = stream_cycles(spec, streams)
+    stim["rst"] = np.zeros(len(stim["en"]), np.uint64)
+    obs = amaranth_trace(spec, stim)
+    ends = [t - 1 for t in np.flatnonzero(stim["load"].astype(bool))[1:]] + [len(stim["load"]) - 1]
+    want = []
+    for a, b, init in streams:
+        A = torch.tensor(spec.a.decode(a)[None, :], dtype=torch.float64)
+        B = torch.tensor(spec.b.decode(b)[:, None], dtype=torch.float64)
+        I0 = torch.tensor(spec.acc.decode(np.array([[init]], np.uint64)), dtype=torch.float64)
+        want.append(int(codes(spec.acc2, accumulate_order(spec, A, B, I0).numpy())[0, 0]))
+    assert [int(obs["acc2"][t]) for t in ends] == want
 
 
 def test_delayed_clears_flush_in_flight():

@@ -87,7 +87,7 @@ def test_impl_is_keyword_only_and_frozen():
      "N products per cycle"),
     ("a=fp16,b=fp16,acc=fp16,order=tree4,round=sr", None, "TreeMac does not implement round=sr (2N roundings per cycle)"),
     ("a=int8,b=int8,acc=int16,order=tree4", None, "TreeMac needs a float accumulator, not acc=int16"),
-    ("a=int8,b=int8,acc=int16,order=ilv2", None, "IlvMac needs a float accumulator, not acc=int16"),
+    ("a=int8,b=int8,acc=int16,order=ilv2", "pipeline=2", "impl pipeline=2: IlvMac has 1 pipeline cut, after the product"),
     ("a=fp8_e4m3,b=fp8_e4m3,acc=q8.24,order=tree4", None,
      "fixed-point accumulators have a sequential unit only, not order=tree4"),
     (CHUNK, "lanes=3", "impl lanes=3 does not divide order=chunk16's chunk length 16"),
@@ -95,7 +95,8 @@ def test_impl_is_keyword_only_and_frozen():
     (MTA, "lanes=16", "impl lanes=16 does not match order=mta32w14p128: its unit takes 32 products per cycle"),
     (FP16, "lanes=2", "impl lanes=2 does not match order=seq: its unit takes 1 product per cycle"),
     ("a=fp16,b=fp16,acc=fp16,order=mta4w8p8,round=sr", None, "MtaMac does not implement round=sr"),
-    ("a=int8,b=int8,acc=int16,order=chunk4,acc2=int32", None, "ChunkMac needs a float accumulator, not acc=int16"),
+    ("a=int8,b=int8,acc=int16,order=chunk4,acc2=int32", "pipeline=2",
+     "impl pipeline=2: ChunkMac has 1 pipeline cut, after the product"),
 ])
 def test_units_refuse_what_they_do_not_build(spec, impl, message):
     with pytest.raises(ValueError, match="^" + __import__("re").escape(message) + "$"):
