@@ -5,8 +5,9 @@ cycle takes N products; each is rounded into the accumulator format alone (a lea
 from +0), the N leaves are summed by a balanced tree of two-input float adders (level by level,
 left to right, an odd last node passing up unchanged; every node rounds into ``acc``), and the
 group sum is added into the register, ``acc := round(acc + group_sum)``. This is the classic
-"adder tree" dot-product datapath of DNN accelerators (e.g. the reduction trees of Eyeriss and
-of NVDLA's convolution MAC cells), with every adder at the accumulator's precision.
+adder-tree dot-product datapath of DNN accelerators (DianNao's NFU-2 stage, Chen et al.,
+ASPLOS 2014; the MAC cells of NVDLA's convolution core), here with every adder at the
+accumulator's precision.
 
 Why ``tree<N>`` and not ``tree``: the emulation's plain ``tree`` sums all K products of a dot
 product in one tree and adds the bias last; a unit streaming N products per cycle never holds
