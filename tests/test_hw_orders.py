@@ -236,6 +236,23 @@ def test_integer_chunk_unit_dot_products_equal_accumulate_order():
     assert [int(obs["acc2"][t]) for t in ends] == want
 
 
+# ---------------------------------------------------------------------------------------------
+# The lockstep cycle models (vectorised across load/rst segments) equal the scalar ones
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("spec", ["a=fp8_e4m3,b=fp8_e4m3,acc=e5m3,order=chunk4,acc2=e5m6,round=rtz",
+                                  "a=fp8_e4m3,b=fp8_e4m3,acc=e5m4,order=ilv3,round=rdn",
+                                  "a=fp8_e4m3,b=fp8_e4m3,acc=e5m4,order=ilv2,round=sr,srbits=3", TREE3,
+                                  "a=fp8_e5m2,b=fp8_e4m3,acc=e5m4,order=mta3w5p6,acc2=e5m7,prod=e5m3,fused=no",
+                                  "a=int4,b=int4,acc=int8,order=chunk3,acc2=int12,overflow=sat",
+                                  "a=fp16,b=fp16,acc=fp16,order=ilv1"])
+def test_lockstep_models_equal_scalar_models(spec):
+    stim = make_stimulus(spec, cycles=300, seed=5)
+    fast, slow = expected_outputs(spec, stim), expected_outputs(spec, stim, scalar=True)
+    assert fast.keys() == slow.keys()
+    for key in fast:
+        assert np.array_equal(fast[key], slow[key]), key
+
+
 def test_delayed_clears_flush_in_flight():
     from psum.hw.verify.check import delayed
 
