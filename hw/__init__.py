@@ -21,8 +21,9 @@ acc2       out    ``chunk`` and ``mta`` only: the second-level accumulator (``sp
 =========  =====  =================================================================================
 
 Priority within a cycle: ``rst`` > ``load`` > ``flush`` > ``en``. A unit built with
-``MacImpl(pipeline=k)`` (:mod:`psum.hw.impl`) sees ``en``/``load``/``init``/``rnd`` and the
-operands ``k`` cycles late; ``rst`` acts at once and discards what is in flight.
+``MacImpl(pipeline=k)`` (:mod:`psum.hw.impl`, every unit; the cuts are listed there) sees
+``en``/``load``/``init``/``flush``/``rnd`` and the operands ``k`` cycles late; ``rst`` acts at once
+and discards what is in flight.
 
 Generators: :class:`psum.hw.float_mac.FloatMac` and :class:`psum.hw.int_mac.IntMac` (``order=seq``),
 :class:`psum.hw.chunk.ChunkMac` (``order=chunk<L>``), :class:`psum.hw.ilv.IlvMac` (``order=ilv<L>``),
