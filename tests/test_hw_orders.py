@@ -195,7 +195,7 @@ def test_pipelined_units_psum_sim(argv, tmp_path, capsys):
 def test_ilv_unit_stochastic_rounding_amaranth():
     spec = "a=fp8_e4m3,b=fp8_e4m3,acc=e5m4,order=ilv2,round=sr,srbits=3"
     assert "rnd" in mac_signature(spec)
-    stim = make_stimulus(spec, cycles=80, seed=4)
+    stim = make_stimulus(spec, cycles=150, seed=4, directed=False)  # random cycles: flush, en, load, rst
     obs = amaranth_trace(spec, stim)
     bad, first, _ = check_trace(spec, stim, obs)
     assert bad == 0, first
