@@ -286,8 +286,10 @@ def estimate_power(netlist, spec, *, workdir, n_outputs: int = 64, seed: int = 0
             # Why merge: a 9-product stream would fill 9 of N lanes for one cycle; consecutive
             # outputs' operands form dot products of at least P products (one promotion each),
             # the length a multi-term unit is built for.
-            streams = _merge_streams(streams, spec.order.p)
-            source += f", merged into {len(streams)} dot products of >= {spec.order.p} products"
+            # (tree<N> has no P: dot products of at least N products.)
+            length = spec.order.p or lanes(spec)
+            streams = _merge_streams(streams, length)
+            source += f", merged into {len(streams)} dot products of >= {length} products"
     else:
         source = f"{len(streams)} given streams"
     stim = build_stimulus(spec, streams, idle_cycles=idle_cycles, seed=seed)

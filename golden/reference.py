@@ -11,9 +11,10 @@ from fractions import Fraction
 
 from .formats import FixedFormat, FloatFormat, IntFormat
 from .rounding import Rounding, parse_rounding
-from .spec import MacSpec
+from .spec import MacSpec, add_spec
 
-__all__ = ["decode_ref", "round_ref", "encode_ref", "mac_step_ref", "mta_sum_ref", "block_dot_ref", "NAN", "INF"]
+__all__ = ["decode_ref", "round_ref", "encode_ref", "mac_step_ref", "mta_sum_ref", "block_dot_ref", "tree_order_ref",
+           "NAN", "INF"]
 
 NAN = "nan"
 INF = "inf"
@@ -382,4 +383,59 @@ def block_dot_ref(spec, acc: int, a_scales, a_elems, b_scales, b_elems, rand=Non
                 acc = _fixed_code(fmt, _fit_int(as_int, -q if tot < 0 else q, spec.saturate))
         else:
             acc = _sum_ref(spec, spec.acc, sp, vp, sc, vc, r)
+    return acc
+
+
+def tree_order_ref(spec: MacSpec, a, b, init: int, rand=None) -> int:
+    """One dot product in ``order=tree<N>``, scalar: :func:`mac_step_ref` for every rounding.
+
+    The semantics of :func:`psum.golden.emulation.kernels.accumulate_order`'s ``tree<N>``, written
+    out on their own: pad the K products to a multiple of N with zero operands (codes 0); per
+    group of N, leaf i is ``mac_step_ref(seq, +0, a_i, b_i)``; the leaves are summed pairwise,
+    level by level, left to right, an odd last node moving up unchanged, each pair one add step
+    (:func:`psum.golden.spec.add_spec` into ``acc``); the register R starts at ``init`` and takes
+    ``R := add(R, group_sum)`` per group.
+
+    Parameters
+    ----------
+    spec : MacSpec
+        A spec with ``order=tree<N>``.
+    a, b : sequence of int
+        The K operand codes.
+    init : int
+        The bias (accumulator code).
+    rand : callable, optional
+        ``rand(step) -> int``, the random bits of each rounding (``round=sr``), steps numbered as
+        ``accumulate_order`` documents.
+
+    Returns
+    -------
+    int
+        The accumulator code of the result.
+    """
+    spec = MacSpec.parse(spec)
+    n = spec.order.n
+    seq, sadd = spec.replace(order="seq"), add_spec(spec, spec.acc)
+    a, b = list(a), list(b)
+    groups = -(-len(a) // n)
+    kp = groups * n
+    a += [0] * (kp - len(a))
+    b += [0] * (kp - len(b))
+
+    def r(step):
+        return None if rand is None else rand(step)
+
+    acc = init
+    for g in range(groups):
+        level = [mac_step_ref(seq, 0, a[k], b[k], r(k)) for k in range(g * n, g * n + n)]
+        step = kp + g * n
+        while len(level) > 1:
+            nxt = []
+            for i in range(0, len(level) - 1, 2):
+                nxt.append(mac_step_ref(sadd, level[i], level[i + 1], 1, r(step)))
+                step += 1
+            if len(level) % 2:
+                nxt.append(level[-1])
+            level = nxt
+        acc = mac_step_ref(sadd, acc, level[0], 1, r(kp + g * n + n - 1))
     return acc

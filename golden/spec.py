@@ -22,7 +22,8 @@ srbits     random bits per stochastic rounding (``round=sr`` only; default 8)
 overflow   integer or fixed-point accumulator: ``wrap`` (default) or ``sat``; float: ``ieee``
            (default) or ``sat``
 order      accumulation order: ``seq`` (default), ``chunk<L>`` (chunks of L products summed,
-           chunk sums added into ``acc2``), ``tree`` (pairwise), ``mta<N>w<W>p<P>[floor]`` (fused
+           chunk sums added into ``acc2``), ``tree`` (pairwise over all products), ``tree<N>`` (pairwise
+           over each group of N products, group sums added in turn), ``mta<N>w<W>p<P>[floor]`` (fused
            N-term adder of width W, promoted into ``acc2`` every P terms; aligned terms truncated
            toward zero, or with the ``floor`` suffix toward -inf, as a two's-complement
            sign-fill right shift does) or ``ilv<L>`` (L interleaved partial sums, product k into
@@ -64,8 +65,8 @@ SPEC_EXAMPLES = (
 SPEC_HELP = (
     "a MAC spec is comma-separated key=value pairs: a=FMT,b=FMT,acc=FMT[,prod=FMT][,fused=yes|no]"
     "[,round=rne|rtz|rup|rdn|rna|rod|sr][,srbits=K][,overflow=wrap|sat|ieee]"
-    "[,order=seq|chunk<L>|tree|mta<N>w<W>p<P>[floor]|ilv<L>][,acc2=FMT][,bsum=FMT]; a and b may be block formats "
-    "(mxfp4, nvfp4, mxfp8_e4m3, ...); e.g. " + SPEC_EXAMPLES[0]
+    "[,order=seq|chunk<L>|tree|tree<N>|mta<N>w<W>p<P>[floor]|ilv<L>][,acc2=FMT][,bsum=FMT]; a and b may be block "
+    "formats (mxfp4, nvfp4, mxfp8_e4m3, ...); e.g. " + SPEC_EXAMPLES[0]
 )
 
 # Operand formats of a study that names only the accumulator (sweeps, reports), by accumulator
@@ -104,11 +105,12 @@ _KEYS = ("a", "b", "acc", "prod", "fused", "round", "srbits", "overflow", "order
 # ---------------------------------------------------------------------------------------------
 ORDER_KINDS = ("seq", "tree", "chunk", "mta", "ilv")
 # Which integer parameters each kind takes, in text order (``chunk<L>``, ``mta<N>w<W>p<P>``).
-_ORDER_PARAMS = {"seq": (), "tree": (), "chunk": ("length",), "mta": ("n", "w", "p"), "ilv": ("length",)}
+# ``tree`` takes N optionally: ``tree`` (one tree over all K products) or ``tree<N>``.
+_ORDER_PARAMS = {"seq": (), "tree": ("n",), "chunk": ("length",), "mta": ("n", "w", "p"), "ilv": ("length",)}
 _ORDER_LETTER = {"length": "L", "n": "N", "w": "W", "p": "P"}
 # The one grammar of the order text; nothing outside this module parses it.
-_ORDER_RE = re.compile(r"(seq|tree)|chunk([0-9]+)|mta([0-9]+)w([0-9]+)p([0-9]+)(floor)?|ilv([0-9]+)")  # ASCII digits only
-_ORDER_HELP = "seq, tree, chunk<L>, mta<N>w<W>p<P> or ilv<L>"  # (+ floor suffix: see Order)
+_ORDER_RE = re.compile(r"(seq|tree)|chunk([0-9]+)|mta([0-9]+)w([0-9]+)p([0-9]+)(floor)?|ilv([0-9]+)|tree([0-9]+)")  # ASCII digits only
+_ORDER_HELP = "seq, tree, tree<N>, chunk<L>, mta<N>w<W>p<P> or ilv<L>"  # (+ floor suffix: see Order)
 # How the mta adder truncates an aligned term below its W-bit window: "zero" (sign-magnitude,
 # toward zero) or "floor" (two's complement shifted right with sign fill: toward -inf).
 MTA_TRUNCATIONS = ("zero", "floor")
@@ -121,22 +123,25 @@ _MTA_SUM_BITS = 61
 class Order:
     """The accumulation order of network emulation, as a value: a kind and its integer parameters.
 
-    Text form (``Order.parse`` / ``str``, round trip): ``seq``, ``tree``, ``chunk<L>``,
+    Text form (``Order.parse`` / ``str``, round trip): ``seq``, ``tree``, ``tree<N>``, ``chunk<L>``,
     ``mta<N>w<W>p<P>`` or ``ilv<L>``; :func:`psum.golden.emulation.kernels.accumulate_order`
     states the semantics.
 
     Parameters
     ----------
     kind : str
-        ``"seq"`` (one product per step), ``"tree"`` (pairwise), ``"chunk"`` (chunks of
+        ``"seq"`` (one product per step), ``"tree"`` (pairwise: over all products, or with ``n``
+        over each group of ``n`` products, the group sums added into the register in turn, what
+        an ``n``-input adder-tree unit computes), ``"chunk"`` (chunks of
         ``length`` products, chunk sums added into ``acc2``) or ``"mta"`` (a fused ``n``-term
         adder of width ``w``, promoted into ``acc2`` every ``p`` products) or ``"ilv"``
         (``length`` interleaved partial sums, as a float adder with an L-cycle latency keeps).
     length : int, optional
         L, the chunk length (``chunk``) or the number of partial sums (``ilv``), at least 1.
     n, w, p : int, optional
-        N terms per adder, W bits kept below the leading one, promotion every P products
-        (``mta`` only): all at least 1, P a multiple of N, W + bit_length(N+1) at most 61.
+        ``tree``: N products per tree (optional, at least 1). ``mta``: N terms per adder, W bits
+        kept below the leading one, promotion every P products: all at least 1, P a multiple
+        of N, W + bit_length(N+1) at most 61.
     trunc : {"zero", "floor"}, optional
         ``mta`` only (default ``"zero"``): how an aligned term loses its bits below the W-bit
         window: toward zero (sign and magnitude), or toward -inf (``floor``; the term in two's
@@ -164,6 +169,8 @@ class Order:
         wanted = _ORDER_PARAMS[self.kind]
         for name in ("length", "n", "w", "p"):
             given = getattr(self, name) is not None
+            if self.kind == "tree" and name == "n" and not given:
+                continue  # plain ``tree``: one tree over all products
             if given != (name in wanted):
                 letters = ", ".join(_ORDER_LETTER[k] for k in wanted) or "no parameters"
                 raise ValueError(f"order {self.kind} takes {letters}; {_ORDER_LETTER[name]} "
@@ -171,6 +178,8 @@ class Order:
         where = f"order {self}: "
         if self.kind in ("chunk", "ilv"):
             object.__setattr__(self, "length", check_int(where + "L", self.length, 1))
+        elif self.kind == "tree" and self.n is not None:
+            object.__setattr__(self, "n", check_int(where + "N", self.n, 1))
         elif self.kind == "mta":
             # N + 1 terms must leave room for at least one bit of W in the exact int64 sum.
             n = check_int(where + "N", self.n, 1, (1 << (_MTA_SUM_BITS - 1)) - 2)
@@ -194,7 +203,14 @@ class Order:
             return f"mta{self.n}w{self.w}p{self.p}" + ("floor" if self.trunc == "floor" else "")
         if self.kind == "ilv":
             return f"ilv{self.length}"
+        if self.kind == "tree" and self.n is not None:
+            return f"tree{self.n}"
         return self.kind
+
+    @property
+    def lanes(self) -> int:
+        """Products an adder of this order takes at once: N for ``mta<N>w<W>p<P>`` and ``tree<N>``, else 1."""
+        return self.n if self.kind in ("mta", "tree") and self.n is not None else 1
 
     @property
     def uses_acc2(self) -> bool:
@@ -203,7 +219,7 @@ class Order:
 
     @staticmethod
     def parse(text) -> "Order":
-        """Parse ``seq``, ``tree``, ``chunk<L>``, ``mta<N>w<W>p<P>[floor]`` or ``ilv<L>``; ``Order.parse(str(o)) == o``.
+        """Parse ``seq``, ``tree``, ``tree<N>``, ``chunk<L>``, ``mta<N>w<W>p<P>[floor]`` or ``ilv<L>``; ``Order.parse(str(o)) == o``.
 
         An :class:`Order` is returned unchanged.
 
@@ -224,6 +240,8 @@ class Order:
             return Order("chunk", length=int(m.group(2)))
         if m.group(7):
             return Order("ilv", length=int(m.group(7)))
+        if m.group(8):
+            return Order("tree", n=int(m.group(8)))
         return Order("mta", n=int(m.group(3)), w=int(m.group(4)), p=int(m.group(5)),
                      trunc="floor" if m.group(6) else "zero")
 

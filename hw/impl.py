@@ -6,16 +6,32 @@ An implementation is part of the generated module's name (:func:`module_name`), 
 build directory, of the synthesis cache key and of every report row, through its :attr:`MacImpl.tag`.
 
 Text form (``--impl`` on the command line): comma-separated ``KEY=VALUE`` pairs, e.g.
-``pipeline=2`` or ``pipeline=1,lanes=1``; ``MacImpl.parse(str(impl)) == impl``.
+``pipeline=2`` or ``pipeline=1,lanes=32``; ``MacImpl.parse(str(impl)) == impl``.
 
 ========  ======================================================================================
 key       meaning
 ========  ======================================================================================
-pipeline  register stages between the operand ports and the accumulate loop (float units:
-          0, 1 = after the exact product, 2 = also after the product's normalisation); every
-          input reaches the loop that many cycles later (the latency), ``rst`` acts at once
-lanes     products per cycle; 1 for the sequential, chunked and interleaved units
+pipeline  register stages between the operand ports and the accumulate loop, 0..2; each unit
+          documents its cuts (:attr:`psum.hw.unit.MacUnit.pipeline_cuts`: float, fixed-point and
+          order units 2, integer units 1); every input reaches the loop that many cycles later
+          (the latency), ``rst`` acts at once
+lanes     products per cycle; fixed by the spec's order (N for ``mta<N>w<W>p<P>`` and
+          ``tree<N>``, else 1): absent means that number, a different one is refused
 ========  ======================================================================================
+
+Pipeline cuts and latency, per unit (``k`` = ``pipeline``; the loop is what reads ``acc``)::
+
+    FloatMac  cut 1 after the exact product, cut 2 after its normalisation
+    IntMac    cut 1 after the product (wrapped / saturated into prod when unfused)
+    FixedMac  cut 1 after the exact product, cut 2 after its alignment to the register's grid
+    ChunkMac, IlvMac
+              as FloatMac (the product of the level-1 MAC); flush travels with the inputs
+    MtaMac    cut 1 after the N exact products, cut 2 after their normalisation
+    TreeMac   cut 1 after the N exact products, cut 2 after the adder tree (the group sum)
+
+Every unit with ``pipeline=k`` behaves as its ``pipeline=0`` unit whose inputs (all but ``rst``)
+arrive ``k`` cycles later, except that ``rst`` clears the inputs in flight
+(:func:`psum.hw.verify.check.delayed` is that rule, used by every check).
 """
 
 from __future__ import annotations
@@ -28,10 +44,11 @@ from psum.golden.spec import key_value_items
 
 __all__ = ["MacImpl", "module_name", "IMPL_HELP", "MAX_PIPELINE"]
 
-IMPL_HELP = "an implementation is comma-separated KEY=VALUE pairs: pipeline=0|1|2[,lanes=1]; e.g. pipeline=2"
+IMPL_HELP = ("an implementation is comma-separated KEY=VALUE pairs: pipeline=0|1|2[,lanes=N] (lanes: the "
+             "products per cycle the order fixes); e.g. pipeline=2")
 
-#: Deepest pipeline a float unit implements: cut 1 after the exact product, cut 2 after its
-#: normalisation (the rest of the datapath reads the accumulator, so it is inside the loop).
+#: Deepest pipeline any unit implements (each unit's own limit: ``MacUnit.pipeline_cuts``); what
+#: follows the last cut reads the accumulator, so it is inside the loop.
 MAX_PIPELINE = 2
 
 _KEYS = ("pipeline", "lanes")
@@ -44,15 +61,15 @@ class MacImpl:
     Parameters
     ----------
     pipeline : int
-        Register stages ahead of the accumulate loop, 0..:data:`MAX_PIPELINE`. Stage 1 registers
-        the exact product (after unpacking and multiplying; unfused: after the product rounding),
-        stage 2 the product normalised for alignment (leading-one shift and exponent). The
-        latency from the operand ports to the register is ``pipeline`` cycles; a unit with
-        ``pipeline=k`` behaves exactly as the ``pipeline=0`` unit whose inputs arrive ``k``
-        cycles later, except that ``rst`` acts at once and discards the inputs in flight.
-    lanes : int
-        Products per cycle. Only 1 is implemented (the sequential, chunked and interleaved units
-        take one product per cycle).
+        Register stages ahead of the accumulate loop, 0..:data:`MAX_PIPELINE` (the cuts of each
+        unit: module docstring). The latency from the operand ports to the register is
+        ``pipeline`` cycles; a unit with ``pipeline=k`` behaves exactly as the ``pipeline=0``
+        unit whose inputs arrive ``k`` cycles later, except that ``rst`` acts at once and
+        discards the inputs in flight.
+    lanes : int or None
+        Products per cycle. The spec's order fixes it (:attr:`psum.golden.Order.lanes`: N for
+        ``mta<N>w<W>p<P>`` and ``tree<N>``, else 1); ``None`` (the default) means that number,
+        and :meth:`check` refuses another.
 
     Raises
     ------
@@ -63,34 +80,35 @@ class MacImpl:
     """
 
     pipeline: int = 0
-    lanes: int = 1
+    lanes: int | None = None
 
-    def __init__(self, *, pipeline: int = 0, lanes: int = 1):
+    def __init__(self, *, pipeline: int = 0, lanes: int | None = None):
         # Keyword-only (Amaranth's library habit): MacImpl(2) would say nothing about what 2 is.
         object.__setattr__(self, "pipeline", check_int("impl pipeline", pipeline, 0, MAX_PIPELINE))
-        object.__setattr__(self, "lanes", check_int("impl lanes", lanes, 1, 1))
+        object.__setattr__(self, "lanes", None if lanes is None else check_int("impl lanes", lanes, 1))
 
     @property
     def is_default(self) -> bool:
-        """True for the plain unit (no pipeline, one product per cycle)."""
-        return self == MacImpl()
+        """True for the plain unit (no pipeline, the order's products per cycle)."""
+        return self.pipeline == 0
 
     @property
     def tag(self) -> str:
         """Name part: ``""`` for the default unit, else e.g. ``"p2"`` (``pipeline=2``).
 
         Appended to the spec's name by :func:`module_name`, so two implementations of one spec
-        never share a module name, a build directory or a cache entry.
+        never share a module name, a build directory or a cache entry. ``lanes`` is not in it:
+        the spec's order fixes it, and the spec's name carries the order.
         """
-        parts = []
-        if self.pipeline:
-            parts.append(f"p{self.pipeline}")
-        if self.lanes != 1:
-            parts.append(f"l{self.lanes}")
-        return "_".join(parts)
+        return f"p{self.pipeline}" if self.pipeline else ""
 
     def __str__(self) -> str:
-        return f"pipeline={self.pipeline},lanes={self.lanes}"
+        return f"pipeline={self.pipeline}" + ("" if self.lanes is None else f",lanes={self.lanes}")
+
+    def resolved(self, spec) -> "MacImpl":
+        """This implementation with ``lanes`` set to the number the spec's order fixes (checked)."""
+        self.check(spec)
+        return MacImpl(pipeline=self.pipeline, lanes=spec.order.lanes)
 
     def check(self, spec) -> None:
         """Raise a one-line ``ValueError`` if a unit for ``spec`` cannot be built this way.
@@ -105,15 +123,17 @@ class MacImpl:
         Raises
         ------
         ValueError
-            ``pipeline`` on a unit that does not implement it (integer accumulators, the
-            chunked and interleaved units).
+            ``lanes`` other than the products per cycle of the spec's order (the pipeline depth
+            each unit checks itself, :class:`psum.hw.unit.MacUnit`).
         """
-        if self.pipeline and not spec.acc.is_float:  # integer and fixed-point registers: not yet
-            raise ValueError(f"impl pipeline={self.pipeline} is implemented for float accumulators only, "
-                             f"not acc={spec.acc}")
-        if self.pipeline and spec.order.kind != "seq":
-            raise ValueError(f"impl pipeline={self.pipeline} is implemented for order=seq units only, "
-                             f"not order={spec.order}")
+        order = spec.order
+        want = order.lanes
+        if self.lanes is None or self.lanes == want:
+            return
+        if order.kind == "chunk" and order.length % self.lanes:
+            raise ValueError(f"impl lanes={self.lanes} does not divide order={order}'s chunk length {order.length}")
+        raise ValueError(f"impl lanes={self.lanes} does not match order={order}: its unit takes {want} "
+                         f"product{'s' if want > 1 else ''} per cycle")
 
     @staticmethod
     def parse(text) -> "MacImpl":

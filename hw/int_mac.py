@@ -5,6 +5,10 @@ Built from a :class:`psum.golden.MacSpec` only: every width and signedness is re
 ``_mac_int``: the exact product, wrapped or saturated into ``spec.prod`` when the MAC is unfused,
 added exactly to the accumulator and wrapped (two's complement) or saturated into ``spec.acc``.
 
+The combinational step lives in :class:`IntStep` (``product``, ``accumulate``; the same three-part
+interface as :class:`psum.hw.float_mac.FloatStep`, ``normalise`` being the identity), so the chunk
+and interleaved units build integer accumulators from it too.
+
 Generation-time specialisation (no logic a spec cannot use): a wrapping unit adds only the
 accumulator's low bits, and a clamp is emitted only where the exact value range can leave the
 target format's range.
@@ -12,12 +16,15 @@ target format's range.
 
 from __future__ import annotations
 
+import dataclasses
+
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from psum.golden import IntFormat
 
+from .float_mac import register_stage
 from .unit import MacUnit
 
-__all__ = ["IntMac"]
+__all__ = ["IntMac", "IntStep", "IntProduct"]
 
 
 def _shape(fmt: IntFormat):
@@ -65,6 +72,75 @@ def _fit(value, lo: int, hi: int, fmt: IntFormat, saturate: bool):
     return (low.as_signed() if fmt.signed else low), max(lo, fmt.min_int), min(hi, fmt.max_int)
 
 
+@dataclasses.dataclass(frozen=True)
+class IntProduct:
+    """A product as the accumulate step reads it: its value and its exact range (Python ints)."""
+
+    value: object
+    lo: int
+    hi: int
+
+
+class IntStep:
+    """``mac_step(spec, c, a, b)`` of an integer spec as combinational logic, in two parts.
+
+    ``product`` (exact; unfused: wrapped or saturated into ``spec.prod``) and ``accumulate`` (the
+    exact sum wrapped or saturated into ``spec.acc``); a pipeline cut may fall between them.
+    """
+
+    def __init__(self, spec, *, name: str = ""):
+        self._spec = spec
+        self._name = name
+
+    def _n(self, s: str) -> str:
+        return f"{self._name}_{s}" if self._name else s
+
+    def __call__(self, m: Module, c_bits, a_bits, b_bits, rnd=None) -> Signal:
+        """The next accumulator code for accumulator ``c_bits`` and operands ``a_bits``, ``b_bits``."""
+        return self.accumulate(m, self.product(m, a_bits, b_bits), c_bits)
+
+    def product(self, m: Module, a_bits, b_bits) -> IntProduct:
+        """The operands' bit patterns read as integers, their exact product (unfused: fitted)."""
+        spec = self._spec
+        # -- unpack: the operands' bit patterns read as integers of their formats ----------------
+        a = Signal(_shape(spec.a), name=self._n("a"))
+        b = Signal(_shape(spec.b), name=self._n("b"))
+        m.d.comb += [a.eq(a_bits), b.eq(b_bits)]
+
+        # -- product: exact (Amaranth widens to hold every product, mixed signedness included) ---
+        p_lo, p_hi = _product_range(spec.a, spec.b)
+        prod = Signal(_range_shape(p_lo, p_hi), name=self._n("prod"))
+        m.d.comb += prod.eq(a * b)
+
+        # -- unfused: the product is wrapped or saturated into its own format first -------------
+        if spec.prod is not None:
+            fitted, p_lo, p_hi = _fit(prod, p_lo, p_hi, spec.prod, spec.saturate)
+            prod = Signal(_shape(spec.prod), name=self._n("prod_fit"))
+            m.d.comb += prod.eq(fitted)
+        return IntProduct(prod, p_lo, p_hi)
+
+    def normalise(self, m: Module, p: IntProduct, which: str = "p") -> IntProduct:
+        """The identity (an integer product needs no alignment); :class:`FloatStep`'s interface."""
+        return p
+
+    def accumulate(self, m: Module, p: IntProduct, c_bits, rnd=None) -> Signal:
+        """The next accumulator code: the exact ``c + p``, wrapped or saturated into ``spec.acc``."""
+        spec = self._spec
+        acc = Signal(_shape(spec.acc), name=self._n("c"))
+        m.d.comb += acc.eq(c_bits)
+        nxt = Signal(spec.acc.width, name=self._n("nxt"))
+        if spec.saturate:
+            s_lo, s_hi = spec.acc.min_int + p.lo, spec.acc.max_int + p.hi
+            total = Signal(_range_shape(s_lo, s_hi), name=self._n("total"))
+            m.d.comb += total.eq(acc + p.value)
+            m.d.comb += nxt.eq(_fit(total, s_lo, s_hi, spec.acc, True)[0])
+        else:
+            # Why only the low bits: wrapping is arithmetic mod 2**bits, so the carry out of the
+            # accumulator's width can never matter.
+            m.d.comb += nxt.eq(acc + p.value)
+        return nxt
+
+
 class IntMac(MacUnit):
     """Integer multiply-accumulate unit with one registered accumulator.
 
@@ -76,55 +152,36 @@ class IntMac(MacUnit):
     spec : MacSpec or str
         An integer-accumulator spec (``spec.int_acc``); integer operands of any width and
         signedness, any accumulator width, ``overflow=wrap`` or ``sat``, optional unfused ``prod``.
-    pipeline : int
-        Micro-architecture option, kept apart from the spec. Only ``0`` (combinational MAC logic
-        in front of the accumulator register, one result per cycle) is implemented.
+    impl : MacImpl or str, optional
+        Micro-architecture, kept apart from the spec: ``pipeline`` 0 or 1 (one cut, after the
+        product, wrapped or saturated into ``prod`` when unfused; latency 1). Why no second cut:
+        what follows the product is one adder that reads the accumulator, the loop itself.
 
     Raises
     ------
     ValueError
-        If the spec is not an integer-accumulator spec, its order is not ``seq``, or ``pipeline``
-        is not 0.
+        If the spec is not an integer-accumulator spec, its order is not ``seq``, or
+        ``pipeline`` is more than 1.
     """
 
     int_acc = True
+    pipeline_cuts = ("the product",)
 
     def elaborate(self, platform):
-        spec = self._spec
         m = Module()
-
-        # -- unpack: the operands' bit patterns read as integers of their formats ----------------
-        a = Signal(_shape(spec.a))
-        b = Signal(_shape(spec.b))
-        acc = Signal(_shape(spec.acc))
-        m.d.comb += [a.eq(self.a), b.eq(self.b), acc.eq(self.acc)]
-
-        # -- product: exact (Amaranth widens to hold every product, mixed signedness included) ---
-        p_lo, p_hi = _product_range(spec.a, spec.b)
-        prod = Signal(_range_shape(p_lo, p_hi))
-        m.d.comb += prod.eq(a * b)
-
-        # -- unfused: the product is wrapped or saturated into its own format first -------------
-        if spec.prod is not None:
-            fitted, p_lo, p_hi = _fit(prod, p_lo, p_hi, spec.prod, spec.saturate)
-            prod = Signal(_shape(spec.prod))
-            m.d.comb += prod.eq(fitted)
-
+        step = IntStep(self._spec)
+        prod = step.product(m, self.a, self.b)
+        # -- cut 1 (pipeline = 1): the product, with the controls that travel with it ---------
+        ctl = {"en": self.en, "load": self.load, "init": self.init}
+        if self.pipeline:
+            prod = register_stage(m, prod, "s1_p")
+            ctl = register_stage(m, ctl, "s1")
         # -- accumulate: exact sum, then wrap or saturate into the accumulator ------------------
-        nxt = Signal(spec.acc.width)
-        if spec.saturate:
-            s_lo, s_hi = spec.acc.min_int + p_lo, spec.acc.max_int + p_hi
-            total = Signal(_range_shape(s_lo, s_hi))
-            m.d.comb += total.eq(acc + prod)
-            m.d.comb += nxt.eq(_fit(total, s_lo, s_hi, spec.acc, True)[0])
-        else:
-            # Why only the low bits: wrapping is arithmetic mod 2**bits, so the carry out of the
-            # accumulator's width can never matter.
-            m.d.comb += nxt.eq(acc + prod)
-
-        # -- register: load wins over en; the sync domain's reset gives acc = +0 ----------------
-        with m.If(self.load):
-            m.d.sync += self.acc.eq(self.init)
-        with m.Elif(self.en):
+        nxt = step.accumulate(m, prod, self.acc)
+        # -- register: load wins over en; the sync domain's reset gives acc = +0 (and clears the
+        #    pipeline's en/load registers) ------------------------------------------------------
+        with m.If(ctl["load"]):
+            m.d.sync += self.acc.eq(ctl["init"])
+        with m.Elif(ctl["en"]):
             m.d.sync += self.acc.eq(nxt)
         return m

@@ -41,7 +41,7 @@ from psum.golden.mac import infinity_codes, nan_result_code
 from psum.golden.rounding import exact_zero_sign
 from psum.golden.spec import add_spec
 
-from .chunk import promotion_control
+from .chunk import pipelined_product, promotion_control
 from .float_mac import FloatStep, Normalised
 from .float_parts import FloatRounder, any_of, all_of, as_bit, int_shape, unpack
 from .unit import MacUnit, operand_ports
@@ -70,7 +70,8 @@ class MtaMac(MacUnit):
     spec : MacSpec or str
         A float-accumulator spec with ``order=mta<N>w<W>p<P>`` (``acc2`` a float format).
     impl : MacImpl or str, optional
-        Only the default.
+        ``pipeline`` 0, 1 (cut after the N exact products) or 2 (also after their
+        normalisation); ``flush`` travels with the inputs, latency ``pipeline`` cycles.
 
     Raises
     ------
@@ -97,10 +98,10 @@ class MtaMac(MacUnit):
         m.d.comb += full.eq(cnt == G)
 
         # -- the terms: N exact products and the register (from +0 when a promotion is due) ---
-        terms: list[Normalised] = []
-        for i, (pa, pb) in enumerate(operand_ports(spec)):
-            lane = FloatStep(seq, name=f"l{i}")
-            terms.append(lane.normalise(m, lane.product(m, getattr(self, pa), getattr(self, pb))))
+        ports = operand_ports(spec)
+        steps = [FloatStep(seq, name=f"l{i}") for i in range(len(ports))]
+        terms: list[Normalised]
+        terms, ctl = pipelined_product(m, self, steps, [(getattr(self, pa), getattr(self, pb)) for pa, pb in ports])
         r = FloatStep(seq, name="r")
         r_bits = Signal(fmt.width, name="r_bits")
         m.d.comb += r_bits.eq(Mux(full, 0, self.acc))
@@ -187,5 +188,5 @@ class MtaMac(MacUnit):
         # -- promotion into acc2 -----------------------------------------------------------------
         nxt2 = FloatStep(add_spec(spec, spec.acc2), name="l2")(m, self.acc2, self.acc, Const(1, 2))
 
-        promotion_control(m, self, nxt, nxt2, cnt, pend, full)  # rst > load > flush > en, as ChunkMac
+        promotion_control(m, self, nxt, nxt2, cnt, pend, full, ctl)  # rst > load > flush > en, as ChunkMac
         return m

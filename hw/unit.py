@@ -17,12 +17,11 @@ __all__ = ["MacUnit", "mac_signature", "flush_cycles", "lanes", "operand_ports"]
 
 
 def lanes(spec) -> int:
-    """Products the unit for ``spec`` takes per cycle: N for ``mta<N>w<W>p<P>``, else 1.
+    """Products the unit for ``spec`` takes per cycle: N for ``mta<N>w<W>p<P>`` and ``tree<N>``, else 1.
 
     A multi-lane unit has operand ports ``a0 .. a{N-1}``, ``b0 .. b{N-1}`` instead of ``a``, ``b``.
     """
-    order = MacSpec.parse(spec).order
-    return order.n if order.kind == "mta" else 1
+    return MacSpec.parse(spec).order.lanes
 
 
 def operand_ports(spec) -> list:
@@ -110,6 +109,9 @@ class MacUnit(wiring.Component):
     #: ``None`` when the generator implements ``round=sr``; else the reason it does not (text after
     #: "does not implement round=sr", may be empty).
     sr_refused: str | None = None
+    #: Where the pipeline cuts of ``MacImpl(pipeline=k)`` fall, in order (``k`` at most their
+    #: number): what the k-th register stage holds.
+    pipeline_cuts: tuple = ("the exact product", "its normalisation")
 
     def __new__(cls, spec, *, impl=None, **options):
         # Why validate in __new__: Amaranth warns "created but never used" about every
@@ -123,7 +125,7 @@ class MacUnit(wiring.Component):
     def __init__(self, spec, *, impl=None, **options):
         spec = MacSpec.parse(spec)  # validated by __new__
         self._spec = spec
-        self._impl = _impl_of(impl, options)
+        self._impl = _impl_of(impl, options).resolved(spec)
         super().__init__(mac_signature(spec, self._impl))
 
     @classmethod
@@ -141,7 +143,16 @@ class MacUnit(wiring.Component):
             raise ValueError(f"{cls.__name__} builds order={'|'.join(cls.orders)}, not order={spec.order}")
         if cls.sr_refused is not None and spec.rounding is Rounding.SR:
             raise ValueError(f"{cls.__name__} does not implement round=sr{cls.sr_refused}")
+        cuts = cls.cuts_for(spec)
+        if impl.pipeline > len(cuts):
+            raise ValueError(f"impl pipeline={impl.pipeline}: {cls.__name__} has {len(cuts)} pipeline "
+                             f"cut{'s' if len(cuts) > 1 else ''}, after {' and after '.join(cuts)}")
         impl.check(spec)
+
+    @classmethod
+    def cuts_for(cls, spec: MacSpec) -> tuple:
+        """The pipeline cuts of this generator's unit for ``spec`` (default :attr:`pipeline_cuts`)."""
+        return cls.pipeline_cuts
 
     @property
     def spec(self) -> MacSpec:

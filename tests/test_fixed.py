@@ -362,7 +362,7 @@ def test_generator_routing_and_refusals():
     assert generate("a=fp8_e4m3,b=fp8_e4m3,acc=q4.12,round=sr,srbits=3").guard_bits == 5
     with pytest.raises(ValueError, match="^FixedMac needs a fixed-point accumulator q<I>.<F>, not acc=fp16$"):
         FixedMac("a=fp16,b=fp16,acc=fp16")
-    for order in ("tree", "chunk4"):
+    for order in ("tree4", "chunk4"):
         with pytest.raises(ValueError, match=f"^fixed-point accumulators have a sequential unit only, not order={order}$"):
             generate(f"a=fp8_e4m3,b=fp8_e4m3,acc=q8.24,order={order}")
 

@@ -191,7 +191,7 @@ def test_rejects_integer_accumulator():
 def test_rejects_non_sequential_order():
     with pytest.raises(ValueError, match=r"^FloatMac builds order=seq, not order=tree$"):
         FloatMac("a=fp16,b=fp16,acc=fp32,order=tree")
-    with pytest.raises(ValueError, match=r"^no hardware unit for order=tree yet \(seq, chunk<L>, ilv<L> and mta<N>w<W>p<P> are built\)$"):
+    with pytest.raises(ValueError, match=r"^no hardware unit for order=tree \(one tree over all K products\); an adder-tree unit computes order=tree<N>, N products per cycle$"):
         generate("a=fp16,b=fp16,acc=fp32,order=tree")
 
 

@@ -103,7 +103,7 @@ def test_int_mac_rejects_float_accumulator():
 
 
 def test_int_mac_rejects_pipeline_option():
-    with pytest.raises(ValueError, match=r"^impl pipeline=2 is implemented for float accumulators only, not acc=int32$"):
+    with pytest.raises(ValueError, match=r"^impl pipeline=2: IntMac has 1 pipeline cut, after the product$"):
         IntMac(INT_SPECS[0], pipeline=2)
     with pytest.raises(TypeError, match=r"^impl pipeline must be an integer between 0 and 2, not False$"):
         IntMac(INT_SPECS[0], pipeline=False)

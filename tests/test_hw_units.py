@@ -43,18 +43,21 @@ MTA3 = "a=fp8_e5m2,b=fp8_e4m3,acc=e5m4,order=mta3w5p6,acc2=e5m7,round=rdn,prod=e
     ("", MacImpl(), ""),
     ("pipeline=0", MacImpl(), ""),
     ("pipeline=2", MacImpl(pipeline=2), "p2"),
-    (" PIPELINE=1 , lanes=1", MacImpl(pipeline=1), "p1"),
+    (" PIPELINE=1 , lanes=1", MacImpl(pipeline=1, lanes=1), "p1"),
+    ("lanes=32", MacImpl(lanes=32), ""),
 ])
 def test_impl_parse_round_trip_and_tag(text, impl, tag):
     assert MacImpl.parse(text) == impl and impl.tag == tag
     assert MacImpl.parse(str(impl)) == impl and MacImpl.parse(impl) is impl
-    assert MacImpl.parse({"pipeline": impl.pipeline}) == impl
+    assert MacImpl.parse({"pipeline": impl.pipeline, "lanes": impl.lanes}) == impl
     assert impl.is_default == (tag == "")
+    if impl.lanes is None:
+        assert MacImpl.parse({"pipeline": impl.pipeline}) == impl
 
 
 @pytest.mark.parametrize("text, exc, message", [
     ("pipeline=3", ValueError, "impl pipeline must be an integer between 0 and 2, not 3"),
-    ("lanes=4", ValueError, "impl lanes must be an integer between 1 and 1, not 4"),
+    ("lanes=0", ValueError, "impl lanes must be an integer >= 1, not 0"),
     ("pipe=1", ValueError, "unknown impl key 'pipe'; keys are pipeline, lanes"),
     ("pipeline", ValueError, "impl item 'pipeline' is not KEY=VALUE; an implementation is"),
     ("pipeline=1,pipeline=2", ValueError, "impl key 'pipeline' given twice"),
@@ -77,15 +80,23 @@ def test_impl_is_keyword_only_and_frozen():
 
 
 @pytest.mark.parametrize("spec, impl, message", [
-    ("a=int8,b=int8,acc=int32", "pipeline=1", "impl pipeline=1 is implemented for float accumulators only, not acc=int32"),
-    (ILV, "pipeline=2", "impl pipeline=2 is implemented for order=seq units only, not order=ilv3"),
-    (CHUNK, "pipeline=1", "impl pipeline=1 is implemented for order=seq units only, not order=chunk16"),
-    ("a=fp16,b=fp16,acc=fp16,order=ilv2,round=sr", None, "IlvMac does not implement round=sr"),
+    ("a=int8,b=int8,acc=int32", "pipeline=2", "impl pipeline=2: IntMac has 1 pipeline cut, after the product"),
     ("a=fp16,b=fp16,acc=fp16,order=chunk2,round=sr", None, "ChunkMac does not implement round=sr (two roundings per cycle)"),
     ("a=fp16,b=fp16,acc=fp16,order=tree", None,
-     "no hardware unit for order=tree yet (seq, chunk<L>, ilv<L> and mta<N>w<W>p<P> are built)"),
+     "no hardware unit for order=tree (one tree over all K products); an adder-tree unit computes order=tree<N>, "
+     "N products per cycle"),
+    ("a=fp16,b=fp16,acc=fp16,order=tree4,round=sr", None, "TreeMac does not implement round=sr (2N roundings per cycle)"),
+    ("a=int8,b=int8,acc=int16,order=tree4", None, "TreeMac needs a float accumulator, not acc=int16"),
+    ("a=int8,b=int8,acc=int16,order=ilv2", "pipeline=2", "impl pipeline=2: IlvMac has 1 pipeline cut, after the product"),
+    ("a=fp8_e4m3,b=fp8_e4m3,acc=q8.24,order=tree4", None,
+     "fixed-point accumulators have a sequential unit only, not order=tree4"),
+    (CHUNK, "lanes=3", "impl lanes=3 does not divide order=chunk16's chunk length 16"),
+    (CHUNK, "lanes=4", "impl lanes=4 does not match order=chunk16: its unit takes 1 product per cycle"),
+    (MTA, "lanes=16", "impl lanes=16 does not match order=mta32w14p128: its unit takes 32 products per cycle"),
+    (FP16, "lanes=2", "impl lanes=2 does not match order=seq: its unit takes 1 product per cycle"),
     ("a=fp16,b=fp16,acc=fp16,order=mta4w8p8,round=sr", None, "MtaMac does not implement round=sr"),
-    ("a=int8,b=int8,acc=int16,order=chunk4,acc2=int32", None, "ChunkMac needs a float accumulator, not acc=int16"),
+    ("a=int8,b=int8,acc=int16,order=chunk4,acc2=int32", "pipeline=2",
+     "impl pipeline=2: ChunkMac has 1 pipeline cut, after the product"),
 ])
 def test_units_refuse_what_they_do_not_build(spec, impl, message):
     with pytest.raises(ValueError, match="^" + __import__("re").escape(message) + "$"):
@@ -247,17 +258,23 @@ def test_rtl_user_file_and_planted_fault(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["verilog", FP16, "--impl", "pipeline=9"], "psum verilog: error: impl pipeline must be an integer between 0 and 2, not 9"),
     (["verilog", FP16, "--impl", "depth=1"], "psum verilog: error: unknown impl key 'depth'; keys are pipeline, lanes"),
-    (["sim", "a=int8,b=int8,acc=int16", "--impl", "pipeline=1"],
-     "psum sim: error: impl pipeline=1 is implemented for float accumulators only, not acc=int16"),
-    (["synth", ILV, "--impl", "pipeline=1"],
-     "psum synth: error: impl pipeline=1 is implemented for order=seq units only, not order=ilv3"),
-    (["synth", FP16, "--impl", "lanes=2"], "psum synth: error: impl lanes must be an integer between 1 and 1, not 2"),
+    (["sim", "a=int8,b=int8,acc=int16", "--impl", "pipeline=2"],
+     "psum sim: error: impl pipeline=2: IntMac has 1 pipeline cut, after the product"),
+    (["synth", FP16, "--impl", "lanes=2"],
+     "psum synth: error: impl lanes=2 does not match order=seq: its unit takes 1 product per cycle"),
+    (["synth", CHUNK, "--impl", "lanes=3"],
+     "psum synth: error: impl lanes=3 does not divide order=chunk16's chunk length 16"),
+    (["sim", MTA, "--impl", "lanes=8"],
+     "psum sim: error: impl lanes=8 does not match order=mta32w14p128: its unit takes 32 products per cycle"),
+    (["verilog", "a=fp16,b=fp16,acc=fp16,order=tree4", "--impl", "lanes=0"],
+     "psum verilog: error: impl lanes must be an integer >= 1, not 0"),
     (["sim", FP16, "--top", "x"], "psum sim: error: --top names a module of --rtl FILE.v; give --rtl too"),
     (["sim", FP16, "--rtl", "/nonexistent/unit.v"], "psum sim: error: RTL file /nonexistent/unit.v not found"),
     (["verilog", "a=fp16,b=fp16,acc=fp16,order=tree"],
-     "psum verilog: error: no hardware unit for order=tree yet (seq, chunk<L>, ilv<L> and mta<N>w<W>p<P> are built)"),
-    (["sim", MTA, "--impl", "pipeline=1"],
-     "psum sim: error: impl pipeline=1 is implemented for order=seq units only, not order=mta32w14p128"),
+     "psum verilog: error: no hardware unit for order=tree (one tree over all K products); an adder-tree unit "
+     "computes order=tree<N>, N products per cycle"),
+    (["sim", "a=fp16,b=fp16,acc=fp16,order=tree4,round=sr"],
+     "psum sim: error: TreeMac does not implement round=sr (2N roundings per cycle)"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, message, capsys):
     assert main(argv) == 2

@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize("text, order", [
     ("seq", Order()),
     ("tree", Order("tree")),
+    ("tree8", Order("tree", n=8)),
+    ("tree1", Order("tree", n=1)),
     ("chunk32", Order("chunk", length=32)),
     ("mta4w8p8", Order("mta", n=4, w=8, p=8)),
     ("mta1w1p1", Order("mta", n=1, w=1, p=1)),
@@ -56,11 +58,11 @@ def test_order_fields_and_case():
     ("mta4w8p0", "order mta4w8p0: P must be an integer >= 1, not 0"),
     ("chunk0", "order chunk0: L must be an integer >= 1, not 0"),
     ("ilv0", "order ilv0: L must be an integer >= 1, not 0"),
-    ("ilv", "order must be seq, tree, chunk<L>, mta<N>w<W>p<P> or ilv<L>, not 'ilv'"),
-    ("chunk", "order must be seq, tree, chunk<L>, mta<N>w<W>p<P> or ilv<L>, not 'chunk'"),
-    ("mta4w8", "order must be seq, tree, chunk<L>, mta<N>w<W>p<P> or ilv<L>, not 'mta4w8'"),
-    ("pairwise", "order must be seq, tree, chunk<L>, mta<N>w<W>p<P> or ilv<L>, not 'pairwise'"),
-    ("chunk-4", "order must be seq, tree, chunk<L>, mta<N>w<W>p<P> or ilv<L>, not 'chunk-4'"),
+    ("ilv", "order must be seq, tree, tree<N>, chunk<L>, mta<N>w<W>p<P> or ilv<L>, not 'ilv'"),
+    ("chunk", "order must be seq, tree, tree<N>, chunk<L>, mta<N>w<W>p<P> or ilv<L>, not 'chunk'"),
+    ("mta4w8", "order must be seq, tree, tree<N>, chunk<L>, mta<N>w<W>p<P> or ilv<L>, not 'mta4w8'"),
+    ("pairwise", "order must be seq, tree, tree<N>, chunk<L>, mta<N>w<W>p<P> or ilv<L>, not 'pairwise'"),
+    ("chunk-4", "order must be seq, tree, tree<N>, chunk<L>, mta<N>w<W>p<P> or ilv<L>, not 'chunk-4'"),
 ])
 def test_order_parse_errors(text, message):
     with pytest.raises(ValueError) as info:
@@ -72,7 +74,8 @@ def test_order_parse_errors(text, message):
     (dict(kind="pairs"), ValueError, "order kind must be one of seq, tree, chunk, mta, ilv, not 'pairs'"),
     (dict(kind="ilv"), ValueError, "order ilv takes L; L is missing"),
     (dict(kind="seq", length=4), ValueError, "order seq takes no parameters; L does not apply"),
-    (dict(kind="tree", n=2), ValueError, "order tree takes no parameters; N does not apply"),
+    (dict(kind="tree", length=2), ValueError, "order tree takes N; L does not apply"),
+    (dict(kind="tree", n=0), ValueError, "order tree0: N must be an integer >= 1, not 0"),
     (dict(kind="chunk"), ValueError, "order chunk takes L; L is missing"),
     (dict(kind="chunk", length=4, p=4), ValueError, "order chunk takes L; P does not apply"),
     (dict(kind="mta", n=4, w=8), ValueError, "order mta takes N, W, P; P is missing"),
@@ -106,7 +109,7 @@ def test_order_is_a_frozen_value():
     ("a=fp16,b=fp16,acc=fp16,order=tree,acc2=fp32", "acc2 applies only to order=chunk<L> or order=mta<N>w<W>p<P>"),
     ("a=fp16,b=fp16,acc=fp16,acc2=fp32", "acc2 applies only to order=chunk<L> or order=mta<N>w<W>p<P>"),
     ("a=fp16,b=fp16,acc=fp16,order=chunk0", "order chunk0: L must be an integer >= 1, not 0"),
-    ("a=fp16,b=fp16,acc=fp16,order=zigzag", "order must be seq, tree, chunk<L>, mta<N>w<W>p<P> or ilv<L>, not 'zigzag'"),
+    ("a=fp16,b=fp16,acc=fp16,order=zigzag", "order must be seq, tree, tree<N>, chunk<L>, mta<N>w<W>p<P> or ilv<L>, not 'zigzag'"),
 ])
 def test_macspec_rejects_bad_orders(text, message):
     with pytest.raises(ValueError) as info:
@@ -140,7 +143,7 @@ def test_tree_text_and_name():
 
 
 # -- property-style round trip over many generated specs ---------------------------------------
-ORDERS = ["seq", "tree", "ilv1", "ilv3", "chunk1", "chunk7", "chunk64", "mta1w1p1", "mta4w8p8", "mta3w6p12", "mta8w14p16",
+ORDERS = ["seq", "tree", "tree1", "tree4", "ilv1", "ilv3", "chunk1", "chunk7", "chunk64", "mta1w1p1", "mta4w8p8", "mta3w6p12", "mta8w14p16",
           "mta16w56p32"]
 FLOAT_OPS = ["fp8_e4m3", "fp16", "bf16", "fp4_e2m1", "e3m4fnuz", "e5m10_ftz"]
 FLOAT_ACCS = ["fp32", "e5m6", "e6m9_b20", "e4m3fn", "e5m2fnuz_ftz", "e3m2fin"]
@@ -162,7 +165,7 @@ def _generated_specs():
             fields += [f"prod={FLOAT_OPS[(i + 2) % len(FLOAT_OPS)]}", "fused=no"]
         if i % 4 == 1:
             fields.append("overflow=sat")
-        if order not in ("seq", "tree") and not order.startswith("ilv") and i % 2:
+        if order not in ("seq", "tree") and not order.startswith(("ilv", "tree")) and i % 2:
             fields.append(f"acc2={['fp16', 'e6m9', 'bf16'][i % 3]}")
         texts.append(",".join(fields + [f"order={order}"]))
     for i, order in enumerate(o for o in ORDERS if not o.startswith("mta")):  # mta needs a float acc

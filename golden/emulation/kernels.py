@@ -887,6 +887,46 @@ def _tree(spec, A, B, init, *, row_base, col_stride, seed):
     return torch.from_numpy(spec.acc.decode(out)).to(A.device)
 
 
+def _tree_groups(spec, N_, A, B, init, *, row_base, col_stride, seed):
+    """Adder tree over each group of N products, group sums added in turn: see :func:`accumulate_order`."""
+    import torch
+
+    M, K = A.shape
+    N = B.shape[1]
+    seq = spec.replace(order="seq")
+    sadd = add_spec(spec, spec.acc)
+    G = -(-K // N_)
+    Kp = G * N_  # the last group padded with zero operands (code 0: +0), as the unit's idle lanes
+    ac = np.zeros((M, Kp), np.uint64)
+    bc = np.zeros((Kp, N), np.uint64)
+    ac[:, :K] = codes(spec.a, A.detach().cpu().double().numpy())
+    bc[:K] = codes(spec.b, B.detach().cpu().double().numpy())
+    R = np.broadcast_to(codes(spec.acc, init.detach().cpu().double().numpy()), (M, N)).copy()
+    idx_all = _index_grid(M, N, row_base, col_stride)
+    rows = max(1, (1 << 21) // max(1, N * Kp))  # bound memory: rows x N x K codes per block
+    for r0 in range(0, M, rows):
+        r1 = min(M, r0 + rows)
+        idx = idx_all[r0:r1, :, None]
+        # leaves: each product rounded into acc alone, one MAC step from +0 (step k)
+        t = mac_step(seq, _zero_codes((r1 - r0, N, Kp)), ac[r0:r1, None, :], bc.T[None, :, :],
+                     rand=_rand_or_none(spec, seed, idx, np.arange(Kp)))
+        t = t.reshape(r1 - r0, N, G, N_)
+        # tree nodes of group g: steps Kp + g*N + j, j = 0 .. N-2 level by level, left to right
+        base = Kp + N_ * np.arange(G)[:, None]
+        node = 0
+        while t.shape[3] > 1:
+            n2 = t.shape[3] // 2
+            pair = mac_step(sadd, t[..., 0:2 * n2:2], t[..., 1:2 * n2:2], _one_codes((1, 1, 1, n2)),
+                            rand=_rand_or_none(spec, seed, idx[..., None], base + node + np.arange(n2)))
+            node += n2
+            t = np.concatenate([pair, t[..., 2 * n2:]], axis=3)  # an odd last node moves up as is
+        # the group sums into the register in turn (step Kp + g*N + N - 1)
+        for g in range(G):
+            R[r0:r1] = mac_step(sadd, R[r0:r1], t[:, :, g, 0], _one_codes((1, 1)),
+                                rand=_rand_or_none(spec, seed, idx[:, :, 0], Kp + g * N_ + N_ - 1))
+    return torch.from_numpy(spec.acc.decode(R)).to(A.device)
+
+
 def _mta(spec, N_, W, P, A, B, init, *, row_base, col_stride, seed):
     """Fused multi-term adder: see :func:`accumulate_order` for the semantics."""
     import torch
@@ -1001,6 +1041,15 @@ def accumulate_order(spec, A, B, init, *, row_base=None, col_stride=1, seed=0, b
         Each product rounded into ``acc`` alone (one MAC step from +0); then pairwise sums
         ``round(t[2i] + t[2i+1])`` level by level (an odd last node moves up unchanged); finally
         ``round(bias + tree_sum)``.
+    ``tree<N>``
+        What an N-input adder-tree unit computes, N products per cycle: the products in groups of
+        N consecutive ones, the last group padded to N with zero products (operand codes 0, so
+        each pad leaf is +0 in every rounding mode). In each group, every product is rounded into
+        ``acc`` alone (one MAC step from +0), then summed pairwise as ``tree`` does (level by
+        level, left to right, an odd last node moving up unchanged), each node rounded into
+        ``acc``. The register R starts at the bias and adds each group sum in turn,
+        ``R := round(R + group_sum)``; the output is R (K = 0: the bias). ``tree1`` rounds each
+        product before adding it (an unfused MAC with ``prod = acc``).
     ``mta<N>w<W>p<P>``
         A fused multi-term adder (Hopper-like). The register R (format ``acc``) starts at the
         bias. For each group of N consecutive products: the terms are R and the N exact products
@@ -1022,7 +1071,9 @@ def accumulate_order(spec, A, B, init, *, row_base=None, col_stride=1, seed=0, b
     Stochastic rounding steps are numbered: products ``0..K-1``; chunk/promotion additions and
     tree nodes ``K, K+1, ...`` in the order they happen (tree: level by level, left to right;
     the final bias addition last; ilv: the L - 1 combine additions); an mta group's rounding uses
-    the step of its last product.
+    the step of its last product. ``tree<N>`` with K' = ceil(K/N) * N padded products: leaf k is
+    step k, the N - 1 nodes of group g steps ``K' + g*N + j`` (level by level, left to right) and
+    the group's addition into R step ``K' + g*N + N - 1``.
     """
     spec = MacSpec.parse(spec)  # MacSpec has validated the order against the spec already
     order = spec.order
@@ -1032,6 +1083,8 @@ def accumulate_order(spec, A, B, init, *, row_base=None, col_stride=1, seed=0, b
     if stats is not None:
         raise ValueError(f"partial-sum statistics need order=seq, not {order}")
     if order.kind == "tree":
+        if order.n is not None:
+            return _tree_groups(spec, order.n, A, B, init, **kw)
         return _tree(spec, A, B, init, **kw)
     if order.kind == "chunk":
         return _chunked(spec, order.length, A, B, init, backend=backend, **kw)

@@ -7,7 +7,8 @@ Sequential units (``order=seq``) are checked in one vectorised :func:`psum.golde
 from the register the unit itself held before each cycle; a pipelined one (``MacImpl(pipeline=k)``)
 the same way on its inputs delayed by k cycles (:func:`delayed`). Order units (``chunk``, ``ilv``)
 hold state their ports do not show; their expected outputs come from the cycle models of
-:mod:`.model`, so after a first mismatch later cycles may differ as a consequence.
+:mod:`.model` (on the delayed inputs too), so after a first mismatch later cycles may differ as a
+consequence.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ def delayed(stim: dict, k: int) -> dict:
     c = np.concatenate([[0], np.cumsum(rst)])
     t = np.arange(n)
     killed = (c[t] - c[np.maximum(t - k, 0)]) > 0
-    for name in ("en", "load"):
-        out[name] = np.where(killed, np.uint64(0), out[name])
+    for name in ("en", "load", "flush"):
+        if name in out:
+            out[name] = np.where(killed, np.uint64(0), out[name])
     return out
 
 
@@ -112,7 +114,7 @@ def check_trace(spec, stim: dict, observed, impl=None) -> tuple[int, int | None,
             acc[step] = mac_step(spec, prev[step], st["a"][step], st["b"][step], rand=rnd)
         expected = {"acc": acc}
     else:
-        expected = expected_outputs(spec, stim)
+        expected = expected_outputs(spec, delayed(stim, impl.pipeline))
     missing = sorted(set(expected) - set(obs))
     if missing:
         raise ValueError(f"observed trace lacks output {missing[0]!r}")
@@ -128,7 +130,7 @@ def _describe(spec: MacSpec, impl: MacImpl, stim: dict, observed: dict, expected
         return f"0x{int(v):0{(fmt.width + 3) // 4}x}"
 
     fmts = {"acc": spec.acc, "acc2": spec.acc2}
-    st = delayed(stim, impl.pipeline) if spec.order.kind == "seq" else stim
+    st = delayed(stim, impl.pipeline)
     inputs = {k: int(st[k][t]) for k in _CONTROL if k in st}
     if "a" in st:
         inputs.update(a=hx(spec.a, st["a"][t]), b=hx(spec.b, st["b"][t]))

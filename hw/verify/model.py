@@ -6,8 +6,11 @@ at once. The chunked and interleaved units keep state the ports do not show (the
 the partial sums), so their expected trace comes from these models, stepped cycle by cycle in
 Python. Every arithmetic operation is a :func:`psum.golden.mac_step` call of the spec (order
 ``seq``) or of its :func:`psum.golden.spec.add_spec`; the models only sequence them, with the
-control rules of :mod:`psum.hw.chunk` and :mod:`psum.hw.ilv` (rst > load > flush > en).
-A model is slow (two scalar ``mac_step`` calls per cycle at most) and obvious, on purpose.
+control rules of :mod:`psum.hw.chunk`, :mod:`psum.hw.ilv`, :mod:`psum.hw.mta` and
+:mod:`psum.hw.tree` (rst > load > flush > en).
+A scalar model is slow (two scalar ``mac_step`` calls per cycle at most) and obvious, on purpose;
+:func:`expected_outputs` runs the lockstep models by default, the same rules vectorised across
+the independent segments that ``rst`` and ``load`` start (exact: see the comment above them).
 """
 
 from __future__ import annotations
@@ -23,9 +26,16 @@ from psum.golden.spec import add_spec
 __all__ = ["expected_outputs"]
 
 
-def _step(spec, c: int, a: int, b: int) -> int:
+def _step(spec, c: int, a: int, b: int, rand=None) -> int:
     one = lambda v: np.array([v], dtype=np.uint64)  # noqa: E731 - a scalar as mac_step's array
-    return int(mac_step(spec, one(c), one(a), one(b))[0])
+    r = None if rand is None else np.array([int(rand)], dtype=np.int64)
+    return int(mac_step(spec, one(c), one(a), one(b), rand=r)[0])
+
+
+def _cols(stim: dict, *names) -> list:
+    """Columns as Python lists (or ``None`` where absent): a Python loop reads a list element
+    about ten times faster than a numpy scalar."""
+    return [stim[k].tolist() if k in stim else None for k in names]
 
 
 def _promoted(spec: MacSpec, stim: dict, group: int, step) -> dict:
@@ -35,52 +45,56 @@ def _promoted(spec: MacSpec, stim: dict, group: int, step) -> dict:
     from +0 (the RTL's ``psum.hw.chunk.promotion_control``)."""
     s2 = add_spec(spec, spec.acc2)
     n = len(stim["rst"])
-    out = {"acc": np.zeros(n, np.uint64), "acc2": np.zeros(n, np.uint64)}
+    o_acc, o_acc2 = [0] * n, [0] * n
+    rst, load, init, flush, en = _cols(stim, "rst", "load", "init", "flush", "en")
     acc = acc2 = cnt = pend = 0
     for t in range(n):
-        if stim["rst"][t]:
+        if rst[t]:
             acc = acc2 = cnt = pend = 0
-        elif stim["load"][t]:
-            acc, acc2, cnt, pend = int(stim["init"][t]), 0, 0, 1
-        elif stim["flush"][t]:
+        elif load[t]:
+            acc, acc2, cnt, pend = init[t], 0, 0, 1
+        elif flush[t]:
             if pend:
                 acc2, acc, cnt, pend = _step(s2, acc2, acc, 1), 0, 0, 0
-        elif stim["en"][t]:
+        elif en[t]:
             if cnt == group:  # promotion due: acc into acc2, the group starts from +0
                 acc2, acc, cnt = _step(s2, acc2, acc, 1), step(0, t), 1
             else:
                 acc, cnt = step(acc, t), cnt + 1
             pend = 1
-        out["acc"][t], out["acc2"][t] = acc, acc2
-    return out
+        o_acc[t], o_acc2[t] = acc, acc2
+    return {"acc": np.array(o_acc, np.uint64), "acc2": np.array(o_acc2, np.uint64)}
 
 
 def _chunk(spec: MacSpec, stim: dict) -> dict:
     seq = spec.replace(order="seq", acc2=None)
-    return _promoted(spec, stim, spec.order.length,
-                     lambda acc, t: _step(seq, acc, int(stim["a"][t]), int(stim["b"][t])))
+    a, b = _cols(stim, "a", "b")
+    return _promoted(spec, stim, spec.order.length, lambda acc, t: _step(seq, acc, a[t], b[t]))
 
 
 def _ilv(spec: MacSpec, stim: dict) -> dict:
     L = spec.order.length
     seq, sadd = spec.replace(order="seq"), add_spec(spec, spec.acc)
     n = len(stim["rst"])
-    out = {"acc": np.zeros(n, np.uint64)}
+    out = [0] * n
     s, k, j = [0] * L, 0, 0
-    flush = stim.get("flush", np.zeros(n, np.uint64))
+    rst, load, init, en, a, b, flush, rnd = _cols(stim, "rst", "load", "init", "en", "a", "b", "flush", "rnd")
+    flush = flush or [0] * n
+    rnd = rnd if spec.sr_bits else None  # one rounding per cycle: that cycle's bits
     for t in range(n):
-        if stim["rst"][t]:
+        r = None if rnd is None else rnd[t]
+        if rst[t]:
             s, k, j = [0] * L, 0, 0
-        elif stim["load"][t]:
-            s, k, j = [int(stim["init"][t])] + [0] * (L - 1), 0, 0
+        elif load[t]:
+            s, k, j = [init[t]] + [0] * (L - 1), 0, 0
         elif flush[t]:
             if j < L - 1:
-                s[0], s[j + 1], j = _step(sadd, s[0], s[j + 1], 1), 0, j + 1
-        elif stim["en"][t]:
-            s[k] = _step(seq, s[k], int(stim["a"][t]), int(stim["b"][t]))
+                s[0], s[j + 1], j = _step(sadd, s[0], s[j + 1], 1, r), 0, j + 1
+        elif en[t]:
+            s[k] = _step(seq, s[k], a[t], b[t], r)
             k = (k + 1) % L
-        out["acc"][t] = s[0]
-    return out
+        out[t] = s[0]
+    return {"acc": np.array(out, np.uint64)}
 
 
 def _mta_group(spec: MacSpec, R: int, a, b) -> int:
@@ -131,15 +145,195 @@ def _mta(spec: MacSpec, stim: dict) -> dict:
     return _promoted(spec, stim, spec.order.p // spec.order.n, step)
 
 
-def expected_outputs(spec, stim: dict) -> dict:
+def _tree(spec: MacSpec, stim: dict) -> dict:
+    """The ``tree<N>`` unit (:mod:`psum.hw.tree`): ``rst`` > ``load`` > ``en``; an ``en`` cycle adds
+    the pairwise sum of its N leaves (each product rounded alone from +0) into ``acc``."""
+    from psum.hw.unit import operand_ports
+
+    lanes = operand_ports(spec)
+    seq, sadd = spec.replace(order="seq"), add_spec(spec, spec.acc)
+    n = len(stim["rst"])
+    out = {"acc": np.zeros(n, np.uint64)}
+    acc = 0
+    for t in range(n):
+        if stim["rst"][t]:
+            acc = 0
+        elif stim["load"][t]:
+            acc = int(stim["init"][t])
+        elif stim["en"][t]:
+            level = [_step(seq, 0, int(stim[ka][t]), int(stim[kb][t])) for ka, kb in lanes]
+            while len(level) > 1:  # pairwise, left to right; an odd last node moves up
+                level = [_step(sadd, level[i], level[i + 1], 1) for i in range(0, len(level) - 1, 2)] + \
+                        (level[-1:] if len(level) % 2 else [])
+            acc = _step(sadd, acc, level[0], 1)
+        out["acc"][t] = acc
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Lockstep models: the same rules, vectorised across independent segments
+# ---------------------------------------------------------------------------------------------
+# Why these are exact: every unit's whole state is set by rst and by load (registers, counters,
+# partial sums), so the cycles from one rst/load to the next form a segment whose outputs depend
+# on its own inputs only; the segments start from the reset state (a trace's first cycles before
+# any rst/load start from it too). Cycle p of every segment is stepped at once, with one
+# vectorised mac_step call per rule, instead of one scalar call per cycle: the exhaustive
+# stimulus (hundreds of thousands of three-cycle segments) takes a few vectorised steps.
+# The scalar models above stay as the obvious statement; the tests pin the two together.
+
+def _lockstep(stim: dict):
+    """``(segment of every cycle, position in it, number of segments, cycles at each position)``."""
+    n = len(stim["rst"])
+    start = (stim["rst"].astype(bool) | stim["load"].astype(bool))
+    start[0] = True
+    first = np.flatnonzero(start)
+    seg = np.cumsum(start) - 1
+    pos = np.arange(n) - first[seg]
+    order = np.argsort(pos, kind="stable")
+    bounds = np.searchsorted(pos[order], np.arange(pos.max() + 2 if n else 1))
+    at = [order[bounds[p]:bounds[p + 1]] for p in range(len(bounds) - 1)]
+    return seg, len(first), at
+
+
+def _vstep(spec, c, a, b, rand=None):
+    """``mac_step`` on arrays (``b`` may be a scalar); nothing to do for empty arrays."""
+    c = np.asarray(c, np.uint64)
+    if c.size == 0:
+        return c
+    a = np.broadcast_to(np.asarray(a, np.uint64), c.shape)
+    b = np.broadcast_to(np.asarray(b, np.uint64), c.shape)
+    return mac_step(spec, c, a, b, rand=None if rand is None else np.asarray(rand, np.int64))
+
+
+def _col(stim, name, n):
+    return stim[name] if name in stim else np.zeros(n, np.uint64)
+
+
+def _promoted_fast(spec: MacSpec, stim: dict, group: int, step) -> dict:
+    """:func:`_promoted` in lockstep; ``step(acc, cycles)`` takes arrays."""
+    s2 = add_spec(spec, spec.acc2)
+    n = len(stim["rst"])
+    seg, S, at = _lockstep(stim)
+    acc, acc2 = np.zeros(S, np.uint64), np.zeros(S, np.uint64)
+    cnt, pend = np.zeros(S, np.int64), np.zeros(S, bool)
+    o_acc, o_acc2 = np.zeros(n, np.uint64), np.zeros(n, np.uint64)
+    rst, load, flush, en = (_col(stim, k, n).astype(bool) for k in ("rst", "load", "flush", "en"))
+    for t in at:
+        g = seg[t]
+        r = rst[t]
+        ld = load[t] & ~r
+        f = flush[t] & ~r & ~ld & pend[g]
+        e = en[t] & ~r & ~ld & ~flush[t]
+        ep = e & (cnt[g] == group)  # promotion due: acc into acc2, the group starts from +0
+        en_ = e & ~ep
+        # -- every right-hand side from the state before the cycle ----------------------------
+        prom = f | ep
+        new2 = _vstep(s2, acc2[g[prom]], acc[g[prom]], 1)
+        step_p = step(np.zeros(int(ep.sum()), np.uint64), t[ep])
+        step_e = step(acc[g[en_]], t[en_])
+        # -- then the writes -------------------------------------------------------------------
+        acc[g[r]], acc2[g[r]], cnt[g[r]], pend[g[r]] = 0, 0, 0, False
+        acc[g[ld]], acc2[g[ld]], cnt[g[ld]], pend[g[ld]] = stim["init"][t[ld]], 0, 0, True
+        acc2[g[prom]] = new2
+        acc[g[f]], cnt[g[f]], pend[g[f]] = 0, 0, False
+        acc[g[ep]], cnt[g[ep]], pend[g[ep]] = step_p, 1, True
+        acc[g[en_]], pend[g[en_]] = step_e, True
+        cnt[g[en_]] += 1
+        o_acc[t], o_acc2[t] = acc[g], acc2[g]
+    return {"acc": o_acc, "acc2": o_acc2}
+
+
+def _chunk_fast(spec: MacSpec, stim: dict) -> dict:
+    seq = spec.replace(order="seq", acc2=None)
+    return _promoted_fast(spec, stim, spec.order.length, lambda acc, t: _vstep(seq, acc, stim["a"][t], stim["b"][t]))
+
+
+def _mta_fast(spec: MacSpec, stim: dict) -> dict:
+    from psum.hw.unit import operand_ports
+
+    lanes = operand_ports(spec)
+
+    def step(acc, ts):  # the group rule stays scalar (one call per group); the control is vectorised
+        return np.array([_mta_group(spec, int(r), [int(stim[ka][t]) for ka, _ in lanes],
+                                    [int(stim[kb][t]) for _, kb in lanes]) for r, t in zip(acc, ts)], np.uint64)
+
+    return _promoted_fast(spec, stim, spec.order.p // spec.order.n, step)
+
+
+def _ilv_fast(spec: MacSpec, stim: dict) -> dict:
+    """:func:`_ilv` in lockstep."""
+    L = spec.order.length
+    seq, sadd = spec.replace(order="seq"), add_spec(spec, spec.acc)
+    n = len(stim["rst"])
+    seg, S, at = _lockstep(stim)
+    s = np.zeros((S, L), np.uint64)
+    k, j = np.zeros(S, np.int64), np.zeros(S, np.int64)
+    out = np.zeros(n, np.uint64)
+    rst, load, flush, en = (_col(stim, c, n).astype(bool) for c in ("rst", "load", "flush", "en"))
+    rnd = stim["rnd"] if spec.sr_bits else None
+    for t in at:
+        g = seg[t]
+        r = rst[t]
+        ld = load[t] & ~r
+        f = flush[t] & ~r & ~ld
+        fc = f & (j[g] < L - 1)
+        e = en[t] & ~r & ~ld & ~f
+        gf, ge = g[fc], g[e]
+        comb = _vstep(sadd, s[gf, 0], s[gf, j[gf] + 1], 1, None if rnd is None else rnd[t[fc]])
+        mac = _vstep(seq, s[ge, k[ge]], stim["a"][t[e]], stim["b"][t[e]], None if rnd is None else rnd[t[e]])
+        s[g[r]], k[g[r]], j[g[r]] = 0, 0, 0
+        s[g[ld]] = 0
+        s[g[ld], 0], k[g[ld]], j[g[ld]] = stim["init"][t[ld]], 0, 0
+        s[gf, j[gf] + 1] = 0
+        s[gf, 0] = comb
+        j[gf] += 1
+        s[ge, k[ge]] = mac
+        k[ge] = (k[ge] + 1) % L
+        out[t] = s[g, 0]
+    return {"acc": out}
+
+
+def _tree_fast(spec: MacSpec, stim: dict) -> dict:
+    """:func:`_tree` with the group sums of every cycle computed at once (they do not read the
+    register) and the register stepped in lockstep."""
+    from psum.hw.unit import operand_ports
+
+    seq, sadd = spec.replace(order="seq"), add_spec(spec, spec.acc)
+    n = len(stim["rst"])
+    level = [_vstep(seq, np.zeros(n, np.uint64), stim[ka], stim[kb]) for ka, kb in operand_ports(spec)]
+    while len(level) > 1:  # pairwise, left to right; an odd last node moves up
+        level = [_vstep(sadd, level[i], level[i + 1], 1) for i in range(0, len(level) - 1, 2)] + \
+                (level[-1:] if len(level) % 2 else [])
+    group = level[0]
+    seg, S, at = _lockstep(stim)
+    acc = np.zeros(S, np.uint64)
+    out = np.zeros(n, np.uint64)
+    rst, load, en = (stim[c].astype(bool) for c in ("rst", "load", "en"))
+    for t in at:
+        g = seg[t]
+        r = rst[t]
+        ld = load[t] & ~r
+        e = en[t] & ~r & ~ld
+        new = _vstep(sadd, acc[g[e]], group[t[e]], 1)
+        acc[g[r]] = 0
+        acc[g[ld]] = stim["init"][t[ld]]
+        acc[g[e]] = new
+        out[t] = acc[g]
+    return {"acc": out}
+
+
+def expected_outputs(spec, stim: dict, *, scalar: bool = False) -> dict:
     """The outputs of the order unit for ``spec`` after every cycle of ``stim``.
 
     Parameters
     ----------
     spec : MacSpec or str
-        ``order=chunk<L>``, ``ilv<L>`` or ``mta<N>w<W>p<P>``.
+        ``order=chunk<L>``, ``ilv<L>``, ``mta<N>w<W>p<P>`` or ``tree<N>``.
     stim : dict
         One uint64 array per input column (:func:`psum.hw.verify.stimulus.columns`).
+    scalar : bool
+        Step the obvious scalar models cycle by cycle instead of the lockstep ones (same
+        results, about a thousand times slower on the exhaustive stimulus).
 
     Returns
     -------
@@ -152,10 +346,9 @@ def expected_outputs(spec, stim: dict) -> dict:
         An order without a cycle model.
     """
     spec = MacSpec.parse(spec)
-    if spec.order.kind == "chunk":
-        return _chunk(spec, stim)
-    if spec.order.kind == "ilv":
-        return _ilv(spec, stim)
-    if spec.order.kind == "mta":
-        return _mta(spec, stim)
+    kind = "tree_n" if spec.order.kind == "tree" and spec.order.n is not None else spec.order.kind
+    models = {"chunk": (_chunk, _chunk_fast), "ilv": (_ilv, _ilv_fast), "mta": (_mta, _mta_fast),
+              "tree_n": (_tree, _tree_fast)}
+    if kind in models:
+        return models[kind][0 if scalar else 1](spec, stim)
     raise ValueError(f"no cycle model for order={spec.order}")

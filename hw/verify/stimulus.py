@@ -185,7 +185,8 @@ def stream_cycles(spec, streams, *, hold: bool = False) -> dict:
 
 def _stream_lanes(spec, streams, lanes, nf: int, hold: bool) -> dict:
     """:func:`stream_cycles` of a multi-lane unit: N products per ``en`` cycle, the last group
-    padded with zero operands (exact for the mta unit, see :mod:`psum.hw.mta`)."""
+    padded with zero operands (exact for the mta unit, see :mod:`psum.hw.mta`; the tree<N> order
+    pads the same way, see :mod:`psum.hw.tree`)."""
     N = len(lanes)
     parts = []
     last = np.zeros(2 * N, np.uint64)
@@ -202,7 +203,8 @@ def _stream_lanes(spec, streams, lanes, nf: int, hold: bool) -> dict:
         s = _empty(columns(spec), 1 + g + nf)
         s["load"][0] = 1
         s["en"][1:g + 1] = 1
-        s["flush"][g + 1:] = 1
+        if nf:
+            s["flush"][g + 1:] = 1
         for i, (ka, kb) in enumerate(lanes):
             s[ka][1:g + 1], s[kb][1:g + 1] = pa[:, i], pb[:, i]
             if hold:
