@@ -99,7 +99,7 @@ class MtaMac(MacUnit):
 
         # -- the terms: N exact products and the register (from +0 when a promotion is due) ---
         ports = operand_ports(spec)
-        steps = [FloatStep(seq, name=f"l{i}") for i in range(len(ports))]
+        steps = [FloatStep(seq, name=f"lane{i}") for i in range(len(ports))]
         terms: list[Normalised]
         terms, ctl = pipelined_product(m, self, steps, [(getattr(self, pa), getattr(self, pb)) for pa, pb in ports])
         r = FloatStep(seq, name="r")
@@ -186,7 +186,7 @@ class MtaMac(MacUnit):
         m.d.comb += nxt.eq(result)
 
         # -- promotion into acc2 -----------------------------------------------------------------
-        nxt2 = FloatStep(add_spec(spec, spec.acc2), name="l2")(m, self.acc2, self.acc, Const(1, 2))
+        nxt2 = FloatStep(add_spec(spec, spec.acc2), name="promo")(m, self.acc2, self.acc, Const(1, 2))
 
         promotion_control(m, self, nxt, nxt2, cnt, pend, full, ctl)  # rst > load > flush > en, as ChunkMac
         return m

@@ -29,6 +29,7 @@ import json
 import pickle
 import re
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -199,7 +200,9 @@ def _read_checkpoint(path: Path, *, trust: bool):
         except Exception as exc:
             raise PsumError(f"{path} is a torch.export archive that does not load ({type(exc).__name__})") from None
     try:
-        return "dict", torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on the pickle protocol: psum says what matters below
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return "dict", torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         what = f"it names {found[1]}" if found else "it holds pickled objects"

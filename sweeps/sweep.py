@@ -961,6 +961,8 @@ def evaluate_spec(model, dataset="digits", spec=None, *, layer: str = "all", spe
         raise ValueError("give --spec or --spec-file, not both")
     if spec_file is not None and layer != "all":
         raise ValueError("--layer selects layers for --spec; a spec file names its layers itself")
+    if spec is None and spec_file is None and layer != "all":  # else it would evaluate float32 silently
+        raise ValueError("--layer selects layers for --spec; give --spec too")
     spec = None if spec is None else MacSpec.parse(spec)
     mapping = None
     if spec_file is not None:

@@ -134,9 +134,11 @@ def test_bad_options_messages(tmp_path):
 
 
 def test_cli_one_line_error(capsys):
-    assert main(["synth", "a=int8,b=int8,acc=int32", "--jobs", "0"]) == 2
+    with pytest.raises(SystemExit) as exc:  # refused while parsing (psum.cli.options)
+        main(["synth", "a=int8,b=int8,acc=int32", "--jobs", "0"])
+    assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert err == "psum synth: error: jobs must be an integer >= 1, not 0\n"
+    assert err == "psum synth: error: argument --jobs: must be a positive integer, not 0 (see psum synth --help)\n"
 
 
 def test_yosys_failure_is_one_line(tmp_path):

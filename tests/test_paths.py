@@ -114,8 +114,8 @@ def test_fake2true_from_an_empty_folder_writes_there(clean_env, tmp_path, capsys
     assert main(["fake2true", "--model", "lenet5", "--formats", "fp32", "--limit", "8", "--no-isolated"]) == 0
     assert "report section: fake2true/fake2true.md" in capsys.readouterr().out
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
-    assert written == ["fake2true/fake2true.json", "fake2true/fake2true.md", "fake2true/fake2true.png",
-                       "fake2true/fake2true.svg", "fake2true/results.jsonl"]
+    assert written == ["fake2true/fake2true.json", "fake2true/fake2true.md", "fake2true/fake2true.pdf",
+                       "fake2true/fake2true.png", "fake2true/fake2true.svg", "fake2true/results.jsonl"]
     assert git_status() == before
 
 
@@ -126,6 +126,9 @@ def test_fake2true_bad_input_before_any_work(clean_env, tmp_path, capsys):
     assert main(["fake2true", "--model", "lenet5", "--formats", ",", "--limit", "8"]) == 2
     assert capsys.readouterr().err == ("psum fake2true: error: --formats must list float formats such as "
                                        "fp64,fp32,bf16,fp16,e8m10, not ','\n")
-    assert main(["fake2true", "--model", "lenet5", "--formats", "fp32", "--limit", "0"]) == 2
-    assert capsys.readouterr().err == "psum fake2true: error: --limit must be an integer >= 1, not 0\n"
+    with pytest.raises(SystemExit) as exc:  # refused while parsing (psum.cli.options)
+        main(["fake2true", "--model", "lenet5", "--formats", "fp32", "--limit", "0"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == ("psum fake2true: error: argument --limit: must be a positive integer, not 0 "
+                                       "(see psum fake2true --help)\n")
     assert not any(tmp_path.iterdir())

@@ -40,7 +40,7 @@ def test_mta_trunc_defaults_and_refusals():
         Order("mta", n=4, w=8, p=8, trunc="up")
     with pytest.raises(ValueError, match=r"^order seq takes no trunc \(mta only\)$"):
         Order("seq", trunc="floor")
-    with pytest.raises(ValueError, match=r"^order must be seq, tree, chunk<L>, mta<N>w<W>p<P> or ilv<L>, "
+    with pytest.raises(ValueError, match=r"^order must be seq, tree, tree<N>, chunk<L>, mta<N>w<W>p<P> or ilv<L>, "
                                          r"not 'mta4w8p8ceil'$"):
         Order.parse("mta4w8p8ceil")
 

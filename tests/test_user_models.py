@@ -107,7 +107,7 @@ def test_eval_user_model_on_image_folder_json(user, capsys):
                         capsys)
     assert rc == 0, err
     row = json.loads(out)
-    assert 0 <= row["top1"] <= 100 and row["n_images"] == 12
+    assert 0 <= row["accuracy"] <= 100 and row["n_images"] == 12
     assert row["model"] == f"{user}/mynet.py:build" and row["checkpoint_kind"] == "state_dict"
     assert set(row["emulated_layers"]) == {"features.0", "features.2", "head"} and row["float_layers"] == []
     # the same number as emulating by hand with the same calibration images
@@ -117,7 +117,7 @@ def test_eval_user_model_on_image_folder_json(user, capsys):
     y = torch.tensor([wl.test[i][1] for i in range(12)])
     with torch.no_grad():
         top1 = 100.0 * float((q(x).argmax(1) == y).double().mean())
-    assert row["top1"] == pytest.approx(top1)
+    assert row["accuracy"] == pytest.approx(top1)
     assert row["checkpoint"] == model_digest(wl.net)
 
 

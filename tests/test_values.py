@@ -367,11 +367,10 @@ def test_mac_step_refuses_wide_codes():
 
 
 @pytest.mark.parametrize("codes, message", [
-    (["0x10000", "0", "0"], "ACC must be a code of fp16, between 0 and 0xffff, not 0x10000"),
-    (["--", "-1", "0", "0"], "ACC must be a code of fp16, between 0 and 0xffff, not -1"),
-    (["0", "0x1000000000000000000000", "0"], "A must be a code of fp16, between 0 and 0xffff, not "
-                                             "0x1000000000000000000000"),
-    (["0", "0", "0x1ffff"], "B must be a code of fp16, between 0 and 0xffff, not 0x1ffff"),
+    (["0x10000", "0", "0"], "acc=0x10000 is not a code of fp16 (16 bits: 0 .. 0xffff)"),
+    (["0", "0x1000000000000000000000", "0"], "a=0x1000000000000000000000 is not a code of fp16 (16 bits: 0 .. 0xffff)"),
+    (["0", "0", "0x1ffff"], "b=0x1ffff is not a code of fp16 (16 bits: 0 .. 0xffff)"),
+    (["--", "-1e99", "0", "0"], "acc=-1e99 is not exactly representable in fp16 (nearest -inf = 0xfc00)"),
 ])
 def test_cli_step_refuses_wide_codes(codes, message, capsys):
     rc, _, err = _run(["step", "a=fp16,b=fp16,acc=fp16", *codes], capsys)
@@ -449,7 +448,7 @@ _NONNEG = "must be a non-negative integer, not {v}"
 _FIN = "must be a finite number, not '{v}'"
 _EMPTY = "must not be empty"
 OPTION_CASES = [
-    ("quantize", "--seed", "-1", _NONNEG), ("quantize", "--sr-bits", "0", _POS), ("step", "--rand", "-1", _NONNEG),
+    ("quantize", "--seed", "-1", _NONNEG), ("quantize", "--sr-bits", "0", "must be an integer between 1 and 32, not {v}"), ("step", "--rand", "-1", _NONNEG),
     ("quantize", "--round", "", _EMPTY),
     ("sim", "--cycles", "0", _POS), ("sim", "--cycles", "-5", _POS), ("sim", "--seed", "-1", _NONNEG),
     ("sim", "--build-dir", "", _EMPTY), ("verilog", "-o/--output", "", _EMPTY), ("verilog", "--impl", " ", _EMPTY),
@@ -583,7 +582,8 @@ def _cifar(tmp_path, labels_for):
 @pytest.mark.parametrize("labels, message", [
     ([0, 1, 10, 3], "cifar10: the test split has label 10, outside the 10 classes 0..9"),
     ([0, -1, 2, 3], "cifar10: the test split has label -1, outside the 10 classes 0..9"),
-    ([0, 1, 2], "cifar10: the test split has 4 images but 3 labels"),
+    ([0, 1, 2], "cifar10: {base}/cifar-10-batches-py/test_batch holds 4 images but 3 labels; expected "
+                "DIR/cifar-10-batches-py/{{data_batch_1..5,test_batch}} (CIFAR-10 python version, untarred)"),
 ])
 def test_cifar_labels_checked_on_load(tmp_path, labels, message):
     from psum.errors import PsumError
@@ -592,7 +592,7 @@ def test_cifar_labels_checked_on_load(tmp_path, labels, message):
     _cifar(tmp_path, lambda name: labels if name == "test_batch" else [0, 1, 2, 3])
     with pytest.raises(PsumError) as exc:
         load_dataset("cifar10", "test", tmp_path)
-    assert str(exc.value) == message
+    assert str(exc.value) == message.format(base=tmp_path)
     assert len(load_dataset("cifar10", "train", tmp_path)) == 20  # the good split still loads
 
 

@@ -15,7 +15,7 @@ from psum.golden.formats import E4M3_NOTE, NAMED, FORMAT_HELP, FloatFormat, IntF
 from psum.golden.mac import mac_step
 from psum.golden.rounding import ROUNDING_HELP
 from psum.golden.spec import SPEC_HELP, MacSpec
-from .options import nonneg_int, positive_int, text
+from .options import nonneg_int, number, positive_int, sr_bits, text
 
 __all__ = ["register", "format_rows", "quantize_rows", "block_quantize_rows", "parse_operand", "step_result"]
 
@@ -243,11 +243,11 @@ def register(sub) -> None:
     p = sub.add_parser("quantize", help="round values to a format and show bits and error",
                        description="Round values to a format; show the code, its fields, the result and the error.")
     p.add_argument("format", metavar="FORMAT", help=FORMAT_HELP + "; or " + BLOCK_HELP)
-    p.add_argument("values", nargs="+", type=float, metavar="VALUE")
+    p.add_argument("values", nargs="+", type=number, metavar="VALUE")
     p.add_argument("--round", type=text, default="rne", metavar="MODE", help=f"rounding mode: {ROUNDING_HELP} (default rne)")
     p.add_argument("--saturate", action="store_true", help="overflow to the largest finite value")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed for --round sr (default 0)")
-    p.add_argument("--sr-bits", type=positive_int, default=8, help="random bits for --round sr (default 8)")
+    p.add_argument("--sr-bits", type=sr_bits, default=8, help="random bits for --round sr (default 8)")
     p.add_argument("--tensor-scale", type=float, default=1.0, metavar="G",
                    help="block formats (nvfp4): the per-tensor fp32 scale (default 1)")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -85,7 +85,10 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         hint = f" (see {self.prog} --help)"
         dashed = [] if "--" in self.argv else [a for a in self.argv if _DASH_VALUE.match(a) and not a.startswith("--")]
-        if dashed:
+        # Only where argparse took the value for an option (a value missing, a stray option); a
+        # value that arrived and was refused (e.g. --tol -5) has its own message.
+        taken = any(s in message for s in ("expected one argument", "are required", "unrecognized arguments"))
+        if dashed and taken:
             hint = (f" (a value starting with '-' goes after '--': psum {' '.join(self.argv[:1])} ... -- "
                     f"{dashed[0]})")
         self.exit(2, f"{self.prog}: error: {message}{hint}\n")

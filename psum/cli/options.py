@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["positive_int", "nonneg_int", "positive_float", "nonneg_float", "text"]
+__all__ = ["positive_int", "nonneg_int", "positive_float", "nonneg_float", "number", "sr_bits", "text"]
 
 
 def _int(value: str) -> int:
@@ -61,6 +61,25 @@ def nonneg_float(value: str) -> float:
     if not x >= 0:
         raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, not {value}")
     return x
+
+
+def number(value: str) -> float:
+    """Any float value, inf and nan included, in ASCII (``float()`` reads non-ASCII digits too:
+    ``float("\u0661")`` is 1.0, which a user did not type)."""
+    if not value.isascii():
+        raise argparse.ArgumentTypeError(f"must be a number in ASCII digits, not {value!r}")
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {value!r}") from None
+
+
+def sr_bits(value: str) -> int:
+    """Random bits per stochastic rounding: 1 .. 32 (the spec's ``srbits`` range)."""
+    n = _int(value)
+    if not 1 <= n <= 32:
+        raise argparse.ArgumentTypeError(f"must be an integer between 1 and 32, not {n}")
+    return n
 
 
 def text(value: str) -> str:
