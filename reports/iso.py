@@ -206,4 +206,4 @@ def iso_sentence(stage: dict) -> str:
 
 def _acc(row: dict) -> str:
     fields = dict(f.split("=", 1) for f in row["spec"].split(","))
-    return f"acc={fields['acc']}" + (f", {fields['order']}" if "order" in fields else "")
+    return f"acc={fields['acc']}" + (f", order={fields['order']}" if "order" in fields else "")
