@@ -73,6 +73,9 @@ class ReportConfig:
     iso, iso_macs, iso_clock_ns : bool, int, float
         The iso-throughput comparison (:mod:`psum.reports.iso`): on/off, the MACs per cycle every
         design is replicated to, and the common clock period (ns).
+    glitch : bool
+        A timed gate simulation of the headline's float and integer units (psum45 cell delays):
+        how much glitching adds to their zero-delay energy (:func:`psum.flows.synth.glitch`).
     iso_designs : tuple of (family, base, extra), optional
         Its design families (:class:`psum.reports.iso.IsoDesign` fields); default
         :data:`psum.reports.iso.ISO_DESIGNS`.
@@ -105,6 +108,7 @@ class ReportConfig:
     iso_macs: int = 32
     iso_clock_ns: float = 5.0
     iso_designs: tuple | None = None
+    glitch: bool = True
 
     def __post_init__(self):
         if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or not 0 <= self.tol < 100:
@@ -317,6 +321,7 @@ def build_report(config: ReportConfig | None = None, *, model=None, dataset=None
     # -- 6. write ------------------------------------------------------------------------------
     data = _data(cfg, meta, sweep, minima, hardware, stats, timings)
     data["iso"] = dataclasses.asdict(iso) if iso else None
+    data["glitch"] = _glitch(cfg, data["headline"], quiet) if cfg.glitch else []
     data["ratios"] = _ratios(data["headline"])
     data["conclusion"] = _conclusion(data["headline"], data["ratios"], sweep.baseline, cfg.tol, data["iso"])
     data["reduced"] = reduced_run(cfg)
@@ -498,6 +503,20 @@ def _iso(cfg: ReportConfig, wl, minima: MinimaStage, common: dict, out: Path, fo
                             f"{sim['first_mismatch']['cycle']}; run psum sim '{d['spec']}' --impl {impl} for details")
         rows.append(dict(row, sim_cycles=sim["checked"]))
     return IsoStage(rows=rows, macs_per_cycle=cfg.iso_macs, clock_ns=cfg.iso_clock_ns, verdict=iso_verdict(rows))
+
+
+def _glitch(cfg: ReportConfig, headline: list[dict], quiet: bool) -> list[dict]:
+    """-- 4c. glitches: the headline's units in a timed gate simulation (digits stimulus,
+    ``cfg.power_outputs`` outputs): ``[{design, acc, spec, zero_delay_fj_per_mac, timed_fj_per_mac,
+    glitch_share}]``."""
+    from psum.flows.synth import glitch
+
+    rows = []
+    for r in headline:
+        _say(f"glitches: {r['design']} {r['acc']} (timed gate simulation)", quiet)
+        g = glitch(r["spec"], n_outputs=cfg.power_outputs)
+        rows.append(dict(design=r["design"], acc=r["acc"], spec=r["spec"], **dataclasses.asdict(g)))
+    return rows
 
 
 def _stats(cfg: ReportConfig, net, minima: MinimaStage, test) -> StatsStage:
@@ -844,6 +863,11 @@ def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
         doc.table(data["ratios"], ["quantity", "unit", "float", "integer", "ratio"],
                   ["quantity", "unit", "float", "integer", "float / integer (x)"],
                   formats=dict(float="{:,.4g}", integer="{:,.4g}", ratio="{:.2f}"))  # rows differ in unit
+    if data.get("glitch"):
+        doc.para("Glitches (timed gate simulation with psum45 cell delays, digits stimulus): " + "; ".join(
+            f"{g['design']} {g['acc']} {g['timed_fj_per_mac']:,.1f} fJ/MAC against {g['zero_delay_fj_per_mac']:,.1f} "
+            f"zero-delay ({100 * g['glitch_share']:.0f} % of its switching energy is glitches)" for g in data["glitch"])
+            + ". The cost figures below are zero-delay (`psum synth --glitch` for any unit).")
     doc.heading("Accuracy vs accumulator bits")
     plots.plot_accuracy_vs_bits(data["sweep"], base, cfg.tol, out,
                                 title=f"Top-1 vs accumulator width, {what} ({operands})")

@@ -112,7 +112,7 @@ def test_report_data_keeps_the_committed_shape(small_report):
     # keys added since (ratios apart from the headline, the conclusion, the reduced-run banner)
     # come after the committed ones; rows written under old key names read the same (psum.keys)
     assert [k for k in data if k in ref] == list(ref) and set(data) - set(ref) <= {"ratios", "conclusion", "reduced",
-                                                                                "out_dir", "iso"}
+                                                                                "out_dir", "iso", "glitch"}
     assert [k for k in data["timings"] if k != "iso_s"] == [k for k in ref["timings"] if k != "iso_s"]
     assert set(data["sweep"][0]) == set(ref["sweep"][0])
     assert set(data["hardware"][0]) == set(unify_keys(ref["hardware"][0]))
@@ -223,3 +223,11 @@ def test_report_headline_is_the_iso_throughput_comparison(small_report):
     md = (out / "report.md").read_text()
     assert md.index("## Headline: every design family at 8 MACs per cycle, 2 ns clock") < md.index("## Per MAC:")
     assert (out / "iso_throughput.png").stat().st_size > 0 and (out / "iso.csv").stat().st_size > 0
+
+
+def test_report_states_the_glitch_share_of_its_headline_units(small_report):
+    out, data = small_report
+    assert {g["design"] for g in data["glitch"]} == {r["design"] for r in data["headline"]}
+    for g in data["glitch"]:
+        assert g["timed_fj_per_mac"] >= g["zero_delay_fj_per_mac"] > 0 and 0 <= g["glitch_share"] < 1
+    assert "Glitches (timed gate simulation with psum45 cell delays" in (out / "report.md").read_text()
