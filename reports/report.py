@@ -476,9 +476,12 @@ def _iso(cfg: ReportConfig, wl, minima: MinimaStage, common: dict, out: Path, fo
     for p in range(MAX_PIPELINE + 1):  # deeper only for the designs that still miss the clock
         if not todo:
             break
-        for d, r in zip(todo, synthesize_many([d["spec"] for d in todo], jobs=cfg.jobs, force=force_synth,
-                                              impl=MacImpl(pipeline=p))):
-            results[d["spec"]].append(r)
+        # one call per lane count: synthesize_many resolves its impl once, for the first spec
+        for n in sorted({MacSpec.parse(d["spec"]).order.lanes for d in todo}):
+            group = [d for d in todo if MacSpec.parse(d["spec"]).order.lanes == n]
+            for d, r in zip(group, synthesize_many([d["spec"] for d in group], jobs=cfg.jobs, force=force_synth,
+                                                   impl=MacImpl(pipeline=p))):
+                results[d["spec"]].append(r)
         todo = [d for d in todo if not at_clock(results[d["spec"]][-1], cfg.iso_clock_ns).met]
     sims = ResultsFile(out / "sim.jsonl", ("spec", "cycles", "seed", "layer"),
                        required=("spec", "cycles", "seed", "checked", "mismatches", "first_mismatch"))

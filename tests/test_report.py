@@ -87,7 +87,8 @@ def test_report_units_are_checked_and_synthesised(small_report):
 def test_report_rerun_reuses_results(small_report):
     out, data = small_report
     cfg = ReportConfig(float_exps=(4,), max_man=4, int_widths=(16, 20), limit=40, per_layer=False,
-                       sim_cycles=200, stats_images=8, power_outputs=2)
+                       sim_cycles=200, stats_images=8, power_outputs=2, iso_macs=8, iso_clock_ns=2.0,
+                       iso_designs=ISO_SMALL)
     lines = {n: (out / n).read_text().count("\n") for n in ("sweep.jsonl", "sim.jsonl")}
     again = build_report(cfg, out_dir=out, quiet=True, progress_enabled=False)
     assert again["headline"] == data["headline"] and again["conclusion"] == data["conclusion"]

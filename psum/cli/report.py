@@ -28,7 +28,7 @@ def _cmd_report(args) -> int:
         kw["limit"] = args.limit
     if args.no_per_layer:
         kw["per_layer"] = False
-    kw.update(iso=not args.no_iso, iso_macs=args.iso_macs, iso_clock_ns=args.iso_clock_ns)
+    kw.update(iso=not args.no_iso, iso_macs=args.iso_macs, iso_clock_ns=args.iso_clock_ns, glitch=not args.no_glitch)
     cfg = ReportConfig.quick(**kw) if args.quick else ReportConfig(**kw)
     from psum.sweeps.distributed import ray_cluster
 
@@ -84,6 +84,8 @@ def register(sub) -> None:
     p.add_argument("--iso-clock-ns", type=positive_float, default=5.0, metavar="T",
                    help="iso-throughput comparison: common clock period in ns (default 5.0)")
     p.add_argument("--no-iso", action="store_true", help="skip the iso-throughput comparison")
+    p.add_argument("--no-glitch", action="store_true",
+                   help="skip the timed gate simulation (glitch share) of the headline's units")
     p.add_argument("--quick", action="store_true", help="a smaller study for a first look")
     p.add_argument("--force", action="store_true", help="recompute synthesis instead of using the cache")
     p.add_argument("--out", type=text, help="output folder (default ./<model>-<dataset>)")
