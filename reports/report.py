@@ -70,6 +70,15 @@ class ReportConfig:
         Per-layer minimum-bits searches.
     power_outputs : int
         Output elements of the busiest layer whose operand streams drive the power proxy.
+    iso, iso_macs, iso_clock_ns : bool, int, float
+        The iso-throughput comparison (:mod:`psum.reports.iso`): on/off, the MACs per cycle every
+        design is replicated to, and the common clock period (ns).
+    glitch : bool
+        A timed gate simulation of the headline's float and integer units (psum45 cell delays):
+        how much glitching adds to their zero-delay energy (:func:`psum.flows.synth.glitch`).
+    iso_designs : tuple of (family, base, extra), optional
+        Its design families (:class:`psum.reports.iso.IsoDesign` fields); default
+        :data:`psum.reports.iso.ISO_DESIGNS`.
 
     Raises
     ------
@@ -95,6 +104,11 @@ class ReportConfig:
     power_outputs: int = 8
     checkpoint: str | None = None
     groups: tuple = ()
+    iso: bool = True
+    iso_macs: int = 32
+    iso_clock_ns: float = 5.0
+    iso_designs: tuple | None = None
+    glitch: bool = True
 
     def __post_init__(self):
         if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or not 0 <= self.tol < 100:
@@ -102,6 +116,10 @@ class ReportConfig:
         for name, lo, hi in (("max_man", 1, 23), ("sim_cycles", 1, None), ("jobs", 1, None),
                              ("stats_images", 1, None), ("power_outputs", 1, None)):
             check_int(name, getattr(self, name), lo, hi)
+        check_int("iso_macs", self.iso_macs, 1)
+        from psum.flows.clock import check_clock_ns
+
+        check_clock_ns(self.iso_clock_ns)
         if self.limit is not None:
             check_int("limit", self.limit, 1)
         for e in self.float_exps:
@@ -293,18 +311,25 @@ def build_report(config: ReportConfig | None = None, *, model=None, dataset=None
     hardware = _hardware(cfg, net, sweep, minima, out, force_synth, quiet, timings, cfg_test)  # sim_s, synth_s
 
     t = time.time()
+    iso = _iso(cfg, wl, minima, common, out, force_synth, quiet) if cfg.iso else None
+    timings["iso_s"] = time.time() - t
+
+    t = time.time()
     stats = _stats(cfg, net, minima, cfg_test)
     timings["stats_s"] = time.time() - t
 
     # -- 6. write ------------------------------------------------------------------------------
     data = _data(cfg, meta, sweep, minima, hardware, stats, timings)
+    data["iso"] = dataclasses.asdict(iso) if iso else None
+    data["glitch"] = _glitch(cfg, data["headline"], quiet) if cfg.glitch else []
     data["ratios"] = _ratios(data["headline"])
-    data["conclusion"] = _conclusion(data["headline"], data["ratios"], sweep.baseline, cfg.tol)
+    data["conclusion"] = _conclusion(data["headline"], data["ratios"], sweep.baseline, cfg.tol, data["iso"])
     data["reduced"] = reduced_run(cfg)
     _write_json(out / "data.json", data)
     _write_csv(out / "sweep.csv", data["sweep"])
     _write_csv(out / "hardware.csv", data["hardware"])
     _write_csv(out / "layer_min.csv", data["layer_min"])
+    _write_csv(out / "iso.csv", data["iso"]["rows"] if data["iso"] else [])
     _render(cfg, out, data)
     timings["total_s"] = time.time() - t0
     _write_json(out / "data.json", data)
@@ -408,6 +433,93 @@ def _hardware(cfg: ReportConfig, net, sweep: SweepStage, minima: MinimaStage, ou
                  sim_cycles=sims.get(spec=r["spec"], cycles=cfg.sim_cycles, seed=0, layer=streams_for.layer)["checked"])
     timings["synth_s"] = time.time() - t
     return HardwareStage(rows=hw_rows, power_layer=streams_for.layer)
+
+
+def _iso(cfg: ReportConfig, wl, minima: MinimaStage, common: dict, out: Path, force_synth: bool, quiet: bool):
+    """-- 4b. iso-throughput: each design family (:data:`psum.reports.iso.ISO_DESIGNS`) evaluated on the
+    same images, checked in Icarus (zero mismatches) and synthesised at the lowest pipeline depth
+    that meets ``cfg.iso_clock_ns``, then replicated to ``cfg.iso_macs`` MACs per cycle."""
+    from psum.errors import PsumError
+    from psum.flows.clock import at_clock
+    from psum.flows.synth import synthesize_many
+    from psum.golden import MacSpec
+    from psum.hw import module_name
+    from psum.hw.impl import MAX_PIPELINE, MacImpl
+    from psum.hw.verify import simulate
+    from psum.paths import cache_dir
+    from psum.resultsfile import ResultsFile
+    from psum.sweeps.sweep import run_sweep
+
+    from .iso import ISO_DESIGNS, IsoStage, iso_row, iso_specs, iso_verdict
+
+    designs = iso_specs(cfg.iso_designs or ISO_DESIGNS, minima.minima, cfg.float_operand, cfg.int_operand)
+    _say(f"iso-throughput: {len(designs)} designs at {cfg.iso_macs} MACs/cycle, {cfg.iso_clock_ns:g} ns", quiet)
+    from psum.hw import check
+
+    for d in designs:  # every unit buildable, before any evaluation (one line, from psum.hw.check)
+        if d["spec"] is not None:
+            check(d["spec"])
+    base = None
+    for d in designs:
+        if d["spec"] is None:
+            continue
+        spec = MacSpec.parse(d["spec"])
+        fields = dict(f.split("=", 1) for f in str(spec).split(","))
+        extra = ",".join(f"{k}={v}" for k, v in fields.items() if k not in ("a", "b", "acc", "round", "overflow"))
+        acc = fields["acc"] + (f":{fields['overflow']}" if "overflow" in fields else "")
+        rows = run_sweep(wl, cfg.dataset, [acc], a=fields["a"], b=fields["b"], rounding=fields["round"],
+                         extra=extra or None, **common)
+        base = next(r["accuracy"] for r in rows if r["spec"] == "fp32")
+        d["accuracy"] = next(r["accuracy"] for r in rows if r["spec"] == str(spec))
+    todo = [d for d in designs if d["spec"] is not None]
+    results = {d["spec"]: [] for d in todo}
+    for p in range(MAX_PIPELINE + 1):  # deeper only for the designs that still miss the clock
+        if not todo:
+            break
+        # one call per lane count: synthesize_many resolves its impl once, for the first spec
+        for n in sorted({MacSpec.parse(d["spec"]).order.lanes for d in todo}):
+            group = [d for d in todo if MacSpec.parse(d["spec"]).order.lanes == n]
+            for d, r in zip(group, synthesize_many([d["spec"] for d in group], jobs=cfg.jobs, force=force_synth,
+                                                   impl=MacImpl(pipeline=p))):
+                results[d["spec"]].append(r)
+        todo = [d for d in todo if not at_clock(results[d["spec"]][-1], cfg.iso_clock_ns).met]
+    sims = ResultsFile(out / "sim.jsonl", ("spec", "cycles", "seed", "layer"),
+                       required=("spec", "cycles", "seed", "checked", "mismatches", "first_mismatch"))
+    rows = []
+    for d in designs:
+        if d["spec"] is None:
+            rows.append(dict(family=d["family"], spec=None, meets_accuracy=False, met_clock=False, reason=d["reason"]))
+            continue
+        row = iso_row(d["family"], d["spec"], d["accuracy"], results[d["spec"]], cfg.iso_macs, cfg.iso_clock_ns,
+                      d["accuracy"] >= base - cfg.tol)
+        impl = MacImpl.parse(row["impl"])
+        key = dict(spec=d["spec"] + ("" if impl.is_default else f" @{impl}"), cycles=cfg.sim_cycles, seed=0,
+                   layer="random")  # the directed + random stimulus: the order units take their own streams
+        if sims.get(**key) is None:
+            res = simulate(d["spec"], cycles=cfg.sim_cycles, seed=0, impl=impl,
+                           build_dir=cache_dir("sim", module_name(MacSpec.parse(d["spec"]), impl)))
+            sims.append(dict(key, checked=res.cycles_checked, mismatches=res.mismatches,
+                             first_mismatch=res.first_mismatch))
+        sim = sims.get(**key)
+        if sim["mismatches"]:
+            raise PsumError(f"RTL of {d['spec']} ({impl}) differs from the golden model at cycle "
+                            f"{sim['first_mismatch']['cycle']}; run psum sim '{d['spec']}' --impl {impl} for details")
+        rows.append(dict(row, sim_cycles=sim["checked"]))
+    return IsoStage(rows=rows, macs_per_cycle=cfg.iso_macs, clock_ns=cfg.iso_clock_ns, verdict=iso_verdict(rows))
+
+
+def _glitch(cfg: ReportConfig, headline: list[dict], quiet: bool) -> list[dict]:
+    """-- 4c. glitches: the headline's units in a timed gate simulation (digits stimulus,
+    ``cfg.power_outputs`` outputs): ``[{design, acc, spec, zero_delay_fj_per_mac, timed_fj_per_mac,
+    glitch_share}]``."""
+    from psum.flows.synth import glitch
+
+    rows = []
+    for r in headline:
+        _say(f"glitches: {r['design']} {r['acc']} (timed gate simulation)", quiet)
+        g = glitch(r["spec"], n_outputs=cfg.power_outputs)
+        rows.append(dict(design=r["design"], acc=r["acc"], spec=r["spec"], **dataclasses.asdict(g)))
+    return rows
 
 
 def _stats(cfg: ReportConfig, net, minima: MinimaStage, test) -> StatsStage:
@@ -515,8 +627,18 @@ def _ratios(headline: list[dict]) -> list[dict]:
             for q, k, unit in _RATIO_QUANTITIES if i[k]]
 
 
-def _conclusion(headline: list[dict], ratios: list[dict], baseline: float, tol: float) -> str:
-    """The report's answer in one sentence, generated from its own numbers."""
+def _conclusion(headline: list[dict], ratios: list[dict], baseline: float, tol: float, iso: dict | None = None) -> str:
+    """The report's answer, generated from its own numbers: the iso-throughput verdict (when the
+    report has one) first, then the per-MAC comparison."""
+    per_mac = _per_mac_conclusion(headline, ratios, baseline, tol)
+    if not iso:
+        return per_mac
+    from .iso import iso_sentence
+
+    return f"{iso_sentence(iso)} Per MAC: {per_mac[0].lower()}{per_mac[1:]}"
+
+
+def _per_mac_conclusion(headline: list[dict], ratios: list[dict], baseline: float, tol: float) -> str:
     within = f"within {tol:g} point(s) of the float32 baseline ({baseline:.2f} % top-1)"
     if not headline:
         return f"No synthesised accumulator stays {within}; widen the sweep (more bits) or raise the tolerance."
@@ -617,7 +739,8 @@ def rerender(data_file, out_dir=None) -> dict:
     # the ratio row of old files becomes the ratios table
     data["headline"] = [unify_keys(r) for r in data["headline"] if r.get("spec") != "ratio"]
     data["ratios"] = _ratios(data["headline"])
-    data["conclusion"] = _conclusion(data["headline"], data["ratios"], data["baseline_accuracy"], cfg.tol)
+    data["conclusion"] = _conclusion(data["headline"], data["ratios"], data["baseline_accuracy"], cfg.tol,
+                                     data.get("iso"))
     data["reduced"] = reduced_run(cfg)
     out = Path(out_dir) if out_dir is not None else data_file.parent
     out.mkdir(parents=True, exist_ok=True)
@@ -685,6 +808,32 @@ def _fake2true_figure(out: Path, doc: Document) -> None:
                                      "carries its value, so 0 % shows as 0.0.")
 
 
+def _iso_section(iso: dict, out: Path, doc: Document, what: str) -> None:
+    """Headline: the iso-throughput table and figure (:mod:`psum.reports.iso`)."""
+    from .iso import iso_sentence
+
+    n, t = iso["macs_per_cycle"], iso["clock_ns"]
+    doc.heading(f"Headline: every design family at {n} MACs per cycle, {t:g} ns clock")
+    doc.para(iso_sentence(iso) + " Each design is the family's minimum accumulator within tolerance in that unit "
+             "type, synthesised at the lowest pipeline depth that meets the clock, checked bit-exact in Icarus, "
+             "and replicated to the throughput. Energies: the synthesis flow's random operand stimulus, the same "
+             "for every design (compare rows with each other, not with the per-MAC table's real-stream figures).")
+    rows = [dict(r, acc=r["spec"] and r["spec"].split("acc=", 1)[1].split(",")[0],
+                 verdict="ok" if r.get("meets_accuracy") and r.get("met_clock") else r.get("reason", "")) for r in iso["rows"]]
+    doc.table(rows, ["family", "acc", "impl", "accuracy", "unit_ge", "unit_macs", "copies", "ge", "energy_per_mac_fj",
+                     "power_uw", "delay_ns", "slack_ns", "verdict"],
+              ["design", "accumulator", "implementation", "top-1 (%)", "unit area (GE)", "MACs/cycle per unit",
+               "copies", "area (GE)", "energy/MAC (fJ)", "power (uW)", "delay (ns)", "slack (ns)", "verdict"],
+              formats=dict(accuracy="{:.2f}", unit_ge="{:,.0f}", unit_macs="{:g}", ge="{:,.0f}",
+                           energy_per_mac_fj="{:,.1f}", power_uw="{:,.0f}", delay_ns="{:.2f}", slack_ns="{:+.2f}"))
+    plotted = [r for r in iso["rows"] if r.get("ge")]
+    if plotted:
+        plots.plot_iso_throughput(plotted, out, f"Area vs energy at {n} MACs/cycle and {t:g} ns, {what}")
+        doc.figure("iso_throughput.png", f"Each design replicated to {n} MACs per cycle at a {t:g} ns clock: total "
+                                         "area against energy per MAC (lower left is better). Hollow markers: the "
+                                         "design misses the accuracy tolerance or the clock.")
+
+
 def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
     from psum.keys import unify_keys
 
@@ -706,7 +855,9 @@ def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
              f"rounded exactly as the MAC unit does (`psum.golden.emulation.layers`), every unit below was checked "
              f"bit-exact in Icarus against the golden model and synthesised with Yosys+ABC "
              f"(NAND2-equivalent area, linear-delay critical path, toggle-count energy per MAC).")
-    doc.heading("Headline: cheapest float vs cheapest integer accumulator within tolerance")
+    if data.get("iso"):
+        _iso_section(data["iso"], out, doc, what)
+    doc.heading("Per MAC: cheapest float vs cheapest integer accumulator within tolerance")
     doc.table(headline, ["design", "acc", "bits", "accuracy", "ge", "energy_per_mac_fj", "delay_ns"],
               ["design", "accumulator", "bits", "top-1 (%)", "area (GE)", "energy/MAC (fJ)", "delay (ns)"],
               formats=dict(accuracy="{:.2f}", ge="{:,.0f}", energy_per_mac_fj="{:,.1f}", delay_ns="{:.2f}"))
@@ -715,6 +866,11 @@ def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
         doc.table(data["ratios"], ["quantity", "unit", "float", "integer", "ratio"],
                   ["quantity", "unit", "float", "integer", "float / integer (x)"],
                   formats=dict(float="{:,.4g}", integer="{:,.4g}", ratio="{:.2f}"))  # rows differ in unit
+    if data.get("glitch"):
+        doc.para("Glitches (timed gate simulation with psum45 cell delays, digits stimulus): " + "; ".join(
+            f"{g['design']} {g['acc']} {g['timed_fj_per_mac']:,.1f} fJ/MAC against {g['zero_delay_fj_per_mac']:,.1f} "
+            f"zero-delay ({100 * g['glitch_share']:.0f} % of its switching energy is glitches)" for g in data["glitch"])
+            + ". The cost figures below are zero-delay (`psum synth --glitch` for any unit).")
     doc.heading("Accuracy vs accumulator bits")
     plots.plot_accuracy_vs_bits(data["sweep"], base, cfg.tol, out,
                                 title=f"Top-1 vs accumulator width, {what} ({operands})")

@@ -80,6 +80,11 @@ def test_every_subcommand_is_registered():
      "or q<I>.<F> (fixed point); note: e4m3 is "
      "IEEE-like (inf and NaN, max 240, ml_dtypes float8_e4m3); fp8_e4m3 = e4m3fn is OCP FP8 (no inf, max 448, "
      "ml_dtypes/torch float8_e4m3fn)"),
+    # issue 12 iso-throughput options, checked while parsing
+    (["report", "--model", "lenet5", "--iso-macs", "0"],
+     "psum report: error: argument --iso-macs: must be a positive integer, not 0"),
+    (["report", "--model", "lenet5", "--iso-clock-ns", "-2"],
+     "psum report: error: argument --iso-clock-ns: must be a finite number greater than 0, not -2"),
     (["report", "--rerender", "/nonexistent/report"],
      "psum report: error: no report data /nonexistent/report/data.json (give a report folder or its data.json)"),
     # issue 13: simulator choice and Ray sweeps

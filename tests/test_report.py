@@ -14,6 +14,10 @@ from psum.reports.report import ReportConfig, build_report, fake2true_section
 
 from test_paths import git_status
 
+# Small iso-throughput set (integer and fixed-point units synthesise in seconds; the float order
+# units of the default set take minutes on a loaded machine): q8.8 needs pipeline=2 at 2 ns.
+ISO_SMALL = (("int wrap", "int-wrap", ""), ("int sat", "int-sat", ""), ("fixed q8.8", "q8.8", ""))
+
 
 def test_pareto_front_keeps_the_undominated_points():
     pts = [(10, 90.0), (5, 80.0), (7, 95.0), (12, 99.0), (6, 70.0), (12, 98.0)]
@@ -28,7 +32,8 @@ def small_report(tmp_path_factory):
     (base / "fake2true").mkdir()
     (base / "fake2true" / "fake2true.md").write_text("# Fake-quantised vs true-integer conversion\n")
     cfg = ReportConfig(float_exps=(4,), max_man=4, int_widths=(16, 20), limit=40, per_layer=False,
-                       sim_cycles=200, stats_images=8, power_outputs=2)
+                       sim_cycles=200, stats_images=8, power_outputs=2, iso_macs=8, iso_clock_ns=2.0,
+                       iso_designs=ISO_SMALL)
     before = git_status()
     cwd = os.getcwd()
     saved = os.environ.pop("PSUM_RESULTS_DIR", None)
@@ -82,7 +87,8 @@ def test_report_units_are_checked_and_synthesised(small_report):
 def test_report_rerun_reuses_results(small_report):
     out, data = small_report
     cfg = ReportConfig(float_exps=(4,), max_man=4, int_widths=(16, 20), limit=40, per_layer=False,
-                       sim_cycles=200, stats_images=8, power_outputs=2)
+                       sim_cycles=200, stats_images=8, power_outputs=2, iso_macs=8, iso_clock_ns=2.0,
+                       iso_designs=ISO_SMALL)
     lines = {n: (out / n).read_text().count("\n") for n in ("sweep.jsonl", "sim.jsonl")}
     again = build_report(cfg, out_dir=out, quiet=True, progress_enabled=False)
     assert again["headline"] == data["headline"] and again["conclusion"] == data["conclusion"]
@@ -107,8 +113,8 @@ def test_report_data_keeps_the_committed_shape(small_report):
     # keys added since (ratios apart from the headline, the conclusion, the reduced-run banner)
     # come after the committed ones; rows written under old key names read the same (psum.keys)
     assert [k for k in data if k in ref] == list(ref) and set(data) - set(ref) <= {"ratios", "conclusion", "reduced",
-                                                                                "out_dir"}
-    assert list(data["timings"]) == list(ref["timings"])
+                                                                                "out_dir", "iso", "glitch"}
+    assert [k for k in data["timings"] if k != "iso_s"] == [k for k in ref["timings"] if k != "iso_s"]
     assert set(data["sweep"][0]) == set(ref["sweep"][0])
     assert set(data["hardware"][0]) == set(unify_keys(ref["hardware"][0]))
     assert {r["family"] for r in data["sweep"]} == {"float", "int-wrap", "int-sat"}
@@ -119,9 +125,11 @@ def test_report_reads_first_the_conclusion_and_the_banner(small_report):
     out, data = small_report
     md = (out / "report.md").read_text().splitlines()
     assert md[2].startswith("> **Reduced run: accuracy on the first 40 test images only; 4 float and 4 integer")
-    assert md[4].startswith("**Conclusion.** Within 1 point(s) of the float32 baseline")
-    assert md[6].startswith("[Headline: cheapest float vs cheapest integer accumulator within tolerance]"
-                            "(#headline-cheapest-float-vs-cheapest-integer-accumulator-within-tolerance)")
+    assert md[4].startswith("**Conclusion.** At 8 MACs per cycle and a 2 ns clock")
+    assert "Per MAC: within 1 point(s) of the float32 baseline" in md[4]
+    assert md[6].startswith("[Headline: every design family at 8 MACs per cycle, 2 ns clock]"
+                            "(#headline-every-design-family-at-8-macs-per-cycle-2-ns-clock) · "
+                            "[Per MAC: cheapest float vs cheapest integer accumulator within tolerance]")
     assert data["conclusion"] in "\n".join(md) and data["reduced"] in "\n".join(md)
     for stem in ("accuracy_vs_bits", "area_vs_accuracy", "energy_vs_accuracy", "area_delay_vs_accuracy",
                  "delay_vs_bits"):
@@ -132,7 +140,7 @@ def test_report_reads_first_the_conclusion_and_the_banner(small_report):
 def test_report_tables_align_and_format_per_column(small_report):
     out, data = small_report
     md = (out / "report.md").read_text()
-    head = md[md.index("| design | accumulator |"):].splitlines()
+    head = md[md.index("| design | accumulator | bits |"):].splitlines()
     assert head[1] == "|:---|:---|---:|---:|---:|---:|---:|"  # text left, numbers right
     cells = [row.split(" | ") for row in head[2:2 + len(data["headline"])]]
     assert all(re.fullmatch(r"[0-9,]+", c[4]) for c in cells)  # area: whole GE, thousands separated
@@ -198,3 +206,29 @@ def test_report_cli_rerender_json(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["conclusion"].startswith("Within") and out["out_dir"] == str(tmp_path)
     assert "out_dir" not in json.loads((tmp_path / "data.json").read_text())
+
+
+def test_report_headline_is_the_iso_throughput_comparison(small_report):
+    out, data = small_report
+    iso = data["iso"]
+    assert (iso["macs_per_cycle"], iso["clock_ns"]) == (8, 2.0)
+    rows = {r["family"]: r for r in iso["rows"]}
+    assert set(rows) == {"int wrap", "int sat", "fixed q8.8"}
+    for r in rows.values():
+        assert r["met_clock"] and r["slack_ns"] >= 0 and r["sim_cycles"] > 0  # checked in Icarus
+        assert r["copies"] == 8 and r["ge"] == pytest.approx(8 * r["unit_ge"])
+    assert rows["fixed q8.8"]["impl"].startswith("pipeline=2")  # pipelined to meet the clock
+    v = iso["verdict"]
+    assert v["float"]["family"] == "fixed q8.8" and v["int"]["family"] in ("int wrap", "int sat")
+    assert data["conclusion"].startswith("At 8 MACs per cycle and a 2 ns clock (500 MHz), the cheapest float-product")
+    md = (out / "report.md").read_text()
+    assert md.index("## Headline: every design family at 8 MACs per cycle, 2 ns clock") < md.index("## Per MAC:")
+    assert (out / "iso_throughput.png").stat().st_size > 0 and (out / "iso.csv").stat().st_size > 0
+
+
+def test_report_states_the_glitch_share_of_its_headline_units(small_report):
+    out, data = small_report
+    assert {g["design"] for g in data["glitch"]} == {r["design"] for r in data["headline"]}
+    for g in data["glitch"]:
+        assert g["timed_fj_per_mac"] >= g["zero_delay_fj_per_mac"] > 0 and 0 <= g["glitch_share"] < 1
+    assert "Glitches (timed gate simulation with psum45 cell delays" in (out / "report.md").read_text()

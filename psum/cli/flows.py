@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from .options import positive_int, text
 
-__all__ = ["register", "format_result", "format_breakdown", "format_clock"]
+__all__ = ["register", "format_result", "format_breakdown", "format_clock", "format_glitch"]
 
 
 def register(sub) -> None:
@@ -39,6 +40,9 @@ def register(sub) -> None:
                         "area) instead of psum45")
     p.add_argument("--clock-ns", type=float, default=None, metavar="T",
                    help="clock period: print slack, the fastest clock, energy per MAC, power and throughput at T")
+    p.add_argument("--glitch", action="store_true",
+                   help="also a timed gate simulation with psum45 cell delays: energy per MAC with glitches "
+                        "and the glitch share of the switching energy (not cached)")
     from .hw import add_impl_option
 
     add_impl_option(p)
@@ -103,6 +107,13 @@ def format_breakdown(b) -> str:
     return f"{head}\n\n{area}\n\n{path}\n(total {b.delay_ns:.3f} ns)"
 
 
+def format_glitch(g) -> str:
+    """One line of a :class:`psum.flows.power.GlitchResult`."""
+    return (f"glitches       {g.timed_fj_per_mac:,.1f} fJ/MAC timed vs {g.zero_delay_fj_per_mac:,.1f} zero-delay: "
+            f"{100 * g.glitch_share:.1f}% of the switching energy is glitches "
+            f"({g.toggles_timed:,} vs {g.toggles_zero_delay:,} transitions, {g.macs} MACs)")
+
+
 def _cmd_synth(args) -> int:
     from psum.flows.synth import synthesize_many
 
@@ -117,6 +128,8 @@ def _cmd_synth(args) -> int:
 
         if args.breakdown:
             raise ValueError("--breakdown maps onto psum45 only; drop --liberty or --breakdown")
+        if args.glitch:
+            raise ValueError("--glitch simulates psum45 cell delays only; drop --liberty or --glitch")
         liberty = read_liberty(args.liberty)  # a bad file is one line, before any synthesis
     if args.breakdown:
         from psum.flows.breakdown import breakdown
@@ -147,11 +160,18 @@ def _cmd_synth(args) -> int:
         flat = results if not args.breakdown else synthesize_many(
             args.specs, jobs=args.jobs, force=args.force, cache_dir=args.cache_dir, impl=args.impl, **kw)
         clocks = [at_clock(r, args.clock_ns) for r in flat]
+    glitches = [None] * len(results)
+    if args.glitch:
+        from psum.flows.synth import glitch
+
+        glitches = [glitch(s, impl=args.impl, **kw) for s in args.specs]
     if args.json:
-        data = [dict(r.to_dict(), **({"clock": c.to_dict()} if c is not None else {}))
-                for r, c in zip(results, clocks)]
+        data = [dict(r.to_dict(), **({"clock": c.to_dict()} if c is not None else {}),
+                     **({"glitch": dataclasses.asdict(g)} if g is not None else {}))
+                for r, c, g in zip(results, clocks, glitches)]
         print(json.dumps(data[0] if len(data) == 1 else data, indent=1))
     else:
         print("\n\n".join(fmt(r) + ("\n" + format_clock(c) if c is not None else "")
-                           for r, c in zip(results, clocks)))
+                           + ("\n" + format_glitch(g) if g is not None else "")
+                           for r, c, g in zip(results, clocks, glitches)))
     return 0

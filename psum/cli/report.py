@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from psum._util import format_table
-from .options import nonneg_float, positive_int, text
+from .options import nonneg_float, positive_float, positive_int, text
 
 __all__ = ["register"]
 
@@ -28,6 +28,7 @@ def _cmd_report(args) -> int:
         kw["limit"] = args.limit
     if args.no_per_layer:
         kw["per_layer"] = False
+    kw.update(iso=not args.no_iso, iso_macs=args.iso_macs, iso_clock_ns=args.iso_clock_ns, glitch=not args.no_glitch)
     cfg = ReportConfig.quick(**kw) if args.quick else ReportConfig(**kw)
     from psum.sweeps.distributed import ray_cluster
 
@@ -78,6 +79,13 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=positive_int, default=2, help="parallel synthesis processes (default 2)")
     p.add_argument("--sim-cycles", type=positive_int, default=3000, help="cocotb cycles checked per unit (default 3000)")
     p.add_argument("--no-per-layer", action="store_true", help="skip the per-layer minimum searches")
+    p.add_argument("--iso-macs", type=positive_int, default=32, metavar="N",
+                   help="iso-throughput comparison: MACs per cycle every design is replicated to (default 32)")
+    p.add_argument("--iso-clock-ns", type=positive_float, default=5.0, metavar="T",
+                   help="iso-throughput comparison: common clock period in ns (default 5.0)")
+    p.add_argument("--no-iso", action="store_true", help="skip the iso-throughput comparison")
+    p.add_argument("--no-glitch", action="store_true",
+                   help="skip the timed gate simulation (glitch share) of the headline's units")
     p.add_argument("--quick", action="store_true", help="a smaller study for a first look")
     p.add_argument("--force", action="store_true", help="recompute synthesis instead of using the cache")
     p.add_argument("--out", type=text, help="output folder (default ./<model>-<dataset>)")
