@@ -199,14 +199,17 @@ GENERIC_MINMAX(d4g, vl4, vq4, TGT_GEN)
      accumulator's normal range with slow_step right away (one branch per step);
    - fast (tile_fast): KB steps with no branch at all; each step only folds its range evidence
      into two registers, hi = max |pattern| of the unrounded sum s and of the result r, and
-     lo = min over steps of |RO'd sum| - zoff (unsigned; zoff = 1 lets an exact zero pass, 0 sends
-     it to the careful path when the host's zero sign is not the rule).  The block's results are
-     kept only if no lane of the whole tile ever left the normal range: hi <= max finite and
-     lo >= min normal - zoff is the very condition the careful path checks per step (the OR over
-     steps of "a0 > maxb | ar > maxb | 0 < ab < minn" is "max > maxb | min(ab-1) < minn-1"), so
-     then every step of the block was a normal-range step, computed by the same fixed-position
-     rounding as the careful path: bit-identical.  Otherwise the tile's accumulators are restored
-     as they were at the block start and the block is recomputed on the careful path.
+     lo = min over steps of |s| - zoff (unsigned; zoff = 1 lets an exact zero pass, 0 sends it
+     to the careful path when the host's zero sign is not the rule).  The block's results are
+     kept only if hi <= max finite and lo >= min normal + 1 - zoff.  That implies the careful
+     path's per-step condition at every step of every lane ("a0 > maxb | ar > maxb |
+     0 < ab < minn" false, ab = |RO(s)|): the first two are hi's; and since round to odd moves
+     the pattern by at most one step, |s| >= minn + 1 gives ab >= minn, while |s| == 0 means
+     TwoSum's s is exact, so ab == 0 (the check is stricter by the one pattern |s| == minn: a
+     needless redo, never a wrong result).  So every kept step was a normal-range step computed
+     by the same fixed-position rounding as the careful path: bit-identical.  Otherwise the
+     tile's accumulators are left as they were at the block start and the block is recomputed on
+     the careful path.
      A lane that went wrong inside the block (NaN, overflow) only pollutes that block's discarded
      results: IEEE arithmetic does not trap. */
 #define DEFINE_KERNEL(SUF, T, VT, VI, VU, IT, LANES, W, SIGNSHIFT, TGT, ROWS, COLS)                \
@@ -239,7 +242,7 @@ static inline __attribute__((always_inline)) TGT VI rnd_##SUF(VI sb, const const
    this is "step s one ulp toward err if s is even" (4 cases: s odd/even x err with/against s) */ \
 static inline __attribute__((always_inline)) TGT VI ro_##SUF(VT s, VT err) {                    \
     VI s0 = (VI)s, dn = (s0 ^ (VI)err) >> SIGNSHIFT, inex = err != 0;                          \
-    return s0 + ((((s0 + dn) | 1) - s0) & inex); }                                             \
+    return (((s0 + dn) | 1) & inex) | (s0 & ~inex); }                                           \
 static inline __attribute__((always_inline)) TGT VI range_bad_##SUF(VI s0, VI sb, VI r,         \
         const consts_##SUF *c) {                                                               \
     VI ab = sb & ~c->sign, a0 = s0 & ~c->sign, ar = r & ~c->sign;                              \
@@ -262,10 +265,10 @@ static inline __attribute__((always_inline)) TGT VT careful_prod_##SUF(VT p, con
 static inline __attribute__((always_inline)) TGT VT fast_step_##SUF(VT acc, VT p,                \
         const consts_##SUF *c, VI zoff, int dep, VI *hi, VI *lo) {                             \
     VT s = acc + p, z = s - acc, err = (acc - (s - z)) + (p - z);                              \
-    VI s0 = (VI)s, sb = ro_##SUF(s, err);                                                      \
+    VI s0 = (VI)s, sb = ro_##SUF(s, err), a0 = s0 & ~c->sign;                                  \
     VI r = rnd_##SUF(sb, c, dep);                                                              \
-    *hi = vmax_##SUF(*hi, vmax_##SUF(s0 & ~c->sign, r & ~c->sign));                            \
-    *lo = vminu_##SUF(*lo, (sb & ~c->sign) - zoff);                                            \
+    *hi = vmax_##SUF(*hi, vmax_##SUF(a0, r & ~c->sign));                                       \
+    *lo = vminu_##SUF(*lo, a0 - zoff);                                                         \
     return (VT)r; }                                                                            \
 static inline __attribute__((always_inline)) TGT VT fast_prod_##SUF(VT p, const consts_##SUF *c,  \
         int fnuz, int dep, VI *hi, VI *lo) {                                                   \
@@ -318,7 +321,9 @@ static inline __attribute__((always_inline)) TGT int tile_fast_##SUF(const param
                 VT p = a * bv[j];                                                              \
                 if (unfused) p = fast_prod_##SUF(p, &cp, fnuz, dep, &hp, &lp);                \
                 r[i][j] = fast_step_##SUF(r[i][j], p, &ca, zoff, dep, &hi, &lo); } } }         \
-    VI bad = (hi > ca.maxb) | (VI)((VU)lo < (VU)(zero + ca.minn - zoff));                      \
+    /* lo holds |s| - zoff, and |RO(s)| >= |s| - 1 (one pattern step at most), so |s| >= minn + 1 \
+       implies |RO(s)| >= minn; |s| == 0 implies RO(s) == 0 (TwoSum: s == 0 only when exact) */  \
+    VI bad = (hi > ca.maxb) | (VI)((VU)lo < (VU)(zero + ca.minn + 1 - zoff));                  \
     if (unfused) bad |= (hp > cp.maxb) | (VI)((VU)lp < (VU)(zero + cp.minn - 1));              \
     if (any_##SUF(bad)) return 1;                                                              \
     for (int i = 0; i < ROWS; i++) for (int j = 0; j < COLS; j++) acc[i][j] = r[i][j];         \
