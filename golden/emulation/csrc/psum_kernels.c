@@ -186,6 +186,31 @@ GENERIC_MINMAX(d8, vl8, vq8, TGT_512)
 GENERIC_MINMAX(f8a, vi8, vu8, TGT_256)
 #endif
 GENERIC_MINMAX(d4a, vl4, vq4, TGT_256)
+
+/* The exact sum acc + p = s + err.  TwoSum (Knuth, TAOCP vol. 2, 4.2.2) in 6 flops for any
+   operands; with AVX-512DQ's VRANGE ordering the pair by magnitude (imm 7: larger |x|, 6: smaller
+   |x|, each with its own sign) Fast2Sum (Dekker 1971: exact when exponent(big) >= exponent(small))
+   needs 2 flops after s, so 4 instructions instead of 5. */
+#define GENERIC_TWOSUM(SUF, VT, TGT)                                                             \
+static inline __attribute__((always_inline)) TGT VT twosum_##SUF(VT acc, VT p, VT *s) {          \
+    VT t = acc + p, z = t - acc; *s = t; return (acc - (t - z)) + (p - z); }
+#if PSUM_X86
+static inline __attribute__((always_inline)) TGT_512 vf16 twosum_f16(vf16 acc, vf16 p, vf16 *s) {
+    vf16 t = acc + p, big = (vf16)_mm512_range_ps((__m512)acc, (__m512)p, 7);
+    vf16 small = (vf16)_mm512_range_ps((__m512)acc, (__m512)p, 6);
+    *s = t; return small - (t - big); }
+static inline __attribute__((always_inline)) TGT_512 vd8 twosum_d8(vd8 acc, vd8 p, vd8 *s) {
+    vd8 t = acc + p, big = (vd8)_mm512_range_pd((__m512d)acc, (__m512d)p, 7);
+    vd8 small = (vd8)_mm512_range_pd((__m512d)acc, (__m512d)p, 6);
+    *s = t; return small - (t - big); }
+#else
+GENERIC_TWOSUM(f16, vf16, TGT_512)
+GENERIC_TWOSUM(d8, vd8, TGT_512)
+#endif
+GENERIC_TWOSUM(f8a, vf8, TGT_256)
+GENERIC_TWOSUM(d4a, vd4, TGT_256)
+GENERIC_TWOSUM(f8g, vf8, TGT_GEN)
+GENERIC_TWOSUM(d4g, vd4, TGT_GEN)
 GENERIC_MINMAX(f8g, vi8, vu8, TGT_GEN)
 GENERIC_MINMAX(d4g, vl4, vq4, TGT_GEN)
 
@@ -264,7 +289,7 @@ static inline __attribute__((always_inline)) TGT VT careful_prod_##SUF(VT p, con
 /* the same step, evidence folded into hi / lo instead of a per-step mask and branch */         \
 static inline __attribute__((always_inline)) TGT VT fast_step_##SUF(VT acc, VT p,                \
         const consts_##SUF *c, VI zoff, int dep, VI *hi, VI *lo) {                             \
-    VT s = acc + p, z = s - acc, err = (acc - (s - z)) + (p - z);                              \
+    VT s, err = twosum_##SUF(acc, p, &s);                                                      \
     VI s0 = (VI)s, sb = ro_##SUF(s, err), a0 = s0 & ~c->sign;                                  \
     VI r = rnd_##SUF(sb, c, dep);                                                              \
     *hi = vmax_##SUF(*hi, vmax_##SUF(a0, r & ~c->sign));                                       \
