@@ -187,6 +187,29 @@ GENERIC_MINMAX(f8a, vi8, vu8, TGT_256)
 #endif
 GENERIC_MINMAX(d4a, vl4, vq4, TGT_256)
 
+/* any lane of a comparison mask set: one test instruction on AVX-512 / AVX2 (the careful
+   path asks this every step), an OR over lanes in generic code */
+#define GENERIC_ANY(SUF, VI, IT, LANES, TGT)                                                     \
+static inline __attribute__((always_inline)) TGT int any_##SUF(VI m) {                          \
+    IT a = 0; for (int l = 0; l < LANES; l++) a |= m[l]; return a != 0; }
+#if PSUM_X86
+static inline __attribute__((always_inline)) TGT_512 int any_f16(vi16 m) {
+    return _mm512_test_epi32_mask((__m512i)m, (__m512i)m) != 0; }
+static inline __attribute__((always_inline)) TGT_512 int any_d8(vl8 m) {
+    return _mm512_test_epi64_mask((__m512i)m, (__m512i)m) != 0; }
+static inline __attribute__((always_inline)) TGT_256 int any_f8a(vi8 m) {
+    return !_mm256_testz_si256((__m256i)m, (__m256i)m); }
+static inline __attribute__((always_inline)) TGT_256 int any_d4a(vl4 m) {
+    return !_mm256_testz_si256((__m256i)m, (__m256i)m); }
+#else
+GENERIC_ANY(f16, vi16, int32_t, 16, TGT_512)
+GENERIC_ANY(d8, vl8, int64_t, 8, TGT_512)
+GENERIC_ANY(f8a, vi8, int32_t, 8, TGT_256)
+GENERIC_ANY(d4a, vl4, int64_t, 4, TGT_256)
+#endif
+GENERIC_ANY(f8g, vi8, int32_t, 8, TGT_GEN)
+GENERIC_ANY(d4g, vl4, int64_t, 4, TGT_GEN)
+
 /* The exact sum acc + p = s + err.  TwoSum (Knuth, TAOCP vol. 2, 4.2.2) in 6 flops for any
    operands; with AVX-512DQ's VRANGE ordering the pair by magnitude (imm 7: larger |x|, 6: smaller
    |x|, each with its own sign) Fast2Sum (Dekker 1971: exact when exponent(big) >= exponent(small))
@@ -249,8 +272,6 @@ static inline TGT consts_##SUF mkconsts_##SUF(const fmt_t *f) {                 
         b[j] = cls == 0 ? 0 : cls == 1 ? c.half - 1 : cls == 2 ? c.half : c.mask; }            \
     c.b00 = b[0]; c.dl = b[1] - b[0]; c.ds = b[2] - b[0]; c.dx = b[3] - b[2] - b[1] + b[0];    \
     return c; }                                                                                \
-static inline __attribute__((always_inline)) TGT int any_##SUF(VI m) {                          \
-    IT a = 0; for (int l = 0; l < LANES; l++) a |= m[l]; return a != 0; }                      \
 /* fixed-position rounding of RO'd bit patterns (magnitude arithmetic on the pattern): add the \
    rule book's bias for this lane's (lsb, sign), then truncate; DEP (a constant) drops the     \
    terms the table does not depend on */                                                      \
@@ -361,12 +382,20 @@ static inline __attribute__((always_inline)) TGT void tile_##SUF(const params_t 
     for (int i = 0; i < ROWS; i++) for (int j = 0; j < COLS; j++) {                            \
         if (i < nr && j < nc) memcpy(&acc[i][j], base_out + (m0 + i) * P->ldo + n0 + j * LANES, sizeof(VT)); \
         else acc[i][j] = (VT){0}; }                                                            \
+    /* data whose blocks keep failing (e.g. many products in the product format's subnormal   \
+       range) would pay for a wasted fast pass per block: after a failure the next `backoff`   \
+       blocks go straight to the careful path, backoff doubling (to 8) while failures go on    \
+       and resetting on a success.  Only the speed depends on this, never a result. */         \
+    int backoff = 0, wait = 0;                                                                 \
     for (int64_t k0 = 0; k0 < P->K; k0 += KB) {                                                \
         int64_t k1 = P->K - k0 < KB ? P->K : k0 + KB;                                          \
         /* edge tiles (rows or columns missing) and redone blocks take the careful path */     \
-        if (full && !(unfused ? tile_fast_##SUF(P, acc, A, B, m0, n0, k0, k1, zero_slow, dep, 1) \
-                              : tile_fast_##SUF(P, acc, A, B, m0, n0, k0, k1, zero_slow, dep, 0))) \
-            continue;                                                                          \
+        if (full && wait > 0) wait--;                                                          \
+        else if (full) {                                                                       \
+            if (!(unfused ? tile_fast_##SUF(P, acc, A, B, m0, n0, k0, k1, zero_slow, dep, 1)    \
+                          : tile_fast_##SUF(P, acc, A, B, m0, n0, k0, k1, zero_slow, dep, 0))) { \
+                backoff = 0; continue; }                                                       \
+            backoff = backoff ? (backoff < 8 ? 2 * backoff : 8) : 1; wait = backoff; }          \
         tile_careful_##SUF(P, acc, A, B, m0, nr, n0, nc, k0, k1, zero_slow, dep); }            \
     for (int i = 0; i < nr; i++) for (int j = 0; j < nc; j++)                                  \
         memcpy(base_out + (m0 + i) * P->ldo + n0 + j * LANES, &acc[i][j], sizeof(VT));        \
