@@ -1,6 +1,9 @@
 """Throughput of bit-exact emulation vs torch's native fp32 and vs APyTypes, same shapes, one run.
 
-    .venv/bin/python benchmarks/bench_emulate.py [--threads N] [--sweep] [--backend auto|c|torch]
+    .venv/bin/python benchmarks/bench_emulate.py [--threads N] [--cpu] [--sweep] [--backend auto|c|torch]
+
+(``--threads 1 --cpu``: best-of CPU time on one thread, the steadier figure on a shared machine;
+``PSUM_KERNEL_ISA=avx2`` etc. caps the kernel's instruction set.)
 
 Issue 13's shapes, native first (a busy machine shows in the baseline):
 
@@ -27,7 +30,7 @@ import torch.nn.functional as F
 
 import psum
 from psum.golden import MacSpec
-from psum.golden.emulation.kernels import accumulate, c_kernel_available
+from psum.golden.emulation.kernels import accumulate, c_kernel_available, kernel_isa
 
 FLOAT_SPECS = {
     "fp16 -> fp16": "a=fp16,b=fp16,acc=fp16",
@@ -55,15 +58,19 @@ def _operands(spec, M, K, N, rng):
     return A, B, init
 
 
+_CLOCK = time.perf_counter
+
+
 def _time(fn, min_time=0.5):
+    """Seconds per call of ``fn``: best of repeated runs, on the clock chosen by ``--cpu``."""
     fn()
-    n, t0 = 0, time.perf_counter()
-    while True:
+    best, spent = float("inf"), 0.0
+    while spent < min_time:
+        t0 = _CLOCK()
         fn()
-        n += 1
-        dt = time.perf_counter() - t0
-        if dt >= min_time:
-            return dt / n
+        dt = _CLOCK() - t0
+        best, spent = min(best, dt), spent + max(dt, 1e-6)
+    return best
 
 
 def _row(label, shape, macs, t, t_native):
@@ -142,10 +149,16 @@ def main():
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--threads", type=int, default=None, help="torch (and C kernel) threads")
     ap.add_argument("--sweep", action="store_true", help="also the older conv-like GEMM sweep")
+    ap.add_argument("--cpu", action="store_true",
+                    help="time by process CPU time (steadier on a shared machine; use with --threads 1)")
     args = ap.parse_args()
+    global _CLOCK
+    if args.cpu:
+        _CLOCK = time.process_time
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, C kernel: {c_kernel_available()}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, C kernel: {c_kernel_available()} "
+          f"({kernel_isa()}), clock: {'CPU time' if args.cpu else 'wall'}, best of repeats")
     issue_shapes(args.backend)
     versus_apytypes(args.backend)
     if args.sweep:
