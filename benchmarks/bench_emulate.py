@@ -1,10 +1,24 @@
-"""Throughput of bit-exact sequential accumulation vs torch's native fp32 matmul, same shapes.
+"""Throughput of bit-exact emulation vs torch's native fp32 and vs APyTypes, same shapes, one run.
 
-    .venv/bin/python benchmarks/bench_emulate.py [--quick] [--backend auto|c|torch]
+    .venv/bin/python benchmarks/bench_emulate.py [--threads N] [--cpu] [--sweep] [--backend auto|c|torch]
 
-Prints MAC/s of the exact kernel (psum.golden.emulation.kernels.accumulate) and of ``A @ B`` in float32 on
-the same conv-like GEMM (M = batch*HW = 4096 rows, K = 150..1152, N = 16..64), measured side by
-side in this run, and their ratio. Target: ratio >= 10 % for sequential float accumulation.
+(``--threads 1 --cpu``: best-of CPU time on one thread, the steadier figure on a shared machine;
+``PSUM_KERNEL_ISA=avx2`` etc. caps the kernel's instruction set.)
+
+Issue 13's shapes, native first (a busy machine shows in the baseline):
+
+1. native fp32 ``F.conv2d`` (input 8x64x16x16, 64 out channels, 3x3, padding 1: 2048x576x64 MACs
+   per image batch) and ``A @ B`` (256x576x256);
+2. psum's exact emulation of the same two ops for the float accumulators fp16, bf16 product ->
+   e6m9 (unfused) and fp8 e4m3 -> e5m6: the conv through ``psum.emulate`` (operand quantisation,
+   im2col, kernel, scaling: what a network sweep pays), the matmul through the kernel
+   (``psum.golden.emulation.kernels.accumulate``); MAC/s and the ratio to native;
+3. APyTypes (``APyFloatAccumulatorContext``: each product rounded to the accumulator format, then
+   each sum rounded, i.e. psum's ``prod=fp16,fused=no``) on the fp16 256x576x256 matmul, checked
+   bit for bit against psum, and the ratio psum / APyTypes.
+
+Targets (issue 13): psum / native >= 10 % for the float accumulators, psum / APyTypes >= 50x.
+``--sweep`` adds the older conv-like GEMM sweep (M = 4096, K = 150..1152) with the int specs.
 """
 
 import argparse
@@ -12,18 +26,25 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+import psum
 from psum.golden import MacSpec
-from psum.golden.emulation.kernels import accumulate, c_kernel_available
+from psum.golden.emulation.kernels import accumulate, c_kernel_available, kernel_isa
 
-SPECS = {
+FLOAT_SPECS = {
     "fp16 -> fp16": "a=fp16,b=fp16,acc=fp16",
     "bf16 prod -> e6m9 (unfused)": "a=bf16,b=bf16,acc=e6m9,prod=bf16,fused=no",
     "fp8 e4m3 -> e5m6": "a=fp8_e4m3,b=fp8_e4m3,acc=e5m6",
+}
+SWEEP_SPECS = dict(FLOAT_SPECS, **{
     "int8 -> int16 wrap": "a=int8,b=int8,acc=int16,overflow=wrap",
     "int8 -> int16 sat": "a=int8,b=int8,acc=int16,overflow=sat",
-}
-SHAPES = [(4096, 150, 16), (4096, 576, 64), (4096, 1152, 64)]
+})
+SWEEP_SHAPES = [(4096, 150, 16), (4096, 576, 64), (4096, 1152, 64)]
+CONV = (8, 64, 16, 16, 64, 3)      # batch, C_in, H, W, C_out, k (padding 1)
+MATMUL = (256, 576, 256)           # M, K, N
+APY_SPEC = "a=fp16,b=fp16,acc=fp16,prod=fp16,fused=no"
 
 
 def _operands(spec, M, K, N, rng):
@@ -37,35 +58,111 @@ def _operands(spec, M, K, N, rng):
     return A, B, init
 
 
+_CLOCK = time.perf_counter
+
+
 def _time(fn, min_time=0.5):
+    """Seconds per call of ``fn``: best of repeated runs, on the clock chosen by ``--cpu``."""
     fn()
-    n, t0 = 0, time.perf_counter()
-    while True:
+    best, spent = float("inf"), 0.0
+    while spent < min_time:
+        t0 = _CLOCK()
         fn()
-        n += 1
-        dt = time.perf_counter() - t0
-        if dt >= min_time:
-            return dt / n
+        dt = _CLOCK() - t0
+        best, spent = min(best, dt), spent + max(dt, 1e-6)
+    return best
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="one shape only")
-    ap.add_argument("--backend", default="auto")
-    args = ap.parse_args()
+def _row(label, shape, macs, t, t_native):
+    print(f"{label:34s} {shape:>14s} {macs / t / 1e9:10.3f} {t_native / t:9.1%}", flush=True)
+
+
+def issue_shapes(backend):
     rng = np.random.default_rng(0)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, C kernel: {c_kernel_available()}")
-    print(f"{'spec':30s} {'M x K x N':>16s} {'exact GMAC/s':>13s} {'fp32 GMAC/s':>12s} {'ratio':>7s}")
-    for M, K, N in SHAPES[1:2] if args.quick else SHAPES:
-        macs = M * K * N
-        for label, text in SPECS.items():
+    nb, ci, h, w, co, k = CONV
+    x = torch.relu(torch.randn(nb, ci, h, w, generator=torch.Generator().manual_seed(0)))
+    conv = torch.nn.Conv2d(ci, co, k, padding=k // 2, bias=False)
+    conv_macs = nb * h * w * ci * k * k * co
+    M, K, N = MATMUL
+    mm_macs = M * K * N
+    a32, b32 = torch.randn(M, K), torch.randn(K, N)
+    with torch.no_grad():
+        t_conv = _time(lambda: F.conv2d(x, conv.weight, padding=k // 2))
+        t_mm = _time(lambda: a32 @ b32)
+    conv_shape, mm_shape = f"{nb * h * w}x{ci * k * k}x{co}", f"{M}x{K}x{N}"
+    print(f"{'':34s} {'M x K x N':>14s} {'GMAC/s':>10s} {'/ native':>9s}")
+    _row("native fp32 conv2d", conv_shape, conv_macs, t_conv, t_conv)
+    _row("native fp32 matmul", mm_shape, mm_macs, t_mm, t_mm)
+    for label, text in FLOAT_SPECS.items():
+        spec = MacSpec.parse(text)
+        qconv = psum.emulate(torch.nn.Sequential(conv), spec)
+        with torch.no_grad():
+            t = _time(lambda: qconv(x), min_time=0.3)
+        _row(f"psum conv  {label}", conv_shape, conv_macs, t, t_conv)
+        A, B, init = _operands(spec, M, K, N, rng)
+        t = _time(lambda: accumulate(spec, A, B, init, backend=backend), min_time=0.3)
+        _row(f"psum matmul {label}", mm_shape, mm_macs, t, t_mm)
+    return t_mm
+
+
+def versus_apytypes(backend):
+    try:
+        import apytypes as apy
+    except ImportError:
+        print("APyTypes: not installed (.venv/bin/python -m pip install apytypes)")
+        return
+    spec = MacSpec.parse(APY_SPEC)
+    M, K, N = MATMUL
+    A, B, init = _operands(spec, M, K, N, np.random.default_rng(1))
+    fa = dict(exp_bits=spec.acc.exp_bits, man_bits=spec.acc.man_bits)
+    aa = apy.APyFloatArray.from_float(A.numpy(), **fa)
+    ba = apy.APyFloatArray.from_float(B.numpy(), **fa)
+
+    def run_apy():
+        with apy.APyFloatAccumulatorContext(**fa):
+            return aa @ ba
+    t_apy = _time(run_apy, min_time=0.5)
+    t_psum = _time(lambda: accumulate(spec, A, B, init, backend=backend), min_time=0.3)
+    ref, got = run_apy().to_numpy(), accumulate(spec, A, B, init, backend=backend).numpy()
+    same = bool(np.all((ref == got) & (np.signbit(ref) == np.signbit(got)) | np.isnan(ref) & np.isnan(got)))
+    macs = M * K * N
+    print(f"\nAPyTypes {apy.__version__} vs psum, {APY_SPEC}, {M}x{K}x{N}: "
+          f"APyTypes {macs / t_apy / 1e9:.3f} GMAC/s, psum {macs / t_psum / 1e9:.3f} GMAC/s, "
+          f"psum / APyTypes {t_apy / t_psum:.1f}x, bit-identical: {same}")
+
+
+def sweep(backend):
+    rng = np.random.default_rng(0)
+    print(f"\n{'spec':34s} {'M x K x N':>14s} {'GMAC/s':>10s} {'/ native':>9s}")
+    for M, K, N in SWEEP_SHAPES:
+        for label, text in SWEEP_SPECS.items():
             spec = MacSpec.parse(text)
             A, B, init = _operands(spec, M, K, N, rng)
             Af, Bf = A.float(), B.float()
             t_native = _time(lambda: Af @ Bf)
-            t_exact = _time(lambda: accumulate(spec, A, B, init, backend=args.backend), min_time=0.3)
-            print(f"{label:30s} {f'{M}x{K}x{N}':>16s} {macs / t_exact / 1e9:13.3f} "
-                  f"{macs / t_native / 1e9:12.2f} {t_native / t_exact:7.1%}", flush=True)
+            t_exact = _time(lambda: accumulate(spec, A, B, init, backend=backend), min_time=0.3)
+            _row(label, f"{M}x{K}x{N}", M * K * N, t_exact, t_native)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--threads", type=int, default=None, help="torch (and C kernel) threads")
+    ap.add_argument("--sweep", action="store_true", help="also the older conv-like GEMM sweep")
+    ap.add_argument("--cpu", action="store_true",
+                    help="time by process CPU time (steadier on a shared machine; use with --threads 1)")
+    args = ap.parse_args()
+    global _CLOCK
+    if args.cpu:
+        _CLOCK = time.process_time
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, C kernel: {c_kernel_available()} "
+          f"({kernel_isa()}), clock: {'CPU time' if args.cpu else 'wall'}, best of repeats")
+    issue_shapes(args.backend)
+    versus_apytypes(args.backend)
+    if args.sweep:
+        sweep(args.backend)
 
 
 if __name__ == "__main__":

@@ -173,3 +173,75 @@ def test_sr_rand_matches_c():
         pytest.skip("no C compiler")
     for idx, step in [(0, 0), (12345, 77), (2**40 + 3, 2**33)]:
         assert int(sr_rand(99, idx, step, 8)) == lib.psum_sr_rand(99, idx, step, 8)
+
+
+# ---- the C float path's variants: AVX-512 / AVX2 / generic vectors, branch-free blocks -------
+def _isas():
+    from psum.golden.emulation.kernels import _ISAS, kernel_isa
+
+    best = kernel_isa()
+    return [] if best is None else [n for n, v in _ISAS.items() if v <= _ISAS[best]]
+
+
+def _check_isa(monkeypatch, isa, spec, A, B, init):
+    monkeypatch.setenv("PSUM_KERNEL_ISA", isa)
+    args = [torch.from_numpy(x) for x in (A, B, init)]
+    got = accumulate(spec, *args, backend="c")
+    monkeypatch.delenv("PSUM_KERNEL_ISA")
+    want = accumulate(spec, *args, backend="numpy")
+    assert _same(got, want), f"{spec} on {isa}"
+
+
+# M = 9: two full row tiles and an edge row; N = 40: full column tiles and an edge vector for
+# every lane count (8 and 16: padded to 48); K = 75: two full blocks of 32 steps and a tail of 11.
+@pytest.mark.parametrize("isa", _isas())
+@pytest.mark.parametrize("text", FLOAT_SPECS)
+def test_c_kernel_isa_blocks_match_mac_step(monkeypatch, isa, text):
+    spec = MacSpec.parse(text)
+    # coarse random codes: ties, subnormal sums, overflow and exact zeros in many blocks
+    _check_isa(monkeypatch, isa, spec, *_problem(spec, 21, M=9, N=40, K=75, coarse=True))
+
+
+@pytest.mark.parametrize("isa", _isas())
+@pytest.mark.parametrize("mode", [m for m in MODES if m != "sr"])
+def test_c_kernel_isa_specials_inside_benign_blocks(monkeypatch, isa, mode):
+    """Benign data (every block takes the branch-free path) with one special event per lane
+    family planted mid-block: an overflow, a cancellation to an exact zero, a subnormal sum and an
+    infinite operand; the block holding each must be redone and the rest kept."""
+    spec = MacSpec.parse(f"a=fp16,b=fp16,acc=fp16,round={mode}")
+    rng = np.random.default_rng(5)
+    M, N, K = 8, 64, 100
+    A = spec.a.decode(spec.a.encode(np.abs(rng.standard_normal((M, K))) + 0.5))
+    B = spec.b.decode(spec.b.encode(rng.standard_normal((K, N)) * 0.1))
+    init = np.zeros((M, N))
+    A[0, 40], B[40, 3] = 240.0, 300.0           # product 72000 > 65504: overflow at step 40
+    A[1, :], B[:, 5] = 1.0, 0.0                 # row 1, column 5: ...
+    B[10, 5], B[11, 5] = 0.5, -0.5              # ... +0.5 then -0.5: an exact zero at step 11
+    A[2, 70], B[70, 9] = 2.0**-12, 2.0**-12     # row 2, column 9 (zero so far): a subnormal sum
+    B[:70, 9] = 0.0
+    A[3, 33] = np.inf                           # row 3: an infinite operand at step 33
+    _check_isa(monkeypatch, isa, spec, A, B, init)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("isa", _isas())
+@pytest.mark.parametrize("mode", [m for m in MODES if m != "sr"])
+@pytest.mark.parametrize("text", FLOAT_SPECS)
+def test_c_kernel_isa_all_modes_slow(monkeypatch, isa, mode, text):
+    spec = MacSpec.parse(text + f",round={mode}")
+    for coarse in (True, False):
+        _check_isa(monkeypatch, isa, spec, *_problem(spec, 22, M=9, N=40, K=75, coarse=coarse))
+
+
+def test_kernel_isa_choice(monkeypatch):
+    from psum.golden.emulation.kernels import kernel_isa
+
+    if not c_kernel_available():
+        assert kernel_isa() is None
+        return
+    assert kernel_isa() in ("avx512", "avx2", "generic")
+    monkeypatch.setenv("PSUM_KERNEL_ISA", "generic")
+    assert kernel_isa() == "generic"
+    monkeypatch.setenv("PSUM_KERNEL_ISA", "sse9")
+    with pytest.raises(ValueError, match=r"^PSUM_KERNEL_ISA must be one of generic, avx2, avx512, not 'sse9'$"):
+        kernel_isa()

@@ -16,8 +16,11 @@ Backends, fastest first (``backend="auto"`` picks the first whose exactness cond
 ``c``
     The C/OpenMP kernel in ``golden/emulation/csrc/psum_kernels.c`` (compiled at first use with the system
     gcc into ``~/.cache/psum/kernels/``, loaded with ctypes). Float accumulators: TwoSum + round-to-odd +
-    integer rounding (proof in the C file's header), vectorised across output elements, with a
-    scalar exact fix-up for the rare flagged lanes (subnormals, overflow, specials). Stochastic
+    integer rounding (proof in the C file's header), vectorised across output elements (AVX-512,
+    AVX2 or generic vectors, picked at run time: :func:`kernel_isa`), register-tiled, in
+    branch-free blocks of 32 steps whose range evidence is checked once per block; a block in
+    which a lane left the accumulator's normal range (subnormals, overflow, specials) is redone
+    with a per-step check and a scalar exact fix-up for the flagged lanes. Stochastic
     rounding runs the scalar routine every step. Integer accumulators: exact integer values in
     float/double with per-step saturation.
 ``torch``
@@ -69,7 +72,7 @@ from psum._util import atomic_write, die_with_parent, file_lock, umask_mode
 from psum.paths import cache_dir
 
 __all__ = ["accumulate", "accumulate_order", "add_spec", "sr_rand", "fmix32", "codes",
-           "c_kernel_available", "float_path_ok", "fixed_gemm_ok", "fixed_torch_ok", "BACKENDS"]
+           "c_kernel_available", "kernel_isa", "float_path_ok", "fixed_gemm_ok", "fixed_torch_ok", "BACKENDS"]
 
 BACKENDS = ("auto", "gemm", "c", "torch", "numpy")
 _M32 = 0xFFFFFFFF
@@ -128,7 +131,7 @@ class _Params(ctypes.Structure):
                 ("col_stride", ctypes.c_int64), ("k_offset", ctypes.c_int64),
                 ("row_base", ctypes.POINTER(ctypes.c_int64)), ("acc", _Fmt), ("prod", _Fmt),
                 ("nthreads", ctypes.c_int32), ("zero_slow", ctypes.c_int32),
-                ("bias_dep", ctypes.c_int32)]
+                ("bias_dep", ctypes.c_int32), ("isa", ctypes.c_int32)]
 
 
 def _digest(path: Path) -> str:
@@ -225,6 +228,10 @@ def _lib():
                 lib.psum_slow_step.restype = ctypes.c_double
                 lib.psum_sr_rand.argtypes = [ctypes.c_uint32, ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
                 lib.psum_sr_rand.restype = ctypes.c_uint32
+                lib.psum_isa.argtypes = [ctypes.c_int]
+                lib.psum_isa.restype = ctypes.c_int
+                lib.psum_lanes.argtypes = [ctypes.c_int, ctypes.c_int]
+                lib.psum_lanes.restype = ctypes.c_int
                 _LIB = lib
             except OSError as exc:
                 _LIB_ERROR = str(exc)
@@ -233,6 +240,28 @@ def _lib():
                               "falls back to slower exact paths (check $PSUM_CACHE_DIR and gcc)",
                               RuntimeWarning, stacklevel=2)
     return _LIB
+
+
+_ISAS = {"generic": 0, "avx2": 1, "avx512": 2}
+
+
+def kernel_isa() -> str | None:
+    """The instruction set the C kernel's float path runs on here: ``"avx512"``, ``"avx2"``,
+    ``"generic"`` (portable vector code), or ``None`` without the C kernel.
+
+    The library holds all three and picks at run time (``__builtin_cpu_supports``), so one cached
+    build runs on any x86-64 host. ``$PSUM_KERNEL_ISA`` (one of those names) caps the choice, e.g.
+    to compare the variants or to test each one on one machine; an unknown name is a ValueError.
+    """
+    lib = _lib()
+    return None if lib is None else {v: k for k, v in _ISAS.items()}[lib.psum_isa(_isa_cap())]
+
+
+def _isa_cap() -> int:
+    want = os.environ.get("PSUM_KERNEL_ISA", "")
+    if want and want not in _ISAS:
+        raise ValueError(f"PSUM_KERNEL_ISA must be one of {', '.join(_ISAS)}, not {want!r}")
+    return _ISAS.get(want, -1)
 
 
 def c_kernel_available() -> bool:
@@ -387,7 +416,8 @@ def _run_c(spec, A, B, init, *, row_base, col_stride, k_offset, seed, w, nthread
 
     lib = _lib()
     dt = torch.float32 if w == 24 else torch.float64
-    lanes = 8 if w == 24 else 4
+    isa = _isa_cap()
+    lanes = lib.psum_lanes(lib.psum_isa(isa), 0 if w == 24 else 1)
     M, K = A.shape
     N = B.shape[1]
     Np = -(-N // lanes) * lanes
@@ -404,7 +434,7 @@ def _run_c(spec, A, B, init, *, row_base, col_stride, k_offset, seed, w, nthread
                 _cfmt(spec.acc, spec.rounding, spec.saturate),
                 _cfmt(spec.prod, Rounding.RNE if spec.rounding is Rounding.SR else spec.rounding, spec.saturate),
                 nthreads or torch.get_num_threads(), int(not _host_zero_ok(spec.rounding)),
-                _bias_classes(spec.rounding)[1])
+                _bias_classes(spec.rounding)[1], isa)
     if M and K and N:
         lib.psum_accumulate(ctypes.byref(p), 0 if w == 24 else 1, A_.data_ptr(), B_.data_ptr(),
                             out.data_ptr())

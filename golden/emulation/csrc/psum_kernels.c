@@ -26,9 +26,6 @@
 #include <stdint.h>
 #include <string.h>
 #include <math.h>
-#ifdef __AVX__
-#include <immintrin.h>
-#endif
 
 enum { SR = 6 };  /* RISC-V frm codes; stochastic rounding needs its own carry input and loop */
 enum { SP_IEEE = 0, SP_FN = 1, SP_FNUZ = 2, SP_FIN = 3 };
@@ -59,6 +56,7 @@ typedef struct {
     int32_t nthreads;
     int32_t zero_slow;        /* the host's round-to-nearest zero sign is not the rule: slow path */
     int32_t bias_dep;         /* what the rounding bias depends on: bit 0 lsb, bit 1 sign, bit 2 both */
+    int32_t isa;              /* float path instruction set cap (psum_isa); -1: the best there is */
 } params_t;
 
 /* ------------------------------------------------------------------------------------------ */
@@ -133,30 +131,138 @@ static double slow_step(const params_t *P, double acc, double a, double b, uint3
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Vector fast path, instantiated for float (8 lanes) and double (4 lanes)                    */
+/* Vector fast path, one instantiation per (element type, ISA): float (w = 24) and double      */
+/* (w = 53) lanes, each for AVX-512 (64-byte vectors), AVX2 (32-byte) and generic code, chosen */
+/* at run time (psum_isa) so that one cached library runs on any x86-64 host.                  */
 /* ------------------------------------------------------------------------------------------ */
-#define LANES_F 8
-#define LANES_D 4
-typedef float vf __attribute__((vector_size(32)));
-typedef int32_t vfi __attribute__((vector_size(32)));
-typedef double vd __attribute__((vector_size(32)));
-typedef int64_t vdi __attribute__((vector_size(32)));
-
-/* any lane set in a comparison mask: one movemask on AVX, an OR over lanes elsewhere */
-#ifdef __AVX__
-static inline int any_f(vfi m) { return _mm256_movemask_ps((__m256)m); }
-static inline int any_d(vdi m) { return _mm256_movemask_pd((__m256d)m); }
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define PSUM_X86 1
+#define TGT_512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+#define TGT_256 __attribute__((target("avx2")))
 #else
-static inline int any_f(vfi m) { int32_t a = 0; for (int l = 0; l < LANES_F; l++) a |= m[l]; return a != 0; }
-static inline int any_d(vdi m) { int64_t a = 0; for (int l = 0; l < LANES_D; l++) a |= m[l]; return a != 0; }
+#define PSUM_X86 0
+#define TGT_512
+#define TGT_256
 #endif
+#define TGT_GEN
 
-#define ROWS 4
-#define COLS 2
+typedef float vf16 __attribute__((vector_size(64)));
+typedef int32_t vi16 __attribute__((vector_size(64)));
+typedef uint32_t vu16 __attribute__((vector_size(64)));
+typedef double vd8 __attribute__((vector_size(64)));
+typedef int64_t vl8 __attribute__((vector_size(64)));
+typedef uint64_t vq8 __attribute__((vector_size(64)));
+typedef float vf8 __attribute__((vector_size(32)));
+typedef int32_t vi8 __attribute__((vector_size(32)));
+typedef uint32_t vu8 __attribute__((vector_size(32)));
+typedef double vd4 __attribute__((vector_size(32)));
+typedef int64_t vl4 __attribute__((vector_size(32)));
+typedef uint64_t vq4 __attribute__((vector_size(32)));
 
-#define DEFINE_KERNEL(SUF, T, VT, VI, IT, LANES, W, SIGNSHIFT)                                   \
+/* lane-wise max (signed) and min (unsigned) of bit patterns: the block range check.  Generic
+   form by masks; AVX-512 / AVX2 have single instructions for them. */
+#define GENERIC_MINMAX(SUF, VI, VU, TGT)                                                         \
+static inline __attribute__((always_inline)) TGT VI vmax_##SUF(VI x, VI y) {                    \
+    VI m = x > y; return (x & m) | (y & ~m); }                                                 \
+static inline __attribute__((always_inline)) TGT VI vminu_##SUF(VI x, VI y) {                   \
+    VI m = (VI)((VU)x < (VU)y); return (x & m) | (y & ~m); }
+#if PSUM_X86
+static inline __attribute__((always_inline)) TGT_512 vi16 vmax_f16(vi16 x, vi16 y) {
+    return (vi16)_mm512_max_epi32((__m512i)x, (__m512i)y); }
+static inline __attribute__((always_inline)) TGT_512 vi16 vminu_f16(vi16 x, vi16 y) {
+    return (vi16)_mm512_min_epu32((__m512i)x, (__m512i)y); }
+static inline __attribute__((always_inline)) TGT_512 vl8 vmax_d8(vl8 x, vl8 y) {
+    return (vl8)_mm512_max_epi64((__m512i)x, (__m512i)y); }
+static inline __attribute__((always_inline)) TGT_512 vl8 vminu_d8(vl8 x, vl8 y) {
+    return (vl8)_mm512_min_epu64((__m512i)x, (__m512i)y); }
+static inline __attribute__((always_inline)) TGT_256 vi8 vmax_f8a(vi8 x, vi8 y) {
+    return (vi8)_mm256_max_epi32((__m256i)x, (__m256i)y); }
+static inline __attribute__((always_inline)) TGT_256 vi8 vminu_f8a(vi8 x, vi8 y) {
+    return (vi8)_mm256_min_epu32((__m256i)x, (__m256i)y); }
+#else
+GENERIC_MINMAX(f16, vi16, vu16, TGT_512)
+GENERIC_MINMAX(d8, vl8, vq8, TGT_512)
+GENERIC_MINMAX(f8a, vi8, vu8, TGT_256)
+#endif
+GENERIC_MINMAX(d4a, vl4, vq4, TGT_256)
+
+/* any lane of a comparison mask set: one test instruction on AVX-512 / AVX2 (the careful
+   path asks this every step), an OR over lanes in generic code */
+#define GENERIC_ANY(SUF, VI, IT, LANES, TGT)                                                     \
+static inline __attribute__((always_inline)) TGT int any_##SUF(VI m) {                          \
+    IT a = 0; for (int l = 0; l < LANES; l++) a |= m[l]; return a != 0; }
+#if PSUM_X86
+static inline __attribute__((always_inline)) TGT_512 int any_f16(vi16 m) {
+    return _mm512_test_epi32_mask((__m512i)m, (__m512i)m) != 0; }
+static inline __attribute__((always_inline)) TGT_512 int any_d8(vl8 m) {
+    return _mm512_test_epi64_mask((__m512i)m, (__m512i)m) != 0; }
+static inline __attribute__((always_inline)) TGT_256 int any_f8a(vi8 m) {
+    return !_mm256_testz_si256((__m256i)m, (__m256i)m); }
+static inline __attribute__((always_inline)) TGT_256 int any_d4a(vl4 m) {
+    return !_mm256_testz_si256((__m256i)m, (__m256i)m); }
+#else
+GENERIC_ANY(f16, vi16, int32_t, 16, TGT_512)
+GENERIC_ANY(d8, vl8, int64_t, 8, TGT_512)
+GENERIC_ANY(f8a, vi8, int32_t, 8, TGT_256)
+GENERIC_ANY(d4a, vl4, int64_t, 4, TGT_256)
+#endif
+GENERIC_ANY(f8g, vi8, int32_t, 8, TGT_GEN)
+GENERIC_ANY(d4g, vl4, int64_t, 4, TGT_GEN)
+
+/* The exact sum acc + p = s + err.  TwoSum (Knuth, TAOCP vol. 2, 4.2.2) in 6 flops for any
+   operands; with AVX-512DQ's VRANGE ordering the pair by magnitude (imm 7: larger |x|, 6: smaller
+   |x|, each with its own sign) Fast2Sum (Dekker 1971: exact when exponent(big) >= exponent(small))
+   needs 2 flops after s, so 4 instructions instead of 5. */
+#define GENERIC_TWOSUM(SUF, VT, TGT)                                                             \
+static inline __attribute__((always_inline)) TGT VT twosum_##SUF(VT acc, VT p, VT *s) {          \
+    VT t = acc + p, z = t - acc; *s = t; return (acc - (t - z)) + (p - z); }
+#if PSUM_X86
+static inline __attribute__((always_inline)) TGT_512 vf16 twosum_f16(vf16 acc, vf16 p, vf16 *s) {
+    vf16 t = acc + p, big = (vf16)_mm512_range_ps((__m512)acc, (__m512)p, 7);
+    vf16 small = (vf16)_mm512_range_ps((__m512)acc, (__m512)p, 6);
+    *s = t; return small - (t - big); }
+static inline __attribute__((always_inline)) TGT_512 vd8 twosum_d8(vd8 acc, vd8 p, vd8 *s) {
+    vd8 t = acc + p, big = (vd8)_mm512_range_pd((__m512d)acc, (__m512d)p, 7);
+    vd8 small = (vd8)_mm512_range_pd((__m512d)acc, (__m512d)p, 6);
+    *s = t; return small - (t - big); }
+#else
+GENERIC_TWOSUM(f16, vf16, TGT_512)
+GENERIC_TWOSUM(d8, vd8, TGT_512)
+#endif
+GENERIC_TWOSUM(f8a, vf8, TGT_256)
+GENERIC_TWOSUM(d4a, vd4, TGT_256)
+GENERIC_TWOSUM(f8g, vf8, TGT_GEN)
+GENERIC_TWOSUM(d4g, vd4, TGT_GEN)
+GENERIC_MINMAX(f8g, vi8, vu8, TGT_GEN)
+GENERIC_MINMAX(d4g, vl4, vq4, TGT_GEN)
+
+/* Steps per speculative block: long enough to amortise the block's check and the saved state,
+   short enough that a block with a special lane costs little to redo on the careful path. */
+#define KB 32
+
+/* Two tile paths share the exact arithmetic above (TwoSum + round to odd + fixed-position
+   rounding with the rule book's bias):
+   - careful (tile_careful): every step checks its lanes and recomputes a lane that left the
+     accumulator's normal range with slow_step right away (one branch per step);
+   - fast (tile_fast): KB steps with no branch at all; each step only folds its range evidence
+     into two registers, hi = max |pattern| of the unrounded sum s and of the result r, and
+     lo = min over steps of |s| - zoff (unsigned; zoff = 1 lets an exact zero pass, 0 sends it
+     to the careful path when the host's zero sign is not the rule).  The block's results are
+     kept only if hi <= max finite and lo >= min normal + 1 - zoff.  That implies the careful
+     path's per-step condition at every step of every lane ("a0 > maxb | ar > maxb |
+     0 < ab < minn" false, ab = |RO(s)|): the first two are hi's; and since round to odd moves
+     the pattern by at most one step, |s| >= minn + 1 gives ab >= minn, while |s| == 0 means
+     TwoSum's s is exact, so ab == 0 (the check is stricter by the one pattern |s| == minn: a
+     needless redo, never a wrong result).  So every kept step was a normal-range step computed
+     by the same fixed-position rounding as the careful path: bit-identical.  Otherwise the
+     tile's accumulators are left as they were at the block start and the block is recomputed on
+     the careful path.
+     A lane that went wrong inside the block (NaN, overflow) only pollutes that block's discarded
+     results: IEEE arithmetic does not trap. */
+#define DEFINE_KERNEL(SUF, T, VT, VI, VU, IT, LANES, W, SIGNSHIFT, TGT, ROWS, COLS)                \
 typedef struct { IT D, half, mask, maxb, minn; IT sign, b00, dl, ds, dx; } consts_##SUF;       \
-static consts_##SUF mkconsts_##SUF(const fmt_t *f) {                                          \
+static inline TGT consts_##SUF mkconsts_##SUF(const fmt_t *f) {                                \
     consts_##SUF c; T mx = (T)f->max_value, mn = (T)ldexp(1.0, f->emin); IT b[4];              \
     c.D = (W - 1) - f->man_bits; c.half = (IT)1 << (c.D - 1); c.mask = ((IT)1 << c.D) - 1;     \
     memcpy(&c.maxb, &mx, sizeof(T)); memcpy(&c.minn, &mn, sizeof(T));                          \
@@ -169,7 +275,7 @@ static consts_##SUF mkconsts_##SUF(const fmt_t *f) {                            
 /* fixed-position rounding of RO'd bit patterns (magnitude arithmetic on the pattern): add the \
    rule book's bias for this lane's (lsb, sign), then truncate; DEP (a constant) drops the     \
    terms the table does not depend on */                                                      \
-static inline __attribute__((always_inline)) VI rnd_##SUF(VI sb, const consts_##SUF *c, int dep) { \
+static inline __attribute__((always_inline)) TGT VI rnd_##SUF(VI sb, const consts_##SUF *c, int dep) { \
     VI bias = sb - sb + c->b00;                                                                \
     /* lane masks: the lsb moved to the sign position and spread by an arithmetic shift */     \
     VI lsbm = (sb << (SIGNSHIFT - c->D)) >> SIGNSHIFT, sgnm = sb >> SIGNSHIFT;                 \
@@ -177,36 +283,51 @@ static inline __attribute__((always_inline)) VI rnd_##SUF(VI sb, const consts_##
     if (dep & 2) bias += sgnm & c->ds;                                                         \
     if (dep & 4) bias += lsbm & sgnm & c->dx;                                                  \
     return (sb + bias) & ~c->mask; }                                                           \
-static inline __attribute__((always_inline)) VI range_bad_##SUF(VI s0, VI sb, VI r,             \
+/* round to odd at w bits of s + err (TwoSum's exact split), branch-free: when inexact,         \
+   truncate toward zero (one pattern step down when err points toward zero) and set the lsb;   \
+   this is "step s one ulp toward err if s is even" (4 cases: s odd/even x err with/against s) */ \
+static inline __attribute__((always_inline)) TGT VI ro_##SUF(VT s, VT err) {                    \
+    VI s0 = (VI)s, dn = (s0 ^ (VI)err) >> SIGNSHIFT, inex = err != 0;                          \
+    return (((s0 + dn) | 1) & inex) | (s0 & ~inex); }                                           \
+static inline __attribute__((always_inline)) TGT VI range_bad_##SUF(VI s0, VI sb, VI r,         \
         const consts_##SUF *c) {                                                               \
     VI ab = sb & ~c->sign, a0 = s0 & ~c->sign, ar = r & ~c->sign;                              \
     return (a0 > c->maxb) | (ar > c->maxb) | ((ab < c->minn) & (ab != 0));                    \
 }                                                                                              \
-static inline __attribute__((always_inline)) VT fast_step_##SUF(VT acc, VT p,                    \
+static inline __attribute__((always_inline)) TGT VT careful_step_##SUF(VT acc, VT p,             \
         const consts_##SUF *c, int zero_slow, int dep, VI *bad) {                              \
     VT s = acc + p, z = s - acc, err = (acc - (s - z)) + (p - z);                              \
-    VI s0 = (VI)s, sb = s0, eb = (VI)err;                                                      \
-    VI inex = err != 0, even = (sb & 1) == 0, dirneg = (sb ^ eb) < 0;                          \
-    sb += (dirneg | 1) & inex & even;       /* round to odd at w bits */                       \
+    VI s0 = (VI)s, sb = ro_##SUF(s, err);                                                      \
     VI r = rnd_##SUF(sb, c, dep);                                                              \
     VI b = range_bad_##SUF(s0, sb, r, c);                                                      \
     if (zero_slow) b |= (r & ~c->sign) == 0;   /* zero sign not the host's: slow path */      \
     *bad |= b; return (VT)r; }                                                                 \
-static inline __attribute__((always_inline)) VT fast_prod_##SUF(VT p, const consts_##SUF *c,    \
+static inline __attribute__((always_inline)) TGT VT careful_prod_##SUF(VT p, const consts_##SUF *c, \
         int fnuz, int dep, VI *bad) {                                                          \
     VI pb = (VI)p; VI r = rnd_##SUF(pb, c, dep);                                               \
     *bad |= range_bad_##SUF(pb, pb, r, c);                                                     \
     VT out = (VT)r; if (fnuz) out = out + (T)0; return out; }                                  \
-static inline __attribute__((always_inline)) void tile_##SUF(const params_t *P, T *base_out,     \
-        const T *A, const T *B, int64_t m0, int64_t nr, int64_t n0, int64_t nc, int zero_slow,   \
-        int dep) {                                                                             \
+/* the same step, evidence folded into hi / lo instead of a per-step mask and branch */         \
+static inline __attribute__((always_inline)) TGT VT fast_step_##SUF(VT acc, VT p,                \
+        const consts_##SUF *c, VI zoff, int dep, VI *hi, VI *lo) {                             \
+    VT s, err = twosum_##SUF(acc, p, &s);                                                      \
+    VI s0 = (VI)s, sb = ro_##SUF(s, err), a0 = s0 & ~c->sign;                                  \
+    VI r = rnd_##SUF(sb, c, dep);                                                              \
+    *hi = vmax_##SUF(*hi, vmax_##SUF(a0, r & ~c->sign));                                       \
+    *lo = vminu_##SUF(*lo, a0 - zoff);                                                         \
+    return (VT)r; }                                                                            \
+static inline __attribute__((always_inline)) TGT VT fast_prod_##SUF(VT p, const consts_##SUF *c,  \
+        int fnuz, int dep, VI *hi, VI *lo) {                                                   \
+    VI pb = (VI)p, r = rnd_##SUF(pb, c, dep), one = pb - pb + 1;                               \
+    *hi = vmax_##SUF(*hi, vmax_##SUF(pb & ~c->sign, r & ~c->sign));                            \
+    *lo = vminu_##SUF(*lo, (pb & ~c->sign) - one);                                             \
+    VT out = (VT)r; if (fnuz) out = out + (T)0; return out; }                                  \
+static inline __attribute__((always_inline)) TGT void tile_careful_##SUF(const params_t *P,       \
+        VT acc[ROWS][COLS], const T *A, const T *B, int64_t m0, int64_t nr, int64_t n0,        \
+        int64_t nc, int64_t k0, int64_t k1, int zero_slow, int dep) {                          \
     consts_##SUF ca = mkconsts_##SUF(&P->acc), cp = mkconsts_##SUF(&P->prod);                 \
     int unfused = P->prod.present, fnuz = P->prod.specials == SP_FNUZ;                        \
-    VT acc[ROWS][COLS];                                                                        \
-    for (int i = 0; i < ROWS; i++) for (int j = 0; j < COLS; j++) {                            \
-        if (i < nr && j < nc) memcpy(&acc[i][j], base_out + (m0 + i) * P->ldo + n0 + j * LANES, sizeof(VT)); \
-        else acc[i][j] = (VT){0}; }                                                            \
-    for (int64_t k = 0; k < P->K; k++) {                                                       \
+    for (int64_t k = k0; k < k1; k++) {                                                        \
         VT bv[COLS];                                                                           \
         for (int j = 0; j < COLS; j++) {                                                       \
             if (j < nc) memcpy(&bv[j], B + k * P->ldb + n0 + j * LANES, sizeof(VT));           \
@@ -216,17 +337,70 @@ static inline __attribute__((always_inline)) void tile_##SUF(const params_t *P, 
             for (int j = 0; j < COLS; j++) {                                                   \
                 VI bad = (VI){0};                                                              \
                 VT p = a * bv[j];                                                              \
-                if (unfused) p = fast_prod_##SUF(p, &cp, fnuz, dep, &bad);                    \
-                VT nv = fast_step_##SUF(acc[i][j], p, &ca, zero_slow, dep, &bad);              \
+                if (unfused) p = careful_prod_##SUF(p, &cp, fnuz, dep, &bad);                 \
+                VT nv = careful_step_##SUF(acc[i][j], p, &ca, zero_slow, dep, &bad);           \
                 if (__builtin_expect(any_##SUF(bad), 0)) {                                     \
                     for (int l = 0; l < LANES; l++) if (bad[l])                                \
                         nv[l] = (T)slow_step(P, (double)acc[i][j][l], (double)a, (double)bv[j][l], 0); \
                 }                                                                              \
-                acc[i][j] = nv; } } }                                                          \
+                acc[i][j] = nv; } } } }                                                        \
+/* KB (or fewer) steps without a branch on a full tile; the results replace acc only when the   \
+   block's range check passes (returns 0), else acc is left as it was (returns 1).  The        \
+   accumulators live in a local array that nothing takes the address of, so they stay in     \
+   registers. */                                                                               \
+static inline __attribute__((always_inline)) TGT int tile_fast_##SUF(const params_t *P,          \
+        VT acc[ROWS][COLS], const T *A, const T *B, int64_t m0, int64_t n0,                    \
+        int64_t k0, int64_t k1, int zero_slow, int dep, int unfused) {                         \
+    consts_##SUF ca = mkconsts_##SUF(&P->acc), cp = mkconsts_##SUF(&P->prod);                 \
+    int fnuz = P->prod.specials == SP_FNUZ;                                                    \
+    VI zero = (VI){0}, hi = zero, lo = zero - 1, hp = zero, lp = zero - 1;                     \
+    VI zoff = zero + (zero_slow ? 0 : 1);                                                      \
+    VT r[ROWS][COLS];                                                                          \
+    for (int i = 0; i < ROWS; i++) for (int j = 0; j < COLS; j++) r[i][j] = acc[i][j];         \
+    const T *Ak = A + m0 * P->lda, *Bk = B + n0;                                               \
+    for (int64_t k = k0; k < k1; k++) {                                                        \
+        VT bv[COLS];                                                                           \
+        for (int j = 0; j < COLS; j++) memcpy(&bv[j], Bk + k * P->ldb + j * LANES, sizeof(VT)); \
+        for (int i = 0; i < ROWS; i++) {                                                       \
+            T a = Ak[i * P->lda + k];                                                          \
+            for (int j = 0; j < COLS; j++) {                                                   \
+                VT p = a * bv[j];                                                              \
+                if (unfused) p = fast_prod_##SUF(p, &cp, fnuz, dep, &hp, &lp);                \
+                r[i][j] = fast_step_##SUF(r[i][j], p, &ca, zoff, dep, &hi, &lo); } } }         \
+    /* lo holds |s| - zoff, and |RO(s)| >= |s| - 1 (one pattern step at most), so |s| >= minn + 1 \
+       implies |RO(s)| >= minn; |s| == 0 implies RO(s) == 0 (TwoSum: s == 0 only when exact) */  \
+    VI bad = (hi > ca.maxb) | (VI)((VU)lo < (VU)(zero + ca.minn + 1 - zoff));                  \
+    if (unfused) bad |= (hp > cp.maxb) | (VI)((VU)lp < (VU)(zero + cp.minn - 1));              \
+    if (any_##SUF(bad)) return 1;                                                              \
+    for (int i = 0; i < ROWS; i++) for (int j = 0; j < COLS; j++) acc[i][j] = r[i][j];         \
+    return 0; }                                                                                \
+static inline __attribute__((always_inline)) TGT void tile_##SUF(const params_t *P, T *base_out, \
+        const T *A, const T *B, int64_t m0, int64_t nr, int64_t n0, int64_t nc, int zero_slow,   \
+        int dep) {                                                                             \
+    VT acc[ROWS][COLS];                                                                        \
+    int full = nr == ROWS && nc == COLS, unfused = P->prod.present;                            \
+    for (int i = 0; i < ROWS; i++) for (int j = 0; j < COLS; j++) {                            \
+        if (i < nr && j < nc) memcpy(&acc[i][j], base_out + (m0 + i) * P->ldo + n0 + j * LANES, sizeof(VT)); \
+        else acc[i][j] = (VT){0}; }                                                            \
+    /* data whose blocks keep failing (e.g. many products in the product format's subnormal   \
+       range) would pay for a wasted fast pass per block: after a failure the next `backoff`   \
+       blocks go straight to the careful path, backoff doubling (to 8) while failures go on    \
+       and resetting on a success.  Only the speed depends on this, never a result. */         \
+    int backoff = 0, wait = 0;                                                                 \
+    for (int64_t k0 = 0; k0 < P->K; k0 += KB) {                                                \
+        int64_t k1 = P->K - k0 < KB ? P->K : k0 + KB;                                          \
+        /* edge tiles (rows or columns missing) and redone blocks take the careful path */     \
+        if (full && wait > 0) wait--;                                                          \
+        else if (full) {                                                                       \
+            if (!(unfused ? tile_fast_##SUF(P, acc, A, B, m0, n0, k0, k1, zero_slow, dep, 1)    \
+                          : tile_fast_##SUF(P, acc, A, B, m0, n0, k0, k1, zero_slow, dep, 0))) { \
+                backoff = 0; continue; }                                                       \
+            backoff = backoff ? (backoff < 8 ? 2 * backoff : 8) : 1; wait = backoff; }          \
+        tile_careful_##SUF(P, acc, A, B, m0, nr, n0, nc, k0, k1, zero_slow, dep); }            \
     for (int i = 0; i < nr; i++) for (int j = 0; j < nc; j++)                                  \
         memcpy(base_out + (m0 + i) * P->ldo + n0 + j * LANES, &acc[i][j], sizeof(VT));        \
 }                                                                                              \
-static void run_float_##SUF(const params_t *P, const T *A, const T *B, T *out) {              \
+static TGT void run_float_##SUF(const params_t *P, const T *A, const T *B, T *out) {          \
     int64_t ntr = (P->M + ROWS - 1) / ROWS, nvec = P->N / LANES;                               \
     int64_t ntc = (nvec + COLS - 1) / COLS;                                                    \
     _Pragma("omp parallel for schedule(dynamic, 4) num_threads(P->nthreads)")                 \
@@ -245,7 +419,10 @@ static void run_float_##SUF(const params_t *P, const T *A, const T *B, T *out) {
         case 2: if (z) tile_##SUF(P, out, A, B, m0, nr, n0, nc, 1, 2);                         \
                 else tile_##SUF(P, out, A, B, m0, nr, n0, nc, 0, 2); break;                    \
         default: tile_##SUF(P, out, A, B, m0, nr, n0, nc, z, 7); break;                        \
-        } } }                                                                                  \
+        } } }
+
+/* stochastic rounding and integer accumulators: scalar element loops (type T only) */
+#define DEFINE_SCALAR(SUF, T)                                                                  \
 /* stochastic rounding: every step through slow_step with its counter-based random bits */     \
 static void run_sr_##SUF(const params_t *P, const T *A, const T *B, T *out) {                 \
     _Pragma("omp parallel for schedule(dynamic, 4) num_threads(P->nthreads)")                 \
@@ -280,18 +457,46 @@ static void run_int_##SUF(const params_t *P, const T *A, const T *B, T *out) {  
                 if (sat) s = s < alo ? alo : (s > ahi ? ahi : s);                              \
                 o[n] = s; } } } }
 
-DEFINE_KERNEL(f, float, vf, vfi, int32_t, LANES_F, 24, 31)
-DEFINE_KERNEL(d, double, vd, vdi, int64_t, LANES_D, 53, 63)
+/* Tiles: ROWS x COLS vectors of accumulators, each B vector load shared by ROWS rows and each
+   A broadcast by COLS vectors; 8 independent TwoSum chains hide the ~30-cycle step latency.
+   AVX-512 has 32 vector registers (8 accumulators + 2 B + 4 range registers + temporaries);
+   AVX2 and generic code have 16, hence 2 x 2 there. */
+DEFINE_KERNEL(f16, float, vf16, vi16, vu16, int32_t, 16, 24, 31, TGT_512, 4, 2)
+DEFINE_KERNEL(d8, double, vd8, vl8, vq8, int64_t, 8, 53, 63, TGT_512, 4, 2)
+DEFINE_KERNEL(f8a, float, vf8, vi8, vu8, int32_t, 8, 24, 31, TGT_256, 2, 2)
+DEFINE_KERNEL(d4a, double, vd4, vl4, vq4, int64_t, 4, 53, 63, TGT_256, 2, 2)
+DEFINE_KERNEL(f8g, float, vf8, vi8, vu8, int32_t, 8, 24, 31, TGT_GEN, 2, 2)
+DEFINE_KERNEL(d4g, double, vd4, vl4, vq4, int64_t, 4, 53, 63, TGT_GEN, 2, 2)
+DEFINE_SCALAR(f, float)
+DEFINE_SCALAR(d, double)
 
-/* Entry points: dtype 0 = float32 arrays, 1 = float64 arrays.  N must be a multiple of the lane
-   count for the float path (the caller pads). */
+/* The instruction set the float path runs on: 2 AVX-512, 1 AVX2, 0 generic; the best the CPU
+   has, capped by `want` (>= 0: tests force each variant the host can run; < 0: best). */
+int psum_isa(int want) {
+    int best = 0;
+#if PSUM_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) best = 1;
+    if (best && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) best = 2;
+#endif
+    return want >= 0 && want < best ? want : best;
+}
+/* lanes of the float path at an ISA level (the caller pads N to a multiple) */
+int psum_lanes(int isa, int dtype) { return (isa == 2 ? 16 : 8) / (dtype ? 2 : 1); }
+
+/* Entry points: dtype 0 = float32 arrays, 1 = float64 arrays; isa from psum_isa.  N must be a
+   multiple of psum_lanes(isa, dtype) for the float path (the caller pads). */
 int psum_accumulate(const params_t *P, int dtype, const void *A, const void *B, void *out) {
     if (P->int_acc) {
         if (dtype == 0) run_int_f(P, A, B, out); else run_int_d(P, A, B, out);
     } else if (P->mode == SR) {
         if (dtype == 0) run_sr_f(P, A, B, out); else run_sr_d(P, A, B, out);
     } else {
-        if (dtype == 0) run_float_f(P, A, B, out); else run_float_d(P, A, B, out);
+        int isa = psum_isa(P->isa);
+        if (isa == 2) { if (dtype == 0) run_float_f16(P, A, B, out); else run_float_d8(P, A, B, out); }
+        else if (isa == 1) { if (dtype == 0) run_float_f8a(P, A, B, out); else run_float_d4a(P, A, B, out); }
+        else { if (dtype == 0) run_float_f8g(P, A, B, out); else run_float_d4g(P, A, B, out); }
     }
     return 0;
 }
