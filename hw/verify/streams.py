@@ -36,7 +36,9 @@ def conv_streams_from_digits(spec, n_outputs: int = DEFAULT_OUTPUTS, seed: int =
 
     Returns
     -------
-    list of (a_codes, b_codes, init_code)
+    list of (a_codes, b_codes, init_code), or None
+        ``None`` for block-scaled operands (:mod:`psum.hw.mx`): their unit takes whole blocks, and
+        no block stream is recorded yet (directed and random blocks only).
 
     Raises
     ------
@@ -47,6 +49,8 @@ def conv_streams_from_digits(spec, n_outputs: int = DEFAULT_OUTPUTS, seed: int =
 
     spec = MacSpec.parse(spec)
     n_outputs = check_int("n_outputs", n_outputs, 0)
+    if spec.blocked:
+        return None
     rng = np.random.default_rng(seed)
     images = load_digits().images  # (1797, 8, 8), values 0..16
     n_filters = 4
