@@ -152,7 +152,10 @@ def stream_cycles(spec, streams, *, hold: bool = False) -> dict:
     ValueError
         A stream's operand arrays differ in length.
     """
+    spec = MacSpec.parse(spec)
     cols = columns(spec)
+    if spec.blocked:
+        return _stream_blocks(spec, streams, hold)
     nf = flush_cycles(spec)
     lanes = operand_ports(spec)
     if len(lanes) > 1:
@@ -179,6 +182,36 @@ def stream_cycles(spec, streams, *, hold: bool = False) -> dict:
                 a_last, b_last = a[-1], b[-1]
         else:
             s["init"][0] = np.uint64(init)
+        parts.append(s)
+    return concat(spec, parts)
+
+
+def _stream_blocks(spec, streams, hold: bool) -> dict:
+    """:func:`stream_cycles` of the block unit: per :class:`~psum.hw.verify.block_streams.BlockStream`
+    one ``load`` cycle, then one ``en`` cycle per block (its k element pairs and two scales)."""
+    lanes = operand_ports(spec)
+    parts = []
+    names = [p for pair in lanes for p in pair] + ["sa", "sb"]
+    last = {k: np.uint64(0) for k in names}
+    for st in streams:
+        J = len(st.a_scales)
+        s = _empty(columns(spec), 1 + J)
+        s["load"][0] = 1
+        s["en"][1:] = 1
+        vals = {"sa": np.asarray(st.a_scales, np.uint64), "sb": np.asarray(st.b_scales, np.uint64)}
+        for i, (pa, pb) in enumerate(lanes):
+            vals[pa] = np.asarray(st.a_elems, np.uint64)[:, i]
+            vals[pb] = np.asarray(st.b_elems, np.uint64)[:, i]
+        for k in names:
+            s[k][1:] = vals[k]
+            if hold:
+                s[k][0] = last[k]
+                if J:
+                    last[k] = vals[k][-1]
+        if hold:
+            s["init"][:] = np.uint64(st.init)
+        else:
+            s["init"][0] = np.uint64(st.init)
         parts.append(s)
     return concat(spec, parts)
 
@@ -423,12 +456,14 @@ def make_stimulus(spec, *, cycles: int = 10_000, seed: int = 0, streams=None,
     seed = check_int("seed", seed, 0)
     rng = np.random.default_rng(seed)
     if spec.blocked:
-        if exhaustive or streams is not None:
-            raise ValueError("block-scaled operands have directed and random stimulus only "
-                             "(no exhaustive mode, no recorded streams)")
+        if exhaustive:
+            raise ValueError("exhaustive mode does not apply to block-scaled operands (k element pairs "
+                             "per cycle); their stimulus is directed, recorded and random blocks")
         head = _empty(columns(spec), 1)
         head["rst"][0] = 1
         parts = [head] + ([_block_directed(spec, rng)] if directed else [])
+        if streams is not None:
+            parts.append(stream_cycles(spec, streams))
         used = sum(len(p["rst"]) for p in parts)
         return concat(spec, parts + [_block_random(spec, max(0, cycles - used), rng)])
     head = _empty(columns(spec), 1)
