@@ -152,3 +152,43 @@ def test_amaranth_bit_exact_full(spec, impl):
 def test_icarus_issue_specs(spec, tmp_path, capsys):
     assert main(["sim", spec, "--cycles", "3000", "--simulator", "icarus", "--build-dir", str(tmp_path)]) == 0
     assert ", 0 mismatches," in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------
+# The report's MX section (psum.reports.mx)
+# ---------------------------------------------------------------------------------------------
+def test_report_config_mx_operands():
+    from psum.reports.mx import MX_OPERANDS
+    from psum.reports.report import ReportConfig
+
+    assert ReportConfig(mx="mxfp4,nvfp4").mx == ("mxfp4", "nvfp4")
+    assert ReportConfig(mx="all").mx == MX_OPERANDS and ReportConfig().mx == ()
+    with pytest.raises(ValueError, match=r"^unknown block format 'fp8_e4m3'; use a block format: "):
+        ReportConfig(mx="fp8_e4m3")
+
+
+def test_mx_section_renders_stored_rows(tmp_path):
+    """A rerender reads data["mx"] and evaluates nothing; no rows and no --mx: no section."""
+    from psum.reports.document import Document
+    from psum.reports.mx import mx_section
+    from psum.reports.report import ReportConfig
+
+    doc = Document("t")
+    mx_section(ReportConfig(), tmp_path, {}, doc)
+    assert doc.blocks == []
+    rows = [dict(operands="mxfp4", min_acc="e8m5", accuracy=98.0, baseline_accuracy=99.0,
+                 evaluated={"4": 97.5, "5": 98.0}, spec="a=mxfp4,b=mxfp4,acc=e8m5"),
+            dict(operands="nvfp4", min_acc=None, accuracy=None, baseline_accuracy=99.0, evaluated={"8": 90.0},
+                 spec=None)]
+    mx_section(ReportConfig(), tmp_path, {"mx": rows}, doc)
+    md = doc.markdown()
+    assert "Block-scaled operands (OCP MX, NVFP4)" in md and "e8m5" in md and "4: 97.5, 5: 98.0" in md
+    assert "none up to e8m8" in md
+
+
+@pytest.mark.slow
+def test_mx_min_acc_runs_lenet5(tmp_path):
+    from psum.reports.mx import mx_min_acc
+
+    (row,) = mx_min_acc(operands="nvfp4", limit=20, lo=6, hi=8, out=tmp_path / "mx.jsonl")
+    assert row["operands"] == "nvfp4" and row["evaluated"] and row["baseline_accuracy"] > 50

@@ -28,6 +28,8 @@ def _cmd_report(args) -> int:
         kw["limit"] = args.limit
     if args.no_per_layer:
         kw["per_layer"] = False
+    if args.mx:
+        kw["mx"] = args.mx
     cfg = ReportConfig.quick(**kw) if args.quick else ReportConfig(**kw)
     from psum.sweeps.distributed import ray_cluster
 
@@ -78,6 +80,9 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=positive_int, default=2, help="parallel synthesis processes (default 2)")
     p.add_argument("--sim-cycles", type=positive_int, default=3000, help="cocotb cycles checked per unit (default 3000)")
     p.add_argument("--no-per-layer", action="store_true", help="skip the per-layer minimum searches")
+    p.add_argument("--mx", type=text, metavar="FORMATS",
+                   help="add the MX section: minimum e8m? accumulator per block-scaled operand format "
+                        "(comma-separated, e.g. mxfp4,nvfp4, or all)")
     p.add_argument("--quick", action="store_true", help="a smaller study for a first look")
     p.add_argument("--force", action="store_true", help="recompute synthesis instead of using the cache")
     p.add_argument("--out", type=text, help="output folder (default ./<model>-<dataset>)")
