@@ -142,12 +142,13 @@ class MxMac(MacUnit):
         """The exact block term ``T = P * Sa * Sb`` of one cycle's inputs, with its class flags."""
         spec = self._spec
         fa, fb = spec.a.elem, spec.b.elem
-        pm = stage(m, "blk", "multiplier")
+        # Stage submodules (unpack, multiplier, align, adder) for psum synth --breakdown.
+        um, pm, am = stage(m, "blk", "unpack"), stage(m, "blk", "multiplier"), stage(m, "blk", "align")
         # -- lanes: unpack, exact products ------------------------------------------------------
         lanes = []
         for i, (xa, xb) in enumerate(zip(a_bits, b_bits)):
-            a = unpack(pm, fa, xa, name=f"l{i}_a")
-            b = unpack(pm, fb, xb, name=f"l{i}_b")
+            a = unpack(um, fa, xa, name=f"l{i}_a")
+            b = unpack(um, fb, xb, name=f"l{i}_b")
             # IEEE products: NaN in, or inf * 0, is NaN; inf * finite non-zero is inf.
             nan = any_of(a.nan, b.nan, all_of(a.inf, b.zero), all_of(a.zero, b.inf))
             inf = any_of(a.inf, b.inf)
@@ -165,13 +166,14 @@ class MxMac(MacUnit):
             sign = Signal(name=f"l{i}_sign")
             pm.d.comb += sign.eq(a.sign ^ b.sign)
             sh = Signal(range(D + 1), name=f"l{i}_shift")
-            pm.d.comb += sh.eq(a.exp + b.exp - L0)
+            am.d.comb += sh.eq(a.exp + b.exp - L0)
             # A NaN or infinite product takes no part in the sum (its class decides the term);
             # a zero element has magnitude 0 already (the unpacker's rule).
             special = any_of(nan, inf)
             mag = Signal(pw + D, name=f"l{i}_aligned")
-            prod = a.mag * b.mag
-            pm.d.comb += mag.eq(prod << sh if special is False else Mux(as_bit(special), 0, prod << sh))
+            prod = Signal(pw, name=f"l{i}_prod")
+            pm.d.comb += prod.eq(a.mag * b.mag)
+            am.d.comb += mag.eq(prod << sh if special is False else Mux(as_bit(special), 0, prod << sh))
             st = Signal(int_shape(-span, span), name=f"l{i}_term")
             sm.d.comb += st.eq(Mux(sign, -mag, mag))
             terms.append(st)
@@ -188,8 +190,8 @@ class MxMac(MacUnit):
 
         # -- scales: exact product of the two, then of the block sum ----------------------------
         xm = stage(m, "scale", "multiplier")
-        sa = _unpack_scale(xm, spec.a.scale, sa_bits, "sa")
-        sb = _unpack_scale(xm, spec.b.scale, sb_bits, "sb")
+        sa = _unpack_scale(um, spec.a.scale, sa_bits, "sa")
+        sb = _unpack_scale(um, spec.b.scale, sb_bits, "sb")
         psum_mag = Signal(len(total), name="blk_mag")
         xm.d.comb += psum_mag.eq(Mux(total < 0, -total, total))
         mag = Signal(len(total) + sa.width + sb.width, name="term_mag")
