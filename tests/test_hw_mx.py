@@ -192,3 +192,14 @@ def test_mx_min_acc_runs_lenet5(tmp_path):
 
     (row,) = mx_min_acc(operands="nvfp4", limit=20, lo=6, hi=8, out=tmp_path / "mx.jsonl")
     assert row["operands"] == "nvfp4" and row["evaluated"] and row["baseline_accuracy"] > 50
+
+
+@pytest.mark.slow
+def test_synthesize_many_mixes_block_and_sequential_units(tmp_path):
+    """Each spec gets its own resolved impl (lanes): a block unit beside a sequential MAC."""
+    from psum.flows.synth import synthesize_many
+
+    seq, blk = synthesize_many(["a=fp4_e2m1,b=fp4_e2m1,acc=e5m3", "a=mxfp4_k2,b=mxfp4_k2,acc=e5m3"], jobs=1,
+                               n_outputs=2, cache_dir=tmp_path)
+    assert seq.macs_per_cycle == 1 and blk.macs_per_cycle == 2 and blk.ge > seq.ge > 0
+    assert blk.impl == "pipeline=0,lanes=2"
