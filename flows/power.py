@@ -282,8 +282,8 @@ def estimate_power(netlist, spec, *, workdir, n_outputs: int = 64, seed: int = 0
         from psum.hw.verify.streams import conv_streams_from_digits
 
         streams = conv_streams_from_digits(spec, n_outputs, seed)
-        source = f"digits conv3x3, {n_outputs} outputs, seed {seed}"
-        if lanes(spec) > 1:
+        source = f"digits {'linear 64 (blocks)' if spec.blocked else 'conv3x3'}, {n_outputs} outputs, seed {seed}"
+        if lanes(spec) > 1 and not spec.blocked:  # block streams are whole blocks already
             # Why merge: a 9-product stream would fill 9 of N lanes for one cycle; consecutive
             # outputs' operands form dot products of at least P products (one promotion each),
             # the length a multi-term unit is built for.

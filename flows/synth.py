@@ -430,7 +430,9 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
 
     pairs = [check(s, impl) for s in specs]  # every spec and the impl, before any work
     specs = [s for s, _ in pairs]
-    impl = pairs[0][1] if pairs else None
+    # One resolved impl per spec: its lanes differ between specs (an mta<N> or block unit beside a
+    # sequential one), so the first spec's must not be applied to the others.
+    impls = [i for _, i in pairs]
     if jobs is None:
         jobs = os.cpu_count() or 1
     check_int("jobs", jobs, 1)
@@ -441,7 +443,7 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
     todo = []
     streams = [streams_for(s) if streams_for is not None else None for s in specs]
     for i, spec in enumerate(specs):
-        hit = None if force else cache.load(cache_dir, _key(spec, n_outputs, seed, streams[i], impl),
+        hit = None if force else cache.load(cache_dir, _key(spec, n_outputs, seed, streams[i], impls[i]),
                                             fields=_CACHE_FIELDS)
         if hit is not None:
             try:
@@ -461,7 +463,7 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
         if jobs == 1 or len(todo) == 1:
             for i in todo:
                 bar.set_postfix_str(specs[i].name)
-                results[i] = _worker((specs[i], force, cache_dir, n_outputs, seed, streams[i], impl))
+                results[i] = _worker((specs[i], force, cache_dir, n_outputs, seed, streams[i], impls[i]))
                 bar.update()
         else:
             # Why an initializer: workers (and through them yosys) die with this process even
@@ -469,7 +471,7 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
             pool = concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(todo)),
                                                           initializer=_worker_init, initargs=(os.getpid(),))
             try:
-                futures = {pool.submit(_worker, (specs[i], force, cache_dir, n_outputs, seed, streams[i], impl)): i
+                futures = {pool.submit(_worker, (specs[i], force, cache_dir, n_outputs, seed, streams[i], impls[i])): i
                            for i in todo}
                 for fut in concurrent.futures.as_completed(futures):
                     i = futures[fut]

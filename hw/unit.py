@@ -20,8 +20,12 @@ def lanes(spec) -> int:
     """Products the unit for ``spec`` takes per cycle: N for ``mta<N>w<W>p<P>`` and ``tree<N>``, else 1.
 
     A multi-lane unit has operand ports ``a0 .. a{N-1}``, ``b0 .. b{N-1}`` instead of ``a``, ``b``.
+    Block-scaled operands (:mod:`psum.hw.mx`): the block size k (one block per cycle).
     """
-    return MacSpec.parse(spec).order.lanes
+    spec = MacSpec.parse(spec)
+    if spec.blocked:
+        return spec.a.block
+    return spec.order.lanes
 
 
 def operand_ports(spec) -> list:
@@ -52,14 +56,20 @@ def mac_signature(spec, impl=None) -> dict:
     and ``b0 .. b{N-1}`` instead of ``a`` and ``b``. Order units add ``flush`` in (``chunk``,
     ``mta``, ``ilv``: end of a dot product, held for :func:`flush_cycles` cycles) and, with a
     second-level accumulator (``chunk``, ``mta``), ``acc2`` out (``spec.acc2.width`` bits).
+    Block-scaled operands (:mod:`psum.hw.mx`): the lanes carry one block's element codes
+    (``spec.a.elem.width`` bits each) and ``sa``, ``sb`` its two scale codes.
     ``impl`` does not change the ports today.
     """
     spec = MacSpec.parse(spec)
     MacImpl.parse(impl)
     ports = {}
+    fa, fb = (spec.a.elem, spec.b.elem) if spec.blocked else (spec.a, spec.b)
     for pa, pb in operand_ports(spec):
-        ports[pa] = In(spec.a.width)
-        ports[pb] = In(spec.b.width)
+        ports[pa] = In(fa.width)
+        ports[pb] = In(fb.width)
+    if spec.blocked:
+        ports["sa"] = In(spec.a.scale.width)
+        ports["sb"] = In(spec.b.scale.width)
     ports.update({
         "en": In(1),
         "load": In(1),
@@ -109,6 +119,8 @@ class MacUnit(wiring.Component):
     #: ``None`` when the generator implements ``round=sr``; else the reason it does not (text after
     #: "does not implement round=sr", may be empty).
     sr_refused: str | None = None
+    #: ``True`` for the generator of block-scaled operands (:class:`psum.hw.mx.MxMac`).
+    block_unit: bool = False
     #: Where the pipeline cuts of ``MacImpl(pipeline=k)`` fall, in order (``k`` at most their
     #: number): what the k-th register stage holds.
     pipeline_cuts: tuple = ("the exact product", "its normalisation")
@@ -131,9 +143,10 @@ class MacUnit(wiring.Component):
     @classmethod
     def _validate(cls, spec: MacSpec, impl: MacImpl) -> None:
         """Raise ``ValueError`` if this generator cannot build ``spec`` with ``impl``."""
-        if spec.blocked:  # issue 15: the block dot product has no RTL unit yet
-            raise ValueError(f"no RTL unit for block-scaled operands ({spec.a}) yet; they run in the golden "
-                             f"model and the emulation")
+        if spec.blocked != cls.block_unit:
+            if spec.blocked:
+                raise ValueError(f"{cls.__name__} does not take block-scaled operands ({spec.a})")
+            raise ValueError(f"{cls.__name__} needs block-scaled operands, not a={spec.a}")
         if any(getattr(f, "specials", None) == "p3109" for f in (spec.a, spec.b, spec.acc, spec.prod, spec.acc2)):
             raise ValueError("no RTL unit for IEEE P3109 formats yet; they run in the golden model")
         if cls.int_acc is not None and spec.int_acc != cls.int_acc:

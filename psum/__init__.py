@@ -100,6 +100,7 @@ _API = {
     # the report
     "build_report": "psum.reports.report",
     "ReportConfig": "psum.reports.report",
+    "mx_min_acc": "psum.reports.mx",
     # psum against published results (issue 16)
     "run_deepseek": "psum.studies.deepseek",
     "run_accumulation_theory": "psum.studies.accumulation",

@@ -56,6 +56,10 @@ class ReportConfig:
     groups : tuple of str
         Layer groups (``"layer3"``, ``"layer3.*"``, :func:`psum.sweeps.sweep.select_layers`) whose
         minimum accumulator is searched like a single layer's (the rest float32).
+    mx : tuple of str
+        Block-scaled operand formats (``mxfp4``, ``nvfp4``, ...; text ``"all"`` or comma-separated)
+        of the optional MX section: the minimum accumulator per format (:mod:`psum.reports.mx`).
+        Empty: no section.
     tol : float
         Allowed top-1 drop from the float32 baseline, percentage points.
     float_exps : tuple of int
@@ -109,6 +113,7 @@ class ReportConfig:
     iso_clock_ns: float = 5.0
     iso_designs: tuple | None = None
     glitch: bool = True
+    mx: tuple = ()
 
     def __post_init__(self):
         if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or not 0 <= self.tol < 100:
@@ -127,6 +132,9 @@ class ReportConfig:
         for w in self.int_widths:
             check_int("integer accumulator width", w, 2, 64)
         parse_format(self.float_operand), parse_format(self.int_operand)
+        from .mx import check_mx_operands  # the optional MX section's operand formats (issue 15)
+
+        object.__setattr__(self, "mx", check_mx_operands(self.mx))
 
     @classmethod
     def quick(cls, **overrides) -> "ReportConfig":
@@ -789,7 +797,13 @@ def _studies_section(cfg, out: Path, data: dict, doc: Document) -> None:
                 doc.link(rel, rel, before=f"`psum study {n}`: ", after=".")
 
 
-OPTIONAL_SECTIONS: list = [_studies_section]
+def _mx_section(cfg, out: Path, data: dict, doc: Document) -> None:
+    from .mx import mx_section
+
+    mx_section(cfg, out, data, doc)
+
+
+OPTIONAL_SECTIONS: list = [_studies_section, _mx_section]
 
 
 def _fake2true_figure(out: Path, doc: Document) -> None:

@@ -41,6 +41,16 @@ def test_every_subcommand_is_registered():
     (["step", "a=mxfp4,b=mxfp4,acc=fp16", "0", "0", "0"],
      "psum step: error: mac_step takes element operands; block-scaled a=mxfp4,b=mxfp4,acc=fp16,round=rne,"
      "overflow=ieee runs in psum.golden.block_dot.block_dot"),
+    # the MX block unit and report section (issue 15), each before any work
+    (["report", "--mx", "mxfp9"],
+     "psum report: error: unknown block format 'mxfp9'; use a block format: mxfp8_e4m3, mxfp8_e5m2, mxfp6_e3m2, "
+     "mxfp6_e2m3, mxfp4, mxint8 or nvfp4, with _k<N> for a block size other than 32 (nvfp4: 16)"),
+    (["sim", "a=mxfp4,b=mxfp4,acc=e8m5,bsum=e8m5"],
+     "psum sim: error: no RTL unit for bsum=e8m5 (block sums rounded into an intermediate format); MxMac sums "
+     "each block exactly (bsum unset)"),
+    (["synth", "a=mxfp4,b=mxfp4,acc=e8m5", "--impl", "lanes=16"],
+     "psum synth: error: impl lanes=16 does not match the block size k=32 of mxfp4: the block unit takes one block "
+     "(32 element pairs) per cycle"),
     # user models and data (issue 10), each before any evaluation
     (["eval"], "psum eval: error: --model is required (a built-in name or FILE.py:FUNCTION) unless --checkpoint "
                "holds a whole model or a torch.export archive"),

@@ -22,7 +22,7 @@ from psum._util import atomic_write
 from psum.golden import MacSpec, mac_step
 from psum.hw.impl import MacImpl
 
-from .model import expected_outputs
+from .model import block_step, expected_outputs
 
 __all__ = ["check_trace", "finish", "delayed", "UNKNOWN"]
 
@@ -103,7 +103,7 @@ def check_trace(spec, stim: dict, observed, impl=None) -> tuple[int, int | None,
     for name, v in obs.items():
         if v.shape != (n,):
             raise ValueError(f"observed trace has {v.size} cycles, the stimulus {n}")
-    if spec.order.kind == "seq":
+    if spec.order.kind == "seq":  # block-scaled operands too: one golden block_dot per en cycle
         st = delayed(stim, impl.pipeline)
         prev = np.concatenate([np.zeros(1, np.uint64), obs["acc"][:-1]])
         rst, load, en = (st[k].astype(bool) for k in ("rst", "load", "en"))
@@ -111,7 +111,10 @@ def check_trace(spec, stim: dict, observed, impl=None) -> tuple[int, int | None,
         acc = np.where(rst, np.uint64(0), np.where(load, st["init"], prev))
         if step.any():
             rnd = st["rnd"][step].astype(np.int64) if spec.sr_bits else None
-            acc[step] = mac_step(spec, prev[step], st["a"][step], st["b"][step], rand=rnd)
+            if spec.blocked:
+                acc[step] = block_step(spec, prev[step], st, np.flatnonzero(step))
+            else:
+                acc[step] = mac_step(spec, prev[step], st["a"][step], st["b"][step], rand=rnd)
         expected = {"acc": acc}
     else:
         expected = expected_outputs(spec, delayed(stim, impl.pipeline))
@@ -137,7 +140,10 @@ def _describe(spec: MacSpec, impl: MacImpl, stim: dict, observed: dict, expected
     else:  # a multi-lane unit: every lane's operands, lane 0 first
         lanes = sorted((k for k in st if k[0] in "ab" and k[1:].isdigit()), key=lambda k: (k[0], int(k[1:])))
         for p in ("a", "b"):
-            inputs[p] = " ".join(hx(getattr(spec, p), st[k][t]) for k in lanes if k[0] == p)
+            fmt = getattr(spec, p).elem if spec.blocked else getattr(spec, p)
+            inputs[p] = " ".join(hx(fmt, st[k][t]) for k in lanes if k[0] == p)
+        if spec.blocked:
+            inputs.update(sa=hx(spec.a.scale, st["sa"][t]), sb=hx(spec.b.scale, st["sb"][t]))
     inputs["init"] = hx(spec.acc, st["init"][t])
     if spec.sr_bits:
         inputs["rnd"] = int(st["rnd"][t])

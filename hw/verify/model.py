@@ -23,7 +23,7 @@ from psum.golden.mac import apply_specials, product_terms
 from psum.golden.rounding import exact_zero_sign
 from psum.golden.spec import add_spec
 
-__all__ = ["expected_outputs"]
+__all__ = ["expected_outputs", "block_inputs", "block_step"]
 
 
 def _step(spec, c: int, a: int, b: int, rand=None) -> int:
@@ -168,6 +168,60 @@ def _tree(spec: MacSpec, stim: dict) -> dict:
             acc = _step(sadd, acc, level[0], 1)
         out["acc"][t] = acc
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Block-scaled operands (psum.hw.mx): one block per en cycle, acc := round(acc + T)
+# ---------------------------------------------------------------------------------------------
+def block_inputs(spec, stim: dict, rows=slice(None)) -> tuple:
+    """``(a_scales, a_elems, b_scales, b_elems)`` of the given cycles in :func:`block_dot`'s shapes.
+
+    Scales ``(n, 1)`` (one block per cycle), elements ``(n, 1, k)`` from lanes ``a0 .. a{k-1}``.
+    """
+    from psum.hw.unit import operand_ports
+
+    lanes = operand_ports(spec)
+    ea = np.stack([np.asarray(stim[pa])[rows] for pa, _ in lanes], axis=-1)[:, None, :]
+    eb = np.stack([np.asarray(stim[pb])[rows] for _, pb in lanes], axis=-1)[:, None, :]
+    return (np.asarray(stim["sa"])[rows][:, None], ea, np.asarray(stim["sb"])[rows][:, None], eb)
+
+
+def block_step(spec, acc, stim: dict, rows) -> np.ndarray:
+    """The register after an ``en`` cycle of the block unit: golden :func:`block_dot` of one block.
+
+    ``acc`` (uint64, one per row) is the register before the cycles ``rows`` (an index array).
+    """
+    from psum.golden.block_dot import block_dot
+
+    sa, ea, sb, eb = block_inputs(spec, stim, rows)
+    return block_dot(spec, np.asarray(acc, np.uint64), sa, ea, sb, eb)
+
+
+def _block(spec: MacSpec, stim: dict) -> dict:
+    """The block unit cycle by cycle (``rst`` > ``load`` > ``en``): the golden :func:`block_dot`
+    of each enabled cycle's block from the register before it. The terms do not read the
+    register, so they are formed once for all cycles; the register then steps in Python."""
+    from psum.golden.block_dot import block_terms, term_spec
+
+    n = len(stim["rst"])
+    out = np.zeros(n, np.uint64)
+    en = np.flatnonzero(stim["en"].astype(bool) & ~stim["load"].astype(bool) & ~stim["rst"].astype(bool))
+    T = np.zeros(n)
+    if en.size:
+        T[en] = block_terms(spec, *block_inputs(spec, stim, en))[:, 0]
+    ts = term_spec(spec)
+    codes = ts.a.encode(T)
+    acc = 0
+    rst, load, init, e = _cols(stim, "rst", "load", "init", "en")
+    for t in range(n):
+        if rst[t]:
+            acc = 0
+        elif load[t]:
+            acc = init[t]
+        elif e[t]:
+            acc = _step(ts, acc, int(codes[t]), 1)
+        out[t] = acc
+    return {"acc": out}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,7 +382,8 @@ def expected_outputs(spec, stim: dict, *, scalar: bool = False) -> dict:
     Parameters
     ----------
     spec : MacSpec or str
-        ``order=chunk<L>``, ``ilv<L>``, ``mta<N>w<W>p<P>`` or ``tree<N>``.
+        ``order=chunk<L>``, ``ilv<L>``, ``mta<N>w<W>p<P>`` or ``tree<N>``, or block-scaled
+        operands (:mod:`psum.hw.mx`, ``order=seq``).
     stim : dict
         One uint64 array per input column (:func:`psum.hw.verify.stimulus.columns`).
     scalar : bool
@@ -346,6 +401,8 @@ def expected_outputs(spec, stim: dict, *, scalar: bool = False) -> dict:
         An order without a cycle model.
     """
     spec = MacSpec.parse(spec)
+    if spec.blocked:
+        return _block(spec, stim)
     kind = "tree_n" if spec.order.kind == "tree" and spec.order.n is not None else spec.order.kind
     models = {"chunk": (_chunk, _chunk_fast), "ilv": (_ilv, _ilv_fast), "mta": (_mta, _mta_fast),
               "tree_n": (_tree, _tree_fast)}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from psum._util import check_int
-from psum.golden import MacSpec
+from psum.golden import FloatFormat, MacSpec
 from psum.golden.stimulus import adversarial_triples, random_codes, special_codes
 from psum.hw.unit import flush_cycles, mac_signature, operand_ports
 
@@ -152,7 +152,10 @@ def stream_cycles(spec, streams, *, hold: bool = False) -> dict:
     ValueError
         A stream's operand arrays differ in length.
     """
+    spec = MacSpec.parse(spec)
     cols = columns(spec)
+    if spec.blocked:
+        return _stream_blocks(spec, streams, hold)
     nf = flush_cycles(spec)
     lanes = operand_ports(spec)
     if len(lanes) > 1:
@@ -179,6 +182,36 @@ def stream_cycles(spec, streams, *, hold: bool = False) -> dict:
                 a_last, b_last = a[-1], b[-1]
         else:
             s["init"][0] = np.uint64(init)
+        parts.append(s)
+    return concat(spec, parts)
+
+
+def _stream_blocks(spec, streams, hold: bool) -> dict:
+    """:func:`stream_cycles` of the block unit: per :class:`~psum.hw.verify.block_streams.BlockStream`
+    one ``load`` cycle, then one ``en`` cycle per block (its k element pairs and two scales)."""
+    lanes = operand_ports(spec)
+    parts = []
+    names = [p for pair in lanes for p in pair] + ["sa", "sb"]
+    last = {k: np.uint64(0) for k in names}
+    for st in streams:
+        J = len(st.a_scales)
+        s = _empty(columns(spec), 1 + J)
+        s["load"][0] = 1
+        s["en"][1:] = 1
+        vals = {"sa": np.asarray(st.a_scales, np.uint64), "sb": np.asarray(st.b_scales, np.uint64)}
+        for i, (pa, pb) in enumerate(lanes):
+            vals[pa] = np.asarray(st.a_elems, np.uint64)[:, i]
+            vals[pb] = np.asarray(st.b_elems, np.uint64)[:, i]
+        for k in names:
+            s[k][1:] = vals[k]
+            if hold:
+                s[k][0] = last[k]
+                if J:
+                    last[k] = vals[k][-1]
+        if hold:
+            s["init"][:] = np.uint64(st.init)
+        else:
+            s["init"][0] = np.uint64(st.init)
         parts.append(s)
     return concat(spec, parts)
 
@@ -259,6 +292,134 @@ def _random(spec: MacSpec, n: int, rng: np.random.Generator) -> dict:
     return _to_lanes(spec, s, rng)
 
 
+# ---------------------------------------------------------------------------------------------
+# Block-scaled operands (psum.hw.mx): one block (k element pairs, two scales) per en cycle
+# ---------------------------------------------------------------------------------------------
+def _scale_codes(fmt, n: int, rng: np.random.Generator, spread: int = 6) -> np.ndarray:
+    """Scale codes near 1 (within ``2**+-spread``): E8M0 ``127 + d``; FP8 positive finite codes."""
+    from psum.golden.formats import Pow2Format
+
+    if isinstance(fmt, Pow2Format):
+        return (fmt.bias + rng.integers(-spread, spread + 1, n)).astype(np.uint64)
+    one = int(fmt.encode(np.array([1.0]))[0])
+    step = 1 << fmt.man_bits  # one binade of codes
+    return np.clip(one + rng.integers(-spread * step, spread * step + 1, n), 0, fmt.max_code).astype(np.uint64)
+
+
+def _scale_specials(fmt) -> np.ndarray:
+    """The edge scale codes: smallest, one, largest, NaN (E8M0); FP8: also zero, -0 and negatives."""
+    from psum.golden.formats import Pow2Format
+
+    if isinstance(fmt, Pow2Format):
+        return np.array([0, 1, fmt.bias, fmt.nan_code - 1, fmt.nan_code], np.uint64)
+    # FP8 (NVFP4's E4M3): +-0, the smallest subnormal, one, -1, the largest, the code above it
+    # (NaN in E4M3), a few codes rather than every special pair (the pairs are squared).
+    one = int(fmt.encode(np.array([1.0]))[0])
+    return np.array([0, 1, one, fmt.max_code, fmt.max_code + 1, fmt.sign_bit, fmt.sign_bit | one], np.uint64)
+
+
+def _block_rows(spec: MacSpec, acc, sa, sb, ea, eb) -> dict:
+    """Two cycles per block: ``load init=acc``, then ``en`` with the block (``ea``, ``eb``: (n, k))."""
+    lanes = operand_ports(spec)
+    n = len(acc)
+    s = _empty(columns(spec), 2 * n)
+    s["load"][0::2] = 1
+    s["init"][0::2] = acc
+    s["en"][1::2] = 1
+    s["sa"][1::2], s["sb"][1::2] = sa, sb
+    for i, (pa, pb) in enumerate(lanes):
+        s[pa][1::2], s[pb][1::2] = ea[:, i], eb[:, i]
+    return s
+
+
+def _random_elems(fmt, n: int, k: int, rng: np.random.Generator, p_zero=0.1, p_special=0.0) -> np.ndarray:
+    """``(n, k)`` element codes: random finite, some zeros, a fraction of special codes."""
+    e = random_codes(fmt, n * k, rng, finite_only=True).reshape(n, k)
+    u = rng.random((n, k))
+    e = np.where(u < p_zero, np.uint64(0), e)
+    if p_special:
+        sp = special_codes(fmt)
+        e = np.where(u > 1 - p_special, sp[rng.integers(0, sp.size, (n, k))], e)
+    return e.astype(np.uint64)
+
+
+def _block_directed(spec: MacSpec, rng: np.random.Generator) -> dict:
+    """Directed blocks from several accumulator states: every edge scale pair (NaN, smallest,
+    largest, zero for FP8 scales) on random and largest-element blocks; blocks holding each
+    special element code (NaN, inf, -0, largest, smallest subnormal); all-zero blocks; and
+    rounding ties: a block whose term is half an ulp of the loaded accumulator (both signs,
+    even and odd accumulator codes)."""
+    fa, fb, k = spec.a.elem, spec.b.elem, spec.a.block
+    acc_fmt = spec.acc
+    states = _acc_states(spec, rng, 3)
+    rows = []  # (acc, sa, sb, ea, eb)
+    sA, sB = _scale_specials(spec.a.scale), _scale_specials(spec.b.scale)
+    big_a = np.full(k, fa.encode(np.array([fa.max_value]))[0], np.uint64)
+    big_b = np.full(k, fb.encode(np.array([fb.max_value]))[0], np.uint64)
+    for x in sA:
+        for y in sB:
+            for ea, eb in ((_random_elems(fa, 1, k, rng)[0], _random_elems(fb, 1, k, rng)[0]), (big_a, big_b)):
+                for c in states:
+                    rows.append((c, x, y, ea, eb))
+    one_a, one_b = _scale_codes(spec.a.scale, 1, rng, 0)[0], _scale_codes(spec.b.scale, 1, rng, 0)[0]
+    for fmt, side in ((fa, "a"), (fb, "b")):
+        for code in special_codes(fmt):
+            ea, eb = _random_elems(fa, 1, k, rng)[0], _random_elems(fb, 1, k, rng)[0]
+            (ea if side == "a" else eb)[rng.integers(0, k)] = code
+            for c in states:
+                rows.append((c, one_a, one_b, ea, eb))
+    zero = np.zeros(k, np.uint64)
+    for c in states:
+        rows.append((c, one_a, one_b, zero, zero))
+    # Ties: lane 0 holds 1 * 1 (the rest zero), the scales 2**e, so T = 2**(2e) exactly; the
+    # accumulator X = (2**M + j) * 2 T (M stored mantissa bits) has ulp 2 T: X + T is a midpoint.
+    if isinstance(acc_fmt, FloatFormat):
+        one_ea = fa.encode(np.array([1.0]))[0]
+        one_eb = fb.encode(np.array([1.0]))[0]
+        for e in (-3, 0, 2):
+            try:
+                sa_c = spec.a.scale.encode(np.array([2.0 ** e]))[0]
+                sb_c = spec.b.scale.encode(np.array([2.0 ** e]))[0]
+            except (ValueError, OverflowError):
+                continue
+            T = 2.0 ** (2 * e)
+            for j in (0, 1, 2, 3):
+                X = (2.0 ** acc_fmt.man_bits + j) * 2 * T
+                if not X <= acc_fmt.max_value:
+                    continue
+                ea, eb = zero.copy(), zero.copy()
+                ea[0], eb[0] = one_ea, one_eb
+                for sgn in (1.0, -1.0):
+                    rows.append((acc_fmt.encode(np.array([sgn * X]))[0], sa_c, sb_c, ea, eb))
+    acc, sa, sb, ea, eb = zip(*rows)
+    return _block_rows(spec, np.array(acc, np.uint64), np.array(sa, np.uint64), np.array(sb, np.uint64),
+                       np.stack(ea), np.stack(eb))
+
+
+def _block_random(spec: MacSpec, n: int, rng: np.random.Generator) -> dict:
+    """Constrained-random blocks: ``en`` mostly high, occasional ``load`` (adversarial accumulator
+    states) and ``rst``; scales within ``2**+-6`` of 1, 2 % edge scales; 0.5 % special elements."""
+    cols = columns(spec)
+    s = _empty(cols, n)
+    if n == 0:
+        return s
+    k = spec.a.block
+    ea = _random_elems(spec.a.elem, n, k, rng, p_special=0.005)
+    eb = _random_elems(spec.b.elem, n, k, rng, p_special=0.005)
+    for i, (pa, pb) in enumerate(operand_ports(spec)):
+        s[pa], s[pb] = ea[:, i], eb[:, i]
+    for key, fmt in (("sa", spec.a.scale), ("sb", spec.b.scale)):
+        edge = _scale_specials(fmt)
+        s[key] = np.where(rng.random(n) < 0.02, edge[rng.integers(0, edge.size, n)], _scale_codes(fmt, n, rng))
+    u = rng.random(n)
+    s["rst"] = (u < 0.003).astype(np.uint64)
+    s["load"] = ((u >= 0.003) & (u < 0.06)).astype(np.uint64)
+    s["init"] = np.where(rng.random(n) < 0.5, random_codes(spec.acc, n, rng, finite_only=True),
+                         special_codes(spec.acc)[rng.integers(0, special_codes(spec.acc).size, n)]).astype(np.uint64)
+    s["en"] = (rng.random(n) < 0.85).astype(np.uint64)
+    return s
+
+
 def make_stimulus(spec, *, cycles: int = 10_000, seed: int = 0, streams=None,
                   exhaustive: bool = False, directed: bool = True) -> dict:
     """Per-cycle stimulus for ``spec``: a dict of uint64 arrays keyed by :func:`columns`.
@@ -294,6 +455,17 @@ def make_stimulus(spec, *, cycles: int = 10_000, seed: int = 0, streams=None,
     cycles = check_int("cycles", cycles, 1)
     seed = check_int("seed", seed, 0)
     rng = np.random.default_rng(seed)
+    if spec.blocked:
+        if exhaustive:
+            raise ValueError("exhaustive mode does not apply to block-scaled operands (k element pairs "
+                             "per cycle); their stimulus is directed, recorded and random blocks")
+        head = _empty(columns(spec), 1)
+        head["rst"][0] = 1
+        parts = [head] + ([_block_directed(spec, rng)] if directed else [])
+        if streams is not None:
+            parts.append(stream_cycles(spec, streams))
+        used = sum(len(p["rst"]) for p in parts)
+        return concat(spec, parts + [_block_random(spec, max(0, cycles - used), rng)])
     head = _empty(columns(spec), 1)
     head["rst"][0] = 1  # never rely on the register's power-up value
     parts = [head]

@@ -37,6 +37,9 @@ def conv_streams_from_digits(spec, n_outputs: int = DEFAULT_OUTPUTS, seed: int =
     Returns
     -------
     list of (a_codes, b_codes, init_code)
+        Block-scaled operands (:mod:`psum.hw.mx`) take whole blocks: their streams are a Linear
+        layer's over the same images
+        (:func:`psum.hw.verify.block_streams.linear_block_streams_from_digits`).
 
     Raises
     ------
@@ -47,6 +50,10 @@ def conv_streams_from_digits(spec, n_outputs: int = DEFAULT_OUTPUTS, seed: int =
 
     spec = MacSpec.parse(spec)
     n_outputs = check_int("n_outputs", n_outputs, 0)
+    if spec.blocked:
+        from .block_streams import linear_block_streams_from_digits
+
+        return linear_block_streams_from_digits(spec, n_outputs, seed)
     rng = np.random.default_rng(seed)
     images = load_digits().images  # (1797, 8, 8), values 0..16
     n_filters = 4

@@ -29,6 +29,8 @@ def _cmd_report(args) -> int:
     if args.no_per_layer:
         kw["per_layer"] = False
     kw.update(iso=not args.no_iso, iso_macs=args.iso_macs, iso_clock_ns=args.iso_clock_ns, glitch=not args.no_glitch)
+    if args.mx:
+        kw["mx"] = args.mx
     cfg = ReportConfig.quick(**kw) if args.quick else ReportConfig(**kw)
     from psum.sweeps.distributed import ray_cluster
 
@@ -86,6 +88,9 @@ def register(sub) -> None:
     p.add_argument("--no-iso", action="store_true", help="skip the iso-throughput comparison")
     p.add_argument("--no-glitch", action="store_true",
                    help="skip the timed gate simulation (glitch share) of the headline's units")
+    p.add_argument("--mx", type=text, metavar="FORMATS",
+                   help="add the MX section: minimum e8m? accumulator per block-scaled operand format "
+                        "(comma-separated, e.g. mxfp4,nvfp4, or all)")
     p.add_argument("--quick", action="store_true", help="a smaller study for a first look")
     p.add_argument("--force", action="store_true", help="recompute synthesis instead of using the cache")
     p.add_argument("--out", type=text, help="output folder (default ./<model>-<dataset>)")
