@@ -212,7 +212,12 @@ def test_committed_result_spec_texts_still_parse():
             row = json.loads(line) if line.strip() else {}
             text = row.get("spec") if isinstance(row, dict) else None
             if isinstance(text, str) and "=" in text:  # "fp32" is the float baseline row, not a spec
+                text, _, impl = text.partition(" @")  # the report's sim rows: "SPEC @IMPL" for non-default impls
                 assert str(MacSpec.parse(text)) == text, (path.name, text)
+                if impl:
+                    from psum.hw import MacImpl
+
+                    assert str(MacImpl.parse(impl)) == impl, (path.name, impl)
                 seen += 1
     assert seen > 0
 
