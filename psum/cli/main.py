@@ -146,6 +146,10 @@ def main(argv=None) -> int:
 
     def one_line_warning(message, category, filename, lineno, file=None, line=None):
         text = str(message).splitlines()[0] if str(message) else category.__name__
+        if text.startswith("Detected pickle protocol"):
+            # torch.load's note on an unusual pickle protocol: psum's own one-line error about the
+            # file follows, and the note (which depends on the file's bytes) would only add a line.
+            return
         print(f"{where}: warning: {text.removeprefix('psum: ')}", file=sys.stderr)
 
     warnings.showwarning = one_line_warning
