@@ -166,6 +166,22 @@ class Netlist:
         return None if self.library is None else self.library.models_text()
 
     # -- timing --------------------------------------------------------------------------------
+    def _critical_path(self, ends, arrival, prev, depth, levels) -> "TimingReport":
+        """The report of the latest of ``ends`` (``(arrival, bit, "ff"|"port")``, non-empty): its
+        path traced back through ``prev`` (bit -> (cell index, input bit)) to a launching flip-flop
+        or an input, cell by cell with arrival times."""
+        delay, end, kind = max(ends)
+        steps, b = [], end
+        while b in prev:
+            i, nb = prev[b]
+            steps.append((self.cells[i][0], self.cells[i][1].name, round(arrival[b], 6)))
+            b = nb
+            if b is None or self.cells[i][1].is_ff:
+                break
+        steps.reverse()
+        return TimingReport(round(delay, 6), depth[end], max(levels[b] for _, b, _ in ends),
+                            tuple(s[1] for s in steps), tuple(steps), kind)
+
     def timing(self) -> TimingReport:
         """Critical path: ``d0 + k * C_load`` per cell (psum45, :mod:`psum.flows.cells`), or the
         Liberty's NLDM tables with slew propagation (:mod:`psum.flows.liberty`)."""
@@ -216,17 +232,7 @@ class Netlist:
                  for b in bits if isinstance(b, int)]
         if not ends:
             return TimingReport(0.0, 0, 0, ())
-        delay, end, kind = max(ends)
-        steps, b = [], end
-        while b in prev:
-            i, nb = prev[b]
-            steps.append((self.cells[i][0], self.cells[i][1].name, round(arrival[b], 6)))
-            b = nb
-            if b is None or self.cells[i][1].is_ff:
-                break
-        steps.reverse()
-        return TimingReport(round(delay, 6), depth[end], max(levels[b] for _, b, _ in ends),
-                            tuple(s[1] for s in steps), tuple(steps), kind)
+        return self._critical_path(ends, arrival, prev, depth, levels)
 
     def _nldm(self):
         """(TimingReport, slew per bit) under the library's NLDM tables (module docstring of
@@ -289,17 +295,7 @@ class Netlist:
         self._slew = slew
         if not ends:
             return TimingReport(0.0, 0, 0, ()), slew
-        delay, end, kind = max(ends)
-        steps, b = [], end
-        while b in prev:
-            i, nb = prev[b]
-            steps.append((self.cells[i][0], self.cells[i][1].name, round(arrival[b], 6)))
-            b = nb
-            if b is None or self.cells[i][1].is_ff:
-                break
-        steps.reverse()
-        report = TimingReport(round(delay, 6), depth[end], max(levels[b] for _, b, _ in ends),
-                              tuple(s[1] for s in steps), tuple(steps), kind)
+        report = self._critical_path(ends, arrival, prev, depth, levels)
         return report, slew
 
     # -- Verilog -------------------------------------------------------------------------------

@@ -133,6 +133,28 @@ def build_stimulus(spec, streams, *, idle_cycles: int = 32, seed: int = 0) -> di
     return stim
 
 
+def _input_memories(netlist, stim: dict, workdir: Path):
+    """The gate-level testbench's input side: one ``$readmemh`` file per input port (zeros where
+    ``stim`` has none), with the Verilog lines that declare, load and apply them per cycle ``i``.
+
+    Returns ``(inputs, decl, load, apply)``: the input port names (``clk`` excluded) and the lines.
+    """
+    n = len(stim["phase"])
+    inputs = [p for p, (d, _) in sorted(netlist.ports.items()) if d == "input" and p != "clk"]
+    decl, load, apply = [], [], []
+    for p in inputs:
+        width = len(netlist.ports[p][1])
+        values = stim.get(p)
+        if values is None:
+            values = np.zeros(n, dtype=np.uint64)
+        digits = (width + 3) // 4
+        (workdir / f"{p}.hex").write_text("".join(f"{int(v):0{digits}x}\n" for v in values))
+        decl.append(f"  reg [{width - 1}:0] {p}; reg [{width - 1}:0] m_{p} [0:{n - 1}];")
+        load.append(f'    $readmemh("{p}.hex", m_{p});')
+        apply.append(f"      {p} = m_{p}[i];")
+    return inputs, decl, load, apply
+
+
 def simulate_nets(netlist, stim: dict, workdir) -> np.ndarray:
     """Simulate ``netlist`` on ``stim`` with Icarus; settled value of every net after each cycle.
 
@@ -150,18 +172,7 @@ def simulate_nets(netlist, stim: dict, workdir) -> np.ndarray:
     iverilog, vvp = find_tool("iverilog", ICARUS_HINT), find_tool("vvp", ICARUS_HINT)
     workdir = Path(workdir)
     n = len(stim["phase"])
-    inputs = [p for p, (d, _) in sorted(netlist.ports.items()) if d == "input" and p != "clk"]
-    decl, load, apply = [], [], []
-    for p in inputs:
-        width = len(netlist.ports[p][1])
-        values = stim.get(p)
-        if values is None:
-            values = np.zeros(n, dtype=np.uint64)
-        digits = (width + 3) // 4
-        (workdir / f"{p}.hex").write_text("".join(f"{int(v):0{digits}x}\n" for v in values))
-        decl.append(f"  reg [{width - 1}:0] {p}; reg [{width - 1}:0] m_{p} [0:{n - 1}];")
-        load.append(f'    $readmemh("{p}.hex", m_{p});')
-        apply.append(f"      {p} = m_{p}[i];")
+    inputs, decl, load, apply = _input_memories(netlist, stim, workdir)
     # Why sample 4 ns after the edge: zero-delay logic has settled; one line of 0/1 per cycle,
     # one character per net bit in the order of netlist.bits.
     sample = []
@@ -437,19 +448,8 @@ def simulate_glitches(netlist, stim: dict, workdir) -> tuple[np.ndarray, np.ndar
     # Half period: longer than the critical path (every cycle settles before the sample).
     half = max(2, math.ceil(timing.delay_ns) + 1)
     n = len(stim["phase"])
-    inputs = [p for p, (d, _) in sorted(netlist.ports.items()) if d == "input" and p != "clk"]
-    decl, load, apply = [], [], []
     (workdir / "phase.hex").write_text("".join(f"{int(v):x}\n" for v in stim["phase"]))
-    for p in inputs:
-        width = len(netlist.ports[p][1])
-        values = stim.get(p)
-        if values is None:
-            values = np.zeros(n, dtype=np.uint64)
-        digits = (width + 3) // 4
-        (workdir / f"{p}.hex").write_text("".join(f"{int(v):0{digits}x}\n" for v in values))
-        decl.append(f"  reg [{width - 1}:0] {p}; reg [{width - 1}:0] m_{p} [0:{n - 1}];")
-        load.append(f'    $readmemh("{p}.hex", m_{p});')
-        apply.append(f"      {p} = m_{p}[i];")
+    inputs, decl, load, apply = _input_memories(netlist, stim, workdir)
     clock = netlist.clock_bits
     counted = [j for j, b in enumerate(netlist.bits) if b not in clock]
     # One counter per net, bumped on every change while an ACTIVE cycle runs.

@@ -31,7 +31,7 @@ from psum._util import check_int
 from psum.golden import FloatFormat, IntFormat, Rounding
 from psum.golden.rounding import round_up
 
-__all__ = ["Unpacked", "unpack", "leading_zeros", "any_of", "all_of", "as_bit", "int_shape", "FloatRounder",
+__all__ = ["Unpacked", "unpack", "leading_zeros", "any_of", "all_of", "as_bit", "int_shape", "balanced_tree", "FloatRounder",
            "STAGES", "stage", "stage_of"]
 
 
@@ -69,6 +69,17 @@ def stage_of(path: str) -> str | None:
             if k in STAGES:
                 kind = k
     return kind
+
+
+def balanced_tree(items, combine):
+    """Reduce ``items`` pairwise, level by level (a balanced tree: log2 depth, not a chain);
+    an odd last item moves up a level unchanged."""
+    while len(items) > 1:
+        nxt = [combine(items[i], items[i + 1]) for i in range(0, len(items) - 1, 2)]
+        if len(items) % 2:
+            nxt.append(items[-1])
+        items = nxt
+    return items[0]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -43,20 +43,10 @@ from psum.golden.spec import add_spec
 
 from .chunk import pipelined_product, promotion_control
 from .float_mac import FloatStep, Normalised
-from .float_parts import FloatRounder, any_of, all_of, as_bit, int_shape, unpack
+from .float_parts import FloatRounder, any_of, all_of, as_bit, balanced_tree, int_shape, unpack
 from .unit import MacUnit, operand_ports
 
 __all__ = ["MtaMac"]
-
-
-def _tree(items, combine):
-    """Reduce ``items`` pairwise, level by level (a balanced tree: log2 depth, not a chain)."""
-    while len(items) > 1:
-        nxt = [combine(items[i], items[i + 1]) for i in range(0, len(items) - 1, 2)]
-        if len(items) % 2:
-            nxt.append(items[-1])
-        items = nxt
-    return items[0]
 
 
 class MtaMac(MacUnit):
@@ -125,7 +115,7 @@ class MtaMac(MacUnit):
             m.d.comb += e.eq(Mux(vx & (~vy | (ex >= ey)), ex, ey))
             return vx | vy, e
 
-        _, emax = _tree([(v, t.lead) for v, t in zip(valid, terms)], vmax)
+        _, emax = balanced_tree([(v, t.lead) for v, t in zip(valid, terms)], vmax)
         e_max = Signal(shape, name="e_max")
         m.d.comb += e_max.eq(emax)
 
@@ -154,7 +144,7 @@ class MtaMac(MacUnit):
 
         # -- exact sum: a balanced adder tree ---------------------------------------------------
         total = Signal(int_shape(-(N + 1) * (1 << W), (N + 1) * ((1 << W) - 1)), name="sum")
-        m.d.comb += total.eq(_tree(signed_terms, lambda x, y: x + y))
+        m.d.comb += total.eq(balanced_tree(signed_terms, lambda x, y: x + y))
         mag = Signal(len(total), name="sum_mag")
         m.d.comb += mag.eq(Mux(total < 0, -total, total))
 

@@ -46,20 +46,10 @@ from amaranth.hdl import Const, Module, Mux, Signal
 from psum.golden.formats import Pow2Format
 
 from .float_mac import FloatStep, register_stage
-from .float_parts import Unpacked, all_of, any_of, as_bit, int_shape, stage, unpack
+from .float_parts import Unpacked, all_of, any_of, as_bit, balanced_tree, int_shape, stage, unpack
 from .unit import MacUnit, operand_ports
 
 __all__ = ["MxMac"]
-
-
-def _tree(items, combine):
-    """Reduce ``items`` pairwise, level by level (a balanced tree: log2 depth, not a chain)."""
-    while len(items) > 1:
-        nxt = [combine(items[i], items[i + 1]) for i in range(0, len(items) - 1, 2)]
-        if len(items) % 2:
-            nxt.append(items[-1])
-        items = nxt
-    return items[0]
 
 
 def _unpack_scale(m: Module, fmt, bits, name: str) -> Unpacked:
@@ -183,7 +173,7 @@ class MxMac(MacUnit):
                 neg_inf.append(all_of(inf, ~as_bit(nan), sign))
         # -- the exact block sum: a balanced adder tree -----------------------------------------
         total = Signal(int_shape(-k * span, k * span), name="blk_sum")
-        sm.d.comb += total.eq(_tree(terms, lambda x, y: x + y))
+        sm.d.comb += total.eq(balanced_tree(terms, lambda x, y: x + y))
         p_pos_inf, p_neg_inf = any_of(*pos_inf), any_of(*neg_inf)
         p_nan = any_of(*nans, all_of(p_pos_inf, p_neg_inf))
         p_inf = any_of(p_pos_inf, p_neg_inf)
