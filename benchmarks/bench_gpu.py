@@ -24,6 +24,8 @@ import torch
 from psum.golden import MacSpec
 from psum.golden.emulation.kernels import accumulate_order
 
+from bench_emulate import _operands  # the same operands as the CPU benchmark (benchmarks/ is on sys.path)
+
 SPECS = [
     "a=fp16,b=fp16,acc=fp16",
     "a=bf16,b=bf16,acc=e6m9,prod=bf16,fused=no",
@@ -37,16 +39,6 @@ SPECS = [
     "a=int8,b=int8,acc=int16,overflow=sat",
     "a=int8,b=int8,acc=int32",
 ]
-
-
-def _operands(spec, M, K, N, rng):
-    def q(fmt, x):
-        if fmt.is_float:
-            return torch.from_numpy(fmt.decode(fmt.encode(x, saturate=True)))
-        return torch.from_numpy(np.clip(np.round(x * 40), fmt.min_int, fmt.max_int))
-    A = q(spec.a, np.maximum(rng.standard_normal((M, K)), 0))  # ReLU-like activations
-    B = q(spec.b, rng.standard_normal((K, N)) * 0.1)
-    return A, B, torch.zeros((M, N), dtype=torch.float64)
 
 
 def _bits(t):
