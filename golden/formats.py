@@ -370,8 +370,48 @@ class FloatFormat:
                 code & ((1 << self.man_bits) - 1))
 
 
+class _TwosComplementRange:
+    """The integer range of a stored integer code: the one definition :class:`IntFormat` and
+    :class:`FixedFormat` share.
+
+    A subclass provides ``bits`` (the stored integer's width) and ``signed``; this base derives
+    ``width``, ``precision``, ``min_int`` and ``max_int`` from them, so a fixed-point code wraps
+    and saturates exactly like an ``int<I+F>`` code because both read the same two properties. It
+    is a plain mixin, not a format: ``isinstance(fixed, IntFormat)`` stays ``False`` (the engines
+    tell integers and fixed point apart with it).
+    """
+
+    __slots__ = ()
+    bits: int
+    signed: bool
+
+    @property
+    def width(self) -> int:
+        """Bits of a code: the stored integer's width."""
+        return self.bits
+
+    @property
+    def is_float(self) -> bool:
+        return False
+
+    @property
+    def precision(self) -> int:
+        """Bits of the largest magnitude's stored integer (``int8``: 8, since ``|-128| = 2**7``)."""
+        return self.bits
+
+    @property
+    def min_int(self) -> int:
+        """Smallest stored integer: ``-2**(bits-1)`` (two's complement) or 0 (unsigned)."""
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def max_int(self) -> int:
+        """Largest stored integer: ``2**(bits-1) - 1`` (two's complement) or ``2**bits - 1``."""
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+
 @dataclasses.dataclass(frozen=True)
-class IntFormat:
+class IntFormat(_TwosComplementRange):
     """A binary integer format: two's complement when signed.
 
     Parameters
@@ -389,27 +429,6 @@ class IntFormat:
         check_int("integer width", self.bits, 2 if self.signed else 1, _MAX_INT_BITS)
         if not isinstance(self.signed, bool):
             raise ValueError(f"signed must be True or False, not {self.signed!r}")
-
-    @property
-    def width(self) -> int:
-        return self.bits
-
-    @property
-    def is_float(self) -> bool:
-        return False
-
-    @property
-    def precision(self) -> int:
-        """Bits of the largest magnitude (``int8``: 8, since ``|-128| = 2**7``)."""
-        return self.bits
-
-    @property
-    def min_int(self) -> int:
-        return -(1 << (self.bits - 1)) if self.signed else 0
-
-    @property
-    def max_int(self) -> int:
-        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
 
     @property
     def max_value(self) -> float:
@@ -465,7 +484,7 @@ class IntFormat:
 
 
 @dataclasses.dataclass(frozen=True)
-class FixedFormat:
+class FixedFormat(_TwosComplementRange):
     """A binary fixed-point format: two's complement, ``int_bits`` integer bits (counting the sign)
     and ``frac_bits`` fraction bits; text ``q<I>.<F>`` (ARM's / TI's Q notation with the sign
     counted in I, as in ``q1.15`` for Q15).
@@ -501,16 +520,11 @@ class FixedFormat:
             raise ValueError(f"fixed-point width I+F must be between 2 and {_MAX_INT_BITS}, not "
                              f"{self.int_bits}+{self.frac_bits}")
 
-    # -- derived properties --------------------------------------------------------------------
-    @property
-    def width(self) -> int:
-        """Total bits ``I + F``."""
-        return self.int_bits + self.frac_bits
-
+    # -- derived properties (width, precision, min_int, max_int: _TwosComplementRange) -------------
     @property
     def bits(self) -> int:
-        """Width of the stored two's complement integer (``width``)."""
-        return self.width
+        """Width of the stored two's complement integer, ``I + F`` (also :attr:`width`)."""
+        return self.int_bits + self.frac_bits
 
     @property
     def signed(self) -> bool:
@@ -518,28 +532,9 @@ class FixedFormat:
         return True
 
     @property
-    def is_float(self) -> bool:
-        return False
-
-    @property
-    def precision(self) -> int:
-        """Bits of the largest magnitude's stored integer (``I + F``, as for ``int<N>``)."""
-        return self.width
-
-    @property
     def lsb_exp(self) -> int:
         """Exponent of the lsb: a code ``k`` is the value ``k * 2**lsb_exp`` (``-F``)."""
         return -self.frac_bits
-
-    @property
-    def min_int(self) -> int:
-        """Smallest stored integer, ``-2**(I+F-1)`` (the value ``-2**(I-1)``)."""
-        return -(1 << (self.width - 1))
-
-    @property
-    def max_int(self) -> int:
-        """Largest stored integer, ``2**(I+F-1) - 1``."""
-        return (1 << (self.width - 1)) - 1
 
     @property
     def max_value(self) -> float:

@@ -1,5 +1,7 @@
 """Formats: validation messages, derived properties, text round trips and exhaustive code round trips."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -120,3 +122,25 @@ def test_quantize_tensor_dtype_and_values():
     q = quantize(torch.tensor([65504.0, 1.0], dtype=torch.float16), "bf16")  # 65536 is no fp16 value
     assert q.dtype == torch.float64 and q.tolist() == [65536.0, 1.0]
     assert np.array_equal(quantize(np.array([[0.3, 7.0]]), "int4"), np.array([[0.0, 7.0]]))
+
+
+@pytest.mark.parametrize("int_bits,frac_bits", [(1, 1), (1, 15), (8, 24), (4, 0), (32, 32), (1, 63)])
+def test_fixed_and_int_share_one_twos_complement_range(int_bits, frac_bits):
+    # The range rule lives once (formats._TwosComplementRange): q<I>.<F> stores an int<I+F>.
+    from psum.golden import FixedFormat
+
+    q, n = FixedFormat(int_bits, frac_bits), IntFormat(int_bits + frac_bits)
+    for name in ("width", "bits", "signed", "precision", "min_int", "max_int", "is_float"):
+        assert getattr(q, name) == getattr(n, name), name
+    # written out once more by hand: -2**(I+F-1) .. 2**(I+F-1) - 1
+    assert (q.min_int, q.max_int) == (-(2 ** (int_bits + frac_bits - 1)), 2 ** (int_bits + frac_bits - 1) - 1)
+    assert q.min_value == -(2.0 ** (int_bits - 1)) and q.resolution == 2.0 ** -frac_bits
+    assert not isinstance(q, IntFormat) and not isinstance(n, type(q))  # the engines tell them apart
+    assert [f.name for f in dataclasses.fields(q)] == ["int_bits", "frac_bits"]
+
+
+@pytest.mark.parametrize("bits,signed,lo,hi", [(8, True, -128, 127), (8, False, 0, 255), (1, False, 0, 1),
+                                               (64, True, -(2 ** 63), 2 ** 63 - 1), (64, False, 0, 2 ** 64 - 1)])
+def test_int_range(bits, signed, lo, hi):
+    f = IntFormat(bits, signed)
+    assert (f.min_int, f.max_int, f.width, f.precision, f.is_float) == (lo, hi, bits, bits, False)
