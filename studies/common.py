@@ -9,11 +9,21 @@ from pathlib import Path
 
 from psum._util import atomic_path, atomic_write
 
-__all__ = ["STUDIES", "study_dir", "section_path", "write_json", "write_csv", "save_figure", "md_table",
-           "write_section"]
+__all__ = ["STUDIES", "BOUNDS", "TRUNCS", "SOURCES", "study_dir", "section_path", "write_json", "write_csv",
+           "save_figure", "md_table", "write_section"]
 
 # study name (CLI subcommand) -> file stem of its section
 STUDIES = {"deepseek": "deepseek", "accumulation-theory": "accumulation", "a2q": "a2q"}
+
+# Inclusive ranges of the DeepSeek study's integer axes, read by both the API's checks
+# (:func:`psum.studies.deepseek.run_deepseek`) and ``psum study``'s parse-time validators, so the
+# two cannot disagree. Why these: K up to 64 Ki products per dot; W up to 24 bits (fp32's
+# significand, the register it promotes into); lanes up to 1024 products per adder tree; size a
+# 4096 x 4096 output (minutes per setting beyond that).
+BOUNDS = {"K": (1, 1 << 16), "W": (1, 24), "lanes": (1, 1024), "size": (1, 4096)}
+# The truncations of the aligned terms (toward zero, or two's complement floor) and the operand sources.
+TRUNCS = ("zero", "floor")
+SOURCES = ("random", "layer")
 
 
 def study_dir(name: str, out_dir=None) -> Path:

@@ -36,7 +36,8 @@ from psum._util import check_int
 from psum.progress import progress
 from psum.resultsfile import ResultsFile
 
-from .common import figure, md_table, save_figure, study_dir, write_csv, write_json, write_section
+from .common import (BOUNDS, SOURCES, TRUNCS, figure, md_table, save_figure, study_dir, write_csv, write_json,
+                     write_section)
 
 __all__ = ["run_deepseek", "DEEPSEEK_KS", "DEEPSEEK_WIDTHS", "DEEPSEEK_PROMOTIONS", "gemm_errors",
            "PUBLISHED"]
@@ -150,18 +151,18 @@ def run_deepseek(out_dir=None, *, ks=DEEPSEEK_KS, widths=DEEPSEEK_WIDTHS, promot
     """
     from psum.golden import MacSpec
 
-    ks = [check_int("K", k, 1, 1 << 16) for k in ks]
-    widths = [check_int("W", w, 1, 24) for w in widths]
-    lanes = check_int("lanes", lanes, 1, 1024)
-    size = check_int("size", size, 1, 4096)
+    ks = [check_int("K", k, *BOUNDS["K"]) for k in ks]
+    widths = [check_int("W", w, *BOUNDS["W"]) for w in widths]
+    lanes = check_int("lanes", lanes, *BOUNDS["lanes"])
+    size = check_int("size", size, *BOUNDS["size"])
     for p in promotions:
         if p is not None and (check_int("promotion", p, 1) % lanes):
             raise ValueError(f"promotion {p} must be a multiple of lanes={lanes}")
     for t in truncs:
-        if t not in ("zero", "floor"):
+        if t not in TRUNCS:
             raise ValueError(f"trunc must be zero or floor, not {t!r}")
     for s in sources:
-        if s not in ("random", "layer"):
+        if s not in SOURCES:
             raise ValueError(f"source must be random or layer, not {s!r}")
     if not (ks and widths and promotions and truncs and sources):
         raise ValueError("every study axis (K, W, promotion, trunc, source) needs at least one value")

@@ -149,6 +149,20 @@ def _cases():
         (["report", "--model", "lenet5", "--jobs"], ["x"], None),
         (["report", "--model", "lenet5", "--sim-cycles"], ["x"], None),
         (["report", "--model", "lenet5", "--layer"], ["nosuch"], None),
+        (["study", "deepseek", "--k"], ["0", "x", "4096,x", "70000", "", "1.5"], None),
+        (["study", "deepseek", "--w"], ["0", "25", "x"], None),
+        (["study", "deepseek", "--promotion"], ["never", "0", "100"], None),
+        (["study", "deepseek", "--trunc"], ["up", ""], None),
+        (["study", "deepseek", "--source"], ["file", ","], None),
+        (["study", "deepseek", "--size"], ["0", "4097", "x"], None),
+        (["study", "deepseek", "--lanes"], ["0", "1025", "x"], None),
+        (["study", "deepseek", "--seed"], ["-1", "x"], None),
+        (["study", "a2q", "--n-images"], ["0", "-1", "x"], None),
+        (["study", "a2q", "--tol"], ["-1", "nan", "x"], None),
+        (["study", "a2q", "--limit"], ["0", "x"], None),
+        (["study", "accumulation-theory", "--chunk"], ["0", "x"], None),
+        (["study", "accumulation-theory", "--cutoff"], ["1", "0.5", "inf", "nan", "x"], None),
+        (["study", "accumulation-theory", "--tol"], ["-2"], None),
     ]
     for prefix, values, mark in nums:
         for v in values:
@@ -393,6 +407,20 @@ def test_device_messages(capsys):
     if not _has_cuda():
         assert _one(["eval", "--model", "lenet5", "--device", "cuda"], capsys) == (
             "psum eval: error: --device cuda: CUDA is not available on this machine (use --device cpu)")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["study", "deepseek", "--size", "0"], "psum study deepseek: error: argument --size: must be an integer between 1 "
+                                           "and 4096, not 0 (see psum study deepseek --help)"),
+    (["study", "a2q", "--n-images", "0"], "psum study a2q: error: argument --n-images: must be a positive integer, "
+                                          "not 0 (see psum study a2q --help)"),
+    (["study", "accumulation-theory", "--cutoff", "1"], "psum study accumulation-theory: error: argument --cutoff: "
+                                                        "must be a finite number greater than 1, not 1 (see psum study "
+                                                        "accumulation-theory --help)"),
+])
+def test_study_options_are_checked_at_parse_time(argv, message, capsys):
+    # The same shape as every other subcommand's options (psum.cli.options), not the API's own text.
+    assert _one(argv, capsys) == message
 
 
 def test_cifar_labels_shorter_than_data(scratch, capsys):

@@ -7,36 +7,79 @@ study writes its section (``<name>.md``), data (JSON, CSV) and plots (PNG, SVG) 
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from psum._util import format_table
+from psum.studies.common import BOUNDS, SOURCES, TRUNCS
+
+from .options import nonneg_float, nonneg_int, number, positive_int
 
 __all__ = ["register"]
 
 _MODELS_HELP = "lenet5 (default), alexnet, resnet18, resnet18-imagenet, vit, or FILE.py:FUNCTION (your code)"
 
 
-def _ints(option: str, text: str, *, none_ok: bool = False) -> list:
-    """``"256,512"`` -> ``[256, 512]`` (``none`` allowed where ``none_ok``), one-line errors."""
-    out = []
-    for item in text.split(","):
-        item = item.strip().lower()
-        if none_ok and item == "none":
-            out.append(None)
-        elif item.isascii() and item.isdigit():
-            out.append(int(item))
-        else:
-            want = "integers or none" if none_ok else "integers"
-            raise ValueError(f"{option} must be comma-separated {want}, not {text!r}")
-    return out
+# -- parse-time validators (argparse ``type=``), in psum.cli.options' message shape -----------------
+# Why here and not in the study APIs alone: a bad value must fail while the command line is parsed,
+# as ``psum CMD: error: argument --k: must be ...`` like every other subcommand, before a model is
+# loaded. The APIs keep their own checks for Python callers; the bounds come from one table
+# (psum.studies.common.BOUNDS).
+def _int_between(name: str):
+    """An integer within ``BOUNDS[name]`` (``--size``, ``--lanes``)."""
+    lo, hi = BOUNDS[name]
+
+    def parse(value: str) -> int:
+        try:
+            n = int(value, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, not {value!r}") from None
+        if not lo <= n <= hi:
+            raise argparse.ArgumentTypeError(f"must be an integer between {lo} and {hi}, not {value}")
+        return n
+
+    return parse
 
 
-def _words(option: str, text: str, allowed: tuple) -> list:
-    items = [t.strip().lower() for t in text.split(",") if t.strip()]
-    bad = [t for t in items if t not in allowed]
-    if bad or not items:
-        raise ValueError(f"{option} must list {' and/or '.join(allowed)}, not {text!r}")
-    return items
+def _int_list(name: str | None, *, none_ok: bool = False):
+    """``"256,512"`` -> ``[256, 512]``, each within ``BOUNDS[name]`` (or >= 1 when ``name`` is None);
+    ``none`` is an item where ``none_ok`` (a promotion only at the end)."""
+    lo, hi = BOUNDS[name] if name else (1, None)
+    want = (f"comma-separated integers between {lo} and {hi}" if hi is not None
+            else f"comma-separated integers >= {lo}") + (" or none" if none_ok else "")
+
+    def parse(value: str) -> list:
+        out = []
+        for item in value.split(","):
+            item = item.strip().lower()
+            if none_ok and item == "none":
+                out.append(None)
+            elif item.isascii() and item.isdigit() and lo <= int(item) and (hi is None or int(item) <= hi):
+                out.append(int(item))
+            else:
+                raise argparse.ArgumentTypeError(f"must be {want}, not {value!r}")
+        return out
+
+    return parse
+
+
+def _words(allowed: tuple):
+    """A comma-separated subset of ``allowed`` (``--trunc zero,floor``)."""
+    def parse(value: str) -> list:
+        items = [t.strip().lower() for t in value.split(",") if t.strip()]
+        if not items or any(t not in allowed for t in items):
+            raise argparse.ArgumentTypeError(f"must list {' and/or '.join(allowed)}, not {value!r}")
+        return items
+
+    return parse
+
+
+def _above_one(value: str) -> float:
+    """A finite number > 1 (``--cutoff``: the VRR criterion ``exp(n (1 - VRR)) <= cutoff``)."""
+    x = number(value)
+    if not (x > 1 and x != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number greater than 1, not {value}")
+    return x
 
 
 def _data_options(args) -> dict:
@@ -46,10 +89,8 @@ def _data_options(args) -> dict:
 def _cmd_deepseek(args) -> int:
     from psum.studies.deepseek import run_deepseek
 
-    res = run_deepseek(args.out_dir, ks=_ints("--k", args.k), widths=_ints("--w", args.w),
-                       promotions=_ints("--promotion", args.promotion, none_ok=True),
-                       truncs=_words("--trunc", args.trunc, ("zero", "floor")),
-                       sources=_words("--source", args.source, ("random", "layer")), size=args.size,
+    res = run_deepseek(args.out_dir, ks=args.k, widths=args.w, promotions=args.promotion, truncs=args.trunc,
+                       sources=args.source, size=args.size,
                        lanes=args.lanes, seed=args.seed, model=args.model, dataset=args.dataset, layer=args.layer,
                        checkpoint=args.checkpoint, data_dir=args.data_dir, progress_enabled=args.progress or None,
                        data_options=_data_options(args))
@@ -118,8 +159,8 @@ def register(sub) -> None:
         q.add_argument("--data-dir", metavar="DIR", help="folder with CIFAR/ImageNet/imagefolder files")
         q.add_argument("--layer", help="layer selection: a name, a module, a pattern or a|b (default every layer)")
         if search:
-            q.add_argument("--tol", type=float, default=1.0, help="accuracy tolerance of the search, points (default 1)")
-            q.add_argument("--limit", type=int, help="first N test images in the search")
+            q.add_argument("--tol", type=nonneg_float, default=1.0, help="accuracy tolerance of the search, points (default 1)")
+            q.add_argument("--limit", type=positive_int, help="first N test images in the search")
             q.add_argument("--no-search", action="store_true", help="skip the accuracy search (seconds instead of minutes)")
         q.add_argument("--out-dir", metavar="DIR", help="output folder (default ./study-<name>)")
         q.add_argument("--progress", action="store_true", help="show progress bars")
@@ -130,14 +171,17 @@ def register(sub) -> None:
                                        "interval and truncation (toward zero / two's complement), on random and real "
                                        "layer fp8 operands; resumes from study-deepseek/rows.jsonl.")
     common(q, search=False)
-    q.add_argument("--k", default="256,512,1024,2048,4096,8192,16384", help="dot-product lengths K")
-    q.add_argument("--w", default="12,13,14,16,20,24", help="bits W kept after alignment")
-    q.add_argument("--promotion", default="none,32,128,512", help="promotion intervals P (none: only at the end)")
-    q.add_argument("--trunc", default="zero,floor", help="truncations: zero and/or floor")
-    q.add_argument("--source", default="random,layer", help="operands: random and/or layer")
-    q.add_argument("--size", type=int, default=16, help="rows of A and columns of B (default 16)")
-    q.add_argument("--lanes", type=int, default=32, help="N, products per adder (default 32)")
-    q.add_argument("--seed", type=int, default=0)
+    # argparse applies type= to a string default too, so the defaults are validated like typed values.
+    q.add_argument("--k", type=_int_list("K"), default="256,512,1024,2048,4096,8192,16384",
+                   help="dot-product lengths K (default 256,...,16384)")
+    q.add_argument("--w", type=_int_list("W"), default="12,13,14,16,20,24", help="bits W kept after alignment")
+    q.add_argument("--promotion", type=_int_list(None, none_ok=True), default="none,32,128,512",
+                   help="promotion intervals P, multiples of --lanes (none: only at the end)")
+    q.add_argument("--trunc", type=_words(TRUNCS), default="zero,floor", help="truncations: zero and/or floor")
+    q.add_argument("--source", type=_words(SOURCES), default="random,layer", help="operands: random and/or layer")
+    q.add_argument("--size", type=_int_between("size"), default=16, help="rows of A and columns of B (default 16)")
+    q.add_argument("--lanes", type=_int_between("lanes"), default=32, help="N, products per adder (default 32)")
+    q.add_argument("--seed", type=nonneg_int, default=0)
     q.set_defaults(func=_cmd_deepseek)
 
     q = studies.add_parser("accumulation-theory", help="Sakr et al. 2019: VRR-predicted vs measured minimum mantissa",
@@ -145,8 +189,8 @@ def register(sub) -> None:
                                        "retention ratio (sequential and chunked) next to psum's measured minimum, and "
                                        "minimum bits against K on sliced real layers.")
     common(q)
-    q.add_argument("--chunk", type=int, default=16, help="chunk length L of the chunked order (default 16)")
-    q.add_argument("--cutoff", type=float, default=50.0, help="criterion: exp(n (1 - VRR)) <= cutoff (default 50)")
+    q.add_argument("--chunk", type=positive_int, default=16, help="chunk length L of the chunked order (default 16)")
+    q.add_argument("--cutoff", type=_above_one, default=50.0, help="criterion: exp(n (1 - VRR)) <= cutoff (default 50)")
     q.set_defaults(func=_cmd_accumulation)
 
     q = studies.add_parser("a2q", help="A2Q (Colbert et al. 2023): l1-norm accumulator bound vs measured",
@@ -154,5 +198,5 @@ def register(sub) -> None:
                                        "weights' l1 norm and int8 inputs, next to psum's measured minimum (wrap, sat) "
                                        "and the real partial sums' distance to the bound.")
     common(q)
-    q.add_argument("--n-images", type=int, default=32, help="inputs whose partial sums are recorded (default 32)")
+    q.add_argument("--n-images", type=positive_int, default=32, help="inputs whose partial sums are recorded (default 32)")
     q.set_defaults(func=_cmd_a2q)
