@@ -186,9 +186,9 @@ def test_step_takes_values_and_codes(capsys):
     spec = "a=fp16,b=fp16,acc=fp16"
     assert main(["step", spec, "1.5", "0x3e00", "2", "--json"]) == 0
     by_code = json.loads(capsys.readouterr().out)
-    assert main(["step", spec, "0x3e00", "1.5", "0x2", "--json"]) == 0
+    assert main(["step", spec, "0x3e00", "1.5", "0x4000", "--json"]) == 0  # a bare "2" is the value 2
     assert json.loads(capsys.readouterr().out) == by_code
-    want = int(mac_step(MacSpec.parse(spec), np.array([0x3E00]), np.array([0x3E00]), np.array([0x2]))[0])
+    want = int(mac_step(MacSpec.parse(spec), np.array([0x3E00]), np.array([0x3E00]), np.array([0x4000]))[0])
     assert by_code["result"]["code"] == f"{want:#x}"
     assert main(["step", "a=int8,b=int8,acc=int16", "--json", "--", "-3", "5", "-2"]) == 0
     res = json.loads(capsys.readouterr().out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from fractions import Fraction
 
 import numpy as np
 
@@ -11,7 +12,8 @@ from psum._util import format_table
 from psum.golden._vector import int_values
 from psum.golden.blocks import (BLOCK_HELP, dequantize_blocks, is_block_format, parse_block_format,
                                 quantize_blocks)
-from psum.golden.formats import E4M3_NOTE, NAMED, FORMAT_HELP, FloatFormat, IntFormat, Pow2Format, parse_format
+from psum.golden.formats import (E4M3_NOTE, NAMED, FORMAT_HELP, FixedFormat, FloatFormat, IntFormat, Pow2Format,
+                                 parse_format)
 from psum.golden.mac import mac_step
 from psum.golden.rounding import ROUNDING_HELP
 from psum.golden.spec import SPEC_HELP, MacSpec
@@ -149,16 +151,32 @@ def _cmd_quantize(args) -> int:
     return 0
 
 
-_CODE_RE = re.compile(r"\+?(0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO][0-7_]+|[0-9][0-9_]*)")
+# A code is an unsigned integer literal with a base prefix: 0x3c00, 0b1011, 0o17 (underscores allowed).
+# Why a prefix is required: "2" used to be read as the code 0x0002 (a subnormal in fp16), whereas
+# `psum quantize fp16 2` reads it as the value 2; a bare number is now always a value, as there.
+_CODE_RE = re.compile(r"\+?(0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO][0-7_]+)")
+_DECIMAL_RE = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def _exact_value(fmt, code: int) -> Fraction:
+    """The exact value of a finite code: stored integer times the lsb (integer and fixed point),
+    or the float64 decode (exact: every float format psum accepts fits float64)."""
+    if isinstance(fmt, (IntFormat, FixedFormat)):
+        return Fraction(int(int_values(fmt, [code])[0])) * Fraction(2) ** getattr(fmt, "lsb_exp", 0)
+    return Fraction(float(fmt.decode(np.asarray([code], dtype=np.uint64))[0]))
 
 
 def parse_operand(text: str, fmt, what: str) -> int:
-    """A bit pattern of ``fmt`` from ``text``: a code (``0x3e00``, ``0b1011``, ``15872``: an
-    unsigned integer literal) or a value (``1.5``, ``-3``, ``-2e-3``, ``inf``, ``nan``: anything
-    else; for an integer format a code and a non-negative value are the same number).
+    """A bit pattern of ``fmt`` from ``text``: a code written with a base prefix (``0x3e00``,
+    ``0b1011``, ``0o17``) or a value (``2``, ``1.5``, ``-3``, ``-2e-3``, ``inf``, ``nan``: anything
+    else, read as ``psum quantize`` reads it). A bare decimal integer is a value: ``2`` in fp16 is
+    2.0 (code ``0x4000``), not the code ``0x0002``.
 
     A value must be exactly representable: the MAC step is the golden contract on bit patterns,
     so rounding an input silently would hide a second rounding; the error names the nearest code.
+    Exactness is decided on the decimal text itself (:class:`fractions.Fraction`), not on its
+    float64 rounding, so ``1.0000000000000000001`` is not taken for 1 and the integer values of
+    64-bit integer and fixed-point formats stay exact.
 
     Raises
     ------
@@ -176,14 +194,26 @@ def parse_operand(text: str, fmt, what: str) -> int:
         if not fmt.min_int <= value <= fmt.max_int:
             raise ValueError(f"{what}={text} is outside {fmt} ({fmt.min_int} .. {fmt.max_int})")
         return value & ((1 << fmt.width) - 1)
+    decimal = text.replace("_", "") if _DECIMAL_RE.fullmatch(text.replace("_", "")) else None
+    if decimal is not None and isinstance(fmt, FixedFormat):  # exact: q64.0 holds integers float64 rounds
+        k = Fraction(decimal) * Fraction(2) ** fmt.frac_bits
+        if k.denominator == 1 and fmt.min_int <= k <= fmt.max_int:
+            return int(k) & ((1 << fmt.width) - 1)
     try:
-        value = float(text)
+        value = float(text) if text.isascii() else None  # float() reads non-ASCII digits too
     except ValueError:
-        raise ValueError(f"{what} must be a bit pattern such as 0x3c00 or a value such as 1.5, not {text!r}") from None
+        value = None
+    if value is None:
+        raise ValueError(f"{what} must be a bit pattern such as 0x3c00 or a value such as 1.5, not {text!r}")
     saturate = {} if isinstance(fmt, FloatFormat) else {"saturate": True}  # "nearest" of 300 in int8 is 127
     code = int(np.asarray(fmt.encode(np.asarray([value]), "rne", **saturate))[0])
     got = float(fmt.decode(np.asarray([code], dtype=np.uint64))[0])
-    if not (got == value or (np.isnan(got) and np.isnan(value))):
+    if np.isnan(value) or np.isinf(value):
+        exact = got == value or (np.isnan(got) and np.isnan(value))
+    else:  # the typed decimal against the code's exact value (float() may have rounded the text)
+        wanted = Fraction(decimal) if decimal is not None else Fraction(value)
+        exact = np.isfinite(got) and _exact_value(fmt, code) == wanted
+    if not exact:
         raise ValueError(f"{what}={text} is not exactly representable in {fmt} (nearest {got:.9g} = {code:#x})")
     return code
 
@@ -255,8 +285,9 @@ def register(sub) -> None:
 
     p = sub.add_parser("step", help="one MAC cycle on bit patterns or values (the golden contract)",
                        description="Compute acc := round(acc + a*b) for one MAC cycle. ACC, A and B are bit "
-                                   "patterns (integer literals: 0x3e00, 0b1011, 15872) or values (1.5, -2e-3, inf; "
-                                   "exactly representable in their format). " + SPEC_HELP)
+                                   "patterns (with a base prefix: 0x3e00, 0b1011, 0o17) or values (2, 1.5, -2e-3, inf; "
+                                   "exactly representable in their format; a bare number is a value, as in psum "
+                                   "quantize). " + SPEC_HELP)
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("acc", metavar="ACC")
     p.add_argument("a", metavar="A")
