@@ -356,3 +356,71 @@ def test_report_killed_at_random_points_resumes(tmp_path):
     remove_stale_tmpdirs("psum-synth-")
     assert not [d for d in Path(tempfile.gettempdir()).glob("psum-synth-*-*")
                 if not d.name.split("-")[2].isdigit() or not _alive(int(d.name.split("-")[2]))]
+
+
+# -- Ctrl-C in the first milliseconds: the entry point catches it before importing anything ----------
+# The console script and `python -m psum` run psum.__main__.entry, whose `try` starts before the
+# command line is imported. Deterministic: a real SIGINT sent to itself while the child imports
+# psum.cli.main (the window that printed a traceback when the script targeted psum.cli.main:main).
+_EARLY_SIGINT = """
+import builtins, os, runpy, signal, sys
+orig = builtins.__import__
+def imp(name, *a, **k):
+    if name == "psum.cli.main" and not sys.modules.get("psum.cli.main"):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            signal.pthread_kill(signal.pthread_self(), 0)  # the handler runs here, at once
+        except KeyboardInterrupt:
+            if MODE == "import-error":  # what numpy does when Ctrl-C hits its C extension's import
+                raise ImportError("PyCapsule_Import could not import module 'datetime'") from None
+            raise
+    return orig(name, *a, **k)
+builtins.__import__ = imp
+sys.argv = ["psum", "formats", "fp16"]
+if SCRIPT:
+    runpy.run_path(SCRIPT, run_name="__main__")
+else:
+    runpy.run_module("psum", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("mode", ["keyboard-interrupt", "import-error"])
+@pytest.mark.parametrize("how", ["console-script", "python -m psum"])
+def test_ctrl_c_before_the_command_line_is_imported_is_one_line(how, mode):
+    script = str(Path(PY).parent / "psum") if how == "console-script" else ""
+    code = f"MODE = {mode!r}\nSCRIPT = {script!r}\n" + _EARLY_SIGINT
+    proc = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stderr, proc.stdout) == (130, "psum formats: interrupted\n", ""), proc.stderr
+
+
+def test_console_script_targets_the_guarded_entry():
+    # pyproject's [project.scripts] as installed: the script imports psum.__main__.entry, so a
+    # stale install (psum.cli.main:main) is caught here rather than by a user's Ctrl-C.
+    text = (Path(PY).parent / "psum").read_text()
+    assert "from psum.__main__ import entry" in text, f"stale console script, run `pip install -e .`:\n{text}"
+
+
+@pytest.mark.slow
+def test_real_ctrl_c_at_every_moment_of_start_up():
+    """SIGINT to a real ``psum formats`` at moments spread over its whole run: once psum's entry
+    runs, the outcome is always ``psum formats: interrupted`` and exit 130. Earlier (interpreter
+    start-up, ``site``, ``psum/__init__``) Python's own behaviour remains: killed by the signal, or
+    a traceback that never passes through psum's entry."""
+    script = [str(Path(PY).parent / "psum"), "formats"]
+    t0 = time.perf_counter()
+    subprocess.run(script, capture_output=True, timeout=120, check=True)
+    full = time.perf_counter() - t0
+    caught = 0
+    for i in range(24):
+        p = subprocess.Popen(script, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(full * i / 24)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+        if p.returncode == 130:
+            assert err == "psum formats: interrupted\n", err
+            caught += 1
+        elif p.returncode == 0:
+            assert not err  # finished before the signal
+        else:
+            assert "in entry" not in err and "psum/cli" not in err, err
+    assert caught >= 6, caught  # most of the run lies after the entry started
