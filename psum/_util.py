@@ -16,13 +16,14 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from .errors import PsumError
 
 __all__ = ["check_int", "atomic_path", "atomic_write", "find_tool", "format_table", "check_output_path",
            "check_output_dir", "file_lock", "json_type_check", "die_with_parent", "dies_with_me",
-           "umask_mode", "private_tmpdir", "remove_stale_tmpdirs"]
+           "umask_mode", "private_tmpdir", "remove_stale_tmpdirs", "simulator_dies_with_me"]
 
 
 def check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
@@ -333,6 +334,47 @@ def dies_with_me():
     import functools
 
     return functools.partial(die_with_parent, os.getpid())
+
+
+_SIM_PREFIX_LOCK = threading.Lock()
+_sim_prefix = {"users": 0, "saved": None}
+
+
+@contextlib.contextmanager
+def simulator_dies_with_me():
+    """While active, the simulators cocotb's runner starts get SIGKILL when this process dies.
+
+    cocotb's runner launches ``vvp`` (Icarus) and Verilator's model with its own
+    ``subprocess.run``, without a ``preexec_fn``, so :func:`dies_with_me` cannot reach them and a
+    psum killed by SIGKILL left its simulator running. The runner puts cocotb's documented
+    ``SIM_CMD_PREFIX`` (read from ``os.environ``) in front of the simulator's command; this
+    prepends psum's launcher (:mod:`psum._deathsig`), which sets the parent-death signal and execs
+    the simulator. A prefix the user set (``valgrind``, ``taskset``) is kept after it.
+
+    Thread-safe: nested or concurrent uses share one setting, restored when the last one ends.
+    Nothing happens off Linux or when a path of the launcher contains white space (the runner
+    splits the prefix on white space).
+    """
+    launcher = [sys.executable, "-S", "-I", str(Path(__file__).with_name("_deathsig.py")), str(os.getpid())]
+    if not sys.platform.startswith("linux") or any(ch.isspace() for part in launcher for ch in part):
+        yield
+        return
+    with _SIM_PREFIX_LOCK:
+        if _sim_prefix["users"] == 0:
+            old = os.environ.get("SIM_CMD_PREFIX")
+            _sim_prefix["saved"] = old
+            os.environ["SIM_CMD_PREFIX"] = " ".join(launcher + ([old] if old else []))
+        _sim_prefix["users"] += 1
+    try:
+        yield
+    finally:
+        with _SIM_PREFIX_LOCK:
+            _sim_prefix["users"] -= 1
+            if _sim_prefix["users"] == 0:
+                if _sim_prefix["saved"] is None:
+                    os.environ.pop("SIM_CMD_PREFIX", None)
+                else:
+                    os.environ["SIM_CMD_PREFIX"] = _sim_prefix["saved"]
 
 
 def _pid_alive(pid: int) -> bool:

@@ -221,6 +221,68 @@ def test_die_with_parent_follows_a_parent_already_gone():
     assert die_with_parent is not None
 
 
+def test_a_simulator_started_by_cocotbs_runner_dies_with_its_killed_parent():
+    # cocotb's runner starts vvp with its own subprocess.run (no preexec_fn) after the
+    # SIM_CMD_PREFIX words; the parent here starts `sleep` exactly that way.
+    parent = subprocess.Popen([PY, "-c", textwrap.dedent("""
+        import os, subprocess, time
+        from psum._util import simulator_dies_with_me
+        with simulator_dies_with_me():
+            cmd = [*os.environ["SIM_CMD_PREFIX"].split(), "sleep", "600"]  # as cocotb_tools.runner
+            child = subprocess.Popen(cmd)
+            print(child.pid, flush=True)
+            time.sleep(600)
+    """)], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    deadline = time.time() + 30
+    while time.time() < deadline and _comm(child) != "sleep":
+        time.sleep(0.02)  # the launcher has exec'd the command (same pid)
+    assert _comm(child) == "sleep"
+    parent.kill()
+    parent.wait()
+    assert _wait_dead(child)
+
+
+def test_simulator_prefix_keeps_the_users_and_is_restored(monkeypatch):
+    from psum._util import simulator_dies_with_me
+
+    monkeypatch.setenv("SIM_CMD_PREFIX", "taskset -c 0")
+    with simulator_dies_with_me():
+        with simulator_dies_with_me():  # nested (or another thread): one setting
+            words = os.environ["SIM_CMD_PREFIX"].split()
+        assert os.environ["SIM_CMD_PREFIX"].split() == words
+    assert words[:3] == [sys.executable, "-S", "-I"] and words[3].endswith("_deathsig.py")
+    assert words[4:] == [str(os.getpid()), "taskset", "-c", "0"]
+    assert os.environ["SIM_CMD_PREFIX"] == "taskset -c 0"
+    monkeypatch.delenv("SIM_CMD_PREFIX")
+    with simulator_dies_with_me():
+        assert "SIM_CMD_PREFIX" in os.environ
+    assert "SIM_CMD_PREFIX" not in os.environ
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:  # gone meanwhile
+        return ""
+
+
+@pytest.mark.slow
+def test_psum_sim_killed_takes_vvp_with_it(tmp_path):
+    """A real ``psum sim --simulator icarus`` killed by SIGKILL while vvp runs: vvp is gone too."""
+    env = dict(os.environ, PSUM_PROGRESS="0")
+    p = _psum(["sim", "a=int4,b=int4,acc=int8", "--cycles", "3000000", "--simulator", "icarus", "--build-dir",
+               tmp_path], env)
+    vvp, deadline = None, time.time() + 600
+    while vvp is None and time.time() < deadline and p.poll() is None:
+        time.sleep(0.2)
+        vvp = next((k for k in _descendants(p.pid) if _comm(k) == "vvp"), None)
+    assert vvp is not None, "vvp never started"
+    p.kill()
+    p.wait()
+    assert _wait_dead(vvp)
+
+
 # -- slow: kill real commands at random points ------------------------------------------------------
 def _descendants(pid: int) -> set[int]:
     out, todo = set(), [pid]

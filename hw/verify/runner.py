@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from psum._util import dies_with_me, file_lock, find_tool
+from psum._util import dies_with_me, file_lock, find_tool, simulator_dies_with_me
 from psum.errors import PsumError
 from psum.golden import MacSpec
 from psum.hw import check, verilog
@@ -364,7 +364,7 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
         write_stimulus_text(spec, stimulus, run / "stim.txt")
     t1, ru0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        with file_lock(lock, shared=True):
+        with file_lock(lock, shared=True), simulator_dies_with_me():  # vvp dies with psum
             runner.test(test_module=_TB_MODULE, hdl_toplevel=TOP, build_dir=sim_build, test_dir=run,
                         testcase=f"mac_{mode}", seed=seed, waves=waves,
                         plusargs=["+psum_drive"] if mode == "drive" else [],
