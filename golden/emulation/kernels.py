@@ -72,7 +72,7 @@ from psum._util import atomic_write, die_with_parent, file_lock, umask_mode
 from psum.paths import cache_dir
 
 __all__ = ["accumulate", "accumulate_order", "add_spec", "sr_rand", "fmix32", "codes",
-           "c_kernel_available", "kernel_isa", "float_path_ok", "fixed_gemm_ok", "fixed_torch_ok", "BACKENDS"]
+           "c_kernel_available", "kernel_isa", "float_path_ok", "rne_path", "fixed_gemm_ok", "fixed_torch_ok", "BACKENDS"]
 
 BACKENDS = ("auto", "gemm", "c", "torch", "numpy")
 _M32 = 0xFFFFFFFF
@@ -131,7 +131,7 @@ class _Params(ctypes.Structure):
                 ("col_stride", ctypes.c_int64), ("k_offset", ctypes.c_int64),
                 ("row_base", ctypes.POINTER(ctypes.c_int64)), ("acc", _Fmt), ("prod", _Fmt),
                 ("nthreads", ctypes.c_int32), ("zero_slow", ctypes.c_int32),
-                ("bias_dep", ctypes.c_int32), ("isa", ctypes.c_int32)]
+                ("bias_dep", ctypes.c_int32), ("isa", ctypes.c_int32), ("rne_path", ctypes.c_int32)]
 
 
 def _digest(path: Path) -> str:
@@ -389,6 +389,42 @@ def float_path_ok(spec: MacSpec, w: int, A=None, B=None) -> bool:
     return True
 
 
+def rne_path(spec: MacSpec, w: int) -> int:
+    """Which round-to-nearest-even block the C kernel may run for ``spec`` in a ``w``-bit host float.
+
+    Returns 0 (none: the TwoSum / round-to-odd blocks), 1 (plain host sum, then the
+    magic-constant rounding) or 2 (host sum rounded to odd, then the same rounding); the proof of
+    each condition is the comment above ``DEFINE_KERNEL`` in ``csrc/psum_kernels.c`` (its items
+    (a)-(d) are cited here). The caller has checked :func:`float_path_ok` for ``w``.
+
+    Conditions: the rule book rounds like the host's round-to-nearest-even (the same rounding
+    bias classes as ``rne``, which depend on the lsb only, and the host's exact-zero sign), so
+    (a) holds; accumulator and product formats have subnormals and a negative zero (the
+    magic constant rounds into the subnormal range, and a sum that rounds to zero keeps its
+    sign); ``p_acc <= w - 2`` ((a), (b)). Path 1 when a plain sum cannot create a false tie (c):
+    ``w >= p_acc + pp + 1`` and either ``pp <= p_acc`` and ``w >= 2 p_acc + 1``, or the whole
+    accumulator range fits ``w`` bits; ``pp`` is the product's precision (``p_a + p_b``
+    fused, ``p_prod`` unfused).
+    """
+    if spec.int_acc or spec.fixed_acc or spec.rounding is Rounding.SR:
+        return 0
+    if _bias_classes(spec.rounding) != _bias_classes(Rounding.RNE) or not _host_zero_ok(spec.rounding):
+        return 0
+    fmts = [spec.acc] + ([spec.prod] if spec.prod is not None else [])
+    if any(not isinstance(f, FloatFormat) or not f.subnormals or not f.has_neg_zero
+           or f.precision > w - 2 for f in fmts):
+        return 0
+    pa = spec.acc.precision
+    pp = spec.prod.precision if spec.prod is not None else spec.a.precision + spec.b.precision
+    if pp > w - 1:
+        return 0
+    # bits from the top binade's leading bit (as the C side reads it off max_value) to the quantum
+    acc_range_bits = math.frexp(spec.acc.max_value)[1] - 1 - spec.acc.emin + spec.acc.man_bits + 1
+    if w >= pa + pp + 1 and ((pp <= pa and w >= 2 * pa + 1) or w >= acc_range_bits):
+        return 1
+    return 2
+
+
 def _int_exact_bound(spec: MacSpec, A, B, init, K):
     """Largest |partial sum| bound of an integer MAC (products after fitting)."""
     amax, bmax = _fmt_range(spec.a)[1], _fmt_range(spec.b)[1]
@@ -434,7 +470,7 @@ def _run_c(spec, A, B, init, *, row_base, col_stride, k_offset, seed, w, nthread
                 _cfmt(spec.acc, spec.rounding, spec.saturate),
                 _cfmt(spec.prod, Rounding.RNE if spec.rounding is Rounding.SR else spec.rounding, spec.saturate),
                 nthreads or torch.get_num_threads(), int(not _host_zero_ok(spec.rounding)),
-                _bias_classes(spec.rounding)[1], isa)
+                _bias_classes(spec.rounding)[1], isa, rne_path(spec, w))
     if M and K and N:
         lib.psum_accumulate(ctypes.byref(p), 0 if w == 24 else 1, A_.data_ptr(), B_.data_ptr(),
                             out.data_ptr())

@@ -57,6 +57,8 @@ typedef struct {
     int32_t zero_slow;        /* the host's round-to-nearest zero sign is not the rule: slow path */
     int32_t bias_dep;         /* what the rounding bias depends on: bit 0 lsb, bit 1 sign, bit 2 both */
     int32_t isa;              /* float path instruction set cap (psum_isa); -1: the best there is */
+    int32_t rne_path;         /* 0: TwoSum blocks; 1 / 2: round-to-nearest-even blocks with a plain /
+                                 round-to-odd host sum (the caller proves which; see tile_rne) */
 } params_t;
 
 /* ------------------------------------------------------------------------------------------ */
@@ -237,6 +239,69 @@ GENERIC_TWOSUM(d4g, vd4, TGT_GEN)
 GENERIC_MINMAX(f8g, vi8, vu8, TGT_GEN)
 GENERIC_MINMAX(d4g, vl4, vq4, TGT_GEN)
 
+/* The sum acc + p rounded to odd at the host precision w, RO_w(acc + p): the one of the two
+   neighbours RD_w / RU_w whose last significand bit is odd (both equal when the sum is exact).
+   AVX-512 computes both directed sums with embedded rounding (EVEX {rd-sae} / {ru-sae}, no MXCSR
+   change) and blends on the lsb of RD: 4 instructions.  Elsewhere: TwoSum, then "step s one
+   ulp toward err when inexact and even" branch-free as in ro_##SUF below.  Zeros: an exact
+   cancellation gives RD = -0 (lsb 0), so RU's +0 is taken, IEEE round-to-nearest's sign;
+   -0 + -0 is -0 in both. */
+#define GENERIC_ROADD(SUF, VT, VI, SIGNSHIFT, TGT)                                              \
+static inline __attribute__((always_inline)) TGT VT roadd_##SUF(VT acc, VT p) {                 \
+    VT s, err = twosum_##SUF(acc, p, &s);                                                      \
+    VI s0 = (VI)s, dn = (s0 ^ (VI)err) >> SIGNSHIFT, inex = err != 0;                          \
+    return (VT)((((s0 + dn) | 1) & inex) | (s0 & ~inex)); }
+#if PSUM_X86
+static inline __attribute__((always_inline)) TGT_512 vf16 roadd_f16(vf16 acc, vf16 p) {
+    __m512 d = _mm512_add_round_ps((__m512)acc, (__m512)p, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512 u = _mm512_add_round_ps((__m512)acc, (__m512)p, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+    __mmask16 odd = _mm512_test_epi32_mask(_mm512_castps_si512(d), _mm512_set1_epi32(1));
+    return (vf16)_mm512_mask_blend_ps(odd, u, d); }
+static inline __attribute__((always_inline)) TGT_512 vd8 roadd_d8(vd8 acc, vd8 p) {
+    __m512d d = _mm512_add_round_pd((__m512d)acc, (__m512d)p, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512d u = _mm512_add_round_pd((__m512d)acc, (__m512d)p, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+    __mmask8 odd = _mm512_test_epi64_mask(_mm512_castpd_si512(d), _mm512_set1_epi64(1));
+    return (vd8)_mm512_mask_blend_pd(odd, u, d); }
+#else
+GENERIC_ROADD(f16, vf16, vi16, 31, TGT_512)
+GENERIC_ROADD(d8, vd8, vl8, 63, TGT_512)
+#endif
+GENERIC_ROADD(f8a, vf8, vi8, 31, TGT_256)
+GENERIC_ROADD(d4a, vd4, vl4, 63, TGT_256)
+GENERIC_ROADD(f8g, vf8, vi8, 31, TGT_GEN)
+GENERIC_ROADD(d4g, vd4, vl4, 63, TGT_GEN)
+/* The fused step's sum acc + a*b (a*b exact: float_path_ok): one FMA on AVX-512 (it rounds the
+   exact a*b + acc once, the same value as the product then the sum), a product and a sum
+   elsewhere (AVX2 dispatch does not check the FMA flag); fmaro_* the same rounded to odd. */
+#define GENERIC_FMA(SUF, VT, TGT)                                                               \
+static inline __attribute__((always_inline)) TGT VT fmadd_##SUF(VT a, VT b, VT acc) {           \
+    return acc + a * b; }                                                                      \
+static inline __attribute__((always_inline)) TGT VT fmaro_##SUF(VT a, VT b, VT acc) {           \
+    return roadd_##SUF(acc, a * b); }
+#if PSUM_X86
+static inline __attribute__((always_inline)) TGT_512 vf16 fmadd_f16(vf16 a, vf16 b, vf16 acc) {
+    return (vf16)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)acc); }
+static inline __attribute__((always_inline)) TGT_512 vd8 fmadd_d8(vd8 a, vd8 b, vd8 acc) {
+    return (vd8)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)acc); }
+static inline __attribute__((always_inline)) TGT_512 vf16 fmaro_f16(vf16 a, vf16 b, vf16 acc) {
+    __m512 d = _mm512_fmadd_round_ps((__m512)a, (__m512)b, (__m512)acc, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512 u = _mm512_fmadd_round_ps((__m512)a, (__m512)b, (__m512)acc, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+    __mmask16 odd = _mm512_test_epi32_mask(_mm512_castps_si512(d), _mm512_set1_epi32(1));
+    return (vf16)_mm512_mask_blend_ps(odd, u, d); }
+static inline __attribute__((always_inline)) TGT_512 vd8 fmaro_d8(vd8 a, vd8 b, vd8 acc) {
+    __m512d d = _mm512_fmadd_round_pd((__m512d)a, (__m512d)b, (__m512d)acc, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512d u = _mm512_fmadd_round_pd((__m512d)a, (__m512d)b, (__m512d)acc, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+    __mmask8 odd = _mm512_test_epi64_mask(_mm512_castpd_si512(d), _mm512_set1_epi64(1));
+    return (vd8)_mm512_mask_blend_pd(odd, u, d); }
+#else
+GENERIC_FMA(f16, vf16, TGT_512)
+GENERIC_FMA(d8, vd8, TGT_512)
+#endif
+GENERIC_FMA(f8a, vf8, TGT_256)
+GENERIC_FMA(d4a, vd4, TGT_256)
+GENERIC_FMA(f8g, vf8, TGT_GEN)
+GENERIC_FMA(d4g, vd4, TGT_GEN)
+
 /* Steps per speculative block: long enough to amortise the block's check and the saved state,
    short enough that a block with a special lane costs little to redo on the careful path. */
 #define KB 32
@@ -260,6 +325,46 @@ GENERIC_MINMAX(d4g, vl4, vq4, TGT_GEN)
      the careful path.
      A lane that went wrong inside the block (NaN, overflow) only pollutes that block's discarded
      results: IEEE arithmetic does not trap. */
+/* Round-to-nearest-even blocks (tile_rne; rne_path 1 or 2): ~10 vector instructions per step
+   instead of ~25, for specs whose rule book rounds like the host's RNE (the caller checks the
+   rounding table, that the host's exact-zero sign is the rule's, and that acc and prod have
+   subnormals and a negative zero).  One step, per lane, acc and p values of their formats:
+     s = acc + p in the host type T (w bits)               rne_path 1: plain RN_w sum
+     s = RO_w(acc + p)                                      rne_path 2: round to odd (roadd_*)
+     e = max(exponent(s), emin_acc); C = 1.5 * 2^(e + w - p_acc)
+     r = (s + C) - C, with the sign bit of s ORed in.
+   (a) The magic constant.  C is a multiple of u = 2^(e + 1 - p_acc), the acc grid spacing at s
+       (in the subnormal range e = emin: the subnormal quantum, the same u).  |s| < 2^(e+1), so
+       s + C stays in C's binade [2^(e+w-p_acc), 2^(e+w-p_acc+1)) when p_acc <= w - 2, where T's
+       spacing is u: the host's RNE gives C + RNE_u(s), and since C/u = 1.5 * 2^(w-1) is even the
+       parity of the tie-break is that of RNE_u(s).  Subtracting C is exact (Sterbenz).  So
+       r = RN_acc(s), the accumulator rounding of s with ties to even, subnormals included.  The
+       sign OR: a non-zero s that rounds to zero keeps its sign (round_fmt's zero_neg), and a
+       zero s keeps the host's sign, which is the rule's (caller).
+   (b) rne_path 2: RN_acc(RO_w(x)) = RN_acc(x) when w >= p_acc + 2 (Boldo & Melquiond 2008; in
+       the subnormal range the grid is coarser still).
+   (c) rne_path 1 (a plain sum s = RN_w(S), S = acc + p exact): RN_acc(s) = RN_acc(S) unless s is
+       a midpoint of the acc grid and S is not (RN_w is monotone and every acc midpoint is a
+       w-bit number, so s and S lie between the same two midpoints otherwise).  Let L be the
+       operand of larger magnitude, T the other, with precisions pL, pT, and S inexact in w bits.
+       Then e(S) >= e(L) - 1 (a cancellation |S| < |L|/2 is exact for w > max(pL, pT)), L lies
+       on the w-bit grid of S's binade (pL <= w - 1), so T does not and |T| < 2^(e(S)-w+pT).
+       If pL <= p_acc, L is a multiple of 2^(e(S)-p_acc) and no acc midpoint M of S's binade
+       (L in a lower binade is smaller than any such M), so |S - M| >= 2^(e(S)-p_acc) - |T| >
+       2^(e(S)-w) = half an ulp_w when w >= p_acc + pT + 1: RN_w(S) is no midpoint.  Hence the
+       caller's conditions, with pp the product's precision (exact product: p_a + p_b; unfused:
+       p_prod): w >= p_acc + pp + 1 (L = acc), and for L = product either pp <= p_acc and
+       w >= 2 p_acc + 1, or acc on the w-bit grid of every binade the block allows
+       (w >= emax_acc - emin_acc + m_acc + 1, so S is exact).  Example of the failure this
+       excludes (fp16 fused, w = 24): 1024 + (0.5 + 2^-20) is 1024.5 in binary32, a tie that
+       RNE takes down to 1024 where the exact sum rounds to 1025; such specs take rne_path 2.
+   (d) Unfused: the exact product is rounded into prod by the same (a), one rounding of an exact
+       value.
+   Range evidence, folded branch-free as in tile_fast: the max over the block of exponent(s)
+   (and of the products, unfused).  The block is kept when every s lay below 2^emax of its
+   format (then r <= 2^emax <= max finite: no overflow, and S < 2^emax too, RN being monotone)
+   and below the limit that keeps s + C finite in T; an inf or NaN anywhere has the all-ones
+   exponent and fails it.  Subnormal and zero sums need no evidence: (a) rounds them. */
 #define DEFINE_KERNEL(SUF, T, VT, VI, VU, IT, LANES, W, SIGNSHIFT, TGT, ROWS, COLS)                \
 typedef struct { IT D, half, mask, maxb, minn; IT sign, b00, dl, ds, dx; } consts_##SUF;       \
 static inline TGT consts_##SUF mkconsts_##SUF(const fmt_t *f) {                                \
@@ -374,9 +479,58 @@ static inline __attribute__((always_inline)) TGT int tile_fast_##SUF(const param
     if (any_##SUF(bad)) return 1;                                                              \
     for (int i = 0; i < ROWS; i++) for (int j = 0; j < COLS; j++) acc[i][j] = r[i][j];         \
     return 0; }                                                                                \
+/* tile_rne's constants per format: exponent field and sign masks, 2^emin, the pattern offset  \
+   that turns 2^e into C = 1.5 * 2^(e + W - p), and top: the exponent bound (2^emax of the     \
+   format, lowered where s + C would leave T's range) */                                      \
+typedef struct { IT exp, sign, minn, koff, top; } rnec_##SUF;                                  \
+static inline TGT rnec_##SUF mkrnec_##SUF(const fmt_t *f) {                                    \
+    rnec_##SUF c; int p = f->man_bits + 1;                                                     \
+    int ef = ilogb(f->max_value), et = (W == 24 ? 127 : 1023) - (W - p) - 2;                   \
+    T mn = (T)ldexp(1.0, f->emin), tp = (T)ldexp(1.0, ef < et ? ef : et);                      \
+    memcpy(&c.minn, &mn, sizeof(T)); memcpy(&c.top, &tp, sizeof(T));                           \
+    c.sign = (IT)1 << SIGNSHIFT;                                                               \
+    c.exp = (c.sign - 1) & ~(((IT)1 << (W - 1)) - 1);                                          \
+    c.koff = ((IT)(W - p) << (W - 1)) | ((IT)1 << (W - 2));                                    \
+    return c; }                                                                                \
+/* RN of s into the format (proof (a) above), exponent evidence into hi */                      \
+static inline __attribute__((always_inline)) TGT VT rne_round_##SUF(VT s, const rnec_##SUF *c,   \
+        VI *hi) {                                                                              \
+    VI sb = (VI)s, t = sb & c->exp, z = (VI){0};                                               \
+    *hi = vmax_##SUF(*hi, t);                                                                  \
+    VT C = (VT)(vmax_##SUF(t, z + c->minn) + c->koff);                                         \
+    VT r = (s + C) - C;                                                                        \
+    return (VT)((VI)r | (sb & c->sign)); }                                                     \
+/* KB (or fewer) round-to-nearest-even steps on a full tile, no branch; like tile_fast, the    \
+   results replace acc only when the block's evidence passes (returns 0), else 1 */           \
+static inline __attribute__((always_inline)) TGT int tile_rne_##SUF(const params_t *P,           \
+        VT acc[ROWS][COLS], const T *A, const T *B, int64_t m0, int64_t n0,                    \
+        int64_t k0, int64_t k1, int unfused, int ro) {                                         \
+    rnec_##SUF ca = mkrnec_##SUF(&P->acc), cp = mkrnec_##SUF(&P->prod);                       \
+    VI zero = (VI){0}, hi = zero, hp = zero;                                                   \
+    VT r[ROWS][COLS];                                                                          \
+    for (int i = 0; i < ROWS; i++) for (int j = 0; j < COLS; j++) r[i][j] = acc[i][j];         \
+    const T *Ak = A + m0 * P->lda, *Bk = B + n0;                                               \
+    for (int64_t k = k0; k < k1; k++) {                                                        \
+        VT bv[COLS];                                                                           \
+        for (int j = 0; j < COLS; j++) memcpy(&bv[j], Bk + k * P->ldb + j * LANES, sizeof(VT)); \
+        for (int i = 0; i < ROWS; i++) {                                                       \
+            T a = Ak[i * P->lda + k];                                                          \
+            VT av = (VT){0} + a;                                                               \
+            for (int j = 0; j < COLS; j++) {                                                   \
+                VT s;                                                                          \
+                if (unfused) {                                                                 \
+                    VT p = rne_round_##SUF(av * bv[j], &cp, &hp);                              \
+                    s = ro ? roadd_##SUF(r[i][j], p) : r[i][j] + p;                             \
+                } else s = ro ? fmaro_##SUF(av, bv[j], r[i][j]) : fmadd_##SUF(av, bv[j], r[i][j]); \
+                r[i][j] = rne_round_##SUF(s, &ca, &hi); } } }                                  \
+    VI bad = hi >= ca.top;                                                                     \
+    if (unfused) bad |= hp >= cp.top;                                                          \
+    if (any_##SUF(bad)) return 1;                                                              \
+    for (int i = 0; i < ROWS; i++) for (int j = 0; j < COLS; j++) acc[i][j] = r[i][j];         \
+    return 0; }                                                                                \
 static inline __attribute__((always_inline)) TGT void tile_##SUF(const params_t *P, T *base_out, \
         const T *A, const T *B, int64_t m0, int64_t nr, int64_t n0, int64_t nc, int zero_slow,   \
-        int dep) {                                                                             \
+        int dep, int rne) {                                                                    \
     VT acc[ROWS][COLS];                                                                        \
     int full = nr == ROWS && nc == COLS, unfused = P->prod.present;                            \
     for (int i = 0; i < ROWS; i++) for (int j = 0; j < COLS; j++) {                            \
@@ -392,8 +546,13 @@ static inline __attribute__((always_inline)) TGT void tile_##SUF(const params_t 
         /* edge tiles (rows or columns missing) and redone blocks take the careful path */     \
         if (full && wait > 0) wait--;                                                          \
         else if (full) {                                                                       \
-            if (!(unfused ? tile_fast_##SUF(P, acc, A, B, m0, n0, k0, k1, zero_slow, dep, 1)    \
-                          : tile_fast_##SUF(P, acc, A, B, m0, n0, k0, k1, zero_slow, dep, 0))) { \
+            int failed = rne == 1 ? (unfused ? tile_rne_##SUF(P, acc, A, B, m0, n0, k0, k1, 1, 0) \
+                                             : tile_rne_##SUF(P, acc, A, B, m0, n0, k0, k1, 0, 0)) \
+                       : rne == 2 ? (unfused ? tile_rne_##SUF(P, acc, A, B, m0, n0, k0, k1, 1, 1) \
+                                             : tile_rne_##SUF(P, acc, A, B, m0, n0, k0, k1, 0, 1)) \
+                       : unfused ? tile_fast_##SUF(P, acc, A, B, m0, n0, k0, k1, zero_slow, dep, 1) \
+                                 : tile_fast_##SUF(P, acc, A, B, m0, n0, k0, k1, zero_slow, dep, 0); \
+            if (!failed) {                                                                     \
                 backoff = 0; continue; }                                                       \
             backoff = backoff ? (backoff < 8 ? 2 * backoff : 8) : 1; wait = backoff; }          \
         tile_careful_##SUF(P, acc, A, B, m0, nr, n0, nc, k0, k1, zero_slow, dep); }            \
@@ -411,14 +570,17 @@ static TGT void run_float_##SUF(const params_t *P, const T *A, const T *B, T *ou
         /* instances by what the rounding bias depends on and by the zero check, so a spec pays  \
            for no term its rule book does not use */                                           \
         int z = P->zero_slow != 0;                                                             \
+        /* RNE blocks: the caller sets rne_path only where bias_dep is 1 and zero_slow 0 */     \
+        if (P->rne_path == 1) { tile_##SUF(P, out, A, B, m0, nr, n0, nc, 0, 1, 1); continue; }   \
+        if (P->rne_path == 2) { tile_##SUF(P, out, A, B, m0, nr, n0, nc, 0, 1, 2); continue; }   \
         switch (P->bias_dep) {                                                                 \
-        case 0: if (z) tile_##SUF(P, out, A, B, m0, nr, n0, nc, 1, 0);                         \
-                else tile_##SUF(P, out, A, B, m0, nr, n0, nc, 0, 0); break;                    \
-        case 1: if (z) tile_##SUF(P, out, A, B, m0, nr, n0, nc, 1, 1);                         \
-                else tile_##SUF(P, out, A, B, m0, nr, n0, nc, 0, 1); break;                    \
-        case 2: if (z) tile_##SUF(P, out, A, B, m0, nr, n0, nc, 1, 2);                         \
-                else tile_##SUF(P, out, A, B, m0, nr, n0, nc, 0, 2); break;                    \
-        default: tile_##SUF(P, out, A, B, m0, nr, n0, nc, z, 7); break;                        \
+        case 0: if (z) tile_##SUF(P, out, A, B, m0, nr, n0, nc, 1, 0, 0);                         \
+                else tile_##SUF(P, out, A, B, m0, nr, n0, nc, 0, 0, 0); break;                    \
+        case 1: if (z) tile_##SUF(P, out, A, B, m0, nr, n0, nc, 1, 1, 0);                         \
+                else tile_##SUF(P, out, A, B, m0, nr, n0, nc, 0, 1, 0); break;                    \
+        case 2: if (z) tile_##SUF(P, out, A, B, m0, nr, n0, nc, 1, 2, 0);                         \
+                else tile_##SUF(P, out, A, B, m0, nr, n0, nc, 0, 2, 0); break;                    \
+        default: tile_##SUF(P, out, A, B, m0, nr, n0, nc, z, 7, 0); break;                        \
         } } }
 
 /* stochastic rounding and integer accumulators: scalar element loops (type T only) */
