@@ -25,7 +25,10 @@ RNE_SPECS = [
     "a=fp16,b=fp16,acc=fp16,prod=fp16,fused=no",   # unfused: plain sum (1)
     "a=fp8_e5m2,b=fp8_e5m2,acc=e4m3fn",            # acc range fits 24 bits: plain sum (1)
     "a=fp16,b=fp16,acc=fp32",                      # float64 lanes: plain sum (1)
+    "a=fp8_e4m3,b=fp8_e4m3,acc=fp16",              # the host's binary16 FMA where it has one
+    "a=fp16,b=fp16,acc=fp16,overflow=sat",         # binary16 FMA, saturation by the redo
 ]
+F32_LANES = [t for t in RNE_SPECS if "acc=fp32" not in t]
 
 
 def _isas():
@@ -115,7 +118,7 @@ def test_rne_blocks_tiny_values_subnormal_and_signed_zero(monkeypatch, isa, text
 
 
 @pytest.mark.parametrize("isa", _isas())
-@pytest.mark.parametrize("text", RNE_SPECS[:5])
+@pytest.mark.parametrize("text", F32_LANES)
 def test_rne_blocks_specials_inside_benign_blocks(monkeypatch, isa, text):
     """One overflow, one infinite operand, one NaN and one exact cancellation planted mid-block in
     benign data: those blocks are redone, the others kept."""
@@ -155,6 +158,40 @@ def test_rne_round_to_odd_needed_and_used(monkeypatch, isa, text, acc0, a, b, wa
     _check(monkeypatch, isa, spec, A, B, init)
     monkeypatch.setenv("PSUM_KERNEL_ISA", isa)
     assert _run(spec, A, B, init, "c")[2, 7] == want
-    # the plain sum (rne_path 1) would be wrong here: the test has teeth
+    # the plain sum (rne_path 1) would be wrong here: the test has teeth (the binary16 FMA,
+    # exact by itself, is kept out of this half)
+    if isa == "avx512fp16":
+        monkeypatch.setenv("PSUM_KERNEL_ISA", "avx512")
     monkeypatch.setattr(K, "rne_path", lambda spec, w: 1)
     assert _run(spec, A, B, init, "c")[2, 7] != want
+
+
+@pytest.mark.parametrize("text, want", [
+    ("a=fp16,b=fp16,acc=fp16", 1), ("a=fp16,b=fp16,acc=fp16,prod=fp16,fused=no", 2),
+    ("a=fp8_e4m3,b=fp8_e4m3,acc=fp16", 1), ("a=fp8_e5m2,b=fp8_e5m2,acc=fp16", 1),
+    ("a=fp16,b=fp16,acc=fp16,overflow=sat", 1),   # overflow is recomputed, never kept
+    ("a=bf16,b=bf16,acc=fp16", 0),                # bf16 operands are not binary16 values
+    ("a=fp16,b=fp16,acc=fp16,prod=bf16,fused=no", 0),
+    ("a=fp16,b=fp16,acc=fp16,round=rtz", 0), ("a=fp16,b=fp16,acc=e5m6", 0),
+])
+def test_fp16_native_choice(text, want):
+    assert K.fp16_native(MacSpec.parse(text)) == want
+
+
+@pytest.mark.skipif("avx512fp16" not in _isas(), reason="no AVX512-FP16 on this host")
+@pytest.mark.parametrize("text", ["a=fp16,b=fp16,acc=fp16", "a=fp16,b=fp16,acc=fp16,prod=fp16,fused=no"])
+def test_fp16_native_edges_and_flush_to_zero(monkeypatch, text):
+    """Edge tiles (M = 9, N = 80: partial rows and a 16-column remainder) take the float path
+    next to binary16 tiles; with flush-to-zero / denormals-are-zero set in MXCSR (torch's
+    set_flush_denormal) the binary16 tiles step aside and subnormal results stay exact."""
+    spec = MacSpec.parse(text)
+    rng = np.random.default_rng(35)
+    A = _q(spec.a, rng.standard_normal((9, 50)) * 2.0**-7)
+    B = _q(spec.b, rng.standard_normal((50, 80)) * 2.0**-7)   # products and sums near 2**-14
+    init = np.zeros((9, 80))
+    _check(monkeypatch, "avx512fp16", spec, A, B, init)
+    torch.set_flush_denormal(True)
+    try:
+        _check(monkeypatch, "avx512fp16", spec, A, B, init)
+    finally:
+        torch.set_flush_denormal(False)

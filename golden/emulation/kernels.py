@@ -18,7 +18,9 @@ Backends, fastest first (``backend="auto"`` picks the first whose exactness cond
     gcc into ``~/.cache/psum/kernels/``, loaded with ctypes). Float accumulators: TwoSum + round-to-odd +
     integer rounding (proof in the C file's header), vectorised across output elements (AVX-512,
     AVX2 or generic vectors, picked at run time: :func:`kernel_isa`), register-tiled, in
-    branch-free blocks of 32 steps whose range evidence is checked once per block; a block in
+    branch-free blocks of 32 steps whose range evidence is checked once per block (specs that
+    round like the host's round-to-nearest-even take shorter blocks: a host sum, plain or rounded
+    to odd, then a magic-constant rounding into the accumulator; :func:`rne_path`); a block in
     which a lane left the accumulator's normal range (subnormals, overflow, specials) is redone
     with a per-step check and a scalar exact fix-up for the flagged lanes. Stochastic
     rounding runs the scalar routine every step. Integer accumulators: exact integer values in
@@ -72,7 +74,7 @@ from psum._util import atomic_write, die_with_parent, file_lock, umask_mode
 from psum.paths import cache_dir
 
 __all__ = ["accumulate", "accumulate_order", "add_spec", "sr_rand", "fmix32", "codes",
-           "c_kernel_available", "kernel_isa", "float_path_ok", "rne_path", "fixed_gemm_ok", "fixed_torch_ok", "BACKENDS"]
+           "c_kernel_available", "kernel_isa", "float_path_ok", "rne_path", "fp16_native", "fixed_gemm_ok", "fixed_torch_ok", "BACKENDS"]
 
 BACKENDS = ("auto", "gemm", "c", "torch", "numpy")
 _M32 = 0xFFFFFFFF
@@ -131,7 +133,8 @@ class _Params(ctypes.Structure):
                 ("col_stride", ctypes.c_int64), ("k_offset", ctypes.c_int64),
                 ("row_base", ctypes.POINTER(ctypes.c_int64)), ("acc", _Fmt), ("prod", _Fmt),
                 ("nthreads", ctypes.c_int32), ("zero_slow", ctypes.c_int32),
-                ("bias_dep", ctypes.c_int32), ("isa", ctypes.c_int32), ("rne_path", ctypes.c_int32)]
+                ("bias_dep", ctypes.c_int32), ("isa", ctypes.c_int32), ("rne_path", ctypes.c_int32),
+                ("fp16_native", ctypes.c_int32)]
 
 
 def _digest(path: Path) -> str:
@@ -242,11 +245,13 @@ def _lib():
     return _LIB
 
 
-_ISAS = {"generic": 0, "avx2": 1, "avx512": 2}
+_ISAS = {"generic": 0, "avx2": 1, "avx512": 2, "avx512fp16": 3}
 
 
 def kernel_isa() -> str | None:
-    """The instruction set the C kernel's float path runs on here: ``"avx512"``, ``"avx2"``,
+    """The instruction set the C kernel's float path runs on here: ``"avx512fp16"`` (AVX-512 with
+    binary16 arithmetic: specs that are the host's own binary16 MAC run on it, see
+    :func:`fp16_native`; all others as on ``"avx512"``), ``"avx512"``, ``"avx2"``,
     ``"generic"`` (portable vector code), or ``None`` without the C kernel.
 
     The library holds all three and picks at run time (``__builtin_cpu_supports``), so one cached
@@ -405,6 +410,18 @@ def rne_path(spec: MacSpec, w: int) -> int:
     ``w >= p_acc + pp + 1`` and either ``pp <= p_acc`` and ``w >= 2 p_acc + 1``, or the whole
     accumulator range fits ``w`` bits; ``pp`` is the product's precision (``p_a + p_b``
     fused, ``p_prod`` unfused).
+
+    Parameters
+    ----------
+    spec : MacSpec
+        The MAC spec (order ``seq``; other orders call the kernel with their ``seq`` spec).
+    w : int
+        Significand bits of the host float: 24 (float32 lanes) or 53 (float64 lanes).
+
+    Returns
+    -------
+    int
+        0, 1 or 2 as above.
     """
     if spec.int_acc or spec.fixed_acc or spec.rounding is Rounding.SR:
         return 0
@@ -423,6 +440,46 @@ def rne_path(spec: MacSpec, w: int) -> int:
     if w >= pa + pp + 1 and ((pp <= pa and w >= 2 * pa + 1) or w >= acc_range_bits):
         return 1
     return 2
+
+
+_FP16 = NAMED["fp16"]
+
+
+def _in_fp16(fmt) -> bool:
+    """Whether every value of ``fmt`` is a binary16 value (precision, range and quantum)."""
+    return (isinstance(fmt, FloatFormat) and fmt.precision <= _FP16.precision
+            and fmt.max_value <= _FP16.max_value and fmt.emin - fmt.man_bits >= _FP16.emin - _FP16.man_bits
+            and fmt.emin >= _FP16.emin - _FP16.man_bits)
+
+
+def fp16_native(spec: MacSpec) -> int:
+    """Whether ``spec`` is the host's own IEEE binary16 MAC (the C kernel's AVX512-FP16 path).
+
+    That is: the accumulator is binary16 (``fp16``: subnormals, inf, NaN), the spec takes a
+    float32-lane round-to-nearest-even block (:func:`rne_path`, so the rule book rounds and signs
+    exact zeros as IEEE's roundTiesToEven does), both operand formats hold only binary16 values,
+    and the product is exact (fused: IEEE fusedMultiplyAdd) or rounded into binary16 itself
+    (unfused ``prod=fp16``: IEEE multiplication then addition). Overflow and non-finite values,
+    where IEEE and the rule book may differ, are recomputed by the float path (``run_h32`` in
+    ``csrc/psum_kernels.c``).
+
+    Parameters
+    ----------
+    spec : MacSpec
+        The MAC spec.
+
+    Returns
+    -------
+    int
+        1 (fused), 2 (unfused) or 0 (not the host's binary16 MAC).
+    """
+    if spec.int_acc or spec.fixed_acc or spec.acc != _FP16 or not rne_path(spec, 24):
+        return 0
+    if not (_in_fp16(spec.a) and _in_fp16(spec.b)):
+        return 0
+    if spec.prod is None:
+        return 1
+    return 2 if spec.prod == _FP16 else 0
 
 
 def _int_exact_bound(spec: MacSpec, A, B, init, K):
@@ -470,7 +527,7 @@ def _run_c(spec, A, B, init, *, row_base, col_stride, k_offset, seed, w, nthread
                 _cfmt(spec.acc, spec.rounding, spec.saturate),
                 _cfmt(spec.prod, Rounding.RNE if spec.rounding is Rounding.SR else spec.rounding, spec.saturate),
                 nthreads or torch.get_num_threads(), int(not _host_zero_ok(spec.rounding)),
-                _bias_classes(spec.rounding)[1], isa, rne_path(spec, w))
+                _bias_classes(spec.rounding)[1], isa, rne_path(spec, w), fp16_native(spec) if w == 24 else 0)
     if M and K and N:
         lib.psum_accumulate(ctypes.byref(p), 0 if w == 24 else 1, A_.data_ptr(), B_.data_ptr(),
                             out.data_ptr())

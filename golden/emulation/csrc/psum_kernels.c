@@ -59,6 +59,8 @@ typedef struct {
     int32_t isa;              /* float path instruction set cap (psum_isa); -1: the best there is */
     int32_t rne_path;         /* 0: TwoSum blocks; 1 / 2: round-to-nearest-even blocks with a plain /
                                  round-to-odd host sum (the caller proves which; see tile_rne) */
+    int32_t fp16_native;      /* 1 / 2: the spec is the host's IEEE binary16 fused / unfused MAC (see
+                                 run_h32): 0 elsewhere */
 } params_t;
 
 /* ------------------------------------------------------------------------------------------ */
@@ -632,8 +634,92 @@ DEFINE_KERNEL(d4g, double, vd4, vl4, vq4, int64_t, 4, 53, 63, TGT_GEN, 2, 2)
 DEFINE_SCALAR(f, float)
 DEFINE_SCALAR(d, double)
 
-/* The instruction set the float path runs on: 2 AVX-512, 1 AVX2, 0 generic; the best the CPU
-   has, capped by `want` (>= 0: tests force each variant the host can run; < 0: best). */
+/* ------------------------------------------------------------------------------------------ */
+/* The host's own binary16 MAC (AVX512-FP16, isa 3), for specs that are exactly it             */
+/* ------------------------------------------------------------------------------------------ */
+/* When the accumulator is IEEE binary16 (subnormals, inf, NaN), the rounding the rule book's
+   round-to-nearest-even, the operands binary16 values and the product either exact (fused) or
+   rounded into binary16 (unfused, prod = fp16), one MAC step is by definition what IEEE 754
+   fusedMultiplyAdd(a, b, acc) (fused) or addition(acc, multiplication(a, b)) (unfused) returns
+   in binary16 under roundTiesToEven: one rounding of the exact value, subnormal results
+   included, and the exact-zero sign of IEEE's round-to-nearest rule, which the caller has
+   checked is the rule book's (fp16_native in kernels.py).  AVX512-FP16's VFMADD231PH /
+   VMULPH + VADDPH are those operations on 32 lanes, 1 (2) instructions per step instead of
+   ~11 (16).  What IEEE and the rule book may do differently is kept out: overflow (inf or a
+   saturated value, per the rule book) and infinite or NaN operands and results.  Once a lane is
+   inf or NaN it stays so (inf + finite = inf, inf - inf = NaN, NaN absorbs), so a tile whose
+   K steps end all finite never left the finite range, and its results are kept; any other tile
+   is recomputed from its saved initial values by the float path (tile_f16).  MXCSR's
+   flush-to-zero / denormals-are-zero bits would break subnormals: a thread with either set
+   takes the float path too. */
+#if PSUM_X86 && ((defined(__clang__) && __clang_major__ >= 14) || (!defined(__clang__) && __GNUC__ >= 12))
+#define PSUM_FP16 1
+#define TGT_FP16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512fp16")))
+#include <stdlib.h>
+static inline __attribute__((always_inline)) TGT_FP16 __m512h h32_load(const float *o) {
+    __m256i lo = _mm256_castph_si256(_mm512_cvtxps_ph(_mm512_loadu_ps(o)));
+    __m256i hi = _mm256_castph_si256(_mm512_cvtxps_ph(_mm512_loadu_ps(o + 16)));
+    return _mm512_castsi512_ph(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)); }
+static inline __attribute__((always_inline)) TGT_FP16 void h32_store(float *o, __m512h v) {
+    __m512i x = _mm512_castph_si512(v);
+    _mm512_storeu_ps(o, _mm512_cvtxph_ps(_mm256_castsi256_ph(_mm512_castsi512_si256(x))));
+    _mm512_storeu_ps(o + 16, _mm512_cvtxph_ps(_mm256_castsi256_ph(_mm512_extracti64x4_epi64(x, 1)))); }
+/* 4 rows x 64 columns (2 vectors of 32 lanes), all K steps; 0: results written, 1: redo */
+static inline __attribute__((always_inline)) TGT_FP16 int tile_h32(const params_t *P, float *out,
+        const _Float16 *Ah, const _Float16 *Bh, int64_t m0, int64_t n0, int unfused) {
+    if (_mm_getcsr() & 0x8040) return 1;               /* FTZ (bit 15) or DAZ (bit 6) set */
+    int64_t K = P->K, N = P->N;
+    __m512h acc[4][2];
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 2; j++)
+        acc[i][j] = h32_load(out + (m0 + i) * P->ldo + n0 + 32 * j);
+    for (int64_t k = 0; k < K; k++) {
+        __m512h b0 = _mm512_loadu_ph(Bh + k * N + n0), b1 = _mm512_loadu_ph(Bh + k * N + n0 + 32);
+        for (int i = 0; i < 4; i++) {
+            __m512h a = _mm512_set1_ph(Ah[(m0 + i) * K + k]);
+            if (unfused) {
+                acc[i][0] = _mm512_add_ph(acc[i][0], _mm512_mul_ph(a, b0));
+                acc[i][1] = _mm512_add_ph(acc[i][1], _mm512_mul_ph(a, b1));
+            } else {
+                acc[i][0] = _mm512_fmadd_ph(a, b0, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ph(a, b1, acc[i][1]);
+            } } }
+    __mmask32 bad = 0;                                   /* QNaN | +inf | -inf | SNaN */
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 2; j++) bad |= _mm512_fpclass_ph_mask(acc[i][j], 0x99);
+    if (bad) return 1;
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 2; j++)
+        h32_store(out + (m0 + i) * P->ldo + n0 + 32 * j, acc[i][j]);
+    return 0; }
+static TGT_FP16 void run_h32(const params_t *P, const float *A, const float *B, float *out) {
+    int64_t M = P->M, N = P->N, K = P->K;
+    _Float16 *Ah = malloc((size_t)(M * K + K * N) * sizeof(_Float16));
+    if (!Ah) { run_float_f16(P, A, B, out); return; }
+    _Float16 *Bh = Ah + M * K;
+    /* exact: every operand value is a binary16 value (caller) */
+    for (int64_t m = 0; m < M; m++) for (int64_t k = 0; k < K; k++) Ah[m * K + k] = (_Float16)A[m * P->lda + k];
+    for (int64_t k = 0; k < K; k++) for (int64_t n = 0; n < N; n++) Bh[k * N + n] = (_Float16)B[k * P->ldb + n];
+    int64_t ntr = (M + 3) / 4, ntc = (N + 63) / 64;
+    int unfused = P->fp16_native == 2;
+    _Pragma("omp parallel for schedule(dynamic, 4) num_threads(P->nthreads)")
+    for (int64_t t = 0; t < ntr * ntc; t++) {
+        int64_t m0 = t / ntc * 4, n0 = t % ntc * 64;
+        int64_t nr = M - m0 < 4 ? M - m0 : 4, ncol = N - n0 < 64 ? N - n0 : 64;
+        if (nr == 4 && ncol == 64 && !(unfused ? tile_h32(P, out, Ah, Bh, m0, n0, 1)
+                                               : tile_h32(P, out, Ah, Bh, m0, n0, 0))) continue;
+        /* edge tiles and redone tiles: the float path on 16-lane vectors (N is a multiple of 16) */
+        for (int64_t c = 0; c < ncol; c += 32) {
+            int64_t nc = (ncol - c) / 16 < 2 ? (ncol - c) / 16 : 2;
+            if (P->rne_path == 1) tile_f16(P, out, A, B, m0, nr, n0 + c, nc, 0, 1, 1);
+            else tile_f16(P, out, A, B, m0, nr, n0 + c, nc, 0, 1, 2);
+        } }
+    free(Ah);
+}
+#else
+#define PSUM_FP16 0
+#endif
+
+/* The instruction set the float path runs on: 3 AVX-512 with AVX512-FP16 (binary16 arithmetic;
+   used by specs that are the host's binary16 MAC, else as 2), 2 AVX-512, 1 AVX2, 0 generic; the
+   best the CPU has, capped by `want` (>= 0: tests force each variant the host can run; < 0: best). */
 int psum_isa(int want) {
     int best = 0;
 #if PSUM_X86
@@ -641,11 +727,14 @@ int psum_isa(int want) {
     if (__builtin_cpu_supports("avx2")) best = 1;
     if (best && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
         && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) best = 2;
+#if PSUM_FP16
+    if (best == 2 && __builtin_cpu_supports("avx512fp16")) best = 3;
+#endif
 #endif
     return want >= 0 && want < best ? want : best;
 }
 /* lanes of the float path at an ISA level (the caller pads N to a multiple) */
-int psum_lanes(int isa, int dtype) { return (isa == 2 ? 16 : 8) / (dtype ? 2 : 1); }
+int psum_lanes(int isa, int dtype) { return (isa >= 2 ? 16 : 8) / (dtype ? 2 : 1); }
 
 /* Entry points: dtype 0 = float32 arrays, 1 = float64 arrays; isa from psum_isa.  N must be a
    multiple of psum_lanes(isa, dtype) for the float path (the caller pads). */
@@ -656,7 +745,10 @@ int psum_accumulate(const params_t *P, int dtype, const void *A, const void *B, 
         if (dtype == 0) run_sr_f(P, A, B, out); else run_sr_d(P, A, B, out);
     } else {
         int isa = psum_isa(P->isa);
-        if (isa == 2) { if (dtype == 0) run_float_f16(P, A, B, out); else run_float_d8(P, A, B, out); }
+#if PSUM_FP16
+        if (isa == 3 && dtype == 0 && P->fp16_native && P->rne_path) run_h32(P, A, B, out); else
+#endif
+        if (isa >= 2) { if (dtype == 0) run_float_f16(P, A, B, out); else run_float_d8(P, A, B, out); }
         else if (isa == 1) { if (dtype == 0) run_float_f8a(P, A, B, out); else run_float_d4a(P, A, B, out); }
         else { if (dtype == 0) run_float_f8g(P, A, B, out); else run_float_d4g(P, A, B, out); }
     }
