@@ -128,8 +128,13 @@ def _rne_blocks_off():
 def _paths():
     """Which block path the C kernel takes per float spec (float32 lanes): the header line."""
     names = {0: "TwoSum", 1: "RNE plain sum", 2: "RNE round-to-odd sum"}
-    return ", ".join(f"{label}: {names[kernels.rne_path(MacSpec.parse(text), 24)]}"
-                     for label, text in FLOAT_SPECS.items())
+
+    def path(spec):
+        if kernels.fp16_native(spec) and kernel_isa() == "avx512fp16":
+            return "binary16 FMA (AVX512-FP16)" if spec.prod is None else "binary16 mul+add (AVX512-FP16)"
+        return names[kernels.rne_path(spec, 24)]
+    specs = dict(FLOAT_SPECS, **{"APyTypes spec": APY_SPEC})
+    return ", ".join(f"{label}: {path(MacSpec.parse(text))}" for label, text in specs.items())
 
 
 def versus_apytypes(backend):

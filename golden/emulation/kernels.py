@@ -284,6 +284,7 @@ _FRAC_CLASSES = ((0, 0), (0, 1), (1, 0), (1, 1))
 _THRESHOLDS = {(0, 0, 0, 0): 0, (0, 0, 0, 1): 1, (0, 0, 1, 1): 2, (0, 1, 1, 1): 3}
 
 
+@functools.lru_cache(maxsize=64)
 def _bias_classes(mode: Rounding) -> tuple[int, int]:
     """:func:`~psum.golden.rounding.round_up` for ``mode`` as the C vector path's rounding bias.
 
@@ -303,6 +304,7 @@ def _bias_classes(mode: Rounding) -> tuple[int, int]:
     return sum(c << (2 * j) for j, c in enumerate(per)), dep
 
 
+@functools.lru_cache(maxsize=512)
 def _cfmt(fmt, mode: Rounding = Rounding.RNE, saturate: bool = False) -> _Fmt:
     """The C kernel's view of a format with its rule book for ``(mode, saturate)``.
 
@@ -324,8 +326,9 @@ def _cfmt(fmt, mode: Rounding = Rounding.RNE, saturate: bool = False) -> _Fmt:
 # ---------------------------------------------------------------------------------------------
 # Exactness conditions
 # ---------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=512)
 def _fmt_range(fmt):
-    """(smallest positive, largest finite) value of a format."""
+    """(smallest positive, largest finite) value of a format (cached: the properties decode)."""
     if isinstance(fmt, IntFormat):
         return 1.0, float(max(abs(fmt.min_int), fmt.max_int))
     return fmt.min_subnormal, fmt.max_value
@@ -355,10 +358,28 @@ def float_path_ok(spec: MacSpec, w: int, A=None, B=None) -> bool:
     53 bits since SR runs in binary64), every accumulator/product value and every product of the
     data is a normal host float (exponent range), so the bit-level rounding can read the exponent.
     """
+    verdict, lo, hi = _float_path_static(spec, w)
+    if verdict is not None:
+        return verdict
+    if A is not None:
+        amin, amax = _nz_range(A)
+        bmin, bmax = _nz_range(B)
+        if not (math.isfinite(amax) and math.isfinite(bmax)):
+            return False
+        if amin * bmin < lo or amax * bmax >= hi:  # products exact and normal (or zero)
+            return False
+    return True
+
+
+@functools.lru_cache(maxsize=512)
+def _float_path_static(spec: MacSpec, w: int):
+    """:func:`float_path_ok`'s conditions on the formats alone (cached: a network calls the kernel
+    once per layer block, and the format properties decode codes each time): ``(verdict, lo,
+    hi)``, the verdict None when the data decides (products in ``[lo, hi)`` or zero)."""
     if spec.int_acc:
-        return False
+        return False, 0.0, 0.0
     if any(getattr(f, "specials", None) not in _SPECIALS for f in (spec.acc, spec.prod) if f is not None):
-        return False  # a policy the C kernel has no code for (p3109): the exact numpy path runs
+        return False, 0.0, 0.0  # a policy the C kernel has no code for (p3109): the exact numpy path runs
     host = _HOST_FLOAT[w]
     if w == 24:
         # products must be normal binary32 numbers, at least 2**emin and below 2**emax (one binade
@@ -368,30 +389,23 @@ def float_path_ok(spec: MacSpec, w: int, A=None, B=None) -> bool:
         # binary64 runs with a wide margin inside its normal range (2**-1022 .. 2**1024)
         lo, hi, p_need = 2.0**-1000, 2.0**1000, spec.acc.precision + 2 + spec.sr_bits
     if spec.rounding is Rounding.SR and w == 24 and spec.acc.precision + 2 + spec.sr_bits > 53:
-        return False
+        return False, lo, hi
     if spec.a.precision + spec.b.precision > w or p_need > w:
-        return False
+        return False, lo, hi
     for fmt in (spec.acc, spec.prod):
         if fmt is None:
             continue
         if isinstance(fmt, FloatFormat) and (fmt.man_bits > w - 3):
-            return False
+            return False, lo, hi
         small, big = _fmt_range(fmt)
         # every value of the format (incl. its subnormals) is exact in the host type; the
         # normal-range test of the C fast path needs 2**emin to be a normal host number.
         if small < host.min_subnormal or big > host.max_value or 2.0**fmt.emin < lo:
-            return False
+            return False, lo, hi
     (amin, amax), (bmin, bmax) = _fmt_range(spec.a), _fmt_range(spec.b)
     if amin * bmin >= lo and amax * bmax < hi:
-        return True  # every product of the formats is exact and normal: no data check needed
-    if A is not None:
-        amin, amax = _nz_range(A)
-        bmin, bmax = _nz_range(B)
-        if not (math.isfinite(amax) and math.isfinite(bmax)):
-            return False
-        if amin * bmin < lo or amax * bmax >= hi:  # products exact and normal (or zero)
-            return False
-    return True
+        return True, lo, hi  # every product of the formats is exact and normal: no data check needed
+    return None, lo, hi
 
 
 def rne_path(spec: MacSpec, w: int) -> int:
@@ -515,10 +529,14 @@ def _run_c(spec, A, B, init, *, row_base, col_stride, k_offset, seed, w, nthread
     N = B.shape[1]
     Np = -(-N // lanes) * lanes
     A_ = A.to(dt).contiguous()
-    B_ = torch.zeros((K, Np), dtype=dt)
-    B_[:, :N] = B
-    out = torch.zeros((M, Np), dtype=dt)
-    out[:, :N] = init
+    if Np == N:  # no padding: one conversion each (out: a fresh array the kernel writes)
+        B_ = B.to(dt).contiguous()
+        out = init.to(dt, copy=True).contiguous()
+    else:
+        B_ = torch.zeros((K, Np), dtype=dt)
+        B_[:, :N] = B
+        out = torch.zeros((M, Np), dtype=dt)
+        out[:, :N] = init
     rb = np.ascontiguousarray(np.arange(M, dtype=np.int64) * N if row_base is None else row_base,
                               dtype=np.int64)
     p = _Params(M, Np, K, K, Np, Np, spec.rounding.code, int(spec.saturate), spec.sr_bits,
@@ -531,7 +549,7 @@ def _run_c(spec, A, B, init, *, row_base, col_stride, k_offset, seed, w, nthread
     if M and K and N:
         lib.psum_accumulate(ctypes.byref(p), 0 if w == 24 else 1, A_.data_ptr(), B_.data_ptr(),
                             out.data_ptr())
-    return out[:, :N].double()
+    return (out if Np == N else out[:, :N]).double()
 
 
 def _wrap(spec, v):
@@ -622,6 +640,7 @@ def _round_fixed(sb, D, mode):
     return (sb & ~(one - 1)) + up.long() * one
 
 
+@functools.lru_cache(maxsize=64)
 def _host_zero_ok(mode: Rounding) -> bool:
     """Whether the host's round-to-nearest addition gives the exact-zero sign ``mode`` wants.
 
