@@ -27,6 +27,8 @@ RNE_SPECS = [
     "a=fp16,b=fp16,acc=fp32",                      # float64 lanes: plain sum (1)
     "a=fp8_e4m3,b=fp8_e4m3,acc=fp16",              # the host's binary16 FMA where it has one
     "a=fp16,b=fp16,acc=fp16,overflow=sat",         # binary16 FMA, saturation by the redo
+    "a=fp16,b=fp16,acc=e5m6",                      # binary16 FMA rounded to odd, then to 7 bits
+    "a=fp8_e4m3,b=fp8_e4m3,acc=e5m2,overflow=sat", # the same, 8 pattern bits dropped
 ]
 F32_LANES = [t for t in RNE_SPECS if "acc=fp32" not in t]
 
@@ -139,16 +141,20 @@ def test_rne_blocks_specials_inside_benign_blocks(monkeypatch, isa, text):
 # The double-rounding cases of the proof's item (c): a plain binary32 sum lands on a tie of the
 # accumulator grid that the exact sum is not on.
 TIES = [
+    # e5m6 from fp16 operands: 1024 + (8 + 2**-12); binary16 RN gives 1032, a 7-bit tie RNE takes
+    # to 1024; exact: 1040 (the binary16 round-to-odd FMA of fp16_native mode 3)
+    # (exact in binary32, so only the binary16 path meets this tie)
+    ("a=fp16,b=fp16,acc=e5m6", 1024.0, 1 + 2.0**-5, 8 * (1 - 2.0**-5 + 2.0**-10), 1040.0, False),
     # fp16: 1024 + (0.5 + 2**-16): binary32 gives 1024.5, a tie RNE takes to 1024; exact: 1025
-    ("a=fp16,b=fp16,acc=fp16", 1024.0, 1 + 2.0**-5, 0.5 - 2.0**-6 + 2.0**-11, 1025.0),
+    ("a=fp16,b=fp16,acc=fp16", 1024.0, 1 + 2.0**-5, 0.5 - 2.0**-6 + 2.0**-11, 1025.0, True),
     # e5m6: -2**-20 + 8640 (8 bits, a 7-bit midpoint): binary32 gives 8640, RNE 8704; exact: 8576
-    ("a=fp8_e4m3,b=fp8_e4m3,acc=e5m6", -2.0**-20, 72.0, 120.0, 8576.0),
+    ("a=fp8_e4m3,b=fp8_e4m3,acc=e5m6", -2.0**-20, 72.0, 120.0, 8576.0, True),
 ]
 
 
 @pytest.mark.parametrize("isa", _isas())
-@pytest.mark.parametrize("text, acc0, a, b, want", TIES)
-def test_rne_round_to_odd_needed_and_used(monkeypatch, isa, text, acc0, a, b, want):
+@pytest.mark.parametrize("text, acc0, a, b, want, plain_wrong", TIES)
+def test_rne_round_to_odd_needed_and_used(monkeypatch, isa, text, acc0, a, b, want, plain_wrong):
     spec = MacSpec.parse(text)
     assert rne_path(spec, 24) == 2
     rng = np.random.default_rng(34)
@@ -158,6 +164,8 @@ def test_rne_round_to_odd_needed_and_used(monkeypatch, isa, text, acc0, a, b, wa
     _check(monkeypatch, isa, spec, A, B, init)
     monkeypatch.setenv("PSUM_KERNEL_ISA", isa)
     assert _run(spec, A, B, init, "c")[2, 7] == want
+    if not plain_wrong:
+        return
     # the plain sum (rne_path 1) would be wrong here: the test has teeth (the binary16 FMA,
     # exact by itself, is kept out of this half)
     if isa == "avx512fp16":
@@ -168,11 +176,14 @@ def test_rne_round_to_odd_needed_and_used(monkeypatch, isa, text, acc0, a, b, wa
 
 @pytest.mark.parametrize("text, want", [
     ("a=fp16,b=fp16,acc=fp16", 1), ("a=fp16,b=fp16,acc=fp16,prod=fp16,fused=no", 2),
+    ("a=fp8_e4m3,b=fp8_e4m3,acc=e5m6", 3), ("a=fp16,b=fp16,acc=e5m8", 3),
+    ("a=fp16,b=fp16,acc=e5m9", 0),                # 10 + 2 > 11 bits: no room for round to odd
+    ("a=fp8_e4m3,b=fp8_e4m3,acc=e5m6,prod=e5m6,fused=no", 0),
     ("a=fp8_e4m3,b=fp8_e4m3,acc=fp16", 1), ("a=fp8_e5m2,b=fp8_e5m2,acc=fp16", 1),
     ("a=fp16,b=fp16,acc=fp16,overflow=sat", 1),   # overflow is recomputed, never kept
     ("a=bf16,b=bf16,acc=fp16", 0),                # bf16 operands are not binary16 values
     ("a=fp16,b=fp16,acc=fp16,prod=bf16,fused=no", 0),
-    ("a=fp16,b=fp16,acc=fp16,round=rtz", 0), ("a=fp16,b=fp16,acc=e5m6", 0),
+    ("a=fp16,b=fp16,acc=fp16,round=rtz", 0), ("a=bf16,b=bf16,acc=e5m6", 0),
 ])
 def test_fp16_native_choice(text, want):
     assert K.fp16_native(MacSpec.parse(text)) == want
@@ -195,3 +206,21 @@ def test_fp16_native_edges_and_flush_to_zero(monkeypatch, text):
         _check(monkeypatch, "avx512fp16", spec, A, B, init)
     finally:
         torch.set_flush_denormal(False)
+
+
+@pytest.mark.skipif("avx512fp16" not in _isas(), reason="no AVX512-FP16 on this host")
+@pytest.mark.parametrize("text", ["a=fp8_e4m3,b=fp8_e4m3,acc=e5m6", "a=fp8_e4m3,b=fp8_e4m3,acc=e5m6,overflow=sat",
+                                  "a=fp16,b=fp16,acc=e5m6"])
+def test_fp16_pattern_rounding_overflow_and_nonfinite_init(monkeypatch, text):
+    """fp16_native mode 3 on finite operands: an overflow mid-tile (the inf pattern, redone),
+    the top binade's carry, and a NaN / inf initial value in one tile (that tile redone)."""
+    spec = MacSpec.parse(text)
+    rng = np.random.default_rng(36)
+    A, B, init = _benign(spec, rng)
+    A[0, 40], B[40, 3] = _q(spec.a, 200.0), _q(spec.b, 400.0)   # 80000 > max: overflow
+    A[5, :], B[:, 9] = 1.0, 0.0
+    B[0, 9] = _q(spec.b, 60000.0 if spec.b.max_value > 60000 else 448.0)
+    init[5, 9] = _q(spec.acc, 65000.0)                          # near the top, carries
+    init[6, 20] = np.nan
+    init[7, 60] = -np.inf
+    _check(monkeypatch, "avx512fp16", spec, A, B, init)

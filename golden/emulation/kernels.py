@@ -467,7 +467,7 @@ def _in_fp16(fmt) -> bool:
 
 
 def fp16_native(spec: MacSpec) -> int:
-    """Whether ``spec`` is the host's own IEEE binary16 MAC (the C kernel's AVX512-FP16 path).
+    """Whether ``spec`` runs on the host's IEEE binary16 arithmetic (the C kernel's AVX512-FP16 path).
 
     That is: the accumulator is binary16 (``fp16``: subnormals, inf, NaN), the spec takes a
     float32-lane round-to-nearest-even block (:func:`rne_path`, so the rule book rounds and signs
@@ -485,15 +485,26 @@ def fp16_native(spec: MacSpec) -> int:
     Returns
     -------
     int
-        1 (fused), 2 (unfused) or 0 (not the host's binary16 MAC).
+        1 (fused), 2 (unfused), 3 (fused into a narrower ``e5m<M>`` accumulator with binary16's
+        exponent layout, ``M <= 8``: a binary16 FMA rounded to odd, then rounded on the binary16
+        pattern; finite operands only) or 0 (none of these).
     """
-    if spec.int_acc or spec.fixed_acc or spec.acc != _FP16 or not rne_path(spec, 24):
+    if spec.int_acc or spec.fixed_acc or not rne_path(spec, 24):
         return 0
     if not (_in_fp16(spec.a) and _in_fp16(spec.b)):
         return 0
-    if spec.prod is None:
-        return 1
-    return 2 if spec.prod == _FP16 else 0
+    if spec.acc == _FP16:
+        if spec.prod is None:
+            return 1
+        return 2 if spec.prod == _FP16 else 0
+    acc = spec.acc
+    # e5m<M> with binary16's layout (bias, emin, ieee specials, subnormals) and M + 3 <= 11:
+    # rounded on binary16 patterns after a round-to-odd binary16 FMA (mode 3, run_h32)
+    if (spec.prod is None and isinstance(acc, FloatFormat) and acc.exp_bits == _FP16.exp_bits
+            and acc.bias == _FP16.bias and acc.specials == "ieee" and acc.subnormals
+            and acc.precision + 2 <= _FP16.precision):
+        return 3
+    return 0
 
 
 def _int_exact_bound(spec: MacSpec, A, B, init, K):

@@ -59,8 +59,8 @@ typedef struct {
     int32_t isa;              /* float path instruction set cap (psum_isa); -1: the best there is */
     int32_t rne_path;         /* 0: TwoSum blocks; 1 / 2: round-to-nearest-even blocks with a plain /
                                  round-to-odd host sum (the caller proves which; see tile_rne) */
-    int32_t fp16_native;      /* 1 / 2: the spec is the host's IEEE binary16 fused / unfused MAC (see
-                                 run_h32): 0 elsewhere */
+    int32_t fp16_native;      /* 1 / 2: the spec is the host's IEEE binary16 fused / unfused MAC; 3:
+                                 fused into e5m<M>, M < 10 (see run_h32): 0 elsewhere */
 } params_t;
 
 /* ------------------------------------------------------------------------------------------ */
@@ -664,21 +664,54 @@ static inline __attribute__((always_inline)) TGT_FP16 void h32_store(float *o, _
     __m512i x = _mm512_castph_si512(v);
     _mm512_storeu_ps(o, _mm512_cvtxph_ps(_mm256_castsi256_ph(_mm512_castsi512_si256(x))));
     _mm512_storeu_ps(o + 16, _mm512_cvtxph_ps(_mm256_castsi256_ph(_mm512_extracti64x4_epi64(x, 1)))); }
-/* 4 rows x 64 columns (2 vectors of 32 lanes), all K steps; 0: results written, 1: redo */
+/* Narrower accumulators with binary16's exponent layout (e5m<M>, M < 10: same bias, same
+   emin, ieee specials; fp16_native 3).  Their values are the binary16 values whose pattern has
+   D = 10 - M low zero bits, in the subnormal range too (the same quantum 2^(emin-M) there), so
+   rounding into e5m<M> is rounding the binary16 *pattern* at bit D: add the rule book's RNE bias
+   (half - 1 + lsb, the lsb read at bit D) to the magnitude pattern and clear the low D bits; a
+   carry into the exponent is the next binade and past the top it is the inf pattern (overflow:
+   the tile is redone).  The sum before that rounding is RO_11(acc + a*b), the fused sum rounded
+   to odd in binary16 (the odd one of the {rd-sae} / {ru-sae} FMAs, as roadd_f16), and
+   RN_M(RO_11(x)) = RN_M(x) since 11 >= (M + 1) + 2 (Boldo & Melquiond 2008; the subnormal grid
+   has the same 4 extra bits).  A non-zero sum that rounds to zero keeps its sign bit, the rule's
+   (round_fmt); exact zeros get IEEE's sign from the pick of RU's +0 over RD's -0, as in roadd_*.
+   Patterns stay below 0x7C08 in magnitude as long as no NaN appears, so the add never reaches
+   the sign bit: the caller runs this only on finite operands and tiles with finite initial
+   values, where a lane can become inf (overflow) but never NaN. */
+static inline __attribute__((always_inline)) TGT_FP16 __m512h h32_fma_ro_round(__m512h a, __m512h b,
+        __m512h c, __m512i one, __m512i lsbm, __m128i sh, __m512i half1, __m512i keep) {
+    __m512h d = _mm512_fmadd_round_ph(a, b, c, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512h u = _mm512_fmadd_round_ph(a, b, c, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+    __mmask32 odd = _mm512_test_epi16_mask(_mm512_castph_si512(d), one);
+    __m512i s = _mm512_mask_blend_epi16(odd, _mm512_castph_si512(u), _mm512_castph_si512(d));
+    __m512i lsb = _mm512_srl_epi16(_mm512_and_si512(s, lsbm), sh);
+    return _mm512_castsi512_ph(_mm512_and_si512(_mm512_add_epi16(_mm512_add_epi16(s, half1), lsb), keep)); }
+/* 4 rows x 64 columns (2 vectors of 32 lanes), all K steps; 0: results written, 1: redo.
+   mode 1: fused binary16, 2: unfused binary16, 3: fused e5m<M> (above) */
 static inline __attribute__((always_inline)) TGT_FP16 int tile_h32(const params_t *P, float *out,
-        const _Float16 *Ah, const _Float16 *Bh, int64_t m0, int64_t n0, int unfused) {
+        const _Float16 *Ah, const _Float16 *Bh, int64_t m0, int64_t n0, int mode) {
     if (_mm_getcsr() & 0x8040) return 1;               /* FTZ (bit 15) or DAZ (bit 6) set */
     int64_t K = P->K, N = P->N;
+    int D = 10 - P->acc.man_bits;
+    __m512i one = _mm512_set1_epi16(1), lsbm = _mm512_set1_epi16((short)(1 << D));
+    __m512i half1 = _mm512_set1_epi16((short)((1 << D) / 2 - 1)), keep = _mm512_set1_epi16((short)~((1 << D) - 1));
+    __m128i sh = _mm_cvtsi32_si128(D);
     __m512h acc[4][2];
-    for (int i = 0; i < 4; i++) for (int j = 0; j < 2; j++)
+    __mmask32 bad0 = 0;
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 2; j++) {
         acc[i][j] = h32_load(out + (m0 + i) * P->ldo + n0 + 32 * j);
+        bad0 |= _mm512_fpclass_ph_mask(acc[i][j], 0x99); }
+    if (mode == 3 && bad0) return 1;                     /* mode 3 starts from finite values only */
     for (int64_t k = 0; k < K; k++) {
         __m512h b0 = _mm512_loadu_ph(Bh + k * N + n0), b1 = _mm512_loadu_ph(Bh + k * N + n0 + 32);
         for (int i = 0; i < 4; i++) {
             __m512h a = _mm512_set1_ph(Ah[(m0 + i) * K + k]);
-            if (unfused) {
+            if (mode == 2) {
                 acc[i][0] = _mm512_add_ph(acc[i][0], _mm512_mul_ph(a, b0));
                 acc[i][1] = _mm512_add_ph(acc[i][1], _mm512_mul_ph(a, b1));
+            } else if (mode == 3) {
+                acc[i][0] = h32_fma_ro_round(a, b0, acc[i][0], one, lsbm, sh, half1, keep);
+                acc[i][1] = h32_fma_ro_round(a, b1, acc[i][1], one, lsbm, sh, half1, keep);
             } else {
                 acc[i][0] = _mm512_fmadd_ph(a, b0, acc[i][0]);
                 acc[i][1] = _mm512_fmadd_ph(a, b1, acc[i][1]);
@@ -694,17 +727,24 @@ static TGT_FP16 void run_h32(const params_t *P, const float *A, const float *B, 
     _Float16 *Ah = malloc((size_t)(M * K + K * N) * sizeof(_Float16));
     if (!Ah) { run_float_f16(P, A, B, out); return; }
     _Float16 *Bh = Ah + M * K;
-    /* exact: every operand value is a binary16 value (caller) */
-    for (int64_t m = 0; m < M; m++) for (int64_t k = 0; k < K; k++) Ah[m * K + k] = (_Float16)A[m * P->lda + k];
-    for (int64_t k = 0; k < K; k++) for (int64_t n = 0; n < N; n++) Bh[k * N + n] = (_Float16)B[k * P->ldb + n];
+    /* exact: every operand value is a binary16 value (caller); mode 3 needs finite operands */
+    uint32_t nonfinite = 0;
+    for (int64_t m = 0; m < M; m++) for (int64_t k = 0; k < K; k++) {
+        float v = A[m * P->lda + k]; uint32_t u; memcpy(&u, &v, 4);
+        nonfinite |= (u & 0x7f800000u) == 0x7f800000u; Ah[m * K + k] = (_Float16)v; }
+    for (int64_t k = 0; k < K; k++) for (int64_t n = 0; n < N; n++) {
+        float v = B[k * P->ldb + n]; uint32_t u; memcpy(&u, &v, 4);
+        nonfinite |= (u & 0x7f800000u) == 0x7f800000u; Bh[k * N + n] = (_Float16)v; }
     int64_t ntr = (M + 3) / 4, ntc = (N + 63) / 64;
-    int unfused = P->fp16_native == 2;
+    int mode = P->fp16_native;
+    if (mode == 3 && nonfinite) { free(Ah); run_float_f16(P, A, B, out); return; }
     _Pragma("omp parallel for schedule(dynamic, 4) num_threads(P->nthreads)")
     for (int64_t t = 0; t < ntr * ntc; t++) {
         int64_t m0 = t / ntc * 4, n0 = t % ntc * 64;
         int64_t nr = M - m0 < 4 ? M - m0 : 4, ncol = N - n0 < 64 ? N - n0 : 64;
-        if (nr == 4 && ncol == 64 && !(unfused ? tile_h32(P, out, Ah, Bh, m0, n0, 1)
-                                               : tile_h32(P, out, Ah, Bh, m0, n0, 0))) continue;
+        if (nr == 4 && ncol == 64 && !(mode == 1 ? tile_h32(P, out, Ah, Bh, m0, n0, 1)
+                                       : mode == 2 ? tile_h32(P, out, Ah, Bh, m0, n0, 2)
+                                       : tile_h32(P, out, Ah, Bh, m0, n0, 3))) continue;
         /* edge tiles and redone tiles: the float path on 16-lane vectors (N is a multiple of 16) */
         for (int64_t c = 0; c < ncol; c += 32) {
             int64_t nc = (ncol - c) / 16 < 2 ? (ncol - c) / 16 : 2;
