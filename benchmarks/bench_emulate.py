@@ -130,8 +130,10 @@ def _paths():
     names = {0: "TwoSum", 1: "RNE plain sum", 2: "RNE round-to-odd sum"}
 
     def path(spec):
-        if kernels.fp16_native(spec) and kernel_isa() == "avx512fp16":
-            return "binary16 FMA (AVX512-FP16)" if spec.prod is None else "binary16 mul+add (AVX512-FP16)"
+        mode = kernels.fp16_native(spec) if kernel_isa() == "avx512fp16" else 0
+        if mode:
+            return {1: "binary16 FMA", 2: "binary16 mul+add",
+                    3: "binary16 round-to-odd FMA + pattern rounding"}[mode] + " (AVX512-FP16)"
         return names[kernels.rne_path(spec, 24)]
     specs = dict(FLOAT_SPECS, **{"APyTypes spec": APY_SPEC})
     return ", ".join(f"{label}: {path(MacSpec.parse(text))}" for label, text in specs.items())
