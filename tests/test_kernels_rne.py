@@ -216,11 +216,14 @@ def test_fp16_pattern_rounding_overflow_and_nonfinite_init(monkeypatch, text):
     the top binade's carry, and a NaN / inf initial value in one tile (that tile redone)."""
     spec = MacSpec.parse(text)
     rng = np.random.default_rng(36)
-    A, B, init = _benign(spec, rng)
+    A, B, init = _benign(spec, rng, M=12)
     A[0, 40], B[40, 3] = _q(spec.a, 200.0), _q(spec.b, 400.0)   # 80000 > max: overflow
     A[5, :], B[:, 9] = 1.0, 0.0
     B[0, 9] = _q(spec.b, 60000.0 if spec.b.max_value > 60000 else 448.0)
     init[5, 9] = _q(spec.acc, 65000.0)                          # near the top, carries
     init[6, 20] = np.nan
     init[7, 60] = -np.inf
+    # alone in the third row tile: a NaN whose binary16 pattern is 0x7fff (all payload bits);
+    # rounding that pattern as a number would carry into the sign bit and give -0
+    init[9, 10] = np.frombuffer(np.uint64(0x7FFFFFFFFFFFFFFF).tobytes(), dtype=np.float64)[0]
     _check(monkeypatch, "avx512fp16", spec, A, B, init)

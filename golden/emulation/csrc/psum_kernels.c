@@ -357,9 +357,13 @@ GENERIC_FMA(d4g, vd4, TGT_GEN)
        caller's conditions, with pp the product's precision (exact product: p_a + p_b; unfused:
        p_prod): w >= p_acc + pp + 1 (L = acc), and for L = product either pp <= p_acc and
        w >= 2 p_acc + 1, or acc on the w-bit grid of every binade the block allows
-       (w >= emax_acc - emin_acc + m_acc + 1, so S is exact).  Example of the failure this
-       excludes (fp16 fused, w = 24): 1024 + (0.5 + 2^-20) is 1024.5 in binary32, a tie that
-       RNE takes down to 1024 where the exact sum rounds to 1025; such specs take rne_path 2.
+       (w >= emax_acc - emin_acc + m_acc + 1, so S is exact).  In the acc's subnormal range
+       (quantum q) the midpoints are odd multiples of q/2: L = acc is a grid point, at least q/2
+       from any, and the same bound holds; L = product could be one, but then RN_w(S) = M needs
+       0 < |acc| <= 2^(e(S)-w) < q, and a non-zero acc is at least q.  Example of the failure
+       this excludes (fp16 fused, w = 24): 1024 + 1.03125 * 0.48486328125 = 1024 + (0.5 +
+       2^-16) is 1024.5 in binary32, a tie that RNE takes down to 1024 where the exact sum rounds
+       to 1025 (tests/test_kernels_rne.py); such specs take rne_path 2.
    (d) Unfused: the exact product is rounded into prod by the same (a), one rounding of an exact
        value.
    Range evidence, folded branch-free as in tile_fast: the max over the block of exponent(s)
