@@ -188,7 +188,9 @@ def _build(src: Path, cache: Path, lib: Path) -> Path:
         os.close(fd)
         cmd = [cc, *flags, "-fopenmp", "-ffp-contract=off", "-shared", "-fPIC", "-o", tmp, str(src), "-lm"]
         try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+            # ~30 CPU-seconds (every ISA variant and block path instantiated); on a loaded
+            # 2-core machine that took 2-4 minutes of wall time, and a timeout means slow paths
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                                  preexec_fn=functools.partial(die_with_parent, os.getpid()))
         except (OSError, subprocess.TimeoutExpired) as exc:
             os.unlink(tmp)
