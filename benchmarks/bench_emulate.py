@@ -1,9 +1,11 @@
 """Throughput of bit-exact emulation vs torch's native fp32 and vs APyTypes, same shapes, one run.
 
-    .venv/bin/python benchmarks/bench_emulate.py [--threads N] [--cpu] [--sweep] [--backend auto|c|torch]
+    .venv/bin/python benchmarks/bench_emulate.py [--threads N] [--cpu] [--sweep] [--twosum] [--backend auto|c|torch]
 
 (``--threads 1 --cpu``: best-of CPU time on one thread, the steadier figure on a shared machine;
-``PSUM_KERNEL_ISA=avx2`` etc. caps the kernel's instruction set.)
+``PSUM_KERNEL_ISA=avx2`` etc. caps the kernel's instruction set; ``--twosum`` adds, under each
+matmul, the same kernel with its round-to-nearest-even blocks switched off, i.e. the previous
+TwoSum blocks, measured in the same run.)
 
 Issue 13's shapes, native first (a busy machine shows in the baseline):
 
@@ -22,6 +24,7 @@ Targets (issue 13): psum / native >= 10 % for the float accumulators, psum / APy
 """
 
 import argparse
+import contextlib
 import time
 
 import numpy as np
@@ -30,6 +33,7 @@ import torch.nn.functional as F
 
 import psum
 from psum.golden import MacSpec
+from psum.golden.emulation import kernels
 from psum.golden.emulation.kernels import accumulate, c_kernel_available, kernel_isa
 
 FLOAT_SPECS = {
@@ -77,7 +81,7 @@ def _row(label, shape, macs, t, t_native):
     print(f"{label:34s} {shape:>14s} {macs / t / 1e9:10.3f} {t_native / t:9.1%}", flush=True)
 
 
-def issue_shapes(backend):
+def issue_shapes(backend, twosum=False):
     rng = np.random.default_rng(0)
     nb, ci, h, w, co, k = CONV
     x = torch.relu(torch.randn(nb, ci, h, w, generator=torch.Generator().manual_seed(0)))
@@ -102,7 +106,37 @@ def issue_shapes(backend):
         A, B, init = _operands(spec, M, K, N, rng)
         t = _time(lambda: accumulate(spec, A, B, init, backend=backend), min_time=0.3)
         _row(f"psum matmul {label}", mm_shape, mm_macs, t, t_mm)
+        if twosum:
+            # the same kernel with its round-to-nearest-even blocks switched off: the TwoSum /
+            # round-to-odd blocks that ran before (kernels.rne_path, the block path's switch)
+            with _rne_blocks_off():
+                t = _time(lambda: accumulate(spec, A, B, init, backend=backend), min_time=0.3)
+            _row("    (TwoSum blocks)", mm_shape, mm_macs, t, t_mm)
     return t_mm
+
+
+@contextlib.contextmanager
+def _rne_blocks_off():
+    saved = kernels.rne_path
+    kernels.rne_path = lambda spec, w: 0
+    try:
+        yield
+    finally:
+        kernels.rne_path = saved
+
+
+def _paths():
+    """Which block path the C kernel takes per float spec (float32 lanes): the header line."""
+    names = {0: "TwoSum", 1: "RNE plain sum", 2: "RNE round-to-odd sum"}
+
+    def path(spec):
+        mode = kernels.fp16_native(spec) if kernel_isa() == "avx512fp16" else 0
+        if mode:
+            return {1: "binary16 FMA", 2: "binary16 mul+add",
+                    3: "binary16 round-to-odd FMA + pattern rounding"}[mode] + " (AVX512-FP16)"
+        return names[kernels.rne_path(spec, 24)]
+    specs = dict(FLOAT_SPECS, **{"APyTypes spec": APY_SPEC})
+    return ", ".join(f"{label}: {path(MacSpec.parse(text))}" for label, text in specs.items())
 
 
 def versus_apytypes(backend):
@@ -149,6 +183,8 @@ def main():
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--threads", type=int, default=None, help="torch (and C kernel) threads")
     ap.add_argument("--sweep", action="store_true", help="also the older conv-like GEMM sweep")
+    ap.add_argument("--twosum", action="store_true",
+                    help="also time each matmul with the round-to-nearest-even blocks off (the previous kernel)")
     ap.add_argument("--cpu", action="store_true",
                     help="time by process CPU time (steadier on a shared machine; use with --threads 1)")
     args = ap.parse_args()
@@ -159,7 +195,8 @@ def main():
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, C kernel: {c_kernel_available()} "
           f"({kernel_isa()}), clock: {'CPU time' if args.cpu else 'wall'}, best of repeats")
-    issue_shapes(args.backend)
+    print(f"block paths: {_paths()}")
+    issue_shapes(args.backend, args.twosum)
     versus_apytypes(args.backend)
     if args.sweep:
         sweep(args.backend)

@@ -239,9 +239,9 @@ def test_kernel_isa_choice(monkeypatch):
     if not c_kernel_available():
         assert kernel_isa() is None
         return
-    assert kernel_isa() in ("avx512", "avx2", "generic")
+    assert kernel_isa() in ("avx512fp16", "avx512", "avx2", "generic")
     monkeypatch.setenv("PSUM_KERNEL_ISA", "generic")
     assert kernel_isa() == "generic"
     monkeypatch.setenv("PSUM_KERNEL_ISA", "sse9")
-    with pytest.raises(ValueError, match=r"^PSUM_KERNEL_ISA must be one of generic, avx2, avx512, not 'sse9'$"):
+    with pytest.raises(ValueError, match=r"^PSUM_KERNEL_ISA must be one of generic, avx2, avx512, avx512fp16, not 'sse9'$"):
         kernel_isa()

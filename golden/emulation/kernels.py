@@ -18,7 +18,9 @@ Backends, fastest first (``backend="auto"`` picks the first whose exactness cond
     gcc into ``~/.cache/psum/kernels/``, loaded with ctypes). Float accumulators: TwoSum + round-to-odd +
     integer rounding (proof in the C file's header), vectorised across output elements (AVX-512,
     AVX2 or generic vectors, picked at run time: :func:`kernel_isa`), register-tiled, in
-    branch-free blocks of 32 steps whose range evidence is checked once per block; a block in
+    branch-free blocks of 32 steps whose range evidence is checked once per block (specs that
+    round like the host's round-to-nearest-even take shorter blocks: a host sum, plain or rounded
+    to odd, then a magic-constant rounding into the accumulator; :func:`rne_path`); a block in
     which a lane left the accumulator's normal range (subnormals, overflow, specials) is redone
     with a per-step check and a scalar exact fix-up for the flagged lanes. Stochastic
     rounding runs the scalar routine every step. Integer accumulators: exact integer values in
@@ -72,7 +74,7 @@ from psum._util import atomic_write, die_with_parent, file_lock, umask_mode
 from psum.paths import cache_dir
 
 __all__ = ["accumulate", "accumulate_order", "add_spec", "sr_rand", "fmix32", "codes",
-           "c_kernel_available", "kernel_isa", "float_path_ok", "fixed_gemm_ok", "fixed_torch_ok", "BACKENDS"]
+           "c_kernel_available", "kernel_isa", "float_path_ok", "rne_path", "fp16_native", "fixed_gemm_ok", "fixed_torch_ok", "BACKENDS"]
 
 BACKENDS = ("auto", "gemm", "c", "torch", "numpy")
 _M32 = 0xFFFFFFFF
@@ -131,7 +133,8 @@ class _Params(ctypes.Structure):
                 ("col_stride", ctypes.c_int64), ("k_offset", ctypes.c_int64),
                 ("row_base", ctypes.POINTER(ctypes.c_int64)), ("acc", _Fmt), ("prod", _Fmt),
                 ("nthreads", ctypes.c_int32), ("zero_slow", ctypes.c_int32),
-                ("bias_dep", ctypes.c_int32), ("isa", ctypes.c_int32)]
+                ("bias_dep", ctypes.c_int32), ("isa", ctypes.c_int32), ("rne_path", ctypes.c_int32),
+                ("fp16_native", ctypes.c_int32)]
 
 
 def _digest(path: Path) -> str:
@@ -185,7 +188,9 @@ def _build(src: Path, cache: Path, lib: Path) -> Path:
         os.close(fd)
         cmd = [cc, *flags, "-fopenmp", "-ffp-contract=off", "-shared", "-fPIC", "-o", tmp, str(src), "-lm"]
         try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+            # ~30 CPU-seconds (every ISA variant and block path instantiated); on a loaded
+            # 2-core machine that took 2-4 minutes of wall time, and a timeout means slow paths
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                                  preexec_fn=functools.partial(die_with_parent, os.getpid()))
         except (OSError, subprocess.TimeoutExpired) as exc:
             os.unlink(tmp)
@@ -242,11 +247,13 @@ def _lib():
     return _LIB
 
 
-_ISAS = {"generic": 0, "avx2": 1, "avx512": 2}
+_ISAS = {"generic": 0, "avx2": 1, "avx512": 2, "avx512fp16": 3}
 
 
 def kernel_isa() -> str | None:
-    """The instruction set the C kernel's float path runs on here: ``"avx512"``, ``"avx2"``,
+    """The instruction set the C kernel's float path runs on here: ``"avx512fp16"`` (AVX-512 with
+    binary16 arithmetic: specs that are the host's own binary16 MAC run on it, see
+    :func:`fp16_native`; all others as on ``"avx512"``), ``"avx512"``, ``"avx2"``,
     ``"generic"`` (portable vector code), or ``None`` without the C kernel.
 
     The library holds all three and picks at run time (``__builtin_cpu_supports``), so one cached
@@ -279,6 +286,7 @@ _FRAC_CLASSES = ((0, 0), (0, 1), (1, 0), (1, 1))
 _THRESHOLDS = {(0, 0, 0, 0): 0, (0, 0, 0, 1): 1, (0, 0, 1, 1): 2, (0, 1, 1, 1): 3}
 
 
+@functools.lru_cache(maxsize=64)
 def _bias_classes(mode: Rounding) -> tuple[int, int]:
     """:func:`~psum.golden.rounding.round_up` for ``mode`` as the C vector path's rounding bias.
 
@@ -298,6 +306,7 @@ def _bias_classes(mode: Rounding) -> tuple[int, int]:
     return sum(c << (2 * j) for j, c in enumerate(per)), dep
 
 
+@functools.lru_cache(maxsize=512)
 def _cfmt(fmt, mode: Rounding = Rounding.RNE, saturate: bool = False) -> _Fmt:
     """The C kernel's view of a format with its rule book for ``(mode, saturate)``.
 
@@ -319,8 +328,9 @@ def _cfmt(fmt, mode: Rounding = Rounding.RNE, saturate: bool = False) -> _Fmt:
 # ---------------------------------------------------------------------------------------------
 # Exactness conditions
 # ---------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=512)
 def _fmt_range(fmt):
-    """(smallest positive, largest finite) value of a format."""
+    """(smallest positive, largest finite) value of a format (cached: the properties decode)."""
     if isinstance(fmt, IntFormat):
         return 1.0, float(max(abs(fmt.min_int), fmt.max_int))
     return fmt.min_subnormal, fmt.max_value
@@ -350,10 +360,28 @@ def float_path_ok(spec: MacSpec, w: int, A=None, B=None) -> bool:
     53 bits since SR runs in binary64), every accumulator/product value and every product of the
     data is a normal host float (exponent range), so the bit-level rounding can read the exponent.
     """
+    verdict, lo, hi = _float_path_static(spec, w)
+    if verdict is not None:
+        return verdict
+    if A is not None:
+        amin, amax = _nz_range(A)
+        bmin, bmax = _nz_range(B)
+        if not (math.isfinite(amax) and math.isfinite(bmax)):
+            return False
+        if amin * bmin < lo or amax * bmax >= hi:  # products exact and normal (or zero)
+            return False
+    return True
+
+
+@functools.lru_cache(maxsize=512)
+def _float_path_static(spec: MacSpec, w: int):
+    """:func:`float_path_ok`'s conditions on the formats alone (cached: a network calls the kernel
+    once per layer block, and the format properties decode codes each time): ``(verdict, lo,
+    hi)``, the verdict None when the data decides (products in ``[lo, hi)`` or zero)."""
     if spec.int_acc:
-        return False
+        return False, 0.0, 0.0
     if any(getattr(f, "specials", None) not in _SPECIALS for f in (spec.acc, spec.prod) if f is not None):
-        return False  # a policy the C kernel has no code for (p3109): the exact numpy path runs
+        return False, 0.0, 0.0  # a policy the C kernel has no code for (p3109): the exact numpy path runs
     host = _HOST_FLOAT[w]
     if w == 24:
         # products must be normal binary32 numbers, at least 2**emin and below 2**emax (one binade
@@ -363,30 +391,122 @@ def float_path_ok(spec: MacSpec, w: int, A=None, B=None) -> bool:
         # binary64 runs with a wide margin inside its normal range (2**-1022 .. 2**1024)
         lo, hi, p_need = 2.0**-1000, 2.0**1000, spec.acc.precision + 2 + spec.sr_bits
     if spec.rounding is Rounding.SR and w == 24 and spec.acc.precision + 2 + spec.sr_bits > 53:
-        return False
+        return False, lo, hi
     if spec.a.precision + spec.b.precision > w or p_need > w:
-        return False
+        return False, lo, hi
     for fmt in (spec.acc, spec.prod):
         if fmt is None:
             continue
         if isinstance(fmt, FloatFormat) and (fmt.man_bits > w - 3):
-            return False
+            return False, lo, hi
         small, big = _fmt_range(fmt)
         # every value of the format (incl. its subnormals) is exact in the host type; the
         # normal-range test of the C fast path needs 2**emin to be a normal host number.
         if small < host.min_subnormal or big > host.max_value or 2.0**fmt.emin < lo:
-            return False
+            return False, lo, hi
     (amin, amax), (bmin, bmax) = _fmt_range(spec.a), _fmt_range(spec.b)
     if amin * bmin >= lo and amax * bmax < hi:
-        return True  # every product of the formats is exact and normal: no data check needed
-    if A is not None:
-        amin, amax = _nz_range(A)
-        bmin, bmax = _nz_range(B)
-        if not (math.isfinite(amax) and math.isfinite(bmax)):
-            return False
-        if amin * bmin < lo or amax * bmax >= hi:  # products exact and normal (or zero)
-            return False
-    return True
+        return True, lo, hi  # every product of the formats is exact and normal: no data check needed
+    return None, lo, hi
+
+
+def rne_path(spec: MacSpec, w: int) -> int:
+    """Which round-to-nearest-even block the C kernel may run for ``spec`` in a ``w``-bit host float.
+
+    Returns 0 (none: the TwoSum / round-to-odd blocks), 1 (plain host sum, then the
+    magic-constant rounding) or 2 (host sum rounded to odd, then the same rounding); the proof of
+    each condition is the comment above ``DEFINE_KERNEL`` in ``csrc/psum_kernels.c`` (its items
+    (a)-(d) are cited here). The caller has checked :func:`float_path_ok` for ``w``.
+
+    Conditions: the rule book rounds like the host's round-to-nearest-even (the same rounding
+    bias classes as ``rne``, which depend on the lsb only, and the host's exact-zero sign), so
+    (a) holds; accumulator and product formats have subnormals and a negative zero (the
+    magic constant rounds into the subnormal range, and a sum that rounds to zero keeps its
+    sign); ``p_acc <= w - 2`` ((a), (b)). Path 1 when a plain sum cannot create a false tie (c):
+    ``w >= p_acc + pp + 1`` and either ``pp <= p_acc`` and ``w >= 2 p_acc + 1``, or the whole
+    accumulator range fits ``w`` bits; ``pp`` is the product's precision (``p_a + p_b``
+    fused, ``p_prod`` unfused).
+
+    Parameters
+    ----------
+    spec : MacSpec
+        The MAC spec (order ``seq``; other orders call the kernel with their ``seq`` spec).
+    w : int
+        Significand bits of the host float: 24 (float32 lanes) or 53 (float64 lanes).
+
+    Returns
+    -------
+    int
+        0, 1 or 2 as above.
+    """
+    if spec.int_acc or spec.fixed_acc or spec.rounding is Rounding.SR:
+        return 0
+    if _bias_classes(spec.rounding) != _bias_classes(Rounding.RNE) or not _host_zero_ok(spec.rounding):
+        return 0
+    fmts = [spec.acc] + ([spec.prod] if spec.prod is not None else [])
+    if any(not isinstance(f, FloatFormat) or not f.subnormals or not f.has_neg_zero
+           or f.precision > w - 2 for f in fmts):
+        return 0
+    pa = spec.acc.precision
+    pp = spec.prod.precision if spec.prod is not None else spec.a.precision + spec.b.precision
+    if pp > w - 1:
+        return 0
+    # bits from the top binade's leading bit (as the C side reads it off max_value) to the quantum
+    acc_range_bits = math.frexp(spec.acc.max_value)[1] - 1 - spec.acc.emin + spec.acc.man_bits + 1
+    if w >= pa + pp + 1 and ((pp <= pa and w >= 2 * pa + 1) or w >= acc_range_bits):
+        return 1
+    return 2
+
+
+_FP16 = NAMED["fp16"]
+
+
+def _in_fp16(fmt) -> bool:
+    """Whether every value of ``fmt`` is a binary16 value (precision, range and quantum)."""
+    return (isinstance(fmt, FloatFormat) and fmt.precision <= _FP16.precision
+            and fmt.max_value <= _FP16.max_value and fmt.emin - fmt.man_bits >= _FP16.emin - _FP16.man_bits
+            and fmt.emin >= _FP16.emin - _FP16.man_bits)
+
+
+def fp16_native(spec: MacSpec) -> int:
+    """Whether ``spec`` runs on the host's IEEE binary16 arithmetic (the C kernel's AVX512-FP16 path).
+
+    That is: the accumulator is binary16 (``fp16``: subnormals, inf, NaN), the spec takes a
+    float32-lane round-to-nearest-even block (:func:`rne_path`, so the rule book rounds and signs
+    exact zeros as IEEE's roundTiesToEven does), both operand formats hold only binary16 values,
+    and the product is exact (fused: IEEE fusedMultiplyAdd) or rounded into binary16 itself
+    (unfused ``prod=fp16``: IEEE multiplication then addition). Overflow and non-finite values,
+    where IEEE and the rule book may differ, are recomputed by the float path (``run_h32`` in
+    ``csrc/psum_kernels.c``).
+
+    Parameters
+    ----------
+    spec : MacSpec
+        The MAC spec.
+
+    Returns
+    -------
+    int
+        1 (fused), 2 (unfused), 3 (fused into a narrower ``e5m<M>`` accumulator with binary16's
+        exponent layout, ``M <= 8``: a binary16 FMA rounded to odd, then rounded on the binary16
+        pattern; finite operands only) or 0 (none of these).
+    """
+    if spec.int_acc or spec.fixed_acc or not rne_path(spec, 24):
+        return 0
+    if not (_in_fp16(spec.a) and _in_fp16(spec.b)):
+        return 0
+    if spec.acc == _FP16:
+        if spec.prod is None:
+            return 1
+        return 2 if spec.prod == _FP16 else 0
+    acc = spec.acc
+    # e5m<M> with binary16's layout (bias, emin, ieee specials, subnormals) and M + 3 <= 11:
+    # rounded on binary16 patterns after a round-to-odd binary16 FMA (mode 3, run_h32)
+    if (spec.prod is None and isinstance(acc, FloatFormat) and acc.exp_bits == _FP16.exp_bits
+            and acc.bias == _FP16.bias and acc.specials == "ieee" and acc.subnormals
+            and acc.precision + 2 <= _FP16.precision):
+        return 3
+    return 0
 
 
 def _int_exact_bound(spec: MacSpec, A, B, init, K):
@@ -422,10 +542,14 @@ def _run_c(spec, A, B, init, *, row_base, col_stride, k_offset, seed, w, nthread
     N = B.shape[1]
     Np = -(-N // lanes) * lanes
     A_ = A.to(dt).contiguous()
-    B_ = torch.zeros((K, Np), dtype=dt)
-    B_[:, :N] = B
-    out = torch.zeros((M, Np), dtype=dt)
-    out[:, :N] = init
+    if Np == N:  # no padding: one conversion each (out: a fresh array the kernel writes)
+        B_ = B.to(dt).contiguous()
+        out = init.to(dt, copy=True).contiguous()
+    else:
+        B_ = torch.zeros((K, Np), dtype=dt)
+        B_[:, :N] = B
+        out = torch.zeros((M, Np), dtype=dt)
+        out[:, :N] = init
     rb = np.ascontiguousarray(np.arange(M, dtype=np.int64) * N if row_base is None else row_base,
                               dtype=np.int64)
     p = _Params(M, Np, K, K, Np, Np, spec.rounding.code, int(spec.saturate), spec.sr_bits,
@@ -434,11 +558,11 @@ def _run_c(spec, A, B, init, *, row_base, col_stride, k_offset, seed, w, nthread
                 _cfmt(spec.acc, spec.rounding, spec.saturate),
                 _cfmt(spec.prod, Rounding.RNE if spec.rounding is Rounding.SR else spec.rounding, spec.saturate),
                 nthreads or torch.get_num_threads(), int(not _host_zero_ok(spec.rounding)),
-                _bias_classes(spec.rounding)[1], isa)
+                _bias_classes(spec.rounding)[1], isa, rne_path(spec, w), fp16_native(spec) if w == 24 else 0)
     if M and K and N:
         lib.psum_accumulate(ctypes.byref(p), 0 if w == 24 else 1, A_.data_ptr(), B_.data_ptr(),
                             out.data_ptr())
-    return out[:, :N].double()
+    return (out if Np == N else out[:, :N]).double()
 
 
 def _wrap(spec, v):
@@ -529,6 +653,7 @@ def _round_fixed(sb, D, mode):
     return (sb & ~(one - 1)) + up.long() * one
 
 
+@functools.lru_cache(maxsize=64)
 def _host_zero_ok(mode: Rounding) -> bool:
     """Whether the host's round-to-nearest addition gives the exact-zero sign ``mode`` wants.
 

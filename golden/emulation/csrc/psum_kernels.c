@@ -57,6 +57,10 @@ typedef struct {
     int32_t zero_slow;        /* the host's round-to-nearest zero sign is not the rule: slow path */
     int32_t bias_dep;         /* what the rounding bias depends on: bit 0 lsb, bit 1 sign, bit 2 both */
     int32_t isa;              /* float path instruction set cap (psum_isa); -1: the best there is */
+    int32_t rne_path;         /* 0: TwoSum blocks; 1 / 2: round-to-nearest-even blocks with a plain /
+                                 round-to-odd host sum (the caller proves which; see tile_rne) */
+    int32_t fp16_native;      /* 1 / 2: the spec is the host's IEEE binary16 fused / unfused MAC; 3:
+                                 fused into e5m<M>, M < 10 (see run_h32): 0 elsewhere */
 } params_t;
 
 /* ------------------------------------------------------------------------------------------ */
@@ -237,6 +241,69 @@ GENERIC_TWOSUM(d4g, vd4, TGT_GEN)
 GENERIC_MINMAX(f8g, vi8, vu8, TGT_GEN)
 GENERIC_MINMAX(d4g, vl4, vq4, TGT_GEN)
 
+/* The sum acc + p rounded to odd at the host precision w, RO_w(acc + p): the one of the two
+   neighbours RD_w / RU_w whose last significand bit is odd (both equal when the sum is exact).
+   AVX-512 computes both directed sums with embedded rounding (EVEX {rd-sae} / {ru-sae}, no MXCSR
+   change) and blends on the lsb of RD: 4 instructions.  Elsewhere: TwoSum, then "step s one
+   ulp toward err when inexact and even" branch-free as in ro_##SUF below.  Zeros: an exact
+   cancellation gives RD = -0 (lsb 0), so RU's +0 is taken, IEEE round-to-nearest's sign;
+   -0 + -0 is -0 in both. */
+#define GENERIC_ROADD(SUF, VT, VI, SIGNSHIFT, TGT)                                              \
+static inline __attribute__((always_inline)) TGT VT roadd_##SUF(VT acc, VT p) {                 \
+    VT s, err = twosum_##SUF(acc, p, &s);                                                      \
+    VI s0 = (VI)s, dn = (s0 ^ (VI)err) >> SIGNSHIFT, inex = err != 0;                          \
+    return (VT)((((s0 + dn) | 1) & inex) | (s0 & ~inex)); }
+#if PSUM_X86
+static inline __attribute__((always_inline)) TGT_512 vf16 roadd_f16(vf16 acc, vf16 p) {
+    __m512 d = _mm512_add_round_ps((__m512)acc, (__m512)p, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512 u = _mm512_add_round_ps((__m512)acc, (__m512)p, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+    __mmask16 odd = _mm512_test_epi32_mask(_mm512_castps_si512(d), _mm512_set1_epi32(1));
+    return (vf16)_mm512_mask_blend_ps(odd, u, d); }
+static inline __attribute__((always_inline)) TGT_512 vd8 roadd_d8(vd8 acc, vd8 p) {
+    __m512d d = _mm512_add_round_pd((__m512d)acc, (__m512d)p, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512d u = _mm512_add_round_pd((__m512d)acc, (__m512d)p, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+    __mmask8 odd = _mm512_test_epi64_mask(_mm512_castpd_si512(d), _mm512_set1_epi64(1));
+    return (vd8)_mm512_mask_blend_pd(odd, u, d); }
+#else
+GENERIC_ROADD(f16, vf16, vi16, 31, TGT_512)
+GENERIC_ROADD(d8, vd8, vl8, 63, TGT_512)
+#endif
+GENERIC_ROADD(f8a, vf8, vi8, 31, TGT_256)
+GENERIC_ROADD(d4a, vd4, vl4, 63, TGT_256)
+GENERIC_ROADD(f8g, vf8, vi8, 31, TGT_GEN)
+GENERIC_ROADD(d4g, vd4, vl4, 63, TGT_GEN)
+/* The fused step's sum acc + a*b (a*b exact: float_path_ok): one FMA on AVX-512 (it rounds the
+   exact a*b + acc once, the same value as the product then the sum), a product and a sum
+   elsewhere (AVX2 dispatch does not check the FMA flag); fmaro_* the same rounded to odd. */
+#define GENERIC_FMA(SUF, VT, TGT)                                                               \
+static inline __attribute__((always_inline)) TGT VT fmadd_##SUF(VT a, VT b, VT acc) {           \
+    return acc + a * b; }                                                                      \
+static inline __attribute__((always_inline)) TGT VT fmaro_##SUF(VT a, VT b, VT acc) {           \
+    return roadd_##SUF(acc, a * b); }
+#if PSUM_X86
+static inline __attribute__((always_inline)) TGT_512 vf16 fmadd_f16(vf16 a, vf16 b, vf16 acc) {
+    return (vf16)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)acc); }
+static inline __attribute__((always_inline)) TGT_512 vd8 fmadd_d8(vd8 a, vd8 b, vd8 acc) {
+    return (vd8)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)acc); }
+static inline __attribute__((always_inline)) TGT_512 vf16 fmaro_f16(vf16 a, vf16 b, vf16 acc) {
+    __m512 d = _mm512_fmadd_round_ps((__m512)a, (__m512)b, (__m512)acc, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512 u = _mm512_fmadd_round_ps((__m512)a, (__m512)b, (__m512)acc, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+    __mmask16 odd = _mm512_test_epi32_mask(_mm512_castps_si512(d), _mm512_set1_epi32(1));
+    return (vf16)_mm512_mask_blend_ps(odd, u, d); }
+static inline __attribute__((always_inline)) TGT_512 vd8 fmaro_d8(vd8 a, vd8 b, vd8 acc) {
+    __m512d d = _mm512_fmadd_round_pd((__m512d)a, (__m512d)b, (__m512d)acc, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512d u = _mm512_fmadd_round_pd((__m512d)a, (__m512d)b, (__m512d)acc, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+    __mmask8 odd = _mm512_test_epi64_mask(_mm512_castpd_si512(d), _mm512_set1_epi64(1));
+    return (vd8)_mm512_mask_blend_pd(odd, u, d); }
+#else
+GENERIC_FMA(f16, vf16, TGT_512)
+GENERIC_FMA(d8, vd8, TGT_512)
+#endif
+GENERIC_FMA(f8a, vf8, TGT_256)
+GENERIC_FMA(d4a, vd4, TGT_256)
+GENERIC_FMA(f8g, vf8, TGT_GEN)
+GENERIC_FMA(d4g, vd4, TGT_GEN)
+
 /* Steps per speculative block: long enough to amortise the block's check and the saved state,
    short enough that a block with a special lane costs little to redo on the careful path. */
 #define KB 32
@@ -260,6 +327,50 @@ GENERIC_MINMAX(d4g, vl4, vq4, TGT_GEN)
      the careful path.
      A lane that went wrong inside the block (NaN, overflow) only pollutes that block's discarded
      results: IEEE arithmetic does not trap. */
+/* Round-to-nearest-even blocks (tile_rne; rne_path 1 or 2): ~10 vector instructions per step
+   instead of ~25, for specs whose rule book rounds like the host's RNE (the caller checks the
+   rounding table, that the host's exact-zero sign is the rule's, and that acc and prod have
+   subnormals and a negative zero).  One step, per lane, acc and p values of their formats:
+     s = acc + p in the host type T (w bits)               rne_path 1: plain RN_w sum
+     s = RO_w(acc + p)                                      rne_path 2: round to odd (roadd_*)
+     e = max(exponent(s), emin_acc); C = 1.5 * 2^(e + w - p_acc)
+     r = (s + C) - C, with the sign bit of s ORed in.
+   (a) The magic constant.  C is a multiple of u = 2^(e + 1 - p_acc), the acc grid spacing at s
+       (in the subnormal range e = emin: the subnormal quantum, the same u).  |s| < 2^(e+1), so
+       s + C stays in C's binade [2^(e+w-p_acc), 2^(e+w-p_acc+1)) when p_acc <= w - 2, where T's
+       spacing is u: the host's RNE gives C + RNE_u(s), and since C/u = 1.5 * 2^(w-1) is even the
+       parity of the tie-break is that of RNE_u(s).  Subtracting C is exact (Sterbenz).  So
+       r = RN_acc(s), the accumulator rounding of s with ties to even, subnormals included.  The
+       sign OR: a non-zero s that rounds to zero keeps its sign (round_fmt's zero_neg), and a
+       zero s keeps the host's sign, which is the rule's (caller).
+   (b) rne_path 2: RN_acc(RO_w(x)) = RN_acc(x) when w >= p_acc + 2 (Boldo & Melquiond 2008; in
+       the subnormal range the grid is coarser still).
+   (c) rne_path 1 (a plain sum s = RN_w(S), S = acc + p exact): RN_acc(s) = RN_acc(S) unless s is
+       a midpoint of the acc grid and S is not (RN_w is monotone and every acc midpoint is a
+       w-bit number, so s and S lie between the same two midpoints otherwise).  Let L be the
+       operand of larger magnitude, T the other, with precisions pL, pT, and S inexact in w bits.
+       Then e(S) >= e(L) - 1 (a cancellation |S| < |L|/2 is exact for w > max(pL, pT)), L lies
+       on the w-bit grid of S's binade (pL <= w - 1), so T does not and |T| < 2^(e(S)-w+pT).
+       If pL <= p_acc, L is a multiple of 2^(e(S)-p_acc) and no acc midpoint M of S's binade
+       (L in a lower binade is smaller than any such M), so |S - M| >= 2^(e(S)-p_acc) - |T| >
+       2^(e(S)-w) = half an ulp_w when w >= p_acc + pT + 1: RN_w(S) is no midpoint.  Hence the
+       caller's conditions, with pp the product's precision (exact product: p_a + p_b; unfused:
+       p_prod): w >= p_acc + pp + 1 (L = acc), and for L = product either pp <= p_acc and
+       w >= 2 p_acc + 1, or acc on the w-bit grid of every binade the block allows
+       (w >= emax_acc - emin_acc + m_acc + 1, so S is exact).  In the acc's subnormal range
+       (quantum q) the midpoints are odd multiples of q/2: L = acc is a grid point, at least q/2
+       from any, and the same bound holds; L = product could be one, but then RN_w(S) = M needs
+       0 < |acc| <= 2^(e(S)-w) < q, and a non-zero acc is at least q.  Example of the failure
+       this excludes (fp16 fused, w = 24): 1024 + 1.03125 * 0.48486328125 = 1024 + (0.5 +
+       2^-16) is 1024.5 in binary32, a tie that RNE takes down to 1024 where the exact sum rounds
+       to 1025 (tests/test_kernels_rne.py); such specs take rne_path 2.
+   (d) Unfused: the exact product is rounded into prod by the same (a), one rounding of an exact
+       value.
+   Range evidence, folded branch-free as in tile_fast: the max over the block of exponent(s)
+   (and of the products, unfused).  The block is kept when every s lay below 2^emax of its
+   format (then r <= 2^emax <= max finite: no overflow, and S < 2^emax too, RN being monotone)
+   and below the limit that keeps s + C finite in T; an inf or NaN anywhere has the all-ones
+   exponent and fails it.  Subnormal and zero sums need no evidence: (a) rounds them. */
 #define DEFINE_KERNEL(SUF, T, VT, VI, VU, IT, LANES, W, SIGNSHIFT, TGT, ROWS, COLS)                \
 typedef struct { IT D, half, mask, maxb, minn; IT sign, b00, dl, ds, dx; } consts_##SUF;       \
 static inline TGT consts_##SUF mkconsts_##SUF(const fmt_t *f) {                                \
@@ -374,9 +485,58 @@ static inline __attribute__((always_inline)) TGT int tile_fast_##SUF(const param
     if (any_##SUF(bad)) return 1;                                                              \
     for (int i = 0; i < ROWS; i++) for (int j = 0; j < COLS; j++) acc[i][j] = r[i][j];         \
     return 0; }                                                                                \
+/* tile_rne's constants per format: exponent field and sign masks, 2^emin, the pattern offset  \
+   that turns 2^e into C = 1.5 * 2^(e + W - p), and top: the exponent bound (2^emax of the     \
+   format, lowered where s + C would leave T's range) */                                      \
+typedef struct { IT exp, sign, minn, koff, top; } rnec_##SUF;                                  \
+static inline TGT rnec_##SUF mkrnec_##SUF(const fmt_t *f) {                                    \
+    rnec_##SUF c; int p = f->man_bits + 1;                                                     \
+    int ef = ilogb(f->max_value), et = (W == 24 ? 127 : 1023) - (W - p) - 2;                   \
+    T mn = (T)ldexp(1.0, f->emin), tp = (T)ldexp(1.0, ef < et ? ef : et);                      \
+    memcpy(&c.minn, &mn, sizeof(T)); memcpy(&c.top, &tp, sizeof(T));                           \
+    c.sign = (IT)1 << SIGNSHIFT;                                                               \
+    c.exp = (c.sign - 1) & ~(((IT)1 << (W - 1)) - 1);                                          \
+    c.koff = ((IT)(W - p) << (W - 1)) | ((IT)1 << (W - 2));                                    \
+    return c; }                                                                                \
+/* RN of s into the format (proof (a) above), exponent evidence into hi */                      \
+static inline __attribute__((always_inline)) TGT VT rne_round_##SUF(VT s, const rnec_##SUF *c,   \
+        VI *hi) {                                                                              \
+    VI sb = (VI)s, t = sb & c->exp, z = (VI){0};                                               \
+    *hi = vmax_##SUF(*hi, t);                                                                  \
+    VT C = (VT)(vmax_##SUF(t, z + c->minn) + c->koff);                                         \
+    VT r = (s + C) - C;                                                                        \
+    return (VT)((VI)r | (sb & c->sign)); }                                                     \
+/* KB (or fewer) round-to-nearest-even steps on a full tile, no branch; like tile_fast, the    \
+   results replace acc only when the block's evidence passes (returns 0), else 1 */           \
+static inline __attribute__((always_inline)) TGT int tile_rne_##SUF(const params_t *P,           \
+        VT acc[ROWS][COLS], const T *A, const T *B, int64_t m0, int64_t n0,                    \
+        int64_t k0, int64_t k1, int unfused, int ro) {                                         \
+    rnec_##SUF ca = mkrnec_##SUF(&P->acc), cp = mkrnec_##SUF(&P->prod);                       \
+    VI zero = (VI){0}, hi = zero, hp = zero;                                                   \
+    VT r[ROWS][COLS];                                                                          \
+    for (int i = 0; i < ROWS; i++) for (int j = 0; j < COLS; j++) r[i][j] = acc[i][j];         \
+    const T *Ak = A + m0 * P->lda, *Bk = B + n0;                                               \
+    for (int64_t k = k0; k < k1; k++) {                                                        \
+        VT bv[COLS];                                                                           \
+        for (int j = 0; j < COLS; j++) memcpy(&bv[j], Bk + k * P->ldb + j * LANES, sizeof(VT)); \
+        for (int i = 0; i < ROWS; i++) {                                                       \
+            T a = Ak[i * P->lda + k];                                                          \
+            VT av = (VT){0} + a;                                                               \
+            for (int j = 0; j < COLS; j++) {                                                   \
+                VT s;                                                                          \
+                if (unfused) {                                                                 \
+                    VT p = rne_round_##SUF(av * bv[j], &cp, &hp);                              \
+                    s = ro ? roadd_##SUF(r[i][j], p) : r[i][j] + p;                             \
+                } else s = ro ? fmaro_##SUF(av, bv[j], r[i][j]) : fmadd_##SUF(av, bv[j], r[i][j]); \
+                r[i][j] = rne_round_##SUF(s, &ca, &hi); } } }                                  \
+    VI bad = hi >= ca.top;                                                                     \
+    if (unfused) bad |= hp >= cp.top;                                                          \
+    if (any_##SUF(bad)) return 1;                                                              \
+    for (int i = 0; i < ROWS; i++) for (int j = 0; j < COLS; j++) acc[i][j] = r[i][j];         \
+    return 0; }                                                                                \
 static inline __attribute__((always_inline)) TGT void tile_##SUF(const params_t *P, T *base_out, \
         const T *A, const T *B, int64_t m0, int64_t nr, int64_t n0, int64_t nc, int zero_slow,   \
-        int dep) {                                                                             \
+        int dep, int rne) {                                                                    \
     VT acc[ROWS][COLS];                                                                        \
     int full = nr == ROWS && nc == COLS, unfused = P->prod.present;                            \
     for (int i = 0; i < ROWS; i++) for (int j = 0; j < COLS; j++) {                            \
@@ -392,8 +552,13 @@ static inline __attribute__((always_inline)) TGT void tile_##SUF(const params_t 
         /* edge tiles (rows or columns missing) and redone blocks take the careful path */     \
         if (full && wait > 0) wait--;                                                          \
         else if (full) {                                                                       \
-            if (!(unfused ? tile_fast_##SUF(P, acc, A, B, m0, n0, k0, k1, zero_slow, dep, 1)    \
-                          : tile_fast_##SUF(P, acc, A, B, m0, n0, k0, k1, zero_slow, dep, 0))) { \
+            int failed = rne == 1 ? (unfused ? tile_rne_##SUF(P, acc, A, B, m0, n0, k0, k1, 1, 0) \
+                                             : tile_rne_##SUF(P, acc, A, B, m0, n0, k0, k1, 0, 0)) \
+                       : rne == 2 ? (unfused ? tile_rne_##SUF(P, acc, A, B, m0, n0, k0, k1, 1, 1) \
+                                             : tile_rne_##SUF(P, acc, A, B, m0, n0, k0, k1, 0, 1)) \
+                       : unfused ? tile_fast_##SUF(P, acc, A, B, m0, n0, k0, k1, zero_slow, dep, 1) \
+                                 : tile_fast_##SUF(P, acc, A, B, m0, n0, k0, k1, zero_slow, dep, 0); \
+            if (!failed) {                                                                     \
                 backoff = 0; continue; }                                                       \
             backoff = backoff ? (backoff < 8 ? 2 * backoff : 8) : 1; wait = backoff; }          \
         tile_careful_##SUF(P, acc, A, B, m0, nr, n0, nc, k0, k1, zero_slow, dep); }            \
@@ -411,14 +576,17 @@ static TGT void run_float_##SUF(const params_t *P, const T *A, const T *B, T *ou
         /* instances by what the rounding bias depends on and by the zero check, so a spec pays  \
            for no term its rule book does not use */                                           \
         int z = P->zero_slow != 0;                                                             \
+        /* RNE blocks: the caller sets rne_path only where bias_dep is 1 and zero_slow 0 */     \
+        if (P->rne_path == 1) { tile_##SUF(P, out, A, B, m0, nr, n0, nc, 0, 1, 1); continue; }   \
+        if (P->rne_path == 2) { tile_##SUF(P, out, A, B, m0, nr, n0, nc, 0, 1, 2); continue; }   \
         switch (P->bias_dep) {                                                                 \
-        case 0: if (z) tile_##SUF(P, out, A, B, m0, nr, n0, nc, 1, 0);                         \
-                else tile_##SUF(P, out, A, B, m0, nr, n0, nc, 0, 0); break;                    \
-        case 1: if (z) tile_##SUF(P, out, A, B, m0, nr, n0, nc, 1, 1);                         \
-                else tile_##SUF(P, out, A, B, m0, nr, n0, nc, 0, 1); break;                    \
-        case 2: if (z) tile_##SUF(P, out, A, B, m0, nr, n0, nc, 1, 2);                         \
-                else tile_##SUF(P, out, A, B, m0, nr, n0, nc, 0, 2); break;                    \
-        default: tile_##SUF(P, out, A, B, m0, nr, n0, nc, z, 7); break;                        \
+        case 0: if (z) tile_##SUF(P, out, A, B, m0, nr, n0, nc, 1, 0, 0);                         \
+                else tile_##SUF(P, out, A, B, m0, nr, n0, nc, 0, 0, 0); break;                    \
+        case 1: if (z) tile_##SUF(P, out, A, B, m0, nr, n0, nc, 1, 1, 0);                         \
+                else tile_##SUF(P, out, A, B, m0, nr, n0, nc, 0, 1, 0); break;                    \
+        case 2: if (z) tile_##SUF(P, out, A, B, m0, nr, n0, nc, 1, 2, 0);                         \
+                else tile_##SUF(P, out, A, B, m0, nr, n0, nc, 0, 2, 0); break;                    \
+        default: tile_##SUF(P, out, A, B, m0, nr, n0, nc, z, 7, 0); break;                        \
         } } }
 
 /* stochastic rounding and integer accumulators: scalar element loops (type T only) */
@@ -470,8 +638,132 @@ DEFINE_KERNEL(d4g, double, vd4, vl4, vq4, int64_t, 4, 53, 63, TGT_GEN, 2, 2)
 DEFINE_SCALAR(f, float)
 DEFINE_SCALAR(d, double)
 
-/* The instruction set the float path runs on: 2 AVX-512, 1 AVX2, 0 generic; the best the CPU
-   has, capped by `want` (>= 0: tests force each variant the host can run; < 0: best). */
+/* ------------------------------------------------------------------------------------------ */
+/* The host's own binary16 MAC (AVX512-FP16, isa 3), for specs that are exactly it             */
+/* ------------------------------------------------------------------------------------------ */
+/* When the accumulator is IEEE binary16 (subnormals, inf, NaN), the rounding the rule book's
+   round-to-nearest-even, the operands binary16 values and the product either exact (fused) or
+   rounded into binary16 (unfused, prod = fp16), one MAC step is by definition what IEEE 754
+   fusedMultiplyAdd(a, b, acc) (fused) or addition(acc, multiplication(a, b)) (unfused) returns
+   in binary16 under roundTiesToEven: one rounding of the exact value, subnormal results
+   included, and the exact-zero sign of IEEE's round-to-nearest rule, which the caller has
+   checked is the rule book's (fp16_native in kernels.py).  AVX512-FP16's VFMADD231PH /
+   VMULPH + VADDPH are those operations on 32 lanes, 1 (2) instructions per step instead of
+   ~11 (16).  What IEEE and the rule book may do differently is kept out: overflow (inf or a
+   saturated value, per the rule book) and infinite or NaN operands and results.  Once a lane is
+   inf or NaN it stays so (inf + finite = inf, inf - inf = NaN, NaN absorbs), so a tile whose
+   K steps end all finite never left the finite range, and its results are kept; any other tile
+   is recomputed from its saved initial values by the float path (tile_f16).  MXCSR's
+   flush-to-zero / denormals-are-zero bits would break subnormals: a thread with either set
+   takes the float path too. */
+#if PSUM_X86 && ((defined(__clang__) && __clang_major__ >= 14) || (!defined(__clang__) && __GNUC__ >= 12))
+#define PSUM_FP16 1
+#define TGT_FP16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512fp16")))
+#include <stdlib.h>
+static inline __attribute__((always_inline)) TGT_FP16 __m512h h32_load(const float *o) {
+    __m256i lo = _mm256_castph_si256(_mm512_cvtxps_ph(_mm512_loadu_ps(o)));
+    __m256i hi = _mm256_castph_si256(_mm512_cvtxps_ph(_mm512_loadu_ps(o + 16)));
+    return _mm512_castsi512_ph(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)); }
+static inline __attribute__((always_inline)) TGT_FP16 void h32_store(float *o, __m512h v) {
+    __m512i x = _mm512_castph_si512(v);
+    _mm512_storeu_ps(o, _mm512_cvtxph_ps(_mm256_castsi256_ph(_mm512_castsi512_si256(x))));
+    _mm512_storeu_ps(o + 16, _mm512_cvtxph_ps(_mm256_castsi256_ph(_mm512_extracti64x4_epi64(x, 1)))); }
+/* Narrower accumulators with binary16's exponent layout (e5m<M>, M < 10: same bias, same
+   emin, ieee specials; fp16_native 3).  Their values are the binary16 values whose pattern has
+   D = 10 - M low zero bits, in the subnormal range too (the same quantum 2^(emin-M) there), so
+   rounding into e5m<M> is rounding the binary16 *pattern* at bit D: add the rule book's RNE bias
+   (half - 1 + lsb, the lsb read at bit D) to the magnitude pattern and clear the low D bits; a
+   carry into the exponent is the next binade and past the top it is the inf pattern (overflow:
+   the tile is redone).  The sum before that rounding is RO_11(acc + a*b), the fused sum rounded
+   to odd in binary16 (the odd one of the {rd-sae} / {ru-sae} FMAs, as roadd_f16), and
+   RN_M(RO_11(x)) = RN_M(x) since 11 >= (M + 1) + 2 (Boldo & Melquiond 2008; the subnormal grid
+   has the same 4 extra bits).  A non-zero sum that rounds to zero keeps its sign bit, the rule's
+   (round_fmt); exact zeros get IEEE's sign from the pick of RU's +0 over RD's -0, as in roadd_*.
+   Patterns stay below 0x7C08 in magnitude as long as no NaN appears, so the add never reaches
+   the sign bit: the caller runs this only on finite operands and tiles with finite initial
+   values, where a lane can become inf (overflow) but never NaN. */
+static inline __attribute__((always_inline)) TGT_FP16 __m512h h32_fma_ro_round(__m512h a, __m512h b,
+        __m512h c, __m512i one, __m512i lsbm, __m128i sh, __m512i half1, __m512i keep) {
+    __m512h d = _mm512_fmadd_round_ph(a, b, c, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512h u = _mm512_fmadd_round_ph(a, b, c, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+    __mmask32 odd = _mm512_test_epi16_mask(_mm512_castph_si512(d), one);
+    __m512i s = _mm512_mask_blend_epi16(odd, _mm512_castph_si512(u), _mm512_castph_si512(d));
+    __m512i lsb = _mm512_srl_epi16(_mm512_and_si512(s, lsbm), sh);
+    return _mm512_castsi512_ph(_mm512_and_si512(_mm512_add_epi16(_mm512_add_epi16(s, half1), lsb), keep)); }
+/* 4 rows x 64 columns (2 vectors of 32 lanes), all K steps; 0: results written, 1: redo.
+   mode 1: fused binary16, 2: unfused binary16, 3: fused e5m<M> (above) */
+static inline __attribute__((always_inline)) TGT_FP16 int tile_h32(const params_t *P, float *out,
+        const _Float16 *Ah, const _Float16 *Bh, int64_t m0, int64_t n0, int mode) {
+    if (_mm_getcsr() & 0x8040) return 1;               /* FTZ (bit 15) or DAZ (bit 6) set */
+    int64_t K = P->K, N = P->N;
+    int D = 10 - P->acc.man_bits;
+    __m512i one = _mm512_set1_epi16(1), lsbm = _mm512_set1_epi16((short)(1 << D));
+    __m512i half1 = _mm512_set1_epi16((short)((1 << D) / 2 - 1)), keep = _mm512_set1_epi16((short)~((1 << D) - 1));
+    __m128i sh = _mm_cvtsi32_si128(D);
+    __m512h acc[4][2];
+    __mmask32 bad0 = 0;
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 2; j++) {
+        acc[i][j] = h32_load(out + (m0 + i) * P->ldo + n0 + 32 * j);
+        bad0 |= _mm512_fpclass_ph_mask(acc[i][j], 0x99); }
+    if (mode == 3 && bad0) return 1;                     /* mode 3 starts from finite values only */
+    for (int64_t k = 0; k < K; k++) {
+        __m512h b0 = _mm512_loadu_ph(Bh + k * N + n0), b1 = _mm512_loadu_ph(Bh + k * N + n0 + 32);
+        for (int i = 0; i < 4; i++) {
+            __m512h a = _mm512_set1_ph(Ah[(m0 + i) * K + k]);
+            if (mode == 2) {
+                acc[i][0] = _mm512_add_ph(acc[i][0], _mm512_mul_ph(a, b0));
+                acc[i][1] = _mm512_add_ph(acc[i][1], _mm512_mul_ph(a, b1));
+            } else if (mode == 3) {
+                acc[i][0] = h32_fma_ro_round(a, b0, acc[i][0], one, lsbm, sh, half1, keep);
+                acc[i][1] = h32_fma_ro_round(a, b1, acc[i][1], one, lsbm, sh, half1, keep);
+            } else {
+                acc[i][0] = _mm512_fmadd_ph(a, b0, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ph(a, b1, acc[i][1]);
+            } } }
+    __mmask32 bad = 0;                                   /* QNaN | +inf | -inf | SNaN */
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 2; j++) bad |= _mm512_fpclass_ph_mask(acc[i][j], 0x99);
+    if (bad) return 1;
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 2; j++)
+        h32_store(out + (m0 + i) * P->ldo + n0 + 32 * j, acc[i][j]);
+    return 0; }
+static TGT_FP16 void run_h32(const params_t *P, const float *A, const float *B, float *out) {
+    int64_t M = P->M, N = P->N, K = P->K;
+    _Float16 *Ah = malloc((size_t)(M * K + K * N) * sizeof(_Float16));
+    if (!Ah) { run_float_f16(P, A, B, out); return; }
+    _Float16 *Bh = Ah + M * K;
+    /* exact: every operand value is a binary16 value (caller); mode 3 needs finite operands */
+    uint32_t nonfinite = 0;
+    for (int64_t m = 0; m < M; m++) for (int64_t k = 0; k < K; k++) {
+        float v = A[m * P->lda + k]; uint32_t u; memcpy(&u, &v, 4);
+        nonfinite |= (u & 0x7f800000u) == 0x7f800000u; Ah[m * K + k] = (_Float16)v; }
+    for (int64_t k = 0; k < K; k++) for (int64_t n = 0; n < N; n++) {
+        float v = B[k * P->ldb + n]; uint32_t u; memcpy(&u, &v, 4);
+        nonfinite |= (u & 0x7f800000u) == 0x7f800000u; Bh[k * N + n] = (_Float16)v; }
+    int64_t ntr = (M + 3) / 4, ntc = (N + 63) / 64;
+    int mode = P->fp16_native;
+    if (mode == 3 && nonfinite) { free(Ah); run_float_f16(P, A, B, out); return; }
+    _Pragma("omp parallel for schedule(dynamic, 4) num_threads(P->nthreads)")
+    for (int64_t t = 0; t < ntr * ntc; t++) {
+        int64_t m0 = t / ntc * 4, n0 = t % ntc * 64;
+        int64_t nr = M - m0 < 4 ? M - m0 : 4, ncol = N - n0 < 64 ? N - n0 : 64;
+        if (nr == 4 && ncol == 64 && !(mode == 1 ? tile_h32(P, out, Ah, Bh, m0, n0, 1)
+                                       : mode == 2 ? tile_h32(P, out, Ah, Bh, m0, n0, 2)
+                                       : tile_h32(P, out, Ah, Bh, m0, n0, 3))) continue;
+        /* edge tiles and redone tiles: the float path on 16-lane vectors (N is a multiple of 16) */
+        for (int64_t c = 0; c < ncol; c += 32) {
+            int64_t nc = (ncol - c) / 16 < 2 ? (ncol - c) / 16 : 2;
+            if (P->rne_path == 1) tile_f16(P, out, A, B, m0, nr, n0 + c, nc, 0, 1, 1);
+            else tile_f16(P, out, A, B, m0, nr, n0 + c, nc, 0, 1, 2);
+        } }
+    free(Ah);
+}
+#else
+#define PSUM_FP16 0
+#endif
+
+/* The instruction set the float path runs on: 3 AVX-512 with AVX512-FP16 (binary16 arithmetic;
+   used by specs that are the host's binary16 MAC, else as 2), 2 AVX-512, 1 AVX2, 0 generic; the
+   best the CPU has, capped by `want` (>= 0: tests force each variant the host can run; < 0: best). */
 int psum_isa(int want) {
     int best = 0;
 #if PSUM_X86
@@ -479,11 +771,14 @@ int psum_isa(int want) {
     if (__builtin_cpu_supports("avx2")) best = 1;
     if (best && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
         && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) best = 2;
+#if PSUM_FP16
+    if (best == 2 && __builtin_cpu_supports("avx512fp16")) best = 3;
+#endif
 #endif
     return want >= 0 && want < best ? want : best;
 }
 /* lanes of the float path at an ISA level (the caller pads N to a multiple) */
-int psum_lanes(int isa, int dtype) { return (isa == 2 ? 16 : 8) / (dtype ? 2 : 1); }
+int psum_lanes(int isa, int dtype) { return (isa >= 2 ? 16 : 8) / (dtype ? 2 : 1); }
 
 /* Entry points: dtype 0 = float32 arrays, 1 = float64 arrays; isa from psum_isa.  N must be a
    multiple of psum_lanes(isa, dtype) for the float path (the caller pads). */
@@ -494,7 +789,10 @@ int psum_accumulate(const params_t *P, int dtype, const void *A, const void *B, 
         if (dtype == 0) run_sr_f(P, A, B, out); else run_sr_d(P, A, B, out);
     } else {
         int isa = psum_isa(P->isa);
-        if (isa == 2) { if (dtype == 0) run_float_f16(P, A, B, out); else run_float_d8(P, A, B, out); }
+#if PSUM_FP16
+        if (isa == 3 && dtype == 0 && P->fp16_native && P->rne_path) run_h32(P, A, B, out); else
+#endif
+        if (isa >= 2) { if (dtype == 0) run_float_f16(P, A, B, out); else run_float_d8(P, A, B, out); }
         else if (isa == 1) { if (dtype == 0) run_float_f8a(P, A, B, out); else run_float_d4a(P, A, B, out); }
         else { if (dtype == 0) run_float_f8g(P, A, B, out); else run_float_d4g(P, A, B, out); }
     }
