@@ -343,7 +343,9 @@ def breakdown(spec, *, impl=None, force: bool = False, cache_dir=None, n_outputs
         from .liberty import read_liberty
 
         liberty = read_liberty(liberty)  # a bad file is one line, before any synthesis
-    lib = library_hash() if liberty is None else "liberty:" + liberty.digest
+    from .liberty import MODEL_VERSION
+
+    lib = library_hash() if liberty is None else f"liberty{MODEL_VERSION}:" + liberty.digest
     cache_dir = Path(cache_dir) if cache_dir is not None else cache.default_cache_dir()
     key = cache.cache_key("breakdown", str(spec), impl.tag, FLOW_VERSION, lib, n_outputs, seed)
     if not force:

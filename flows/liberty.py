@@ -54,8 +54,12 @@ import numpy as np
 
 from psum.errors import PsumError
 
-__all__ = ["Table", "Arc", "LibCell", "Library", "read_liberty", "unateness", "arc_delay", "arc_edges",
+__all__ = ["MODEL_VERSION", "Table", "Arc", "LibCell", "Library", "read_liberty", "unateness", "arc_delay", "arc_edges",
            "setup_time", "internal_energy", "clock_energy", "instance_edge_delays"]
+
+#: Version of the Liberty timing and power model; part of every cache key of a Liberty result
+#: (2: rise and fall timed apart by timing_sense; 1: the larger of rise and fall per arc).
+MODEL_VERSION = 2
 
 #: The output edges, in the order of every (rise, fall) pair of this module.
 EDGES = ("rise", "fall")
@@ -251,7 +255,7 @@ class Library:
     input_slew : float
         Ideal slew of primary inputs and the clock, ns (the tables' smallest slew index).
     digest : str
-        Content hash of the file (enters the synthesis cache key).
+        Content hash of the file (enters the synthesis cache key, with :data:`MODEL_VERSION`).
     """
 
     name: str

@@ -236,11 +236,13 @@ def _streams_digest(streams) -> str:
 def _key(spec, n_outputs, seed, streams=None, impl=None, liberty=None) -> str:
     from psum.hw.impl import MacImpl
 
+    from .liberty import MODEL_VERSION as liberty_model
+
     stim = ("digits", n_outputs, seed) if streams is None else ("streams", _streams_digest(streams), seed)
     tag = MacImpl.parse(impl).tag
     # Why only a non-default tag: the plain unit's key stays what it was before MacImpl existed.
     unit = (str(spec), tag) if tag else (str(spec),)
-    lib = library_hash() if liberty is None else "liberty:" + liberty.digest
+    lib = library_hash() if liberty is None else f"liberty{liberty_model}:" + liberty.digest
     return cache.cache_key(*unit, FLOW_VERSION, lib, *stim)
 
 
