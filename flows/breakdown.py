@@ -23,6 +23,12 @@ datapath of units whose generator has no stages, e.g. the integer MACs), flip-fl
 larger than the flat area of :func:`psum.flows.synth.synthesize`; both are reported, and the
 difference (``hierarchy_overhead``) says how far the split can be trusted. This is the practice of
 hierarchical area reports in commercial flows (a design kept "ungrouped" per block).
+
+With a team's Liberty file (``liberty=``, :mod:`psum.flows.liberty`) the same script maps onto
+that file (registers legalised to its plain D flop first, as :func:`psum.flows.synth.synthesize`
+does): stage areas and leakage are its cells', GE its smallest NAND2's, the critical path is the
+NLDM timing (rise and fall apart; every run of the path names the edge it ends on), and the
+energies use its internal-power tables.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from psum.errors import PsumError
 from . import cache
 from .cells import LIB_PATH, NAND2_AREA, library_hash
 
-__all__ = ["Breakdown", "breakdown", "stage_group", "path_by_stage", "breakdown_markdown"]
+__all__ = ["Breakdown", "breakdown", "stage_group", "stage_table", "path_by_stage", "breakdown_markdown"]
 
 ENERGY_ONLY = ("inputs",)
 
@@ -54,7 +60,8 @@ class Breakdown:
     stages : list of dict
         One dict per stage present, in datapath order: ``stage``, ``cells``, ``area_um2``,
         ``ge``, ``area_share`` (of the hierarchical total), ``energy_fj`` (per MAC),
-        ``energy_share``. ``inputs`` (the operand ports' load) has energy only.
+        ``energy_share``, and with a Liberty library ``leakage_nw``. ``inputs`` (the operand
+        ports' load) has energy only.
     ge : float
         Hierarchical total (sum of the stages), NAND2 equivalents.
     flat_ge : float
@@ -124,10 +131,12 @@ def stage_group(instance: str, cell) -> str:
     return stage_of(instance) or "control"
 
 
-def _script(work: Path, top: str) -> str:
+def _script(work: Path, top: str, liberty=None) -> str:
     from .synth import _host
 
-    lib = _host(LIB_PATH)
+    lib = _host(LIB_PATH if liberty is None else liberty.path)
+    # A team's library: every register legalised to its plain D flop, as psum.flows.synth does.
+    legal = [] if liberty is None else ["dfflegalize -cell $_DFF_P_ 01"]
     return "\n".join([
         "setenv YOSYS_MAX_THREADS 1",  # see psum.flows.synth._script
         f"read_verilog {_host(work / 'unit.v')}",
@@ -135,6 +144,7 @@ def _script(work: Path, top: str) -> str:
         # Hierarchical: every stage optimised and mapped within its own boundary.
         f"synth -top {top}",
         "delete t:$scopeinfo",
+        *legal,
         f"dfflibmap -liberty {lib}",
         f"abc -liberty {lib}",
         "opt_clean",
@@ -146,6 +156,7 @@ def _script(work: Path, top: str) -> str:
         "design -load rtl",
         f"synth -flatten -top {top}",
         "delete t:$scopeinfo",
+        *legal,
         f"dfflibmap -liberty {lib}",
         f"abc -liberty {lib}",
         "opt_clean",
@@ -153,13 +164,13 @@ def _script(work: Path, top: str) -> str:
     ]) + "\n"
 
 
-def _run(work: Path, top: str) -> None:
+def _run(work: Path, top: str, liberty=None) -> None:
     import os
     import subprocess
 
     from .synth import _host, yosys_command
 
-    (work / "breakdown.ys").write_text(_script(work, top))
+    (work / "breakdown.ys").write_text(_script(work, top, liberty))
     env = dict(os.environ, YOWASP_MOUNT="/h=/")
     proc = subprocess.run(yosys_command() + ["-q", "-s", _host(work / "breakdown.ys")], cwd=work, env=env,
                           capture_output=True, text=True, timeout=3600)
@@ -175,12 +186,14 @@ def path_by_stage(timing, netlist) -> list:
     Returns
     -------
     list of dict
-        ``stage``, ``cells``, ``delay_ns``, ``arrival_ns`` per run, start first; a path that ends
-        at a flip-flop ends with a ``register`` run of zero cells holding the setup time.
+        ``stage``, ``cells``, ``delay_ns``, ``arrival_ns`` per run, start first (NLDM timing adds
+        ``edge``, the rise or fall at the run's end); a path that ends at a flip-flop ends with a
+        ``register`` run of zero cells holding the setup time.
     """
     cells = {name: cell for name, cell, _ in netlist.cells}
     runs, t_prev = [], 0.0
-    for name, _, arrival in timing.steps:
+    edges = timing.edges or (None,) * len(timing.steps)
+    for (name, _, arrival), edge in zip(timing.steps, edges):
         g = stage_group(name, cells[name])
         if runs and runs[-1]["stage"] == g:
             runs[-1]["cells"] += 1
@@ -189,20 +202,66 @@ def path_by_stage(timing, netlist) -> list:
             if runs:
                 t_prev = runs[-1]["arrival_ns"]
             runs.append({"stage": g, "cells": 1, "arrival_ns": arrival, "start": t_prev})
+        if edge is not None:  # NLDM timing: the edge leaving the run (rise and fall are timed apart)
+            runs[-1]["edge"] = edge
     for r in runs:
         r["delay_ns"] = round(r.pop("arrival_ns") - r["start"], 6)
         r["arrival_ns"] = round(r.pop("start") + r["delay_ns"], 6)
+        if "edge" in r:
+            r["edge"] = r.pop("edge")  # after the figures, for the table's column order
     if timing.end == "ff" and runs:
         setup = round(timing.delay_ns - runs[-1]["arrival_ns"], 6)
         runs.append({"stage": "register", "cells": 0, "delay_ns": setup, "arrival_ns": timing.delay_ns})
     return runs
 
 
-def _compute(spec, impl, n_outputs: int, seed: int, keep: Path | None) -> Breakdown:
+def stage_table(netlist, energy: dict, ge_unit: float) -> list:
+    """Area, leakage and energy of each datapath stage of a mapped, flattened netlist.
+
+    Parameters
+    ----------
+    netlist : psum.flows.netlist.Netlist
+        Cell names carry their stage's instance path (:func:`stage_group`).
+    energy : dict
+        Energy per MAC (fJ) by stage (:attr:`psum.flows.power.PowerResult.groups`).
+    ge_unit : float
+        Area of one gate equivalent (the library's smallest NAND2), in the netlist's area unit.
+
+    Returns
+    -------
+    list of dict
+        In datapath order (:data:`psum.hw.float_parts.STAGES`, then ``inputs``), stages present only:
+        ``stage, cells, area_um2, ge, area_share, energy_fj, energy_share`` and, for a Liberty
+        library, ``leakage_nw`` (the sum of the stage's cells' leakage).
+    """
+    from psum.hw.float_parts import STAGES
+
+    area, count, leak = {}, {}, {}
+    for name, cell, _ in netlist.cells:
+        g = stage_group(name, cell)
+        area[g] = area.get(g, 0.0) + cell.area
+        count[g] = count.get(g, 0) + 1
+        leak[g] = leak.get(g, 0.0) + getattr(cell, "leakage_nw", 0.0)
+    total = sum(area.values())
+    e_total = sum(energy.values())
+    stages = []
+    for g in (*STAGES, *ENERGY_ONLY):
+        if g not in area and g not in energy:
+            continue
+        a, e = area.get(g, 0.0), energy.get(g, 0.0)
+        row = {"stage": g, "cells": count.get(g, 0), "area_um2": round(a, 3),
+               "ge": round(a / ge_unit, 2), "area_share": round(a / total, 4) if total else 0.0,
+               "energy_fj": round(e, 3), "energy_share": round(e / e_total, 4) if e_total else 0.0}
+        if netlist.library is not None:
+            row["leakage_nw"] = round(leak.get(g, 0.0), 3)
+        stages.append(row)
+    return stages
+
+
+def _compute(spec, impl, n_outputs: int, seed: int, keep: Path | None, liberty=None) -> Breakdown:
     import shutil
 
     from psum.hw import module_name, verilog
-    from psum.hw.float_parts import STAGES
 
     from .netlist import Netlist
     from .power import estimate_power
@@ -213,8 +272,8 @@ def _compute(spec, impl, n_outputs: int, seed: int, keep: Path | None) -> Breakd
         work = Path(tmp)
         top = module_name(spec, impl)
         (work / "unit.v").write_text(verilog(spec, impl))
-        _run(work, top)
-        netlist = Netlist(work / "hier.json", top)
+        _run(work, top, liberty)
+        netlist = Netlist(work / "hier.json", top, library=liberty)
         flat_area = _chip_area((work / "flat.txt").read_text())
         timing = netlist.timing()
         power = estimate_power(netlist, spec, workdir=work, n_outputs=n_outputs, seed=seed,
@@ -223,33 +282,21 @@ def _compute(spec, impl, n_outputs: int, seed: int, keep: Path | None) -> Breakd
             keep.mkdir(parents=True, exist_ok=True)
             for name in ("unit.v", "breakdown.ys", "hier.json", "flat.txt"):
                 shutil.copy(work / name, keep / name)
-    area, count = {}, {}
-    for name, cell, _ in netlist.cells:
-        g = stage_group(name, cell)
-        area[g] = area.get(g, 0.0) + cell.area
-        count[g] = count.get(g, 0) + 1
-    total = sum(area.values())
-    energy = power.groups
-    e_total = sum(energy.values())
-    stages = []
-    for g in (*STAGES, *ENERGY_ONLY):
-        if g not in area and g not in energy:
-            continue
-        a, e = area.get(g, 0.0), energy.get(g, 0.0)
-        stages.append({"stage": g, "cells": count.get(g, 0), "area_um2": round(a, 3),
-                       "ge": round(a / NAND2_AREA, 2), "area_share": round(a / total, 4) if total else 0.0,
-                       "energy_fj": round(e, 3), "energy_share": round(e / e_total, 4) if e_total else 0.0})
+    ge_unit = NAND2_AREA if liberty is None else liberty.nand2_area
+    stages = stage_table(netlist, power.groups, ge_unit)
+    total = netlist.area()
     return Breakdown(
         spec=str(spec), module=top, impl=str(impl), stages=stages,
-        ge=round(total / NAND2_AREA, 2), flat_ge=round(flat_area / NAND2_AREA, 2),
+        ge=round(total / ge_unit, 2), flat_ge=round(flat_area / ge_unit, 2),
         hierarchy_overhead=round(total / flat_area - 1, 4) if flat_area else 0.0,
         delay_ns=round(timing.delay_ns, 4), path=path_by_stage(timing, netlist),
-        energy_per_mac_fj=round(e_total, 2), flow_version=FLOW_VERSION, library=library_hash(),
+        energy_per_mac_fj=round(sum(power.groups.values()), 2), flow_version=FLOW_VERSION,
+        library=library_hash() if liberty is None else f"{liberty.name}:{liberty.digest}",
         seconds=round(time.perf_counter() - t0, 2))
 
 
 def breakdown(spec, *, impl=None, force: bool = False, cache_dir=None, n_outputs: int = 64, seed: int = 0,
-              keep_dir=None) -> Breakdown:
+              keep_dir=None, liberty=None) -> Breakdown:
     """Area, energy and the critical path of the unit for ``spec``, split by datapath stage.
 
     Parameters
@@ -267,6 +314,10 @@ def breakdown(spec, *, impl=None, force: bool = False, cache_dir=None, n_outputs
         The power proxy's digits convolution (as :func:`psum.flows.synth.synthesize`).
     keep_dir : path-like, optional
         Copy the RTL, script and netlists there.
+    liberty : path-like or psum.flows.liberty.Library, optional
+        Map onto this Liberty library instead of psum45: stage areas (and leakage) from its
+        cells, GE = area / its smallest NAND2, the critical path from its NLDM tables (rise and
+        fall apart, each run's ``edge``), energies from its internal-power tables.
 
     Returns
     -------
@@ -288,8 +339,15 @@ def breakdown(spec, *, impl=None, force: bool = False, cache_dir=None, n_outputs
     check_int("n_outputs", n_outputs, 1)
     check_int("seed", seed, 0)
     impl = MacImpl.parse(impl)
+    if liberty is not None and not hasattr(liberty, "cells"):
+        from .liberty import read_liberty
+
+        liberty = read_liberty(liberty)  # a bad file is one line, before any synthesis
+    from .liberty import MODEL_VERSION
+
+    lib = library_hash() if liberty is None else f"liberty{MODEL_VERSION}:" + liberty.digest
     cache_dir = Path(cache_dir) if cache_dir is not None else cache.default_cache_dir()
-    key = cache.cache_key("breakdown", str(spec), impl.tag, FLOW_VERSION, library_hash(), n_outputs, seed)
+    key = cache.cache_key("breakdown", str(spec), impl.tag, FLOW_VERSION, lib, n_outputs, seed)
     if not force:
         hit = cache.load(cache_dir, key)
         if hit is not None:
@@ -297,7 +355,7 @@ def breakdown(spec, *, impl=None, force: bool = False, cache_dir=None, n_outputs
                 return dataclasses.replace(Breakdown.from_dict(hit), cached=True)
             except TypeError:
                 pass
-    result = _compute(spec, impl, n_outputs, seed, Path(keep_dir) if keep_dir is not None else None)
+    result = _compute(spec, impl, n_outputs, seed, Path(keep_dir) if keep_dir is not None else None, liberty)
     cache.store(cache_dir, key, result.to_dict())
     return result
 

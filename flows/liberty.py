@@ -15,21 +15,28 @@ package (PyPI; a Lark/sympy Liberty reader), what the flow's own timing and powe
   transition over input transition x load; the clock pin's own table per clock edge) and
   ``cell_leakage_power`` (or ``leakage_power`` groups, the first value).
 
-Timing model: a static analysis over the mapped netlist in topological order; each net's arrival is
-the latest over the cell's arcs of ``arrival(input) + delay(slew(input), load)``, and its slew is the
-largest transition over those arcs (worst-slew propagation, as STA tools' default merge). Rise and
-fall are not told apart: every arc takes the larger of its rise and fall figures (conservative for
-non-unate arcs, pessimistic by the rise/fall asymmetry for unate ones). Primary inputs and the clock
-are ideal: their slew is the smallest input-transition index of the library's tables. Loads are the
-sink pins' capacitances plus psum45's wire-load estimate (:func:`psum.flows.cells.wire_cap`; a
-Liberty's own wire-load tables are not read).
+Timing model: a static analysis over the mapped netlist in topological order, rise and fall
+apart (as STA tools do). Every net has a rising and a falling arrival and slew. An arc
+``pin -> out`` maps input edges to output edges by its ``timing_sense`` (``positive_unate``: rise
+to rise, fall to fall; ``negative_unate``: fall to rise, rise to fall; ``non_unate``: either input
+edge to either output edge); without a ``timing_sense`` the sense is read off the cell's function
+(truth table: unate in the pin if raising it never lowers, or never raises, the output). The output
+edge's delay comes from ``cell_rise`` (rising output) or ``cell_fall`` (falling) at the slew of the
+input edge that causes it, its slew from ``rise_transition`` / ``fall_transition``; each output
+edge's arrival is the latest over the arcs, its slew the largest (worst-slew merge, the default
+of STA tools). Flip-flops launch both edges of Q from the clock's rising edge (``rising_edge``
+arcs); a D that rises is checked against ``rise_constraint``, one that falls against
+``fall_constraint``. Primary inputs and the clock are ideal: both edges at t = 0 with the
+smallest input-transition index of the library's tables as slew. Loads are the sink pins'
+capacitances plus psum45's wire-load estimate (:func:`psum.flows.cells.wire_cap`; a Liberty's own
+wire-load tables are not read). An arc without a table for one output edge uses the other edge's.
 
 Energy per output toggle of a cell: ``0.5 * C_load * V**2`` (``nom_voltage``) plus the mean of its
-``rise_power`` and ``fall_power`` at the input slew and the load, averaged over its related pins
-(the simulation does not say which input caused the toggle). Flip-flops: the clock pin's internal
-energy per cycle (rise + fall tables at the ideal clock slew). Units: ``time_unit`` (ps/ns),
-``capacitive_load_unit`` (ff/pf), ``leakage_power_unit`` (pW/nW/uW/mW); internal energy in
-capacitive unit x V**2 (fF x V**2 = fJ).
+``rise_power`` (at the slew of the input edge that makes the output rise, by the arc's sense) and
+``fall_power`` (likewise), averaged over its related pins (the simulation does not say which
+input caused the toggle). Flip-flops: the clock pin's internal energy per cycle (rise + fall
+tables at the ideal clock slew). Units: ``time_unit`` (ps/ns), ``capacitive_load_unit`` (ff/pf),
+``leakage_power_unit`` (pW/nW/uW/mW); internal energy in capacitive unit x V**2 (fF x V**2 = fJ).
 
 Not supported (refused with a one-line error naming the cell): latches, flip-flops other than a
 plain rising-edge D flop (the flow legalises every register to one), cells with more than one
@@ -47,8 +54,15 @@ import numpy as np
 
 from psum.errors import PsumError
 
-__all__ = ["Table", "LibCell", "Library", "read_liberty", "arc_delay", "setup_time", "internal_energy",
-           "clock_energy"]
+__all__ = ["MODEL_VERSION", "Table", "Arc", "LibCell", "Library", "read_liberty", "unateness", "arc_delay", "arc_edges",
+           "setup_time", "internal_energy", "clock_energy", "instance_edge_delays"]
+
+#: Version of the Liberty timing and power model; part of every cache key of a Liberty result
+#: (2: rise and fall timed apart by timing_sense; 1: the larger of rise and fall per arc).
+MODEL_VERSION = 2
+
+#: The output edges, in the order of every (rise, fall) pair of this module.
+EDGES = ("rise", "fall")
 
 _TIME = {"1ps": 1e-3, "10ps": 1e-2, "100ps": 1e-1, "1ns": 1.0}
 _CAP = {"ff": 1.0, "pf": 1e3}
@@ -104,6 +118,63 @@ def _interp1(index, values, x) -> float:
 
 
 @dataclasses.dataclass(frozen=True)
+class Arc:
+    """One timing arc ``related pin -> output pin`` of a cell.
+
+    Attributes
+    ----------
+    sense : str
+        ``"positive_unate"``, ``"negative_unate"`` or ``"non_unate"`` (from ``timing_sense``, else
+        from the cell's function; a flip-flop's clock-to-Q arc is ``non_unate``: the clock's rising
+        edge launches either edge of Q).
+    cell_rise, cell_fall, rise_transition, fall_transition : Table or None
+        Delay and output slew of a rising / falling output (None when the file has no such table).
+    """
+
+    sense: str
+    cell_rise: Table | None
+    cell_fall: Table | None
+    rise_transition: Table | None
+    fall_transition: Table | None
+
+    def causes(self, out_edge: str) -> tuple:
+        """The input edges that make the output take ``out_edge`` (``"rise"`` or ``"fall"``)."""
+        if self.sense == "positive_unate":
+            return (out_edge,)
+        if self.sense == "negative_unate":
+            return ("fall" if out_edge == "rise" else "rise",)
+        return EDGES
+
+    def delay(self, out_edge: str, slew: float, load: float) -> tuple[float, float]:
+        """``(delay, output slew)`` of an ``out_edge`` output at input slew ``slew`` (ns), ``load`` (fF);
+        the other edge's tables when this edge has none, ``(0, 0)`` when the arc has none."""
+        d, t = ((self.cell_rise, self.rise_transition) if out_edge == "rise" else
+                (self.cell_fall, self.fall_transition))
+        d = d or (self.cell_fall if out_edge == "rise" else self.cell_rise)
+        t = t or (self.fall_transition if out_edge == "rise" else self.rise_transition)
+        return (d(slew=slew, load=load) if d else 0.0), (t(slew=slew, load=load) if t else 0.0)
+
+
+def unateness(function: str, pins, pin: str) -> str:
+    """The sense of ``pin`` in a combinational Liberty ``function`` (its Verilog form), by truth table.
+
+    ``positive_unate`` when raising ``pin`` never lowers the output, ``negative_unate`` when it never
+    raises it, else ``non_unate`` (the Liberty reference manual's definition of ``timing_sense``).
+    """
+    pins = [p for p in pins if p != pin]
+    expr = compile(function, "<liberty function>", "eval")
+    rises = falls = False
+    for k in range(1 << len(pins)):
+        env = {p: (k >> j) & 1 for j, p in enumerate(pins)}
+        # ~, &, |, ^ on 0/1 Python ints: bit 0 of the result is the Boolean value.
+        lo = eval(expr, {"__builtins__": {}}, dict(env, **{pin: 0})) & 1
+        hi = eval(expr, {"__builtins__": {}}, dict(env, **{pin: 1})) & 1
+        rises |= hi > lo
+        falls |= hi < lo
+    return "negative_unate" if falls and not rises else "positive_unate" if rises and not falls else "non_unate"
+
+
+@dataclasses.dataclass(frozen=True)
 class LibCell:
     """One cell of a Liberty library, in the shape :class:`psum.flows.cells.Cell` has for the flow.
 
@@ -127,12 +198,14 @@ class LibCell:
         A flip-flop's clock pin.
     leakage_nw : float
     arcs : dict
-        ``(output pin, input pin) -> (cell_rise, cell_fall, rise_transition, fall_transition)``.
+        ``(output pin, input pin) -> Arc``.
     power : dict
-        ``(pin, related pin) -> (rise_power, fall_power)``: an output's energy per transition
-        caused by the related input; a flip-flop's clock pin (``(CK, CK)``) its energy per edge.
+        ``(pin, related pin) -> (rise_power, fall_power)`` (each a Table or None): an output's
+        energy per rising / falling transition caused by the related input; a flip-flop's clock
+        pin (``(CK, CK)``) its energy per clock edge.
     setup : tuple
-        A flip-flop's ``(rise_constraint, fall_constraint)`` tables of D against the clock.
+        A flip-flop's ``(rise_constraint, fall_constraint)`` tables of D against the clock (each
+        a Table or None).
     """
 
     name: str
@@ -182,7 +255,7 @@ class Library:
     input_slew : float
         Ideal slew of primary inputs and the clock, ns (the tables' smallest slew index).
     digest : str
-        Content hash of the file (enters the synthesis cache key).
+        Content hash of the file (enters the synthesis cache key, with :data:`MODEL_VERSION`).
     """
 
     name: str
@@ -198,23 +271,38 @@ class Library:
         """Leakage per cell type, nW."""
         return {n: c.leakage_nw for n, c in self.cells.items()}
 
-    def models_text(self) -> str:
-        """Zero-delay Verilog models of the cells for the power proxy's gate-level simulation."""
-        out = [f"// {self.name}: cell models generated by psum.flows.liberty (zero delay).", "`timescale 1ns/1ps"]
+    def models_text(self, timed: bool = False) -> str:
+        """Verilog models of the cells for the gate-level simulations.
+
+        ``timed=False``: zero delay (the power proxy). ``timed=True``: every output behind an
+        inertial rise/fall delay ``#(PSUM_TR, PSUM_TF)`` (ns, per-instance parameters; the timed
+        glitch simulation of :mod:`psum.flows.power`). Why inertial: a pulse shorter than the
+        gate's delay does not pass a real gate either (Verilog continuous-assignment semantics).
+        """
+        kind = "rise/fall output delays PSUM_TR/PSUM_TF" if timed else "zero delay"
+        out = [f"// {self.name}: cell models generated by psum.flows.liberty ({kind}).", "`timescale 1ns/1ps"]
+        dly = "#(PSUM_TR, PSUM_TF) " if timed else ""
         for c in self.cells.values():
             pins = [p for p, _ in c.inputs] + list(c.outputs)
             out.append(f"module {c.name}({', '.join(pins)});")
+            if timed:
+                out.append("  parameter real PSUM_TR = 0.0; parameter real PSUM_TF = 0.0;")
             if c.inputs:
                 out.append(f"  input {', '.join(p for p, _ in c.inputs)};")
             if c.is_ff:
                 d = _verilog_of(c.function, c.name)
                 for o in c.outputs:
                     inv = o != c.output
-                    out.append(f"  output reg {o} = 1'b{int(inv)};")
-                    out.append(f"  always @(posedge {c.clock}) {o} <= {'~' if inv else ''}({d});")
+                    if timed:  # the state updates on the edge; the pin follows after the clock-to-Q delay
+                        out.append(f"  output {o}; reg psum_s_{o} = 1'b{int(inv)};")
+                        out.append(f"  always @(posedge {c.clock}) psum_s_{o} <= {'~' if inv else ''}({d});")
+                        out.append(f"  assign {dly}{o} = psum_s_{o};")
+                    else:
+                        out.append(f"  output reg {o} = 1'b{int(inv)};")
+                        out.append(f"  always @(posedge {c.clock}) {o} <= {'~' if inv else ''}({d});")
             else:
                 out.append(f"  output {c.output};")
-                out.append(f"  assign {c.output} = {c.verilog};")
+                out.append(f"  assign {dly}{c.output} = {c.verilog};")
             out.append("endmodule")
         return "\n".join(out) + "\n"
 
@@ -304,16 +392,23 @@ def read_liberty(path) -> Library:
                 rel = _text(tg.get("related_pin", ""))
                 kind = _text(tg.get("timing_type", "combinational"))
                 if kind == "setup_rising":
-                    setup = tuple(table(tg.get_group(k), t_unit) for k in ("rise_constraint", "fall_constraint")
-                                  if tg.get_groups(k))
+                    setup = tuple(table(tg.get_group(k), t_unit) if tg.get_groups(k) else None
+                                  for k in ("rise_constraint", "fall_constraint"))
                 elif kind in ("combinational", "rising_edge"):
-                    arcs[(pin, rel)] = tuple(table(tg.get_group(k), t_unit) for k in
-                                             ("cell_rise", "cell_fall", "rise_transition", "fall_transition")
-                                             if tg.get_groups(k))
+                    sense = _text(tg.get("timing_sense", ""))
+                    if kind == "rising_edge":
+                        sense = "non_unate"
+                    elif sense not in ("positive_unate", "negative_unate", "non_unate"):
+                        sense = ""  # read off the function once every pin is known (below)
+                    for r in rel.split():  # related_pin may name several pins
+                        arcs[(pin, r)] = Arc(sense, *(table(tg.get_group(k), t_unit) if tg.get_groups(k) else None
+                                                      for k in ("cell_rise", "cell_fall", "rise_transition",
+                                                                "fall_transition")))
             for ig in pg.get_groups("internal_power"):
                 rel = _text(ig.get("related_pin", pin))
-                power[(pin, rel)] = tuple(table(ig.get_group(k), e_unit) for k in ("rise_power", "fall_power")
-                                   if ig.get_groups(k))
+                for r in rel.split():
+                    power[(pin, r)] = tuple(table(ig.get_group(k), e_unit) if ig.get_groups(k) else None
+                                            for k in ("rise_power", "fall_power"))
         leak = cg.get("cell_leakage_power")
         if leak is None and cg.get_groups("leakage_power"):
             leak = cg.get_groups("leakage_power")[0].get("value", 0.0)
@@ -333,8 +428,12 @@ def read_liberty(path) -> Library:
         if len(outputs) != 1 or outputs[0] not in functions:
             continue  # multi-output or function-less cells (adders, tie, fillers): ABC maps none
         out = outputs[0]
+        verilog = _verilog_of(functions[out], name)
+        for (o, r), arc in list(arcs.items()):
+            if not arc.sense:
+                arcs[(o, r)] = dataclasses.replace(arc, sense=unateness(verilog, [p for p, _ in inputs], r))
         cells[name] = LibCell(name, float(cg.get("area", 0.0)), tuple(inputs), out, (out,), functions[out],
-                              _verilog_of(functions[out], name), False, "", leak, arcs, power, ())
+                              verilog, False, "", leak, arcs, power, ())
     if not any(c.is_ff for c in cells.values()):
         raise PsumError(f"{path}: no plain rising-edge D flip-flop (ff with next_state and clocked_on) to map "
                         f"the registers to")
@@ -349,28 +448,76 @@ def read_liberty(path) -> Library:
 
 # -- the figures the netlist asks for --------------------------------------------------------
 def arc_delay(cell: LibCell, out: str, pin: str, slew: float, load: float) -> tuple[float, float] | None:
-    """``(delay, output slew)`` of the arc ``pin -> out`` (the larger of rise and fall), or None."""
+    """``(delay, output slew)`` of the arc ``pin -> out``, the larger of rise and fall (a bound), or None.
+
+    The static timing uses :func:`arc_edges` (rise and fall apart); this worst case is for readers
+    who want one figure per arc.
+    """
     arc = cell.arcs.get((out, pin))
-    if not arc:
+    if arc is None:
         return None
-    delays = [t(slew=slew, load=load) for t in arc[:2]]
-    trans = [t(slew=slew, load=load) for t in arc[2:]]
-    return max(delays), (max(trans) if trans else 0.0)
+    figures = [arc.delay(e, slew, load) for e in EDGES]
+    return max(f[0] for f in figures), max(f[1] for f in figures)
 
 
-def setup_time(cell: LibCell, d_slew: float, clk_slew: float) -> float:
-    """Setup time of a flip-flop's D (the larger of its rise and fall constraints), ns."""
-    return max((t(slew=d_slew, related=clk_slew) for t in cell.setup), default=0.0)
+def arc_edges(cell: LibCell, out: str, pin: str, slews: tuple, load: float) -> dict | None:
+    """Rise and fall of ``out`` through the arc from ``pin``, or None when the cell has no such arc.
+
+    Parameters
+    ----------
+    slews : (float, float)
+        The input's rising and falling slew, ns.
+    load : float
+        Output load, fF.
+
+    Returns
+    -------
+    dict
+        ``{"rise": [(input edge, delay, output slew), ...], "fall": [...]}``: one entry per input
+        edge that causes the output edge (one for a unate arc, two for a non-unate one).
+    """
+    arc = cell.arcs.get((out, pin))
+    if arc is None:
+        return None
+    slew = dict(zip(EDGES, slews))
+    return {e: [(i, *arc.delay(e, slew[i], load)) for i in arc.causes(e)] for e in EDGES}
+
+
+def setup_time(cell: LibCell, d_slew: float, clk_slew: float, edge: str | None = None) -> float:
+    """Setup time of a flip-flop's D, ns: ``rise_constraint`` for a rising D (``edge="rise"``),
+    ``fall_constraint`` for a falling one, the larger of the two when ``edge`` is None."""
+    tables = dict(zip(EDGES, cell.setup))
+    if edge is not None and tables.get(edge) is not None:
+        return tables[edge](slew=d_slew, related=clk_slew)
+    return max((t(slew=d_slew, related=clk_slew) for t in cell.setup if t is not None), default=0.0)
 
 
 def internal_energy(cell: LibCell, slews: dict, load: float) -> float:
-    """Internal energy per output toggle (fJ): rise/fall mean, averaged over the related pins."""
+    """Internal energy per output toggle (fJ): the mean of ``rise_power`` and ``fall_power``, each at
+    the slew of the input edge that causes that output edge (:class:`Arc` sense; the larger slew for a
+    non-unate arc), averaged over the related pins.
+
+    Parameters
+    ----------
+    slews : dict
+        Input pin -> ``(rising slew, falling slew)`` in ns (a single number: both edges).
+    load : float
+        Output load, fF.
+    """
     figures = []
     for (owner, rel), tables in cell.power.items():
-        if owner not in cell.outputs or not tables:
+        if owner not in cell.outputs or not any(tables):
             continue
         s = slews.get(rel, 0.0)
-        figures.append(sum(t(slew=s, load=load) for t in tables) / len(tables))
+        s = dict(zip(EDGES, s if isinstance(s, (tuple, list)) else (s, s)))
+        arc = cell.arcs.get((owner, rel))
+        parts = []
+        for e, t in zip(EDGES, tables):
+            if t is None:
+                continue
+            causes = arc.causes(e) if arc is not None else EDGES
+            parts.append(t(slew=max(s[i] for i in causes), load=load))
+        figures.append(sum(parts) / len(parts))
     return sum(figures) / len(figures) if figures else 0.0
 
 
@@ -378,5 +525,31 @@ def clock_energy(cell: LibCell, clk_slew: float) -> float:
     """A flip-flop's internal energy per clock cycle with steady data (both edges), fJ."""
     # Why only tables on the clock pin itself: an internal_power of Q related to CK is the
     # energy of a Q toggle, counted with the output's toggles.
-    tables = [t for (owner, _), ts in cell.power.items() if owner == cell.clock for t in ts]
+    tables = [t for (owner, _), ts in cell.power.items() if owner == cell.clock for t in ts if t is not None]
     return sum(t(slew=clk_slew, load=0.0) for t in tables)
+
+
+def instance_edge_delays(cell: LibCell, pins: dict, slews: dict, load: float, clk_slew: float) -> tuple[float, float]:
+    """One instance's output delay for a rising and for a falling output, ns (the timed simulation's
+    ``#(rise, fall)``): the largest over its arcs of the edge's delay at the slews the static timing
+    computed for the input edges that cause it.
+
+    Parameters
+    ----------
+    pins : dict
+        Pin -> net bit of the instance.
+    slews : dict
+        Net bit -> ``(rising slew, falling slew)`` (ns); bits absent: ``clk_slew``.
+    load : float
+        Output load, fF.
+    clk_slew : float
+        Ideal slew of inputs and the clock, ns.
+    """
+    worst = {"rise": 0.0, "fall": 0.0}
+    related = [cell.clock] if cell.is_ff else [p for p, _ in cell.inputs]
+    for p in related:
+        s = slews.get(pins.get(p), (clk_slew, clk_slew)) if not cell.is_ff else (clk_slew, clk_slew)
+        edges = arc_edges(cell, cell.output, p, s, load)
+        for e, options in (edges or {}).items():
+            worst[e] = max([worst[e], *(d for _, d, _ in options)])
+    return worst["rise"], worst["fall"]

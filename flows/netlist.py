@@ -44,6 +44,9 @@ class TimingReport:
         stage-by-stage critical path of :mod:`psum.flows.breakdown` is read from the instance names.
     end : str
         Where the path ends: ``"ff"`` (a flip-flop's D, setup included in ``delay_ns``) or ``"port"``.
+    edges : tuple of str
+        NLDM timing only: ``"rise"`` or ``"fall"``, the edge of each step's output (rise and fall
+        are timed apart; empty under psum45's linear model, where they are one figure).
     """
 
     delay_ns: float
@@ -52,6 +55,7 @@ class TimingReport:
     path: tuple
     steps: tuple = ()
     end: str = "port"
+    edges: tuple = ()
 
 
 class Netlist:
@@ -149,7 +153,8 @@ class Netlist:
         from .liberty import internal_energy
 
         slews = getattr(self, "_slew", None) or self._nldm()[1]
-        return internal_energy(cell, {p: slews.get(b, self.library.input_slew) for p, b in pins.items()},
+        s0 = self.library.input_slew
+        return internal_energy(cell, {p: slews.get(b, (s0, s0)) for p, b in pins.items()},
                                self.load[pins[cell.output]])
 
     def clock_energy(self, i: int) -> float:
@@ -171,16 +176,19 @@ class Netlist:
         path traced back through ``prev`` (bit -> (cell index, input bit)) to a launching flip-flop
         or an input, cell by cell with arrival times."""
         delay, end, kind = max(ends)
-        steps, b = [], end
+        steps, edges, b = [], [], end
         while b in prev:
             i, nb = prev[b]
             steps.append((self.cells[i][0], self.cells[i][1].name, round(arrival[b], 6)))
+            if isinstance(b, tuple):  # NLDM keys are (bit, edge): the edge of this cell's output
+                edges.append(b[1])
             b = nb
             if b is None or self.cells[i][1].is_ff:
                 break
         steps.reverse()
+        edges.reverse()
         return TimingReport(round(delay, 6), depth[end], max(levels[b] for _, b, _ in ends),
-                            tuple(s[1] for s in steps), tuple(steps), kind)
+                            tuple(s[1] for s in steps), tuple(steps), kind, tuple(edges))
 
     def timing(self) -> TimingReport:
         """Critical path: ``d0 + k * C_load`` per cell (psum45, :mod:`psum.flows.cells`), or the
@@ -235,33 +243,39 @@ class Netlist:
         return self._critical_path(ends, arrival, prev, depth, levels)
 
     def _nldm(self):
-        """(TimingReport, slew per bit) under the library's NLDM tables (module docstring of
-        :mod:`psum.flows.liberty`: worst arc, worst slew, ideal inputs and clock)."""
-        from .liberty import arc_delay, setup_time
+        """(TimingReport, slews) under the library's NLDM tables, rise and fall apart (module
+        docstring of :mod:`psum.flows.liberty`): ``slews`` maps every net bit to its
+        ``(rising slew, falling slew)`` in ns. The report's ``edges`` name the edge of each step."""
+        from .liberty import EDGES, arc_edges, setup_time
 
         lib = self.library
         s0 = lib.input_slew
+        # Every timing figure is kept per (bit, edge); the critical-path backtrace walks those keys.
         arrival, slew, depth, levels, prev = {}, {}, {}, {}, {}
         for b in self.bits:
             if b not in self.driver:
-                arrival[b], slew[b], depth[b], levels[b] = 0.0, s0, 0, 0
+                for e in EDGES:
+                    arrival[b, e], slew[b, e], depth[b, e], levels[b, e] = 0.0, s0, 0, 0
         for i, (_, cell, pins) in enumerate(self.cells):
             if cell.is_ff:
                 for out in cell.outputs:
                     q = pins.get(out)
                     if not isinstance(q, int):
                         continue
-                    d, tr = arc_delay(cell, out, cell.clock, s0, self.load[q]) or (0.0, s0)
-                    arrival[q], slew[q], depth[q], levels[q] = d, tr, 0, 0
-                    prev[q] = (i, None)
+                    # Both edges of Q launch from the clock's rising edge (ideal clock).
+                    edges = arc_edges(cell, out, cell.clock, (s0, s0), self.load[q])
+                    for e in EDGES:
+                        _, d, tr = max(edges[e], key=lambda x: x[1]) if edges else ("rise", 0.0, s0)
+                        arrival[q, e], slew[q, e], depth[q, e], levels[q, e] = d, tr, 0, 0
+                        prev[q, e] = (i, None)
         comb = [i for i, (_, cell, _) in enumerate(self.cells) if not cell.is_ff]
         waiting, users = {}, defaultdict(list)
         for i in comb:
             _, cell, pins = self.cells[i]
             ins = [pins[p] for p, _ in cell.inputs if isinstance(pins.get(p), int)]
-            waiting[i] = sum(1 for b in ins if b not in arrival)
+            waiting[i] = sum(1 for b in ins if (b, "rise") not in arrival)
             for b in ins:
-                if b not in arrival:
+                if (b, "rise") not in arrival:
                     users[b].append(i)
         ready = [i for i in comb if waiting[i] == 0]
         while ready:
@@ -269,34 +283,37 @@ class Netlist:
             _, cell, pins = self.cells[i]
             out = pins[cell.output]
             load = self.load[out]
-            best, worst, out_slew = 0.0, None, s0
-            for p, _ in cell.inputs:
-                b = pins.get(p)
-                if not isinstance(b, int):
-                    continue
-                d, tr = arc_delay(cell, cell.output, p, slew[b], load) or (0.0, slew[b])
-                if worst is None or arrival[b] + d > best:
-                    best, worst = arrival[b] + d, b
-                out_slew = max(out_slew, tr)
-            arrival[out], slew[out] = best, out_slew
-            depth[out] = (depth[worst] if worst is not None else 0) + 1
-            levels[out] = max((levels[pins[p]] for p, _ in cell.inputs if isinstance(pins.get(p), int)), default=0) + 1
-            prev[out] = (i, worst)
+            ins = [(p, pins[p]) for p, _ in cell.inputs if isinstance(pins.get(p), int)]
+            for e in EDGES:
+                best, src, out_slew = 0.0, None, s0
+                for p, b in ins:
+                    edges = arc_edges(cell, cell.output, p, (slew[b, "rise"], slew[b, "fall"]), load)
+                    # A pin without an arc passes its input through with no delay (both edges).
+                    for ie, d, tr in (edges[e] if edges else [(x, 0.0, slew[b, x]) for x in EDGES]):
+                        if src is None or arrival[b, ie] + d > best:
+                            best, src = arrival[b, ie] + d, (b, ie)
+                        out_slew = max(out_slew, tr)
+                arrival[out, e], slew[out, e] = best, out_slew
+                depth[out, e] = (depth[src] if src is not None else 0) + 1
+                levels[out, e] = max((levels[b, e2] for _, b in ins for e2 in EDGES), default=0) + 1
+                prev[out, e] = (i, src)
             for j in users.pop(out, []):
                 waiting[j] -= 1
                 if waiting[j] == 0:
                     ready.append(j)
         if any(n for n in waiting.values() if n):
             raise PsumError(f"combinational loop in the mapped netlist of {self.top}")
-        ends = [(arrival[pins["D"]] + setup_time(cell, slew[pins["D"]], s0), pins["D"], "ff")
-                for _, cell, pins in self.cells if cell.is_ff and isinstance(pins.get("D"), int)]
-        ends += [(arrival[b], b, "port") for d, bits in self.ports.values() if d == "output"
-                 for b in bits if isinstance(b, int)]
-        self._slew = slew
+        # A rising D is checked against rise_constraint, a falling one against fall_constraint.
+        ends = [(arrival[pins["D"], e] + setup_time(cell, slew[pins["D"], e], s0, e), (pins["D"], e), "ff")
+                for _, cell, pins in self.cells if cell.is_ff and isinstance(pins.get("D"), int) for e in EDGES]
+        ends += [(arrival[b, e], (b, e), "port") for d, bits in self.ports.values() if d == "output"
+                 for b in bits if isinstance(b, int) for e in EDGES]
+        slews = {b: (slew[b, "rise"], slew[b, "fall"]) for b in self.bits if (b, "rise") in slew}
+        self._slew = slews
         if not ends:
-            return TimingReport(0.0, 0, 0, ()), slew
+            return TimingReport(0.0, 0, 0, ()), slews
         report = self._critical_path(ends, arrival, prev, depth, levels)
-        return report, slew
+        return report, slews
 
     # -- Verilog -------------------------------------------------------------------------------
     def verilog(self, name: str = "psum_gl") -> str:

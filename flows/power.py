@@ -389,19 +389,27 @@ class GlitchResult:
 
 
 def instance_delays(netlist) -> list:
-    """Delay (ns) of every cell instance of a psum45 netlist: ``d0 + k * C_load`` of its output
-    (the linear model of :mod:`psum.flows.cells`, the same figures as the static timing).
+    """Output delay (ns) of every cell instance for a rising and a falling output: ``[(rise, fall)]``.
 
-    Raises
-    ------
-    PsumError
-        For a netlist mapped to a Liberty library (its NLDM delays depend on slews; not modelled
-        in the timed simulation yet).
+    psum45: ``d0 + k * C_load`` of the output for both edges (the linear model of
+    :mod:`psum.flows.cells`, the static timing's figures). A Liberty netlist: per edge, the largest
+    over the instance's arcs of the NLDM delay (``cell_rise`` / ``cell_fall``) at its load and at
+    the slew the static timing computed for the input edge that causes that output edge
+    (:func:`psum.flows.liberty.instance_edge_delays`; arc senses as in the static timing).
     """
     if netlist.library is not None:
-        raise PsumError("the timed (glitch) simulation takes psum45 only, not a --liberty library")
-    return [cell.d0 + cell.k * netlist.load[pins[cell.output]] if isinstance(pins[cell.output], int) else cell.d0
-            for _, cell, pins in netlist.cells]
+        from .liberty import instance_edge_delays
+
+        slews = netlist._nldm()[1]
+        s0 = netlist.library.input_slew
+        return [instance_edge_delays(cell, pins, slews, netlist.load[pins[cell.output]]
+                                     if isinstance(pins[cell.output], int) else 0.0, s0)
+                for _, cell, pins in netlist.cells]
+    out = []
+    for _, cell, pins in netlist.cells:
+        d = cell.d0 + cell.k * netlist.load[pins[cell.output]] if isinstance(pins[cell.output], int) else cell.d0
+        out.append((d, d))
+    return out
 
 
 def _timed_models() -> str:
@@ -424,7 +432,8 @@ def _timed_models() -> str:
 
 
 def simulate_glitches(netlist, stim: dict, workdir) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Timed Icarus simulation of ``netlist`` on ``stim`` (cell delays of :func:`instance_delays`).
+    """Timed Icarus simulation of ``netlist`` on ``stim`` (cell delays of :func:`instance_delays`:
+    psum45's linear model, or a Liberty library's NLDM rise and fall delays).
 
     Returns
     -------
@@ -436,7 +445,7 @@ def simulate_glitches(netlist, stim: dict, workdir) -> tuple[np.ndarray, np.ndar
     Raises
     ------
     PsumError
-        Icarus is missing, the netlist is not psum45, or the simulation fails.
+        Icarus is missing, or the simulation fails.
     """
     import math
     import re
@@ -494,10 +503,17 @@ def simulate_glitches(netlist, stim: dict, workdir) -> tuple[np.ndarray, np.ndar
     ]) + "\n"
     (workdir / "tb_timed.v").write_text(tb)
     gl = netlist.verilog("psum_gl")
-    gl = re.sub(r"^  (\w+) c(\d+) \(", lambda mt: f"  {mt.group(1)} #(.TD({delays[int(mt.group(2))]:.4f})) c{mt.group(2)} (",
+    if netlist.library is None:  # psum45: one delay TD per instance (rise = fall in the linear model)
+        def params(k):
+            return f".TD({delays[k][0]:.4f})"
+    else:
+        def params(k):
+            return f".PSUM_TR({delays[k][0]:.4f}), .PSUM_TF({delays[k][1]:.4f})"
+    gl = re.sub(r"^  (\w+) c(\d+) \(", lambda mt: f"  {mt.group(1)} #({params(int(mt.group(2)))}) c{mt.group(2)} (",
                 gl, flags=re.M)
     (workdir / "gl_timed.v").write_text(gl)
-    (workdir / "cells_timed.v").write_text(_timed_models())
+    (workdir / "cells_timed.v").write_text(_timed_models() if netlist.library is None
+                                           else netlist.library.models_text(timed=True))
     for cmd in ([iverilog, "-g2005", "-o", "timed.vvp", "tb_timed.v", "gl_timed.v", "cells_timed.v"],
                 [vvp, "-n", "timed.vvp"]):
         proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=1800,
@@ -512,11 +528,12 @@ def simulate_glitches(netlist, stim: dict, workdir) -> tuple[np.ndarray, np.ndar
     settled = np.frombuffer(b"".join(lines), dtype=np.uint8).reshape(n, width) == ord("1")
     counts = np.zeros(width, dtype=np.int64)
     counts[counted] = np.array([int(x) for x in (workdir / "counts.txt").read_text().split()][:len(counted)])
-    return settled, counts, max(delays, default=0.0), 2.0 * half
+    return settled, counts, max((max(d) for d in delays), default=0.0), 2.0 * half
 
 
 def estimate_glitch(netlist, spec, *, workdir, n_outputs: int = 16, seed: int = 0, streams=None) -> GlitchResult:
-    """How much glitching adds to the zero-delay power proxy of ``netlist`` (a psum45 unit for ``spec``).
+    """How much glitching adds to the zero-delay power proxy of ``netlist`` (a unit for ``spec``, on
+    psum45 or a Liberty library).
 
     One timed Icarus simulation with every cell's delay (:func:`instance_delays`) on the stimulus of
     :func:`estimate_power`: the values settled at the end of each cycle give the zero-delay toggles
@@ -538,7 +555,7 @@ def estimate_glitch(netlist, spec, *, workdir, n_outputs: int = 16, seed: int = 
     ValueError
         If ``n_outputs`` is not a positive integer.
     PsumError
-        Icarus missing, a Liberty netlist, or a failed simulation.
+        Icarus missing or a failed simulation.
     """
     check_int("n_outputs", n_outputs, 1)
     if streams is None:

@@ -236,11 +236,13 @@ def _streams_digest(streams) -> str:
 def _key(spec, n_outputs, seed, streams=None, impl=None, liberty=None) -> str:
     from psum.hw.impl import MacImpl
 
+    from .liberty import MODEL_VERSION as liberty_model
+
     stim = ("digits", n_outputs, seed) if streams is None else ("streams", _streams_digest(streams), seed)
     tag = MacImpl.parse(impl).tag
     # Why only a non-default tag: the plain unit's key stays what it was before MacImpl existed.
     unit = (str(spec), tag) if tag else (str(spec),)
-    lib = library_hash() if liberty is None else "liberty:" + liberty.digest
+    lib = library_hash() if liberty is None else f"liberty{liberty_model}:" + liberty.digest
     return cache.cache_key(*unit, FLOW_VERSION, lib, *stim)
 
 
@@ -490,8 +492,8 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
     return results
 
 
-def glitch(spec, *, impl=None, n_outputs: int = 16, seed: int = 0, streams=None):
-    """How much glitching adds to the unit's zero-delay energy (psum45 cell delays; issue 12 item 5).
+def glitch(spec, *, impl=None, n_outputs: int = 16, seed: int = 0, streams=None, liberty=None):
+    """How much glitching adds to the unit's zero-delay energy (issue 12 item 5).
 
     Maps the unit as :func:`synthesize` does, then runs :func:`psum.flows.power.estimate_glitch`:
     one timed gate-level simulation (every instance delayed by ``d0 + k * C_load``, inertial)
@@ -506,6 +508,9 @@ def glitch(spec, *, impl=None, n_outputs: int = 16, seed: int = 0, streams=None)
         Output elements of the default digits convolution (9 products each).
     seed : int
     streams : list of (a_codes, b_codes, init_code), optional
+    liberty : path-like or psum.flows.liberty.Library, optional
+        Map onto this library and delay every instance by its NLDM rise/fall delays
+        (:func:`psum.flows.power.instance_delays`); default psum45's linear delays.
 
     Returns
     -------
@@ -523,9 +528,13 @@ def glitch(spec, *, impl=None, n_outputs: int = 16, seed: int = 0, streams=None)
 
     spec, impl = check(spec, impl)
     check_int("n_outputs", n_outputs, 1)
+    if liberty is not None and not hasattr(liberty, "cells"):
+        from .liberty import read_liberty
+
+        liberty = read_liberty(liberty)  # a bad file is one line, before any work
     with private_tmpdir("psum-glitch-") as work:
         top = module_name(spec, impl)
         (work / "unit.v").write_text(verilog(spec, impl))
-        _run_yosys(work, top)
-        netlist = Netlist(work / "mapped.json", top)
+        _run_yosys(work, top, liberty)
+        netlist = Netlist(work / "mapped.json", top, library=liberty)
         return estimate_glitch(netlist, spec, workdir=work, n_outputs=n_outputs, seed=seed, streams=streams)

@@ -3,27 +3,43 @@
 A per-MAC comparison (one sequential float MAC against one integer MAC) is not what a hardware
 team builds: it needs, say, 32 MACs per cycle at 400 MHz, and asks which *design* delivers that
 for the least area and energy while the network stays within tolerance. Here each design family
-is one unit type (:class:`IsoDesign`: the family's minimum accumulator from the report's search,
-plus an order such as ``tree8`` or ``chunk16``), and:
+is one unit type (:class:`IsoDesign`: an accumulator and an order such as ``tree8`` or
+``chunk16``), and :func:`run_iso` (the report's stage ``iso``):
 
-1. its accuracy is evaluated network-wide on the report's images (the sweep's cache);
-2. it is checked bit-exact in Icarus against the golden model (zero mismatches), in the
-   implementation that meets the clock;
-3. it is synthesised at ``pipeline=0``; when it misses the clock (:func:`psum.flows.clock.at_clock`),
-   at ``pipeline=1``, ``2`` (:data:`psum.hw.impl.MAX_PIPELINE`) until one meets it;
-4. it is replicated to the throughput: ``copies = ceil(macs_per_cycle / unit's MACs per cycle)``;
-   area = copies x the unit's area, power = copies x its power at the clock; energy per MAC is the
-   unit's (replication does not change it).
+1. **Its own accumulator.** A sequential design takes its family's network-wide minimum from the
+   report's search. A design with an order (tree, mta, chunk, ilv) changes the numerics, and may
+   hold accuracy with a narrower accumulator (shorter serial sums) or need a wider one: it gets
+   its own minimum, found by :func:`psum.sweeps.sweep.search_min_acc` on the report's images
+   with the design's order, over a short candidate list (:func:`iso_search`): the sequential
+   minimum's exponent, mantissa (integer: width) from :data:`ISO_NARROWER` below to
+   :data:`ISO_WIDER` above the sequential minimum. Rule (the search's): the smallest candidate
+   ``m`` whose top-1 is within the tolerance of the float32 network, confirmed by ``m + 1``
+   passing and ``m - 1`` failing (bisection with confirmation); no candidate passing: the design
+   is listed as below tolerance, with its candidates' accuracies.
+2. It is checked bit-exact in Icarus against the golden model (zero mismatches), in the
+   implementation that meets the clock.
+3. It is synthesised at ``pipeline=0``; when it misses the clock (:func:`psum.flows.clock.at_clock`),
+   at ``pipeline=1``, ``2`` (:data:`psum.hw.impl.MAX_PIPELINE`) until one meets it.
+4. **Throughput with the dot product's overheads** (:func:`utilisation`): on the network's own dot
+   products (every Conv2d/Linear: ``n`` dot products of ``K`` products per image), a unit of ``L``
+   products per cycle and ``F`` flush cycles (:func:`psum.hw.unit.flush_cycles`: chunk and mta 1,
+   ilv<L> L-1) spends ``1 + ceil(K / L) + F`` cycles per dot product: one ``load`` of the bias,
+   the product cycles (the last group of a multi-lane unit zero-padded), the flush, i.e. the
+   schedule psum's own RTL check drives (:func:`psum.hw.verify.stimulus.stream_cycles`). Its
+   sustained rate is ``U = sum(n K) / sum(n (1 + ceil(K/L) + F))`` MACs per cycle, and
+   ``copies = ceil(macs_per_cycle / U)``; area = copies x the unit's area, power = copies x its
+   power at the clock.
 
 A design that misses the clock at every pipeline depth, or the accuracy, is listed with the
 reason and takes no part in the verdict (never silently dropped).
 
-Energy: every unit here is driven by the same random operand stimulus of the synthesis flow
-(:func:`psum.flows.power.estimate_power`, ``n_outputs`` dot products, seed 0), so the energies
-compare designs with each other; they are not the real-stream figures of the per-MAC table.
-The flush cycles of chunk, ilv and mta units at the end of each dot product (``psum.hw.unit.
-flush_cycles``, 1 or L-1 per K products) are not charged to the throughput: with the dot-product
-lengths of a CNN (K >= 25) they cost at most a few percent.
+Energy per MAC: the synthesis flow's power proxy (:func:`psum.flows.power.estimate_power`) on its
+default stimulus, the same for every design: the digits 3x3 convolution (``n_outputs`` dot
+products of 9 products, seed 0; multi-lane units' streams merged into dot products of at least P
+or N products), every ``load`` and ``flush`` cycle of those dot products included in the active
+energy, so the flush is charged per MAC at that (short) length: an upper bound on the network's
+longer dot products. The row's ``stimulus`` names it. These energies compare designs with each
+other; they are not the real-stream figures of the per-MAC table.
 """
 
 from __future__ import annotations
@@ -31,7 +47,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
-__all__ = ["IsoDesign", "ISO_DESIGNS", "IsoStage", "iso_specs", "iso_row", "iso_verdict", "iso_sentence"]
+__all__ = ["IsoDesign", "ISO_DESIGNS", "ISO_NARROWER", "ISO_WIDER", "IsoStage", "iso_specs", "iso_search",
+           "dot_products", "utilisation", "iso_row", "iso_verdict", "iso_sentence", "iso_method", "run_iso"]
+
+#: How far below / above the sequential family minimum an order design's own minimum is searched
+#: (mantissa bits of a float accumulator, bits of an integer one).
+ISO_NARROWER, ISO_WIDER = 3, 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,17 +94,51 @@ ISO_DESIGNS = (
 @dataclasses.dataclass(frozen=True)
 class IsoStage:
     """The report stage: ``rows`` (one per design, :func:`iso_row`), the target ``macs_per_cycle``
-    and the common ``clock_ns``; ``verdict`` (:func:`iso_verdict`)."""
+    and the common ``clock_ns``; ``verdict`` (:func:`iso_verdict`); ``dots``, the network's dot
+    products the rates were computed on (:func:`dot_products`)."""
 
     rows: list
     macs_per_cycle: int
     clock_ns: float
     verdict: dict
+    dots: list = dataclasses.field(default_factory=list)
+
+
+def iso_search(design, acc: str) -> dict | None:
+    """The candidate list of a design's own minimum accumulator, or None for a sequential design.
+
+    Parameters
+    ----------
+    design : IsoDesign
+    acc : str
+        Its family's sequential minimum (``"e4m5"``, ``"int18"``).
+
+    Returns
+    -------
+    dict or None
+        :func:`psum.sweeps.sweep.search_min_acc` arguments: ``kind`` (``"man"`` or ``"int"``),
+        ``exp_bits`` (float: the sequential minimum's), ``overflow`` (integer: the family's), ``lo``,
+        ``hi`` (from :data:`ISO_NARROWER` below to :data:`ISO_WIDER` above the sequential minimum).
+    """
+    from psum.golden import IntFormat, parse_format
+
+    if "order=" not in design.extra or design.base not in ("float", "int-wrap", "int-sat"):
+        return None
+    fmt = parse_format(acc.partition(":")[0])
+    if isinstance(fmt, IntFormat):
+        return dict(kind="int", exp_bits=None, overflow=design.base[4:], lo=max(2, fmt.width - ISO_NARROWER),
+                    hi=fmt.width + ISO_WIDER)
+    return dict(kind="man", exp_bits=fmt.exp_bits, overflow=None, lo=max(1, fmt.man_bits - ISO_NARROWER),
+                hi=fmt.man_bits + ISO_WIDER)
 
 
 def iso_specs(designs, minima: list[dict], float_operand: str, int_operand: str) -> list[dict]:
-    """The spec text of every design: ``[{family, spec}]``, or ``{family, spec: None, reason}``
+    """The spec text of every design: ``[{family, spec, search}]``, or ``{family, spec: None, reason}``
     when its base family has no minimum within tolerance.
+
+    ``spec`` is built on the family's sequential minimum; ``search`` (:func:`iso_search`) is the
+    candidate list of the design's own minimum when its order changes the numerics (None for a
+    sequential design), which :func:`run_iso` searches and puts in ``spec``'s place.
 
     Parameters
     ----------
@@ -120,12 +175,74 @@ def iso_specs(designs, minima: list[dict], float_operand: str, int_operand: str)
             acc = d.base
         fmt = parse_format(acc.partition(":")[0])
         op = int_operand if isinstance(fmt, IntFormat) else float_operand
-        out.append(dict(family=d.family, spec=str(make_spec(acc, a=op, b=op, extra=d.extra or None))))
+        row = dict(family=d.family, spec=str(make_spec(acc, a=op, b=op, extra=d.extra or None)))
+        search = iso_search(d, acc)
+        if search is not None:
+            row["search"] = dict(search, extra=d.extra, operand=op)
+        out.append(row)
     return out
 
 
+def dot_products(net, x) -> list[dict]:
+    """The dot products of one forward pass of ``net`` per input: one entry per Conv2d / Linear.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+    x : torch.Tensor
+        A batch of inputs (``B`` samples).
+
+    Returns
+    -------
+    list of dict
+        ``layer``, ``k`` (products per dot product: ``in_channels / groups * kh * kw`` of a
+        convolution, ``in_features`` of a linear layer), ``n`` (dot products per input: the layer's
+        output elements per sample).
+    """
+    import torch
+
+    found = []
+    hooks = []
+    for name, mod in net.named_modules():
+        if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
+            def hook(m, _inp, out, name=name):
+                found.append(dict(layer=name, k=int(m.weight[0].numel()), n=int(out.numel() // out.shape[0])))
+            hooks.append(mod.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            net.eval()(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return found
+
+
+def utilisation(lanes: int, flush: int, dots: list[dict]) -> float:
+    """Sustained MACs per cycle of one unit on the dot products ``dots`` (:func:`dot_products`).
+
+    A dot product of ``K`` products takes ``1 + ceil(K / lanes) + flush`` cycles (one ``load``, the
+    product cycles, the flush), the schedule of :func:`psum.hw.verify.stimulus.stream_cycles`::
+
+        U = sum(n * K) / sum(n * (1 + ceil(K / lanes) + flush))
+
+    Parameters
+    ----------
+    lanes : int
+        Products per ``en`` cycle of the unit.
+    flush : int
+        Flush cycles per dot product (:func:`psum.hw.unit.flush_cycles`).
+    dots : list of dict
+        ``k`` and ``n`` per layer; empty: the ideal rate ``lanes``.
+    """
+    if not dots:
+        return float(lanes)
+    macs = sum(d["n"] * d["k"] for d in dots)
+    cycles = sum(d["n"] * (1 + -(-d["k"] // lanes) + flush) for d in dots)
+    return macs / cycles
+
+
 def iso_row(family: str, spec: str, accuracy: float, results: list, macs_per_cycle: int, clock_ns: float,
-            meets_accuracy: bool) -> dict:
+            meets_accuracy: bool, dots: list | None = None) -> dict:
     """One design at the throughput: the first of ``results`` (pipeline 0, 1, ...) that meets the clock.
 
     Parameters
@@ -140,13 +257,19 @@ def iso_row(family: str, spec: str, accuracy: float, results: list, macs_per_cyc
     clock_ns : float
         Common clock period, ns.
     meets_accuracy : bool
+    dots : list of dict, optional
+        The network's dot products (:func:`dot_products`): the unit's rate is then its sustained
+        rate with load and flush cycles (:func:`utilisation`); None: its peak rate (lanes).
 
     Returns
     -------
     dict
-        ``family, side`` (``"int"``: an integer accumulator, else ``"float"``), ``spec, impl, accuracy, meets_accuracy, met_clock, unit_ge, unit_macs, copies, ge,
-        energy_per_mac_fj, power_uw, delay_ns, slack_ns, fmax_mhz, reason`` (``ge``: the replicated
-        design, ``unit_ge``: one unit).
+        ``family, side`` (``"int"``: an integer accumulator, else ``"float"``), ``spec, impl,
+        accuracy, meets_accuracy, met_clock, unit_ge, lanes`` (products per cycle at peak),
+        ``flush`` (cycles per dot product), ``unit_macs`` (sustained MACs per cycle), ``copies, ge,
+        energy_per_mac_fj, power_uw, gmacs`` (the design's sustained throughput, GMAC/s),
+        ``delay_ns, slack_ns, fmax_mhz, stimulus, reason`` (``ge``: the replicated design,
+        ``unit_ge``: one unit).
     """
     from psum.flows.clock import at_clock
 
@@ -154,7 +277,13 @@ def iso_row(family: str, spec: str, accuracy: float, results: list, macs_per_cyc
     met = chosen is not None
     r = chosen if met else results[-1]
     c = at_clock(r, clock_ns)
-    copies = math.ceil(macs_per_cycle / r.macs_per_cycle)
+    from psum.hw.unit import flush_cycles
+
+    lanes = int(r.macs_per_cycle)
+    flush = flush_cycles(spec)
+    rate = utilisation(lanes, flush, dots) if dots is not None else float(r.macs_per_cycle)
+    # Why round before ceil: 8 / 1.0000000001 must stay 8 copies.
+    copies = math.ceil(round(macs_per_cycle / rate, 9))
     reason = "" if met else f"misses {clock_ns:g} ns even at {r.impl.split(',')[0]} ({r.delay_ns:.2f} ns)"
     if not meets_accuracy:
         reason = "; ".join(x for x in ("below tolerance", reason) if x)
@@ -162,9 +291,10 @@ def iso_row(family: str, spec: str, accuracy: float, results: list, macs_per_cyc
 
     side = "int" if isinstance(MacSpec.parse(spec).acc, IntFormat) else "float"
     return dict(family=family, side=side, spec=spec, impl=r.impl, accuracy=accuracy, meets_accuracy=meets_accuracy,
-                met_clock=met, unit_ge=r.ge, unit_macs=r.macs_per_cycle, copies=copies, ge=copies * r.ge,
-                energy_per_mac_fj=c.energy_per_mac_fj, power_uw=copies * c.power_uw, delay_ns=r.delay_ns,
-                slack_ns=c.slack_ns, fmax_mhz=c.fmax_mhz, reason=reason)
+                met_clock=met, unit_ge=r.ge, lanes=lanes, flush=flush, unit_macs=round(rate, 4), copies=copies,
+                ge=copies * r.ge, energy_per_mac_fj=c.energy_per_mac_fj, power_uw=copies * c.power_uw,
+                gmacs=round(copies * rate / clock_ns, 4), delay_ns=r.delay_ns, slack_ns=c.slack_ns,
+                fmax_mhz=c.fmax_mhz, stimulus=(r.power or {}).get("stream", ""), reason=reason)
 
 
 def iso_verdict(rows: list[dict]) -> dict:
@@ -204,6 +334,154 @@ def iso_sentence(stage: dict) -> str:
             f"{ints['energy_per_mac_fj']:,.1f} fJ/MAC).")
 
 
+def _fields(spec: str) -> dict:
+    return dict(f.split("=", 1) for f in spec.split(","))
+
+
 def _acc(row: dict) -> str:
-    fields = dict(f.split("=", 1) for f in row["spec"].split(","))
+    fields = _fields(row["spec"])
     return f"acc={fields['acc']}" + (f", order={fields['order']}" if "order" in fields else "")
+
+
+def run_iso(cfg, wl, minima: list[dict], common: dict, out, *, force_synth: bool = False, say=None) -> IsoStage:
+    """The report's stage ``iso``: every design family (:data:`ISO_DESIGNS` or ``cfg.iso_designs``)
+    with its own accumulator, checked in Icarus (zero mismatches), synthesised at the lowest
+    pipeline depth that meets ``cfg.iso_clock_ns`` and replicated to ``cfg.iso_macs`` sustained MACs
+    per cycle on the network's dot products (module docstring).
+
+    Parameters
+    ----------
+    cfg : psum.reports.report.ReportConfig
+    wl : psum.sweeps.sweep workload
+        The report's network and data (``wl.net``, ``wl.test``).
+    minima : list of dict
+        The report's network-wide minima (``family``, ``acc``, ``acc_bits``).
+    common : dict
+        The report's evaluation options (``limit``, ``out``: its ``sweep.jsonl``, ...), passed to
+        :func:`psum.sweeps.sweep.run_sweep` and :func:`psum.sweeps.sweep.search_min_acc`.
+    out : Path
+        The report folder (``sim.jsonl``).
+    force_synth : bool
+    say : callable, optional
+        Progress messages.
+
+    Returns
+    -------
+    IsoStage
+
+    Raises
+    ------
+    PsumError
+        A unit's RTL differs from the golden model.
+    """
+    from pathlib import Path
+
+    from psum.errors import PsumError
+    from psum.flows.clock import at_clock
+    from psum.flows.synth import synthesize_many
+    from psum.golden import MacSpec
+    from psum.hw import check, module_name
+    from psum.hw.impl import MAX_PIPELINE, MacImpl
+    from psum.hw.verify import simulate
+    from psum.nets.user import calibration_batch
+    from psum.paths import cache_dir
+    from psum.resultsfile import ResultsFile
+    from psum.sweeps.sweep import run_sweep, search_min_acc
+
+    say = say or (lambda msg: None)
+    out = Path(out)
+    designs = iso_specs(cfg.iso_designs or ISO_DESIGNS, minima, cfg.float_operand, cfg.int_operand)
+    say(f"iso-throughput: {len(designs)} designs at {cfg.iso_macs} MACs/cycle, {cfg.iso_clock_ns:g} ns")
+    for d in designs:  # every unit buildable, before any evaluation (one line, from psum.hw.check)
+        if d["spec"] is not None:
+            check(d["spec"])
+    base = None
+    for d in designs:
+        if d["spec"] is None:
+            continue
+        spec = MacSpec.parse(d["spec"])
+        fields = dict(f.split("=", 1) for f in str(spec).split(","))
+        if d.get("search"):
+            # The design's own minimum: the report's search rule on its candidate list.
+            s = d["search"]
+            res = search_min_acc(wl, cfg.dataset, kind=s["kind"], exp_bits=s["exp_bits"], overflow=s["overflow"],
+                                 lo=s["lo"], hi=s["hi"], tol=cfg.tol, a=s["operand"], b=s["operand"],
+                                 extra=s["extra"], **common)
+            base = res["baseline_accuracy"]
+            chosen = res["spec"] if res["min"] is not None else res["rows"][-1]["spec"]
+            d["spec"] = str(MacSpec.parse(chosen))
+            d["accuracy"] = res["accuracy"] if res["min"] is not None else res["rows"][-1]["accuracy"]
+            d["candidates"] = {_fields(str(MacSpec.parse(r["spec"])))["acc"]: r["accuracy"] for r in res["rows"]}
+            d["rule"] = (f"{s['kind']} {s['lo']}..{s['hi']}: " + res["rule"])
+            check(d["spec"])
+            continue
+        extra = ",".join(f"{k}={v}" for k, v in fields.items() if k not in ("a", "b", "acc", "round", "overflow"))
+        acc = fields["acc"] + (f":{fields['overflow']}" if "overflow" in fields else "")
+        rows = run_sweep(wl, cfg.dataset, [acc], a=fields["a"], b=fields["b"], rounding=fields["round"],
+                         extra=extra or None, **common)
+        base = next(r["accuracy"] for r in rows if r["spec"] == "fp32")
+        d["accuracy"] = next(r["accuracy"] for r in rows if r["spec"] == str(spec))
+    dots = dot_products(wl.net, calibration_batch(wl.test, 1))
+    todo = [d for d in designs if d["spec"] is not None]
+    results = {d["spec"]: [] for d in todo}
+    for p in range(MAX_PIPELINE + 1):  # deeper only for the designs that still miss the clock
+        if not todo:
+            break
+        # one call per lane count: synthesize_many resolves its impl once, for the first spec
+        for n in sorted({MacSpec.parse(d["spec"]).order.lanes for d in todo}):
+            group = [d for d in todo if MacSpec.parse(d["spec"]).order.lanes == n]
+            for d, r in zip(group, synthesize_many([d["spec"] for d in group], jobs=cfg.jobs, force=force_synth,
+                                                   impl=MacImpl(pipeline=p))):
+                results[d["spec"]].append(r)
+        todo = [d for d in todo if not at_clock(results[d["spec"]][-1], cfg.iso_clock_ns).met]
+    sims = ResultsFile(out / "sim.jsonl", ("spec", "cycles", "seed", "layer"),
+                       required=("spec", "cycles", "seed", "checked", "mismatches", "first_mismatch"))
+    rows = []
+    for d in designs:
+        if d["spec"] is None:
+            rows.append(dict(family=d["family"], spec=None, meets_accuracy=False, met_clock=False, reason=d["reason"]))
+            continue
+        row = iso_row(d["family"], d["spec"], d["accuracy"], results[d["spec"]], cfg.iso_macs, cfg.iso_clock_ns,
+                      d["accuracy"] >= base - cfg.tol, dots)
+        if d.get("candidates"):
+            row.update(candidates=d["candidates"], rule=d["rule"])
+        impl = MacImpl.parse(row["impl"])
+        key = dict(spec=d["spec"] + ("" if impl.is_default else f" @{impl}"), cycles=cfg.sim_cycles, seed=0,
+                   layer="random")  # the directed + random stimulus: the order units take their own streams
+        if sims.get(**key) is None:
+            res = simulate(d["spec"], cycles=cfg.sim_cycles, seed=0, impl=impl,
+                           build_dir=cache_dir("sim", module_name(MacSpec.parse(d["spec"]), impl)))
+            sims.append(dict(key, checked=res.cycles_checked, mismatches=res.mismatches,
+                             first_mismatch=res.first_mismatch))
+        sim = sims.get(**key)
+        if sim["mismatches"]:
+            raise PsumError(f"RTL of {d['spec']} ({impl}) differs from the golden model at cycle "
+                            f"{sim['first_mismatch']['cycle']}; run psum sim '{d['spec']}' --impl {impl} for details")
+        rows.append(dict(row, sim_cycles=sim["checked"]))
+    return IsoStage(rows=rows, macs_per_cycle=cfg.iso_macs, clock_ns=cfg.iso_clock_ns, verdict=iso_verdict(rows),
+                    dots=dots)
+
+
+def iso_method(stage: dict) -> str:
+    """How the iso-throughput figures were made, in a few sentences generated from ``stage`` (the
+    report's ``iso`` data; older data without dot products or stimuli gets the shorter text)."""
+    dots = stage.get("dots") or []
+    parts = ["Each sequential design uses its family's network-wide minimum accumulator; a design with an "
+             f"order (tree, mta, chunk, ilv) its own, searched with that order over the sequential minimum's "
+             f"mantissa (integer: width) from {ISO_NARROWER} below to {ISO_WIDER} above (the smallest m within "
+             "tolerance with m+1 passing and m-1 failing). Each is synthesised at the lowest pipeline depth that "
+             "meets the clock, checked bit-exact in Icarus, and replicated to the throughput."]
+    if dots:
+        ks = sorted({d["k"] for d in dots})
+        parts.append(f"MACs/cycle per unit is its sustained rate on the network's dot products ({len(dots)} layers, "
+                     f"K = {', '.join(map(str, ks))} products): a dot product takes one load cycle, ceil(K / lanes) "
+                     "product cycles and the unit's flush cycles (chunk, mta: 1; ilv<L>: L-1).")
+    stimuli = sorted({r.get("stimulus") for r in stage.get("rows", []) if r.get("stimulus")})
+    if stimuli:
+        parts.append("Energies: the synthesis flow's power proxy on " + "; ".join(stimuli) + ", load and flush cycles "
+                     "included (charged per MAC at these short dot products: an upper bound), the same for every "
+                     "design: compare rows with each other, not with the per-MAC table's real-stream figures.")
+    else:
+        parts.append("Energies: the synthesis flow's stimulus, the same for every design (compare rows with each "
+                     "other, not with the per-MAC table's real-stream figures).")
+    return " ".join(parts)

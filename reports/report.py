@@ -444,76 +444,12 @@ def _hardware(cfg: ReportConfig, net, sweep: SweepStage, minima: MinimaStage, ou
 
 
 def _iso(cfg: ReportConfig, wl, minima: MinimaStage, common: dict, out: Path, force_synth: bool, quiet: bool):
-    """-- 4b. iso-throughput: each design family (:data:`psum.reports.iso.ISO_DESIGNS`) evaluated on the
-    same images, checked in Icarus (zero mismatches) and synthesised at the lowest pipeline depth
-    that meets ``cfg.iso_clock_ns``, then replicated to ``cfg.iso_macs`` MACs per cycle."""
-    from psum.errors import PsumError
-    from psum.flows.clock import at_clock
-    from psum.flows.synth import synthesize_many
-    from psum.golden import MacSpec
-    from psum.hw import module_name
-    from psum.hw.impl import MAX_PIPELINE, MacImpl
-    from psum.hw.verify import simulate
-    from psum.paths import cache_dir
-    from psum.resultsfile import ResultsFile
-    from psum.sweeps.sweep import run_sweep
+    """-- 4b. iso-throughput: :func:`psum.reports.iso.run_iso` (each design family with its own
+    accumulator, checked in Icarus, at the lowest pipeline depth that meets ``cfg.iso_clock_ns``,
+    replicated to ``cfg.iso_macs`` sustained MACs per cycle)."""
+    from .iso import run_iso
 
-    from .iso import ISO_DESIGNS, IsoStage, iso_row, iso_specs, iso_verdict
-
-    designs = iso_specs(cfg.iso_designs or ISO_DESIGNS, minima.minima, cfg.float_operand, cfg.int_operand)
-    _say(f"iso-throughput: {len(designs)} designs at {cfg.iso_macs} MACs/cycle, {cfg.iso_clock_ns:g} ns", quiet)
-    from psum.hw import check
-
-    for d in designs:  # every unit buildable, before any evaluation (one line, from psum.hw.check)
-        if d["spec"] is not None:
-            check(d["spec"])
-    base = None
-    for d in designs:
-        if d["spec"] is None:
-            continue
-        spec = MacSpec.parse(d["spec"])
-        fields = dict(f.split("=", 1) for f in str(spec).split(","))
-        extra = ",".join(f"{k}={v}" for k, v in fields.items() if k not in ("a", "b", "acc", "round", "overflow"))
-        acc = fields["acc"] + (f":{fields['overflow']}" if "overflow" in fields else "")
-        rows = run_sweep(wl, cfg.dataset, [acc], a=fields["a"], b=fields["b"], rounding=fields["round"],
-                         extra=extra or None, **common)
-        base = next(r["accuracy"] for r in rows if r["spec"] == "fp32")
-        d["accuracy"] = next(r["accuracy"] for r in rows if r["spec"] == str(spec))
-    todo = [d for d in designs if d["spec"] is not None]
-    results = {d["spec"]: [] for d in todo}
-    for p in range(MAX_PIPELINE + 1):  # deeper only for the designs that still miss the clock
-        if not todo:
-            break
-        # one call per lane count: synthesize_many resolves its impl once, for the first spec
-        for n in sorted({MacSpec.parse(d["spec"]).order.lanes for d in todo}):
-            group = [d for d in todo if MacSpec.parse(d["spec"]).order.lanes == n]
-            for d, r in zip(group, synthesize_many([d["spec"] for d in group], jobs=cfg.jobs, force=force_synth,
-                                                   impl=MacImpl(pipeline=p))):
-                results[d["spec"]].append(r)
-        todo = [d for d in todo if not at_clock(results[d["spec"]][-1], cfg.iso_clock_ns).met]
-    sims = ResultsFile(out / "sim.jsonl", ("spec", "cycles", "seed", "layer"),
-                       required=("spec", "cycles", "seed", "checked", "mismatches", "first_mismatch"))
-    rows = []
-    for d in designs:
-        if d["spec"] is None:
-            rows.append(dict(family=d["family"], spec=None, meets_accuracy=False, met_clock=False, reason=d["reason"]))
-            continue
-        row = iso_row(d["family"], d["spec"], d["accuracy"], results[d["spec"]], cfg.iso_macs, cfg.iso_clock_ns,
-                      d["accuracy"] >= base - cfg.tol)
-        impl = MacImpl.parse(row["impl"])
-        key = dict(spec=d["spec"] + ("" if impl.is_default else f" @{impl}"), cycles=cfg.sim_cycles, seed=0,
-                   layer="random")  # the directed + random stimulus: the order units take their own streams
-        if sims.get(**key) is None:
-            res = simulate(d["spec"], cycles=cfg.sim_cycles, seed=0, impl=impl,
-                           build_dir=cache_dir("sim", module_name(MacSpec.parse(d["spec"]), impl)))
-            sims.append(dict(key, checked=res.cycles_checked, mismatches=res.mismatches,
-                             first_mismatch=res.first_mismatch))
-        sim = sims.get(**key)
-        if sim["mismatches"]:
-            raise PsumError(f"RTL of {d['spec']} ({impl}) differs from the golden model at cycle "
-                            f"{sim['first_mismatch']['cycle']}; run psum sim '{d['spec']}' --impl {impl} for details")
-        rows.append(dict(row, sim_cycles=sim["checked"]))
-    return IsoStage(rows=rows, macs_per_cycle=cfg.iso_macs, clock_ns=cfg.iso_clock_ns, verdict=iso_verdict(rows))
+    return run_iso(cfg, wl, minima.minima, common, out, force_synth=force_synth, say=lambda msg: _say(msg, quiet))
 
 
 def _glitch(cfg: ReportConfig, headline: list[dict], quiet: bool) -> list[dict]:
@@ -824,22 +760,24 @@ def _fake2true_figure(out: Path, doc: Document) -> None:
 
 def _iso_section(iso: dict, out: Path, doc: Document, what: str) -> None:
     """Headline: the iso-throughput table and figure (:mod:`psum.reports.iso`)."""
-    from .iso import iso_sentence
+    from .iso import iso_method, iso_sentence
 
     n, t = iso["macs_per_cycle"], iso["clock_ns"]
     doc.heading(f"Headline: every design family at {n} MACs per cycle, {t:g} ns clock")
-    doc.para(iso_sentence(iso) + " Each design is the family's minimum accumulator within tolerance in that unit "
-             "type, synthesised at the lowest pipeline depth that meets the clock, checked bit-exact in Icarus, "
-             "and replicated to the throughput. Energies: the synthesis flow's random operand stimulus, the same "
-             "for every design (compare rows with each other, not with the per-MAC table's real-stream figures).")
+    doc.para(iso_sentence(iso) + " " + iso_method(iso))
     rows = [dict(r, acc=r["spec"] and r["spec"].split("acc=", 1)[1].split(",")[0],
                  verdict="ok" if r.get("meets_accuracy") and r.get("met_clock") else r.get("reason", "")) for r in iso["rows"]]
     doc.table(rows, ["family", "acc", "impl", "accuracy", "unit_ge", "unit_macs", "copies", "ge", "energy_per_mac_fj",
                      "power_uw", "delay_ns", "slack_ns", "verdict"],
               ["design", "accumulator", "implementation", "top-1 (%)", "unit area (GE)", "MACs/cycle per unit",
                "copies", "area (GE)", "energy/MAC (fJ)", "power (uW)", "delay (ns)", "slack (ns)", "verdict"],
-              formats=dict(accuracy="{:.2f}", unit_ge="{:,.0f}", unit_macs="{:g}", ge="{:,.0f}",
+              formats=dict(accuracy="{:.2f}", unit_ge="{:,.0f}", unit_macs="{:.2f}", ge="{:,.0f}",
                            energy_per_mac_fj="{:,.1f}", power_uw="{:,.0f}", delay_ns="{:.2f}", slack_ns="{:+.2f}"))
+    searched = [r for r in iso["rows"] if r.get("candidates")]
+    if searched:
+        doc.para("Own accumulator of the order designs (top-1 % of each candidate evaluated by the search): "
+                 + "; ".join(f"{r['family']}: " + ", ".join(f"{k} {v:.2f}" for k, v in r["candidates"].items())
+                             for r in searched) + ".")
     plotted = [r for r in iso["rows"] if r.get("ge")]
     if plotted:
         plots.plot_iso_throughput(plotted, out, f"Area vs energy at {n} MACs/cycle and {t:g} ns, {what}")

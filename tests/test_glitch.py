@@ -1,5 +1,9 @@
 """Timed gate simulation (psum45 cell delays) and the glitch share (issue 12 item 5): real Yosys and Icarus."""
 
+import json
+import shutil
+from pathlib import Path
+
 import pytest
 
 from psum.flows.power import _timed_models
@@ -29,9 +33,90 @@ def test_glitch_share_of_a_tiny_unit():
     assert 0 < g.max_cell_delay_ns < r.delay_ns
 
 
-def test_glitch_refuses_a_liberty_library(capsys):
+# -- NLDM rise/fall delays from a Liberty file (tests/data/tiny_nldm.lib) ---------------------------
+# y = NAND2_T(a, i3), i3 = INV_T(INV_T(INV_T(a))): a static-1 hazard. When a rises, both NAND inputs
+# are 1 until the inverter chain's output falls, so y falls and rises again (a glitch of two
+# transitions, as long as the chain is slower than the NAND's fall, which passes the inertial
+# filter); when a falls, A1 = 0 holds y at 1. Settled, y never changes. No clock: no flip-flops.
+_HAZARD = {"modules": {"hazard": {
+    "ports": {"a": {"direction": "input", "bits": [3]}, "y": {"direction": "output", "bits": [8]}},
+    "cells": {
+        "i1": {"type": "INV_T", "connections": {"A": [3], "ZN": [5]}},
+        "i2": {"type": "INV_T", "connections": {"A": [5], "ZN": [6]}},
+        "i3": {"type": "INV_T", "connections": {"A": [6], "ZN": [7]}},
+        "y": {"type": "NAND2_T", "connections": {"A1": [3], "A2": [7], "ZN": [8]}},
+    },
+}}}
+LIB = Path(__file__).parent / "data" / "tiny_nldm.lib"
+
+
+@pytest.fixture
+def hazard(tmp_path):
+    from psum.flows.liberty import read_liberty
+    from psum.flows.netlist import Netlist
+
+    path = tmp_path / "hazard.json"
+    path.write_text(json.dumps(_HAZARD))
+    return Netlist(path, "hazard", library=read_liberty(LIB))
+
+
+def test_instance_delays_from_the_nldm_tables_by_hand(hazard):
+    """i1: input a ideal (slew 0.01), load INV_T A 1.0 fF + wire (fraction f = wire / 4 of the 1..5 fF
+    index): rise = cell_rise 0.010 + 0.020 f, fall = cell_fall 0.008 + 0.016 f. i2: rises from i1's
+    fall (cell_rise at i1's fall slew 0.008 + 0.032 f), falls from i1's rise (cell_fall at i1's rise
+    slew 0.010 + 0.040 f)."""
+    from psum.flows.cells import wire_cap
+    from psum.flows.power import instance_delays
+
+    f = wire_cap(1) / 4.0
+    idx = {name: i for i, (name, _, _) in enumerate(hazard.cells)}
+    d = instance_delays(hazard)
+    assert d[idx["i1"]] == pytest.approx((0.010 + 0.020 * f, 0.008 + 0.016 * f))
+    s_fall, s_rise = 0.008 + 0.032 * f, 0.010 + 0.040 * f
+    assert d[idx["i2"]] == pytest.approx((0.010 + 0.020 * f + 0.010 * (s_fall - 0.01) / 0.1,
+                                          0.008 + 0.016 * f + 0.008 * (s_rise - 0.01) / 0.1))
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs Icarus Verilog")
+def test_timed_liberty_simulation_counts_the_hazard_by_hand(hazard, tmp_path):
+    """Every rise of a in the active cycles adds exactly two transitions of y (the glitch), none settled."""
+    from psum.flows.power import ACTIVE, build_stimulus, estimate_glitch, instance_delays
+    from psum.golden import MacSpec
+
+    spec = MacSpec.parse("a=int8,b=int8,acc=int32")  # only the stimulus layout comes from it
+    streams = [([1, 0, 1, 1, 0, 1, 0, 1], [1] * 8, 0)]
+    idx = {name: i for i, (name, _, _) in enumerate(hazard.cells)}
+    d = instance_delays(hazard)
+    chain = d[idx["i1"]][1] + d[idx["i2"]][0] + d[idx["i3"]][1]  # a rises: i1 falls, i2 rises, i3 falls
+    assert chain > d[idx["y"]][1]  # slower than the NAND's fall: the glitch passes the inertial filter
+    stim = build_stimulus(spec, streams)
+    a, active = stim["a"] & 1, stim["phase"] == ACTIVE
+    rises = int(sum(1 for t in range(1, len(a)) if active[t] and a[t] > a[t - 1]))
+    falls = int(sum(1 for t in range(1, len(a)) if active[t] and a[t] < a[t - 1]))
+    g = estimate_glitch(hazard, spec, workdir=tmp_path, streams=streams)
+    assert rises == 4 and falls == 3
+    # Settled: a, i1, i2, i3 toggle once per change of a; y never. Timed: y twice per rise of a.
+    assert g.toggles_zero_delay == 4 * (rises + falls)
+    assert g.toggles_timed == 4 * (rises + falls) + 2 * rises
+    assert g.timed_fj_per_mac > g.zero_delay_fj_per_mac and 0 < g.glitch_share < 1
+
+
+def test_cli_glitch_and_breakdown_take_a_liberty(capsys):
+    """--glitch and --breakdown with --liberty are no longer refused: a bad file is the error."""
     from psum.cli.main import main
 
-    assert main(["synth", TINY, "--glitch", "--liberty", "tests/data/tiny_nldm.lib"]) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "psum synth: error: --glitch simulates psum45 cell delays only; drop --liberty or --glitch")
+    for flag in ("--glitch", "--breakdown"):
+        assert main(["synth", TINY, flag, "--liberty", "/nonexistent/x.lib"]) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            "psum synth: error: liberty file /nonexistent/x.lib does not exist")
+
+
+@pytest.mark.slow
+def test_glitch_on_a_liberty_unit():
+    """A small MAC mapped onto the Liberty file: its timed run settles to synthesize()'s zero-delay energy."""
+    from psum.flows.synth import glitch, synthesize
+
+    g = glitch(TINY, n_outputs=2, liberty=LIB)
+    r = synthesize(TINY, n_outputs=2, liberty=LIB)
+    assert g.zero_delay_fj_per_mac == pytest.approx(r.energy_per_mac_fj, abs=0.01)
+    assert g.toggles_timed >= g.toggles_zero_delay > 0 and g.clock_ns > 2 * r.delay_ns

@@ -79,3 +79,71 @@ def test_config_refuses_bad_iso_options(field, value, message):
         ReportConfig(**{field: value})
     if message:
         assert str(e.value) == message
+
+
+# -- each family's own accumulator, and the dot products' load and flush cycles ------------------
+def test_order_designs_search_their_own_minimum_around_the_sequential_one():
+    from psum.reports.iso import ISO_NARROWER, ISO_WIDER, iso_search
+
+    assert (ISO_NARROWER, ISO_WIDER) == (3, 1)
+    tree = IsoDesign("float tree8", "float", "order=tree8")
+    assert iso_search(tree, "e4m5") == dict(kind="man", exp_bits=4, overflow=None, lo=2, hi=6)
+    assert iso_search(tree, "e4m2")["lo"] == 1  # at least one mantissa bit
+    assert iso_search(IsoDesign("int ilv4", "int-sat", "order=ilv4"), "int18") == dict(
+        kind="int", exp_bits=None, overflow="sat", lo=15, hi=19)
+    assert iso_search(IsoDesign("float seq", "float"), "e4m5") is None      # sequential: the family minimum
+    assert iso_search(IsoDesign("q", "q8.8", "order=ilv4"), "q8.8") is None  # explicit format: as given
+    minima = [dict(family="float", acc="e4m5", acc_bits=10)]
+    got = {d["family"]: d for d in iso_specs(ISO_DESIGNS, minima, "fp8_e4m3", "int8")}
+    assert "search" not in got["float seq"]
+    assert got["float chunk16"]["search"] == dict(kind="man", exp_bits=4, overflow=None, lo=2, hi=6,
+                                                  extra="order=chunk16,acc2=fp16", operand="fp8_e4m3")
+
+
+def test_utilisation_charges_load_and_flush_cycles_by_hand():
+    from psum.reports.iso import utilisation
+
+    dots = [dict(layer="c1", k=25, n=100), dict(layer="fc", k=400, n=10)]
+    macs = 25 * 100 + 400 * 10
+    # sequential: 1 load + K products per dot product
+    assert utilisation(1, 0, dots) == pytest.approx(macs / (100 * 26 + 10 * 401))
+    # tree8: ceil(25/8) = 4, 400/8 = 50 product cycles
+    assert utilisation(8, 0, dots) == pytest.approx(macs / (100 * (1 + 4) + 10 * (1 + 50)))
+    # ilv4: 3 flush cycles; chunk16: 1
+    assert utilisation(1, 3, dots) == pytest.approx(macs / (100 * 29 + 10 * 404))
+    assert utilisation(1, 1, dots) == pytest.approx(macs / (100 * 27 + 10 * 402))
+    assert utilisation(8, 0, []) == 8.0  # no network: the peak rate
+
+
+def test_row_replicates_to_the_sustained_rate():
+    from psum.reports.iso import utilisation
+
+    dots = [dict(layer="c", k=7, n=4)]  # 1 + 7 + 3 = 11 cycles of ilv4 for 7 MACs
+    ilv = "a=fp8_e4m3,b=fp8_e4m3,acc=e5m4,round=rne,overflow=ieee,order=ilv4"
+    r = iso_row("float ilv4", ilv, 99.0, [_result(1.0, ge=1200)], 8, 2.0, True, dots)
+    assert (r["lanes"], r["flush"]) == (1, 3) and r["unit_macs"] == pytest.approx(7 / 11, abs=1e-4)
+    assert r["copies"] == math.ceil(8 / utilisation(1, 3, dots)) == 13 and r["ge"] == 13 * 1200
+    assert r["gmacs"] == pytest.approx(13 * 7 / 11 / 2.0, abs=1e-3)
+    # peak rate without dot products (the old figure): 8 copies
+    assert iso_row("float ilv4", ilv, 99.0, [_result(1.0, ge=1200)], 8, 2.0, True)["copies"] == 8
+
+
+def test_dot_products_of_a_small_network():
+    import torch
+
+    from psum.reports.iso import dot_products
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5))
+    got = dot_products(net, torch.zeros(2, 2, 4, 4))
+    assert got == [dict(layer="0", k=2 * 3 * 3, n=3 * 4 * 4), dict(layer="2", k=48, n=5)]
+
+
+def test_method_text_states_the_rule_the_rates_and_the_stimulus():
+    from psum.reports.iso import iso_method
+
+    stage = dict(dots=[dict(layer="c", k=25, n=1), dict(layer="f", k=400, n=1)],
+                 rows=[dict(stimulus="digits conv3x3, 64 outputs, seed 0")])
+    text = iso_method(stage)
+    assert "from 3 below to 1 above" in text and "K = 25, 400 products" in text
+    assert "digits conv3x3, 64 outputs, seed 0, load and flush cycles included" in text
+    assert "Energies: the synthesis flow's stimulus" in iso_method(dict(rows=[]))  # older data

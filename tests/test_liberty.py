@@ -17,7 +17,7 @@ import pytest
 from psum.cli.main import main
 from psum.errors import PsumError
 from psum.flows.cells import wire_cap
-from psum.flows.liberty import Table, arc_delay, read_liberty, setup_time
+from psum.flows.liberty import Table, arc_delay, arc_edges, read_liberty, setup_time, unateness
 
 LIB = Path(__file__).parent / "data" / "tiny_nldm.lib"
 
@@ -71,35 +71,78 @@ def test_arc_by_hand(lib):
     # the larger of rise (0.030) and fall (0.032), transitions 0.048 / 0.050.
     d, tr = arc_delay(lib.cells["NAND2_T"], "ZN", "A1", 0.06, 3.0)
     assert (d, tr) == pytest.approx((0.032, 0.050))
-    assert setup_time(lib.cells["DFF_T"], 0.01, 0.01) == pytest.approx(0.040)  # fall constraint
+    assert setup_time(lib.cells["DFF_T"], 0.01, 0.01) == pytest.approx(0.040)  # the larger: fall
+    assert setup_time(lib.cells["DFF_T"], 0.01, 0.01, "rise") == pytest.approx(0.030)
 
 
-def test_nldm_timing_with_slew_by_hand(net):
-    f = (L_N1 - 1.0) / 4.0                       # n1's load between the indices 1 and 5 fF
-    n1 = 0.016 + 0.024 * f                       # A2's cell_fall (the latest arc), slew S0
-    s1 = 0.016 + 0.048 * f                       # worst transition: A2's fall_transition
-    g, h = (L_N2 - 1.0) / 4.0, (s1 - S0) / 0.1   # INV_T: load and slew fractions
-    n2 = n1 + 0.010 + 0.020 * g + 0.010 * h      # cell_rise (larger than cell_fall)
-    s2 = 0.010 + 0.040 * g + 0.020 * h           # rise_transition
-    setup = 0.040 + 0.020 * (s2 - S0) / 0.1      # fall_constraint at D slew s2, clock slew S0
-    q = 0.050 + 0.020 * (0.0 - 1.0) / 4.0        # clock-to-Q into the bare port: extrapolated
-    assert n2 + setup > q
+def test_arc_edges_follow_the_timing_sense(lib):
+    """Negative unate: a rising output comes from a falling input, so cell_rise is read at the
+    input's *falling* slew; positive unate: rise from rise."""
+    inv, buf = lib.cells["INV_T"], lib.cells["BUF_T"]
+    assert inv.arcs["ZN", "A"].sense == "negative_unate" and buf.arcs["Z", "A"].sense == "positive_unate"
+    # INV_T at load 1 (index_2[0]): rise from the fall slew 0.11 -> cell_rise 0.020, rise_transition 0.030;
+    # fall from the rise slew 0.01 -> cell_fall 0.008, fall_transition 0.008.
+    e = arc_edges(inv, "ZN", "A", (0.01, 0.11), 1.0)
+    assert e["rise"] == [("fall", pytest.approx(0.020), pytest.approx(0.030))]
+    assert e["fall"] == [("rise", pytest.approx(0.008), pytest.approx(0.008))]
+    assert arc_edges(buf, "Z", "A", (0.01, 0.11), 1.0)["rise"] == [("rise", pytest.approx(0.020), pytest.approx(0.010))]
+    # The flip-flop's clock-to-Q: either Q edge from the clock's (rising) edge.
+    assert [x[0] for x in arc_edges(lib.cells["DFF_T"], "Q", "CK", (0.01, 0.01), 1.0)["rise"]] == ["rise", "fall"]
+
+
+@pytest.mark.parametrize("function, pin, sense", [
+    ("~(A1 & A2)", "A1", "negative_unate"), ("A", "A", "positive_unate"), ("A ^ B", "A", "non_unate"),
+    ("(A & S) | (B & ~S)", "S", "non_unate"), ("(A & S) | (B & ~S)", "A", "positive_unate"),
+])
+def test_unateness_from_the_function(function, pin, sense):
+    assert unateness(function, ["A", "A1", "A2", "B", "S"], pin) == sense
+
+
+def test_nldm_timing_rise_and_fall_by_hand(net):
+    """n1 = NAND2_T(a, b), n2 = INV_T(n1), D of DFF_T; inputs ideal (both edges at 0, slew S0).
+
+    n1 (negative unate, inputs' slew S0, load fraction f between the indices 1 and 5 fF):
+    rises after the later cell_rise (A2: 0.014 + 0.024 f) with rise_transition 0.012 + 0.048 f;
+    falls after A2's cell_fall 0.016 + 0.024 f with fall_transition 0.016 + 0.048 f.
+    n2 = INV_T(n1) (negative unate): rises from n1's fall (cell_rise at n1's fall slew), falls from
+    n1's rise (cell_fall at n1's rise slew). D rising: + rise_constraint at n2's rise slew; D
+    falling: + fall_constraint at n2's fall slew. The latest of the two ends is the critical path.
+    The old "larger of rise and fall" model (every arc its worse edge, one slew) is an upper bound.
+    """
+    f = (L_N1 - 1.0) / 4.0
+    n1r, s1r = 0.014 + 0.024 * f, 0.012 + 0.048 * f
+    n1f, s1f = 0.016 + 0.024 * f, 0.016 + 0.048 * f
+    g = (L_N2 - 1.0) / 4.0
+    hf, hr = (s1f - S0) / 0.1, (s1r - S0) / 0.1
+    n2r = n1f + 0.010 + 0.020 * g + 0.010 * hf             # INV_T cell_rise at n1's fall slew
+    s2r = 0.010 + 0.040 * g + 0.020 * hf                   # rise_transition
+    n2f = n1r + 0.008 + 0.016 * g + 0.008 * hr             # INV_T cell_fall at n1's rise slew
+    s2f = 0.008 + 0.032 * g + 0.016 * hr                   # fall_transition
+    end_rise = n2r + 0.030 + 0.020 * (s2r - S0) / 0.1      # rise_constraint (clock slew S0)
+    end_fall = n2f + 0.040 + 0.020 * (s2f - S0) / 0.1      # fall_constraint
+    old = (n1f + 0.010 + 0.020 * g + 0.010 * hf) + 0.040 + 0.020 * (s2r - S0) / 0.1  # worst-of-both bound
     t = net.timing()
-    assert t.delay_ns == pytest.approx(n2 + setup, abs=1e-6)
+    assert t.delay_ns == pytest.approx(max(end_rise, end_fall), abs=1e-6)
+    assert t.delay_ns < old - 1e-3  # rise/fall apart is tighter than the bound
     assert t.end == "ff" and t.path == ("NAND2_T", "INV_T")
+    assert t.edges == (("fall", "rise") if end_rise > end_fall else ("rise", "fall"))
     slew = net._nldm()[1]
-    assert slew[5] == pytest.approx(s1) and slew[6] == pytest.approx(s2)
+    assert slew[5] == pytest.approx((s1r, s1f)) and slew[6] == pytest.approx((s2r, s2f))
 
 
 def test_energies_and_leakage_by_hand(net):
+    """Internal energy per toggle: (rise_power + fall_power) / 2, each at the slew of the input edge
+    that causes it (negative unate: rise_power at the input's fall slew), averaged over related pins."""
     f = (L_N1 - 1.0) / 4.0
-    s1 = 0.016 + 0.048 * f
-    g, h = (L_N2 - 1.0) / 4.0, (s1 - S0) / 0.1
+    s1r, s1f = 0.012 + 0.048 * f, 0.016 + 0.048 * f
+    g = (L_N2 - 1.0) / 4.0
+    hr, hf = (s1r - S0) / 0.1, (s1f - S0) / 0.1
     idx = {name: i for i, (name, _, _) in enumerate(net.cells)}
-    # NAND2_T: mean of rise/fall power per related pin, then over A1 and A2, at slew S0.
+    # NAND2_T: at slew S0 both pins: A1 (0.40 + 0.04 f + 0.20 + 0.02 f) / 2, A2 (0.42 + 0.04 f + 0.22 + 0.02 f) / 2.
     assert net.internal_energy(idx["g_nand"]) == pytest.approx(((0.30 + 0.03 * f) + (0.32 + 0.03 * f)) / 2)
-    # INV_T at its input slew s1 and load: (rise + fall) / 2.
-    assert net.internal_energy(idx["g_inv"]) == pytest.approx(0.15 + 0.03 * g + 0.07 * h)
+    # INV_T: rise_power at n1's fall slew (0.20 + 0.04 g + 0.10 hf), fall_power at its rise slew (0.10 + 0.02 g + 0.04 hr).
+    assert net.internal_energy(idx["g_inv"]) == pytest.approx(
+        ((0.20 + 0.04 * g + 0.10 * hf) + (0.10 + 0.02 * g + 0.04 * hr)) / 2)
     # DFF_T: Q's energy related to CK at load 0 (extrapolated), and the clock pin's per cycle.
     assert net.internal_energy(idx["r_q"]) == pytest.approx(((1.00 - 0.025) + (0.80 - 0.025)) / 2)
     assert net.clock_energy(idx["r_q"]) == pytest.approx(2.00 + 1.00)

@@ -41,8 +41,9 @@ def register(sub) -> None:
     p.add_argument("--clock-ns", type=float, default=None, metavar="T",
                    help="clock period: print slack, the fastest clock, energy per MAC, power and throughput at T")
     p.add_argument("--glitch", action="store_true",
-                   help="also a timed gate simulation with psum45 cell delays: energy per MAC with glitches "
-                        "and the glitch share of the switching energy (not cached)")
+                   help="also a timed gate simulation with the library's cell delays (psum45 linear, or "
+                        "--liberty NLDM rise/fall): energy per MAC with glitches and the glitch share of the "
+                        "switching energy (not cached)")
     from .hw import add_impl_option
 
     add_impl_option(p)
@@ -99,11 +100,14 @@ def format_breakdown(b) -> str:
             f"area {b.ge:,.0f} GE by stage (hierarchical; the flat flow gives {b.flat_ge:,.0f} GE, "
             f"boundaries cost {b.hierarchy_overhead:+.1%}), energy {b.energy_per_mac_fj:,.1f} fJ/MAC")
     rows = [{"stage": s["stage"], "cells": s["cells"], "GE": f"{s['ge']:,.0f}", "area": f"{s['area_share']:.1%}",
-             "fJ/MAC": f"{s['energy_fj']:,.1f}", "energy": f"{s['energy_share']:.1%}"} for s in b.stages]
-    area = format_table(rows, ["stage", "cells", "GE", "area", "fJ/MAC", "energy"])
+             "fJ/MAC": f"{s['energy_fj']:,.1f}", "energy": f"{s['energy_share']:.1%}",
+             "leakage nW": f"{s.get('leakage_nw', 0.0):,.1f}"} for s in b.stages]
+    leak = any("leakage_nw" in s for s in b.stages)  # a Liberty library's figure
+    area = format_table(rows, ["stage", "cells", "GE", "area", "fJ/MAC", "energy"] + (["leakage nW"] if leak else []))
+    edges = any("edge" in r for r in b.path)  # NLDM timing: rise and fall apart
     path = format_table([{"critical path": r["stage"], "cells": r["cells"], "ns": f"{r['delay_ns']:.3f}",
-                          "arrival ns": f"{r['arrival_ns']:.3f}"} for r in b.path],
-                        ["critical path", "cells", "ns", "arrival ns"])
+                          "arrival ns": f"{r['arrival_ns']:.3f}", "edge": r.get("edge", "")} for r in b.path],
+                        ["critical path", "cells", "ns", "arrival ns"] + (["edge"] if edges else []))
     return f"{head}\n\n{area}\n\n{path}\n(total {b.delay_ns:.3f} ns)"
 
 
@@ -126,10 +130,6 @@ def _cmd_synth(args) -> int:
     if args.liberty is not None:
         from psum.flows.liberty import read_liberty
 
-        if args.breakdown:
-            raise ValueError("--breakdown maps onto psum45 only; drop --liberty or --breakdown")
-        if args.glitch:
-            raise ValueError("--glitch simulates psum45 cell delays only; drop --liberty or --glitch")
         liberty = read_liberty(args.liberty)  # a bad file is one line, before any synthesis
     if args.breakdown:
         from psum.flows.breakdown import breakdown
@@ -137,7 +137,7 @@ def _cmd_synth(args) -> int:
 
         for s in args.specs:
             check(s, args.impl)  # every spec before any work
-        results = [breakdown(s, impl=args.impl, force=args.force, cache_dir=args.cache_dir, **kw)
+        results = [breakdown(s, impl=args.impl, force=args.force, cache_dir=args.cache_dir, liberty=liberty, **kw)
                    for s in args.specs]
         fmt = format_breakdown
     elif liberty is not None:
@@ -157,14 +157,22 @@ def _cmd_synth(args) -> int:
     if args.clock_ns is not None:
         from psum.flows.clock import at_clock
 
-        flat = results if not args.breakdown else synthesize_many(
-            args.specs, jobs=args.jobs, force=args.force, cache_dir=args.cache_dir, impl=args.impl, **kw)
+        if not args.breakdown:
+            flat = results
+        elif liberty is not None:
+            from psum.flows.synth import synthesize
+
+            flat = [synthesize(s, force=args.force, cache_dir=args.cache_dir, impl=args.impl, liberty=liberty, **kw)
+                    for s in args.specs]
+        else:
+            flat = synthesize_many(args.specs, jobs=args.jobs, force=args.force, cache_dir=args.cache_dir,
+                                   impl=args.impl, **kw)
         clocks = [at_clock(r, args.clock_ns) for r in flat]
     glitches = [None] * len(results)
     if args.glitch:
         from psum.flows.synth import glitch
 
-        glitches = [glitch(s, impl=args.impl, **kw) for s in args.specs]
+        glitches = [glitch(s, impl=args.impl, liberty=liberty, **kw) for s in args.specs]
     if args.json:
         data = [dict(r.to_dict(), **({"clock": c.to_dict()} if c is not None else {}),
                      **({"glitch": dataclasses.asdict(g)} if g is not None else {}))
