@@ -171,13 +171,16 @@ def test_every_unit_family_in_stream_mode_on_verilator(text, impl, tmp_path):
 @needs_verilator
 def test_planted_fault_on_verilator_stream(tmp_path):
     """The fault of tests/test_hw_units.py (the subnormal test ignores the exponent's top bit) in
-    Verilator's stream mode: caught, with the first wrong cycle the trace mode reports."""
+    Verilator's stream mode, on ``psum sim``'s stimulus (with the digits convolution, whose sums
+    reach the binade the fault breaks): caught, with the first wrong cycle trace mode reports."""
+    from psum.hw.verify import conv_streams_from_digits
+
     spec = MacSpec.parse("a=fp16,b=fp16,acc=fp16")
-    text = verilog(spec).replace(f"module {spec.name}(", "module my_mac(")
+    text = verilog(spec, "pipeline=1").replace(f"module {spec.name}_p1(", "module my_mac(")
     assert "assign c_sub = ! acc[14:10];" in text
     bad = tmp_path / "bad.v"
     bad.write_text(text.replace("assign c_sub = ! acc[14:10];", "assign c_sub = ! acc[13:10];"))
-    res = {m: simulate(spec, cycles=3000, rtl=bad, top="my_mac", simulator="verilator", mode=m,
+    res = {m: simulate(spec, impl="pipeline=1", cycles=3000, streams=conv_streams_from_digits(spec), rtl=bad, top="my_mac", simulator="verilator", mode=m,
                        build_dir=tmp_path / "b") for m in ("stream", "trace")}
     assert res["stream"].mismatches > 0
     assert res["stream"].first_mismatch == res["trace"].first_mismatch
