@@ -409,7 +409,12 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
             cycles, bad, records = read_check(run / "check.txt", tuple(output_ports(spec)))
         except (OSError, ValueError):
             raise PsumError(f"simulation of {dut} produced no result; see {run / 'sim.log'}") from None
-        res = finish_records(spec, stimulus, expected, cycles, bad, records, run, impl)
+        try:
+            if cycles != n:
+                raise ValueError(f"the harness checked {cycles} cycles of {n}")
+            res = finish_records(spec, stimulus, expected, cycles, bad, records, run, impl)
+        except ValueError as exc:  # psum's files and the harness disagree: never report a pass
+            raise PsumError(f"simulation of {dut}: {exc}; see {run}") from None
     else:
         result_file = run / "result.json"
         if not result_file.exists():
