@@ -184,3 +184,18 @@ def test_planted_fault_on_verilator_stream(tmp_path):
                        build_dir=tmp_path / "b") for m in ("stream", "trace")}
     assert res["stream"].mismatches > 0
     assert res["stream"].first_mismatch == res["trace"].first_mismatch
+
+
+def test_cocotb_module_imports_no_psum_at_load():
+    """The cocotb module is loaded top-level in the simulator (runner._TB_MODULE): its module-level
+    imports are cocotb's only, and its copy of the clock period is the harness'."""
+    import ast
+
+    from psum.hw.verify import harness
+
+    src = runner._TB_SOURCE.read_text()
+    top = [n for n in ast.parse(src).body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = {a.name for n in top if isinstance(n, ast.Import) for a in n.names} | \
+            {n.module for n in top if isinstance(n, ast.ImportFrom)}
+    assert names == {"os", "cocotb", "cocotb.triggers"}
+    assert f"PERIOD_NS = {harness.PERIOD_NS}" in src
