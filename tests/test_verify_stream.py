@@ -199,3 +199,16 @@ def test_cocotb_module_imports_no_psum_at_load():
             {n.module for n in top if isinstance(n, ast.ImportFrom)}
     assert names == {"os", "cocotb", "cocotb.triggers"}
     assert f"PERIOD_NS = {harness.PERIOD_NS}" in src
+
+
+@needs_iverilog
+def test_cli_trace_and_stream_modes(tmp_path, capsys):
+    import json
+
+    from psum.cli.main import main
+
+    for flag, mode in (([], "stream"), (["--trace"], "trace")):
+        assert main(["sim", "a=int8,b=int8,acc=int16", "--cycles", "500", "--simulator", "icarus", "--json",
+                     "--build-dir", str(tmp_path), *flag]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["mode"] == mode and out["mismatches"] == 0 and out["cycles_checked"] >= 500
