@@ -212,3 +212,23 @@ def test_cli_trace_and_stream_modes(tmp_path, capsys):
                      "--build-dir", str(tmp_path), *flag]) == 0
         out = json.loads(capsys.readouterr().out)
         assert out["mode"] == mode and out["mismatches"] == 0 and out["cycles_checked"] >= 500
+
+
+@needs_iverilog
+def test_many_chunk_files_good_and_wrong_unit(tmp_path, monkeypatch):
+    """Files of 64 rows (a 1 M-cycle run crosses 15 boundaries of 65,536): a right unit passes
+    and a wrong one reports the trace mode's first mismatch, past a boundary; psum
+    checks that every record's expected value is its own, so a row read from the wrong place
+    could not pass unnoticed."""
+    from psum.hw.verify import harness
+
+    monkeypatch.setattr(harness, "CHUNK", 64)
+    spec = MacSpec.parse("a=int8,b=int8,acc=int12,overflow=sat")
+    ok = simulate(spec, cycles=1000, seed=4, build_dir=tmp_path / "ok", simulator="icarus")
+    assert ok.ok and ok.cycles_checked >= 1000
+    wrap = spec.replace(overflow="wrap")
+    monkeypatch.setattr(runner, "verilog", lambda s, *a, **kw: verilog(wrap).replace(wrap.name, spec.name))
+    res = {m: simulate(spec, cycles=1000, seed=4, build_dir=tmp_path / "bad", mode=m, simulator="icarus")
+           for m in ("stream", "trace")}
+    assert res["stream"].first_mismatch == res["trace"].first_mismatch
+    assert res["stream"].first_mismatch["cycle"] > 64 and res["stream"].mismatches > 0
