@@ -21,7 +21,7 @@ from psum.golden import MacSpec
 from psum.hw import verilog
 from psum.hw.verify import make_stimulus, runner, simulate
 from psum.hw.verify.check import check_trace, expected_trace, finish, finish_records
-from psum.hw.verify.harness import (CHUNK, RECORDS, exp_layout, harness_verilog, read_check, stim_layout,
+from psum.hw.verify.harness import (CHUNK, RECORDS, harness_verilog, read_check, stim_layout,
                                     write_hex_chunks)
 from psum.hw.verify.model import expected_outputs
 from psum.hw.verify.stimulus import input_ports

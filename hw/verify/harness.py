@@ -38,7 +38,7 @@ from psum.hw.unit import mac_signature
 from .check import UNKNOWN
 from .stimulus import input_ports
 
-__all__ = ["harness_verilog", "output_ports", "stim_layout", "exp_layout", "write_hex_chunks",
+__all__ = ["harness_verilog", "output_ports", "Field", "stim_layout", "exp_layout", "write_hex_chunks",
            "read_check", "read_response", "TOP", "PERIOD_NS", "CHUNK", "RECORDS"]
 
 TOP = "psum_mac_tb"  # the simulator's toplevel
