@@ -100,6 +100,7 @@ def test_every_subcommand_is_registered():
     # issue 13: simulator choice and Ray sweeps
     (["sim", "a=int8,b=int8,acc=int32", "--simulator", "ghdl"],
      "psum sim: error: argument --simulator: invalid choice: 'ghdl'"),
+    (["sim", "a=int8,b=int8,acc=int32", "--drive", "--trace"], "psum sim: error: give --drive or --trace, not both"),
     (["sweep", "--model", "lenet5", "--acc", "e5m3", "--limit", "4", "--ray", ""],
      "psum sweep: error: ray must be 'local' or a Ray cluster address, not ''"),
     *([(["sweep", "--model", "lenet5", "--acc", "e5m3", "--limit", "4", "--device", "cuda"],

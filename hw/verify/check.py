@@ -24,7 +24,7 @@ from psum.hw.impl import MacImpl
 
 from .model import block_step, expected_outputs
 
-__all__ = ["check_trace", "finish", "delayed", "UNKNOWN"]
+__all__ = ["check_trace", "expected_trace", "finish", "finish_records", "delayed", "UNKNOWN"]
 
 UNKNOWN = (1 << 64) - 1  # stands for a register value with x/z bits: never equal to a golden code
 
@@ -128,6 +128,32 @@ def check_trace(spec, stim: dict, observed, impl=None) -> tuple[int, int | None,
     return int(bad.size), (int(bad[0]) if bad.size else None), expected
 
 
+def expected_trace(spec, stim: dict, impl=None) -> dict:
+    """The unit's expected outputs after every cycle, from the stimulus alone.
+
+    The stream the harness compares inside the simulator (:mod:`.harness`, ``stream`` mode): the
+    cycle model of :func:`psum.hw.verify.model.expected_outputs` (for ``order=seq``: one golden
+    :func:`psum.golden.mac_step` per ``en`` cycle, chained from each ``rst``/``load``) on the
+    inputs as the accumulate loop sees them (:func:`delayed` by the pipeline latency). Where the
+    unit is right it equals the trace :func:`check_trace` checks; after a first wrong cycle a
+    sequential unit's later cycles may differ as a consequence (the first one is the same).
+
+    Parameters
+    ----------
+    spec : MacSpec or str
+    stim : dict
+        The stimulus (:func:`psum.hw.verify.stimulus.make_stimulus`).
+    impl : MacImpl or str, optional
+
+    Returns
+    -------
+    dict
+        ``{output port: uint64 codes}``, one per cycle.
+    """
+    spec = MacSpec.parse(spec)
+    return expected_outputs(spec, delayed(stim, MacImpl.parse(impl).pipeline))
+
+
 def _describe(spec: MacSpec, impl: MacImpl, stim: dict, observed: dict, expected: dict, t: int) -> dict:
     def hx(fmt, v):
         return f"0x{int(v):0{(fmt.width + 3) // 4}x}"
@@ -178,4 +204,50 @@ def finish(spec, stim: dict, observed, out_dir, impl=None) -> dict:
     res = {"spec": str(spec), "impl": str(impl), "cycles_checked": int(obs["acc"].size), "mismatches": bad,
            "first_mismatch": None if first is None else _describe(spec, impl, stim, obs, expected, first)}
     atomic_write(Path(out_dir) / "result.json", json.dumps(res, indent=1))
+    return res
+
+
+def finish_records(spec, stim: dict, expected: dict, cycles: int, mismatches: int, records: list,
+                   out_dir=None, impl=None) -> dict:
+    """The result of an in-simulator check (:func:`psum.hw.verify.harness.read_check`), in the shape
+    of :func:`finish`'s, written to ``result.json`` in ``out_dir`` when given.
+
+    The first mismatch is described from the records: the outputs of every recorded cycle, and
+    of the cycle before it (the expected outputs where that cycle matched, its record where not),
+    so ``prev_acc`` is the register the unit held before the first wrong step, as in :func:`finish`.
+
+    Parameters
+    ----------
+    spec : MacSpec or str
+    stim, expected : dict
+        The stimulus and :func:`expected_trace` of it.
+    cycles, mismatches : int
+        Cycles the harness checked and those that differed.
+    records : list of (cycle, got, expected)
+        The first mismatches the harness recorded.
+    out_dir : path, optional
+    impl : MacImpl or str, optional
+
+    Raises
+    ------
+    ValueError
+        A record's expected outputs differ from ``expected`` (the harness read other files than
+        the ones written for this run).
+    """
+    spec = MacSpec.parse(spec)
+    impl = MacImpl.parse(impl)
+    first = None
+    if records:
+        obs = {k: v.copy() for k, v in expected.items()}
+        for t, got, want in records:
+            for k, v in want.items():
+                if int(expected[k][t]) != v:
+                    raise ValueError(f"the harness expected {k}=0x{v:x} at cycle {t}, psum 0x{int(expected[k][t]):x}")
+            for k, v in got.items():
+                obs[k][t] = v
+        first = _describe(spec, impl, stim, obs, expected, records[0][0])
+    res = {"spec": str(spec), "impl": str(impl), "cycles_checked": int(cycles), "mismatches": int(mismatches),
+           "first_mismatch": first}
+    if out_dir is not None:
+        atomic_write(Path(out_dir) / "result.json", json.dumps(res, indent=1))
     return res

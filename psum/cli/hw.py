@@ -53,6 +53,9 @@ def register(sub) -> None:
                    help="every operand pair (operands of at most 8 bits) from several accumulator states")
     p.add_argument("--drive", action="store_true",
                    help="drive every cycle from the cocotb coroutine instead of the Verilog stimulus player (slower)")
+    p.add_argument("--trace", action="store_true",
+                   help="record every cycle's outputs and check them in Python from the unit's own previous "
+                        "register, instead of comparing inside the simulator (slower)")
     p.add_argument("--waves", action="store_true",
                    help="record a waveform (FST) in the build directory and print its path")
     p.add_argument("--build-dir", type=text, metavar="DIR", help="build directory (default: psum's cache, $PSUM_CACHE_DIR/sim/<module>)")
@@ -110,6 +113,8 @@ def _cmd_sim(args) -> int:
     spec, impl = check(args.spec, args.impl)
     if args.top is not None and args.rtl is None:
         raise ValueError("--top names a module of --rtl FILE.v; give --rtl too")
+    if args.drive and args.trace:
+        raise ValueError("give --drive or --trace, not both")
     import time
 
     from psum.progress import stage
@@ -121,7 +126,7 @@ def _cmd_sim(args) -> int:
     started = time.time()
     res = simulate(spec, cycles=args.cycles, seed=args.seed, streams=streams,
                    exhaustive=args.exhaustive, waves=args.waves, build_dir=args.build_dir,
-                   mode="drive" if args.drive else "stream", impl=impl, rtl=args.rtl, top=args.top,
+                   mode="drive" if args.drive else "trace" if args.trace else "stream", impl=impl, rtl=args.rtl, top=args.top,
                    simulator=args.simulator)
     if args.json:
         out = {"spec": str(spec), "impl": str(impl), "module": res.module, "cycles_checked": res.cycles_checked,
