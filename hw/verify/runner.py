@@ -9,7 +9,7 @@ How a run works (:func:`simulate`):
    simulator (:data:`SIMULATORS`; default :func:`default_simulator`: Verilator when it is
    installed, else Icarus), one build directory per unit (named :func:`psum.hw.module_name` ``(spec, impl)``, under
    :func:`psum.paths.cache_dir` ``("sim")``; a user's file: ``rtl_<top>_<hash>``; Verilator builds
-   in its ``verilator/`` subfolder).
+   in its ``verilator-<hash>/`` subfolder, one per Python environment: see ``_verilator_folder``).
 3. The cocotb test (``psum.hw.verify.cocotb_tb``) starts the harness. In ``stream`` mode (default)
    the golden model's expected outputs are computed up front from the stimulus alone
    (:func:`psum.hw.verify.check.expected_trace`: vectorised :func:`psum.golden.mac_step`, chained
@@ -221,6 +221,20 @@ def _use_verilator() -> None:
         os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
+def _verilator_folder() -> str:
+    """Name of a unit's Verilator build subfolder: ``verilator-<hash of the tools' paths>``.
+
+    Why the hash: Verilator's makefiles and dependency files record absolute paths (its include
+    folder inside the Python environment, cocotb's VPI library); a build made by another
+    environment (a reinstalled venv, a second checkout) would fail to make, so each environment
+    gets its own folder instead of a broken shared one.
+    """
+    import cocotb_tools.config as cocotb_config
+
+    tools = f"{find_verilator()}|{cocotb_config.libs_dir}"
+    return "verilator-" + hashlib.sha256(tools.encode()).hexdigest()[:10]
+
+
 def _verilator_build(build: Path, sources: list, waves: bool):
     """Build ``sources`` with Verilator in ``build`` for cocotb; returns the cocotb runner to test with.
 
@@ -366,7 +380,7 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
             _write_if_changed(unit_v, verilog(spec, impl))
         _write_if_changed(tb_v, harness_verilog(spec, impl, top=dut))
         if simulator == "verilator":
-            sim_build = build / "verilator"
+            sim_build = build / _verilator_folder()
             runner = _verilator_build(sim_build, [unit_v, tb_v], waves)
         else:
             from cocotb_tools.runner import get_runner
