@@ -4,14 +4,17 @@
 ``torch.autocast(dtype=torch.bfloat16)`` (as the research proposal specifies: the weights stay
 float32, matmuls and convolutions run in bfloat16), evaluates the test split in float32 and writes
 a checkpoint atomically (temporary file + ``os.replace``) to ``checkpoints/<model>-<dataset>.pt``
-relative to the working directory (or ``$PSUM_CHECKPOINT_DIR``; see :mod:`psum.paths`).
+relative to the working directory (or ``$PSUM_CHECKPOINT_DIR``; see :mod:`psum.paths`); a width
+other than the model's default one is part of the name (``checkpoints/resnet18-w1-digits.pt``,
+:func:`checkpoint_name`), so a full-width network never replaces the narrow default.
 :func:`load_checkpoint` rebuilds the model from the checkpoint you trained when there is one, else
 from the one shipped with psum (package data: LeNet5, AlexNet and ResNet18 on digits).
 
 Checkpoint contents (a plain dict, loadable with ``torch.load(weights_only=True)``): ``model``,
 ``dataset``, ``num_classes``, ``in_channels``, ``width``, ``options``, ``state_dict``,
 ``accuracy`` (top-1 %, fp32 eval of the test split), ``top5`` (ImageNet), ``seed``, ``epochs``,
-``optimizer``, ``lr``, ``batch_size``, ``n_train``, ``n_test``, ``train_seconds``,
+``optimizer``, ``lr``, ``batch_size``, ``n_train``, ``n_test``, ``train_seconds``, ``storage``
+(``"float32"`` or ``"bfloat16"``: the dtype of the stored floating weights; absent = float32),
 ``psum_version``, ``torch_version``, ``weights_sha256`` (:func:`weights_digest` of ``state_dict``:
 checked on every load, so a file with flipped bytes is refused with "checkpoint FILE is corrupt:
 digest mismatch" instead of evaluating at a wrong accuracy; a checkpoint without it -- written by
@@ -27,7 +30,7 @@ import time
 from pathlib import Path
 
 from psum import __version__
-from .data import DatasetInfo, dataset_info, input_channels, load_dataset
+from .data import DATASETS, DatasetInfo, dataset_info, input_channels, load_dataset
 from psum._util import atomic_path, check_int, check_output_path
 from psum.errors import PsumError
 from .models import MODELS, build_model, default_width
@@ -37,7 +40,11 @@ from psum.progress import progress
 
 __all__ = ["train", "resolve_device", "evaluate", "load_checkpoint", "ensure_checkpoint", "checkpoint_path",
            "find_checkpoint", "weights_digest", "check_weights_digest", "checkpoint_dir", "default_epochs",
-           "iterate_batches", "dataset_size"]
+           "iterate_batches", "dataset_size", "checkpoint_name", "width_checkpoint", "round_weights", "STORAGE"]
+
+# Weight storage dtypes of a checkpoint (``train(storage=...)``): float32, or bfloat16 (half the file;
+# ResNet18 at width 1 is 22 MB instead of 45 MB).
+STORAGE = ("float32", "bfloat16")
 
 # Epochs used when none is given: enough on digits to converge (seconds to a minute on 2 cores).
 _DEFAULT_EPOCHS = {"digits": 15, "cifar10": 30, "cifar100": 60, "imagenet": 90}
@@ -58,16 +65,37 @@ def default_epochs(model: str, dataset: str) -> int:
     return _DEFAULT_EPOCHS[dataset]
 
 
-def checkpoint_path(model: str, dataset: str, directory=None) -> Path:
-    """Where :func:`train` writes: ``<directory>/<model>-<dataset>.pt`` (directory default:
-    :func:`psum.paths.checkpoint_dir`, ``./checkpoints``)."""
-    return Path(directory if directory is not None else checkpoint_dir()) / f"{model}-{dataset}.pt"
+def _check_width(width) -> float:
+    if isinstance(width, bool) or not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
+        raise ValueError(f"width must be a finite positive number, not {width!r}")
+    return float(width)
 
 
-def find_checkpoint(model: str, dataset: str, name: str | None = None) -> Path | None:
-    """The checkpoint to read for ``model`` on ``dataset``: yours (:func:`checkpoint_path`) when it
-    exists, else the shipped one, else ``None``. ``name`` overrides the file name."""
-    return _find(name or f"{model}-{dataset}.pt")
+def checkpoint_name(model: str, dataset: str, width: float | None = None) -> str:
+    """The file name of ``model`` on ``dataset`` at ``width``: ``<model>-<dataset>.pt`` at the
+    default width (:func:`psum.nets.models.default_width`, or ``width=None``), else
+    ``<model>-w<width>-<dataset>.pt`` (``resnet18-w1-digits.pt``, ``alexnet-w0.5-digits.pt``).
+
+    Why a width in the name: the digits defaults of AlexNet and ResNet18 are width 0.125, so a
+    full-width checkpoint under the default name would replace the shipped one that every other
+    command (and the fast tests) reads.
+    """
+    if width is None or _check_width(width) == default_width(model, dataset):
+        return f"{model}-{dataset}.pt"
+    return f"{model}-w{width:g}-{dataset}.pt"
+
+
+def checkpoint_path(model: str, dataset: str, directory=None, *, width: float | None = None) -> Path:
+    """Where :func:`train` writes: ``<directory>/<name>`` with :func:`checkpoint_name`'s name
+    (directory default: :func:`psum.paths.checkpoint_dir`, ``./checkpoints``)."""
+    return Path(directory if directory is not None else checkpoint_dir()) / checkpoint_name(model, dataset, width)
+
+
+def find_checkpoint(model: str, dataset: str, name: str | None = None, *, width: float | None = None) -> Path | None:
+    """The checkpoint to read for ``model`` on ``dataset`` (at ``width``, see :func:`checkpoint_name`):
+    yours (:func:`checkpoint_path`) when it exists, else the shipped one, else ``None``. ``name``
+    overrides the file name."""
+    return _find(name or checkpoint_name(model, dataset, width))
 
 
 def _check_model(model: str) -> None:
@@ -261,7 +289,7 @@ def _augment(x, generator, *, pad: int, flip: bool):
 def train(model: str, dataset: str, *, epochs: int | None = None, seed: int = 0, data_dir=None, out=None,
           width: float | None = None, batch_size: int = 64, lr: float | None = None, optimizer: str = "adam",
           limit: int | None = None, autocast: bool = True, device=None, save: bool = True,
-          progress_enabled: bool | None = None) -> dict:
+          progress_enabled: bool | None = None, storage: str = "float32") -> dict:
     """Train ``model`` on ``dataset`` and write its checkpoint.
 
     Parameters
@@ -277,7 +305,8 @@ def train(model: str, dataset: str, *, epochs: int | None = None, seed: int = 0,
     data_dir : str or Path, optional
         For CIFAR/ImageNet.
     out : str or Path, optional
-        Checkpoint path; default :func:`checkpoint_path`.
+        Checkpoint path; default :func:`checkpoint_path` (its name carries a non-default width:
+        ``resnet18-w1-digits.pt``).
     width : float, optional
         Width multiplier; default :func:`psum.nets.models.default_width`.
     batch_size : int
@@ -294,6 +323,10 @@ def train(model: str, dataset: str, *, epochs: int | None = None, seed: int = 0,
         Write the checkpoint (``False``: only return it).
     progress_enabled : bool, optional
         Force the progress bars on/off.
+    storage : {"float32", "bfloat16"}
+        dtype of the stored weights. ``"bfloat16"`` rounds every floating weight and buffer to
+        bfloat16 (round to nearest even, torch's conversion) *before* the test evaluation, so the
+        recorded accuracy is that of the weights in the file; half the file size.
 
     Returns
     -------
@@ -311,21 +344,25 @@ def train(model: str, dataset: str, *, epochs: int | None = None, seed: int = 0,
 
     cfg = _train_config(model, dataset, epochs=epochs, seed=seed, width=width, batch_size=batch_size,
                         lr=lr, optimizer=optimizer, limit=limit, autocast=autocast)
+    if storage not in STORAGE:
+        raise ValueError(f"storage must be 'float32' or 'bfloat16', not {storage!r}")
     # Validated before anything is loaded; the order below (seed, model, generator) fixes every
     # random draw, so a run is bit-reproducible on one machine.
     dev = _device(device)
+    path = Path(out) if out is not None else checkpoint_path(model, dataset, width=cfg.width)
     if save:  # where the checkpoint goes, checked before the training it would otherwise lose
-        check_output_path(Path(out) if out is not None else checkpoint_path(model, dataset))
+        check_output_path(path)
     chans = input_channels(model, dataset)
     train_ds = load_dataset(dataset, "train", data_dir, channels=chans)
     test_ds = load_dataset(dataset, "test", data_dir, channels=chans)
     torch.manual_seed(seed)
     net = build_model(model, cfg.info.num_classes, chans, width=cfg.width).to(dev)
     n_train, train_seconds = _fit(net, train_ds, cfg, dev, progress_enabled)
+    if storage == "bfloat16":
+        round_weights(net, torch.bfloat16)  # evaluate the weights the file will hold
     acc = evaluate(net, test_ds, topk=cfg.info.topk, device=dev, desc="test")
-    ckpt = _checkpoint_dict(net, cfg, chans, acc, n_train, train_seconds)
+    ckpt = _checkpoint_dict(net, cfg, chans, acc, n_train, train_seconds, storage=storage)
     if save:
-        path = Path(out) if out is not None else checkpoint_path(model, dataset)
         _save_checkpoint(ckpt, path)
         ckpt["path"] = str(path)
     return ckpt
@@ -374,8 +411,7 @@ def _train_config(model, dataset, *, epochs, seed, width, batch_size, lr, optimi
     # math.isfinite: lr=inf passed "lr > 0", trained NaN weights and wrote them as a checkpoint
     if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a finite positive number, not {lr!r}")
-    if isinstance(width, bool) or not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
-        raise ValueError(f"width must be a finite positive number, not {width!r}")
+    width = _check_width(width)
     seed = check_int("seed", seed, 0)
     return _TrainConfig(model=model, dataset=dataset, info=info, epochs=epochs, seed=seed, width=width,
                         batch_size=batch_size, lr=lr, optimizer=optimizer, limit=limit, autocast=autocast)
@@ -431,10 +467,35 @@ def _fit(net, train_ds, cfg: _TrainConfig, dev, progress_enabled) -> tuple[int, 
     return n_train, time.perf_counter() - t0
 
 
-def _checkpoint_dict(net, cfg: _TrainConfig, chans: int, acc: dict, n_train: int, train_seconds: float) -> dict:
+def round_weights(net, dtype) -> None:
+    """Round every floating parameter and buffer of ``net`` to ``dtype`` and back, in place.
+
+    What a checkpoint stored in ``dtype`` holds: loading it copies the rounded values back into
+    the float32 model exactly (bfloat16 -> float32 is exact), so the accuracy measured after this
+    call is the accuracy of the stored file.
+    """
+    import torch
+
+    with torch.no_grad():
+        for t in list(net.parameters()) + list(net.buffers()):
+            if t.is_floating_point():
+                t.copy_(t.to(dtype))
+
+
+def _stored(v, storage: str):
+    """A state_dict entry as the checkpoint stores it (floating tensors in ``storage``)."""
+    import torch
+
+    v = v.detach().to("cpu")
+    return v.to(torch.bfloat16) if storage == "bfloat16" and v.is_floating_point() else v
+
+
+def _checkpoint_dict(net, cfg: _TrainConfig, chans: int, acc: dict, n_train: int, train_seconds: float, *,
+                     storage: str = "float32") -> dict:
     """The checkpoint of a trained ``net`` (the layout in this module's docstring)."""
     import torch
 
+    state = {k: _stored(v, storage) for k, v in net.state_dict().items()}
     return {
         "format": "psum-checkpoint/1",
         "model": cfg.model,
@@ -443,7 +504,8 @@ def _checkpoint_dict(net, cfg: _TrainConfig, chans: int, acc: dict, n_train: int
         "in_channels": chans,
         "width": float(cfg.width),
         "options": {},
-        "state_dict": {k: v.detach().to("cpu") for k, v in net.state_dict().items()},
+        "state_dict": state,
+        "storage": storage,
         "accuracy": acc["top1"],
         "top5": acc.get("top5"),
         "seed": cfg.seed,
@@ -457,7 +519,7 @@ def _checkpoint_dict(net, cfg: _TrainConfig, chans: int, acc: dict, n_train: int
         "train_seconds": round(train_seconds, 3),
         "psum_version": __version__,
         "torch_version": str(torch.__version__),
-        "weights_sha256": weights_digest(net.state_dict()),
+        "weights_sha256": weights_digest(state),
     }
 
 
@@ -503,17 +565,20 @@ def _save_checkpoint(ckpt: dict, path) -> None:
         torch.save(ckpt, tmp)
 
 
-def load_checkpoint(model: str, dataset: str, *, path=None, device="cpu"):
-    """Rebuild a trained model from its checkpoint.
+def load_checkpoint(model: str, dataset: str, *, path=None, device="cpu", width: float | None = None):
+    """Rebuild a trained model from its checkpoint, at the width the checkpoint records.
 
     Parameters
     ----------
     model, dataset : str
         What to load; the checkpoint must match.
     path : str or Path, optional
-        Default: :func:`find_checkpoint` (yours, else the shipped one).
+        Default: :func:`find_checkpoint` (yours, else the shipped one) at ``width``.
     device : str
         Where to put the model.
+    width : float, optional
+        The width the checkpoint must have (default: any; the file name follows
+        :func:`checkpoint_name`).
 
     Returns
     -------
@@ -525,17 +590,20 @@ def load_checkpoint(model: str, dataset: str, *, path=None, device="cpu"):
     ------
     psum.errors.PsumError
         No checkpoint (the message gives the ``psum train`` command), or an unreadable or
-        mismatching one.
+        mismatching one (other model, data set or width).
     """
     import torch
 
     _check_model(model)
     dataset_info(dataset)
-    p = Path(path) if path is not None else (find_checkpoint(model, dataset) or checkpoint_path(model, dataset))
+    p = Path(path) if path is not None else (find_checkpoint(model, dataset, width=width)
+                                             or checkpoint_path(model, dataset, width=width))
     if not p.is_file():
         where = "" if path is None else f" at {p}"
-        raise PsumError(f"no checkpoint for {model} on {dataset}{where}; run psum train --model {model} "
-                        f"--dataset {dataset}" + ("" if path is None else f" --out {p}"))
+        at = "" if checkpoint_name(model, dataset, width) == checkpoint_name(model, dataset) else f" at width {width:g}"
+        raise PsumError(f"no checkpoint for {model}{at} on {dataset}{where}; run psum train --model {model} "
+                        f"--dataset {dataset}" + (f" --width {width:g}" if at else "")
+                        + ("" if path is None else f" --out {p}"))
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except OSError as exc:  # unreadable (permissions, I/O error): say so, retraining would not help
@@ -547,6 +615,8 @@ def load_checkpoint(model: str, dataset: str, *, path=None, device="cpu"):
         raise PsumError(f"{p} is not a psum checkpoint (no state_dict)")
     if (ckpt.get("model"), ckpt.get("dataset")) != (model, dataset):
         raise PsumError(f"{p} holds {ckpt.get('model')} on {ckpt.get('dataset')}, not {model} on {dataset}")
+    if width is not None and float(ckpt.get("width", 1.0)) != float(width):
+        raise PsumError(f"{p} holds {model} at width {float(ckpt.get('width', 1.0)):g}, not {float(width):g}")
     try:
         check_weights_digest(ckpt, p)
     except (TypeError, AttributeError, RuntimeError):  # a state_dict entry that is not a tensor
@@ -559,8 +629,9 @@ def load_checkpoint(model: str, dataset: str, *, path=None, device="cpu"):
     return net.to(device).eval(), meta
 
 
-def ensure_checkpoint(model: str, dataset: str, *, data_dir=None, path=None, device="cpu", **train_kwargs):
-    """:func:`load_checkpoint`, training first (with ``train_kwargs``) when there is none.
+def ensure_checkpoint(model: str, dataset: str, *, data_dir=None, path=None, device="cpu", width: float | None = None,
+                      **train_kwargs):
+    """:func:`load_checkpoint`, training first (with ``width`` and ``train_kwargs``) when there is none.
 
     Returns
     -------
@@ -568,11 +639,67 @@ def ensure_checkpoint(model: str, dataset: str, *, data_dir=None, path=None, dev
         As :func:`load_checkpoint`; ``meta["trained_now"]`` says whether training ran.
     """
     # Read yours, else the shipped one; train into checkpoint_dir() only when neither exists.
-    p = Path(path) if path is not None else (find_checkpoint(model, dataset) or checkpoint_path(model, dataset))
+    p = Path(path) if path is not None else (find_checkpoint(model, dataset, width=width)
+                                             or checkpoint_path(model, dataset, width=width))
     trained = False
     if not p.is_file():
-        train(model, dataset, data_dir=data_dir, out=p, **train_kwargs)
+        train(model, dataset, data_dir=data_dir, out=p, width=width, **train_kwargs)
         trained = True
-    net, meta = load_checkpoint(model, dataset, path=p, device=device)
+    net, meta = load_checkpoint(model, dataset, path=p, device=device, width=width)
     meta["trained_now"] = trained
     return net, meta
+
+
+def width_checkpoint(model: str, dataset: str, width: float, *, train_if_missing: bool = False, data_dir=None,
+                     device=None, progress_enabled: bool | None = None, storage: str = "float32") -> Path:
+    """The checkpoint file of built-in ``model`` on built-in ``dataset`` at ``width`` (``--width``).
+
+    Yours (``./checkpoints/<name>``), else the shipped one, with :func:`checkpoint_name`'s name
+    (``resnet18-w1-digits.pt``); trained first when there is none and ``train_if_missing``
+    (default epochs and options of :func:`train`, progress bar on a terminal). The file's
+    recorded width is checked, so the model is rebuilt at the width asked for.
+
+    Parameters
+    ----------
+    model, dataset : str
+        A built-in model and data set.
+    width : float
+        Width multiplier (finite, > 0).
+    train_if_missing : bool
+        Train when there is no such checkpoint (else a one-line error naming the command).
+    data_dir, device, progress_enabled, storage
+        For the training (:func:`train`).
+
+    Returns
+    -------
+    Path
+        The checkpoint (pass it on as ``checkpoint=``).
+
+    Raises
+    ------
+    ValueError
+        Not a built-in model or data set, or a bad width (before anything is loaded).
+    psum.errors.PsumError
+        No checkpoint at that width (without ``train_if_missing``), or a file of another width.
+    """
+    import torch
+
+    if not isinstance(model, str) or model not in MODELS:
+        raise ValueError(f"--width needs a built-in model ({', '.join(MODELS)}), not {model!r}")
+    if not isinstance(dataset, str) or dataset not in DATASETS:
+        raise ValueError(f"--width needs a built-in dataset ({', '.join(DATASETS)}), not {dataset!r}")
+    width = _check_width(width)
+    p = find_checkpoint(model, dataset, width=width) or checkpoint_path(model, dataset, width=width)
+    if not p.is_file():
+        if not train_if_missing:
+            raise PsumError(f"no checkpoint for {model} at width {width:g} on {dataset}; run psum train --model "
+                            f"{model} --dataset {dataset} --width {width:g}")
+        train(model, dataset, width=width, out=p, data_dir=data_dir, device=device,
+              progress_enabled=progress_enabled, storage=storage)
+    try:
+        have = torch.load(p, map_location="cpu", weights_only=True).get("width", 1.0)
+    except Exception:  # unreadable or foreign: load_checkpoint gives the full message later
+        return p
+    if float(have) != width:
+        raise PsumError(f"{p} holds {model} at width {float(have):g}, not {width:g}")
+    return p

@@ -92,6 +92,7 @@ _API = {
     "train": "psum.nets.train",
     "evaluate": "psum.nets.train",
     "load_checkpoint": "psum.nets.train",
+    "width_checkpoint": "psum.nets.train",  # --width: the checkpoint of a network at a chosen width
     "qat": "psum.quant.qat",
     "run_fake2true": "psum.quant.fake2true",
     "run_sweep": "psum.sweeps.sweep",

@@ -119,6 +119,23 @@ def test_every_subcommand_is_registered():
      "psum synth: error: liberty file /nonexistent/x.lib does not exist"),
     (["synth", "a=int4,b=int4,acc=int12", "--liberty", "/nonexistent/x.lib", "--breakdown"],
      "psum synth: error: liberty file /nonexistent/x.lib does not exist"),
+    # issue 13 item 6: networks at a chosen width (--width, --storage), each before any evaluation
+    (["eval", "--model", "resnet18", "--width", "0"], "psum eval: error: argument --width: must be a finite number "
+                                                      "greater than 0, not 0"),
+    (["sweep", "--model", "resnet18", "--width", "1", "--checkpoint", "x.pt"],
+     "psum sweep: error: give --width or --checkpoint, not both (a psum checkpoint records its width)"),
+    (["sweep", "--model", "my.py:build", "--width", "1"],
+     "psum sweep: error: --width needs a built-in model (lenet5, alexnet, resnet18, resnet18-imagenet, vit), "
+     "not 'my.py:build'"),
+    (["eval", "--model", "resnet18", "--width", "0.3", "--limit", "4"],
+     "psum eval: error: no checkpoint for resnet18 at width 0.3 on digits; run psum train --model resnet18 "
+     "--dataset digits --width 0.3"),
+    (["report", "--model", "resnet18", "--width", "1", "--checkpoint", "x.pt"],
+     "psum report: error: give --width or --checkpoint, not both (a psum checkpoint records its width)"),
+    (["report", "--model", "resnet18", "--width", "-1"],
+     "psum report: error: argument --width: must be a finite number greater than 0, not -1"),
+    (["train", "--model", "resnet18", "--storage", "fp16"],
+     "psum train: error: argument --storage: invalid choice: 'fp16'"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     try:

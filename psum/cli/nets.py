@@ -27,6 +27,20 @@ def _data_options(args) -> dict:
     return dict(trust=args.trust_checkpoint, image_size=args.image_size, normalize=args.normalize)
 
 
+def _checkpoint(args, *, train: bool = False):
+    """``--checkpoint``, or with ``--width W`` the width-W checkpoint of the built-in model
+    (:func:`psum.nets.train.width_checkpoint`; trained first when ``train``)."""
+    if getattr(args, "width", None) is None:
+        return args.checkpoint
+    if args.checkpoint is not None:
+        raise ValueError("give --width or --checkpoint, not both (a psum checkpoint records its width)")
+    from psum.nets.train import width_checkpoint
+
+    return str(width_checkpoint(args.model, args.dataset, args.width, train_if_missing=train,
+                                data_dir=args.data_dir, device=args.device,
+                                progress_enabled=True if args.progress else None))
+
+
 def _table(rows: list[dict], cols: list[str]) -> str:
     return format_table(rows, cols, floats="{:.2f}", missing="-")
 
@@ -37,7 +51,7 @@ def _cmd_train(args) -> int:
     ckpt = train(args.model, args.dataset, epochs=args.epochs, seed=args.seed, data_dir=args.data_dir, out=args.out,
                  width=args.width, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                  limit=args.limit, autocast=not args.no_autocast, device=args.device,
-                 progress_enabled=True if args.progress else None)
+                 progress_enabled=True if args.progress else None, storage=args.storage)
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
     if args.json:
         print(json.dumps(meta, indent=1))
@@ -54,7 +68,7 @@ def _cmd_eval(args) -> int:
     from psum.sweeps.sweep import evaluate_spec
 
     row = evaluate_spec(args.model, args.dataset, args.spec, layer=args.layer, spec_file=args.spec_file,
-                        checkpoint=args.checkpoint, data_dir=args.data_dir, limit=args.limit, device=args.device,
+                        checkpoint=_checkpoint(args), data_dir=args.data_dir, limit=args.limit, device=args.device,
                         progress_enabled=True if args.progress else None, batch_size=args.batch_size,
                         data_options=_data_options(args), strict=args.strict)
     if args.json:
@@ -81,7 +95,8 @@ def _cmd_sweep(args) -> int:
     if args.plot:
         _plot_path(args.plot)  # before any work
     common = dict(a=args.a, b=args.b, rounding=args.round, extra=args.extra, limit=args.limit, out=args.out,
-                  data_dir=args.data_dir, checkpoint=args.checkpoint, batch_size=args.batch_size, device=args.device,
+                  data_dir=args.data_dir, checkpoint=_checkpoint(args, train=args.train), batch_size=args.batch_size,
+                  device=args.device,
                   progress_enabled=prog, train_if_missing=args.train, overflow=args.overflow,
                   groups=args.layer or (), data_options=_data_options(args))
     if args.ray is not None:
@@ -157,6 +172,10 @@ def register(sub) -> None:
                                            "whole model")
             p.add_argument("--dataset", default="digits", type=text, metavar="DATASET", help=_DATASET_HELP)
             p.add_argument("--checkpoint", type=text, metavar="FILE", help=_CKPT_HELP)
+            p.add_argument("--width", type=positive_float,
+                           help="built-in models: the checkpoint trained at this channel multiplier "
+                                "(./checkpoints/<model>-w<W>-<dataset>.pt, e.g. resnet18-w1-digits.pt; "
+                                "default: the model's default width)")
             p.add_argument("--trust-checkpoint", action="store_true",
                            help="allow a checkpoint that needs full unpickling (a whole saved model): it runs code "
                                 "named by the file; only for files you trust")
@@ -187,7 +206,12 @@ def register(sub) -> None:
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="default adam")
     p.add_argument("--limit", type=positive_int, help="train on the first N training images only")
     p.add_argument("--no-autocast", action="store_true", help="train in plain float32")
-    p.add_argument("--out", type=text, metavar="FILE", help="checkpoint path (default ./checkpoints/<model>-<dataset>.pt)")
+    p.add_argument("--storage", choices=("float32", "bfloat16"), default="float32",
+                   help="dtype of the stored weights (default float32; bfloat16 halves the file, and the "
+                        "recorded accuracy is that of the rounded weights)")
+    p.add_argument("--out", type=text, metavar="FILE",
+                   help="checkpoint path (default ./checkpoints/<model>-<dataset>.pt; a non-default --width is "
+                        "in the name: <model>-w<W>-<dataset>.pt)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="test accuracy of a checkpoint, float32 or emulated with a MAC spec",

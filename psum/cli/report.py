@@ -22,12 +22,25 @@ def _cmd_report(args) -> int:
             print(f"{data['conclusion']}\nreport: {data['out_dir']}/index.html")
         return 0
 
+    out = args.out
+    checkpoint = args.checkpoint
+    if args.width is not None:  # the width-W checkpoint (trained first if needed), ./<model>-w<W>-<dataset>/
+        from psum.nets.train import width_checkpoint
+        from psum.reports.report import default_out_dir
+
+        if checkpoint is not None:
+            raise ValueError("give --width or --checkpoint, not both (a psum checkpoint records its width)")
+        checkpoint = str(width_checkpoint(args.model, args.dataset, args.width, train_if_missing=True,
+                                          data_dir=args.data_dir))
+        out = out or str(default_out_dir(f"{args.model}-w{args.width:g}", args.dataset))
     kw = dict(model=args.model, dataset=args.dataset, tol=args.tol, data_dir=args.data_dir, jobs=args.jobs,
-              sim_cycles=args.sim_cycles, checkpoint=args.checkpoint, groups=tuple(args.layer or ()))
+              sim_cycles=args.sim_cycles, checkpoint=checkpoint, groups=tuple(args.layer or ()))
     if args.limit is not None:
         kw["limit"] = args.limit
     if args.no_per_layer:
         kw["per_layer"] = False
+    if args.per_layer:
+        kw["per_layer"] = True
     kw.update(iso=not args.no_iso, iso_macs=args.iso_macs, iso_clock_ns=args.iso_clock_ns, glitch=not args.no_glitch)
     if args.mx:
         kw["mx"] = args.mx
@@ -35,7 +48,7 @@ def _cmd_report(args) -> int:
     from psum.sweeps.distributed import ray_cluster
 
     with ray_cluster(args.ray):  # the report's sweeps and searches as Ray tasks (None: serial)
-        data = build_report(cfg, out_dir=args.out, force_synth=args.force,
+        data = build_report(cfg, out_dir=out, force_synth=args.force,
                             data_options=dict(trust=args.trust_checkpoint, image_size=args.image_size,
                                               normalize=args.normalize))
     if args.json:
@@ -69,6 +82,9 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", type=text, metavar="FILE",
                    help="weights: a psum checkpoint, a plain state_dict, a torch.export archive, or a whole saved "
                         "model (with --trust-checkpoint)")
+    p.add_argument("--width", type=positive_float,
+                   help="built-in models: the checkpoint at this channel multiplier (<model>-w<W>-<dataset>.pt, "
+                        "trained first if missing); default folder ./<model>-w<W>-<dataset>/")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow a checkpoint that needs full unpickling: it runs code named by the file")
     p.add_argument("--image-size", type=positive_int, metavar="N", help="imagefolder: centre crop NxN (default: own size)")
@@ -81,6 +97,7 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=positive_int, default=2, help="parallel synthesis processes (default 2)")
     p.add_argument("--sim-cycles", type=positive_int, default=3000, help="cocotb cycles checked per unit (default 3000)")
     p.add_argument("--no-per-layer", action="store_true", help="skip the per-layer minimum searches")
+    p.add_argument("--per-layer", action="store_true", help="with --quick: do the per-layer minimum searches")
     p.add_argument("--iso-macs", type=positive_int, default=32, metavar="N",
                    help="iso-throughput comparison: MACs per cycle every design is replicated to (default 32)")
     p.add_argument("--iso-clock-ns", type=positive_float, default=5.0, metavar="T",
