@@ -31,6 +31,19 @@ def _table(rows: list[dict], cols: list[str]) -> str:
     return format_table(rows, cols, floats="{:.2f}", missing="-")
 
 
+def _early_stop(value: str) -> str:
+    """``--early-stop`` checked while parsing (:func:`psum.sweeps.earlystop.parse_early_stop`)."""
+    import argparse
+
+    from psum.sweeps.earlystop import EARLY_STOP_HELP, parse_early_stop
+
+    try:
+        parse_early_stop(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {EARLY_STOP_HELP}, not {value!r}") from None
+    return value
+
+
 def _cmd_train(args) -> int:
     from psum.nets.train import train
 
@@ -241,7 +254,7 @@ def register(sub) -> None:
     p.add_argument("--layers-only", action="store_true", help="with --per-layer: skip the network-wide rows")
     p.add_argument("--search", action="store_true", help="find the smallest accumulator within --tol of the baseline")
     p.add_argument("--tol", type=nonneg_float, default=1.0, help="allowed top-1 drop in percentage points (default 1.0)")
-    p.add_argument("--early-stop", type=text, metavar="RULE",
+    p.add_argument("--early-stop", type=_early_stop, metavar="RULE",
                    help="--search: stop a candidate early when it cannot pass: 'exact' (default: even with every "
                         "remaining image right it fails; never changes the result), 'stat:ALPHA' (also when a "
                         "Hoeffding bound says it fails, wrong with probability <= ALPHA), or 'off'")
