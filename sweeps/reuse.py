@@ -165,6 +165,12 @@ def _nbytes(values) -> int:
     return sum(v.numel() * v.element_size() for v in values if isinstance(v, torch.Tensor))
 
 
+def _same_key(a, b) -> bool:
+    (net_a, layers_a, data_a), (net_b, layers_b, data_b) = a, b
+    return (net_a is net_b and layers_a == layers_b and len(data_a) == len(data_b)
+            and all(x is y or (isinstance(x, (int, float, str)) and x == y) for x, y in zip(data_a, data_b)))
+
+
 def _copy(values):
     import torch
 
@@ -197,11 +203,15 @@ class PrefixCache:
         self.hits = 0
         self.misses = 0
 
-    def split_for(self, net, layers) -> Split | None:
+    def split_for(self, net, layers, data=()) -> Split | None:
         """The :func:`split` of ``net`` for ``layers`` (computed once per selection; a new
-        selection drops the cached batches of the previous one)."""
-        key = (id(net), tuple(layers))
-        if key != self._key:
+        selection drops the cached batches of the previous one).
+
+        ``data`` identifies the batches (the sweep passes its test set, batch size, image count
+        and device): batch ``i`` is only reused for the same model object, layers and data.
+        """
+        key = (net, tuple(layers), tuple(data))  # objects held, compared by identity: no id() reuse
+        if self._key is None or not _same_key(key, self._key):
             self._key, self._split = key, split(net, layers)
             self._batches, self.bytes = {}, 0
         return self._split

@@ -200,6 +200,10 @@ class _Context:
 
         from .distributed import default_ray, require_ray
 
+        from .reuse import PrefixCache
+
+        if not isinstance(reuse, (bool, PrefixCache)):  # before the model loads
+            raise ValueError(f"reuse must be True, False or a PrefixCache, not {reuse!r}")
         ray = default_ray() if ray is None else ray
         if ray is not None:
             if not isinstance(ray, str) or not ray:
@@ -235,10 +239,6 @@ class _Context:
         self.ray_address = ray
         self._ray = None
         # the float prefix of per-layer / per-group rows, computed once per batch (psum.sweeps.reuse)
-        from .reuse import PrefixCache
-
-        if not isinstance(reuse, (bool, PrefixCache)):
-            raise ValueError(f"reuse must be True, False or a PrefixCache, not {reuse!r}")
         self.prefix_cache = (PrefixCache() if reuse is True else reuse) or None
 
     def ray_backend(self):
@@ -395,7 +395,8 @@ class _Context:
         desc = f"{spec.acc}" + ("" if layer == "all" else f" @{layer}")
         cut = None
         if names is not None and self.prefix_cache is not None:
-            cut = self.prefix_cache.split_for(self.net, names)
+            cut = self.prefix_cache.split_for(self.net, names, (self.test, self.batch_size, self.n_images,
+                                                                 str(self.device)))
         if cut is None and stop is None:
             acc, stopped = self._eval(qnet, desc), None
         else:

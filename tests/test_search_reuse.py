@@ -140,6 +140,12 @@ def test_prefix_cache_one_selection_at_a_time(resnet):
     assert cache.bytes == x.shape[0] * 64 * 4  # (6, 64) float32: the flattened pooled features
     cache.split_for(net, ["layer4.1.conv2"])
     assert cache.bytes == 0
+    data = object()
+    cache.split_for(net, ["fc"], (data, 16, 6, "cpu"))
+    cache.frontier(0, x)
+    assert cache.split_for(net, ["fc"], (data, 16, 6, "c" + "pu")) and cache.bytes > 0  # same data: kept
+    cache.split_for(net, ["fc"], (data, 8, 6, "cpu"))  # other batches: dropped
+    assert cache.bytes == 0
     with pytest.raises(ValueError, match=r"^max_bytes must be an integer >= 0, not -1$"):
         PrefixCache(max_bytes=-1)
 
