@@ -216,9 +216,9 @@ class PrefixCache:
             self._batches, self.bytes = {}, 0
         return self._split
 
-    def frontier(self, index: int, x) -> tuple:
-        """Frontier values of batch ``index`` (images ``x``): a copy of the cached ones, or
-        computed (and cached when they fit)."""
+    def frontier(self, index, x) -> tuple:
+        """Frontier values of batch ``index`` (an int, or ``"calib"`` for the calibration images
+        ``x``): a copy of the cached ones, or computed (and cached when they fit)."""
         import torch
 
         hit = self._batches.get(index)

@@ -390,17 +390,23 @@ class _Context:
         names = None if layer == "all" else select_layers(self.net, layer)
         target = spec if names is None else {name: spec for name in names}
         t0 = time.perf_counter()
-        qnet = emulate(self.net, target, calib=self.calib, weight_scale=self.weight_scale,
-                       act_scale=self.act_scale, seed=self.seed, device=self.device)
         desc = f"{spec.acc}" + ("" if layer == "all" else f" @{layer}")
         cut = None
-        if names is not None and self.prefix_cache is not None:
+        if names is not None and self.prefix_cache is not None and self.calib is not None:
             cut = self.prefix_cache.split_for(self.net, names, (self.test, self.batch_size, self.n_images,
                                                                  str(self.device)))
+        opts = dict(weight_scale=self.weight_scale, act_scale=self.act_scale, seed=self.seed, device=self.device)
+        if cut is None:
+            qnet = emulate(self.net, target, calib=self.calib, **opts)
+            forward = None
+        else:
+            qnet = emulate(self.net, target, **opts)
+            forward = cut.suffix(qnet)
+            self._calibrate_suffix(qnet, cut, forward)
         if cut is None and stop is None:
             acc, stopped = self._eval(qnet, desc), None
         else:
-            acc, stopped = self._eval_rows(qnet, cut, desc, stop)
+            acc, stopped = self._eval_rows(qnet, cut, desc, stop, forward)
         row = self._row(spec_text, layer, acc, time.perf_counter() - t0, spec, base)
         if stopped is not None:
             row.pop("top5", None)  # a partial count, not an accuracy
@@ -408,7 +414,29 @@ class _Context:
         self.store(row)
         return row
 
-    def _eval_rows(self, qnet, cut, desc, stop):
+    def _calibrate_suffix(self, qnet, cut, forward) -> None:
+        """Calibrate the emulated copy as ``emulate(..., calib=self.calib)`` would, running only
+        the suffix on the cached frontier of the calibration images.
+
+        Why it is the same: calibration is a float forward in which each emulated op records its
+        inputs' max |value| (:meth:`psum.golden.emulation.context.Accumulator.calibrate`); every
+        emulated op is in the suffix, and the suffix's inputs are the float values the whole
+        forward computes. The rows with and without the cut are compared bit for bit in the tests.
+        """
+        import torch
+
+        acc = qnet.psum_accumulator
+        cut.prefix.to(self.device)
+        calib = self.calib.to(self.device)
+        values = self.prefix_cache.frontier("calib", calib)
+        acc.calibrating = True
+        try:
+            with torch.no_grad():
+                forward(torch.empty(len(calib), 0), *values)
+        finally:
+            acc.calibrating = False
+
+    def _eval_rows(self, qnet, cut, desc, stop, forward=None):
         """:func:`psum.nets.train.evaluate` of an emulated copy, from the cached float prefix
         (``cut``, :mod:`psum.sweeps.reuse`) and/or with an early stop; the same counts and
         formulas, so a full row equals evaluate's bit for bit (tested).
@@ -423,7 +451,7 @@ class _Context:
         qnet = qnet.to(dev).eval()
         if cut is not None:
             cut.prefix.to(dev)
-            forward = cut.suffix(qnet)
+            forward = forward if forward is not None else cut.suffix(qnet)
         n = self.n_images
         if self.bar_images is not None:
             self.bar_images.reset(total=n)
