@@ -13,8 +13,9 @@ accumulator format. :func:`split` cuts the model's ``torch.fx`` graph in two:
 
 Why it is exact: the suffix calls the same torch functions and modules, in the same order, on the
 same tensor values (bit for bit: the prefix ran the same float kernels on the same batch), and the
-emulated copy is calibrated on the whole model exactly as without the cut
-(:func:`psum.golden.emulation.layers.emulate`). The tests compare every row with and without the
+emulated copy is calibrated by running the suffix on the frontier of the calibration images
+(calibration is a float forward in which each emulated op records its inputs' max |value|; every
+emulated op is in the suffix, so it records the same values as a whole-model calibration). The tests compare every row with and without the
 cache bit for bit, stochastic rounding included (the suffix's first argument carries the batch
 size, so each image keeps its random bits).
 
