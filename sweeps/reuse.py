@@ -29,7 +29,8 @@ op also reads; ``nn.ReLU(inplace=True)`` after a convolution or a sum is fine).
 Memory rule
 -----------
 A :class:`PrefixCache` holds the frontier of **one** layer selection at a time (a new selection
-replaces it; sweeps and searches run the formats of one selection together), and at most
+replaces it; sweeps and searches run the formats of one selection together), its batches and
+the calibration images' frontier, at most
 ``max_bytes`` bytes of tensors (default :data:`MAX_BYTES`, 512 MiB): batches are cached in order
 while they fit, later batches are recomputed from the images for each format (still exact, just not
 reused). Each use hands the suffix a copy of the cached tensors, so an in-place op in the suffix
