@@ -875,9 +875,9 @@ def search_min_acc(model, dataset="digits", *, kind: str, exp_bits: int | None =
     dict
         ``kind``, ``fixed`` (the fixed field), ``layer``, ``overflow``, ``tol``, ``min`` (the
         searched value or ``None``), ``acc`` (its format text), ``spec``, ``accuracy``,
-        ``baseline_accuracy``, ``evaluated`` (searched value -> accuracy; for a stopped candidate
-        the upper bound), ``early_stopped`` (searched values stopped early), ``early_stop`` (the
-        rule), ``rows``, ``rule``.
+        ``baseline_accuracy``, ``evaluated`` (searched value -> accuracy, full evaluations only),
+        ``stopped`` (searched value -> upper bound of its accuracy, for candidates stopped early),
+        ``early_stopped`` (their values, sorted), ``early_stop`` (the rule), ``rows``, ``rule``.
 
     Raises
     ------
@@ -963,7 +963,9 @@ def search_min_acc(model, dataset="digits", *, kind: str, exp_bits: int | None =
         "accuracy": evaluated[found]["accuracy"] if found is not None else None,
         "baseline_accuracy": base["accuracy"], "relative_to": relative_to,
         "reference_spec": reference["spec"], "reference_accuracy": reference["accuracy"], "n_images": ctx.n_images,
-        "evaluated": {v: evaluated[v]["accuracy"] for v in sorted(evaluated)},
+        # full measurements only: a stopped candidate's number is a bound, kept apart under "stopped"
+        "evaluated": {v: evaluated[v]["accuracy"] for v in sorted(evaluated) if not evaluated[v].get("early_stop")},
+        "stopped": {v: evaluated[v]["accuracy"] for v in sorted(evaluated) if evaluated[v].get("early_stop")},
         "early_stopped": [v for v in sorted(evaluated) if evaluated[v].get("early_stop")],
         "early_stop": early_stop if stop is not None else "off",
         "rows": [evaluated[v] for v in sorted(evaluated)],

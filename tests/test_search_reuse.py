@@ -208,7 +208,8 @@ def test_exact_early_stop_same_minimum(searches):
     res, _ = searches
     off, exact = res["off"], res["exact"]
     assert exact["min"] == off["min"] is not None and exact["early_stop"] == "exact" and off["early_stopped"] == []
-    assert sorted(exact["evaluated"]) == sorted(off["evaluated"])  # the same bisection path
+    assert sorted({**exact["evaluated"], **exact["stopped"]}) == sorted(off["evaluated"])  # the same bisection path
+    assert sorted(exact["stopped"]) == exact["early_stopped"] and not set(exact["stopped"]) & set(exact["evaluated"])
     assert exact["early_stopped"]  # int4.. fail at once
     threshold = off["baseline_accuracy"] - 1.0
     for row in exact["rows"]:
@@ -240,7 +241,7 @@ def test_stopped_rows_never_reused_as_full(searches, tmp_path):
     assert rows[1]["accuracy"] == res["off"]["evaluated"][stopped]
     # a search without early stop finds the full row now, and needs no stopped one
     off = search_min_acc("lenet5", "digits", early_stop="off", out=out, **kw)
-    assert off["evaluated"][stopped] == rows[1]["accuracy"]
+    assert off["evaluated"][stopped] == rows[1]["accuracy"] and off["stopped"] == {}
 
 
 def test_search_rejects_bad_early_stop_before_loading():

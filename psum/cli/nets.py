@@ -118,8 +118,8 @@ def _cmd_sweep(args) -> int:
         # a candidate stopped early shows its upper bound as "<=x" (never as a measured accuracy)
         table = [{"search": search_label(r), "layer": r["layer"], "min": r["acc"] or "none", "accuracy": r["accuracy"],
                   "reference": r["reference_accuracy"],
-                  "tried (value:acc%)": " ".join(f"{v}:{'<=' if v in r.get('early_stopped', ()) else ''}{a:.1f}"
-                                                 for v, a in r["evaluated"].items())}
+                  "tried (value:acc%)": " ".join(f"{v}:{'<=' if v in r['stopped'] else ''}{a:.1f}"
+                                                 for v, a in sorted({**r["evaluated"], **r["stopped"]}.items()))}
                  for r in results]
         print(_table(table, ["search", "layer", "min", "accuracy", "reference", "tried (value:acc%)"]))
         stopped = sum(len(r.get("early_stopped", ())) for r in results)
