@@ -18,7 +18,7 @@ times reuse alone and early stop alone. Wall and CPU seconds are printed (on a s
 wall time includes waiting for a core).
 
 Run: ``.venv/bin/python benchmarks/bench_search.py [--models resnet18,lenet5] [--acc 'int?:wrap']
-[--limit N] [--ablate]``.
+[--limit N] [--ablate] [--layers a,b]``.
 """
 
 from __future__ import annotations
@@ -30,14 +30,15 @@ MODES = {"before": dict(reuse=False, early_stop="off"), "after": dict(reuse=True
 ABLATE = {"reuse only": dict(reuse=True, early_stop="off"), "early stop only": dict(reuse=False, early_stop="exact")}
 
 
-def _run(model, acc, limit, batch_size, options):
+def _run(model, acc, limit, batch_size, options, layers=None):
     from psum.sweeps.reuse import PrefixCache
     from psum.sweeps.sweep import run_search
 
     cache = PrefixCache() if options["reuse"] else False
     t0, c0 = time.perf_counter(), time.process_time()
-    res = run_search(model, "digits", acc, per_layer=True, limit=limit, batch_size=batch_size, tol=1.0,
-                     progress_enabled=False, reuse=cache, early_stop=options["early_stop"])
+    res = run_search(model, "digits", acc, per_layer=layers is None, groups=layers or (), limit=limit,
+                     batch_size=batch_size, tol=1.0, progress_enabled=False, reuse=cache,
+                     early_stop=options["early_stop"])
     return res, time.perf_counter() - t0, time.process_time() - c0, cache
 
 
@@ -68,6 +69,7 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="first N test images (default all 360)")
     ap.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
     ap.add_argument("--ablate", action="store_true", help="also time reuse alone and early stop alone")
+    ap.add_argument("--layers", help="only these layers (comma-separated names), not every layer (a quick run)")
     args = ap.parse_args(argv)
     modes = dict(MODES, **(ABLATE if args.ablate else {}))
     print(f"per-layer search, templates {args.acc}, digits, {args.limit or 'all'} test images, batch {args.batch_size}")
@@ -75,7 +77,8 @@ def main(argv=None) -> int:
     for model in args.models.split(","):
         results = {}
         for name, options in modes.items():
-            res, wall, cpu, cache = _run(model, args.acc, args.limit, args.batch_size, options)
+            layers = args.layers.split(",") if args.layers else None
+            res, wall, cpu, cache = _run(model, args.acc, args.limit, args.batch_size, options, layers)
             results[name] = (res, wall, cpu)
             note = ""
             if name != "before":
