@@ -70,8 +70,10 @@ CALIB_IMAGES = 256
 # Everything a row's accuracy depends on (the batch size and the device do not: emulation is
 # bit-exact and stochastic rounding follows the image, not the batch). ``seed`` is keyed only for
 # stochastic-rounding specs (None otherwise), ``numerics`` is psum.golden.NUMERICS_VERSION.
+# ``early_stop`` is None (absent) for a full measurement and the rule's name for a search candidate
+# stopped early (psum.sweeps.earlystop): a full-accuracy lookup never finds a stopped row.
 KEY_FIELDS = ("model", "dataset", "checkpoint", "spec", "layer", "n_images", "calib", "weight_scale",
-              "act_scale", "seed", "metric", "numerics")
+              "act_scale", "seed", "metric", "numerics", "early_stop")
 # The schema of a sweep row read back from a results file: the fields readers index, with their
 # JSON types, so a foreign or edited row is one line naming its file and line rather than a
 # KeyError or TypeError deep in a plot (psum.resultsfile). The key fields added with numerics
@@ -193,11 +195,15 @@ class _Context:
 
     def __init__(self, model, dataset, *, data_dir, limit, out, checkpoint, batch_size, device,
                  progress_enabled, weight_scale, act_scale, seed, train_if_missing, metric=None, data_options=None,
-                 ray=None):
+                 ray=None, reuse=True):
         import torch
 
         from .distributed import default_ray, require_ray
 
+        from .reuse import PrefixCache
+
+        if not isinstance(reuse, (bool, PrefixCache)):  # before the model loads
+            raise ValueError(f"reuse must be True, False or a PrefixCache, not {reuse!r}")
         ray = default_ray() if ray is None else ray
         if ray is not None:
             if not isinstance(ray, str) or not ray:
@@ -232,6 +238,8 @@ class _Context:
         self.bar_images = None
         self.ray_address = ray
         self._ray = None
+        # the float prefix of per-layer / per-group rows, computed once per batch (psum.sweeps.reuse)
+        self.prefix_cache = (PrefixCache() if reuse is True else reuse) or None
 
     def ray_backend(self):
         """The :class:`psum.sweeps.distributed.RayBackend` of a Ray sweep (made on first use), else None."""
@@ -249,16 +257,16 @@ class _Context:
                 print(f"psum: {out}: {len(old)} rows of numerics version {', '.join(versions)} are "
                       f"recomputed (this psum computes version {NUMERICS_VERSION})", file=sys.stderr)
 
-    def key(self, spec_text: str, layer: str) -> dict:
+    def key(self, spec_text: str, layer: str, early_stop: str | None = None) -> dict:
         return {"model": self.model, "dataset": self.dataset, "checkpoint": self.checkpoint, "spec": spec_text,
                 "layer": layer, "n_images": self.n_images, "calib": self.calib_name,
                 "weight_scale": self.weight_scale, "act_scale": self.act_scale,
                 "seed": self.seed if "round=sr" in spec_text else None,
                 "metric": getattr(self.metric, "__name__", None) if self.metric is not None else None,
-                "numerics": NUMERICS_VERSION}
+                "numerics": NUMERICS_VERSION, "early_stop": early_stop}
 
-    def lookup(self, spec_text, layer):
-        k = self.key(spec_text, layer)
+    def lookup(self, spec_text, layer, early_stop=None):
+        k = self.key(spec_text, layer, early_stop)
         if self.results is not None:
             row = self.results.get(**k)
             if row is not None:
@@ -287,7 +295,7 @@ class _Context:
     def store(self, row):
         if self.results is not None:
             self.results.append(row)
-        k = self.key(row["spec"], row["layer"])
+        k = self.key(row["spec"], row["layer"], row.get("early_stop"))
         self.memory[tuple(sorted((a, str(b)) for a, b in k.items()))] = row
 
     def _eval(self, net, desc):
@@ -314,6 +322,7 @@ class _Context:
 
     def _row(self, spec_text, layer, acc, seconds, spec, base) -> dict:
         row = self.key(spec_text, layer)
+        del row["early_stop"]  # a full measurement: no early_stop field (rows as before this field)
         if spec is not None:
             row.update(acc=str(spec.acc), a=str(spec.a), b=str(spec.b), rounding=spec.rounding.value,
                        overflow=spec.overflow, **_fmt_fields(spec))
@@ -332,37 +341,152 @@ class _Context:
                    finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
         return row
 
-    def evaluate_spec(self, spec, layer="all", *, wait=True) -> tuple[dict | None, bool]:
+    def stopper(self, early_stop: str, threshold: float):
+        """The :class:`psum.sweeps.earlystop.EarlyStop` of a search candidate, or None (``"off"``, a
+        user metric: a float mean is never stopped early)."""
+        import math
+
+        from .earlystop import EarlyStop, parse_early_stop
+
+        if parse_early_stop(early_stop)[0] == "off" or self.metric is not None:
+            return None
+        return EarlyStop(early_stop, threshold, self.n_images, math.ceil(self.n_images / self.batch_size))
+
+    def evaluate_spec(self, spec, layer="all", *, wait=True, stop=None) -> tuple[dict | None, bool]:
         """The row of ``spec`` applied to ``layer`` ("all", a name or a pattern); (row, computed_now).
 
         ``wait=False``: ``(None, False)`` at once when another run holds the row's claim.
+        ``stop`` (an :class:`~psum.sweeps.earlystop.EarlyStop`): the evaluation may end early,
+        giving a row marked ``early_stop``; a full row found in the results is used as it is, a
+        stopped row of the same rule only when it proves a failure at ``stop``'s threshold.
         """
         spec_text = str(spec)
-        row = self.lookup(spec_text, layer)
+
+        def known():
+            row = self.lookup(spec_text, layer)
+            if row is None and stop is not None:
+                early = self.lookup(spec_text, layer, stop.rule)
+                if early is not None and stop.proves_fail(early):
+                    row = early
+            return row
+
+        row = known()
         if row is not None:
             return row, False
-        if self.ray_backend() is not None:  # the row's image shards in parallel
+        if self.ray_backend() is not None:  # the row's image shards in parallel (full rows: no early stop)
             return self.ray_backend().run([(spec, layer)])[0], True
         base = self.baseline()
         with self._claimed(spec_text, layer, wait) as held:
             if not held:
                 return None, False
-            row = self.lookup(spec_text, layer)  # another run may have appended it meanwhile
+            row = known()  # another run may have appended it meanwhile
             if row is not None:
                 return row, False
-            return self._compute(spec, spec_text, layer, base), True
+            return self._compute(spec, spec_text, layer, base, stop), True
 
-    def _compute(self, spec, spec_text, layer, base) -> dict:
+    def _compute(self, spec, spec_text, layer, base, stop=None) -> dict:
         from psum.golden.emulation.layers import emulate
 
-        target = spec if layer == "all" else {name: spec for name in select_layers(self.net, layer)}
+        names = None if layer == "all" else select_layers(self.net, layer)
+        target = spec if names is None else {name: spec for name in names}
         t0 = time.perf_counter()
-        qnet = emulate(self.net, target, calib=self.calib, weight_scale=self.weight_scale,
-                       act_scale=self.act_scale, seed=self.seed, device=self.device)
-        acc = self._eval(qnet, f"{spec.acc}" + ("" if layer == "all" else f" @{layer}"))
+        desc = f"{spec.acc}" + ("" if layer == "all" else f" @{layer}")
+        cut = None
+        if names is not None and self.prefix_cache is not None and self.calib is not None:
+            cut = self.prefix_cache.split_for(self.net, names, (self.test, self.batch_size, self.n_images,
+                                                                 str(self.device)))
+        opts = dict(weight_scale=self.weight_scale, act_scale=self.act_scale, seed=self.seed, device=self.device)
+        if cut is None:
+            qnet = emulate(self.net, target, calib=self.calib, **opts)
+            forward = None
+        else:
+            qnet = emulate(self.net, target, **opts)
+            forward = cut.suffix(qnet)
+            self._calibrate_suffix(qnet, cut, forward)
+        if cut is None and stop is None:
+            acc, stopped = self._eval(qnet, desc), None
+        else:
+            acc, stopped = self._eval_rows(qnet, cut, desc, stop, forward)
         row = self._row(spec_text, layer, acc, time.perf_counter() - t0, spec, base)
+        if stopped is not None:
+            row.pop("top5", None)  # a partial count, not an accuracy
+            row.update(stop.fields(*stopped))
         self.store(row)
         return row
+
+    def _calibrate_suffix(self, qnet, cut, forward) -> None:
+        """Calibrate the emulated copy as ``emulate(..., calib=self.calib)`` would, running only
+        the suffix on the cached frontier of the calibration images.
+
+        Why it is the same: calibration is a float forward in which each emulated op records its
+        inputs' max |value| (:meth:`psum.golden.emulation.context.Accumulator.calibrate`); every
+        emulated op is in the suffix, and the suffix's inputs are the float values the whole
+        forward computes. The rows with and without the cut are compared bit for bit in the tests.
+        """
+        import torch
+
+        acc = qnet.psum_accumulator
+        cut.prefix.to(self.device)
+        calib = self.calib.to(self.device)
+        values = self.prefix_cache.frontier("calib", calib)
+        acc.calibrating = True
+        try:
+            with torch.no_grad():
+                forward(torch.empty(len(calib), 0), *values)
+        finally:
+            acc.calibrating = False
+
+    def _eval_rows(self, qnet, cut, desc, stop, forward=None):
+        """:func:`psum.nets.train.evaluate` of an emulated copy, from the cached float prefix
+        (``cut``, :mod:`psum.sweeps.reuse`) and/or with an early stop; the same counts and
+        formulas, so a full row equals evaluate's bit for bit (tested).
+
+        Returns ``(acc, None)`` for a full evaluation, ``(acc, (images, correct))`` when ``stop`` ended it.
+        """
+        import torch
+
+        from psum.nets.train import iterate_batches
+
+        dev = self.device
+        qnet = qnet.to(dev).eval()
+        if cut is not None:
+            cut.prefix.to(dev)
+            forward = forward if forward is not None else cut.suffix(qnet)
+        n = self.n_images
+        if self.bar_images is not None:
+            self.bar_images.reset(total=n)
+            self.bar_images.set_description_str(desc)
+        correct = {k: 0 for k in self.topk}
+        score, done, stopped = 0.0, 0, None
+        with torch.no_grad():
+            for i, (x, y) in enumerate(iterate_batches(self.test, self.batch_size, limit=n)):
+                x, y = x.to(dev), y.to(dev)
+                if cut is None:
+                    logits = qnet(x).float()
+                else:  # the marker's dimension 0 is the batch: the accumulator counts samples from it
+                    logits = forward(torch.empty(len(x), 0), *self.prefix_cache.frontier(i, x)).float()
+                done += len(y)
+                if self.bar_images is not None:
+                    self.bar_images.update(len(y))
+                if self.metric is not None:
+                    score += float(torch.as_tensor(self.metric(logits, y)).double().sum())
+                    continue
+                if len(y) and (int(y.min()) < 0 or int(y.max()) >= logits.shape[1]):
+                    raise ValueError(f"the data has label {int(y.max()) if int(y.max()) >= 0 else int(y.min())} "
+                                     f"but the model has {logits.shape[1]} outputs (classes 0..{logits.shape[1] - 1})")
+                kmax = min(max(self.topk), logits.shape[1])
+                hit = logits.topk(kmax, dim=1).indices == y.unsqueeze(1)
+                for k in self.topk:
+                    correct[k] += int(hit[:, :k].any(dim=1).sum())
+                if stop is not None and stop.check(done, correct[1]):
+                    stopped = (done, correct[1])
+                    break
+        if self.metric is not None:
+            return {"top1": 100.0 * score / max(n, 1), "n_images": n,
+                    "metric": getattr(self.metric, "__name__", "metric")}, None
+        out = {f"top{k}": 100.0 * correct[k] / max(n, 1) for k in self.topk}
+        out["n_images"] = n
+        return out, stopped
 
 
 def check_device(device) -> None:
@@ -553,7 +677,7 @@ def run_sweep(model, dataset="digits", accs="e5m6", *, a=None, b=None, rounding:
               out=None, data_dir=None, checkpoint=None, batch_size: int = 256, device=None,
               progress_enabled: bool | None = None, weight_scale: str = "channel", act_scale: str = "tensor",
               seed: int = 0, train_if_missing: bool = False, on_row=None, metric=None,
-              data_options=None, ray=None) -> list[dict]:
+              data_options=None, ray=None, reuse=True) -> list[dict]:
     """Accuracy of a trained model per accumulator format, network-wide, per group and/or per layer.
 
     Parameters
@@ -607,6 +731,11 @@ def run_sweep(model, dataset="digits", accs="e5m6", *, a=None, b=None, rounding:
         layer, image shard), and this process appends each row as it completes
         (:mod:`psum.sweeps.distributed`); the rows equal a serial run's. Default: serial (or the
         address of an enclosing :func:`psum.sweeps.distributed.ray_cluster`).
+    reuse : bool or PrefixCache
+        Per-layer and per-group rows: compute the float activations in front of the emulated
+        layers once per batch and start every format from them (:mod:`psum.sweeps.reuse`; the rows
+        are bit-identical, memory at most :data:`psum.sweeps.reuse.MAX_BYTES`). The rows of one
+        layer selection are then computed together. ``False``: every row runs the whole model.
 
     Returns
     -------
@@ -628,12 +757,15 @@ def run_sweep(model, dataset="digits", accs="e5m6", *, a=None, b=None, rounding:
                                         batch_size=batch_size, device=device, progress_enabled=progress_enabled,
                                         weight_scale=weight_scale, act_scale=act_scale, seed=seed,
                                         train_if_missing=train_if_missing, metric=metric,
-                                        data_options=data_options, ray=ray))
+                                        data_options=data_options, ray=ray, reuse=reuse))
     for g in groups:
         select_layers(ctx.net, g)  # every group selects something, before any evaluation
     _require_mac_layers(ctx)
     layers = (["all"] if network else []) + groups + (mac_layers(ctx.net) if per_layer else [])
     jobs = [(s, layer) for s in specs for layer in layers]
+    # Computed layer selection by layer selection (rows still returned spec by spec): the formats
+    # of one selection share its cached float prefix, which holds one selection at a time.
+    order = sorted(range(len(jobs)), key=lambda i: layers.index(jobs[i][1])) if ctx.prefix_cache else range(len(jobs))
     with progress(total=len(jobs) + 1, desc=f"sweep {ctx.model}/{ctx.dataset}", unit="row", enabled=progress_enabled) as bar, \
             progress(total=ctx.n_images, desc="images", unit="img", enabled=progress_enabled, leave=False) as ibar:
         ctx.bar_images = ibar
@@ -643,7 +775,8 @@ def run_sweep(model, dataset="digits", accs="e5m6", *, a=None, b=None, rounding:
         # Two passes: rows another run is computing right now (its claim is held) are skipped at
         # first and collected afterwards, by then usually read back from the shared file.
         busy = []
-        for i, (spec, layer) in enumerate(jobs):
+        for i in order:
+            spec, layer = jobs[i]
             row, computed = ctx.evaluate_spec(spec, layer, wait=ctx.results is None)
             if row is None:
                 busy.append(i)
@@ -697,7 +830,8 @@ def search_min_acc(model, dataset="digits", *, kind: str, exp_bits: int | None =
                    out=None, data_dir=None, checkpoint=None, batch_size: int = 256, device=None,
                    progress_enabled: bool | None = None, weight_scale: str = "channel", act_scale: str = "tensor",
                    seed: int = 0, train_if_missing: bool = False, relative_to: str = "fp32",
-                   on_row=None, metric=None, data_options=None, ray=None) -> dict:
+                   on_row=None, metric=None, data_options=None, ray=None, early_stop: str = "exact",
+                   reuse=True) -> dict:
     """Smallest accumulator whose accuracy is within ``tol`` points of the float32 baseline.
 
     Parameters
@@ -723,7 +857,16 @@ def search_min_acc(model, dataset="digits", *, kind: str, exp_bits: int | None =
         (:func:`select_layers`: ``layer3``, ``layer3.*``); the others stay float32.
     ray : str, optional
         ``"local"`` or a Ray cluster address: each candidate's images are evaluated as parallel
-        Ray tasks (image shards); the bisection itself stays sequential.
+        Ray tasks (image shards); the bisection itself stays sequential. Ray rows are full
+        evaluations (no early stop; with the exact rule the minimum is the same).
+    early_stop : str
+        ``"exact"`` (default): a candidate stops as soon as it cannot pass even with every
+        remaining image right (never changes the result); ``"stat:ALPHA"``: also when a Hoeffding
+        upper confidence bound is below the pass mark (wrongly failing a candidate with
+        probability at most ALPHA, if the test order is random); ``"off"``: every candidate runs
+        to the end. See :mod:`psum.sweeps.earlystop`; stopped rows are marked ``early_stop``.
+    reuse : bool or PrefixCache
+        As for :func:`run_sweep` (``layer != "all"``: the float prefix once per batch).
     Other parameters
         As :func:`run_sweep` (``model`` and ``dataset`` may be objects, see :func:`workload`).
 
@@ -732,7 +875,9 @@ def search_min_acc(model, dataset="digits", *, kind: str, exp_bits: int | None =
     dict
         ``kind``, ``fixed`` (the fixed field), ``layer``, ``overflow``, ``tol``, ``min`` (the
         searched value or ``None``), ``acc`` (its format text), ``spec``, ``accuracy``,
-        ``baseline_accuracy``, ``evaluated`` (searched value -> accuracy), ``rows``, ``rule``.
+        ``baseline_accuracy``, ``evaluated`` (searched value -> accuracy, full evaluations only),
+        ``stopped`` (searched value -> upper bound of its accuracy, for candidates stopped early),
+        ``early_stopped`` (their values, sorted), ``early_stop`` (the rule), ``rows``, ``rule``.
 
     Raises
     ------
@@ -743,6 +888,9 @@ def search_min_acc(model, dataset="digits", *, kind: str, exp_bits: int | None =
         raise ValueError(f"kind must be 'man', 'exp' or 'int', not {kind!r}")
     if relative_to not in ("fp32", "operands"):
         raise ValueError(f"relative_to must be 'fp32' or 'operands', not {relative_to!r}")
+    from .earlystop import parse_early_stop
+
+    parse_early_stop(early_stop)
     if kind == "man":
         check_int("exp_bits", exp_bits)
     if kind == "exp":
@@ -774,7 +922,7 @@ def search_min_acc(model, dataset="digits", *, kind: str, exp_bits: int | None =
                                         batch_size=batch_size, device=device, progress_enabled=progress_enabled,
                                         weight_scale=weight_scale, act_scale=act_scale, seed=seed,
                                         train_if_missing=train_if_missing, metric=metric,
-                                        data_options=data_options, ray=ray))
+                                        data_options=data_options, ray=ray, reuse=reuse))
     select_layers(ctx.net, layer)  # before any evaluation
     _require_mac_layers(ctx)
     evaluated: dict[int, dict] = {}
@@ -790,17 +938,21 @@ def search_min_acc(model, dataset="digits", *, kind: str, exp_bits: int | None =
             if on_row is not None:
                 on_row(reference, computed)
         threshold = reference["accuracy"] - tol
+        stop = ctx.stopper(early_stop, threshold)
 
         def passes(v: int) -> bool:
             if v not in evaluated:
                 spec = make_spec(acc_text(v), a=a, b=b, rounding=rounding, overflow=overflow, extra=extra)
-                row, computed = ctx.evaluate_spec(spec, layer)
+                row, computed = ctx.evaluate_spec(spec, layer, stop=stop)
                 evaluated[v] = row
                 bar.update(1)
-                bar.set_postfix_str(f"{acc_text(v)}: {row['accuracy']:.2f}%")
+                shown = (f"<={row['accuracy']:.2f}% (stopped after {row['images_evaluated']} images)"
+                         if row.get("early_stop") else f"{row['accuracy']:.2f}%")
+                bar.set_postfix_str(f"{acc_text(v)}: {shown}")
                 if on_row is not None:
                     on_row(row, computed)
-            return evaluated[v]["accuracy"] >= threshold
+            # a stopped candidate fails: its rule proved (exact) or bounded (stat) it below threshold
+            return not evaluated[v].get("early_stop") and evaluated[v]["accuracy"] >= threshold
 
         found = min_passing(passes, lo, hi)
     result = {
@@ -811,10 +963,15 @@ def search_min_acc(model, dataset="digits", *, kind: str, exp_bits: int | None =
         "accuracy": evaluated[found]["accuracy"] if found is not None else None,
         "baseline_accuracy": base["accuracy"], "relative_to": relative_to,
         "reference_spec": reference["spec"], "reference_accuracy": reference["accuracy"], "n_images": ctx.n_images,
-        "evaluated": {v: evaluated[v]["accuracy"] for v in sorted(evaluated)},
+        # full measurements only: a stopped candidate's number is a bound, kept apart under "stopped"
+        "evaluated": {v: evaluated[v]["accuracy"] for v in sorted(evaluated) if not evaluated[v].get("early_stop")},
+        "stopped": {v: evaluated[v]["accuracy"] for v in sorted(evaluated) if evaluated[v].get("early_stop")},
+        "early_stopped": [v for v in sorted(evaluated) if evaluated[v].get("early_stop")],
+        "early_stop": early_stop if stop is not None else "off",
         "rows": [evaluated[v] for v in sorted(evaluated)],
         "rule": "min passes, min+1 passes, min-1 fails (bisection with confirmation); "
-                f"pass = top-1 >= {'fp32 baseline' if relative_to == 'fp32' else reference['spec']} - {tol} points",
+                f"pass = top-1 >= {'fp32 baseline' if relative_to == 'fp32' else reference['spec']} - {tol} points"
+                + (f"; early stop: {early_stop}" if stop is not None else ""),
     }
     return result
 
@@ -833,7 +990,8 @@ def search_label(result: dict) -> str:
 
 def run_search(model, dataset="digits", entries=SEARCH_DEFAULT, *, per_layer: bool = False, groups=(),
                overflow=None, tol: float = 1.0, relative_to: str = "fp32", checkpoint=None, data_dir=None,
-               metric=None, train_if_missing: bool = False, data_options=None, **kwargs) -> list[dict]:
+               metric=None, train_if_missing: bool = False, data_options=None, reuse=True,
+               **kwargs) -> list[dict]:
     """:func:`search_min_acc` for every template in ``entries``, network-wide, for each group of
     layers (``groups``) and (``per_layer``) for each MAC layer alone.
 
@@ -850,8 +1008,12 @@ def run_search(model, dataset="digits", entries=SEARCH_DEFAULT, *, per_layer: bo
         Also search each group of layers (:func:`select_layers` patterns), the rest float32.
     overflow : str, optional
         Overflow policy of templates without a ``:suffix``.
+    reuse : bool or PrefixCache
+        One float-prefix cache (:mod:`psum.sweeps.reuse`) shared by every search of the run; the
+        searches are then run layer selection by layer selection (results still in the order
+        below).
     tol, relative_to, checkpoint, **kwargs
-        As for :func:`search_min_acc` (operands, rounding, limit, out, ...).
+        As for :func:`search_min_acc` (operands, rounding, limit, out, early_stop, ...).
 
     Returns
     -------
@@ -866,7 +1028,10 @@ def run_search(model, dataset="digits", entries=SEARCH_DEFAULT, *, per_layer: bo
     """
     from psum.nets.models import mac_layers
 
+    from .earlystop import parse_early_stop
+
     parsed = [parse_search_entry(e) for e in parse_acc_list(entries)]
+    parse_early_stop(kwargs.get("early_stop", "exact"))  # before the model loads
     groups = [groups] if isinstance(groups, str) else list(groups)
     # resolved once: a user's model file runs once, its weights load once
     wl = workload(model, dataset, checkpoint=checkpoint, data_dir=data_dir, metric=metric,
@@ -874,12 +1039,19 @@ def run_search(model, dataset="digits", entries=SEARCH_DEFAULT, *, per_layer: bo
     for g in groups:
         select_layers(wl.net, g)
     layers = ["all"] + groups + (mac_layers(wl.net) if per_layer else [])
-    results = []
-    for kind, fixed, entry_overflow in parsed:
-        for layer in layers:
-            results.append(search_min_acc(wl, dataset, kind=kind, overflow=entry_overflow or overflow, tol=tol,
-                                          layer=layer, relative_to=relative_to, **fixed, **kwargs))
-    return results
+    from .reuse import PrefixCache
+
+    if reuse is True:
+        reuse = PrefixCache()  # one cache for the whole run
+    elif not isinstance(reuse, (bool, PrefixCache)):
+        raise ValueError(f"reuse must be True, False or a PrefixCache, not {reuse!r}")
+    done = {}
+    # layer selection outermost while computing: the templates of one selection share its prefix
+    for li, layer in enumerate(layers):
+        for ti, (kind, fixed, entry_overflow) in enumerate(parsed):
+            done[ti, li] = search_min_acc(wl, dataset, kind=kind, overflow=entry_overflow or overflow, tol=tol,
+                                          layer=layer, relative_to=relative_to, reuse=reuse, **fixed, **kwargs)
+    return [done[ti, li] for ti in range(len(parsed)) for li in range(len(layers))]
 
 
 def family(row: dict) -> str:

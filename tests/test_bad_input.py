@@ -137,6 +137,7 @@ def _cases():
         (["sweep", "--model", "lenet5", "--acc", "e5m6", "--layer"], ["nosuch", "["], None),
         (["sweep", "--model", "lenet5", "--search", "--acc"], ["nosuch", "man:e", "int:x"], None),
         (["sweep", "--model", "lenet5", "--search", "--acc", "man:e5", "--tol"], ["x", "nan"], None),
+        (["sweep", "--model", "lenet5", "--search", "--acc", "int?", "--early-stop"], ["maybe", "stat:0", "stat:x"], None),
         (["qat", "--model", "lenet5", "--w-bits"], ["3", "x"], None),
         (["qat", "--model", "lenet5", "--epochs"], ["x"], None),
         (["qat", "--model"], ["nosuch"], None),

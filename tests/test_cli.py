@@ -103,6 +103,8 @@ def test_every_subcommand_is_registered():
     (["sim", "a=int8,b=int8,acc=int32", "--drive", "--trace"], "psum sim: error: give --drive or --trace, not both"),
     (["sweep", "--model", "lenet5", "--acc", "e5m3", "--limit", "4", "--ray", ""],
      "psum sweep: error: ray must be 'local' or a Ray cluster address, not ''"),
+    (["sweep", "--model", "lenet5", "--search", "--acc", "int?", "--early-stop", "stat:1"],
+     "psum sweep: error: argument --early-stop: must be 'exact', 'off' or 'stat:ALPHA' (0 < ALPHA < 1), not 'stat:1'"),
     *([(["sweep", "--model", "lenet5", "--acc", "e5m3", "--limit", "4", "--device", "cuda"],
         "psum sweep: error: --device cuda: CUDA is not available on this machine (use --device cpu)")]
       if not __import__("torch").cuda.is_available() else []),

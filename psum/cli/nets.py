@@ -45,6 +45,19 @@ def _table(rows: list[dict], cols: list[str]) -> str:
     return format_table(rows, cols, floats="{:.2f}", missing="-")
 
 
+def _early_stop(value: str) -> str:
+    """``--early-stop`` checked while parsing (:func:`psum.sweeps.earlystop.parse_early_stop`)."""
+    import argparse
+
+    from psum.sweeps.earlystop import EARLY_STOP_HELP, parse_early_stop
+
+    try:
+        parse_early_stop(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {EARLY_STOP_HELP}, not {value!r}") from None
+    return value
+
+
 def _cmd_train(args) -> int:
     from psum.nets.train import train
 
@@ -101,9 +114,14 @@ def _cmd_sweep(args) -> int:
                   groups=args.layer or (), data_options=_data_options(args))
     if args.ray is not None:
         common["ray"] = args.ray
+    if args.no_reuse:
+        common["reuse"] = False
+    if args.early_stop is not None and not args.search:
+        raise ValueError("--early-stop applies to --search (a sweep row has no pass mark)")
     if args.search:
         results = run_search(args.model, args.dataset, args.acc or SEARCH_DEFAULT, per_layer=args.per_layer,
-                             tol=args.tol, relative_to=args.relative_to, **common)
+                             tol=args.tol, relative_to=args.relative_to, early_stop=args.early_stop or "exact",
+                             **common)
         if args.json:
             print(json.dumps([{k: v for k, v in r.items() if k != "rows"} for r in results], indent=1))
             return 0
@@ -112,11 +130,17 @@ def _cmd_sweep(args) -> int:
         print(f"{results[0]['model']}/{results[0]['dataset']}: fp32 baseline {base:.2f} % on "
               f"{results[0]['n_images']} test images; "
               f"tolerance {args.tol:g} percentage points below {rel}")
+        # a candidate stopped early shows its upper bound as "<=x" (never as a measured accuracy)
         table = [{"search": search_label(r), "layer": r["layer"], "min": r["acc"] or "none", "accuracy": r["accuracy"],
                   "reference": r["reference_accuracy"],
-                  "tried (value:acc%)": " ".join(f"{v}:{a:.1f}" for v, a in r["evaluated"].items())}
+                  "tried (value:acc%)": " ".join(f"{v}:{'<=' if v in r['stopped'] else ''}{a:.1f}"
+                                                 for v, a in sorted({**r["evaluated"], **r["stopped"]}.items()))}
                  for r in results]
         print(_table(table, ["search", "layer", "min", "accuracy", "reference", "tried (value:acc%)"]))
+        stopped = sum(len(r.get("early_stopped", ())) for r in results)
+        if stopped:
+            print(f"{stopped} candidates stopped early ({results[0]['early_stop']} rule: they cannot pass); "
+                  f"'<=x' is the most their full accuracy could be")
         return 0
     rows = run_sweep(args.model, args.dataset, args.acc or _SWEEP_DEFAULT, per_layer=args.per_layer,
                      network=not args.layers_only, **common)
@@ -254,6 +278,13 @@ def register(sub) -> None:
     p.add_argument("--layers-only", action="store_true", help="with --per-layer: skip the network-wide rows")
     p.add_argument("--search", action="store_true", help="find the smallest accumulator within --tol of the baseline")
     p.add_argument("--tol", type=nonneg_float, default=1.0, help="allowed top-1 drop in percentage points (default 1.0)")
+    p.add_argument("--early-stop", type=_early_stop, metavar="RULE",
+                   help="--search: stop a candidate early when it cannot pass: 'exact' (default: even with every "
+                        "remaining image right it fails; never changes the result), 'stat:ALPHA' (also when a "
+                        "Hoeffding bound says it fails, wrong with probability <= ALPHA), or 'off'")
+    p.add_argument("--no-reuse", action="store_true",
+                   help="per-layer/group rows: run the whole model per format instead of reusing the float "
+                        "activations in front of the emulated layers (same rows, slower; for benchmarks)")
     p.add_argument("--relative-to", choices=("fp32", "operands"), default="fp32",
                    help="--search: measure the drop from the fp32 network (default) or from the same operands "
                         "with a wide fp32/int32 accumulator")
