@@ -240,6 +240,12 @@ class _Context:
         self._ray = None
         # the float prefix of per-layer / per-group rows, computed once per batch (psum.sweeps.reuse)
         self.prefix_cache = (PrefixCache() if reuse is True else reuse) or None
+        if self.results is not None:
+            old = [r for r in self.results.rows if r.get("numerics") != NUMERICS_VERSION]
+            if old:  # never mixed silently: say once that they are recomputed, not reused
+                versions = sorted({str(r.get("numerics", 1)) for r in old})
+                print(f"psum: {out}: {len(old)} rows of numerics version {', '.join(versions)} are "
+                      f"recomputed (this psum computes version {NUMERICS_VERSION})", file=sys.stderr)
 
     def ray_backend(self):
         """The :class:`psum.sweeps.distributed.RayBackend` of a Ray sweep (made on first use), else None."""
@@ -250,12 +256,6 @@ class _Context:
 
             self._ray = RayBackend(self, self.ray_address, select_layers)
         return self._ray
-        if self.results is not None:
-            old = [r for r in self.results.rows if r.get("numerics") != NUMERICS_VERSION]
-            if old:  # never mixed silently: say once that they are recomputed, not reused
-                versions = sorted({str(r.get("numerics", 1)) for r in old})
-                print(f"psum: {out}: {len(old)} rows of numerics version {', '.join(versions)} are "
-                      f"recomputed (this psum computes version {NUMERICS_VERSION})", file=sys.stderr)
 
     def key(self, spec_text: str, layer: str, early_stop: str | None = None) -> dict:
         return {"model": self.model, "dataset": self.dataset, "checkpoint": self.checkpoint, "spec": spec_text,
