@@ -345,8 +345,16 @@ class FloatStep:
         # needs the larger *binade*; within equal binades either order is exact (no jam).
         # One subtractor serves the comparison and the alignment distance below.
         gap = _sig(m, lp_lo - lc_hi, lp_hi - lc_lo, l_p - l_c, self._n("gap"))
+        # A zero accumulator is a term with mag 0 whose lead is its field's top (emin, see
+        # _top_aligned), so a product below emin is the *smaller* term: the window's top never
+        # lies below emin (l_max >= lc_lo), and the rounder then needs no denormalising right
+        # shift (FloatRounder._merged). The product is exact in the window when its lead is
+        # emin - 1 or higher (P <= W - 2); further down it is jammed, and the sum, 0 + product,
+        # is rounded exactly as argued in _top_aligned (2): a subnormal accumulator's ulp is
+        # emin - M, W - M - 1 >= sr_bits + 3 places above the jam. A flush-to-zero accumulator
+        # flushes such a sum either way: it is below 2**(emin - 1), and so is its jammed value.
         p_big = Signal(name=self._n("p_big"))
-        m.d.comb += p_big.eq(c.zero | (~p_zero & (gap >= 0)))
+        m.d.comb += p_big.eq(~p_zero & (gap >= 0))
         # Both terms in the window's top: the larger one exactly (W >= its precision + 2).
         w_p = Cat(Const(0, W - P), n_p)
         w_c = Cat(Const(0, W - C), n_c)
@@ -356,7 +364,7 @@ class FloatStep:
         # The result takes the larger term's sign unless a subtraction goes negative below.
         s_big = Mux(p_big, p.sign, c.sign)
         l_max_hi = max(lp_hi, lc_hi)
-        l_max = _sig(m, min(lp_lo, lc_lo), l_max_hi, Mux(p_big, l_p, l_c), self._n("l_max"))
+        l_max = _sig(m, lc_lo, l_max_hi, Mux(p_big, l_p, l_c), self._n("l_max"))
 
         # -- align the smaller term: shift right by the leading-one distance, jam the rest ------
         # Clamped at W + 1: from there on the whole term lies below the window and is sticky.
@@ -396,7 +404,7 @@ class FloatStep:
         # -- exponent of the window's lsb ----------------------------------------------------
         # The window's top bit is the larger leading one; its lsb is W - 1 places below. The
         # rounder takes this exponent with the W + 1 bit magnitude (carry included).
-        base_lo, base_hi = min(lp_lo, lc_lo) - W + 1, l_max_hi - W + 1
+        base_lo, base_hi = lc_lo - W + 1, l_max_hi - W + 1
         base = _sig(m, base_lo, base_hi, l_max - (W - 1), self._n("base"))
         return sign, mag, base, base_lo, base_hi
 

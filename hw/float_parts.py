@@ -404,6 +404,17 @@ class FloatRounder(wiring.Component):
         """Random bits per stochastic rounding (0 for other modes)."""
         return self._sr_bits
 
+    @property
+    def _merged(self) -> bool:
+        """Whether gradual underflow is a limit on the normalising shift (no denormalising shifter).
+
+        True for a format with subnormals when ``exp_range`` puts ``mag``'s top bit at or above
+        ``emin`` for every input (``lo + mag_width - 1 >= emin``): a subnormal result then never
+        needs a right shift, only a shorter left one. The float MAC places its window so (see
+        :meth:`psum.hw.float_mac.FloatStep._add`).
+        """
+        return self._fmt.subnormals and self._exp_range[0] + self._mag_width - 1 >= self._fmt.emin
+
     def elaborate(self, platform):
         m = Module()
         # The stages below are the banners of cvfpu's / HardFloat's rounder, one method each (and
@@ -411,8 +422,11 @@ class FloatRounder(wiring.Component):
         # Two datapath stages for the breakdown: the normalisation (LZC + shift) and the rest.
         n = stage(m, "n", "normalise")
         r = stage(m, "r", "round")
-        norm, E, is_zero = self._normalise(n)
-        y, e_eff, e_eff_lo, e_eff_hi = self._denormalise(r, norm, E)
+        if self._merged:
+            y, e_eff, e_eff_lo, e_eff_hi, is_zero = self._normalise_merged(n)
+        else:
+            norm, E, is_zero = self._normalise(n)
+            y, e_eff, e_eff_lo, e_eff_hi = self._denormalise(r, norm, E)
         q_r = self._round(r, y)
         code, code_lo, code_hi = self._pack(r, q_r, e_eff, e_eff_lo, e_eff_hi)
         r.d.comb += self.code.eq(self._overflow(r, code, code_lo, code_hi, is_zero))
@@ -435,6 +449,39 @@ class FloatRounder(wiring.Component):
         E = Signal(int_shape(lo - 1, hi + N - 1))
         m.d.comb += E.eq(self.exp + (N - 1) - lz)
         return norm, E, is_zero
+
+    # ====================================================================================
+    # Normalise and denormalise in one left shift (cvfpu fpnew_fma's normalisation, which caps
+    # its shift at the minimum exponent). The top bit of mag has exponent T = exp + N - 1 >= emin
+    # (the condition of _merged), the leading one E = T - lz. Shifting left by
+    # s = min(lz, T - emin) puts the leading one at the top when E >= emin and otherwise stops
+    # with the top at emin, i.e. the value sits at the ulp of the subnormal binade (gradual
+    # underflow): both cases give the top's exponent e_eff = max(E, emin), golden's. A left
+    # shift by s <= lz loses no bit, so y holds mag exactly (the old path's clamp at dmax is
+    # not needed).
+    # ====================================================================================
+    def _normalise_merged(self, m: Module):
+        """``(y, e_eff, e_eff_lo, e_eff_hi, is_zero)``: mag shifted to the ulp of exponent e_eff."""
+        fmt = self._fmt
+        N, M, k = self._mag_width, fmt.man_bits, self._sr_bits
+        lo, hi = self._exp_range
+        lz, is_zero = leading_zeros(m, self.mag, name="n", top=self._lead)
+        # room = T - emin >= 0: how far the top may move left before it passes emin.
+        room_lo, room_hi = lo + N - 1 - fmt.emin, hi + N - 1 - fmt.emin
+        room = Signal(int_shape(room_lo, room_hi))
+        m.d.comb += room.eq(self.exp + (N - 1 - fmt.emin))
+        normal = Signal()
+        m.d.comb += normal.eq(lz <= room)  # E >= emin
+        s = Signal(range(N + 1))
+        m.d.comb += s.eq(Mux(normal, lz, room))
+        # Why pad below to M + 2 + k bits: the round step reads the significand, the guard and the
+        # k stochastic-rounding bits from y's top; zeros below change none of them.
+        pad = max(0, M + 2 + k - N)
+        y = Signal(N + pad)
+        m.d.comb += y.eq(Cat(Const(0, pad), (self.mag << s)[:N]))
+        e_eff = Signal(int_shape(fmt.emin, max(hi + N - 1, fmt.emin)))
+        m.d.comb += e_eff.eq(Mux(normal, self.exp + (N - 1) - lz, fmt.emin))
+        return y, e_eff, fmt.emin, max(hi + N - 1, fmt.emin), is_zero
 
     # ====================================================================================
     # Denormalise: below emin the ulp stays at emin - M (gradual underflow), so the value
