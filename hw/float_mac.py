@@ -109,6 +109,8 @@ class Normalised:
     nan: object
     lead_lo: int
     lead_hi: int
+    #: Most leading zeros ``norm`` can have when the term is the larger one (0: normalised).
+    lz_max: int = 0
 
     @property
     def width(self) -> int:
@@ -146,7 +148,7 @@ class FloatStep:
 
     def __call__(self, m: Module, c_bits, a_bits, b_bits, rnd=None) -> Signal:
         """The next accumulator code for accumulator ``c_bits`` and operands ``a_bits``, ``b_bits``."""
-        return self.accumulate(m, self.normalise(m, self.product(m, a_bits, b_bits)), c_bits, rnd)
+        return self.accumulate(m, self.place(m, self.product(m, a_bits, b_bits)), c_bits, rnd)
 
     # -----------------------------------------------------------------------------------------
     def product(self, m: Module, a_bits, b_bits) -> Unpacked:
@@ -177,6 +179,32 @@ class FloatStep:
         lead = _sig(m, lo, hi, t.exp + (t.width - 1) - lz, f"{name}_lead")
         return Normalised(sign=t.sign, norm=n, lead=lead, zero=t.zero, inf=t.inf, nan=t.nan,
                           lead_lo=lo, lead_hi=hi)
+
+    def place(self, m: Module, t: Unpacked, which: str = "p") -> Normalised:
+        """The product as a term of the sum: unnormalised when a slightly wider window allows it.
+
+        Why: a product's leading zeros come only from subnormal (or integer) operands, and they
+        are bounded at generation time: ``Unpacked.cases`` pairs each case's highest field top
+        with its most leading zeros. Only a product whose field top can reach the accumulator's
+        ``emin`` can be the larger term (``_add`` never places the window's top below it), so
+        ``K`` = the most leading zeros among those cases. A term that enters at its field's top
+        with at most ``K`` leading zeros keeps the window argument when W >= K + p_acc +
+        sr_bits + 3 (``_add``'s docstring). The product of two normal significands has K = 1;
+        of a subnormal and a normal one, K = p (fp16: 11); two subnormals' product lies below
+        a same-format accumulator's ``emin`` and never counts. When that W is at most two bits
+        above :attr:`window`, the leading-zero count and shifter of :meth:`normalise` (an LZC
+        and a 2p-bit shifter) are dropped for one or two more bits of window; otherwise the
+        product is normalised as before. The rounder's own leading-zero count finds the leading
+        one of the sum in either case.
+        """
+        spec = self._spec
+        k = max((lz for top, lz in t.cases if top >= spec.acc.emin), default=0)
+        if k + spec.acc.precision + spec.sr_bits + 3 > self.window + 2:
+            return self.normalise(m, t, which)
+        top = t.width - 1
+        lead = _sig(m, t.exp_lo + top, t.exp_hi + top, t.exp + top, self._n(f"{which}_top"))
+        return Normalised(sign=t.sign, norm=t.mag, lead=lead, zero=t.zero, inf=t.inf, nan=t.nan,
+                          lead_lo=t.exp_lo + top, lead_hi=t.exp_hi + top, lz_max=k)
 
     @staticmethod
     def _top_aligned(c: Unpacked) -> Normalised:
@@ -282,8 +310,12 @@ class FloatStep:
         exp = _sig(m, lo, hi, a.exp + b.exp, self._n("p_exp"))
         # The leading one of a product of two normal-only floats is in its top two bits.
         lead = a.width + b.width if (a.lead > 1 or b.lead > 1) else 2
+        # Per pair of operand cases: field tops add plus one ((ea + Pa - 1) + (eb + Pb - 1) + 1
+        # is the product's top), and a product of significands with za and zb leading zeros has
+        # at most za + zb + 1 (2**(Pa-1-za) * 2**(Pb-1-zb) = 2**(P-2-za-zb)).
+        cases = tuple(sorted({(ta + tb + 1, za + zb + 1) for ta, za in a.cases for tb, zb in b.cases}))
         return Unpacked(sign=sign, mag=mag, exp=exp, zero=zero, inf=inf, nan=nan,
-                        exp_lo=lo, exp_hi=hi, lead=lead)
+                        exp_lo=lo, exp_hi=hi, lead=lead, lz_cases=cases)
 
     def _round_product(self, m: Module, p: Unpacked) -> Unpacked:
         """Round the exact product into ``spec.prod`` and unpack it (the unfused MAC)."""
@@ -322,7 +354,7 @@ class FloatStep:
         inf = any_of(all_of(finite, q.inf), p.inf)
         nan = any_of(all_of(finite, q.nan), p.nan)
         return Unpacked(sign=q_sign, mag=mag, exp=q.exp, zero=zero, inf=inf, nan=nan,
-                        exp_lo=q.exp_lo, exp_hi=q.exp_hi, lead=q.lead)
+                        exp_lo=q.exp_lo, exp_hi=q.exp_hi, lead=q.lead, lz_cases=q.lz_cases)
 
     def _add(self, m: Module, p: Normalised, c: Normalised):
         """Exact-enough sum of the product and the accumulator, as golden ``_add_round``.
@@ -330,8 +362,9 @@ class FloatStep:
         Returns ``(sign, mag, base, base_lo, base_hi)``: the sum is ``(-1)**sign * mag *
         2**base`` with the window's jam bit in ``mag``'s lsb; ``mag`` is W + 1 bits.
         """
-        W = self.window
         P, C = p.width, c.width
+        # An unnormalised product (place) widens the window by what its leading zeros need.
+        W = max(self.window, p.lz_max + self._spec.acc.precision + self._spec.sr_bits + 3)
         n_p, n_c, l_p, l_c = p.norm, c.norm, p.lead, c.lead
         lp_lo, lp_hi, lc_lo, lc_hi = p.lead_lo, p.lead_hi, c.lead_lo, c.lead_hi
         p_zero = as_bit(p.zero)
@@ -463,8 +496,8 @@ class FloatMac(MacUnit):
         if k >= 1:
             p = register_stage(m, p, "s1_p")
             ctl = register_stage(m, ctl, "s1")
-        # -- product normalisation: independent of the accumulator ----------------------------
-        q = step.normalise(m, p)
+        # -- the product as a term: normalised, or at its field's top (FloatStep.place) ---------
+        q = step.place(m, p)
         # -- cut 2 (pipeline = 2): the normalised product ---------------------------------------
         if k >= 2:
             q = register_stage(m, q, "s2_p")

@@ -153,11 +153,21 @@ class Unpacked:
     exp_lo: int
     exp_hi: int
     lead: int
+    #: ``((top_hi, lz), ...)``: every non-zero value falls in one case, whose field top
+    #: ``exp + width - 1`` is at most ``top_hi`` and whose ``mag`` has at most ``lz`` leading zeros.
+    #: Empty: one case from ``exp_hi`` and ``lead``. Lets a consumer bound the leading zeros of the
+    #: values that can reach a given exponent (a float's leading zeros are its subnormals').
+    lz_cases: tuple = ()
 
     @property
     def width(self) -> int:
         """Width of ``mag`` in bits."""
         return len(self.mag)
+
+    @property
+    def cases(self) -> tuple:
+        """:attr:`lz_cases`, or the one conservative case ``(exp_hi + width - 1, lead - 1)``."""
+        return self.lz_cases or ((self.exp_hi + self.width - 1, self.lead - 1),)
 
 
 def unpack(m: Module, fmt, bits: Value, *, name: str) -> Unpacked:
@@ -252,8 +262,10 @@ def _unpack_float(m: Module, fmt: FloatFormat, bits: Value, name: str) -> Unpack
     # so every adder downstream is exactly as wide as the spec needs.
     exp = Signal(int_shape(exp_lo, exp_hi), name=f"{name}_exp")
     m.d.comb += exp.eq(Mux(sub, 1, ef) - (fmt.bias + M))
+    # Leading zeros only in the subnormal binade (field top emin); normals have none.
+    cases = ((exp_hi + M, 0), (exp_lo + M, M)) if fmt.subnormals else ((exp_hi + M, 0),)
     return Unpacked(sign=sign, mag=mag, exp=exp, zero=zero, inf=inf, nan=nan,
-                    exp_lo=exp_lo, exp_hi=exp_hi, lead=M + 1 if fmt.subnormals else 1)
+                    exp_lo=exp_lo, exp_hi=exp_hi, lead=M + 1 if fmt.subnormals else 1, lz_cases=cases)
 
 
 # ---------------------------------------------------------------------------------------------
