@@ -436,11 +436,12 @@ class FloatRounder(wiring.Component):
         r = stage(m, "r", "round")
         if self._merged:
             y, e_eff, e_eff_lo, e_eff_hi, is_zero = self._normalise_merged(n)
+            code, code_lo, code_hi = self._round_pack(r, y, e_eff, e_eff_hi)
         else:
             norm, E, is_zero = self._normalise(n)
             y, e_eff, e_eff_lo, e_eff_hi = self._denormalise(r, norm, E)
-        q_r = self._round(r, y)
-        code, code_lo, code_hi = self._pack(r, q_r, e_eff, e_eff_lo, e_eff_hi)
+            q_r = self._round(r, y)
+            code, code_lo, code_hi = self._pack(r, q_r, e_eff, e_eff_lo, e_eff_hi)
         r.d.comb += self.code.eq(self._overflow(r, code, code_lo, code_hi, is_zero))
         return m
 
@@ -482,8 +483,11 @@ class FloatRounder(wiring.Component):
         room_lo, room_hi = lo + N - 1 - fmt.emin, hi + N - 1 - fmt.emin
         room = Signal(int_shape(room_lo, room_hi))
         m.d.comb += room.eq(self.exp + (N - 1 - fmt.emin))
+        # E = exp + N - 1 - lz, the golden rounder's exponent of the leading one.
+        E = Signal(int_shape(lo - 1, hi + N - 1))
+        m.d.comb += E.eq(self.exp + (N - 1) - lz)
         normal = Signal()
-        m.d.comb += normal.eq(lz <= room)  # E >= emin
+        m.d.comb += normal.eq(E >= fmt.emin)  # a comparison with a constant: lz <= room
         s = Signal(range(N + 1))
         m.d.comb += s.eq(Mux(normal, lz, room))
         # Why pad below to M + 2 + k bits: the round step reads the significand, the guard and the
@@ -492,7 +496,7 @@ class FloatRounder(wiring.Component):
         y = Signal(N + pad)
         m.d.comb += y.eq(Cat(Const(0, pad), (self.mag << s)[:N]))
         e_eff = Signal(int_shape(fmt.emin, max(hi + N - 1, fmt.emin)))
-        m.d.comb += e_eff.eq(Mux(normal, self.exp + (N - 1) - lz, fmt.emin))
+        m.d.comb += e_eff.eq(Mux(normal, E, fmt.emin))
         return y, e_eff, fmt.emin, max(hi + N - 1, fmt.emin), is_zero
 
     # ====================================================================================
@@ -531,6 +535,44 @@ class FloatRounder(wiring.Component):
     # ====================================================================================
     def _round(self, m: Module, y):
         """The rounded significand ``q_r`` (M+2 bits: a carry out is kept for the pack)."""
+        q, up = self._round_up(y)
+        q_r = Signal(self._fmt.man_bits + 2)
+        if self._rounding is Rounding.ROD:
+            # Round to odd increments only an even q, which never carries: the increment is an OR
+            # into the lsb, and no adder is generated (generation-time specialisation).
+            m.d.comb += q_r.eq(Cat(q[0] | up, q[1:]))
+        else:
+            m.d.comb += q_r.eq(q + up)
+        return q_r
+
+    # ====================================================================================
+    # Round and pack in one increment (cvfpu's fpnew_rounding: the increment is added to the
+    # packed exponent and mantissa, so a mantissa carry moves into the exponent field by the
+    # same adder). After the merged normalisation q's top bit is the hidden bit: 1 when the
+    # leading one reached the top (E >= emin; the field is then e_eff + bias), 0 for a
+    # subnormal (the field is 0). A subnormal that rounds up to 2**M becomes the smallest
+    # normal (field 1), and a significand that rounds up to 2**(M+1) moves to the next binade
+    # with mantissa 0, both by the carry.
+    # ====================================================================================
+    def _round_pack(self, m: Module, y, e_eff, e_eff_hi):
+        """``(code, code_lo, code_hi)`` of the merged path: rounded and packed by one increment."""
+        fmt, M = self._fmt, self._fmt.man_bits
+        q, up = self._round_up(y)
+        code_hi = ((e_eff_hi + fmt.bias) << M) + (1 << M)
+        field_hi = e_eff_hi + fmt.bias
+        field = Signal(range(field_hi + 1))
+        m.d.comb += field.eq(Mux(q[M], e_eff + fmt.bias, 0))
+        code = Signal(int_shape(0, max(code_hi, fmt.max_code + 1)))
+        if self._rounding is Rounding.ROD:
+            # Round to odd increments only an even q, which never carries: an OR into the lsb
+            # (M = 0: an inexact subnormal zero becomes the smallest normal, field 1).
+            m.d.comb += code.eq(Cat(q[:M], field) | up)
+        else:
+            m.d.comb += code.eq(Cat(q[:M], field) + up)
+        return code, 0, code_hi
+
+    def _round_up(self, y):
+        """``(q, up)``: the kept significand (M+1 bits at y's top) and the round-up decision."""
         mode, M, k = self._rounding, self._fmt.man_bits, self._sr_bits
         L = len(y)
         # The bit at y's top has exponent e_eff, so the top M+1 bits are the significand at
@@ -546,14 +588,7 @@ class FloatRounder(wiring.Component):
             carry = (y[L - M - 1 - k:L - M - 1] + self.rnd)[k]
         # The decision is the rule book's, the same body that golden and the torch kernel run.
         up = round_up(mode, lsb=q[0], guard=guard, sticky=sticky, sign=self.sign, sr_carry=carry)
-        q_r = Signal(M + 2)
-        if mode is Rounding.ROD:
-            # Round to odd increments only an even q, which never carries: the increment is an OR
-            # into the lsb, and no adder is generated (generation-time specialisation).
-            m.d.comb += q_r.eq(Cat(q[0] | up, q[1:]))
-        else:
-            m.d.comb += q_r.eq(q + up)
-        return q_r
+        return q, up
 
     # ====================================================================================
     # Pack: ((e_eff + bias) << M) + q - 2**M. A carry out of the significand (q = 2**(M+1),
