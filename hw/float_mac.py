@@ -12,26 +12,37 @@ Datapath (``../shared/STYLE.md`` section 4, the order of cvfpu's ``fpnew_fma``):
     unpack a, b, acc  ->  classify + specials apart (NaN > inf > exact zero > rounded sum)
         -> exact product (sign, a.mag * b.mag, a.exp + b.exp)
         -> [unfused: FloatRounder(prod) -> unpack(prod)]
-        -> normalise the product (the accumulator enters at its field's top, see _top_aligned),
-           align the smaller term in a W-bit window with a sticky (jam) bit
-        -> add / subtract -> FloatRounder(acc) -> pick the special or the rounded code -> register
+        -> place the product: at its field's top, unnormalised (FloatStep.place), or normalised
+           where its leading zeros would widen the window by more than two bits; the
+           accumulator enters at its field's top (_top_aligned)
+        -> align the smaller term in a W-bit window with a sticky (jam) bit
+        -> add / subtract -> FloatRounder(acc): one leading-zero count and one left shift,
+           capped at emin (gradual underflow), one increment that rounds and packs
+        -> pick the special or the rounded code -> register
 
-The combinational step lives in :class:`FloatStep` (three parts: ``product``, ``normalise``,
-``accumulate``), so the order units (:mod:`psum.hw.chunk`, :mod:`psum.hw.ilv`) reuse it, and the pipeline cuts of
-``MacImpl(pipeline=k)`` fall between its parts::
+As in cvfpu's FMA, the significand is normalised once, after the add; unlike it, the larger
+term (by field top) is swapped to the window's top, so the window is W ~ 2p + 3 bits, not 3p + 4.
 
-    pipeline=0:  [product -> normalise -> accumulate] -> acc        (latency 0)
-    pipeline=1:  product | s1 regs | normalise -> accumulate -> acc  (latency 1)
-    pipeline=2:  product | s1 regs | normalise | s2 regs | accumulate -> acc  (latency 2)
+The combinational step lives in :class:`FloatStep` (three parts: ``product``, ``place`` (or
+``normalise``), ``accumulate``), so the order units (:mod:`psum.hw.chunk`, :mod:`psum.hw.ilv`)
+reuse it, and the pipeline cuts of ``MacImpl(pipeline=k)`` fall between its parts::
+
+    pipeline=0:  [product -> place -> accumulate] -> acc        (latency 0)
+    pipeline=1:  product | s1 regs | place -> accumulate -> acc  (latency 1)
+    pipeline=2:  product | s1 regs | place | s2 regs | accumulate -> acc  (latency 2)
 
 Only the product side can be cut: alignment, add and rounding read the accumulator, so they form
 the loop that must close in one cycle. ``en``, ``load``, ``init`` (and ``rnd``) travel with the
 product through the same registers; ``rst`` clears them and the accumulator at once.
 
-The window argument is golden ``_add_round``'s: W = :func:`psum.golden.mac.window_bits` bits below
-the larger term's leading one hold the larger term exactly, and the smaller term's bits below the
-window are OR-ed into its lsb; that lsb lies at least ``sr_bits + 2`` places below the result's ulp,
-so guard, sticky, ties and the stochastic-rounding residual bits are all unchanged by the jam.
+The window argument (restated for this structure in :meth:`FloatStep._add`): each term enters
+at a *top* (its field's top bit, or its leading one when normalised) with at most ``K`` leading
+zeros below it (``K`` = 0 normalised, ``Normalised.lz_max``); the larger top goes to the
+window's top, never below the accumulator's ``emin``. With W >= max(golden's
+:func:`psum.golden.mac.window_bits`, K + p_acc + sr_bits + 3) the larger term is exact, and the
+smaller term's bits below the window, OR-ed into its lsb (round to odd), lie at least
+``sr_bits + 2`` places below the result's ulp, so guard, sticky, ties and the stochastic-rounding
+residual bits are all unchanged by the jam.
 
 Generation-time specialisation: class flags a format cannot raise are Python ``False`` (no gates),
 leading-zero counts only look where a leading one can be (one bit for normal-only floats), the
@@ -361,6 +372,26 @@ class FloatStep:
 
         Returns ``(sign, mag, base, base_lo, base_hi)``: the sum is ``(-1)**sign * mag *
         2**base`` with the window's jam bit in ``mag``'s lsb; ``mag`` is W + 1 bits.
+
+        The window argument. Each term has a *top* T (``lead``: its field's top bit; its leading
+        one if normalised) and at most K leading zeros below it when it is the larger term
+        (product: ``p.lz_max``; accumulator: see (3)). The term with the larger top is ``big``;
+        the window is its W bits from T down, its lsb j = T - W + 1. W >= P + 2 and >= C + 2,
+        so (1) ``big`` is exact in the window and (2) when the tops differ by at most
+        W - width(small) the smaller term is exact too: no jam, exact sum, and the rounder's
+        leading-zero count finds its leading one. Otherwise bits of ``small`` fall below j and
+        are OR-ed into its lsb: small' = RO_j(small) (round to odd at j). Since ``big`` is a
+        multiple of 2**j, big +- small' = RO_j(big +- small), whose bits above j are those of
+        the exact sum. (3) With a jam and a product ``big`` with leading one L >= T - K: small
+        < 2**(T - W + C + 1) <= 2**(L - 2) (W >= K + C + 3), so the sum > 2**(L - 1), its ulp
+        u >= L - 1 - M_acc >= T - K - p_acc, and u - j >= W - 1 - K - p_acc >= sr_bits + 2:
+        guard (u - 1), the sr_bits residual bits and, below them, the sticky are those of the
+        exact sum, and rounding RO_j(sum) gives round(sum). With the accumulator ``big``:
+        normal, it is normalised (K = 0; small < 2**(T - 1) by W >= P + 2, the same bound on u); subnormal, its top is ``emin``
+        and every result's ulp is at least emin - M_acc, W - M_acc - 1 >= sr_bits + 3 above j
+        (:meth:`_top_aligned`); zero, it is never ``big`` unless the product's top is below
+        ``emin``, then the sum is the product, rounded as in the subnormal case. Hence
+        W = max(:attr:`window`, K + p_acc + sr_bits + 3).
         """
         P, C = p.width, c.width
         # An unnormalised product (place) widens the window by what its leading zeros need.
