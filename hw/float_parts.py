@@ -435,8 +435,8 @@ class FloatRounder(wiring.Component):
         n = stage(m, "n", "normalise")
         r = stage(m, "r", "round")
         if self._merged:
-            y, e_eff, e_eff_lo, e_eff_hi, is_zero = self._normalise_merged(n)
-            code, code_lo, code_hi = self._round_pack(r, y, e_eff, e_eff_hi)
+            y, Eb, field_hi, is_zero = self._normalise_merged(n)
+            code, code_lo, code_hi = self._round_pack(r, y, Eb, field_hi)
         else:
             norm, E, is_zero = self._normalise(n)
             y, e_eff, e_eff_lo, e_eff_hi = self._denormalise(r, norm, E)
@@ -474,7 +474,8 @@ class FloatRounder(wiring.Component):
     # not needed).
     # ====================================================================================
     def _normalise_merged(self, m: Module):
-        """``(y, e_eff, e_eff_lo, e_eff_hi, is_zero)``: mag shifted to the ulp of exponent e_eff."""
+        """``(y, Eb, Eb_hi, is_zero)``: mag shifted to the ulp of exponent e_eff = max(E, emin), and
+        the biased exponent Eb = E + bias of its leading one (meaningless for a zero)."""
         fmt = self._fmt
         N, M, k = self._mag_width, fmt.man_bits, self._sr_bits
         lo, hi = self._exp_range
@@ -483,11 +484,13 @@ class FloatRounder(wiring.Component):
         room_lo, room_hi = lo + N - 1 - fmt.emin, hi + N - 1 - fmt.emin
         room = Signal(int_shape(room_lo, room_hi))
         m.d.comb += room.eq(self.exp + (N - 1 - fmt.emin))
-        # E = exp + N - 1 - lz, the golden rounder's exponent of the leading one.
-        E = Signal(int_shape(lo - 1, hi + N - 1))
-        m.d.comb += E.eq(self.exp + (N - 1) - lz)
+        # Eb = E + bias, the biased exponent of the leading one (E = exp + N - 1 - lz, the golden
+        # rounder's): computed biased, it is the packed exponent field of a normal result as
+        # it stands, with no second adder for the bias.
+        Eb = Signal(int_shape(lo - 1 + fmt.bias, hi + N - 1 + fmt.bias))
+        m.d.comb += Eb.eq(self.exp + (N - 1 + fmt.bias) - lz)
         normal = Signal()
-        m.d.comb += normal.eq(E >= fmt.emin)  # a comparison with a constant: lz <= room
+        m.d.comb += normal.eq(Eb >= fmt.emin + fmt.bias)  # E >= emin, i.e. lz <= room
         s = Signal(range(N + 1))
         m.d.comb += s.eq(Mux(normal, lz, room))
         # Why pad below to M + 2 + k bits: the round step reads the significand, the guard and the
@@ -495,9 +498,7 @@ class FloatRounder(wiring.Component):
         pad = max(0, M + 2 + k - N)
         y = Signal(N + pad)
         m.d.comb += y.eq(Cat(Const(0, pad), (self.mag << s)[:N]))
-        e_eff = Signal(int_shape(fmt.emin, max(hi + N - 1, fmt.emin)))
-        m.d.comb += e_eff.eq(Mux(normal, E, fmt.emin))
-        return y, e_eff, fmt.emin, max(hi + N - 1, fmt.emin), is_zero
+        return y, Eb, max(hi + N - 1, fmt.emin) + fmt.bias, is_zero
 
     # ====================================================================================
     # Denormalise: below emin the ulp stays at emin - M (gradual underflow), so the value
@@ -549,19 +550,23 @@ class FloatRounder(wiring.Component):
     # Round and pack in one increment (cvfpu's fpnew_rounding: the increment is added to the
     # packed exponent and mantissa, so a mantissa carry moves into the exponent field by the
     # same adder). After the merged normalisation q's top bit is the hidden bit: 1 when the
-    # leading one reached the top (E >= emin; the field is then e_eff + bias), 0 for a
-    # subnormal (the field is 0). A subnormal that rounds up to 2**M becomes the smallest
-    # normal (field 1), and a significand that rounds up to 2**(M+1) moves to the next binade
-    # with mantissa 0, both by the carry.
+    # leading one reached the top (E >= emin; the field is then E + bias), 0 for a subnormal
+    # (the field is emin + bias - 1, i.e. 0); _normalise_merged supplies that field. A
+    # subnormal that rounds up to 2**M becomes the smallest normal (field 1), and a
+    # significand that rounds up to 2**(M+1) moves to the next binade with mantissa 0, both
+    # by the carry.
     # ====================================================================================
-    def _round_pack(self, m: Module, y, e_eff, e_eff_hi):
+    def _round_pack(self, m: Module, y, Eb, field_hi):
         """``(code, code_lo, code_hi)`` of the merged path: rounded and packed by one increment."""
         fmt, M = self._fmt, self._fmt.man_bits
         q, up = self._round_up(y)
-        code_hi = ((e_eff_hi + fmt.bias) << M) + (1 << M)
-        field_hi = e_eff_hi + fmt.bias
+        # The exponent field before rounding, the upper part of ((e_eff + bias) << M) + q - 2**M:
+        # Eb when q's top (hidden) bit is 1, emin + bias - 1 (0) for a subnormal or zero (q's
+        # top bit 0; a zero's Eb is meaningless, and its code must stay below the overflow
+        # threshold, as it does here).
         field = Signal(range(field_hi + 1))
-        m.d.comb += field.eq(Mux(q[M], e_eff + fmt.bias, 0))
+        m.d.comb += field.eq(Mux(q[M], Eb, fmt.emin + fmt.bias - 1))
+        code_hi = (field_hi + 1) << M
         code = Signal(int_shape(0, max(code_hi, fmt.max_code + 1)))
         if self._rounding is Rounding.ROD:
             # Round to odd increments only an even q, which never carries: an OR into the lsb
