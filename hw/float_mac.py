@@ -151,7 +151,8 @@ class FloatStep:
 
     @property
     def window(self) -> int:
-        """Width W of the alignment window (:func:`psum.golden.mac.window_bits`)."""
+        """Golden's window width (:func:`psum.golden.mac.window_bits`); the datapath's window is
+        wider by what an unnormalised product's leading zeros need (:meth:`place`, at most 2)."""
         return window_bits(self._spec)
 
     def _n(self, s: str) -> str:
@@ -507,7 +508,8 @@ class FloatMac(MacUnit):
 
     @property
     def window(self) -> int:
-        """Width W of the alignment window (:func:`psum.golden.mac.window_bits`)."""
+        """Golden's window width (:func:`psum.golden.mac.window_bits`); the datapath's may be up to
+        two bits wider (:meth:`FloatStep.place`)."""
         return window_bits(self._spec)
 
     # -----------------------------------------------------------------------------------------
