@@ -12,26 +12,37 @@ Datapath (``../shared/STYLE.md`` section 4, the order of cvfpu's ``fpnew_fma``):
     unpack a, b, acc  ->  classify + specials apart (NaN > inf > exact zero > rounded sum)
         -> exact product (sign, a.mag * b.mag, a.exp + b.exp)
         -> [unfused: FloatRounder(prod) -> unpack(prod)]
-        -> normalise the product (the accumulator enters at its field's top, see _top_aligned),
-           align the smaller term in a W-bit window with a sticky (jam) bit
-        -> add / subtract -> FloatRounder(acc) -> pick the special or the rounded code -> register
+        -> place the product: at its field's top, unnormalised (FloatStep.place), or normalised
+           where its leading zeros would widen the window by more than two bits; the
+           accumulator enters at its field's top (_top_aligned)
+        -> align the smaller term in a W-bit window with a sticky (jam) bit
+        -> add / subtract -> FloatRounder(acc): one leading-zero count and one left shift,
+           capped at emin (gradual underflow), one increment that rounds and packs
+        -> pick the special or the rounded code -> register
 
-The combinational step lives in :class:`FloatStep` (three parts: ``product``, ``normalise``,
-``accumulate``), so the order units (:mod:`psum.hw.chunk`, :mod:`psum.hw.ilv`) reuse it, and the pipeline cuts of
-``MacImpl(pipeline=k)`` fall between its parts::
+As in cvfpu's FMA, the significand is normalised once, after the add; unlike it, the larger
+term (by field top) is swapped to the window's top, so the window is W ~ 2p + 3 bits, not 3p + 4.
 
-    pipeline=0:  [product -> normalise -> accumulate] -> acc        (latency 0)
-    pipeline=1:  product | s1 regs | normalise -> accumulate -> acc  (latency 1)
-    pipeline=2:  product | s1 regs | normalise | s2 regs | accumulate -> acc  (latency 2)
+The combinational step lives in :class:`FloatStep` (three parts: ``product``, ``place`` (or
+``normalise``), ``accumulate``), so the order units (:mod:`psum.hw.chunk`, :mod:`psum.hw.ilv`)
+reuse it, and the pipeline cuts of ``MacImpl(pipeline=k)`` fall between its parts::
+
+    pipeline=0:  [product -> place -> accumulate] -> acc        (latency 0)
+    pipeline=1:  product | s1 regs | place -> accumulate -> acc  (latency 1)
+    pipeline=2:  product | s1 regs | place | s2 regs | accumulate -> acc  (latency 2)
 
 Only the product side can be cut: alignment, add and rounding read the accumulator, so they form
 the loop that must close in one cycle. ``en``, ``load``, ``init`` (and ``rnd``) travel with the
 product through the same registers; ``rst`` clears them and the accumulator at once.
 
-The window argument is golden ``_add_round``'s: W = :func:`psum.golden.mac.window_bits` bits below
-the larger term's leading one hold the larger term exactly, and the smaller term's bits below the
-window are OR-ed into its lsb; that lsb lies at least ``sr_bits + 2`` places below the result's ulp,
-so guard, sticky, ties and the stochastic-rounding residual bits are all unchanged by the jam.
+The window argument (restated for this structure in :meth:`FloatStep._add`): each term enters
+at a *top* (its field's top bit, or its leading one when normalised) with at most ``K`` leading
+zeros below it (``K`` = 0 normalised, ``Normalised.lz_max``); the larger top goes to the
+window's top, never below the accumulator's ``emin``. With W >= max(golden's
+:func:`psum.golden.mac.window_bits`, K + p_acc + sr_bits + 3) the larger term is exact, and the
+smaller term's bits below the window, OR-ed into its lsb (round to odd), lie at least
+``sr_bits + 2`` places below the result's ulp, so guard, sticky, ties and the stochastic-rounding
+residual bits are all unchanged by the jam.
 
 Generation-time specialisation: class flags a format cannot raise are Python ``False`` (no gates),
 leading-zero counts only look where a leading one can be (one bit for normal-only floats), the
@@ -109,6 +120,8 @@ class Normalised:
     nan: object
     lead_lo: int
     lead_hi: int
+    #: Most leading zeros ``norm`` can have when the term is the larger one (0: normalised).
+    lz_max: int = 0
 
     @property
     def width(self) -> int:
@@ -138,7 +151,8 @@ class FloatStep:
 
     @property
     def window(self) -> int:
-        """Width W of the alignment window (:func:`psum.golden.mac.window_bits`)."""
+        """Golden's window width (:func:`psum.golden.mac.window_bits`); the datapath's window is
+        wider by what an unnormalised product's leading zeros need (:meth:`place`, at most 2)."""
         return window_bits(self._spec)
 
     def _n(self, s: str) -> str:
@@ -146,7 +160,7 @@ class FloatStep:
 
     def __call__(self, m: Module, c_bits, a_bits, b_bits, rnd=None) -> Signal:
         """The next accumulator code for accumulator ``c_bits`` and operands ``a_bits``, ``b_bits``."""
-        return self.accumulate(m, self.normalise(m, self.product(m, a_bits, b_bits)), c_bits, rnd)
+        return self.accumulate(m, self.place(m, self.product(m, a_bits, b_bits)), c_bits, rnd)
 
     # -----------------------------------------------------------------------------------------
     def product(self, m: Module, a_bits, b_bits) -> Unpacked:
@@ -177,6 +191,32 @@ class FloatStep:
         lead = _sig(m, lo, hi, t.exp + (t.width - 1) - lz, f"{name}_lead")
         return Normalised(sign=t.sign, norm=n, lead=lead, zero=t.zero, inf=t.inf, nan=t.nan,
                           lead_lo=lo, lead_hi=hi)
+
+    def place(self, m: Module, t: Unpacked, which: str = "p") -> Normalised:
+        """The product as a term of the sum: unnormalised when a slightly wider window allows it.
+
+        Why: a product's leading zeros come only from subnormal (or integer) operands, and they
+        are bounded at generation time: ``Unpacked.cases`` pairs each case's highest field top
+        with its most leading zeros. Only a product whose field top can reach the accumulator's
+        ``emin`` can be the larger term (``_add`` never places the window's top below it), so
+        ``K`` = the most leading zeros among those cases. A term that enters at its field's top
+        with at most ``K`` leading zeros keeps the window argument when W >= K + p_acc +
+        sr_bits + 3 (``_add``'s docstring). The product of two normal significands has K = 1;
+        of a subnormal and a normal one, K = p (fp16: 11); two subnormals' product lies below
+        a same-format accumulator's ``emin`` and never counts. When that W is at most two bits
+        above :attr:`window`, the leading-zero count and shifter of :meth:`normalise` (an LZC
+        and a 2p-bit shifter) are dropped for one or two more bits of window; otherwise the
+        product is normalised as before. The rounder's own leading-zero count finds the leading
+        one of the sum in either case.
+        """
+        spec = self._spec
+        k = max((lz for top, lz in t.cases if top >= spec.acc.emin), default=0)
+        if k + spec.acc.precision + spec.sr_bits + 3 > self.window + 2:
+            return self.normalise(m, t, which)
+        top = t.width - 1
+        lead = _sig(m, t.exp_lo + top, t.exp_hi + top, t.exp + top, self._n(f"{which}_top"))
+        return Normalised(sign=t.sign, norm=t.mag, lead=lead, zero=t.zero, inf=t.inf, nan=t.nan,
+                          lead_lo=t.exp_lo + top, lead_hi=t.exp_hi + top, lz_max=k)
 
     @staticmethod
     def _top_aligned(c: Unpacked) -> Normalised:
@@ -282,8 +322,12 @@ class FloatStep:
         exp = _sig(m, lo, hi, a.exp + b.exp, self._n("p_exp"))
         # The leading one of a product of two normal-only floats is in its top two bits.
         lead = a.width + b.width if (a.lead > 1 or b.lead > 1) else 2
+        # Per pair of operand cases: field tops add plus one ((ea + Pa - 1) + (eb + Pb - 1) + 1
+        # is the product's top), and a product of significands with za and zb leading zeros has
+        # at most za + zb + 1 (2**(Pa-1-za) * 2**(Pb-1-zb) = 2**(P-2-za-zb)).
+        cases = tuple(sorted({(ta + tb + 1, za + zb + 1) for ta, za in a.cases for tb, zb in b.cases}))
         return Unpacked(sign=sign, mag=mag, exp=exp, zero=zero, inf=inf, nan=nan,
-                        exp_lo=lo, exp_hi=hi, lead=lead)
+                        exp_lo=lo, exp_hi=hi, lead=lead, lz_cases=cases)
 
     def _round_product(self, m: Module, p: Unpacked) -> Unpacked:
         """Round the exact product into ``spec.prod`` and unpack it (the unfused MAC)."""
@@ -322,16 +366,37 @@ class FloatStep:
         inf = any_of(all_of(finite, q.inf), p.inf)
         nan = any_of(all_of(finite, q.nan), p.nan)
         return Unpacked(sign=q_sign, mag=mag, exp=q.exp, zero=zero, inf=inf, nan=nan,
-                        exp_lo=q.exp_lo, exp_hi=q.exp_hi, lead=q.lead)
+                        exp_lo=q.exp_lo, exp_hi=q.exp_hi, lead=q.lead, lz_cases=q.lz_cases)
 
     def _add(self, m: Module, p: Normalised, c: Normalised):
         """Exact-enough sum of the product and the accumulator, as golden ``_add_round``.
 
         Returns ``(sign, mag, base, base_lo, base_hi)``: the sum is ``(-1)**sign * mag *
         2**base`` with the window's jam bit in ``mag``'s lsb; ``mag`` is W + 1 bits.
+
+        The window argument. Each term has a *top* T (``lead``: its field's top bit; its leading
+        one if normalised) and at most K leading zeros below it when it is the larger term
+        (product: ``p.lz_max``; accumulator: see (3)). The term with the larger top is ``big``;
+        the window is its W bits from T down, its lsb j = T - W + 1. W >= P + 2 and >= C + 2,
+        so (1) ``big`` is exact in the window and (2) when the tops differ by at most
+        W - width(small) the smaller term is exact too: no jam, exact sum, and the rounder's
+        leading-zero count finds its leading one. Otherwise bits of ``small`` fall below j and
+        are OR-ed into its lsb: small' = RO_j(small) (round to odd at j). Since ``big`` is a
+        multiple of 2**j, big +- small' = RO_j(big +- small), whose bits above j are those of
+        the exact sum. (3) With a jam and a product ``big`` with leading one L >= T - K: small
+        < 2**(T - W + C + 1) <= 2**(L - 2) (W >= K + C + 3), so the sum > 2**(L - 1), its ulp
+        u >= L - 1 - M_acc >= T - K - p_acc, and u - j >= W - 1 - K - p_acc >= sr_bits + 2:
+        guard (u - 1), the sr_bits residual bits and, below them, the sticky are those of the
+        exact sum, and rounding RO_j(sum) gives round(sum). With the accumulator ``big``:
+        normal, it is normalised (K = 0; small < 2**(T - 1) by W >= P + 2, the same bound on u); subnormal, its top is ``emin``
+        and every result's ulp is at least emin - M_acc, W - M_acc - 1 >= sr_bits + 3 above j
+        (:meth:`_top_aligned`); zero, it is never ``big`` unless the product's top is below
+        ``emin``, then the sum is the product, rounded as in the subnormal case. Hence
+        W = max(:attr:`window`, K + p_acc + sr_bits + 3).
         """
-        W = self.window
         P, C = p.width, c.width
+        # An unnormalised product (place) widens the window by what its leading zeros need.
+        W = max(self.window, p.lz_max + self._spec.acc.precision + self._spec.sr_bits + 3)
         n_p, n_c, l_p, l_c = p.norm, c.norm, p.lead, c.lead
         lp_lo, lp_hi, lc_lo, lc_hi = p.lead_lo, p.lead_hi, c.lead_lo, c.lead_hi
         p_zero = as_bit(p.zero)
@@ -345,8 +410,16 @@ class FloatStep:
         # needs the larger *binade*; within equal binades either order is exact (no jam).
         # One subtractor serves the comparison and the alignment distance below.
         gap = _sig(m, lp_lo - lc_hi, lp_hi - lc_lo, l_p - l_c, self._n("gap"))
+        # A zero accumulator is a term with mag 0 whose lead is its field's top (emin, see
+        # _top_aligned), so a product below emin is the *smaller* term: the window's top never
+        # lies below emin (l_max >= lc_lo), and the rounder then needs no denormalising right
+        # shift (FloatRounder._merged). The product is exact in the window when its lead is
+        # emin - 1 or higher (P <= W - 2); further down it is jammed, and the sum, 0 + product,
+        # is rounded exactly as argued in _top_aligned (2): a subnormal accumulator's ulp is
+        # emin - M, W - M - 1 >= sr_bits + 3 places above the jam. A flush-to-zero accumulator
+        # flushes such a sum either way: it is below 2**(emin - 1), and so is its jammed value.
         p_big = Signal(name=self._n("p_big"))
-        m.d.comb += p_big.eq(c.zero | (~p_zero & (gap >= 0)))
+        m.d.comb += p_big.eq(~p_zero & (gap >= 0))
         # Both terms in the window's top: the larger one exactly (W >= its precision + 2).
         w_p = Cat(Const(0, W - P), n_p)
         w_c = Cat(Const(0, W - C), n_c)
@@ -356,7 +429,7 @@ class FloatStep:
         # The result takes the larger term's sign unless a subtraction goes negative below.
         s_big = Mux(p_big, p.sign, c.sign)
         l_max_hi = max(lp_hi, lc_hi)
-        l_max = _sig(m, min(lp_lo, lc_lo), l_max_hi, Mux(p_big, l_p, l_c), self._n("l_max"))
+        l_max = _sig(m, lc_lo, l_max_hi, Mux(p_big, l_p, l_c), self._n("l_max"))
 
         # -- align the smaller term: shift right by the leading-one distance, jam the rest ------
         # Clamped at W + 1: from there on the whole term lies below the window and is sticky.
@@ -396,7 +469,7 @@ class FloatStep:
         # -- exponent of the window's lsb ----------------------------------------------------
         # The window's top bit is the larger leading one; its lsb is W - 1 places below. The
         # rounder takes this exponent with the W + 1 bit magnitude (carry included).
-        base_lo, base_hi = min(lp_lo, lc_lo) - W + 1, l_max_hi - W + 1
+        base_lo, base_hi = lc_lo - W + 1, l_max_hi - W + 1
         base = _sig(m, base_lo, base_hi, l_max - (W - 1), self._n("base"))
         return sign, mag, base, base_lo, base_hi
 
@@ -435,7 +508,8 @@ class FloatMac(MacUnit):
 
     @property
     def window(self) -> int:
-        """Width W of the alignment window (:func:`psum.golden.mac.window_bits`)."""
+        """Golden's window width (:func:`psum.golden.mac.window_bits`); the datapath's may be up to
+        two bits wider (:meth:`FloatStep.place`)."""
         return window_bits(self._spec)
 
     # -----------------------------------------------------------------------------------------
@@ -455,8 +529,8 @@ class FloatMac(MacUnit):
         if k >= 1:
             p = register_stage(m, p, "s1_p")
             ctl = register_stage(m, ctl, "s1")
-        # -- product normalisation: independent of the accumulator ----------------------------
-        q = step.normalise(m, p)
+        # -- the product as a term: normalised, or at its field's top (FloatStep.place) ---------
+        q = step.place(m, p)
         # -- cut 2 (pipeline = 2): the normalised product ---------------------------------------
         if k >= 2:
             q = register_stage(m, q, "s2_p")

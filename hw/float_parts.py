@@ -153,11 +153,21 @@ class Unpacked:
     exp_lo: int
     exp_hi: int
     lead: int
+    #: ``((top_hi, lz), ...)``: every non-zero value falls in one case, whose field top
+    #: ``exp + width - 1`` is at most ``top_hi`` and whose ``mag`` has at most ``lz`` leading zeros.
+    #: Empty: one case from ``exp_hi`` and ``lead``. Lets a consumer bound the leading zeros of the
+    #: values that can reach a given exponent (a float's leading zeros are its subnormals').
+    lz_cases: tuple = ()
 
     @property
     def width(self) -> int:
         """Width of ``mag`` in bits."""
         return len(self.mag)
+
+    @property
+    def cases(self) -> tuple:
+        """:attr:`lz_cases`, or the one conservative case ``(exp_hi + width - 1, lead - 1)``."""
+        return self.lz_cases or ((self.exp_hi + self.width - 1, self.lead - 1),)
 
 
 def unpack(m: Module, fmt, bits: Value, *, name: str) -> Unpacked:
@@ -252,8 +262,10 @@ def _unpack_float(m: Module, fmt: FloatFormat, bits: Value, name: str) -> Unpack
     # so every adder downstream is exactly as wide as the spec needs.
     exp = Signal(int_shape(exp_lo, exp_hi), name=f"{name}_exp")
     m.d.comb += exp.eq(Mux(sub, 1, ef) - (fmt.bias + M))
+    # Leading zeros only in the subnormal binade (field top emin); normals have none.
+    cases = ((exp_hi + M, 0), (exp_lo + M, M)) if fmt.subnormals else ((exp_hi + M, 0),)
     return Unpacked(sign=sign, mag=mag, exp=exp, zero=zero, inf=inf, nan=nan,
-                    exp_lo=exp_lo, exp_hi=exp_hi, lead=M + 1 if fmt.subnormals else 1)
+                    exp_lo=exp_lo, exp_hi=exp_hi, lead=M + 1 if fmt.subnormals else 1, lz_cases=cases)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,6 +416,17 @@ class FloatRounder(wiring.Component):
         """Random bits per stochastic rounding (0 for other modes)."""
         return self._sr_bits
 
+    @property
+    def _merged(self) -> bool:
+        """Whether gradual underflow is a limit on the normalising shift (no denormalising shifter).
+
+        True for a format with subnormals when ``exp_range`` puts ``mag``'s top bit at or above
+        ``emin`` for every input (``lo + mag_width - 1 >= emin``): a subnormal result then never
+        needs a right shift, only a shorter left one. The float MAC places its window so (see
+        :meth:`psum.hw.float_mac.FloatStep._add`).
+        """
+        return self._fmt.subnormals and self._exp_range[0] + self._mag_width - 1 >= self._fmt.emin
+
     def elaborate(self, platform):
         m = Module()
         # The stages below are the banners of cvfpu's / HardFloat's rounder, one method each (and
@@ -411,10 +434,14 @@ class FloatRounder(wiring.Component):
         # Two datapath stages for the breakdown: the normalisation (LZC + shift) and the rest.
         n = stage(m, "n", "normalise")
         r = stage(m, "r", "round")
-        norm, E, is_zero = self._normalise(n)
-        y, e_eff, e_eff_lo, e_eff_hi = self._denormalise(r, norm, E)
-        q_r = self._round(r, y)
-        code, code_lo, code_hi = self._pack(r, q_r, e_eff, e_eff_lo, e_eff_hi)
+        if self._merged:
+            y, Eb, field_hi, is_zero = self._normalise_merged(n)
+            code, code_lo, code_hi = self._round_pack(r, y, Eb, field_hi)
+        else:
+            norm, E, is_zero = self._normalise(n)
+            y, e_eff, e_eff_lo, e_eff_hi = self._denormalise(r, norm, E)
+            q_r = self._round(r, y)
+            code, code_lo, code_hi = self._pack(r, q_r, e_eff, e_eff_lo, e_eff_hi)
         r.d.comb += self.code.eq(self._overflow(r, code, code_lo, code_hi, is_zero))
         return m
 
@@ -435,6 +462,43 @@ class FloatRounder(wiring.Component):
         E = Signal(int_shape(lo - 1, hi + N - 1))
         m.d.comb += E.eq(self.exp + (N - 1) - lz)
         return norm, E, is_zero
+
+    # ====================================================================================
+    # Normalise and denormalise in one left shift (cvfpu fpnew_fma's normalisation, which caps
+    # its shift at the minimum exponent). The top bit of mag has exponent T = exp + N - 1 >= emin
+    # (the condition of _merged), the leading one E = T - lz. Shifting left by
+    # s = min(lz, T - emin) puts the leading one at the top when E >= emin and otherwise stops
+    # with the top at emin, i.e. the value sits at the ulp of the subnormal binade (gradual
+    # underflow): both cases give the top's exponent e_eff = max(E, emin), golden's. A left
+    # shift by s <= lz loses no bit, so y holds mag exactly (the old path's clamp at dmax is
+    # not needed).
+    # ====================================================================================
+    def _normalise_merged(self, m: Module):
+        """``(y, Eb, Eb_hi, is_zero)``: mag shifted to the ulp of exponent e_eff = max(E, emin), and
+        the biased exponent Eb = E + bias of its leading one (meaningless for a zero)."""
+        fmt = self._fmt
+        N, M, k = self._mag_width, fmt.man_bits, self._sr_bits
+        lo, hi = self._exp_range
+        lz, is_zero = leading_zeros(m, self.mag, name="n", top=self._lead)
+        # room = T - emin >= 0: how far the top may move left before it passes emin.
+        room_lo, room_hi = lo + N - 1 - fmt.emin, hi + N - 1 - fmt.emin
+        room = Signal(int_shape(room_lo, room_hi))
+        m.d.comb += room.eq(self.exp + (N - 1 - fmt.emin))
+        # Eb = E + bias, the biased exponent of the leading one (E = exp + N - 1 - lz, the golden
+        # rounder's): computed biased, it is the packed exponent field of a normal result as
+        # it stands, with no second adder for the bias.
+        Eb = Signal(int_shape(lo - 1 + fmt.bias, hi + N - 1 + fmt.bias))
+        m.d.comb += Eb.eq(self.exp + (N - 1 + fmt.bias) - lz)
+        normal = Signal()
+        m.d.comb += normal.eq(Eb >= fmt.emin + fmt.bias)  # E >= emin, i.e. lz <= room
+        s = Signal(range(N + 1))
+        m.d.comb += s.eq(Mux(normal, lz, room))
+        # Why pad below to M + 2 + k bits: the round step reads the significand, the guard and the
+        # k stochastic-rounding bits from y's top; zeros below change none of them.
+        pad = max(0, M + 2 + k - N)
+        y = Signal(N + pad)
+        m.d.comb += y.eq(Cat(Const(0, pad), (self.mag << s)[:N]))
+        return y, Eb, max(hi + N - 1, fmt.emin) + fmt.bias, is_zero
 
     # ====================================================================================
     # Denormalise: below emin the ulp stays at emin - M (gradual underflow), so the value
@@ -472,6 +536,48 @@ class FloatRounder(wiring.Component):
     # ====================================================================================
     def _round(self, m: Module, y):
         """The rounded significand ``q_r`` (M+2 bits: a carry out is kept for the pack)."""
+        q, up = self._round_up(y)
+        q_r = Signal(self._fmt.man_bits + 2)
+        if self._rounding is Rounding.ROD:
+            # Round to odd increments only an even q, which never carries: the increment is an OR
+            # into the lsb, and no adder is generated (generation-time specialisation).
+            m.d.comb += q_r.eq(Cat(q[0] | up, q[1:]))
+        else:
+            m.d.comb += q_r.eq(q + up)
+        return q_r
+
+    # ====================================================================================
+    # Round and pack in one increment (cvfpu's fpnew_rounding: the increment is added to the
+    # packed exponent and mantissa, so a mantissa carry moves into the exponent field by the
+    # same adder). After the merged normalisation q's top bit is the hidden bit: 1 when the
+    # leading one reached the top (E >= emin; the field is then E + bias), 0 for a subnormal
+    # (the field is emin + bias - 1, i.e. 0); _normalise_merged supplies that field. A
+    # subnormal that rounds up to 2**M becomes the smallest normal (field 1), and a
+    # significand that rounds up to 2**(M+1) moves to the next binade with mantissa 0, both
+    # by the carry.
+    # ====================================================================================
+    def _round_pack(self, m: Module, y, Eb, field_hi):
+        """``(code, code_lo, code_hi)`` of the merged path: rounded and packed by one increment."""
+        fmt, M = self._fmt, self._fmt.man_bits
+        q, up = self._round_up(y)
+        # The exponent field before rounding, the upper part of ((e_eff + bias) << M) + q - 2**M:
+        # Eb when q's top (hidden) bit is 1, emin + bias - 1 (0) for a subnormal or zero (q's
+        # top bit 0; a zero's Eb is meaningless, and its code must stay below the overflow
+        # threshold, as it does here).
+        field = Signal(range(field_hi + 1))
+        m.d.comb += field.eq(Mux(q[M], Eb, fmt.emin + fmt.bias - 1))
+        code_hi = (field_hi + 1) << M
+        code = Signal(int_shape(0, max(code_hi, fmt.max_code + 1)))
+        if self._rounding is Rounding.ROD:
+            # Round to odd increments only an even q, which never carries: an OR into the lsb
+            # (M = 0: an inexact subnormal zero becomes the smallest normal, field 1).
+            m.d.comb += code.eq(Cat(q[:M], field) | up)
+        else:
+            m.d.comb += code.eq(Cat(q[:M], field) + up)
+        return code, 0, code_hi
+
+    def _round_up(self, y):
+        """``(q, up)``: the kept significand (M+1 bits at y's top) and the round-up decision."""
         mode, M, k = self._rounding, self._fmt.man_bits, self._sr_bits
         L = len(y)
         # The bit at y's top has exponent e_eff, so the top M+1 bits are the significand at
@@ -487,14 +593,7 @@ class FloatRounder(wiring.Component):
             carry = (y[L - M - 1 - k:L - M - 1] + self.rnd)[k]
         # The decision is the rule book's, the same body that golden and the torch kernel run.
         up = round_up(mode, lsb=q[0], guard=guard, sticky=sticky, sign=self.sign, sr_carry=carry)
-        q_r = Signal(M + 2)
-        if mode is Rounding.ROD:
-            # Round to odd increments only an even q, which never carries: the increment is an OR
-            # into the lsb, and no adder is generated (generation-time specialisation).
-            m.d.comb += q_r.eq(Cat(q[0] | up, q[1:]))
-        else:
-            m.d.comb += q_r.eq(q + up)
-        return q_r
+        return q, up
 
     # ====================================================================================
     # Pack: ((e_eff + bias) << M) + q - 2**M. A carry out of the significand (q = 2**(M+1),

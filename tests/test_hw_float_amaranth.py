@@ -128,6 +128,10 @@ def test_corner_specs_bit_exact_long(text):
     ("fp16", "rne", False), ("e4m3fn", "rup", False), ("e5m2fnuz", "rdn", False),
     ("e3m2fin", "rna", False), ("e5m4_ftz", "rod", False), ("bf16", "rtz", True),
     ("e4m3", "sr", False),
+    # merged: the top of mag never below emin (lo + width - 1 >= emin), gradual underflow as a
+    # cap on the normalising shift and one increment for round and pack (FloatRounder._merged)
+    ("fp16", "rne", "merged"), ("e4m3", "sr", "merged"), ("e3m2", "rod", "merged"),
+    ("e3m2fin", "rup", "merged"),
 ])
 def test_rounder_matches_round_float(fmt_text, mode, sat):
     from psum.golden import parse_format
@@ -135,6 +139,10 @@ def test_rounder_matches_round_float(fmt_text, mode, sat):
     fmt, mode = parse_format(fmt_text), Rounding(mode)
     sr_bits = 5 if mode is Rounding.SR else 0
     n, width, lo, hi = 150, 12, fmt.emin - fmt.man_bits - 16, fmt.emax + 2
+    merged = sat == "merged"
+    if merged:
+        sat, lo = False, fmt.emin - 11
+    n = 400 if merged else n
     rng = np.random.default_rng(0)
     sign = rng.random(n) < 0.5
     mag = rng.integers(0, 1 << width, size=n) >> rng.integers(0, width, size=n)
@@ -154,6 +162,7 @@ def test_rounder_matches_round_float(fmt_text, mode, sat):
                 ctx.set(dut.rnd, int(rand[i]))
             got.append(ctx.get(dut.code))
 
+    assert dut._merged == merged
     sim = Simulator(dut)
     sim.add_testbench(bench)
     sim.run()
