@@ -45,6 +45,7 @@ output other than a flip-flop's Q/QN, and ``delay_model`` other than ``table_loo
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import re
@@ -155,6 +156,48 @@ class Arc:
         return (d(slew=slew, load=load) if d else 0.0), (t(slew=slew, load=load) if t else 0.0)
 
 
+_BOOLEAN_OPS = {ast.BitAnd: lambda x, y: x & y, ast.BitOr: lambda x, y: x | y, ast.BitXor: lambda x, y: x ^ y}
+
+
+def _boolean_ast(function: str) -> ast.expr:
+    """The parsed Verilog form of a Liberty ``function``: names, 0/1, ``~``, ``&``, ``|``, ``^`` only.
+
+    Why not ``eval``: the text comes from a user's Liberty file; only this closed grammar is
+    evaluated (by :func:`_evaluate`), anything else is a one-line error.
+
+    Raises
+    ------
+    PsumError
+        The function uses anything else.
+    """
+    try:
+        tree = ast.parse(function, "<liberty function>", mode="eval").body
+    except SyntaxError:
+        raise PsumError(f"liberty function {function!r} is not a boolean expression psum reads") from None
+    for node in ast.walk(tree):
+        ok = (isinstance(node, (ast.Name, ast.Load, ast.Invert, *_BOOLEAN_OPS))
+              or (isinstance(node, ast.BinOp) and type(node.op) in _BOOLEAN_OPS)
+              or (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Invert))
+              or (isinstance(node, ast.Constant) and node.value in (0, 1) and type(node.value) is int))
+        if not ok:
+            raise PsumError(f"liberty function {function!r} is not a boolean expression psum reads "
+                            f"(names, 0, 1, !, &, |, ^ and parentheses)")
+    return tree
+
+
+def _evaluate(node: ast.expr, env: dict) -> int:
+    """Value of a :func:`_boolean_ast` tree with pin values ``env`` (0/1 ints; ``~`` gives -1/-2, read bit 0)."""
+    if isinstance(node, ast.Name):
+        if node.id not in env:
+            raise PsumError(f"liberty function names {node.id!r}, which is not an input pin of the cell")
+        return env[node.id]
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.UnaryOp):
+        return ~_evaluate(node.operand, env)
+    return _BOOLEAN_OPS[type(node.op)](_evaluate(node.left, env), _evaluate(node.right, env))
+
+
 def unateness(function: str, pins, pin: str) -> str:
     """The sense of ``pin`` in a combinational Liberty ``function`` (its Verilog form), by truth table.
 
@@ -162,13 +205,13 @@ def unateness(function: str, pins, pin: str) -> str:
     raises it, else ``non_unate`` (the Liberty reference manual's definition of ``timing_sense``).
     """
     pins = [p for p in pins if p != pin]
-    expr = compile(function, "<liberty function>", "eval")
+    expr = _boolean_ast(function)
     rises = falls = False
     for k in range(1 << len(pins)):
         env = {p: (k >> j) & 1 for j, p in enumerate(pins)}
         # ~, &, |, ^ on 0/1 Python ints: bit 0 of the result is the Boolean value.
-        lo = eval(expr, {"__builtins__": {}}, dict(env, **{pin: 0})) & 1
-        hi = eval(expr, {"__builtins__": {}}, dict(env, **{pin: 1})) & 1
+        lo = _evaluate(expr, dict(env, **{pin: 0})) & 1
+        hi = _evaluate(expr, dict(env, **{pin: 1})) & 1
         rises |= hi > lo
         falls |= hi < lo
     return "negative_unate" if falls and not rises else "positive_unate" if rises and not falls else "non_unate"

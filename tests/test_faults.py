@@ -426,12 +426,14 @@ def test_report_killed_at_random_points_resumes(tmp_path):
 # psum.cli.main (the window that printed a traceback when the script targeted psum.cli.main:main).
 _EARLY_SIGINT = """
 import builtins, os, runpy, signal, sys
+# A shell's background job starts with SIGINT ignored (and Python then keeps it ignored): give
+# this child Python's own handler, as an interactive psum has.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 orig = builtins.__import__
 def imp(name, *a, **k):
     if name == "psum.cli.main" and not sys.modules.get("psum.cli.main"):
         try:
-            os.kill(os.getpid(), signal.SIGINT)
-            signal.pthread_kill(signal.pthread_self(), 0)  # the handler runs here, at once
+            signal.raise_signal(signal.SIGINT)  # the handler runs here, at once
         except KeyboardInterrupt:
             if MODE == "import-error":  # what numpy does when Ctrl-C hits its C extension's import
                 raise ImportError("PyCapsule_Import could not import module 'datetime'") from None
