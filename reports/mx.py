@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from psum._util import check_int
+
 __all__ = ["MX_OPERANDS", "ACC_KINDS", "mx_min_acc", "mx_study", "read_mx_study", "mx_section", "check_mx_operands"]
 
 #: Operand formats of ``psum report --mx all``: the OCP MX element kinds and NVFP4.
@@ -97,6 +99,10 @@ def mx_min_acc(model="lenet5", dataset="digits", *, operands=MX_OPERANDS, acc_ki
     from psum.sweeps.sweep import make_spec, min_passing, run_sweep, search_min_acc, workload
 
     operands = check_mx_operands(operands)
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < float("inf"):
+        raise ValueError(f"tol must be a finite non-negative number of percentage points, not {tol!r}")
+    if limit is not None:
+        check_int("limit", limit, 1)
     if acc_kind not in ACC_KINDS:
         raise ValueError(f"acc_kind must be 'float' or 'fixed', not {acc_kind!r}")
     if relative_to not in ("fp32", "operands"):
