@@ -126,8 +126,9 @@ def mx_min_acc(model="lenet5", dataset="digits", *, operands=MX_OPERANDS, acc_ki
                        evaluated={int(k): v for k, v in res["evaluated"].items()}, spec=res["spec"],
                        n_images=res["n_images"])
         else:
-            def sweep(acc):
-                base, r = run_sweep(wl, dataset, [acc], a=op, b=op, overflow="sat", limit=limit, out=out)
+            def sweep(acc):  # fp32 (the reference) with its own default overflow, as the float search's
+                base, r = run_sweep(wl, dataset, [acc], a=op, b=op, overflow=None if acc == "fp32" else "sat",
+                                    limit=limit, out=out)
                 return base, r
 
             base, ref = sweep("fp32") if relative_to == "operands" else (None, None)
