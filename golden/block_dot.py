@@ -2,8 +2,10 @@
 
 Block ``j`` contributes ``T_j = P_j * Sa_j * Sb_j`` (``P_j`` the exact sum of the block's element
 products, or with ``spec.bsum`` their sum accumulated into that format), added into the
-accumulator as ``acc := round(acc + T_j)`` with the spec's rounding, overflow and order; the rules
-(specials, zero sign) are in :mod:`psum.golden.blocks`' docstring and ``docs/mx.md``.
+accumulator as ``acc := round(acc + T_j)`` with the spec's rounding, overflow and order (a float
+accumulator: one float rounding; a fixed-point ``q<I>.<F>`` or signed integer ``int<W>`` = ``q<W>.0``
+accumulator: the exact sum rounded onto its grid by the spec's rounding, then wrapped or
+saturated, :func:`grid_format`); the rules (specials, zero sign) are in :mod:`psum.golden.blocks`' docstring and ``docs/mx.md``.
 """
 
 from __future__ import annotations
@@ -14,17 +16,35 @@ from .formats import NAMED, FixedFormat, IntFormat
 from .mac import mac_step
 from .spec import MacSpec
 
-__all__ = ["term_spec", "block_terms", "block_dot"]
+__all__ = ["grid_format", "term_spec", "block_terms", "block_dot"]
+
+
+def grid_format(fmt):
+    """The register a block term is added into: an integer format ``int<W>`` as ``q<W>.0``.
+
+    A block term ``T_j = P_j * 2**(e_a + e_b)`` (E8M0 scales) is a dyadic rational, not an
+    integer, so an integer accumulator takes it the way a fixed-point one does: the exact sum
+    ``acc + T_j`` rounded onto the grid of integers by the spec's rounding (``rtz`` truncates
+    toward zero, ``rdn`` floors), then wrapped or saturated into ``W`` bits
+    (:mod:`psum.golden.mac`, fixed-point accumulator). ``int<W>`` and ``q<W>.0`` have the same
+    codes (the two's complement integer), so the register's codes are the integer's. Any other
+    format is returned unchanged.
+    """
+    if isinstance(fmt, IntFormat):
+        return FixedFormat(fmt.bits, 0)
+    return fmt
 
 
 def term_spec(spec):
     """The MAC spec that adds block terms into the accumulator: ``acc := round(acc + T_j * 1)``.
 
     ``a`` is fp64 (a term is exact there, see :func:`block_terms`), ``b`` the integer 1 (2-bit
-    code 1), with ``spec``'s accumulator, rounding, overflow, order and ``acc2``.
+    code 1), with ``spec``'s accumulator, rounding, overflow, order and ``acc2``; an integer
+    accumulator (and ``acc2``) as the fixed-point grid ``q<W>.0`` (:func:`grid_format`).
     """
-    return MacSpec(a=NAMED["fp64"], b=IntFormat(2), acc=spec.acc, rounding=spec.rounding,
-                   overflow=spec.overflow, sr_bits=spec.sr_bits or None, order=spec.order, acc2=spec.acc2)
+    return MacSpec(a=NAMED["fp64"], b=IntFormat(2), acc=grid_format(spec.acc), rounding=spec.rounding,
+                   overflow=spec.overflow, sr_bits=spec.sr_bits or None, order=spec.order,
+                   acc2=None if spec.acc2 is None else grid_format(spec.acc2))
 
 
 def _lsb_exp(fmt, values: np.ndarray) -> np.ndarray:

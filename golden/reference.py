@@ -370,8 +370,9 @@ def block_dot_ref(spec, acc: int, a_scales, a_elems, b_scales, b_elems, rand=Non
             sp, vp = t < 0, abs(t)  # an exact zero term is +0
         r = None if rand is None else int(rand[j])
         sc, vc = decode_ref(spec.acc, acc)
-        if isinstance(spec.acc, FixedFormat):
-            fmt = spec.acc
+        if isinstance(spec.acc, (FixedFormat, IntFormat)):
+            # an integer accumulator int<W> is the grid q<W>.0: frac_bits 0, same codes
+            fmt = spec.acc if isinstance(spec.acc, FixedFormat) else FixedFormat(spec.acc.bits, 0)
             as_int = IntFormat(fmt.width)
             if vp is NAN:
                 acc = _fixed_code(fmt, as_int.min_int)

@@ -34,8 +34,8 @@ bsum       block-scaled operands only: the intermediate format each block's prod
 =========  ==================================================================================
 
 Block-scaled operands (``a=mxfp4,b=mxfp4``, ``nvfp4``, ``mxfp8_e4m3_k16``, ...;
-:mod:`psum.golden.blocks`): both operands block formats of one block size, a float or
-fixed-point accumulator; each block's sum is scaled by the two block scales and added into
+:mod:`psum.golden.blocks`): both operands block formats of one block size, a float,
+fixed-point or signed integer accumulator (an integer one is the grid ``q<W>.0``); each block's sum is scaled by the two block scales and added into
 ``acc`` as one step of the order (the block dot product of :mod:`psum.golden.block_dot`).
 """
 
@@ -339,7 +339,7 @@ class MacSpec:
             raise ValueError(f"fused must be True or False, not {self.fused!r}")
         int_acc = isinstance(self.acc, IntFormat)
         acc_kind = _kind(self.acc)
-        if int_acc:
+        if int_acc and not self.blocked:  # block operands: an int acc is the grid q<W>.0 (block_dot)
             for key in ("a", "b"):
                 if _kind(getattr(self, key)) != "int":
                     raise ValueError(
@@ -395,7 +395,7 @@ class MacSpec:
             raise ValueError("acc2 applies only to order=chunk<L> or order=mta<N>w<W>p<P>")
 
     def _check_blocks(self) -> None:
-        """Block-scaled operands: both or neither, one block size, a float or fixed accumulator."""
+        """Block-scaled operands: both or neither, one block size, a float, fixed or signed int accumulator."""
         ba, bb = isinstance(self.a, BlockFormat), isinstance(self.b, BlockFormat)
         if not (ba or bb):
             if self.bsum is not None:
@@ -407,8 +407,11 @@ class MacSpec:
         if self.a.block != self.b.block:
             raise ValueError(f"block-scaled operands need one block size; a={self.a} has {self.a.block}, "
                              f"b={self.b} has {self.b.block}")
-        if isinstance(self.acc, IntFormat):
-            raise ValueError(f"block-scaled operands need a float or fixed-point accumulator, not {self.acc}")
+        if isinstance(self.acc, IntFormat) and not self.acc.signed:
+            # an integer accumulator is the fixed-point grid q<W>.0 (psum.golden.block_dot); block
+            # terms carry a sign, so an unsigned register has no defined meaning here
+            raise ValueError(f"block-scaled operands need a float, fixed-point or signed integer accumulator, "
+                             f"not {self.acc}")
         if self.prod is not None or not self.fused:
             raise ValueError("prod/fused=no do not apply to block-scaled operands; bsum=FMT names the "
                              "block-sum format")

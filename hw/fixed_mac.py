@@ -42,7 +42,7 @@ from .float_mac import register_stage
 from .float_parts import all_of, any_of, as_bit, int_shape, unpack
 from .unit import MacUnit
 
-__all__ = ["FixedMac"]
+__all__ = ["FixedMac", "align_to_grid", "add_round_fit"]
 
 
 def _sig(m: Module, lo: int, hi: int, value, name: str) -> Signal:
@@ -50,6 +50,140 @@ def _sig(m: Module, lo: int, hi: int, value, name: str) -> Signal:
     s = Signal(int_shape(lo, hi), name=name)
     m.d.comb += s.eq(value)
     return s
+
+
+def align_to_grid(m: Module, mag, s, s_lo: int, s_hi: int, n: int, G: int):
+    """``|p| = mag * 2**s`` register lsbs as an unsigned value in units of ``2**-G``, jammed.
+
+    The align step of :class:`FixedMac` (the module docstring proves the clamps exact), shared
+    with the block unit's fixed-point register (:class:`psum.hw.mx.MxMac`).
+
+    Parameters
+    ----------
+    m : Module
+    mag : Value
+        Unsigned magnitude.
+    s : Value
+        Its lsb exponent in register lsbs, every value in ``[s_lo, s_hi]``.
+    n : int
+        Register width ``I + F``.
+    G : int
+        Fraction bits kept below the lsb (0 when no value can fall below it).
+
+    Returns
+    -------
+    Value
+        ``P``: ``|p| * 2**G`` with every bit below ``2**-G`` OR-ed into its lsb.
+    """
+    # =====================================================================================
+    # Align: |p| in units of 2**-D by one left shift of s + D (clamped, see the module doc).
+    # =====================================================================================
+    D = min(-s_lo, len(mag) + G) if G else 0
+    top = min(s_hi, n)
+    sh_max = max(top + D, 0)
+    sh = Signal(range(sh_max + 1), name="p_shift")
+    clamped = s
+    if s_hi > n:  # products of 2**(I+F) lsbs or more: saturate / low bits 0 either way
+        clamped = Mux(s > n, n, clamped)
+    if s_lo < -D:  # deeper than D: a fraction below 2**-G either way (all jammed)
+        clamped = Mux(s < -D, -D, clamped)
+    m.d.comb += sh.eq(clamped + D)
+    X = Signal(len(mag) + sh_max, name="p_aligned")
+    m.d.comb += X.eq(mag << sh)
+
+    # -- keep G fraction bits, the rest jammed into the last (only when products can fall
+    #    below the lsb; otherwise D = G = 0 and X is a whole number of lsbs) ------------------
+    if G == 0:
+        P = X
+    elif D > G:
+        P = Signal(len(X) - D + G, name="p_jam")
+        m.d.comb += P.eq(Cat(X[:D - G + 1].any(), X[D - G + 1:]))
+    else:
+        P = Signal(len(X) + G - D, name="p_frac")
+        m.d.comb += P.eq(X << (G - D))
+    return P
+
+
+def add_round_fit(m: Module, spec, fmt, acc, sign, P, nan, inf, G: int, rnd=None):
+    """The next register code: ``fit(round(acc + (-1)**sign * P * 2**-G))``, specials applied.
+
+    The add, rounding (the rule book's ``round_up`` on the sum's magnitude; ``round=sr`` reads
+    ``rnd``), wrap or saturation and NaN / inf overrides of :class:`FixedMac` (golden
+    ``_mac_fixed``), shared with :class:`psum.hw.mx.MxMac`.
+
+    Parameters
+    ----------
+    spec : MacSpec
+        Rounding and overflow.
+    fmt : FixedFormat
+        The register's grid (``q<I>.<F>``; an integer register as ``q<W>.0``).
+    acc : Value
+        The register (``I + F`` bits, two's complement).
+    sign, P, nan, inf
+        The addend: its sign, :func:`align_to_grid`'s ``P``, its NaN / infinity class (Python
+        ``False`` when the class cannot occur).
+    G : int
+        As :func:`align_to_grid`.
+
+    Returns
+    -------
+    Signal
+        ``nxt``, ``I + F`` bits.
+    """
+    n = fmt.bits
+    # =====================================================================================
+    # Add into the register (units of 2**-G): exact, wide enough for every sum.
+    # =====================================================================================
+    zw = max(n + G, len(P)) + 2
+    acc_g = Signal(signed(n + G), name="acc_g")
+    m.d.comb += acc_g.eq(acc.as_signed() << G)
+    total = Signal(signed(zw), name="total")
+    m.d.comb += total.eq(Mux(sign, acc_g - P, acc_g + P))
+
+    # =====================================================================================
+    # Round the G fraction bits (sign-magnitude, the rule book's increment).
+    # =====================================================================================
+    if G:
+        neg = Signal(name="sum_neg")
+        m.d.comb += neg.eq(total < 0)
+        absz = Signal(zw, name="sum_mag")
+        m.d.comb += absz.eq(Mux(neg, -total, total))
+        trunc = absz[G:]
+        r = absz[:G]
+        carry = None
+        if spec.rounding is Rounding.SR:
+            k = spec.sr_bits
+            # carry out of the top k residual bits plus the random bits: P(up) = residual
+            sr_sum = Signal(k + 1, name="sr_sum")
+            m.d.comb += sr_sum.eq(r[G - k:] + rnd)
+            carry = sr_sum[k]
+        up = Signal(name="round_up")
+        m.d.comb += up.eq(round_up(spec.rounding, lsb=trunc[0], guard=r[G - 1],
+                                   sticky=r[:G - 1].any(), sign=neg, sr_carry=carry))
+        rmag = Signal(len(trunc) + 1, name="rounded_mag")
+        m.d.comb += rmag.eq(trunc + up)
+        value = Signal(signed(len(rmag) + 1), name="rounded")
+        m.d.comb += value.eq(Mux(neg, -rmag, rmag))
+    else:
+        value = total
+
+    # =====================================================================================
+    # Overflow: wrap (the low I+F bits) or saturate.
+    # =====================================================================================
+    if spec.saturate:
+        fitted = Mux(value > fmt.max_int, fmt.max_int, Mux(value < fmt.min_int, fmt.min_int, value))
+    else:
+        fitted = value
+    nxt = Signal(n, name="nxt")
+    min_code = Const(fmt.min_int & ((1 << n) - 1), n)
+    max_code = Const(fmt.max_int, n)
+    result = fitted[:n]  # wrap: two's complement keeps the low I+F bits
+    if inf is not False:
+        result = Mux(inf, Mux(sign, min_code, max_code), result)
+    if nan is not False:
+        result = Mux(nan, min_code, result)
+    m.d.comb += nxt.eq(result)
+    return nxt
 
 
 class FixedMac(MacUnit):
@@ -148,32 +282,7 @@ class FixedMac(MacUnit):
             sign, mag, s, nan, inf = (r1[x] for x in ("sign", "mag", "s", "nan", "inf"))
             ctl = register_stage(m, ctl, "s1")
 
-        # =====================================================================================
-        # Align: |p| in units of 2**-D by one left shift of s + D (clamped, see the module doc).
-        # =====================================================================================
-        D = min(-s_lo, len(mag) + G) if G else 0
-        top = min(s_hi, n)
-        sh_max = max(top + D, 0)
-        sh = Signal(range(sh_max + 1), name="p_shift")
-        clamped = s
-        if s_hi > n:  # products of 2**(I+F) lsbs or more: saturate / low bits 0 either way
-            clamped = Mux(s > n, n, clamped)
-        if s_lo < -D:  # deeper than D: a fraction below 2**-G either way (all jammed)
-            clamped = Mux(s < -D, -D, clamped)
-        m.d.comb += sh.eq(clamped + D)
-        X = Signal(len(mag) + sh_max, name="p_aligned")
-        m.d.comb += X.eq(mag << sh)
-
-        # -- keep G fraction bits, the rest jammed into the last (only when products can fall
-        #    below the lsb; otherwise D = G = 0 and X is a whole number of lsbs) ------------------
-        if G == 0:
-            P = X
-        elif D > G:
-            P = Signal(len(X) - D + G, name="p_jam")
-            m.d.comb += P.eq(Cat(X[:D - G + 1].any(), X[D - G + 1:]))
-        else:
-            P = Signal(len(X) + G - D, name="p_frac")
-            m.d.comb += P.eq(X << (G - D))
+        P = align_to_grid(m, mag, s, s_lo, s_hi, n, G)
 
         # -- cut 2 (pipeline = 2): the aligned product ---------------------------------------------
         if depth >= 2:
@@ -181,58 +290,8 @@ class FixedMac(MacUnit):
             sign, P, nan, inf = (r2[x] for x in ("sign", "p", "nan", "inf"))
             ctl = register_stage(m, ctl, "s2")
 
-        # =====================================================================================
-        # Add into the register (units of 2**-G): exact, wide enough for every sum.
-        # =====================================================================================
-        zw = max(n + G, len(P)) + 2
-        acc_g = Signal(signed(n + G), name="acc_g")
-        m.d.comb += acc_g.eq(self.acc.as_signed() << G)
-        total = Signal(signed(zw), name="total")
-        m.d.comb += total.eq(Mux(sign, acc_g - P, acc_g + P))
-
-        # =====================================================================================
-        # Round the G fraction bits (sign-magnitude, the rule book's increment).
-        # =====================================================================================
-        if G:
-            neg = Signal(name="sum_neg")
-            m.d.comb += neg.eq(total < 0)
-            absz = Signal(zw, name="sum_mag")
-            m.d.comb += absz.eq(Mux(neg, -total, total))
-            trunc = absz[G:]
-            r = absz[:G]
-            carry = None
-            if spec.rounding is Rounding.SR:
-                k = spec.sr_bits
-                # carry out of the top k residual bits plus the random bits: P(up) = residual
-                sr_sum = Signal(k + 1, name="sr_sum")
-                m.d.comb += sr_sum.eq(r[G - k:] + ctl["rnd"])
-                carry = sr_sum[k]
-            up = Signal(name="round_up")
-            m.d.comb += up.eq(round_up(spec.rounding, lsb=trunc[0], guard=r[G - 1],
-                                       sticky=r[:G - 1].any(), sign=neg, sr_carry=carry))
-            rmag = Signal(len(trunc) + 1, name="rounded_mag")
-            m.d.comb += rmag.eq(trunc + up)
-            value = Signal(signed(len(rmag) + 1), name="rounded")
-            m.d.comb += value.eq(Mux(neg, -rmag, rmag))
-        else:
-            value = total
-
-        # =====================================================================================
-        # Overflow: wrap (the low I+F bits) or saturate.
-        # =====================================================================================
-        if spec.saturate:
-            fitted = Mux(value > fmt.max_int, fmt.max_int, Mux(value < fmt.min_int, fmt.min_int, value))
-        else:
-            fitted = value
-        nxt = Signal(n, name="nxt")
-        min_code = Const(fmt.min_int & ((1 << n) - 1), n)
-        max_code = Const(fmt.max_int, n)
-        result = fitted[:n]  # wrap: two's complement keeps the low I+F bits
-        if inf is not False:
-            result = Mux(inf, Mux(sign, min_code, max_code), result)
-        if nan is not False:
-            result = Mux(nan, min_code, result)
-        m.d.comb += nxt.eq(result)
+        # The add, the rounding of the G fraction bits, wrap / saturation, NaN / inf overrides.
+        nxt = add_round_fit(m, spec, fmt, self.acc, sign, P, nan, inf, G, ctl.get("rnd"))
 
         # =====================================================================================
         # Register: load wins over en; the sync domain's reset gives acc = 0 (and clears the

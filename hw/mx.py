@@ -43,8 +43,10 @@ different block sizes (golden refuses those too), and a block spread over severa
 from __future__ import annotations
 
 from amaranth.hdl import Const, Module, Mux, Signal
+from psum.golden.block_dot import grid_format
 from psum.golden.formats import Pow2Format
 
+from .fixed_mac import add_round_fit, align_to_grid
 from .float_mac import FloatStep, register_stage
 from .float_parts import Unpacked, all_of, any_of, as_bit, balanced_tree, int_shape, stage, unpack
 from .unit import MacUnit, operand_ports
@@ -107,7 +109,7 @@ class MxMac(MacUnit):
         implementation out of range (one line each).
     """
 
-    int_acc = False
+    int_acc = None  # float, fixed-point and integer registers
     block_unit = True
     sr_refused = " with block-scaled operands (not built)"
     pipeline_cuts = ("the block term", "its normalisation")
@@ -115,12 +117,19 @@ class MxMac(MacUnit):
     @classmethod
     def _validate(cls, spec, impl) -> None:
         if spec.bsum is not None:
+            # Why not built: rounding each product into bsum is a k-step serial chain of float
+            # adders per block (golden's product-by-product rule), not the exact adder tree.
             raise ValueError(f"no RTL unit for bsum={spec.bsum} (block sums rounded into an intermediate "
                              f"format); MxMac sums each block exactly (bsum unset)")
-        if spec.fixed_acc or spec.int_acc:
-            raise ValueError(f"MxMac needs a float accumulator, not acc={spec.acc} (fixed-point "
-                             f"accumulators of block-scaled operands run in the golden model)")
         super()._validate(spec, impl)
+
+    @classmethod
+    def cuts_for(cls, spec) -> tuple:
+        """Float register: after the block term and its normalisation; fixed / integer register:
+        after the block term and its alignment to the register's grid."""
+        if spec.acc.is_float:
+            return cls.pipeline_cuts
+        return ("the block term", "its alignment to the register's grid")
 
     @property
     def block(self) -> int:
@@ -211,6 +220,8 @@ class MxMac(MacUnit):
         ports = operand_ports(spec)
         t = self._term(m, [getattr(self, pa) for pa, _ in ports], [getattr(self, pb) for _, pb in ports],
                        self.sa, self.sb)
+        if not spec.acc.is_float:
+            return self._elaborate_grid(m, t)
         step = _TermStep(spec, t.width)
         ctl = {"en": self.en, "load": self.load, "init": self.init}
         # -- cut 1 (pipeline >= 1): the block term ----------------------------------------------
@@ -230,3 +241,42 @@ class MxMac(MacUnit):
             m.d.sync += self.acc.eq(nxt)
         return m
 
+    def _elaborate_grid(self, m: Module, t: Unpacked):
+        """The fixed-point (``q<I>.<F>``) or integer (``int<W>`` = ``q<W>.0``) register.
+
+        The exact block term ``T = (-1)**s * mag * 2**exp`` is an addend like the fixed-point
+        MAC's product: placed on the register's grid (``s = exp + F`` lsbs) by the shared
+        :func:`psum.hw.fixed_mac.align_to_grid` (G = 2 fraction bits kept, the rest jammed, since
+        a term can always fall below the lsb: the scales reach 2**-127), then
+        :func:`psum.hw.fixed_mac.add_round_fit` adds it, rounds once by the spec's mode, wraps or
+        saturates and writes the specials (NaN term: the most negative code; an infinite term:
+        the most positive / negative code by its sign). Golden: ``mac_step`` of
+        :func:`psum.golden.block_dot.term_spec`.
+        """
+        spec = self._spec
+        fmt = grid_format(spec.acc)
+        n, F = fmt.bits, fmt.frac_bits
+        k = self.pipeline
+        ctl = {"en": self.en, "load": self.load, "init": self.init}
+        sign, mag, exp, nan, inf = t.sign, t.mag, t.exp, t.nan, t.inf
+        # -- cut 1 (pipeline >= 1): the block term ----------------------------------------------
+        if k >= 1:
+            r1 = register_stage(m, {"sign": sign, "mag": mag, "exp": exp, "nan": nan, "inf": inf}, "s1_t")
+            sign, mag, exp, nan, inf = (r1[x] for x in ("sign", "mag", "exp", "nan", "inf"))
+            ctl = register_stage(m, ctl, "s1")
+        s_lo, s_hi = t.exp_lo + F, t.exp_hi + F
+        s = Signal(int_shape(s_lo, s_hi), name="t_s")
+        m.d.comb += s.eq(exp + F)
+        G = 2 if s_lo < 0 else 0  # sr_bits + 2 with round=sr refused
+        P = align_to_grid(m, mag, s, s_lo, s_hi, n, G)
+        # -- cut 2 (pipeline = 2): the aligned term ---------------------------------------------
+        if k >= 2:
+            r2 = register_stage(m, {"sign": sign, "p": P, "nan": nan, "inf": inf}, "s2_t")
+            sign, P, nan, inf = (r2[x] for x in ("sign", "p", "nan", "inf"))
+            ctl = register_stage(m, ctl, "s2")
+        nxt = add_round_fit(m, spec, fmt, self.acc, sign, P, nan, inf, G)
+        with m.If(ctl["load"]):
+            m.d.sync += self.acc.eq(ctl["init"])
+        with m.Elif(ctl["en"]):
+            m.d.sync += self.acc.eq(nxt)
+        return m

@@ -102,6 +102,7 @@ _API = {
     "build_report": "psum.reports.report",
     "ReportConfig": "psum.reports.report",
     "mx_min_acc": "psum.reports.mx",
+    "mx_study": "psum.reports.mx",
     # psum against published results (issue 16)
     "run_deepseek": "psum.studies.deepseek",
     "run_accumulation_theory": "psum.studies.accumulation",

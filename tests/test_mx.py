@@ -32,7 +32,8 @@ def test_block_names():
 @pytest.mark.parametrize("text, message", [
     ("a=mxfp4,b=nvfp4,acc=fp16", "block-scaled operands need one block size; a=mxfp4 has 32, b=nvfp4 has 16"),
     ("a=mxfp4,b=fp8_e4m3,acc=fp16", "block-scaled operands come in pairs; b=fp8_e4m3 is not a block format"),
-    ("a=mxfp4,b=mxfp4,acc=int24", "block-scaled operands need a float or fixed-point accumulator, not int24"),
+    ("a=mxfp4,b=mxfp4,acc=uint24",
+     "block-scaled operands need a float, fixed-point or signed integer accumulator, not uint24"),
     ("a=fp16,b=fp16,acc=fp16,bsum=fp16", "bsum applies only to block-scaled operands (a=mxfp4,b=mxfp4, ...)"),
     ("a=mxfp4,b=mxfp4,acc=fp16,prod=fp16,fused=no",
      "prod/fused=no do not apply to block-scaled operands; bsum=FMT names the block-sum format"),
@@ -180,6 +181,13 @@ SPECS = [
     "a=mxfp4_k8,b=mxfp4_k8,acc=e5m4,bsum=e3m3",
     "a=nvfp4_k4,b=nvfp4_k4,acc=e5m3,round=rdn,bsum=e4m2",
     "a=mxfp4,b=mxfp4,acc=binary8p4",
+    # integer accumulators: the grid q<W>.0, every rounding direction, wrap and saturation
+    "a=mxfp4,b=mxfp4,acc=int8",
+    "a=nvfp4,b=nvfp4,acc=int12,round=rdn",
+    "a=mxint8_k8,b=mxint8_k8,acc=int16,round=rna,overflow=sat",
+    "a=mxfp6_e2m3,b=mxfp6_e2m3,acc=int6,round=rtz",
+    "a=mxfp8_e4m3_k8,b=mxfp8_e4m3_k8,acc=int10,round=rup,overflow=sat",
+    "a=mxfp4_k8,b=mxfp4_k8,acc=q5.3,round=rod",
 ]
 
 
@@ -214,6 +222,28 @@ def test_block_dot_sr_matches_reference():
         assert int(got[i]) == block_dot_ref(spec, 0, sa[i], ea[i], sb[i], eb[i], rand=rand[i])
 
 
+def test_int_acc_is_the_fixed_grid_q_w_0():
+    # int<W> and q<W>.0 share codes; a block dot product gives the same codes in both, and a
+    # term below half an lsb leaves an rne register unchanged (rounded onto the integer grid)
+    rng = np.random.default_rng(11)
+    for ops in ("mxfp4", "nvfp4", "mxint8"):
+        si = MacSpec.parse(f"a={ops},b={ops},acc=int9,round=rne")
+        sq = MacSpec.parse(f"a={ops},b={ops},acc=q9.0,round=rne")
+        sa, ea = _random_blocks(si.a, rng, 50, 3)
+        sb, eb = _random_blocks(si.b, rng, 50, 3)
+        acc0 = rng.integers(0, 512, 50, dtype=np.uint64)
+        np.testing.assert_array_equal(block_dot(si, acc0, sa, ea, sb, eb), block_dot(sq, acc0, sa, ea, sb, eb))
+    spec = MacSpec.parse("a=mxfp4_k2,b=mxfp4_k2,acc=int8")
+    one, half = parse_format("fp4_e2m1").encode(np.array([1.0, 0.5]))
+    s127, s126 = np.uint64(127), np.uint64(126)
+    # T = 0.5 * 1 * 2**-1 = 0.25: rne keeps 3; T = 1 * 1 * 2**-1 = 0.5 onto odd 3 rounds to 4 (tie to even)
+    assert int(block_dot(spec, np.uint64(3), [s126], [[half, 0]], [s127], [[one, 0]])) == 3
+    assert int(block_dot(spec, np.uint64(3), [s126], [[one, 0]], [s127], [[one, 0]])) == 4
+    assert int(block_dot(spec, np.uint64(2), [s126], [[one, 0]], [s127], [[one, 0]])) == 2
+    up = spec.replace(rounding="rup")
+    assert int(block_dot(up, np.uint64(2), [s126], [[half, 0]], [s127], [[one, 0]])) == 3
+
+
 def test_block_terms_exact_zero_is_positive_and_e5m2_span_refused():
     spec = MacSpec.parse("a=mxfp8_e5m2_k2,b=mxfp8_e5m2_k2,acc=fp32")
     e5 = parse_format("fp8_e5m2")
@@ -246,7 +276,9 @@ def _expected(spec, X, W, init_codes=None):
 
 @pytest.mark.parametrize("text", ["a=mxfp4_k8,b=mxfp4_k8,acc=e5m4", "a=nvfp4_k8,b=nvfp4_k8,acc=e4m3,overflow=sat",
                                   "a=mxfp8_e4m3_k8,b=mxfp8_e4m3_k8,acc=e6m5,round=rtz",
-                                  "a=mxfp4_k8,b=mxfp4_k8,acc=e5m4,bsum=e3m2"])
+                                  "a=mxfp4_k8,b=mxfp4_k8,acc=e5m4,bsum=e3m2",
+                                  "a=mxfp4_k8,b=mxfp4_k8,acc=q6.4,overflow=sat",
+                                  "a=nvfp4_k8,b=nvfp4_k8,acc=int7,round=rtz"])
 def test_emulated_linear_matches_reference(text):
     import torch
     from psum.golden import emulate
@@ -288,8 +320,9 @@ def test_emulated_orders_match_the_terms():
     B = torch.from_numpy(rng.normal(size=(40, 3)))
     init = torch.zeros(6, 3, dtype=torch.float64)
     rb = np.arange(6) * 3
-    for order in ("tree", "chunk2", "ilv2", "mta2w8p4"):
-        spec = MacSpec.parse(f"a=mxfp4_k8,b=mxfp4_k8,acc=e5m3,order={order}")
+    for order, acc in (("tree", "e5m3"), ("chunk2", "e5m3"), ("ilv2", "e5m3"), ("mta2w8p4", "e5m3"),
+                       ("tree", "int6"), ("ilv2", "q4.2,overflow=sat")):
+        spec = MacSpec.parse(f"a=mxfp4_k8,b=mxfp4_k8,acc={acc},order={order}")
         got = block_gemm(spec, A, B, init, row_base=rb, col_stride=1, seed=0)
         sa, ea = quantize_blocks(A.numpy(), spec.a)
         sb, eb = quantize_blocks(B.numpy().T, spec.b)

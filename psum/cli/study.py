@@ -1,4 +1,4 @@
-"""``psum study deepseek|accumulation-theory|a2q``: psum against published results (issue 16).
+"""``psum study deepseek|accumulation-theory|a2q|mx``: psum against published results (issue 16; mx: issue 15).
 
 Each subcommand parses, calls its API in :mod:`psum.studies` and prints the headline table; the
 study writes its section (``<name>.md``), data (JSON, CSV) and plots (PNG, SVG) into
@@ -142,6 +142,20 @@ def _cmd_a2q(args) -> int:
     return 0
 
 
+def _cmd_mx(args) -> int:
+    from psum.reports.mx import mx_study  # issue 15: minimum accumulator per MX operand format
+
+    rows = mx_study(args.model, args.dataset, operands=args.operands, kinds=_words("--kinds", args.kinds,
+                    ("float", "fixed")), limit=args.limit, tol=args.tol, out_dir=args.out_dir or "study-mx")
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(format_table([{k: r[k] for k in ("model", "operands", "acc_kind", "min_acc", "accuracy",
+                                            "reference_accuracy", "baseline_accuracy")} for r in rows],
+                       floats="{:.1f}", missing="-"))
+    return 0
+
+
 def register(sub) -> None:
     """Add ``study`` with its three subcommands to the ``psum`` subcommands."""
     p = sub.add_parser("study", help="psum against published results: deepseek, accumulation-theory, a2q",
@@ -200,3 +214,12 @@ def register(sub) -> None:
     common(q)
     q.add_argument("--n-images", type=positive_int, default=32, help="inputs whose partial sums are recorded (default 32)")
     q.set_defaults(func=_cmd_a2q)
+
+    q = studies.add_parser("mx", help="OCP MX / NVFP4 operands: minimum float and fixed-point accumulator per format",
+                           description="Per block-scaled operand format, the smallest e8m<M> and saturating q32.<F> "
+                                       "accumulator within --tol of the same operands with an fp32 accumulator "
+                                       "(docs/mx.md); rows appended to <out-dir>/<model>.jsonl as each search ends.")
+    common(q)
+    q.add_argument("--operands", default="all", help="block formats, comma-separated, or all (default)")
+    q.add_argument("--kinds", default="float,fixed", help="accumulator kinds: float and/or fixed (default both)")
+    q.set_defaults(func=_cmd_mx)
