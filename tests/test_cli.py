@@ -52,13 +52,13 @@ def test_every_subcommand_is_registered():
      "psum synth: error: impl lanes=16 does not match the block size k=32 of mxfp4: the block unit takes one block "
      "(32 element pairs) per cycle"),
     # psum study mx (issue 15), each before any evaluation
-    (["study", "mx", "--kinds", "int"], "psum study: error: --kinds must list float and/or fixed, not 'int'"),
+    (["study", "mx", "--kinds", "int"], "psum study mx: error: argument --kinds: must list float and/or fixed, not 'int'"),
     (["study", "mx", "--operands", "fp8_e4m3"],
-     "psum study: error: unknown block format 'fp8_e4m3'; use a block format: mxfp8_e4m3, mxfp8_e5m2, mxfp6_e3m2, "
+     "psum study mx: error: argument --operands: unknown block format 'fp8_e4m3'; use a block format: mxfp8_e4m3, mxfp8_e5m2, mxfp6_e3m2, "
      "mxfp6_e2m3, mxfp4, mxint8 or nvfp4, with _k<N> for a block size other than 32 (nvfp4: 16)"),
     (["study", "mx", "--tol", "-1"],
-     "psum study: error: tol must be a finite non-negative number of percentage points, not -1.0"),
-    (["study", "mx", "--limit", "0"], "psum study: error: limit must be an integer >= 1, not 0"),
+     "psum study mx: error: argument --tol: must be a finite number of at least 0, not -1"),
+    (["study", "mx", "--limit", "0"], "psum study mx: error: argument --limit: must be a positive integer, not 0"),
     # user models and data (issue 10), each before any evaluation
     (["eval"], "psum eval: error: --model is required (a built-in name or FILE.py:FUNCTION) unless --checkpoint "
                "holds a whole model or a torch.export archive"),

@@ -74,6 +74,16 @@ def _words(allowed: tuple):
     return parse
 
 
+def _block_formats(value: str) -> tuple:
+    """``--operands``: block-format names, comma-separated, or ``all`` (checked while parsing)."""
+    from psum.reports.mx import check_mx_operands
+
+    try:
+        return check_mx_operands(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _above_one(value: str) -> float:
     """A finite number > 1 (``--cutoff``: the VRR criterion ``exp(n (1 - VRR)) <= cutoff``)."""
     x = number(value)
@@ -145,8 +155,8 @@ def _cmd_a2q(args) -> int:
 def _cmd_mx(args) -> int:
     from psum.reports.mx import mx_study  # issue 15: minimum accumulator per MX operand format
 
-    rows = mx_study(args.model, args.dataset, operands=args.operands, kinds=_words("--kinds", args.kinds,
-                    ("float", "fixed")), limit=args.limit, tol=args.tol, out_dir=args.out_dir or "study-mx")
+    rows = mx_study(args.model, args.dataset, operands=args.operands, kinds=args.kinds, limit=args.limit,
+                    tol=args.tol, out_dir=args.out_dir or "study-mx")
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -220,6 +230,8 @@ def register(sub) -> None:
                                        "accumulator within --tol of the same operands with an fp32 accumulator "
                                        "(docs/mx.md); rows appended to <out-dir>/<model>.jsonl as each search ends.")
     common(q)
-    q.add_argument("--operands", default="all", help="block formats, comma-separated, or all (default)")
-    q.add_argument("--kinds", default="float,fixed", help="accumulator kinds: float and/or fixed (default both)")
+    q.add_argument("--operands", type=_block_formats, default="all",
+                   help="block formats, comma-separated, or all (default)")
+    q.add_argument("--kinds", type=_words(("float", "fixed")), default=["float", "fixed"],
+                   help="accumulator kinds: float and/or fixed (default both)")
     q.set_defaults(func=_cmd_mx)
