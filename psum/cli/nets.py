@@ -226,7 +226,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed for init, shuffling, augmentation (default 0)")
     p.add_argument("--width", type=positive_float, help="channel multiplier (default 1; 0.125 for alexnet and resnet18 on digits)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="default 64")
-    p.add_argument("--lr", type=positive_float, help="learning rate (default adam 3e-3 lenet5, 1e-3 others; sgd 0.05; cosine schedule)")
+    p.add_argument("--lr", type=positive_float, help="learning rate (default adam 3e-3 lenet5, 1e-4 alexnet at width >= 0.5, 1e-3 others; sgd 0.05; cosine schedule)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="default adam")
     p.add_argument("--limit", type=positive_int, help="train on the first N training images only")
     p.add_argument("--no-autocast", action="store_true", help="train in plain float32")
