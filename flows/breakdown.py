@@ -347,7 +347,10 @@ def breakdown(spec, *, impl=None, force: bool = False, cache_dir=None, n_outputs
 
     lib = library_hash() if liberty is None else f"liberty{MODEL_VERSION}:" + liberty.digest
     cache_dir = Path(cache_dir) if cache_dir is not None else cache.default_cache_dir()
-    key = cache.cache_key("breakdown", str(spec), impl.tag, FLOW_VERSION, lib, n_outputs, seed)
+    from .synth import rtl_digest
+
+    key = cache.cache_key("breakdown", str(spec), impl.tag, FLOW_VERSION, lib, n_outputs, seed, "rtl",
+                          rtl_digest(spec, impl))
     if not force:
         hit = cache.load(cache_dir, key)
         if hit is not None:

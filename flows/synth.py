@@ -19,13 +19,14 @@ propagation, and adds its leakage; GE is then area / the library's smallest NAND
 
 Figures are in NAND2 equivalents (GE = area / 0.798 µm², NAND2_X1 of NanGate 45 nm), ns and fJ.
 Results are cached by (spec text, implementation tag, :data:`FLOW_VERSION`, library hash, stimulus
-options); the default implementation adds nothing to the key, so its entries predate MacImpl.
+options, the generated Verilog's digest: a changed generator never reuses a result).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import os
 import re
 import shutil
@@ -233,6 +234,28 @@ def _streams_digest(streams) -> str:
     return h.hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=256)
+def _rtl_digest(spec_text: str, impl_text: str) -> str:
+    """sha256 of the unit's generated Verilog (``psum.hw.verilog``).
+
+    Why in every cache key: a result is only as current as the RTL it was measured on; when a
+    generator changes (a leaner datapath), its cached area/delay/energy must not be reused, whether
+    or not someone remembered to bump :data:`FLOW_VERSION`.
+    """
+    import hashlib
+
+    from psum.hw import verilog
+
+    return hashlib.sha256(verilog(spec_text, impl_text or None).encode()).hexdigest()[:16]
+
+
+def rtl_digest(spec, impl=None) -> str:
+    """:func:`_rtl_digest` of ``spec`` (text or MacSpec) built as ``impl`` (text, MacImpl or None)."""
+    from psum.hw.impl import MacImpl
+
+    return _rtl_digest(str(spec), str(MacImpl.parse(impl)))
+
+
 def _key(spec, n_outputs, seed, streams=None, impl=None, liberty=None) -> str:
     from psum.hw.impl import MacImpl
 
@@ -243,7 +266,7 @@ def _key(spec, n_outputs, seed, streams=None, impl=None, liberty=None) -> str:
     # Why only a non-default tag: the plain unit's key stays what it was before MacImpl existed.
     unit = (str(spec), tag) if tag else (str(spec),)
     lib = library_hash() if liberty is None else f"liberty{liberty_model}:" + liberty.digest
-    return cache.cache_key(*unit, FLOW_VERSION, lib, *stim)
+    return cache.cache_key(*unit, FLOW_VERSION, lib, *stim, "rtl", rtl_digest(spec, impl))
 
 
 def _compute(spec, n_outputs: int, seed: int, keep: Path | None, streams=None, impl=None,
