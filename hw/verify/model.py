@@ -380,21 +380,7 @@ def _tree_fast(spec: MacSpec, stim: dict) -> dict:
         level = [_vstep(sadd, level[i], level[i + 1], 1) for i in range(0, len(level) - 1, 2)] + \
                 (level[-1:] if len(level) % 2 else [])
     group = level[0]
-    seg, S, at = _lockstep(stim)
-    acc = np.zeros(S, np.uint64)
-    out = np.zeros(n, np.uint64)
-    rst, load, en = (stim[c].astype(bool) for c in ("rst", "load", "en"))
-    for t in at:
-        g = seg[t]
-        r = rst[t]
-        ld = load[t] & ~r
-        e = en[t] & ~r & ~ld
-        new = _vstep(sadd, acc[g[e]], group[t[e]], 1)
-        acc[g[r]] = 0
-        acc[g[ld]] = stim["init"][t[ld]]
-        acc[g[e]] = new
-        out[t] = acc[g]
-    return {"acc": out}
+    return _seq_fast(spec, stim, step=lambda acc, t: _vstep(sadd, acc, group[t], 1))
 
 
 def _seq_fast(spec: MacSpec, stim: dict, step=None) -> dict:
