@@ -395,9 +395,9 @@ def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64
 
 
 def _worker(args):
-    spec, force, cache_dir, n_outputs, seed, streams, impl = args
+    spec, force, cache_dir, n_outputs, seed, streams, impl, liberty = args
     return synthesize(spec, force=force, cache_dir=cache_dir, n_outputs=n_outputs, seed=seed, streams=streams,
-                      impl=impl)
+                      impl=impl, liberty=liberty)
 
 
 def _worker_init(parent: int) -> None:
@@ -434,7 +434,7 @@ def _stop_pool(pool) -> None:
 
 def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cache_dir=None,
                     n_outputs: int = 64, seed: int = 0, streams_for=None, progress: bool | None = None,
-                    impl=None) -> list:
+                    impl=None, liberty=None) -> list:
     """:func:`synthesize` every spec, in parallel processes; results in the order of ``specs``.
 
     Cached results are read in this process; the rest run in ``jobs`` worker processes (default:
@@ -442,7 +442,9 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
     (``progress=None``: a terminal or ``PSUM_PROGRESS=1``; ``False`` never). Each result is cached as
     soon as it is done, so an interrupted sweep resumes where it stopped. ``streams_for(spec)``,
     if given, returns the power proxy's operand streams for a spec (called in this process).
-    ``impl`` (a :class:`psum.hw.impl.MacImpl` or its text) applies to every spec.
+    ``impl`` (a :class:`psum.hw.impl.MacImpl` or its text) applies to every spec; ``liberty`` (a
+    path or a :class:`psum.flows.liberty.Library`) maps every spec onto that library, as
+    :func:`synthesize` does.
 
     Raises
     ------
@@ -463,12 +465,16 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
     check_int("jobs", jobs, 1)
     check_int("n_outputs", n_outputs, 1)
     check_int("seed", seed, 0)
+    if liberty is not None and not hasattr(liberty, "cells"):
+        from .liberty import read_liberty
+
+        liberty = read_liberty(liberty)  # a bad file is one line, before any work
     cache_dir = Path(cache_dir) if cache_dir is not None else cache.default_cache_dir()
     results: list = [None] * len(specs)
     todo = []
     streams = [streams_for(s) if streams_for is not None else None for s in specs]
     for i, spec in enumerate(specs):
-        hit = None if force else cache.load(cache_dir, _key(spec, n_outputs, seed, streams[i], impls[i]),
+        hit = None if force else cache.load(cache_dir, _key(spec, n_outputs, seed, streams[i], impls[i], liberty),
                                             fields=_CACHE_FIELDS)
         if hit is not None:
             try:
@@ -488,7 +494,7 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
         if jobs == 1 or len(todo) == 1:
             for i in todo:
                 bar.set_postfix_str(specs[i].name)
-                results[i] = _worker((specs[i], force, cache_dir, n_outputs, seed, streams[i], impls[i]))
+                results[i] = _worker((specs[i], force, cache_dir, n_outputs, seed, streams[i], impls[i], liberty))
                 bar.update()
         else:
             # Why an initializer: workers (and through them yosys) die with this process even
@@ -496,7 +502,8 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
             pool = concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(todo)),
                                                           initializer=_worker_init, initargs=(os.getpid(),))
             try:
-                futures = {pool.submit(_worker, (specs[i], force, cache_dir, n_outputs, seed, streams[i], impls[i])): i
+                futures = {pool.submit(_worker, (specs[i], force, cache_dir, n_outputs, seed, streams[i], impls[i],
+                                                   liberty)): i
                            for i in todo}
                 for fut in concurrent.futures.as_completed(futures):
                     i = futures[fut]

@@ -47,7 +47,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-__all__ = ["IsoDesign", "ISO_DESIGNS", "ISO_NARROWER", "ISO_WIDER", "IsoStage", "iso_specs", "iso_search",
+__all__ = ["IsoDesign", "ISO_DESIGNS", "ISO_NARROWER", "ISO_WIDER", "IsoStage", "iso_specs", "iso_search", "search_fixed",
            "dot_products", "utilisation", "iso_row", "iso_verdict", "iso_sentence", "iso_method", "run_iso"]
 
 #: How far below / above the sequential family minimum an order design's own minimum is searched
@@ -70,11 +70,16 @@ class IsoDesign:
     extra : str
         More spec fields (``"order=tree8"``, ``"order=chunk16,acc2=fp16"``); ``""`` for a
         sequential MAC.
+    search : bool
+        Search the design's own minimum accumulator (:func:`iso_search`: an order design around
+        its family's minimum, a fixed-point format around the given one); ``False`` takes the
+        accumulator as it is.
     """
 
     family: str
     base: str
     extra: str = ""
+    search: bool = True
 
 
 #: The default design set: the three sequential MACs, the four order units of psum.hw on the float
@@ -87,7 +92,7 @@ ISO_DESIGNS = (
     IsoDesign("float mta8", "float", "order=mta8w12p64,acc2=fp16"),
     IsoDesign("float chunk16", "float", "order=chunk16,acc2=fp16"),
     IsoDesign("float ilv4", "float", "order=ilv4"),
-    IsoDesign("fixed q8.8", "q8.8"),
+    IsoDesign("fixed point", "q8.8"),
 )
 
 
@@ -105,24 +110,42 @@ class IsoStage:
 
 
 def iso_search(design, acc: str) -> dict | None:
-    """The candidate list of a design's own minimum accumulator, or None for a sequential design.
+    """The candidate list of a design's own minimum accumulator, or None for a design taken as given.
+
+    Three cases. An order design on a family minimum (``base`` ``float``, ``int-wrap``,
+    ``int-sat``): its order changes the numerics, so its own minimum is searched around the
+    family's. A fixed-point design (``base`` a ``q<I>.<F>`` format): no other stage of the report
+    searches fixed-point registers, so the given format is only the start of its own search
+    (:func:`search_fixed`), as every other family gets its own minimum. Anything else (a
+    sequential design, whose family minimum the report searched already; an explicit float or
+    integer format; ``design.search`` false) is taken as given.
 
     Parameters
     ----------
     design : IsoDesign
     acc : str
-        Its family's sequential minimum (``"e4m5"``, ``"int18"``).
+        Its family's sequential minimum (``"e4m5"``, ``"int18"``), or the explicit format.
 
     Returns
     -------
     dict or None
-        :func:`psum.sweeps.sweep.search_min_acc` arguments: ``kind`` (``"man"`` or ``"int"``),
-        ``exp_bits`` (float: the sequential minimum's), ``overflow`` (integer: the family's), ``lo``,
-        ``hi`` (from :data:`ISO_NARROWER` below to :data:`ISO_WIDER` above the sequential minimum).
+        Order designs: :func:`psum.sweeps.sweep.search_min_acc` arguments: ``kind`` (``"man"`` or
+        ``"int"``), ``exp_bits`` (float: the sequential minimum's), ``overflow`` (integer: the
+        family's), ``lo``, ``hi`` (from :data:`ISO_NARROWER` below to :data:`ISO_WIDER` above the
+        sequential minimum). Fixed point: ``kind="fixed"``, ``int_bits`` and ``frac_bits`` of the
+        start format (:func:`search_fixed` derives the ranges).
     """
-    from psum.golden import IntFormat, parse_format
+    from psum.golden import FixedFormat, IntFormat, parse_format
 
-    if "order=" not in design.extra or design.base not in ("float", "int-wrap", "int-sat"):
+    if not getattr(design, "search", True):
+        return None
+    if design.base not in ("float", "int-wrap", "int-sat"):
+        fmt = parse_format(design.base.partition(":")[0])
+        if isinstance(fmt, FixedFormat):
+            return dict(kind="fixed", int_bits=fmt.int_bits, frac_bits=fmt.frac_bits,
+                        overflow=design.base.partition(":")[2] or None)
+        return None
+    if "order=" not in design.extra:
         return None
     fmt = parse_format(acc.partition(":")[0])
     if isinstance(fmt, IntFormat):
@@ -130,6 +153,66 @@ def iso_search(design, acc: str) -> dict | None:
                     hi=fmt.width + ISO_WIDER)
     return dict(kind="man", exp_bits=fmt.exp_bits, overflow=None, lo=max(1, fmt.man_bits - ISO_NARROWER),
                 hi=fmt.man_bits + ISO_WIDER)
+
+
+def search_fixed(accuracy_of, start, threshold: float) -> dict:
+    """The narrowest fixed-point accumulator around ``start`` that stays within tolerance.
+
+    A fixed-point register has two widths, and they fail differently: too few fraction bits
+    swamp small products (the sum loses its low part), too few integer bits overflow (wrap or
+    saturate). So the search runs in two passes, each the report's rule (bisection with
+    confirmation, :func:`psum.sweeps.sweep.min_passing`: the smallest ``m`` that passes with
+    ``m + 1`` passing and ``m - 1`` failing):
+
+    1. fraction bits ``F``, from :data:`ISO_NARROWER` below to :data:`ISO_WIDER` above the
+       start's, at the start's integer bits ``I``;
+    2. integer bits, likewise around ``I``, at the ``F`` found.
+
+    The width ``I + F`` stays within what :class:`psum.golden.FixedFormat` allows (2..64). A
+    start whose widest fraction candidate fails is reported as below tolerance with that
+    candidate; when the integer pass finds nothing (only possible if widening ``I`` loses
+    accuracy) the start's ``I`` is kept.
+
+    Parameters
+    ----------
+    accuracy_of : callable
+        ``accuracy_of(fmt)`` -> top-1 (%) of the network with a :class:`FixedFormat` accumulator
+        (the report evaluates and caches it in ``sweep.jsonl``).
+    start : FixedFormat
+        The design's given format (``q8.8``).
+    threshold : float
+        Passing top-1: the float32 baseline minus the tolerance.
+
+    Returns
+    -------
+    dict
+        ``fmt`` (the chosen FixedFormat), ``passed`` (bool), ``accuracy`` (its top-1),
+        ``candidates`` (format text -> top-1, in evaluation order), ``rule`` (one line).
+    """
+    from psum.sweeps.sweep import min_passing
+
+    seen = {}
+
+    def acc(fmt) -> float:
+        if str(fmt) not in seen:
+            seen[str(fmt)] = accuracy_of(fmt)
+        return seen[str(fmt)]
+
+    i0, f0 = start.int_bits, start.frac_bits
+    f_lo, f_hi = max(0, 2 - i0, f0 - ISO_NARROWER), min(64 - i0, f0 + ISO_WIDER)
+    f_min = min_passing(lambda f: acc(start.replace(frac_bits=f)) >= threshold, f_lo, f_hi)
+    rule = f"fraction bits {f_lo}..{f_hi} at I={i0}"
+    if f_min is None:
+        fmt = start.replace(frac_bits=f_hi)
+        return dict(fmt=fmt, passed=False, accuracy=acc(fmt), candidates=dict(seen),
+                    rule=rule + ": none within tolerance")
+    i_lo, i_hi = max(1, 2 - f_min, i0 - ISO_NARROWER), min(64 - f_min, i0 + ISO_WIDER)
+    at_f = start.replace(frac_bits=f_min)
+    i_min = min_passing(lambda i: acc(at_f.replace(int_bits=i)) >= threshold, i_lo, i_hi)
+    fmt = at_f.replace(int_bits=i_min if i_min is not None else i0)
+    rule += (f" (F={f_min}), then integer bits {i_lo}..{i_hi} at F={f_min} (I={fmt.int_bits}): min passes, "
+             f"min+1 passes, min-1 fails (bisection with confirmation); pass = top-1 >= {threshold:.2f}")
+    return dict(fmt=fmt, passed=True, accuracy=acc(fmt), candidates=dict(seen), rule=rule)
 
 
 def iso_specs(designs, minima: list[dict], float_operand: str, int_operand: str) -> list[dict]:
@@ -343,7 +426,8 @@ def _acc(row: dict) -> str:
     return f"acc={fields['acc']}" + (f", order={fields['order']}" if "order" in fields else "")
 
 
-def run_iso(cfg, wl, minima: list[dict], common: dict, out, *, force_synth: bool = False, say=None) -> IsoStage:
+def run_iso(cfg, wl, minima: list[dict], common: dict, out, *, force_synth: bool = False, say=None,
+            liberty=None) -> IsoStage:
     """The report's stage ``iso``: every design family (:data:`ISO_DESIGNS` or ``cfg.iso_designs``)
     with its own accumulator, checked in Icarus (zero mismatches), synthesised at the lowest
     pipeline depth that meets ``cfg.iso_clock_ns`` and replicated to ``cfg.iso_macs`` sustained MACs
@@ -364,6 +448,9 @@ def run_iso(cfg, wl, minima: list[dict], common: dict, out, *, force_synth: bool
     force_synth : bool
     say : callable, optional
         Progress messages.
+    liberty : psum.flows.liberty.Library or path, optional
+        Synthesise onto this Liberty library instead of psum45 (areas in GE of its smallest
+        NAND2, NLDM delays, internal and leakage power; the clock figures include the leakage).
 
     Returns
     -------
@@ -376,17 +463,16 @@ def run_iso(cfg, wl, minima: list[dict], common: dict, out, *, force_synth: bool
     """
     from pathlib import Path
 
-    from psum.errors import PsumError
     from psum.flows.clock import at_clock
     from psum.flows.synth import synthesize_many
     from psum.golden import MacSpec
-    from psum.hw import check, module_name
+    from psum.hw import check
     from psum.hw.impl import MAX_PIPELINE, MacImpl
-    from psum.hw.verify import simulate
     from psum.nets.user import calibration_batch
-    from psum.paths import cache_dir
-    from psum.resultsfile import ResultsFile
-    from psum.sweeps.sweep import run_sweep, search_min_acc
+    from psum.golden import FixedFormat
+    from psum.sweeps.sweep import make_spec, run_sweep, search_min_acc
+
+    from .checked import checked_sim, sim_results
 
     say = say or (lambda msg: None)
     out = Path(out)
@@ -401,6 +487,29 @@ def run_iso(cfg, wl, minima: list[dict], common: dict, out, *, force_synth: bool
             continue
         spec = MacSpec.parse(d["spec"])
         fields = dict(f.split("=", 1) for f in str(spec).split(","))
+        if d.get("search", {}).get("kind") == "fixed":
+            s = d["search"]
+
+            def evaluate(fmt, s=s) -> tuple[float, float]:
+                # (top-1 of the candidate, float32 top-1); rows cached in the report's sweep.jsonl
+                acc = str(fmt) + (f":{s['overflow']}" if s["overflow"] else "")
+                spec_text = str(make_spec(acc, a=s["operand"], b=s["operand"], extra=s["extra"] or None))
+                rows = run_sweep(wl, cfg.dataset, [acc], a=s["operand"], b=s["operand"], extra=s["extra"] or None,
+                                 **common)
+                return (next(r["accuracy"] for r in rows if r["spec"] != "fp32"
+                             and str(MacSpec.parse(r["spec"])) == spec_text),
+                        next(r["accuracy"] for r in rows if r["spec"] == "fp32"))
+
+            start = FixedFormat(s["int_bits"], s["frac_bits"])
+            base = evaluate(start)[1]
+            res = search_fixed(lambda f: evaluate(f)[0], start, base - cfg.tol)
+            acc = str(res["fmt"]) + (f":{s['overflow']}" if s["overflow"] else "")
+            d["spec"] = str(make_spec(acc, a=s["operand"], b=s["operand"], extra=s["extra"] or None))
+            d["accuracy"] = res["accuracy"]
+            d["candidates"] = res["candidates"]
+            d["rule"] = res["rule"]
+            check(d["spec"])
+            continue
         if d.get("search"):
             # The design's own minimum: the report's search rule on its candidate list.
             s = d["search"]
@@ -431,11 +540,10 @@ def run_iso(cfg, wl, minima: list[dict], common: dict, out, *, force_synth: bool
         for n in sorted({MacSpec.parse(d["spec"]).order.lanes for d in todo}):
             group = [d for d in todo if MacSpec.parse(d["spec"]).order.lanes == n]
             for d, r in zip(group, synthesize_many([d["spec"] for d in group], jobs=cfg.jobs, force=force_synth,
-                                                   impl=MacImpl(pipeline=p))):
+                                                   impl=MacImpl(pipeline=p), liberty=liberty)):
                 results[d["spec"]].append(r)
         todo = [d for d in todo if not at_clock(results[d["spec"]][-1], cfg.iso_clock_ns).met]
-    sims = ResultsFile(out / "sim.jsonl", ("spec", "cycles", "seed", "layer"),
-                       required=("spec", "cycles", "seed", "checked", "mismatches", "first_mismatch"))
+    sims = sim_results(out)
     rows = []
     for d in designs:
         if d["spec"] is None:
@@ -445,18 +553,8 @@ def run_iso(cfg, wl, minima: list[dict], common: dict, out, *, force_synth: bool
                       d["accuracy"] >= base - cfg.tol, dots)
         if d.get("candidates"):
             row.update(candidates=d["candidates"], rule=d["rule"])
-        impl = MacImpl.parse(row["impl"])
-        key = dict(spec=d["spec"] + ("" if impl.is_default else f" @{impl}"), cycles=cfg.sim_cycles, seed=0,
-                   layer="random")  # the directed + random stimulus: the order units take their own streams
-        if sims.get(**key) is None:
-            res = simulate(d["spec"], cycles=cfg.sim_cycles, seed=0, impl=impl,
-                           build_dir=cache_dir("sim", module_name(MacSpec.parse(d["spec"]), impl)))
-            sims.append(dict(key, checked=res.cycles_checked, mismatches=res.mismatches,
-                             first_mismatch=res.first_mismatch))
-        sim = sims.get(**key)
-        if sim["mismatches"]:
-            raise PsumError(f"RTL of {d['spec']} ({impl}) differs from the golden model at cycle "
-                            f"{sim['first_mismatch']['cycle']}; run psum sim '{d['spec']}' --impl {impl} for details")
+        # the directed + random stimulus: the order units take their own streams
+        sim = checked_sim(sims, d["spec"], impl=row["impl"], cycles=cfg.sim_cycles, seed=0, layer="random")
         rows.append(dict(row, sim_cycles=sim["checked"]))
     return IsoStage(rows=rows, macs_per_cycle=cfg.iso_macs, clock_ns=cfg.iso_clock_ns, verdict=iso_verdict(rows),
                     dots=dots)

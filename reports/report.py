@@ -83,6 +83,16 @@ class ReportConfig:
     iso_designs : tuple of (family, base, extra), optional
         Its design families (:class:`psum.reports.iso.IsoDesign` fields); default
         :data:`psum.reports.iso.ISO_DESIGNS`.
+    liberty : str, optional
+        A Liberty file (NLDM) every silicon figure is computed on instead of psum45: the per-MAC
+        hardware table, the iso-throughput comparison, the breakdown and the glitch figures
+        (:mod:`psum.reports.library`; read and checked when :func:`build_report` starts).
+    clock_ns : float, optional
+        A clock period (ns) at which the per-MAC table also gives each unit's slack, fastest
+        clock, energy per MAC and power (:func:`psum.flows.clock.at_clock`).
+    breakdown : bool
+        The section "where area, delay and energy go": the headline's units synthesised by
+        datapath stage (:func:`psum.flows.breakdown.breakdown`).
 
     Raises
     ------
@@ -114,6 +124,9 @@ class ReportConfig:
     iso_designs: tuple | None = None
     glitch: bool = True
     mx: tuple = ()
+    liberty: str | None = None
+    clock_ns: float | None = None
+    breakdown: bool = True
 
     def __post_init__(self):
         if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or not 0 <= self.tol < 100:
@@ -135,6 +148,14 @@ class ReportConfig:
         from .mx import check_mx_operands  # the optional MX section's operand formats (issue 15)
 
         object.__setattr__(self, "mx", check_mx_operands(self.mx))
+        if self.clock_ns is not None:
+            object.__setattr__(self, "clock_ns", check_clock_ns(self.clock_ns))
+        if self.liberty is not None:
+            # Why only the type here: a report's data.json keeps the path, and re-rendering it on
+            # another machine must not need the file; build_report reads it before any work.
+            if not isinstance(self.liberty, (str, os.PathLike)) or not str(self.liberty):
+                raise ValueError(f"liberty must be the path of a Liberty file, not {self.liberty!r}")
+            object.__setattr__(self, "liberty", str(self.liberty))
 
     @classmethod
     def quick(cls, **overrides) -> "ReportConfig":
@@ -288,9 +309,14 @@ def build_report(config: ReportConfig | None = None, *, model=None, dataset=None
     """
     from psum.sweeps.sweep import select_layers, workload
 
+    from .library import library_info, report_library
+
     cfg = config or ReportConfig()
     t0 = time.time()
     timings = {}
+    # The cell library every silicon figure comes from: a bad Liberty file is one line, here,
+    # before the checkpoint, the sweeps or any synthesis.
+    lib = report_library(cfg.liberty)
 
     # -- 1. model and data: the psum checkpoint (yours, else the shipped one, else trained), or
     #       the user's model and data; resolved and checked once, before the output folder exists
@@ -316,10 +342,10 @@ def build_report(config: ReportConfig | None = None, *, model=None, dataset=None
     minima = _minima(cfg, wl, common)
     timings["search_s"] = time.time() - t
 
-    hardware = _hardware(cfg, net, sweep, minima, out, force_synth, quiet, timings, cfg_test)  # sim_s, synth_s
+    hardware = _hardware(cfg, net, sweep, minima, out, force_synth, quiet, timings, cfg_test, lib)  # sim_s, synth_s
 
     t = time.time()
-    iso = _iso(cfg, wl, minima, common, out, force_synth, quiet) if cfg.iso else None
+    iso = _iso(cfg, wl, minima, common, out, force_synth, quiet, lib) if cfg.iso else None
     timings["iso_s"] = time.time() - t
 
     t = time.time()
@@ -329,7 +355,11 @@ def build_report(config: ReportConfig | None = None, *, model=None, dataset=None
     # -- 6. write ------------------------------------------------------------------------------
     data = _data(cfg, meta, sweep, minima, hardware, stats, timings)
     data["iso"] = dataclasses.asdict(iso) if iso else None
-    data["glitch"] = _glitch(cfg, data["headline"], quiet) if cfg.glitch else []
+    data["glitch"] = _glitch(cfg, data["headline"], quiet, lib) if cfg.glitch else []
+    t = time.time()
+    data["breakdown"] = _breakdown(cfg, data["headline"], quiet, lib, force_synth) if cfg.breakdown else []
+    timings["breakdown_s"] = time.time() - t
+    data["library"] = library_info(lib)
     data["ratios"] = _ratios(data["headline"])
     data["conclusion"] = _conclusion(data["headline"], data["ratios"], sweep.baseline, cfg.tol, data["iso"])
     data["reduced"] = reduced_run(cfg)
@@ -398,15 +428,15 @@ def _minima(cfg: ReportConfig, wl, common: dict) -> MinimaStage:
 
 
 def _hardware(cfg: ReportConfig, net, sweep: SweepStage, minima: MinimaStage, out: Path, force_synth: bool,
-              quiet: bool, timings: dict, test) -> HardwareStage:
+              quiet: bool, timings: dict, test, lib=None) -> HardwareStage:
     """-- 4. hardware: the units on the cost plots, checked in Icarus (zero mismatches) and
-    synthesised; sets ``timings["sim_s"]`` and ``timings["synth_s"]``."""
-    from psum.errors import PsumError
+    synthesised (onto ``lib``, a Liberty library, or psum45); sets ``timings["sim_s"]`` and
+    ``timings["synth_s"]``. With ``cfg.clock_ns`` every row also holds the unit at that clock;
+    with a Liberty library its area in the file's unit and its leakage."""
+    from psum.flows.clock import at_clock
     from psum.flows.synth import synthesize_many
-    from psum.golden import MacSpec
-    from psum.hw.verify import simulate
-    from psum.paths import cache_dir
-    from psum.resultsfile import ResultsFile
+
+    from .checked import checked_sim, sim_results
 
     t = time.time()
     hw_rows = _hardware_points(cfg, sweep.points, minima.minima, sweep.baseline)
@@ -415,54 +445,65 @@ def _hardware(cfg: ReportConfig, net, sweep: SweepStage, minima: MinimaStage, ou
     # The check replays the busiest layer's recorded operand streams on top of the directed and
     # random stimulus (the same streams then drive the power proxy).
     streams_for = _layer_streams(cfg, net, minima.layer_min, test)
-    sims = ResultsFile(out / "sim.jsonl", ("spec", "cycles", "seed", "layer"),
-                       required=("spec", "cycles", "seed", "checked", "mismatches", "first_mismatch"))
-    for spec_text in specs:
-        key = dict(spec=spec_text, cycles=cfg.sim_cycles, seed=0, layer=streams_for.layer)
-        if sims.get(**key) is None:
-            # Build in psum's cache root, never in the working directory (the report's folder is the
-            # only thing a report run leaves there).
-            res = simulate(spec_text, cycles=cfg.sim_cycles, seed=0, streams=streams_for(spec_text),
-                           build_dir=cache_dir("sim", MacSpec.parse(spec_text).name))
-            sims.append(dict(key, checked=res.cycles_checked, mismatches=res.mismatches,
-                             first_mismatch=res.first_mismatch))
-        row = sims.get(**key)
-        if row["mismatches"]:
-            raise PsumError(f"RTL of {spec_text} differs from the golden model at cycle "
-                            f"{row['first_mismatch']['cycle']}; run psum sim '{spec_text}' for details")
+    sims = sim_results(out)
+    checked = {s: checked_sim(sims, s, cycles=cfg.sim_cycles, seed=0, layer=streams_for.layer,
+                              streams_for=streams_for) for s in specs}
     timings["sim_s"] = time.time() - t
     t = time.time()
     synth = {str(r.spec): r for r in synthesize_many(specs, jobs=cfg.jobs, force=force_synth,
-                                                     streams_for=streams_for)}
+                                                     streams_for=streams_for, liberty=lib)}
     for r in hw_rows:
         s = synth[r["spec"]]
         r.update(ge=s.ge, energy_per_mac_fj=s.energy_per_mac_fj, delay_ns=s.delay_ns, depth=s.depth, ffs=s.ffs,
                  idle_fraction=s.idle_fraction,
-                 sim_cycles=sims.get(spec=r["spec"], cycles=cfg.sim_cycles, seed=0, layer=streams_for.layer)["checked"])
+                 sim_cycles=checked[r["spec"]]["checked"])
+        if lib is not None:  # only then: a psum45 report keeps its columns (and data.json its shape)
+            r.update(area=s.area_um2, leakage_nw=s.power.get("leakage_nw", 0.0))
+        if cfg.clock_ns is not None:
+            c = at_clock(s, cfg.clock_ns)
+            r.update(clock_ns=c.clock_ns, slack_ns=c.slack_ns, met_clock=c.met, fmax_mhz=c.fmax_mhz,
+                     energy_at_clock_fj=c.energy_per_mac_fj, power_uw=c.power_uw, idle_power_uw=c.idle_power_uw)
     timings["synth_s"] = time.time() - t
     return HardwareStage(rows=hw_rows, power_layer=streams_for.layer)
 
 
-def _iso(cfg: ReportConfig, wl, minima: MinimaStage, common: dict, out: Path, force_synth: bool, quiet: bool):
+def _iso(cfg: ReportConfig, wl, minima: MinimaStage, common: dict, out: Path, force_synth: bool, quiet: bool,
+         lib=None):
     """-- 4b. iso-throughput: :func:`psum.reports.iso.run_iso` (each design family with its own
     accumulator, checked in Icarus, at the lowest pipeline depth that meets ``cfg.iso_clock_ns``,
-    replicated to ``cfg.iso_macs`` sustained MACs per cycle)."""
+    replicated to ``cfg.iso_macs`` sustained MACs per cycle), on the report's library ``lib``."""
     from .iso import run_iso
 
-    return run_iso(cfg, wl, minima.minima, common, out, force_synth=force_synth, say=lambda msg: _say(msg, quiet))
+    return run_iso(cfg, wl, minima.minima, common, out, force_synth=force_synth, say=lambda msg: _say(msg, quiet),
+                   liberty=lib)
 
 
-def _glitch(cfg: ReportConfig, headline: list[dict], quiet: bool) -> list[dict]:
+def _glitch(cfg: ReportConfig, headline: list[dict], quiet: bool, lib=None) -> list[dict]:
     """-- 4c. glitches: the headline's units in a timed gate simulation (digits stimulus,
-    ``cfg.power_outputs`` outputs): ``[{design, acc, spec, zero_delay_fj_per_mac, timed_fj_per_mac,
-    glitch_share}]``."""
+    ``cfg.power_outputs`` outputs; cell delays of ``lib``, a Liberty library, or psum45):
+    ``[{design, acc, spec, zero_delay_fj_per_mac, timed_fj_per_mac, glitch_share}]``."""
     from psum.flows.synth import glitch
 
     rows = []
     for r in headline:
         _say(f"glitches: {r['design']} {r['acc']} (timed gate simulation)", quiet)
-        g = glitch(r["spec"], n_outputs=cfg.power_outputs)
+        g = glitch(r["spec"], n_outputs=cfg.power_outputs, liberty=lib)
         rows.append(dict(design=r["design"], acc=r["acc"], spec=r["spec"], **dataclasses.asdict(g)))
+    return rows
+
+
+def _breakdown(cfg: ReportConfig, headline: list[dict], quiet: bool, lib=None, force: bool = False) -> list[dict]:
+    """-- 4d. where area, delay and energy go: the headline's units by datapath stage
+    (:func:`psum.flows.breakdown.breakdown`, hierarchical synthesis onto ``lib`` or psum45, cached;
+    power proxy on the digits stimulus with ``cfg.power_outputs`` outputs):
+    ``[{design, acc, **Breakdown fields}]``."""
+    from psum.flows.breakdown import breakdown
+
+    rows = []
+    for r in headline:
+        _say(f"breakdown: {r['design']} {r['acc']} (hierarchical synthesis)", quiet)
+        b = breakdown(r["spec"], n_outputs=cfg.power_outputs, liberty=lib, force=force)
+        rows.append(dict(design=r["design"], acc=r["acc"], **b.to_dict()))
     return rows
 
 
@@ -786,8 +827,63 @@ def _iso_section(iso: dict, out: Path, doc: Document, what: str) -> None:
                                          "design misses the accuracy tolerance or the clock.")
 
 
+def _hardware_columns(hw: list[dict], library: dict | None) -> tuple[list, list, dict]:
+    """Columns, headers and formats of the per-MAC hardware table: the standard ones, plus the
+    Liberty area and leakage, and the figures at a clock, when the rows hold them."""
+    cols = ["family", "acc", "acc_bits", "accuracy", "ge", "energy_per_mac_fj", "delay_ns", "area_delay",
+            "depth", "ffs", "sim_cycles"]
+    heads = ["family", "accumulator", "bits", "top-1 (%)", "area (GE)", "energy/MAC (fJ)", "delay (ns)",
+             "area x delay (GE ns)", "depth (gates)", "flip-flops", "cycles checked"]
+    fmts = dict(accuracy="{:.2f}", ge="{:,.0f}", energy_per_mac_fj="{:,.1f}", delay_ns="{:.2f}",
+                area_delay="{:,.0f}")
+    if any("area" in r for r in hw):
+        name = (library or {}).get("name", "library")
+        cols[5:5] = ["area", "leakage_nw"]
+        heads[5:5] = [f"area ({name} units)", "leakage (nW)"]
+        fmts.update(area="{:,.1f}", leakage_nw="{:,.1f}")
+    if any(r.get("clock_ns") for r in hw):
+        cols += ["slack_ns", "fmax_mhz", "energy_at_clock_fj", "power_uw"]
+        heads += ["slack (ns)", "fastest clock (MHz)", "energy/MAC at clock (fJ)", "power at clock (uW)"]
+        fmts.update(slack_ns="{:+.2f}", fmax_mhz="{:,.0f}", energy_at_clock_fj="{:,.1f}", power_uw="{:,.1f}")
+    return cols, heads, fmts
+
+
+def _breakdown_section(rows: list[dict], doc: Document) -> None:
+    """Where area, delay and energy go: the headline units by datapath stage (``data["breakdown"]``)."""
+    doc.heading("Where area, delay and energy go: the headline units by datapath stage")
+    units = [f"{r['design']} {r['acc']}" for r in rows]
+    names = list(dict.fromkeys(st["stage"] for r in rows for st in r["stages"]))
+    table = []
+    for name in names:
+        line = dict(stage=name)
+        for i, r in enumerate(rows):
+            st = next((x for x in r["stages"] if x["stage"] == name), None)
+            line[f"ge{i}"] = st["ge"] if st else None
+            line[f"share{i}"] = 100 * st["area_share"] if st else None
+            line[f"fj{i}"] = st["energy_fj"] if st else None
+        table.append(line)
+    table.append(dict(stage="total (hierarchical)", **{k: v for i, r in enumerate(rows)
+                                                         for k, v in ((f"ge{i}", r["ge"]), (f"share{i}", 100.0),
+                                                                      (f"fj{i}", r["energy_per_mac_fj"]))}))
+    cols, heads, fmts = ["stage"], ["stage"], {}
+    for i, u in enumerate(units):
+        cols += [f"ge{i}", f"share{i}", f"fj{i}"]
+        heads += [f"{u}: GE", "area (%)", "fJ/MAC"]
+        fmts.update({f"ge{i}": "{:,.0f}", f"share{i}": "{:.1f}", f"fj{i}": "{:,.1f}"})
+    doc.para("Each unit synthesised with one datapath stage per submodule (`psum synth --breakdown`): area by "
+             "stage with its share, energy per MAC by the stage of each net's driving cell (clock and flip-flops "
+             "in register, operand ports' load in inputs). Keeping the boundaries costs "
+             + ", ".join(f"{u} {100 * r['hierarchy_overhead']:+.1f} %" for u, r in zip(units, rows))
+             + " of the flat area. Critical path by stage (ns): "
+             + "; ".join(f"{u}: " + " -> ".join(f"{p['stage']} {p['delay_ns']:.2f}" for p in r["path"])
+                         + f" = {r['delay_ns']:.2f} ns" for u, r in zip(units, rows)) + ".")
+    doc.table(table, cols, heads, formats=fmts)
+
+
 def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
     from psum.keys import unify_keys
+
+    from .library import library_sentence
 
     base = data["baseline_accuracy"]
     operands = f"float acc. with {cfg.float_operand} x {cfg.float_operand}, integer with {cfg.int_operand} x {cfg.int_operand}"
@@ -805,8 +901,7 @@ def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
              f"point(s). Float accumulators take {cfg.float_operand} x {cfg.float_operand} operands, integer "
              f"ones {cfg.int_operand} x {cfg.int_operand}: equal 8-bit operand width. Every partial sum is "
              f"rounded exactly as the MAC unit does (`psum.golden.emulation.layers`), every unit below was checked "
-             f"bit-exact in Icarus against the golden model and synthesised with Yosys+ABC "
-             f"(NAND2-equivalent area, linear-delay critical path, toggle-count energy per MAC).")
+             f"bit-exact in Icarus against the golden model and {library_sentence(data.get('library'))}.")
     if data.get("iso"):
         _iso_section(data["iso"], out, doc, what)
     doc.heading("Per MAC: cheapest float vs cheapest integer accumulator within tolerance")
@@ -819,7 +914,10 @@ def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
                   ["quantity", "unit", "float", "integer", "float / integer (x)"],
                   formats=dict(float="{:,.4g}", integer="{:,.4g}", ratio="{:.2f}"))  # rows differ in unit
     if data.get("glitch"):
-        doc.para("Glitches (timed gate simulation with psum45 cell delays, digits stimulus): " + "; ".join(
+        lib = data.get("library") or {}
+        delays = ("psum45 cell delays" if lib.get("kind", "psum45") == "psum45"
+                  else f"the NLDM rise/fall cell delays of {lib['name']}")
+        doc.para(f"Glitches (timed gate simulation with {delays}, digits stimulus): " + "; ".join(
             f"{g['design']} {g['acc']} {g['timed_fj_per_mac']:,.1f} fJ/MAC against {g['zero_delay_fj_per_mac']:,.1f} "
             f"zero-delay ({100 * g['glitch_share']:.0f} % of its switching energy is glitches)" for g in data["glitch"])
             + ". The cost figures below are zero-delay (`psum synth --glitch` for any unit).")
@@ -849,12 +947,18 @@ def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
     plots.plot_delay_vs_bits(hw, out, f"Critical-path delay and clock vs accumulator width, {what} ({operands})")
     doc.figure("delay_vs_bits.png", "Critical-path delay (left axis) and the maximum clock it allows (right axis) "
                                     "per synthesised unit.")
-    doc.table(hw, ["family", "acc", "acc_bits", "accuracy", "ge", "energy_per_mac_fj", "delay_ns", "area_delay",
-                   "depth", "ffs", "sim_cycles"],
-              ["family", "accumulator", "bits", "top-1 (%)", "area (GE)", "energy/MAC (fJ)", "delay (ns)",
-               "area x delay (GE ns)", "depth (gates)", "flip-flops", "cycles checked"],
-              formats=dict(accuracy="{:.2f}", ge="{:,.0f}", energy_per_mac_fj="{:,.1f}", delay_ns="{:.2f}",
-                           area_delay="{:,.0f}"))
+    cols, heads, fmts = _hardware_columns(hw, data.get("library"))
+    doc.table(hw, cols, heads, formats=fmts)
+    clocked = [r for r in hw if r.get("clock_ns")]
+    if clocked:
+        t = clocked[0]["clock_ns"]
+        missed = [f"{r['family']} {r['acc']}" for r in clocked if not r.get("met_clock")]
+        doc.para(f"At a {t:g} ns clock ({1e3 / t:,.0f} MHz): slack = {t:g} ns - delay (negative: the unit misses "
+                 "the clock), the fastest clock 1 / delay, energy per MAC and power at that clock (active energy per "
+                 "cycle / period, leakage included when the library has it; `psum.flows.clock.at_clock`). "
+                 + (f"Missing it: {', '.join(missed)}." if missed else "Every unit meets it."))
+    if data.get("breakdown"):
+        _breakdown_section(data["breakdown"], doc)
     if data["layer_min"]:
         doc.heading("Per-layer and per-group minimum accumulator (one layer or group reduced, the rest float32)")
         plots.plot_layer_min_bits(data["layer_min"], out, f"Minimum accumulator bits per layer, {what} ({operands})")

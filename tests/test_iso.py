@@ -65,7 +65,7 @@ def test_specs_come_from_the_family_minima():
     assert got["float tree8"]["spec"] == "a=fp8_e4m3,b=fp8_e4m3,acc=e4m5,round=rne,overflow=ieee,order=tree8"
     assert got["int wrap"]["spec"] == "a=int8,b=int8,acc=int18,round=rne,overflow=wrap"
     assert got["int sat"] == dict(family="int sat", spec=None, reason="no int-sat accumulator within tolerance")
-    assert got["fixed q8.8"]["spec"].startswith("a=fp8_e4m3,b=fp8_e4m3,acc=q8.8")
+    assert got["fixed point"]["spec"].startswith("a=fp8_e4m3,b=fp8_e4m3,acc=q8.8")  # the fixed search's start
     assert iso_specs([("mine", "q4.4", "")], minima, "fp8_e4m3", "int8")[0]["family"] == "mine"
     assert IsoDesign("x", "float").extra == ""
 
@@ -92,7 +92,11 @@ def test_order_designs_search_their_own_minimum_around_the_sequential_one():
     assert iso_search(IsoDesign("int ilv4", "int-sat", "order=ilv4"), "int18") == dict(
         kind="int", exp_bits=None, overflow="sat", lo=15, hi=19)
     assert iso_search(IsoDesign("float seq", "float"), "e4m5") is None      # sequential: the family minimum
-    assert iso_search(IsoDesign("q", "q8.8", "order=ilv4"), "q8.8") is None  # explicit format: as given
+    # fixed point: the given format starts its own search; search=False, or a float format: as given
+    assert iso_search(IsoDesign("q", "q8.8"), "q8.8") == dict(kind="fixed", int_bits=8, frac_bits=8, overflow=None)
+    assert iso_search(IsoDesign("q", "q6.10:sat"), "q6.10:sat")["overflow"] == "sat"
+    assert iso_search(IsoDesign("q", "q8.8", "", False), "q8.8") is None
+    assert iso_search(IsoDesign("e", "e5m3"), "e5m3") is None
     minima = [dict(family="float", acc="e4m5", acc_bits=10)]
     got = {d["family"]: d for d in iso_specs(ISO_DESIGNS, minima, "fp8_e4m3", "int8")}
     assert "search" not in got["float seq"]
@@ -147,3 +151,51 @@ def test_method_text_states_the_rule_the_rates_and_the_stimulus():
     assert "from 3 below to 1 above" in text and "K = 25, 400 products" in text
     assert "digits conv3x3, 64 outputs, seed 0, load and flush cycles included" in text
     assert "Energies: the synthesis flow's stimulus" in iso_method(dict(rows=[]))  # older data
+
+
+# -- the fixed-point family's own accumulator (psum.reports.iso.search_fixed) ---------------------
+def _fixed_network(min_int, min_frac, log):
+    """A stand-in for the network's top-1 (the search arithmetic alone; the report evaluates the
+    real network): 99 % when the register has at least ``min_int`` integer and ``min_frac``
+    fraction bits, else 50 %."""
+    def accuracy_of(fmt):
+        log.append(str(fmt))
+        return 99.0 if fmt.int_bits >= min_int and fmt.frac_bits >= min_frac else 50.0
+    return accuracy_of
+
+
+def test_fixed_search_narrows_fraction_then_integer_bits():
+    from psum.golden import FixedFormat
+    from psum.reports.iso import search_fixed
+
+    log = []
+    res = search_fixed(_fixed_network(7, 6, log), FixedFormat(8, 8), 98.0)
+    assert res["fmt"] == FixedFormat(7, 6) and res["passed"] and res["accuracy"] == 99.0
+    # F in 5..9 at I=8: bisection 9, 7, 6, 5 (fails) -> 6, its +1 (7) already passed;
+    # I in 5..9 at F=6: 9, 7, 6 (fails) -> 7, its +1 (q8.6) already evaluated in the first pass
+    assert log == ["q8.9", "q8.7", "q8.6", "q8.5", "q9.6", "q7.6", "q6.6"]
+    assert list(res["candidates"]) == log and res["candidates"]["q8.5"] == 50.0
+    assert res["rule"].startswith("fraction bits 5..9 at I=8 (F=6), then integer bits 5..9 at F=6 (I=7)")
+
+
+def test_fixed_search_reports_a_start_below_tolerance_with_its_widest_candidate():
+    from psum.golden import FixedFormat
+    from psum.reports.iso import search_fixed
+
+    log = []
+    res = search_fixed(_fixed_network(8, 12, log), FixedFormat(8, 8), 98.0)
+    assert not res["passed"] and res["fmt"] == FixedFormat(8, 9) and log == ["q8.9"]
+    assert res["rule"] == "fraction bits 5..9 at I=8: none within tolerance"
+
+
+def test_fixed_search_stays_within_the_format_widths():
+    from psum.golden import FixedFormat
+    from psum.reports.iso import search_fixed
+
+    log = []
+    # q1.2: F from max(0, 2 - 1) = 1; I never below 1; every candidate passes
+    res = search_fixed(_fixed_network(1, 0, log), FixedFormat(1, 2), 98.0)
+    assert res["fmt"] == FixedFormat(1, 1) and all(FixedFormat.parse(t).width >= 2 for t in log)
+    log.clear()
+    res = search_fixed(_fixed_network(1, 0, log), FixedFormat(8, 56), 98.0)  # 64 bits: F never above 56
+    assert max(FixedFormat.parse(t).width for t in log) == 64

@@ -15,8 +15,11 @@ from psum.reports.report import ReportConfig, build_report, fake2true_section
 from test_paths import git_status
 
 # Small iso-throughput set (integer and fixed-point units synthesise in seconds; the float order
-# units of the default set take minutes on a loaded machine): q8.8 needs pipeline=2 at 2 ns.
-ISO_SMALL = (("int wrap", "int-wrap", ""), ("int sat", "int-sat", ""), ("fixed q8.8", "q8.8", ""))
+# units of the default set take minutes on a loaded machine): q8.8 needs pipeline=2 at 2 ns. The
+# fixed-point design is taken as given here (search=False): its own search costs 6-8 network
+# evaluations (tests/test_iso.py checks the search rule; the slow test below runs it).
+ISO_SMALL = (("int wrap", "int-wrap", ""), ("int sat", "int-sat", ""), ("fixed q8.8", "q8.8", "", False))
+TINY_LIB = Path(__file__).resolve().parent / "data" / "tiny_nldm.lib"
 
 
 def test_pareto_front_keeps_the_undominated_points():
@@ -114,8 +117,10 @@ def test_report_data_keeps_the_committed_shape(small_report):
     # come after the committed ones; rows written under old key names read the same (psum.keys)
     optional = {"mx"}  # sections an option adds (the committed report ran with --mx)
     assert [k for k in data if k in ref] == [k for k in ref if k not in optional or k in data]
-    assert set(data) - set(ref) <= {"ratios", "conclusion", "reduced", "out_dir", "iso", "glitch"}
-    assert [k for k in data["timings"] if k != "iso_s"] == [k for k in ref["timings"] if k != "iso_s"]
+    assert set(data) - set(ref) <= {"ratios", "conclusion", "reduced", "out_dir", "iso", "glitch", "library",
+                                    "breakdown"}
+    newer = ("iso_s", "breakdown_s")
+    assert [k for k in data["timings"] if k not in newer] == [k for k in ref["timings"] if k not in newer]
     assert set(data["sweep"][0]) == set(ref["sweep"][0])
     assert set(data["hardware"][0]) == set(unify_keys(ref["hardware"][0]))
     assert {r["family"] for r in data["sweep"]} == {"float", "int-wrap", "int-sat"}
@@ -234,3 +239,102 @@ def test_report_states_the_glitch_share_of_its_headline_units(small_report):
     for g in data["glitch"]:
         assert g["timed_fj_per_mac"] >= g["zero_delay_fj_per_mac"] > 0 and 0 <= g["glitch_share"] < 1
     assert "Glitches (timed gate simulation with psum45 cell delays" in (out / "report.md").read_text()
+
+
+def test_report_names_its_library_and_breaks_its_headline_units_down(small_report):
+    out, data = small_report
+    assert data["library"]["kind"] == "psum45" and len(data["library"]["digest"]) == 16
+    assert {b["design"] for b in data["breakdown"]} == {r["design"] for r in data["headline"]}
+    for b in data["breakdown"]:
+        assert b["ge"] == pytest.approx(sum(st["ge"] for st in b["stages"]), rel=1e-3)
+        assert b["delay_ns"] == pytest.approx(sum(p["delay_ns"] for p in b["path"]), abs=1e-3)
+    md = (out / "report.md").read_text()
+    assert "synthesised with Yosys+ABC onto psum45" in md
+    assert "## Where area, delay and energy go: the headline units by datapath stage" in md
+    assert "slack (ns)" not in md.split("## Area, energy and delay vs accuracy")[1]  # no --clock-ns: no clock columns
+
+
+@pytest.fixture(scope="module")
+def liberty_report(small_report, tmp_path_factory):
+    """The small report again on tests/data/tiny_nldm.lib with a 2 ns clock: its network rows and
+    RTL verdicts are copied from the psum45 report (same RTL), so only the synthesis, the glitch
+    simulation and the breakdown run again, onto the Liberty file."""
+    import shutil
+
+    src, _ = small_report
+    out = tmp_path_factory.mktemp("liberty") / "lenet5-digits"
+    out.mkdir()
+    for name in ("sweep.jsonl", "sim.jsonl"):
+        shutil.copy(src / name, out / name)
+    sims = (out / "sim.jsonl").read_text().count("\n")
+    cfg = ReportConfig(float_exps=(4,), max_man=4, int_widths=(16, 20), limit=40, per_layer=False,
+                       sim_cycles=200, stats_images=8, power_outputs=2, iso_macs=8, iso_clock_ns=2.0,
+                       iso_designs=ISO_SMALL, liberty=str(TINY_LIB), clock_ns=2.0)
+    data = build_report(cfg, out_dir=out, quiet=True, progress_enabled=False)
+    assert (out / "sim.jsonl").read_text().count("\n") == sims  # every verdict reused: the RTL is the same
+    return out, data
+
+
+def test_liberty_report_computes_every_silicon_figure_on_the_file(liberty_report, small_report):
+    out, data = liberty_report
+    _, ref = small_report
+    from psum.flows.liberty import read_liberty
+
+    lib = read_liberty(TINY_LIB)
+    assert data["library"] == dict(kind="liberty", name="tiny_nldm", file="tiny_nldm.lib", digest=lib.digest,
+                                   ge_area=0.8, delay=data["library"]["delay"], power=data["library"]["power"])
+    assert data["config"]["liberty"] == str(TINY_LIB) and data["config"]["clock_ns"] == 2.0
+    for r in data["hardware"]:
+        # area in the file's unit and as GE of its NAND2 (0.8 units); leakage from the file
+        assert r["ge"] == pytest.approx(r["area"] / 0.8, rel=1e-3) and r["leakage_nw"] > 0
+        # at the 2 ns clock: slack, fastest clock, power with the leakage
+        assert r["slack_ns"] == pytest.approx(2.0 - r["delay_ns"], abs=1e-3)
+        assert r["power_uw"] > r["leakage_nw"] * 1e-3 and r["met_clock"] == (r["slack_ns"] >= 0)
+    # different cells, different figures: the same units, not psum45's numbers
+    assert [r["spec"] for r in data["hardware"]] == [r["spec"] for r in ref["hardware"]]
+    assert [r["ge"] for r in data["hardware"]] != [r["ge"] for r in ref["hardware"]]
+    for b in data["breakdown"]:
+        assert b["library"] == f"tiny_nldm:{lib.digest}" and any("leakage_nw" in st for st in b["stages"])
+    assert data["glitch"] and all(g["timed_fj_per_mac"] >= g["zero_delay_fj_per_mac"] > 0 for g in data["glitch"])
+    assert all(r["unit_ge"] > 0 for r in data["iso"]["rows"] if r["spec"])
+    md = (out / "report.md").read_text()
+    assert f"onto the Liberty library tiny_nldm (`tiny_nldm.lib`, sha256 {lib.digest})" in md
+    assert "Glitches (timed gate simulation with the NLDM rise/fall cell delays of tiny_nldm" in md
+    assert "| area (tiny_nldm units) | leakage (nW) |" in md and "| slack (ns) | fastest clock (MHz) |" in md
+    assert "At a 2 ns clock (500 MHz): slack = 2 ns - delay" in md
+
+
+def test_liberty_report_rerenders_without_the_file(liberty_report, tmp_path):
+    """data.json keeps the library's path; re-rendering elsewhere needs only the data."""
+    from psum.reports.report import rerender
+
+    out, data = liberty_report
+    data2 = rerender(out / "data.json", tmp_path / "again")
+    assert data2["library"] == data["library"]
+    assert "onto the Liberty library tiny_nldm" in (tmp_path / "again" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--liberty", "/nonexistent/x.lib"], "psum report: error: liberty file /nonexistent/x.lib does not exist"),
+    (["--clock-ns", "0"], "psum report: error: argument --clock-ns: must be a finite number greater than 0, not 0"),
+])
+def test_report_silicon_options_refuse_bad_input_before_any_work(args, message, capsys, tmp_path):
+    assert main(["report", "--out", str(tmp_path / "r"), *args]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(message)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_report_searches_the_fixed_point_accumulator(tmp_path):
+    """The iso stage's fixed-point design searched around q8.8 on the real network (40 images):
+    fraction bits, then integer bits, each by the report's rule; the chosen unit checked in Icarus.
+    ``pytest -m slow tests/test_report.py -k fixed_point`` (several minutes on a loaded machine)."""
+    cfg = ReportConfig(float_exps=(4,), max_man=4, int_widths=(16, 20), limit=40, per_layer=False,
+                       sim_cycles=200, stats_images=8, power_outputs=2, iso_macs=8, iso_clock_ns=2.0,
+                       iso_designs=(("fixed", "q8.8", ""),), glitch=False, breakdown=False)
+    data = build_report(cfg, out_dir=tmp_path / "r", quiet=True, progress_enabled=False)
+    row = data["iso"]["rows"][0]
+    assert row["family"] == "fixed" and list(row["candidates"])[:1] == ["q8.9"]
+    assert row["rule"].startswith("fraction bits 5..9 at I=8") and row["sim_cycles"] > 0
+    acc = row["spec"].split("acc=", 1)[1].split(",")[0]
+    assert row["candidates"][acc] >= data["baseline_accuracy"] - 1.0

@@ -22,6 +22,9 @@ def _cmd_report(args) -> int:
             print(f"{data['conclusion']}\nreport: {data['out_dir']}/index.html")
         return 0
 
+    from psum.reports.library import report_library
+
+    report_library(args.liberty)  # a bad Liberty file is one line, before the checkpoint or any work
     out = args.out
     checkpoint = args.checkpoint
     if args.width is not None:  # the width-W checkpoint (trained first if needed), ./<model>-w<W>-<dataset>/
@@ -41,7 +44,10 @@ def _cmd_report(args) -> int:
         kw["per_layer"] = False
     if args.per_layer:
         kw["per_layer"] = True
-    kw.update(iso=not args.no_iso, iso_macs=args.iso_macs, iso_clock_ns=args.iso_clock_ns, glitch=not args.no_glitch)
+    # the iso comparison runs at --iso-clock-ns, else at --clock-ns, else at 5 ns
+    iso_clock = args.iso_clock_ns if args.iso_clock_ns is not None else args.clock_ns or 5.0
+    kw.update(iso=not args.no_iso, iso_macs=args.iso_macs, iso_clock_ns=iso_clock, glitch=not args.no_glitch,
+              liberty=args.liberty, clock_ns=args.clock_ns, breakdown=not args.no_breakdown)
     if args.mx:
         kw["mx"] = args.mx
     cfg = ReportConfig.quick(**kw) if args.quick else ReportConfig(**kw)
@@ -100,8 +106,16 @@ def register(sub) -> None:
     p.add_argument("--per-layer", action="store_true", help="with --quick: do the per-layer minimum searches")
     p.add_argument("--iso-macs", type=positive_int, default=32, metavar="N",
                    help="iso-throughput comparison: MACs per cycle every design is replicated to (default 32)")
-    p.add_argument("--iso-clock-ns", type=positive_float, default=5.0, metavar="T",
-                   help="iso-throughput comparison: common clock period in ns (default 5.0)")
+    p.add_argument("--iso-clock-ns", type=positive_float, default=None, metavar="T",
+                   help="iso-throughput comparison: common clock period in ns (default --clock-ns, else 5.0)")
+    p.add_argument("--clock-ns", type=positive_float, default=None, metavar="T",
+                   help="also give every synthesised unit's slack, fastest clock, energy per MAC and power at "
+                        "this clock period (ns)")
+    p.add_argument("--liberty", type=text, metavar="FILE.lib",
+                   help="compute every silicon figure (hardware table, iso-throughput, breakdown, glitches) on "
+                        "this NLDM Liberty library instead of psum45")
+    p.add_argument("--no-breakdown", action="store_true",
+                   help="skip the area/delay/energy breakdown by datapath stage of the headline's units")
     p.add_argument("--no-iso", action="store_true", help="skip the iso-throughput comparison")
     p.add_argument("--no-glitch", action="store_true",
                    help="skip the timed gate simulation (glitch share) of the headline's units")
