@@ -36,7 +36,7 @@ def small_report(tmp_path_factory):
     (base / "fake2true" / "fake2true.md").write_text("# Fake-quantised vs true-integer conversion\n")
     cfg = ReportConfig(float_exps=(4,), max_man=4, int_widths=(16, 20), limit=40, per_layer=False,
                        sim_cycles=200, stats_images=8, power_outputs=2, iso_macs=8, iso_clock_ns=2.0,
-                       iso_designs=ISO_SMALL)
+                       iso_designs=ISO_SMALL, breakdown=False)  # the breakdown: liberty_report below
     before = git_status()
     cwd = os.getcwd()
     saved = os.environ.pop("PSUM_RESULTS_DIR", None)
@@ -91,7 +91,7 @@ def test_report_rerun_reuses_results(small_report):
     out, data = small_report
     cfg = ReportConfig(float_exps=(4,), max_man=4, int_widths=(16, 20), limit=40, per_layer=False,
                        sim_cycles=200, stats_images=8, power_outputs=2, iso_macs=8, iso_clock_ns=2.0,
-                       iso_designs=ISO_SMALL)
+                       iso_designs=ISO_SMALL, breakdown=False)
     lines = {n: (out / n).read_text().count("\n") for n in ("sweep.jsonl", "sim.jsonl")}
     again = build_report(cfg, out_dir=out, quiet=True, progress_enabled=False)
     assert again["headline"] == data["headline"] and again["conclusion"] == data["conclusion"]
@@ -241,17 +241,14 @@ def test_report_states_the_glitch_share_of_its_headline_units(small_report):
     assert "Glitches (timed gate simulation with psum45 cell delays" in (out / "report.md").read_text()
 
 
-def test_report_names_its_library_and_breaks_its_headline_units_down(small_report):
+def test_report_names_its_library(small_report):
     out, data = small_report
     assert data["library"]["kind"] == "psum45" and len(data["library"]["digest"]) == 16
-    assert {b["design"] for b in data["breakdown"]} == {r["design"] for r in data["headline"]}
-    for b in data["breakdown"]:
-        assert b["ge"] == pytest.approx(sum(st["ge"] for st in b["stages"]), rel=1e-3)
-        assert b["delay_ns"] == pytest.approx(sum(p["delay_ns"] for p in b["path"]), abs=1e-3)
     md = (out / "report.md").read_text()
     assert "synthesised with Yosys+ABC onto psum45" in md
-    assert "## Where area, delay and energy go: the headline units by datapath stage" in md
-    assert "slack (ns)" not in md.split("## Area, energy and delay vs accuracy")[1]  # no --clock-ns: no clock columns
+    # no --clock-ns: no clock columns; breakdown=False: no section
+    assert "slack (ns)" not in md.split("## Area, energy and delay vs accuracy")[1]
+    assert data["breakdown"] == [] and "## Where area, delay and energy go" not in md
 
 
 @pytest.fixture(scope="module")
@@ -269,7 +266,7 @@ def liberty_report(small_report, tmp_path_factory):
     sims = (out / "sim.jsonl").read_text().count("\n")
     cfg = ReportConfig(float_exps=(4,), max_man=4, int_widths=(16, 20), limit=40, per_layer=False,
                        sim_cycles=200, stats_images=8, power_outputs=2, iso_macs=8, iso_clock_ns=2.0,
-                       iso_designs=ISO_SMALL, liberty=str(TINY_LIB), clock_ns=2.0)
+                       iso_designs=ISO_SMALL[1:], liberty=str(TINY_LIB), clock_ns=2.0)
     data = build_report(cfg, out_dir=out, quiet=True, progress_enabled=False)
     assert (out / "sim.jsonl").read_text().count("\n") == sims  # every verdict reused: the RTL is the same
     return out, data
@@ -293,8 +290,13 @@ def test_liberty_report_computes_every_silicon_figure_on_the_file(liberty_report
     # different cells, different figures: the same units, not psum45's numbers
     assert [r["spec"] for r in data["hardware"]] == [r["spec"] for r in ref["hardware"]]
     assert [r["ge"] for r in data["hardware"]] != [r["ge"] for r in ref["hardware"]]
+    # the breakdown section: the headline units by stage, on the file
+    assert {b["design"] for b in data["breakdown"]} == {r["design"] for r in data["headline"]}
     for b in data["breakdown"]:
         assert b["library"] == f"tiny_nldm:{lib.digest}" and any("leakage_nw" in st for st in b["stages"])
+        assert b["ge"] == pytest.approx(sum(st["ge"] for st in b["stages"]), rel=1e-3)
+        assert b["delay_ns"] == pytest.approx(sum(p["delay_ns"] for p in b["path"]), abs=1e-3)
+    assert "## Where area, delay and energy go: the headline units by datapath stage" in (out / "report.md").read_text()
     assert data["glitch"] and all(g["timed_fj_per_mac"] >= g["zero_delay_fj_per_mac"] > 0 for g in data["glitch"])
     assert all(r["unit_ge"] > 0 for r in data["iso"]["rows"] if r["spec"])
     md = (out / "report.md").read_text()
