@@ -103,6 +103,9 @@ def test_every_subcommand_is_registered():
      "psum report: error: argument --iso-macs: must be a positive integer, not 0"),
     (["report", "--model", "lenet5", "--iso-clock-ns", "-2"],
      "psum report: error: argument --iso-clock-ns: must be a finite number greater than 0, not -2"),
+    # issue 12 leftovers: the report on a Liberty file and at a clock, each before any work
+    (["report", "--liberty", "/nonexistent/x.lib"], "psum report: error: liberty file /nonexistent/x.lib does not exist"),
+    (["report", "--clock-ns", "0"], "psum report: error: argument --clock-ns: must be a finite number greater than 0, not 0"),
     (["report", "--rerender", "/nonexistent/report"],
      "psum report: error: no report data /nonexistent/report/data.json (give a report folder or its data.json)"),
     # issue 13: simulator choice and Ray sweeps

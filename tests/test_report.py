@@ -263,12 +263,15 @@ def liberty_report(small_report, tmp_path_factory):
     out.mkdir()
     for name in ("sweep.jsonl", "sim.jsonl"):
         shutil.copy(src / name, out / name)
-    sims = (out / "sim.jsonl").read_text().count("\n")
+    before = (out / "sim.jsonl").read_text().splitlines()
     cfg = ReportConfig(float_exps=(4,), max_man=4, int_widths=(16, 20), limit=40, per_layer=False,
                        sim_cycles=200, stats_images=8, power_outputs=2, iso_macs=8, iso_clock_ns=2.0,
-                       iso_designs=ISO_SMALL[1:], liberty=str(TINY_LIB), clock_ns=2.0)
+                       iso_designs=ISO_SMALL[1:2], liberty=str(TINY_LIB), clock_ns=2.0)
     data = build_report(cfg, out_dir=out, quiet=True, progress_enabled=False)
-    assert (out / "sim.jsonl").read_text().count("\n") == sims  # every verdict reused: the RTL is the same
+    # The per-MAC units' verdicts are reused (same RTL); only an iso unit that the slower cells
+    # push to a deeper pipeline (other RTL) is simulated anew.
+    new = [json.loads(line) for line in (out / "sim.jsonl").read_text().splitlines()[len(before):]]
+    assert all(r["layer"] == "random" and r["impl"] != "pipeline=0" and r["mismatches"] == 0 for r in new)
     return out, data
 
 
@@ -314,16 +317,6 @@ def test_liberty_report_rerenders_without_the_file(liberty_report, tmp_path):
     data2 = rerender(out / "data.json", tmp_path / "again")
     assert data2["library"] == data["library"]
     assert "onto the Liberty library tiny_nldm" in (tmp_path / "again" / "report.md").read_text()
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--liberty", "/nonexistent/x.lib"], "psum report: error: liberty file /nonexistent/x.lib does not exist"),
-    (["--clock-ns", "0"], "psum report: error: argument --clock-ns: must be a finite number greater than 0, not 0"),
-])
-def test_report_silicon_options_refuse_bad_input_before_any_work(args, message, capsys, tmp_path):
-    assert main(["report", "--out", str(tmp_path / "r"), *args]) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(message)
-    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.slow

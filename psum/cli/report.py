@@ -59,9 +59,13 @@ def _cmd_report(args) -> int:
                                               normalize=args.normalize))
     if args.json:
         print(json.dumps({k: data[k] for k in ("baseline_accuracy", "n_images", "headline", "ratios", "conclusion",
-                                               "minima", "out_dir") if k in data}, indent=1, default=str))
+                                               "minima", "library", "out_dir") if k in data}, indent=1, default=str))
         return 0
     print(f"baseline top-1 {data['baseline_accuracy']:.2f}%  (tolerance {args.tol:g} pt)")
+    lib = data.get("library") or {}
+    if lib.get("kind") == "liberty":
+        print(f"cells: Liberty library {lib['name']} ({lib['file']}, sha256 {lib['digest']}; 1 GE = {lib['ge_area']:g} "
+              "area units)")
     rows = [{"design": r["design"], "accumulator": r["acc"], "bits": f"{r['bits']:d}",
              "top-1 %": "" if r["accuracy"] is None else f"{r['accuracy']:.2f}", "GE": f"{r['ge']:,.0f}",
              "fJ/MAC": f"{r['energy_per_mac_fj']:.1f}", "delay ns": f"{r['delay_ns']:.2f}"} for r in data["headline"]]
