@@ -15,9 +15,12 @@ is one unit type (:class:`IsoDesign`: an accumulator and an order such as ``tree
    :data:`ISO_WIDER` above the sequential minimum. Rule (the search's): the smallest candidate
    ``m`` whose top-1 is within the tolerance of the float32 network, confirmed by ``m + 1``
    passing and ``m - 1`` failing (bisection with confirmation); no candidate passing: the design
-   is listed as below tolerance, with its candidates' accuracies.
+   is listed as below tolerance, with its candidates' accuracies. The fixed-point design's given
+   format (``q8.8``) is the start of its own search (:func:`search_fixed`: fraction bits, then
+   integer bits, each by the same rule), since no other stage searches fixed-point registers.
 2. It is checked bit-exact in Icarus against the golden model (zero mismatches), in the
-   implementation that meets the clock.
+   implementation that meets the clock (:func:`psum.reports.checked.checked_sim`, the verdict
+   keyed by the generated Verilog's digest).
 3. It is synthesised at ``pipeline=0``; when it misses the clock (:func:`psum.flows.clock.at_clock`),
    at ``pipeline=1``, ``2`` (:data:`psum.hw.impl.MAX_PIPELINE`) until one meets it.
 4. **Throughput with the dot product's overheads** (:func:`utilisation`): on the network's own dot
@@ -584,6 +587,10 @@ def iso_method(stage: dict) -> str:
              f"mantissa (integer: width) from {ISO_NARROWER} below to {ISO_WIDER} above (the smallest m within "
              "tolerance with m+1 passing and m-1 failing). Each is synthesised at the lowest pipeline depth that "
              "meets the clock, checked bit-exact in Icarus, and replicated to the throughput."]
+    if any(str(r.get("rule", "")).startswith("fraction bits") for r in stage.get("rows", [])):
+        parts.append("The fixed-point design searches its own register from its given format by the same rule: "
+                     "fraction bits first (at the given integer bits), then integer bits (at the fraction bits "
+                     "found).")
     if dots:
         ks = sorted({d["k"] for d in dots})
         parts.append(f"MACs/cycle per unit is its sustained rate on the network's dot products ({len(dots)} layers, "
