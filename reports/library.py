@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 
 __all__ = ["report_library", "check_usable", "library_info", "library_sentence"]
@@ -104,7 +105,10 @@ def library_info(lib) -> dict:
         ``kind`` (``"psum45"`` or ``"liberty"``), ``name`` (the ``library (name)``), ``file`` (the
         file's name, no folder: results name no machine paths), ``digest`` (sha256 prefix of the
         file; psum45: of its figures), ``ge_area`` (area of one gate equivalent, the smallest
-        two-input NAND, in the library's area unit), ``delay`` and ``power`` (the models used).
+        two-input NAND, in the library's area unit), ``nand2`` (False when the file has no NAND2:
+        :func:`psum.flows.liberty.read_liberty` then divides by psum45's NAND2 area, 0.798 µm²,
+        so GE compare with psum45 only if the file's area unit is µm²), ``delay`` and ``power``
+        (the models used).
     """
     if lib is None:
         from psum.flows.cells import NAND2_AREA, library_hash
@@ -114,8 +118,15 @@ def library_info(lib) -> dict:
     from psum.flows.liberty import MODEL_VERSION
 
     return dict(kind="liberty", name=lib.name, file=Path(lib.path).name, digest=lib.digest, ge_area=lib.nand2_area,
-                delay=f"NLDM rise/fall with slew propagation (model {MODEL_VERSION})",
+                nand2=_has_nand2(lib), delay=f"NLDM rise/fall with slew propagation (model {MODEL_VERSION})",
                 power="toggle count x internal_power tables + load, plus cell_leakage_power")
+
+
+def _has_nand2(lib) -> bool:
+    """True when ``lib`` has a two-input NAND (the cell :func:`psum.flows.liberty.read_liberty`
+    takes as one GE; the same test on the cell's function)."""
+    return any(not c.is_ff and len(c.inputs) == 2 and re.fullmatch(r"!\(\s*(\w+)\s*[&*]\s*(\w+)\s*\)", c.function)
+               for c in lib.cells.values())
 
 
 def library_sentence(info: dict | None) -> str:
@@ -124,7 +135,9 @@ def library_sentence(info: dict | None) -> str:
     if not info or info.get("kind") == "psum45":
         return ("synthesised with Yosys+ABC onto psum45 (NAND2-equivalent area, linear-delay critical path, "
                 "toggle-count energy per MAC)")
+    ge = (f"in GE of its smallest NAND2 ({info['ge_area']:g} units)" if info.get("nand2", True) else
+          f"in GE of psum45's NAND2 area ({info['ge_area']:g}; the file has no two-input NAND, so GE compare with "
+          "psum45 only if its area unit is um2)")
     return (f"synthesised with Yosys+ABC onto the Liberty library {info['name']} (`{info['file']}`, sha256 "
-            f"{info['digest']}): area in the file's unit and in GE of its smallest NAND2 "
-            f"({info['ge_area']:g} units), NLDM rise/fall delays with slew propagation, energy per MAC from its "
-            f"internal_power tables plus leakage")
+            f"{info['digest']}): area in the file's unit and {ge}, NLDM rise/fall delays with slew propagation, "
+            f"energy per MAC from its internal_power tables plus leakage")

@@ -991,6 +991,11 @@ def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
                 if cfg.dataset.startswith("imagefolder:") else f"--dataset {cfg.dataset}")
     extra = f" --checkpoint {cfg.checkpoint}" if cfg.checkpoint else ""
     extra += "".join(f" --layer '{g}'" for g in cfg.groups)
+    lib = data.get("library") or {}
+    if lib.get("kind") == "liberty":  # the file's name only: results name no machine paths
+        extra += f" --liberty {lib['file']}"
+    if cfg.clock_ns is not None:
+        extra += f" --clock-ns {cfg.clock_ns:g}"
     doc.para(f"`psum report --model {cfg.model} {data_arg}{extra}`; data behind every plot: `data.json`, "
              "`sweep.csv`, `hardware.csv`, `layer_min.csv`; every figure also as SVG and PDF. Timings (s): "
              + ", ".join(f"{k} {v:.0f}" for k, v in data["timings"].items()))

@@ -282,7 +282,8 @@ def test_liberty_report_computes_every_silicon_figure_on_the_file(liberty_report
 
     lib = read_liberty(TINY_LIB)
     assert data["library"] == dict(kind="liberty", name="tiny_nldm", file="tiny_nldm.lib", digest=lib.digest,
-                                   ge_area=0.8, delay=data["library"]["delay"], power=data["library"]["power"])
+                                   ge_area=0.8, nand2=True, delay=data["library"]["delay"],
+                                   power=data["library"]["power"])
     assert data["config"]["liberty"] == str(TINY_LIB) and data["config"]["clock_ns"] == 2.0
     for r in data["hardware"]:
         # area in the file's unit and as GE of its NAND2 (0.8 units); leakage from the file

@@ -66,6 +66,15 @@ def test_report_library_reads_and_describes_a_liberty_file():
     assert "psum45" in library_sentence(None)
 
 
+def test_a_library_without_nand2_says_what_its_ge_are(tmp_path):
+    """GE are the file's NAND2 area; without one, read_liberty divides by psum45's (0.798 um2) and
+    the report says so."""
+    info = library_info(report_library(str(_without("NAND2_T", tmp_path))))
+    assert info["nand2"] is False and info["ge_area"] == 0.798
+    assert "in GE of psum45's NAND2 area (0.798; the file has no two-input NAND" in library_sentence(info)
+    assert library_info(report_library(str(TINY)))["nand2"] is True
+
+
 def _without(cell: str, tmp_path):
     text = TINY.read_text()
     a = text.index(f"  cell ({cell})")
