@@ -355,7 +355,8 @@ def iso_row(family: str, spec: str, accuracy: float, results: list, macs_per_cyc
         ``flush`` (cycles per dot product), ``unit_macs`` (sustained MACs per cycle), ``copies, ge,
         energy_per_mac_fj, power_uw, gmacs`` (the design's sustained throughput, GMAC/s),
         ``delay_ns, slack_ns, fmax_mhz, stimulus, reason`` (``ge``: the replicated design,
-        ``unit_ge``: one unit).
+        ``unit_ge``: one unit; ``area``: the replicated design in the library's area unit, µm² for
+        psum45).
     """
     from psum.flows.clock import at_clock
 
@@ -378,7 +379,8 @@ def iso_row(family: str, spec: str, accuracy: float, results: list, macs_per_cyc
     side = "int" if isinstance(MacSpec.parse(spec).acc, IntFormat) else "float"
     return dict(family=family, side=side, spec=spec, impl=r.impl, accuracy=accuracy, meets_accuracy=meets_accuracy,
                 met_clock=met, unit_ge=r.ge, lanes=lanes, flush=flush, unit_macs=round(rate, 4), copies=copies,
-                ge=copies * r.ge, energy_per_mac_fj=c.energy_per_mac_fj, power_uw=copies * c.power_uw,
+                ge=copies * r.ge, area=round(copies * r.area_um2, 3), energy_per_mac_fj=c.energy_per_mac_fj,
+                power_uw=copies * c.power_uw,
                 gmacs=round(copies * rate / clock_ns, 4), delay_ns=r.delay_ns, slack_ns=c.slack_ns,
                 fmax_mhz=c.fmax_mhz, stimulus=(r.power or {}).get("stream", ""), reason=reason)
 

@@ -799,7 +799,7 @@ def _fake2true_figure(out: Path, doc: Document) -> None:
                                      "carries its value, so 0 % shows as 0.0.")
 
 
-def _iso_section(iso: dict, out: Path, doc: Document, what: str) -> None:
+def _iso_section(iso: dict, out: Path, doc: Document, what: str, library: dict | None = None) -> None:
     """Headline: the iso-throughput table and figure (:mod:`psum.reports.iso`)."""
     from .iso import iso_method, iso_sentence
 
@@ -808,15 +808,19 @@ def _iso_section(iso: dict, out: Path, doc: Document, what: str) -> None:
     doc.para(iso_sentence(iso) + " " + iso_method(iso))
     rows = [dict(r, acc=r["spec"] and r["spec"].split("acc=", 1)[1].split(",")[0],
                  verdict="ok" if r.get("meets_accuracy") and r.get("met_clock") else r.get("reason", "")) for r in iso["rows"]]
-    doc.table(rows, ["family", "acc", "impl", "accuracy", "unit_ge", "unit_macs", "copies", "ge", "energy_per_mac_fj",
-                     "power_uw", "delay_ns", "slack_ns", "verdict"],
-              ["design", "accumulator", "implementation", "top-1 (%)", "unit area (GE)", "MACs/cycle per unit",
-               "copies", "area (GE)", "energy/MAC (fJ)", "power (uW)", "delay (ns)", "slack (ns)", "verdict"],
-              formats=dict(accuracy="{:.2f}", unit_ge="{:,.0f}", unit_macs="{:.2f}", ge="{:,.0f}",
+    cols = ["family", "acc", "impl", "accuracy", "unit_ge", "unit_macs", "copies", "ge", "energy_per_mac_fj",
+            "power_uw", "delay_ns", "slack_ns", "verdict"]
+    heads = ["design", "accumulator", "implementation", "top-1 (%)", "unit area (GE)", "MACs/cycle per unit",
+             "copies", "area (GE)", "energy/MAC (fJ)", "power (uW)", "delay (ns)", "slack (ns)", "verdict"]
+    if (library or {}).get("kind") == "liberty":  # the replicated area in the file's own unit too
+        cols.insert(8, "area")
+        heads.insert(8, f"area ({library['name']} units)")
+    doc.table(rows, cols, heads,
+              formats=dict(accuracy="{:.2f}", unit_ge="{:,.0f}", unit_macs="{:.2f}", ge="{:,.0f}", area="{:,.1f}",
                            energy_per_mac_fj="{:,.1f}", power_uw="{:,.0f}", delay_ns="{:.2f}", slack_ns="{:+.2f}"))
     searched = [r for r in iso["rows"] if r.get("candidates")]
     if searched:
-        doc.para("Own accumulator of the order designs (top-1 % of each candidate evaluated by the search): "
+        doc.para("Own accumulator of the searched designs (top-1 % of each candidate evaluated by the search): "
                  + "; ".join(f"{r['family']}: " + ", ".join(f"{k} {v:.2f}" for k, v in r["candidates"].items())
                              for r in searched) + ".")
     plotted = [r for r in iso["rows"] if r.get("ge")]
@@ -903,7 +907,7 @@ def _render(cfg: ReportConfig, out: Path, data: dict) -> None:
              f"rounded exactly as the MAC unit does (`psum.golden.emulation.layers`), every unit below was checked "
              f"bit-exact in Icarus against the golden model and {library_sentence(data.get('library'))}.")
     if data.get("iso"):
-        _iso_section(data["iso"], out, doc, what)
+        _iso_section(data["iso"], out, doc, what, data.get("library"))
     doc.heading("Per MAC: cheapest float vs cheapest integer accumulator within tolerance")
     doc.table(headline, ["design", "acc", "bits", "accuracy", "ge", "energy_per_mac_fj", "delay_ns"],
               ["design", "accumulator", "bits", "top-1 (%)", "area (GE)", "energy/MAC (fJ)", "delay (ns)"],

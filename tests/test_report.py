@@ -302,10 +302,12 @@ def test_liberty_report_computes_every_silicon_figure_on_the_file(liberty_report
         assert b["delay_ns"] == pytest.approx(sum(p["delay_ns"] for p in b["path"]), abs=1e-3)
     assert "## Where area, delay and energy go: the headline units by datapath stage" in (out / "report.md").read_text()
     assert data["glitch"] and all(g["timed_fj_per_mac"] >= g["zero_delay_fj_per_mac"] > 0 for g in data["glitch"])
-    assert all(r["unit_ge"] > 0 for r in data["iso"]["rows"] if r["spec"])
+    for r in data["iso"]["rows"]:  # replicated area in GE and in the file's unit
+        assert r["ge"] == pytest.approx(r["area"] / 0.8, rel=1e-3) and r["copies"] * r["unit_ge"] == r["ge"]
     md = (out / "report.md").read_text()
     assert f"onto the Liberty library tiny_nldm (`tiny_nldm.lib`, sha256 {lib.digest})" in md
     assert "Glitches (timed gate simulation with the NLDM rise/fall cell delays of tiny_nldm" in md
+    assert "| copies | area (GE) | area (tiny_nldm units) | energy/MAC (fJ) |" in md  # iso table
     assert "| area (tiny_nldm units) | leakage (nW) |" in md and "| slack (ns) | fastest clock (MHz) |" in md
     assert "At a 2 ns clock (500 MHz): slack = 2 ns - delay" in md
 
