@@ -215,6 +215,12 @@ def search_fixed(accuracy_of, start, threshold: float) -> dict:
     fmt = at_f.replace(int_bits=i_min if i_min is not None else i0)
     rule += (f" (F={f_min}), then integer bits {i_lo}..{i_hi} at F={f_min} (I={fmt.int_bits}): min passes, "
              f"min+1 passes, min-1 fails (bisection with confirmation); pass = top-1 >= {threshold:.2f}")
+    # Never silently a bound for a minimum: a width at the bottom of its range was not tried lower.
+    floor = [name for name, got, lo, least in (("F", f_min, f_lo, max(0, 2 - i0)), ("I", fmt.int_bits, i_lo,
+                                                                                     max(1, 2 - f_min)))
+             if got == lo and lo > least]
+    if floor:
+        rule += f"; {' and '.join(floor)} at the bottom of the searched range (narrower not tried)"
     return dict(fmt=fmt, passed=True, accuracy=acc(fmt), candidates=dict(seen), rule=rule)
 
 

@@ -176,6 +176,11 @@ def test_fixed_search_narrows_fraction_then_integer_bits():
     assert log == ["q8.9", "q8.7", "q8.6", "q8.5", "q9.6", "q7.6", "q6.6"]
     assert list(res["candidates"]) == log and res["candidates"]["q8.5"] == 50.0
     assert res["rule"].startswith("fraction bits 5..9 at I=8 (F=6), then integer bits 5..9 at F=6 (I=7)")
+    assert "bottom" not in res["rule"]
+    # every candidate passes: both widths end at the bottom of their ranges, and the rule says so
+    res = search_fixed(_fixed_network(1, 0, []), FixedFormat(8, 8), 98.0)
+    assert res["fmt"] == FixedFormat(5, 5)
+    assert res["rule"].endswith("; F and I at the bottom of the searched range (narrower not tried)")
 
 
 def test_fixed_search_reports_a_start_below_tolerance_with_its_widest_candidate():
