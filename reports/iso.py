@@ -533,6 +533,8 @@ def run_iso(cfg, wl, minima: list[dict], common: dict, out, *, force_synth: bool
             d["accuracy"] = res["accuracy"] if res["min"] is not None else res["rows"][-1]["accuracy"]
             d["candidates"] = {_fields(str(MacSpec.parse(r["spec"])))["acc"]: r["accuracy"] for r in res["rows"]}
             d["rule"] = (f"{s['kind']} {s['lo']}..{s['hi']}: " + res["rule"])
+            if res["min"] is not None and res["min"] == s["lo"] > (1 if s["kind"] == "man" else 2):
+                d["rule"] += "; at the bottom of the searched range (narrower not tried)"
             check(d["spec"])
             continue
         extra = ",".join(f"{k}={v}" for k, v in fields.items() if k not in ("a", "b", "acc", "round", "overflow"))
