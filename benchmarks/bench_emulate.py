@@ -1,11 +1,12 @@
 """Throughput of bit-exact emulation vs torch's native fp32 and vs APyTypes, same shapes, one run.
 
-    .venv/bin/python benchmarks/bench_emulate.py [--threads N] [--cpu] [--sweep] [--twosum] [--backend auto|c|torch]
+    .venv/bin/python benchmarks/bench_emulate.py [--threads N] [--cpu] [--sweep] [--twosum] [--reference] [--backend auto|c|torch]
 
 (``--threads 1 --cpu``: best-of CPU time on one thread, the steadier figure on a shared machine;
 ``PSUM_KERNEL_ISA=avx2`` etc. caps the kernel's instruction set; ``--twosum`` adds, under each
 matmul, the same kernel with its round-to-nearest-even blocks switched off, i.e. the previous
-TwoSum blocks, measured in the same run.)
+TwoSum blocks, measured in the same run; ``--reference`` adds, under each conv, the same conv with
+``PSUM_EMULATE_PATH=reference``: the layer code as it ran before its fast paths.)
 
 Issue 13's shapes, native first (a busy machine shows in the baseline):
 
@@ -26,6 +27,7 @@ Targets (issue 13): psum / native >= 10 % for the float accumulators, psum / APy
 
 import argparse
 import contextlib
+import os
 import time
 
 import numpy as np
@@ -86,8 +88,10 @@ def _row(label, shape, macs, t, t_native):
     print(f"{label:40s} {shape:>14s} {macs / t / 1e9:10.3f} {t_native / t:9.1%}", flush=True)
 
 
-def _conv_rows(shape, t_native=None):
-    """Native conv, then each spec of CONV_SPECS through ``psum.emulate``, on one conv shape."""
+def _conv_rows(shape, reference=False):
+    """Native conv, then each spec of CONV_SPECS through ``psum.emulate``, on one conv shape
+    (``reference``: also with ``PSUM_EMULATE_PATH=reference``, the ops as they ran before their
+    fast paths, in the same run)."""
     nb, ci, h, w, co, k = shape
     x = torch.relu(torch.randn(nb, ci, h, w, generator=torch.Generator().manual_seed(0)))
     conv = torch.nn.Conv2d(ci, co, k, padding=k // 2, bias=False)
@@ -101,9 +105,26 @@ def _conv_rows(shape, t_native=None):
         with torch.no_grad():
             t = _time(lambda: qconv(x), min_time=0.3)
         _row(f"  psum conv {name}", "", macs, t, t_conv)
+        if reference:
+            with _env("PSUM_EMULATE_PATH", "reference"), torch.no_grad():
+                t = _time(lambda: qconv(x), min_time=0.3)
+            _row("    (reference path)", "", macs, t, t_conv)
 
 
-def issue_shapes(backend, twosum=False):
+@contextlib.contextmanager
+def _env(name, value):
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = saved
+
+
+def issue_shapes(backend, twosum=False, reference=False):
     rng = np.random.default_rng(0)
     M, K, N = MATMUL
     mm_macs = M * K * N
@@ -113,8 +134,8 @@ def issue_shapes(backend, twosum=False):
     mm_shape = f"{M}x{K}x{N}"
     print(f"{'':40s} {'M x K x N':>14s} {'GMAC/s':>10s} {'/ native':>9s}")
     # the conv through psum.emulate: operand quantisation, im2col, kernel, scaling (a sweep's cost)
-    _conv_rows(CONV)
-    _conv_rows(CONV_RESNET)
+    _conv_rows(CONV, reference)
+    _conv_rows(CONV_RESNET, reference)
     _row("native fp32 matmul", mm_shape, mm_macs, t_mm, t_mm)
     for label, text in FLOAT_SPECS.items():
         spec = MacSpec.parse(text)
@@ -200,6 +221,8 @@ def main():
     ap.add_argument("--sweep", action="store_true", help="also the older conv-like GEMM sweep")
     ap.add_argument("--twosum", action="store_true",
                     help="also time each matmul with the round-to-nearest-even blocks off (the previous kernel)")
+    ap.add_argument("--reference", action="store_true",
+                    help="also time each conv on the reference path (PSUM_EMULATE_PATH=reference: before the fast paths)")
     ap.add_argument("--cpu", action="store_true",
                     help="time by process CPU time (steadier on a shared machine; use with --threads 1)")
     args = ap.parse_args()
@@ -211,7 +234,7 @@ def main():
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, C kernel: {c_kernel_available()} "
           f"({kernel_isa()}), clock: {'CPU time' if args.cpu else 'wall'}, best of repeats")
     print(f"block paths: {_paths()}")
-    issue_shapes(args.backend, args.twosum)
+    issue_shapes(args.backend, args.twosum, args.reference)
     versus_apytypes(args.backend)
     if args.sweep:
         sweep(args.backend)

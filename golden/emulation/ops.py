@@ -40,7 +40,9 @@ right)`` layout), as in the layers -- so the bits follow the sample, not its pla
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import zlib
 
 import numpy as np
@@ -54,7 +56,8 @@ from psum.golden.spec import MacSpec
 from .kernels import BACKENDS, accumulate_order, fmix32
 
 __all__ = ["Site", "linear", "conv", "conv_transpose", "matmul", "einsum_plan", "einsum",
-           "compute_scale", "quantize_operand", "WEIGHT_SCALES", "ACT_SCALES", "Unsupported"]
+           "compute_scale", "quantize_operand", "round_rne_saturate", "fast_quantize_ok", "emulation_path",
+           "WEIGHT_SCALES", "ACT_SCALES", "Unsupported"]
 
 WEIGHT_SCALES = ("channel", "tensor", "pow2", "none")
 ACT_SCALES = ("tensor", "pow2", "none")
@@ -95,14 +98,158 @@ def quantize_operand(x: torch.Tensor, fmt, scale) -> torch.Tensor:
 
     A block format defers quantisation to the block GEMM (:mod:`psum.golden.emulation.mx`),
     where the blocks of the reduction dimension are known: ``x / scale`` is returned (exact, the
-    scale being a power of two).
+    scale being a power of two). Integer and float formats take :func:`round_rne_saturate` (torch
+    ops, exact) where :func:`fast_quantize_ok` allows it and the emulation path is ``fast``
+    (:func:`emulation_path`), else golden's encoder (``fmt.encode`` / ``fmt.decode``, the
+    reference); both give the same values, bit for bit (``tests/test_emulate_fast.py``).
     """
+    return _quantize(x, fmt, scale).double()
+
+
+def _quantize(x, fmt, scale):
+    """:func:`quantize_operand` in the dtype the kernels read: float32 when every value of ``fmt``
+    is a float32 value and the fast path runs (half the bytes through im2col, no conversion before
+    the C kernel's float32 lanes), else float64."""
     if isinstance(fmt, BlockFormat):
         return torch.nan_to_num(x.detach().double() / scale, nan=0.0)
+    # the same float64 quotient (an IEEE division; exact when the scale is a power of two) and the
+    # same NaN -> 0 as the reference below
+    if emulation_path() == "fast" and fast_quantize_ok(fmt):
+        v = torch.nan_to_num(x.detach().double() / scale, nan=0.0)
+        return round_rne_saturate(v, fmt).to(torch.float32 if _in_float32(fmt) else torch.float64)
     v = (x.detach().double() / scale).cpu().numpy()
     v = np.nan_to_num(v, nan=0.0)
     q = fmt.decode(fmt.encode(v, "rne", saturate=True))
     return torch.from_numpy(q).to(x.device)
+
+
+_PATHS = ("fast", "reference")
+
+
+def emulation_path() -> str:
+    """``$PSUM_EMULATE_PATH``: ``fast`` (default) or ``reference``.
+
+    ``reference`` runs the emulated ops as they ran before the fast paths: operands through
+    golden's numpy encoder, float64 everywhere, im2col by ``unfold`` and a transpose copy. The
+    results are the same bit for bit (tested); the switch exists for those tests and for
+    benchmarks (before/after in one run).
+
+    Raises
+    ------
+    ValueError
+        Any other value (one line).
+    """
+    want = os.environ.get("PSUM_EMULATE_PATH", "") or "fast"
+    if want not in _PATHS:
+        raise ValueError(f"PSUM_EMULATE_PATH must be one of {', '.join(_PATHS)}, not {want!r}")
+    return want
+
+
+@functools.lru_cache(maxsize=256)
+def _in_float32(fmt) -> bool:
+    """Every value of ``fmt`` is a float32 value (so float32 carries the quantised operands)."""
+    if isinstance(fmt, IntFormat):
+        return max(abs(fmt.min_int), fmt.max_int) <= 2**24
+    if isinstance(fmt, FloatFormat):
+        return (fmt.precision <= 24 and fmt.max_value <= np.finfo(np.float32).max
+                and fmt.min_subnormal >= 2.0**-149 and 2.0**(fmt.emin - fmt.man_bits) >= 2.0**-149)
+    return False
+
+
+@functools.lru_cache(maxsize=256)
+def fast_quantize_ok(fmt) -> bool:
+    """Whether :func:`round_rne_saturate` computes ``fmt``'s saturating RNE encoding exactly.
+
+    Integer formats up to 53 bits (every value, and every clamp bound, exact in float64); float
+    formats with at least one stored mantissa bit (with none, P3109's ``binary8p1``, "even" is
+    the code's parity, not the significand's), at most 51 (the magic constant below), whose
+    saturating overflow codes are the largest finite value by sign (so saturation is a clamp),
+    and whose rounding binades keep the magic constant a normal float64 number.
+    """
+    if isinstance(fmt, IntFormat):
+        return fmt.bits <= 53
+    if not isinstance(fmt, FloatFormat) or not 1 <= fmt.man_bits <= 51:
+        return False
+    pos, neg = fmt.overflow_codes("rne", True)
+    if (float(fmt.decode(np.uint64(pos))), float(fmt.decode(np.uint64(neg)))) != (fmt.max_value, -fmt.max_value):
+        return False
+    lowest = fmt.emin - (0 if fmt.subnormals else 2)
+    return lowest - fmt.man_bits + 52 >= -1022 and 2.0 * fmt.max_value < 2.0**1000
+
+
+def round_rne_saturate(v: torch.Tensor, fmt) -> torch.Tensor:
+    """``fmt.decode(fmt.encode(v, "rne", saturate=True))`` in torch float64 ops (any device).
+
+    Parameters
+    ----------
+    v : torch.Tensor of float64, any shape
+        Values to round; no NaN (the callers map NaN to 0 first, as the reference does); +-inf
+        saturate.
+    fmt : IntFormat or FloatFormat
+        A format :func:`fast_quantize_ok` accepts.
+
+    Returns
+    -------
+    torch.Tensor of float64, v's shape
+        The values of ``fmt`` the rule book's round-to-nearest-even gives, saturated to the
+        largest finite magnitude; the same values and zero signs as golden's encoder, which stays
+        the reference (``psum.golden._vector.round_float``).
+
+    Notes
+    -----
+    Why this equals ``round_float`` (RNE, ``saturate=True``) for every float64 ``v``:
+
+    *Integers.* ``torch.round`` is round half to even to an integer, exact in float64 (the
+    result is an integer of at most 53 bits, or ``v`` itself when ``|v| >= 2**52``); the clamp
+    to ``[min_int, max_int]`` is saturation; ``+ 0.0`` turns a ``-0`` (``round(-0.3)``) into the
+    integer code 0's ``+0`` (IEEE 754 section 6.3: ``-0 + +0 = +0`` under RNE).
+
+    *Floats* (``M`` stored mantissa bits, ``1 <= M <= 51``). ``round_float`` rounds
+    ``a = |v|`` at the quantum ``2**(e - M)`` of its binade ``e = max(E, emin)`` (``E`` =
+    ``floor(log2 a)``; ``E`` unclamped without subnormals), ties to an even multiple, with an
+    unbounded exponent; a result above the largest finite value overflows (saturating: the
+    largest finite value), one below the smallest normal is flushed when the format has no
+    subnormals, and the sign is ORed in (``+0`` instead in formats without ``-0``).
+
+    1. ``a`` is clamped to ``2 * max_value`` first (inf included). Rounding is monotone and
+       ``max_value`` is representable, so every ``a >= max_value`` still rounds to at least
+       ``max_value`` and saturates to it: the clamp changes no result.
+    2. ``E`` comes from ``frexp`` (exact, float64 subnormals included; ``a = 0`` gives a
+       harmless ``E = -1``). Without subnormals ``e = max(E, emin - 2)``: an ``a`` below
+       ``2**(emin - 1)`` rounds to at most ``2**(emin - 1)`` either way and is flushed, so the
+       clamp only keeps the constant below normal.
+    3. ``C = 2**(e - M + 52)``, built from its bit pattern, is a normal float64 number whose
+       ulp is the quantum ``2**(e - M)``. Since ``a < 2**(e + 1) <= C`` (``M <= 51``), the exact
+       sum ``a + C`` lies in ``[C, 2C)``, where float64's grid is exactly the multiples of the
+       quantum: the IEEE addition (round to nearest, ties to even) returns ``C + q * 2**(e-M)``
+       with ``q`` the nearest integer to ``a / 2**(e - M)``, a tie going to the even ``C / 2**(e
+       - M) + q``, i.e. the even ``q`` because ``C / 2**(e - M) = 2**52`` is even. ``(a + C) - C``
+       is then exact (both are multiples of the quantum below ``2**53`` quanta). This is
+       ``round_float``'s ``q`` and its ``round_up`` decision for RNE (lsb = ``q``'s last bit,
+       guard, sticky: HardFloat's / IEEE's roundTiesToEven).
+    4. ``min(r, max_value)``: saturation (step 1). Flush: ``r < 2**emin`` -> 0. Sign:
+       ``copysign`` gives ``-0`` for a negative ``v`` that rounds to zero (and for ``v = -0``),
+       as ``round_float`` ORs the sign into code 0; formats without ``-0`` get ``+0``.
+
+    The tests (``tests/test_emulate_fast.py``) check this against ``fmt.encode``/``decode`` on
+    every code of each format, the midpoints between neighbouring codes and one float64 ulp
+    either side, the overflow threshold, the subnormal range, +-0, +-inf and millions of random
+    float32 values scaled across each format's range.
+    """
+    if isinstance(fmt, IntFormat):
+        return torch.round(v).clamp_(float(fmt.min_int), float(fmt.max_int)) + 0.0
+    M, mv = fmt.man_bits, fmt.max_value
+    a = v.abs().clamp_(max=2.0 * mv)
+    E = torch.frexp(a)[1].to(torch.int64) - 1  # floor(log2 a) for a > 0
+    e = E.clamp_(min=fmt.emin if fmt.subnormals else fmt.emin - 2)
+    C = ((e + (1023 + 52 - M)) << 52).view(torch.float64)  # 2**(e - M + 52), from its bit pattern
+    r = ((a + C) - C).clamp_(max=mv)
+    if not fmt.subnormals:
+        r = torch.where(r < fmt.min_normal, 0.0, r)
+    r = torch.copysign(r, v)
+    if not fmt.has_neg_zero:
+        r = r + 0.0  # -0 -> +0 (see the integers above)
+    return r
 
 
 def _site_seed(seed: int, name: str) -> int:
@@ -201,7 +348,7 @@ class Site:
             else:
                 how = "tensor" if how == "channel" else how
                 s = compute_scale(m.abs().max().expand(m.shape[0]), fmt, how)
-            hit = (quantize_operand(m, fmt, s[:, None]), s)
+            hit = (_quantize(m, fmt, s[:, None]), s)
             self._wcache = {key: hit}  # one weight per site
         return hit
 
@@ -212,7 +359,7 @@ class Site:
             q, s = self.weight(x, lambda: m, fmt=fmt, per_row=False)
             return q.reshape(x.shape), float(s[0])
         s = self.act_scale_of(which, x, fmt)
-        return quantize_operand(x, fmt, s), s
+        return _quantize(x, fmt, s), s
 
     def load(self, values) -> torch.Tensor:
         """Values in accumulator units rounded into ``acc`` (the unit's load), float64.
@@ -265,7 +412,7 @@ def linear(site: Site, x, weight, bias=None):
     s_a = site.act_scale_of("a", x, spec.a)
     wq, s_w = site.weight(weight, lambda: weight.detach().reshape(N, -1).double())
     site.last_scales = (s_a, s_w)
-    xa = quantize_operand(x.reshape(-1, K), spec.a, s_a)
+    xa = _quantize(x.reshape(-1, K), spec.a, s_a)
     M = xa.shape[0]
     init = _bias_init(site, bias, s_a, s_w).to(x.device)
     out = torch.empty((M, N), dtype=torch.float64, device=x.device)
@@ -360,7 +507,7 @@ def conv(site: Site, x, weight, bias=None, stride=1, padding=0, dilation=1, grou
     Cout = weight.shape[0]
     wq, s_w = site.weight(weight, lambda: weight.detach().reshape(Cout, -1).double())
     site.last_scales = (s_a, s_w)
-    xq = quantize_operand(x, site.spec.a, s_a)  # each activation once; padding adds exact +0
+    xq = _quantize(x, site.spec.a, s_a)  # each activation once; padding adds exact +0
     if any(p != (0, 0) for p in pads):
         xq = F.pad(xq, _flat_pad(pads))
     y = _conv_core(site, xq, wq, s_w, bias, s_a, k, stride, dilation, groups, _out_dtype(x))
@@ -391,7 +538,7 @@ def conv_transpose(site: Site, x, weight, bias=None, stride=1, padding=0, output
     s_a = site.act_scale_of("a", x, site.spec.a)
     wq, s_w = site.weight(weight, build)
     site.last_scales = (s_a, s_w)
-    xq = quantize_operand(x, site.spec.a, s_a)
+    xq = _quantize(x, site.spec.a, s_a)
     B, C = xq.shape[:2]
     S = xq.shape[2:]
     xz = xq.new_zeros((B, C, *[(n - 1) * s + 1 for n, s in zip(S, stride)]))
