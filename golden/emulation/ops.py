@@ -174,7 +174,18 @@ def fast_quantize_ok(fmt) -> bool:
     if (float(fmt.decode(np.uint64(pos))), float(fmt.decode(np.uint64(neg)))) != (fmt.max_value, -fmt.max_value):
         return False
     lowest = fmt.emin - (0 if fmt.subnormals else 2)
-    return lowest - fmt.man_bits + 52 >= -1022 and 2.0 * fmt.max_value < 2.0**1000
+    return lowest >= -1022 and lowest - fmt.man_bits + 52 >= -1022 and 2.0 * fmt.max_value < 2.0**1000
+
+
+_F64_EXP = 0x7FF << 52  # float64's exponent field
+
+
+@functools.lru_cache(maxsize=256)
+def _float_consts(fmt):
+    """:func:`round_rne_saturate`'s per-format constants (the format properties decode codes)."""
+    lowest = fmt.emin if fmt.subnormals else fmt.emin - 2
+    return (fmt.max_value, 2.0 * fmt.max_value, (lowest + 1023) << 52, (52 - fmt.man_bits) << 52,
+            fmt.min_normal)
 
 
 def round_rne_saturate(v: torch.Tensor, fmt) -> torch.Tensor:
@@ -214,10 +225,12 @@ def round_rne_saturate(v: torch.Tensor, fmt) -> torch.Tensor:
     1. ``a`` is clamped to ``2 * max_value`` first (inf included). Rounding is monotone and
        ``max_value`` is representable, so every ``a >= max_value`` still rounds to at least
        ``max_value`` and saturates to it: the clamp changes no result.
-    2. ``E`` comes from ``frexp`` (exact, float64 subnormals included; ``a = 0`` gives a
-       harmless ``E = -1``). Without subnormals ``e = max(E, emin - 2)``: an ``a`` below
-       ``2**(emin - 1)`` rounds to at most ``2**(emin - 1)`` either way and is flushed, so the
-       clamp only keeps the constant below normal.
+    2. ``e = max(E, emin)`` is read off ``a``'s exponent field: for a normal float64 ``a`` the
+       field is ``E + 1023``; a float64 subnormal or zero has field 0, i.e. reads as ``E =
+       -1023``, below every format's ``emin`` (``fast_quantize_ok``), where the clamp puts it (as
+       for any ``a < 2**emin``; ``a = 0`` rounds to 0 at any quantum). Without subnormals ``e =
+       max(E, emin - 2)``: an ``a`` below ``2**(emin - 1)`` rounds to at most ``2**(emin - 1)``
+       either way and is flushed, so that clamp only keeps the constant normal.
     3. ``C = 2**(e - M + 52)``, built from its bit pattern, is a normal float64 number whose
        ulp is the quantum ``2**(e - M)``. Since ``a < 2**(e + 1) <= C`` (``M <= 51``), the exact
        sum ``a + C`` lies in ``[C, 2C)``, where float64's grid is exactly the multiples of the
@@ -238,14 +251,14 @@ def round_rne_saturate(v: torch.Tensor, fmt) -> torch.Tensor:
     """
     if isinstance(fmt, IntFormat):
         return torch.round(v).clamp_(float(fmt.min_int), float(fmt.max_int)) + 0.0
-    M, mv = fmt.man_bits, fmt.max_value
-    a = v.abs().clamp_(max=2.0 * mv)
-    E = torch.frexp(a)[1].to(torch.int64) - 1  # floor(log2 a) for a > 0
-    e = E.clamp_(min=fmt.emin if fmt.subnormals else fmt.emin - 2)
-    C = ((e + (1023 + 52 - M)) << 52).view(torch.float64)  # 2**(e - M + 52), from its bit pattern
+    mv, two_mv, lo_bits, c_offset, min_normal = _float_consts(fmt)
+    a = v.abs().clamp_(max=two_mv)
+    # C's bit pattern: a's biased exponent field (step 2: a float64 subnormal or zero reads as
+    # 2**-1023, below every clamp), clamped to the lowest binade, plus 52 - M binades (step 3)
+    C = (a.view(torch.int64) & _F64_EXP).clamp_(min=lo_bits).add_(c_offset).view(torch.float64)
     r = ((a + C) - C).clamp_(max=mv)
     if not fmt.subnormals:
-        r = torch.where(r < fmt.min_normal, 0.0, r)
+        r = torch.where(r < min_normal, 0.0, r)
     r = torch.copysign(r, v)
     if not fmt.has_neg_zero:
         r = r + 0.0  # -0 -> +0 (see the integers above)
@@ -446,6 +459,29 @@ def _im2col(x, k, stride, dilation):
     return x.permute(perm).reshape(B, C * math.prod(k), -1)
 
 
+def _im2row(x, k, stride, dilation):
+    """``(B*L, C*prod(k))`` rows of an already padded ``(B, C, *S)`` input: row ``b*L + l`` holds
+    output position ``l``'s window in :func:`_im2col`'s (unfold) order, ``(channel, kernel
+    position)``.
+
+    Built from a channels-last copy of the input: its windows are a strided view ``(B, o..,
+    k.., C)`` whose innermost dimension is contiguous, copied once into ``(B*L, prod(k), C)``,
+    then transposed to the reduction order by a second copy. Two copies with long contiguous
+    runs cost less than ``unfold`` plus a transpose, or one copy gathering runs of ``k[-1]``
+    values (3x slower on a 3x3 kernel).
+    """
+    nd = len(k)
+    B, C, *S = x.shape
+    xc = x.movedim(1, -1).contiguous()  # (B, *S, C)
+    st = xc.stride()
+    o = [(n - d * (kk - 1) - 1) // s + 1 for n, kk, s, d in zip(S, k, stride, dilation)]
+    win = xc.as_strided((B, *o, *k, C),
+                        (st[0], *(st[1 + i] * stride[i] for i in range(nd)),
+                         *(st[1 + i] * dilation[i] for i in range(nd)), 1), xc.storage_offset())
+    rows = win.reshape(-1, math.prod(k), C)  # copy: (B*L, kernel position, channel)
+    return rows.transpose(1, 2).reshape(-1, C * math.prod(k))
+
+
 def _conv_core(site, xq, wq, s_w, bias, s_a, k, stride, dilation, groups, dtype):
     """Convolution of quantised, padded ``xq`` (B, C, *S) with quantised rows ``wq`` (Cout, K)."""
     Bsz, C = xq.shape[:2]
@@ -458,11 +494,15 @@ def _conv_core(site, xq, wq, s_w, bias, s_a, k, stride, dilation, groups, dtype)
     out = torch.empty((Bsz, Cout, L), dtype=torch.float64, device=xq.device)
     per = max(1, _ROWS_PER_BLOCK // max(1, K * L))  # images per unfolded block
     base = site.index_base(Bsz * Cout * L, Bsz)
+    fast = emulation_path() == "fast"
     for b0 in range(0, Bsz, per):
         b1 = min(Bsz, b0 + per)
         for g in range(G):
-            cols = _im2col(xq[b0:b1, g * cin:(g + 1) * cin], k, stride, dilation)  # (b, K, L)
-            A = cols.transpose(1, 2).reshape(-1, K)
+            xg = xq[b0:b1, g * cin:(g + 1) * cin]
+            if fast:
+                A = _im2row(xg, k, stride, dilation)  # (b*L, K)
+            else:
+                A = _im2col(xg, k, stride, dilation).transpose(1, 2).reshape(-1, K)
             chans = slice(g * cout, (g + 1) * cout)
             init = init_all[chans].expand(A.shape[0], cout)
             # flat N C spatial index of output (b, c, l) = b*Cout*L + c*L + l
