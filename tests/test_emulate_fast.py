@@ -215,3 +215,28 @@ def test_conv_overflow_and_nan_inputs_fast_equals_reference(monkeypatch):
     for spec in ("a=fp8_e4m3,b=fp8_e4m3,acc=e5m6", "a=fp8_e4m3,b=fp8_e4m3,acc=e5m6,overflow=sat",
                  "a=int8,b=int8,acc=int16"):
         _run_both(monkeypatch, model, x, spec, calib=calib)
+
+
+def test_nz_range_bits_equal_plain_masking():
+    # kernels._nz_range reads magnitudes off the bit patterns; the obvious version masks zeros
+    import math
+
+    from psum.golden.emulation.kernels import _nz_range
+
+    def plain(t):
+        ax = t.abs()
+        return float(torch.where(ax > 0, ax, math.inf).min()), float(ax.max())
+
+    rng = np.random.default_rng(5)
+    cases = [torch.zeros(3), torch.tensor([0.0, -0.0]), torch.tensor([float("nan")]),
+             torch.tensor([float("inf"), 0.0, float("nan")]), torch.tensor([-float("inf"), 0.5]),
+             torch.tensor([0.0, -3.0, 1e-40, 2.0]), torch.tensor([1e-45, -0.0])]
+    for _ in range(200):
+        n = int(rng.integers(1, 40))
+        raw = rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32).view(np.float32)
+        cases.append(torch.from_numpy(np.where(rng.random(n) < 0.3, np.float32(0), raw)))
+        raw64 = rng.integers(0, 1 << 63, n, dtype=np.int64).view(np.float64)
+        cases.append(torch.from_numpy(np.where(rng.random(n) < 0.3, 0.0, raw64)))
+    for t in cases + [c.double() for c in cases[:7]] + [torch.arange(-3, 4).reshape(7, 1)[:, 0]]:
+        (mn, mx), (pm, px) = _nz_range(t), plain(t)
+        assert mn == pm and (mx == px or math.isnan(mx) and math.isnan(px)), t
