@@ -24,7 +24,7 @@ from psum.golden.emulation.ops import emulation_path, fast_quantize_ok, round_rn
 # fp16/bf16 (IEEE), OCP fp8 (fn and ieee), a custom e4m4, e5m6 / e6m9 accumulator-like formats,
 # fnuz, P3109 binary8p3 (no -0, inf at the top), a flush-to-zero format, fp32, integers
 FLOAT_FORMATS = ["fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "e4m4", "e5m6", "e6m9", "e4m3fnuz",
-                 "binary8p3", "e3m2_ftz", "e2m1", "fp32"]
+                 "binary8p3", "e3m2_ftz", "e2m1", "fp32", "e7m2_b120", "e7m3_b126"]
 INT_FORMATS = ["int8", "int4", "uint8", "int16", "int24"]
 
 
@@ -76,6 +76,34 @@ def test_round_rne_saturate_every_class(name):
     fmt = parse_format(name)
     assert fast_quantize_ok(fmt)
     _check(fmt, _float_classes(fmt))
+
+
+F32_FORMATS = [n for n in FLOAT_FORMATS if fast_quantize_ok(parse_format(n), torch.float32)]
+
+
+def test_float32_path_formats():
+    # bf16, fp32 and e7m3_b126 have subnormals below float32's normal range (bf16, fp32 also
+    # a range beyond its top binade): they stay on float64; e7m2_b120's smallest is 2**-121
+    assert F32_FORMATS == ["fp16", "fp8_e4m3", "fp8_e5m2", "e4m4", "e5m6", "e6m9", "e4m3fnuz",
+                           "binary8p3", "e3m2_ftz", "e2m1", "e7m2_b120"]
+
+
+def _check32(fmt, v: np.ndarray):
+    """The float32 path on float32 inputs against the reference on the same (exact) values."""
+    v = np.asarray(v, dtype=np.float32)
+    got = round_rne_saturate(torch.from_numpy(v.copy()), fmt)
+    assert got.dtype == torch.float32
+    _same(got.double().numpy(), _reference(fmt, v.astype(np.float64)))
+
+
+@pytest.mark.parametrize("name", F32_FORMATS)
+def test_round_rne_saturate_float32_every_class(name):
+    fmt = parse_format(name)
+    with np.errstate(over="ignore"):
+        pts = _float_classes(fmt).astype(np.float32)  # ties and neighbours as float32 sees them
+    tiny = np.float32(2.0**-126) * np.array([1, 0.5, 2.0**-23, 0.75, 3], dtype=np.float32)
+    _check32(fmt, np.concatenate([pts, tiny, -tiny, np.nextafter(tiny, np.float32(1))]))
+    _check32(fmt, _random_f32(1 << 16, fmt, seed=7))
 
 
 @pytest.mark.parametrize("name", INT_FORMATS)
@@ -137,6 +165,29 @@ def test_quantize_operand_fast_equals_reference(monkeypatch):
         got = ops.quantize_operand(x, fmt, scale)
         assert got.dtype == ref.dtype == torch.float64
         _same(got.numpy(), ref.numpy())
+
+
+@pytest.mark.parametrize("name", F32_FORMATS + ["bf16", "e7m3_b126", "int8"])
+def test_quantize_operand_scalar_scale_float32_equals_reference(monkeypatch, name):
+    # activations: float32 x, a Python-float power-of-two scale -> the float32 path where allowed;
+    # extreme scales push quotients into float32's subnormal range and past its overflow
+    fmt = parse_format(name)
+    rng = np.random.default_rng(4)
+    x = torch.from_numpy(np.concatenate([rng.standard_normal(4096), np.exp2(rng.uniform(-149, 127, 4096))
+                                         * rng.choice([-1, 1], 4096)]).astype(np.float32))
+    x[:5] = torch.tensor([float("nan"), float("inf"), -float("inf"), -0.0, 1e-45])
+    # double-rounding traps: with s = 2**126, x / s = t +- 2**-150 for ties t of the format's
+    # subnormal grid lands on t after float32's subnormal rounding (bits below 2**-149)
+    t = fmt.min_subnormal / 2 * np.arange(1, 16, 2) if fmt.is_float else np.array([0.5])
+    trap = np.concatenate([t + 2.0**-150, t - 2.0**-150, t + 2.0**-149]) * 2.0**126
+    trap = trap[trap.astype(np.float32).astype(np.float64) == trap].astype(np.float32)
+    x = torch.cat([x, torch.from_numpy(trap), -torch.from_numpy(trap)])
+    for scale in (1.0, 0.25, 2.0**-126, 2.0**126, 2.0**-127, 2.0**-128, 2.0**-129, 2.0**-140, 2.0**127,
+                  2.0**130, 3.0, 2.0**100):
+        monkeypatch.setenv("PSUM_EMULATE_PATH", "reference")
+        ref = ops.quantize_operand(x, fmt, scale)
+        monkeypatch.setenv("PSUM_EMULATE_PATH", "fast")
+        _same(ops.quantize_operand(x, fmt, scale).numpy(), ref.numpy())
 
 
 def test_emulation_path_bad_value(monkeypatch):

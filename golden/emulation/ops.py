@@ -115,6 +115,12 @@ def _quantize(x, fmt, scale):
     # the same float64 quotient (an IEEE division; exact when the scale is a power of two) and the
     # same NaN -> 0 as the reference below
     if emulation_path() == "fast" and fast_quantize_ok(fmt):
+        if x.dtype == torch.float32 and _f32_scale_ok(scale) and fast_quantize_ok(fmt, torch.float32):
+            # float32 all the way (no float64 copy of the activations): x * (1/s) with s a power
+            # of two in [2**-126, 2**126] is exact unless it underflows below 2**-126 or
+            # overflows; both cases give the reference's result (round_rne_saturate, Notes)
+            v = torch.nan_to_num(x.detach() * (1.0 / scale), nan=0.0)
+            return round_rne_saturate(v, fmt)
         v = torch.nan_to_num(x.detach().double() / scale, nan=0.0)
         return round_rne_saturate(v, fmt).to(torch.float32 if _in_float32(fmt) else torch.float64)
     v = (x.detach().double() / scale).cpu().numpy()
@@ -156,52 +162,68 @@ def _in_float32(fmt) -> bool:
     return False
 
 
-@functools.lru_cache(maxsize=256)
-def fast_quantize_ok(fmt) -> bool:
-    """Whether :func:`round_rne_saturate` computes ``fmt``'s saturating RNE encoding exactly.
+def _f32_scale_ok(scale) -> bool:
+    """A Python float power of two whose float32 reciprocal is exact and normal-range enough."""
+    return isinstance(scale, float) and math.frexp(scale)[0] == 0.5 and 2.0**-126 <= scale <= 2.0**126
 
-    Integer formats up to 53 bits (every value, and every clamp bound, exact in float64); float
-    formats with at least one stored mantissa bit (with none, P3109's ``binary8p1``, "even" is
-    the code's parity, not the significand's), at most 51 (the magic constant below), whose
-    saturating overflow codes are the largest finite value by sign (so saturation is a clamp),
-    and whose rounding binades keep the magic constant a normal float64 number.
+
+@functools.lru_cache(maxsize=512)
+def fast_quantize_ok(fmt, dtype=torch.float64) -> bool:
+    """Whether :func:`round_rne_saturate` computes ``fmt``'s saturating RNE encoding exactly on
+    ``dtype`` (float64 or float32) values.
+
+    Float64: integer formats up to 53 bits (every value, and every clamp bound, exact in
+    float64); float formats with at least one stored mantissa bit (with none, P3109's
+    ``binary8p1``, "even" is the code's parity, not the significand's), at most 51 (the magic
+    constant below), whose saturating overflow codes are the largest finite value by sign (so
+    saturation is a clamp), and whose rounding binades keep the magic constant a normal float64.
+    Float32 (float formats only), also: at most 22 mantissa bits, every constant (down to the
+    lowest binade, up to ``2 * max_value``'s) a normal float32, and a smallest nonzero magnitude
+    of at least ``2**-125``, so every value below float32's normal range rounds to zero (the
+    argument for the float32 path in :func:`round_rne_saturate`).
     """
     if isinstance(fmt, IntFormat):
-        return fmt.bits <= 53
+        return fmt.bits <= 53 and dtype == torch.float64
     if not isinstance(fmt, FloatFormat) or not 1 <= fmt.man_bits <= 51:
         return False
     pos, neg = fmt.overflow_codes("rne", True)
     if (float(fmt.decode(np.uint64(pos))), float(fmt.decode(np.uint64(neg)))) != (fmt.max_value, -fmt.max_value):
         return False
     lowest = fmt.emin - (0 if fmt.subnormals else 2)
+    if dtype == torch.float32:
+        top = math.frexp(2.0 * fmt.max_value)[1] - 1
+        return (fmt.man_bits <= 22 and lowest >= -126 and lowest - fmt.man_bits + 23 >= -126
+                and top - fmt.man_bits + 23 <= 127 and fmt.min_subnormal >= 2.0**-125)
     return lowest >= -1022 and lowest - fmt.man_bits + 52 >= -1022 and 2.0 * fmt.max_value < 2.0**1000
 
 
-_F64_EXP = 0x7FF << 52  # float64's exponent field
+# (int view, exponent field mask, bias, fraction bits) of each host float
+_HOST = {torch.float64: (torch.int64, 0x7FF << 52, 1023, 52), torch.float32: (torch.int32, 0xFF << 23, 127, 23)}
 
 
-@functools.lru_cache(maxsize=256)
-def _float_consts(fmt):
+@functools.lru_cache(maxsize=512)
+def _float_consts(fmt, dtype):
     """:func:`round_rne_saturate`'s per-format constants (the format properties decode codes)."""
+    _, _, bias, frac = _HOST[dtype]
     lowest = fmt.emin if fmt.subnormals else fmt.emin - 2
-    return (fmt.max_value, 2.0 * fmt.max_value, (lowest + 1023) << 52, (52 - fmt.man_bits) << 52,
+    return (fmt.max_value, 2.0 * fmt.max_value, (lowest + bias) << frac, (frac - fmt.man_bits) << frac,
             fmt.min_normal)
 
 
 def round_rne_saturate(v: torch.Tensor, fmt) -> torch.Tensor:
-    """``fmt.decode(fmt.encode(v, "rne", saturate=True))`` in torch float64 ops (any device).
+    """``fmt.decode(fmt.encode(v, "rne", saturate=True))`` in torch ops on ``v``'s float type (any device).
 
     Parameters
     ----------
-    v : torch.Tensor of float64, any shape
+    v : torch.Tensor of float64 or float32, any shape
         Values to round; no NaN (the callers map NaN to 0 first, as the reference does); +-inf
         saturate.
     fmt : IntFormat or FloatFormat
-        A format :func:`fast_quantize_ok` accepts.
+        A format :func:`fast_quantize_ok` accepts for ``v.dtype``.
 
     Returns
     -------
-    torch.Tensor of float64, v's shape
+    torch.Tensor of v's dtype and shape
         The values of ``fmt`` the rule book's round-to-nearest-even gives, saturated to the
         largest finite magnitude; the same values and zero signs as golden's encoder, which stays
         the reference (``psum.golden._vector.round_float``).
@@ -215,7 +237,8 @@ def round_rne_saturate(v: torch.Tensor, fmt) -> torch.Tensor:
     to ``[min_int, max_int]`` is saturation; ``+ 0.0`` turns a ``-0`` (``round(-0.3)``) into the
     integer code 0's ``+0`` (IEEE 754 section 6.3: ``-0 + +0 = +0`` under RNE).
 
-    *Floats* (``M`` stored mantissa bits, ``1 <= M <= 51``). ``round_float`` rounds
+    *Floats* (``M`` stored mantissa bits, ``1 <= M <= 51``; written for float64, ``P = 53``;
+    float32, ``P = 24``, reads the same with ``2**52`` -> ``2**23``, ``M <= 22`` and 1023 -> 127). ``round_float`` rounds
     ``a = |v|`` at the quantum ``2**(e - M)`` of its binade ``e = max(E, emin)`` (``E`` =
     ``floor(log2 a)``; ``E`` unclamped without subnormals), ties to an even multiple, with an
     unbounded exponent; a result above the largest finite value overflows (saturating: the
@@ -244,6 +267,15 @@ def round_rne_saturate(v: torch.Tensor, fmt) -> torch.Tensor:
        ``copysign`` gives ``-0`` for a negative ``v`` that rounds to zero (and for ``v = -0``),
        as ``round_float`` ORs the sign into code 0; formats without ``-0`` get ``+0``.
 
+    *The float32 caller* (``_quantize``, activations): ``v = x * (1/s)`` in float32, with ``x``
+    float32 and ``s`` a power of two in ``[2**-126, 2**126]`` (so ``1/s`` is an exact float32),
+    is the reference's float64 quotient ``x / s`` exactly, except (i) when ``|x / s| < 2**-126``
+    (float32's subnormal range rounds it to at most ``2**-126``, sign kept) -- both values then
+    round to a signed zero in ``fmt``, whose smallest nonzero magnitude is at least ``2**-125``
+    (``fast_quantize_ok``), so at most half of it, a tie going to the even zero -- and (ii) on
+    float32 overflow, where ``+-inf`` saturates like the reference's large quotient. ``C`` stays
+    a normal float32 for ``e`` from the lowest binade to ``2 * max_value``'s (checked there).
+
     The tests (``tests/test_emulate_fast.py``) check this against ``fmt.encode``/``decode`` on
     every code of each format, the midpoints between neighbouring codes and one float64 ulp
     either side, the overflow threshold, the subnormal range, +-0, +-inf and millions of random
@@ -251,11 +283,13 @@ def round_rne_saturate(v: torch.Tensor, fmt) -> torch.Tensor:
     """
     if isinstance(fmt, IntFormat):
         return torch.round(v).clamp_(float(fmt.min_int), float(fmt.max_int)) + 0.0
-    mv, two_mv, lo_bits, c_offset, min_normal = _float_consts(fmt)
+    ity, exp_field = _HOST[v.dtype][:2]
+    mv, two_mv, lo_bits, c_offset, min_normal = _float_consts(fmt, v.dtype)
     a = v.abs().clamp_(max=two_mv)
-    # C's bit pattern: a's biased exponent field (step 2: a float64 subnormal or zero reads as
-    # 2**-1023, below every clamp), clamped to the lowest binade, plus 52 - M binades (step 3)
-    C = (a.view(torch.int64) & _F64_EXP).clamp_(min=lo_bits).add_(c_offset).view(torch.float64)
+    # C's bit pattern: a's biased exponent field (step 2: a host subnormal or zero reads as
+    # 2**-1023 / 2**-127, below every clamp), clamped to the lowest binade, plus P - 1 - M
+    # binades (step 3)
+    C = (a.view(ity) & exp_field).clamp_(min=lo_bits).add_(c_offset).view(v.dtype)
     r = ((a + C) - C).clamp_(max=mv)
     if not fmt.subnormals:
         r = torch.where(r < min_normal, 0.0, r)
