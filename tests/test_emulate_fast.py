@@ -156,15 +156,21 @@ def test_quantize_operand_fast_equals_reference(monkeypatch):
     rng = np.random.default_rng(3)
     x = torch.from_numpy(rng.standard_normal((64, 33)).astype(np.float32) * 50)
     x[0, :4] = torch.tensor([float("nan"), float("inf"), -float("inf"), -0.0])
-    scale = torch.exp2(torch.randint(-3, 4, (64, 1)).double())
+    pow2 = torch.exp2(torch.randint(-3, 4, (64, 1)).double())  # per-row weight scales
+    extreme = pow2.clone()
+    extreme[:4, 0] = torch.tensor([2.0**-126, 2.0**126, 2.0**-128, 2.0**127])
+    not_pow2 = pow2.clone()
+    not_pow2[5, 0] = 3.0  # one row not a power of two: the float64 path for the whole tensor
     for name in FLOAT_FORMATS + INT_FORMATS + ["binary8p1"]:
         fmt = parse_format(name)
-        monkeypatch.setenv("PSUM_EMULATE_PATH", "reference")
-        ref = ops.quantize_operand(x, fmt, scale)
-        monkeypatch.setenv("PSUM_EMULATE_PATH", "fast")
-        got = ops.quantize_operand(x, fmt, scale)
-        assert got.dtype == ref.dtype == torch.float64
-        _same(got.numpy(), ref.numpy())
+        for scale in (pow2, extreme, not_pow2):
+            for xs in (x, x.double()):
+                monkeypatch.setenv("PSUM_EMULATE_PATH", "reference")
+                ref = ops.quantize_operand(xs, fmt, scale)
+                monkeypatch.setenv("PSUM_EMULATE_PATH", "fast")
+                got = ops.quantize_operand(xs, fmt, scale)
+                assert got.dtype == ref.dtype == torch.float64
+                _same(got.numpy(), ref.numpy())
 
 
 @pytest.mark.parametrize("name", F32_FORMATS + ["bf16", "e7m3_b126", "int8"])
@@ -291,3 +297,19 @@ def test_nz_range_bits_equal_plain_masking():
     for t in cases + [c.double() for c in cases[:7]] + [torch.arange(-3, 4).reshape(7, 1)[:, 0]]:
         (mn, mx), (pm, px) = _nz_range(t), plain(t)
         assert mn == pm and (mx == px or math.isnan(mx) and math.isnan(px)), t
+
+
+def test_observe_equals_abs_max():
+    # Site.observe takes max |x| from aminmax (one pass); the plain abs().max() is the reference
+    site = ops.Site("s", "conv2d", "a=fp16,b=fp16,acc=fp16")
+    cases = [torch.tensor([-3.0, 2.0]), torch.tensor([-0.0, 0.0]), torch.tensor([1.0, float("nan")]),
+             torch.tensor([-float("inf"), 1.0]), torch.tensor([5.0, -7.5]).double(), torch.randn(4, 5, 6)]
+    for i, t in enumerate(cases):
+        site.amax.clear()
+        site.observe("a", t)
+        want = max(0.0, float(t.abs().max()))  # the former observe, NaN included
+        got = site.amax["a"]
+        assert got == want or (np.isnan(got) and np.isnan(want)), (i, got, want)
+    site.amax.clear()
+    site.observe("a", torch.empty(0))
+    assert site.amax["a"] == 0.0

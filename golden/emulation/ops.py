@@ -116,10 +116,11 @@ def _quantize(x, fmt, scale):
     # same NaN -> 0 as the reference below
     if emulation_path() == "fast" and fast_quantize_ok(fmt):
         if x.dtype == torch.float32 and _f32_scale_ok(scale) and fast_quantize_ok(fmt, torch.float32):
-            # float32 all the way (no float64 copy of the activations): x * (1/s) with s a power
-            # of two in [2**-126, 2**126] is exact unless it underflows below 2**-126 or
+            # float32 all the way (no float64 copy of activations or weights): x * (1/s) with s a
+            # power of two in [2**-126, 2**126] is exact unless it underflows below 2**-126 or
             # overflows; both cases give the reference's result (round_rne_saturate, Notes)
-            v = torch.nan_to_num(x.detach() * (1.0 / scale), nan=0.0)
+            inv = 1.0 / scale if isinstance(scale, float) else (1.0 / scale).float()
+            v = torch.nan_to_num(x.detach() * inv, nan=0.0)
             return round_rne_saturate(v, fmt)
         v = torch.nan_to_num(x.detach().double() / scale, nan=0.0)
         return round_rne_saturate(v, fmt).to(torch.float32 if _in_float32(fmt) else torch.float64)
@@ -163,8 +164,13 @@ def _in_float32(fmt) -> bool:
 
 
 def _f32_scale_ok(scale) -> bool:
-    """A Python float power of two whose float32 reciprocal is exact and normal-range enough."""
-    return isinstance(scale, float) and math.frexp(scale)[0] == 0.5 and 2.0**-126 <= scale <= 2.0**126
+    """Powers of two in ``[2**-126, 2**126]`` (a Python float, or a float64 tensor of per-row
+    scales): their reciprocals are exact float32 numbers."""
+    if isinstance(scale, float):
+        return math.frexp(scale)[0] == 0.5 and 2.0**-126 <= scale <= 2.0**126
+    if isinstance(scale, torch.Tensor) and scale.dtype == torch.float64:
+        return bool(((torch.frexp(scale)[0] == 0.5) & (scale >= 2.0**-126) & (scale <= 2.0**126)).all())
+    return False
 
 
 @functools.lru_cache(maxsize=512)
@@ -365,7 +371,8 @@ class Site:
     # -- operands ------------------------------------------------------------------------------
     def observe(self, which: str, x) -> None:
         """Widen the calibrated max |x| of operand ``which`` ("a" or "b") by ``x`` (calibration)."""
-        v = float(x.detach().abs().max()) if x.numel() else 0.0
+        # one pass, no |x| copy; NaN propagates as with abs().max()
+        v = max(-float((mm := torch.aminmax(x.detach()))[0]), float(mm[1])) if x.numel() else 0.0
         self.amax[which] = max(self.amax.get(which, 0.0), v)
 
     def calibrate(self, amax, which: str = "a") -> None:
@@ -380,9 +387,11 @@ class Site:
         return float(compute_scale(amax, fmt, self.act_scale)[0])
 
     def weight(self, w, build, fmt=None, per_row=True):
-        """``(quantised rows (R, K) float64, scales (R,))`` of a weight, cached per tensor version.
+        """``(quantised rows (R, K), scales (R,) float64)`` of a weight, cached per tensor version.
 
-        ``build()`` gives the float64 ``(R, K)`` matrix whose rows are output channels.
+        ``build()`` gives the ``(R, K)`` matrix whose rows are output channels, in the weight's
+        dtype (the scales and the quantiser take float32 or float64 values alike and compute in
+        float64 or, where exact, float32). The rows are float32 where every value of ``fmt`` is.
         """
         fmt = self.spec.b if fmt is None else fmt
         key = (w.data_ptr(), w._version, tuple(w.shape), w.device, per_row)
@@ -402,7 +411,7 @@ class Site:
     def operand(self, which, x, fmt):
         """Quantised values and scale of a matmul operand: a Parameter is a weight (per tensor)."""
         if isinstance(x, torch.nn.Parameter):
-            m = x.detach().double().reshape(1, -1)
+            m = x.detach().reshape(1, -1)
             q, s = self.weight(x, lambda: m, fmt=fmt, per_row=False)
             return q.reshape(x.shape), float(s[0])
         s = self.act_scale_of(which, x, fmt)
@@ -457,7 +466,7 @@ def linear(site: Site, x, weight, bias=None):
     spec = site.spec
     N, K = weight.shape
     s_a = site.act_scale_of("a", x, spec.a)
-    wq, s_w = site.weight(weight, lambda: weight.detach().reshape(N, -1).double())
+    wq, s_w = site.weight(weight, lambda: weight.detach().reshape(N, -1))
     site.last_scales = (s_a, s_w)
     xa = _quantize(x.reshape(-1, K), spec.a, s_a)
     M = xa.shape[0]
@@ -579,7 +588,7 @@ def conv(site: Site, x, weight, bias=None, stride=1, padding=0, dilation=1, grou
     pads = _pads(padding, k, dilation, nd)
     s_a = site.act_scale_of("a", x, site.spec.a)
     Cout = weight.shape[0]
-    wq, s_w = site.weight(weight, lambda: weight.detach().reshape(Cout, -1).double())
+    wq, s_w = site.weight(weight, lambda: weight.detach().reshape(Cout, -1))
     site.last_scales = (s_a, s_w)
     xq = _quantize(x, site.spec.a, s_a)  # each activation once; padding adds exact +0
     if any(p != (0, 0) for p in pads):
@@ -606,7 +615,7 @@ def conv_transpose(site: Site, x, weight, bias=None, stride=1, padding=0, output
 
     def build():
         # (Cin, Cout/G, *k) -> per group (Cout/G, Cin/G, *k), kernel flipped: the direct conv's weight
-        w = weight.detach().double().reshape(G, cin, coutg, *k).transpose(1, 2)
+        w = weight.detach().reshape(G, cin, coutg, *k).transpose(1, 2)
         return w.flip(dims=tuple(range(3, 3 + nd))).reshape(G * coutg, -1)
 
     s_a = site.act_scale_of("a", x, site.spec.a)
