@@ -313,3 +313,28 @@ def test_observe_equals_abs_max():
     site.amax.clear()
     site.observe("a", torch.empty(0))
     assert site.amax["a"] == 0.0
+
+
+@pytest.mark.parametrize("shape,k,stride,dilation", [
+    ((2, 3, 7, 8), (3, 3), (1, 1), (1, 1)), ((1, 5, 9, 6), (3, 2), (2, 1), (1, 2)),
+    ((3, 2, 5, 5), (1, 1), (2, 2), (1, 1)), ((2, 4, 6, 11), (2, 5), (1, 3), (2, 1)),
+    ((1, 1, 3, 3), (3, 3), (1, 1), (1, 1))])
+def test_im2row_c_equals_torch_and_unfold(monkeypatch, shape, k, stride, dilation):
+    # the C copy loop, the torch strided copy and unfold + transpose give the same rows, also on
+    # a channel slice (a group: strided batch dimension)
+    from psum.golden.emulation.kernels import c_kernel_available
+
+    x = torch.randn(*shape)
+    for xs in (x, torch.cat([x, x], dim=1)[:, 1:1 + shape[1]]):
+        K = shape[1] * k[0] * k[1]
+        want = ops._im2col(xs, k, stride, dilation).transpose(1, 2).reshape(-1, K)
+        monkeypatch.setattr(ops, "_C_IM2ROW", False)
+        assert torch.equal(ops._im2row(xs, k, stride, dilation), want)
+        monkeypatch.setattr(ops, "_C_IM2ROW", True)
+        got = ops._im2row(xs, k, stride, dilation)
+        assert got.is_contiguous() and torch.equal(got, want)
+    if c_kernel_available():
+        from psum.golden.emulation.kernels import im2row2d
+
+        assert im2row2d(x, k, stride, dilation) is not None
+        assert im2row2d(x.double(), k, stride, dilation) is None  # float64: the torch rows

@@ -237,6 +237,9 @@ def _lib():
                 lib.psum_isa.restype = ctypes.c_int
                 lib.psum_lanes.argtypes = [ctypes.c_int, ctypes.c_int]
                 lib.psum_lanes.restype = ctypes.c_int
+                lib.psum_im2row2d_f32.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 13 + [
+                    ctypes.c_void_p, ctypes.c_int]
+                lib.psum_im2row2d_f32.restype = None
                 _LIB = lib
             except OSError as exc:
                 _LIB_ERROR = str(exc)
@@ -576,6 +579,27 @@ def _run_c(spec, A, B, init, *, row_base, col_stride, k_offset, seed, w, nthread
         lib.psum_accumulate(ctypes.byref(p), 0 if w == 24 else 1, A_.data_ptr(), B_.data_ptr(),
                             out.data_ptr())
     return (out if Np == N else out[:, :N]).double()
+
+
+def im2row2d(x, k, stride, dilation):
+    """``(B*OH*OW, C*KH*KW)`` rows of a padded float32 ``(B, C, H, W)`` CPU tensor whose last
+    dimension is contiguous, in convolution order (row ``(b, oh, ow)``, column ``(c, i, j)``):
+    the C library's copy loop (``psum_im2row2d_f32``); ``None`` when it does not apply (no C
+    library, another dtype or device, a strided last dimension)."""
+    import torch
+
+    lib = _lib()
+    if lib is None or x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 4 or (
+            x.shape[3] > 1 and x.stride(3) != 1):
+        return None
+    B, C, H, W = x.shape
+    (KH, KW), (SH, SW), (DH, DW) = k, stride, dilation
+    OH, OW = (H - DH * (KH - 1) - 1) // SH + 1, (W - DW * (KW - 1) - 1) // SW + 1
+    out = torch.empty((B * OH * OW, C * KH * KW), dtype=torch.float32)
+    if out.numel():
+        lib.psum_im2row2d_f32(x.data_ptr(), B, C, x.stride(0), x.stride(1), x.stride(2), KH, KW, SH, SW,
+                              DH, DW, OH, OW, out.data_ptr(), torch.get_num_threads())
+    return out
 
 
 def _wrap(spec, v):

@@ -53,7 +53,7 @@ from psum.golden.blocks import BlockFormat
 from psum.golden.formats import FloatFormat, IntFormat
 from psum.golden.rounding import Rounding
 from psum.golden.spec import MacSpec
-from .kernels import BACKENDS, accumulate_order, fmix32
+from .kernels import BACKENDS, accumulate_order, fmix32, im2row2d
 
 __all__ = ["Site", "linear", "conv", "conv_transpose", "matmul", "einsum_plan", "einsum",
            "compute_scale", "quantize_operand", "round_rne_saturate", "fast_quantize_ok", "emulation_path",
@@ -502,17 +502,25 @@ def _im2col(x, k, stride, dilation):
     return x.permute(perm).reshape(B, C * math.prod(k), -1)
 
 
+_C_IM2ROW = True  # tests switch it off to check the torch rows against the C ones
+
+
 def _im2row(x, k, stride, dilation):
     """``(B*L, C*prod(k))`` rows of an already padded ``(B, C, *S)`` input: row ``b*L + l`` holds
     output position ``l``'s window in :func:`_im2col`'s (unfold) order, ``(channel, kernel
     position)``.
 
-    Built from a channels-last copy of the input: its windows are a strided view ``(B, o..,
+    2-D float32 on the CPU: the C library's loop (:func:`~.kernels.im2row2d`). Otherwise built
+    from a channels-last copy of the input: its windows are a strided view ``(B, o..,
     k.., C)`` whose innermost dimension is contiguous, copied once into ``(B*L, prod(k), C)``,
     then transposed to the reduction order by a second copy. Two copies with long contiguous
     runs cost less than ``unfold`` plus a transpose, or one copy gathering runs of ``k[-1]``
     values (3x slower on a 3x3 kernel).
     """
+    if len(k) == 2 and _C_IM2ROW:
+        rows = im2row2d(x, k, stride, dilation)  # the C library's copy loop (float32, CPU)
+        if rows is not None:
+            return rows
     nd = len(k)
     B, C, *S = x.shape
     xc = x.movedim(1, -1).contiguous()  # (B, *S, C)

@@ -806,3 +806,38 @@ double psum_slow_step(const params_t *P, double acc, double a, double b, uint32_
 uint32_t psum_sr_rand(uint32_t seed, int64_t idx, int64_t step, int bits) {
     return sr_rand(seed, idx, step, bits);
 }
+
+/* im2row of a 2-D convolution (golden/emulation/ops.py, _im2row): data movement only, no
+   arithmetic, so exactness is not in question -- every value is copied, none computed.
+   out[(b*OH + oh)*OW + ow][(c*KH + i)*KW + j] = x[b][c][oh*SH + i*DH][ow*SW + j*DW] for an
+   already zero-padded float32 input with element strides (sb, sc, sh, 1). Why in C: the rows'
+   reduction order (channel, kernel row, kernel column) gathers runs of KW values (3 for a 3x3
+   kernel), which torch moves with two strided copies; here rows are written once, in order,
+   while the KH-row window of every channel stays in L1, and the common kernel widths (1, 3
+   with DW = 1) are unrolled at compile time. */
+#define IM2ROW_BODY(KWC, DWC)                                                                 \
+    for (int64_t ow = 0; ow < OW; ow++) {                                                     \
+        const float *xw = xb + ow * SW;                                                       \
+        for (int64_t c = 0; c < C; c++) {                                                     \
+            const float *xc = xw + c * sc;                                                    \
+            for (int64_t i = 0; i < KH; i++) {                                                \
+                const float *xr = xc + i * DH * sh;                                           \
+                for (int64_t j = 0; j < (KWC); j++) d[j] = xr[j * (DWC)];                     \
+                d += (KWC);                                                                   \
+            }                                                                                 \
+        }                                                                                     \
+    }
+void psum_im2row2d_f32(const float *x, int64_t B, int64_t C, int64_t sb, int64_t sc, int64_t sh,
+                       int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t DH, int64_t DW,
+                       int64_t OH, int64_t OW, float *out, int nthreads) {
+    const int64_t K = C * KH * KW;
+    #pragma omp parallel for collapse(2) num_threads(nthreads) if (nthreads > 1)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t oh = 0; oh < OH; oh++) {
+            const float *xb = x + b * sb + oh * SH * sh;
+            float *d = out + (b * OH + oh) * OW * K;
+            if (KW == 3 && DW == 1) { IM2ROW_BODY(3, 1) }
+            else if (KW == 1) { IM2ROW_BODY(1, 1) }
+            else { IM2ROW_BODY(KW, DW) }
+        }
+}
