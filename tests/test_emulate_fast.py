@@ -294,7 +294,9 @@ def test_nz_range_bits_equal_plain_masking():
         cases.append(torch.from_numpy(np.where(rng.random(n) < 0.3, np.float32(0), raw)))
         raw64 = rng.integers(0, 1 << 63, n, dtype=np.int64).view(np.float64)
         cases.append(torch.from_numpy(np.where(rng.random(n) < 0.3, 0.0, raw64)))
-    for t in cases + [c.double() for c in cases[:7]] + [torch.arange(-3, 4).reshape(7, 1)[:, 0]]:
+    views = [torch.tensor([[0.0, -2.0, 1e-3]]).expand(5, 3), torch.tensor([[0.0], [-7.0]]).expand(2, 4),
+             torch.zeros(1, 1).expand(3, 3)]  # broadcast inits
+    for t in cases + views + [c.double() for c in cases[:7]] + [torch.arange(-3, 4).reshape(7, 1)[:, 0]]:
         (mn, mx), (pm, px) = _nz_range(t), plain(t)
         assert mn == pm and (mx == px or math.isnan(mx) and math.isnan(px)), t
 

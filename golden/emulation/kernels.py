@@ -345,6 +345,9 @@ def _nz_range(x):
 
     if not x.numel():
         return math.inf, 0.0
+    if any(st == 0 and n > 1 for st, n in zip(x.stride(), x.shape)):
+        # a broadcast view (an accumulate's init): its values are those of one slice
+        x = x[tuple(slice(0, 1) if st == 0 else slice(None) for st in x.stride())]
     ity = {torch.float32: torch.int32, torch.float64: torch.int64}.get(x.dtype)
     if ity is None:
         ax = x.abs()
@@ -368,7 +371,7 @@ def _nz_range(x):
 _HOST_FLOAT = {24: NAMED["fp32"], 53: NAMED["fp64"]}
 
 
-def float_path_ok(spec: MacSpec, w: int, A=None, B=None) -> bool:
+def float_path_ok(spec: MacSpec, w: int, A=None, B=None, a_range=None) -> bool:
     """True when the TwoSum/round-to-odd algorithm in a ``w``-bit host float (24 or 53) is exact.
 
     Conditions: the exact product fits (``p_a + p_b <= w``), round-to-odd at ``w`` bits followed
@@ -380,7 +383,7 @@ def float_path_ok(spec: MacSpec, w: int, A=None, B=None) -> bool:
     if verdict is not None:
         return verdict
     if A is not None:
-        amin, amax = _nz_range(A)
+        amin, amax = _nz_range(A) if a_range is None else a_range
         bmin, bmax = _nz_range(B)
         if not (math.isfinite(amax) and math.isfinite(bmax)):
             return False
@@ -525,11 +528,11 @@ def fp16_native(spec: MacSpec) -> int:
     return 0
 
 
-def _int_exact_bound(spec: MacSpec, A, B, init, K):
+def _int_exact_bound(spec: MacSpec, A, B, init, K, a_range=None):
     """Largest |partial sum| bound of an integer MAC (products after fitting)."""
     amax, bmax = _fmt_range(spec.a)[1], _fmt_range(spec.b)[1]
     if K * amax * bmax >= 2.0**24:  # the formats alone do not bound it well: look at the data
-        amax, bmax = _nz_range(A)[1], _nz_range(B)[1]
+        amax, bmax = (_nz_range(A) if a_range is None else a_range)[1], _nz_range(B)[1]
     pmax = amax * bmax
     if spec.prod is not None:
         pmax = min(pmax, float(max(abs(spec.prod.min_int), spec.prod.max_int)))
@@ -909,7 +912,7 @@ def _accumulate_fixed(spec, A, B, init, backend, **kw):
 # Public entry point
 # ---------------------------------------------------------------------------------------------
 def accumulate(spec, A, B, init, *, row_base=None, col_stride=1, k_offset=0, seed=0,
-               backend="auto", stats=None):
+               backend="auto", stats=None, a_range=None):
     """Sequential MAC accumulation of a GEMM, bit-identical to ``mac_step`` per element.
 
     Parameters
@@ -934,6 +937,12 @@ def accumulate(spec, A, B, init, *, row_base=None, col_stride=1, k_offset=0, see
     stats : callable, optional
         Forces the numpy backend and is called as ``stats(spec, old_codes, products, new_codes,
         flags)`` after every step (``flags``: the rounder's, see :func:`psum.golden.mac_step`).
+    a_range : (float, float), optional
+        Bounds ``(lo, hi)`` with ``lo <= `` every nonzero ``|A|`` and ``hi >=`` every ``|A|``,
+        when the caller knows them cheaply (an im2col matrix holds only its input's values and
+        padding zeros, so the input's :func:`_nz_range` bounds it at a ninth of the cost for a
+        3x3 kernel). Only the choice of an exact path reads them (wider bounds choose more
+        conservatively); default: computed from ``A``.
 
     Returns
     -------
@@ -960,9 +969,10 @@ def accumulate(spec, A, B, init, *, row_base=None, col_stride=1, k_offset=0, see
         return _accumulate_fixed(spec, A, B, init, backend, **kw)
     cpu = A.device.type == "cpu"
     if spec.int_acc:
-        bound = _int_exact_bound(spec, A, B, init, K)
+        bound = _int_exact_bound(spec, A, B, init, K, a_range)
         prod_inert = spec.prod is None or _fmt_range(spec.a)[1] * _fmt_range(spec.b)[1] <= min(
-            spec.prod.max_int, -spec.prod.min_int) or _nz_range(A)[1] * _nz_range(B)[1] <= min(
+            spec.prod.max_int, -spec.prod.min_int) or (
+            _nz_range(A) if a_range is None else a_range)[1] * _nz_range(B)[1] <= min(
             spec.prod.max_int, -spec.prod.min_int)
         if backend in ("auto", "gemm") and not spec.saturate and prod_inert and bound < 2.0**53:
             # Exact GEMM: every partial sum is an integer below 2**24 (float32) / 2**53 (float64)
@@ -989,12 +999,12 @@ def accumulate(spec, A, B, init, *, row_base=None, col_stride=1, k_offset=0, see
         return _run_int_torch(spec, A, B, init)
     if backend == "gemm":
         raise ValueError("backend gemm applies only to wrap-around integer accumulators")
-    ok53 = float_path_ok(spec, 53, A, B)
+    ok53 = float_path_ok(spec, 53, A, B, a_range)
     # The C kernel carries a NaN result on as a NaN value; an accumulator without NaN holds +0
     # there and keeps accumulating (nan_result_code), so such data takes the torch/numpy paths.
     c_ok = ok53 and (spec.acc.has_nan or bool(torch.isfinite(A).all() and torch.isfinite(B).all()))
     if backend in ("auto", "c") and cpu and _lib() is not None and c_ok:
-        w = 24 if (spec.rounding is not Rounding.SR and float_path_ok(spec, 24, A, B)) else 53
+        w = 24 if (spec.rounding is not Rounding.SR and float_path_ok(spec, 24, A, B, a_range)) else 53
         return _run_c(spec, A, B, init, w=w, **kw)
     if backend == "c":
         raise ValueError(f"backend c is unavailable or inexact for {spec}")
@@ -1219,7 +1229,7 @@ def _ilv(spec, L, A, B, init, *, row_base, col_stride, seed, backend):
 
 
 def accumulate_order(spec, A, B, init, *, row_base=None, col_stride=1, seed=0, backend="auto",
-                     stats=None):
+                     stats=None, a_range=None):
     """:func:`accumulate` for any ``spec.order``.
 
     ``seq``
@@ -1270,8 +1280,8 @@ def accumulate_order(spec, A, B, init, *, row_base=None, col_stride=1, seed=0, b
     spec = MacSpec.parse(spec)  # MacSpec has validated the order against the spec already
     order = spec.order
     kw = dict(row_base=row_base, col_stride=col_stride, seed=seed)
-    if order.kind == "seq":
-        return accumulate(spec, A, B, init, backend=backend, stats=stats, **kw)
+    if order.kind == "seq":  # a_range: see accumulate (the other orders look at their blocks)
+        return accumulate(spec, A, B, init, backend=backend, stats=stats, a_range=a_range, **kw)
     if stats is not None:
         raise ValueError(f"partial-sum statistics need order=seq, not {order}")
     if order.kind == "tree":

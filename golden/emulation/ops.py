@@ -53,7 +53,7 @@ from psum.golden.blocks import BlockFormat
 from psum.golden.formats import FloatFormat, IntFormat
 from psum.golden.rounding import Rounding
 from psum.golden.spec import MacSpec
-from .kernels import BACKENDS, accumulate_order, fmix32, im2row2d
+from .kernels import BACKENDS, _nz_range, accumulate_order, fmix32, im2row2d
 
 __all__ = ["Site", "linear", "conv", "conv_transpose", "matmul", "einsum_plan", "einsum",
            "compute_scale", "quantize_operand", "round_rne_saturate", "fast_quantize_ok", "emulation_path",
@@ -434,10 +434,11 @@ class Site:
         output elements each (dimension 0 is the batch, as in every psum network)."""
         return self.sample_offset * (out_numel // max(1, batch))
 
-    def gemm(self, A, B, init, row_base, col_stride, out_scale=None):
+    def gemm(self, A, B, init, row_base, col_stride, out_scale=None, a_range=None):
         """One accumulate block through :func:`~psum.golden.emulation.kernels.accumulate_order`.
 
-        ``out_scale`` (per column, real units per accumulator unit) is only recorded (``capture``).
+        ``out_scale`` (per column, real units per accumulator unit) is only recorded (``capture``);
+        ``a_range`` bounds ``|A|`` (:func:`~psum.golden.emulation.kernels.accumulate`).
         """
         if self.capture is not None:
             self.capture.append((A, B, init, np.asarray(row_base), col_stride, out_scale))
@@ -448,7 +449,7 @@ class Site:
                               seed=self.seed, backend=self.backend)
         stats = self.stats.observe if self.stats is not None else None
         return accumulate_order(self.spec, A, B, init, row_base=row_base, col_stride=col_stride,
-                                seed=self.seed, backend=self.backend, stats=stats)
+                                seed=self.seed, backend=self.backend, stats=stats, a_range=a_range)
 
 
 def _bias_init(site, bias, s_a, s_w):
@@ -542,10 +543,15 @@ def _conv_core(site, xq, wq, s_w, bias, s_a, k, stride, dilation, groups, dtype)
     G = groups
     cin, cout = C // G, Cout // G
     init_all = _bias_init(site, bias, s_a, s_w).to(xq.device)
-    out = torch.empty((Bsz, Cout, L), dtype=torch.float64, device=xq.device)
+    fast = emulation_path() == "fast"
+    # im2col rows hold xq's values and padding zeros: xq's range bounds them (one pass over the
+    # input instead of K/C passes over the rows, for the kernel's choice of an exact path)
+    a_range = _nz_range(xq) if fast and xq.device.type == "cpu" else None
+    # the float64 products acc * scale are rounded once into the output dtype either way: by the
+    # assignment into a float32 ``out`` (fast) or by the final ``.to(dtype)`` (reference)
+    out = torch.empty((Bsz, Cout, L), dtype=dtype if fast else torch.float64, device=xq.device)
     per = max(1, _ROWS_PER_BLOCK // max(1, K * L))  # images per unfolded block
     base = site.index_base(Bsz * Cout * L, Bsz)
-    fast = emulation_path() == "fast"
     for b0 in range(0, Bsz, per):
         b1 = min(Bsz, b0 + per)
         for g in range(G):
@@ -561,7 +567,7 @@ def _conv_core(site, xq, wq, s_w, bias, s_a, k, stride, dilation, groups, dtype)
             ll = np.tile(np.arange(L, dtype=np.int64), b1 - b0)
             rb = base + bb * Cout * L + g * cout * L + ll
             cs = s_a * s_w[chans].to(A.device)
-            acc = site.gemm(A, wq[chans].T, init, rb, L, cs) * cs[None, :]
+            acc = site.gemm(A, wq[chans].T, init, rb, L, cs, a_range) * cs[None, :]
             out[b0:b1, chans] = acc.reshape(b1 - b0, L, cout).transpose(1, 2)
     return out.reshape(Bsz, Cout, *o).to(dtype)
 
