@@ -429,6 +429,7 @@ def _float_path_static(spec: MacSpec, w: int):
     return None, lo, hi
 
 
+@functools.lru_cache(maxsize=512)  # per kernel call twice; the format properties decode codes
 def rne_path(spec: MacSpec, w: int) -> int:
     """Which round-to-nearest-even block the C kernel may run for ``spec`` in a ``w``-bit host float.
 
@@ -480,6 +481,7 @@ def rne_path(spec: MacSpec, w: int) -> int:
 _FP16 = NAMED["fp16"]
 
 
+@functools.lru_cache(maxsize=512)
 def _in_fp16(fmt) -> bool:
     """Whether every value of ``fmt`` is a binary16 value (precision, range and quantum)."""
     return (isinstance(fmt, FloatFormat) and fmt.precision <= _FP16.precision
