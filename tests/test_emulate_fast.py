@@ -340,3 +340,32 @@ def test_im2row_c_equals_torch_and_unfold(monkeypatch, shape, k, stride, dilatio
 
         assert im2row2d(x, k, stride, dilation) is not None
         assert im2row2d(x.double(), k, stride, dilation) is None  # float64: the torch rows
+
+
+def test_accumulate_a_range_lazy_and_conservative():
+    # a_range only steers the choice of an exact path: a callable is called at most once and not
+    # at all when the formats settle it; any bounds (wide ones too) give the same values
+    from psum.golden.emulation.kernels import accumulate
+
+    rng = np.random.default_rng(6)
+    calls = []
+
+    def bounds(lo, hi):
+        def f():
+            calls.append(1)
+            return lo, hi
+        return f
+    for spec, fmt in (("a=fp16,b=fp16,acc=fp16", "fp16"), ("a=bf16,b=bf16,acc=e6m9,prod=bf16,fused=no", "bf16"),
+                      ("a=int8,b=int8,acc=int32", "int8")):
+        f = parse_format(fmt)
+        A = torch.from_numpy(_reference(f, rng.standard_normal((9, 40)) * 3))
+        B = torch.from_numpy(_reference(f, rng.standard_normal((40, 16))))
+        init = torch.zeros(9, 16, dtype=torch.float64)
+        want = accumulate(spec, A, B, init)
+        calls.clear()
+        got = accumulate(spec, A, B, init, a_range=bounds(2.0**-200, 2.0**200))  # wide: float64 lanes
+        assert torch.equal(got, want) and len(calls) <= 1
+        if fmt == "fp16":
+            assert not calls  # fp16 products are normal float32 numbers whatever the data
+        if fmt == "bf16":
+            assert len(calls) == 1

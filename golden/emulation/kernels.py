@@ -378,12 +378,13 @@ def float_path_ok(spec: MacSpec, w: int, A=None, B=None, a_range=None) -> bool:
     by the accumulator rounding is exact (``w >= p_acc + 2``, plus ``sr_bits`` for SR, checked at
     53 bits since SR runs in binary64), every accumulator/product value and every product of the
     data is a normal host float (exponent range), so the bit-level rounding can read the exponent.
+    ``a_range`` (optional) bounds ``|A|`` in place of a pass over ``A`` (see :func:`accumulate`).
     """
     verdict, lo, hi = _float_path_static(spec, w)
     if verdict is not None:
         return verdict
     if A is not None:
-        amin, amax = _nz_range(A) if a_range is None else a_range
+        amin, amax = _range_of(A, a_range)
         bmin, bmax = _nz_range(B)
         if not (math.isfinite(amax) and math.isfinite(bmax)):
             return False
@@ -530,11 +531,32 @@ def fp16_native(spec: MacSpec) -> int:
     return 0
 
 
+class _LazyRange:
+    """A caller's ``a_range`` function, called on first use (:func:`accumulate`)."""
+
+    def __init__(self, fn):
+        self.fn, self.value = fn, None
+
+    def get(self):
+        if self.value is None:
+            self.value = tuple(self.fn())
+        return self.value
+
+
+def _range_of(A, a_range):
+    """``(min nonzero |A|, max |A|)`` or the caller's bounds (:func:`accumulate`'s ``a_range``)."""
+    if a_range is None:
+        return _nz_range(A)
+    if isinstance(a_range, _LazyRange):
+        return a_range.get()
+    return tuple(a_range()) if callable(a_range) else a_range
+
+
 def _int_exact_bound(spec: MacSpec, A, B, init, K, a_range=None):
     """Largest |partial sum| bound of an integer MAC (products after fitting)."""
     amax, bmax = _fmt_range(spec.a)[1], _fmt_range(spec.b)[1]
     if K * amax * bmax >= 2.0**24:  # the formats alone do not bound it well: look at the data
-        amax, bmax = (_nz_range(A) if a_range is None else a_range)[1], _nz_range(B)[1]
+        amax, bmax = _range_of(A, a_range)[1], _nz_range(B)[1]
     pmax = amax * bmax
     if spec.prod is not None:
         pmax = min(pmax, float(max(abs(spec.prod.min_int), spec.prod.max_int)))
@@ -939,12 +961,13 @@ def accumulate(spec, A, B, init, *, row_base=None, col_stride=1, k_offset=0, see
     stats : callable, optional
         Forces the numpy backend and is called as ``stats(spec, old_codes, products, new_codes,
         flags)`` after every step (``flags``: the rounder's, see :func:`psum.golden.mac_step`).
-    a_range : (float, float), optional
+    a_range : (float, float) or callable, optional
         Bounds ``(lo, hi)`` with ``lo <= `` every nonzero ``|A|`` and ``hi >=`` every ``|A|``,
-        when the caller knows them cheaply (an im2col matrix holds only its input's values and
-        padding zeros, so the input's :func:`_nz_range` bounds it at a ninth of the cost for a
-        3x3 kernel). Only the choice of an exact path reads them (wider bounds choose more
-        conservatively); default: computed from ``A``.
+        or a function returning them (called at most once, only when the formats alone do not
+        settle the choice), when the caller knows them cheaply (an im2col matrix holds only its
+        input's values and padding zeros, so the input's :func:`_nz_range` bounds it at a ninth
+        of the cost for a 3x3 kernel). Only the choice of an exact path reads them (wider bounds
+        choose more conservatively); default: computed from ``A``.
 
     Returns
     -------
@@ -965,6 +988,8 @@ def accumulate(spec, A, B, init, *, row_base=None, col_stride=1, k_offset=0, see
     N = B.shape[1]
     init = torch.broadcast_to(init.to(A.device, torch.float64), (M, N))
     kw = dict(row_base=row_base, col_stride=col_stride, k_offset=k_offset, seed=seed)
+    if callable(a_range):  # evaluated on first use, then kept for the later checks
+        a_range = _LazyRange(a_range)
     if stats is not None:
         return _run_numpy(spec, A, B, init, stats=stats, **kw)
     if spec.fixed_acc:
@@ -974,7 +999,7 @@ def accumulate(spec, A, B, init, *, row_base=None, col_stride=1, k_offset=0, see
         bound = _int_exact_bound(spec, A, B, init, K, a_range)
         prod_inert = spec.prod is None or _fmt_range(spec.a)[1] * _fmt_range(spec.b)[1] <= min(
             spec.prod.max_int, -spec.prod.min_int) or (
-            _nz_range(A) if a_range is None else a_range)[1] * _nz_range(B)[1] <= min(
+            _range_of(A, a_range))[1] * _nz_range(B)[1] <= min(
             spec.prod.max_int, -spec.prod.min_int)
         if backend in ("auto", "gemm") and not spec.saturate and prod_inert and bound < 2.0**53:
             # Exact GEMM: every partial sum is an integer below 2**24 (float32) / 2**53 (float64)

@@ -546,7 +546,7 @@ def _conv_core(site, xq, wq, s_w, bias, s_a, k, stride, dilation, groups, dtype)
     fast = emulation_path() == "fast"
     # im2col rows hold xq's values and padding zeros: xq's range bounds them (one pass over the
     # input instead of K/C passes over the rows, for the kernel's choice of an exact path)
-    a_range = _nz_range(xq) if fast and xq.device.type == "cpu" else None
+    a_range = (lambda: _nz_range(xq)) if fast and xq.device.type == "cpu" else None
     # the float64 products acc * scale are rounded once into the output dtype either way: by the
     # assignment into a float32 ``out`` (fast) or by the final ``.to(dtype)`` (reference)
     out = torch.empty((Bsz, Cout, L), dtype=dtype if fast else torch.float64, device=xq.device)
