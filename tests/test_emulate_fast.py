@@ -152,7 +152,32 @@ def test_round_rne_saturate_refuses_what_it_cannot_do():
     assert not fast_quantize_ok(parse_format("q8.8"))
 
 
-def test_quantize_operand_fast_equals_reference(monkeypatch):
+@pytest.mark.parametrize("name", FLOAT_FORMATS)
+def test_c_quantizer_every_class(name):
+    # the C twin (psum_quantize_*) on the same input classes, float64 and float32 inputs
+    from psum.golden.emulation.kernels import c_kernel_available, quantize_rne_saturate
+
+    if not c_kernel_available():
+        pytest.skip("no C kernel")
+    fmt = parse_format(name)
+    consts = ops._float_consts(fmt, torch.float64) + (fmt.subnormals, fmt.has_neg_zero)
+    v = _float_classes(fmt)
+    for out in (torch.float64, torch.float32) if ops._in_float32(fmt) else (torch.float64,):
+        got = quantize_rne_saturate(torch.from_numpy(v.copy()), 1.0, consts, out)
+        _same(got.double().numpy(), _reference(fmt, v))
+        with np.errstate(over="ignore"):
+            v32 = v.astype(np.float32)
+        got = quantize_rne_saturate(torch.from_numpy(v32), 0.5, consts, out)
+        _same(got.double().numpy(), _reference(fmt, v32.astype(np.float64) / 0.5))
+
+
+@pytest.fixture(params=[True, False], ids=["c", "torch"])
+def c_quantize(request, monkeypatch):
+    monkeypatch.setattr(ops, "_C_QUANTIZE", request.param)
+    return request.param
+
+
+def test_quantize_operand_fast_equals_reference(monkeypatch, c_quantize):
     rng = np.random.default_rng(3)
     x = torch.from_numpy(rng.standard_normal((64, 33)).astype(np.float32) * 50)
     x[0, :4] = torch.tensor([float("nan"), float("inf"), -float("inf"), -0.0])
@@ -174,7 +199,7 @@ def test_quantize_operand_fast_equals_reference(monkeypatch):
 
 
 @pytest.mark.parametrize("name", F32_FORMATS + ["bf16", "e7m3_b126", "int8"])
-def test_quantize_operand_scalar_scale_float32_equals_reference(monkeypatch, name):
+def test_quantize_operand_scalar_scale_float32_equals_reference(monkeypatch, name, c_quantize):
     # activations: float32 x, a Python-float power-of-two scale -> the float32 path where allowed;
     # extreme scales push quotients into float32's subnormal range and past its overflow
     fmt = parse_format(name)

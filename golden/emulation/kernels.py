@@ -240,6 +240,12 @@ def _lib():
                 lib.psum_im2row2d_f32.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 13 + [
                     ctypes.c_void_p, ctypes.c_int]
                 lib.psum_im2row2d_f32.restype = None
+                for name in ("psum_quantize_f32_f64", "psum_quantize_f64_f64"):
+                    fn = getattr(lib, name)
+                    fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                                   ctypes.c_double, ctypes.c_double, ctypes.c_uint64, ctypes.c_uint64,
+                                   ctypes.c_double, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+                    fn.restype = None
                 _LIB = lib
             except OSError as exc:
                 _LIB_ERROR = str(exc)
@@ -627,6 +633,46 @@ def im2row2d(x, k, stride, dilation):
         lib.psum_im2row2d_f32(x.data_ptr(), B, C, x.stride(0), x.stride(1), x.stride(2), KH, KW, SH, SW,
                               DH, DW, OH, OW, out.data_ptr(), torch.get_num_threads())
     return out
+
+
+def quantize_rne_saturate(x, scale, consts, out_dtype):
+    """The C library's saturating RNE quantisation of ``x / scale`` (``psum_quantize_*``), or
+    ``None`` when it does not apply (no C library, a CUDA tensor, another dtype or scale shape).
+
+    Parameters
+    ----------
+    x : torch.Tensor, float32 or float64, CPU
+    scale : float, or float64 tensor of shape (R, 1) for a 2-D ``x`` with R rows (per-row scales)
+    consts : tuple
+        ``(max_value, 2 * max_value, lowest binade's exponent field, (52 - M) << 52, min_normal,
+        subnormals, has_neg_zero)`` of the format, float64 layout (``ops._float_consts``).
+    out_dtype : torch.dtype
+        float32 (every value of the format is a float32 value) or float64.
+
+    Returns
+    -------
+    torch.Tensor of out_dtype, x's shape, or None
+    """
+    import torch
+
+    lib = _lib()
+    if lib is None or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return None
+    if isinstance(scale, float):
+        sc, row_len = torch.tensor([scale], dtype=torch.float64), max(1, x.numel())
+    elif (isinstance(scale, torch.Tensor) and scale.dtype == torch.float64 and scale.device.type == "cpu"
+          and x.dim() == 2 and tuple(scale.shape) == (x.shape[0], 1)):
+        sc, row_len = scale.contiguous(), max(1, x.shape[1])
+    else:
+        return None
+    xc = x.detach().contiguous()
+    out = torch.empty(x.shape, dtype=torch.float64)
+    name = f"psum_quantize_{'f32' if x.dtype == torch.float32 else 'f64'}_f64"
+    mv, two_mv, lo_bits, c_offset, min_normal, subnormals, neg_zero = consts
+    if x.numel():
+        getattr(lib, name)(xc.data_ptr(), x.numel(), sc.data_ptr(), row_len, mv, two_mv, lo_bits, c_offset,
+                           min_normal, int(subnormals), int(neg_zero), out.data_ptr())
+    return out.to(out_dtype)  # exact: the caller asks for float32 only when the format fits it
 
 
 def _wrap(spec, v):

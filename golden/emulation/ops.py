@@ -53,7 +53,7 @@ from psum.golden.blocks import BlockFormat
 from psum.golden.formats import FloatFormat, IntFormat
 from psum.golden.rounding import Rounding
 from psum.golden.spec import MacSpec
-from .kernels import BACKENDS, _nz_range, accumulate_order, fmix32, im2row2d
+from .kernels import BACKENDS, _nz_range, accumulate_order, fmix32, im2row2d, quantize_rne_saturate
 
 __all__ = ["Site", "linear", "conv", "conv_transpose", "matmul", "einsum_plan", "einsum",
            "compute_scale", "quantize_operand", "round_rne_saturate", "fast_quantize_ok", "emulation_path",
@@ -115,6 +115,12 @@ def _quantize(x, fmt, scale):
     # the same float64 quotient (an IEEE division; exact when the scale is a power of two) and the
     # same NaN -> 0 as the reference below
     if emulation_path() == "fast" and fast_quantize_ok(fmt):
+        if _C_QUANTIZE and isinstance(fmt, FloatFormat):
+            # the C twin of round_rne_saturate's float64 branch on the reference's own quotient
+            consts = _float_consts(fmt, torch.float64) + (fmt.subnormals, fmt.has_neg_zero)
+            q = quantize_rne_saturate(x, scale, consts, torch.float32 if _in_float32(fmt) else torch.float64)
+            if q is not None:
+                return q.to(x.device)
         if x.dtype == torch.float32 and _f32_scale_ok(scale) and fast_quantize_ok(fmt, torch.float32):
             # float32 all the way (no float64 copy of activations or weights): x * (1/s) with s a
             # power of two in [2**-126, 2**126] is exact unless it underflows below 2**-126 or
@@ -131,6 +137,7 @@ def _quantize(x, fmt, scale):
 
 
 _PATHS = ("fast", "reference")
+_C_QUANTIZE = True  # tests switch it off to check the torch quantiser on the same calls
 
 
 def emulation_path() -> str:
