@@ -394,3 +394,14 @@ def test_accumulate_a_range_lazy_and_conservative():
             assert not calls  # fp16 products are normal float32 numbers whatever the data
         if fmt == "bf16":
             assert len(calls) == 1
+
+
+def test_bad_emulation_path_refused_before_work(monkeypatch, capsys):
+    monkeypatch.setenv("PSUM_EMULATE_PATH", "quick")
+    msg = "PSUM_EMULATE_PATH must be one of fast, reference, not 'quick'"
+    with pytest.raises(ValueError, match=f"^{msg}$"):
+        psum.emulate(torch.nn.Linear(3, 2), "a=fp16,b=fp16,acc=fp16")
+    from psum.cli.main import main
+
+    assert main(["eval", "--model", "lenet5", "--spec", "a=fp16,b=fp16,acc=fp16", "--limit", "2"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"psum eval: error: {msg}"
