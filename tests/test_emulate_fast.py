@@ -1,10 +1,14 @@
 """The emulated ops' fast paths against the reference paths, bit for bit.
 
-* :func:`psum.golden.emulation.ops.round_rne_saturate` (torch operand quantisation) against golden's
-  encoder (``fmt.encode(v, "rne", saturate=True)`` then ``decode``, i.e. ``round_float``) on every
-  input class: every code of the format, the midpoints between neighbouring codes (ties) and one
-  float64 / float32 ulp either side, the overflow threshold, the subnormal range and below, +-0,
-  +-inf, and random float32 values (bit patterns, and magnitudes spread over the format's range).
+* :func:`psum.golden.emulation.ops.round_rne_saturate` (torch operand quantisation, float64 and
+  float32 inputs) and its C twin (``kernels.quantize_rne_saturate``) against golden's encoder
+  (``fmt.encode(v, "rne", saturate=True)`` then ``decode``, i.e. ``round_float``) on every input
+  class: every code of the format, the midpoints between neighbouring codes (ties) and one float64
+  / float32 ulp either side, the overflow threshold, the subnormal range and below, +-0, +-inf,
+  and random float32 values (bit patterns, and magnitudes spread over the format's range);
+  ``quantize_operand`` on both quantisers, with double-rounding traps for the float32 path.
+* The C im2row against torch's rows and ``unfold`` + transpose; ``kernels._nz_range`` and the
+  ``a_range`` hint; ``Site.observe``; the ``$PSUM_EMULATE_PATH`` switch and its one-line error.
 * Whole emulated ops (conv 1-3d, transposed conv, linear, matmul) with ``PSUM_EMULATE_PATH=fast``
   against ``reference`` (golden's numpy encoder, float64 operands, im2col by ``unfold`` and a copy).
 
