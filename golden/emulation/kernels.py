@@ -74,7 +74,8 @@ from psum._util import atomic_write, die_with_parent, file_lock, umask_mode
 from psum.paths import cache_dir
 
 __all__ = ["accumulate", "accumulate_order", "add_spec", "sr_rand", "fmix32", "codes",
-           "c_kernel_available", "kernel_isa", "float_path_ok", "rne_path", "fp16_native", "fixed_gemm_ok", "fixed_torch_ok", "BACKENDS"]
+           "c_kernel_available", "kernel_isa", "float_path_ok", "rne_path", "fp16_native", "fixed_gemm_ok", "fixed_torch_ok",
+           "im2row2d", "quantize_rne_saturate", "BACKENDS"]
 
 BACKENDS = ("auto", "gemm", "c", "torch", "numpy")
 _M32 = 0xFFFFFFFF
