@@ -1,20 +1,22 @@
 """Throughput of bit-exact emulation vs torch's native fp32 and vs APyTypes, same shapes, one run.
 
-    .venv/bin/python benchmarks/bench_emulate.py [--threads N] [--cpu] [--sweep] [--twosum] [--backend auto|c|torch]
+    .venv/bin/python benchmarks/bench_emulate.py [--threads N] [--cpu] [--sweep] [--twosum] [--reference] [--backend auto|c|torch]
 
 (``--threads 1 --cpu``: best-of CPU time on one thread, the steadier figure on a shared machine;
 ``PSUM_KERNEL_ISA=avx2`` etc. caps the kernel's instruction set; ``--twosum`` adds, under each
 matmul, the same kernel with its round-to-nearest-even blocks switched off, i.e. the previous
-TwoSum blocks, measured in the same run.)
+TwoSum blocks, measured in the same run; ``--reference`` adds, under each conv, the same conv with
+``PSUM_EMULATE_PATH=reference``: the layer code as it ran before its fast paths.)
 
 Issue 13's shapes, native first (a busy machine shows in the baseline):
 
-1. native fp32 ``F.conv2d`` (input 8x64x16x16, 64 out channels, 3x3, padding 1: 2048x576x64 MACs
-   per image batch) and ``A @ B`` (256x576x256);
-2. psum's exact emulation of the same two ops for the float accumulators fp16, bf16 product ->
-   e6m9 (unfused) and fp8 e4m3 -> e5m6: the conv through ``psum.emulate`` (operand quantisation,
-   im2col, kernel, scaling: what a network sweep pays), the matmul through the kernel
-   (``psum.golden.emulation.kernels.accumulate``); MAC/s and the ratio to native;
+1. per conv shape, native fp32 ``F.conv2d`` first, then the same conv through ``psum.emulate``
+   (operand quantisation, im2col, kernel, scaling: what a network sweep pays) for fp16, bf16
+   product -> e6m9 (unfused), fp8 e4m3 -> e5m6 and int8 -> int32; MAC/s and the ratio to native.
+   Shapes: the issue's input 8x64x16x16, 64 out channels, 3x3, padding 1 (2048x576x64 MACs), and
+   one full-width ResNet18 layer (layer3 on 32x32 digits: 1x256x8x8, 256 out, 3x3: 64x2304x256);
+2. native fp32 ``A @ B`` (256x576x256), then the float specs through the kernel
+   (``psum.golden.emulation.kernels.accumulate``);
 3. APyTypes (``APyFloatAccumulatorContext``: each product rounded to the accumulator format, then
    each sum rounded, i.e. psum's ``prod=fp16,fused=no``) on the fp16 256x576x256 matmul, checked
    bit for bit against psum, and the ratio psum / APyTypes.
@@ -25,6 +27,7 @@ Targets (issue 13): psum / native >= 10 % for the float accumulators, psum / APy
 
 import argparse
 import contextlib
+import os
 import time
 
 import numpy as np
@@ -47,6 +50,10 @@ SWEEP_SPECS = dict(FLOAT_SPECS, **{
 })
 SWEEP_SHAPES = [(4096, 150, 16), (4096, 576, 64), (4096, 1152, 64)]
 CONV = (8, 64, 16, 16, 64, 3)      # batch, C_in, H, W, C_out, k (padding 1)
+# One full-width ResNet18 layer (layer3's 3x3 convs on the 32x32 digits: 8x8 maps, K = 2,304)
+CONV_RESNET = (1, 256, 8, 8, 256, 3)
+# The conv also runs with an integer accumulator (exact-GEMM backend: a float32 BLAS product)
+CONV_SPECS = dict(FLOAT_SPECS, **{"int8 -> int32": "a=int8,b=int8,acc=int32"})
 MATMUL = (256, 576, 256)           # M, K, N
 APY_SPEC = "a=fp16,b=fp16,acc=fp16,prod=fp16,fused=no"
 
@@ -78,31 +85,60 @@ def _time(fn, min_time=0.5):
 
 
 def _row(label, shape, macs, t, t_native):
-    print(f"{label:34s} {shape:>14s} {macs / t / 1e9:10.3f} {t_native / t:9.1%}", flush=True)
+    print(f"{label:40s} {shape:>14s} {macs / t / 1e9:10.3f} {t_native / t:9.1%}", flush=True)
 
 
-def issue_shapes(backend, twosum=False):
-    rng = np.random.default_rng(0)
-    nb, ci, h, w, co, k = CONV
+def _conv_rows(shape, reference=False):
+    """Native conv, then each spec of CONV_SPECS through ``psum.emulate``, on one conv shape
+    (``reference``: also with ``PSUM_EMULATE_PATH=reference``, the ops as they ran before their
+    fast paths, in the same run)."""
+    nb, ci, h, w, co, k = shape
     x = torch.relu(torch.randn(nb, ci, h, w, generator=torch.Generator().manual_seed(0)))
     conv = torch.nn.Conv2d(ci, co, k, padding=k // 2, bias=False)
-    conv_macs = nb * h * w * ci * k * k * co
+    macs = nb * h * w * ci * k * k * co
+    with torch.no_grad():
+        t_conv = _time(lambda: F.conv2d(x, conv.weight, padding=k // 2))
+    label = f"{nb}x{ci}x{h}x{w}->{co}"
+    _row(f"native fp32 conv2d {label}", f"{nb * h * w}x{ci * k * k}x{co}", macs, t_conv, t_conv)
+    for name, text in CONV_SPECS.items():
+        qconv = psum.emulate(torch.nn.Sequential(conv), MacSpec.parse(text))
+        with torch.no_grad():
+            t = _time(lambda: qconv(x), min_time=0.3)
+        _row(f"  psum conv {name}", "", macs, t, t_conv)
+        if reference:
+            with _env("PSUM_EMULATE_PATH", "reference"), torch.no_grad():
+                t = _time(lambda: qconv(x), min_time=0.3)
+            _row("    (reference path)", "", macs, t, t_conv)
+
+
+@contextlib.contextmanager
+def _env(name, value):
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = saved
+
+
+def issue_shapes(backend, twosum=False, reference=False):
+    rng = np.random.default_rng(0)
     M, K, N = MATMUL
     mm_macs = M * K * N
     a32, b32 = torch.randn(M, K), torch.randn(K, N)
     with torch.no_grad():
-        t_conv = _time(lambda: F.conv2d(x, conv.weight, padding=k // 2))
         t_mm = _time(lambda: a32 @ b32)
-    conv_shape, mm_shape = f"{nb * h * w}x{ci * k * k}x{co}", f"{M}x{K}x{N}"
-    print(f"{'':34s} {'M x K x N':>14s} {'GMAC/s':>10s} {'/ native':>9s}")
-    _row("native fp32 conv2d", conv_shape, conv_macs, t_conv, t_conv)
+    mm_shape = f"{M}x{K}x{N}"
+    print(f"{'':40s} {'M x K x N':>14s} {'GMAC/s':>10s} {'/ native':>9s}")
+    # the conv through psum.emulate: operand quantisation, im2col, kernel, scaling (a sweep's cost)
+    _conv_rows(CONV, reference)
+    _conv_rows(CONV_RESNET, reference)
     _row("native fp32 matmul", mm_shape, mm_macs, t_mm, t_mm)
     for label, text in FLOAT_SPECS.items():
         spec = MacSpec.parse(text)
-        qconv = psum.emulate(torch.nn.Sequential(conv), spec)
-        with torch.no_grad():
-            t = _time(lambda: qconv(x), min_time=0.3)
-        _row(f"psum conv  {label}", conv_shape, conv_macs, t, t_conv)
         A, B, init = _operands(spec, M, K, N, rng)
         t = _time(lambda: accumulate(spec, A, B, init, backend=backend), min_time=0.3)
         _row(f"psum matmul {label}", mm_shape, mm_macs, t, t_mm)
@@ -185,6 +221,8 @@ def main():
     ap.add_argument("--sweep", action="store_true", help="also the older conv-like GEMM sweep")
     ap.add_argument("--twosum", action="store_true",
                     help="also time each matmul with the round-to-nearest-even blocks off (the previous kernel)")
+    ap.add_argument("--reference", action="store_true",
+                    help="also time each conv on the reference path (PSUM_EMULATE_PATH=reference: before the fast paths)")
     ap.add_argument("--cpu", action="store_true",
                     help="time by process CPU time (steadier on a shared machine; use with --threads 1)")
     args = ap.parse_args()
@@ -196,7 +234,7 @@ def main():
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, C kernel: {c_kernel_available()} "
           f"({kernel_isa()}), clock: {'CPU time' if args.cpu else 'wall'}, best of repeats")
     print(f"block paths: {_paths()}")
-    issue_shapes(args.backend, args.twosum)
+    issue_shapes(args.backend, args.twosum, args.reference)
     versus_apytypes(args.backend)
     if args.sweep:
         sweep(args.backend)

@@ -74,7 +74,8 @@ from psum._util import atomic_write, die_with_parent, file_lock, umask_mode
 from psum.paths import cache_dir
 
 __all__ = ["accumulate", "accumulate_order", "add_spec", "sr_rand", "fmix32", "codes",
-           "c_kernel_available", "kernel_isa", "float_path_ok", "rne_path", "fp16_native", "fixed_gemm_ok", "fixed_torch_ok", "BACKENDS"]
+           "c_kernel_available", "kernel_isa", "float_path_ok", "rne_path", "fp16_native", "fixed_gemm_ok", "fixed_torch_ok",
+           "im2row2d", "quantize_rne_saturate", "BACKENDS"]
 
 BACKENDS = ("auto", "gemm", "c", "torch", "numpy")
 _M32 = 0xFFFFFFFF
@@ -237,6 +238,15 @@ def _lib():
                 lib.psum_isa.restype = ctypes.c_int
                 lib.psum_lanes.argtypes = [ctypes.c_int, ctypes.c_int]
                 lib.psum_lanes.restype = ctypes.c_int
+                lib.psum_im2row2d_f32.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 13 + [
+                    ctypes.c_void_p, ctypes.c_int]
+                lib.psum_im2row2d_f32.restype = None
+                for name in ("psum_quantize_f32_f64", "psum_quantize_f64_f64"):
+                    fn = getattr(lib, name)
+                    fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                                   ctypes.c_double, ctypes.c_double, ctypes.c_uint64, ctypes.c_uint64,
+                                   ctypes.c_double, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+                    fn.restype = None
                 _LIB = lib
             except OSError as exc:
                 _LIB_ERROR = str(exc)
@@ -342,29 +352,46 @@ def _nz_range(x):
 
     if not x.numel():
         return math.inf, 0.0
-    ax = x.abs()
-    mx = float(ax.max())
-    mn = float(torch.where(ax > 0, ax, math.inf).min())
-    return mn, mx
+    if any(st == 0 and n > 1 for st, n in zip(x.stride(), x.shape)):
+        # a broadcast view (an accumulate's init): its values are those of one slice
+        x = x[tuple(slice(0, 1) if st == 0 else slice(None) for st in x.stride())]
+    ity = {torch.float32: torch.int32, torch.float64: torch.int64}.get(x.dtype)
+    if ity is None:
+        ax = x.abs()
+        mx = float(ax.max())
+        mn = float(torch.where(ax > 0, ax, math.inf).min())
+        return mn, mx
+    # On the bit patterns (4x faster than masking the float values): magnitudes order as their
+    # patterns with the sign bit cleared, NaN patterns above inf's (so the max is NaN when a NaN
+    # is present, as torch's max is); "pattern - 1" with the sign bit cleared sends 0 to the top,
+    # out of the nonzero minimum's way.
+    mag = (1 << (8 * x.element_size() - 1)) - 1
+    inf = 0x7F800000 if ity is torch.int32 else 0x7FF0000000000000
+    bits = x.contiguous().view(ity) & mag
+    top = torch.tensor([int(bits.max())], dtype=ity).view(x.dtype)
+    low = int(((bits - 1) & mag).min()) + 1  # smallest nonzero pattern (NaNs lie above inf)
+    mn = math.inf if low >= inf else float(torch.tensor([low], dtype=ity).view(x.dtype))
+    return mn, float(top)
 
 
 # The host float of each fast path, by significand bits: its limits come from the format table.
 _HOST_FLOAT = {24: NAMED["fp32"], 53: NAMED["fp64"]}
 
 
-def float_path_ok(spec: MacSpec, w: int, A=None, B=None) -> bool:
+def float_path_ok(spec: MacSpec, w: int, A=None, B=None, a_range=None) -> bool:
     """True when the TwoSum/round-to-odd algorithm in a ``w``-bit host float (24 or 53) is exact.
 
     Conditions: the exact product fits (``p_a + p_b <= w``), round-to-odd at ``w`` bits followed
     by the accumulator rounding is exact (``w >= p_acc + 2``, plus ``sr_bits`` for SR, checked at
     53 bits since SR runs in binary64), every accumulator/product value and every product of the
     data is a normal host float (exponent range), so the bit-level rounding can read the exponent.
+    ``a_range`` (optional) bounds ``|A|`` in place of a pass over ``A`` (see :func:`accumulate`).
     """
     verdict, lo, hi = _float_path_static(spec, w)
     if verdict is not None:
         return verdict
     if A is not None:
-        amin, amax = _nz_range(A)
+        amin, amax = _range_of(A, a_range)
         bmin, bmax = _nz_range(B)
         if not (math.isfinite(amax) and math.isfinite(bmax)):
             return False
@@ -410,6 +437,7 @@ def _float_path_static(spec: MacSpec, w: int):
     return None, lo, hi
 
 
+@functools.lru_cache(maxsize=512)  # per kernel call twice; the format properties decode codes
 def rne_path(spec: MacSpec, w: int) -> int:
     """Which round-to-nearest-even block the C kernel may run for ``spec`` in a ``w``-bit host float.
 
@@ -461,6 +489,7 @@ def rne_path(spec: MacSpec, w: int) -> int:
 _FP16 = NAMED["fp16"]
 
 
+@functools.lru_cache(maxsize=512)
 def _in_fp16(fmt) -> bool:
     """Whether every value of ``fmt`` is a binary16 value (precision, range and quantum)."""
     return (isinstance(fmt, FloatFormat) and fmt.precision <= _FP16.precision
@@ -509,11 +538,32 @@ def fp16_native(spec: MacSpec) -> int:
     return 0
 
 
-def _int_exact_bound(spec: MacSpec, A, B, init, K):
+class _LazyRange:
+    """A caller's ``a_range`` function, called on first use (:func:`accumulate`)."""
+
+    def __init__(self, fn):
+        self.fn, self.value = fn, None
+
+    def get(self):
+        if self.value is None:
+            self.value = tuple(self.fn())
+        return self.value
+
+
+def _range_of(A, a_range):
+    """``(min nonzero |A|, max |A|)`` or the caller's bounds (:func:`accumulate`'s ``a_range``)."""
+    if a_range is None:
+        return _nz_range(A)
+    if isinstance(a_range, _LazyRange):
+        return a_range.get()
+    return tuple(a_range()) if callable(a_range) else a_range
+
+
+def _int_exact_bound(spec: MacSpec, A, B, init, K, a_range=None):
     """Largest |partial sum| bound of an integer MAC (products after fitting)."""
     amax, bmax = _fmt_range(spec.a)[1], _fmt_range(spec.b)[1]
     if K * amax * bmax >= 2.0**24:  # the formats alone do not bound it well: look at the data
-        amax, bmax = _nz_range(A)[1], _nz_range(B)[1]
+        amax, bmax = _range_of(A, a_range)[1], _nz_range(B)[1]
     pmax = amax * bmax
     if spec.prod is not None:
         pmax = min(pmax, float(max(abs(spec.prod.min_int), spec.prod.max_int)))
@@ -563,6 +613,67 @@ def _run_c(spec, A, B, init, *, row_base, col_stride, k_offset, seed, w, nthread
         lib.psum_accumulate(ctypes.byref(p), 0 if w == 24 else 1, A_.data_ptr(), B_.data_ptr(),
                             out.data_ptr())
     return (out if Np == N else out[:, :N]).double()
+
+
+def im2row2d(x, k, stride, dilation):
+    """``(B*OH*OW, C*KH*KW)`` rows of a padded float32 ``(B, C, H, W)`` CPU tensor whose last
+    dimension is contiguous, in convolution order (row ``(b, oh, ow)``, column ``(c, i, j)``):
+    the C library's copy loop (``psum_im2row2d_f32``); ``None`` when it does not apply (no C
+    library, another dtype or device, a strided last dimension)."""
+    import torch
+
+    lib = _lib()
+    if lib is None or x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 4 or (
+            x.shape[3] > 1 and x.stride(3) != 1):
+        return None
+    B, C, H, W = x.shape
+    (KH, KW), (SH, SW), (DH, DW) = k, stride, dilation
+    OH, OW = (H - DH * (KH - 1) - 1) // SH + 1, (W - DW * (KW - 1) - 1) // SW + 1
+    out = torch.empty((B * OH * OW, C * KH * KW), dtype=torch.float32)
+    if out.numel():
+        lib.psum_im2row2d_f32(x.data_ptr(), B, C, x.stride(0), x.stride(1), x.stride(2), KH, KW, SH, SW,
+                              DH, DW, OH, OW, out.data_ptr(), torch.get_num_threads())
+    return out
+
+
+def quantize_rne_saturate(x, scale, consts, out_dtype):
+    """The C library's saturating RNE quantisation of ``x / scale`` (``psum_quantize_*``), or
+    ``None`` when it does not apply (no C library, a CUDA tensor, another dtype or scale shape).
+
+    Parameters
+    ----------
+    x : torch.Tensor, float32 or float64, CPU
+    scale : float, or float64 tensor of shape (R, 1) for a 2-D ``x`` with R rows (per-row scales)
+    consts : tuple
+        ``(max_value, 2 * max_value, lowest binade's exponent field, (52 - M) << 52, min_normal,
+        subnormals, has_neg_zero)`` of the format, float64 layout (``ops._float_consts``).
+    out_dtype : torch.dtype
+        float32 (every value of the format is a float32 value) or float64.
+
+    Returns
+    -------
+    torch.Tensor of out_dtype, x's shape, or None
+    """
+    import torch
+
+    lib = _lib()
+    if lib is None or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return None
+    if isinstance(scale, float):
+        sc, row_len = torch.tensor([scale], dtype=torch.float64), max(1, x.numel())
+    elif (isinstance(scale, torch.Tensor) and scale.dtype == torch.float64 and scale.device.type == "cpu"
+          and x.dim() == 2 and tuple(scale.shape) == (x.shape[0], 1)):
+        sc, row_len = scale.contiguous(), max(1, x.shape[1])
+    else:
+        return None
+    xc = x.detach().contiguous()
+    out = torch.empty(x.shape, dtype=torch.float64)
+    name = f"psum_quantize_{'f32' if x.dtype == torch.float32 else 'f64'}_f64"
+    mv, two_mv, lo_bits, c_offset, min_normal, subnormals, neg_zero = consts
+    if x.numel():
+        getattr(lib, name)(xc.data_ptr(), x.numel(), sc.data_ptr(), row_len, mv, two_mv, lo_bits, c_offset,
+                           min_normal, int(subnormals), int(neg_zero), out.data_ptr())
+    return out.to(out_dtype)  # exact: the caller asks for float32 only when the format fits it
 
 
 def _wrap(spec, v):
@@ -872,7 +983,7 @@ def _accumulate_fixed(spec, A, B, init, backend, **kw):
 # Public entry point
 # ---------------------------------------------------------------------------------------------
 def accumulate(spec, A, B, init, *, row_base=None, col_stride=1, k_offset=0, seed=0,
-               backend="auto", stats=None):
+               backend="auto", stats=None, a_range=None):
     """Sequential MAC accumulation of a GEMM, bit-identical to ``mac_step`` per element.
 
     Parameters
@@ -897,6 +1008,13 @@ def accumulate(spec, A, B, init, *, row_base=None, col_stride=1, k_offset=0, see
     stats : callable, optional
         Forces the numpy backend and is called as ``stats(spec, old_codes, products, new_codes,
         flags)`` after every step (``flags``: the rounder's, see :func:`psum.golden.mac_step`).
+    a_range : (float, float) or callable, optional
+        Bounds ``(lo, hi)`` with ``lo <= `` every nonzero ``|A|`` and ``hi >=`` every ``|A|``,
+        or a function returning them (called at most once, only when the formats alone do not
+        settle the choice), when the caller knows them cheaply (an im2col matrix holds only its
+        input's values and padding zeros, so the input's :func:`_nz_range` bounds it at a ninth
+        of the cost for a 3x3 kernel). Only the choice of an exact path reads them (wider bounds
+        choose more conservatively); default: computed from ``A``.
 
     Returns
     -------
@@ -917,15 +1035,18 @@ def accumulate(spec, A, B, init, *, row_base=None, col_stride=1, k_offset=0, see
     N = B.shape[1]
     init = torch.broadcast_to(init.to(A.device, torch.float64), (M, N))
     kw = dict(row_base=row_base, col_stride=col_stride, k_offset=k_offset, seed=seed)
+    if callable(a_range):  # evaluated on first use, then kept for the later checks
+        a_range = _LazyRange(a_range)
     if stats is not None:
         return _run_numpy(spec, A, B, init, stats=stats, **kw)
     if spec.fixed_acc:
         return _accumulate_fixed(spec, A, B, init, backend, **kw)
     cpu = A.device.type == "cpu"
     if spec.int_acc:
-        bound = _int_exact_bound(spec, A, B, init, K)
+        bound = _int_exact_bound(spec, A, B, init, K, a_range)
         prod_inert = spec.prod is None or _fmt_range(spec.a)[1] * _fmt_range(spec.b)[1] <= min(
-            spec.prod.max_int, -spec.prod.min_int) or _nz_range(A)[1] * _nz_range(B)[1] <= min(
+            spec.prod.max_int, -spec.prod.min_int) or (
+            _range_of(A, a_range))[1] * _nz_range(B)[1] <= min(
             spec.prod.max_int, -spec.prod.min_int)
         if backend in ("auto", "gemm") and not spec.saturate and prod_inert and bound < 2.0**53:
             # Exact GEMM: every partial sum is an integer below 2**24 (float32) / 2**53 (float64)
@@ -952,12 +1073,12 @@ def accumulate(spec, A, B, init, *, row_base=None, col_stride=1, k_offset=0, see
         return _run_int_torch(spec, A, B, init)
     if backend == "gemm":
         raise ValueError("backend gemm applies only to wrap-around integer accumulators")
-    ok53 = float_path_ok(spec, 53, A, B)
+    ok53 = float_path_ok(spec, 53, A, B, a_range)
     # The C kernel carries a NaN result on as a NaN value; an accumulator without NaN holds +0
     # there and keeps accumulating (nan_result_code), so such data takes the torch/numpy paths.
     c_ok = ok53 and (spec.acc.has_nan or bool(torch.isfinite(A).all() and torch.isfinite(B).all()))
     if backend in ("auto", "c") and cpu and _lib() is not None and c_ok:
-        w = 24 if (spec.rounding is not Rounding.SR and float_path_ok(spec, 24, A, B)) else 53
+        w = 24 if (spec.rounding is not Rounding.SR and float_path_ok(spec, 24, A, B, a_range)) else 53
         return _run_c(spec, A, B, init, w=w, **kw)
     if backend == "c":
         raise ValueError(f"backend c is unavailable or inexact for {spec}")
@@ -1182,7 +1303,7 @@ def _ilv(spec, L, A, B, init, *, row_base, col_stride, seed, backend):
 
 
 def accumulate_order(spec, A, B, init, *, row_base=None, col_stride=1, seed=0, backend="auto",
-                     stats=None):
+                     stats=None, a_range=None):
     """:func:`accumulate` for any ``spec.order``.
 
     ``seq``
@@ -1233,8 +1354,8 @@ def accumulate_order(spec, A, B, init, *, row_base=None, col_stride=1, seed=0, b
     spec = MacSpec.parse(spec)  # MacSpec has validated the order against the spec already
     order = spec.order
     kw = dict(row_base=row_base, col_stride=col_stride, seed=seed)
-    if order.kind == "seq":
-        return accumulate(spec, A, B, init, backend=backend, stats=stats, **kw)
+    if order.kind == "seq":  # a_range: see accumulate (the other orders look at their blocks)
+        return accumulate(spec, A, B, init, backend=backend, stats=stats, a_range=a_range, **kw)
     if stats is not None:
         raise ValueError(f"partial-sum statistics need order=seq, not {order}")
     if order.kind == "tree":

@@ -189,8 +189,9 @@ def emulate(model: nn.Module, spec, *, weight_scale="channel", act_scale="tensor
     Raises
     ------
     ValueError
-        Bad spec, layer name, scale choice or backend (one line).
+        Bad spec, layer name, scale choice, backend or ``$PSUM_EMULATE_PATH`` (one line).
     """
+    ops.emulation_path()  # a bad $PSUM_EMULATE_PATH fails here, before any copy or calibration
     acc = Accumulator(spec, weight_scale=weight_scale, act_scale=act_scale, seed=seed, backend=backend,
                       stats=stats, strict=strict)
     _check_names(model, spec)

@@ -40,7 +40,9 @@ right)`` layout), as in the layers -- so the bits follow the sample, not its pla
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import zlib
 
 import numpy as np
@@ -51,10 +53,11 @@ from psum.golden.blocks import BlockFormat
 from psum.golden.formats import FloatFormat, IntFormat
 from psum.golden.rounding import Rounding
 from psum.golden.spec import MacSpec
-from .kernels import BACKENDS, accumulate_order, fmix32
+from .kernels import BACKENDS, _nz_range, accumulate_order, fmix32, im2row2d, quantize_rne_saturate
 
 __all__ = ["Site", "linear", "conv", "conv_transpose", "matmul", "einsum_plan", "einsum",
-           "compute_scale", "quantize_operand", "WEIGHT_SCALES", "ACT_SCALES", "Unsupported"]
+           "compute_scale", "quantize_operand", "round_rne_saturate", "fast_quantize_ok", "emulation_path",
+           "WEIGHT_SCALES", "ACT_SCALES", "Unsupported"]
 
 WEIGHT_SCALES = ("channel", "tensor", "pow2", "none")
 ACT_SCALES = ("tensor", "pow2", "none")
@@ -95,14 +98,218 @@ def quantize_operand(x: torch.Tensor, fmt, scale) -> torch.Tensor:
 
     A block format defers quantisation to the block GEMM (:mod:`psum.golden.emulation.mx`),
     where the blocks of the reduction dimension are known: ``x / scale`` is returned (exact, the
-    scale being a power of two).
+    scale being a power of two). Integer and float formats take :func:`round_rne_saturate` (torch
+    ops, exact) where :func:`fast_quantize_ok` allows it and the emulation path is ``fast``
+    (:func:`emulation_path`), else golden's encoder (``fmt.encode`` / ``fmt.decode``, the
+    reference); both give the same values, bit for bit (``tests/test_emulate_fast.py``).
     """
+    return _quantize(x, fmt, scale).double()
+
+
+def _quantize(x, fmt, scale):
+    """:func:`quantize_operand` in the dtype the kernels read: float32 when every value of ``fmt``
+    is a float32 value and the fast path runs (half the bytes through im2col, no conversion before
+    the C kernel's float32 lanes), else float64."""
     if isinstance(fmt, BlockFormat):
         return torch.nan_to_num(x.detach().double() / scale, nan=0.0)
+    # the same float64 quotient (an IEEE division; exact when the scale is a power of two) and the
+    # same NaN -> 0 as the reference below
+    if emulation_path() == "fast" and fast_quantize_ok(fmt):
+        if _C_QUANTIZE and isinstance(fmt, FloatFormat):
+            # the C twin of round_rne_saturate's float64 branch on the reference's own quotient
+            consts = _float_consts(fmt, torch.float64) + (fmt.subnormals, fmt.has_neg_zero)
+            q = quantize_rne_saturate(x, scale, consts, torch.float32 if _in_float32(fmt) else torch.float64)
+            if q is not None:
+                return q.to(x.device)
+        if x.dtype == torch.float32 and _f32_scale_ok(scale) and fast_quantize_ok(fmt, torch.float32):
+            # float32 all the way (no float64 copy of activations or weights): x * (1/s) with s a
+            # power of two in [2**-126, 2**126] is exact unless it underflows below 2**-126 or
+            # overflows; both cases give the reference's result (round_rne_saturate, Notes)
+            inv = 1.0 / scale if isinstance(scale, float) else (1.0 / scale).float()
+            v = torch.nan_to_num(x.detach() * inv, nan=0.0)
+            return round_rne_saturate(v, fmt)
+        v = torch.nan_to_num(x.detach().double() / scale, nan=0.0)
+        return round_rne_saturate(v, fmt).to(torch.float32 if _in_float32(fmt) else torch.float64)
     v = (x.detach().double() / scale).cpu().numpy()
     v = np.nan_to_num(v, nan=0.0)
     q = fmt.decode(fmt.encode(v, "rne", saturate=True))
     return torch.from_numpy(q).to(x.device)
+
+
+_PATHS = ("fast", "reference")
+_C_QUANTIZE = True  # tests switch it off to check the torch quantiser on the same calls
+
+
+def emulation_path() -> str:
+    """``$PSUM_EMULATE_PATH``: ``fast`` (default) or ``reference``.
+
+    ``reference`` runs the emulated ops as they ran before the fast paths: operands through
+    golden's numpy encoder, float64 everywhere, im2col by ``unfold`` and a transpose copy. The
+    results are the same bit for bit (tested); the switch exists for those tests and for
+    benchmarks (before/after in one run).
+
+    Raises
+    ------
+    ValueError
+        Any other value (one line).
+    """
+    want = os.environ.get("PSUM_EMULATE_PATH", "") or "fast"
+    if want not in _PATHS:
+        raise ValueError(f"PSUM_EMULATE_PATH must be one of {', '.join(_PATHS)}, not {want!r}")
+    return want
+
+
+@functools.lru_cache(maxsize=256)
+def _in_float32(fmt) -> bool:
+    """Every value of ``fmt`` is a float32 value (so float32 carries the quantised operands)."""
+    if isinstance(fmt, IntFormat):
+        return max(abs(fmt.min_int), fmt.max_int) <= 2**24
+    if isinstance(fmt, FloatFormat):
+        return (fmt.precision <= 24 and fmt.max_value <= np.finfo(np.float32).max
+                and fmt.min_subnormal >= 2.0**-149 and 2.0**(fmt.emin - fmt.man_bits) >= 2.0**-149)
+    return False
+
+
+def _f32_scale_ok(scale) -> bool:
+    """Powers of two in ``[2**-126, 2**126]`` (a Python float, or a float64 tensor of per-row
+    scales): their reciprocals are exact float32 numbers."""
+    if isinstance(scale, float):
+        return math.frexp(scale)[0] == 0.5 and 2.0**-126 <= scale <= 2.0**126
+    if isinstance(scale, torch.Tensor) and scale.dtype == torch.float64:
+        return bool(((torch.frexp(scale)[0] == 0.5) & (scale >= 2.0**-126) & (scale <= 2.0**126)).all())
+    return False
+
+
+@functools.lru_cache(maxsize=512)
+def fast_quantize_ok(fmt, dtype=torch.float64) -> bool:
+    """Whether :func:`round_rne_saturate` computes ``fmt``'s saturating RNE encoding exactly on
+    ``dtype`` (float64 or float32) values.
+
+    Float64: integer formats up to 53 bits (every value, and every clamp bound, exact in
+    float64); float formats with at least one stored mantissa bit (with none, P3109's
+    ``binary8p1``, "even" is the code's parity, not the significand's), at most 51 (the magic
+    constant below), whose saturating overflow codes are the largest finite value by sign (so
+    saturation is a clamp), and whose rounding binades keep the magic constant a normal float64.
+    Float32 (float formats only), also: at most 22 mantissa bits, every constant (down to the
+    lowest binade, up to ``2 * max_value``'s) a normal float32, and a smallest nonzero magnitude
+    of at least ``2**-125``, so every value below float32's normal range rounds to zero (the
+    argument for the float32 path in :func:`round_rne_saturate`).
+    """
+    if isinstance(fmt, IntFormat):
+        return fmt.bits <= 53 and dtype == torch.float64
+    if not isinstance(fmt, FloatFormat) or not 1 <= fmt.man_bits <= 51:
+        return False
+    pos, neg = fmt.overflow_codes("rne", True)
+    if (float(fmt.decode(np.uint64(pos))), float(fmt.decode(np.uint64(neg)))) != (fmt.max_value, -fmt.max_value):
+        return False
+    lowest = fmt.emin - (0 if fmt.subnormals else 2)
+    if dtype == torch.float32:
+        top = math.frexp(2.0 * fmt.max_value)[1] - 1
+        return (fmt.man_bits <= 22 and lowest >= -126 and lowest - fmt.man_bits + 23 >= -126
+                and top - fmt.man_bits + 23 <= 127 and fmt.min_subnormal >= 2.0**-125)
+    return lowest >= -1022 and lowest - fmt.man_bits + 52 >= -1022 and 2.0 * fmt.max_value < 2.0**1000
+
+
+# (int view, exponent field mask, bias, fraction bits) of each host float
+_HOST = {torch.float64: (torch.int64, 0x7FF << 52, 1023, 52), torch.float32: (torch.int32, 0xFF << 23, 127, 23)}
+
+
+@functools.lru_cache(maxsize=512)
+def _float_consts(fmt, dtype):
+    """:func:`round_rne_saturate`'s per-format constants (the format properties decode codes)."""
+    _, _, bias, frac = _HOST[dtype]
+    lowest = fmt.emin if fmt.subnormals else fmt.emin - 2
+    return (fmt.max_value, 2.0 * fmt.max_value, (lowest + bias) << frac, (frac - fmt.man_bits) << frac,
+            fmt.min_normal)
+
+
+def round_rne_saturate(v: torch.Tensor, fmt) -> torch.Tensor:
+    """``fmt.decode(fmt.encode(v, "rne", saturate=True))`` in torch ops on ``v``'s float type (any device).
+
+    Parameters
+    ----------
+    v : torch.Tensor of float64 or float32, any shape
+        Values to round; no NaN (the callers map NaN to 0 first, as the reference does); +-inf
+        saturate.
+    fmt : IntFormat or FloatFormat
+        A format :func:`fast_quantize_ok` accepts for ``v.dtype``.
+
+    Returns
+    -------
+    torch.Tensor of v's dtype and shape
+        The values of ``fmt`` the rule book's round-to-nearest-even gives, saturated to the
+        largest finite magnitude; the same values and zero signs as golden's encoder, which stays
+        the reference (``psum.golden._vector.round_float``).
+
+    Notes
+    -----
+    Why this equals ``round_float`` (RNE, ``saturate=True``) for every float64 ``v``:
+
+    *Integers.* ``torch.round`` is round half to even to an integer, exact in float64 (the
+    result is an integer of at most 53 bits, or ``v`` itself when ``|v| >= 2**52``); the clamp
+    to ``[min_int, max_int]`` is saturation; ``+ 0.0`` turns a ``-0`` (``round(-0.3)``) into the
+    integer code 0's ``+0`` (IEEE 754 section 6.3: ``-0 + +0 = +0`` under RNE).
+
+    *Floats* (``M`` stored mantissa bits, ``1 <= M <= 51``; written for float64, ``P = 53``;
+    float32, ``P = 24``, reads the same with ``2**52`` -> ``2**23``, ``M <= 22`` and 1023 -> 127). ``round_float`` rounds
+    ``a = |v|`` at the quantum ``2**(e - M)`` of its binade ``e = max(E, emin)`` (``E`` =
+    ``floor(log2 a)``; ``E`` unclamped without subnormals), ties to an even multiple, with an
+    unbounded exponent; a result above the largest finite value overflows (saturating: the
+    largest finite value), one below the smallest normal is flushed when the format has no
+    subnormals, and the sign is ORed in (``+0`` instead in formats without ``-0``).
+
+    1. ``a`` is clamped to ``2 * max_value`` first (inf included). Rounding is monotone and
+       ``max_value`` is representable, so every ``a >= max_value`` still rounds to at least
+       ``max_value`` and saturates to it: the clamp changes no result.
+    2. ``e = max(E, emin)`` is read off ``a``'s exponent field: for a normal float64 ``a`` the
+       field is ``E + 1023``; a float64 subnormal or zero has field 0, i.e. reads as ``E =
+       -1023``, below every format's ``emin`` (``fast_quantize_ok``), where the clamp puts it (as
+       for any ``a < 2**emin``; ``a = 0`` rounds to 0 at any quantum). Without subnormals ``e =
+       max(E, emin - 2)``: an ``a`` below ``2**(emin - 1)`` rounds to at most ``2**(emin - 1)``
+       either way and is flushed, so that clamp only keeps the constant normal.
+    3. ``C = 2**(e - M + 52)``, built from its bit pattern, is a normal float64 number whose
+       ulp is the quantum ``2**(e - M)``. Since ``a < 2**(e + 1) <= C`` (``M <= 51``), the exact
+       sum ``a + C`` lies in ``[C, 2C)``, where float64's grid is exactly the multiples of the
+       quantum: the IEEE addition (round to nearest, ties to even) returns ``C + q * 2**(e-M)``
+       with ``q`` the nearest integer to ``a / 2**(e - M)``, a tie going to the even ``C / 2**(e
+       - M) + q``, i.e. the even ``q`` because ``C / 2**(e - M) = 2**52`` is even. ``(a + C) - C``
+       is then exact (both are multiples of the quantum below ``2**53`` quanta). This is
+       ``round_float``'s ``q`` and its ``round_up`` decision for RNE (lsb = ``q``'s last bit,
+       guard, sticky: HardFloat's / IEEE's roundTiesToEven).
+    4. ``min(r, max_value)``: saturation (step 1). Flush: ``r < 2**emin`` -> 0. Sign:
+       ``copysign`` gives ``-0`` for a negative ``v`` that rounds to zero (and for ``v = -0``),
+       as ``round_float`` ORs the sign into code 0; formats without ``-0`` get ``+0``.
+
+    *The float32 caller* (``_quantize``, activations): ``v = x * (1/s)`` in float32, with ``x``
+    float32 and ``s`` a power of two in ``[2**-126, 2**126]`` (so ``1/s`` is an exact float32),
+    is the reference's float64 quotient ``x / s`` exactly, except (i) when ``|x / s| < 2**-126``
+    (float32's subnormal range rounds it to at most ``2**-126``, sign kept) -- both values then
+    round to a signed zero in ``fmt``, whose smallest nonzero magnitude is at least ``2**-125``
+    (``fast_quantize_ok``), so at most half of it, a tie going to the even zero -- and (ii) on
+    float32 overflow, where ``+-inf`` saturates like the reference's large quotient. ``C`` stays
+    a normal float32 for ``e`` from the lowest binade to ``2 * max_value``'s (checked there).
+
+    The tests (``tests/test_emulate_fast.py``) check this against ``fmt.encode``/``decode`` on
+    every code of each format, the midpoints between neighbouring codes and one float64 ulp
+    either side, the overflow threshold, the subnormal range, +-0, +-inf and millions of random
+    float32 values scaled across each format's range.
+    """
+    if isinstance(fmt, IntFormat):
+        return torch.round(v).clamp_(float(fmt.min_int), float(fmt.max_int)) + 0.0
+    ity, exp_field = _HOST[v.dtype][:2]
+    mv, two_mv, lo_bits, c_offset, min_normal = _float_consts(fmt, v.dtype)
+    a = v.abs().clamp_(max=two_mv)
+    # C's bit pattern: a's biased exponent field (step 2: a host subnormal or zero reads as
+    # 2**-1023 / 2**-127, below every clamp), clamped to the lowest binade, plus P - 1 - M
+    # binades (step 3)
+    C = (a.view(ity) & exp_field).clamp_(min=lo_bits).add_(c_offset).view(v.dtype)
+    r = ((a + C) - C).clamp_(max=mv)
+    if not fmt.subnormals:
+        r = torch.where(r < min_normal, 0.0, r)
+    r = torch.copysign(r, v)
+    if not fmt.has_neg_zero:
+        r = r + 0.0  # -0 -> +0 (see the integers above)
+    return r
 
 
 def _site_seed(seed: int, name: str) -> int:
@@ -171,7 +378,8 @@ class Site:
     # -- operands ------------------------------------------------------------------------------
     def observe(self, which: str, x) -> None:
         """Widen the calibrated max |x| of operand ``which`` ("a" or "b") by ``x`` (calibration)."""
-        v = float(x.detach().abs().max()) if x.numel() else 0.0
+        # one pass, no |x| copy; NaN propagates as with abs().max()
+        v = max(-float((mm := torch.aminmax(x.detach()))[0]), float(mm[1])) if x.numel() else 0.0
         self.amax[which] = max(self.amax.get(which, 0.0), v)
 
     def calibrate(self, amax, which: str = "a") -> None:
@@ -186,9 +394,11 @@ class Site:
         return float(compute_scale(amax, fmt, self.act_scale)[0])
 
     def weight(self, w, build, fmt=None, per_row=True):
-        """``(quantised rows (R, K) float64, scales (R,))`` of a weight, cached per tensor version.
+        """``(quantised rows (R, K), scales (R,) float64)`` of a weight, cached per tensor version.
 
-        ``build()`` gives the float64 ``(R, K)`` matrix whose rows are output channels.
+        ``build()`` gives the ``(R, K)`` matrix whose rows are output channels, in the weight's
+        dtype (the scales and the quantiser take float32 or float64 values alike and compute in
+        float64 or, where exact, float32). The rows are float32 where every value of ``fmt`` is.
         """
         fmt = self.spec.b if fmt is None else fmt
         key = (w.data_ptr(), w._version, tuple(w.shape), w.device, per_row)
@@ -201,18 +411,18 @@ class Site:
             else:
                 how = "tensor" if how == "channel" else how
                 s = compute_scale(m.abs().max().expand(m.shape[0]), fmt, how)
-            hit = (quantize_operand(m, fmt, s[:, None]), s)
+            hit = (_quantize(m, fmt, s[:, None]), s)
             self._wcache = {key: hit}  # one weight per site
         return hit
 
     def operand(self, which, x, fmt):
         """Quantised values and scale of a matmul operand: a Parameter is a weight (per tensor)."""
         if isinstance(x, torch.nn.Parameter):
-            m = x.detach().double().reshape(1, -1)
+            m = x.detach().reshape(1, -1)
             q, s = self.weight(x, lambda: m, fmt=fmt, per_row=False)
             return q.reshape(x.shape), float(s[0])
         s = self.act_scale_of(which, x, fmt)
-        return quantize_operand(x, fmt, s), s
+        return _quantize(x, fmt, s), s
 
     def load(self, values) -> torch.Tensor:
         """Values in accumulator units rounded into ``acc`` (the unit's load), float64.
@@ -231,10 +441,11 @@ class Site:
         output elements each (dimension 0 is the batch, as in every psum network)."""
         return self.sample_offset * (out_numel // max(1, batch))
 
-    def gemm(self, A, B, init, row_base, col_stride, out_scale=None):
+    def gemm(self, A, B, init, row_base, col_stride, out_scale=None, a_range=None):
         """One accumulate block through :func:`~psum.golden.emulation.kernels.accumulate_order`.
 
-        ``out_scale`` (per column, real units per accumulator unit) is only recorded (``capture``).
+        ``out_scale`` (per column, real units per accumulator unit) is only recorded (``capture``);
+        ``a_range`` bounds ``|A|`` (:func:`~psum.golden.emulation.kernels.accumulate`).
         """
         if self.capture is not None:
             self.capture.append((A, B, init, np.asarray(row_base), col_stride, out_scale))
@@ -245,7 +456,7 @@ class Site:
                               seed=self.seed, backend=self.backend)
         stats = self.stats.observe if self.stats is not None else None
         return accumulate_order(self.spec, A, B, init, row_base=row_base, col_stride=col_stride,
-                                seed=self.seed, backend=self.backend, stats=stats)
+                                seed=self.seed, backend=self.backend, stats=stats, a_range=a_range)
 
 
 def _bias_init(site, bias, s_a, s_w):
@@ -263,9 +474,9 @@ def linear(site: Site, x, weight, bias=None):
     spec = site.spec
     N, K = weight.shape
     s_a = site.act_scale_of("a", x, spec.a)
-    wq, s_w = site.weight(weight, lambda: weight.detach().reshape(N, -1).double())
+    wq, s_w = site.weight(weight, lambda: weight.detach().reshape(N, -1))
     site.last_scales = (s_a, s_w)
-    xa = quantize_operand(x.reshape(-1, K), spec.a, s_a)
+    xa = _quantize(x.reshape(-1, K), spec.a, s_a)
     M = xa.shape[0]
     init = _bias_init(site, bias, s_a, s_w).to(x.device)
     out = torch.empty((M, N), dtype=torch.float64, device=x.device)
@@ -299,6 +510,37 @@ def _im2col(x, k, stride, dilation):
     return x.permute(perm).reshape(B, C * math.prod(k), -1)
 
 
+_C_IM2ROW = True  # tests switch it off to check the torch rows against the C ones
+
+
+def _im2row(x, k, stride, dilation):
+    """``(B*L, C*prod(k))`` rows of an already padded ``(B, C, *S)`` input: row ``b*L + l`` holds
+    output position ``l``'s window in :func:`_im2col`'s (unfold) order, ``(channel, kernel
+    position)``.
+
+    2-D float32 on the CPU: the C library's loop (:func:`~.kernels.im2row2d`). Otherwise built
+    from a channels-last copy of the input: its windows are a strided view ``(B, o..,
+    k.., C)`` whose innermost dimension is contiguous, copied once into ``(B*L, prod(k), C)``,
+    then transposed to the reduction order by a second copy. Two copies with long contiguous
+    runs cost less than ``unfold`` plus a transpose, or one copy gathering runs of ``k[-1]``
+    values (3x slower on a 3x3 kernel).
+    """
+    if len(k) == 2 and _C_IM2ROW:
+        rows = im2row2d(x, k, stride, dilation)  # the C library's copy loop (float32, CPU)
+        if rows is not None:
+            return rows
+    nd = len(k)
+    B, C, *S = x.shape
+    xc = x.movedim(1, -1).contiguous()  # (B, *S, C)
+    st = xc.stride()
+    o = [(n - d * (kk - 1) - 1) // s + 1 for n, kk, s, d in zip(S, k, stride, dilation)]
+    win = xc.as_strided((B, *o, *k, C),
+                        (st[0], *(st[1 + i] * stride[i] for i in range(nd)),
+                         *(st[1 + i] * dilation[i] for i in range(nd)), 1), xc.storage_offset())
+    rows = win.reshape(-1, math.prod(k), C)  # copy: (B*L, kernel position, channel)
+    return rows.transpose(1, 2).reshape(-1, C * math.prod(k))
+
+
 def _conv_core(site, xq, wq, s_w, bias, s_a, k, stride, dilation, groups, dtype):
     """Convolution of quantised, padded ``xq`` (B, C, *S) with quantised rows ``wq`` (Cout, K)."""
     Bsz, C = xq.shape[:2]
@@ -308,14 +550,23 @@ def _conv_core(site, xq, wq, s_w, bias, s_a, k, stride, dilation, groups, dtype)
     G = groups
     cin, cout = C // G, Cout // G
     init_all = _bias_init(site, bias, s_a, s_w).to(xq.device)
-    out = torch.empty((Bsz, Cout, L), dtype=torch.float64, device=xq.device)
+    fast = emulation_path() == "fast"
+    # im2col rows hold xq's values and padding zeros: xq's range bounds them (one pass over the
+    # input instead of K/C passes over the rows, for the kernel's choice of an exact path)
+    a_range = (lambda: _nz_range(xq)) if fast and xq.device.type == "cpu" else None
+    # the float64 products acc * scale are rounded once into the output dtype either way: by the
+    # assignment into a float32 ``out`` (fast) or by the final ``.to(dtype)`` (reference)
+    out = torch.empty((Bsz, Cout, L), dtype=dtype if fast else torch.float64, device=xq.device)
     per = max(1, _ROWS_PER_BLOCK // max(1, K * L))  # images per unfolded block
     base = site.index_base(Bsz * Cout * L, Bsz)
     for b0 in range(0, Bsz, per):
         b1 = min(Bsz, b0 + per)
         for g in range(G):
-            cols = _im2col(xq[b0:b1, g * cin:(g + 1) * cin], k, stride, dilation)  # (b, K, L)
-            A = cols.transpose(1, 2).reshape(-1, K)
+            xg = xq[b0:b1, g * cin:(g + 1) * cin]
+            if fast:
+                A = _im2row(xg, k, stride, dilation)  # (b*L, K)
+            else:
+                A = _im2col(xg, k, stride, dilation).transpose(1, 2).reshape(-1, K)
             chans = slice(g * cout, (g + 1) * cout)
             init = init_all[chans].expand(A.shape[0], cout)
             # flat N C spatial index of output (b, c, l) = b*Cout*L + c*L + l
@@ -323,7 +574,7 @@ def _conv_core(site, xq, wq, s_w, bias, s_a, k, stride, dilation, groups, dtype)
             ll = np.tile(np.arange(L, dtype=np.int64), b1 - b0)
             rb = base + bb * Cout * L + g * cout * L + ll
             cs = s_a * s_w[chans].to(A.device)
-            acc = site.gemm(A, wq[chans].T, init, rb, L, cs) * cs[None, :]
+            acc = site.gemm(A, wq[chans].T, init, rb, L, cs, a_range) * cs[None, :]
             out[b0:b1, chans] = acc.reshape(b1 - b0, L, cout).transpose(1, 2)
     return out.reshape(Bsz, Cout, *o).to(dtype)
 
@@ -358,9 +609,9 @@ def conv(site: Site, x, weight, bias=None, stride=1, padding=0, dilation=1, grou
     pads = _pads(padding, k, dilation, nd)
     s_a = site.act_scale_of("a", x, site.spec.a)
     Cout = weight.shape[0]
-    wq, s_w = site.weight(weight, lambda: weight.detach().reshape(Cout, -1).double())
+    wq, s_w = site.weight(weight, lambda: weight.detach().reshape(Cout, -1))
     site.last_scales = (s_a, s_w)
-    xq = quantize_operand(x, site.spec.a, s_a)  # each activation once; padding adds exact +0
+    xq = _quantize(x, site.spec.a, s_a)  # each activation once; padding adds exact +0
     if any(p != (0, 0) for p in pads):
         xq = F.pad(xq, _flat_pad(pads))
     y = _conv_core(site, xq, wq, s_w, bias, s_a, k, stride, dilation, groups, _out_dtype(x))
@@ -385,13 +636,13 @@ def conv_transpose(site: Site, x, weight, bias=None, stride=1, padding=0, output
 
     def build():
         # (Cin, Cout/G, *k) -> per group (Cout/G, Cin/G, *k), kernel flipped: the direct conv's weight
-        w = weight.detach().double().reshape(G, cin, coutg, *k).transpose(1, 2)
+        w = weight.detach().reshape(G, cin, coutg, *k).transpose(1, 2)
         return w.flip(dims=tuple(range(3, 3 + nd))).reshape(G * coutg, -1)
 
     s_a = site.act_scale_of("a", x, site.spec.a)
     wq, s_w = site.weight(weight, build)
     site.last_scales = (s_a, s_w)
-    xq = quantize_operand(x, site.spec.a, s_a)
+    xq = _quantize(x, site.spec.a, s_a)
     B, C = xq.shape[:2]
     S = xq.shape[2:]
     xz = xq.new_zeros((B, C, *[(n - 1) * s + 1 for n, s in zip(S, stride)]))

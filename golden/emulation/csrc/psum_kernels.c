@@ -806,3 +806,91 @@ double psum_slow_step(const params_t *P, double acc, double a, double b, uint32_
 uint32_t psum_sr_rand(uint32_t seed, int64_t idx, int64_t step, int bits) {
     return sr_rand(seed, idx, step, bits);
 }
+
+/* im2row of a 2-D convolution (golden/emulation/ops.py, _im2row): data movement only, no
+   arithmetic, so exactness is not in question -- every value is copied, none computed.
+   out[(b*OH + oh)*OW + ow][(c*KH + i)*KW + j] = x[b][c][oh*SH + i*DH][ow*SW + j*DW] for an
+   already zero-padded float32 input with element strides (sb, sc, sh, 1). Why in C: the rows'
+   reduction order (channel, kernel row, kernel column) gathers runs of KW values (3 for a 3x3
+   kernel), which torch moves with two strided copies; here rows are written once, in order,
+   while the KH-row window of every channel stays in L1, and the common kernel widths (1, 3
+   with DW = 1) are unrolled at compile time. */
+#define IM2ROW_BODY(KWC, DWC)                                                                 \
+    for (int64_t ow = 0; ow < OW; ow++) {                                                     \
+        const float *xw = xb + ow * SW;                                                       \
+        for (int64_t c = 0; c < C; c++) {                                                     \
+            const float *xc = xw + c * sc;                                                    \
+            for (int64_t i = 0; i < KH; i++) {                                                \
+                const float *xr = xc + i * DH * sh;                                           \
+                for (int64_t j = 0; j < (KWC); j++) d[j] = xr[j * (DWC)];                     \
+                d += (KWC);                                                                   \
+            }                                                                                 \
+        }                                                                                     \
+    }
+void psum_im2row2d_f32(const float *x, int64_t B, int64_t C, int64_t sb, int64_t sc, int64_t sh,
+                       int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t DH, int64_t DW,
+                       int64_t OH, int64_t OW, float *out, int nthreads) {
+    const int64_t K = C * KH * KW;
+    #pragma omp parallel for collapse(2) num_threads(nthreads) if (nthreads > 1)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t oh = 0; oh < OH; oh++) {
+            const float *xb = x + b * sb + oh * SH * sh;
+            float *d = out + (b * OH + oh) * OW * K;
+            if (KW == 3 && DW == 1) { IM2ROW_BODY(3, 1) }
+            else if (KW == 1) { IM2ROW_BODY(1, 1) }
+            else { IM2ROW_BODY(KW, DW) }
+        }
+}
+
+/* Operand quantisation (golden/emulation/ops.py, _quantize): the C twin of the float64 branch of
+   ops.round_rne_saturate, statement for statement, on x / scale. Its proof is that function's
+   Notes: C = 2**(e - M + 52) built from a's exponent field clamped at the lowest binade, (a + C)
+   - C is the round-to-nearest-even of a at the binade's quantum (IEEE binary64 addition, no
+   contraction: the library is built with -ffp-contract=off and without fast-math), then
+   saturation (clamp), flush (formats without subnormals), the sign, and +0 for formats without
+   -0. v = x / scale is the reference's own float64 division (x converted exactly), NaN -> +0 as
+   torch.nan_to_num(nan=0.0). scale[i / row_len]: one scale per row of row_len values (per-row
+   weight scales) or one for all (row_len = n). Tested against golden's encoder and the torch
+   version (tests/test_emulate_fast.py). */
+#define DEFINE_QUANTIZE(NAME, TIN, TOUT)                                                      \
+void NAME(const TIN *x, int64_t n, const double *scale, int64_t row_len, double mv,           \
+          double two_mv, uint64_t lo_bits, uint64_t c_offset, double min_normal,              \
+          int subnormals, int neg_zero, TOUT *out) {                                          \
+    const double flush = subnormals ? 0.0 : min_normal;                                       \
+    for (int64_t r0 = 0; r0 < n; r0 += row_len) {                                             \
+        const double s = scale[r0 / row_len];                                                 \
+        int e2;                                                                               \
+        /* a power of two's reciprocal is exact (when normal): x * (1/s) == x / s, rounded    \
+           once (no division in the loop); the body is branch-free so that the loop vectorises */\
+        const int pow2 = frexp(s, &e2) == 0.5 && fabs(1.0 / s) >= 0x1p-1022 && isfinite(1.0 / s); \
+        const double inv = 1.0 / s;                                                           \
+        const int64_t r1 = r0 + row_len < n ? r0 + row_len : n;                               \
+        if (pow2) {                                                                           \
+            for (int64_t i = r0; i < r1; i++) QUANTIZE_ONE((double)x[i] * inv, TOUT)           \
+        } else {                                                                              \
+            for (int64_t i = r0; i < r1; i++) QUANTIZE_ONE((double)x[i] / s, TOUT)             \
+        }                                                                                     \
+    }                                                                                         \
+}
+#define QUANTIZE_ONE(QUOTIENT, TOUT) {                                                            \
+            double v = (QUOTIENT);                                                            \
+            v = v != v ? 0.0 : v;                                                             \
+            double a = fabs(v);                                                               \
+            a = a > two_mv ? two_mv : a;                                                      \
+            uint64_t ab, cb;                                                                  \
+            memcpy(&ab, &a, 8);                                                               \
+            cb = ab & 0x7FF0000000000000ull;                                                  \
+            cb = (cb < lo_bits ? lo_bits : cb) + c_offset;                                    \
+            double C;                                                                         \
+            memcpy(&C, &cb, 8);                                                               \
+            double r = (a + C) - C;                                                           \
+            r = r > mv ? mv : r;                                                              \
+            r = r < flush ? 0.0 : r;                                                          \
+            r = copysign(r, v);                                                               \
+            r = (!neg_zero && r == 0.0) ? 0.0 : r;                                            \
+            out[i] = (TOUT)r;                                                                 \
+        }
+/* float64 results only: with a float32 store gcc 12 leaves the loop scalar (5x slower than the
+   vector loop plus a conversion pass in torch) */
+DEFINE_QUANTIZE(psum_quantize_f32_f64, float, double)
+DEFINE_QUANTIZE(psum_quantize_f64_f64, double, double)
