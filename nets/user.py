@@ -20,11 +20,13 @@ names, so it is refused unless the caller opts in (``--trust-checkpoint``, ``tru
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib
 import importlib.util
 import inspect
+import io
 import json
 import pickle
 import re
@@ -85,11 +87,24 @@ def load_function(ref: str, *, what: str = "model"):
                 spec = importlib.util.spec_from_file_location(name, path)
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[name] = module  # dataclasses and pickling look the module up by name
+                # What the file prints to stderr is held back while it runs: a script that parses
+                # psum's command line with argparse at import prints its own usage, then exits; the
+                # one line psum prints names that line instead (else passed on unchanged).
+                held = io.StringIO()
                 try:
-                    spec.loader.exec_module(module)
+                    with contextlib.redirect_stderr(held):
+                        spec.loader.exec_module(module)
+                except SystemExit as exc:
+                    del sys.modules[name]
+                    said = [ln for ln in held.getvalue().splitlines() if ln.strip()]
+                    after = f" after printing {said[-1].strip()!r}" if said else ""
+                    raise PsumError(f"--{what} {ref}: importing {target} called sys.exit({exc.code!r}){after}; psum "
+                                    f"imports the file, so keep script code under if __name__ == '__main__':") from None
                 except BaseException:
                     del sys.modules[name]
+                    sys.stderr.write(held.getvalue())
                     raise
+                sys.stderr.write(held.getvalue())
         else:
             try:
                 module = importlib.import_module(target)
@@ -97,6 +112,9 @@ def load_function(ref: str, *, what: str = "model"):
                 raise ValueError(f"--{what} {ref}: no module {exc.name or target!r}") from None
     except (ValueError, PsumError):
         raise
+    except SystemExit as exc:  # sys.exit() or argparse at the top of a script: psum would exit silently
+        raise PsumError(f"--{what} {ref}: importing {target} called sys.exit({exc.code!r}); psum imports the file, "
+                        f"so keep script code under if __name__ == '__main__':") from None
     except Exception as exc:  # the user's code failed while importing
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise PsumError(f"--{what} {ref}: importing {target} failed: {type(exc).__name__}: {first}") from None
@@ -118,6 +136,8 @@ def _call(fn, ref, what, **offered):
     kwargs = {k: v for k, v in offered.items() if k in params and v is not None}
     try:
         return fn(**kwargs)
+    except SystemExit as exc:  # else a sys.exit(0) in the function ends psum with success and no result
+        raise PsumError(f"--{what} {ref}: the function called sys.exit({exc.code!r})") from None
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise PsumError(f"--{what} {ref}: the function raised {type(exc).__name__}: {first}") from None

@@ -1,0 +1,155 @@
+"""What a newcomer hit on first use, each fixed: one line on stderr and exit 2 (never a traceback,
+never a silent or wrong success) for their own model file, checkpoint and data function, and for
+options that were silently ignored.
+
+Every case runs ``psum.cli.main.main`` in-process on small user files written into a scratch
+folder (fast: torch and the commands are imported once); the messages are exact.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from psum.cli.main import main
+
+MODEL = """
+import sys
+import torch
+from torch import nn
+
+
+def build():                      # digits: 1 x 32 x 32 images, 10 classes
+    return nn.Sequential(nn.Flatten(), nn.Linear(1024, 10))
+
+
+def build64():                    # the 8 x 8 images of data.py
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+
+
+def build_exit():
+    sys.exit(0)
+
+
+class NaNNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(1024, 10)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1)) * float("nan")
+
+
+def build_nan():
+    return NaNNet()
+"""
+
+DATA = """
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+g = torch.Generator().manual_seed(0)
+
+
+def images(n):
+    return torch.rand(n, 1, 8, 8, generator=g)
+
+
+def good(split):
+    return TensorDataset(images(8), torch.arange(8) % 10)
+
+
+def empty(split):
+    return TensorDataset(images(0), torch.zeros(0, dtype=torch.long))
+
+
+def inputs_only(split):
+    return TensorDataset(images(4))
+
+
+def float_labels(split):
+    return TensorDataset(images(4), torch.full((4,), 0.5))
+
+
+def loader_inputs_only(split):
+    return DataLoader(TensorDataset(images(4)), batch_size=2)
+
+
+class Pairs(Dataset):
+    def __init__(self, label):
+        self.label = label
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return torch.zeros(1, 8, 8), self.label
+
+
+def python_float_labels(split):
+    return Pairs(0.5)
+
+
+def bool_labels(split):
+    return Pairs(True)
+
+
+def nan_images(split):
+    return TensorDataset(torch.full((4, 1, 8, 8), float("nan")), torch.zeros(4, dtype=torch.long))
+"""
+
+
+@pytest.fixture()
+def user(tmp_path, monkeypatch):
+    """A scratch folder (the working directory) holding the newcomer's files."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PSUM_PROGRESS", "0")
+    (tmp_path / "net.py").write_text(MODEL)
+    (tmp_path / "data.py").write_text(DATA)
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit(0)\ndef build():\n    pass\n")
+    (tmp_path / "script.py").write_text(textwrap.dedent("""
+        import argparse
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--lr", type=float)
+        args = parser.parse_args()    # psum's own command line: unrecognized arguments
+        def build():
+            pass
+        """))
+    return tmp_path
+
+
+def one_line(argv, capsys) -> str:
+    """The single stderr line of a refused command (exit 2, no traceback)."""
+    try:
+        rc = main(argv)
+    except SystemExit as exc:
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, f"exit {rc}:\n{err}"
+    return err.strip()
+
+
+# -- a model file that calls sys.exit (a script with argparse at the top) -------------------------
+@pytest.mark.parametrize("argv, message", [
+    (["eval", "--model", "net.py:build_exit", "--limit", "8"],
+     "psum eval: error: --model net.py:build_exit: the function called sys.exit(0)"),
+    (["eval", "--model", "exits.py:build", "--limit", "8"],
+     "psum eval: error: --model exits.py:build: importing exits.py called sys.exit(0); psum imports the file, so "
+     "keep script code under if __name__ == '__main__':"),
+    (["sweep", "--model", "exits.py:build", "--acc", "e5m6", "--limit", "8"],
+     "psum sweep: error: --model exits.py:build: importing exits.py called sys.exit(0); psum imports the file, so "
+     "keep script code under if __name__ == '__main__':"),
+])
+def test_user_code_calling_sys_exit_is_refused(user, capsys, argv, message):
+    # Before: exit 0 and no output at all (a wrong success).
+    assert one_line(argv, capsys) == message
+
+
+def test_user_script_parsing_argv_at_import_is_one_line(user, capsys):
+    # argparse printed its usage (two lines) and psum exited 2 with the user's message only.
+    err = one_line(["eval", "--model", "script.py:build", "--limit", "8"], capsys)
+    assert err.startswith("psum eval: error: --model script.py:build: importing script.py called sys.exit(2) after "
+                          "printing '"), err
+    assert "error: unrecognized arguments:" in err
+    assert err.endswith("; psum imports the file, so keep script code under if __name__ == '__main__':")
