@@ -219,6 +219,15 @@ def _read_checkpoint(path: Path, *, trust: bool):
             return "export", _Exported(torch.export.load(str(path)).module())
         except Exception as exc:
             raise PsumError(f"{path} is a torch.export archive that does not load ({type(exc).__name__})") from None
+    if not names:
+        # torch.save writes a zip archive, or (legacy format) a pickle, which starts with the PROTO
+        # opcode 0x80: anything else is not a checkpoint, and must not be called "a whole saved model
+        # that needs --trust-checkpoint" (random bytes fail torch's weights-only reader that way).
+        with open(path, "rb") as fh:
+            head = fh.read(1)
+        if head != b"\x80":
+            what = "it is empty" if not head else "neither a zip archive nor a pickle"
+            raise PsumError(f"{path} is not a checkpoint torch can read ({what}); expected {CHECKPOINT_KINDS}")
     try:
         with warnings.catch_warnings():  # torch's note on the pickle protocol: psum says what matters below
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
@@ -233,7 +242,11 @@ def _read_checkpoint(path: Path, *, trust: bool):
     except Exception as exc:
         raise PsumError(f"{path} is not a checkpoint torch can read ({type(exc).__name__}); expected "
                         f"{CHECKPOINT_KINDS}") from None
-    obj = torch.load(path, map_location="cpu", weights_only=False)  # trust=True: the user's choice
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)  # trust=True: the user's choice
+    except Exception as exc:  # a damaged pickle fails here too, not only in the weights-only reader
+        raise PsumError(f"{path} is not a checkpoint torch can read ({type(exc).__name__}); expected "
+                        f"{CHECKPOINT_KINDS}") from None
     if not isinstance(obj, nn.Module):
         raise PsumError(f"{path} holds a pickled {type(obj).__name__}, not a torch.nn.Module; expected "
                         f"{CHECKPOINT_KINDS}")
@@ -270,7 +283,8 @@ def _state_dict_of(obj, path: Path) -> tuple[str, dict]:
     for key in ("state_dict", "model_state_dict", "model"):  # Lightning / common training scripts
         if isinstance(obj, dict) and tensors(obj.get(key)):
             return f"state_dict (under {key!r})", obj[key]
-    found = f"a dict with keys {_first(map(str, obj))}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
+    found = (("an empty dict" if not obj else f"a dict with keys {_first(map(str, obj))}") if isinstance(obj, dict)
+             else f"a {type(obj).__name__}")
     raise PsumError(f"{path} holds {found}; expected {CHECKPOINT_KINDS}")
 
 

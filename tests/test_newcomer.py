@@ -153,3 +153,42 @@ def test_user_script_parsing_argv_at_import_is_one_line(user, capsys):
                           "printing '"), err
     assert "error: unrecognized arguments:" in err
     assert err.endswith("; psum imports the file, so keep script code under if __name__ == '__main__':")
+
+
+# -- checkpoints that are no checkpoints -----------------------------------------------------------
+KINDS = ("expected a psum checkpoint, a plain state_dict, a torch.export archive or (with --trust-checkpoint) a "
+         "whole saved model")
+
+
+@pytest.mark.parametrize("content, trust, reason", [
+    (bytes(range(256)) * 16, False, "neither a zip archive nor a pickle"),   # random bytes
+    (bytes(range(256)) * 16, True, "neither a zip archive nor a pickle"),
+    (b"my notes\n", False, "neither a zip archive nor a pickle"),
+    (b"", False, "it is empty"),
+    (b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01]q\x02", True, "EOFError"),  # a pickle cut short
+])
+def test_file_that_is_no_checkpoint(user, capsys, content, trust, reason):
+    # Before: random bytes were "a whole saved model? pass --trust-checkpoint", and with
+    # --trust-checkpoint torch's UnpicklingError escaped as a traceback.
+    (user / "weights.pt").write_bytes(content)
+    argv = ["eval", "--model", "lenet5", "--checkpoint", "weights.pt", "--limit", "8"] + (
+        ["--trust-checkpoint"] if trust else [])
+    assert one_line(argv, capsys) == f"psum eval: error: weights.pt is not a checkpoint torch can read ({reason}); {KINDS}"
+
+
+def test_empty_dict_checkpoint_says_empty(user, capsys):
+    import torch
+
+    torch.save({}, user / "empty.pt")
+    assert one_line(["eval", "--model", "net.py:build", "--checkpoint", "empty.pt", "--limit", "8"], capsys) == (
+        f"psum eval: error: empty.pt holds an empty dict; {KINDS}")
+
+
+def test_legacy_pickle_checkpoint_still_loads(user, capsys):
+    import torch
+    from torch import nn
+
+    torch.save(nn.Sequential(nn.Flatten(), nn.Linear(1024, 10)).state_dict(), user / "legacy.pt",
+               _use_new_zipfile_serialization=False)  # starts with the pickle PROTO opcode
+    assert main(["eval", "--model", "net.py:build", "--checkpoint", "legacy.pt", "--limit", "8"]) == 0
+    assert "on 8 test images" in capsys.readouterr().out
