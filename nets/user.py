@@ -41,7 +41,7 @@ from psum.errors import PsumError
 
 __all__ = ["Workload", "resolve", "is_user_ref", "load_function", "build_user_model", "load_weights",
            "load_user_dataset", "model_digest", "output_size", "check_labels", "dataset_labels",
-           "calibration_batch", "CHECKPOINT_KINDS"]
+           "calibration_batch", "check_items", "CHECKPOINT_KINDS"]
 
 # What --checkpoint may hold, in the words of every message.
 CHECKPOINT_KINDS = "a psum checkpoint, a plain state_dict, a torch.export archive or (with --trust-checkpoint) a whole saved model"
@@ -460,6 +460,61 @@ def check_labels(ds, n_outputs: int, label: str, *, exact: bool = False) -> None
                          f"{n_outputs} outputs (classes 0..{n_outputs - 1})")
 
 
+def check_items(ds, label: str) -> None:
+    """Refuse data that cannot be scored, before any evaluation: no items, items that are not
+    ``(input, label)`` pairs, or labels that are not integer class indices.
+
+    Why: an empty data set scored "top-1 0.00 % on 0 test images" with exit 0, float labels
+    (``0.7``) were compared with class indices and scored 0 %, and a ``TensorDataset`` of inputs
+    alone ended in an ``IndexError`` traceback.
+
+    Parameters
+    ----------
+    ds : Dataset or DataLoader
+        The user's test data (map-style, as everywhere in psum).
+    label : str
+        The data set's name in the message.
+
+    Raises
+    ------
+    ValueError
+        One line naming the data set and what is wrong.
+    """
+    import numbers
+
+    import torch
+
+    inner = ds.dataset if isinstance(ds, torch.utils.data.DataLoader) else ds
+    try:
+        n = len(inner)
+    except TypeError:
+        n = None  # no length: the first item below still has to be a pair
+    if n == 0:
+        raise ValueError(f"dataset {label} is empty (no test images)")
+    if isinstance(ds, torch.utils.data.DataLoader):
+        item = next(iter(ds), None)
+    elif isinstance(inner, torch.utils.data.TensorDataset):
+        item = tuple(t[0] for t in inner.tensors)
+    else:
+        item = inner[0]
+    if not isinstance(item, (tuple, list)) or len(item) < 2:
+        what = (f"a {type(item).__name__} of {len(item)}" if isinstance(item, (tuple, list))
+                else f"a {type(item).__name__}")
+        raise ValueError(f"dataset {label} must give (input, label) pairs; its first item is {what}")
+    y = dataset_labels(ds)
+    if y is None:
+        y = item[1]
+    if isinstance(y, torch.Tensor):
+        integral = not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool)
+    elif hasattr(y, "dtype"):  # numpy arrays and scalars
+        integral = getattr(y.dtype, "kind", "") in ("i", "u")
+    else:
+        integral = isinstance(y, numbers.Integral) and not isinstance(y, bool)
+    if not integral:
+        kind = str(y.dtype).replace("torch.", "") if hasattr(y, "dtype") else type(y).__name__
+        raise ValueError(f"dataset {label} has labels of type {kind}; labels must be integer class indices")
+
+
 # ---------------------------------------------------------------------------------------------
 # the workload
 # ---------------------------------------------------------------------------------------------
@@ -646,6 +701,8 @@ def resolve(model, dataset="digits", *, checkpoint=None, data_dir=None, trust: b
     net = net.eval()
 
     # -- fit: outputs against classes -------------------------------------------------------------
+    if not builtin_data:
+        check_items(test, data_label)
     n_out = output_size(net, test)
     check_labels(test, n_out, data_label, exact=named_data and dataset == "imagefolder")
     calib_src = calib if calib is not None else (train() if train is not None else test)

@@ -192,3 +192,40 @@ def test_legacy_pickle_checkpoint_still_loads(user, capsys):
                _use_new_zipfile_serialization=False)  # starts with the pickle PROTO opcode
     assert main(["eval", "--model", "net.py:build", "--checkpoint", "legacy.pt", "--limit", "8"]) == 0
     assert "on 8 test images" in capsys.readouterr().out
+
+
+# -- a data function that returns the wrong thing -------------------------------------------------
+@pytest.mark.parametrize("func, message", [
+    # Before: "top-1 0.00 % on 0 test images", exit 0.
+    ("empty", "dataset data.py:empty is empty (no test images)"),
+    # Before: an IndexError traceback from the batch iterator.
+    ("inputs_only", "dataset data.py:inputs_only must give (input, label) pairs; its first item is a tuple of 1"),
+    ("loader_inputs_only", "dataset data.py:loader_inputs_only must give (input, label) pairs; its first item is a "
+                           "list of 1"),
+    # Before: 0.5 compared with class indices, top-1 0 %, exit 0.
+    ("float_labels", "dataset data.py:float_labels has labels of type float32; labels must be integer class indices"),
+    ("python_float_labels", "dataset data.py:python_float_labels has labels of type float; labels must be integer "
+                            "class indices"),
+    ("bool_labels", "dataset data.py:bool_labels has labels of type bool; labels must be integer class indices"),
+])
+def test_dataset_function_returning_unusable_data(user, capsys, func, message):
+    for cmd in (["eval"], ["sweep", "--acc", "e5m6"]):
+        argv = cmd + ["--model", "net.py:build64", "--dataset", f"data.py:{func}", "--limit", "8"]
+        assert one_line(argv, capsys) == f"psum {cmd[0]}: error: {message}"
+
+
+def test_good_dataset_function_still_runs(user, capsys):
+    assert main(["eval", "--model", "net.py:build64", "--dataset", "data.py:good"]) == 0
+    assert "on 8 test images" in capsys.readouterr().out
+
+
+def test_api_refuses_empty_dataset_object():
+    import torch
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    from psum.nets.user import resolve
+
+    empty = TensorDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"^dataset TensorDataset is empty \(no test images\)$"):
+        resolve(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), empty)
