@@ -420,7 +420,8 @@ def output_size(net, ds) -> int:
     Raises
     ------
     PsumError
-        The forward fails (the model does not take the data) or the output is not ``N×K``.
+        The forward fails (the model does not take the data), the output is not ``N×K``, or it holds
+        NaN or inf.
     """
     import torch
 
@@ -435,6 +436,11 @@ def output_size(net, ds) -> int:
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise PsumError(f"the model's output must be N x classes logits, not {shape}")
+    if out.is_floating_point() and not bool(torch.isfinite(out).all()):
+        # NaN logits argmax to class 0: every accuracy measured on them would be silently wrong.
+        bad = "NaN" if bool(torch.isnan(out).any()) else "inf"
+        raise PsumError(f"the model's float32 output on the data's first input holds {bad}; check the model "
+                        f"and the data (their accuracy would be meaningless)")
     return int(out.shape[1])
 
 

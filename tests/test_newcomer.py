@@ -229,3 +229,17 @@ def test_api_refuses_empty_dataset_object():
     empty = TensorDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long))
     with pytest.raises(ValueError, match=r"^dataset TensorDataset is empty \(no test images\)$"):
         resolve(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), empty)
+
+
+# -- a float model whose output is NaN -------------------------------------------------------------
+NAN = ("the model's float32 output on the data's first input holds NaN; check the model and the data (their "
+       "accuracy would be meaningless)")
+
+
+@pytest.mark.parametrize("argv", [
+    ["eval", "--model", "net.py:build_nan", "--limit", "8"],                       # Before: top-1 12.50 %, exit 0
+    ["sweep", "--model", "net.py:build_nan", "--acc", "e5m6", "--limit", "8"],
+    ["eval", "--model", "net.py:build64", "--dataset", "data.py:nan_images"],      # NaN pixels
+])
+def test_nan_logits_are_refused(user, capsys, argv):
+    assert one_line(argv, capsys) == f"psum {argv[0]}: error: {NAN}"
