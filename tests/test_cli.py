@@ -146,6 +146,16 @@ def test_every_subcommand_is_registered():
      "psum report: error: argument --width: must be a finite number greater than 0, not -1"),
     (["train", "--model", "resnet18", "--storage", "fp16"],
      "psum train: error: argument --storage: invalid choice: 'fp16'"),
+    # a newcomer's first use: options that were silently ignored (more in tests/test_newcomer.py)
+    (["quantize", "fp8_e4m3", "1.1", "--seed", "4"], "psum quantize: error: --seed applies only to --round sr, not --round rne"),
+    (["quantize", "fp8_e4m3", "1.1", "--round", "rtz", "--sr-bits", "4"],
+     "psum quantize: error: --sr-bits applies only to --round sr, not --round rtz"),
+    (["quantize", "mxfp4", "1.3", "--round", "rtz"],
+     "psum quantize: error: --round does not apply to block format mxfp4: its elements round rne with saturation"),
+    (["quantize", "nvfp4", "1.3", "--saturate", "--seed", "1"],
+     "psum quantize: error: --saturate, --seed do not apply to block format nvfp4: its elements round rne with saturation"),
+    (["step", "a=fp16,b=fp16,acc=fp16", "0", "1", "1", "--rand", "3"],
+     "psum step: error: --rand applies only to round=sr, not round=rne"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     try:

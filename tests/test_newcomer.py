@@ -243,3 +243,20 @@ NAN = ("the model's float32 output on the data's first input holds NaN; check th
 ])
 def test_nan_logits_are_refused(user, capsys, argv):
     assert one_line(argv, capsys) == f"psum {argv[0]}: error: {NAN}"
+
+
+# -- rounding-mode names in capitals ---------------------------------------------------------------
+def test_quantize_round_in_capitals_is_the_mode(capsys):
+    # "--round SR" failed with "stochastic rounding needs sr_bits between 1 and 32, not 0"
+    # (the seed and bit count were passed only for lower-case "sr"); RTZ printed "rounding RTZ".
+    assert main(["quantize", "fp8_e4m3", "1.1", "--round", "SR", "--seed", "4", "--json"]) == 0
+    upper = capsys.readouterr().out
+    assert main(["quantize", "fp8_e4m3", "1.1", "--round", "sr", "--seed", "4", "--json"]) == 0
+    assert capsys.readouterr().out == upper
+    assert main(["quantize", "fp8_e4m3", "1.1", "--round", "RTZ"]) == 0
+    assert capsys.readouterr().out.startswith("format fp8_e4m3, rounding rtz\n")
+
+
+def test_step_rand_with_stochastic_rounding_still_runs(capsys):
+    assert main(["step", "a=fp16,b=fp16,acc=fp16,round=SR,srbits=4", "0", "1", "1", "--rand", "3"]) == 0
+    assert "-> 0x3c00 (1)" in capsys.readouterr().out
