@@ -260,3 +260,34 @@ def test_quantize_round_in_capitals_is_the_mode(capsys):
 def test_step_rand_with_stochastic_rounding_still_runs(capsys):
     assert main(["step", "a=fp16,b=fp16,acc=fp16,round=SR,srbits=4", "0", "1", "1", "--rand", "3"]) == 0
     assert "-> 0x3c00 (1)" in capsys.readouterr().out
+
+
+# -- --help that promised what the command refuses -------------------------------------------------
+def test_top_level_help_names_every_study(capsys):
+    from psum.cli.main import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    top = capsys.readouterr().out
+    import argparse
+
+    def subcommands(parser):
+        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+    studies = list(subcommands(subcommands(build_parser())["study"]))
+    line = " ".join(top.split("\n    study ", 1)[1].split("\noptions:")[0].split())  # wrapped help text
+    assert len(studies) >= 4 and line.endswith(", ".join(studies)), (studies, line)
+
+
+def test_train_help_offers_only_what_train_takes(capsys, tmp_path, monkeypatch):
+    from psum.cli.main import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "FILE.py" not in text and "imagefolder" not in text
+    assert "cpu, cuda, cuda:N or auto" in text
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.py").write_text(MODEL)
+    assert one_line(["train", "--model", "net.py:build", "--epochs", "1", "--out", "x.pt"], capsys) == (
+        "psum train: error: model must be one of lenet5, alexnet, resnet18, resnet18-imagenet, vit, not 'net.py:build'")

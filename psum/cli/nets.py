@@ -209,12 +209,18 @@ def register(sub) -> None:
             p.add_argument("--normalize", choices=("none", "imagenet"), default="none",
                            help="imagefolder: pixels in [0, 1] (none, default) or ImageNet mean/std")
         else:
-            p.add_argument("--model", required=True, type=text, help=f"network: {_MODELS_HELP}")
+            # train takes built-in models and data only (the API refuses FILE.py:FUNCTION): its help
+            # used to offer FILE.py:FUNCTION and imagefolder.
+            p.add_argument("--model", required=True, type=text,
+                           help="network: lenet5, alexnet, resnet18, resnet18-imagenet or vit (built-in models only; "
+                                "train your own with your own script and give eval/sweep/report its weights with "
+                                "--checkpoint)")
             p.add_argument("--dataset", default="digits", choices=DATASETS, help="dataset (default digits, built in)")
         if data:
-            p.add_argument("--data-dir", type=text, metavar="DIR", help="folder with CIFAR/ImageNet/imagefolder files (never "
-                                                              "downloaded)")
-        p.add_argument("--device", type=text, help="cpu or cuda (default: cuda when present)")
+            p.add_argument("--data-dir", type=text, metavar="DIR",
+                           help=("folder with CIFAR/ImageNet/imagefolder files" if user else "folder with CIFAR/ImageNet "
+                                 "files") + " (never downloaded)")
+        p.add_argument("--device", type=text, help="cpu, cuda, cuda:N or auto (default auto: cuda when present)")
         p.add_argument("--progress", action="store_true", help="show progress bars even when stderr is not a TTY")
         p.add_argument("--json", action="store_true", help="print JSON")
 

@@ -167,8 +167,8 @@ def _cmd_mx(args) -> int:
 
 
 def register(sub) -> None:
-    """Add ``study`` with its three subcommands to the ``psum`` subcommands."""
-    p = sub.add_parser("study", help="psum against published results: deepseek, accumulation-theory, a2q",
+    """Add ``study`` with its four subcommands to the ``psum`` subcommands."""
+    p = sub.add_parser("study", help="psum against published results: deepseek, accumulation-theory, a2q, mx",
                        description="Reproduce or test a published result with psum's bit-exact machinery; each "
                                    "study writes a report section, JSON/CSV and PNG/SVG plots under ./study-<name>/ "
                                    "(psum report links them). Comparison with the papers: docs/studies.md.")
