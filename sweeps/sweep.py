@@ -563,10 +563,19 @@ def select_layers(net, pattern: str) -> list[str]:
     if pattern == "all":
         return layers
     pats = [p.strip() for p in str(pattern).split("|") if p.strip()]
-    picked = [n for n in layers if any(fnmatch.fnmatchcase(n, p) or n.startswith(p + ".") for p in pats)]
+
+    def hits(n, p):
+        return fnmatch.fnmatchcase(n, p) or n.startswith(p + ".")
+
+    picked = [n for n in layers if any(hits(n, p) for p in pats)]
+    shown = ", ".join(layers[:8]) + (f" (+{len(layers) - 8} more)" if len(layers) > 8 else "")
     if not picked:
-        shown = ", ".join(layers[:8]) + (f" (+{len(layers) - 8} more)" if len(layers) > 8 else "")
         raise ValueError(f"layer {pattern!r} selects none of the Conv2d/Linear layers: {shown or 'none'}")
+    # Each alternative must name a layer too: a typo in 'fc1|fc9' used to be dropped silently,
+    # while the same typo alone is refused.
+    for p in pats:
+        if not any(hits(n, p) for n in layers):
+            raise ValueError(f"layer {p!r} (in {pattern!r}) selects none of the Conv2d/Linear layers: {shown}")
     return picked
 
 
