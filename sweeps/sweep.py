@@ -613,9 +613,20 @@ def spec_map(net, mapping) -> tuple[dict, list[str]]:
             spec = MacSpec.parse(text)
         except ValueError as exc:
             raise ValueError(f"spec of {pattern!r}: {exc}") from None
-        for name in select_layers(net, pattern):
+        names = select_layers(net, pattern)
+        # First match wins: a pattern whose every layer an earlier one already took would never
+        # apply ({"*": A, "conv1": B} ran conv1 with A and said nothing).
+        if all(name in out for name in names):
+            raise ValueError(f"spec file pattern {pattern!r} never applies: every layer it selects ({_first(names)}) "
+                             f"is taken by an earlier pattern (the first match wins; put specific patterns first)")
+        for name in names:
             out.setdefault(name, spec)
     return out, [n for n in mac_layers(net) if n not in out]
+
+
+def _first(names, n=4) -> str:
+    """The first ``n`` names, joined, and how many more."""
+    return ", ".join(names[:n]) + (f" (+{len(names) - n} more)" if len(names) > n else "")
 
 
 def read_spec_file(path) -> dict:
@@ -664,13 +675,23 @@ def read_spec_file(path) -> dict:
         except (yaml.YAMLError, RecursionError) as exc:
             raise ValueError(f"spec file {p} is not valid YAML ({type(exc).__name__})") from None
     else:
+        def pairs(items):  # json keeps the last of two equal keys: which spec did the user mean?
+            seen = set()
+            for k, _ in items:
+                if k in seen:
+                    raise ValueError(f"spec file {p} gives pattern {k[:40]!r} twice")
+                seen.add(k)
+            return dict(items)
+
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=pairs)
         except json.JSONDecodeError as exc:
             raise ValueError(f"spec file {p} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
         # Why these too: an over-long integer raises a plain ValueError and deep nesting a
         # RecursionError; a file from elsewhere must still give one line, not a traceback.
         except (ValueError, RecursionError) as exc:
+            if str(exc).startswith(f"spec file {p} gives pattern "):
+                raise
             raise ValueError(f"spec file {p} is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise ValueError(f"spec file {p} must hold one object mapping layer patterns to spec text")

@@ -291,3 +291,42 @@ def test_train_help_offers_only_what_train_takes(capsys, tmp_path, monkeypatch):
     (tmp_path / "net.py").write_text(MODEL)
     assert one_line(["train", "--model", "net.py:build", "--epochs", "1", "--out", "x.pt"], capsys) == (
         "psum train: error: model must be one of lenet5, alexnet, resnet18, resnet18-imagenet, vit, not 'net.py:build'")
+
+
+# -- layer selections and spec files that silently dropped part of what they said -----------------
+LAYERS = "conv1, conv2, fc1, fc2, fc3"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["eval", "--model", "lenet5", "--spec", "a=int8,b=int8,acc=int16", "--layer", "fc1|fc9", "--limit", "8"],
+     f"psum eval: error: layer 'fc9' (in 'fc1|fc9') selects none of the Conv2d/Linear layers: {LAYERS}"),
+    (["sweep", "--model", "lenet5", "--acc", "int16", "--layer", "conv2|fc*|cnov1", "--limit", "8"],
+     f"psum sweep: error: layer 'cnov1' (in 'conv2|fc*|cnov1') selects none of the Conv2d/Linear layers: {LAYERS}"),
+])
+def test_a_typo_in_one_alternative_of_a_layer_selection(user, capsys, argv, message):
+    # Before: 'fc1|fc9' emulated fc1 alone with exit 0, while 'fc9' alone was refused.
+    assert one_line(argv, capsys) == message
+
+
+@pytest.mark.parametrize("content, message", [
+    # Before: json kept the last of the two and ran conv1 with int32.
+    ('{"conv1": "a=int8,b=int8,acc=int16", "conv1": "a=int8,b=int8,acc=int32"}',
+     "spec file specs.json gives pattern 'conv1' twice"),
+    # Before: first match wins, so conv1 ran with e5m6 and the file's conv1 entry was ignored.
+    ('{"*": "a=fp8_e4m3,b=fp8_e4m3,acc=e5m6", "conv1": "a=int8,b=int8,acc=int16"}',
+     "spec file pattern 'conv1' never applies: every layer it selects (conv1) is taken by an earlier pattern (the "
+     "first match wins; put specific patterns first)"),
+    ('{"conv*": "a=fp8_e4m3,b=fp8_e4m3,acc=e5m6", "conv2|conv1": "a=int8,b=int8,acc=int16"}',
+     "spec file pattern 'conv2|conv1' never applies: every layer it selects (conv1, conv2) is taken by an earlier "
+     "pattern (the first match wins; put specific patterns first)"),
+])
+def test_spec_file_entries_that_would_never_apply(user, capsys, content, message):
+    (user / "specs.json").write_text(content)
+    assert one_line(["eval", "--model", "lenet5", "--spec-file", "specs.json", "--limit", "8"], capsys) == (
+        f"psum eval: error: {message}")
+
+
+def test_spec_file_specific_patterns_first_still_runs(user, capsys):
+    (user / "specs.json").write_text('{"conv1": "a=int8,b=int8,acc=int16", "*": "a=fp8_e4m3,b=fp8_e4m3,acc=e5m6"}')
+    assert main(["eval", "--model", "lenet5", "--spec-file", "specs.json", "--limit", "8"]) == 0
+    assert "emulated 5 ops, 100.0 % of MACs" in capsys.readouterr().out
