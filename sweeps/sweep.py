@@ -114,6 +114,8 @@ def parse_search_entry(entry: str) -> tuple[str, dict, str | None]:
         if lo.signed and (lo.bits, hi.bits) == (2, 3):
             return "int", {}, overflow or "wrap"
         raise bad
+    if not (isinstance(lo, FloatFormat) and isinstance(hi, FloatFormat)):
+        raise bad  # q?.8, uint?: fixed point and unsigned have no search (was an AttributeError traceback)
     if lo != FloatFormat(lo.exp_bits, lo.man_bits) or hi != FloatFormat(hi.exp_bits, hi.man_bits):
         raise bad  # a policy suffix, _ftz or a bias: not a searchable template
     if (lo.man_bits, hi.man_bits) == (2, 3) and lo.exp_bits == hi.exp_bits:

@@ -156,6 +156,8 @@ def test_every_subcommand_is_registered():
      "psum quantize: error: --saturate, --seed do not apply to block format nvfp4: its elements round rne with saturation"),
     (["step", "a=fp16,b=fp16,acc=fp16", "0", "1", "1", "--rand", "3"],
      "psum step: error: --rand applies only to round=sr, not round=rne"),
+    (["sweep", "--model", "lenet5", "--search", "--acc", "q?.8", "--limit", "8"],  # was an AttributeError traceback
+     "psum sweep: error: search entry must be e<E>m?, e?m<M> or int?[:wrap|:sat], not 'q?.8'"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     try:
