@@ -158,6 +158,17 @@ def test_every_subcommand_is_registered():
      "psum step: error: --rand applies only to round=sr, not round=rne"),
     (["sweep", "--model", "lenet5", "--search", "--acc", "q?.8", "--limit", "8"],  # was an AttributeError traceback
      "psum sweep: error: search entry must be e<E>m?, e?m<M> or int?[:wrap|:sat], not 'q?.8'"),
+    # sweep options of the other mode, each silently ignored before
+    (["sweep", "--model", "lenet5", "--acc", "int16", "--tol", "5", "--limit", "8"],
+     "psum sweep: error: --tol applies to --search (a sweep row has no pass mark)"),
+    (["sweep", "--model", "lenet5", "--acc", "int16", "--relative-to", "operands", "--limit", "8"],
+     "psum sweep: error: --relative-to applies to --search (a sweep row has no pass mark)"),
+    (["sweep", "--model", "lenet5", "--search", "--acc", "int?", "--plot", "p.png", "--limit", "8"],
+     "psum sweep: error: --plot draws sweep rows; --search has no plot (sweep the formats with --acc LIST --plot)"),
+    (["sweep", "--model", "lenet5", "--search", "--acc", "int?", "--per-layer", "--layers-only", "--limit", "8"],
+     "psum sweep: error: --layers-only applies to a sweep; --search always finds the network-wide minimum too"),
+    (["sweep", "--model", "lenet5", "--acc", "int16", "--layers-only", "--limit", "8"],  # was the API's wording
+     "psum sweep: error: --layers-only needs --per-layer or --layer (it skips the network-wide rows)"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     try:

@@ -116,20 +116,32 @@ def _cmd_sweep(args) -> int:
         common["ray"] = args.ray
     if args.no_reuse:
         common["reuse"] = False
-    if args.early_stop is not None and not args.search:
-        raise ValueError("--early-stop applies to --search (a sweep row has no pass mark)")
+    # Options of the other mode are refused, not ignored: 'sweep --acc int16 --tol 5' printed rows as if
+    # a tolerance had been applied, and 'sweep --search --plot p.png' wrote no plot.
+    for opt, given in (("--early-stop", args.early_stop is not None), ("--tol", args.tol is not None),
+                       ("--relative-to", args.relative_to is not None)):
+        if given and not args.search:
+            raise ValueError(f"{opt} applies to --search (a sweep row has no pass mark)")
+    if args.search and args.plot:
+        raise ValueError("--plot draws sweep rows; --search has no plot (sweep the formats with --acc LIST --plot)")
+    if args.search and args.layers_only:
+        raise ValueError("--layers-only applies to a sweep; --search always finds the network-wide minimum too")
+    if args.layers_only and not (args.per_layer or args.layer):
+        raise ValueError("--layers-only needs --per-layer or --layer (it skips the network-wide rows)")
+    tol = 1.0 if args.tol is None else args.tol
+    relative_to = args.relative_to or "fp32"
     if args.search:
         results = run_search(args.model, args.dataset, args.acc or SEARCH_DEFAULT, per_layer=args.per_layer,
-                             tol=args.tol, relative_to=args.relative_to, early_stop=args.early_stop or "exact",
+                             tol=tol, relative_to=relative_to, early_stop=args.early_stop or "exact",
                              **common)
         if args.json:
             print(json.dumps([{k: v for k, v in r.items() if k != "rows"} for r in results], indent=1))
             return 0
         base = results[0]["baseline_accuracy"] if results else None
-        rel = "the fp32 baseline" if args.relative_to == "fp32" else "the same operands with an fp32/int32 accumulator"
+        rel = "the fp32 baseline" if relative_to == "fp32" else "the same operands with an fp32/int32 accumulator"
         print(f"{results[0]['model']}/{results[0]['dataset']}: fp32 baseline {base:.2f} % on "
               f"{results[0]['n_images']} test images; "
-              f"tolerance {args.tol:g} percentage points below {rel}")
+              f"tolerance {tol:g} percentage points below {rel}")
         # a candidate stopped early shows its upper bound as "<=x" (never as a measured accuracy)
         table = [{"search": search_label(r), "layer": r["layer"], "min": r["acc"] or "none", "accuracy": r["accuracy"],
                   "reference": r["reference_accuracy"],
@@ -283,7 +295,7 @@ def register(sub) -> None:
                         "('layer3.*') or names joined by |; repeatable")
     p.add_argument("--layers-only", action="store_true", help="with --per-layer: skip the network-wide rows")
     p.add_argument("--search", action="store_true", help="find the smallest accumulator within --tol of the baseline")
-    p.add_argument("--tol", type=nonneg_float, default=1.0, help="allowed top-1 drop in percentage points (default 1.0)")
+    p.add_argument("--tol", type=nonneg_float, help="--search: allowed top-1 drop in percentage points (default 1.0)")
     p.add_argument("--early-stop", type=_early_stop, metavar="RULE",
                    help="--search: stop a candidate early when it cannot pass: 'exact' (default: even with every "
                         "remaining image right it fails; never changes the result), 'stat:ALPHA' (also when a "
@@ -291,7 +303,7 @@ def register(sub) -> None:
     p.add_argument("--no-reuse", action="store_true",
                    help="per-layer/group rows: run the whole model per format instead of reusing the float "
                         "activations in front of the emulated layers (same rows, slower; for benchmarks)")
-    p.add_argument("--relative-to", choices=("fp32", "operands"), default="fp32",
+    p.add_argument("--relative-to", choices=("fp32", "operands"),
                    help="--search: measure the drop from the fp32 network (default) or from the same operands "
                         "with a wide fp32/int32 accumulator")
     p.add_argument("--limit", type=positive_int, help="evaluate on the first N test images (recorded in each row)")
