@@ -169,6 +169,13 @@ def test_every_subcommand_is_registered():
      "psum sweep: error: --layers-only applies to a sweep; --search always finds the network-wide minimum too"),
     (["sweep", "--model", "lenet5", "--acc", "int16", "--layers-only", "--limit", "8"],  # was the API's wording
      "psum sweep: error: --layers-only needs --per-layer or --layer (it skips the network-wide rows)"),
+    # report options that were silently ignored or overridden
+    (["report", "--rerender", "results/lenet5-digits", "--model", "alexnet", "--limit", "8"],
+     "psum report: error: --rerender redraws DIR from its data.json (no study run); --model, --limit would be ignored "
+     "(rerun the report instead)"),
+    (["report", "--per-layer", "--no-per-layer"], "psum report: error: give --per-layer or --no-per-layer, not both"),
+    (["report", "--no-iso", "--iso-macs", "8"],
+     "psum report: error: --iso-macs sets the iso-throughput comparison, which --no-iso skips"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     try:

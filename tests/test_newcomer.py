@@ -330,3 +330,16 @@ def test_spec_file_specific_patterns_first_still_runs(user, capsys):
     (user / "specs.json").write_text('{"conv1": "a=int8,b=int8,acc=int16", "*": "a=fp8_e4m3,b=fp8_e4m3,acc=e5m6"}')
     assert main(["eval", "--model", "lenet5", "--spec-file", "specs.json", "--limit", "8"]) == 0
     assert "emulated 5 ops, 100.0 % of MACs" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # redraws the committed LeNet5 report: ~30 s on a loaded 2-core machine
+def test_report_rerender_into_out(tmp_path, capsys):
+    # --out was ignored by --rerender (the committed report folder would have been rewritten).
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "results" / "lenet5-digits"
+    before = (src / "report.md").read_bytes()
+    assert main(["report", "--rerender", str(src), "--out", str(tmp_path / "new")]) == 0
+    assert (tmp_path / "new" / "index.html").is_file() and (tmp_path / "new" / "report.md").is_file()
+    assert (src / "report.md").read_bytes() == before
+    assert capsys.readouterr().out.strip().endswith(f"report: {tmp_path / 'new'}/index.html")
