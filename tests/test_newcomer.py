@@ -343,3 +343,41 @@ def test_report_rerender_into_out(tmp_path, capsys):
     assert (tmp_path / "new" / "index.html").is_file() and (tmp_path / "new" / "report.md").is_file()
     assert (src / "report.md").read_bytes() == before
     assert capsys.readouterr().out.strip().endswith(f"report: {tmp_path / 'new'}/index.html")
+
+
+# -- an output that is a device or FIFO (-o /dev/null as root replaced the device node) -----------
+SPECIAL = "not a regular file (psum writes a new file and renames it over the old one)"
+
+
+@pytest.mark.parametrize("argv", [
+    ["verilog", "a=int8,b=int8,acc=int32", "-o", "{f}"],
+    ["train", "--model", "lenet5", "--epochs", "1", "--out", "{f}"],
+    ["sweep", "--model", "lenet5", "--acc", "int16", "--limit", "8", "--out", "{f}"],
+])
+@pytest.mark.parametrize("link", [False, True])
+def test_output_that_is_not_a_regular_file(tmp_path, monkeypatch, capsys, argv, link):
+    # A FIFO stands for /dev/null and /dev/full (a device node needs root to make): the atomic
+    # write renamed a regular file over it, and for /dev/full printed "wrote".
+    import os
+    import stat
+
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo(tmp_path / "fifo")
+    name = "fifo"
+    if link:
+        (tmp_path / "link").symlink_to("fifo")
+        name = "link"
+    argv = [a.replace("{f}", name) for a in argv]
+    assert one_line(argv, capsys) == f"psum {argv[0]}: error: cannot write {name}: {SPECIAL}"
+    assert stat.S_ISFIFO(os.stat(tmp_path / "fifo").st_mode)
+
+
+def test_atomic_write_refuses_a_fifo(tmp_path):
+    import os
+
+    from psum._util import atomic_write
+
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(OSError, match=r"^\[Errno 22\] not a regular file"):
+        atomic_write(tmp_path / "fifo", "x")
+    assert not any(p.name.startswith(".fifo.") for p in tmp_path.iterdir())
