@@ -57,7 +57,8 @@ def register(sub) -> None:
                    help="record every cycle's outputs and check them in Python from the unit's own previous "
                         "register, instead of comparing inside the simulator (slower)")
     p.add_argument("--waves", action="store_true",
-                   help="record a waveform (FST) in the build directory and print its path")
+                   help="record a waveform in the build directory and print its path (Icarus: FST, Verilator: "
+                        "VCD)")
     p.add_argument("--build-dir", type=text, metavar="DIR", help="build directory (default: psum's cache, $PSUM_CACHE_DIR/sim/<module>)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_impl_option(p)
