@@ -176,6 +176,16 @@ def test_every_subcommand_is_registered():
     (["report", "--per-layer", "--no-per-layer"], "psum report: error: give --per-layer or --no-per-layer, not both"),
     (["report", "--no-iso", "--iso-macs", "8"],
      "psum report: error: --iso-macs sets the iso-throughput comparison, which --no-iso skips"),
+    # data options the data set does not read (--data-dir mydata/ evaluated the built-in digits)
+    (["eval", "--model", "lenet5", "--data-dir", "/tmp", "--limit", "8"],
+     "psum eval: error: --data-dir applies to cifar10, cifar100, imagenet and imagefolder, not --dataset digits (built in)"),
+    (["sweep", "--model", "lenet5", "--dataset", "data.py:test_set", "--data-dir", "/tmp", "--acc", "int16"],
+     "psum sweep: error: --data-dir applies to cifar10, cifar100, imagenet and imagefolder, not --dataset "
+     "data.py:test_set (your function loads its own data)"),
+    (["train", "--model", "lenet5", "--data-dir", "/tmp", "--epochs", "1"],
+     "psum train: error: --data-dir applies to cifar10, cifar100, imagenet and imagefolder, not --dataset digits (built in)"),
+    (["eval", "--model", "lenet5", "--image-size", "64"], "psum eval: error: --image-size applies to --dataset imagefolder, not digits"),
+    (["report", "--normalize", "imagenet"], "psum report: error: --normalize applies to --dataset imagefolder, not digits"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     try:

@@ -24,7 +24,31 @@ _CKPT_HELP = ("weights: a psum checkpoint (default for built-in models: ./checkp
 
 def _data_options(args) -> dict:
     """The :func:`psum.sweeps.sweep.workload` options of the common data arguments."""
+    check_data_args(args)
     return dict(trust=args.trust_checkpoint, image_size=args.image_size, normalize=args.normalize)
+
+
+def check_data_args(args) -> None:
+    """Refuse data options that the chosen ``--dataset`` does not read, before any work.
+
+    Why: each was silently ignored; ``psum eval --model lenet5 --data-dir mydata/`` (no
+    ``--dataset``) evaluated the built-in digits and printed their accuracy.
+
+    Raises
+    ------
+    ValueError
+        ``--data-dir applies to ...``, ``--image-size applies to --dataset imagefolder ...``.
+    """
+    ds = getattr(args, "dataset", None)
+    if not isinstance(ds, str):
+        return
+    if getattr(args, "data_dir", None) is not None and (ds == "digits" or ".py:" in ds or (":" in ds and "/" not in ds)):
+        why = "built in" if ds == "digits" else "your function loads its own data"
+        raise ValueError(f"--data-dir applies to cifar10, cifar100, imagenet and imagefolder, not --dataset {ds} ({why})")
+    for opt, given in (("--image-size", getattr(args, "image_size", None) is not None),
+                       ("--normalize", getattr(args, "normalize", "none") != "none")):
+        if given and ds != "imagefolder":
+            raise ValueError(f"{opt} applies to --dataset imagefolder, not {ds}")
 
 
 def _checkpoint(args, *, train: bool = False):
@@ -61,6 +85,7 @@ def _early_stop(value: str) -> str:
 def _cmd_train(args) -> int:
     from psum.nets.train import train
 
+    check_data_args(args)
     ckpt = train(args.model, args.dataset, epochs=args.epochs, seed=args.seed, data_dir=args.data_dir, out=args.out,
                  width=args.width, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                  limit=args.limit, autocast=not args.no_autocast, device=args.device,
@@ -80,6 +105,7 @@ def _cmd_train(args) -> int:
 def _cmd_eval(args) -> int:
     from psum.sweeps.sweep import evaluate_spec
 
+    check_data_args(args)
     row = evaluate_spec(args.model, args.dataset, args.spec, layer=args.layer, spec_file=args.spec_file,
                         checkpoint=_checkpoint(args), data_dir=args.data_dir, limit=args.limit, device=args.device,
                         progress_enabled=True if args.progress else None, batch_size=args.batch_size,
@@ -105,6 +131,7 @@ def _cmd_sweep(args) -> int:
     from psum.sweeps.sweep import SEARCH_DEFAULT, run_search, run_sweep, search_label
 
     prog = True if args.progress else None
+    check_data_args(args)
     if args.plot:
         _plot_path(args.plot)  # before any work
     common = dict(a=args.a, b=args.b, rounding=args.round, extra=args.extra, limit=args.limit, out=args.out,

@@ -29,6 +29,9 @@ def _cmd_report(args) -> int:
             print(f"{data['conclusion']}\nreport: {data['out_dir']}/index.html")
         return 0
 
+    from .nets import check_data_args
+
+    check_data_args(args)
     out = args.out
     checkpoint = args.checkpoint
     if args.width is not None:  # the width-W checkpoint (trained first if needed), ./<model>-w<W>-<dataset>/

@@ -93,6 +93,9 @@ def _above_one(value: str) -> float:
 
 
 def _data_options(args) -> dict:
+    from .nets import check_data_args
+
+    check_data_args(args)  # --data-dir with digits or FILE.py:FUNCTION data was ignored
     return dict(trust=args.trust_checkpoint)
 
 
