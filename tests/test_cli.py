@@ -186,6 +186,8 @@ def test_every_subcommand_is_registered():
      "psum train: error: --data-dir applies to cifar10, cifar100, imagenet and imagefolder, not --dataset digits (built in)"),
     (["eval", "--model", "lenet5", "--image-size", "64"], "psum eval: error: --image-size applies to --dataset imagefolder, not digits"),
     (["report", "--normalize", "imagenet"], "psum report: error: --normalize applies to --dataset imagefolder, not digits"),
+    (["fake2true", "--model", "lenet5", "--acc", "acc=int20,overflow=sat", "--overflow", "wrap"],
+     "psum fake2true: error: give the overflow in --acc (acc=int20,overflow=sat) or in --overflow, not both"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     try:
