@@ -188,6 +188,9 @@ def test_every_subcommand_is_registered():
     (["report", "--normalize", "imagenet"], "psum report: error: --normalize applies to --dataset imagefolder, not digits"),
     (["fake2true", "--model", "lenet5", "--acc", "acc=int20,overflow=sat", "--overflow", "wrap"],
      "psum fake2true: error: give the overflow in --acc (acc=int20,overflow=sat) or in --overflow, not both"),
+    (["study", "mx", "--checkpoint", "x.pt", "--no-search"],  # both were ignored: no load, minutes of search
+     "psum study: error: psum study mx does not take --checkpoint, --no-search (it searches every layer of the model's "
+     "psum checkpoint, or of FILE.py:FUNCTION's own weights)"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     try:

@@ -158,6 +158,14 @@ def _cmd_a2q(args) -> int:
 def _cmd_mx(args) -> int:
     from psum.reports.mx import mx_study  # issue 15: minimum accumulator per MX operand format
 
+    # mx_study takes none of these: each was accepted and silently ignored (a --checkpoint was not
+    # loaded, --no-search still searched for minutes).
+    given = [opt for opt, v in (("--checkpoint", args.checkpoint), ("--trust-checkpoint", args.trust_checkpoint),
+                                ("--data-dir", args.data_dir), ("--layer", args.layer), ("--no-search", args.no_search))
+             if v]
+    if given:
+        raise ValueError(f"psum study mx does not take {', '.join(given)} (it searches every layer of the model's "
+                         f"psum checkpoint, or of FILE.py:FUNCTION's own weights)")
     rows = mx_study(args.model, args.dataset, operands=args.operands, kinds=args.kinds, limit=args.limit,
                     tol=args.tol, out_dir=args.out_dir or "study-mx")
     if args.json:
