@@ -39,10 +39,12 @@ def check_data_args(args) -> None:
     ValueError
         ``--data-dir applies to ...``, ``--image-size applies to --dataset imagefolder ...``.
     """
+    from psum.nets.user import is_user_ref
+
     ds = getattr(args, "dataset", None)
     if not isinstance(ds, str):
         return
-    if getattr(args, "data_dir", None) is not None and (ds == "digits" or ".py:" in ds or (":" in ds and "/" not in ds)):
+    if getattr(args, "data_dir", None) is not None and (ds == "digits" or is_user_ref(ds)):
         why = "built in" if ds == "digits" else "your function loads its own data"
         raise ValueError(f"--data-dir applies to cifar10, cifar100, imagenet and imagefolder, not --dataset {ds} ({why})")
     for opt, given in (("--image-size", getattr(args, "image_size", None) is not None),
