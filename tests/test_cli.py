@@ -191,6 +191,9 @@ def test_every_subcommand_is_registered():
     (["study", "mx", "--checkpoint", "x.pt", "--no-search"],  # both were ignored: no load, minutes of search
      "psum study: error: psum study mx does not take --checkpoint, --no-search (it searches every layer of the model's "
      "psum checkpoint, or of FILE.py:FUNCTION's own weights)"),
+    (["study", "a2q", "--no-search", "--tol", "2"], "psum study: error: --tol sets the accuracy search, which --no-search skips"),
+    (["study", "accumulation-theory", "--no-search", "--tol", "3", "--limit", "8"],
+     "psum study: error: --tol, --limit set the accuracy search, which --no-search skips"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     try:
