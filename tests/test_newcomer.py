@@ -381,3 +381,22 @@ def test_atomic_write_refuses_a_fifo(tmp_path):
     with pytest.raises(OSError, match=r"^\[Errno 22\] not a regular file"):
         atomic_write(tmp_path / "fifo", "x")
     assert not any(p.name.startswith(".fifo.") for p in tmp_path.iterdir())
+
+
+# -- your own RTL with other ports ------------------------------------------------------------------
+def test_own_rtl_without_load_and_init_is_one_line(tmp_path, capsys):
+    # Before: cocotb's "RuntimeError: Command failed with return code: 2" as a traceback.
+    import shutil
+
+    if shutil.which("iverilog") is None:
+        pytest.skip("Icarus Verilog not installed")
+    (tmp_path / "my_mac.v").write_text(
+        "module my_mac(input clk, input rst, input [7:0] a, input [7:0] b, input en, output reg [15:0] acc);\n"
+        "  always @(posedge clk) if (rst) acc <= 0; else if (en) acc <= acc + a * b;\nendmodule\n")
+    build = tmp_path / "build"
+    err = one_line(["sim", "a=int8,b=int8,acc=int16", "--rtl", str(tmp_path / "my_mac.v"), "--top", "my_mac",
+                    "--simulator", "icarus", "--cycles", "100", "--build-dir", str(build)], capsys)
+    assert err.startswith("psum sim: error: icarus could not build module my_mac: "), err
+    assert "port ``load'' is not a port of dut." in err
+    assert err.endswith(f"(log: {build / 'build.log'}); an --rtl unit needs psum's ports (clk, rst, a, b, en, load, "
+                        "init, acc; docs/hw.md)")
