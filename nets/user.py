@@ -20,11 +20,13 @@ names, so it is refused unless the caller opts in (``--trust-checkpoint``, ``tru
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib
 import importlib.util
 import inspect
+import io
 import json
 import pickle
 import re
@@ -39,7 +41,7 @@ from psum.errors import PsumError
 
 __all__ = ["Workload", "resolve", "is_user_ref", "load_function", "build_user_model", "load_weights",
            "load_user_dataset", "model_digest", "output_size", "check_labels", "dataset_labels",
-           "calibration_batch", "CHECKPOINT_KINDS"]
+           "calibration_batch", "check_items", "CHECKPOINT_KINDS"]
 
 # What --checkpoint may hold, in the words of every message.
 CHECKPOINT_KINDS = "a psum checkpoint, a plain state_dict, a torch.export archive or (with --trust-checkpoint) a whole saved model"
@@ -85,11 +87,24 @@ def load_function(ref: str, *, what: str = "model"):
                 spec = importlib.util.spec_from_file_location(name, path)
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[name] = module  # dataclasses and pickling look the module up by name
+                # What the file prints to stderr is held back while it runs: a script that parses
+                # psum's command line with argparse at import prints its own usage, then exits; the
+                # one line psum prints names that line instead (else passed on unchanged).
+                held = io.StringIO()
                 try:
-                    spec.loader.exec_module(module)
+                    with contextlib.redirect_stderr(held):
+                        spec.loader.exec_module(module)
+                except SystemExit as exc:
+                    del sys.modules[name]
+                    said = [ln for ln in held.getvalue().splitlines() if ln.strip()]
+                    after = f" after printing {said[-1].strip()!r}" if said else ""
+                    raise PsumError(f"--{what} {ref}: importing {target} called sys.exit({exc.code!r}){after}; psum "
+                                    f"imports the file, so keep script code under if __name__ == '__main__':") from None
                 except BaseException:
                     del sys.modules[name]
+                    sys.stderr.write(held.getvalue())
                     raise
+                sys.stderr.write(held.getvalue())
         else:
             try:
                 module = importlib.import_module(target)
@@ -97,6 +112,9 @@ def load_function(ref: str, *, what: str = "model"):
                 raise ValueError(f"--{what} {ref}: no module {exc.name or target!r}") from None
     except (ValueError, PsumError):
         raise
+    except SystemExit as exc:  # sys.exit() or argparse at the top of a script: psum would exit silently
+        raise PsumError(f"--{what} {ref}: importing {target} called sys.exit({exc.code!r}); psum imports the file, "
+                        f"so keep script code under if __name__ == '__main__':") from None
     except Exception as exc:  # the user's code failed while importing
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise PsumError(f"--{what} {ref}: importing {target} failed: {type(exc).__name__}: {first}") from None
@@ -118,6 +136,8 @@ def _call(fn, ref, what, **offered):
     kwargs = {k: v for k, v in offered.items() if k in params and v is not None}
     try:
         return fn(**kwargs)
+    except SystemExit as exc:  # else a sys.exit(0) in the function ends psum with success and no result
+        raise PsumError(f"--{what} {ref}: the function called sys.exit({exc.code!r})") from None
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise PsumError(f"--{what} {ref}: the function raised {type(exc).__name__}: {first}") from None
@@ -199,6 +219,15 @@ def _read_checkpoint(path: Path, *, trust: bool):
             return "export", _Exported(torch.export.load(str(path)).module())
         except Exception as exc:
             raise PsumError(f"{path} is a torch.export archive that does not load ({type(exc).__name__})") from None
+    if not names:
+        # torch.save writes a zip archive, or (legacy format) a pickle, which starts with the PROTO
+        # opcode 0x80: anything else is not a checkpoint, and must not be called "a whole saved model
+        # that needs --trust-checkpoint" (random bytes fail torch's weights-only reader that way).
+        with open(path, "rb") as fh:
+            head = fh.read(1)
+        if head != b"\x80":
+            what = "it is empty" if not head else "neither a zip archive nor a pickle"
+            raise PsumError(f"{path} is not a checkpoint torch can read ({what}); expected {CHECKPOINT_KINDS}")
     try:
         with warnings.catch_warnings():  # torch's note on the pickle protocol: psum says what matters below
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
@@ -213,7 +242,11 @@ def _read_checkpoint(path: Path, *, trust: bool):
     except Exception as exc:
         raise PsumError(f"{path} is not a checkpoint torch can read ({type(exc).__name__}); expected "
                         f"{CHECKPOINT_KINDS}") from None
-    obj = torch.load(path, map_location="cpu", weights_only=False)  # trust=True: the user's choice
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)  # trust=True: the user's choice
+    except Exception as exc:  # a damaged pickle fails here too, not only in the weights-only reader
+        raise PsumError(f"{path} is not a checkpoint torch can read ({type(exc).__name__}); expected "
+                        f"{CHECKPOINT_KINDS}") from None
     if not isinstance(obj, nn.Module):
         raise PsumError(f"{path} holds a pickled {type(obj).__name__}, not a torch.nn.Module; expected "
                         f"{CHECKPOINT_KINDS}")
@@ -250,7 +283,8 @@ def _state_dict_of(obj, path: Path) -> tuple[str, dict]:
     for key in ("state_dict", "model_state_dict", "model"):  # Lightning / common training scripts
         if isinstance(obj, dict) and tensors(obj.get(key)):
             return f"state_dict (under {key!r})", obj[key]
-    found = f"a dict with keys {_first(map(str, obj))}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
+    found = (("an empty dict" if not obj else f"a dict with keys {_first(map(str, obj))}") if isinstance(obj, dict)
+             else f"a {type(obj).__name__}")
     raise PsumError(f"{path} holds {found}; expected {CHECKPOINT_KINDS}")
 
 
@@ -386,7 +420,8 @@ def output_size(net, ds) -> int:
     Raises
     ------
     PsumError
-        The forward fails (the model does not take the data) or the output is not ``N×K``.
+        The forward fails (the model does not take the data), the output is not ``N×K``, or it holds
+        NaN or inf.
     """
     import torch
 
@@ -401,6 +436,11 @@ def output_size(net, ds) -> int:
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise PsumError(f"the model's output must be N x classes logits, not {shape}")
+    if out.is_floating_point() and not bool(torch.isfinite(out).all()):
+        # NaN logits argmax to class 0: every accuracy measured on them would be silently wrong.
+        bad = "NaN" if bool(torch.isnan(out).any()) else "inf"
+        raise PsumError(f"the model's float32 output on the data's first input holds {bad}; check the model "
+                        f"and the data (their accuracy would be meaningless)")
     return int(out.shape[1])
 
 
@@ -424,6 +464,61 @@ def check_labels(ds, n_outputs: int, label: str, *, exact: bool = False) -> None
     if y is not None and len(y) and (int(y.min()) < 0 or int(y.max()) >= n_outputs):
         raise ValueError(f"dataset {label} has labels {int(y.min())}..{int(y.max())} but the model has "
                          f"{n_outputs} outputs (classes 0..{n_outputs - 1})")
+
+
+def check_items(ds, label: str) -> None:
+    """Refuse data that cannot be scored, before any evaluation: no items, items that are not
+    ``(input, label)`` pairs, or labels that are not integer class indices.
+
+    Why: an empty data set scored "top-1 0.00 % on 0 test images" with exit 0, float labels
+    (``0.7``) were compared with class indices and scored 0 %, and a ``TensorDataset`` of inputs
+    alone ended in an ``IndexError`` traceback.
+
+    Parameters
+    ----------
+    ds : Dataset or DataLoader
+        The user's test data (map-style, as everywhere in psum).
+    label : str
+        The data set's name in the message.
+
+    Raises
+    ------
+    ValueError
+        One line naming the data set and what is wrong.
+    """
+    import numbers
+
+    import torch
+
+    inner = ds.dataset if isinstance(ds, torch.utils.data.DataLoader) else ds
+    try:
+        n = len(inner)
+    except TypeError:
+        n = None  # no length: the first item below still has to be a pair
+    if n == 0:
+        raise ValueError(f"dataset {label} is empty (no test images)")
+    if isinstance(ds, torch.utils.data.DataLoader):
+        item = next(iter(ds), None)
+    elif isinstance(inner, torch.utils.data.TensorDataset):
+        item = tuple(t[0] for t in inner.tensors)
+    else:
+        item = inner[0]
+    if not isinstance(item, (tuple, list)) or len(item) < 2:
+        what = (f"a {type(item).__name__} of {len(item)}" if isinstance(item, (tuple, list))
+                else f"a {type(item).__name__}")
+        raise ValueError(f"dataset {label} must give (input, label) pairs; its first item is {what}")
+    y = dataset_labels(ds)
+    if y is None:
+        y = item[1]
+    if isinstance(y, torch.Tensor):
+        integral = not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool)
+    elif hasattr(y, "dtype"):  # numpy arrays and scalars
+        integral = getattr(y.dtype, "kind", "") in ("i", "u")
+    else:
+        integral = isinstance(y, numbers.Integral) and not isinstance(y, bool)
+    if not integral:
+        kind = str(y.dtype).replace("torch.", "") if hasattr(y, "dtype") else type(y).__name__
+        raise ValueError(f"dataset {label} has labels of type {kind}; labels must be integer class indices")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -612,6 +707,8 @@ def resolve(model, dataset="digits", *, checkpoint=None, data_dir=None, trust: b
     net = net.eval()
 
     # -- fit: outputs against classes -------------------------------------------------------------
+    if not builtin_data:
+        check_items(test, data_label)
     n_out = output_size(net, test)
     check_labels(test, n_out, data_label, exact=named_data and dataset == "imagefolder")
     calib_src = calib if calib is not None else (train() if train is not None else test)

@@ -80,6 +80,7 @@ def atomic_path(path, *, suffix: str | None = None):
     path = Path(path)
     if path.is_dir():  # checked first: else the error would name the temporary file, not the user's path
         raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
+    _refuse_special(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temps(path)
@@ -102,6 +103,23 @@ def atomic_path(path, *, suffix: str | None = None):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _refuse_special(path: Path) -> None:
+    """Refuse an existing output that is not a regular file (a device, FIFO, socket or a link to one).
+
+    Why: :func:`atomic_path` writes beside ``path`` and then renames over it, so ``-o /dev/null``
+    run as root replaced the device node with a regular file (and ``/dev/full`` reported
+    "wrote"), breaking every other program on the machine.
+
+    Raises
+    ------
+    OSError
+        ``EINVAL`` with ``filename`` set to ``path``: ``cannot write PATH: not a regular file ...``.
+    """
+    if path.exists() and not path.is_file():
+        raise OSError(errno.EINVAL, "not a regular file (psum writes a new file and renames it over the old one)",
+                      str(path))
 
 
 def _remove_stale_temps(path: Path) -> None:
@@ -189,6 +207,7 @@ def check_output_path(path, what: str = "output") -> Path:
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+    _refuse_special(path)
     if path.exists() and not os.access(path, os.W_OK):
         raise PermissionError(errno.EACCES, "permission denied", str(path))
     _check_parent(path, path.parent)

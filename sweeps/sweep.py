@@ -114,6 +114,8 @@ def parse_search_entry(entry: str) -> tuple[str, dict, str | None]:
         if lo.signed and (lo.bits, hi.bits) == (2, 3):
             return "int", {}, overflow or "wrap"
         raise bad
+    if not (isinstance(lo, FloatFormat) and isinstance(hi, FloatFormat)):
+        raise bad  # q?.8, uint?: fixed point and unsigned have no search (was an AttributeError traceback)
     if lo != FloatFormat(lo.exp_bits, lo.man_bits) or hi != FloatFormat(hi.exp_bits, hi.man_bits):
         raise bad  # a policy suffix, _ftz or a bias: not a searchable template
     if (lo.man_bits, hi.man_bits) == (2, 3) and lo.exp_bits == hi.exp_bits:
@@ -563,10 +565,19 @@ def select_layers(net, pattern: str) -> list[str]:
     if pattern == "all":
         return layers
     pats = [p.strip() for p in str(pattern).split("|") if p.strip()]
-    picked = [n for n in layers if any(fnmatch.fnmatchcase(n, p) or n.startswith(p + ".") for p in pats)]
+
+    def hits(n, p):
+        return fnmatch.fnmatchcase(n, p) or n.startswith(p + ".")
+
+    picked = [n for n in layers if any(hits(n, p) for p in pats)]
+    shown = ", ".join(layers[:8]) + (f" (+{len(layers) - 8} more)" if len(layers) > 8 else "")
     if not picked:
-        shown = ", ".join(layers[:8]) + (f" (+{len(layers) - 8} more)" if len(layers) > 8 else "")
         raise ValueError(f"layer {pattern!r} selects none of the Conv2d/Linear layers: {shown or 'none'}")
+    # Each alternative must name a layer too: a typo in 'fc1|fc9' used to be dropped silently,
+    # while the same typo alone is refused.
+    for p in pats:
+        if not any(hits(n, p) for n in layers):
+            raise ValueError(f"layer {p!r} (in {pattern!r}) selects none of the Conv2d/Linear layers: {shown}")
     return picked
 
 
@@ -604,9 +615,20 @@ def spec_map(net, mapping) -> tuple[dict, list[str]]:
             spec = MacSpec.parse(text)
         except ValueError as exc:
             raise ValueError(f"spec of {pattern!r}: {exc}") from None
-        for name in select_layers(net, pattern):
+        names = select_layers(net, pattern)
+        # First match wins: a pattern whose every layer an earlier one already took would never
+        # apply ({"*": A, "conv1": B} ran conv1 with A and said nothing).
+        if all(name in out for name in names):
+            raise ValueError(f"spec file pattern {pattern!r} never applies: every layer it selects ({_first(names)}) "
+                             f"is taken by an earlier pattern (the first match wins; put specific patterns first)")
+        for name in names:
             out.setdefault(name, spec)
     return out, [n for n in mac_layers(net) if n not in out]
+
+
+def _first(names, n=4) -> str:
+    """The first ``n`` names, joined, and how many more."""
+    return ", ".join(names[:n]) + (f" (+{len(names) - n} more)" if len(names) > n else "")
 
 
 def read_spec_file(path) -> dict:
@@ -655,13 +677,23 @@ def read_spec_file(path) -> dict:
         except (yaml.YAMLError, RecursionError) as exc:
             raise ValueError(f"spec file {p} is not valid YAML ({type(exc).__name__})") from None
     else:
+        def pairs(items):  # json keeps the last of two equal keys: which spec did the user mean?
+            seen = set()
+            for k, _ in items:
+                if k in seen:
+                    raise ValueError(f"spec file {p} gives pattern {k[:40]!r} twice")
+                seen.add(k)
+            return dict(items)
+
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=pairs)
         except json.JSONDecodeError as exc:
             raise ValueError(f"spec file {p} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
         # Why these too: an over-long integer raises a plain ValueError and deep nesting a
         # RecursionError; a file from elsewhere must still give one line, not a traceback.
         except (ValueError, RecursionError) as exc:
+            if str(exc).startswith(f"spec file {p} gives pattern "):
+                raise
             raise ValueError(f"spec file {p} is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise ValueError(f"spec file {p} must hold one object mapping layer patterns to spec text")

@@ -149,6 +149,54 @@ def test_every_subcommand_is_registered():
      "psum report: error: argument --width: must be a finite number greater than 0, not -1"),
     (["train", "--model", "resnet18", "--storage", "fp16"],
      "psum train: error: argument --storage: invalid choice: 'fp16'"),
+    # a newcomer's first use: options that were silently ignored (more in tests/test_newcomer.py)
+    (["quantize", "fp8_e4m3", "1.1", "--seed", "4"], "psum quantize: error: --seed applies only to --round sr, not --round rne"),
+    (["quantize", "fp8_e4m3", "1.1", "--round", "rtz", "--sr-bits", "4"],
+     "psum quantize: error: --sr-bits applies only to --round sr, not --round rtz"),
+    (["quantize", "mxfp4", "1.3", "--round", "rtz"],
+     "psum quantize: error: --round does not apply to block format mxfp4: its elements round rne with saturation"),
+    (["quantize", "nvfp4", "1.3", "--saturate", "--seed", "1"],
+     "psum quantize: error: --saturate, --seed do not apply to block format nvfp4: its elements round rne with saturation"),
+    (["step", "a=fp16,b=fp16,acc=fp16", "0", "1", "1", "--rand", "3"],
+     "psum step: error: --rand applies only to round=sr, not round=rne"),
+    (["sweep", "--model", "lenet5", "--search", "--acc", "q?.8", "--limit", "8"],  # was an AttributeError traceback
+     "psum sweep: error: search entry must be e<E>m?, e?m<M> or int?[:wrap|:sat], not 'q?.8'"),
+    # sweep options of the other mode, each silently ignored before
+    (["sweep", "--model", "lenet5", "--acc", "int16", "--tol", "5", "--limit", "8"],
+     "psum sweep: error: --tol applies to --search (a sweep row has no pass mark)"),
+    (["sweep", "--model", "lenet5", "--acc", "int16", "--relative-to", "operands", "--limit", "8"],
+     "psum sweep: error: --relative-to applies to --search (a sweep row has no pass mark)"),
+    (["sweep", "--model", "lenet5", "--search", "--acc", "int?", "--plot", "p.png", "--limit", "8"],
+     "psum sweep: error: --plot draws sweep rows; --search has no plot (sweep the formats with --acc LIST --plot)"),
+    (["sweep", "--model", "lenet5", "--search", "--acc", "int?", "--per-layer", "--layers-only", "--limit", "8"],
+     "psum sweep: error: --layers-only applies to a sweep; --search always finds the network-wide minimum too"),
+    (["sweep", "--model", "lenet5", "--acc", "int16", "--layers-only", "--limit", "8"],  # was the API's wording
+     "psum sweep: error: --layers-only needs --per-layer or --layer (it skips the network-wide rows)"),
+    # report options that were silently ignored or overridden
+    (["report", "--rerender", "results/lenet5-digits", "--model", "alexnet", "--limit", "8"],
+     "psum report: error: --rerender redraws DIR from its data.json (no study run); --model, --limit would be ignored "
+     "(rerun the report instead)"),
+    (["report", "--per-layer", "--no-per-layer"], "psum report: error: give --per-layer or --no-per-layer, not both"),
+    (["report", "--no-iso", "--iso-macs", "8"],
+     "psum report: error: --iso-macs sets the iso-throughput comparison, which --no-iso skips"),
+    # data options the data set does not read (--data-dir mydata/ evaluated the built-in digits)
+    (["eval", "--model", "lenet5", "--data-dir", "/tmp", "--limit", "8"],
+     "psum eval: error: --data-dir applies to cifar10, cifar100, imagenet and imagefolder, not --dataset digits (built in)"),
+    (["sweep", "--model", "lenet5", "--dataset", "data.py:test_set", "--data-dir", "/tmp", "--acc", "int16"],
+     "psum sweep: error: --data-dir applies to cifar10, cifar100, imagenet and imagefolder, not --dataset "
+     "data.py:test_set (your function loads its own data)"),
+    (["train", "--model", "lenet5", "--data-dir", "/tmp", "--epochs", "1"],
+     "psum train: error: --data-dir applies to cifar10, cifar100, imagenet and imagefolder, not --dataset digits (built in)"),
+    (["eval", "--model", "lenet5", "--image-size", "64"], "psum eval: error: --image-size applies to --dataset imagefolder, not digits"),
+    (["report", "--normalize", "imagenet"], "psum report: error: --normalize applies to --dataset imagefolder, not digits"),
+    (["fake2true", "--model", "lenet5", "--acc", "acc=int20,overflow=sat", "--overflow", "wrap"],
+     "psum fake2true: error: give the overflow in --acc (acc=int20,overflow=sat) or in --overflow, not both"),
+    (["study", "mx", "--checkpoint", "x.pt", "--no-search"],  # both were ignored: no load, minutes of search
+     "psum study: error: psum study mx does not take --checkpoint, --no-search (it searches every layer of the model's "
+     "psum checkpoint, or of FILE.py:FUNCTION's own weights)"),
+    (["study", "a2q", "--no-search", "--tol", "2"], "psum study: error: --tol sets the accuracy search, which --no-search skips"),
+    (["study", "accumulation-theory", "--no-search", "--tol", "3", "--limit", "8"],
+     "psum study: error: --tol, --limit set the accuracy search, which --no-search skips"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     try:

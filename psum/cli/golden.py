@@ -15,7 +15,7 @@ from psum.golden.blocks import (BLOCK_HELP, dequantize_blocks, is_block_format, 
 from psum.golden.formats import (E4M3_NOTE, NAMED, FORMAT_HELP, FixedFormat, FloatFormat, IntFormat, Pow2Format,
                                  parse_format)
 from psum.golden.mac import mac_step
-from psum.golden.rounding import ROUNDING_HELP
+from psum.golden.rounding import ROUNDING_HELP, Rounding, parse_rounding
 from psum.golden.spec import SPEC_HELP, MacSpec
 from .options import nonneg_int, number, positive_int, sr_bits, text
 
@@ -49,6 +49,7 @@ def format_rows(names=None) -> list[dict]:
 def quantize_rows(fmt_text: str, values, rounding="rne", *, saturate=None, seed=0, sr_bits=8) -> list[dict]:
     """Round each value to the format; report the code, its fields, the result and the error."""
     fmt = parse_format(fmt_text)
+    rounding = parse_rounding(rounding).value  # "SR" as "sr": its seed and bit count used to be dropped
     x = np.asarray(values, dtype=np.float64)
     kwargs = {} if saturate is None else {"saturate": saturate}
     if rounding == "sr":
@@ -128,7 +129,16 @@ def _cmd_formats(args) -> int:
 
 
 def _cmd_quantize(args) -> int:
+    args.round = parse_rounding(args.round).value
     if is_block_format(args.format):
+        # The element rounding of a block format is fixed (rne with saturation, below): a --round rtz
+        # used to be ignored while the table looked like its answer.
+        ignored = [o for o, given in (("--round", args.round != "rne"), ("--saturate", args.saturate),
+                                      ("--seed", args.seed is not None), ("--sr-bits", args.sr_bits is not None))
+                   if given]
+        if ignored:
+            raise ValueError(f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply to block format "
+                             f"{args.format}: its elements round rne with saturation")
         rows, padded = block_quantize_rows(args.format, args.values, tensor_scale=args.tensor_scale)
         if args.json:
             print(json.dumps(rows, indent=1))
@@ -141,8 +151,12 @@ def _cmd_quantize(args) -> int:
         return 0
     if args.tensor_scale != 1.0:
         raise ValueError("--tensor-scale applies only to block formats (nvfp4)")
+    if args.round != "sr" and (args.seed is not None or args.sr_bits is not None):
+        # Else the deterministic result was printed as if the seed or bit count had been used.
+        opt = "--seed" if args.seed is not None else "--sr-bits"
+        raise ValueError(f"{opt} applies only to --round sr, not --round {args.round}")
     rows = quantize_rows(args.format, args.values, args.round, saturate=True if args.saturate else None,
-                         seed=args.seed, sr_bits=args.sr_bits)
+                         seed=0 if args.seed is None else args.seed, sr_bits=8 if args.sr_bits is None else args.sr_bits)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
@@ -229,6 +243,8 @@ def step_result(spec_text: str, acc: str, a: str, b: str, rand=None) -> dict:
     spec = MacSpec.parse(spec_text)
     if spec.blocked:  # the same refusal as mac_step's, before the operands are read as codes
         raise ValueError(f"mac_step takes element operands; block-scaled {spec} runs in psum.golden.block_dot.block_dot")
+    if rand is not None and spec.rounding is not Rounding.SR:  # mac_step ignores it: the result would not use it
+        raise ValueError(f"--rand applies only to round=sr, not round={spec.rounding.value}")
     codes = {k: parse_operand(t, f, k) for k, t, f in (("acc", acc, spec.acc), ("a", a, spec.a), ("b", b, spec.b))}
     r = None if rand is None else np.asarray([rand])
     out = int(mac_step(spec, np.asarray([codes["acc"]]), np.asarray([codes["a"]]), np.asarray([codes["b"]]), r)[0])
@@ -276,8 +292,8 @@ def register(sub) -> None:
     p.add_argument("values", nargs="+", type=number, metavar="VALUE")
     p.add_argument("--round", type=text, default="rne", metavar="MODE", help=f"rounding mode: {ROUNDING_HELP} (default rne)")
     p.add_argument("--saturate", action="store_true", help="overflow to the largest finite value")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="seed for --round sr (default 0)")
-    p.add_argument("--sr-bits", type=sr_bits, default=8, help="random bits for --round sr (default 8)")
+    p.add_argument("--seed", type=nonneg_int, help="seed for --round sr (default 0)")
+    p.add_argument("--sr-bits", type=sr_bits, help="random bits for --round sr (default 8)")
     p.add_argument("--tensor-scale", type=float, default=1.0, metavar="G",
                    help="block formats (nvfp4): the per-tensor fp32 scale (default 1)")
     p.add_argument("--json", action="store_true", help="print JSON")

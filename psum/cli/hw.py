@@ -57,7 +57,8 @@ def register(sub) -> None:
                    help="record every cycle's outputs and check them in Python from the unit's own previous "
                         "register, instead of comparing inside the simulator (slower)")
     p.add_argument("--waves", action="store_true",
-                   help="record a waveform (FST) in the build directory and print its path")
+                   help="record a waveform in the build directory and print its path (Icarus: FST, Verilator: "
+                        "VCD)")
     p.add_argument("--build-dir", type=text, metavar="DIR", help="build directory (default: psum's cache, $PSUM_CACHE_DIR/sim/<module>)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_impl_option(p)
@@ -105,8 +106,33 @@ def _waves_file(args, module: str, since: float):
     return max(found, key=lambda p: p.stat().st_mtime).resolve() if found else None
 
 
+def _build_failure(args, module: str, since: float, simulator: str) -> str:
+    """One line for a simulator build that failed: its first error and the log that holds the rest.
+
+    Why: the cocotb runner raised ``RuntimeError: Command failed with return code: 2`` as a
+    traceback, e.g. for ``--rtl`` units whose ports differ from psum's contract.
+    """
+    from pathlib import Path
+
+    from psum.paths import cache_dir
+
+    roots = [Path(args.build_dir)] if args.build_dir else [cache_dir("sim", module)]
+    if args.rtl and not args.build_dir:  # a user's RTL builds in rtl_<module>_<digest>
+        roots = list(cache_dir("sim").glob(f"rtl_{module}_*"))
+    logs = [p for r in roots if r.is_dir() for p in r.rglob("build.log") if p.stat().st_mtime >= since - 1]
+    log = max(logs, key=lambda p: p.stat().st_mtime) if logs else None
+    first = ""
+    if log is not None:
+        errors = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if "error" in ln.lower()]
+        first = f": {errors[0]}" if errors else ""
+    where = f" (log: {log})" if log is not None else ""
+    hint = "; an --rtl unit needs psum's ports (clk, rst, a, b, en, load, init, acc; docs/hw.md)" if args.rtl else ""
+    return f"{simulator} could not build module {module}{first}{where}{hint}"
+
+
 def _cmd_sim(args) -> int:
-    from psum.hw import check
+    from psum.errors import PsumError
+    from psum.hw import check, module_name
     from psum.hw.verify import conv_streams_from_digits, simulate
     from psum.hw.verify.runner import default_simulator
 
@@ -124,10 +150,15 @@ def _cmd_sim(args) -> int:
     stage(f"sim: building and simulating {spec} in {simulator} ({'exhaustive' if args.exhaustive else args.cycles} "
           f"cycles; a first build takes a few seconds)")
     started = time.time()
-    res = simulate(spec, cycles=args.cycles, seed=args.seed, streams=streams,
-                   exhaustive=args.exhaustive, waves=args.waves, build_dir=args.build_dir,
-                   mode="drive" if args.drive else "trace" if args.trace else "stream", impl=impl, rtl=args.rtl, top=args.top,
-                   simulator=args.simulator)
+    try:
+        res = simulate(spec, cycles=args.cycles, seed=args.seed, streams=streams,
+                       exhaustive=args.exhaustive, waves=args.waves, build_dir=args.build_dir,
+                       mode="drive" if args.drive else "trace" if args.trace else "stream", impl=impl, rtl=args.rtl,
+                       top=args.top, simulator=args.simulator)
+    except RuntimeError as exc:  # cocotb's runner: a build that failed (a user's --rtl unit without load/init)
+        if not str(exc).startswith("Command failed"):
+            raise
+        raise PsumError(_build_failure(args, args.top or module_name(spec, impl), started, simulator)) from None
     if args.json:
         out = {"spec": str(spec), "impl": str(impl), "module": res.module, "cycles_checked": res.cycles_checked,
                "mismatches": res.mismatches, "first_mismatch": res.first_mismatch,

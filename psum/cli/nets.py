@@ -24,7 +24,33 @@ _CKPT_HELP = ("weights: a psum checkpoint (default for built-in models: ./checkp
 
 def _data_options(args) -> dict:
     """The :func:`psum.sweeps.sweep.workload` options of the common data arguments."""
+    check_data_args(args)
     return dict(trust=args.trust_checkpoint, image_size=args.image_size, normalize=args.normalize)
+
+
+def check_data_args(args) -> None:
+    """Refuse data options that the chosen ``--dataset`` does not read, before any work.
+
+    Why: each was silently ignored; ``psum eval --model lenet5 --data-dir mydata/`` (no
+    ``--dataset``) evaluated the built-in digits and printed their accuracy.
+
+    Raises
+    ------
+    ValueError
+        ``--data-dir applies to ...``, ``--image-size applies to --dataset imagefolder ...``.
+    """
+    from psum.nets.user import is_user_ref
+
+    ds = getattr(args, "dataset", None)
+    if not isinstance(ds, str):
+        return
+    if getattr(args, "data_dir", None) is not None and (ds == "digits" or is_user_ref(ds)):
+        why = "built in" if ds == "digits" else "your function loads its own data"
+        raise ValueError(f"--data-dir applies to cifar10, cifar100, imagenet and imagefolder, not --dataset {ds} ({why})")
+    for opt, given in (("--image-size", getattr(args, "image_size", None) is not None),
+                       ("--normalize", getattr(args, "normalize", "none") != "none")):
+        if given and ds != "imagefolder":
+            raise ValueError(f"{opt} applies to --dataset imagefolder, not {ds}")
 
 
 def _checkpoint(args, *, train: bool = False):
@@ -61,6 +87,7 @@ def _early_stop(value: str) -> str:
 def _cmd_train(args) -> int:
     from psum.nets.train import train
 
+    check_data_args(args)
     ckpt = train(args.model, args.dataset, epochs=args.epochs, seed=args.seed, data_dir=args.data_dir, out=args.out,
                  width=args.width, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                  limit=args.limit, autocast=not args.no_autocast, device=args.device,
@@ -80,6 +107,7 @@ def _cmd_train(args) -> int:
 def _cmd_eval(args) -> int:
     from psum.sweeps.sweep import evaluate_spec
 
+    check_data_args(args)
     row = evaluate_spec(args.model, args.dataset, args.spec, layer=args.layer, spec_file=args.spec_file,
                         checkpoint=_checkpoint(args), data_dir=args.data_dir, limit=args.limit, device=args.device,
                         progress_enabled=True if args.progress else None, batch_size=args.batch_size,
@@ -105,6 +133,7 @@ def _cmd_sweep(args) -> int:
     from psum.sweeps.sweep import SEARCH_DEFAULT, run_search, run_sweep, search_label
 
     prog = True if args.progress else None
+    check_data_args(args)
     if args.plot:
         _plot_path(args.plot)  # before any work
     common = dict(a=args.a, b=args.b, rounding=args.round, extra=args.extra, limit=args.limit, out=args.out,
@@ -116,20 +145,32 @@ def _cmd_sweep(args) -> int:
         common["ray"] = args.ray
     if args.no_reuse:
         common["reuse"] = False
-    if args.early_stop is not None and not args.search:
-        raise ValueError("--early-stop applies to --search (a sweep row has no pass mark)")
+    # Options of the other mode are refused, not ignored: 'sweep --acc int16 --tol 5' printed rows as if
+    # a tolerance had been applied, and 'sweep --search --plot p.png' wrote no plot.
+    for opt, given in (("--early-stop", args.early_stop is not None), ("--tol", args.tol is not None),
+                       ("--relative-to", args.relative_to is not None)):
+        if given and not args.search:
+            raise ValueError(f"{opt} applies to --search (a sweep row has no pass mark)")
+    if args.search and args.plot:
+        raise ValueError("--plot draws sweep rows; --search has no plot (sweep the formats with --acc LIST --plot)")
+    if args.search and args.layers_only:
+        raise ValueError("--layers-only applies to a sweep; --search always finds the network-wide minimum too")
+    if args.layers_only and not (args.per_layer or args.layer):
+        raise ValueError("--layers-only needs --per-layer or --layer (it skips the network-wide rows)")
+    tol = 1.0 if args.tol is None else args.tol
+    relative_to = args.relative_to or "fp32"
     if args.search:
         results = run_search(args.model, args.dataset, args.acc or SEARCH_DEFAULT, per_layer=args.per_layer,
-                             tol=args.tol, relative_to=args.relative_to, early_stop=args.early_stop or "exact",
+                             tol=tol, relative_to=relative_to, early_stop=args.early_stop or "exact",
                              **common)
         if args.json:
             print(json.dumps([{k: v for k, v in r.items() if k != "rows"} for r in results], indent=1))
             return 0
         base = results[0]["baseline_accuracy"] if results else None
-        rel = "the fp32 baseline" if args.relative_to == "fp32" else "the same operands with an fp32/int32 accumulator"
+        rel = "the fp32 baseline" if relative_to == "fp32" else "the same operands with an fp32/int32 accumulator"
         print(f"{results[0]['model']}/{results[0]['dataset']}: fp32 baseline {base:.2f} % on "
               f"{results[0]['n_images']} test images; "
-              f"tolerance {args.tol:g} percentage points below {rel}")
+              f"tolerance {tol:g} percentage points below {rel}")
         # a candidate stopped early shows its upper bound as "<=x" (never as a measured accuracy)
         table = [{"search": search_label(r), "layer": r["layer"], "min": r["acc"] or "none", "accuracy": r["accuracy"],
                   "reference": r["reference_accuracy"],
@@ -209,12 +250,18 @@ def register(sub) -> None:
             p.add_argument("--normalize", choices=("none", "imagenet"), default="none",
                            help="imagefolder: pixels in [0, 1] (none, default) or ImageNet mean/std")
         else:
-            p.add_argument("--model", required=True, type=text, help=f"network: {_MODELS_HELP}")
+            # train takes built-in models and data only (the API refuses FILE.py:FUNCTION): its help
+            # used to offer FILE.py:FUNCTION and imagefolder.
+            p.add_argument("--model", required=True, type=text,
+                           help="network: lenet5, alexnet, resnet18, resnet18-imagenet or vit (built-in models only; "
+                                "train your own with your own script and give eval/sweep/report its weights with "
+                                "--checkpoint)")
             p.add_argument("--dataset", default="digits", choices=DATASETS, help="dataset (default digits, built in)")
         if data:
-            p.add_argument("--data-dir", type=text, metavar="DIR", help="folder with CIFAR/ImageNet/imagefolder files (never "
-                                                              "downloaded)")
-        p.add_argument("--device", type=text, help="cpu or cuda (default: cuda when present)")
+            p.add_argument("--data-dir", type=text, metavar="DIR",
+                           help=("folder with CIFAR/ImageNet/imagefolder files" if user else "folder with CIFAR/ImageNet "
+                                 "files") + " (never downloaded)")
+        p.add_argument("--device", type=text, help="cpu, cuda, cuda:N or auto (default auto: cuda when present)")
         p.add_argument("--progress", action="store_true", help="show progress bars even when stderr is not a TTY")
         p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -277,7 +324,7 @@ def register(sub) -> None:
                         "('layer3.*') or names joined by |; repeatable")
     p.add_argument("--layers-only", action="store_true", help="with --per-layer: skip the network-wide rows")
     p.add_argument("--search", action="store_true", help="find the smallest accumulator within --tol of the baseline")
-    p.add_argument("--tol", type=nonneg_float, default=1.0, help="allowed top-1 drop in percentage points (default 1.0)")
+    p.add_argument("--tol", type=nonneg_float, help="--search: allowed top-1 drop in percentage points (default 1.0)")
     p.add_argument("--early-stop", type=_early_stop, metavar="RULE",
                    help="--search: stop a candidate early when it cannot pass: 'exact' (default: even with every "
                         "remaining image right it fails; never changes the result), 'stat:ALPHA' (also when a "
@@ -285,7 +332,7 @@ def register(sub) -> None:
     p.add_argument("--no-reuse", action="store_true",
                    help="per-layer/group rows: run the whole model per format instead of reusing the float "
                         "activations in front of the emulated layers (same rows, slower; for benchmarks)")
-    p.add_argument("--relative-to", choices=("fp32", "operands"), default="fp32",
+    p.add_argument("--relative-to", choices=("fp32", "operands"),
                    help="--search: measure the drop from the fp32 network (default) or from the same operands "
                         "with a wide fp32/int32 accumulator")
     p.add_argument("--limit", type=positive_int, help="evaluate on the first N test images (recorded in each row)")

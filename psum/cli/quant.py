@@ -64,6 +64,9 @@ def _cmd_fake2true(args) -> int:
     """``psum fake2true``: compare, store, write the report section (the API), then print."""
     from psum.quant.fake2true import format_table, run_stored
 
+    if args.overflow is not None and "overflow=" in args.acc.replace(" ", ""):
+        # --overflow overrides the spec's own: 'acc=int20,overflow=sat --overflow wrap' ran wrap silently
+        raise ValueError(f"give the overflow in --acc ({args.acc}) or in --overflow, not both")
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     if not formats:
         raise ValueError(f"--formats must list float formats such as {DEFAULT_FORMATS}, not {args.formats!r}")

@@ -14,13 +14,24 @@ def _cmd_report(args) -> int:
     from psum.reports.report import ReportConfig, build_report, rerender
 
     if args.rerender:
-        data = rerender(args.rerender)
+        # Every study option would be ignored (the figures come from DIR's data.json): say so.
+        given = [a.option_strings[-1] for a in args._actions
+                 if a.dest not in ("rerender", "out", "json", "help", "func", "_actions") and a.option_strings
+                 and getattr(args, a.dest, None) != a.default]
+        if given:
+            raise ValueError(f"--rerender redraws DIR from its data.json (no study run); {', '.join(given)} would be "
+                             f"ignored (rerun the report instead)")
+        data = rerender(args.rerender, args.out)  # --out: write the redrawn report elsewhere (was ignored)
         if args.json:
             print(json.dumps({k: data.get(k) for k in ("headline", "ratios", "conclusion", "out_dir")}, indent=1,
                              default=str))
         else:
             print(f"{data['conclusion']}\nreport: {data['out_dir']}/index.html")
         return 0
+
+    from .nets import check_data_args
+
+    check_data_args(args)
 
     from psum.reports.library import report_library
 
@@ -36,6 +47,11 @@ def _cmd_report(args) -> int:
         checkpoint = str(width_checkpoint(args.model, args.dataset, args.width, train_if_missing=True,
                                           data_dir=args.data_dir))
         out = out or str(default_out_dir(f"{args.model}-w{args.width:g}", args.dataset))
+    if args.per_layer and args.no_per_layer:  # the later one used to win silently
+        raise ValueError("give --per-layer or --no-per-layer, not both")
+    if args.no_iso and (args.iso_macs is not None or args.iso_clock_ns is not None):
+        opt = "--iso-macs" if args.iso_macs is not None else "--iso-clock-ns"
+        raise ValueError(f"{opt} sets the iso-throughput comparison, which --no-iso skips")
     kw = dict(model=args.model, dataset=args.dataset, tol=args.tol, data_dir=args.data_dir, jobs=args.jobs,
               sim_cycles=args.sim_cycles, checkpoint=checkpoint, groups=tuple(args.layer or ()))
     if args.limit is not None:
@@ -46,8 +62,8 @@ def _cmd_report(args) -> int:
         kw["per_layer"] = True
     # the iso comparison runs at --iso-clock-ns, else at --clock-ns, else at 5 ns
     iso_clock = args.iso_clock_ns if args.iso_clock_ns is not None else args.clock_ns or 5.0
-    kw.update(iso=not args.no_iso, iso_macs=args.iso_macs, iso_clock_ns=iso_clock, glitch=not args.no_glitch,
-              liberty=args.liberty, clock_ns=args.clock_ns, breakdown=not args.no_breakdown)
+    kw.update(iso=not args.no_iso, iso_macs=32 if args.iso_macs is None else args.iso_macs,
+              iso_clock_ns=iso_clock, glitch=not args.no_glitch, liberty=args.liberty, clock_ns=args.clock_ns, breakdown=not args.no_breakdown)
     if args.mx:
         kw["mx"] = args.mx
     cfg = ReportConfig.quick(**kw) if args.quick else ReportConfig(**kw)
@@ -108,7 +124,7 @@ def register(sub) -> None:
     p.add_argument("--sim-cycles", type=positive_int, default=3000, help="cocotb cycles checked per unit (default 3000)")
     p.add_argument("--no-per-layer", action="store_true", help="skip the per-layer minimum searches")
     p.add_argument("--per-layer", action="store_true", help="with --quick: do the per-layer minimum searches")
-    p.add_argument("--iso-macs", type=positive_int, default=32, metavar="N",
+    p.add_argument("--iso-macs", type=positive_int, metavar="N",
                    help="iso-throughput comparison: MACs per cycle every design is replicated to (default 32)")
     p.add_argument("--iso-clock-ns", type=positive_float, default=None, metavar="T",
                    help="iso-throughput comparison: common clock period in ns (default --clock-ns, else 5.0)")
@@ -131,10 +147,10 @@ def register(sub) -> None:
     p.add_argument("--out", type=text, help="output folder (default ./<model>-<dataset>)")
     p.add_argument("--rerender", type=text, metavar="DIR",
                    help="write DIR's document and figures again from its data.json (no study rerun), e.g. after "
-                        "a psum upgrade")
+                        "a psum upgrade; into --out when given, else into DIR")
     p.add_argument("--json", action="store_true",
                    help="print the headline, ratios, conclusion and minima as JSON (the whole data: data.json)")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="run the sweeps' and searches' evaluations as Ray tasks, on this machine (no ADDRESS) or "
                         "on the cluster at ADDRESS (needs: pip install ray)")
-    p.set_defaults(func=_cmd_report)
+    p.set_defaults(func=_cmd_report, _actions=p._actions)  # --rerender names the study options it would ignore

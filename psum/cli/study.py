@@ -93,7 +93,20 @@ def _above_one(value: str) -> float:
 
 
 def _data_options(args) -> dict:
+    from .nets import check_data_args
+
+    check_data_args(args)  # --data-dir with digits or FILE.py:FUNCTION data was ignored
+    if getattr(args, "no_search", False):  # the search's own options would be ignored
+        given = [o for o, v in (("--tol", args.tol), ("--limit", args.limit)) if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} {'sets' if len(given) == 1 else 'set'} the accuracy search, which "
+                             f"--no-search skips")
     return dict(trust=args.trust_checkpoint)
+
+
+def _tol(args) -> float:
+    """``--tol``, default 1 point (None in the parser, so that --no-search can refuse a given one)."""
+    return 1.0 if args.tol is None else args.tol
 
 
 def _cmd_deepseek(args) -> int:
@@ -123,7 +136,7 @@ def _cmd_accumulation(args) -> int:
 
     res = run_accumulation_theory(args.model, args.dataset, out_dir=args.out_dir, checkpoint=args.checkpoint,
                                   data_dir=args.data_dir, layer=args.layer, chunk=args.chunk, cutoff=args.cutoff,
-                                  search=not args.no_search, tol=args.tol, limit=args.limit,
+                                  search=not args.no_search, tol=_tol(args), limit=args.limit,
                                   progress_enabled=args.progress or None, data_options=_data_options(args))
     if args.json:
         print(json.dumps(res["rows"], indent=1))
@@ -140,7 +153,7 @@ def _cmd_a2q(args) -> int:
     from psum.studies.a2q import run_a2q
 
     res = run_a2q(args.model, args.dataset, out_dir=args.out_dir, checkpoint=args.checkpoint, data_dir=args.data_dir,
-                  layer=args.layer, n_images=args.n_images, search=not args.no_search, tol=args.tol, limit=args.limit,
+                  layer=args.layer, n_images=args.n_images, search=not args.no_search, tol=_tol(args), limit=args.limit,
                   progress_enabled=args.progress or None, data_options=_data_options(args))
     if args.json:
         print(json.dumps(res["rows"], indent=1))
@@ -155,8 +168,16 @@ def _cmd_a2q(args) -> int:
 def _cmd_mx(args) -> int:
     from psum.reports.mx import mx_study  # issue 15: minimum accumulator per MX operand format
 
+    # mx_study takes none of these: each was accepted and silently ignored (a --checkpoint was not
+    # loaded, --no-search still searched for minutes).
+    given = [opt for opt, v in (("--checkpoint", args.checkpoint), ("--trust-checkpoint", args.trust_checkpoint),
+                                ("--data-dir", args.data_dir), ("--layer", args.layer), ("--no-search", args.no_search))
+             if v]
+    if given:
+        raise ValueError(f"psum study mx does not take {', '.join(given)} (it searches every layer of the model's "
+                         f"psum checkpoint, or of FILE.py:FUNCTION's own weights)")
     rows = mx_study(args.model, args.dataset, operands=args.operands, kinds=args.kinds, limit=args.limit,
-                    tol=args.tol, out_dir=args.out_dir or "study-mx")
+                    tol=_tol(args), out_dir=args.out_dir or "study-mx")
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -167,8 +188,8 @@ def _cmd_mx(args) -> int:
 
 
 def register(sub) -> None:
-    """Add ``study`` with its three subcommands to the ``psum`` subcommands."""
-    p = sub.add_parser("study", help="psum against published results: deepseek, accumulation-theory, a2q",
+    """Add ``study`` with its four subcommands to the ``psum`` subcommands."""
+    p = sub.add_parser("study", help="psum against published results: deepseek, accumulation-theory, a2q, mx",
                        description="Reproduce or test a published result with psum's bit-exact machinery; each "
                                    "study writes a report section, JSON/CSV and PNG/SVG plots under ./study-<name>/ "
                                    "(psum report links them). Comparison with the papers: docs/studies.md.")
@@ -183,7 +204,7 @@ def register(sub) -> None:
         q.add_argument("--data-dir", metavar="DIR", help="folder with CIFAR/ImageNet/imagefolder files")
         q.add_argument("--layer", help="layer selection: a name, a module, a pattern or a|b (default every layer)")
         if search:
-            q.add_argument("--tol", type=nonneg_float, default=1.0, help="accuracy tolerance of the search, points (default 1)")
+            q.add_argument("--tol", type=nonneg_float, help="accuracy tolerance of the search, points (default 1)")
             q.add_argument("--limit", type=positive_int, help="first N test images in the search")
             q.add_argument("--no-search", action="store_true", help="skip the accuracy search (seconds instead of minutes)")
         q.add_argument("--out-dir", metavar="DIR", help="output folder (default ./study-<name>)")
