@@ -425,20 +425,31 @@ class FloatStep:
         w_c = Cat(Const(0, W - C), n_c)
         big = Signal(W, name=self._n("big"))
         small = Signal(W, name=self._n("small"))
-        m.d.comb += [big.eq(Mux(p_big, w_p, w_c)), small.eq(Mux(p_big, w_c, w_p))]
+        # The product enters as the smaller term one place lower (w_p >> 1, exact: its lsb is a
+        # window zero since W >= P + 2), so that its distance is ~gap = |gap| - 1 when gap < 0:
+        # the alignment distance is gap or its one's complement, with no negation (an adder)
+        # and no multiplexer of the two.
+        m.d.comb += [big.eq(Mux(p_big, w_p, w_c)), small.eq(Mux(p_big, w_c, w_p >> 1))]
         # The result takes the larger term's sign unless a subtraction goes negative below.
         s_big = Mux(p_big, p.sign, c.sign)
         l_max_hi = max(lp_hi, lc_hi)
         l_max = _sig(m, lc_lo, l_max_hi, Mux(p_big, l_p, l_c), self._n("l_max"))
 
         # -- align the smaller term: shift right by the leading-one distance, jam the rest ------
-        # Clamped at W + 1: from there on the whole term lies below the window and is sticky.
-        # dist = |gap| (clamped): when a term is zero, its window is all zeros and any shift of
-        # it is 0, so only the two-non-zero case, where p_big is exactly gap >= 0, needs it right.
-        diff = Mux(gap < 0, -gap, gap)
-        dist = Signal(range(W + 2), name=self._n("dist"))
-        m.d.comb += dist.eq(Mux(diff > W + 1, W + 1, diff))
-        # The shifted-out bits are exactly small's low `dist` bits (dist <= W + 1 covers all W),
+        # dist = gap (gap >= 0) or ~gap (gap < 0, the product pre-shifted by one above). When a
+        # term is zero its window is all zeros and any shift of it is 0, so only the two-non-zero
+        # case, where p_big is exactly gap >= 0, needs it right.
+        g = len(gap)
+        diff = (gap ^ gap[g - 1].replicate(g))[:max(g - 1, 1)]
+        # Saturated to k bits (2**k - 1 >= W + 1: the whole term out) by OR-ing the high bits
+        # into every low one, cheaper than a comparison with W + 1 and a multiplexer.
+        k = (W + 1).bit_length()
+        dist = Signal(k, name=self._n("dist"))
+        if len(diff) > k:
+            m.d.comb += dist.eq(diff[:k] | diff[k:].any().replicate(k))
+        else:
+            m.d.comb += dist.eq(diff)
+        # The shifted-out bits are exactly small's low `dist` bits (dist >= W covers all W),
         # so the jam bit is their OR, read through a thermometer mask of dist beside a W-bit
         # shifter. Why not shift a 2W + 1 bit value and OR its low half (same result): that
         # shifter is twice as wide, and its low half exists only to be OR-ed away.
