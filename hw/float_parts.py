@@ -633,10 +633,13 @@ class FloatRounder(wiring.Component):
             return out
         # -- overflow: the rule book's codes, constants chosen at generation time ---------------
         pos, neg = fmt.overflow_codes(self._rounding, self._saturate)
-        if neg == pos | fmt.sign_bit:  # the same magnitude either way: only the sign is live
-            ovf = Cat(Const(pos, fmt.width - 1), sign)
-        elif neg == pos:  # the canonical NaN, whatever the sign
+        # Why the NaN test first: fnuz's one NaN is the sign bit alone (pos == neg == sign_bit),
+        # which also passes the same-magnitude test below, whose fmt.width - 1 bit constant
+        # would drop it and write +0 for an overflow.
+        if neg == pos:  # the canonical NaN, whatever the sign
             ovf = Const(pos, fmt.width)
+        elif neg == pos | fmt.sign_bit:  # the same magnitude either way: only the sign is live
+            ovf = Cat(Const(pos, fmt.width - 1), sign)
         else:
             ovf = Mux(sign, Const(neg, fmt.width), Const(pos, fmt.width))
         m.d.comb += out.eq(Mux(code > fmt.max_code, ovf, signed_code))
