@@ -272,16 +272,21 @@ def _unpack_float(m: Module, fmt: FloatFormat, bits: Value, name: str) -> Unpack
 # Leading-zero count
 # ---------------------------------------------------------------------------------------------
 def _lzc_tree(v: Value):
-    """(count, all_zero) of a power-of-two-wide value, as a balanced tree (cvfpu's lzc shape)."""
+    """(count, all_zero) of a power-of-two-wide value (n >= 2), as a balanced tree (cvfpu's lzc shape).
+
+    The count has log2(n) bits and is meaningful only for a non-zero value.
+    """
     n = len(v)
-    if n == 1:
-        return ~v[0], ~v[0]
+    if n == 2:
+        return ~v[1], ~v[1] & ~v[0]
     h = n // 2
     c_hi, z_hi = _lzc_tree(v[h:])
     c_lo, z_lo = _lzc_tree(v[:h])
     # Why this is exact: when the upper half is all zero its h bits are all leading zeros and the
-    # count continues in the lower half; otherwise the lower half does not matter.
-    return Mux(z_hi, c_lo + h, c_hi), z_hi & z_lo
+    # count continues in the lower half (non-zero, so its count is below h); otherwise the lower
+    # half does not matter. h + c_lo with c_lo < h = 2**k is c_lo with bit k set: a multiplexer
+    # and a wire, no adder (an all-zero half's count is never read).
+    return Cat(Mux(z_hi, c_lo, c_hi), z_hi), z_hi & z_lo
 
 
 def leading_zeros(m: Module, value: Value, *, name: str, top: int | None = None):
