@@ -329,6 +329,30 @@ def leading_zeros(m: Module, value: Value, *, name: str, top: int | None = None)
     return count, zero
 
 
+def _shift_left_top(value: Value, amount: Value, keep: int) -> Value:
+    """The top ``keep`` bits of ``(value << amount)[:n]``, as a log shifter pruned to them.
+
+    Why by hand: the stages run from the largest shift to the smallest, so before a stage only
+    the bits that the remaining (smaller) shifts can still move into the top ``keep`` are kept
+    (``keep`` + the remaining shifts' sum); Yosys' ``$shl`` mapping runs the other way and keeps
+    nearly every bit of every stage.
+    """
+    n = len(value)
+    bits = list(value)  # bits[i - lo] is bit i of the current value; lo is the lowest kept
+    lo = 0
+    order = list(reversed(range(len(amount))))
+    for j, b in enumerate(order):
+        a = 1 << b
+        rest = sum(1 << bb for bb in order[j + 1:])
+        new_lo = max(0, n - keep - rest)
+        nxt = []
+        for i in range(new_lo, n):
+            src = bits[i - a - lo] if i - a >= lo else Const(0, 1)
+            nxt.append(Mux(amount[b], src, bits[i - lo]))
+        bits, lo = nxt, new_lo
+    return Cat(*bits[n - keep - lo:])
+
+
 # ---------------------------------------------------------------------------------------------
 # The shared rounder: normalise -> round (mode + guard/sticky -> increment) -> pack
 # ---------------------------------------------------------------------------------------------
@@ -500,9 +524,21 @@ class FloatRounder(wiring.Component):
         m.d.comb += s.eq(Mux(normal, lz, room))
         # Why pad below to M + 2 + k bits: the round step reads the significand, the guard and the
         # k stochastic-rounding bits from y's top; zeros below change none of them.
-        pad = max(0, M + 2 + k - N)
-        y = Signal(N + pad)
-        m.d.comb += y.eq(Cat(Const(0, pad), (self.mag << s)[:N]))
+        keep = M + 2 + k
+        if N <= keep + 1:
+            pad = max(0, keep - N)
+            y = Signal(N + pad)
+            m.d.comb += y.eq(Cat(Const(0, pad), (self.mag << s)[:N]))
+        else:
+            # Only the top `keep` bits of the shifted value are read one by one; everything below
+            # is read as its OR (sticky). So the shifter keeps just those bits (_shift_left_top)
+            # and the sticky is the OR of the input bits that land below them, selected by a
+            # comparison of s with constants; y is that sticky bit under the kept bits, which the
+            # round step reads exactly as it would read the full shifted value.
+            top = _shift_left_top(self.mag, s, keep)
+            below = [self.mag[i] & (s < N - keep - i) for i in range(N - keep)]
+            y = Signal(keep + 1)
+            m.d.comb += y.eq(Cat(any_of(*below), top))
         return y, Eb, max(hi + N - 1, fmt.emin) + fmt.bias, is_zero
 
     # ====================================================================================
