@@ -257,11 +257,14 @@ class FloatStep:
         # =====================================================================================
         # Significand datapath: normalise, align in the window, add, round.
         # =====================================================================================
-        sign, mag, base, base_lo, base_hi = self._add(m, p, self._top_aligned(c))
-        rnd_u = FloatRounder(fmt, rounding=spec.rounding, saturate=spec.saturate,
-                             mag_width=len(mag), exp_range=(base_lo, base_hi), sr_bits=spec.sr_bits)
+        sign, mag, top, top_lo, top_hi = self._add(m, p, self._top_aligned(c))
+        # The rounder takes the window's top exponent and the offset to its lsb (a constant that
+        # folds into the rounder's own additions: no adder here).
+        off = -(len(mag) - 2)
+        rnd_u = FloatRounder(fmt, rounding=spec.rounding, saturate=spec.saturate, mag_width=len(mag),
+                             exp_range=(top_lo, top_hi), sr_bits=spec.sr_bits, exp_offset=off)
         m.submodules[self._n("round_sum")] = rnd_u
-        m.d.comb += [rnd_u.sign.eq(sign), rnd_u.mag.eq(mag), rnd_u.exp.eq(base)]
+        m.d.comb += [rnd_u.sign.eq(sign), rnd_u.mag.eq(mag), rnd_u.exp.eq(top)]
         if spec.rounding is Rounding.SR:
             m.d.comb += rnd_u.rnd.eq(rnd)
 
@@ -371,8 +374,9 @@ class FloatStep:
     def _add(self, m: Module, p: Normalised, c: Normalised):
         """Exact-enough sum of the product and the accumulator, as golden ``_add_round``.
 
-        Returns ``(sign, mag, base, base_lo, base_hi)``: the sum is ``(-1)**sign * mag *
-        2**base`` with the window's jam bit in ``mag``'s lsb; ``mag`` is W + 1 bits.
+        Returns ``(sign, mag, top, top_lo, top_hi)``: the sum is ``(-1)**sign * mag *
+        2**(top - W + 1)`` with the window's jam bit in ``mag``'s lsb; ``mag`` is W + 1 bits and
+        ``top`` the exponent of the window's top bit (its lsb's is ``top - W + 1``).
 
         The window argument. Each term has a *top* T (``lead``: its field's top bit; its leading
         one if normalised) and at most K leading zeros below it when it is the larger term
@@ -477,12 +481,9 @@ class FloatStep:
         sign = Signal(name=self._n("sum_sign"))
         ad.d.comb += sign.eq(s_big ^ neg)
 
-        # -- exponent of the window's lsb ----------------------------------------------------
-        # The window's top bit is the larger leading one; its lsb is W - 1 places below. The
-        # rounder takes this exponent with the W + 1 bit magnitude (carry included).
-        base_lo, base_hi = lc_lo - W + 1, l_max_hi - W + 1
-        base = _sig(m, base_lo, base_hi, l_max - (W - 1), self._n("base"))
-        return sign, mag, base, base_lo, base_hi
+        # -- exponent: the window's top bit is the larger top (l_max), its lsb W - 1 places below;
+        # the rounder takes l_max with that offset and the W + 1 bit magnitude (carry included).
+        return sign, mag, l_max, lc_lo, l_max_hi
 
 
 class FloatMac(MacUnit):

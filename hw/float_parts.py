@@ -381,6 +381,11 @@ class FloatRounder(wiring.Component):
         Random bits of stochastic rounding (``rounding`` is ``SR``), else 0.
     lead : int, optional
         How many top bits of ``mag`` can hold the leading one (default: all).
+    exp_offset : int, optional
+        The exponent of ``mag``'s lsb is ``exp + exp_offset`` (default 0; ``exp_range`` bounds
+        ``exp`` itself). Why: a caller passes the exponent it has (the float MAC: its window's
+        top) and the offset folds into the rounder's own constant additions, where an adder of
+        the caller's would feed two of them and be kept apart.
 
     Raises
     ------
@@ -389,7 +394,8 @@ class FloatRounder(wiring.Component):
     """
 
     def __init__(self, fmt: FloatFormat, *, rounding: Rounding, saturate: bool, mag_width: int,
-                 exp_range: tuple[int, int], sr_bits: int = 0, lead: int | None = None):
+                 exp_range: tuple[int, int], sr_bits: int = 0, lead: int | None = None,
+                 exp_offset: int = 0):
         if not isinstance(fmt, FloatFormat):
             raise ValueError(f"the rounder's target must be a float format, not {fmt!r}")
         check_int("mag_width", mag_width, 1)
@@ -402,7 +408,10 @@ class FloatRounder(wiring.Component):
         self._rounding = rounding
         self._saturate = bool(saturate)
         self._mag_width = mag_width
-        self._exp_range = (lo, hi)
+        self._port_range = (lo, hi)
+        self._off = int(exp_offset)
+        # The exponent range of mag's lsb, which every bound below reads.
+        self._exp_range = (lo + self._off, hi + self._off)
         self._sr_bits = sr_bits
         self._lead = mag_width if lead is None else lead
         ports = {
@@ -438,7 +447,12 @@ class FloatRounder(wiring.Component):
     @property
     def exp_range(self) -> tuple[int, int]:
         """Inclusive bounds of the ``exp`` input."""
-        return self._exp_range
+        return self._port_range
+
+    @property
+    def exp_offset(self) -> int:
+        """``exp + exp_offset`` is the exponent of ``mag``'s lsb."""
+        return self._off
 
     @property
     def sr_bits(self) -> int:
@@ -489,7 +503,7 @@ class FloatRounder(wiring.Component):
         m.d.comb += norm.eq((self.mag << lz)[:N])
         # E = exp + bit_length(mag) - 1, as in the golden rounder.
         E = Signal(int_shape(lo - 1, hi + N - 1))
-        m.d.comb += E.eq(self.exp + (N - 1) - lz)
+        m.d.comb += E.eq(self.exp + (N - 1 + self._off) - lz)
         return norm, E, is_zero
 
     # ====================================================================================
@@ -512,12 +526,12 @@ class FloatRounder(wiring.Component):
         # room = T - emin >= 0: how far the top may move left before it passes emin.
         room_lo, room_hi = lo + N - 1 - fmt.emin, hi + N - 1 - fmt.emin
         room = Signal(int_shape(room_lo, room_hi))
-        m.d.comb += room.eq(self.exp + (N - 1 - fmt.emin))
+        m.d.comb += room.eq(self.exp + (N - 1 - fmt.emin + self._off))
         # Eb = E + bias, the biased exponent of the leading one (E = exp + N - 1 - lz, the golden
         # rounder's): computed biased, it is the packed exponent field of a normal result as
         # it stands, with no second adder for the bias.
         Eb = Signal(int_shape(lo - 1 + fmt.bias, hi + N - 1 + fmt.bias))
-        m.d.comb += Eb.eq(self.exp + (N - 1 + fmt.bias) - lz)
+        m.d.comb += Eb.eq(self.exp + (N - 1 + fmt.bias + self._off) - lz)
         normal = Signal()
         m.d.comb += normal.eq(Eb >= fmt.emin + fmt.bias)  # E >= emin, i.e. lz <= room
         s = Signal(range(N + 1))
