@@ -122,6 +122,10 @@ class Normalised:
     lead_hi: int
     #: Most leading zeros ``norm`` can have when the term is the larger one (0: normalised).
     lz_max: int = 0
+    #: The exponent is ``lead + lead_off`` (``lead_lo``/``lead_hi`` bound the exponent itself):
+    #: a term may carry its exponent in a shifted frame, e.g. the accumulator's biased field,
+    #: so that no constant adder is spent on it.
+    lead_off: int = 0
 
     @property
     def width(self) -> int:
@@ -235,8 +239,12 @@ class FloatStep:
         (W >= max precision + 2), no jam. A normal accumulator's top is its leading one.
         """
         C = c.width
-        return Normalised(sign=c.sign, norm=c.mag, lead=c.exp + (C - 1), zero=c.zero, inf=c.inf, nan=c.nan,
-                          lead_lo=c.exp_lo + C - 1, lead_hi=c.exp_hi + C - 1)
+        # The lead in the frame of the exponent field: c.exp - exp_lo + 1 is the field itself (1
+        # for a subnormal), so the unpacker's bias subtraction and this one cancel and no adder
+        # is left; the offset travels as a constant (Normalised.lead_off).
+        off = c.exp_lo - 1 + C - 1
+        return Normalised(sign=c.sign, norm=c.mag, lead=c.exp + (C - 1 - off), zero=c.zero, inf=c.inf,
+                          nan=c.nan, lead_lo=c.exp_lo + C - 1, lead_hi=c.exp_hi + C - 1, lead_off=off)
 
     def accumulate(self, m: Module, p: Normalised, c_bits, rnd=None) -> Signal:
         """The next accumulator code: ``round(c + p)`` with the specials' priority."""
@@ -257,10 +265,10 @@ class FloatStep:
         # =====================================================================================
         # Significand datapath: normalise, align in the window, add, round.
         # =====================================================================================
-        sign, mag, top, top_lo, top_hi = self._add(m, p, self._top_aligned(c))
-        # The rounder takes the window's top exponent and the offset to its lsb (a constant that
-        # folds into the rounder's own additions: no adder here).
-        off = -(len(mag) - 2)
+        sign, mag, top, top_lo, top_hi, top_off = self._add(m, p, self._top_aligned(c))
+        # The rounder takes the window's top (in its frame) and the offset to the lsb's exponent
+        # (a constant that folds into the rounder's own additions: no adder here).
+        off = top_off - (len(mag) - 2)
         rnd_u = FloatRounder(fmt, rounding=spec.rounding, saturate=spec.saturate, mag_width=len(mag),
                              exp_range=(top_lo, top_hi), sr_bits=spec.sr_bits, exp_offset=off)
         m.submodules[self._n("round_sum")] = rnd_u
@@ -374,9 +382,10 @@ class FloatStep:
     def _add(self, m: Module, p: Normalised, c: Normalised):
         """Exact-enough sum of the product and the accumulator, as golden ``_add_round``.
 
-        Returns ``(sign, mag, top, top_lo, top_hi)``: the sum is ``(-1)**sign * mag *
-        2**(top - W + 1)`` with the window's jam bit in ``mag``'s lsb; ``mag`` is W + 1 bits and
-        ``top`` the exponent of the window's top bit (its lsb's is ``top - W + 1``).
+        Returns ``(sign, mag, top, top_lo, top_hi, off)``: the sum is ``(-1)**sign * mag *
+        2**(top + off - W + 1)`` with the window's jam bit in ``mag``'s lsb; ``mag`` is W + 1
+        bits and ``top + off`` the exponent of the window's top bit (``top`` in ``[top_lo,
+        top_hi]``, ``off`` the accumulator's ``lead_off``).
 
         The window argument. Each term has a *top* T (``lead``: its field's top bit; its leading
         one if normalised) and at most K leading zeros below it when it is the larger term
@@ -401,8 +410,13 @@ class FloatStep:
         P, C = p.width, c.width
         # An unnormalised product (place) widens the window by what its leading zeros need.
         W = max(self.window, p.lz_max + self._spec.acc.precision + self._spec.sr_bits + 3)
-        n_p, n_c, l_p, l_c = p.norm, c.norm, p.lead, c.lead
+        n_p, n_c = p.norm, c.norm
         lp_lo, lp_hi, lc_lo, lc_hi = p.lead_lo, p.lead_hi, c.lead_lo, c.lead_hi
+        # Both leads in the accumulator's frame (exponent = lead + off): the product's constant
+        # shift folds into the adder that formed its lead.
+        off = c.lead_off
+        l_c = c.lead
+        l_p = p.lead + (p.lead_off - off) if p.lead_off != off else p.lead
         p_zero = as_bit(p.zero)
         # Two stages for the breakdown: the alignment (compare, swap, shift, jam, exponent)
         # and the adder (add/subtract, absolute value).
@@ -437,7 +451,7 @@ class FloatStep:
         # The result takes the larger term's sign unless a subtraction goes negative below.
         s_big = Mux(p_big, p.sign, c.sign)
         l_max_hi = max(lp_hi, lc_hi)
-        l_max = _sig(m, lc_lo, l_max_hi, Mux(p_big, l_p, l_c), self._n("l_max"))
+        l_max = _sig(m, lc_lo - off, l_max_hi - off, Mux(p_big, l_p, l_c), self._n("l_max"))
 
         # -- align the smaller term: shift right by the leading-one distance, jam the rest ------
         # dist = gap (gap >= 0) or ~gap (gap < 0, the product pre-shifted by one above). When a
@@ -483,7 +497,7 @@ class FloatStep:
 
         # -- exponent: the window's top bit is the larger top (l_max), its lsb W - 1 places below;
         # the rounder takes l_max with that offset and the W + 1 bit magnitude (carry included).
-        return sign, mag, l_max, lc_lo, l_max_hi
+        return sign, mag, l_max, lc_lo - off, l_max_hi - off, off
 
 
 class FloatMac(MacUnit):
