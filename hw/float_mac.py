@@ -468,13 +468,15 @@ class FloatStep:
         else:
             m.d.comb += dist.eq(diff)
         # The shifted-out bits are exactly small's low `dist` bits (dist >= W covers all W),
-        # so the jam bit is their OR, read through a thermometer mask of dist beside a W-bit
-        # shifter. Why not shift a 2W + 1 bit value and OR its low half (same result): that
+        # so the jam bit is their OR, read through the mask (1 << dist) - 1 beside a W-bit
+        # shifter (a decoder and a decrement; W comparisons of dist with constants, the same
+        # mask, map larger in the generic flow). A dist >= W + 1 shifts the one out of the W + 1
+        # bits and the decrement wraps to all ones: every bit lost. Why not shift a 2W + 1 bit value and OR its low half (same result): that
         # shifter is twice as wide, and its low half exists only to be OR-ed away.
         shifted = Signal(W, name=self._n("small_sh"))
         m.d.comb += shifted.eq(small >> dist)
         lost = Signal(name=self._n("small_lost"))
-        m.d.comb += lost.eq((small & Cat(*(dist > j for j in range(W)))).any())
+        m.d.comb += lost.eq((small & ((Const(1, W + 1) << dist)[:W + 1] - 1)[:W]).any())
         aligned = Signal(W, name=self._n("small_jam"))
         m.d.comb += aligned.eq(Cat(shifted[0] | lost, shifted[1:]))
 
