@@ -518,7 +518,13 @@ class FloatRounder(wiring.Component):
     # ====================================================================================
     def _normalise_merged(self, m: Module):
         """``(y, Eb, Eb_hi, is_zero)``: mag shifted to the ulp of exponent e_eff = max(E, emin), and
-        the biased exponent Eb = E + bias of its leading one (meaningless for a zero)."""
+        the biased exponent Eb = E + bias of its leading one (meaningless for a zero).
+
+        ``y``'s top M + 2 + k bits are those of the shifted value; below them, ``y`` holds either
+        the rest of it or (wide inputs) one bit, the OR of the rest: the round step reads the
+        significand, the guard and the k stochastic-rounding bits one by one and everything
+        below only as a sticky OR, which either form gives unchanged.
+        """
         fmt = self._fmt
         N, M, k = self._mag_width, fmt.man_bits, self._sr_bits
         lo, hi = self._exp_range
