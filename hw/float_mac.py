@@ -122,6 +122,10 @@ class Normalised:
     lead_hi: int
     #: Most leading zeros ``norm`` can have when the term is the larger one (0: normalised).
     lz_max: int = 0
+    #: The exponent is ``lead + lead_off`` (``lead_lo``/``lead_hi`` bound the exponent itself):
+    #: a term may carry its exponent in a shifted frame, e.g. the accumulator's biased field,
+    #: so that no constant adder is spent on it.
+    lead_off: int = 0
 
     @property
     def width(self) -> int:
@@ -235,8 +239,12 @@ class FloatStep:
         (W >= max precision + 2), no jam. A normal accumulator's top is its leading one.
         """
         C = c.width
-        return Normalised(sign=c.sign, norm=c.mag, lead=c.exp + (C - 1), zero=c.zero, inf=c.inf, nan=c.nan,
-                          lead_lo=c.exp_lo + C - 1, lead_hi=c.exp_hi + C - 1)
+        # The lead in the frame of the exponent field: c.exp - exp_lo + 1 is the field itself (1
+        # for a subnormal), so the unpacker's bias subtraction and this one cancel and no adder
+        # is left; the offset travels as a constant (Normalised.lead_off).
+        off = c.exp_lo - 1 + C - 1
+        return Normalised(sign=c.sign, norm=c.mag, lead=c.exp + (C - 1 - off), zero=c.zero, inf=c.inf,
+                          nan=c.nan, lead_lo=c.exp_lo + C - 1, lead_hi=c.exp_hi + C - 1, lead_off=off)
 
     def accumulate(self, m: Module, p: Normalised, c_bits, rnd=None) -> Signal:
         """The next accumulator code: ``round(c + p)`` with the specials' priority."""
@@ -257,11 +265,14 @@ class FloatStep:
         # =====================================================================================
         # Significand datapath: normalise, align in the window, add, round.
         # =====================================================================================
-        sign, mag, base, base_lo, base_hi = self._add(m, p, self._top_aligned(c))
-        rnd_u = FloatRounder(fmt, rounding=spec.rounding, saturate=spec.saturate,
-                             mag_width=len(mag), exp_range=(base_lo, base_hi), sr_bits=spec.sr_bits)
+        sign, mag, top, top_lo, top_hi, top_off = self._add(m, p, self._top_aligned(c))
+        # The rounder takes the window's top (in its frame) and the offset to the lsb's exponent
+        # (a constant that folds into the rounder's own additions: no adder here).
+        off = top_off - (len(mag) - 2)
+        rnd_u = FloatRounder(fmt, rounding=spec.rounding, saturate=spec.saturate, mag_width=len(mag),
+                             exp_range=(top_lo, top_hi), sr_bits=spec.sr_bits, exp_offset=off)
         m.submodules[self._n("round_sum")] = rnd_u
-        m.d.comb += [rnd_u.sign.eq(sign), rnd_u.mag.eq(mag), rnd_u.exp.eq(base)]
+        m.d.comb += [rnd_u.sign.eq(sign), rnd_u.mag.eq(mag), rnd_u.exp.eq(top)]
         if spec.rounding is Rounding.SR:
             m.d.comb += rnd_u.rnd.eq(rnd)
 
@@ -371,8 +382,10 @@ class FloatStep:
     def _add(self, m: Module, p: Normalised, c: Normalised):
         """Exact-enough sum of the product and the accumulator, as golden ``_add_round``.
 
-        Returns ``(sign, mag, base, base_lo, base_hi)``: the sum is ``(-1)**sign * mag *
-        2**base`` with the window's jam bit in ``mag``'s lsb; ``mag`` is W + 1 bits.
+        Returns ``(sign, mag, top, top_lo, top_hi, off)``: the sum is ``(-1)**sign * mag *
+        2**(top + off - W + 1)`` with the window's jam bit in ``mag``'s lsb; ``mag`` is W + 1
+        bits and ``top + off`` the exponent of the window's top bit (``top`` in ``[top_lo,
+        top_hi]``, ``off`` the accumulator's ``lead_off``).
 
         The window argument. Each term has a *top* T (``lead``: its field's top bit; its leading
         one if normalised) and at most K leading zeros below it when it is the larger term
@@ -397,8 +410,13 @@ class FloatStep:
         P, C = p.width, c.width
         # An unnormalised product (place) widens the window by what its leading zeros need.
         W = max(self.window, p.lz_max + self._spec.acc.precision + self._spec.sr_bits + 3)
-        n_p, n_c, l_p, l_c = p.norm, c.norm, p.lead, c.lead
+        n_p, n_c = p.norm, c.norm
         lp_lo, lp_hi, lc_lo, lc_hi = p.lead_lo, p.lead_hi, c.lead_lo, c.lead_hi
+        # Both leads in the accumulator's frame (exponent = lead + off): the product's constant
+        # shift folds into the adder that formed its lead.
+        off = c.lead_off
+        l_c = c.lead
+        l_p = p.lead + (p.lead_off - off) if p.lead_off != off else p.lead
         p_zero = as_bit(p.zero)
         # Two stages for the breakdown: the alignment (compare, swap, shift, jam, exponent)
         # and the adder (add/subtract, absolute value).
@@ -425,27 +443,40 @@ class FloatStep:
         w_c = Cat(Const(0, W - C), n_c)
         big = Signal(W, name=self._n("big"))
         small = Signal(W, name=self._n("small"))
-        m.d.comb += [big.eq(Mux(p_big, w_p, w_c)), small.eq(Mux(p_big, w_c, w_p))]
+        # The product enters as the smaller term one place lower (w_p >> 1, exact: its lsb is a
+        # window zero since W >= P + 2), so that its distance is ~gap = |gap| - 1 when gap < 0:
+        # the alignment distance is gap or its one's complement, with no negation (an adder)
+        # and no multiplexer of the two.
+        m.d.comb += [big.eq(Mux(p_big, w_p, w_c)), small.eq(Mux(p_big, w_c, w_p >> 1))]
         # The result takes the larger term's sign unless a subtraction goes negative below.
         s_big = Mux(p_big, p.sign, c.sign)
         l_max_hi = max(lp_hi, lc_hi)
-        l_max = _sig(m, lc_lo, l_max_hi, Mux(p_big, l_p, l_c), self._n("l_max"))
+        l_max = _sig(m, lc_lo - off, l_max_hi - off, Mux(p_big, l_p, l_c), self._n("l_max"))
 
         # -- align the smaller term: shift right by the leading-one distance, jam the rest ------
-        # Clamped at W + 1: from there on the whole term lies below the window and is sticky.
-        # dist = |gap| (clamped): when a term is zero, its window is all zeros and any shift of
-        # it is 0, so only the two-non-zero case, where p_big is exactly gap >= 0, needs it right.
-        diff = Mux(gap < 0, -gap, gap)
-        dist = Signal(range(W + 2), name=self._n("dist"))
-        m.d.comb += dist.eq(Mux(diff > W + 1, W + 1, diff))
-        # The shifted-out bits are exactly small's low `dist` bits (dist <= W + 1 covers all W),
-        # so the jam bit is their OR, read through a thermometer mask of dist beside a W-bit
-        # shifter. Why not shift a 2W + 1 bit value and OR its low half (same result): that
+        # dist = gap (gap >= 0) or ~gap (gap < 0, the product pre-shifted by one above). When a
+        # term is zero its window is all zeros and any shift of it is 0, so only the two-non-zero
+        # case, where p_big is exactly gap >= 0, needs it right.
+        g = len(gap)
+        diff = (gap ^ gap[g - 1].replicate(g))[:max(g - 1, 1)]
+        # Saturated to k bits (2**k - 1 >= W + 1: the whole term out) by OR-ing the high bits
+        # into every low one, cheaper than a comparison with W + 1 and a multiplexer.
+        k = (W + 1).bit_length()
+        dist = Signal(k, name=self._n("dist"))
+        if len(diff) > k:
+            m.d.comb += dist.eq(diff[:k] | diff[k:].any().replicate(k))
+        else:
+            m.d.comb += dist.eq(diff)
+        # The shifted-out bits are exactly small's low `dist` bits (dist >= W covers all W),
+        # so the jam bit is their OR, read through the mask (1 << dist) - 1 beside a W-bit
+        # shifter (a decoder and a decrement; W comparisons of dist with constants, the same
+        # mask, map larger in the generic flow). A dist >= W + 1 shifts the one out of the W + 1
+        # bits and the decrement wraps to all ones: every bit lost. Why not shift a 2W + 1 bit value and OR its low half (same result): that
         # shifter is twice as wide, and its low half exists only to be OR-ed away.
         shifted = Signal(W, name=self._n("small_sh"))
         m.d.comb += shifted.eq(small >> dist)
         lost = Signal(name=self._n("small_lost"))
-        m.d.comb += lost.eq((small & Cat(*(dist > j for j in range(W)))).any())
+        m.d.comb += lost.eq((small & ((Const(1, W + 1) << dist)[:W + 1] - 1)[:W]).any())
         aligned = Signal(W, name=self._n("small_jam"))
         m.d.comb += aligned.eq(Cat(shifted[0] | lost, shifted[1:]))
 
@@ -466,12 +497,9 @@ class FloatStep:
         sign = Signal(name=self._n("sum_sign"))
         ad.d.comb += sign.eq(s_big ^ neg)
 
-        # -- exponent of the window's lsb ----------------------------------------------------
-        # The window's top bit is the larger leading one; its lsb is W - 1 places below. The
-        # rounder takes this exponent with the W + 1 bit magnitude (carry included).
-        base_lo, base_hi = lc_lo - W + 1, l_max_hi - W + 1
-        base = _sig(m, base_lo, base_hi, l_max - (W - 1), self._n("base"))
-        return sign, mag, base, base_lo, base_hi
+        # -- exponent: the window's top bit is the larger top (l_max), its lsb W - 1 places below;
+        # the rounder takes l_max with that offset and the W + 1 bit magnitude (carry included).
+        return sign, mag, l_max, lc_lo - off, l_max_hi - off, off
 
 
 class FloatMac(MacUnit):

@@ -272,16 +272,21 @@ def _unpack_float(m: Module, fmt: FloatFormat, bits: Value, name: str) -> Unpack
 # Leading-zero count
 # ---------------------------------------------------------------------------------------------
 def _lzc_tree(v: Value):
-    """(count, all_zero) of a power-of-two-wide value, as a balanced tree (cvfpu's lzc shape)."""
+    """(count, all_zero) of a power-of-two-wide value (n >= 2), as a balanced tree (cvfpu's lzc shape).
+
+    The count has log2(n) bits and is meaningful only for a non-zero value.
+    """
     n = len(v)
-    if n == 1:
-        return ~v[0], ~v[0]
+    if n == 2:
+        return ~v[1], ~v[1] & ~v[0]
     h = n // 2
     c_hi, z_hi = _lzc_tree(v[h:])
     c_lo, z_lo = _lzc_tree(v[:h])
     # Why this is exact: when the upper half is all zero its h bits are all leading zeros and the
-    # count continues in the lower half; otherwise the lower half does not matter.
-    return Mux(z_hi, c_lo + h, c_hi), z_hi & z_lo
+    # count continues in the lower half (non-zero, so its count is below h); otherwise the lower
+    # half does not matter. h + c_lo with c_lo < h = 2**k is c_lo with bit k set: a multiplexer
+    # and a wire, no adder (an all-zero half's count is never read).
+    return Cat(Mux(z_hi, c_lo, c_hi), z_hi), z_hi & z_lo
 
 
 def leading_zeros(m: Module, value: Value, *, name: str, top: int | None = None):
@@ -324,6 +329,30 @@ def leading_zeros(m: Module, value: Value, *, name: str, top: int | None = None)
     return count, zero
 
 
+def _shift_left_top(value: Value, amount: Value, keep: int) -> Value:
+    """The top ``keep`` bits of ``(value << amount)[:n]``, as a log shifter pruned to them.
+
+    Why by hand: the stages run from the largest shift to the smallest, so before a stage only
+    the bits that the remaining (smaller) shifts can still move into the top ``keep`` are kept
+    (``keep`` + the remaining shifts' sum); Yosys' ``$shl`` mapping runs the other way and keeps
+    nearly every bit of every stage.
+    """
+    n = len(value)
+    bits = list(value)  # bits[i - lo] is bit i of the current value; lo is the lowest kept
+    lo = 0
+    order = list(reversed(range(len(amount))))
+    for j, b in enumerate(order):
+        a = 1 << b
+        rest = sum(1 << bb for bb in order[j + 1:])
+        new_lo = max(0, n - keep - rest)
+        nxt = []
+        for i in range(new_lo, n):
+            src = bits[i - a - lo] if i - a >= lo else Const(0, 1)
+            nxt.append(Mux(amount[b], src, bits[i - lo]))
+        bits, lo = nxt, new_lo
+    return Cat(*bits[n - keep - lo:])
+
+
 # ---------------------------------------------------------------------------------------------
 # The shared rounder: normalise -> round (mode + guard/sticky -> increment) -> pack
 # ---------------------------------------------------------------------------------------------
@@ -352,6 +381,11 @@ class FloatRounder(wiring.Component):
         Random bits of stochastic rounding (``rounding`` is ``SR``), else 0.
     lead : int, optional
         How many top bits of ``mag`` can hold the leading one (default: all).
+    exp_offset : int, optional
+        The exponent of ``mag``'s lsb is ``exp + exp_offset`` (default 0; ``exp_range`` bounds
+        ``exp`` itself). Why: a caller passes the exponent it has (the float MAC: its window's
+        top) and the offset folds into the rounder's own constant additions, where an adder of
+        the caller's would feed two of them and be kept apart.
 
     Raises
     ------
@@ -360,7 +394,8 @@ class FloatRounder(wiring.Component):
     """
 
     def __init__(self, fmt: FloatFormat, *, rounding: Rounding, saturate: bool, mag_width: int,
-                 exp_range: tuple[int, int], sr_bits: int = 0, lead: int | None = None):
+                 exp_range: tuple[int, int], sr_bits: int = 0, lead: int | None = None,
+                 exp_offset: int = 0):
         if not isinstance(fmt, FloatFormat):
             raise ValueError(f"the rounder's target must be a float format, not {fmt!r}")
         check_int("mag_width", mag_width, 1)
@@ -373,7 +408,10 @@ class FloatRounder(wiring.Component):
         self._rounding = rounding
         self._saturate = bool(saturate)
         self._mag_width = mag_width
-        self._exp_range = (lo, hi)
+        self._port_range = (lo, hi)
+        self._off = int(exp_offset)
+        # The exponent range of mag's lsb, which every bound below reads.
+        self._exp_range = (lo + self._off, hi + self._off)
         self._sr_bits = sr_bits
         self._lead = mag_width if lead is None else lead
         ports = {
@@ -409,7 +447,12 @@ class FloatRounder(wiring.Component):
     @property
     def exp_range(self) -> tuple[int, int]:
         """Inclusive bounds of the ``exp`` input."""
-        return self._exp_range
+        return self._port_range
+
+    @property
+    def exp_offset(self) -> int:
+        """``exp + exp_offset`` is the exponent of ``mag``'s lsb."""
+        return self._off
 
     @property
     def sr_bits(self) -> int:
@@ -460,7 +503,7 @@ class FloatRounder(wiring.Component):
         m.d.comb += norm.eq((self.mag << lz)[:N])
         # E = exp + bit_length(mag) - 1, as in the golden rounder.
         E = Signal(int_shape(lo - 1, hi + N - 1))
-        m.d.comb += E.eq(self.exp + (N - 1) - lz)
+        m.d.comb += E.eq(self.exp + (N - 1 + self._off) - lz)
         return norm, E, is_zero
 
     # ====================================================================================
@@ -475,7 +518,13 @@ class FloatRounder(wiring.Component):
     # ====================================================================================
     def _normalise_merged(self, m: Module):
         """``(y, Eb, Eb_hi, is_zero)``: mag shifted to the ulp of exponent e_eff = max(E, emin), and
-        the biased exponent Eb = E + bias of its leading one (meaningless for a zero)."""
+        the biased exponent Eb = E + bias of its leading one (meaningless for a zero).
+
+        ``y``'s top M + 2 + k bits are those of the shifted value; below them, ``y`` holds either
+        the rest of it or (wide inputs) one bit, the OR of the rest: the round step reads the
+        significand, the guard and the k stochastic-rounding bits one by one and everything
+        below only as a sticky OR, which either form gives unchanged.
+        """
         fmt = self._fmt
         N, M, k = self._mag_width, fmt.man_bits, self._sr_bits
         lo, hi = self._exp_range
@@ -483,21 +532,33 @@ class FloatRounder(wiring.Component):
         # room = T - emin >= 0: how far the top may move left before it passes emin.
         room_lo, room_hi = lo + N - 1 - fmt.emin, hi + N - 1 - fmt.emin
         room = Signal(int_shape(room_lo, room_hi))
-        m.d.comb += room.eq(self.exp + (N - 1 - fmt.emin))
+        m.d.comb += room.eq(self.exp + (N - 1 - fmt.emin + self._off))
         # Eb = E + bias, the biased exponent of the leading one (E = exp + N - 1 - lz, the golden
         # rounder's): computed biased, it is the packed exponent field of a normal result as
         # it stands, with no second adder for the bias.
         Eb = Signal(int_shape(lo - 1 + fmt.bias, hi + N - 1 + fmt.bias))
-        m.d.comb += Eb.eq(self.exp + (N - 1 + fmt.bias) - lz)
+        m.d.comb += Eb.eq(self.exp + (N - 1 + fmt.bias + self._off) - lz)
         normal = Signal()
         m.d.comb += normal.eq(Eb >= fmt.emin + fmt.bias)  # E >= emin, i.e. lz <= room
         s = Signal(range(N + 1))
         m.d.comb += s.eq(Mux(normal, lz, room))
         # Why pad below to M + 2 + k bits: the round step reads the significand, the guard and the
         # k stochastic-rounding bits from y's top; zeros below change none of them.
-        pad = max(0, M + 2 + k - N)
-        y = Signal(N + pad)
-        m.d.comb += y.eq(Cat(Const(0, pad), (self.mag << s)[:N]))
+        keep = M + 2 + k
+        if N <= keep + 1:
+            pad = max(0, keep - N)
+            y = Signal(N + pad)
+            m.d.comb += y.eq(Cat(Const(0, pad), (self.mag << s)[:N]))
+        else:
+            # Only the top `keep` bits of the shifted value are read one by one; everything below
+            # is read as its OR (sticky). So the shifter keeps just those bits (_shift_left_top)
+            # and the sticky is the OR of the input bits that land below them, selected by a
+            # comparison of s with constants; y is that sticky bit under the kept bits, which the
+            # round step reads exactly as it would read the full shifted value.
+            top = _shift_left_top(self.mag, s, keep)
+            below = [self.mag[i] & (s < N - keep - i) for i in range(N - keep)]
+            y = Signal(keep + 1)
+            m.d.comb += y.eq(Cat(any_of(*below), top))
         return y, Eb, max(hi + N - 1, fmt.emin) + fmt.bias, is_zero
 
     # ====================================================================================
@@ -633,10 +694,13 @@ class FloatRounder(wiring.Component):
             return out
         # -- overflow: the rule book's codes, constants chosen at generation time ---------------
         pos, neg = fmt.overflow_codes(self._rounding, self._saturate)
-        if neg == pos | fmt.sign_bit:  # the same magnitude either way: only the sign is live
-            ovf = Cat(Const(pos, fmt.width - 1), sign)
-        elif neg == pos:  # the canonical NaN, whatever the sign
+        # Why the NaN test first: fnuz's one NaN is the sign bit alone (pos == neg == sign_bit),
+        # which also passes the same-magnitude test below, whose fmt.width - 1 bit constant
+        # would drop it and write +0 for an overflow.
+        if neg == pos:  # the canonical NaN, whatever the sign
             ovf = Const(pos, fmt.width)
+        elif neg == pos | fmt.sign_bit:  # the same magnitude either way: only the sign is live
+            ovf = Cat(Const(pos, fmt.width - 1), sign)
         else:
             ovf = Mux(sign, Const(neg, fmt.width), Const(pos, fmt.width))
         m.d.comb += out.eq(Mux(code > fmt.max_code, ovf, signed_code))
