@@ -139,3 +139,17 @@ def test_units_on_verilator_stream_and_drive(text, tmp_path):
     assert stream.ok, stream.first_mismatch
     drive = simulate(text, cycles=1000, simulator="verilator", build_dir=tmp_path, mode="drive")
     assert drive.ok, drive.first_mismatch
+
+
+@pytest.mark.slow
+@needs_verilator
+def test_large_unit_with_precompiled_headers(tmp_path):
+    # The tree8 unit at pipeline=2 is large enough (~180 modules) for Verilator to compile its model
+    # with precompiled headers; PyPI's verilated.mk left the -include flag empty and the build failed
+    # ("Vtop__pch.h.slow: linker input file not found") until the runner passed it to make.
+    from psum.hw import MacImpl
+
+    res = simulate("a=fp8_e4m3,b=fp8_e4m3,acc=e4m2,order=tree8", impl=MacImpl(pipeline=2), cycles=500,
+                   simulator="verilator", build_dir=tmp_path)
+    assert res.ok, res.first_mismatch
+    assert list(tmp_path.glob("**/*pch.h.slow.gch")), "the model was expected to use precompiled headers"

