@@ -146,8 +146,13 @@ def test_user_code_calling_sys_exit_is_refused(user, capsys, argv, message):
     assert one_line(argv, capsys) == message
 
 
-def test_user_script_parsing_argv_at_import_is_one_line(user, capsys):
+def test_user_script_parsing_argv_at_import_is_one_line(user, capsys, monkeypatch):
     # argparse printed its usage (two lines) and psum exited 2 with the user's message only.
+    # The script parses sys.argv: give it the command line `psum eval ...` has (not pytest's own,
+    # which differs between a bare `pytest` and `pytest -q ...`).
+    import sys
+
+    monkeypatch.setattr(sys, "argv", ["psum", "eval", "--model", "script.py:build", "--limit", "8"])
     err = one_line(["eval", "--model", "script.py:build", "--limit", "8"], capsys)
     assert err.startswith("psum eval: error: --model script.py:build: importing script.py called sys.exit(2) after "
                           "printing '"), err
