@@ -19,7 +19,7 @@ from amaranth.hdl import Fragment, Module, Signal
 
 from psum.golden import MacSpec, mac_step
 from psum.hw.float_mac import FloatStep
-from psum.hw.verify import amaranth_trace
+from steptrace import check_step_trace
 
 SPECS = {
     "e3m2_fused_rne": "a=e3m2,b=e3m2,acc=e3m2,round=rne",
@@ -95,13 +95,7 @@ def _run(text: str, steps: int | None, seed: int) -> int:
             nxt = None
         want += [c, nxt]
     stim = {k: np.asarray(v, dtype=np.uint64) for k, v in rows.items()}
-    got = [int(v) for v in amaranth_trace(spec, stim)]
-    bad = [t for t in range(len(want)) if want[t] is not None and got[t] != want[t]]
-    if bad:
-        t = bad[0]
-        pytest.fail(f"{len(bad)} mismatches of {len(want)}; first: acc {hex(want[t - 1])} a {hex(int(stim['a'][t]))} "
-                    f"b {hex(int(stim['b'][t]))} expected {hex(want[t])}, got {hex(got[t])}")
-    return len(want)
+    return check_step_trace(spec, stim, want)
 
 
 @pytest.mark.parametrize("text", list(SPECS.values()), ids=list(SPECS))

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from psum.golden import MacSpec, mac_step
-from psum.hw.verify import amaranth_trace
+from steptrace import check_step_trace
 
 SPECS = {
     "e3m2_fused_rne": "a=e3m2,b=e3m2,acc=e3m2,round=rne",
@@ -52,13 +52,7 @@ def _run(text: str, pairs: int | None, seed: int) -> int:
                 rows[k].append(v)
             want += [c, int(mac_step(spec, c, a, b, rand=r if spec.sr_bits else None))]
     stim = {k: np.asarray(v, dtype=np.uint64) for k, v in rows.items()}
-    got = [int(v) for v in amaranth_trace(spec, stim)]
-    bad = [t for t in range(len(want)) if got[t] != want[t]]
-    if bad:
-        t = bad[0]
-        pytest.fail(f"{len(bad)} mismatches of {len(want)}; first: acc {hex(want[t - 1])} a {hex(int(stim['a'][t]))} "
-                    f"b {hex(int(stim['b'][t]))} expected {hex(want[t])}, got {hex(got[t])}")
-    return len(want)
+    return check_step_trace(spec, stim, want)
 
 
 @pytest.mark.parametrize("text", list(SPECS.values()), ids=list(SPECS))
