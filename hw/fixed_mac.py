@@ -40,6 +40,7 @@ from psum.golden.rounding import round_up
 
 from .float_mac import register_stage
 from .float_parts import all_of, any_of, as_bit, int_shape, unpack
+from .multiplier import multiply
 from .unit import MacUnit
 
 __all__ = ["FixedMac", "align_to_grid", "add_round_fit"]
@@ -268,7 +269,8 @@ class FixedMac(MacUnit):
         sign = Signal(name="p_sign")
         m.d.comb += sign.eq(a.sign ^ b.sign)
         mag = Signal(a.width + b.width, name="p_mag")
-        m.d.comb += mag.eq(a.mag * b.mag)  # a zero operand has mag 0: the product is 0
+        # a zero operand has mag 0: the product is 0 (structure: MacImpl.multiplier)
+        m.d.comb += mag.eq(multiply(m, a.mag, b.mag, kind=self.impl.multiplier, name="p_mul"))
         s_lo, s_hi = self._s_range()
         s = _sig(m, s_lo, s_hi, a.exp + b.exp + fmt.frac_bits, "p_s")
 

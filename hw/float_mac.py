@@ -70,6 +70,7 @@ from .float_parts import (
     stage,
     unpack,
 )
+from .multiplier import multiply
 from .unit import MacUnit
 
 __all__ = ["FloatMac", "FloatStep", "Normalised", "register_stage"]
@@ -147,11 +148,14 @@ class FloatStep:
         A float-accumulator spec (its ``order`` is ignored: one step).
     name : str
         Prefix of every signal and submodule name, unique within the module.
+    multiplier : str
+        Structure of the significand multiplier (:attr:`psum.hw.impl.MacImpl.multiplier`).
     """
 
-    def __init__(self, spec, *, name: str = ""):
+    def __init__(self, spec, *, name: str = "", multiplier: str = "auto"):
         self._spec = spec
         self._name = name
+        self._multiplier = multiplier
 
     @property
     def window(self) -> int:
@@ -327,7 +331,7 @@ class FloatStep:
         # Why no rounding here: a.mag * b.mag has at most a.precision + b.precision bits, all
         # kept; the window below decides what reaches the rounder.
         mag = Signal(a.width + b.width, name=self._n("p_mag"))
-        m.d.comb += mag.eq(a.mag * b.mag)
+        m.d.comb += mag.eq(multiply(m, a.mag, b.mag, kind=self._multiplier, name=self._n("p_mul")))
         # Exponents of the lsbs add: (ma * 2**ea) * (mb * 2**eb) = (ma * mb) * 2**(ea + eb).
         lo, hi = a.exp_lo + b.exp_lo, a.exp_hi + b.exp_hi
         exp = _sig(m, lo, hi, a.exp + b.exp, self._n("p_exp"))
@@ -545,7 +549,7 @@ class FloatMac(MacUnit):
         spec = self._spec
         k = self.pipeline
         m = Module()
-        step = FloatStep(spec)
+        step = FloatStep(spec, multiplier=self.impl.multiplier)
 
         # -- stage 0: unpack, exact product (unfused: rounded into prod) ----------------------
         p = step.product(m, self.a, self.b)

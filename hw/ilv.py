@@ -82,7 +82,7 @@ class IlvMac(MacUnit):
         spec = self._spec
         L = spec.order.length
         m = Module()
-        step = step_for(spec.replace(order="seq"), name="mac")
+        step = step_for(spec.replace(order="seq"), name="mac", multiplier=self.impl.multiplier)
         sums = [self.acc] + [Signal(spec.acc.width, name=f"s{i}") for i in range(1, L)]
         k = Signal(range(L), name="k")  # the partial sum the next product goes into
         # Why explicit Mux chains and not an Array: Yosys writes an Array read as an `always @*`

@@ -17,6 +17,12 @@ pipeline  register stages between the operand ports and the accumulate loop, 0..
           (the latency), ``rst`` acts at once
 lanes     products per cycle; fixed by the spec's order (N for ``mta<N>w<W>p<P>`` and
           ``tree<N>``, else 1): absent means that number, a different one is refused
+multiplier
+          structure of the significand multiplier of float- and fixed-point-accumulator units:
+          ``auto`` (default: the tool's ``*`` below 10-bit significands, radix-4 Booth rows in a
+          Dadda tree up to 16 bits, the AND array in a Dadda tree above; :mod:`psum.hw.multiplier`),
+          ``array`` (the tool's ``*``), ``booth`` or ``dadda``; integer units multiply signed
+          operands with the tool's ``*`` and refuse ``booth`` and ``dadda``
 ========  ======================================================================================
 
 Pipeline cuts and latency, per unit (``k`` = ``pipeline``; the loop is what reads ``acc``)::
@@ -44,14 +50,15 @@ from psum.golden.spec import key_value_items
 
 __all__ = ["MacImpl", "module_name", "IMPL_HELP", "MAX_PIPELINE"]
 
-IMPL_HELP = ("an implementation is comma-separated KEY=VALUE pairs: pipeline=0|1|2[,lanes=N] (lanes: the "
-             "products per cycle the order fixes); e.g. pipeline=2")
+IMPL_HELP = ("an implementation is comma-separated KEY=VALUE pairs: pipeline=0|1|2[,lanes=N]"
+             "[,multiplier=auto|array|booth|dadda] (lanes: the products per cycle the order fixes; multiplier: "
+             "the significand multiplier's structure); e.g. pipeline=2")
 
 #: Deepest pipeline any unit implements (each unit's own limit: ``MacUnit.pipeline_cuts``); what
 #: follows the last cut reads the accumulator, so it is inside the loop.
 MAX_PIPELINE = 2
 
-_KEYS = ("pipeline", "lanes")
+_KEYS = ("pipeline", "lanes", "multiplier")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +77,12 @@ class MacImpl:
         Products per cycle. The spec's order fixes it (:attr:`psum.golden.Order.lanes`: N for
         ``mta<N>w<W>p<P>`` and ``tree<N>``, else 1); ``None`` (the default) means that number,
         and :meth:`check` refuses another.
+    multiplier : str
+        Structure of the unsigned significand multiplier (:data:`psum.hw.multiplier.KINDS`):
+        ``"auto"`` (the default) picks per width what was measured smaller
+        (:func:`psum.hw.multiplier.choose`: the synthesis tool's ``*`` below 10-bit
+        significands, radix-4 Booth rows summed by a Dadda tree up to 16 bits, the AND array
+        summed by a Dadda tree above); ``"array"``, ``"booth"`` and ``"dadda"`` force one.
 
     Raises
     ------
@@ -81,34 +94,47 @@ class MacImpl:
 
     pipeline: int = 0
     lanes: int | None = None
+    multiplier: str = "auto"
 
-    def __init__(self, *, pipeline: int = 0, lanes: int | None = None):
+    def __init__(self, *, pipeline: int = 0, lanes: int | None = None, multiplier: str = "auto"):
         # Keyword-only (Amaranth's library habit): MacImpl(2) would say nothing about what 2 is.
+        from .multiplier import KINDS
+
         object.__setattr__(self, "pipeline", check_int("impl pipeline", pipeline, 0, MAX_PIPELINE))
         object.__setattr__(self, "lanes", None if lanes is None else check_int("impl lanes", lanes, 1))
+        if not isinstance(multiplier, str):
+            raise TypeError(f"impl multiplier must be a string, not {multiplier!r}")
+        if multiplier not in KINDS:
+            raise ValueError(f"impl multiplier must be one of {', '.join(KINDS)}, not {multiplier!r}")
+        object.__setattr__(self, "multiplier", multiplier)
 
     @property
     def is_default(self) -> bool:
-        """True for the plain unit (no pipeline, the order's products per cycle)."""
-        return self.pipeline == 0
+        """True for the plain unit (no pipeline, the order's products per cycle, ``auto`` multiplier)."""
+        return self.pipeline == 0 and self.multiplier == "auto"
 
     @property
     def tag(self) -> str:
-        """Name part: ``""`` for the default unit, else e.g. ``"p2"`` (``pipeline=2``).
+        """Name part: ``""`` for the default unit, else e.g. ``"p2"`` (``pipeline=2``) or
+        ``"p2_mbooth"`` (``pipeline=2,multiplier=booth``).
 
         Appended to the spec's name by :func:`module_name`, so two implementations of one spec
         never share a module name, a build directory or a cache entry. ``lanes`` is not in it:
         the spec's order fixes it, and the spec's name carries the order.
         """
-        return f"p{self.pipeline}" if self.pipeline else ""
+        parts = ([f"p{self.pipeline}"] if self.pipeline else []) + \
+            ([f"m{self.multiplier}"] if self.multiplier != "auto" else [])
+        return "_".join(parts)
 
     def __str__(self) -> str:
-        return f"pipeline={self.pipeline}" + ("" if self.lanes is None else f",lanes={self.lanes}")
+        return (f"pipeline={self.pipeline}" + ("" if self.lanes is None else f",lanes={self.lanes}")
+                + ("" if self.multiplier == "auto" else f",multiplier={self.multiplier}"))
 
     def resolved(self, spec) -> "MacImpl":
         """This implementation with ``lanes`` set to the number the spec's order fixes (checked)."""
         self.check(spec)
-        return MacImpl(pipeline=self.pipeline, lanes=spec.a.block if spec.blocked else spec.order.lanes)
+        return MacImpl(pipeline=self.pipeline, lanes=spec.a.block if spec.blocked else spec.order.lanes,
+                       multiplier=self.multiplier)
 
     def check(self, spec) -> None:
         """Raise a one-line ``ValueError`` if a unit for ``spec`` cannot be built this way.
@@ -126,6 +152,13 @@ class MacImpl:
             ``lanes`` other than the products per cycle of the spec's order (the pipeline depth
             each unit checks itself, :class:`psum.hw.unit.MacUnit`).
         """
+        from psum.golden import IntFormat
+
+        if self.multiplier in ("booth", "dadda") and (spec.blocked or isinstance(spec.acc, IntFormat)):
+            what = "a block unit's element products" if spec.blocked else "an integer unit's signed product"
+            raise ValueError(f"impl multiplier={self.multiplier}: {what} is built by the synthesis tool's *; "
+                             f"booth and dadda are built for the unsigned significand products of float and "
+                             f"fixed-point accumulators")
         order = spec.order
         want = spec.a.block if spec.blocked else order.lanes
         if self.lanes is None or self.lanes == want:
@@ -165,6 +198,9 @@ class MacImpl:
         for key, value in key_value_items(text, what="impl", keys=_KEYS, form="KEY=VALUE", help_text=IMPL_HELP):
             if key in kwargs:
                 raise ValueError(f"impl key {key!r} given twice")
+            if key == "multiplier":
+                kwargs[key] = value
+                continue
             if not re.fullmatch(r"[0-9]+", value):  # ASCII digits only, as in the spec
                 raise ValueError(f"impl {key} must be a non-negative integer, not {value!r}")
             kwargs[key] = int(value)

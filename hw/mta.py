@@ -89,7 +89,7 @@ class MtaMac(MacUnit):
 
         # -- the terms: N exact products and the register (from +0 when a promotion is due) ---
         ports = operand_ports(spec)
-        steps = [FloatStep(seq, name=f"lane{i}") for i in range(len(ports))]
+        steps = [FloatStep(seq, name=f"lane{i}", multiplier=self.impl.multiplier) for i in range(len(ports))]
         terms: list[Normalised]
         terms, ctl = pipelined_product(m, self, steps, [(getattr(self, pa), getattr(self, pb)) for pa, pb in ports])
         r = FloatStep(seq, name="r")

@@ -83,7 +83,7 @@ class TreeMac(MacUnit):
         # -- the N exact products (unfused: rounded into prod) --------------------------------
         steps, prods = [], []
         for i, (pa, pb) in enumerate(operand_ports(spec)):
-            st = FloatStep(seq, name=f"lane{i}")
+            st = FloatStep(seq, name=f"lane{i}", multiplier=self.impl.multiplier)
             steps.append(st)
             prods.append(st.product(m, getattr(self, pa), getattr(self, pb)))
         ctl = {"en": self.en, "load": self.load, "init": self.init}

