@@ -490,10 +490,14 @@ class MacSpec:
         ------
         ValueError
             One line saying which key or value is wrong.
+        TypeError
+            ``text`` is neither a :class:`MacSpec` nor a string (one line naming its type).
         """
         if isinstance(text, MacSpec):
             return text
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str):  # as MacImpl.parse: the type, not "empty" (issue: MacSpec.parse(5))
+            raise TypeError(f"MAC spec must be a MacSpec or key=value text, not {type(text).__name__} {text!r}")
+        if not text.strip():
             raise ValueError(f"empty MAC spec; {SPEC_HELP}")
         kwargs: dict = {}
         for key, value in key_value_items(text, what="MAC spec", keys=_KEYS, form="key=value", help_text=SPEC_HELP):

@@ -313,3 +313,21 @@ def test_search_entry_text_is_the_inverse(entry):
 
     kind, fixed, overflow = parse_search_entry(entry)
     assert search_entry_text(kind, *fixed.values(), overflow=overflow) == entry
+
+
+# -- bad input the newcomer's pass found (each one line, exact) --------------------------------
+@pytest.mark.parametrize("value, message", [
+    (5, "MAC spec must be a MacSpec or key=value text, not int 5"),
+    (None, "MAC spec must be a MacSpec or key=value text, not NoneType None"),
+    (b"a=fp16,b=fp16,acc=fp16", "MAC spec must be a MacSpec or key=value text, not bytes b'a=fp16,b=fp16,acc=fp16'"),
+])
+def test_parse_names_the_type_of_a_non_string(value, message):
+    with pytest.raises(TypeError) as info:
+        MacSpec.parse(value)
+    assert str(info.value) == message
+
+
+def test_parse_of_blank_text_still_says_empty():
+    with pytest.raises(ValueError) as info:
+        MacSpec.parse("  ")
+    assert str(info.value).startswith("empty MAC spec; a MAC spec is comma-separated key=value pairs")
