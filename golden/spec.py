@@ -254,6 +254,25 @@ def _kind(fmt) -> str:
 _KIND_TEXT = {"float": "a float", "int": "an integer", "fixed": "a fixed-point"}
 
 
+def _lsb_exp(fmt) -> int | None:
+    """Exponent of the last bit of an integer (0) or fixed-point (``-F``) format; None for a float."""
+    if isinstance(fmt, FixedFormat):
+        return -fmt.frac_bits
+    if isinstance(fmt, IntFormat):
+        return 0
+    return None
+
+
+def _exact_on(a, b, acc) -> bool:
+    """True when every product of ``a`` and ``b`` lies on the grid of an integer or fixed-point ``acc``.
+
+    Then ``acc + a*b`` is a multiple of the accumulator's lsb and only overflow (wrap or sat)
+    applies: the lsb of a product is the sum of the operands' lsbs (``2**-Fa * 2**-Fb``).
+    """
+    lsbs = [_lsb_exp(f) for f in (a, b, acc)]
+    return None not in lsbs and lsbs[0] + lsbs[1] >= lsbs[2]
+
+
 def _yes_no(key: str, text: str) -> bool:
     if text in ("yes", "true", "1", "on"):
         return True
@@ -285,7 +304,11 @@ class MacSpec:
     fused : bool
         ``True``: one rounding of ``acc + a*b``. ``False``: unfused, ``prod`` defaults to ``acc``.
     rounding : Rounding or str
-        Rounding mode of every rounding step.
+        Rounding mode of every rounding step. A unit that never rounds takes only the default
+        ``rne``: an integer accumulator, or a fixed-point one whose every product lies on its
+        grid (integer or fixed-point operands with at most F fraction bits between them), unless
+        block-scaled operands or a float ``acc2`` (``chunk``) round; another mode, ``sr`` and
+        ``srbits`` included, would be ignored by every engine, so it is refused.
     overflow : str, optional
         ``"wrap"`` (default) or ``"sat"`` for an integer or fixed-point accumulator; ``"ieee"`` (default) or
         ``"sat"`` for a float one (see :func:`psum.golden.round_float` for the exact rule).
@@ -393,6 +416,12 @@ class MacSpec:
                 raise ValueError(f"an integer acc2 needs an integer acc; acc={self.acc} is a float format")
         elif self.acc2 is not None:
             raise ValueError("acc2 applies only to order=chunk<L> or order=mta<N>w<W>p<P>")
+        if self.rounding is not Rounding.RNE and not self._rounds():
+            # Why refuse: the unit's name, its RTL and every engine ignore the mode, so a study
+            # of round=rtz on such a unit would silently be a study of nothing. rne is the
+            # default, which str() prints, so it stays accepted (round trip).
+            raise ValueError(f"round={self.rounding.value} has no effect on acc={self.acc}: {self._exact_reason()}; "
+                             f"leave round unset (rne)")
 
     def _check_blocks(self) -> None:
         """Block-scaled operands: both or neither, one block size, a float, fixed or signed int accumulator."""
@@ -417,6 +446,28 @@ class MacSpec:
                              "block-sum format")
         if self.bsum is not None and not isinstance(self.bsum, FloatFormat):
             raise ValueError(f"bsum must be a float format, not {self.bsum}")
+
+    def _rounds(self) -> bool:
+        """False when no step of this unit can round: ``round=`` and ``srbits=`` would be ignored.
+
+        That is an integer or fixed-point accumulator whose every product lies on its grid
+        (integer or fixed-point operands, :func:`_exact_on`), and, for the chunk order, an
+        ``acc2`` that takes the accumulator's values exactly. Block-scaled operands always may
+        round (their block scales move the terms off the grid), and so does every float format.
+        """
+        if self.blocked or not _exact_on(self.a, self.b, self.acc):
+            return True
+        return self.acc2 is not None and not _exact_on(self.acc, _ONE, self.acc2)
+
+    def _exact_reason(self) -> str:
+        """Why :meth:`_rounds` is False, as the refusal names it (one clause)."""
+        if isinstance(self.acc, IntFormat):
+            what = "an integer accumulator adds exact integer products and never rounds"
+        else:
+            what = f"the products of {self.a} and {self.b} lie on its grid, so it never rounds"
+        if self.order.uses_acc2:
+            return what + f" (nor does acc2={self.acc2})"
+        return what + " (only a float acc2 of order=chunk<L> would)"
 
     # -- derived -------------------------------------------------------------------------------
     @property
@@ -600,5 +651,10 @@ def add_spec(spec: MacSpec, target) -> MacSpec:
     """
     target_float = isinstance(target, FloatFormat)  # integer and fixed point: wrap or sat
     overflow = spec.overflow if spec.overflow in (("ieee", "sat") if target_float else ("wrap", "sat")) else None
+    if _exact_on(spec.acc, _ONE, target):
+        # the add cannot round (an int acc's values into an int acc2, a tree node of a fixed-point
+        # acc), so it takes the default mode, as MacSpec requires: the spec's mode may be one
+        # that only its products use
+        return MacSpec(a=spec.acc, b=_ONE, acc=target, overflow=overflow)
     return MacSpec(a=spec.acc, b=_ONE, acc=target, rounding=spec.rounding,
                    sr_bits=spec.sr_bits if spec.sr_bits else None, overflow=overflow)

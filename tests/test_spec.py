@@ -331,3 +331,51 @@ def test_parse_of_blank_text_still_says_empty():
     with pytest.raises(ValueError) as info:
         MacSpec.parse("  ")
     assert str(info.value).startswith("empty MAC spec; a MAC spec is comma-separated key=value pairs")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a=int8,b=int8,acc=int16,round=sr", "round=sr has no effect on acc=int16: an integer accumulator adds exact "
+     "integer products and never rounds (only a float acc2 of order=chunk<L> would); leave round unset (rne)"),
+    ("a=int8,b=int8,acc=int16,round=sr,srbits=4", "round=sr has no effect on acc=int16: an integer accumulator adds "
+     "exact integer products and never rounds (only a float acc2 of order=chunk<L> would); leave round unset (rne)"),
+    ("a=int8,b=uint8,acc=int20,prod=int12,fused=no,round=rtz,order=tree4",
+     "round=rtz has no effect on acc=int20: an integer accumulator adds exact integer products and never rounds "
+     "(only a float acc2 of order=chunk<L> would); leave round unset (rne)"),
+    ("a=int8,b=int8,acc=int16,order=chunk4,acc2=int32,round=rdn",
+     "round=rdn has no effect on acc=int16: an integer accumulator adds exact integer products and never rounds "
+     "(nor does acc2=int32); leave round unset (rne)"),
+    ("a=int8,b=int8,acc=q16.4,round=rtz", "round=rtz has no effect on acc=q16.4: the products of int8 and int8 lie "
+     "on its grid, so it never rounds (only a float acc2 of order=chunk<L> would); leave round unset (rne)"),
+    ("a=q4.4,b=q4.4,acc=q8.8,round=rup", "round=rup has no effect on acc=q8.8: the products of q4.4 and q4.4 lie "
+     "on its grid, so it never rounds (only a float acc2 of order=chunk<L> would); leave round unset (rne)"),
+])
+def test_rounding_of_a_unit_that_never_rounds_is_refused(text, message):
+    with pytest.raises(ValueError) as info:
+        MacSpec.parse(text)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("text", [
+    "a=int8,b=int8,acc=int16",  # the default rne, as str() prints it: round trip
+    "a=int8,b=int8,acc=int16,round=rne",
+    "a=int8,b=int8,acc=int16,order=chunk4,round=rtz",  # the chunk sums round into the default fp32 acc2
+    "a=int8,b=int8,acc=int16,order=chunk4,acc2=e5m6,round=sr,srbits=4",
+    "a=q4.4,b=q4.4,acc=q8.4,round=rtz",  # 8 fraction bits of a product onto a 4-bit grid
+    "a=fp8_e4m3,b=fp8_e4m3,acc=q8.4,round=rtz,order=ilv2",
+    "a=int8,b=fp8_e4m3,acc=q8.4,round=rdn",
+    "a=mxint8,b=mxint8,acc=int24,round=rtz",  # block scales move the terms off the integer grid
+])
+def test_rounding_of_a_unit_that_rounds_is_kept(text):
+    s = MacSpec.parse(text)
+    assert MacSpec.parse(str(s)) == s
+
+
+def test_add_step_of_an_exact_sum_takes_the_default_mode():
+    """add_spec of a tree/ilv node of a fixed-point accumulator: the add is exact, so it takes rne
+    (the spec's rtz is for its float products); into a float acc2 the spec's mode stays."""
+    from psum.golden.spec import add_spec
+
+    s = MacSpec.parse("a=fp8_e4m3,b=fp8_e4m3,acc=q8.4,round=rtz,order=ilv2")
+    assert add_spec(s, s.acc).rounding.value == "rne"
+    c = MacSpec.parse("a=int8,b=int8,acc=int16,order=chunk4,acc2=e5m6,round=sr,srbits=4")
+    assert str(add_spec(c, c.acc2)) == "a=int16,b=int2,acc=e5m6,round=sr,srbits=4,overflow=ieee"
