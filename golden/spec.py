@@ -296,7 +296,11 @@ class MacSpec:
     acc : Format or str
         Accumulator format. An integer accumulator needs integer operands; a fixed-point one
         (``q<I>.<F>``) takes float, integer or fixed-point operands and the exact product only
-        (no ``prod``).
+        (no ``prod``). An unsigned accumulator may take signed operands: each step forms the
+        exact signed sum ``acc + a*b`` and wraps it modulo ``2**N`` (the bits a two's-complement
+        register of that width holds, read as unsigned) or, with ``overflow=sat``, clamps it to
+        ``[0, 2**N - 1]`` (a negative sum gives 0); every engine and the RTL compute exactly this
+        (:func:`psum.golden.mac_step`).
     prod : Format or str, optional
         Product format. ``None`` keeps the product exact (fused MAC). A product format makes the MAC
         unfused: the product is rounded to it (with ``rounding``; ``sr`` rounds the product to

@@ -379,3 +379,26 @@ def test_add_step_of_an_exact_sum_takes_the_default_mode():
     assert add_spec(s, s.acc).rounding.value == "rne"
     c = MacSpec.parse("a=int8,b=int8,acc=int16,order=chunk4,acc2=e5m6,round=sr,srbits=4")
     assert str(add_spec(c, c.acc2)) == "a=int16,b=int2,acc=e5m6,round=sr,srbits=4,overflow=ieee"
+
+
+@pytest.mark.parametrize("overflow", ["wrap", "sat"])
+def test_unsigned_accumulator_of_signed_products_is_exact(overflow):
+    """acc=uint12 with int8 operands (kept, documented in MacSpec): the exact signed sum, wrapped
+    mod 2**12 or clamped to [0, 4095]; every int8 x int8 pair at accumulator values at both ends
+    and in the middle, against Python integers and the Fraction reference."""
+    import numpy as np
+
+    from psum.golden import mac_step
+    from psum.golden.reference import mac_step_ref
+
+    spec = MacSpec.parse(f"a=int8,b=int8,acc=uint12,overflow={overflow}")
+    x = np.arange(256, dtype=np.uint64)
+    a, b = (c.ravel() for c in np.meshgrid(x, x))
+    signed = lambda c: int(c) - 256 if c >= 128 else int(c)  # noqa: E731 - the int8 code's value
+    for acc0 in (0, 1, 2048, 4095):
+        got = mac_step(spec, np.full(a.shape, acc0, dtype=np.uint64), a, b)
+        for i in range(0, a.size, 97):  # a spread sample for the slow reference, every pair for ints
+            assert int(got[i]) == mac_step_ref(spec, acc0, int(a[i]), int(b[i]))
+        exact = np.array([acc0 + signed(p) * signed(q) for p, q in zip(a, b)])
+        want = exact % 4096 if overflow == "wrap" else np.clip(exact, 0, 4095)
+        assert np.array_equal(got.astype(np.int64), want)
