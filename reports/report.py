@@ -129,6 +129,7 @@ class ReportConfig:
     breakdown: bool = True
 
     def __post_init__(self):
+        self._check_types()
         if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or not 0 <= self.tol < 100:
             raise ValueError(f"tol must be a number of percentage points in [0, 100), not {self.tol!r}")
         for name, lo, hi in (("max_man", 1, 23), ("sim_cycles", 1, None), ("jobs", 1, None),
@@ -156,6 +157,38 @@ class ReportConfig:
             if not isinstance(self.liberty, (str, os.PathLike)) or not str(self.liberty):
                 raise ValueError(f"liberty must be the path of a Liberty file, not {self.liberty!r}")
             object.__setattr__(self, "liberty", str(self.liberty))
+
+    def _check_types(self) -> None:
+        """The type of every field that is not a number (numbers are range-checked in
+        ``__post_init__``): one line naming the field, before any work (``ReportConfig(model=5)``
+        was accepted and failed deep in the sweep). Lists become tuples (a data.json holds lists)."""
+        for name, what in (("model", "a built-in model name or FILE.py:FUNCTION"),
+                           ("dataset", "a data set name or FILE.py:FUNCTION"),
+                           ("float_operand", "a format name such as 'fp8_e4m3'"),
+                           ("int_operand", "a format name such as 'int8'")):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise TypeError(f"{name} must be {what}, not {value!r}")
+        for name in ("data_dir", "checkpoint"):
+            value = getattr(self, name)
+            if value is not None:
+                if not isinstance(value, (str, os.PathLike)) or not str(value):
+                    raise TypeError(f"{name} must be a path or None, not {value!r}")
+                object.__setattr__(self, name, str(value))  # data.json keeps the config as JSON
+        for name in ("per_layer", "iso", "glitch", "breakdown"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, not {getattr(self, name)!r}")
+        for name, item in (("float_exps", "integers"), ("int_widths", "integers"), ("groups", "layer selections"),
+                           ("iso_designs", "(family, base, extra) designs")):
+            value = getattr(self, name)
+            if value is None and name == "iso_designs":
+                continue
+            if not isinstance(value, (tuple, list)):
+                raise TypeError(f"{name} must be a tuple of {item}, not {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        for g in self.groups:
+            if not isinstance(g, str) or not g:
+                raise TypeError(f"groups must hold layer selections (text such as 'layer3.*'), not {g!r}")
 
     @classmethod
     def quick(cls, **overrides) -> "ReportConfig":
