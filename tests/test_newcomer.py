@@ -405,3 +405,16 @@ def test_own_rtl_without_load_and_init_is_one_line(tmp_path, capsys):
     assert "port ``load'' is not a port of dut." in err
     assert err.endswith(f"(log: {build / 'build.log'}); an --rtl unit needs psum's ports (clk, rst, a, b, en, load, "
                         "init, acc; docs/hw.md)")
+
+
+# -- the gaps a newcomer's pass left open, each refused before any work ---------------------------
+@pytest.mark.parametrize("argv, message", [
+    # Before: a warning per unit ("cannot write the cache entry ...: File exists"), then every
+    # synthesis ran uncached.
+    (["synth", "a=int4,b=int4,acc=int8", "--cache-dir", "net.py"],
+     "psum synth: error: cannot write net.py: exists and is not a directory"),
+    (["synth", "a=int4,b=int4,acc=int8", "--cache-dir", "net.py/synth"],
+     "psum synth: error: cannot write net.py/synth: {user}/net.py is not a directory"),
+])
+def test_open_gaps_are_refused(user, capsys, argv, message):
+    assert one_line(argv, capsys) == message.format(user=user)

@@ -29,7 +29,8 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=positive_int, default=None, metavar="N",
                    help="parallel synthesis processes (default: CPU count)")
     p.add_argument("--cache-dir", type=text, metavar="DIR", default=None,
-                   help="result cache (default: $PSUM_CACHE_DIR/synth, else ~/.cache/psum/synth)")
+                   help="result cache, a folder (created if missing; default: $PSUM_CACHE_DIR/synth, else "
+                        "~/.cache/psum/synth)")
     p.add_argument("--outputs", type=positive_int, metavar="N",
                    help="output elements of the power proxy's digits conv, 9 MACs each (default: the API's, 64)")
     p.add_argument("--breakdown", action="store_true",

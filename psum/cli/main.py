@@ -55,6 +55,7 @@ _DASH_VALUE = re.compile(r"-(inf(inity)?|nan|\d|\.\d|0x)", re.IGNORECASE)
 _OUTPUTS = {
     "verilog": (("output", "file"),),
     "sim": (("build_dir", "dir"),),
+    "synth": (("cache_dir", "dir"),),  # a file there only warned, then synthesised uncached
     "train": (("out", "file"),),
     "sweep": (("out", "file"), ("plot", "file")),
     "qat": (("qat", "file"),),
