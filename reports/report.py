@@ -741,6 +741,9 @@ def rerender(data_file, out_dir=None) -> dict:
     from psum.keys import unify_keys
 
     data_file = Path(data_file)
+    if data_file.exists() and not data_file.is_dir() and data_file.suffix != ".json":
+        # notes.txt said "no report data notes.txt/data.json", a path that cannot exist
+        raise ValueError(f"{data_file} is not a report folder or its data.json (give a report folder or its data.json)")
     if data_file.is_dir() or data_file.suffix != ".json":
         data_file = data_file / "data.json"
     if not data_file.is_file():
@@ -752,7 +755,12 @@ def rerender(data_file, out_dir=None) -> dict:
     if not isinstance(data, dict) or not {"config", "headline", "hardware", "sweep"} <= set(data):
         raise ValueError(f"{data_file} is not a psum report's data.json")
     known = {f.name for f in dataclasses.fields(ReportConfig)}
-    cfg = ReportConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items() if k in known})
+    if not isinstance(data["config"], dict):
+        raise ValueError(f"{data_file}: config is not a JSON object")
+    try:
+        cfg = ReportConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items() if k in known})
+    except (TypeError, ValueError) as exc:  # the CLI prints a ValueError as one line, a TypeError would be a traceback
+        raise ValueError(f"{data_file}: config: {exc}") from None
     data["hardware"] = [unify_keys(r) for r in data["hardware"]]
     # the ratio row of old files becomes the ratios table
     data["headline"] = [unify_keys(r) for r in data["headline"] if r.get("spec") != "ratio"]

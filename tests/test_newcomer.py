@@ -415,6 +415,9 @@ def test_own_rtl_without_load_and_init_is_one_line(tmp_path, capsys):
      "psum synth: error: cannot write net.py: exists and is not a directory"),
     (["synth", "a=int4,b=int4,acc=int8", "--cache-dir", "net.py/synth"],
      "psum synth: error: cannot write net.py/synth: {user}/net.py is not a directory"),
+    # Before: "no report data net.py/data.json", a path that cannot exist
+    (["report", "--rerender", "net.py"],
+     "psum report: error: net.py is not a report folder or its data.json (give a report folder or its data.json)"),
 ])
 def test_open_gaps_are_refused(user, capsys, argv, message):
     assert one_line(argv, capsys) == message.format(user=user)

@@ -365,3 +365,20 @@ def test_config_takes_lists_and_paths():
     cfg = ReportConfig(float_exps=[5], groups=["conv1"], checkpoint=Path("x.pt"))
     assert cfg.float_exps == (5,) and cfg.groups == ("conv1",) and cfg.checkpoint == "x.pt"
     json.dumps(dataclasses.asdict(cfg))  # the config goes into data.json
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"model": 5}, "config: model must be a built-in model name or FILE.py:FUNCTION, not 5"),
+    ([1, 2], "config is not a JSON object"),
+])
+def test_rerender_of_a_bad_config_is_one_value_error(tmp_path, config, message):
+    """A data.json whose config fails ReportConfig's checks: a ValueError (one CLI line), not a TypeError."""
+    from psum.reports.report import rerender
+
+    src = Path(__file__).resolve().parents[1] / "results" / "lenet5-digits" / "data.json"
+    data = json.loads(src.read_text())
+    data["config"] = {**data["config"], **config} if isinstance(config, dict) else config
+    (tmp_path / "data.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError) as info:
+        rerender(tmp_path / "data.json")
+    assert str(info.value) == f"{tmp_path / 'data.json'}: {message}"
