@@ -782,6 +782,8 @@ def run_sweep(model, dataset="digits", accs="e5m6", *, a=None, b=None, rounding:
     from psum.nets.models import mac_layers
 
     specs = [make_spec(acc, a=a, b=b, rounding=rounding, overflow=overflow, extra=extra) for acc in parse_acc_list(accs)]
+    # one row per distinct unit, first-mention order ('e5m6,e5m6' or 'fp16,e5m10' printed a row twice)
+    specs = list(dict.fromkeys(specs))
     groups = [groups] if isinstance(groups, str) else list(groups)
     if not (network or per_layer or groups):
         raise ValueError("network and per_layer cannot both be False: nothing to evaluate")
@@ -1063,6 +1065,7 @@ def run_search(model, dataset="digits", entries=SEARCH_DEFAULT, *, per_layer: bo
     from .earlystop import parse_early_stop
 
     parsed = [parse_search_entry(e) for e in parse_acc_list(entries)]
+    parsed = [p for i, p in enumerate(parsed) if p not in parsed[:i]]  # 'int?,int?' searched twice
     parse_early_stop(kwargs.get("early_stop", "exact"))  # before the model loads
     groups = [groups] if isinstance(groups, str) else list(groups)
     # resolved once: a user's model file runs once, its weights load once

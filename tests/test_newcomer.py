@@ -421,3 +421,11 @@ def test_own_rtl_without_load_and_init_is_one_line(tmp_path, capsys):
 ])
 def test_open_gaps_are_refused(user, capsys, argv, message):
     assert one_line(argv, capsys) == message.format(user=user)
+
+
+def test_sweep_lists_a_repeated_format_once(user, capsys):
+    """'--acc e5m6,e5m6' printed (and evaluated) the row twice; fp16 and e5m10 are one unit too."""
+    assert main(["sweep", "--model", "lenet5", "--acc", "e5m6,fp16,e5m6,e5m10", "--limit", "8", "--json"]) == 0
+    rows = __import__("json").loads(capsys.readouterr().out)
+    assert [r["spec"] for r in rows[1:]] == ["a=fp8_e4m3,b=fp8_e4m3,acc=e5m6,round=rne,overflow=ieee",
+                                             "a=fp8_e4m3,b=fp8_e4m3,acc=fp16,round=rne,overflow=ieee"]
