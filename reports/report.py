@@ -136,6 +136,12 @@ class ReportConfig:
                              ("stats_images", 1, None), ("power_outputs", 1, None)):
             check_int(name, getattr(self, name), lo, hi)
         check_int("iso_macs", self.iso_macs, 1)
+        if self.glitch:  # the glitch figures simulate power_outputs outputs, after the sweeps
+            from psum.flows.power import GLITCH_MAX_OUTPUTS
+
+            if self.power_outputs > GLITCH_MAX_OUTPUTS:
+                raise ValueError(f"power_outputs must be at most {GLITCH_MAX_OUTPUTS} with glitch=True (the timed "
+                                 f"gate simulation's bound), not {self.power_outputs}")
         from psum.flows.clock import check_clock_ns
 
         check_clock_ns(self.iso_clock_ns)

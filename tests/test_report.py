@@ -361,6 +361,14 @@ def test_config_fields_are_type_checked(field, value, message):
     assert str(info.value) == message
 
 
+def test_config_bounds_the_glitch_stimulus():
+    with pytest.raises(ValueError) as info:
+        ReportConfig(power_outputs=5000)
+    assert str(info.value) == ("power_outputs must be at most 4096 with glitch=True (the timed gate simulation's "
+                               "bound), not 5000")
+    assert ReportConfig(power_outputs=5000, glitch=False).power_outputs == 5000
+
+
 def test_config_takes_lists_and_paths():
     cfg = ReportConfig(float_exps=[5], groups=["conv1"], checkpoint=Path("x.pt"))
     assert cfg.float_exps == (5,) and cfg.groups == ("conv1",) and cfg.checkpoint == "x.pt"
