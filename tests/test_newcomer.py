@@ -429,3 +429,20 @@ def test_sweep_lists_a_repeated_format_once(user, capsys):
     rows = __import__("json").loads(capsys.readouterr().out)
     assert [r["spec"] for r in rows[1:]] == ["a=fp8_e4m3,b=fp8_e4m3,acc=e5m6,round=rne,overflow=ieee",
                                              "a=fp8_e4m3,b=fp8_e4m3,acc=fp16,round=rne,overflow=ieee"]
+
+
+@pytest.mark.parametrize("argv, name", [
+    (["sweep", "--model", "lenet5"], "sweep"), (["--version"], ""), ([], ""), (["-h", "report", "--quick"], "report"),
+])
+def test_one_rule_names_the_subcommand(argv, name):
+    """psum.cli.main and the guarded entry (psum/__main__.py) name the subcommand by one function,
+    which lives in a leaf module the entry can import while psum.cli.main is half imported."""
+    import inspect
+
+    import psum.__main__
+    from psum._util import command_name
+    from psum.cli.main import _command
+
+    assert command_name(argv) == _command(argv) == name
+    source = inspect.getsource(psum.__main__)
+    assert "from psum._util import command_name" in source and "startswith" not in source

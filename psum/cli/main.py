@@ -120,8 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command(argv) -> str:
-    """The subcommand named in ``argv`` (for messages before parsing finished)."""
-    return next((a for a in argv if not a.startswith("-")), "")
+    """The subcommand named in ``argv`` (for messages before parsing finished): :func:`psum._util.command_name`."""
+    from psum._util import command_name
+
+    return command_name(argv)
 
 
 def _os_message(exc: OSError) -> str:
