@@ -420,7 +420,7 @@ class MacSpec:
                 raise ValueError(f"an integer acc2 needs an integer acc; acc={self.acc} is a float format")
         elif self.acc2 is not None:
             raise ValueError("acc2 applies only to order=chunk<L> or order=mta<N>w<W>p<P>")
-        if self.rounding is not Rounding.RNE and not self._rounds():
+        if self.rounding is not Rounding.RNE and not self.rounds:
             # Why refuse: the unit's name, its RTL and every engine ignore the mode, so a study
             # of round=rtz on such a unit would silently be a study of nothing. rne is the
             # default, which str() prints, so it stays accepted (round trip).
@@ -451,8 +451,10 @@ class MacSpec:
         if self.bsum is not None and not isinstance(self.bsum, FloatFormat):
             raise ValueError(f"bsum must be a float format, not {self.bsum}")
 
-    def _rounds(self) -> bool:
-        """False when no step of this unit can round: ``round=`` and ``srbits=`` would be ignored.
+    @property
+    def rounds(self) -> bool:
+        """False when no step of this unit can round: ``round=`` and ``srbits=`` would be ignored
+        (such a spec takes only the default ``rne``).
 
         That is an integer or fixed-point accumulator whose every product lies on its grid
         (integer or fixed-point operands, :func:`_exact_on`), and, for the chunk order, an
@@ -464,7 +466,7 @@ class MacSpec:
         return self.acc2 is not None and not _exact_on(self.acc, _ONE, self.acc2)
 
     def _exact_reason(self) -> str:
-        """Why :meth:`_rounds` is False, as the refusal names it (one clause)."""
+        """Why :attr:`rounds` is False, as the refusal names it (one clause)."""
         if isinstance(self.acc, IntFormat):
             what = "an integer accumulator adds exact integer products and never rounds"
         else:
@@ -499,7 +501,7 @@ class MacSpec:
         parts = ["mac", self.a.tag, self.b.tag, "acc", self.acc.tag]
         if not self.fused:
             parts += ["p", self.prod.tag]
-        if not self.int_acc:
+        if not self.int_acc or self.rounds:  # an integer chunk unit's float acc2 rounds: rtz and rne differ
             parts.append(self.rounding.value + (str(self.sr_bits) if self.sr_bits else ""))
         if self.overflow == "sat" or not isinstance(self.acc, FloatFormat):
             parts.append(self.overflow)  # integer and fixed-point units always say wrap or sat
@@ -531,10 +533,19 @@ class MacSpec:
         """A copy with some fields changed (re-validated).
 
         Changing ``order`` to one without a second-level accumulator (``seq``, ``tree``) drops
-        ``acc2`` unless ``acc2`` is given too; an order that needs one gets its default.
+        ``acc2`` unless ``acc2`` is given too; an order that needs one gets its default. A copy
+        that never rounds (:attr:`rounds`: an integer chunk unit's sequential step) takes ``rne``
+        unless ``rounding`` is given too.
         """
         if "order" in changes and "acc2" not in changes and not Order.parse(changes["order"]).uses_acc2:
             changes["acc2"] = None
+        if self.rounding is not Rounding.RNE and not {"rounding", "round"} & set(changes):
+            # the sequential step of an int16 chunk unit with round=rtz (its fp32 acc2 rounds, the
+            # step does not): a copy that never rounds takes rne, as such a spec must
+            plain = {k: v for k, v in changes.items() if k not in ("sr_bits", "srbits")}
+            plain = dataclasses.replace(self, **plain, rounding=Rounding.RNE, sr_bits=None)
+            if not plain.rounds:
+                return plain
         return dataclasses.replace(self, **changes)
 
     @staticmethod

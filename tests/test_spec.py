@@ -402,3 +402,24 @@ def test_unsigned_accumulator_of_signed_products_is_exact(overflow):
         exact = np.array([acc0 + signed(p) * signed(q) for p, q in zip(a, b)])
         want = exact % 4096 if overflow == "wrap" else np.clip(exact, 0, 4095)
         assert np.array_equal(got.astype(np.int64), want)
+
+
+def test_units_that_differ_in_rounding_have_different_names():
+    """An integer chunk unit with a float acc2 rounds its promotions: rtz and rne are two units
+    (they shared one name, hence one module and one build folder); one that never rounds names none."""
+    a = MacSpec.parse("a=int8,b=int8,acc=int12,order=chunk4,acc2=e5m6")
+    assert a.name == "mac_int8_int8_acc_int12_rne_wrap_chunk4_e5m6"
+    assert a.replace(rounding="rtz").name == "mac_int8_int8_acc_int12_rtz_wrap_chunk4_e5m6"
+    assert MacSpec.parse("a=int8,b=int8,acc=int12,order=chunk4,acc2=int20").name == \
+        "mac_int8_int8_acc_int12_wrap_chunk4_int20"
+    assert MacSpec.parse("a=int8,b=int8,acc=q16.4").name == "mac_int8_int8_acc_q16_4_rne_wrap"  # unchanged
+
+
+def test_replace_into_a_unit_that_never_rounds_takes_rne():
+    """The sequential step of an int chunk unit with round=sr (what the kernels and hw/chunk.py
+    derive): its mode belongs to the acc2 promotions, the step takes rne; an explicit mode is refused."""
+    s = MacSpec.parse("a=int8,b=int8,acc=int16,round=sr,srbits=4,order=chunk4")
+    assert str(s.replace(order="seq")) == "a=int8,b=int8,acc=int16,round=rne,overflow=wrap"
+    assert s.replace(order="chunk8").rounding.value == "sr"
+    with pytest.raises(ValueError, match="^round=sr has no effect on acc=int16"):
+        s.replace(order="seq", rounding="sr")
