@@ -255,11 +255,15 @@ _KIND_TEXT = {"float": "a float", "int": "an integer", "fixed": "a fixed-point"}
 
 
 def _lsb_exp(fmt) -> int | None:
-    """Exponent of the last bit of an integer (0) or fixed-point (``-F``) format; None for a float."""
+    """Exponent of the finest bit a value of ``fmt`` can have: 0 for an integer, ``-F`` for
+    ``q<I>.<F>``, ``emin - man_bits`` for a float (its smallest subnormal; an ftz format's normal
+    values have their last bit there too); None for a block format."""
     if isinstance(fmt, FixedFormat):
         return -fmt.frac_bits
     if isinstance(fmt, IntFormat):
         return 0
+    if isinstance(fmt, FloatFormat):
+        return fmt.emin - fmt.man_bits
     return None
 
 
@@ -267,8 +271,12 @@ def _exact_on(a, b, acc) -> bool:
     """True when every product of ``a`` and ``b`` lies on the grid of an integer or fixed-point ``acc``.
 
     Then ``acc + a*b`` is a multiple of the accumulator's lsb and only overflow (wrap or sat)
-    applies: the lsb of a product is the sum of the operands' lsbs (``2**-Fa * 2**-Fb``).
+    applies: a product's last bit lies no finer than the sum of the operands' finest bits
+    (``2**-Fa * 2**-Fb``; fp8_e4m3's ``2**-9`` squared is on the grid of ``q8.24``). NaN and
+    infinite products take fixed codes that no rounding decides (:mod:`psum.golden.mac`).
     """
+    if not isinstance(acc, (IntFormat, FixedFormat)):
+        return False
     lsbs = [_lsb_exp(f) for f in (a, b, acc)]
     return None not in lsbs and lsbs[0] + lsbs[1] >= lsbs[2]
 
@@ -308,11 +316,12 @@ class MacSpec:
     fused : bool
         ``True``: one rounding of ``acc + a*b``. ``False``: unfused, ``prod`` defaults to ``acc``.
     rounding : Rounding or str
-        Rounding mode of every rounding step. A unit that never rounds takes only the default
-        ``rne``: an integer accumulator, or a fixed-point one whose every product lies on its
-        grid (integer or fixed-point operands with at most F fraction bits between them), unless
-        block-scaled operands or a float ``acc2`` (``chunk``) round; another mode, ``sr`` and
-        ``srbits`` included, would be ignored by every engine, so it is refused.
+        Rounding mode of every rounding step. A unit that never rounds (:attr:`rounds`) takes
+        only the default ``rne``: an integer accumulator, or a fixed-point one whose every
+        product lies on its grid (the operands' finest bits multiply to at most ``2**-F``:
+        ``a=int8,b=int8,acc=q16.4``, ``a=fp8_e4m3,b=fp8_e4m3,acc=q8.24``), unless block-scaled
+        operands or a float ``acc2`` (``chunk``) round; another mode, ``sr`` and ``srbits``
+        included, would be ignored by every engine, so it is refused.
     overflow : str, optional
         ``"wrap"`` (default) or ``"sat"`` for an integer or fixed-point accumulator; ``"ieee"`` (default) or
         ``"sat"`` for a float one (see :func:`psum.golden.round_float` for the exact rule).
@@ -457,7 +466,7 @@ class MacSpec:
         (such a spec takes only the default ``rne``).
 
         That is an integer or fixed-point accumulator whose every product lies on its grid
-        (integer or fixed-point operands, :func:`_exact_on`), and, for the chunk order, an
+        (:func:`_exact_on`), and, for the chunk order, an
         ``acc2`` that takes the accumulator's values exactly. Block-scaled operands always may
         round (their block scales move the terms off the grid), and so does every float format.
         """

@@ -170,7 +170,7 @@ def _check_against_reference(spec, n, seed):
 
 def _spec_or_refused(text, mode):
     """The spec with ``round=mode``, or None where its products lie on the grid and the mode is
-    refused as having no effect (integer operands into q16.4; tests/test_spec.py)."""
+    refused as having no effect (int8 into q16.4, fp8 into q8.24; tests/test_spec.py)."""
     try:
         return MacSpec.parse(f"{text},round={mode}")
     except ValueError as exc:

@@ -348,6 +348,9 @@ def test_parse_of_blank_text_still_says_empty():
      "on its grid, so it never rounds (only a float acc2 of order=chunk<L> would); leave round unset (rne)"),
     ("a=q4.4,b=q4.4,acc=q8.8,round=rup", "round=rup has no effect on acc=q8.8: the products of q4.4 and q4.4 lie "
      "on its grid, so it never rounds (only a float acc2 of order=chunk<L> would); leave round unset (rne)"),
+    ("a=fp8_e4m3,b=fp8_e4m3,acc=q8.24,round=sr", "round=sr has no effect on acc=q8.24: the products of fp8_e4m3 "
+     "and fp8_e4m3 lie on its grid, so it never rounds (only a float acc2 of order=chunk<L> would); leave round "
+     "unset (rne)"),  # 2**-9 * 2**-9 = 2**-18: a Kulisch-style register holds every product exactly
 ])
 def test_rounding_of_a_unit_that_never_rounds_is_refused(text, message):
     with pytest.raises(ValueError) as info:
@@ -361,6 +364,8 @@ def test_rounding_of_a_unit_that_never_rounds_is_refused(text, message):
     "a=int8,b=int8,acc=int16,order=chunk4,round=rtz",  # the chunk sums round into the default fp32 acc2
     "a=int8,b=int8,acc=int16,order=chunk4,acc2=e5m6,round=sr,srbits=4",
     "a=q4.4,b=q4.4,acc=q8.4,round=rtz",  # 8 fraction bits of a product onto a 4-bit grid
+    "a=fp8_e4m3,b=fp8_e4m3,acc=q8.17,round=rtz",  # 2**-18 products onto a 2**-17 grid
+    "a=fp8_e4m3,b=fp8_e4m3,acc=q8.24,round=rtz,order=chunk4",  # the fp32 acc2 rounds
     "a=fp8_e4m3,b=fp8_e4m3,acc=q8.4,round=rtz,order=ilv2",
     "a=int8,b=fp8_e4m3,acc=q8.4,round=rdn",
     "a=mxint8,b=mxint8,acc=int24,round=rtz",  # block scales move the terms off the integer grid
