@@ -54,7 +54,15 @@ from psum.errors import PsumError
 from .cells import MODELS_PATH
 
 __all__ = ["PowerResult", "build_stimulus", "simulate_nets", "estimate_power", "GlitchResult", "instance_delays",
-           "simulate_glitches", "estimate_glitch"]
+           "simulate_glitches", "estimate_glitch", "GLITCH_MAX_OUTPUTS"]
+
+# The most output elements the timed glitch simulation takes (9 cycles each for a one-lane unit).
+# Why a bound: the timed Icarus run costs about 1 us per net and cycle on psum's development
+# machine (an fp8 unit, 770 nets: 14.6 s for 2048 outputs; an fp16 x fp16 -> fp32 unit, 2403
+# nets: 28.7 s for 1024 outputs), and it writes every net's settled value per cycle (a text file
+# and a bool array of cycles x nets bytes). 4096 outputs (about 37,000 cycles) is a minute or two
+# for such units and tens of MB; --outputs 100000 would run for an hour and need GBs of memory.
+GLITCH_MAX_OUTPUTS = 4096
 
 # Cycle phases of the stimulus.
 WARM, ACTIVE, SETTLE, IDLE = 0, 1, 2, 3
@@ -553,11 +561,11 @@ def estimate_glitch(netlist, spec, *, workdir, n_outputs: int = 16, seed: int = 
     Raises
     ------
     ValueError
-        If ``n_outputs`` is not a positive integer.
+        If ``n_outputs`` is not an integer from 1 to :data:`GLITCH_MAX_OUTPUTS`.
     PsumError
         Icarus missing or a failed simulation.
     """
-    check_int("n_outputs", n_outputs, 1)
+    check_int("n_outputs", n_outputs, 1, GLITCH_MAX_OUTPUTS)
     if streams is None:
         from psum.hw.verify.streams import conv_streams_from_digits
 

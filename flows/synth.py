@@ -535,7 +535,8 @@ def glitch(spec, *, impl=None, n_outputs: int = 16, seed: int = 0, streams=None,
     spec : MacSpec or str
     impl : MacImpl or str, optional
     n_outputs : int
-        Output elements of the default digits convolution (9 products each).
+        Output elements of the default digits convolution (9 products each), at most
+        :data:`psum.flows.power.GLITCH_MAX_OUTPUTS` (4096; the timed simulation's cost).
     seed : int
     streams : list of (a_codes, b_codes, init_code), optional
     liberty : path-like or psum.flows.liberty.Library, optional
@@ -554,10 +555,10 @@ def glitch(spec, *, impl=None, n_outputs: int = 16, seed: int = 0, streams=None,
     from psum.hw import check, module_name, verilog
 
     from .netlist import Netlist
-    from .power import estimate_glitch
+    from .power import GLITCH_MAX_OUTPUTS, estimate_glitch
 
     spec, impl = check(spec, impl)
-    check_int("n_outputs", n_outputs, 1)
+    check_int("n_outputs", n_outputs, 1, GLITCH_MAX_OUTPUTS)  # before Yosys: the timed run's cost bound
     if liberty is not None and not hasattr(liberty, "cells"):
         from .liberty import read_liberty
 

@@ -254,6 +254,33 @@ def _kind(fmt) -> str:
 _KIND_TEXT = {"float": "a float", "int": "an integer", "fixed": "a fixed-point"}
 
 
+def _lsb_exp(fmt) -> int | None:
+    """Exponent of the finest bit a value of ``fmt`` can have: 0 for an integer, ``-F`` for
+    ``q<I>.<F>``, ``emin - man_bits`` for a float (its smallest subnormal; an ftz format's normal
+    values have their last bit there too); None for a block format."""
+    if isinstance(fmt, FixedFormat):
+        return -fmt.frac_bits
+    if isinstance(fmt, IntFormat):
+        return 0
+    if isinstance(fmt, FloatFormat):
+        return fmt.emin - fmt.man_bits
+    return None
+
+
+def _exact_on(a, b, acc) -> bool:
+    """True when every product of ``a`` and ``b`` lies on the grid of an integer or fixed-point ``acc``.
+
+    Then ``acc + a*b`` is a multiple of the accumulator's lsb and only overflow (wrap or sat)
+    applies: a product's last bit lies no finer than the sum of the operands' finest bits
+    (``2**-Fa * 2**-Fb``; fp8_e4m3's ``2**-9`` squared is on the grid of ``q8.24``). NaN and
+    infinite products take fixed codes that no rounding decides (:mod:`psum.golden.mac`).
+    """
+    if not isinstance(acc, (IntFormat, FixedFormat)):
+        return False
+    lsbs = [_lsb_exp(f) for f in (a, b, acc)]
+    return None not in lsbs and lsbs[0] + lsbs[1] >= lsbs[2]
+
+
 def _yes_no(key: str, text: str) -> bool:
     if text in ("yes", "true", "1", "on"):
         return True
@@ -277,7 +304,11 @@ class MacSpec:
     acc : Format or str
         Accumulator format. An integer accumulator needs integer operands; a fixed-point one
         (``q<I>.<F>``) takes float, integer or fixed-point operands and the exact product only
-        (no ``prod``).
+        (no ``prod``). An unsigned accumulator may take signed operands: each step forms the
+        exact signed sum ``acc + a*b`` and wraps it modulo ``2**N`` (the bits a two's-complement
+        register of that width holds, read as unsigned) or, with ``overflow=sat``, clamps it to
+        ``[0, 2**N - 1]`` (a negative sum gives 0); every engine and the RTL compute exactly this
+        (:func:`psum.golden.mac_step`).
     prod : Format or str, optional
         Product format. ``None`` keeps the product exact (fused MAC). A product format makes the MAC
         unfused: the product is rounded to it (with ``rounding``; ``sr`` rounds the product to
@@ -285,7 +316,12 @@ class MacSpec:
     fused : bool
         ``True``: one rounding of ``acc + a*b``. ``False``: unfused, ``prod`` defaults to ``acc``.
     rounding : Rounding or str
-        Rounding mode of every rounding step.
+        Rounding mode of every rounding step. A unit that never rounds (:attr:`rounds`) takes
+        only the default ``rne``: an integer accumulator, or a fixed-point one whose every
+        product lies on its grid (the operands' finest bits multiply to at most ``2**-F``:
+        ``a=int8,b=int8,acc=q16.4``, ``a=fp8_e4m3,b=fp8_e4m3,acc=q8.24``), unless block-scaled
+        operands or a float ``acc2`` (``chunk``) round; another mode, ``sr`` and ``srbits``
+        included, would be ignored by every engine, so it is refused.
     overflow : str, optional
         ``"wrap"`` (default) or ``"sat"`` for an integer or fixed-point accumulator; ``"ieee"`` (default) or
         ``"sat"`` for a float one (see :func:`psum.golden.round_float` for the exact rule).
@@ -393,6 +429,12 @@ class MacSpec:
                 raise ValueError(f"an integer acc2 needs an integer acc; acc={self.acc} is a float format")
         elif self.acc2 is not None:
             raise ValueError("acc2 applies only to order=chunk<L> or order=mta<N>w<W>p<P>")
+        if self.rounding is not Rounding.RNE and not self.rounds:
+            # Why refuse: the unit's name, its RTL and every engine ignore the mode, so a study
+            # of round=rtz on such a unit would silently be a study of nothing. rne is the
+            # default, which str() prints, so it stays accepted (round trip).
+            raise ValueError(f"round={self.rounding.value} has no effect on acc={self.acc}: {self._exact_reason()}; "
+                             f"leave round unset (rne)")
 
     def _check_blocks(self) -> None:
         """Block-scaled operands: both or neither, one block size, a float, fixed or signed int accumulator."""
@@ -417,6 +459,30 @@ class MacSpec:
                              "block-sum format")
         if self.bsum is not None and not isinstance(self.bsum, FloatFormat):
             raise ValueError(f"bsum must be a float format, not {self.bsum}")
+
+    @property
+    def rounds(self) -> bool:
+        """False when no step of this unit can round: ``round=`` and ``srbits=`` would be ignored
+        (such a spec takes only the default ``rne``).
+
+        That is an integer or fixed-point accumulator whose every product lies on its grid
+        (:func:`_exact_on`), and, for the chunk order, an
+        ``acc2`` that takes the accumulator's values exactly. Block-scaled operands always may
+        round (their block scales move the terms off the grid), and so does every float format.
+        """
+        if self.blocked or not _exact_on(self.a, self.b, self.acc):
+            return True
+        return self.acc2 is not None and not _exact_on(self.acc, _ONE, self.acc2)
+
+    def _exact_reason(self) -> str:
+        """Why :attr:`rounds` is False, as the refusal names it (one clause)."""
+        if isinstance(self.acc, IntFormat):
+            what = "an integer accumulator adds exact integer products and never rounds"
+        else:
+            what = f"the products of {self.a} and {self.b} lie on its grid, so it never rounds"
+        if self.order.uses_acc2:
+            return what + f" (nor does acc2={self.acc2})"
+        return what + " (only a float acc2 of order=chunk<L> would)"
 
     # -- derived -------------------------------------------------------------------------------
     @property
@@ -444,7 +510,7 @@ class MacSpec:
         parts = ["mac", self.a.tag, self.b.tag, "acc", self.acc.tag]
         if not self.fused:
             parts += ["p", self.prod.tag]
-        if not self.int_acc:
+        if not self.int_acc or self.rounds:  # an integer chunk unit's float acc2 rounds: rtz and rne differ
             parts.append(self.rounding.value + (str(self.sr_bits) if self.sr_bits else ""))
         if self.overflow == "sat" or not isinstance(self.acc, FloatFormat):
             parts.append(self.overflow)  # integer and fixed-point units always say wrap or sat
@@ -476,10 +542,19 @@ class MacSpec:
         """A copy with some fields changed (re-validated).
 
         Changing ``order`` to one without a second-level accumulator (``seq``, ``tree``) drops
-        ``acc2`` unless ``acc2`` is given too; an order that needs one gets its default.
+        ``acc2`` unless ``acc2`` is given too; an order that needs one gets its default. A copy
+        that never rounds (:attr:`rounds`: an integer chunk unit's sequential step) takes ``rne``
+        unless ``rounding`` is given too.
         """
         if "order" in changes and "acc2" not in changes and not Order.parse(changes["order"]).uses_acc2:
             changes["acc2"] = None
+        if self.rounding is not Rounding.RNE and not {"rounding", "round"} & set(changes):
+            # the sequential step of an int16 chunk unit with round=rtz (its fp32 acc2 rounds, the
+            # step does not): a copy that never rounds takes rne, as such a spec must
+            plain = {k: v for k, v in changes.items() if k not in ("sr_bits", "srbits")}
+            plain = dataclasses.replace(self, **plain, rounding=Rounding.RNE, sr_bits=None)
+            if not plain.rounds:
+                return plain
         return dataclasses.replace(self, **changes)
 
     @staticmethod
@@ -490,10 +565,14 @@ class MacSpec:
         ------
         ValueError
             One line saying which key or value is wrong.
+        TypeError
+            ``text`` is neither a :class:`MacSpec` nor a string (one line naming its type).
         """
         if isinstance(text, MacSpec):
             return text
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str):  # as MacImpl.parse: the type, not "empty" (issue: MacSpec.parse(5))
+            raise TypeError(f"MAC spec must be a MacSpec or key=value text, not {type(text).__name__} {text!r}")
+        if not text.strip():
             raise ValueError(f"empty MAC spec; {SPEC_HELP}")
         kwargs: dict = {}
         for key, value in key_value_items(text, what="MAC spec", keys=_KEYS, form="key=value", help_text=SPEC_HELP):
@@ -596,5 +675,10 @@ def add_spec(spec: MacSpec, target) -> MacSpec:
     """
     target_float = isinstance(target, FloatFormat)  # integer and fixed point: wrap or sat
     overflow = spec.overflow if spec.overflow in (("ieee", "sat") if target_float else ("wrap", "sat")) else None
+    if _exact_on(spec.acc, _ONE, target):
+        # the add cannot round (an int acc's values into an int acc2, a tree node of a fixed-point
+        # acc), so it takes the default mode, as MacSpec requires: the spec's mode may be one
+        # that only its products use
+        return MacSpec(a=spec.acc, b=_ONE, acc=target, overflow=overflow)
     return MacSpec(a=spec.acc, b=_ONE, acc=target, rounding=spec.rounding,
                    sr_bits=spec.sr_bits if spec.sr_bits else None, overflow=overflow)

@@ -49,8 +49,11 @@ def entry() -> None:
         import signal
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the message
-        # the subcommand as psum.cli.main._command names it (that module may be half imported here)
-        command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+        # the subcommand as psum.cli.main names it, by the same function: psum.cli.main may be half
+        # imported here, psum._util is a leaf that imports nothing heavy
+        from psum._util import command_name
+
+        command = command_name(sys.argv[1:])
         print(f"psum {command}".rstrip() + ": interrupted", file=sys.stderr)
         code = 130
     sys.exit(code)

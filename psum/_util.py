@@ -23,7 +23,7 @@ from .errors import PsumError
 
 __all__ = ["check_int", "atomic_path", "atomic_write", "find_tool", "format_table", "check_output_path",
            "check_output_dir", "file_lock", "json_type_check", "die_with_parent", "dies_with_me",
-           "umask_mode", "private_tmpdir", "remove_stale_tmpdirs", "simulator_dies_with_me"]
+           "umask_mode", "private_tmpdir", "remove_stale_tmpdirs", "simulator_dies_with_me", "command_name"]
 
 
 def check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
@@ -433,3 +433,15 @@ def private_tmpdir(prefix: str):
     remove_stale_tmpdirs(prefix)
     with tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-") as tmp:
         yield Path(tmp)
+
+
+def command_name(argv) -> str:
+    """The ``psum`` subcommand ``argv`` names (``argv`` without the program): its first item that
+    is not an option, or ``""``; for messages before or without a finished parse (``psum sweep:
+    error: ...``, ``psum sweep: interrupted``).
+
+    The one rule of :func:`psum.cli.main.main` and of :func:`psum.__main__.entry`, which needs it
+    while ``psum.cli.main`` may be half imported (Ctrl-C during its imports): so it lives in this
+    leaf module, which imports nothing heavy.
+    """
+    return next((a for a in argv if not a.startswith("-")), "")

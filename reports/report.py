@@ -129,12 +129,19 @@ class ReportConfig:
     breakdown: bool = True
 
     def __post_init__(self):
+        self._check_types()
         if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or not 0 <= self.tol < 100:
             raise ValueError(f"tol must be a number of percentage points in [0, 100), not {self.tol!r}")
         for name, lo, hi in (("max_man", 1, 23), ("sim_cycles", 1, None), ("jobs", 1, None),
                              ("stats_images", 1, None), ("power_outputs", 1, None)):
             check_int(name, getattr(self, name), lo, hi)
         check_int("iso_macs", self.iso_macs, 1)
+        if self.glitch:  # the glitch figures simulate power_outputs outputs, after the sweeps
+            from psum.flows.power import GLITCH_MAX_OUTPUTS
+
+            if self.power_outputs > GLITCH_MAX_OUTPUTS:
+                raise ValueError(f"power_outputs must be at most {GLITCH_MAX_OUTPUTS} with glitch=True (the timed "
+                                 f"gate simulation's bound), not {self.power_outputs}")
         from psum.flows.clock import check_clock_ns
 
         check_clock_ns(self.iso_clock_ns)
@@ -156,6 +163,38 @@ class ReportConfig:
             if not isinstance(self.liberty, (str, os.PathLike)) or not str(self.liberty):
                 raise ValueError(f"liberty must be the path of a Liberty file, not {self.liberty!r}")
             object.__setattr__(self, "liberty", str(self.liberty))
+
+    def _check_types(self) -> None:
+        """The type of every field that is not a number (numbers are range-checked in
+        ``__post_init__``): one line naming the field, before any work (``ReportConfig(model=5)``
+        was accepted and failed deep in the sweep). Lists become tuples (a data.json holds lists)."""
+        for name, what in (("model", "a built-in model name or FILE.py:FUNCTION"),
+                           ("dataset", "a data set name or FILE.py:FUNCTION"),
+                           ("float_operand", "a format name such as 'fp8_e4m3'"),
+                           ("int_operand", "a format name such as 'int8'")):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise TypeError(f"{name} must be {what}, not {value!r}")
+        for name in ("data_dir", "checkpoint"):
+            value = getattr(self, name)
+            if value is not None:
+                if not isinstance(value, (str, os.PathLike)) or not str(value):
+                    raise TypeError(f"{name} must be a path or None, not {value!r}")
+                object.__setattr__(self, name, str(value))  # data.json keeps the config as JSON
+        for name in ("per_layer", "iso", "glitch", "breakdown"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, not {getattr(self, name)!r}")
+        for name, item in (("float_exps", "integers"), ("int_widths", "integers"), ("groups", "layer selections"),
+                           ("iso_designs", "(family, base, extra) designs")):
+            value = getattr(self, name)
+            if value is None and name == "iso_designs":
+                continue
+            if not isinstance(value, (tuple, list)):
+                raise TypeError(f"{name} must be a tuple of {item}, not {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        for g in self.groups:
+            if not isinstance(g, str) or not g:
+                raise TypeError(f"groups must hold layer selections (text such as 'layer3.*'), not {g!r}")
 
     @classmethod
     def quick(cls, **overrides) -> "ReportConfig":
@@ -708,6 +747,9 @@ def rerender(data_file, out_dir=None) -> dict:
     from psum.keys import unify_keys
 
     data_file = Path(data_file)
+    if data_file.exists() and not data_file.is_dir() and data_file.suffix != ".json":
+        # notes.txt said "no report data notes.txt/data.json", a path that cannot exist
+        raise ValueError(f"{data_file} is not a report folder or its data.json (give a report folder or its data.json)")
     if data_file.is_dir() or data_file.suffix != ".json":
         data_file = data_file / "data.json"
     if not data_file.is_file():
@@ -719,7 +761,12 @@ def rerender(data_file, out_dir=None) -> dict:
     if not isinstance(data, dict) or not {"config", "headline", "hardware", "sweep"} <= set(data):
         raise ValueError(f"{data_file} is not a psum report's data.json")
     known = {f.name for f in dataclasses.fields(ReportConfig)}
-    cfg = ReportConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items() if k in known})
+    if not isinstance(data["config"], dict):
+        raise ValueError(f"{data_file}: config is not a JSON object")
+    try:
+        cfg = ReportConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items() if k in known})
+    except (TypeError, ValueError) as exc:  # the CLI prints a ValueError as one line, a TypeError would be a traceback
+        raise ValueError(f"{data_file}: config: {exc}") from None
     data["hardware"] = [unify_keys(r) for r in data["hardware"]]
     # the ratio row of old files becomes the ratios table
     data["headline"] = [unify_keys(r) for r in data["headline"] if r.get("spec") != "ratio"]

@@ -146,7 +146,10 @@ def make_spec(acc, *, a=None, b=None, rounding="rne", overflow=None, extra=None)
         Operand formats; default :func:`psum.golden.spec.default_operand` of the accumulator
         (``DEFAULT_OPERANDS``: fp8_e4m3 for float accumulators, int8 for integer ones).
     rounding : str
-        Rounding mode of the accumulator (and product, if unfused).
+        Rounding mode of the accumulator (and product, if unfused), for a unit that rounds: a
+        unit that never rounds (an integer accumulator, :attr:`MacSpec.rounds`) is the ``rne``
+        unit its spec text names, so one mode serves a mixed list (``e5m6,int16``);
+        :func:`run_sweep` and :func:`run_search` refuse a mode that applies to none of theirs.
     overflow : str, optional
         Overflow policy when ``acc`` has no ``:OVERFLOW`` suffix (default: the spec's default).
     extra : str, optional
@@ -169,7 +172,28 @@ def make_spec(acc, *, a=None, b=None, rounding="rne", overflow=None, extra=None)
         fields.append(f"overflow={overflow}")
     if extra:
         fields.append(extra)
-    return MacSpec.parse(",".join(fields))
+    try:
+        return MacSpec.parse(",".join(fields))
+    except ValueError as exc:
+        try:  # the same unit without the mode: taken where the mode was its only fault
+            plain = MacSpec.parse(",".join(f for f in fields if f != f"round={rounding}"))
+        except ValueError:
+            raise exc from None
+        if plain.rounds:
+            raise
+        return plain
+
+
+def _check_mode_applies(rounding, specs, entries) -> None:
+    """Refuse a rounding mode that none of ``specs`` can use (:func:`make_spec` leaves it out of
+    the units that never round): ``--acc int16 --round rtz`` would run rne and say nothing."""
+    from psum.golden.rounding import Rounding, parse_rounding
+
+    mode = parse_rounding(rounding)
+    if mode is not Rounding.RNE and not any(s.rounds for s in specs):
+        listed = ", ".join(parse_acc_list(entries))
+        raise ValueError(f"round={mode.value} has no effect on {listed}: none of these accumulators rounds (an "
+                         f"integer one adds exact integer products)")
 
 
 def parse_acc_list(text) -> list[str]:
@@ -782,6 +806,9 @@ def run_sweep(model, dataset="digits", accs="e5m6", *, a=None, b=None, rounding:
     from psum.nets.models import mac_layers
 
     specs = [make_spec(acc, a=a, b=b, rounding=rounding, overflow=overflow, extra=extra) for acc in parse_acc_list(accs)]
+    # one row per distinct unit, first-mention order ('e5m6,e5m6' or 'fp16,e5m10' printed a row twice)
+    specs = list(dict.fromkeys(specs))
+    _check_mode_applies(rounding, specs, accs)
     groups = [groups] if isinstance(groups, str) else list(groups)
     if not (network or per_layer or groups):
         raise ValueError("network and per_layer cannot both be False: nothing to evaluate")
@@ -948,8 +975,8 @@ def search_min_acc(model, dataset="digits", *, kind: str, exp_bits: int | None =
         return template.replace(**{_SEARCH_FIELD[kind]: v}).tag
 
     # validate both ends before loading anything
-    for v in (lo, hi):
-        make_spec(acc_text(v), a=a, b=b, rounding=rounding, overflow=overflow, extra=extra)
+    ends = [make_spec(acc_text(v), a=a, b=b, rounding=rounding, overflow=overflow, extra=extra) for v in (lo, hi)]
+    _check_mode_applies(rounding, ends, search_entry_text(kind, *fixed.values()))
     ctx = _context(model, dataset, dict(data_dir=data_dir, limit=limit, out=out, checkpoint=checkpoint,
                                         batch_size=batch_size, device=device, progress_enabled=progress_enabled,
                                         weight_scale=weight_scale, act_scale=act_scale, seed=seed,
@@ -1063,6 +1090,13 @@ def run_search(model, dataset="digits", entries=SEARCH_DEFAULT, *, per_layer: bo
     from .earlystop import parse_early_stop
 
     parsed = [parse_search_entry(e) for e in parse_acc_list(entries)]
+    parsed = [p for i, p in enumerate(parsed) if p not in parsed[:i]]  # 'int?,int?' searched twice
+    # a rounding mode applies to the entries whose units round (float ones; an integer search only
+    # with a float acc2 in extra): the others search rne units, and a mode none uses is refused
+    probes = {kind: make_spec("int16" if kind == "int" else "e5m6", a=kwargs.get("a"), b=kwargs.get("b"),
+                              rounding=kwargs.get("rounding", "rne"), extra=kwargs.get("extra"))
+              for kind in {k for k, _, _ in parsed}}
+    _check_mode_applies(kwargs.get("rounding", "rne"), probes.values(), entries)
     parse_early_stop(kwargs.get("early_stop", "exact"))  # before the model loads
     groups = [groups] if isinstance(groups, str) else list(groups)
     # resolved once: a user's model file runs once, its weights load once
@@ -1081,8 +1115,9 @@ def run_search(model, dataset="digits", entries=SEARCH_DEFAULT, *, per_layer: bo
     # layer selection outermost while computing: the templates of one selection share its prefix
     for li, layer in enumerate(layers):
         for ti, (kind, fixed, entry_overflow) in enumerate(parsed):
+            own = kwargs if probes[kind].rounds else {**kwargs, "rounding": "rne"}
             done[ti, li] = search_min_acc(wl, dataset, kind=kind, overflow=entry_overflow or overflow, tol=tol,
-                                          layer=layer, relative_to=relative_to, reuse=reuse, **fixed, **kwargs)
+                                          layer=layer, relative_to=relative_to, reuse=reuse, **fixed, **own)
     return [done[ti, li] for ti in range(len(parsed)) for li in range(len(layers))]
 
 

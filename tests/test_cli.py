@@ -197,6 +197,13 @@ def test_every_subcommand_is_registered():
     (["study", "a2q", "--no-search", "--tol", "2"], "psum study: error: --tol sets the accuracy search, which --no-search skips"),
     (["study", "accumulation-theory", "--no-search", "--tol", "3", "--limit", "8"],
      "psum study: error: --tol, --limit set the accuracy search, which --no-search skips"),
+    # the newcomer's open bad-input gaps (tests/test_spec.py has the API's rows)
+    (["step", "a=int8,b=int8,acc=int16,round=sr", "0", "1", "1", "--rand", "3"],
+     "psum step: error: round=sr has no effect on acc=int16: an integer accumulator adds exact integer products and "
+     "never rounds (only a float acc2 of order=chunk<L> would); leave round unset (rne)"),
+    (["synth", "a=int4,b=int4,acc=int8", "--glitch", "--outputs", "100000"],  # was silent, then an hour of simulation
+     "psum synth: error: --glitch simulates at most 4096 outputs (a timed gate simulation, about 1 us per net and "
+     "cycle), not --outputs 100000"),
 ])
 def test_errors_are_one_line(argv, message, capsys):
     try:

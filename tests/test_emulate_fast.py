@@ -409,3 +409,16 @@ def test_bad_emulation_path_refused_before_work(monkeypatch, capsys):
 
     assert main(["eval", "--model", "lenet5", "--spec", "a=fp16,b=fp16,acc=fp16", "--limit", "2"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"psum eval: error: {msg}"
+
+
+@pytest.mark.parametrize("model, message", [
+    ("net", "model must be a torch.nn.Module (a network or a bare layer such as nn.Linear), not str: load a built-in "
+            "one with psum.load_checkpoint(name, dataset)[0]"),
+    (5, "model must be a torch.nn.Module (a network or a bare layer such as nn.Linear), not int"),
+    (torch.zeros(2), "model must be a torch.nn.Module (a network or a bare layer such as nn.Linear), not Tensor"),
+])
+def test_emulate_refuses_what_is_not_a_module(model, message):
+    # Before: AttributeError: 'str' object has no attribute 'eval'
+    with pytest.raises(TypeError) as info:
+        psum.emulate(model, "a=int8,b=int8,acc=int16")
+    assert str(info.value) == message

@@ -168,19 +168,31 @@ def _check_against_reference(spec, n, seed):
     return acc, a, b, rand
 
 
+def _spec_or_refused(text, mode):
+    """The spec with ``round=mode``, or None where its products lie on the grid and the mode is
+    refused as having no effect (int8 into q16.4, fp8 into q8.24; tests/test_spec.py)."""
+    try:
+        return MacSpec.parse(f"{text},round={mode}")
+    except ValueError as exc:
+        assert mode != "rne" and str(exc).startswith(f"round={mode} has no effect on acc="), exc
+        return None
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("text", SPECS)
 def test_mac_step_matches_reference(text, mode):
-    spec = MacSpec.parse(f"{text},round={mode}")
-    _check_against_reference(spec, 1200, seed=len(text) + len(mode))
+    spec = _spec_or_refused(text, mode)
+    if spec is not None:
+        _check_against_reference(spec, 1200, seed=len(text) + len(mode))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("text", SPECS)
 def test_mac_step_matches_reference_large(text, mode):
-    spec = MacSpec.parse(f"{text},round={mode}")
-    _check_against_reference(spec, 40_000, seed=7)
+    spec = _spec_or_refused(text, mode)
+    if spec is not None:
+        _check_against_reference(spec, 40_000, seed=7)
 
 
 def test_adversarial_cases_are_hit():

@@ -120,3 +120,24 @@ def test_glitch_on_a_liberty_unit():
     r = synthesize(TINY, n_outputs=2, liberty=LIB)
     assert g.zero_delay_fj_per_mac == pytest.approx(r.energy_per_mac_fj, abs=0.01)
     assert g.toggles_timed >= g.toggles_zero_delay > 0 and g.clock_ns > 2 * r.delay_ns
+
+
+# -- the timed simulation's cost bound: refused before Yosys, the CLI before any synthesis -------
+def test_glitch_refuses_more_outputs_than_the_bound_before_any_work(monkeypatch):
+    from psum.flows import synth
+    from psum.flows.power import GLITCH_MAX_OUTPUTS
+
+    assert GLITCH_MAX_OUTPUTS == 4096  # the figure psum synth --help gives
+    monkeypatch.setattr(synth, "_run_yosys", lambda *a, **k: pytest.fail("Yosys ran"))
+    with pytest.raises(ValueError) as info:
+        synth.glitch(TINY, n_outputs=GLITCH_MAX_OUTPUTS + 1)
+    assert str(info.value) == "n_outputs must be an integer between 1 and 4096, not 4097"
+
+
+def test_synth_help_names_the_glitch_bound(capsys):
+    from psum.cli.main import main
+    from psum.flows.power import GLITCH_MAX_OUTPUTS
+
+    with pytest.raises(SystemExit):
+        main(["synth", "--help"])
+    assert f"with --glitch at most {GLITCH_MAX_OUTPUTS}" in " ".join(capsys.readouterr().out.split())

@@ -161,7 +161,11 @@ MAC_SPECS = [
 
 
 def check_mac(spec_text, mode, n, seed):
-    spec = MacSpec.parse(spec_text).replace(rounding=mode, sr_bits=6 if mode == "sr" else 0)
+    try:
+        spec = MacSpec.parse(spec_text).replace(rounding=mode, sr_bits=6 if mode == "sr" else 0)
+    except ValueError as exc:  # a mode an integer accumulator never uses is refused (tests/test_spec.py)
+        assert str(exc).startswith(f"round={mode} has no effect on acc="), exc
+        return
     rng = np.random.default_rng(seed)
     triples = [random_triples(spec, n, rng), adversarial_triples(spec, 3 * n, rng)]
     for acc, a, b in triples:

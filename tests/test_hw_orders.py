@@ -208,6 +208,8 @@ def test_ilv_unit_stochastic_rounding_amaranth():
 # Integer accumulators in the chunk and interleaved units (IntStep), as the emulation has them
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("spec", ["a=int4,b=int4,acc=int6,order=ilv2,overflow=sat",
+                                  # the mode rounds the e4m3 promotions only; the int8 step takes rne
+                                  "a=int4,b=int4,acc=int8,order=chunk3,acc2=e4m3,round=rtz",
                                   pytest.param("a=int8,b=int8,acc=int16,order=chunk4,acc2=fp16",
                                                marks=pytest.mark.slow)])
 def test_integer_order_units_amaranth(spec):

@@ -128,7 +128,9 @@ def test_c_kernel_float_matches_scalar_loop_slow(text, mode):
 
 INT_SPECS = ["a=int8,b=int8,acc=int16", "a=int8,b=int8,acc=int16,overflow=sat",
              "a=int8,b=int8,acc=int12,prod=int10,fused=no", "a=int8,b=int8,acc=int14,prod=int12,fused=no,overflow=sat",
-             "a=int4,b=int4,acc=int8"]
+             "a=int4,b=int4,acc=int8",
+             # an unsigned accumulator of signed products: wraps mod 2**12, or saturates at 0 and 4095
+             "a=int8,b=int8,acc=uint12", "a=int8,b=uint8,acc=uint16,prod=int12,fused=no,overflow=sat"]
 
 
 @pytest.mark.parametrize("backend", ["auto", "torch", "numpy"] + (["c"] if c_kernel_available() else []))

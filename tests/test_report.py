@@ -1,5 +1,6 @@
 """``psum report`` end to end on a reduced study: real emulation, cocotb check, Yosys synthesis."""
 
+import dataclasses
 import json
 import os
 import re
@@ -336,3 +337,56 @@ def test_report_searches_the_fixed_point_accumulator(tmp_path):
     assert row["rule"].startswith("fraction bits 5..9 at I=8") and row["sim_cycles"] > 0
     acc = row["spec"].split("acc=", 1)[1].split(",")[0]
     assert row["candidates"][acc] >= data["baseline_accuracy"] - 1.0
+
+
+# -- the config's fields are type-checked at construction (ReportConfig(model=5) was accepted) ----
+@pytest.mark.parametrize("field, value, message", [
+    ("model", 5, "model must be a built-in model name or FILE.py:FUNCTION, not 5"),
+    ("model", "", "model must be a built-in model name or FILE.py:FUNCTION, not ''"),
+    ("dataset", None, "dataset must be a data set name or FILE.py:FUNCTION, not None"),
+    ("float_operand", 8, "float_operand must be a format name such as 'fp8_e4m3', not 8"),
+    ("checkpoint", 3, "checkpoint must be a path or None, not 3"),
+    ("data_dir", "", "data_dir must be a path or None, not ''"),
+    ("per_layer", 1, "per_layer must be True or False, not 1"),
+    ("glitch", "no", "glitch must be True or False, not 'no'"),
+    ("float_exps", 5, "float_exps must be a tuple of integers, not 5"),
+    ("int_widths", "16", "int_widths must be a tuple of integers, not '16'"),
+    ("groups", "layer3", "groups must be a tuple of layer selections, not 'layer3'"),
+    ("groups", ("layer3", 3), "groups must hold layer selections (text such as 'layer3.*'), not 3"),
+    ("iso_designs", "float", "iso_designs must be a tuple of (family, base, extra) designs, not 'float'"),
+])
+def test_config_fields_are_type_checked(field, value, message):
+    with pytest.raises(TypeError) as info:
+        ReportConfig(**{field: value})
+    assert str(info.value) == message
+
+
+def test_config_bounds_the_glitch_stimulus():
+    with pytest.raises(ValueError) as info:
+        ReportConfig(power_outputs=5000)
+    assert str(info.value) == ("power_outputs must be at most 4096 with glitch=True (the timed gate simulation's "
+                               "bound), not 5000")
+    assert ReportConfig(power_outputs=5000, glitch=False).power_outputs == 5000
+
+
+def test_config_takes_lists_and_paths():
+    cfg = ReportConfig(float_exps=[5], groups=["conv1"], checkpoint=Path("x.pt"))
+    assert cfg.float_exps == (5,) and cfg.groups == ("conv1",) and cfg.checkpoint == "x.pt"
+    json.dumps(dataclasses.asdict(cfg))  # the config goes into data.json
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"model": 5}, "config: model must be a built-in model name or FILE.py:FUNCTION, not 5"),
+    ([1, 2], "config is not a JSON object"),
+])
+def test_rerender_of_a_bad_config_is_one_value_error(tmp_path, config, message):
+    """A data.json whose config fails ReportConfig's checks: a ValueError (one CLI line), not a TypeError."""
+    from psum.reports.report import rerender
+
+    src = Path(__file__).resolve().parents[1] / "results" / "lenet5-digits" / "data.json"
+    data = json.loads(src.read_text())
+    data["config"] = {**data["config"], **config} if isinstance(config, dict) else config
+    (tmp_path / "data.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError) as info:
+        rerender(tmp_path / "data.json")
+    assert str(info.value) == f"{tmp_path / 'data.json'}: {message}"

@@ -313,3 +313,118 @@ def test_search_entry_text_is_the_inverse(entry):
 
     kind, fixed, overflow = parse_search_entry(entry)
     assert search_entry_text(kind, *fixed.values(), overflow=overflow) == entry
+
+
+# -- bad input the newcomer's pass found (each one line, exact) --------------------------------
+@pytest.mark.parametrize("value, message", [
+    (5, "MAC spec must be a MacSpec or key=value text, not int 5"),
+    (None, "MAC spec must be a MacSpec or key=value text, not NoneType None"),
+    (b"a=fp16,b=fp16,acc=fp16", "MAC spec must be a MacSpec or key=value text, not bytes b'a=fp16,b=fp16,acc=fp16'"),
+])
+def test_parse_names_the_type_of_a_non_string(value, message):
+    with pytest.raises(TypeError) as info:
+        MacSpec.parse(value)
+    assert str(info.value) == message
+
+
+def test_parse_of_blank_text_still_says_empty():
+    with pytest.raises(ValueError) as info:
+        MacSpec.parse("  ")
+    assert str(info.value).startswith("empty MAC spec; a MAC spec is comma-separated key=value pairs")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a=int8,b=int8,acc=int16,round=sr", "round=sr has no effect on acc=int16: an integer accumulator adds exact "
+     "integer products and never rounds (only a float acc2 of order=chunk<L> would); leave round unset (rne)"),
+    ("a=int8,b=int8,acc=int16,round=sr,srbits=4", "round=sr has no effect on acc=int16: an integer accumulator adds "
+     "exact integer products and never rounds (only a float acc2 of order=chunk<L> would); leave round unset (rne)"),
+    ("a=int8,b=uint8,acc=int20,prod=int12,fused=no,round=rtz,order=tree4",
+     "round=rtz has no effect on acc=int20: an integer accumulator adds exact integer products and never rounds "
+     "(only a float acc2 of order=chunk<L> would); leave round unset (rne)"),
+    ("a=int8,b=int8,acc=int16,order=chunk4,acc2=int32,round=rdn",
+     "round=rdn has no effect on acc=int16: an integer accumulator adds exact integer products and never rounds "
+     "(nor does acc2=int32); leave round unset (rne)"),
+    ("a=int8,b=int8,acc=q16.4,round=rtz", "round=rtz has no effect on acc=q16.4: the products of int8 and int8 lie "
+     "on its grid, so it never rounds (only a float acc2 of order=chunk<L> would); leave round unset (rne)"),
+    ("a=q4.4,b=q4.4,acc=q8.8,round=rup", "round=rup has no effect on acc=q8.8: the products of q4.4 and q4.4 lie "
+     "on its grid, so it never rounds (only a float acc2 of order=chunk<L> would); leave round unset (rne)"),
+    ("a=fp8_e4m3,b=fp8_e4m3,acc=q8.24,round=sr", "round=sr has no effect on acc=q8.24: the products of fp8_e4m3 "
+     "and fp8_e4m3 lie on its grid, so it never rounds (only a float acc2 of order=chunk<L> would); leave round "
+     "unset (rne)"),  # 2**-9 * 2**-9 = 2**-18: a Kulisch-style register holds every product exactly
+])
+def test_rounding_of_a_unit_that_never_rounds_is_refused(text, message):
+    with pytest.raises(ValueError) as info:
+        MacSpec.parse(text)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("text", [
+    "a=int8,b=int8,acc=int16",  # the default rne, as str() prints it: round trip
+    "a=int8,b=int8,acc=int16,round=rne",
+    "a=int8,b=int8,acc=int16,order=chunk4,round=rtz",  # the chunk sums round into the default fp32 acc2
+    "a=int8,b=int8,acc=int16,order=chunk4,acc2=e5m6,round=sr,srbits=4",
+    "a=q4.4,b=q4.4,acc=q8.4,round=rtz",  # 8 fraction bits of a product onto a 4-bit grid
+    "a=fp8_e4m3,b=fp8_e4m3,acc=q8.17,round=rtz",  # 2**-18 products onto a 2**-17 grid
+    "a=fp8_e4m3,b=fp8_e4m3,acc=q8.24,round=rtz,order=chunk4",  # the fp32 acc2 rounds
+    "a=fp8_e4m3,b=fp8_e4m3,acc=q8.4,round=rtz,order=ilv2",
+    "a=int8,b=fp8_e4m3,acc=q8.4,round=rdn",
+    "a=mxint8,b=mxint8,acc=int24,round=rtz",  # block scales move the terms off the integer grid
+])
+def test_rounding_of_a_unit_that_rounds_is_kept(text):
+    s = MacSpec.parse(text)
+    assert MacSpec.parse(str(s)) == s
+
+
+def test_add_step_of_an_exact_sum_takes_the_default_mode():
+    """add_spec of a tree/ilv node of a fixed-point accumulator: the add is exact, so it takes rne
+    (the spec's rtz is for its float products); into a float acc2 the spec's mode stays."""
+    from psum.golden.spec import add_spec
+
+    s = MacSpec.parse("a=fp8_e4m3,b=fp8_e4m3,acc=q8.4,round=rtz,order=ilv2")
+    assert add_spec(s, s.acc).rounding.value == "rne"
+    c = MacSpec.parse("a=int8,b=int8,acc=int16,order=chunk4,acc2=e5m6,round=sr,srbits=4")
+    assert str(add_spec(c, c.acc2)) == "a=int16,b=int2,acc=e5m6,round=sr,srbits=4,overflow=ieee"
+
+
+@pytest.mark.parametrize("overflow", ["wrap", "sat"])
+def test_unsigned_accumulator_of_signed_products_is_exact(overflow):
+    """acc=uint12 with int8 operands (kept, documented in MacSpec): the exact signed sum, wrapped
+    mod 2**12 or clamped to [0, 4095]; every int8 x int8 pair at accumulator values at both ends
+    and in the middle, against Python integers and the Fraction reference."""
+    import numpy as np
+
+    from psum.golden import mac_step
+    from psum.golden.reference import mac_step_ref
+
+    spec = MacSpec.parse(f"a=int8,b=int8,acc=uint12,overflow={overflow}")
+    x = np.arange(256, dtype=np.uint64)
+    a, b = (c.ravel() for c in np.meshgrid(x, x))
+    signed = lambda c: int(c) - 256 if c >= 128 else int(c)  # noqa: E731 - the int8 code's value
+    for acc0 in (0, 1, 2048, 4095):
+        got = mac_step(spec, np.full(a.shape, acc0, dtype=np.uint64), a, b)
+        for i in range(0, a.size, 97):  # a spread sample for the slow reference, every pair for ints
+            assert int(got[i]) == mac_step_ref(spec, acc0, int(a[i]), int(b[i]))
+        exact = np.array([acc0 + signed(p) * signed(q) for p, q in zip(a, b)])
+        want = exact % 4096 if overflow == "wrap" else np.clip(exact, 0, 4095)
+        assert np.array_equal(got.astype(np.int64), want)
+
+
+def test_units_that_differ_in_rounding_have_different_names():
+    """An integer chunk unit with a float acc2 rounds its promotions: rtz and rne are two units
+    (they shared one name, hence one module and one build folder); one that never rounds names none."""
+    a = MacSpec.parse("a=int8,b=int8,acc=int12,order=chunk4,acc2=e5m6")
+    assert a.name == "mac_int8_int8_acc_int12_rne_wrap_chunk4_e5m6"
+    assert a.replace(rounding="rtz").name == "mac_int8_int8_acc_int12_rtz_wrap_chunk4_e5m6"
+    assert MacSpec.parse("a=int8,b=int8,acc=int12,order=chunk4,acc2=int20").name == \
+        "mac_int8_int8_acc_int12_wrap_chunk4_int20"
+    assert MacSpec.parse("a=int8,b=int8,acc=q16.4").name == "mac_int8_int8_acc_q16_4_rne_wrap"  # unchanged
+
+
+def test_replace_into_a_unit_that_never_rounds_takes_rne():
+    """The sequential step of an int chunk unit with round=sr (what the kernels and hw/chunk.py
+    derive): its mode belongs to the acc2 promotions, the step takes rne; an explicit mode is refused."""
+    s = MacSpec.parse("a=int8,b=int8,acc=int16,round=sr,srbits=4,order=chunk4")
+    assert str(s.replace(order="seq")) == "a=int8,b=int8,acc=int16,round=rne,overflow=wrap"
+    assert s.replace(order="chunk8").rounding.value == "sr"
+    with pytest.raises(ValueError, match="^round=sr has no effect on acc=int16"):
+        s.replace(order="seq", rounding="sr")

@@ -190,7 +190,14 @@ def emulate(model: nn.Module, spec, *, weight_scale="channel", act_scale="tensor
     ------
     ValueError
         Bad spec, layer name, scale choice, backend or ``$PSUM_EMULATE_PATH`` (one line).
+    TypeError
+        ``model`` is not a ``torch.nn.Module`` (one line naming its type).
     """
+    if not isinstance(model, nn.Module):  # emulate("lenet5", spec) was an AttributeError on .eval
+        hint = (": load a built-in one with psum.load_checkpoint(name, dataset)[0]"
+                if isinstance(model, str) else "")
+        raise TypeError(f"model must be a torch.nn.Module (a network or a bare layer such as nn.Linear), "
+                        f"not {type(model).__name__}{hint}")
     ops.emulation_path()  # a bad $PSUM_EMULATE_PATH fails here, before any copy or calibration
     acc = Accumulator(spec, weight_scale=weight_scale, act_scale=act_scale, seed=seed, backend=backend,
                       stats=stats, strict=strict)

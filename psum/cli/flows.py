@@ -29,9 +29,11 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=positive_int, default=None, metavar="N",
                    help="parallel synthesis processes (default: CPU count)")
     p.add_argument("--cache-dir", type=text, metavar="DIR", default=None,
-                   help="result cache (default: $PSUM_CACHE_DIR/synth, else ~/.cache/psum/synth)")
+                   help="result cache, a folder (created if missing; default: $PSUM_CACHE_DIR/synth, else "
+                        "~/.cache/psum/synth)")
     p.add_argument("--outputs", type=positive_int, metavar="N",
-                   help="output elements of the power proxy's digits conv, 9 MACs each (default: the API's, 64)")
+                   help="output elements of the power proxy's digits conv, 9 MACs each (default: the API's, 64; "
+                        "with --glitch at most 4096, the timed simulation's bound, about 1 us per net and cycle)")
     p.add_argument("--breakdown", action="store_true",
                    help="area, energy and the critical path per datapath stage (multiplier, align, adder, "
                         "normalise, round, specials, register) from a hierarchical synthesis")
@@ -122,6 +124,12 @@ def _cmd_synth(args) -> int:
     from psum.flows.synth import synthesize_many
 
     kw = {} if args.outputs is None else {"n_outputs": args.outputs}  # the API owns the default
+    if args.glitch and args.outputs is not None:
+        from psum.flows.power import GLITCH_MAX_OUTPUTS
+
+        if args.outputs > GLITCH_MAX_OUTPUTS:  # before any synthesis, not after it
+            raise ValueError(f"--glitch simulates at most {GLITCH_MAX_OUTPUTS} outputs (a timed gate simulation, "
+                             f"about 1 us per net and cycle), not --outputs {args.outputs}")
     if args.clock_ns is not None:
         from psum.flows.clock import check_clock_ns
 

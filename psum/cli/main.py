@@ -55,6 +55,7 @@ _DASH_VALUE = re.compile(r"-(inf(inity)?|nan|\d|\.\d|0x)", re.IGNORECASE)
 _OUTPUTS = {
     "verilog": (("output", "file"),),
     "sim": (("build_dir", "dir"),),
+    "synth": (("cache_dir", "dir"),),  # a file there only warned, then synthesised uncached
     "train": (("out", "file"),),
     "sweep": (("out", "file"), ("plot", "file")),
     "qat": (("qat", "file"),),
@@ -119,8 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command(argv) -> str:
-    """The subcommand named in ``argv`` (for messages before parsing finished)."""
-    return next((a for a in argv if not a.startswith("-")), "")
+    """The subcommand named in ``argv`` (for messages before parsing finished): :func:`psum._util.command_name`."""
+    from psum._util import command_name
+
+    return command_name(argv)
 
 
 def _os_message(exc: OSError) -> str:

@@ -315,7 +315,9 @@ def register(sub) -> None:
                         f"{SEARCH_DEFAULT}). {FORMAT_HELP}")
     p.add_argument("--a", type=text, metavar="FMT", help="activation format (default fp8_e4m3; int8 for int accumulators)")
     p.add_argument("--b", type=text, metavar="FMT", help="weight format (default fp8_e4m3; int8 for int accumulators)")
-    p.add_argument("--round", type=text, default="rne", metavar="MODE", help="accumulator rounding mode (default rne)")
+    p.add_argument("--round", type=text, default="rne", metavar="MODE",
+                   help="accumulator rounding mode (default rne), for the accumulators that round: an integer "
+                        "one never does and stays rne; refused when none of --acc rounds")
     p.add_argument("--overflow", type=text, help="overflow policy when an entry has no :suffix (int: wrap/sat, float: ieee/sat)")
     p.add_argument("--extra", type=text, metavar="KEY=VAL,...", help="more spec fields, e.g. order=chunk32,acc2=fp16")
     p.add_argument("--per-layer", action="store_true", help="also each Conv2d/Linear alone (the rest float32)")
