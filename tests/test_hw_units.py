@@ -58,7 +58,7 @@ def test_impl_parse_round_trip_and_tag(text, impl, tag):
 @pytest.mark.parametrize("text, exc, message", [
     ("pipeline=3", ValueError, "impl pipeline must be an integer between 0 and 2, not 3"),
     ("lanes=0", ValueError, "impl lanes must be an integer >= 1, not 0"),
-    ("pipe=1", ValueError, "unknown impl key 'pipe'; keys are pipeline, lanes"),
+    ("pipe=1", ValueError, "unknown impl key 'pipe'; keys are pipeline, lanes, multiplier"),
     ("pipeline", ValueError, "impl item 'pipeline' is not KEY=VALUE; an implementation is"),
     ("pipeline=1,pipeline=2", ValueError, "impl key 'pipeline' given twice"),
     ("pipeline=-1", ValueError, "impl pipeline must be a non-negative integer, not '-1'"),
@@ -257,7 +257,12 @@ def test_rtl_user_file_and_planted_fault(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv, message", [
     (["verilog", FP16, "--impl", "pipeline=9"], "psum verilog: error: impl pipeline must be an integer between 0 and 2, not 9"),
-    (["verilog", FP16, "--impl", "depth=1"], "psum verilog: error: unknown impl key 'depth'; keys are pipeline, lanes"),
+    (["verilog", FP16, "--impl", "depth=1"], "psum verilog: error: unknown impl key 'depth'; keys are pipeline, lanes, multiplier"),
+    (["verilog", FP16, "--impl", "multiplier=wallace"],
+     "psum verilog: error: impl multiplier must be one of auto, array, booth, dadda, not 'wallace'"),
+    (["synth", "a=int8,b=int8,acc=int32", "--impl", "multiplier=booth"],
+     "psum synth: error: impl multiplier=booth: an integer unit's signed product is built by the synthesis tool's *; "
+     "booth and dadda are built for the unsigned significand products of float and fixed-point accumulators"),
     (["sim", "a=int8,b=int8,acc=int16", "--impl", "pipeline=2"],
      "psum sim: error: impl pipeline=2: IntMac has 1 pipeline cut, after the product"),
     (["synth", FP16, "--impl", "lanes=2"],
