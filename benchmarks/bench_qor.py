@@ -54,7 +54,7 @@ BEFORE = {"fp8_e5m2": 4376, "bf16": 11688, "fp16": 15408, "fp32": 50300}
 BEFORE_COMMIT = "57da3b3"
 
 
-def fused_step_verilog(fmt: str, multiplier: str = "auto") -> tuple[str, str]:
+def fused_step_verilog(fmt: str, multiplier: str = "array") -> tuple[str, str]:
     """Verilog of the combinational fused step for format ``fmt``, and its top module name."""
     from amaranth.back import verilog
     from amaranth.hdl import Module
@@ -82,7 +82,7 @@ def fused_step_verilog(fmt: str, multiplier: str = "auto") -> tuple[str, str]:
     return verilog.convert(FusedStep(), name=top, emit_src=False), top
 
 
-def transistors(fmt: str, stages: bool = False, multiplier: str = "auto"):
+def transistors(fmt: str, stages: bool = False, multiplier: str = "array"):
     """``(fmt, estimated transistors, seconds)`` of psum's fused step in the generic flow.
 
     With ``stages``: ``(fmt, {instance: transistors}, seconds)`` from the same flow without
@@ -126,9 +126,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--formats", default=",".join(CVFPU), help="comma-separated, from " + ", ".join(CVFPU))
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--multiplier", default="auto",
+    ap.add_argument("--multiplier", default="array",
                     help="significand multiplier (MacImpl multiplier=): KIND for every format or FMT=KIND[,FMT=KIND] "
-                         "(the rest auto); KIND is auto, array, booth or dadda (default auto)")
+                         "(the rest array); KIND is array (the tool's *, default), booth or dadda")
     ap.add_argument("--stages", action="store_true",
                     help="per-stage transistors (hierarchy kept, not flattened) instead of the table")
     args = ap.parse_args()
@@ -139,8 +139,7 @@ def main():
     t0 = time.perf_counter()
     # fp32 last: it is the slow one, and the small formats report first.
     fmts = sorted(fmts, key=list(CVFPU).index)
-    from psum.golden import parse_format
-    from psum.hw.multiplier import KINDS, choose
+    from psum.hw.multiplier import KINDS
 
     if "=" in args.multiplier:
         kinds = dict(item.split("=", 1) for item in args.multiplier.split(","))
@@ -149,10 +148,10 @@ def main():
     bad = [k for f, k in kinds.items() if k not in KINDS or f not in CVFPU]
     if bad:
         ap.error(f"--multiplier {args.multiplier!r}: formats from {', '.join(CVFPU)}, kinds from {', '.join(KINDS)}")
-    kinds = [kinds.get(f, "auto") for f in fmts]
+    kinds = [kinds.get(f, "array") for f in fmts]
     with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, min(args.jobs, len(fmts)))) as pool:
         rows = {f: (n, s) for f, n, s in pool.map(transistors, fmts, [args.stages] * len(fmts), kinds)}
-    built = {f: choose(k, parse_format(f).precision, parse_format(f).precision) for f, k in zip(fmts, kinds)}
+    built = dict(zip(fmts, kinds))
     if args.stages:
         for f in fmts:
             per, s = rows[f]

@@ -43,7 +43,7 @@ __all__ = ["ChunkMac", "promotion_control", "pipelined_product", "step_for", "IN
 INT_CUTS = ("the product",)
 
 
-def step_for(spec, name: str = "", multiplier: str = "auto"):
+def step_for(spec, name: str = "", multiplier: str = "array"):
     """The combinational MAC step of ``spec``: :class:`IntStep` for an integer accumulator, else
     :class:`FloatStep` (same interface: ``product``, ``normalise``, ``accumulate``, call).
     ``multiplier`` is the float step's significand multiplier (:class:`psum.hw.impl.MacImpl`)."""

@@ -152,7 +152,7 @@ class FloatStep:
         Structure of the significand multiplier (:attr:`psum.hw.impl.MacImpl.multiplier`).
     """
 
-    def __init__(self, spec, *, name: str = "", multiplier: str = "auto"):
+    def __init__(self, spec, *, name: str = "", multiplier: str = "array"):
         self._spec = spec
         self._name = name
         self._multiplier = multiplier

@@ -19,9 +19,9 @@ lanes     products per cycle; fixed by the spec's order (N for ``mta<N>w<W>p<P>`
           ``tree<N>``, else 1): absent means that number, a different one is refused
 multiplier
           structure of the significand multiplier of float- and fixed-point-accumulator units:
-          ``auto`` (default: the tool's ``*`` below 10-bit significands, radix-4 Booth rows in a
-          Dadda tree up to 16 bits, the AND array in a Dadda tree above; :mod:`psum.hw.multiplier`),
-          ``array`` (the tool's ``*``), ``booth`` or ``dadda``; integer units multiply signed
+          ``array`` (default: the synthesis tool's ``*``), ``booth`` (radix-4 Booth rows summed
+          by a Dadda tree) or ``dadda`` (the AND array summed by a Dadda tree), the last two
+          smaller and hungrier (:mod:`psum.hw.multiplier`); integer units multiply signed
           operands with the tool's ``*`` and refuse ``booth`` and ``dadda``
 ========  ======================================================================================
 
@@ -51,7 +51,7 @@ from psum.golden.spec import key_value_items
 __all__ = ["MacImpl", "module_name", "IMPL_HELP", "MAX_PIPELINE"]
 
 IMPL_HELP = ("an implementation is comma-separated KEY=VALUE pairs: pipeline=0|1|2[,lanes=N]"
-             "[,multiplier=auto|array|booth|dadda] (lanes: the products per cycle the order fixes; multiplier: "
+             "[,multiplier=array|booth|dadda] (lanes: the products per cycle the order fixes; multiplier: "
              "the significand multiplier's structure); e.g. pipeline=2")
 
 #: Deepest pipeline any unit implements (each unit's own limit: ``MacUnit.pipeline_cuts``); what
@@ -79,10 +79,10 @@ class MacImpl:
         and :meth:`check` refuses another.
     multiplier : str
         Structure of the unsigned significand multiplier (:data:`psum.hw.multiplier.KINDS`):
-        ``"auto"`` (the default) picks per width what was measured smaller
-        (:func:`psum.hw.multiplier.choose`: the synthesis tool's ``*`` below 10-bit
-        significands, radix-4 Booth rows summed by a Dadda tree up to 16 bits, the AND array
-        summed by a Dadda tree above); ``"array"``, ``"booth"`` and ``"dadda"`` force one.
+        ``"array"`` (the default) is the synthesis tool's ``*``; ``"booth"`` radix-4 Booth rows
+        and ``"dadda"`` the AND array, both summed by a Dadda tree: smaller in transistors and
+        GE, but more energy per MAC and delay in psum's flow (figures in
+        :mod:`psum.hw.multiplier`).
 
     Raises
     ------
@@ -94,9 +94,9 @@ class MacImpl:
 
     pipeline: int = 0
     lanes: int | None = None
-    multiplier: str = "auto"
+    multiplier: str = "array"
 
-    def __init__(self, *, pipeline: int = 0, lanes: int | None = None, multiplier: str = "auto"):
+    def __init__(self, *, pipeline: int = 0, lanes: int | None = None, multiplier: str = "array"):
         # Keyword-only (Amaranth's library habit): MacImpl(2) would say nothing about what 2 is.
         from .multiplier import KINDS
 
@@ -110,8 +110,8 @@ class MacImpl:
 
     @property
     def is_default(self) -> bool:
-        """True for the plain unit (no pipeline, the order's products per cycle, ``auto`` multiplier)."""
-        return self.pipeline == 0 and self.multiplier == "auto"
+        """True for the plain unit (no pipeline, the order's products per cycle, the tool's multiplier)."""
+        return self.pipeline == 0 and self.multiplier == "array"
 
     @property
     def tag(self) -> str:
@@ -123,12 +123,12 @@ class MacImpl:
         the spec's order fixes it, and the spec's name carries the order.
         """
         parts = ([f"p{self.pipeline}"] if self.pipeline else []) + \
-            ([f"m{self.multiplier}"] if self.multiplier != "auto" else [])
+            ([f"m{self.multiplier}"] if self.multiplier != "array" else [])
         return "_".join(parts)
 
     def __str__(self) -> str:
         return (f"pipeline={self.pipeline}" + ("" if self.lanes is None else f",lanes={self.lanes}")
-                + ("" if self.multiplier == "auto" else f",multiplier={self.multiplier}"))
+                + ("" if self.multiplier == "array" else f",multiplier={self.multiplier}"))
 
     def resolved(self, spec) -> "MacImpl":
         """This implementation with ``lanes`` set to the number the spec's order fixes (checked)."""

