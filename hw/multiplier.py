@@ -33,14 +33,14 @@ operands    tool ``*``  ``booth``     ``dadda``
 
 and in the fused MAC (``a=F,b=F,acc=F``, ``benchmarks/bench_qor.py --multiplier``): bf16
 10,482 (``*``) against 10,496 (``booth``); fp16 14,534 against 13,894 (``booth``); fp32 48,580
-against 46,856 (``dadda``) and 45,598-45,842 (``booth``).
+against 46,856 (``dadda``) and 45,158 (``booth``).
 
 Why the default stays the tool's ``*`` (``array``): the Dadda trees trade area for energy and
 delay in psum's own flow (``psum synth``, psum45, the digits power proxy): the fp16 MAC with
 ``booth`` is 2,324 GE against 2,479, but 6.06 ns against 5.62 ns and 2,100 fJ per MAC against
 1,657 (its Booth selectors and XORs toggle more); with ``dadda`` 2,588 GE, 5.58 ns, 1,749 fJ.
 And the SAT sweeping in Yosys' default ABC script, which ``synth`` runs (``&fraig -x; scorr``),
-takes 11-23 min on the fp32 MAC with Booth rows instead of about 20 s (measured: the same
+takes 11-26 min on the fp32 MAC with Booth rows instead of about 20 s (measured: the same
 netlist without ``&fraig -x; scorr`` maps in 6 s). So ``booth`` and ``dadda`` are
 micro-architecture choices a user makes for area (``MacImpl(multiplier=...)``), not defaults.
 
