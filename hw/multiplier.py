@@ -128,12 +128,12 @@ class _AmaranthOps(_Ops):
         return [v[i] for i in range(n)]
 
     def add(self, r0, r1, width):
-        # Ints become 1-bit constants; the final carry-propagate adder is the tool's ``+``.
-        def vec(bits):
-            return Cat(*[Const(b, 1) if isinstance(b, int) else b for b in bits])
-        return (vec(r0) + vec(r1))[:width]
+        # The final carry-propagate adder is the tool's ``+``.
+        return (self.cat(r0) + self.cat(r1))[:width]
 
-    def cat(self, bits):
+    @staticmethod
+    def cat(bits):
+        # Ints become 1-bit constants.
         return Cat(*[Const(b, 1) if isinstance(b, int) else b for b in bits])
 
 
@@ -153,10 +153,6 @@ class _NumpyOps(_Ops):
     @staticmethod
     def add(r0, r1, width):
         return (_value(r0) + _value(r1)) % (1 << width)
-
-    @staticmethod
-    def cat(bits):
-        return sum(b << i for i, b in enumerate(bits))
 
 
 def _construct(ops: _Ops, a_bits: list, b_bits: list, *, booth: bool):
