@@ -313,8 +313,14 @@ class ResultsFile:
         folder = self.claims_dir()
         name = hashlib.sha256("\x1f".join(self.key(fields)).encode()).hexdigest()[:32]
         path = folder / name
+        folder.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            folder.mkdir(parents=True, exist_ok=True)
+            # Why not Path.mkdir(exist_ok=True): it re-checks is_dir() after EEXIST, and a release
+            # that removes the emptied folder in between makes it raise; the open below retries.
+            try:
+                os.mkdir(folder)
+            except FileExistsError:
+                pass
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
             except FileNotFoundError:  # the folder was tidied away between mkdir and open: again

@@ -178,3 +178,28 @@ def test_two_first_uses_of_the_c_kernel_build_it_once(tmp_path):
         assert p.returncode == 0 and out.strip() == "True", err
     sos = list((tmp_path / "kernels").glob("psum_kernels_*.so"))
     assert len(sos) == 1 and not list((tmp_path / "kernels").glob(".psum_kernels_*.so"))
+
+
+def test_claims_race_the_tidying_of_their_folder(tmp_path):
+    """Claims taken and released at once by 8 threads: each release may remove the emptied claims
+    folder while another claim is creating it. Before the fix ``Path.mkdir(exist_ok=True)`` raised
+    ``FileExistsError`` here in 3-6 of 8 threads (CI failure of stop 23)."""
+    import threading
+
+    errors = []
+
+    def work(who):
+        try:
+            rf = ResultsFile(tmp_path / "rows.jsonl", ["k"])
+            for i in range(300):
+                rf.claim(k=f"{who}-{i}").release()
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert not (tmp_path / ".rows.jsonl.claims").exists()  # the last release tidied it away
