@@ -132,6 +132,9 @@ def test_every_subcommand_is_registered():
      "psum synth: error: liberty file /nonexistent/x.lib does not exist"),
     (["synth", "a=int4,b=int4,acc=int12", "--liberty", "/nonexistent/x.lib", "--breakdown"],
      "psum synth: error: liberty file /nonexistent/x.lib does not exist"),
+    (["synth", "a=int4,b=int4,acc=int12", "--liberty", "/tmp", "--glitch"],  # was "does not exist"
+     "psum synth: error: liberty file /tmp is a folder, not a Liberty file"),
+    (["report", "--liberty", "/tmp"], "psum report: error: liberty file /tmp is a folder, not a Liberty file"),
     # issue 13 item 6: networks at a chosen width (--width, --storage), each before any evaluation
     (["eval", "--model", "resnet18", "--width", "0"], "psum eval: error: argument --width: must be a finite number "
                                                       "greater than 0, not 0"),

@@ -169,6 +169,108 @@ def test_missing_file(tmp_path):
         read_liberty(tmp_path / "nope.lib")
 
 
+def _edited(text: str, edit: str) -> str:
+    """tiny_nldm.lib with one edit of the table below (a cell removed, a figure replaced, ...)."""
+    def block(cell):
+        a = text.index(f"  cell ({cell})")
+        return text[a:text.index("\n  cell (", a + 5) + 1] if cell != "DFF_T" else text[a:text.rindex("}")]
+    nand_area = "area : 0.8;\n    cell_leakage_power : 20.0"
+    nand_rise = 'cell_rise (delay_2x2) { values ("0.012, 0.036", "0.024, 0.048"); }'
+    if edit.startswith("without "):
+        return text.replace(block(edit.split()[1]), "")
+    if edit == "NOR2_T untimed":
+        b = block("NOR2_T")
+        return text.replace(b, re.sub(r"      timing \(\) \{.*?\n      \}\n", "", b, flags=re.S))
+    if edit == "twice INV_T":
+        return text.replace("  cell (BUF_T)", block("INV_T") + "  cell (BUF_T)")
+    if edit == "two libraries":
+        return text + text.replace("tiny_nldm", "other")
+    old, new = {
+        "area word": (nand_area, nand_area.replace("0.8", '"big"')),
+        "area negative": (nand_area, nand_area.replace("0.8", "-0.8")),
+        "area inf": (nand_area, nand_area.replace("0.8", "inf")),
+        "area zero": (nand_area, nand_area.replace("0.8", "0")),
+        "leakage nan": ("cell_leakage_power : 20.0", "cell_leakage_power : nan"),
+        "capacitance word": ("capacitance : 1.5;", 'capacitance : "x";'),
+        "load unit one": ("capacitive_load_unit (1,ff)", "capacitive_load_unit (1)"),
+        "load unit zero": ("capacitive_load_unit (1,ff)", "capacitive_load_unit (0,ff)"),
+        "vdd zero": ("nom_voltage : 1.0", "nom_voltage : 0"),
+        "values nan": (nand_rise, nand_rise.replace('"0.012, 0.036", "0.024, 0.048"', '"nan, nan", "nan, nan"')),
+        "values short": (nand_rise, nand_rise.replace('"0.012, 0.036", "0.024, 0.048"', '"0.012", "0.024"')),
+        "template unknown": (nand_rise, nand_rise.replace("delay_2x2", "nosuch")),
+        "index decreasing": ('index_1 ("0.01, 0.11");\n    index_2 ("1.0, 5.0");\n  }\n  power',
+                             'index_1 ("0.11, 0.01");\n    index_2 ("1.0, 5.0");\n  }\n  power'),
+        "function pin": ('function : "!(A1 & A2)";', 'function : "!(A1 & B)";'),
+    }[edit]
+    assert text.count(old) >= 1
+    return text.replace(old, new, 1)
+
+
+@pytest.mark.parametrize("edit, message", [
+    # each was a traceback, a figure computed from nonsense, or an error from ABC after the synthesis
+    ("area word", "cell NAND2_T: area 'big' is not a number"),  # TypeError traceback
+    ("capacitance word", "cell NAND2_T: pin A1: capacitance 'x' is not a number"),  # TypeError traceback
+    ("load unit one", "capacitive_load_unit (1) is not (NUMBER, ff|pf)"),  # IndexError traceback
+    ("area negative", "cell NAND2_T: area is -0.8; it must be a finite number at least 0"),  # -40.9 area units, 51 GE
+    ("area inf", "cell NAND2_T: area is inf; it must be a finite number at least 0"),
+    ("area zero", "cell NAND2_T is a two-input NAND of area 0; psum's gate equivalent is the smallest NAND2's area"),
+    ("leakage nan", "cell NAND2_T: leakage is nan; it must be a finite number at least 0"),
+    ("load unit zero", "capacitive_load_unit is 0; it must be a finite number above 0"),  # delay nan ns, exit 0
+    ("vdd zero", "nom_voltage is 0; it must be a finite number above 0"),  # energy without the 0.5 C V^2 part
+    ("values nan", "cell NAND2_T: pin ZN cell_rise: values holds nan; every figure must be a finite number"),
+    ("values short", "cell NAND2_T: pin ZN cell_rise has 2 x 1 values for indices of 2 x 2 points"),
+    ("template unknown", "cell NAND2_T: pin ZN cell_rise names the template 'nosuch', which the file does not define"),
+    ("index decreasing", "cell INV_T: pin ZN cell_rise: index_1 (0.11, 0.01) does not increase"),
+    ("function pin", "cell NAND2_T: function '!(A1 & B)' names B, which is not an input pin of the cell "
+                     "(inputs: A1, A2)"),
+    ("NOR2_T untimed", "cell NOR2_T has no cell_rise or cell_fall table from pin A1 to ZN; psum times every arc "
+                       "from the file's NLDM tables"),  # ABC mapped 214 NOR2_T, each timed at 0 ns
+    ("twice INV_T", "cell INV_T is defined twice"),
+    ("two libraries", "holds 2 top-level groups (library (tiny_nldm), library (other)); psum reads a file of one "
+                      "library"),
+    ("without INV_T", "no usable logic cells for synthesis (missing an inverter; usable logic cells: BUF_T, NAND2_T, "
+                      "NOR2_T)"),  # ABC failed after the synthesis: "yosys failed ...: exit code 1, outputs missing"
+    ("without BUF_T", "no usable logic cells for synthesis (missing a buffer; usable logic cells: INV_T, NAND2_T, "
+                      "NOR2_T)"),
+])
+def test_a_file_psum_cannot_use_is_one_line_before_any_work(tmp_path, edit, message):
+    path = tmp_path / "my.lib"
+    path.write_text(_edited(LIB.read_text(), edit))
+    with pytest.raises(PsumError) as e:
+        read_liberty(path)
+    assert str(e.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize("what, message", [
+    ("folder", "liberty file {path} is a folder, not a Liberty file"),  # was "... does not exist"
+    ("empty", "{path}: not a Liberty file (empty)"),
+    ("binary", "{path}: not a Liberty file (not text: byte 0x80 at offset 128 is not UTF-8)"),  # the codec's words
+])
+def test_a_path_that_is_no_liberty_text_is_one_line(tmp_path, what, message):
+    path = tmp_path / "my.lib"
+    if what == "folder":
+        path.mkdir()
+    else:
+        path.write_bytes(b"" if what == "empty" else bytes(range(256)))
+    with pytest.raises(PsumError) as e:
+        read_liberty(path)
+    assert str(e.value) == message.format(path=path)
+
+
+def test_the_files_own_units_and_scalar_tables_still_read(tmp_path):
+    """What held up: 1ps time units and pF loads scale the tables; scalar tables are single figures."""
+    text = LIB.read_text()
+    ps = tmp_path / "ps.lib"
+    ps.write_text(text.replace('time_unit : "1ns"', 'time_unit : "1ps"'))
+    nand, nand_ps = read_liberty(LIB).cells["NAND2_T"], read_liberty(ps).cells["NAND2_T"]
+    assert nand_ps.arcs[("ZN", "A1")].delay("rise", 1e-5, 1.0)[0] == pytest.approx(0.012e-3)
+    assert nand.arcs[("ZN", "A1")].delay("rise", 0.01, 1.0)[0] == pytest.approx(0.012)
+    scalar = tmp_path / "scalar.lib"
+    scalar.write_text(re.sub(r'\(delay_2x2\) \{ values \("([0-9.]+), [^)]*\); \}', r'(scalar) { values ("\1"); }', text))
+    arc = read_liberty(scalar).cells["NAND2_T"].arcs[("ZN", "A1")]
+    assert arc.delay("rise", 0.5, 50.0)[0] == pytest.approx(0.012)
+
+
 @pytest.mark.slow
 def test_synth_onto_the_liberty(tmp_path, capsys):
     from psum.flows.synth import synthesize
