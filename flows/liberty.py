@@ -49,6 +49,7 @@ import ast
 import dataclasses
 import hashlib
 import math
+import os
 import re
 from pathlib import Path
 
@@ -397,7 +398,12 @@ def check_path(path) -> Path:
         Nothing is there.
     PsumError
         A folder is there.
+    TypeError
+        ``path`` is not a path.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"liberty must be a Liberty file's path or a psum.flows.liberty.Library, not "
+                        f"{type(path).__name__} {path!r}"[:200])
     path = Path(path)
     if path.is_dir():
         raise PsumError(f"liberty file {path} is a folder, not a Liberty file")

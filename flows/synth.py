@@ -455,6 +455,9 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
     """
     from psum.hw import check
 
+    if isinstance(specs, str) or hasattr(specs, "acc"):  # one spec: its characters are no list of specs
+        raise TypeError(f"specs must be a list of MAC specs, not one {type(specs).__name__} "
+                        f"(synthesize_many([spec]) or synthesize(spec))")
     pairs = [check(s, impl) for s in specs]  # every spec and the impl, before any work
     specs = [s for s, _ in pairs]
     # One resolved impl per spec: its lanes differ between specs (an mta<N> or block unit beside a

@@ -128,6 +128,8 @@ def test_every_subcommand_is_registered():
     # silicon figures (issue 12), each before any synthesis
     (["synth", "a=int4,b=int4,acc=int12", "--clock-ns", "0"],
      "psum synth: error: clock period must be a positive number of ns, not 0.0"),
+    (["synth", "a=int4,b=int4,acc=int12", "--clock-ns", "1e-300"],  # printed a 300-digit MHz and uW, exit 0
+     "psum synth: error: clock period must be at least 0.001 ns (1 ps: no logic gate switches faster), not 1e-300"),
     (["synth", "a=int4,b=int4,acc=int12", "--liberty", "/nonexistent/x.lib"],
      "psum synth: error: liberty file /nonexistent/x.lib does not exist"),
     (["synth", "a=int4,b=int4,acc=int12", "--liberty", "/nonexistent/x.lib", "--breakdown"],

@@ -133,6 +133,25 @@ def test_bad_options_messages(tmp_path):
         synthesize(SMALL, cache_dir=tmp_path, seed=None)
 
 
+@pytest.mark.parametrize("call, error, message", [
+    # each was a traceback from inside the flow (AttributeError, pathlib's TypeError) or a wrong complaint
+    (lambda d: __import__("psum.flows.synth").flows.synth.synthesize_many(SMALL, cache_dir=d), TypeError,
+     "specs must be a list of MAC specs, not one str (synthesize_many([spec]) or synthesize(spec))"),  # was "MAC spec item 'a' is not key=value"
+    (lambda d: synthesize(SMALL, cache_dir=d, liberty=5), TypeError,
+     "liberty must be a Liberty file's path or a psum.flows.liberty.Library, not int 5"),
+    (lambda d: __import__("psum.flows.breakdown").flows.breakdown.breakdown(SMALL, cache_dir=d, liberty=5), TypeError,
+     "liberty must be a Liberty file's path or a psum.flows.liberty.Library, not int 5"),
+    (lambda d: __import__("psum.flows.clock").flows.clock.at_clock(None, 2.0), TypeError,
+     "result must be a psum.flows.synth.SynthResult (from synthesize), not NoneType"),  # was an AttributeError
+    (lambda d: __import__("psum.flows.clock").flows.clock.at_clock(None, 1e-300), ValueError,
+     "clock period must be at least 0.001 ns (1 ps: no logic gate switches faster), not 1e-300"),
+])
+def test_wrong_types_are_one_line(tmp_path, call, error, message):
+    with pytest.raises(error) as e:
+        call(tmp_path)
+    assert str(e.value) == message
+
+
 def test_cli_one_line_error(capsys):
     with pytest.raises(SystemExit) as exc:  # refused while parsing (psum.cli.options)
         main(["synth", "a=int8,b=int8,acc=int32", "--jobs", "0"])
