@@ -385,13 +385,22 @@ def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64
         hit = cache.load(cache_dir, key, fields=_CACHE_FIELDS)
         if hit is not None:
             try:
-                return dataclasses.replace(SynthResult.from_dict(hit), cached=True)
+                return _cached(hit, liberty)
             except TypeError:
                 pass  # an entry of another layout: recompute
     result = _compute(spec, n_outputs, seed, Path(keep_dir) if keep_dir is not None else None, streams, impl,
                       liberty)
     cache.store(cache_dir, key, result.to_dict())
     return result
+
+
+def _cached(hit: dict, liberty=None) -> SynthResult:
+    """A cache entry as the result of this call. Why the path: the key is the Liberty file's content,
+    so the entry may come from a run on another copy of it; the result names the file given now."""
+    r = dataclasses.replace(SynthResult.from_dict(hit), cached=True)
+    if liberty is not None and "liberty" in r.power:
+        r = dataclasses.replace(r, power=dict(r.power, liberty=str(liberty.path)))
+    return r
 
 
 def _worker(args):
@@ -481,7 +490,7 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
                                             fields=_CACHE_FIELDS)
         if hit is not None:
             try:
-                results[i] = dataclasses.replace(SynthResult.from_dict(hit), cached=True)
+                results[i] = _cached(hit, liberty)
                 continue
             except TypeError:
                 pass

@@ -272,6 +272,25 @@ def test_the_files_own_units_and_scalar_tables_still_read(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_cached_result_names_the_file_given_now(tmp_path, capsys):
+    """The cache key is the file's content; a cached result used to print the path of the run that
+    filled the cache ("area units of tests/data/tiny_nldm.lib" for --liberty copy.lib)."""
+    from psum.flows.synth import synthesize, synthesize_many
+
+    first = synthesize("a=int4,b=int4,acc=int12", liberty=LIB, cache_dir=tmp_path, n_outputs=2)
+    copy = tmp_path / "copy.lib"
+    copy.write_text(LIB.read_text())
+    again = synthesize("a=int4,b=int4,acc=int12", liberty=copy, cache_dir=tmp_path, n_outputs=2)
+    assert again.cached and first.power["liberty"] == str(LIB) and again.power["liberty"] == str(copy)
+    assert again.ge == first.ge and again.delay_ns == first.delay_ns  # the figures are the file's, the same
+    many, = synthesize_many(["a=int4,b=int4,acc=int12"], liberty=copy, cache_dir=tmp_path, n_outputs=2)
+    assert many.cached and many.power["liberty"] == str(copy)
+    assert main(["synth", "a=int4,b=int4,acc=int12", "--liberty", str(copy), "--cache-dir", str(tmp_path),
+                 "--outputs", "2"]) == 0
+    assert f"area units of {copy};" in capsys.readouterr().out
+
+
+@pytest.mark.slow
 def test_synth_onto_the_liberty(tmp_path, capsys):
     from psum.flows.synth import synthesize
 

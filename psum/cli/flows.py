@@ -130,6 +130,9 @@ def _cmd_synth(args) -> int:
         if args.outputs > GLITCH_MAX_OUTPUTS:  # before any synthesis, not after it
             raise ValueError(f"--glitch simulates at most {GLITCH_MAX_OUTPUTS} outputs (a timed gate simulation, "
                              f"about 1 us per net and cycle), not --outputs {args.outputs}")
+    if args.breakdown and args.jobs is not None and args.clock_ns is None:
+        raise ValueError("--jobs sets the parallel flat synthesis; --breakdown synthesises one unit at a time "
+                         "(leave --jobs out, or add --clock-ns, whose figures come from the flat synthesis)")
     if args.clock_ns is not None:
         from psum.flows.clock import check_clock_ns
 
@@ -148,18 +151,9 @@ def _cmd_synth(args) -> int:
         results = [breakdown(s, impl=args.impl, force=args.force, cache_dir=args.cache_dir, liberty=liberty, **kw)
                    for s in args.specs]
         fmt = format_breakdown
-    elif liberty is not None:
-        from psum.flows.synth import synthesize
-        from psum.hw import check
-
-        for s in args.specs:
-            check(s, args.impl)  # every spec before any work
-        results = [synthesize(s, force=args.force, cache_dir=args.cache_dir, impl=args.impl, liberty=liberty, **kw)
-                   for s in args.specs]
-        fmt = format_result
-    else:
+    else:  # --jobs parallel processes, on psum45 or the Liberty file (it ran one unit at a time)
         results = synthesize_many(args.specs, jobs=args.jobs, force=args.force, cache_dir=args.cache_dir,
-                                  impl=args.impl, **kw)
+                                  impl=args.impl, liberty=liberty, **kw)
         fmt = format_result
     clocks = [None] * len(results)
     if args.clock_ns is not None:
@@ -167,14 +161,9 @@ def _cmd_synth(args) -> int:
 
         if not args.breakdown:
             flat = results
-        elif liberty is not None:
-            from psum.flows.synth import synthesize
-
-            flat = [synthesize(s, force=args.force, cache_dir=args.cache_dir, impl=args.impl, liberty=liberty, **kw)
-                    for s in args.specs]
         else:
             flat = synthesize_many(args.specs, jobs=args.jobs, force=args.force, cache_dir=args.cache_dir,
-                                   impl=args.impl, **kw)
+                                   impl=args.impl, liberty=liberty, **kw)
         clocks = [at_clock(r, args.clock_ns) for r in flat]
     glitches = [None] * len(results)
     if args.glitch:
