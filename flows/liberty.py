@@ -397,16 +397,22 @@ def check_path(path) -> Path:
     FileNotFoundError
         Nothing is there.
     PsumError
-        A folder is there.
+        A folder, a device, FIFO or socket is there.
+    ValueError
+        ``path`` is empty.
     TypeError
         ``path`` is not a path.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"liberty must be a Liberty file's path or a psum.flows.liberty.Library, not "
                         f"{type(path).__name__} {path!r}"[:200])
+    if not str(path).strip():  # Path("") is the working folder
+        raise ValueError("liberty file name is empty")
     path = Path(path)
     if path.is_dir():
         raise PsumError(f"liberty file {path} is a folder, not a Liberty file")
+    if path.exists() and not path.is_file():  # /dev/null, a FIFO: "does not exist" was wrong
+        raise PsumError(f"liberty file {path} is not a regular file (a device, FIFO or socket)")
     if not path.is_file():
         raise FileNotFoundError(f"liberty file {path} does not exist")
     return path
@@ -574,8 +580,14 @@ def read_liberty(path) -> Library:
         if len(outputs) != 1 or outputs[0] not in functions:
             continue  # multi-output or function-less cells (adders, tie, fillers): ABC maps none
         out = outputs[0]
-        verilog = _verilog_of(functions[out], name)
-        _check_function(path, name, verilog, functions[out], [p for p, _ in inputs])
+        try:
+            verilog = _verilog_of(functions[out], name)
+            _check_function(path, name, verilog, functions[out], [p for p, _ in inputs])
+        except PsumError as exc:  # one line naming the file and the cell, with the function as written
+            msg = str(exc).replace(repr(functions[out].replace("!", "~").replace("*", "&").replace("+", "|")),
+                                   repr(functions[out]))
+            raise PsumError(msg if msg.startswith(f"{path}: ") else
+                            f"{path}: {msg if msg.startswith('cell ') else f'cell {name}: {msg}'}") from None
         timed.append((name, arcs, out, [p for p, _ in inputs]))
         for (o, r), arc in list(arcs.items()):
             if not arc.sense:

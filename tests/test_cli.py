@@ -140,6 +140,10 @@ def test_every_subcommand_is_registered():
     (["synth", "a=int4,b=int4,acc=int12", "--liberty", "/tmp", "--glitch"],  # was "does not exist"
      "psum synth: error: liberty file /tmp is a folder, not a Liberty file"),
     (["report", "--liberty", "/tmp"], "psum report: error: liberty file /tmp is a folder, not a Liberty file"),
+    (["synth", "a=int4,b=int4,acc=int12", "--liberty", "/dev/null"],  # was "does not exist"
+     "psum synth: error: liberty file /dev/null is not a regular file (a device, FIFO or socket)"),
+    (["synth", "a=int4,b=int4,acc=int12", "--liberty", ""],  # was "liberty file . is a folder"
+     "psum synth: error: argument --liberty: must not be empty"),
     # issue 13 item 6: networks at a chosen width (--width, --storage), each before any evaluation
     (["eval", "--model", "resnet18", "--width", "0"], "psum eval: error: argument --width: must be a finite number "
                                                       "greater than 0, not 0"),

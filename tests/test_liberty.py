@@ -9,6 +9,7 @@ through Yosys and Icarus, and the CLI.
 """
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -201,6 +202,8 @@ def _edited(text: str, edit: str) -> str:
         "index decreasing": ('index_1 ("0.01, 0.11");\n    index_2 ("1.0, 5.0");\n  }\n  power',
                              'index_1 ("0.11, 0.01");\n    index_2 ("1.0, 5.0");\n  }\n  power'),
         "function pin": ('function : "!(A1 & A2)";', 'function : "!(A1 & B)";'),
+        "function implicit and": ('function : "!(A1 & A2)";', 'function : "!(A1 A2)";'),
+        "function operator": ('function : "!(A1 & A2)";', 'function : "!(A1 @ A2)";'),
     }[edit]
     assert text.count(old) >= 1
     return text.replace(old, new, 1)
@@ -223,6 +226,10 @@ def _edited(text: str, edit: str) -> str:
     ("index decreasing", "cell INV_T: pin ZN cell_rise: index_1 (0.11, 0.01) does not increase"),
     ("function pin", "cell NAND2_T: function '!(A1 & B)' names B, which is not an input pin of the cell "
                      "(inputs: A1, A2)"),
+    ("function implicit and", "cell NAND2_T: function '!(A1 A2)' uses a form psum does not read (postfix ' or "
+                              "implicit AND); write it with !, &, |, ^"),  # named no file
+    ("function operator", "cell NAND2_T: liberty function '!(A1 @ A2)' is not a boolean expression psum reads (names, "
+                          "0, 1, !, &, |, ^ and parentheses)"),  # named neither file nor cell, and showed ~(A1 @ A2)
     ("NOR2_T untimed", "cell NOR2_T has no cell_rise or cell_fall table from pin A1 to ZN; psum times every arc "
                        "from the file's NLDM tables"),  # ABC mapped 214 NOR2_T, each timed at 0 ns
     ("twice INV_T", "cell INV_T is defined twice"),
@@ -243,6 +250,7 @@ def test_a_file_psum_cannot_use_is_one_line_before_any_work(tmp_path, edit, mess
 
 @pytest.mark.parametrize("what, message", [
     ("folder", "liberty file {path} is a folder, not a Liberty file"),  # was "... does not exist"
+    ("fifo", "liberty file {path} is not a regular file (a device, FIFO or socket)"),  # was "... does not exist"
     ("empty", "{path}: not a Liberty file (empty)"),
     ("binary", "{path}: not a Liberty file (not text: byte 0x80 at offset 128 is not UTF-8)"),  # the codec's words
 ])
@@ -250,11 +258,18 @@ def test_a_path_that_is_no_liberty_text_is_one_line(tmp_path, what, message):
     path = tmp_path / "my.lib"
     if what == "folder":
         path.mkdir()
+    elif what == "fifo":
+        os.mkfifo(path)
     else:
         path.write_bytes(b"" if what == "empty" else bytes(range(256)))
     with pytest.raises(PsumError) as e:
         read_liberty(path)
     assert str(e.value) == message.format(path=path)
+
+
+def test_an_empty_name_is_not_the_working_folder():
+    with pytest.raises(ValueError, match=r"^liberty file name is empty$"):  # was "liberty file . is a folder"
+        read_liberty("")
 
 
 def test_the_files_own_units_and_scalar_tables_still_read(tmp_path):

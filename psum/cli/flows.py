@@ -37,7 +37,7 @@ def register(sub) -> None:
     p.add_argument("--breakdown", action="store_true",
                    help="area, energy and the critical path per datapath stage (multiplier, align, adder, "
                         "normalise, round, specials, register) from a hierarchical synthesis")
-    p.add_argument("--liberty", metavar="FILE.lib", default=None,
+    p.add_argument("--liberty", type=text, metavar="FILE.lib", default=None,
                    help="map onto this Liberty library (NLDM timing with slew, internal and leakage power, "
                         "area) instead of psum45")
     p.add_argument("--clock-ns", type=float, default=None, metavar="T",
