@@ -60,10 +60,9 @@ def _cmd_report(args) -> int:
         kw["per_layer"] = False
     if args.per_layer:
         kw["per_layer"] = True
-    # the iso comparison runs at --iso-clock-ns, else at --clock-ns, else at 5 ns
-    iso_clock = args.iso_clock_ns if args.iso_clock_ns is not None else args.clock_ns or 5.0
+    # the iso comparison runs at --iso-clock-ns, else at --clock-ns, else at 5 ns (ReportConfig's default)
     kw.update(iso=not args.no_iso, iso_macs=32 if args.iso_macs is None else args.iso_macs,
-              iso_clock_ns=iso_clock, glitch=not args.no_glitch, liberty=args.liberty, clock_ns=args.clock_ns, breakdown=not args.no_breakdown)
+              iso_clock_ns=args.iso_clock_ns, glitch=not args.no_glitch, liberty=args.liberty, clock_ns=args.clock_ns, breakdown=not args.no_breakdown)
     if args.mx:
         kw["mx"] = args.mx
     cfg = ReportConfig.quick(**kw) if args.quick else ReportConfig(**kw)
