@@ -572,6 +572,14 @@ def read_liberty(path) -> Library:
             if ff.get("clear") is not None or ff.get("preset") is not None or not re.fullmatch(r"\w+", nxt) \
                     or not re.fullmatch(r"\w+", clk) or not q:
                 continue  # a flop with reset/set/enable or an inverted clock: the flow never maps to it
+            pins = [p for p, _ in inputs]
+            for attr, pin in (("next_state", nxt), ("clocked_on", clk)):
+                if pin not in pins:  # Yosys failed after the synthesis, or the clock arc was "missing"
+                    raise PsumError(f"{path}: cell {name}: ff {attr} {pin!r} names no input pin of the cell "
+                                    f"(inputs: {', '.join(pins) or 'none'})")
+            if not any(setup):  # the timing would add no setup time: the path came out shorter
+                raise PsumError(f"{path}: cell {name} has no setup_rising rise_constraint or fall_constraint table "
+                                f"on {nxt}; psum times the register's setup from the file's NLDM tables")
             timed.append((name, arcs, q[0], [clk]))
             cells[name] = LibCell(name, area, tuple(inputs), q[0],
                                   tuple([q[0]] + [o for o in outputs if functions.get(o) == iqn]), nxt, "",
