@@ -471,13 +471,15 @@ def read_liberty(path) -> Library:
                             f"finite number")
         return a
 
-    templates = {}
+    templates, variables = {}, {}
     for g in [*lib.get_groups("lu_table_template"), *lib.get_groups("power_lut_template")]:
         names = []
         for k in ("variable_1", "variable_2"):
             v = _text(g.get(k, ""))
             names.append("slew" if v in _SLEW_VARS else "load" if v in _LOAD_VARS else
                          "related" if v in _RELATED_VARS else "")
+            if v and not names[-1]:
+                variables[(_text(g.args[0]) if g.args else "", k)] = v
         where = f"{g.group_name} {_text(g.args[0]) if g.args else ''}".rstrip()
         idx = [tuple(array(g, k, where).ravel()) if g.get(k) is not None else () for k in ("index_1", "index_2")]
         templates[_text(g.args[0]) if g.args else ""] = (names, idx)
@@ -492,6 +494,11 @@ def read_liberty(path) -> Library:
         names, idx = templates.get(name, (["slew", "load"], [(), ()]))
         own = [tuple(array(g, k, where).ravel()) if g.get(k) is not None else None for k in ("index_1", "index_2")]
         idx = [o if o is not None else i for o, i in zip(own, idx)]
+        for k, i in zip(("variable_1", "variable_2"), idx):
+            if i and (name, k) in variables:  # ABC failed on it after the synthesis; psum read it as a slew
+                known = ", ".join(_SLEW_VARS + _LOAD_VARS + _RELATED_VARS)
+                raise PsumError(f"{path}: {where}: its template {name!r} has {k} {variables[(name, k)]!r}, which psum "
+                                f"does not read (one of {known})")
         if g.get("values") is None:
             raise PsumError(f"{path}: {where} has no values")
         raw = array(g, "values", where)

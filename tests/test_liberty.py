@@ -206,6 +206,7 @@ def _edited(text: str, edit: str) -> str:
                              'index_1 ("0.11, 0.01");\n    index_2 ("1.0, 5.0");\n  }\n  power'),
         "function pin": ('function : "!(A1 & A2)";', 'function : "!(A1 & B)";'),
         "ff next_state": ('next_state : "D";', 'next_state : "DX";'),
+        "template variable": ("variable_1 : input_net_transition;", "variable_1 : input_voltage;"),
         "ff clocked_on": ('clocked_on : "CK";', 'clocked_on : "CLK";'),
         "function implicit and": ('function : "!(A1 & A2)";', 'function : "!(A1 A2)";'),
         "function operator": ('function : "!(A1 & A2)";', 'function : "!(A1 @ A2)";'),
@@ -237,6 +238,9 @@ def _edited(text: str, edit: str) -> str:
                           "0, 1, !, &, |, ^ and parentheses)"),  # named neither file nor cell, and showed ~(A1 @ A2)
     ("NOR2_T untimed", "cell NOR2_T has no cell_rise or cell_fall table from pin A1 to ZN; psum times every arc "
                        "from the file's NLDM tables"),  # ABC mapped 214 NOR2_T, each timed at 0 ns
+    ("template variable", "cell INV_T: pin ZN cell_rise: its template 'delay_2x2' has variable_1 'input_voltage', "
+                          "which psum does not read (one of input_net_transition, input_transition_time, "
+                          "constrained_pin_transition, total_output_net_capacitance, related_pin_transition)"),
     ("ff next_state", "cell DFF_T: ff next_state 'DX' names no input pin of the cell (inputs: D, CK)"),  # Yosys failed
     ("ff clocked_on", "cell DFF_T: ff clocked_on 'CLK' names no input pin of the cell (inputs: D, CK)"),
     ("DFF_T without setup", "cell DFF_T has no setup_rising rise_constraint or fall_constraint table on D; psum times "
