@@ -280,6 +280,18 @@ def test_a_path_that_is_no_liberty_text_is_one_line(tmp_path, what, message):
     assert str(e.value) == message.format(path=path)
 
 
+def test_a_library_without_timing_tables_is_refused_not_timed_at_zero():
+    """psum45.lib (psum's own cells: areas and functions, its delays are a linear model in
+    psum.flows.cells) has no NLDM tables; as --liberty it printed "delay 0" and "slack +1.000 ns,
+    met" at a 1 ns clock."""
+    from psum.flows.synth import LIB_PATH
+
+    with pytest.raises(PsumError) as e:
+        read_liberty(LIB_PATH)
+    assert str(e.value) == (f"{LIB_PATH}: cell DFF_X1 has no setup_rising rise_constraint or fall_constraint table on "
+                            f"D; psum times the register's setup from the file's NLDM tables")
+
+
 def test_an_empty_name_is_not_the_working_folder():
     with pytest.raises(ValueError, match=r"^liberty file name is empty$"):  # was "liberty file . is a folder"
         read_liberty("")
