@@ -570,7 +570,7 @@ def estimate_glitch(netlist, spec, *, workdir, n_outputs: int = 16, seed: int = 
         from psum.hw.verify.streams import conv_streams_from_digits
 
         streams = conv_streams_from_digits(spec, n_outputs, seed)
-        if lanes(spec) > 1:
+        if lanes(spec) > 1 and not spec.blocked:  # as estimate_power: block streams are whole blocks already
             streams = _merge_streams(streams, spec.order.p or lanes(spec))
     stim = build_stimulus(spec, streams, seed=seed)
     settled, counts, dmax, clock_ns = simulate_glitches(netlist, stim, workdir)
