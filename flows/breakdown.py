@@ -372,7 +372,14 @@ def breakdown_markdown(results, *, title: str = "Where area, delay and energy go
     """
     from psum.hw.float_parts import STAGES
 
+    if isinstance(results, (str, Breakdown)) or not hasattr(results, "__iter__"):
+        raise TypeError(f"breakdown_markdown takes a list of Breakdown results, not {type(results).__name__} "
+                        f"{results!r}"[:200])
     results = list(results)
+    for b in results:
+        if not isinstance(b, Breakdown):
+            raise TypeError(f"breakdown_markdown takes Breakdown results (from psum.flows.breakdown.breakdown), not "
+                            f"{type(b).__name__} {b!r}"[:200])
     if not results:
         return ""
     names = [g for g in (*STAGES, *ENERGY_ONLY) if any(b.stage(g)["cells"] or b.stage(g)["energy_fj"]

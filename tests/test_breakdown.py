@@ -118,6 +118,20 @@ def test_bad_options_messages():
         breakdown(SMALL_FLOAT, n_outputs=0)
 
 
+@pytest.mark.parametrize("results, message", [
+    ("x", "breakdown_markdown takes a list of Breakdown results, not str 'x'"),
+    ([None], "breakdown_markdown takes Breakdown results (from psum.flows.breakdown.breakdown), not NoneType None"),
+    (None, "breakdown_markdown takes a list of Breakdown results, not NoneType None"),
+])
+def test_breakdown_markdown_refuses_what_is_no_breakdown(results, message):
+    """Each was an AttributeError or 'object is not iterable' from inside the table."""
+    from psum.flows.breakdown import breakdown_markdown
+
+    with pytest.raises(TypeError) as e:
+        breakdown_markdown(results)
+    assert str(e.value) == message
+
+
 # -- real runs ------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_breakdown_small_float(tmp_path, capsys):
