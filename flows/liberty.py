@@ -61,8 +61,10 @@ __all__ = ["MODEL_VERSION", "Table", "Arc", "LibCell", "Library", "read_liberty"
            "unateness", "arc_delay", "arc_edges", "setup_time", "internal_energy", "clock_energy", "instance_edge_delays"]
 
 #: Version of the Liberty timing and power model; part of every cache key of a Liberty result
-#: (2: rise and fall timed apart by timing_sense; 1: the larger of rise and fall per arc).
-MODEL_VERSION = 2
+#: (3: the ideal input/clock slew converted to ns, which changes every figure of a library whose
+#: time_unit is not 1ns; 2: rise and fall timed apart by timing_sense; 1: the larger of rise and
+#: fall per arc).
+MODEL_VERSION = 3
 
 #: The output edges, in the order of every (rise, fall) pair of this module.
 EDGES = ("rise", "fall")
@@ -484,7 +486,8 @@ def read_liberty(path) -> Library:
         idx = [tuple(array(g, k, where).ravel()) if g.get(k) is not None else () for k in ("index_1", "index_2")]
         templates[_text(g.args[0]) if g.args else ""] = (names, idx)
     slews = [i for names, idx in templates.values() for n, i in zip(names, idx) if n == "slew" and i]
-    input_slew = min(min(i) for i in slews) if slews else 0.0
+    # in ns, as every table's index (the templates hold the file's time unit)
+    input_slew = min(min(i) for i in slews) * t_unit if slews else 0.0
 
     def table(g, scale: float, where: str) -> Table:
         where = f"{where} {g.group_name}"
