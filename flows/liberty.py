@@ -461,6 +461,7 @@ def read_liberty(path) -> Library:
     c_unit = (_number(cap[0], "capacitive_load_unit", path, low=0.0, strict=True)
               * _unit(cap[1], _CAP, "capacitive_load_unit", path))
     l_unit = _unit(lib.get("leakage_power_unit", '"1nW"'), _LEAK, "leakage_power_unit", path)
+    _unit(lib.get("voltage_unit", '"1V"'), {"1v": 1.0}, "voltage_unit", path)  # nom_voltage and energies in V
     vdd = _number(lib.get("nom_voltage", 1.0), "nom_voltage", path, low=0.0, strict=True)
 
     def array(g, key: str, where: str) -> np.ndarray:

@@ -238,6 +238,7 @@ def _edited(text: str, edit: str) -> str:
         "load unit one": ("capacitive_load_unit (1,ff)", "capacitive_load_unit (1)"),
         "load unit zero": ("capacitive_load_unit (1,ff)", "capacitive_load_unit (0,ff)"),
         "vdd zero": ("nom_voltage : 1.0", "nom_voltage : 0"),
+        "millivolts": ('voltage_unit : "1V"', 'voltage_unit : "1mV"'),
         "values nan": (nand_rise, nand_rise.replace('"0.012, 0.036", "0.024, 0.048"', '"nan, nan", "nan, nan"')),
         "values short": (nand_rise, nand_rise.replace('"0.012, 0.036", "0.024, 0.048"', '"0.012", "0.024"')),
         "template unknown": (nand_rise, nand_rise.replace("delay_2x2", "nosuch")),
@@ -264,7 +265,8 @@ def _edited(text: str, edit: str) -> str:
     ("area zero", "cell NAND2_T is a two-input NAND of area 0; psum's gate equivalent is the smallest NAND2's area"),
     ("leakage nan", "cell NAND2_T: leakage is nan; it must be a finite number at least 0"),
     ("load unit zero", "capacitive_load_unit is 0; it must be a finite number above 0"),  # delay nan ns, exit 0
-    ("vdd zero", "nom_voltage is 0; it must be a finite number above 0"),  # energy without the 0.5 C V^2 part
+    ("vdd zero", "nom_voltage is 0; it must be a finite number above 0"),
+    ("millivolts", "voltage_unit '1mV' is not one of 1v"),  # nom_voltage 1100 would have been 1100 V  # energy without the 0.5 C V^2 part
     ("values nan", "cell NAND2_T: pin ZN cell_rise: values holds nan; every figure must be a finite number"),
     ("values short", "cell NAND2_T: pin ZN cell_rise has 2 x 1 values for indices of 2 x 2 points"),
     ("template unknown", "cell NAND2_T: pin ZN cell_rise names the template 'nosuch', which the file does not define"),
