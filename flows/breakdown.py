@@ -336,7 +336,9 @@ def breakdown(spec, *, impl=None, force: bool = False, cache_dir=None, n_outputs
     from .synth import FLOW_VERSION
 
     spec, impl = check(spec, impl)
-    check_int("n_outputs", n_outputs, 1)
+    from .power import POWER_MAX_OUTPUTS
+
+    check_int("n_outputs", n_outputs, 1, POWER_MAX_OUTPUTS)  # before Yosys
     check_int("seed", seed, 0)
     impl = MacImpl.parse(impl)
     if liberty is not None and not hasattr(liberty, "cells"):

@@ -54,7 +54,7 @@ from psum.errors import PsumError
 from .cells import MODELS_PATH
 
 __all__ = ["PowerResult", "build_stimulus", "simulate_nets", "estimate_power", "GlitchResult", "instance_delays",
-           "simulate_glitches", "estimate_glitch", "GLITCH_MAX_OUTPUTS"]
+           "simulate_glitches", "estimate_glitch", "GLITCH_MAX_OUTPUTS", "POWER_MAX_OUTPUTS"]
 
 # The most output elements the timed glitch simulation takes (9 cycles each for a one-lane unit).
 # Why a bound: the timed Icarus run costs about 1 us per net and cycle on psum's development
@@ -63,6 +63,12 @@ __all__ = ["PowerResult", "build_stimulus", "simulate_nets", "estimate_power", "
 # and a bool array of cycles x nets bytes). 4096 outputs (about 37,000 cycles) is a minute or two
 # for such units and tens of MB; --outputs 100000 would run for an hour and need GBs of memory.
 GLITCH_MAX_OUTPUTS = 4096
+
+# Why a bound on the zero-delay proxy too: it writes one line per cycle and net bit (9 cycles per
+# output of the digits conv) and reads them back as a bool array; an fp8 unit at 4096 outputs takes
+# about 25 s and 0.5 GB, so 65536 outputs (the digits conv has 64,692 distinct ones) is minutes and
+# GBs, and --outputs 1000000 built stimulus for 4 minutes after Yosys, then ran into Icarus' timeout.
+POWER_MAX_OUTPUTS = 65536
 
 # Cycle phases of the stimulus.
 WARM, ACTIVE, SETTLE, IDLE = 0, 1, 2, 3
@@ -295,7 +301,7 @@ def estimate_power(netlist, spec, *, workdir, n_outputs: int = 64, seed: int = 0
     PsumError
         If Icarus is missing or the simulation fails.
     """
-    check_int("n_outputs", n_outputs, 1)
+    check_int("n_outputs", n_outputs, 1, POWER_MAX_OUTPUTS)
     check_int("idle_cycles", idle_cycles, 1)
     if streams is None:
         from psum.hw.verify.streams import conv_streams_from_digits

@@ -373,7 +373,9 @@ def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64
     from psum.hw import check
 
     spec, impl = check(spec, impl)  # one-line errors before any work
-    check_int("n_outputs", n_outputs, 1)
+    from .power import POWER_MAX_OUTPUTS
+
+    check_int("n_outputs", n_outputs, 1, POWER_MAX_OUTPUTS)  # before Yosys: the gate-level simulation's bound
     check_int("seed", seed, 0)
     if liberty is not None and not hasattr(liberty, "cells"):
         from .liberty import read_liberty
@@ -475,7 +477,9 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
     if jobs is None:
         jobs = os.cpu_count() or 1
     check_int("jobs", jobs, 1)
-    check_int("n_outputs", n_outputs, 1)
+    from .power import POWER_MAX_OUTPUTS
+
+    check_int("n_outputs", n_outputs, 1, POWER_MAX_OUTPUTS)  # before Yosys: the gate-level simulation's bound
     check_int("seed", seed, 0)
     if liberty is not None and not hasattr(liberty, "cells"):
         from .liberty import read_liberty

@@ -132,8 +132,10 @@ class ReportConfig:
         self._check_types()
         if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or not 0 <= self.tol < 100:
             raise ValueError(f"tol must be a number of percentage points in [0, 100), not {self.tol!r}")
+        from psum.flows.power import POWER_MAX_OUTPUTS
+
         for name, lo, hi in (("max_man", 1, 23), ("sim_cycles", 1, None), ("jobs", 1, None),
-                             ("stats_images", 1, None), ("power_outputs", 1, None)):
+                             ("stats_images", 1, None), ("power_outputs", 1, POWER_MAX_OUTPUTS)):
             check_int(name, getattr(self, name), lo, hi)
         check_int("iso_macs", self.iso_macs, 1)
         if self.glitch:  # the glitch figures simulate power_outputs outputs, after the sweeps

@@ -114,7 +114,7 @@ def test_energy_groups_split_the_energy_by_hand(staged, tmp_path):
 
 # -- bad input ----------------------------------------------------------------------------------
 def test_bad_options_messages():
-    with pytest.raises(ValueError, match=r"^n_outputs must be an integer >= 1, not 0$"):
+    with pytest.raises(ValueError, match=r"^n_outputs must be an integer between 1 and 65536, not 0$"):
         breakdown(SMALL_FLOAT, n_outputs=0)
 
 

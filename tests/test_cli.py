@@ -134,6 +134,9 @@ def test_every_subcommand_is_registered():
      "psum synth: error: liberty file /nonexistent/x.lib does not exist"),
     (["synth", "a=int4,b=int4,acc=int12", "--liberty", "/nonexistent/x.lib", "--breakdown"],
      "psum synth: error: liberty file /nonexistent/x.lib does not exist"),
+    (["synth", "a=int4,b=int4,acc=int12", "--outputs", "1000000"],  # Yosys, then minutes of stimulus, then GBs
+     "psum synth: error: --outputs is at most 65536 (the gate-level simulation's bound: 9 cycles per output, a line "
+     "per cycle and net), not 1000000"),
     (["synth", "a=int4,b=int4,acc=int12", "--breakdown", "--jobs", "4"],  # ignored: one unit at a time
      "psum synth: error: --jobs sets the parallel flat synthesis; --breakdown synthesises one unit at a time (leave "
      "--jobs out, or add --clock-ns, whose figures come from the flat synthesis)"),

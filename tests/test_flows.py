@@ -123,7 +123,7 @@ def test_bad_spec_message(tmp_path):
 
 
 def test_bad_options_messages(tmp_path):
-    with pytest.raises(ValueError, match=r"^n_outputs must be an integer >= 1, not 0$"):
+    with pytest.raises(ValueError, match=r"^n_outputs must be an integer between 1 and 65536, not 0$"):
         synthesize(SMALL, cache_dir=tmp_path, n_outputs=0)
     with pytest.raises(ValueError, match=r"^jobs must be an integer >= 1, not 0$"):
         from psum.flows.synth import synthesize_many
@@ -150,6 +150,27 @@ def test_wrong_types_are_one_line(tmp_path, call, error, message):
     with pytest.raises(error) as e:
         call(tmp_path)
     assert str(e.value) == message
+
+
+def test_the_zero_delay_stimulus_is_bounded_before_any_work(tmp_path):
+    """--outputs 1000000 ran Yosys, then spent 4 minutes building 9 million stimulus cycles for an
+    Icarus run that would write GBs and stop at its 30-minute timeout with a traceback."""
+    from psum.flows.breakdown import breakdown
+    from psum.flows.power import POWER_MAX_OUTPUTS
+    from psum.flows.synth import synthesize_many
+    from psum.reports.report import ReportConfig
+
+    assert POWER_MAX_OUTPUTS == 65536
+    message = "n_outputs must be an integer between 1 and 65536, not 65537"
+    for call in (lambda: synthesize(SMALL, cache_dir=tmp_path, n_outputs=65537),
+                 lambda: synthesize_many([SMALL], cache_dir=tmp_path, n_outputs=65537),
+                 lambda: breakdown(SMALL, cache_dir=tmp_path, n_outputs=65537)):
+        with pytest.raises(ValueError) as e:
+            call()
+        assert str(e.value) == message
+    with pytest.raises(ValueError) as e:
+        ReportConfig(power_outputs=65537, glitch=False)
+    assert str(e.value) == "power_outputs must be an integer between 1 and 65536, not 65537"
 
 
 def test_cli_one_line_error(capsys):

@@ -133,6 +133,12 @@ def _cmd_synth(args) -> int:
     if args.breakdown and args.jobs is not None and args.clock_ns is None:
         raise ValueError("--jobs sets the parallel flat synthesis; --breakdown synthesises one unit at a time "
                          "(leave --jobs out, or add --clock-ns, whose figures come from the flat synthesis)")
+    if args.outputs is not None:
+        from psum.flows.power import POWER_MAX_OUTPUTS
+
+        if args.outputs > POWER_MAX_OUTPUTS:  # before any synthesis
+            raise ValueError(f"--outputs is at most {POWER_MAX_OUTPUTS} (the gate-level simulation's bound: 9 cycles "
+                             f"per output, a line per cycle and net), not {args.outputs}")
     if args.clock_ns is not None:
         from psum.flows.clock import check_clock_ns
 
