@@ -169,6 +169,21 @@ def _input_memories(netlist, stim: dict, workdir: Path):
     return inputs, decl, load, apply
 
 
+#: Seconds an Icarus step of the power proxy or the glitch simulation may run.
+SIM_TIMEOUT_S = 1800
+
+
+def _run(cmd, workdir, what: str):
+    """``cmd`` in ``workdir`` (no orphaned vvp if psum is killed); its time-out is one line, not
+    subprocess's ``TimeoutExpired`` traceback."""
+    try:
+        return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=SIM_TIMEOUT_S,
+                              preexec_fn=dies_with_me())
+    except subprocess.TimeoutExpired:
+        raise PsumError(f"{what} timed out after {SIM_TIMEOUT_S} s ({Path(cmd[0]).name}); "
+                        f"give fewer outputs") from None
+
+
 def simulate_nets(netlist, stim: dict, workdir) -> np.ndarray:
     """Simulate ``netlist`` on ``stim`` with Icarus; settled value of every net after each cycle.
 
@@ -224,8 +239,7 @@ def simulate_nets(netlist, stim: dict, workdir) -> np.ndarray:
         (workdir / "cells.v").write_text(netlist.models_text())
         models = "cells.v"
     for cmd in ([iverilog, "-g2005", "-o", "sim.vvp", "tb.v", "gl.v", models], [vvp, "-n", "sim.vvp"]):
-        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=1800,
-                              preexec_fn=dies_with_me())  # no orphaned vvp if psum is killed
+        proc = _run(cmd, workdir, "gate-level simulation")
         if proc.returncode != 0:
             last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             raise PsumError(f"gate-level simulation failed ({Path(cmd[0]).name}): {last[0]}")
@@ -530,8 +544,7 @@ def simulate_glitches(netlist, stim: dict, workdir) -> tuple[np.ndarray, np.ndar
                                            else netlist.library.models_text(timed=True))
     for cmd in ([iverilog, "-g2005", "-o", "timed.vvp", "tb_timed.v", "gl_timed.v", "cells_timed.v"],
                 [vvp, "-n", "timed.vvp"]):
-        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=1800,
-                              preexec_fn=dies_with_me())
+        proc = _run(cmd, workdir, "timed gate-level simulation")
         if proc.returncode != 0:
             last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             raise PsumError(f"timed gate-level simulation failed ({Path(cmd[0]).name}): {last[0]}")

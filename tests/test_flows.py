@@ -173,6 +173,24 @@ def test_the_zero_delay_stimulus_is_bounded_before_any_work(tmp_path):
     assert str(e.value) == "power_outputs must be an integer between 1 and 65536, not 65537"
 
 
+def test_a_simulation_time_out_is_one_line(tmp_path, monkeypatch):
+    """Icarus past its time-out was subprocess's TimeoutExpired traceback (after 30 minutes)."""
+    import subprocess
+    import types
+
+    from psum.errors import PsumError
+    from psum.flows import power
+
+    def timed_out(cmd, **kw):
+        raise subprocess.TimeoutExpired(cmd, kw.get("timeout"))
+
+    monkeypatch.setattr(power, "subprocess", types.SimpleNamespace(run=timed_out,
+                                                                   TimeoutExpired=subprocess.TimeoutExpired))
+    with pytest.raises(PsumError) as e:
+        synthesize(SMALL, cache_dir=tmp_path, n_outputs=1)
+    assert str(e.value) == "gate-level simulation timed out after 1800 s (iverilog); give fewer outputs"
+
+
 def test_cli_one_line_error(capsys):
     with pytest.raises(SystemExit) as exc:  # refused while parsing (psum.cli.options)
         main(["synth", "a=int8,b=int8,acc=int32", "--jobs", "0"])

@@ -33,7 +33,8 @@ def register(sub) -> None:
                         "~/.cache/psum/synth)")
     p.add_argument("--outputs", type=positive_int, metavar="N",
                    help="output elements of the power proxy's digits conv, 9 MACs each (default: the API's, 64; "
-                        "with --glitch at most 4096, the timed simulation's bound, about 1 us per net and cycle)")
+                        "at most 65536; with --glitch at most 4096, the timed simulation's bound, about 1 us per net "
+                        "and cycle)")
     p.add_argument("--breakdown", action="store_true",
                    help="area, energy and the critical path per datapath stage (multiplier, align, adder, "
                         "normalise, round, specials, register) from a hierarchical synthesis")
