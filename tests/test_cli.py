@@ -134,6 +134,15 @@ def test_every_subcommand_is_registered():
      "psum synth: error: liberty file /nonexistent/x.lib does not exist"),
     (["synth", "a=int4,b=int4,acc=int12", "--liberty", "/nonexistent/x.lib", "--breakdown"],
      "psum synth: error: liberty file /nonexistent/x.lib does not exist"),
+    # a silicon option given twice: argparse kept the last one (--impl pipeline=1 --impl multiplier=booth
+    # built an unpipelined unit)
+    (["verilog", "a=e2m1,b=e2m1,acc=e3m2", "--impl", "pipeline=1", "--impl", "multiplier=booth"],
+     "psum verilog: error: argument --impl: given twice ('pipeline=1', then 'multiplier=booth'); give it once "
+     "(--impl takes KEY=VALUE,KEY=VALUE)"),
+    (["synth", "a=int4,b=int4,acc=int12", "--clock-ns", "1", "--clock-ns", "2"],
+     "psum synth: error: argument --clock-ns: given twice (1.0, then 2.0); give it once"),
+    (["report", "--liberty", "a.lib", "--liberty", "b.lib"],
+     "psum report: error: argument --liberty: given twice ('a.lib', then 'b.lib'); give it once"),
     (["synth", "a=int4,b=int4,acc=int12", "--outputs", "1000000"],  # Yosys, then minutes of stimulus, then GBs
      "psum synth: error: --outputs is at most 65536 (the gate-level simulation's bound: 9 cycles per output, a line "
      "per cycle and net), not 1000000"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from .options import positive_int, text
+from .options import Once, positive_int, text
 
 __all__ = ["register", "format_result", "format_breakdown", "format_clock", "format_glitch"]
 
@@ -38,10 +38,10 @@ def register(sub) -> None:
     p.add_argument("--breakdown", action="store_true",
                    help="area, energy and the critical path per datapath stage (multiplier, align, adder, "
                         "normalise, round, specials, register) from a hierarchical synthesis")
-    p.add_argument("--liberty", type=text, metavar="FILE.lib", default=None,
+    p.add_argument("--liberty", type=text, metavar="FILE.lib", default=None, action=Once,
                    help="map onto this Liberty library (NLDM timing with slew, internal and leakage power, "
                         "area) instead of psum45")
-    p.add_argument("--clock-ns", type=float, default=None, metavar="T",
+    p.add_argument("--clock-ns", type=float, default=None, metavar="T", action=Once,
                    help="clock period: print slack, the fastest clock, energy per MAC, power and throughput at T")
     p.add_argument("--glitch", action="store_true",
                    help="also a timed gate simulation with the library's cell delays (psum45 linear, or "
