@@ -32,7 +32,8 @@ def register(sub) -> None:
                    help="result cache, a folder (created if missing; default: $PSUM_CACHE_DIR/synth, else "
                         "~/.cache/psum/synth)")
     p.add_argument("--outputs", type=positive_int, metavar="N",
-                   help="output elements of the power proxy's digits conv, 9 MACs each (default: the API's, 64; "
+                   help="output elements of the power proxy's digits conv, 9 MACs each (a block-scaled unit's: digits "
+                        "linear outputs of 64 MACs) (default: the API's, 64; "
                         "at most 65536; with --glitch at most 4096, the timed simulation's bound, about 1 us per net "
                         "and cycle)")
     p.add_argument("--breakdown", action="store_true",
