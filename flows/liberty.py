@@ -535,7 +535,7 @@ def read_liberty(path) -> Library:
             continue  # never mapped by the flow (no latches are inferred); skipped, not refused
         ffs = cg.get_groups("ff")
         inputs, outputs, functions, arcs, power, setup = [], [], {}, {}, {}, ()
-        clock = ""
+        clock, tristate = "", False
         for pg in cg.get_groups("pin"):
             pin = _text(pg.args[0])
             d = _text(pg.get("direction", ""))
@@ -546,6 +546,7 @@ def read_liberty(path) -> Library:
                     clock = pin
             elif d == "output":
                 outputs.append(pin)
+                tristate = tristate or pg.get("three_state") is not None
                 if pg.get("function") is not None:
                     functions[pin] = _text(pg["function"])
             for tg in pg.get_groups("timing"):
@@ -554,17 +555,22 @@ def read_liberty(path) -> Library:
                 if kind == "setup_rising":
                     setup = tuple(table(tg.get_group(k), t_unit, f"cell {name}: pin {pin}") if tg.get_groups(k)
                                   else None for k in ("rise_constraint", "fall_constraint"))
-                elif kind in ("combinational", "rising_edge"):
+                elif kind in ("combinational", "combinational_rise", "combinational_fall", "rising_edge"):
                     sense = _text(tg.get("timing_sense", ""))
                     if kind == "rising_edge":
                         sense = "non_unate"
                     elif sense not in ("positive_unate", "negative_unate", "non_unate"):
                         sense = ""  # read off the function once every pin is known (below)
                     for r in rel.split():  # related_pin may name several pins
-                        arcs[(pin, r)] = Arc(sense, *(table(tg.get_group(k), t_unit, f"cell {name}: pin {pin}")
-                                                      if tg.get_groups(k) else None
-                                                      for k in ("cell_rise", "cell_fall", "rise_transition",
-                                                                "fall_transition")))
+                        arc = Arc(sense, *(table(tg.get_group(k), t_unit, f"cell {name}: pin {pin}")
+                                           if tg.get_groups(k) else None
+                                           for k in ("cell_rise", "cell_fall", "rise_transition", "fall_transition")))
+                        old = arcs.get((pin, r))
+                        if old is not None:  # combinational_rise + combinational_fall: one arc, both edges' tables
+                            tables = ("cell_rise", "cell_fall", "rise_transition", "fall_transition")
+                            arc = Arc(arc.sense or old.sense, *(getattr(arc, k) if getattr(arc, k) is not None
+                                                                else getattr(old, k) for k in tables))
+                        arcs[(pin, r)] = arc
             for ig in pg.get_groups("internal_power"):
                 rel = _text(ig.get("related_pin", pin))
                 for r in rel.split():
@@ -596,8 +602,8 @@ def read_liberty(path) -> Library:
                                   tuple([q[0]] + [o for o in outputs if functions.get(o) == iqn]), nxt, "",
                                   True, clk, leak, arcs, power, setup)
             continue
-        if len(outputs) != 1 or outputs[0] not in functions:
-            continue  # multi-output or function-less cells (adders, tie, fillers): ABC maps none
+        if len(outputs) != 1 or outputs[0] not in functions or tristate:
+            continue  # multi-output, function-less or three-state cells (adders, fillers, TBUF): ABC maps none
         out = outputs[0]
         try:
             verilog = _verilog_of(functions[out], name)
@@ -607,7 +613,8 @@ def read_liberty(path) -> Library:
                                    repr(functions[out]))
             raise PsumError(msg if msg.startswith(f"{path}: ") else
                             f"{path}: {msg if msg.startswith('cell ') else f'cell {name}: {msg}'}") from None
-        timed.append((name, arcs, out, [p for p, _ in inputs]))
+        used = {n.id for n in ast.walk(_boolean_ast(verilog)) if isinstance(n, ast.Name)}
+        timed.append((name, arcs, out, [p for p, _ in inputs if p in used]))  # the pins the function reads
         for (o, r), arc in list(arcs.items()):
             if not arc.sense:
                 arcs[(o, r)] = dataclasses.replace(arc, sense=unateness(verilog, [p for p, _ in inputs], r))

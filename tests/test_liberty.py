@@ -333,6 +333,44 @@ def test_a_library_without_timing_tables_is_refused_not_timed_at_zero():
                             f"D; psum times the register's setup from the file's NLDM tables")
 
 
+def test_split_arcs_three_state_cells_and_unused_pins_still_read(tmp_path):
+    """What a real library holds must not trip the checks above: a combinational_rise and a
+    combinational_fall group of one arc are one arc with both edges' tables (they were not read: 0 ns);
+    a three-state buffer is skipped as ABC skips it; a pin the function does not read needs no arc."""
+    text = LIB.read_text()
+    nand = text[text.index("  cell (NAND2_T)"):text.index("  cell (NOR2_T)")]
+    split = nand.replace("""        timing_sense : negative_unate;
+        cell_rise (delay_2x2) { values ("0.012, 0.036", "0.024, 0.048"); }
+        cell_fall (delay_2x2) { values ("0.014, 0.038", "0.026, 0.050"); }
+        rise_transition (delay_2x2) { values ("0.012, 0.060", "0.036, 0.084"); }
+        fall_transition (delay_2x2) { values ("0.014, 0.062", "0.038, 0.086"); }""", """        timing_sense : negative_unate;
+        timing_type : combinational_rise;
+        cell_rise (delay_2x2) { values ("0.012, 0.036", "0.024, 0.048"); }
+        rise_transition (delay_2x2) { values ("0.012, 0.060", "0.036, 0.084"); }
+      }
+      timing () {
+        related_pin : "A1";
+        timing_sense : negative_unate;
+        timing_type : combinational_fall;
+        cell_fall (delay_2x2) { values ("0.014, 0.038", "0.026, 0.050"); }
+        fall_transition (delay_2x2) { values ("0.014, 0.062", "0.038, 0.086"); }""")
+    assert split != nand
+    tbuf = ("  cell (TBUF_T) {\n    area : 1.0;\n    pin (A) { direction : input; capacitance : 1.0; }\n"
+            "    pin (EN) { direction : input; capacitance : 1.0; }\n"
+            '    pin (Z) { direction : output; function : "A"; three_state : "!EN"; }\n  }\n')
+    unused = ("  cell (INVX_T) {\n    area : 0.5;\n    pin (A) { direction : input; capacitance : 1.0; }\n"
+              "    pin (NC) { direction : input; capacitance : 1.0; }\n"
+              '    pin (ZN) { direction : output; function : "!A";\n      timing () { related_pin : "A"; '
+              'cell_rise (delay_2x2) { values ("0.010, 0.030", "0.020, 0.040"); } } }\n  }\n')
+    path = tmp_path / "real.lib"
+    path.write_text(text.replace(nand, split + tbuf + unused))
+    lib = read_liberty(path)
+    assert "TBUF_T" not in lib.cells and "INVX_T" in lib.cells
+    whole, parts = read_liberty(LIB).cells["NAND2_T"].arcs[("ZN", "A1")], lib.cells["NAND2_T"].arcs[("ZN", "A1")]
+    for edge in ("rise", "fall"):
+        assert parts.delay(edge, 0.05, 3.0) == pytest.approx(whole.delay(edge, 0.05, 3.0))
+
+
 def test_an_empty_name_is_not_the_working_folder():
     with pytest.raises(ValueError, match=r"^liberty file name is empty$"):  # was "liberty file . is a folder"
         read_liberty("")
