@@ -537,6 +537,10 @@ def read_liberty(path) -> Library:
         inputs, outputs, functions, arcs, power, setup = [], [], {}, {}, {}, ()
         clock, tristate = "", False
         for pg in cg.get_groups("pin"):
+            if len(pg.args) != 1:  # Liberty allows pin (A1, A2) { ... }; psum read A1 only, Yosys fails on it
+                raise PsumError(f"{path}: cell {name}: pin ({', '.join(map(_text, pg.args))}) declares "
+                                f"{len(pg.args)} pins in one group, which the synthesis (Yosys, ABC) does not read; "
+                                f"write one pin group per pin")
             pin = _text(pg.args[0])
             d = _text(pg.get("direction", ""))
             if d == "input":

@@ -371,6 +371,21 @@ def test_split_arcs_three_state_cells_and_unused_pins_still_read(tmp_path):
         assert parts.delay(edge, 0.05, 3.0) == pytest.approx(whole.delay(edge, 0.05, 3.0))
 
 
+def test_one_pin_group_for_several_pins(tmp_path):
+    """pin (A1, A2) { ... } declares both pins (Liberty), but psum read A1 only and Yosys failed on
+    the file after the generic synthesis ("outputs missing"): refused when read."""
+    text = LIB.read_text()
+    two = ("    pin (A1) { direction : input; capacitance : 1.5; }\n"
+           "    pin (A2) { direction : input; capacitance : 1.5; }\n")
+    assert two in text
+    path = tmp_path / "grouped.lib"
+    path.write_text(text.replace(two, "    pin (A1, A2) { direction : input; capacitance : 1.5; }\n"))
+    with pytest.raises(PsumError) as e:
+        read_liberty(path)
+    assert str(e.value) == (f"{path}: cell NAND2_T: pin (A1, A2) declares 2 pins in one group, which the synthesis "
+                            f"(Yosys, ABC) does not read; write one pin group per pin")
+
+
 def test_an_empty_name_is_not_the_working_folder():
     with pytest.raises(ValueError, match=r"^liberty file name is empty$"):  # was "liberty file . is a folder"
         read_liberty("")
