@@ -535,7 +535,7 @@ def read_liberty(path) -> Library:
             continue  # never mapped by the flow (no latches are inferred); skipped, not refused
         ffs = cg.get_groups("ff")
         inputs, outputs, functions, arcs, power, setup = [], [], {}, {}, {}, ()
-        clock, tristate = "", False
+        clock, tristate, others = "", False, []
         for pg in cg.get_groups("pin"):
             if len(pg.args) != 1:  # Liberty allows pin (A1, A2) { ... }; psum read A1 only, Yosys fails on it
                 raise PsumError(f"{path}: cell {name}: pin ({', '.join(map(_text, pg.args))}) declares "
@@ -553,6 +553,8 @@ def read_liberty(path) -> Library:
                 tristate = tristate or pg.get("three_state") is not None
                 if pg.get("function") is not None:
                     functions[pin] = _text(pg["function"])
+            else:  # inout (pads), internal
+                others.append(pin)
             for tg in pg.get_groups("timing"):
                 rel = _text(tg.get("related_pin", ""))
                 kind = _text(tg.get("timing_type", "combinational"))
@@ -611,6 +613,8 @@ def read_liberty(path) -> Library:
         out = outputs[0]
         try:
             verilog = _verilog_of(functions[out], name)
+            if {n.id for n in ast.walk(_boolean_ast(verilog)) if isinstance(n, ast.Name)} & set(others):
+                continue  # a function of an inout or internal pin (a pad): ABC maps no such cell
             _check_function(path, name, verilog, functions[out], [p for p, _ in inputs])
         except PsumError as exc:  # one line naming the file and the cell, with the function as written
             msg = str(exc).replace(repr(functions[out].replace("!", "~").replace("*", "&").replace("+", "|")),

@@ -336,7 +336,8 @@ def test_a_library_without_timing_tables_is_refused_not_timed_at_zero():
 def test_split_arcs_three_state_cells_and_unused_pins_still_read(tmp_path):
     """What a real library holds must not trip the checks above: a combinational_rise and a
     combinational_fall group of one arc are one arc with both edges' tables (they were not read: 0 ns);
-    a three-state buffer is skipped as ABC skips it; a pin the function does not read needs no arc."""
+    a three-state buffer and a pad (a function of an inout pin) are skipped as ABC skips them; a pin
+    the function does not read needs no arc."""
     text = LIB.read_text()
     nand = text[text.index("  cell (NAND2_T)"):text.index("  cell (NOR2_T)")]
     split = nand.replace("""        timing_sense : negative_unate;
@@ -362,10 +363,12 @@ def test_split_arcs_three_state_cells_and_unused_pins_still_read(tmp_path):
               "    pin (NC) { direction : input; capacitance : 1.0; }\n"
               '    pin (ZN) { direction : output; function : "!A";\n      timing () { related_pin : "A"; '
               'cell_rise (delay_2x2) { values ("0.010, 0.030", "0.020, 0.040"); } } }\n  }\n')
+    pad = ("  cell (PAD_T) {\n    area : 9.0;\n    pin (PAD) { direction : inout; capacitance : 3.0; }\n"
+           '    pin (Y) { direction : output; function : "PAD"; }\n  }\n')
     path = tmp_path / "real.lib"
-    path.write_text(text.replace(nand, split + tbuf + unused))
+    path.write_text(text.replace(nand, split + tbuf + unused + pad))
     lib = read_liberty(path)
-    assert "TBUF_T" not in lib.cells and "INVX_T" in lib.cells
+    assert "TBUF_T" not in lib.cells and "PAD_T" not in lib.cells and "INVX_T" in lib.cells
     whole, parts = read_liberty(LIB).cells["NAND2_T"].arcs[("ZN", "A1")], lib.cells["NAND2_T"].arcs[("ZN", "A1")]
     for edge in ("rise", "fall"):
         assert parts.delay(edge, 0.05, 3.0) == pytest.approx(whole.delay(edge, 0.05, 3.0))
