@@ -533,6 +533,8 @@ def read_liberty(path) -> Library:
         seen.add(name)
         if cg.get_groups("latch") or cg.get_groups("statetable"):
             continue  # never mapped by the flow (no latches are inferred); skipped, not refused
+        if _text(cg.get("dont_use", "false")).lower() == "true":
+            continue  # Yosys' dfflibmap and abc never map to it: not counted as usable, not checked
         ffs = cg.get_groups("ff")
         inputs, outputs, functions, arcs, power, setup = [], [], {}, {}, {}, ()
         clock, tristate, others = "", False, []

@@ -374,6 +374,20 @@ def test_split_arcs_three_state_cells_and_unused_pins_still_read(tmp_path):
         assert parts.delay(edge, 0.05, 3.0) == pytest.approx(whole.delay(edge, 0.05, 3.0))
 
 
+def test_dont_use_cells_are_not_the_librarys(tmp_path):
+    """Yosys never maps to a dont_use cell: its only flip-flop dont_use failed in Yosys after the
+    synthesis; a dont_use cell without timing needs none."""
+    text = LIB.read_text()
+    path = tmp_path / "dont_use.lib"
+    path.write_text(text.replace("  cell (DFF_T) {\n", "  cell (DFF_T) {\n    dont_use : true;\n"))
+    with pytest.raises(PsumError, match="no plain rising-edge D flip-flop"):
+        read_liberty(path)
+    nor = text[text.index("  cell (NOR2_T)"):text.index("  cell (DFF_T)")]
+    untimed = re.sub(r"      timing \(\) \{.*?\n      \}\n", "", nor, flags=re.S)
+    path.write_text(text.replace(nor, untimed.replace("  cell (NOR2_T) {\n", "  cell (NOR2_T) {\n    dont_use : true;\n")))
+    assert "NOR2_T" not in read_liberty(path).cells
+
+
 def test_one_pin_group_for_several_pins(tmp_path):
     """pin (A1, A2) { ... } declares both pins (Liberty), but psum read A1 only and Yosys failed on
     the file after the generic synthesis ("outputs missing"): refused when read."""
