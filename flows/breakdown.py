@@ -172,8 +172,11 @@ def _run(work: Path, top: str, liberty=None) -> None:
 
     (work / "breakdown.ys").write_text(_script(work, top, liberty))
     env = dict(os.environ, YOWASP_MOUNT="/h=/")
-    proc = subprocess.run(yosys_command() + ["-q", "-s", _host(work / "breakdown.ys")], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=3600)
+    try:
+        proc = subprocess.run(yosys_command() + ["-q", "-s", _host(work / "breakdown.ys")], cwd=work, env=env,
+                              capture_output=True, text=True, timeout=3600)
+    except subprocess.TimeoutExpired:  # one line, as psum.flows.synth's Yosys run, not a traceback
+        raise PsumError(f"yosys timed out after 3600 s on {top}") from None
     if proc.returncode != 0 or not (work / "hier.json").exists() or not (work / "flat.txt").exists():
         text = (proc.stderr + proc.stdout).strip().splitlines()
         last = next((ln for ln in text if "ERROR" in ln), text[-1] if text else f"exit code {proc.returncode}")
@@ -336,7 +339,9 @@ def breakdown(spec, *, impl=None, force: bool = False, cache_dir=None, n_outputs
     from .synth import FLOW_VERSION
 
     spec, impl = check(spec, impl)
-    check_int("n_outputs", n_outputs, 1)
+    from .power import POWER_MAX_OUTPUTS
+
+    check_int("n_outputs", n_outputs, 1, POWER_MAX_OUTPUTS)  # before Yosys
     check_int("seed", seed, 0)
     impl = MacImpl.parse(impl)
     if liberty is not None and not hasattr(liberty, "cells"):
@@ -372,7 +377,14 @@ def breakdown_markdown(results, *, title: str = "Where area, delay and energy go
     """
     from psum.hw.float_parts import STAGES
 
+    if isinstance(results, (str, Breakdown)) or not hasattr(results, "__iter__"):
+        raise TypeError(f"breakdown_markdown takes a list of Breakdown results, not {type(results).__name__} "
+                        f"{results!r}"[:200])
     results = list(results)
+    for b in results:
+        if not isinstance(b, Breakdown):
+            raise TypeError(f"breakdown_markdown takes Breakdown results (from psum.flows.breakdown.breakdown), not "
+                            f"{type(b).__name__} {b!r}"[:200])
     if not results:
         return ""
     names = [g for g in (*STAGES, *ENERGY_ONLY) if any(b.stage(g)["cells"] or b.stage(g)["energy_fj"]

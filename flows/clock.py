@@ -63,14 +63,23 @@ class ClockReport:
         return dataclasses.asdict(self)
 
 
+#: The shortest clock period psum takes, ns: 1 ps. Why a bound: no logic gate switches faster, and
+#: below it the figures at the clock (MHz, uW) print as hundreds of digits.
+MIN_CLOCK_NS = 1e-3
+
+
 def check_clock_ns(clock_ns) -> float:
-    """``clock_ns`` as a float, or ValueError if it is not a positive finite number of ns."""
+    """``clock_ns`` as a float, or ValueError if it is not a finite number of ns of at least
+    :data:`MIN_CLOCK_NS`."""
     try:
         t = float(clock_ns)
     except (TypeError, ValueError):
         t = math.nan
     if isinstance(clock_ns, bool) or not (math.isfinite(t) and t > 0):
         raise ValueError(f"clock period must be a positive number of ns, not {clock_ns!r}")
+    if t < MIN_CLOCK_NS:
+        raise ValueError(f"clock period must be at least {MIN_CLOCK_NS:g} ns (1 ps: no logic gate switches faster), "
+                         f"not {clock_ns!r}")
     return t
 
 
@@ -90,9 +99,13 @@ def at_clock(result, clock_ns) -> ClockReport:
     Raises
     ------
     ValueError
-        If ``clock_ns`` is not a positive finite number.
+        If ``clock_ns`` is not a finite number of at least :data:`MIN_CLOCK_NS` ns.
+    TypeError
+        If ``result`` is not a synthesis result.
     """
     t = check_clock_ns(clock_ns)
+    if not all(hasattr(result, k) for k in ("delay_ns", "power", "macs_per_cycle", "active_fj_per_cycle")):
+        raise TypeError(f"result must be a psum.flows.synth.SynthResult (from synthesize), not {type(result).__name__}")
     delay = result.delay_ns
     slack = t - delay
     leak_uw = result.power.get("leakage_nw", 0.0) * 1e-3

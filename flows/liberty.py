@@ -48,6 +48,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import hashlib
+import math
+import os
 import re
 from pathlib import Path
 
@@ -55,12 +57,14 @@ import numpy as np
 
 from psum.errors import PsumError
 
-__all__ = ["MODEL_VERSION", "Table", "Arc", "LibCell", "Library", "read_liberty", "unateness", "arc_delay", "arc_edges",
-           "setup_time", "internal_energy", "clock_energy", "instance_edge_delays"]
+__all__ = ["MODEL_VERSION", "Table", "Arc", "LibCell", "Library", "read_liberty", "check_path", "check_usable",
+           "unateness", "arc_delay", "arc_edges", "setup_time", "internal_energy", "clock_energy", "instance_edge_delays"]
 
 #: Version of the Liberty timing and power model; part of every cache key of a Liberty result
-#: (2: rise and fall timed apart by timing_sense; 1: the larger of rise and fall per arc).
-MODEL_VERSION = 2
+#: (3: the ideal input/clock slew converted to ns, which changes every figure of a library whose
+#: time_unit is not 1ns; 2: rise and fall timed apart by timing_sense; 1: the larger of rise and
+#: fall per arc).
+MODEL_VERSION = 3
 
 #: The output edges, in the order of every (rise, fall) pair of this module.
 EDGES = ("rise", "fall")
@@ -357,6 +361,65 @@ def _unit(value, table: dict, what: str, path) -> float:
     return table[key]
 
 
+def _number(value, what: str, path, *, low: float | None = None, strict: bool = False) -> float:
+    """``value`` (a Liberty attribute) as a finite float, at least ``low`` (above it when ``strict``).
+
+    Why: every figure psum prints is a sum or product of these; a word, NaN, infinity or a negative
+    area would otherwise surface as a traceback or as a plausible-looking wrong number.
+    """
+    try:
+        x = float(_text(value))
+    except (TypeError, ValueError):
+        raise PsumError(f"{path}: {what} {_text(value)!r} is not a number") from None
+    if not math.isfinite(x) or (low is not None and (x <= low if strict else x < low)):
+        bound = "" if low is None else f" {'above' if strict else 'at least'} {low:g}"
+        raise PsumError(f"{path}: {what} is {x:g}; it must be a finite number{bound}")
+    return x
+
+
+def _one_library(path, text: str) -> None:
+    """Raise the one-line error for a file of several top-level groups (``library (a) {...} library (b) {...}``),
+    which ``parse_liberty`` reports by naming another function of its own."""
+    from liberty.parser import parse_multi_liberty
+
+    try:
+        groups = parse_multi_liberty(text)
+    except Exception:  # not Liberty at all: the caller's message
+        return
+    if len(groups) != 1:
+        names = ", ".join(f"{g.group_name} ({', '.join(map(_text, g.args))})" for g in groups[:3])
+        raise PsumError(f"{path}: holds {len(groups)} top-level groups ({names}); psum reads a file of one library")
+
+
+def check_path(path) -> Path:
+    """``path`` as a :class:`Path` when it names a readable Liberty file's place, else one line.
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing is there.
+    PsumError
+        A folder, a device, FIFO or socket is there.
+    ValueError
+        ``path`` is empty.
+    TypeError
+        ``path`` is not a path.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"liberty must be a Liberty file's path or a psum.flows.liberty.Library, not "
+                        f"{type(path).__name__} {path!r}"[:200])
+    if not str(path).strip():  # Path("") is the working folder
+        raise ValueError("liberty file name is empty")
+    path = Path(path)
+    if path.is_dir():
+        raise PsumError(f"liberty file {path} is a folder, not a Liberty file")
+    if path.exists() and not path.is_file():  # /dev/null, a FIFO: "does not exist" was wrong
+        raise PsumError(f"liberty file {path} is not a regular file (a device, FIFO or socket)")
+    if not path.is_file():
+        raise FileNotFoundError(f"liberty file {path} does not exist")
+    return path
+
+
 def read_liberty(path) -> Library:
     """Read ``path`` (a Liberty file) with ``liberty-parser``.
 
@@ -365,97 +428,167 @@ def read_liberty(path) -> Library:
     FileNotFoundError
         If the file does not exist.
     PsumError
-        If it does not parse, or uses a construct psum does not model (one line, naming it).
+        If it is a folder or not UTF-8 text, does not parse, uses a construct psum does not model, or
+        holds a figure psum cannot use: an attribute that is not a finite number (a negative area,
+        capacitance or leakage, a non-positive ``nom_voltage``), a table whose template the file
+        does not define, whose values do not fill its indices or whose indices do not increase, or
+        a logic cell (or the flip-flop's clock-to-Q) without a delay table for one of its inputs,
+        which the timing would count as 0 ns (one line, naming the cell).
     """
     from liberty.parser import parse_liberty
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"liberty file {path} does not exist")
-    text = path.read_text()
+    path = check_path(path)
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise PsumError(f"{path}: not a Liberty file (not text: byte {exc.object[exc.start]:#04x} at offset "
+                        f"{exc.start} is not UTF-8)") from None
+    if not text.strip():
+        raise PsumError(f"{path}: not a Liberty file (empty)")
     try:
         lib = parse_liberty(text)
     except Exception as exc:  # the parser raises several types; the message names the line
+        _one_library(path, text)
         raise PsumError(f"{path}: not a Liberty file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     model = _text(lib.get("delay_model", "table_lookup"))
     if model != "table_lookup":
         raise PsumError(f"{path}: delay_model {model!r} is not supported (only table_lookup, NLDM)")
     t_unit = _unit(lib.get("time_unit", '"1ns"'), _TIME, "time_unit", path)
     cap = lib.get("capacitive_load_unit", [1, "ff"])
-    c_unit = float(cap[0]) * _unit(cap[1], _CAP, "capacitive_load_unit", path)
+    if not isinstance(cap, (list, tuple)) or len(cap) != 2:
+        shown = ", ".join(map(_text, cap)) if isinstance(cap, (list, tuple)) else _text(cap)
+        raise PsumError(f"{path}: capacitive_load_unit ({shown}) is not (NUMBER, ff|pf)")
+    c_unit = (_number(cap[0], "capacitive_load_unit", path, low=0.0, strict=True)
+              * _unit(cap[1], _CAP, "capacitive_load_unit", path))
     l_unit = _unit(lib.get("leakage_power_unit", '"1nW"'), _LEAK, "leakage_power_unit", path)
-    vdd = float(lib.get("nom_voltage", 1.0))
+    _unit(lib.get("voltage_unit", '"1V"'), {"1v": 1.0}, "voltage_unit", path)  # nom_voltage and energies in V
+    vdd = _number(lib.get("nom_voltage", 1.0), "nom_voltage", path, low=0.0, strict=True)
 
-    templates = {}
+    def array(g, key: str, where: str) -> np.ndarray:
+        try:
+            a = np.asarray(g.get_array(key), dtype=float)
+        except (TypeError, ValueError, AttributeError):
+            raise PsumError(f"{path}: {where}: {key} {_text(g.get(key))!r} is not a list of numbers") from None
+        if not np.all(np.isfinite(a)):
+            raise PsumError(f"{path}: {where}: {key} holds {a[~np.isfinite(a)].ravel()[0]:g}; every figure must be a "
+                            f"finite number")
+        return a
+
+    templates, variables = {}, {}
     for g in [*lib.get_groups("lu_table_template"), *lib.get_groups("power_lut_template")]:
         names = []
         for k in ("variable_1", "variable_2"):
             v = _text(g.get(k, ""))
             names.append("slew" if v in _SLEW_VARS else "load" if v in _LOAD_VARS else
                          "related" if v in _RELATED_VARS else "")
-        idx = [tuple(np.asarray(g.get_array(k), dtype=float).ravel()) if g.get(k) is not None else ()
-               for k in ("index_1", "index_2")]
-        templates[_text(g.args[0])] = (names, idx)
+            if v and not names[-1]:
+                variables[(_text(g.args[0]) if g.args else "", k)] = v
+        where = f"{g.group_name} {_text(g.args[0]) if g.args else ''}".rstrip()
+        idx = [tuple(array(g, k, where).ravel()) if g.get(k) is not None else () for k in ("index_1", "index_2")]
+        templates[_text(g.args[0]) if g.args else ""] = (names, idx)
     slews = [i for names, idx in templates.values() for n, i in zip(names, idx) if n == "slew" and i]
-    input_slew = min(min(i) for i in slews) if slews else 0.0
+    # in ns, as every table's index (the templates hold the file's time unit)
+    input_slew = min(min(i) for i in slews) * t_unit if slews else 0.0
 
-    def table(g, scale: float) -> Table:
-        names, idx = templates.get(_text(g.args[0]) if g.args else "", (["slew", "load"], [(), ()]))
-        own = [tuple(np.asarray(g.get_array(k), dtype=float).ravel()) if g.get(k) is not None else None
-               for k in ("index_1", "index_2")]
+    def table(g, scale: float, where: str) -> Table:
+        where = f"{where} {g.group_name}"
+        name = _text(g.args[0]) if g.args else ""
+        if name and name != "scalar" and name not in templates:
+            raise PsumError(f"{path}: {where} names the template {name!r}, which the file does not define")
+        names, idx = templates.get(name, (["slew", "load"], [(), ()]))
+        own = [tuple(array(g, k, where).ravel()) if g.get(k) is not None else None for k in ("index_1", "index_2")]
         idx = [o if o is not None else i for o, i in zip(own, idx)]
+        for k, i in zip(("variable_1", "variable_2"), idx):
+            if i and (name, k) in variables:  # ABC failed on it after the synthesis; psum read it as a slew
+                known = ", ".join(_SLEW_VARS + _LOAD_VARS + _RELATED_VARS)
+                raise PsumError(f"{path}: {where}: its template {name!r} has {k} {variables[(name, k)]!r}, which psum "
+                                f"does not read (one of {known})")
+        if g.get("values") is None:
+            raise PsumError(f"{path}: {where} has no values")
+        raw = array(g, "values", where)
+        # Why check the shape: the lookup (Table.__call__) reads values[i, j] at index_1[i], index_2[j];
+        # a table that does not fill its indices would be read at the wrong points, or past its end.
+        shape = tuple(len(i) for i in idx if i)
+        fits = (raw.size == 1 and not shape) or (len(shape) == 1 and raw.size == shape[0]) or \
+            (len(shape) == 2 and np.atleast_2d(raw).shape == shape)
+        if not fits:
+            raise PsumError(f"{path}: {where} has {np.atleast_2d(raw).shape[0]} x {np.atleast_2d(raw).shape[1]} "
+                            f"values for indices of {' x '.join(map(str, shape)) or 'no'} points")
+        for k, i in zip(("index_1", "index_2"), idx):
+            if len(i) > 1 and not np.all(np.diff(i) > 0):
+                raise PsumError(f"{path}: {where}: {k} ({', '.join(f'{x:g}' for x in i)}) does not increase")
         # Indices to ns and fF; values by `scale`.
         conv = {"slew": t_unit, "related": t_unit, "load": c_unit, "": 1.0}
         i1 = tuple(x * conv[names[0]] for x in idx[0])
         i2 = tuple(x * conv[names[1]] for x in idx[1])
-        values = np.asarray(g.get_array("values"), dtype=float) * scale
+        values = raw * scale
         return Table(names[0] or "slew", names[1] or "load", i1, i2, tuple(map(tuple, np.atleast_2d(values))))
 
     e_unit = c_unit * 1.0  # internal energy: capacitive unit x V^2 -> fJ with fF
-    cells = {}
+    cells, seen, timed = {}, set(), []
     for cg in lib.get_groups("cell"):
         name = _text(cg.args[0])
+        if name in seen:  # a dict keeps the last: the mapped netlist's cell would get the other's figures
+            raise PsumError(f"{path}: cell {name} is defined twice")
+        seen.add(name)
         if cg.get_groups("latch") or cg.get_groups("statetable"):
             continue  # never mapped by the flow (no latches are inferred); skipped, not refused
+        if _text(cg.get("dont_use", "false")).lower() == "true":
+            continue  # Yosys' dfflibmap and abc never map to it: not counted as usable, not checked
         ffs = cg.get_groups("ff")
         inputs, outputs, functions, arcs, power, setup = [], [], {}, {}, {}, ()
-        clock = ""
+        clock, tristate, others = "", False, []
         for pg in cg.get_groups("pin"):
+            if len(pg.args) != 1:  # Liberty allows pin (A1, A2) { ... }; psum read A1 only, Yosys fails on it
+                raise PsumError(f"{path}: cell {name}: pin ({', '.join(map(_text, pg.args))}) declares "
+                                f"{len(pg.args)} pins in one group, which the synthesis (Yosys, ABC) does not read; "
+                                f"write one pin group per pin")
             pin = _text(pg.args[0])
             d = _text(pg.get("direction", ""))
             if d == "input":
-                inputs.append((pin, float(pg.get("capacitance", 0.0)) * c_unit))
+                inputs.append((pin, _number(pg.get("capacitance", 0.0), f"cell {name}: pin {pin}: capacitance", path,
+                                            low=0.0) * c_unit))
                 if _text(pg.get("clock", "false")) == "true":
                     clock = pin
             elif d == "output":
                 outputs.append(pin)
+                tristate = tristate or pg.get("three_state") is not None
                 if pg.get("function") is not None:
                     functions[pin] = _text(pg["function"])
+            else:  # inout (pads), internal
+                others.append(pin)
             for tg in pg.get_groups("timing"):
                 rel = _text(tg.get("related_pin", ""))
                 kind = _text(tg.get("timing_type", "combinational"))
                 if kind == "setup_rising":
-                    setup = tuple(table(tg.get_group(k), t_unit) if tg.get_groups(k) else None
-                                  for k in ("rise_constraint", "fall_constraint"))
-                elif kind in ("combinational", "rising_edge"):
+                    setup = tuple(table(tg.get_group(k), t_unit, f"cell {name}: pin {pin}") if tg.get_groups(k)
+                                  else None for k in ("rise_constraint", "fall_constraint"))
+                elif kind in ("combinational", "combinational_rise", "combinational_fall", "rising_edge"):
                     sense = _text(tg.get("timing_sense", ""))
                     if kind == "rising_edge":
                         sense = "non_unate"
                     elif sense not in ("positive_unate", "negative_unate", "non_unate"):
                         sense = ""  # read off the function once every pin is known (below)
                     for r in rel.split():  # related_pin may name several pins
-                        arcs[(pin, r)] = Arc(sense, *(table(tg.get_group(k), t_unit) if tg.get_groups(k) else None
-                                                      for k in ("cell_rise", "cell_fall", "rise_transition",
-                                                                "fall_transition")))
+                        arc = Arc(sense, *(table(tg.get_group(k), t_unit, f"cell {name}: pin {pin}")
+                                           if tg.get_groups(k) else None
+                                           for k in ("cell_rise", "cell_fall", "rise_transition", "fall_transition")))
+                        old = arcs.get((pin, r))
+                        if old is not None:  # combinational_rise + combinational_fall: one arc, both edges' tables
+                            tables = ("cell_rise", "cell_fall", "rise_transition", "fall_transition")
+                            arc = Arc(arc.sense or old.sense, *(getattr(arc, k) if getattr(arc, k) is not None
+                                                                else getattr(old, k) for k in tables))
+                        arcs[(pin, r)] = arc
             for ig in pg.get_groups("internal_power"):
                 rel = _text(ig.get("related_pin", pin))
                 for r in rel.split():
-                    power[(pin, r)] = tuple(table(ig.get_group(k), e_unit) if ig.get_groups(k) else None
-                                            for k in ("rise_power", "fall_power"))
+                    power[(pin, r)] = tuple(table(ig.get_group(k), e_unit, f"cell {name}: pin {pin}")
+                                            if ig.get_groups(k) else None for k in ("rise_power", "fall_power"))
         leak = cg.get("cell_leakage_power")
         if leak is None and cg.get_groups("leakage_power"):
             leak = cg.get_groups("leakage_power")[0].get("value", 0.0)
-        leak = float(leak or 0.0) * l_unit
+        leak = _number(leak or 0.0, f"cell {name}: leakage", path, low=0.0) * l_unit
+        area = _number(cg.get("area", 0.0), f"cell {name}: area", path, low=0.0)
         if ffs:
             ff = ffs[0]
             nxt, clk = _text(ff.get("next_state", "")), _text(ff.get("clocked_on", ""))
@@ -464,29 +597,110 @@ def read_liberty(path) -> Library:
             if ff.get("clear") is not None or ff.get("preset") is not None or not re.fullmatch(r"\w+", nxt) \
                     or not re.fullmatch(r"\w+", clk) or not q:
                 continue  # a flop with reset/set/enable or an inverted clock: the flow never maps to it
-            cells[name] = LibCell(name, float(cg.get("area", 0.0)), tuple(inputs), q[0],
+            pins = [p for p, _ in inputs]
+            for attr, pin in (("next_state", nxt), ("clocked_on", clk)):
+                if pin not in pins:  # Yosys failed after the synthesis, or the clock arc was "missing"
+                    raise PsumError(f"{path}: cell {name}: ff {attr} {pin!r} names no input pin of the cell "
+                                    f"(inputs: {', '.join(pins) or 'none'})")
+            if not any(setup):  # the timing would add no setup time: the path came out shorter
+                raise PsumError(f"{path}: cell {name} has no setup_rising rise_constraint or fall_constraint table "
+                                f"on {nxt}; psum times the register's setup from the file's NLDM tables")
+            timed.append((name, arcs, q[0], [clk]))
+            cells[name] = LibCell(name, area, tuple(inputs), q[0],
                                   tuple([q[0]] + [o for o in outputs if functions.get(o) == iqn]), nxt, "",
                                   True, clk, leak, arcs, power, setup)
             continue
-        if len(outputs) != 1 or outputs[0] not in functions:
-            continue  # multi-output or function-less cells (adders, tie, fillers): ABC maps none
+        if len(outputs) != 1 or outputs[0] not in functions or tristate:
+            continue  # multi-output, function-less or three-state cells (adders, fillers, TBUF): ABC maps none
         out = outputs[0]
-        verilog = _verilog_of(functions[out], name)
+        try:
+            verilog = _verilog_of(functions[out], name)
+            if {n.id for n in ast.walk(_boolean_ast(verilog)) if isinstance(n, ast.Name)} & set(others):
+                continue  # a function of an inout or internal pin (a pad): ABC maps no such cell
+            _check_function(path, name, verilog, functions[out], [p for p, _ in inputs])
+        except PsumError as exc:  # one line naming the file and the cell, with the function as written
+            msg = str(exc).replace(repr(functions[out].replace("!", "~").replace("*", "&").replace("+", "|")),
+                                   repr(functions[out]))
+            raise PsumError(msg if msg.startswith(f"{path}: ") else
+                            f"{path}: {msg if msg.startswith('cell ') else f'cell {name}: {msg}'}") from None
+        used = {n.id for n in ast.walk(_boolean_ast(verilog)) if isinstance(n, ast.Name)}
+        timed.append((name, arcs, out, [p for p, _ in inputs if p in used]))  # the pins the function reads
         for (o, r), arc in list(arcs.items()):
             if not arc.sense:
                 arcs[(o, r)] = dataclasses.replace(arc, sense=unateness(verilog, [p for p, _ in inputs], r))
-        cells[name] = LibCell(name, float(cg.get("area", 0.0)), tuple(inputs), out, (out,), functions[out],
+        cells[name] = LibCell(name, area, tuple(inputs), out, (out,), functions[out],
                               verilog, False, "", leak, arcs, power, ())
     if not any(c.is_ff for c in cells.values()):
         raise PsumError(f"{path}: no plain rising-edge D flip-flop (ff with next_state and clocked_on) to map "
                         f"the registers to")
-    nands = [c.area for c in cells.values() if not c.is_ff and len(c.inputs) == 2
+    for args in timed:
+        _check_timed(path, *args)
+    nands = [c for c in cells.values() if not c.is_ff and len(c.inputs) == 2
              and re.fullmatch(r"!\(\s*(\w+)\s*[&*]\s*(\w+)\s*\)", c.function)]
+    zero = [c.name for c in nands if c.area == 0]
+    if zero:  # one GE is the smallest NAND2's area: every GE figure would divide by zero
+        raise PsumError(f"{path}: cell {zero[0]} is a two-input NAND of area 0; psum's gate equivalent is the "
+                        f"smallest NAND2's area")
+    nands = [c.area for c in nands]
     from .cells import NAND2_AREA
 
-    return Library(name=_text(lib.args[0]) if lib.args else path.stem, path=path, cells=cells, vdd=vdd,
-                   nand2_area=min(nands) if nands else NAND2_AREA, input_slew=input_slew,
-                   digest=hashlib.sha256(text.encode()).hexdigest()[:16])
+    library = Library(name=_text(lib.args[0]) if lib.args else path.stem, path=path, cells=cells, vdd=vdd,
+                      nand2_area=min(nands) if nands else NAND2_AREA, input_slew=input_slew,
+                      digest=hashlib.sha256(text.encode()).hexdigest()[:16])
+    check_usable(library)  # before any synthesis, not from ABC after it
+    return library
+
+
+def _check_function(path, cell: str, verilog: str, function: str, pins) -> None:
+    """Refuse a logic cell's ``function`` that names a pin the cell does not have (one line)."""
+    names = {n.id for n in ast.walk(_boolean_ast(verilog)) if isinstance(n, ast.Name)}
+    unknown = sorted(names - set(pins))
+    if unknown:
+        raise PsumError(f"{path}: cell {cell}: function {function!r} names {unknown[0]}, which is not an input pin "
+                        f"of the cell (inputs: {', '.join(pins) or 'none'})")
+
+
+def _check_timed(path, cell: str, arcs: dict, out: str, pins) -> None:
+    """Refuse a cell the flow may map to that has no delay table from one of ``pins`` to ``out``.
+
+    Why: ABC maps onto such a cell (with the delays it guesses), and the static timing would count
+    the arc as 0 ns, so the critical path came out shorter than the file's cells allow.
+    """
+    for pin in pins:
+        arc = arcs.get((out, pin))
+        if arc is None or (arc.cell_rise is None and arc.cell_fall is None):
+            raise PsumError(f"{path}: cell {cell} has no cell_rise or cell_fall table from pin {pin} to {out}; "
+                            f"psum times every arc from the file's NLDM tables")
+
+
+def check_usable(lib) -> None:
+    """Raise when ``lib`` (a :class:`psum.flows.liberty.Library`) lacks the cells the flow maps to.
+
+    The flow (:mod:`psum.flows.synth`) needs a buffer and an inverter (ABC stops without either:
+    a library of NAND and NOR without an inverter fails in ABC as one without a buffer does) and
+    a cell of two or more inputs; its flip-flop is checked by :func:`read_liberty`, which runs this
+    check too. Cells the reader skipped (multi-output cells, latches, flops with reset) do not
+    count.
+
+    Raises
+    ------
+    psum.errors.PsumError
+        One line naming the file, what is missing and the usable logic cells found.
+    """
+    logic = [c for c in lib.cells.values() if not c.is_ff and c.verilog]
+    pins = {c.name: [p for p, _ in c.inputs] for c in logic}
+    senses = {c.name: {unateness(c.verilog, pins[c.name], p) for p in pins[c.name]} for c in logic}
+    missing = []
+    if not any(len(pins[c.name]) == 1 and senses[c.name] == {"positive_unate"} for c in logic):
+        missing.append("a buffer")
+    if not any(len(pins[c.name]) == 1 and senses[c.name] == {"negative_unate"} for c in logic):
+        missing.append("an inverter")
+    if not any(len(pins[c.name]) >= 2 for c in logic):
+        missing.append("a cell of two or more inputs")
+    if missing:
+        found = ", ".join(sorted(c.name for c in logic)) or "none"
+        raise PsumError(f"{lib.path}: no usable logic cells for synthesis (missing {' and '.join(missing)}; "
+                        f"usable logic cells: {found})")
 
 
 # -- the figures the netlist asks for --------------------------------------------------------

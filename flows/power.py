@@ -54,7 +54,7 @@ from psum.errors import PsumError
 from .cells import MODELS_PATH
 
 __all__ = ["PowerResult", "build_stimulus", "simulate_nets", "estimate_power", "GlitchResult", "instance_delays",
-           "simulate_glitches", "estimate_glitch", "GLITCH_MAX_OUTPUTS"]
+           "simulate_glitches", "estimate_glitch", "GLITCH_MAX_OUTPUTS", "POWER_MAX_OUTPUTS"]
 
 # The most output elements the timed glitch simulation takes (9 cycles each for a one-lane unit).
 # Why a bound: the timed Icarus run costs about 1 us per net and cycle on psum's development
@@ -63,6 +63,12 @@ __all__ = ["PowerResult", "build_stimulus", "simulate_nets", "estimate_power", "
 # and a bool array of cycles x nets bytes). 4096 outputs (about 37,000 cycles) is a minute or two
 # for such units and tens of MB; --outputs 100000 would run for an hour and need GBs of memory.
 GLITCH_MAX_OUTPUTS = 4096
+
+# Why a bound on the zero-delay proxy too: it writes one line per cycle and net bit (9 cycles per
+# output of the digits conv) and reads them back as a bool array; an fp8 unit at 4096 outputs takes
+# about 25 s and 0.5 GB, so 65536 outputs (the digits conv has 64,692 distinct ones) is minutes and
+# GBs, and --outputs 1000000 built stimulus for 4 minutes after Yosys, then ran into Icarus' timeout.
+POWER_MAX_OUTPUTS = 65536
 
 # Cycle phases of the stimulus.
 WARM, ACTIVE, SETTLE, IDLE = 0, 1, 2, 3
@@ -163,6 +169,21 @@ def _input_memories(netlist, stim: dict, workdir: Path):
     return inputs, decl, load, apply
 
 
+#: Seconds an Icarus step of the power proxy or the glitch simulation may run.
+SIM_TIMEOUT_S = 1800
+
+
+def _run(cmd, workdir, what: str):
+    """``cmd`` in ``workdir`` (no orphaned vvp if psum is killed); its time-out is one line, not
+    subprocess's ``TimeoutExpired`` traceback."""
+    try:
+        return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=SIM_TIMEOUT_S,
+                              preexec_fn=dies_with_me())
+    except subprocess.TimeoutExpired:
+        raise PsumError(f"{what} timed out after {SIM_TIMEOUT_S} s ({Path(cmd[0]).name}); "
+                        f"give fewer outputs") from None
+
+
 def simulate_nets(netlist, stim: dict, workdir) -> np.ndarray:
     """Simulate ``netlist`` on ``stim`` with Icarus; settled value of every net after each cycle.
 
@@ -218,8 +239,7 @@ def simulate_nets(netlist, stim: dict, workdir) -> np.ndarray:
         (workdir / "cells.v").write_text(netlist.models_text())
         models = "cells.v"
     for cmd in ([iverilog, "-g2005", "-o", "sim.vvp", "tb.v", "gl.v", models], [vvp, "-n", "sim.vvp"]):
-        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=1800,
-                              preexec_fn=dies_with_me())  # no orphaned vvp if psum is killed
+        proc = _run(cmd, workdir, "gate-level simulation")
         if proc.returncode != 0:
             last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             raise PsumError(f"gate-level simulation failed ({Path(cmd[0]).name}): {last[0]}")
@@ -295,7 +315,7 @@ def estimate_power(netlist, spec, *, workdir, n_outputs: int = 64, seed: int = 0
     PsumError
         If Icarus is missing or the simulation fails.
     """
-    check_int("n_outputs", n_outputs, 1)
+    check_int("n_outputs", n_outputs, 1, POWER_MAX_OUTPUTS)
     check_int("idle_cycles", idle_cycles, 1)
     if streams is None:
         from psum.hw.verify.streams import conv_streams_from_digits
@@ -524,8 +544,7 @@ def simulate_glitches(netlist, stim: dict, workdir) -> tuple[np.ndarray, np.ndar
                                            else netlist.library.models_text(timed=True))
     for cmd in ([iverilog, "-g2005", "-o", "timed.vvp", "tb_timed.v", "gl_timed.v", "cells_timed.v"],
                 [vvp, "-n", "timed.vvp"]):
-        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=1800,
-                              preexec_fn=dies_with_me())
+        proc = _run(cmd, workdir, "timed gate-level simulation")
         if proc.returncode != 0:
             last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             raise PsumError(f"timed gate-level simulation failed ({Path(cmd[0]).name}): {last[0]}")
@@ -570,7 +589,7 @@ def estimate_glitch(netlist, spec, *, workdir, n_outputs: int = 16, seed: int = 
         from psum.hw.verify.streams import conv_streams_from_digits
 
         streams = conv_streams_from_digits(spec, n_outputs, seed)
-        if lanes(spec) > 1:
+        if lanes(spec) > 1 and not spec.blocked:  # as estimate_power: block streams are whole blocks already
             streams = _merge_streams(streams, spec.order.p or lanes(spec))
     stim = build_stimulus(spec, streams, seed=seed)
     settled, counts, dmax, clock_ns = simulate_glitches(netlist, stim, workdir)

@@ -373,7 +373,9 @@ def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64
     from psum.hw import check
 
     spec, impl = check(spec, impl)  # one-line errors before any work
-    check_int("n_outputs", n_outputs, 1)
+    from .power import POWER_MAX_OUTPUTS
+
+    check_int("n_outputs", n_outputs, 1, POWER_MAX_OUTPUTS)  # before Yosys: the gate-level simulation's bound
     check_int("seed", seed, 0)
     if liberty is not None and not hasattr(liberty, "cells"):
         from .liberty import read_liberty
@@ -385,13 +387,22 @@ def synthesize(spec, *, force: bool = False, cache_dir=None, n_outputs: int = 64
         hit = cache.load(cache_dir, key, fields=_CACHE_FIELDS)
         if hit is not None:
             try:
-                return dataclasses.replace(SynthResult.from_dict(hit), cached=True)
+                return _cached(hit, liberty)
             except TypeError:
                 pass  # an entry of another layout: recompute
     result = _compute(spec, n_outputs, seed, Path(keep_dir) if keep_dir is not None else None, streams, impl,
                       liberty)
     cache.store(cache_dir, key, result.to_dict())
     return result
+
+
+def _cached(hit: dict, liberty=None) -> SynthResult:
+    """A cache entry as the result of this call. Why the path: the key is the Liberty file's content,
+    so the entry may come from a run on another copy of it; the result names the file given now."""
+    r = dataclasses.replace(SynthResult.from_dict(hit), cached=True)
+    if liberty is not None and "liberty" in r.power:
+        r = dataclasses.replace(r, power=dict(r.power, liberty=str(liberty.path)))
+    return r
 
 
 def _worker(args):
@@ -455,6 +466,9 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
     """
     from psum.hw import check
 
+    if isinstance(specs, str) or hasattr(specs, "acc"):  # one spec: its characters are no list of specs
+        raise TypeError(f"specs must be a list of MAC specs, not one {type(specs).__name__} "
+                        f"(synthesize_many([spec]) or synthesize(spec))")
     pairs = [check(s, impl) for s in specs]  # every spec and the impl, before any work
     specs = [s for s, _ in pairs]
     # One resolved impl per spec: its lanes differ between specs (an mta<N> or block unit beside a
@@ -463,7 +477,9 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
     if jobs is None:
         jobs = os.cpu_count() or 1
     check_int("jobs", jobs, 1)
-    check_int("n_outputs", n_outputs, 1)
+    from .power import POWER_MAX_OUTPUTS
+
+    check_int("n_outputs", n_outputs, 1, POWER_MAX_OUTPUTS)  # before Yosys: the gate-level simulation's bound
     check_int("seed", seed, 0)
     if liberty is not None and not hasattr(liberty, "cells"):
         from .liberty import read_liberty
@@ -478,7 +494,7 @@ def synthesize_many(specs, *, jobs: int | None = None, force: bool = False, cach
                                             fields=_CACHE_FIELDS)
         if hit is not None:
             try:
-                results[i] = dataclasses.replace(SynthResult.from_dict(hit), cached=True)
+                results[i] = _cached(hit, liberty)
                 continue
             except TypeError:
                 pass

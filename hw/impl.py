@@ -155,7 +155,7 @@ class MacImpl:
         from psum.golden import IntFormat
 
         if self.multiplier in ("booth", "dadda") and (spec.blocked or isinstance(spec.acc, IntFormat)):
-            what = "a block unit's element products" if spec.blocked else "an integer unit's signed product"
+            what = "a block unit's element product" if spec.blocked else "an integer unit's signed product"
             raise ValueError(f"impl multiplier={self.multiplier}: {what} is built by the synthesis tool's *; "
                              f"booth and dadda are built for the unsigned significand products of float and "
                              f"fixed-point accumulators")

@@ -10,8 +10,9 @@ share a figure.
 The file is read by :func:`psum.flows.liberty.read_liberty` (the maintained ``liberty-parser``
 package); what that refuses (a missing file, a file that is not Liberty, a delay model other
 than NLDM, no plain D flip-flop) is refused here with the same one-line message. On top, a
-report refuses a library the flow cannot map logic onto (:func:`check_usable`), so the error
-comes at once instead of from ABC after the network sweeps have run.
+report refuses a library the flow cannot map logic onto (:func:`check_usable`, which
+``read_liberty`` runs too), so the error comes at once instead of from ABC after the network
+sweeps have run.
 """
 
 from __future__ import annotations
@@ -21,40 +22,9 @@ import os
 import re
 from pathlib import Path
 
+from psum.flows.liberty import check_usable  # the flow's own check, kept here for the report's callers
+
 __all__ = ["report_library", "check_usable", "library_info", "library_sentence"]
-
-
-def check_usable(lib) -> None:
-    """Raise when ``lib`` (a :class:`psum.flows.liberty.Library`) lacks the cells the flow maps to.
-
-    The flow (:mod:`psum.flows.synth`) needs a buffer (ABC stops without one), an inverting cell
-    (an inverter, NAND, NOR, AOI, ...: with only positive-unate cells no inversion can be built)
-    and a cell of two or more inputs; its flip-flop is checked by
-    :func:`psum.flows.liberty.read_liberty`. Cells the reader skipped (multi-output cells,
-    latches, flops with reset) do not count.
-
-    Raises
-    ------
-    psum.errors.PsumError
-        One line naming the file, what is missing and the usable logic cells found.
-    """
-    from psum.errors import PsumError
-    from psum.flows.liberty import unateness
-
-    logic = [c for c in lib.cells.values() if not c.is_ff and c.verilog]
-    pins = {c.name: [p for p, _ in c.inputs] for c in logic}
-    senses = {c.name: {unateness(c.verilog, pins[c.name], p) for p in pins[c.name]} for c in logic}
-    missing = []
-    if not any(len(pins[c.name]) == 1 and senses[c.name] == {"positive_unate"} for c in logic):
-        missing.append("a buffer")
-    if not any("negative_unate" in senses[c.name] for c in logic):
-        missing.append("an inverting cell")
-    if not any(len(pins[c.name]) >= 2 for c in logic):
-        missing.append("a cell of two or more inputs")
-    if missing:
-        found = ", ".join(sorted(c.name for c in logic)) or "none"
-        raise PsumError(f"{lib.path}: no usable logic cells for synthesis (missing {' and '.join(missing)}; "
-                        f"usable logic cells: {found})")
 
 
 @functools.lru_cache(maxsize=8)
@@ -89,9 +59,9 @@ def report_library(liberty):
     if hasattr(liberty, "cells"):
         check_usable(liberty)
         return liberty
-    path = Path(liberty)
-    if not path.is_file():
-        raise FileNotFoundError(f"liberty file {path} does not exist")
+    from psum.flows.liberty import check_path
+
+    path = check_path(liberty)
     st = os.stat(path)
     return _read(str(path), st.st_mtime_ns, st.st_size)
 

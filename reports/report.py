@@ -76,7 +76,7 @@ class ReportConfig:
         Output elements of the busiest layer whose operand streams drive the power proxy.
     iso, iso_macs, iso_clock_ns : bool, int, float
         The iso-throughput comparison (:mod:`psum.reports.iso`): on/off, the MACs per cycle every
-        design is replicated to, and the common clock period (ns).
+        design is replicated to, and the common clock period (ns; default ``clock_ns``, else 5.0).
     glitch : bool
         A timed gate simulation of the headline's float and integer units (psum45 cell delays):
         how much glitching adds to their zero-delay energy (:func:`psum.flows.synth.glitch`).
@@ -120,7 +120,7 @@ class ReportConfig:
     groups: tuple = ()
     iso: bool = True
     iso_macs: int = 32
-    iso_clock_ns: float = 5.0
+    iso_clock_ns: float | None = None
     iso_designs: tuple | None = None
     glitch: bool = True
     mx: tuple = ()
@@ -132,8 +132,10 @@ class ReportConfig:
         self._check_types()
         if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or not 0 <= self.tol < 100:
             raise ValueError(f"tol must be a number of percentage points in [0, 100), not {self.tol!r}")
+        from psum.flows.power import POWER_MAX_OUTPUTS
+
         for name, lo, hi in (("max_man", 1, 23), ("sim_cycles", 1, None), ("jobs", 1, None),
-                             ("stats_images", 1, None), ("power_outputs", 1, None)):
+                             ("stats_images", 1, None), ("power_outputs", 1, POWER_MAX_OUTPUTS)):
             check_int(name, getattr(self, name), lo, hi)
         check_int("iso_macs", self.iso_macs, 1)
         if self.glitch:  # the glitch figures simulate power_outputs outputs, after the sweeps
@@ -144,7 +146,11 @@ class ReportConfig:
                                  f"gate simulation's bound), not {self.power_outputs}")
         from psum.flows.clock import check_clock_ns
 
-        check_clock_ns(self.iso_clock_ns)
+        if self.clock_ns is not None:
+            object.__setattr__(self, "clock_ns", check_clock_ns(self.clock_ns))
+        # the iso comparison runs at iso_clock_ns, else at clock_ns, else at 5 ns (as psum report does)
+        iso_clock = self.iso_clock_ns if self.iso_clock_ns is not None else self.clock_ns or 5.0
+        object.__setattr__(self, "iso_clock_ns", check_clock_ns(iso_clock))
         if self.limit is not None:
             check_int("limit", self.limit, 1)
         for e in self.float_exps:
@@ -155,8 +161,6 @@ class ReportConfig:
         from .mx import check_mx_operands  # the optional MX section's operand formats (issue 15)
 
         object.__setattr__(self, "mx", check_mx_operands(self.mx))
-        if self.clock_ns is not None:
-            object.__setattr__(self, "clock_ns", check_clock_ns(self.clock_ns))
         if self.liberty is not None:
             # Why only the type here: a report's data.json keeps the path, and re-rendering it on
             # another machine must not need the file; build_report reads it before any work.

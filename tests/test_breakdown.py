@@ -114,8 +114,22 @@ def test_energy_groups_split_the_energy_by_hand(staged, tmp_path):
 
 # -- bad input ----------------------------------------------------------------------------------
 def test_bad_options_messages():
-    with pytest.raises(ValueError, match=r"^n_outputs must be an integer >= 1, not 0$"):
+    with pytest.raises(ValueError, match=r"^n_outputs must be an integer between 1 and 65536, not 0$"):
         breakdown(SMALL_FLOAT, n_outputs=0)
+
+
+@pytest.mark.parametrize("results, message", [
+    ("x", "breakdown_markdown takes a list of Breakdown results, not str 'x'"),
+    ([None], "breakdown_markdown takes Breakdown results (from psum.flows.breakdown.breakdown), not NoneType None"),
+    (None, "breakdown_markdown takes a list of Breakdown results, not NoneType None"),
+])
+def test_breakdown_markdown_refuses_what_is_no_breakdown(results, message):
+    """Each was an AttributeError or 'object is not iterable' from inside the table."""
+    from psum.flows.breakdown import breakdown_markdown
+
+    with pytest.raises(TypeError) as e:
+        breakdown_markdown(results)
+    assert str(e.value) == message
 
 
 # -- real runs ------------------------------------------------------------------------------------

@@ -128,10 +128,34 @@ def test_every_subcommand_is_registered():
     # silicon figures (issue 12), each before any synthesis
     (["synth", "a=int4,b=int4,acc=int12", "--clock-ns", "0"],
      "psum synth: error: clock period must be a positive number of ns, not 0.0"),
+    (["synth", "a=int4,b=int4,acc=int12", "--clock-ns", "1e-300"],  # printed a 300-digit MHz and uW, exit 0
+     "psum synth: error: clock period must be at least 0.001 ns (1 ps: no logic gate switches faster), not 1e-300"),
     (["synth", "a=int4,b=int4,acc=int12", "--liberty", "/nonexistent/x.lib"],
      "psum synth: error: liberty file /nonexistent/x.lib does not exist"),
     (["synth", "a=int4,b=int4,acc=int12", "--liberty", "/nonexistent/x.lib", "--breakdown"],
      "psum synth: error: liberty file /nonexistent/x.lib does not exist"),
+    # a silicon option given twice: argparse kept the last one (--impl pipeline=1 --impl multiplier=booth
+    # built an unpipelined unit)
+    (["verilog", "a=e2m1,b=e2m1,acc=e3m2", "--impl", "pipeline=1", "--impl", "multiplier=booth"],
+     "psum verilog: error: argument --impl: given twice ('pipeline=1', then 'multiplier=booth'); give it once "
+     "(--impl takes KEY=VALUE,KEY=VALUE)"),
+    (["synth", "a=int4,b=int4,acc=int12", "--clock-ns", "1", "--clock-ns", "2"],
+     "psum synth: error: argument --clock-ns: given twice (1.0, then 2.0); give it once"),
+    (["report", "--liberty", "a.lib", "--liberty", "b.lib"],
+     "psum report: error: argument --liberty: given twice ('a.lib', then 'b.lib'); give it once"),
+    (["synth", "a=int4,b=int4,acc=int12", "--outputs", "1000000"],  # Yosys, then minutes of stimulus, then GBs
+     "psum synth: error: --outputs is at most 65536 (the gate-level simulation's bound: 9 cycles per output, a line "
+     "per cycle and net), not 1000000"),
+    (["synth", "a=int4,b=int4,acc=int12", "--breakdown", "--jobs", "4"],  # ignored: one unit at a time
+     "psum synth: error: --jobs sets the parallel flat synthesis; --breakdown synthesises one unit at a time (leave "
+     "--jobs out, or add --clock-ns, whose figures come from the flat synthesis)"),
+    (["synth", "a=int4,b=int4,acc=int12", "--liberty", "/tmp", "--glitch"],  # was "does not exist"
+     "psum synth: error: liberty file /tmp is a folder, not a Liberty file"),
+    (["report", "--liberty", "/tmp"], "psum report: error: liberty file /tmp is a folder, not a Liberty file"),
+    (["synth", "a=int4,b=int4,acc=int12", "--liberty", "/dev/null"],  # was "does not exist"
+     "psum synth: error: liberty file /dev/null is not a regular file (a device, FIFO or socket)"),
+    (["synth", "a=int4,b=int4,acc=int12", "--liberty", ""],  # was "liberty file . is a folder"
+     "psum synth: error: argument --liberty: must not be empty"),
     # issue 13 item 6: networks at a chosen width (--width, --storage), each before any evaluation
     (["eval", "--model", "resnet18", "--width", "0"], "psum eval: error: argument --width: must be a finite number "
                                                       "greater than 0, not 0"),

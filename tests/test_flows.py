@@ -123,7 +123,7 @@ def test_bad_spec_message(tmp_path):
 
 
 def test_bad_options_messages(tmp_path):
-    with pytest.raises(ValueError, match=r"^n_outputs must be an integer >= 1, not 0$"):
+    with pytest.raises(ValueError, match=r"^n_outputs must be an integer between 1 and 65536, not 0$"):
         synthesize(SMALL, cache_dir=tmp_path, n_outputs=0)
     with pytest.raises(ValueError, match=r"^jobs must be an integer >= 1, not 0$"):
         from psum.flows.synth import synthesize_many
@@ -131,6 +131,64 @@ def test_bad_options_messages(tmp_path):
         synthesize_many([SMALL], jobs=0, cache_dir=tmp_path)
     with pytest.raises(TypeError, match=r"^seed must be an integer >= 0, not None$"):
         synthesize(SMALL, cache_dir=tmp_path, seed=None)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    # each was a traceback from inside the flow (AttributeError, pathlib's TypeError) or a wrong complaint
+    (lambda d: __import__("psum.flows.synth").flows.synth.synthesize_many(SMALL, cache_dir=d), TypeError,
+     "specs must be a list of MAC specs, not one str (synthesize_many([spec]) or synthesize(spec))"),  # was "MAC spec item 'a' is not key=value"
+    (lambda d: synthesize(SMALL, cache_dir=d, liberty=5), TypeError,
+     "liberty must be a Liberty file's path or a psum.flows.liberty.Library, not int 5"),
+    (lambda d: __import__("psum.flows.breakdown").flows.breakdown.breakdown(SMALL, cache_dir=d, liberty=5), TypeError,
+     "liberty must be a Liberty file's path or a psum.flows.liberty.Library, not int 5"),
+    (lambda d: __import__("psum.flows.clock").flows.clock.at_clock(None, 2.0), TypeError,
+     "result must be a psum.flows.synth.SynthResult (from synthesize), not NoneType"),  # was an AttributeError
+    (lambda d: __import__("psum.flows.clock").flows.clock.at_clock(None, 1e-300), ValueError,
+     "clock period must be at least 0.001 ns (1 ps: no logic gate switches faster), not 1e-300"),
+])
+def test_wrong_types_are_one_line(tmp_path, call, error, message):
+    with pytest.raises(error) as e:
+        call(tmp_path)
+    assert str(e.value) == message
+
+
+def test_the_zero_delay_stimulus_is_bounded_before_any_work(tmp_path):
+    """--outputs 1000000 ran Yosys, then spent 4 minutes building 9 million stimulus cycles for an
+    Icarus run that would write GBs and stop at its 30-minute timeout with a traceback."""
+    from psum.flows.breakdown import breakdown
+    from psum.flows.power import POWER_MAX_OUTPUTS
+    from psum.flows.synth import synthesize_many
+    from psum.reports.report import ReportConfig
+
+    assert POWER_MAX_OUTPUTS == 65536
+    message = "n_outputs must be an integer between 1 and 65536, not 65537"
+    for call in (lambda: synthesize(SMALL, cache_dir=tmp_path, n_outputs=65537),
+                 lambda: synthesize_many([SMALL], cache_dir=tmp_path, n_outputs=65537),
+                 lambda: breakdown(SMALL, cache_dir=tmp_path, n_outputs=65537)):
+        with pytest.raises(ValueError) as e:
+            call()
+        assert str(e.value) == message
+    with pytest.raises(ValueError) as e:
+        ReportConfig(power_outputs=65537, glitch=False)
+    assert str(e.value) == "power_outputs must be an integer between 1 and 65536, not 65537"
+
+
+def test_a_simulation_time_out_is_one_line(tmp_path, monkeypatch):
+    """Icarus past its time-out was subprocess's TimeoutExpired traceback (after 30 minutes)."""
+    import subprocess
+    import types
+
+    from psum.errors import PsumError
+    from psum.flows import power
+
+    def timed_out(cmd, **kw):
+        raise subprocess.TimeoutExpired(cmd, kw.get("timeout"))
+
+    monkeypatch.setattr(power, "subprocess", types.SimpleNamespace(run=timed_out,
+                                                                   TimeoutExpired=subprocess.TimeoutExpired))
+    with pytest.raises(PsumError) as e:
+        synthesize(SMALL, cache_dir=tmp_path, n_outputs=1)
+    assert str(e.value) == "gate-level simulation timed out after 1800 s (iverilog); give fewer outputs"
 
 
 def test_cli_one_line_error(capsys):

@@ -122,6 +122,20 @@ def test_glitch_on_a_liberty_unit():
     assert g.toggles_timed >= g.toggles_zero_delay > 0 and g.clock_ns > 2 * r.delay_ns
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["a=mxfp4_k2,b=mxfp4_k2,acc=e5m3", "a=e2m1,b=e2m1,acc=e3m2,order=tree4"])
+def test_glitch_of_a_block_and_a_multi_lane_unit(spec, tmp_path):
+    """A block (MX) unit's default streams are whole blocks, as for the zero-delay proxy: merging
+    them into dot products (as a multi-lane scalar unit's are) ended psum synth --glitch in an
+    AttributeError traceback after the synthesis."""
+    from psum.flows.synth import glitch, synthesize
+
+    g = glitch(spec, n_outputs=2)
+    r = synthesize(spec, n_outputs=2, cache_dir=tmp_path)
+    assert g.zero_delay_fj_per_mac == pytest.approx(r.energy_per_mac_fj, abs=0.01)
+    assert g.macs == r.power["macs"] and g.toggles_timed >= g.toggles_zero_delay > 0
+
+
 # -- the timed simulation's cost bound: refused before Yosys, the CLI before any synthesis -------
 def test_glitch_refuses_more_outputs_than_the_bound_before_any_work(monkeypatch):
     from psum.flows import synth

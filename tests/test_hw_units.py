@@ -263,6 +263,9 @@ def test_rtl_user_file_and_planted_fault(tmp_path, capsys):
     (["synth", "a=int8,b=int8,acc=int32", "--impl", "multiplier=booth"],
      "psum synth: error: impl multiplier=booth: an integer unit's signed product is built by the synthesis tool's *; "
      "booth and dadda are built for the unsigned significand products of float and fixed-point accumulators"),
+    (["sim", "a=mxfp4_k2,b=mxfp4_k2,acc=e5m3", "--impl", "multiplier=dadda"],  # was "element products is built"
+     "psum sim: error: impl multiplier=dadda: a block unit's element product is built by the synthesis tool's *; "
+     "booth and dadda are built for the unsigned significand products of float and fixed-point accumulators"),
     (["sim", "a=int8,b=int8,acc=int16", "--impl", "pipeline=2"],
      "psum sim: error: impl pipeline=2: IntMac has 1 pipeline cut, after the product"),
     (["synth", FP16, "--impl", "lanes=2"],

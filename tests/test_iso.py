@@ -81,6 +81,15 @@ def test_config_refuses_bad_iso_options(field, value, message):
         assert str(e.value) == message
 
 
+def test_the_iso_clock_follows_clock_ns_in_the_api_as_on_the_command_line():
+    """docs/silicon.md: the comparison runs at iso_clock_ns, else at clock_ns, else at 5 ns. Only
+    psum report did so; ReportConfig(clock_ns=2) compared the designs at 5 ns."""
+    assert ReportConfig().iso_clock_ns == 5.0
+    assert ReportConfig(clock_ns=2).iso_clock_ns == 2.0
+    assert ReportConfig(clock_ns=2, iso_clock_ns=4).iso_clock_ns == 4.0
+    assert ReportConfig.quick(clock_ns=3).iso_clock_ns == 3.0
+
+
 # -- each family's own accumulator, and the dot products' load and flush cycles ------------------
 def test_order_designs_search_their_own_minimum_around_the_sequential_one():
     from psum.reports.iso import ISO_NARROWER, ISO_WIDER, iso_search

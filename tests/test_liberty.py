@@ -9,6 +9,7 @@ through Yosys and Icarus, and the CLI.
 """
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -130,6 +131,45 @@ def test_nldm_timing_rise_and_fall_by_hand(net):
     assert slew[5] == pytest.approx((s1r, s1f)) and slew[6] == pytest.approx((s2r, s2f))
 
 
+def _in_ps(text: str) -> str:
+    """tiny_nldm.lib in picoseconds: time_unit 1ps and every time figure x 1000 (the slew indices of
+    every template, delays, transitions and constraints); loads and energies unchanged."""
+    def scaled(line):
+        return re.sub(r"[0-9]+\.[0-9]+", lambda m: f"{float(m.group()) * 1000:g}", line)
+    out, template = [], ""
+    for line in text.replace('time_unit : "1ns"', 'time_unit : "1ps"').split("\n"):
+        if "lu_table_template" in line or "power_lut_template" in line:
+            template = line
+        elif line.strip().startswith("cell ("):
+            template = ""
+        if template and ("index_1" in line or ("index_2" in line and "setup" in template)):
+            line = scaled(line)
+        if re.search(r"(cell_rise|cell_fall|rise_transition|fall_transition|rise_constraint|fall_constraint) \(",
+                     line):
+            line = scaled(line)
+        out.append(line)
+    return "\n".join(out)
+
+
+def test_a_library_in_picoseconds_times_as_the_same_one_in_nanoseconds(net, tmp_path):
+    """The ideal input and clock slew is the tables' smallest slew index in ns: it was taken in the
+    file's unit, so a 1ps library that is tiny_nldm.lib in picoseconds timed the int4 MAC at 39.874 ns
+    instead of 1.507 (and 1,762 fJ/MAC instead of 261.6)."""
+    from psum.flows.netlist import Netlist
+
+    path = tmp_path / "ps.lib"
+    path.write_text(_in_ps(LIB.read_text()))
+    ps = read_liberty(path)
+    assert ps.input_slew == pytest.approx(S0)
+    (tmp_path / "tiny.json").write_text(json.dumps(_NET))
+    in_ps = Netlist(tmp_path / "tiny.json", "tiny", library=ps)
+    assert in_ps.timing().delay_ns == pytest.approx(net.timing().delay_ns, rel=1e-9)
+    assert [in_ps.internal_energy(i) for i in range(3)] == pytest.approx([net.internal_energy(i) for i in range(3)])
+    from psum.flows.liberty import MODEL_VERSION
+
+    assert MODEL_VERSION == 3  # the fix changes a 1ps library's figures: its cached results are not reused
+
+
 def test_energies_and_leakage_by_hand(net):
     """Internal energy per toggle: (rise_power + fall_power) / 2, each at the slew of the input edge
     that causes it (negative unate: rise_power at the input's fall slew), averaged over related pins."""
@@ -167,6 +207,238 @@ def test_bad_files_are_one_line(tmp_path, text, message):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"^liberty file .*nope.lib does not exist$"):
         read_liberty(tmp_path / "nope.lib")
+
+
+def _edited(text: str, edit: str) -> str:
+    """tiny_nldm.lib with one edit of the table below (a cell removed, a figure replaced, ...)."""
+    def block(cell):
+        a = text.index(f"  cell ({cell})")
+        return text[a:text.index("\n  cell (", a + 5) + 1] if cell != "DFF_T" else text[a:text.rindex("}")]
+    nand_area = "area : 0.8;\n    cell_leakage_power : 20.0"
+    nand_rise = 'cell_rise (delay_2x2) { values ("0.012, 0.036", "0.024, 0.048"); }'
+    if edit.startswith("without "):
+        return text.replace(block(edit.split()[1]), "")
+    if edit == "NOR2_T untimed":
+        b = block("NOR2_T")
+        return text.replace(b, re.sub(r"      timing \(\) \{.*?\n      \}\n", "", b, flags=re.S))
+    if edit == "DFF_T without setup":
+        return re.sub(r"      timing \(\) \{\n        related_pin : \"CK\";\n        timing_type : setup_rising;.*?\n      \}\n",
+                      "", text, flags=re.S)
+    if edit == "twice INV_T":
+        return text.replace("  cell (BUF_T)", block("INV_T") + "  cell (BUF_T)")
+    if edit == "two libraries":
+        return text + text.replace("tiny_nldm", "other")
+    old, new = {
+        "area word": (nand_area, nand_area.replace("0.8", '"big"')),
+        "area negative": (nand_area, nand_area.replace("0.8", "-0.8")),
+        "area inf": (nand_area, nand_area.replace("0.8", "inf")),
+        "area zero": (nand_area, nand_area.replace("0.8", "0")),
+        "leakage nan": ("cell_leakage_power : 20.0", "cell_leakage_power : nan"),
+        "capacitance word": ("capacitance : 1.5;", 'capacitance : "x";'),
+        "load unit one": ("capacitive_load_unit (1,ff)", "capacitive_load_unit (1)"),
+        "load unit zero": ("capacitive_load_unit (1,ff)", "capacitive_load_unit (0,ff)"),
+        "vdd zero": ("nom_voltage : 1.0", "nom_voltage : 0"),
+        "millivolts": ('voltage_unit : "1V"', 'voltage_unit : "1mV"'),
+        "values nan": (nand_rise, nand_rise.replace('"0.012, 0.036", "0.024, 0.048"', '"nan, nan", "nan, nan"')),
+        "values short": (nand_rise, nand_rise.replace('"0.012, 0.036", "0.024, 0.048"', '"0.012", "0.024"')),
+        "template unknown": (nand_rise, nand_rise.replace("delay_2x2", "nosuch")),
+        "index decreasing": ('index_1 ("0.01, 0.11");\n    index_2 ("1.0, 5.0");\n  }\n  power',
+                             'index_1 ("0.11, 0.01");\n    index_2 ("1.0, 5.0");\n  }\n  power'),
+        "function pin": ('function : "!(A1 & A2)";', 'function : "!(A1 & B)";'),
+        "ff next_state": ('next_state : "D";', 'next_state : "DX";'),
+        "template variable": ("variable_1 : input_net_transition;", "variable_1 : input_voltage;"),
+        "ff clocked_on": ('clocked_on : "CK";', 'clocked_on : "CLK";'),
+        "function implicit and": ('function : "!(A1 & A2)";', 'function : "!(A1 A2)";'),
+        "function operator": ('function : "!(A1 & A2)";', 'function : "!(A1 @ A2)";'),
+    }[edit]
+    assert text.count(old) >= 1
+    return text.replace(old, new, 1)
+
+
+@pytest.mark.parametrize("edit, message", [
+    # each was a traceback, a figure computed from nonsense, or an error from ABC after the synthesis
+    ("area word", "cell NAND2_T: area 'big' is not a number"),  # TypeError traceback
+    ("capacitance word", "cell NAND2_T: pin A1: capacitance 'x' is not a number"),  # TypeError traceback
+    ("load unit one", "capacitive_load_unit (1) is not (NUMBER, ff|pf)"),  # IndexError traceback
+    ("area negative", "cell NAND2_T: area is -0.8; it must be a finite number at least 0"),  # -40.9 area units, 51 GE
+    ("area inf", "cell NAND2_T: area is inf; it must be a finite number at least 0"),
+    ("area zero", "cell NAND2_T is a two-input NAND of area 0; psum's gate equivalent is the smallest NAND2's area"),
+    ("leakage nan", "cell NAND2_T: leakage is nan; it must be a finite number at least 0"),
+    ("load unit zero", "capacitive_load_unit is 0; it must be a finite number above 0"),  # delay nan ns, exit 0
+    ("vdd zero", "nom_voltage is 0; it must be a finite number above 0"),
+    ("millivolts", "voltage_unit '1mV' is not one of 1v"),  # nom_voltage 1100 would have been 1100 V  # energy without the 0.5 C V^2 part
+    ("values nan", "cell NAND2_T: pin ZN cell_rise: values holds nan; every figure must be a finite number"),
+    ("values short", "cell NAND2_T: pin ZN cell_rise has 2 x 1 values for indices of 2 x 2 points"),
+    ("template unknown", "cell NAND2_T: pin ZN cell_rise names the template 'nosuch', which the file does not define"),
+    ("index decreasing", "cell INV_T: pin ZN cell_rise: index_1 (0.11, 0.01) does not increase"),
+    ("function pin", "cell NAND2_T: function '!(A1 & B)' names B, which is not an input pin of the cell "
+                     "(inputs: A1, A2)"),
+    ("function implicit and", "cell NAND2_T: function '!(A1 A2)' uses a form psum does not read (postfix ' or "
+                              "implicit AND); write it with !, &, |, ^"),  # named no file
+    ("function operator", "cell NAND2_T: liberty function '!(A1 @ A2)' is not a boolean expression psum reads (names, "
+                          "0, 1, !, &, |, ^ and parentheses)"),  # named neither file nor cell, and showed ~(A1 @ A2)
+    ("NOR2_T untimed", "cell NOR2_T has no cell_rise or cell_fall table from pin A1 to ZN; psum times every arc "
+                       "from the file's NLDM tables"),  # ABC mapped 214 NOR2_T, each timed at 0 ns
+    ("template variable", "cell INV_T: pin ZN cell_rise: its template 'delay_2x2' has variable_1 'input_voltage', "
+                          "which psum does not read (one of input_net_transition, input_transition_time, "
+                          "constrained_pin_transition, total_output_net_capacitance, related_pin_transition)"),
+    ("ff next_state", "cell DFF_T: ff next_state 'DX' names no input pin of the cell (inputs: D, CK)"),  # Yosys failed
+    ("ff clocked_on", "cell DFF_T: ff clocked_on 'CLK' names no input pin of the cell (inputs: D, CK)"),
+    ("DFF_T without setup", "cell DFF_T has no setup_rising rise_constraint or fall_constraint table on D; psum times "
+                            "the register's setup from the file's NLDM tables"),  # 1.464 ns instead of 1.507
+    ("twice INV_T", "cell INV_T is defined twice"),
+    ("two libraries", "holds 2 top-level groups (library (tiny_nldm), library (other)); psum reads a file of one "
+                      "library"),
+    ("without INV_T", "no usable logic cells for synthesis (missing an inverter; usable logic cells: BUF_T, NAND2_T, "
+                      "NOR2_T)"),  # ABC failed after the synthesis: "yosys failed ...: exit code 1, outputs missing"
+    ("without BUF_T", "no usable logic cells for synthesis (missing a buffer; usable logic cells: INV_T, NAND2_T, "
+                      "NOR2_T)"),
+])
+def test_a_file_psum_cannot_use_is_one_line_before_any_work(tmp_path, edit, message):
+    path = tmp_path / "my.lib"
+    path.write_text(_edited(LIB.read_text(), edit))
+    with pytest.raises(PsumError) as e:
+        read_liberty(path)
+    assert str(e.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize("what, message", [
+    ("folder", "liberty file {path} is a folder, not a Liberty file"),  # was "... does not exist"
+    ("fifo", "liberty file {path} is not a regular file (a device, FIFO or socket)"),  # was "... does not exist"
+    ("empty", "{path}: not a Liberty file (empty)"),
+    ("binary", "{path}: not a Liberty file (not text: byte 0x80 at offset 128 is not UTF-8)"),  # the codec's words
+])
+def test_a_path_that_is_no_liberty_text_is_one_line(tmp_path, what, message):
+    path = tmp_path / "my.lib"
+    if what == "folder":
+        path.mkdir()
+    elif what == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_bytes(b"" if what == "empty" else bytes(range(256)))
+    with pytest.raises(PsumError) as e:
+        read_liberty(path)
+    assert str(e.value) == message.format(path=path)
+
+
+def test_a_library_without_timing_tables_is_refused_not_timed_at_zero():
+    """psum45.lib (psum's own cells: areas and functions, its delays are a linear model in
+    psum.flows.cells) has no NLDM tables; as --liberty it printed "delay 0" and "slack +1.000 ns,
+    met" at a 1 ns clock."""
+    from psum.flows.synth import LIB_PATH
+
+    with pytest.raises(PsumError) as e:
+        read_liberty(LIB_PATH)
+    assert str(e.value) == (f"{LIB_PATH}: cell DFF_X1 has no setup_rising rise_constraint or fall_constraint table on "
+                            f"D; psum times the register's setup from the file's NLDM tables")
+
+
+def test_split_arcs_three_state_cells_and_unused_pins_still_read(tmp_path):
+    """What a real library holds must not trip the checks above: a combinational_rise and a
+    combinational_fall group of one arc are one arc with both edges' tables (they were not read: 0 ns);
+    a three-state buffer and a pad (a function of an inout pin) are skipped as ABC skips them; a pin
+    the function does not read needs no arc."""
+    text = LIB.read_text()
+    nand = text[text.index("  cell (NAND2_T)"):text.index("  cell (NOR2_T)")]
+    split = nand.replace("""        timing_sense : negative_unate;
+        cell_rise (delay_2x2) { values ("0.012, 0.036", "0.024, 0.048"); }
+        cell_fall (delay_2x2) { values ("0.014, 0.038", "0.026, 0.050"); }
+        rise_transition (delay_2x2) { values ("0.012, 0.060", "0.036, 0.084"); }
+        fall_transition (delay_2x2) { values ("0.014, 0.062", "0.038, 0.086"); }""", """        timing_sense : negative_unate;
+        timing_type : combinational_rise;
+        cell_rise (delay_2x2) { values ("0.012, 0.036", "0.024, 0.048"); }
+        rise_transition (delay_2x2) { values ("0.012, 0.060", "0.036, 0.084"); }
+      }
+      timing () {
+        related_pin : "A1";
+        timing_sense : negative_unate;
+        timing_type : combinational_fall;
+        cell_fall (delay_2x2) { values ("0.014, 0.038", "0.026, 0.050"); }
+        fall_transition (delay_2x2) { values ("0.014, 0.062", "0.038, 0.086"); }""")
+    assert split != nand
+    tbuf = ("  cell (TBUF_T) {\n    area : 1.0;\n    pin (A) { direction : input; capacitance : 1.0; }\n"
+            "    pin (EN) { direction : input; capacitance : 1.0; }\n"
+            '    pin (Z) { direction : output; function : "A"; three_state : "!EN"; }\n  }\n')
+    unused = ("  cell (INVX_T) {\n    area : 0.5;\n    pin (A) { direction : input; capacitance : 1.0; }\n"
+              "    pin (NC) { direction : input; capacitance : 1.0; }\n"
+              '    pin (ZN) { direction : output; function : "!A";\n      timing () { related_pin : "A"; '
+              'cell_rise (delay_2x2) { values ("0.010, 0.030", "0.020, 0.040"); } } }\n  }\n')
+    pad = ("  cell (PAD_T) {\n    area : 9.0;\n    pin (PAD) { direction : inout; capacitance : 3.0; }\n"
+           '    pin (Y) { direction : output; function : "PAD"; }\n  }\n')
+    path = tmp_path / "real.lib"
+    path.write_text(text.replace(nand, split + tbuf + unused + pad))
+    lib = read_liberty(path)
+    assert "TBUF_T" not in lib.cells and "PAD_T" not in lib.cells and "INVX_T" in lib.cells
+    whole, parts = read_liberty(LIB).cells["NAND2_T"].arcs[("ZN", "A1")], lib.cells["NAND2_T"].arcs[("ZN", "A1")]
+    for edge in ("rise", "fall"):
+        assert parts.delay(edge, 0.05, 3.0) == pytest.approx(whole.delay(edge, 0.05, 3.0))
+
+
+def test_dont_use_cells_are_not_the_librarys(tmp_path):
+    """Yosys never maps to a dont_use cell: its only flip-flop dont_use failed in Yosys after the
+    synthesis; a dont_use cell without timing needs none."""
+    text = LIB.read_text()
+    path = tmp_path / "dont_use.lib"
+    path.write_text(text.replace("  cell (DFF_T) {\n", "  cell (DFF_T) {\n    dont_use : true;\n"))
+    with pytest.raises(PsumError, match="no plain rising-edge D flip-flop"):
+        read_liberty(path)
+    nor = text[text.index("  cell (NOR2_T)"):text.index("  cell (DFF_T)")]
+    untimed = re.sub(r"      timing \(\) \{.*?\n      \}\n", "", nor, flags=re.S)
+    path.write_text(text.replace(nor, untimed.replace("  cell (NOR2_T) {\n", "  cell (NOR2_T) {\n    dont_use : true;\n")))
+    assert "NOR2_T" not in read_liberty(path).cells
+
+
+def test_one_pin_group_for_several_pins(tmp_path):
+    """pin (A1, A2) { ... } declares both pins (Liberty), but psum read A1 only and Yosys failed on
+    the file after the generic synthesis ("outputs missing"): refused when read."""
+    text = LIB.read_text()
+    two = ("    pin (A1) { direction : input; capacitance : 1.5; }\n"
+           "    pin (A2) { direction : input; capacitance : 1.5; }\n")
+    assert two in text
+    path = tmp_path / "grouped.lib"
+    path.write_text(text.replace(two, "    pin (A1, A2) { direction : input; capacitance : 1.5; }\n"))
+    with pytest.raises(PsumError) as e:
+        read_liberty(path)
+    assert str(e.value) == (f"{path}: cell NAND2_T: pin (A1, A2) declares 2 pins in one group, which the synthesis "
+                            f"(Yosys, ABC) does not read; write one pin group per pin")
+
+
+def test_an_empty_name_is_not_the_working_folder():
+    with pytest.raises(ValueError, match=r"^liberty file name is empty$"):  # was "liberty file . is a folder"
+        read_liberty("")
+
+
+def test_the_files_own_units_and_scalar_tables_still_read(tmp_path):
+    """What held up: 1ps time units and pF loads scale the tables; scalar tables are single figures."""
+    text = LIB.read_text()
+    ps = tmp_path / "ps.lib"
+    ps.write_text(text.replace('time_unit : "1ns"', 'time_unit : "1ps"'))
+    nand, nand_ps = read_liberty(LIB).cells["NAND2_T"], read_liberty(ps).cells["NAND2_T"]
+    assert nand_ps.arcs[("ZN", "A1")].delay("rise", 1e-5, 1.0)[0] == pytest.approx(0.012e-3)
+    assert nand.arcs[("ZN", "A1")].delay("rise", 0.01, 1.0)[0] == pytest.approx(0.012)
+    scalar = tmp_path / "scalar.lib"
+    scalar.write_text(re.sub(r'\(delay_2x2\) \{ values \("([0-9.]+), [^)]*\); \}', r'(scalar) { values ("\1"); }', text))
+    arc = read_liberty(scalar).cells["NAND2_T"].arcs[("ZN", "A1")]
+    assert arc.delay("rise", 0.5, 50.0)[0] == pytest.approx(0.012)
+
+
+@pytest.mark.slow
+def test_a_cached_result_names_the_file_given_now(tmp_path, capsys):
+    """The cache key is the file's content; a cached result used to print the path of the run that
+    filled the cache ("area units of tests/data/tiny_nldm.lib" for --liberty copy.lib)."""
+    from psum.flows.synth import synthesize, synthesize_many
+
+    first = synthesize("a=int4,b=int4,acc=int12", liberty=LIB, cache_dir=tmp_path, n_outputs=2)
+    copy = tmp_path / "copy.lib"
+    copy.write_text(LIB.read_text())
+    again = synthesize("a=int4,b=int4,acc=int12", liberty=copy, cache_dir=tmp_path, n_outputs=2)
+    assert again.cached and first.power["liberty"] == str(LIB) and again.power["liberty"] == str(copy)
+    assert again.ge == first.ge and again.delay_ns == first.delay_ns  # the figures are the file's, the same
+    many, = synthesize_many(["a=int4,b=int4,acc=int12"], liberty=copy, cache_dir=tmp_path, n_outputs=2)
+    assert many.cached and many.power["liberty"] == str(copy)
+    assert main(["synth", "a=int4,b=int4,acc=int12", "--liberty", str(copy), "--cache-dir", str(tmp_path),
+                 "--outputs", "2"]) == 0
+    assert f"area units of {copy};" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -407,6 +407,16 @@ def test_own_rtl_without_load_and_init_is_one_line(tmp_path, capsys):
                         "init, acc; docs/hw.md)")
 
 
+def test_own_rtl_refuses_a_multiplier_it_does_not_build(tmp_path, capsys):
+    """--impl multiplier= chooses psum's generated multiplier; with --rtl and --top the unit is the
+    user's, so the option was ignored (the check ran on the user's module as with array)."""
+    (tmp_path / "my_mac.v").write_text("module my_mac(); endmodule\n")
+    err = one_line(["sim", "a=fp8_e4m3,b=fp8_e4m3,acc=e4m4", "--rtl", str(tmp_path / "my_mac.v"), "--top", "my_mac",
+                    "--impl", "multiplier=booth", "--cycles", "100"], capsys)
+    assert err == ("psum sim: error: impl multiplier=booth builds psum's own unit; the rtl module my_mac is yours "
+                   "(with rtl, impl sets only the latency and lanes the check expects)")
+
+
 # -- the gaps a newcomer's pass left open, each refused before any work ---------------------------
 @pytest.mark.parametrize("argv, message", [
     # Before: a warning per unit ("cannot write the cache entry ...: File exists"), then every

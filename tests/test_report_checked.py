@@ -111,6 +111,6 @@ def test_report_library_refuses_a_library_of_positive_cells_only(tmp_path):
         b = text.index("  cell (", a + 5)
         text = text[:a] + text[b:]
     path.write_text(text)
-    with pytest.raises(PsumError, match=r"missing an inverting cell and a cell of two or more inputs; usable "
+    with pytest.raises(PsumError, match=r"missing an inverter and a cell of two or more inputs; usable "
                                         r"logic cells: BUF_T\)$"):
         report_library(str(path))

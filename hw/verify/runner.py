@@ -345,6 +345,10 @@ def simulate(spec, *, cycles: int = 10_000, seed: int = 0, build_dir=None, strea
         raise ValueError(f"mode must be stream, trace or drive, not {mode!r}")
     if top is not None and rtl is None:
         raise ValueError("top names a module of a user's RTL file; give rtl too")
+    if rtl is not None and top is not None and impl.multiplier != MacImpl().multiplier:
+        # Why only with top: without it the module name (which names the multiplier) is looked up.
+        raise ValueError(f"impl multiplier={impl.multiplier} builds psum's own unit; the rtl module {top} is yours "
+                         f"(with rtl, impl sets only the latency and lanes the check expects)")
     if simulator is None:
         simulator = default_simulator()
     elif simulator not in SIMULATORS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from .options import positive_int, text
+from .options import Once, positive_int, text
 
 __all__ = ["register", "format_result", "format_breakdown", "format_clock", "format_glitch"]
 
@@ -32,15 +32,17 @@ def register(sub) -> None:
                    help="result cache, a folder (created if missing; default: $PSUM_CACHE_DIR/synth, else "
                         "~/.cache/psum/synth)")
     p.add_argument("--outputs", type=positive_int, metavar="N",
-                   help="output elements of the power proxy's digits conv, 9 MACs each (default: the API's, 64; "
-                        "with --glitch at most 4096, the timed simulation's bound, about 1 us per net and cycle)")
+                   help="output elements of the power proxy's digits conv, 9 MACs each (a block-scaled unit's: digits "
+                        "linear outputs of 64 MACs) (default: the API's, 64; "
+                        "at most 65536; with --glitch at most 4096, the timed simulation's bound, about 1 us per net "
+                        "and cycle)")
     p.add_argument("--breakdown", action="store_true",
                    help="area, energy and the critical path per datapath stage (multiplier, align, adder, "
                         "normalise, round, specials, register) from a hierarchical synthesis")
-    p.add_argument("--liberty", metavar="FILE.lib", default=None,
+    p.add_argument("--liberty", type=text, metavar="FILE.lib", default=None, action=Once,
                    help="map onto this Liberty library (NLDM timing with slew, internal and leakage power, "
                         "area) instead of psum45")
-    p.add_argument("--clock-ns", type=float, default=None, metavar="T",
+    p.add_argument("--clock-ns", type=float, default=None, metavar="T", action=Once,
                    help="clock period: print slack, the fastest clock, energy per MAC, power and throughput at T")
     p.add_argument("--glitch", action="store_true",
                    help="also a timed gate simulation with the library's cell delays (psum45 linear, or "
@@ -130,6 +132,15 @@ def _cmd_synth(args) -> int:
         if args.outputs > GLITCH_MAX_OUTPUTS:  # before any synthesis, not after it
             raise ValueError(f"--glitch simulates at most {GLITCH_MAX_OUTPUTS} outputs (a timed gate simulation, "
                              f"about 1 us per net and cycle), not --outputs {args.outputs}")
+    if args.breakdown and args.jobs is not None and args.clock_ns is None:
+        raise ValueError("--jobs sets the parallel flat synthesis; --breakdown synthesises one unit at a time "
+                         "(leave --jobs out, or add --clock-ns, whose figures come from the flat synthesis)")
+    if args.outputs is not None:
+        from psum.flows.power import POWER_MAX_OUTPUTS
+
+        if args.outputs > POWER_MAX_OUTPUTS:  # before any synthesis
+            raise ValueError(f"--outputs is at most {POWER_MAX_OUTPUTS} (the gate-level simulation's bound: 9 cycles "
+                             f"per output, a line per cycle and net), not {args.outputs}")
     if args.clock_ns is not None:
         from psum.flows.clock import check_clock_ns
 
@@ -148,18 +159,9 @@ def _cmd_synth(args) -> int:
         results = [breakdown(s, impl=args.impl, force=args.force, cache_dir=args.cache_dir, liberty=liberty, **kw)
                    for s in args.specs]
         fmt = format_breakdown
-    elif liberty is not None:
-        from psum.flows.synth import synthesize
-        from psum.hw import check
-
-        for s in args.specs:
-            check(s, args.impl)  # every spec before any work
-        results = [synthesize(s, force=args.force, cache_dir=args.cache_dir, impl=args.impl, liberty=liberty, **kw)
-                   for s in args.specs]
-        fmt = format_result
-    else:
+    else:  # --jobs parallel processes, on psum45 or the Liberty file (it ran one unit at a time)
         results = synthesize_many(args.specs, jobs=args.jobs, force=args.force, cache_dir=args.cache_dir,
-                                  impl=args.impl, **kw)
+                                  impl=args.impl, liberty=liberty, **kw)
         fmt = format_result
     clocks = [None] * len(results)
     if args.clock_ns is not None:
@@ -167,14 +169,9 @@ def _cmd_synth(args) -> int:
 
         if not args.breakdown:
             flat = results
-        elif liberty is not None:
-            from psum.flows.synth import synthesize
-
-            flat = [synthesize(s, force=args.force, cache_dir=args.cache_dir, impl=args.impl, liberty=liberty, **kw)
-                    for s in args.specs]
         else:
             flat = synthesize_many(args.specs, jobs=args.jobs, force=args.force, cache_dir=args.cache_dir,
-                                   impl=args.impl, **kw)
+                                   impl=args.impl, liberty=liberty, **kw)
         clocks = [at_clock(r, args.clock_ns) for r in flat]
     glitches = [None] * len(results)
     if args.glitch:

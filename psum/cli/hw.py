@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from .options import nonneg_int, positive_int, text
+from .options import Once, nonneg_int, positive_int, text
 
 __all__ = ["register"]
 
@@ -20,7 +20,7 @@ def _spec_epilog() -> str:
 
 def add_impl_option(p) -> None:
     """The ``--impl KEY=VALUE[,KEY=VALUE]`` option (shared by verilog, sim and synth)."""
-    p.add_argument("--impl", type=text, metavar="KEY=VALUE[,KEY=VALUE]", default=None,
+    p.add_argument("--impl", type=text, metavar="KEY=VALUE[,KEY=VALUE]", default=None, action=Once,
                    help="micro-architecture, e.g. pipeline=2 (default: none; see the grammar below)")
 
 

@@ -11,7 +11,19 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["positive_int", "nonneg_int", "positive_float", "nonneg_float", "number", "sr_bits", "text"]
+__all__ = ["positive_int", "nonneg_int", "positive_float", "nonneg_float", "number", "sr_bits", "text", "Once"]
+
+
+class Once(argparse.Action):
+    """``action=Once``: an option that may be given once. Why: argparse keeps the last of two, so
+    ``--impl pipeline=1 --impl multiplier=booth`` built an unpipelined unit without a word."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        before = getattr(namespace, self.dest, None)
+        if before is not None and before is not self.default:
+            hint = " (--impl takes KEY=VALUE,KEY=VALUE)" if self.dest == "impl" else ""
+            raise argparse.ArgumentError(self, f"given twice ({before!r}, then {values!r}); give it once{hint}")
+        setattr(namespace, self.dest, values)
 
 
 def _int(value: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from psum._util import format_table
-from .options import nonneg_float, positive_float, positive_int, text
+from .options import Once, nonneg_float, positive_float, positive_int, text
 
 __all__ = ["register"]
 
@@ -60,10 +60,9 @@ def _cmd_report(args) -> int:
         kw["per_layer"] = False
     if args.per_layer:
         kw["per_layer"] = True
-    # the iso comparison runs at --iso-clock-ns, else at --clock-ns, else at 5 ns
-    iso_clock = args.iso_clock_ns if args.iso_clock_ns is not None else args.clock_ns or 5.0
+    # the iso comparison runs at --iso-clock-ns, else at --clock-ns, else at 5 ns (ReportConfig's default)
     kw.update(iso=not args.no_iso, iso_macs=32 if args.iso_macs is None else args.iso_macs,
-              iso_clock_ns=iso_clock, glitch=not args.no_glitch, liberty=args.liberty, clock_ns=args.clock_ns, breakdown=not args.no_breakdown)
+              iso_clock_ns=args.iso_clock_ns, glitch=not args.no_glitch, liberty=args.liberty, clock_ns=args.clock_ns, breakdown=not args.no_breakdown)
     if args.mx:
         kw["mx"] = args.mx
     cfg = ReportConfig.quick(**kw) if args.quick else ReportConfig(**kw)
@@ -124,14 +123,14 @@ def register(sub) -> None:
     p.add_argument("--sim-cycles", type=positive_int, default=3000, help="cocotb cycles checked per unit (default 3000)")
     p.add_argument("--no-per-layer", action="store_true", help="skip the per-layer minimum searches")
     p.add_argument("--per-layer", action="store_true", help="with --quick: do the per-layer minimum searches")
-    p.add_argument("--iso-macs", type=positive_int, metavar="N",
+    p.add_argument("--iso-macs", type=positive_int, action=Once, metavar="N",
                    help="iso-throughput comparison: MACs per cycle every design is replicated to (default 32)")
-    p.add_argument("--iso-clock-ns", type=positive_float, default=None, metavar="T",
+    p.add_argument("--iso-clock-ns", type=positive_float, action=Once, default=None, metavar="T",
                    help="iso-throughput comparison: common clock period in ns (default --clock-ns, else 5.0)")
-    p.add_argument("--clock-ns", type=positive_float, default=None, metavar="T",
+    p.add_argument("--clock-ns", type=positive_float, action=Once, default=None, metavar="T",
                    help="also give every synthesised unit's slack, fastest clock, energy per MAC and power at "
                         "this clock period (ns)")
-    p.add_argument("--liberty", type=text, metavar="FILE.lib",
+    p.add_argument("--liberty", type=text, action=Once, metavar="FILE.lib",
                    help="compute every silicon figure (hardware table, iso-throughput, breakdown, glitches) on "
                         "this NLDM Liberty library instead of psum45")
     p.add_argument("--no-breakdown", action="store_true",
