@@ -65,9 +65,10 @@ __all__ = ["PowerResult", "build_stimulus", "simulate_nets", "estimate_power", "
 GLITCH_MAX_OUTPUTS = 4096
 
 # Why a bound on the zero-delay proxy too: it writes one line per cycle and net bit (9 cycles per
-# output of the digits conv) and reads them back as a bool array; an fp8 unit at 4096 outputs takes
-# about 25 s and 0.5 GB, so 65536 outputs (the digits conv has 64,692 distinct ones) is minutes and
-# GBs, and --outputs 1000000 built stimulus for 4 minutes after Yosys, then ran into Icarus' timeout.
+# output of the digits conv) and reads them back as a bool array; the e4m4 unit (fp8 operands) at
+# 4096 outputs takes about 40 s in all and 0.26 GB at its peak (0.37 GB before _row_energy), so
+# 65536 outputs (the digits conv has 64,692 distinct ones) is minutes and GBs, and --outputs 1000000
+# built stimulus for 4 minutes after Yosys, then ran into Icarus' timeout.
 POWER_MAX_OUTPUTS = 65536
 
 # Cycle phases of the stimulus.
@@ -243,12 +244,25 @@ def simulate_nets(netlist, stim: dict, workdir) -> np.ndarray:
         if proc.returncode != 0:
             last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             raise PsumError(f"gate-level simulation failed ({Path(cmd[0]).name}): {last[0]}")
-    lines = (workdir / "nets.txt").read_bytes().split()
+    # Why np.fromfile and not a split into lines: one copy of the file instead of three (a line of
+    # width characters and "\n" per cycle; --outputs 65536 of an fp32 unit is GBs).
+    raw = np.fromfile(workdir / "nets.txt", dtype=np.uint8)
     width = len(netlist.bits)
-    if len(lines) != n or any(len(line) != width for line in lines):
-        raise PsumError(f"gate-level simulation wrote {len(lines)} cycles, expected {n} of {width} nets")
+    if raw.size != n * (width + 1) or not (raw[width::width + 1] == ord("\n")).all():
+        raise PsumError(f"gate-level simulation wrote {raw.size:,} bytes, expected {n} cycles of {width} nets")
     # Why == "1": x and z (none in a mapped, reset design) count as 0.
-    return np.frombuffer(b"".join(lines), dtype=np.uint8).reshape(n, width) == ord("1")
+    return raw.reshape(n, width + 1)[:, :width] == ord("1")
+
+
+def _row_energy(toggles: np.ndarray, e: np.ndarray, rows: int = 4096) -> np.ndarray:
+    """``toggles @ e``: fJ of each cycle (row) of a bool ``(cycles, nets)`` array, block by block.
+
+    Why blocks: the bool array cast to float64 whole takes 8 bytes per net and cycle.
+    """
+    out = np.empty(len(toggles))
+    for k in range(0, len(toggles), rows):
+        out[k:k + rows] = toggles[k:k + rows].astype(np.float64) @ e
+    return out
 
 
 def _energy_per_toggle(netlist) -> tuple[np.ndarray, dict]:
@@ -342,14 +356,14 @@ def estimate_power(netlist, spec, *, workdir, n_outputs: int = 64, seed: int = 0
                + sum(netlist.load[b] for b in clock_bits) * netlist.vdd ** 2)
     active, idle = phase == ACTIVE, phase == IDLE
     t_act = toggles[active]
-    per_cycle = toggles.astype(np.float64) @ e_tog + e_clock
+    per_cycle = _row_energy(toggles, e_tog) + e_clock
     act_fj = float(per_cycle[active].mean())
     idle_fj = float(per_cycle[idle].mean())
     # Products, not en cycles: a multi-lane unit takes N per cycle (zero padding not counted).
     macs = sum(int(np.asarray(a).size) for a, _, _ in streams)
     breakdown = {"clock": e_clock}
     for k, mask in part.items():
-        breakdown[k] = float((t_act[:, mask].astype(np.float64) @ e_tog[mask]).mean()) if mask.any() else 0.0
+        breakdown[k] = float(_row_energy(t_act[:, mask], e_tog[mask]).mean()) if mask.any() else 0.0
     groups = {}
     if group_of is not None:
         # Why per MAC: the groups split energy_per_mac_fj, the figure a reader compares.
