@@ -431,9 +431,13 @@ def read_liberty(path) -> Library:
         If it is a folder or not UTF-8 text, does not parse, uses a construct psum does not model, or
         holds a figure psum cannot use: an attribute that is not a finite number (a negative area,
         capacitance or leakage, a non-positive ``nom_voltage``), a table whose template the file
-        does not define, whose values do not fill its indices or whose indices do not increase, or
-        a logic cell (or the flip-flop's clock-to-Q) without a delay table for one of its inputs,
-        which the timing would count as 0 ns (one line, naming the cell).
+        does not define (or with a variable psum does not read), whose values do not fill its
+        indices or whose indices do not increase, a logic cell (or the flip-flop's clock-to-Q and
+        setup) without a delay table for an input its function reads, which the timing would count
+        as 0 ns, a cell defined twice, a pin group for several pins, or cells the flow cannot map
+        logic onto (:func:`check_usable`); one line, naming the cell. Cells Yosys never maps to
+        are skipped: latches, flops with reset, multi-output, three-state and ``dont_use`` cells,
+        pads.
     """
     from liberty.parser import parse_liberty
 

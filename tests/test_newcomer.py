@@ -417,6 +417,30 @@ def test_own_rtl_refuses_a_multiplier_it_does_not_build(tmp_path, capsys):
                    "(with rtl, impl sets only the latency and lanes the check expects)")
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--clock-ns", "0.0001"], "clock period must be at least 0.001 ns (1 ps: no logic gate switches faster), not 0.0001"),
+    (["--iso-clock-ns", "0.0001"],
+     "clock period must be at least 0.001 ns (1 ps: no logic gate switches faster), not 0.0001"),
+    (["--no-iso", "--iso-macs", "8"], "--iso-macs sets the iso-throughput comparison, which --no-iso skips"),
+    (["--per-layer", "--no-per-layer"], "give --per-layer or --no-per-layer, not both"),
+    (["--tol", "150"], "tol must be a number of percentage points in [0, 100), not 150.0"),
+    (["--mx", "fp8_e4m3"], "unknown block format 'fp8_e4m3'; use a block format: mxfp8_e4m3, mxfp8_e5m2, mxfp6_e3m2, "
+                           "mxfp6_e2m3, mxfp4, mxint8 or nvfp4, with _k<N> for a block size other than 32 (nvfp4: 16)"),
+])
+def test_report_silicon_options_are_checked_before_a_width_checkpoint_is_trained(extra, message, capsys,
+                                                                                 monkeypatch):
+    """psum report --width W trains the width-W checkpoint when it is missing (minutes); these
+    options were refused only after that (the config is now built, and checked, first)."""
+    import psum.nets.train
+
+    def trained(*a, **k):
+        raise AssertionError("the checkpoint was trained before the options were checked")
+
+    monkeypatch.setattr(psum.nets.train, "width_checkpoint", trained)
+    err = one_line(["report", "--model", "lenet5", "--width", "0.3", *extra], capsys)
+    assert err == f"psum report: error: {message}"
+
+
 # -- the gaps a newcomer's pass left open, each refused before any work ---------------------------
 @pytest.mark.parametrize("argv, message", [
     # Before: a warning per unit ("cannot write the cache entry ...: File exists"), then every

@@ -36,22 +36,15 @@ def _cmd_report(args) -> int:
     from psum.reports.library import report_library
 
     report_library(args.liberty)  # a bad Liberty file is one line, before the checkpoint or any work
-    out = args.out
-    checkpoint = args.checkpoint
-    if args.width is not None:  # the width-W checkpoint (trained first if needed), ./<model>-w<W>-<dataset>/
-        from psum.nets.train import width_checkpoint
-        from psum.reports.report import default_out_dir
-
-        if checkpoint is not None:
-            raise ValueError("give --width or --checkpoint, not both (a psum checkpoint records its width)")
-        checkpoint = str(width_checkpoint(args.model, args.dataset, args.width, train_if_missing=True,
-                                          data_dir=args.data_dir))
-        out = out or str(default_out_dir(f"{args.model}-w{args.width:g}", args.dataset))
     if args.per_layer and args.no_per_layer:  # the later one used to win silently
         raise ValueError("give --per-layer or --no-per-layer, not both")
     if args.no_iso and (args.iso_macs is not None or args.iso_clock_ns is not None):
         opt = "--iso-macs" if args.iso_macs is not None else "--iso-clock-ns"
         raise ValueError(f"{opt} sets the iso-throughput comparison, which --no-iso skips")
+    out = args.out
+    checkpoint = args.checkpoint
+    if args.width is not None and checkpoint is not None:
+        raise ValueError("give --width or --checkpoint, not both (a psum checkpoint records its width)")
     kw = dict(model=args.model, dataset=args.dataset, tol=args.tol, data_dir=args.data_dir, jobs=args.jobs,
               sim_cycles=args.sim_cycles, checkpoint=checkpoint, groups=tuple(args.layer or ()))
     if args.limit is not None:
@@ -65,7 +58,17 @@ def _cmd_report(args) -> int:
               iso_clock_ns=args.iso_clock_ns, glitch=not args.no_glitch, liberty=args.liberty, clock_ns=args.clock_ns, breakdown=not args.no_breakdown)
     if args.mx:
         kw["mx"] = args.mx
-    cfg = ReportConfig.quick(**kw) if args.quick else ReportConfig(**kw)
+    cfg = ReportConfig.quick(**kw) if args.quick else ReportConfig(**kw)  # every option checked here
+    if args.width is not None:  # the width-W checkpoint (trained first if needed), ./<model>-w<W>-<dataset>/
+        # Why after the config: training takes minutes, and a bad option must not wait for it.
+        import dataclasses
+
+        from psum.nets.train import width_checkpoint
+        from psum.reports.report import default_out_dir
+
+        cfg = dataclasses.replace(cfg, checkpoint=str(width_checkpoint(args.model, args.dataset, args.width,
+                                                                       train_if_missing=True, data_dir=args.data_dir)))
+        out = out or str(default_out_dir(f"{args.model}-w{args.width:g}", args.dataset))
     from psum.sweeps.distributed import ray_cluster
 
     with ray_cluster(args.ray):  # the report's sweeps and searches as Ray tasks (None: serial)
