@@ -57,14 +57,15 @@ import numpy as np
 
 from psum.errors import PsumError
 
-__all__ = ["MODEL_VERSION", "Table", "Arc", "LibCell", "Library", "read_liberty", "check_path", "check_usable",
-           "unateness", "arc_delay", "arc_edges", "setup_time", "internal_energy", "clock_energy", "instance_edge_delays"]
+__all__ = ["MODEL_VERSION", "Table", "StateTables", "Arc", "LibCell", "Library", "read_liberty", "check_path",
+           "check_usable", "unateness", "arc_delay", "arc_edges", "setup_time", "internal_energy", "clock_energy", "instance_edge_delays"]
 
 #: Version of the Liberty timing and power model; part of every cache key of a Liberty result
-#: (3: the ideal input/clock slew converted to ns, which changes every figure of a library whose
-#: time_unit is not 1ns; 2: rise and fall timed apart by timing_sense; 1: the larger of rise and
+#: (4: the `when` states of one arc timed by their worst table and powered by their mean, not by
+#: the last group; 3: the ideal input/clock slew converted to ns, which changes every figure of a
+#: library whose time_unit is not 1ns; 2: rise and fall timed apart by timing_sense; 1: the larger of rise and
 #: fall per arc).
-MODEL_VERSION = 3
+MODEL_VERSION = 4
 
 #: The output edges, in the order of every (rise, fall) pair of this module.
 EDGES = ("rise", "fall")
@@ -111,6 +112,32 @@ class Table:
         return _interp1(self.index_1, rows, x)
 
 
+@dataclasses.dataclass(frozen=True)
+class StateTables:
+    """The tables of one arc (or one internal-power pair) under several ``when`` states, read as one.
+
+    A real library times and powers a cell's pin per state of its other inputs (``timing`` and
+    ``internal_power`` groups with ``when : "!A2"`` ...). psum's timing knows no state, so it takes
+    the worst (``how="max"``, the usual choice of a state-blind static timing analysis); its power
+    proxy knows no state probabilities, so it takes their ``"mean"`` (equal weights).
+    """
+
+    tables: tuple
+    how: str
+
+    def __call__(self, **kwargs) -> float:
+        values = [t(**kwargs) for t in self.tables]
+        return max(values) if self.how == "max" else sum(values) / len(values)
+
+
+def _states(old, new, how: str):
+    """``old`` and ``new`` (a table, a :class:`StateTables` or None) as one :class:`StateTables`."""
+    if old is None or new is None:
+        return new if old is None else old
+    tables = lambda t: t.tables if isinstance(t, StateTables) else (t,)  # noqa: E731
+    return StateTables(tables(old) + tables(new), how)
+
+
 def _interp1(index, values, x) -> float:
     """Linear interpolation, linear extrapolation beyond the ends (Liberty's table lookup)."""
     idx = np.asarray(index, dtype=float)
@@ -132,8 +159,9 @@ class Arc:
         ``"positive_unate"``, ``"negative_unate"`` or ``"non_unate"`` (from ``timing_sense``, else
         from the cell's function; a flip-flop's clock-to-Q arc is ``non_unate``: the clock's rising
         edge launches either edge of Q).
-    cell_rise, cell_fall, rise_transition, fall_transition : Table or None
-        Delay and output slew of a rising / falling output (None when the file has no such table).
+    cell_rise, cell_fall, rise_transition, fall_transition : Table, StateTables or None
+        Delay and output slew of a rising / falling output (None when the file has no such table;
+        the worst of several ``when`` states' tables: :class:`StateTables`).
     """
 
     sense: str
@@ -578,16 +606,20 @@ def read_liberty(path) -> Library:
                                            if tg.get_groups(k) else None
                                            for k in ("cell_rise", "cell_fall", "rise_transition", "fall_transition")))
                         old = arcs.get((pin, r))
-                        if old is not None:  # combinational_rise + combinational_fall: one arc, both edges' tables
+                        if old is not None:
+                            # combinational_rise + combinational_fall: one arc with both edges' tables;
+                            # groups per `when` state: the worst of their tables (StateTables)
                             tables = ("cell_rise", "cell_fall", "rise_transition", "fall_transition")
-                            arc = Arc(arc.sense or old.sense, *(getattr(arc, k) if getattr(arc, k) is not None
-                                                                else getattr(old, k) for k in tables))
+                            arc = Arc(arc.sense or old.sense,
+                                      *(_states(getattr(old, k), getattr(arc, k), "max") for k in tables))
                         arcs[(pin, r)] = arc
             for ig in pg.get_groups("internal_power"):
                 rel = _text(ig.get("related_pin", pin))
                 for r in rel.split():
-                    power[(pin, r)] = tuple(table(ig.get_group(k), e_unit, f"cell {name}: pin {pin}")
-                                            if ig.get_groups(k) else None for k in ("rise_power", "fall_power"))
+                    new = tuple(table(ig.get_group(k), e_unit, f"cell {name}: pin {pin}")
+                                if ig.get_groups(k) else None for k in ("rise_power", "fall_power"))
+                    old = power.get((pin, r), (None, None))  # groups per `when` state: their mean
+                    power[(pin, r)] = tuple(_states(o, n, "mean") for o, n in zip(old, new))
         leak = cg.get("cell_leakage_power")
         if leak is None and cg.get_groups("leakage_power"):
             leak = cg.get_groups("leakage_power")[0].get("value", 0.0)
