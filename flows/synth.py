@@ -80,7 +80,9 @@ class SynthResult:
     energy_per_mac_fj, active_fj_per_cycle, idle_fj_per_cycle, idle_fraction : float
         Power proxy (see :mod:`psum.flows.power`).
     power : dict
-        The rest of the power proxy (breakdown, toggle rate, stream, cycle counts).
+        The rest of the power proxy (breakdown, toggle rate, stream, cycle counts); on a Liberty
+        library also ``liberty`` (the file), ``leakage_nw`` and ``unpowered_cells`` (the mapped
+        cell types without ``internal_power`` tables: their toggles cost ``0.5 C V^2`` only).
     flow_version, library : str
         What produced the figures (enter the cache key).
     seconds : float
@@ -304,6 +306,11 @@ def _compute(spec, n_outputs: int, seed: int, keep: Path | None, streams=None, i
     if liberty is not None:
         p["leakage_nw"] = round(netlist.leakage_nw(), 3)
         p["liberty"] = str(liberty.path)
+        # Why say so: internal_power tables are optional in Liberty; without them a cell's toggles
+        # cost only 0.5 C V^2 and the energy comes out low, which the reader must see.
+        p["unpowered_cells"] = sorted(c for c in netlist.cell_counts()
+                                      if c in liberty.cells and not any(t for ts in liberty.cells[c].power.values()
+                                                                        for t in ts))
     return SynthResult(
         spec=str(spec),
         module=top,

@@ -456,6 +456,29 @@ def test_synth_onto_the_liberty(tmp_path, capsys):
     out = capsys.readouterr().out
     for word in ("NAND2_T", "leakage", "NLDM with slew", "slack"):
         assert word in out
+    assert r.power["unpowered_cells"] == [] and "internal_power" not in out
+
+
+@pytest.mark.slow
+def test_cells_without_internal_power_are_named(tmp_path, capsys):
+    """internal_power tables are optional in Liberty: a cell without them costs only 0.5 C V^2 per
+    toggle, and the result says which mapped cells those were instead of a quietly low energy."""
+    from psum.flows.synth import synthesize
+
+    text = LIB.read_text()
+    bare = re.sub(r"(cell \((?:NAND2_T|INV_T)\).*?)(\n  cell \()",
+                  lambda m: re.sub(r"\n\s*internal_power \(\) \{.*?\n      \}", "", m.group(1), flags=re.S) + m.group(2),
+                  text, flags=re.S)
+    assert bare.count("internal_power") < text.count("internal_power")
+    path = tmp_path / "bare.lib"
+    path.write_text(bare)
+    r = synthesize("a=int4,b=int4,acc=int12", liberty=path, cache_dir=tmp_path, n_outputs=4)
+    full = synthesize("a=int4,b=int4,acc=int12", liberty=LIB, cache_dir=tmp_path, n_outputs=4)
+    assert r.power["unpowered_cells"] == sorted({"NAND2_T", "INV_T"} & set(r.cells))
+    assert r.power["unpowered_cells"] and r.energy_per_mac_fj < full.energy_per_mac_fj
+    assert main(["synth", "a=int4,b=int4,acc=int12", "--liberty", str(path), "--cache-dir", str(tmp_path),
+                 "--outputs", "4"]) == 0
+    assert f"no internal_power tables in {path})" in capsys.readouterr().out
 
 
 def test_when_states_time_by_the_worst_and_power_by_the_mean(tmp_path):

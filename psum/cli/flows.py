@@ -73,7 +73,9 @@ def format_result(r) -> str:
         ("depth", f"{r.depth} cells on the critical path (longest path {r.max_depth})"),
         ("delay", (f"{r.delay_ns:.3f} ns  ({1e3 / r.delay_ns:,.0f} MHz"
                    + (", NLDM with slew)" if "liberty" in r.power else ")")) if r.delay_ns else "0"),
-        ("energy/MAC", f"{r.energy_per_mac_fj:,.1f} fJ"),
+        ("energy/MAC", f"{r.energy_per_mac_fj:,.1f} fJ" + (
+            f"  (switching 0.5 C V^2 only for {', '.join(r.power['unpowered_cells'])}: no internal_power tables in "
+            f"{r.power['liberty']})" if r.power.get("unpowered_cells") else "")),
         ("active", f"{r.active_fj_per_cycle:,.1f} fJ/cycle  ({parts})"),
         ("idle", f"{r.idle_fj_per_cycle:,.1f} fJ/cycle = {r.idle_fraction:.1%} of active  (clock, no gating)"),
         ("stream", f"{r.power.get('stream', '')}, toggle rate {r.power.get('toggle_rate', 0):.3f}"),
