@@ -109,6 +109,14 @@ def test_cli_json_reads_cache(small, cache_dir, capsys):
     assert data["ge"] == small.ge and data["cached"] is True
 
 
+def test_cli_one_unit_given_twice_is_one_result(small, cache_dir, capsys):
+    """The same unit twice (here by two spellings) was synthesised and printed twice."""
+    assert main(["synth", SMALL, "a=int4, b=int4, acc=int12,overflow=wrap", "--json", "--cache-dir", str(cache_dir),
+                 "--outputs", str(N_OUT)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert isinstance(data, dict) and data["ge"] == small.ge
+
+
 def test_cli_table(small, cache_dir, capsys):
     assert main(["synth", SMALL, "--cache-dir", str(cache_dir), "--outputs", str(N_OUT)]) == 0
     out = capsys.readouterr().out

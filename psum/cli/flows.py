@@ -126,6 +126,10 @@ def format_glitch(g) -> str:
 
 def _cmd_synth(args) -> int:
     from psum.flows.synth import synthesize_many
+    from psum.golden import MacSpec
+
+    # one unit given twice (or by two names, fp16 and e5m10) is synthesised and printed once
+    args.specs = list(dict.fromkeys(str(MacSpec.parse(s)) for s in args.specs))
 
     kw = {} if args.outputs is None else {"n_outputs": args.outputs}  # the API owns the default
     if args.glitch and args.outputs is not None:
