@@ -233,9 +233,11 @@ def test_calibration_int8_mac(tmp_path):
 @pytest.mark.slow
 def test_calibration_fp32_fma(tmp_path):
     r = synthesize("a=fp32,b=fp32,acc=fp32", cache_dir=tmp_path, n_outputs=16)
-    # Open Yosys+ABC NanGate45 flows report ~12,400 um2 (~15,500 GE) for an fp32 FMA; a
-    # single-cycle unit without FA cells or sizing may be larger: accept 8,000-40,000 GE.
-    assert 8000 < r.ge < 40000
+    # Open Yosys+ABC NanGate45 flows report ~12,400 um2 (~15,500 GE) for an fp32 FMA (cvfpu's,
+    # with a runtime rounding mode and flags). psum's unit, specialised at generation time, is
+    # 0.89x cvfpu's in the generic flow (benchmarks/bench_qor.py) and 7,905 GE here after issue
+    # 12's datapath work (it was above 8,000, this test's old floor): accept 5,000-40,000 GE.
+    assert 5000 < r.ge < 40000
     assert r.ffs == 32
 
 
