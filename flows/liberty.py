@@ -58,7 +58,8 @@ import numpy as np
 from psum.errors import PsumError
 
 __all__ = ["MODEL_VERSION", "Table", "StateTables", "Arc", "LibCell", "Library", "read_liberty", "check_path",
-           "check_usable", "unateness", "arc_delay", "arc_edges", "setup_time", "internal_energy", "clock_energy", "instance_edge_delays"]
+           "check_usable", "unateness", "arc_delay", "arc_edges", "setup_time", "internal_energy", "clock_energy",
+           "instance_edge_delays"]
 
 #: Version of the Liberty timing and power model; part of every cache key of a Liberty result
 #: (4: the `when` states of one arc timed by their worst table and powered by their mean, not by
@@ -191,11 +192,12 @@ class Arc:
 _BOOLEAN_OPS = {ast.BitAnd: lambda x, y: x & y, ast.BitOr: lambda x, y: x | y, ast.BitXor: lambda x, y: x ^ y}
 
 
-def _boolean_ast(function: str) -> ast.expr:
+def _boolean_ast(function: str, shown: str | None = None) -> ast.expr:
     """The parsed Verilog form of a Liberty ``function``: names, 0/1, ``~``, ``&``, ``|``, ``^`` only.
 
     Why not ``eval``: the text comes from a user's Liberty file; only this closed grammar is
-    evaluated (by :func:`_evaluate`), anything else is a one-line error.
+    evaluated (by :func:`_evaluate`), anything else is a one-line error, naming the function as
+    ``shown`` (the Liberty text it was translated from) when given.
 
     Raises
     ------
@@ -205,14 +207,14 @@ def _boolean_ast(function: str) -> ast.expr:
     try:
         tree = ast.parse(function, "<liberty function>", mode="eval").body
     except SyntaxError:
-        raise PsumError(f"liberty function {function!r} is not a boolean expression psum reads") from None
+        raise PsumError(f"liberty function {shown or function!r} is not a boolean expression psum reads") from None
     for node in ast.walk(tree):
         ok = (isinstance(node, (ast.Name, ast.Load, ast.Invert, *_BOOLEAN_OPS))
               or (isinstance(node, ast.BinOp) and type(node.op) in _BOOLEAN_OPS)
               or (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Invert))
               or (isinstance(node, ast.Constant) and node.value in (0, 1) and type(node.value) is int))
         if not ok:
-            raise PsumError(f"liberty function {function!r} is not a boolean expression psum reads "
+            raise PsumError(f"liberty function {shown or function!r} is not a boolean expression psum reads "
                             f"(names, 0, 1, !, &, |, ^ and parentheses)")
     return tree
 
@@ -651,15 +653,13 @@ def read_liberty(path) -> Library:
         out = outputs[0]
         try:
             verilog = _verilog_of(functions[out], name)
-            if {n.id for n in ast.walk(_boolean_ast(verilog)) if isinstance(n, ast.Name)} & set(others):
-                continue  # a function of an inout or internal pin (a pad): ABC maps no such cell
-            _check_function(path, name, verilog, functions[out], [p for p, _ in inputs])
+            used = {n.id for n in ast.walk(_boolean_ast(verilog, shown=functions[out])) if isinstance(n, ast.Name)}
         except PsumError as exc:  # one line naming the file and the cell, with the function as written
-            msg = str(exc).replace(repr(functions[out].replace("!", "~").replace("*", "&").replace("+", "|")),
-                                   repr(functions[out]))
-            raise PsumError(msg if msg.startswith(f"{path}: ") else
-                            f"{path}: {msg if msg.startswith('cell ') else f'cell {name}: {msg}'}") from None
-        used = {n.id for n in ast.walk(_boolean_ast(verilog)) if isinstance(n, ast.Name)}
+            where = "" if str(exc).startswith("cell ") else f"cell {name}: "
+            raise PsumError(f"{path}: {where}{exc}") from None
+        if used & set(others):
+            continue  # a function of an inout or internal pin (a pad): ABC maps no such cell
+        _check_function(path, name, used, functions[out], [p for p, _ in inputs])
         timed.append((name, arcs, out, [p for p, _ in inputs if p in used]))  # the pins the function reads
         for (o, r), arc in list(arcs.items()):
             if not arc.sense:
@@ -687,9 +687,8 @@ def read_liberty(path) -> Library:
     return library
 
 
-def _check_function(path, cell: str, verilog: str, function: str, pins) -> None:
-    """Refuse a logic cell's ``function`` that names a pin the cell does not have (one line)."""
-    names = {n.id for n in ast.walk(_boolean_ast(verilog)) if isinstance(n, ast.Name)}
+def _check_function(path, cell: str, names: set, function: str, pins) -> None:
+    """Refuse a logic cell's ``function`` whose pin ``names`` include one the cell does not have (one line)."""
     unknown = sorted(names - set(pins))
     if unknown:
         raise PsumError(f"{path}: cell {cell}: function {function!r} names {unknown[0]}, which is not an input pin "
