@@ -165,18 +165,10 @@ def _script(work: Path, top: str, liberty=None) -> str:
 
 
 def _run(work: Path, top: str, liberty=None) -> None:
-    import os
-    import subprocess
-
-    from .synth import _host, yosys_command
+    from .synth import _host, _yosys_script
 
     (work / "breakdown.ys").write_text(_script(work, top, liberty))
-    env = dict(os.environ, YOWASP_MOUNT="/h=/")
-    try:
-        proc = subprocess.run(yosys_command() + ["-q", "-s", _host(work / "breakdown.ys")], cwd=work, env=env,
-                              capture_output=True, text=True, timeout=3600)
-    except subprocess.TimeoutExpired:  # one line, as psum.flows.synth's Yosys run, not a traceback
-        raise PsumError(f"yosys timed out after 3600 s on {top}") from None
+    proc = _yosys_script(work / "breakdown.ys", top)
     if proc.returncode != 0 or not (work / "hier.json").exists() or not (work / "flat.txt").exists():
         text = (proc.stderr + proc.stdout).strip().splitlines()
         last = next((ln for ln in text if "ERROR" in ln), text[-1] if text else f"exit code {proc.returncode}")

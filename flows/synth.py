@@ -182,20 +182,32 @@ def _script(work: Path, top: str, liberty=None) -> str:
     ]) + "\n"
 
 
+def _yosys_script(script: Path, top: str) -> subprocess.CompletedProcess:
+    """Run the Yosys script ``script`` (host paths through ``YOWASP_MOUNT``) in its folder.
+
+    No orphaned Yosys if psum is killed; a run past :data:`_TIMEOUT_S` is one line.
+
+    Raises
+    ------
+    PsumError
+        ``yosys timed out after ... s on TOP``.
+    """
+    env = dict(os.environ, YOWASP_MOUNT="/h=/")
+    try:
+        return subprocess.run(yosys_command() + ["-q", "-s", _host(script)], cwd=script.parent, env=env,
+                              capture_output=True, text=True, timeout=_TIMEOUT_S, preexec_fn=dies_with_me())
+    except subprocess.TimeoutExpired:
+        raise PsumError(f"yosys timed out after {_TIMEOUT_S} s on {top}") from None
+
+
 def _run_yosys(work: Path, top: str, liberty=None) -> None:
     (work / "synth.ys").write_text(_script(work, top, liberty))
-    env = dict(os.environ, YOWASP_MOUNT="/h=/")
     outputs = ("transistors.txt", "stat.txt", "mapped.json")
     last = ""
     for _attempt in range(2):  # why retry: see the thread note in _script
         for name in outputs:
             (work / name).unlink(missing_ok=True)
-        try:
-            proc = subprocess.run(yosys_command() + ["-q", "-s", _host(work / "synth.ys")], cwd=work, env=env,
-                                  capture_output=True, text=True, timeout=_TIMEOUT_S,
-                                  preexec_fn=dies_with_me())  # no orphaned yosys if psum is killed
-        except subprocess.TimeoutExpired:
-            raise PsumError(f"yosys timed out after {_TIMEOUT_S} s on {top}") from None
+        proc = _yosys_script(work / "synth.ys", top)
         text = (proc.stderr + proc.stdout).strip()
         errors = [ln for ln in text.splitlines() if "ERROR" in ln]
         if proc.returncode == 0 and all((work / n).exists() for n in outputs):
